@@ -1,0 +1,96 @@
+import { z } from 'zod'
+
+/**
+ * The shape of `pgml-kit.config.ts`. Structural rules live here; rules that need to look at
+ * several fields at once (limits that depend on the vector type, duplicates) live in `validate.ts`.
+ */
+
+const identifier = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((s) => Buffer.byteLength(s, 'utf8') <= 63, 'is longer than PostgreSQL\'s 63-byte identifier limit')
+  .refine((s) => !s.includes('\0'), 'must not contain a NUL character')
+
+const duration = z
+  .string()
+  .regex(/^\d+\s*(ms|s|min|h)?$/, 'must be a PostgreSQL duration such as "5s", "500ms", "10min" or "0" (no limit)')
+
+export const distanceSchema = z.enum(['l2', 'inner_product', 'cosine', 'l1'], {
+  error: 'must be one of "l2", "inner_product", "cosine", "l1"',
+})
+
+const hnswIndexSchema = z.strictObject({
+  method: z.literal('hnsw'),
+  distance: distanceSchema,
+  name: identifier.optional(),
+  m: z.number().int('must be an integer').min(2, 'must be at least 2').max(100, 'must be at most 100 (pgvector\'s limit)').optional(),
+  efConstruction: z.number().int('must be an integer').min(4, 'must be at least 4').max(1000, 'must be at most 1000 (pgvector\'s limit)').optional(),
+})
+
+const ivfflatIndexSchema = z.strictObject({
+  method: z.literal('ivfflat'),
+  distance: distanceSchema,
+  name: identifier.optional(),
+  lists: z.number().int('must be an integer').min(1, 'must be at least 1').max(32768, 'must be at most 32768 (pgvector\'s limit)').optional(),
+})
+
+export const indexSchema = z.discriminatedUnion('method', [hnswIndexSchema, ivfflatIndexSchema], {
+  error: 'needs method "hnsw" or "ivfflat"',
+})
+
+const modelObjectSchema = z.strictObject({
+  id: z.string().min(1, 'must not be empty'),
+  revision: z.string().min(1).optional(),
+  dimensions: z.number().int('must be an integer').min(1, 'must be at least 1').max(16000, 'must be at most 16000 (pgvector\'s limit for vector and halfvec)').optional(),
+  documentPrefix: z.string().optional(),
+  queryPrefix: z.string().optional(),
+  normalize: z.boolean().optional(),
+})
+
+export const modelSchema = z.union([z.string().min(1, 'must not be empty'), modelObjectSchema], {
+  error: 'must be a model id (string) or { id, dimensions, documentPrefix?, queryPrefix?, normalize? }',
+})
+
+export const embeddingModes = ['trigger', 'generated', 'queue', 'app'] as const
+
+export const embeddingSchema = z.strictObject({
+  source: z.union([identifier, z.array(identifier).min(1, 'needs at least one source column')], {
+    error: 'must be a column name or a non-empty list of column names',
+  }),
+  separator: z.string().optional(),
+  model: modelSchema,
+  mode: z.enum(embeddingModes, { error: 'must be one of "trigger", "generated", "queue", "app"' }),
+  type: z.enum(['vector', 'halfvec'], { error: 'must be "vector" or "halfvec"' }).optional(),
+  indexes: z.array(indexSchema).optional(),
+})
+
+export const tableSchema = z.strictObject({
+  schema: identifier.optional(),
+  embeddings: z.record(identifier, embeddingSchema),
+})
+
+export const migrationsSchema = z.strictObject({
+  dir: z.string().min(1).optional(),
+  table: identifier.optional(),
+  schema: identifier.optional(),
+  lockTimeout: duration.optional(),
+  statementTimeout: duration.optional(),
+  indexStatementTimeout: duration.optional(),
+})
+
+export const configSchema = z.strictObject({
+  migrations: migrationsSchema.optional(),
+  tables: z.record(identifier, tableSchema),
+})
+
+export type Distance = z.infer<typeof distanceSchema>
+export type IndexConfig = z.infer<typeof indexSchema>
+export type HnswIndexConfig = z.infer<typeof hnswIndexSchema>
+export type IvfflatIndexConfig = z.infer<typeof ivfflatIndexSchema>
+export type ModelConfig = z.infer<typeof modelSchema>
+export type EmbeddingMode = (typeof embeddingModes)[number]
+export type EmbeddingConfig = z.infer<typeof embeddingSchema>
+export type TableConfig = z.infer<typeof tableSchema>
+export type MigrationsConfig = z.infer<typeof migrationsSchema>
+/** The object `pgml-kit.config.ts` exports (usually through `defineConfig`). */
+export type PgmlKitConfig = z.infer<typeof configSchema>

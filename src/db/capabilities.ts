@@ -1,0 +1,51 @@
+import type pg from 'pg'
+
+export type PgmlKind = 'pgml' | 'pgml_compat' | 'unmanaged' | 'installable' | 'absent'
+
+/** What a target can do, read from the catalog before anything is changed. */
+export interface Capabilities {
+  readonly serverVersion: string
+  readonly serverVersionNum: number
+  readonly vector: { readonly installed: string | null; readonly available: string | null }
+  /**
+   * `pgml` / `pgml_compat`: that extension is installed; `unmanaged`: `pgml.embed` exists outside
+   * an extension; `installable`: not installed but `CREATE EXTENSION` would work; `absent`: none.
+   */
+  readonly pgml: PgmlKind
+  readonly pgmlVersion: string | null
+}
+
+export function canEmbedInDatabase(capabilities: Capabilities): boolean {
+  return capabilities.pgml !== 'absent'
+}
+
+export async function detectCapabilities(client: pg.ClientBase): Promise<Capabilities> {
+  const { rows } = await client.query<{
+    server_version: string; server_version_num: string
+    vector_installed: string | null; vector_available: string | null
+    pgml: string | null; pgml_compat: string | null; has_embed: boolean
+    pgml_available: boolean; compat_available: boolean
+  }>(`SELECT current_setting('server_version') AS server_version,
+    current_setting('server_version_num') AS server_version_num,
+    (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS vector_installed,
+    (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') AS vector_available,
+    (SELECT extversion FROM pg_extension WHERE extname = 'pgml') AS pgml,
+    (SELECT extversion FROM pg_extension WHERE extname = 'pgml_compat') AS pgml_compat,
+    to_regprocedure('pgml.embed(text, text, jsonb)') IS NOT NULL AS has_embed,
+    EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml') AS pgml_available,
+    EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_compat') AS compat_available`)
+  const row = rows[0]
+  if (!row) throw new Error('capability query returned no row')
+  const pgml: PgmlKind = row.pgml ? 'pgml'
+    : row.pgml_compat ? 'pgml_compat'
+      : row.has_embed ? 'unmanaged'
+        : row.pgml_available || row.compat_available ? 'installable'
+          : 'absent'
+  return {
+    serverVersion: row.server_version,
+    serverVersionNum: Number(row.server_version_num),
+    vector: { installed: row.vector_installed, available: row.vector_available },
+    pgml,
+    pgmlVersion: row.pgml ?? row.pgml_compat,
+  }
+}

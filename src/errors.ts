@@ -1,0 +1,39 @@
+/**
+ * Every error pgml-kit raises for a user mistake or an unusable target is a `PgmlKitError` with a
+ * stable `code`, so callers can branch on it and the CLI can print it without a stack trace.
+ */
+export class PgmlKitError extends Error {
+  readonly code: string
+  /** Where the problem is: a config path (`tables.documents.embeddings.body`), a file, or an SQL object. */
+  readonly where: string | undefined
+  /** What to do next, in one sentence. */
+  readonly hint: string | undefined
+
+  constructor(code: string, message: string, options: { where?: string; hint?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+    this.code = code
+    this.where = options.where
+    this.hint = options.hint
+  }
+}
+
+/** One problem found in a config, with the dotted path of the offending value. */
+export interface ConfigIssue {
+  readonly path: string
+  readonly message: string
+}
+
+export class ConfigError extends PgmlKitError {
+  readonly issues: readonly ConfigIssue[]
+
+  constructor(issues: readonly ConfigIssue[], source = 'pgml-kit.config.ts') {
+    const lines = issues.map((issue) => `  ${issue.path || '(root)'}: ${issue.message}`)
+    super('CONFIG_INVALID', `${source} is invalid:\n${lines.join('\n')}`, { where: source })
+    this.issues = Object.freeze([...issues])
+  }
+}
+
+export class PlanError extends PgmlKitError {}
+export class TargetError extends PgmlKitError {}
+export class MigrationError extends PgmlKitError {}

@@ -1,0 +1,88 @@
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join, relative } from 'node:path'
+import { PgmlKitError } from '../errors.js'
+import type { LoadedConfig } from '../config/load.js'
+import { isEmptyPlan, planMigration, planOperations, type Plan } from '../plan/plan-migration.js'
+import { renderMigrationFiles, type MigrationFile } from './render-files.js'
+import { readSnapshot, sha256, writeSnapshot, type Snapshot } from './snapshot.js'
+
+export interface PlanResult {
+  readonly plan: Plan
+  readonly files: readonly MigrationFile[]
+  readonly snapshot: Snapshot
+}
+
+/** What `generate` would write now: the diff of the snapshot and the config, as files. */
+export async function planFromConfig(config: LoadedConfig, options: { name?: string; timestamp?: number } = {}): Promise<PlanResult> {
+  const snapshot = await readSnapshot(config.migrationsDir)
+  const plan = planMigration(snapshot.state, config.state)
+  const files = renderMigrationFiles(plan, {
+    name: options.name ?? 'pgml-kit',
+    timestamp: options.timestamp ?? Date.now(),
+    settings: config.migrations,
+    configFile: relative(config.root, config.path) || 'pgml-kit.config.ts',
+  })
+  return { plan, files, snapshot }
+}
+
+export interface GenerateResult {
+  readonly written: readonly string[]
+  readonly plan: Plan
+}
+
+/**
+ * Writes the migration files for the difference between the last generated state and the config,
+ * and records the new state in the snapshot.
+ *
+ * @example
+ * const { written } = await generate(await loadConfig(), { name: 'add-doc-embeddings' })
+ */
+export async function generate(config: LoadedConfig, options: { name: string; timestamp?: number }): Promise<GenerateResult> {
+  const { plan, files, snapshot } = await planFromConfig(config, options)
+  if (isEmptyPlan(plan)) return { written: [], plan }
+  await mkdir(config.migrationsDir, { recursive: true })
+  for (const file of files) {
+    await writeFile(join(config.migrationsDir, file.fileName), file.content, { flag: 'wx' })
+  }
+  await writeSnapshot(config.migrationsDir, {
+    formatVersion: 1,
+    state: config.state,
+    files: [...snapshot.files, ...files.map((f) => ({ name: f.fileName, sha256: sha256(f.content) }))],
+  })
+  return { written: files.map((f) => join(config.migrationsDir, f.fileName)), plan }
+}
+
+export interface CheckResult {
+  readonly ok: boolean
+  readonly problems: readonly string[]
+}
+
+/**
+ * `generate --check`: do the config and the migrations agree? Fails when the config has changes
+ * no migration was generated for, or when a generated file is missing or was edited.
+ */
+export async function checkGenerated(config: LoadedConfig): Promise<CheckResult> {
+  const { plan, snapshot } = await planFromConfig(config)
+  const problems: string[] = []
+  for (const op of planOperations(plan)) problems.push(`not generated yet: ${op.summary}`)
+  for (const entry of snapshot.files) {
+    const path = join(config.migrationsDir, entry.name)
+    try {
+      await access(path)
+    } catch {
+      problems.push(`generated migration ${entry.name} is missing from ${config.migrationsDir}`)
+      continue
+    }
+    if (sha256(await readFile(path, 'utf8')) !== entry.sha256) {
+      problems.push(`generated migration ${entry.name} was changed after it was generated; restore it, or move the change into the config`)
+    }
+  }
+  return { ok: problems.length === 0, problems }
+}
+
+export function assertMigrationName(name: string | undefined): string {
+  if (!name || !name.trim()) {
+    throw new PgmlKitError('NAME_REQUIRED', 'generate needs a name for the migration', { hint: 'pgml-kit generate --name add-doc-embeddings' })
+  }
+  return name
+}

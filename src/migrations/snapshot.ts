@@ -1,0 +1,69 @@
+import { createHash } from 'node:crypto'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { MigrationError } from '../errors.js'
+import { EMPTY_STATE, deepFreeze, type DesiredState } from '../model/ir.js'
+
+/**
+ * The snapshot records the desired state as of the last `generate`, and which files that
+ * generate wrote (with a hash of each), beside the migrations. The next `generate` diffs against
+ * it; `generate --check` uses it to tell whether the config and the migrations agree. Its name
+ * starts with a dot, which node-pg-migrate skips when it loads migrations.
+ */
+export const SNAPSHOT_FILE = '.pgml-kit-snapshot.json'
+
+export interface SnapshotFileEntry {
+  readonly name: string
+  readonly sha256: string
+}
+
+export interface Snapshot {
+  readonly formatVersion: 1
+  readonly state: DesiredState
+  readonly files: readonly SnapshotFileEntry[]
+}
+
+export const EMPTY_SNAPSHOT: Snapshot = deepFreeze({ formatVersion: 1, state: EMPTY_STATE, files: [] })
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex')
+}
+
+export function snapshotPath(migrationsDir: string): string {
+  return join(migrationsDir, SNAPSHOT_FILE)
+}
+
+export async function readSnapshot(migrationsDir: string): Promise<Snapshot> {
+  const path = snapshotPath(migrationsDir)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return EMPTY_SNAPSHOT
+    throw error
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    throw new MigrationError('SNAPSHOT_UNREADABLE', `${path} is not valid JSON`, { where: path, cause: error, hint: 'restore it from version control' })
+  }
+  const snapshot = parsed as Partial<Snapshot>
+  if (snapshot.formatVersion !== 1 || !snapshot.state || !Array.isArray(snapshot.files)) {
+    throw new MigrationError('SNAPSHOT_UNREADABLE', `${path} is not a pgml-kit snapshot of a format this version reads`, { where: path, hint: 'restore it from version control' })
+  }
+  return deepFreeze(snapshot as Snapshot)
+}
+
+/** Serialises with sorted structure already guaranteed by the IR, so equal states give equal bytes. */
+export function renderSnapshot(snapshot: Snapshot): string {
+  return `${JSON.stringify(snapshot, null, 2)}\n`
+}
+
+export async function writeSnapshot(migrationsDir: string, snapshot: Snapshot): Promise<void> {
+  const path = snapshotPath(migrationsDir)
+  await mkdir(dirname(path), { recursive: true })
+  const temporary = `${path}.tmp-${process.pid}`
+  await writeFile(temporary, renderSnapshot(snapshot))
+  await rename(temporary, path)
+}

@@ -1,0 +1,83 @@
+import type { Distance, EmbeddingMode } from '../config/schema.js'
+
+/**
+ * The resolved, frozen description of what the database should contain. Plain readonly data:
+ * it is what snapshots store and what the planner diffs, so it must be JSON-serialisable and
+ * deterministic (sorted) for the same config.
+ */
+
+export type VectorType = 'vector' | 'halfvec'
+export type IndexMethod = 'hnsw' | 'ivfflat'
+
+export interface ResolvedModel {
+  readonly id: string
+  readonly revision: string | null
+  readonly dimensions: number
+  readonly documentPrefix: string
+  readonly queryPrefix: string
+  readonly normalize: boolean
+}
+
+export interface EmbeddingColumnNode {
+  readonly schema: string
+  readonly table: string
+  readonly column: string
+  readonly sourceColumns: readonly string[]
+  readonly separator: string
+  readonly model: ResolvedModel
+  readonly vectorType: VectorType
+  readonly mode: EmbeddingMode
+}
+
+export interface VectorIndexNode {
+  readonly name: string
+  readonly schema: string
+  readonly table: string
+  readonly column: string
+  readonly method: IndexMethod
+  readonly distance: Distance
+  /** Storage parameters in the order they are rendered in `WITH (...)`. */
+  readonly params: Readonly<Record<string, number>>
+}
+
+export interface MigrationSettings {
+  readonly dir: string
+  readonly table: string
+  readonly schema: string
+  readonly lockTimeout: string
+  readonly statementTimeout: string
+  readonly indexStatementTimeout: string
+}
+
+export interface DesiredState {
+  readonly formatVersion: 1
+  /** Version of the `pgml_kit` runtime schema these objects need (0: none). */
+  readonly runtimeVersion: number
+  readonly embeddingColumns: readonly EmbeddingColumnNode[]
+  readonly indexes: readonly VectorIndexNode[]
+}
+
+export const EMPTY_STATE: DesiredState = Object.freeze({
+  formatVersion: 1,
+  runtimeVersion: 0,
+  embeddingColumns: Object.freeze([]),
+  indexes: Object.freeze([]),
+})
+
+export const RUNTIME_VERSION = 1
+
+export function columnKey(node: { schema: string; table: string; column: string }): string {
+  return `${node.schema}.${node.table}.${node.column}`
+}
+
+export function needsPgml(column: EmbeddingColumnNode): boolean {
+  return column.mode === 'trigger' || column.mode === 'generated'
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner)
+    Object.freeze(value)
+  }
+  return value
+}

@@ -1,0 +1,43 @@
+/**
+ * Known sentence-embedding models: dimensions, prefixes and normalisation as their authors
+ * document them. A config can name one of these ids instead of spelling the model out, and can
+ * still override any field.
+ */
+export interface ModelPreset {
+  readonly id: string
+  readonly dimensions: number
+  readonly documentPrefix: string
+  readonly queryPrefix: string
+  readonly normalize: boolean
+  /** Token pooling the model was trained with (used by the local embedder). */
+  readonly pooling: 'mean' | 'cls'
+}
+
+const E5 = { documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: 'mean' } as const
+const BGE_QUERY = 'Represent this sentence for searching relevant passages: '
+
+export const MODEL_PRESETS: Readonly<Record<string, ModelPreset>> = Object.freeze({
+  'intfloat/e5-small-v2': { id: 'intfloat/e5-small-v2', dimensions: 384, ...E5 },
+  'intfloat/e5-base-v2': { id: 'intfloat/e5-base-v2', dimensions: 768, ...E5 },
+  'intfloat/e5-large-v2': { id: 'intfloat/e5-large-v2', dimensions: 1024, ...E5 },
+  'intfloat/multilingual-e5-small': { id: 'intfloat/multilingual-e5-small', dimensions: 384, ...E5 },
+  'intfloat/multilingual-e5-base': { id: 'intfloat/multilingual-e5-base', dimensions: 768, ...E5 },
+  'sentence-transformers/all-MiniLM-L6-v2': {
+    id: 'sentence-transformers/all-MiniLM-L6-v2', dimensions: 384, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean',
+  },
+  'sentence-transformers/all-mpnet-base-v2': {
+    id: 'sentence-transformers/all-mpnet-base-v2', dimensions: 768, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean',
+  },
+  'BAAI/bge-small-en-v1.5': {
+    id: 'BAAI/bge-small-en-v1.5', dimensions: 384, documentPrefix: '', queryPrefix: BGE_QUERY, normalize: true, pooling: 'cls',
+  },
+  'BAAI/bge-base-en-v1.5': {
+    id: 'BAAI/bge-base-en-v1.5', dimensions: 768, documentPrefix: '', queryPrefix: BGE_QUERY, normalize: true, pooling: 'cls',
+  },
+  'thenlper/gte-small': {
+    id: 'thenlper/gte-small', dimensions: 384, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean',
+  },
+  'thenlper/gte-base': {
+    id: 'thenlper/gte-base', dimensions: 768, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean',
+  },
+})

@@ -1,0 +1,184 @@
+import { ConfigError, type ConfigIssue } from '../errors.js'
+import { configSchema, type EmbeddingConfig, type IndexConfig, type PgmlKitConfig } from '../config/schema.js'
+import { deriveIdentifier } from '../sql/quote.js'
+import {
+  RUNTIME_VERSION, deepFreeze,
+  type DesiredState, type EmbeddingColumnNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
+} from './ir.js'
+import { MODEL_PRESETS } from './presets.js'
+
+/** pgvector's limits on indexable dimensions, per type. */
+export const INDEXABLE_DIMENSIONS: Readonly<Record<VectorType, number>> = { vector: 2000, halfvec: 4000 }
+
+const DISTANCE_SUFFIX = { l2: 'l2', inner_product: 'ip', cosine: 'cosine', l1: 'l1' } as const
+export const DEFAULT_SEPARATOR = '\n\n'
+
+export interface ResolvedConfig {
+  readonly state: DesiredState
+  readonly migrations: MigrationSettings
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = ''
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`
+    else out += out === '' ? String(part) : `.${String(part)}`
+  }
+  return out
+}
+
+/**
+ * Validates a config and resolves it into the frozen desired state. Throws a `ConfigError` listing
+ * every problem found, each with its config path.
+ *
+ * @example
+ * const { state } = resolveConfig(config)
+ * state.embeddingColumns[0].model.dimensions // 384
+ */
+export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): ResolvedConfig {
+  const parsed = configSchema.safeParse(input)
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message })), source)
+  }
+  const config: PgmlKitConfig = parsed.data
+  const issues: ConfigIssue[] = []
+  const columns: EmbeddingColumnNode[] = []
+  const indexes: VectorIndexNode[] = []
+  const indexNames = new Map<string, string>()
+
+  for (const [table, tableConfig] of Object.entries(config.tables)) {
+    const tablePath = `tables.${table}`
+    if (table.includes('.')) {
+      issues.push({ path: tablePath, message: `table names are given without a schema; write tables: { ${JSON.stringify(table.split('.').pop())}: { schema: ${JSON.stringify(table.split('.')[0])}, ... } }` })
+      continue
+    }
+    const schema = tableConfig.schema ?? 'public'
+    for (const [column, embedding] of Object.entries(tableConfig.embeddings)) {
+      const path = `${tablePath}.embeddings.${column}`
+      const node = resolveEmbedding(schema, table, column, embedding, path, issues)
+      if (!node) continue
+      columns.push(node)
+      for (const [i, indexConfig] of (embedding.indexes ?? []).entries()) {
+        const index = resolveIndex(node, indexConfig, `${path}.indexes[${i}]`, issues)
+        if (!index) continue
+        const qualified = `${schema}.${index.name}`
+        const previous = indexNames.get(qualified)
+        if (previous !== undefined) {
+          issues.push({
+            path: `${path}.indexes[${i}]`,
+            message: `index name "${index.name}" is already used by ${previous}; give one of them a distinct "name"`,
+          })
+          continue
+        }
+        indexNames.set(qualified, `${path}.indexes[${i}]`)
+        indexes.push(index)
+      }
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(issues, source)
+
+  const byKey = (a: { schema: string; table: string; column: string }, b: typeof a) =>
+    a.schema.localeCompare(b.schema) || a.table.localeCompare(b.table) || a.column.localeCompare(b.column)
+  columns.sort(byKey)
+  indexes.sort((a, b) => byKey(a, b) || a.name.localeCompare(b.name))
+
+  const m = config.migrations ?? {}
+  return deepFreeze({
+    state: {
+      formatVersion: 1,
+      runtimeVersion: columns.length > 0 ? RUNTIME_VERSION : 0,
+      embeddingColumns: columns,
+      indexes,
+    },
+    migrations: {
+      dir: m.dir ?? 'migrations',
+      table: m.table ?? 'pgmigrations',
+      schema: m.schema ?? 'public',
+      lockTimeout: m.lockTimeout ?? '5s',
+      statementTimeout: m.statementTimeout ?? '5min',
+      indexStatementTimeout: m.indexStatementTimeout ?? '0',
+    },
+  })
+}
+
+function resolveModel(model: EmbeddingConfig['model'], path: string, issues: ConfigIssue[]): ResolvedModel | undefined {
+  const spec = typeof model === 'string' ? { id: model } : model
+  const preset = MODEL_PRESETS[spec.id]
+  const dimensions = spec.dimensions ?? preset?.dimensions
+  if (dimensions === undefined) {
+    issues.push({
+      path: typeof model === 'string' ? path : `${path}.dimensions`,
+      message: `model "${spec.id}" is not a known preset, so its dimensions must be given: model: { id: ${JSON.stringify(spec.id)}, dimensions: <n> }. Known presets: ${Object.keys(MODEL_PRESETS).join(', ')}`,
+    })
+    return undefined
+  }
+  if (preset && spec.dimensions !== undefined && spec.dimensions !== preset.dimensions) {
+    issues.push({
+      path: `${path}.dimensions`,
+      message: `model "${spec.id}" produces ${preset.dimensions} dimensions, not ${spec.dimensions}`,
+    })
+    return undefined
+  }
+  return {
+    id: spec.id,
+    revision: spec.revision ?? null,
+    dimensions,
+    documentPrefix: spec.documentPrefix ?? preset?.documentPrefix ?? '',
+    queryPrefix: spec.queryPrefix ?? preset?.queryPrefix ?? '',
+    normalize: spec.normalize ?? preset?.normalize ?? true,
+  }
+}
+
+function resolveEmbedding(
+  schema: string, table: string, column: string, embedding: EmbeddingConfig, path: string, issues: ConfigIssue[],
+): EmbeddingColumnNode | undefined {
+  const before = issues.length
+  const sourceColumns = typeof embedding.source === 'string' ? [embedding.source] : [...embedding.source]
+  const seen = new Set<string>()
+  for (const [i, source] of sourceColumns.entries()) {
+    if (seen.has(source)) issues.push({ path: `${path}.source[${i}]`, message: `source column "${source}" is listed twice; list each column once` })
+    seen.add(source)
+    if (source === column) issues.push({ path: `${path}.source[${i}]`, message: `the embedding column "${column}" cannot be its own source` })
+  }
+  if (embedding.mode === 'queue') {
+    issues.push({
+      path: `${path}.mode`,
+      message: 'mode "queue" is not available in this version of pgml-kit yet; use "app" (vectors written by your application) or, on a server with pgml or pgml_compat, "trigger" or "generated"',
+    })
+  }
+  const model = resolveModel(embedding.model, `${path}.model`, issues)
+  const vectorType: VectorType = embedding.type ?? 'vector'
+  if (model && (embedding.indexes?.length ?? 0) > 0 && model.dimensions > INDEXABLE_DIMENSIONS[vectorType]) {
+    const hint = vectorType === 'vector' && model.dimensions <= INDEXABLE_DIMENSIONS.halfvec
+      ? `; use type: "halfvec" (indexable up to ${INDEXABLE_DIMENSIONS.halfvec}) or a smaller model`
+      : '; use a model with fewer dimensions or remove the index'
+    issues.push({
+      path: `${path}.indexes`,
+      message: `pgvector indexes ${vectorType} columns of at most ${INDEXABLE_DIMENSIONS[vectorType]} dimensions, and model "${model.id}" has ${model.dimensions}${hint}`,
+    })
+  }
+  if (issues.length > before || !model) return undefined
+  return { schema, table, column, sourceColumns, separator: embedding.separator ?? DEFAULT_SEPARATOR, model, vectorType, mode: embedding.mode }
+}
+
+function resolveIndex(column: EmbeddingColumnNode, index: IndexConfig, path: string, issues: ConfigIssue[]): VectorIndexNode | undefined {
+  const params: Record<string, number> = {}
+  if (index.method === 'ivfflat') {
+    if (index.distance === 'l1') {
+      issues.push({ path: `${path}.distance`, message: 'IVFFlat indexes do not support distance "l1" (pgvector allows "l2", "inner_product", "cosine"); use method "hnsw" for l1' })
+      return undefined
+    }
+    params.lists = index.lists ?? 100
+  } else {
+    const m = index.m ?? 16
+    const efConstruction = index.efConstruction ?? 64
+    if (efConstruction < 2 * m) {
+      issues.push({ path: `${path}.efConstruction`, message: `must be at least 2 × m (${2 * m}) for m = ${m}` })
+      return undefined
+    }
+    params.m = m
+    params.ef_construction = efConstruction
+  }
+  const name = index.name ?? deriveIdentifier([column.table, column.column, index.method, DISTANCE_SUFFIX[index.distance], 'idx'])
+  return { name, schema: column.schema, table: column.table, column: column.column, method: index.method, distance: index.distance, params }
+}

@@ -1,0 +1,44 @@
+/**
+ * One step of a plan. Its up and down travel together, so every generated migration is
+ * reversible by construction (a down that cannot restore data says so in `notes`).
+ */
+export type SafetyClass = 'safe' | 'needs-backfill' | 'rewrites-or-locks' | 'destructive'
+
+export const SAFETY_CLASSES: readonly SafetyClass[] = ['safe', 'needs-backfill', 'rewrites-or-locks', 'destructive']
+
+export type OperationKind =
+  | 'create-vector-extension'
+  | 'ensure-pgml'
+  | 'install-runtime'
+  | 'add-embedding-column'
+  | 'drop-embedding-column'
+  | 'create-embed-trigger'
+  | 'drop-embed-trigger'
+  | 'replace-embed-trigger'
+  | 'register-embedding-column'
+  | 'unregister-embedding-column'
+  | 'update-embedding-source'
+  | 'create-vector-index'
+  | 'drop-vector-index'
+  | 'rebuild-vector-index'
+
+export interface Operation {
+  readonly kind: OperationKind
+  /** One line for humans: what changes and on which object. */
+  readonly summary: string
+  /** False for steps PostgreSQL refuses inside a transaction block (`CONCURRENTLY`). */
+  readonly transactional: boolean
+  readonly safety: SafetyClass
+  /** True when the SQL calls `pgml.*`, so the target must have pgml or pgml_compat. */
+  readonly requiresPgml: boolean
+  /** Statements, each complete and terminated; comments may precede a statement. */
+  readonly up: readonly string[]
+  /** Statements that undo `up`, in the order they must run. */
+  readonly down: readonly string[]
+  /** What a reviewer should know: backfills, data a down cannot bring back, locks. */
+  readonly notes: readonly string[]
+}
+
+export function defineOperation(op: Operation): Operation {
+  return Object.freeze({ ...op, up: Object.freeze([...op.up]), down: Object.freeze([...op.down]), notes: Object.freeze([...op.notes]) })
+}

@@ -1,0 +1,180 @@
+import type { EmbeddingColumnNode, VectorIndexNode, VectorType } from '../model/ir.js'
+import { columnKey } from '../model/ir.js'
+import { runtimeInstallSql, runtimeUninstallSql } from '../runtime/assets.js'
+import { renderCreateVectorExtension, renderDropVectorExtension, renderEnsurePgml, renderKeepPgml } from '../sql/render-extension.js'
+import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from '../sql/render-embedding-column.js'
+import { renderCreateEmbedFunction, renderCreateEmbedTrigger, renderDropEmbedFunction, renderDropEmbedTrigger } from '../sql/render-trigger.js'
+import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn, renderUpdateEmbeddingSource } from '../sql/render-catalog.js'
+import { rebuildIndexName, renderCreateIndexConcurrently, renderDropIndexConcurrently, renderRenameIndex } from '../sql/render-index.js'
+import { defineOperation, type Operation } from './operation.js'
+
+/** Operation factories: one per kind, each building its up and its down from the same nodes. */
+
+export function createVectorExtension(): Operation {
+  return defineOperation({
+    kind: 'create-vector-extension', summary: 'create extension vector (pgvector) if missing',
+    transactional: true, safety: 'safe', requiresPgml: false,
+    up: [renderCreateVectorExtension()],
+    down: [renderDropVectorExtension()],
+    notes: ['down drops pgvector only when nothing uses it any more (RESTRICT)'],
+  })
+}
+
+export function ensurePgml(): Operation {
+  return defineOperation({
+    kind: 'ensure-pgml', summary: 'make sure pgml.embed exists (extension pgml, else pgml_compat)',
+    transactional: true, safety: 'safe', requiresPgml: true,
+    up: [renderEnsurePgml()],
+    down: [renderKeepPgml()],
+    notes: ['down leaves pgml installed: it owns trained models'],
+  })
+}
+
+export function installRuntime(version: number): Operation {
+  return defineOperation({
+    kind: 'install-runtime', summary: `install the pgml_kit runtime schema (version ${version})`,
+    transactional: true, safety: 'safe', requiresPgml: false,
+    up: [runtimeInstallSql(version)],
+    down: [runtimeUninstallSql(version)],
+    notes: [],
+  })
+}
+
+function describeColumn(column: EmbeddingColumnNode): string {
+  return `${columnKey(column)} ${column.vectorType}(${column.model.dimensions}) from ${column.sourceColumns.join(', ')} with ${column.model.id}, mode ${column.mode}`
+}
+
+export function addEmbeddingColumn(column: EmbeddingColumnNode): Operation {
+  const generated = column.mode === 'generated'
+  return defineOperation({
+    kind: 'add-embedding-column', summary: `add embedding column ${describeColumn(column)}`,
+    transactional: true,
+    safety: generated ? 'rewrites-or-locks' : 'needs-backfill',
+    requiresPgml: generated,
+    up: [renderAddEmbeddingColumn(column)],
+    down: [renderDropEmbeddingColumn(column)],
+    notes: generated
+      ? [`rewrites ${column.schema}.${column.table} under an ACCESS EXCLUSIVE lock, calling pgml.embed once per existing row`]
+      : column.mode === 'trigger'
+        ? ['existing rows keep NULL until they are backfilled (UPDATE of a source column, e.g. SET <source> = <source>, fills it)']
+        : ['existing rows keep NULL until the application writes their vectors'],
+  })
+}
+
+export function dropEmbeddingColumn(column: EmbeddingColumnNode): Operation {
+  const add = addEmbeddingColumn(column)
+  return defineOperation({
+    kind: 'drop-embedding-column', summary: `drop embedding column ${describeColumn(column)}`,
+    transactional: true, safety: 'destructive', requiresPgml: add.requiresPgml,
+    up: add.down, down: add.up,
+    notes: [`the stored vectors are deleted; down re-adds the column ${column.mode === 'generated' ? 'and recomputes every vector' : 'empty (a backfill refills it)'}`],
+  })
+}
+
+export function createEmbedTrigger(column: EmbeddingColumnNode): Operation {
+  return defineOperation({
+    kind: 'create-embed-trigger',
+    summary: `embed ${columnKey(column)} on INSERT and on UPDATE OF ${column.sourceColumns.join(', ')} (trigger calls pgml.embed)`,
+    transactional: true, safety: 'safe', requiresPgml: true,
+    up: [renderCreateEmbedFunction(column), renderCreateEmbedTrigger(column)],
+    down: [renderDropEmbedTrigger(column), renderDropEmbedFunction(column)],
+    notes: ['every INSERT, and every UPDATE that changes a source column, runs the model inside the writing transaction'],
+  })
+}
+
+export function dropEmbedTrigger(column: EmbeddingColumnNode): Operation {
+  const create = createEmbedTrigger(column)
+  return defineOperation({
+    kind: 'drop-embed-trigger', summary: `stop embedding ${columnKey(column)} on write (drop trigger)`,
+    transactional: true, safety: 'safe', requiresPgml: true,
+    up: create.down, down: create.up, notes: [],
+  })
+}
+
+export function replaceEmbedTrigger(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
+  return defineOperation({
+    kind: 'replace-embed-trigger',
+    summary: `embed ${columnKey(next)} from ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
+    transactional: true, safety: 'needs-backfill', requiresPgml: true,
+    up: [renderDropEmbedTrigger(previous), renderCreateEmbedFunction(next), renderCreateEmbedTrigger(next)],
+    down: [renderDropEmbedTrigger(next), renderCreateEmbedFunction(previous), renderCreateEmbedTrigger(previous)],
+    notes: ['vectors already stored were computed from the old source; re-embed existing rows to bring them up to date'],
+  })
+}
+
+export function registerEmbeddingColumn(column: EmbeddingColumnNode): Operation {
+  return defineOperation({
+    kind: 'register-embedding-column', summary: `record ${columnKey(column)} in pgml_kit.embedding_columns`,
+    transactional: true, safety: 'safe', requiresPgml: false,
+    up: [renderRegisterEmbeddingColumn(column)],
+    down: [renderUnregisterEmbeddingColumn(column)],
+    notes: [],
+  })
+}
+
+export function unregisterEmbeddingColumn(column: EmbeddingColumnNode): Operation {
+  const register = registerEmbeddingColumn(column)
+  return defineOperation({
+    kind: 'unregister-embedding-column', summary: `remove ${columnKey(column)} from pgml_kit.embedding_columns`,
+    transactional: true, safety: 'safe', requiresPgml: false,
+    up: register.down, down: register.up, notes: [],
+  })
+}
+
+export function updateEmbeddingSource(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
+  return defineOperation({
+    kind: 'update-embedding-source', summary: `record the new source of ${columnKey(next)} in pgml_kit.embedding_columns`,
+    transactional: true, safety: 'safe', requiresPgml: false,
+    up: [renderUpdateEmbeddingSource(next)],
+    down: [renderUpdateEmbeddingSource(previous)],
+    notes: [],
+  })
+}
+
+const INVALID_LEFTOVER = '-- A build that failed earlier leaves an INVALID index of this name; drop it so this step can run again.'
+
+function describeIndex(index: VectorIndexNode): string {
+  const params = Object.entries(index.params).map(([k, v]) => `${k}=${v}`).join(', ')
+  return `${index.method} index ${index.schema}.${index.name} on ${index.table}.${index.column} (${index.distance}${params ? `; ${params}` : ''})`
+}
+
+export function createVectorIndex(index: VectorIndexNode, vectorType: VectorType): Operation {
+  return defineOperation({
+    kind: 'create-vector-index', summary: `build ${describeIndex(index)} concurrently`,
+    transactional: false, safety: 'safe', requiresPgml: false,
+    up: [
+      `${INVALID_LEFTOVER}\n${renderDropIndexConcurrently(index.schema, index.name)}`,
+      renderCreateIndexConcurrently(index, vectorType),
+    ],
+    down: [renderDropIndexConcurrently(index.schema, index.name)],
+    notes: index.method === 'ivfflat' ? ['IVFFlat learns its lists from the rows present at build time: build it after the data is loaded'] : [],
+  })
+}
+
+export function dropVectorIndex(index: VectorIndexNode, vectorType: VectorType): Operation {
+  const create = createVectorIndex(index, vectorType)
+  return defineOperation({
+    kind: 'drop-vector-index', summary: `drop ${describeIndex(index)} concurrently`,
+    transactional: false, safety: 'safe', requiresPgml: false,
+    up: create.down, down: create.up, notes: ['vector search on this column falls back to a sequential scan until another index exists'],
+  })
+}
+
+/** Builds the replacement under a temporary name first, so searches keep an index throughout. */
+export function rebuildVectorIndex(previous: VectorIndexNode, next: VectorIndexNode, vectorType: VectorType): Operation {
+  const swap = (from: VectorIndexNode, to: VectorIndexNode): string[] => {
+    const temporary = rebuildIndexName(to)
+    return [
+      `${INVALID_LEFTOVER}\n${renderDropIndexConcurrently(to.schema, temporary)}`,
+      renderCreateIndexConcurrently(to, vectorType, temporary),
+      renderDropIndexConcurrently(from.schema, from.name),
+      renderRenameIndex(to.schema, temporary, to.name),
+    ]
+  }
+  return defineOperation({
+    kind: 'rebuild-vector-index', summary: `rebuild ${describeIndex(next)} (was ${describeIndex(previous)})`,
+    transactional: false, safety: 'safe', requiresPgml: false,
+    up: swap(previous, next), down: swap(next, previous),
+    notes: ['the new index is built beside the old one and swapped in; both exist briefly (disk space)'],
+  })
+}

@@ -1,0 +1,130 @@
+import { PlanError } from '../errors.js'
+import { columnKey, needsPgml, type DesiredState, type EmbeddingColumnNode, type VectorIndexNode } from '../model/ir.js'
+import type { Operation } from './operation.js'
+import * as ops from './operations.js'
+
+/**
+ * A plan in three phases, which become migration files in this order: concurrent index drops
+ * (each its own non-transactional file), one transactional file for everything else, then
+ * concurrent index builds (each its own file).
+ */
+export interface Plan {
+  readonly before: readonly Operation[]
+  readonly main: readonly Operation[]
+  readonly after: readonly Operation[]
+}
+
+export function planOperations(plan: Plan): readonly Operation[] {
+  return [...plan.before, ...plan.main, ...plan.after]
+}
+
+export function isEmptyPlan(plan: Plan): boolean {
+  return plan.before.length + plan.main.length + plan.after.length === 0
+}
+
+function sameModel(a: EmbeddingColumnNode, b: EmbeddingColumnNode): boolean {
+  return a.model.id === b.model.id && a.model.revision === b.model.revision && a.model.dimensions === b.model.dimensions
+    && a.vectorType === b.vectorType && a.model.normalize === b.model.normalize && a.model.documentPrefix === b.model.documentPrefix
+}
+
+function sameSource(a: EmbeddingColumnNode, b: EmbeddingColumnNode): boolean {
+  return a.separator === b.separator && a.sourceColumns.length === b.sourceColumns.length
+    && a.sourceColumns.every((name, i) => name === b.sourceColumns[i])
+}
+
+function sameIndex(a: VectorIndexNode, b: VectorIndexNode): boolean {
+  return a.schema === b.schema && a.table === b.table && a.column === b.column && a.method === b.method
+    && a.distance === b.distance && JSON.stringify(a.params) === JSON.stringify(b.params)
+}
+
+function refuseModelChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): never {
+  const key = columnKey(next)
+  const was = `${previous.model.id} ${previous.vectorType}(${previous.model.dimensions})`
+  const now = `${next.model.id} ${next.vectorType}(${next.model.dimensions})`
+  throw new PlanError('MODEL_CHANGE_UNSUPPORTED',
+    `changing the model, dimensions, vector type, prefix or normalisation of ${key} (${was} → ${now}) is not supported yet: ` +
+    'pgml-kit will not drop and recompute a column\'s vectors behind your back',
+    {
+      where: `tables.${next.table}.embeddings.${next.column}.model`,
+      hint: `keep ${next.column} as it was and add a second embedding column with the new model; switch reads to it once it is filled, then remove the old one`,
+    })
+}
+
+function refuseModeChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): never {
+  throw new PlanError('MODE_CHANGE_UNSUPPORTED',
+    `changing the mode of ${columnKey(next)} from "${previous.mode}" to "${next.mode}" is not supported yet`,
+    { where: `tables.${next.table}.embeddings.${next.column}.mode`, hint: 'add a new embedding column with the new mode instead' })
+}
+
+/**
+ * Diffs the state recorded by the last `generate` with the desired one into ordered operations.
+ * Pure and deterministic: the same two states always give the same plan.
+ *
+ * @example
+ * const plan = planMigration(EMPTY_STATE, resolveConfig(config).state)
+ */
+export function planMigration(previous: DesiredState, next: DesiredState): Plan {
+  const before: Operation[] = []
+  const main: Operation[] = []
+  const after: Operation[] = []
+
+  const prevColumns = new Map(previous.embeddingColumns.map((c) => [columnKey(c), c]))
+  const nextColumns = new Map(next.embeddingColumns.map((c) => [columnKey(c), c]))
+  const vectorTypeOf = (index: VectorIndexNode, columns: Map<string, EmbeddingColumnNode>) =>
+    columns.get(columnKey(index))?.vectorType ?? 'vector'
+
+  // Columns that are dropped (removed, or a generated column whose expression changes and so has
+  // to be re-added); their indexes go with them and come back after, explicitly, so down restores them.
+  const recreated = new Set<string>()
+
+  if (previous.embeddingColumns.length === 0 && next.embeddingColumns.length > 0) main.push(ops.createVectorExtension())
+  if (!previous.embeddingColumns.some(needsPgml) && next.embeddingColumns.some(needsPgml)) main.push(ops.ensurePgml())
+  if (previous.runtimeVersion < next.runtimeVersion) {
+    for (let v = previous.runtimeVersion + 1; v <= next.runtimeVersion; v++) main.push(ops.installRuntime(v))
+  }
+
+  for (const [key, column] of prevColumns) {
+    if (nextColumns.has(key)) continue
+    main.push(ops.unregisterEmbeddingColumn(column))
+    if (column.mode === 'trigger') main.push(ops.dropEmbedTrigger(column))
+    main.push(ops.dropEmbeddingColumn(column))
+  }
+
+  for (const [key, column] of nextColumns) {
+    const old = prevColumns.get(key)
+    if (!old) {
+      main.push(ops.addEmbeddingColumn(column))
+      if (column.mode === 'trigger') main.push(ops.createEmbedTrigger(column))
+      main.push(ops.registerEmbeddingColumn(column))
+      continue
+    }
+    if (!sameModel(old, column)) refuseModelChange(old, column)
+    if (old.mode !== column.mode) refuseModeChange(old, column)
+    if (sameSource(old, column)) continue
+    if (column.mode === 'generated') {
+      recreated.add(key)
+      main.push(ops.dropEmbeddingColumn(old), ops.addEmbeddingColumn(column))
+    } else if (column.mode === 'trigger') {
+      main.push(ops.replaceEmbedTrigger(old, column))
+    }
+    main.push(ops.updateEmbeddingSource(old, column))
+  }
+
+  const prevIndexes = new Map(previous.indexes.map((i) => [`${i.schema}.${i.name}`, i]))
+  const nextIndexes = new Map(next.indexes.map((i) => [`${i.schema}.${i.name}`, i]))
+  for (const [key, index] of prevIndexes) {
+    const wanted = nextIndexes.get(key)
+    const columnGoes = !nextColumns.has(columnKey(index)) || recreated.has(columnKey(index))
+    if (!wanted || columnGoes || (wanted && !sameIndex(index, wanted) && columnKey(wanted) !== columnKey(index))) {
+      before.push(ops.dropVectorIndex(index, vectorTypeOf(index, prevColumns)))
+    }
+  }
+  for (const [key, index] of nextIndexes) {
+    const old = prevIndexes.get(key)
+    const type = vectorTypeOf(index, nextColumns)
+    if (!old || recreated.has(columnKey(index)) || columnKey(old) !== columnKey(index)) after.push(ops.createVectorIndex(index, type))
+    else if (!sameIndex(old, index)) after.push(ops.rebuildVectorIndex(old, index, type))
+  }
+
+  return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after) })
+}

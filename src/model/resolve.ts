@@ -38,7 +38,11 @@ function formatPath(path: readonly PropertyKey[]): string {
 export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): ResolvedConfig {
   const parsed = configSchema.safeParse(input)
   if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message })), source)
+    throw new ConfigError(parsed.error.issues.map((issue) => ({
+      path: formatPath(issue.path),
+      // A bad record key (a table or column name) carries the reason in its nested issues.
+      message: issue.code === 'invalid_key' && issue.issues[0] ? `name ${issue.issues[0].message}` : issue.message,
+    })), source)
   }
   const config: PgmlKitConfig = parsed.data
   const issues: ConfigIssue[] = []

@@ -22,10 +22,28 @@ export function quoteQualified(schema: string, name: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(name)}`
 }
 
-/** A standard-conforming string literal (standard_conforming_strings is on since PostgreSQL 9.1). */
+const CONTROL = /[\u0001-\u001f\u007f]/
+
+/**
+ * A string literal. Plain `'...'` (standard_conforming_strings is on since PostgreSQL 9.1); text
+ * with control characters (a newline separator, say) becomes an `E'...'` literal with escapes, so
+ * the SQL stays one readable line.
+ */
 export function quoteLiteral(value: string): string {
   assertNoNul(value, 'string literal')
-  return `'${value.replaceAll("'", "''")}'`
+  if (!CONTROL.test(value)) return `'${value.replaceAll("'", "''")}'`
+  let out = ''
+  for (const ch of value) {
+    const code = ch.codePointAt(0) ?? 0
+    if (ch === '\\') out += '\\\\'
+    else if (ch === "'") out += "''"
+    else if (ch === '\n') out += '\\n'
+    else if (ch === '\r') out += '\\r'
+    else if (ch === '\t') out += '\\t'
+    else if (code < 0x20 || code === 0x7f) out += `\\x${code.toString(16).padStart(2, '0')}`
+    else out += ch
+  }
+  return `E'${out}'`
 }
 
 export function quoteLiteralOrNull(value: string | null): string {

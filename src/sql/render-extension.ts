@@ -21,7 +21,7 @@ BEGIN
       CREATE EXTENSION pgml_compat;
     ELSE
       RAISE EXCEPTION 'pgml-kit: this database has no pgml.embed'
-        USING HINT = 'Install PostgresML (extension pgml) or pgml-kit''s pgml_compat (pgml-kit extension install), or use embedding mode "queue" or "app".';
+        USING HINT = 'Install PostgresML (extension pgml) or pgml-kit''s pgml_compat, or use embedding mode "app".';
     END IF;
   END IF;
 END

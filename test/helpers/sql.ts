@@ -1,0 +1,27 @@
+import { loadModule, parseSync } from 'libpg-query'
+import type { MigrationFile } from '../../src/migrations/render-files.js'
+
+await loadModule()
+
+/** Parses SQL with the real PostgreSQL parser (libpg-query, PostgreSQL 15 grammar); throws on error. */
+export function parseStatements(sql: string): number {
+  const result = parseSync(sql) as { stmts?: unknown[] }
+  return result.stmts?.length ?? 0
+}
+
+export function sections(content: string): { up: string; down: string } {
+  const up = content.indexOf('-- Up Migration')
+  const down = content.indexOf('-- Down Migration')
+  if (up < 0 || down < up) throw new Error('missing Up/Down markers')
+  return { up: content.slice(up, down), down: content.slice(down) }
+}
+
+/** Every statement of every generated file, up and down, must parse. Returns the count. */
+export function parseFiles(files: readonly MigrationFile[]): number {
+  let count = 0
+  for (const file of files) {
+    const { up, down } = sections(file.content)
+    count += parseStatements(up) + parseStatements(down)
+  }
+  return count
+}

@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest'
+import { PlanError } from '../../src/errors.js'
+import { EMPTY_STATE } from '../../src/model/ir.js'
+import { resolveConfig } from '../../src/model/resolve.js'
+import type { PgmlKitConfig } from '../../src/config/schema.js'
+import { planMigration, planOperations } from '../../src/plan/plan-migration.js'
+import { renderMigrationFiles } from '../../src/migrations/render-files.js'
+import { documentsConfig } from '../helpers/fixtures.js'
+import { parseFiles, sections } from '../helpers/sql.js'
+
+function filesFor(previous: PgmlKitConfig | null, next: PgmlKitConfig, name = 'change') {
+  const prev = previous ? resolveConfig(previous).state : EMPTY_STATE
+  const resolved = resolveConfig(next)
+  const plan = planMigration(prev, resolved.state)
+  return { plan, files: renderMigrationFiles(plan, { name, timestamp: 1_700_000_000_000, settings: resolved.migrations }) }
+}
+
+const kinds = (plan: ReturnType<typeof planMigration>) => planOperations(plan).map((op) => op.kind)
+
+describe('planMigration + renderMigrationFiles', () => {
+  it.each(['app', 'trigger', 'generated'] as const)('renders the first migration of a %s column; every statement parses', (mode) => {
+    const { files } = filesFor(null, documentsConfig({ mode, model: 'intfloat/e5-small-v2' }), `add-${mode}`)
+    expect(files.map((f) => [f.fileName, f.transactional, f.requiresPgml])).toEqual([
+      [`1700000000000_add-${mode}.sql`, true, mode !== 'app'],
+      [`1700000000001_add-${mode}--create-vector-index.sql`, false, false],
+    ])
+    expect(parseFiles(files)).toBeGreaterThan(5)
+    expect(files.map((f) => f.content).join('\n')).toMatchSnapshot()
+  })
+
+  it('is byte-identical for the same config', () => {
+    const config = documentsConfig({ mode: 'trigger', indexes: [{ method: 'ivfflat', distance: 'inner_product', lists: 10 }, { method: 'hnsw', distance: 'l1' }] })
+    expect(filesFor(null, config).files).toEqual(filesFor(null, structuredClone(config)).files)
+  })
+
+  it('asks for pgml only when a plan uses it', () => {
+    expect(kinds(filesFor(null, documentsConfig({ mode: 'app' })).plan)).not.toContain('ensure-pgml')
+    const trigger = filesFor(null, documentsConfig({ mode: 'trigger' }))
+    expect(kinds(trigger.plan)).toContain('ensure-pgml')
+    expect(trigger.files[0]?.content).toContain('-- pgml-kit:requires pgml')
+    expect(filesFor(null, documentsConfig({ mode: 'app' })).files[0]?.content).not.toContain('pgml-kit:requires')
+  })
+
+  it('plans nothing when nothing changed', () => {
+    const config = documentsConfig({ mode: 'trigger' })
+    expect(planOperations(filesFor(config, config).plan)).toHaveLength(0)
+  })
+
+  it('keeps non-transactional index steps in files of their own, with their directive and timeouts', () => {
+    const { files } = filesFor(null, documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine' }, { method: 'ivfflat', distance: 'l2', lists: 7 }] }))
+    const indexFiles = files.filter((f) => !f.transactional)
+    expect(indexFiles).toHaveLength(2)
+    for (const file of indexFiles) {
+      expect(file.content).toContain('-- pgml-kit:no-transaction')
+      const { up } = sections(file.content)
+      expect(up).toMatch(/SET lock_timeout = '5s';[\s\S]*DROP INDEX CONCURRENTLY IF EXISTS[\s\S]*CREATE INDEX CONCURRENTLY[\s\S]*RESET lock_timeout;/)
+    }
+    expect(indexFiles[1]?.content).toContain('USING ivfflat ("body_embedding" "vector_l2_ops") WITH (lists = 7)')
+    expect(files[0]?.content).toMatch(/SET LOCAL lock_timeout = '5s';\nSET LOCAL statement_timeout = '5min';/)
+  })
+
+  it('uses the operator class of the vector type and distance', () => {
+    const { files } = filesFor(null, documentsConfig({ type: 'halfvec', indexes: [{ method: 'hnsw', distance: 'l1' }, { method: 'hnsw', distance: 'inner_product' }] }))
+    const sql = files.map((f) => f.content).join('\n')
+    expect(sql).toContain('"halfvec_l1_ops"')
+    expect(sql).toContain('"halfvec_ip_ops"')
+    expect(sql).toContain('ADD COLUMN "body_embedding" halfvec(8);')
+  })
+
+  it('adds a source column by replacing the trigger, with the old one as its down', () => {
+    const before = documentsConfig({ mode: 'trigger', source: ['body'] })
+    const after = documentsConfig({ mode: 'trigger', source: ['body', 'title'] })
+    const { plan, files } = filesFor(before, after)
+    expect(kinds(plan)).toEqual(['replace-embed-trigger', 'update-embedding-source'])
+    expect(planOperations(plan)[0]?.safety).toBe('needs-backfill')
+    const { up, down } = sections(files[0]!.content)
+    expect(up).toContain('BEFORE INSERT OR UPDATE OF "body", "title"')
+    expect(down).toContain('BEFORE INSERT OR UPDATE OF "body" ON')
+    expect(parseFiles(files)).toBeGreaterThan(0)
+  })
+
+  it('re-adds a generated column whose source changes, and rebuilds its indexes', () => {
+    const { plan } = filesFor(documentsConfig({ mode: 'generated', source: ['body'] }), documentsConfig({ mode: 'generated', source: ['title', 'body'] }))
+    expect(kinds(plan)).toEqual(['drop-vector-index', 'drop-embedding-column', 'add-embedding-column', 'update-embedding-source', 'create-vector-index'])
+  })
+
+  it('rebuilds an index whose parameters change by building a replacement first', () => {
+    const { plan, files } = filesFor(documentsConfig(), documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine', m: 24, efConstruction: 100 }] }))
+    expect(kinds(plan)).toEqual(['rebuild-vector-index'])
+    const { up, down } = sections(files[0]!.content)
+    expect(up).toMatch(/CREATE INDEX CONCURRENTLY "documents_body_embedding_hnsw_cosine_idx_pgml_kit_new" .* WITH \(m = 24, ef_construction = 100\);[\s\S]*DROP INDEX CONCURRENTLY IF EXISTS "public"."documents_body_embedding_hnsw_cosine_idx";[\s\S]*RENAME TO "documents_body_embedding_hnsw_cosine_idx"/)
+    expect(down).toContain('WITH (m = 16, ef_construction = 64)')
+    expect(parseFiles(files)).toBe(16) // up and down: 2 SET, drop leftover, build, drop old, rename, 2 RESET
+  })
+
+  it('drops an embedding column as a destructive step whose down restores it and its index', () => {
+    const config = documentsConfig({ mode: 'trigger' })
+    const { plan, files } = filesFor(config, { tables: {} })
+    expect(kinds(plan)).toEqual(['drop-vector-index', 'unregister-embedding-column', 'drop-embed-trigger', 'drop-embedding-column'])
+    expect(planOperations(plan).some((op) => op.safety === 'destructive')).toBe(true)
+    expect(files[0]?.transactional).toBe(false)
+    expect(sections(files[1]!.content).down).toMatch(/ADD COLUMN "body_embedding"[\s\S]*CREATE TRIGGER[\s\S]*INSERT INTO pgml_kit.embedding_columns/)
+    expect(files[1]?.content).toContain('[DESTRUCTIVE]')
+  })
+
+  it('refuses to change the model or dimensions of an existing column', () => {
+    const change = () => filesFor(documentsConfig(), documentsConfig({ model: { id: 'test/double', dimensions: 16 } }))
+    expect(change).toThrow(PlanError)
+    expect(change).toThrow(/public\.documents\.body_embedding \(test\/double vector\(8\) → test\/double vector\(16\)\) is not supported yet/)
+    try { change() } catch (error) {
+      expect((error as PlanError).code).toBe('MODEL_CHANGE_UNSUPPORTED')
+      expect((error as PlanError).hint).toMatch(/add a second embedding column/)
+    }
+    expect(() => filesFor(documentsConfig(), documentsConfig({ model: { id: 'other/model', dimensions: 8 } }))).toThrow(/not supported yet/)
+    expect(() => filesFor(documentsConfig(), documentsConfig({ mode: 'trigger' }))).toThrow(/changing the mode/)
+  })
+
+  it('quotes odd table and column names everywhere and still parses', () => {
+    const config: PgmlKitConfig = {
+      tables: {
+        'Order "Items"': {
+          schema: 'Sales Data',
+          embeddings: { "it's embedding": { source: ['Title', 'select'], model: { id: "o'brien/model", dimensions: 4, documentPrefix: "it's: " }, mode: 'trigger', separator: ' | ', indexes: [{ method: 'hnsw', distance: 'l2' }] } },
+        },
+      },
+    }
+    const { files } = filesFor(null, config)
+    expect(parseFiles(files)).toBeGreaterThan(5)
+    const sql = files.map((f) => f.content).join('\n')
+    expect(sql).toContain('ALTER TABLE "Sales Data"."Order ""Items""" ADD COLUMN "it\'s embedding" vector(4);')
+    expect(sql).toContain("pgml.embed('o''brien/model', 'it''s: ' || (")
+  })
+})

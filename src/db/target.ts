@@ -3,7 +3,7 @@ import lockfile from 'proper-lockfile'
 import { EMBEDDED_DIR, openEmbedded } from './embedded.js'
 
 export interface TargetOptions {
-  /** A PostgreSQL URL; when absent, `DATABASE_URL`; when that is absent too, the embedded database. */
+  /** A PostgreSQL URL; when undefined, `DATABASE_URL`; when that is unset (or this is ''), the embedded database. */
   readonly databaseUrl?: string | undefined
   /** Project directory (where `.pgml-kit/` lives for the embedded database). */
   readonly cwd?: string

@@ -15,6 +15,8 @@ import { TargetError } from '../errors.js'
  */
 export const EMBEDDED_DIR = '.pgml-kit'
 const STALE_MS = 5_000
+/** How long a closing owner waits for its clients to disconnect. */
+const DRAIN_MS = 10_000
 
 export interface EmbeddedServer {
   readonly url: string
@@ -115,7 +117,12 @@ async function startOwner(dataDir: string, ownerFile: string, release: () => Pro
     async close() {
       if (closed) return
       closed = true
+      // Stop advertising first, then let connected clients (another command, psql) finish.
       await rm(ownerFile, { force: true })
+      const drainUntil = Date.now() + DRAIN_MS
+      while (server && server.getStats().activeConnections > 0 && Date.now() < drainUntil) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
       await server?.stop().catch(() => undefined)
       await db?.close()
       await release()

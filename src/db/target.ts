@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import lockfile from 'proper-lockfile'
 import { EMBEDDED_DIR, openEmbedded } from './embedded.js'
@@ -16,12 +17,6 @@ export interface Target {
   readonly url: string
   /** For humans: the URL without its password, or the embedded data directory. */
   readonly description: string
-  /**
-   * Serialises migration runs. On a server node-pg-migrate's advisory lock does it; on the
-   * embedded database all clients share one backend session (so advisory locks are re-entrant
-   * between them) and a lock file beside the data does it instead.
-   */
-  lockMigrations(waitMs: number): Promise<() => Promise<void>>
   close(): Promise<void>
 }
 
@@ -40,25 +35,33 @@ export async function openTarget(options: TargetOptions = {}): Promise<Target> {
   if (url) {
     return {
       kind: 'server', url, description: redactUrl(url),
-      lockMigrations: async () => async () => undefined,
       close: async () => undefined,
     }
   }
   const cwd = options.cwd ?? process.cwd()
   const embedded = await openEmbedded(cwd, options.port === undefined ? {} : { port: options.port })
-  const base = join(cwd, EMBEDDED_DIR)
   return {
     kind: 'embedded',
     url: embedded.url,
     description: `embedded PGlite + pgvector in ${embedded.dataDir}${embedded.owner ? '' : ' (served by another pgml-kit process)'}`,
-    async lockMigrations(waitMs) {
-      const retries = Math.max(0, Math.ceil(waitMs / 250))
-      // proper-lockfile tracks locks per path, so the migrate lock and the owner lock use different paths.
-      return lockfile.lock(join(base, 'migrate'), {
-        stale: 10_000, update: 5_000, realpath: false,
-        retries: { retries, factor: 1, minTimeout: 250, maxTimeout: 250 },
-      })
-    },
     close: () => embedded.close(),
   }
+}
+
+/**
+ * Serialises migration runs. On a server node-pg-migrate's advisory lock does it (this is a
+ * no-op). On the embedded database all clients share one backend session, so advisory locks are
+ * re-entrant between them; a lock file beside the data does it instead. It is taken before the
+ * database is opened, so a waiting run opens it afresh (possibly as the new owner) once the
+ * previous run has finished and closed it.
+ */
+export async function lockMigrations(options: TargetOptions, waitMs: number): Promise<() => Promise<void>> {
+  if (options.databaseUrl ?? process.env.DATABASE_URL) return async () => undefined
+  const base = join(options.cwd ?? process.cwd(), EMBEDDED_DIR)
+  await mkdir(base, { recursive: true })
+  // proper-lockfile tracks locks per path, so the migrate lock and the owner lock use different paths.
+  return lockfile.lock(join(base, 'migrate'), {
+    stale: 10_000, update: 5_000, realpath: false,
+    retries: { retries: Math.max(0, Math.ceil(waitMs / 250)), factor: 1, minTimeout: 250, maxTimeout: 250 },
+  })
 }

@@ -1,9 +1,9 @@
 import pg from 'pg'
-import { runner } from 'node-pg-migrate'
+import { PG_MIGRATE_LOCK_ID, runner } from 'node-pg-migrate'
 import { MigrationError, TargetError } from '../errors.js'
 import type { MigrationSettings } from '../model/ir.js'
 import { canEmbedInDatabase, detectCapabilities, type Capabilities } from '../db/capabilities.js'
-import { openTarget, type Target, type TargetOptions } from '../db/target.js'
+import { lockMigrations, openTarget, type Target, type TargetOptions } from '../db/target.js'
 import { quoteQualified } from '../sql/quote.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
 import { sqlLoaderStrategy } from './loader.js'
@@ -75,54 +75,80 @@ export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], capabiliti
  */
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const direction = options.direction ?? 'up'
-  const target = await openTarget(options)
+  const release = await lockMigrations(options, options.lockWaitMs ?? 60_000).catch((error: unknown) => {
+    throw new MigrationError('MIGRATION_LOCKED', 'another pgml-kit migrate is still running on the embedded database', { cause: error, hint: 'wait for it to finish and run migrate again' })
+  })
   try {
-    const release = await target.lockMigrations(options.lockWaitMs ?? 60_000).catch((error: unknown) => {
-      throw new MigrationError('MIGRATION_LOCKED', 'another pgml-kit migrate is still running on the embedded database', { cause: error, hint: 'wait for it to finish and run migrate again' })
-    })
+    const target = await openTarget(options)
     try {
       const client = new pg.Client({ connectionString: target.url })
       await client.connect()
-      let toRun: MigrationOnDisk[]
       try {
-        const [files, applied, capabilities] = await Promise.all([
-          listMigrations(options.dir), readApplied(client, options.settings), detectCapabilities(client),
-        ])
-        toRun = selectToRun(files, applied, direction, options.count)
-        if (direction === 'up') assertTargetCanRun(toRun, capabilities, target)
+        await acquireAdvisoryLock(client, Date.now() + (options.lockWaitMs ?? 60_000))
+        try {
+          return await runLocked(client, target, direction, options)
+        } finally {
+          await client.query('SELECT pg_advisory_unlock($1)', [String(PG_MIGRATE_LOCK_ID)]).catch(() => undefined)
+        }
       } finally {
         await client.end()
       }
-      if (toRun.length === 0) return { target: target.description, direction, ran: [] }
-      const log = options.log ?? (() => undefined)
-      let ran
-      try {
-        ran = await runner({
-          databaseUrl: target.url,
-          dir: options.dir,
-          direction,
-          count: direction === 'down' ? (options.count ?? 1) : (options.count ?? Number.POSITIVE_INFINITY),
-          migrationsTable: options.settings.table,
-          migrationsSchema: options.settings.schema,
-          checkOrder: true,
-          singleTransaction: false,
-          advisoryLockMode: 'wait',
-          migrationLoaderStrategies: [sqlLoaderStrategy],
-          log,
-          logger: { debug: () => undefined, info: log, warn: log, error: log },
-        })
-      } catch (error) {
-        const message = (error as Error).message
-        throw new MigrationError('MIGRATION_FAILED', `migration failed on ${target.description}: ${message}`, {
-          cause: error,
-          hint: 'the failing file was rolled back (files outside a transaction can be run again as they are); fix the cause and run migrate again',
-        })
-      }
-      return { target: target.description, direction, ran: ran.map((r) => r.name) }
     } finally {
-      await release()
+      await target.close()
     }
   } finally {
-    await target.close()
+    await release()
   }
+}
+
+/**
+ * Takes node-pg-migrate's advisory lock (the same id, so plain node-pg-migrate runs are excluded
+ * too) by polling. A session blocked in pg_advisory_lock() would sit in an open transaction, which
+ * a concurrent CREATE INDEX CONCURRENTLY waits for — while holding the lock: a deadlock.
+ */
+async function acquireAdvisoryLock(client: pg.Client, deadline: number): Promise<void> {
+  for (;;) {
+    const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [String(PG_MIGRATE_LOCK_ID)])
+    if (rows[0]?.ok) return
+    if (Date.now() > deadline) {
+      throw new MigrationError('MIGRATION_LOCKED', 'another migration run holds the migration lock on this database', { hint: 'wait for it to finish and run migrate again, or raise --lock-wait' })
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+}
+
+async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'down', options: MigrateOptions): Promise<MigrateResult> {
+  const [files, applied, capabilities] = await Promise.all([
+    listMigrations(options.dir), readApplied(client, options.settings), detectCapabilities(client),
+  ])
+  const toRun = selectToRun(files, applied, direction, options.count)
+  if (direction === 'up') assertTargetCanRun(toRun, capabilities, target)
+  if (toRun.length === 0) return { target: target.description, direction, ran: [] }
+  const log = options.log ?? (() => undefined)
+  let ran
+  try {
+    ran = await runner({
+      dbClient: client,
+      noLock: true,
+      dir: options.dir,
+      direction,
+      count: toRun.length,
+      migrationsTable: options.settings.table,
+      migrationsSchema: options.settings.schema,
+      checkOrder: true,
+      singleTransaction: false,
+      migrationLoaderStrategies: [sqlLoaderStrategy],
+      log,
+      logger: { debug: () => undefined, info: log, warn: log, error: log },
+    })
+  } catch (error) {
+    // node-pg-migrate leaves a failed file's transaction open on a client it was given.
+    await client.query('ROLLBACK').catch(() => undefined)
+    const message = (error as Error).message
+    throw new MigrationError('MIGRATION_FAILED', `migration failed on ${target.description}: ${message}`, {
+      cause: error,
+      hint: 'the failing file was rolled back (files outside a transaction can be run again as they are); fix the cause and run migrate again',
+    })
+  }
+  return { target: target.description, direction, ran: ran.map((r) => r.name) }
 }

@@ -60,10 +60,10 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
     for (const [column, embedding] of Object.entries(tableConfig.embeddings)) {
       const path = `${tablePath}.embeddings.${column}`
       const node = resolveEmbedding(schema, table, column, embedding, path, issues)
-      if (!node) continue
-      columns.push(node)
+      if (node) columns.push(node)
+      // Indexes are checked even when the column has problems, so every mistake is reported at once.
       for (const [i, indexConfig] of (embedding.indexes ?? []).entries()) {
-        const index = resolveIndex(node, indexConfig, `${path}.indexes[${i}]`, issues)
+        const index = resolveIndex({ schema, table, column }, indexConfig, `${path}.indexes[${i}]`, issues)
         if (!index) continue
         const qualified = `${schema}.${index.name}`
         const previous = indexNames.get(qualified)
@@ -165,7 +165,7 @@ function resolveEmbedding(
   return { schema, table, column, sourceColumns, separator: embedding.separator ?? DEFAULT_SEPARATOR, model, vectorType, mode: embedding.mode }
 }
 
-function resolveIndex(column: EmbeddingColumnNode, index: IndexConfig, path: string, issues: ConfigIssue[]): VectorIndexNode | undefined {
+function resolveIndex(column: { schema: string; table: string; column: string }, index: IndexConfig, path: string, issues: ConfigIssue[]): VectorIndexNode | undefined {
   const params: Record<string, number> = {}
   if (index.method === 'ivfflat') {
     if (index.distance === 'l1') {

@@ -1,0 +1,148 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { openTarget } from '../../src/db/target.js'
+import { runCli, startCli } from '../helpers/cli.js'
+import { tiers, type TestDatabase } from '../helpers/targets.js'
+
+describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
+  const cleanups: (() => Promise<void>)[] = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  })
+
+  /**
+   * A project directory and a database URL for the CLI: a server database, or (embedded) no URL
+   * and a directory whose data nobody has open, so the CLI processes themselves own it.
+   */
+  async function setup(): Promise<{ cwd: string; databaseUrl: string | undefined; db?: TestDatabase }> {
+    if (tier.name === 'server') {
+      const db = await tier.create()
+      cleanups.push(() => db.close())
+      return { cwd: db.cwd, databaseUrl: db.databaseUrl, db }
+    }
+    const cwd = await mkdtemp(join(tmpdir(), 'pgml-kit-cli-'))
+    cleanups.push(() => rm(cwd, { recursive: true, force: true }))
+    return { cwd, databaseUrl: undefined }
+  }
+
+  async function query(cwd: string, databaseUrl: string | undefined, sql: string) {
+    const target = await openTarget({ cwd, databaseUrl: databaseUrl ?? '' })
+    const pg = await import('pg')
+    const client = new pg.default.Client({ connectionString: target.url })
+    await client.connect()
+    try {
+      return (await client.query(sql)).rows
+    } finally {
+      await client.end()
+      await target.close()
+    }
+  }
+
+  it('init → generate → migrate works in an empty folder, and generate --check guards drift', async () => {
+    const { cwd, databaseUrl } = await setup()
+    const init = await runCli(['init'], { cwd, databaseUrl })
+    expect(init.code).toBe(0)
+    expect(init.stdout).toContain('pgml-kit.config.ts')
+    expect((await runCli(['init'], { cwd, databaseUrl })).code).toBe(1)
+
+    const plan = await runCli(['plan'], { cwd, databaseUrl })
+    expect(plan.code).toBe(0)
+    expect(plan.stdout).toMatch(/\[needs-backfill\] add embedding column public\.documents\.body_embedding vector\(384\)/)
+    expect(plan.stdout).toContain('CREATE INDEX CONCURRENTLY "documents_body_embedding_hnsw_cosine_idx"')
+
+    expect((await runCli(['generate'], { cwd, databaseUrl })).code).toBe(2)
+    const generate = await runCli(['generate', '--name', 'add-doc-embeddings'], { cwd, databaseUrl })
+    expect(generate.code).toBe(0)
+    expect((await readdir(join(cwd, 'migrations'))).filter((f) => f.endsWith('.sql'))).toHaveLength(3)
+    expect((await runCli(['generate', '--check'], { cwd, databaseUrl })).code).toBe(0)
+
+    const migrate = await runCli(['migrate'], { cwd, databaseUrl })
+    expect(migrate.stderr).toBe(migrate.stderr) // keep output for failure messages below
+    expect(migrate.code, migrate.stderr).toBe(0)
+    expect(migrate.stdout.match(/^applied /gm)).toHaveLength(3)
+
+    const status = await runCli(['status', '--json'], { cwd, databaseUrl })
+    expect(status.code).toBe(0)
+    const parsed = JSON.parse(status.stdout) as { pending: string[]; applied: unknown[]; capabilities: { vector: { installed: string } }; embeddingColumns: { column: string; model: string }[] }
+    expect(parsed.pending).toEqual([])
+    expect(parsed.applied).toHaveLength(3)
+    expect(parsed.capabilities.vector.installed).toMatch(/^0\.8\./)
+    expect(parsed.embeddingColumns).toEqual([expect.objectContaining({ column: 'body_embedding', model: 'intfloat/e5-small-v2' })])
+
+    // The config changes without a generate: --check fails and says what is missing.
+    const configPath = join(cwd, 'pgml-kit.config.ts')
+    await writeFile(configPath, (await readFile(configPath, 'utf8')).replace('m: 16', 'm: 32'))
+    const drift = await runCli(['generate', '--check'], { cwd, databaseUrl })
+    expect(drift.code).toBe(1)
+    expect(drift.stderr).toMatch(/not generated yet: rebuild hnsw index/)
+
+    // A generated file edited by hand is drift too.
+    await writeFile(configPath, (await readFile(configPath, 'utf8')).replace('m: 32', 'm: 16'))
+    const [generated] = (await readdir(join(cwd, 'migrations'))).filter((f) => f.endsWith('add-doc-embeddings.sql'))
+    await writeFile(join(cwd, 'migrations', generated!), `${await readFile(join(cwd, 'migrations', generated!), 'utf8')}\n-- edited\n`)
+    const edited = await runCli(['generate', '--check', '--json'], { cwd, databaseUrl })
+    expect(edited.code).toBe(1)
+    expect(JSON.parse(edited.stdout)).toEqual({ ok: false, problems: [expect.stringMatching(/add-doc-embeddings\.sql was changed after it was generated/)] })
+
+    const down = await runCli(['migrate', 'down', '--count', '2'], { cwd, databaseUrl })
+    expect(down.code, down.stderr).toBe(0)
+    expect(down.stdout.match(/^reverted /gm)).toHaveLength(2)
+  })
+
+  it('reports a bad config with its path and exit code 2, without a stack trace', async () => {
+    const { cwd, databaseUrl } = await setup()
+    await writeFile(join(cwd, 'pgml-kit.config.ts'), `export default { tables: { documents: { embeddings: { e: { source: ['body', 'body'], model: 'x/y', mode: 'trigger', indexes: [{ method: 'ivfflat', distance: 'l1' }] } } } } }\n`)
+    const result = await runCli(['plan'], { cwd, databaseUrl })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('tables.documents.embeddings.e.source[1]: source column "body" is listed twice')
+    expect(result.stderr).toContain('tables.documents.embeddings.e.model: model "x/y" is not a known preset')
+    expect(result.stderr).toContain('tables.documents.embeddings.e.indexes[0].distance: IVFFlat indexes do not support distance "l1"')
+    expect(result.stderr).not.toMatch(/\n\s+at /)
+    expect((await runCli(['migrate', 'sideways'], { cwd, databaseUrl })).code).toBe(2)
+    expect((await runCli(['no-such-command'], { cwd, databaseUrl })).code).toBe(2)
+  })
+
+  it('two migrate processes at once apply every migration exactly once', async () => {
+    const { cwd, databaseUrl } = await setup()
+    expect((await runCli(['init'], { cwd, databaseUrl })).code).toBe(0)
+    expect((await runCli(['generate', '--name', 'embeddings'], { cwd, databaseUrl })).code).toBe(0)
+    const [a, b] = await Promise.all([runCli(['migrate', '--json'], { cwd, databaseUrl }), runCli(['migrate', '--json'], { cwd, databaseUrl })])
+    expect(a.code, a.stderr).toBe(0)
+    expect(b.code, b.stderr).toBe(0)
+    const ran = [...(JSON.parse(a.stdout) as { ran: string[] }).ran, ...(JSON.parse(b.stdout) as { ran: string[] }).ran]
+    expect(ran).toHaveLength(3)
+    expect(new Set(ran).size).toBe(3)
+    const rows = await query(cwd, databaseUrl, 'SELECT name, count(*)::int AS n FROM pgmigrations GROUP BY name ORDER BY name')
+    expect(rows.map((r) => r.n)).toEqual([1, 1, 1])
+  })
+
+  if (tier.name === 'embedded') {
+    it('dev serves the embedded database to other processes until it is stopped', async () => {
+      const { cwd } = await setup()
+      expect((await runCli(['init'], { cwd })).code).toBe(0)
+      expect((await runCli(['generate', '--name', 'embeddings'], { cwd })).code).toBe(0)
+      const dev = startCli(['dev', '--port', '0', '--json'], { cwd })
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = ''
+        dev.stdout?.on('data', (d: Buffer) => {
+          out += d.toString()
+          try { resolve((JSON.parse(out) as { url: string }).url) } catch { /* not complete yet */ }
+        })
+        dev.on('close', (code) => reject(new Error(`dev exited with ${code}`)))
+      })
+      expect(url).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres$/)
+      const migrate = await runCli(['migrate'], { cwd })
+      expect(migrate.code, migrate.stderr).toBe(0)
+      const status = await runCli(['status'], { cwd })
+      expect(status.stdout).toContain('served by another pgml-kit process')
+      const exited = new Promise<number | null>((resolve) => dev.on('close', resolve))
+      dev.kill('SIGINT')
+      expect(await exited).toBe(0)
+      // The data outlives the server: a new owner sees the applied migrations.
+      const after = await runCli(['status', '--json'], { cwd })
+      expect((JSON.parse(after.stdout) as { applied: unknown[] }).applied).toHaveLength(3)
+    })
+  }
+})

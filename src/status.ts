@@ -4,6 +4,7 @@ import { openTarget, type TargetOptions } from './db/target.js'
 import type { MigrationSettings } from './model/ir.js'
 import { listMigrations } from './migrations/files.js'
 import { readApplied, type AppliedMigration } from './migrations/run.js'
+import { readQueueStats, type QueueStats } from './worker/queue.js'
 
 export interface CatalogEntry {
   readonly table: string
@@ -23,6 +24,8 @@ export interface Status {
   /** Applied migrations whose file is no longer in the migrations directory. */
   readonly missing: readonly string[]
   readonly embeddingColumns: readonly CatalogEntry[]
+  /** Per queue-mode column: depth, leased, retrying, oldest job age, dead letters. */
+  readonly queues: readonly QueueStats[]
 }
 
 /**
@@ -56,6 +59,7 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
         pending: files.filter((f) => !done.has(f.name)).map((f) => f.name),
         missing: applied.filter((a) => !onDisk.has(a.name)).map((a) => a.name),
         embeddingColumns,
+        queues: await readQueueStats(client),
       }
     } finally {
       await client.end()

@@ -8,6 +8,13 @@ import { planOperations } from '../plan/plan-migration.js'
 import { readStatus } from '../status.js'
 import { openTarget } from '../db/target.js'
 import { init } from '../init.js'
+import cliProgress from 'cli-progress'
+import pg from 'pg'
+import { localEmbedderLoader } from '../embed/embedder-for-config.js'
+import { runWorker } from '../worker/run-worker.js'
+import { backfill } from '../worker/backfill.js'
+import { retryDeadLetters } from '../worker/queue.js'
+import { findColumn } from './column-arg.js'
 import { EXIT, printJson, reportError } from './output.js'
 
 interface GlobalOptions {
@@ -138,7 +145,129 @@ export function buildProgram(exit: { code: number }): Command {
         for (const e of status.embeddingColumns) columns.push([`${e.table}.${e.column}`, e.model, `${e.vectorType}(${e.dimensions})`, e.mode, e.sourceColumns.join(', ')])
         process.stdout.write(`${columns.toString()}\n`)
       }
-      if (status.pending.length > 0) exit.code = EXIT.ok
+      if (status.queues.length > 0) {
+        const queues = new Table({ head: ['queue', 'depth', 'leased', 'retrying', 'oldest job', 'dead letters'], style: { head: [], border: [] } })
+        for (const q of status.queues) {
+          queues.push([q.column, q.depth, q.leased, q.retrying, q.oldestSeconds === null ? '-' : `${q.oldestSeconds.toFixed(1)} s`, q.deadLetters > 0 ? pc.red(String(q.deadLetters)) : '0'])
+        }
+        process.stdout.write(`${queues.toString()}\n`)
+      }
+    })
+
+  const positiveInt = (name: string) => (v: string) => {
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < 1) throw new CommanderError(EXIT.usage, 'pgml-kit.option', `${name} must be a positive integer, got ${v}`)
+    return n
+  }
+
+  program.command('worker')
+    .description('embed queued rows (mode "queue") with the local model until stopped; run as many as you like')
+    .option('--column <table.column...>', 'only these columns (default: every queue-mode column)')
+    .option('--batch-size <n>', 'jobs per batch', positiveInt('--batch-size'), 32)
+    .option('--max-attempts <n>', 'failures before a job is dead-lettered', positiveInt('--max-attempts'), 5)
+    .option('--lease <seconds>', 'how long a claimed batch stays reserved', positiveInt('--lease'), 300)
+    .option('--poll <ms>', 'pause between polls of an empty queue', positiveInt('--poll'), 1000)
+    .option('--once', 'exit when no job is due instead of waiting for more')
+    .action(async (opts: { column?: string[]; batchSize: number; maxAttempts: number; lease: number; poll: number; once?: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      const config = await loadConfig(g.config)
+      const queueColumns = config.state.embeddingColumns.filter((c) => c.mode === 'queue')
+      const columns = opts.column ? opts.column.map((arg) => findColumn(queueColumns, arg)) : queueColumns
+      const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
+      const controller = new AbortController()
+      let stops = 0
+      const stop = () => {
+        stops++
+        if (stops === 1) {
+          process.stderr.write('stopping after the current batch (again to quit now; unfinished jobs return to the queue when their lease ends)\n')
+          controller.abort()
+        } else process.exit(130)
+      }
+      process.on('SIGINT', stop)
+      process.on('SIGTERM', stop)
+      try {
+        if (!g.json) process.stderr.write(`worker on ${target.description}: ${columns.map((c) => `${c.table}.${c.column}`).join(', ')}\n`)
+        const totals = await runWorker({
+          url: target.url, columns, loadEmbedder: localEmbedderLoader(config.embedder),
+          batchSize: opts.batchSize, maxAttempts: opts.maxAttempts, leaseSeconds: opts.lease, pollIntervalMs: opts.poll,
+          once: opts.once ?? false, signal: controller.signal,
+          onBatch: g.json ? undefined : (column, r) => process.stderr.write(`${column.table}.${column.column}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`),
+        })
+        if (g.json) printJson(totals)
+        else process.stdout.write(`${totals.written} vectors written in ${totals.batches} batches; ${totals.failed} failures, ${totals.deadLettered} dead-lettered\n`)
+      } finally {
+        process.off('SIGINT', stop)
+        process.off('SIGTERM', stop)
+        await target.close()
+      }
+    })
+
+  const queue = program.command('queue').description('inspect and manage the embedding queue')
+  queue.command('retry')
+    .description('put dead-lettered jobs back in the queue with fresh attempts')
+    .argument('[column]', '<table>.<column> (default: all)')
+    .action(async (arg: string | undefined, _opts, cmd: Command) => {
+      const g = globals(cmd)
+      const config = await loadConfig(g.config)
+      const column = arg ? findColumn(config.state.embeddingColumns, arg) : undefined
+      const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
+      try {
+        const client = new pg.Client({ connectionString: target.url })
+        await client.connect()
+        try {
+          const requeued = await retryDeadLetters(client, column)
+          if (g.json) printJson({ requeued })
+          else process.stdout.write(`${requeued} dead-lettered job${requeued === 1 ? '' : 's'} back in the queue\n`)
+        } finally {
+          await client.end()
+        }
+      } finally {
+        await target.close()
+      }
+    })
+
+  program.command('backfill')
+    .description('embed rows that have no vector yet (or all rows), in committed batches; safe to interrupt and re-run')
+    .argument('<column>', '<table>.<column>')
+    .option('--all', 'recompute every row (resumes an interrupted --all run)')
+    .option('--restart', 'with --all: start over instead of resuming')
+    .option('--batch-size <n>', 'rows per batch', positiveInt('--batch-size'), 64)
+    .action(async (arg: string, opts: { all?: boolean; restart?: boolean; batchSize: number }, cmd: Command) => {
+      const g = globals(cmd)
+      const config = await loadConfig(g.config)
+      const column = findColumn(config.state.embeddingColumns, arg)
+      const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
+      const controller = new AbortController()
+      const stop = () => controller.abort()
+      process.once('SIGINT', stop)
+      const bar = new cliProgress.SingleBar({
+        stream: process.stderr, hideCursor: true, etaBuffer: 20,
+        format: `${column.table}.${column.column} {bar} {value}/{total} rows | {rate} rows/s | ETA {eta_formatted}`,
+      }, cliProgress.Presets.shades_classic)
+      const started = performance.now()
+      let barStarted = false
+      try {
+        const loadEmbedder = localEmbedderLoader(config.embedder)
+        const result = await backfill({
+          url: target.url, column, loadEmbedder: () => loadEmbedder(column), all: opts.all ?? false, restart: opts.restart ?? false,
+          batchSize: opts.batchSize, signal: controller.signal,
+          onProgress: ({ total, done }) => {
+            const rate = (done / Math.max(0.001, (performance.now() - started) / 1000)).toFixed(1)
+            if (!barStarted) { bar.start(total, done, { rate }); barStarted = true } else bar.update(done, { rate })
+          },
+        })
+        bar.stop()
+        if (g.json) printJson(result)
+        else {
+          process.stdout.write(`${result.written} vectors written (${result.done}/${result.total} rows, ${result.skipped} changed meanwhile and left to their own path) in ${result.seconds.toFixed(1)} s${result.interrupted ? '; interrupted: run it again to continue' : ''}\n`)
+          for (const f of result.failed) process.stderr.write(`  ${pc.red('failed')} ${JSON.stringify(f.key)}: ${f.error}\n`)
+        }
+        if (result.failedCount > 0 || result.interrupted) exit.code = EXIT.checkFailed
+      } finally {
+        if (barStarted) bar.stop()
+        process.off('SIGINT', stop)
+        await target.close()
+      }
     })
 
   program.command('dev')

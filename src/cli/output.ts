@@ -10,7 +10,7 @@ export function printJson(value: unknown): void {
 /** A user mistake or unusable target: message, where, what to do; no stack trace. */
 export function reportError(error: unknown, json: boolean): number {
   if (error instanceof PgmlKitError) {
-    const code = error instanceof ConfigError || error instanceof PlanError || error.code === 'NAME_REQUIRED' || error.code === 'CONFIG_NOT_FOUND' ? EXIT.usage : EXIT.checkFailed
+    const code = error instanceof ConfigError || error instanceof PlanError || error.code === 'NAME_REQUIRED' || error.code === 'CONFIG_NOT_FOUND' || error.code === 'COLUMN_UNKNOWN' || error.code === 'COLUMN_AMBIGUOUS' ? EXIT.usage : EXIT.checkFailed
     if (json) {
       printJson({ error: { code: error.code, message: error.message, where: error.where ?? null, hint: error.hint ?? null } })
     } else {

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { createJiti } from 'jiti'
 import { PgmlKitError } from '../errors.js'
 import { resolveConfig, type ResolvedConfig } from '../model/resolve.js'
+import type { EmbedderSettings } from '../model/ir.js'
 
 export const DEFAULT_CONFIG_FILE = 'pgml-kit.config.ts'
 
@@ -23,6 +24,8 @@ export interface LoadedConfig extends ResolvedConfig {
   readonly root: string
   /** Absolute migrations directory. */
   readonly migrationsDir: string
+  /** Embedder settings with `modelsDir` made absolute. */
+  readonly embedder: EmbedderSettings
 }
 
 /**
@@ -42,5 +45,9 @@ export async function loadConfig(configPath = DEFAULT_CONFIG_FILE, cwd = process
   }
   const resolved = resolveConfig(exported, configPath)
   const root = resolve(path, '..')
-  return { ...resolved, path, root, migrationsDir: resolve(root, resolved.migrations.dir) }
+  return {
+    ...resolved,
+    embedder: { ...resolved.embedder, modelsDir: resolved.embedder.modelsDir === null ? null : resolve(root, resolved.embedder.modelsDir) },
+    path, root, migrationsDir: resolve(root, resolved.migrations.dir),
+  }
 }

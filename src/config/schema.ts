@@ -45,6 +45,7 @@ const modelObjectSchema = z.strictObject({
   documentPrefix: z.string().optional(),
   queryPrefix: z.string().optional(),
   normalize: z.boolean().optional(),
+  pooling: z.enum(['mean', 'cls'], { error: 'must be "mean" or "cls"' }).optional(),
 })
 
 export const modelSchema = z.union([z.string().min(1, 'must not be empty'), modelObjectSchema], {
@@ -66,6 +67,8 @@ export const embeddingSchema = z.strictObject({
 
 export const tableSchema = z.strictObject({
   schema: identifier.optional(),
+  /** Columns that identify a row; the `queue` mode records them in its jobs. Default: `id`. */
+  primaryKey: z.union([identifier, z.array(identifier).min(1, 'needs at least one column')]).optional(),
   embeddings: z.record(identifier, embeddingSchema),
 })
 
@@ -78,8 +81,18 @@ export const migrationsSchema = z.strictObject({
   indexStatementTimeout: duration.optional(),
 })
 
+export const embedderSchema = z.strictObject({
+  /** Directory holding local model folders (`<dir>/<model id>/onnx/model.onnx`, ...), relative to the config. */
+  modelsDir: z.string().min(1).optional(),
+  /** Let transformers.js download models it cannot find locally (default true; tests set false). */
+  allowRemoteModels: z.boolean().optional(),
+  /** Texts per model call (default 32). */
+  batchSize: z.number().int().min(1).max(4096).optional(),
+})
+
 export const configSchema = z.strictObject({
   migrations: migrationsSchema.optional(),
+  embedder: embedderSchema.optional(),
   tables: z.record(identifier, tableSchema),
 })
 
@@ -92,5 +105,6 @@ export type EmbeddingMode = (typeof embeddingModes)[number]
 export type EmbeddingConfig = z.infer<typeof embeddingSchema>
 export type TableConfig = z.infer<typeof tableSchema>
 export type MigrationsConfig = z.infer<typeof migrationsSchema>
+export type EmbedderConfig = z.infer<typeof embedderSchema>
 /** The object `pgml-kit.config.ts` exports (usually through `defineConfig`). */
 export type PgmlKitConfig = z.infer<typeof configSchema>

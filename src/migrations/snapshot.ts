@@ -52,7 +52,17 @@ export async function readSnapshot(migrationsDir: string): Promise<Snapshot> {
   if (snapshot.formatVersion !== 1 || !snapshot.state || !Array.isArray(snapshot.files)) {
     throw new MigrationError('SNAPSHOT_UNREADABLE', `${path} is not a pgml-kit snapshot of a format this version reads`, { where: path, hint: 'restore it from version control' })
   }
-  return deepFreeze(snapshot as Snapshot)
+  return deepFreeze(upgradeSnapshot(snapshot as Snapshot))
+}
+
+/** Fills fields that snapshots written by earlier versions do not have, with the values they implied. */
+function upgradeSnapshot(snapshot: Snapshot): Snapshot {
+  const columns = snapshot.state.embeddingColumns.map((c) => ({
+    ...c,
+    keyColumns: c.keyColumns ?? ['id'],
+    model: { ...c.model, pooling: c.model.pooling ?? null },
+  }))
+  return { ...snapshot, state: { ...snapshot.state, embeddingColumns: columns } }
 }
 
 /** Serialises with sorted structure already guaranteed by the IR, so equal states give equal bytes. */

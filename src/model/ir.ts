@@ -16,6 +16,8 @@ export interface ResolvedModel {
   readonly documentPrefix: string
   readonly queryPrefix: string
   readonly normalize: boolean
+  /** Token pooling; null: as the model's own files say (sentence-transformers `1_Pooling`), else mean. */
+  readonly pooling: 'mean' | 'cls' | null
 }
 
 export interface EmbeddingColumnNode {
@@ -27,6 +29,8 @@ export interface EmbeddingColumnNode {
   readonly model: ResolvedModel
   readonly vectorType: VectorType
   readonly mode: EmbeddingMode
+  /** Columns that identify a row of the table (its primary key). */
+  readonly keyColumns: readonly string[]
 }
 
 export interface VectorIndexNode {
@@ -49,6 +53,13 @@ export interface MigrationSettings {
   readonly indexStatementTimeout: string
 }
 
+export interface EmbedderSettings {
+  /** Absolute directory of local model folders, or null for transformers.js's default. */
+  readonly modelsDir: string | null
+  readonly allowRemoteModels: boolean
+  readonly batchSize: number
+}
+
 export interface DesiredState {
   readonly formatVersion: 1
   /** Version of the `pgml_kit` runtime schema these objects need (0: none). */
@@ -64,7 +75,7 @@ export const EMPTY_STATE: DesiredState = Object.freeze({
   indexes: Object.freeze([]),
 })
 
-export const RUNTIME_VERSION = 1
+export const RUNTIME_VERSION = 2
 
 export function columnKey(node: { schema: string; table: string; column: string }): string {
   return `${node.schema}.${node.table}.${node.column}`

@@ -16,6 +16,8 @@ export const DEFAULT_SEPARATOR = '\n\n'
 export interface ResolvedConfig {
   readonly state: DesiredState
   readonly migrations: MigrationSettings
+  /** Embedder settings; `modelsDir` is as written in the config (relative to it). */
+  readonly embedder: { readonly modelsDir: string | null; readonly allowRemoteModels: boolean; readonly batchSize: number }
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -57,9 +59,12 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       continue
     }
     const schema = tableConfig.schema ?? 'public'
+    const keyColumns = tableConfig.primaryKey === undefined ? ['id'] : typeof tableConfig.primaryKey === 'string' ? [tableConfig.primaryKey] : [...tableConfig.primaryKey]
+    if (new Set(keyColumns).size !== keyColumns.length) issues.push({ path: `${tablePath}.primaryKey`, message: 'lists a column twice' })
     for (const [column, embedding] of Object.entries(tableConfig.embeddings)) {
       const path = `${tablePath}.embeddings.${column}`
-      const node = resolveEmbedding(schema, table, column, embedding, path, issues)
+      if (keyColumns.includes(column)) issues.push({ path, message: `"${column}" is the table's primary key and cannot be an embedding column` })
+      const node = resolveEmbedding(schema, table, column, keyColumns, embedding, path, issues)
       if (node) columns.push(node)
       // Indexes are checked even when the column has problems, so every mistake is reported at once.
       for (const [i, indexConfig] of (embedding.indexes ?? []).entries()) {
@@ -87,7 +92,9 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
   indexes.sort((a, b) => byKey(a, b) || a.name.localeCompare(b.name))
 
   const m = config.migrations ?? {}
+  const e = config.embedder ?? {}
   return deepFreeze({
+    embedder: { modelsDir: e.modelsDir ?? null, allowRemoteModels: e.allowRemoteModels ?? true, batchSize: e.batchSize ?? 32 },
     state: {
       formatVersion: 1,
       runtimeVersion: columns.length > 0 ? RUNTIME_VERSION : 0,
@@ -130,11 +137,12 @@ function resolveModel(model: EmbeddingConfig['model'], path: string, issues: Con
     documentPrefix: spec.documentPrefix ?? preset?.documentPrefix ?? '',
     queryPrefix: spec.queryPrefix ?? preset?.queryPrefix ?? '',
     normalize: spec.normalize ?? preset?.normalize ?? true,
+    pooling: spec.pooling ?? preset?.pooling ?? null,
   }
 }
 
 function resolveEmbedding(
-  schema: string, table: string, column: string, embedding: EmbeddingConfig, path: string, issues: ConfigIssue[],
+  schema: string, table: string, column: string, keyColumns: readonly string[], embedding: EmbeddingConfig, path: string, issues: ConfigIssue[],
 ): EmbeddingColumnNode | undefined {
   const before = issues.length
   const sourceColumns = typeof embedding.source === 'string' ? [embedding.source] : [...embedding.source]
@@ -143,12 +151,6 @@ function resolveEmbedding(
     if (seen.has(source)) issues.push({ path: `${path}.source[${i}]`, message: `source column "${source}" is listed twice; list each column once` })
     seen.add(source)
     if (source === column) issues.push({ path: `${path}.source[${i}]`, message: `the embedding column "${column}" cannot be its own source` })
-  }
-  if (embedding.mode === 'queue') {
-    issues.push({
-      path: `${path}.mode`,
-      message: 'mode "queue" is not available in this version of pgml-kit yet; use "app" (vectors written by your application) or, on a server with pgml or pgml_compat, "trigger" or "generated"',
-    })
   }
   const model = resolveModel(embedding.model, `${path}.model`, issues)
   const vectorType: VectorType = embedding.type ?? 'vector'
@@ -162,7 +164,7 @@ function resolveEmbedding(
     })
   }
   if (issues.length > before || !model) return undefined
-  return { schema, table, column, sourceColumns, separator: embedding.separator ?? DEFAULT_SEPARATOR, model, vectorType, mode: embedding.mode }
+  return { schema, table, column, sourceColumns, separator: embedding.separator ?? DEFAULT_SEPARATOR, model, vectorType, mode: embedding.mode, keyColumns: [...keyColumns] }
 }
 
 function resolveIndex(column: { schema: string; table: string; column: string }, index: IndexConfig, path: string, issues: ConfigIssue[]): VectorIndexNode | undefined {

@@ -6,6 +6,7 @@ import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from '../sql/rend
 import { renderCreateEmbedFunction, renderCreateEmbedTrigger, renderDropEmbedFunction, renderDropEmbedTrigger } from '../sql/render-trigger.js'
 import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn, renderUpdateEmbeddingSource } from '../sql/render-catalog.js'
 import { rebuildIndexName, renderCreateIndexConcurrently, renderDropIndexConcurrently, renderRenameIndex } from '../sql/render-index.js'
+import { renderCreateEnqueueFunction, renderCreateEnqueueTriggers, renderDeleteJobs, renderDropEnqueueFunction, renderDropEnqueueTriggers } from '../sql/render-queue.js'
 import { defineOperation, type Operation } from './operation.js'
 
 /** Operation factories: one per kind, each building its up and its down from the same nodes. */
@@ -57,7 +58,9 @@ export function addEmbeddingColumn(column: EmbeddingColumnNode): Operation {
       ? [`rewrites ${column.schema}.${column.table} under an ACCESS EXCLUSIVE lock, calling pgml.embed once per existing row`]
       : column.mode === 'trigger'
         ? ['existing rows keep NULL until they are backfilled (UPDATE of a source column, e.g. SET <source> = <source>, fills it)']
-        : ['existing rows keep NULL until the application writes their vectors'],
+        : column.mode === 'queue'
+          ? ['existing rows keep NULL until a worker embeds them (pgml-kit backfill queues them all)']
+          : ['existing rows keep NULL until the application writes their vectors'],
   })
 }
 
@@ -176,5 +179,36 @@ export function rebuildVectorIndex(previous: VectorIndexNode, next: VectorIndexN
     transactional: false, safety: 'safe', requiresPgml: false,
     up: swap(previous, next), down: swap(next, previous),
     notes: ['the new index is built beside the old one and swapped in; both exist briefly (disk space)'],
+  })
+}
+
+export function createQueueTriggers(column: EmbeddingColumnNode): Operation {
+  return defineOperation({
+    kind: 'create-queue-triggers',
+    summary: `queue ${columnKey(column)} for a worker on INSERT, on UPDATE OF ${column.sourceColumns.join(', ')}, and dequeue on DELETE`,
+    transactional: true, safety: 'safe', requiresPgml: false,
+    up: [renderCreateEnqueueFunction(column), ...renderCreateEnqueueTriggers(column)],
+    down: [...renderDropEnqueueTriggers(column), renderDropEnqueueFunction(column), renderDeleteJobs(column)],
+    notes: [`existing rows are not queued: run \`pgml-kit backfill ${column.table}.${column.column}\` (or let writes queue them)`],
+  })
+}
+
+export function dropQueueTriggers(column: EmbeddingColumnNode): Operation {
+  const create = createQueueTriggers(column)
+  return defineOperation({
+    kind: 'drop-queue-triggers', summary: `stop queueing ${columnKey(column)} (drop triggers and pending jobs)`,
+    transactional: true, safety: 'safe', requiresPgml: false,
+    up: create.down, down: create.up, notes: [],
+  })
+}
+
+export function replaceQueueTriggers(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
+  return defineOperation({
+    kind: 'replace-queue-triggers',
+    summary: `queue ${columnKey(next)} on changes to ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
+    transactional: true, safety: 'needs-backfill', requiresPgml: false,
+    up: [...renderDropEnqueueTriggers(previous), renderCreateEnqueueFunction(next), ...renderCreateEnqueueTriggers(next)],
+    down: [...renderDropEnqueueTriggers(next), renderCreateEnqueueFunction(previous), ...renderCreateEnqueueTriggers(previous)],
+    notes: [`vectors already stored were computed from the old source: \`pgml-kit backfill ${next.table}.${next.column} --all\` re-embeds them`],
   })
 }

@@ -25,6 +25,7 @@ export function isEmptyPlan(plan: Plan): boolean {
 function sameModel(a: EmbeddingColumnNode, b: EmbeddingColumnNode): boolean {
   return a.model.id === b.model.id && a.model.revision === b.model.revision && a.model.dimensions === b.model.dimensions
     && a.vectorType === b.vectorType && a.model.normalize === b.model.normalize && a.model.documentPrefix === b.model.documentPrefix
+    && a.model.pooling === b.model.pooling
 }
 
 function sameSource(a: EmbeddingColumnNode, b: EmbeddingColumnNode): boolean {
@@ -87,6 +88,7 @@ export function planMigration(previous: DesiredState, next: DesiredState): Plan 
     if (nextColumns.has(key)) continue
     main.push(ops.unregisterEmbeddingColumn(column))
     if (column.mode === 'trigger') main.push(ops.dropEmbedTrigger(column))
+    if (column.mode === 'queue') main.push(ops.dropQueueTriggers(column))
     main.push(ops.dropEmbeddingColumn(column))
   }
 
@@ -95,10 +97,16 @@ export function planMigration(previous: DesiredState, next: DesiredState): Plan 
     if (!old) {
       main.push(ops.addEmbeddingColumn(column))
       if (column.mode === 'trigger') main.push(ops.createEmbedTrigger(column))
+      if (column.mode === 'queue') main.push(ops.createQueueTriggers(column))
       main.push(ops.registerEmbeddingColumn(column))
       continue
     }
     if (!sameModel(old, column)) refuseModelChange(old, column)
+    if (column.mode === 'queue' && old.keyColumns.join() !== column.keyColumns.join()) {
+      throw new PlanError('KEY_CHANGE_UNSUPPORTED', `changing the primary key of ${columnKey(column)} (mode "queue") is not supported yet`, {
+        where: `tables.${column.table}.primaryKey`, hint: 'add a new embedding column instead',
+      })
+    }
     if (old.mode !== column.mode) refuseModeChange(old, column)
     if (sameSource(old, column)) continue
     if (column.mode === 'generated') {
@@ -106,6 +114,8 @@ export function planMigration(previous: DesiredState, next: DesiredState): Plan 
       main.push(ops.dropEmbeddingColumn(old), ops.addEmbeddingColumn(column))
     } else if (column.mode === 'trigger') {
       main.push(ops.replaceEmbedTrigger(old, column))
+    } else if (column.mode === 'queue') {
+      main.push(ops.replaceQueueTriggers(old, column))
     }
     main.push(ops.updateEmbeddingSource(old, column))
   }

@@ -12,10 +12,10 @@ export function renderRegisterEmbeddingColumn(column: EmbeddingColumnNode): stri
   const m = column.model
   return `INSERT INTO ${CATALOG}
   (table_schema, table_name, column_name, model_id, model_revision, dimensions, vector_type, mode,
-   source_columns, source_separator, source_expression, document_prefix, query_prefix, normalize)
+   source_columns, source_separator, source_expression, document_prefix, query_prefix, normalize, key_columns)
 VALUES
   (${quoteLiteral(column.schema)}, ${quoteLiteral(column.table)}, ${quoteLiteral(column.column)}, ${quoteLiteral(m.id)}, ${quoteLiteralOrNull(m.revision)}, ${renderInteger(m.dimensions)}, ${quoteLiteral(column.vectorType)}, ${quoteLiteral(column.mode)},
-   ${renderTextArray(column.sourceColumns)}, ${quoteLiteral(column.separator)}, ${quoteLiteral(renderSourceText(column))}, ${quoteLiteral(m.documentPrefix)}, ${quoteLiteral(m.queryPrefix)}, ${renderBoolean(m.normalize)});`
+   ${renderTextArray(column.sourceColumns)}, ${quoteLiteral(column.separator)}, ${quoteLiteral(renderSourceText(column))}, ${quoteLiteral(m.documentPrefix)}, ${quoteLiteral(m.queryPrefix)}, ${renderBoolean(m.normalize)}, ${renderTextArray(column.keyColumns)});`
 }
 
 export function renderUnregisterEmbeddingColumn(column: EmbeddingColumnNode): string {

@@ -1,0 +1,54 @@
+/**
+ * Turns texts into vectors. The worker, backfill, the app-mode helpers and parity checks all go
+ * through this interface; the local ONNX implementation is `LocalEmbedder`.
+ */
+export interface Embedder {
+  readonly modelId: string
+  /** Length of every vector `embed` returns. */
+  readonly dimensions: number
+  /**
+   * Embeds texts in order, applying the model's document or query prefix.
+   * Throws if the model fails on any of them.
+   */
+  embed(texts: readonly string[], options?: { readonly as?: 'document' | 'query' }): Promise<Float32Array[]>
+  close?(): Promise<void>
+}
+
+/** Serialises a vector the way pgvector reads it: `[0.1,0.2,...]`. */
+export function toVectorLiteral(vector: ArrayLike<number>): string {
+  let out = '['
+  for (let i = 0; i < vector.length; i++) {
+    const value = vector[i] as number
+    if (!Number.isFinite(value)) throw new RangeError(`vector component ${i} is ${value}; pgvector accepts only finite numbers`)
+    out += (i === 0 ? '' : ',') + String(value)
+  }
+  return `${out}]`
+}
+
+/** Splits a list into chunks of at most `size`. */
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/**
+ * Embeds texts as one call; if the model throws on the batch, embeds them one by one so a single
+ * bad text fails alone (its slot holds the Error) and the others still get their vectors.
+ */
+export async function embedIsolating(embedder: Embedder, texts: readonly string[]): Promise<(Float32Array | Error)[]> {
+  if (texts.length === 0) return []
+  try {
+    return await embedder.embed(texts)
+  } catch {
+    const out: (Float32Array | Error)[] = []
+    for (const text of texts) {
+      try {
+        out.push((await embedder.embed([text]))[0] ?? new Error('the embedder returned no vector'))
+      } catch (error) {
+        out.push(error instanceof Error ? error : new Error(String(error)))
+      }
+    }
+    return out
+  }
+}

@@ -1,0 +1,83 @@
+import type { EmbeddingColumnNode } from '../model/ir.js'
+import { deriveIdentifier, dollarQuote, quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
+import { RUNTIME_SCHEMA } from './render-trigger.js'
+
+/**
+ * The `queue` mode's database side: triggers that keep `pgml_kit.embedding_jobs` in step with the
+ * table. A worker outside the database does the embedding (src/worker).
+ */
+
+export function enqueueFunctionName(column: EmbeddingColumnNode): string {
+  return deriveIdentifier(['enqueue', column.schema, column.table, column.column], '__')
+}
+
+export function enqueueTriggerName(column: EmbeddingColumnNode, event: 'write' | 'delete'): string {
+  return deriveIdentifier(['pgml_kit_enqueue', column.column, event])
+}
+
+/** `jsonb_build_object('id', NEW."id", ...)`: how a job names its row. */
+export function renderRowKey(column: EmbeddingColumnNode, rowRef: string): string {
+  return `jsonb_build_object(${column.keyColumns.map((k) => `${quoteLiteral(k)}, ${rowRef}.${quoteIdent(k)}`).join(', ')})`
+}
+
+/**
+ * On INSERT, and on UPDATE when a source column really changed, upserts the row's job (a newer
+ * change bumps its generation and makes it due now); on DELETE, removes it. Runs in the writer's
+ * transaction, so a job exists exactly when the write commits.
+ */
+export function renderCreateEnqueueFunction(column: EmbeddingColumnNode): string {
+  const changed = column.sourceColumns.map((name) => `NEW.${quoteIdent(name)} IS DISTINCT FROM OLD.${quoteIdent(name)}`).join('\n        OR ')
+  const identity = `${quoteLiteral(column.schema)}, ${quoteLiteral(column.table)}, ${quoteLiteral(column.column)}`
+  const body = `
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    DELETE FROM pgml_kit.embedding_jobs
+    WHERE table_schema = ${quoteLiteral(column.schema)} AND table_name = ${quoteLiteral(column.table)} AND column_name = ${quoteLiteral(column.column)}
+      AND row_key = ${renderRowKey(column, 'OLD')};
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' AND NOT (${changed}) THEN
+    RETURN NEW;
+  END IF;
+  INSERT INTO pgml_kit.embedding_jobs AS job (table_schema, table_name, column_name, row_key)
+  VALUES (${identity}, ${renderRowKey(column, 'NEW')})
+  ON CONFLICT (table_schema, table_name, column_name, row_key) DO UPDATE
+    SET generation = job.generation + 1, enqueued_at = now(), attempts = 0, next_attempt_at = now(), last_error = NULL;
+  RETURN NEW;
+END
+`
+  return `CREATE OR REPLACE FUNCTION ${quoteQualified(RUNTIME_SCHEMA, enqueueFunctionName(column))}()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS ${dollarQuote(body)};`
+}
+
+export function renderDropEnqueueFunction(column: EmbeddingColumnNode): string {
+  return `DROP FUNCTION ${quoteQualified(RUNTIME_SCHEMA, enqueueFunctionName(column))}();`
+}
+
+export function renderCreateEnqueueTriggers(column: EmbeddingColumnNode): string[] {
+  const table = quoteQualified(column.schema, column.table)
+  const fn = quoteQualified(RUNTIME_SCHEMA, enqueueFunctionName(column))
+  return [
+    `CREATE TRIGGER ${quoteIdent(enqueueTriggerName(column, 'write'))}
+AFTER INSERT OR UPDATE OF ${column.sourceColumns.map(quoteIdent).join(', ')} ON ${table}
+FOR EACH ROW EXECUTE FUNCTION ${fn}();`,
+    `CREATE TRIGGER ${quoteIdent(enqueueTriggerName(column, 'delete'))}
+AFTER DELETE ON ${table}
+FOR EACH ROW EXECUTE FUNCTION ${fn}();`,
+  ]
+}
+
+export function renderDropEnqueueTriggers(column: EmbeddingColumnNode): string[] {
+  const table = quoteQualified(column.schema, column.table)
+  return [
+    `DROP TRIGGER ${quoteIdent(enqueueTriggerName(column, 'delete'))} ON ${table};`,
+    `DROP TRIGGER ${quoteIdent(enqueueTriggerName(column, 'write'))} ON ${table};`,
+  ]
+}
+
+export function renderDeleteJobs(column: EmbeddingColumnNode): string {
+  return `DELETE FROM pgml_kit.embedding_jobs WHERE table_schema = ${quoteLiteral(column.schema)} AND table_name = ${quoteLiteral(column.table)} AND column_name = ${quoteLiteral(column.column)};`
+}

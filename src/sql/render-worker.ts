@@ -1,0 +1,121 @@
+import type { EmbeddingColumnNode } from '../model/ir.js'
+import { quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
+import { renderSourceText } from './render-source.js'
+
+/**
+ * Statements the queue worker and backfill run. Identifiers come from the resolved config and are
+ * quoted here; values are always bind parameters.
+ */
+
+/** `t."id" = (jsonb_populate_record(NULL::"public"."documents", job.row_key))."id" AND ...` — typed, index-friendly. */
+export function renderRowKeyMatch(column: EmbeddingColumnNode, tableAlias: string, keyExpr: string): string {
+  const record = `jsonb_populate_record(NULL::${quoteQualified(column.schema, column.table)}, ${keyExpr})`
+  return column.keyColumns.map((k) => `${tableAlias}.${quoteIdent(k)} = (${record}).${quoteIdent(k)}`).join(' AND ')
+}
+
+function jobIdentity(column: EmbeddingColumnNode, alias = 'job'): string {
+  return `${alias}.table_schema = ${quoteLiteral(column.schema)} AND ${alias}.table_name = ${quoteLiteral(column.table)} AND ${alias}.column_name = ${quoteLiteral(column.column)}`
+}
+
+/** $1 batch size, $2 lease seconds, $3 worker id → id, generation, attempts of the leased jobs. */
+export function renderClaimJobs(column: EmbeddingColumnNode): string {
+  return `WITH due AS (
+  SELECT job.id FROM pgml_kit.embedding_jobs AS job
+  WHERE ${jobIdentity(column)}
+    AND job.next_attempt_at <= now() AND (job.leased_until IS NULL OR job.leased_until < now())
+  ORDER BY job.next_attempt_at, job.id
+  LIMIT $1
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE pgml_kit.embedding_jobs AS job
+SET leased_until = now() + make_interval(secs => $2::double precision), leased_by = $3
+FROM due WHERE job.id = due.id
+RETURNING job.id, job.generation, job.attempts`
+}
+
+/** $1 job ids → id, source text (NULL when every source column is NULL), md5 of it; rows that no longer exist are absent. */
+export function renderFetchSources(column: EmbeddingColumnNode): string {
+  const source = renderSourceText(column, 't')
+  return `SELECT job.id, ${source} AS source_text, md5(${source}) AS source_md5
+FROM pgml_kit.embedding_jobs AS job
+JOIN ${quoteQualified(column.schema, column.table)} AS t ON ${renderRowKeyMatch(column, 't', 'job.row_key')}
+WHERE job.id = ANY($1::bigint[])`
+}
+
+/**
+ * Writes vectors and completes jobs in one statement. A vector is written only if the row's source
+ * is still the text that was embedded ($3), and only while this worker holds the lease ($5); the
+ * job is deleted only if it was written and no newer change re-queued it meanwhile ($2).
+ * $1 ids, $2 generations, $3 source md5s, $4 vectors (text, NULL for no text), $5 worker id.
+ */
+export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: string): string {
+  const type = `${quoteQualified(vectorSchema, column.vectorType)}(${column.model.dimensions})`
+  return `WITH input AS (
+  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS i(job_id, generation, source_md5, embedding)
+), written AS (
+  UPDATE ${quoteQualified(column.schema, column.table)} AS t
+  SET ${quoteIdent(column.column)} = input.embedding::${type}
+  FROM input JOIN pgml_kit.embedding_jobs AS job ON job.id = input.job_id AND job.leased_by = $5
+  WHERE ${renderRowKeyMatch(column, 't', 'job.row_key')}
+    AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5
+  RETURNING input.job_id, input.generation
+), done AS (
+  DELETE FROM pgml_kit.embedding_jobs AS job USING written
+  WHERE job.id = written.job_id AND job.generation = written.generation AND job.leased_by = $5
+  RETURNING job.id
+)
+SELECT (SELECT count(*) FROM written)::int AS written, (SELECT count(*) FROM done)::int AS completed`
+}
+
+/** $1 ids, $2 worker id: jobs whose row is gone are finished. */
+export const DELETE_LEASED_JOBS = `DELETE FROM pgml_kit.embedding_jobs WHERE id = ANY($1::bigint[]) AND leased_by = $2`
+
+/** $1 ids, $2 worker id: gives back leases still held (stale writes, shutdown). */
+export const RELEASE_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_until = NULL, leased_by = NULL WHERE id = ANY($1::bigint[]) AND leased_by = $2`
+
+/**
+ * Records failures: attempts + 1, the error, and the next attempt after an exponential back-off
+ * ($4 base seconds × 2^(attempts), at most $5 seconds). $1 ids, $2 errors, $3 worker id.
+ */
+export const FAIL_JOBS = `UPDATE pgml_kit.embedding_jobs AS job
+SET attempts = job.attempts + 1, last_error = e.error, leased_until = NULL, leased_by = NULL,
+    next_attempt_at = now() + make_interval(secs => least($5::double precision, $4::double precision * power(2, job.attempts)))
+FROM unnest($1::bigint[], $2::text[]) AS e(id, error)
+WHERE job.id = e.id AND job.leased_by = $3`
+
+/**
+ * Moves jobs that have failed $2 times to the dead-letter table ($1 ids). A separate statement
+ * from FAIL_JOBS: one statement cannot modify the same row twice.
+ */
+export const DEAD_LETTER_JOBS = `WITH dead AS (
+  DELETE FROM pgml_kit.embedding_jobs
+  WHERE id = ANY($1::bigint[]) AND attempts >= $2
+  RETURNING table_schema, table_name, column_name, row_key, attempts, last_error, first_enqueued_at
+)
+INSERT INTO pgml_kit.embedding_dead_letters (table_schema, table_name, column_name, row_key, attempts, last_error, first_enqueued_at)
+SELECT table_schema, table_name, column_name, row_key, attempts, last_error, first_enqueued_at FROM dead
+RETURNING id`
+
+/** $1 schema, $2 table, $3 column (each NULL for all): dead letters back into the queue. */
+export const RETRY_DEAD_LETTERS = `WITH moved AS (
+  DELETE FROM pgml_kit.embedding_dead_letters
+  WHERE ($1::text IS NULL OR table_schema = $1) AND ($2::text IS NULL OR table_name = $2) AND ($3::text IS NULL OR column_name = $3)
+  RETURNING table_schema, table_name, column_name, row_key, first_enqueued_at
+)
+INSERT INTO pgml_kit.embedding_jobs AS job (table_schema, table_name, column_name, row_key, first_enqueued_at)
+SELECT table_schema, table_name, column_name, row_key, first_enqueued_at FROM moved
+ON CONFLICT (table_schema, table_name, column_name, row_key) DO UPDATE
+  SET attempts = 0, next_attempt_at = now(), last_error = NULL, generation = job.generation + 1
+RETURNING job.id`
+
+export const QUEUE_STATS = `SELECT table_schema, table_name, column_name,
+  count(*)::int AS depth,
+  count(*) FILTER (WHERE leased_until > now())::int AS leased,
+  count(*) FILTER (WHERE attempts > 0)::int AS retrying,
+  extract(epoch FROM now() - min(first_enqueued_at))::float8 AS oldest_seconds
+FROM pgml_kit.embedding_jobs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
+
+export const DEAD_LETTER_STATS = `SELECT table_schema, table_name, column_name, count(*)::int AS dead
+FROM pgml_kit.embedding_dead_letters GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
+
+export const VECTOR_SCHEMA = `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'`

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PgmlKitError } from '../errors.js'
 import type { ResolvedModel } from '../model/ir.js'
+import { MODEL_PRESETS } from '../model/presets.js'
 import { chunk, type Embedder } from './embedder.js'
 
 export interface LocalEmbedderOptions {
@@ -65,6 +66,9 @@ export class LocalEmbedder implements Embedder {
     const { model } = options
     const modelsDir = options.modelsDir ?? null
     const pooling = model.pooling ?? poolingFromFiles(modelsDir, model.id) ?? 'mean'
+    // A local copy under the canonical id wins; otherwise a preset's ONNX repository is fetched.
+    const local = modelsDir !== null && existsSync(join(modelsDir, model.id))
+    const source = local ? model.id : (MODEL_PRESETS[model.id]?.onnxRepository ?? model.id)
     const load = loading.then(async () => {
       const transformers = await import('@huggingface/transformers')
       const { env } = transformers
@@ -72,9 +76,9 @@ export class LocalEmbedder implements Embedder {
       env.allowLocalModels = true
       if (modelsDir) env.localModelPath = modelsDir.endsWith('/') ? modelsDir : `${modelsDir}/`
       try {
-        return (await transformers.pipeline('feature-extraction', model.id, { dtype: 'fp32', ...(model.revision ? { revision: model.revision } : {}) })) as unknown as FeatureExtractor
+        return (await transformers.pipeline('feature-extraction', source, { dtype: 'fp32', ...(model.revision ? { revision: model.revision } : {}) })) as unknown as FeatureExtractor
       } catch (error) {
-        throw new PgmlKitError('MODEL_LOAD_FAILED', `could not load model "${model.id}"${modelsDir ? ` from ${join(modelsDir, model.id)}` : ''}: ${(error as Error).message}`, {
+        throw new PgmlKitError('MODEL_LOAD_FAILED', `could not load model "${model.id}"${local || !options.allowRemoteModels ? ` from ${join(modelsDir ?? '.', model.id)}` : ` (${source})`}: ${(error as Error).message}`, {
           cause: error,
           hint: options.allowRemoteModels
             ? 'check the model id, or put the model files (config.json, tokenizer.json, onnx/model.onnx) under embedder.modelsDir'

@@ -11,33 +11,38 @@ export interface ModelPreset {
   readonly normalize: boolean
   /** Token pooling the model was trained with (used by the local embedder). */
   readonly pooling: 'mean' | 'cls'
+  /**
+   * Hugging Face repository with ONNX weights of the same model, which transformers.js downloads
+   * when the model is not found locally (the canonical repositories carry PyTorch weights only).
+   */
+  readonly onnxRepository: string
 }
 
 const E5 = { documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: 'mean' } as const
 const BGE_QUERY = 'Represent this sentence for searching relevant passages: '
 
 export const MODEL_PRESETS: Readonly<Record<string, ModelPreset>> = Object.freeze({
-  'intfloat/e5-small-v2': { id: 'intfloat/e5-small-v2', dimensions: 384, ...E5 },
-  'intfloat/e5-base-v2': { id: 'intfloat/e5-base-v2', dimensions: 768, ...E5 },
-  'intfloat/e5-large-v2': { id: 'intfloat/e5-large-v2', dimensions: 1024, ...E5 },
-  'intfloat/multilingual-e5-small': { id: 'intfloat/multilingual-e5-small', dimensions: 384, ...E5 },
-  'intfloat/multilingual-e5-base': { id: 'intfloat/multilingual-e5-base', dimensions: 768, ...E5 },
+  'intfloat/e5-small-v2': { id: 'intfloat/e5-small-v2', dimensions: 384, ...E5, onnxRepository: 'Xenova/e5-small-v2' },
+  'intfloat/e5-base-v2': { id: 'intfloat/e5-base-v2', dimensions: 768, ...E5, onnxRepository: 'Xenova/e5-base-v2' },
+  'intfloat/e5-large-v2': { id: 'intfloat/e5-large-v2', dimensions: 1024, ...E5, onnxRepository: 'Xenova/e5-large-v2' },
+  'intfloat/multilingual-e5-small': { id: 'intfloat/multilingual-e5-small', dimensions: 384, ...E5, onnxRepository: 'Xenova/multilingual-e5-small' },
+  'intfloat/multilingual-e5-base': { id: 'intfloat/multilingual-e5-base', dimensions: 768, ...E5, onnxRepository: 'Xenova/multilingual-e5-base' },
   'sentence-transformers/all-MiniLM-L6-v2': {
-    id: 'sentence-transformers/all-MiniLM-L6-v2', dimensions: 384, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean',
+    id: 'sentence-transformers/all-MiniLM-L6-v2', dimensions: 384, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean', onnxRepository: 'Xenova/all-MiniLM-L6-v2',
   },
   'sentence-transformers/all-mpnet-base-v2': {
-    id: 'sentence-transformers/all-mpnet-base-v2', dimensions: 768, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean',
+    id: 'sentence-transformers/all-mpnet-base-v2', dimensions: 768, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean', onnxRepository: 'Xenova/all-mpnet-base-v2',
   },
   'BAAI/bge-small-en-v1.5': {
-    id: 'BAAI/bge-small-en-v1.5', dimensions: 384, documentPrefix: '', queryPrefix: BGE_QUERY, normalize: true, pooling: 'cls',
+    id: 'BAAI/bge-small-en-v1.5', dimensions: 384, documentPrefix: '', queryPrefix: BGE_QUERY, normalize: true, pooling: 'cls', onnxRepository: 'Xenova/bge-small-en-v1.5',
   },
   'BAAI/bge-base-en-v1.5': {
-    id: 'BAAI/bge-base-en-v1.5', dimensions: 768, documentPrefix: '', queryPrefix: BGE_QUERY, normalize: true, pooling: 'cls',
+    id: 'BAAI/bge-base-en-v1.5', dimensions: 768, documentPrefix: '', queryPrefix: BGE_QUERY, normalize: true, pooling: 'cls', onnxRepository: 'Xenova/bge-base-en-v1.5',
   },
   'thenlper/gte-small': {
-    id: 'thenlper/gte-small', dimensions: 384, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean',
+    id: 'thenlper/gte-small', dimensions: 384, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean', onnxRepository: 'Xenova/gte-small',
   },
   'thenlper/gte-base': {
-    id: 'thenlper/gte-base', dimensions: 768, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean',
+    id: 'thenlper/gte-base', dimensions: 768, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean', onnxRepository: 'Xenova/gte-base',
   },
 })

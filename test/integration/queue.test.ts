@@ -1,0 +1,230 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import type { PgmlKitConfig } from '../../src/config/schema.js'
+import { loadConfig } from '../../src/config/load.js'
+import { processBatch, type BatchSettings } from '../../src/worker/process-batch.js'
+import { runWorker } from '../../src/worker/run-worker.js'
+import { backfill } from '../../src/worker/backfill.js'
+import { readQueueStats, retryDeadLetters } from '../../src/worker/queue.js'
+import type { Embedder } from '../../src/embed/embedder.js'
+import type { EmbeddingColumnNode } from '../../src/model/ir.js'
+import { InterleavingEmbedder, MODELS_DIR, PoisonEmbedder, cosine, loadTiny, parseVector } from '../helpers/embedders.js'
+import { runCli, startCli } from '../helpers/cli.js'
+import { TestProject } from '../helpers/project.js'
+import { tiers, type TestDatabase } from '../helpers/targets.js'
+import pg from 'pg'
+
+function queueConfig(dimensions = 16): PgmlKitConfig {
+  return {
+    embedder: { modelsDir: MODELS_DIR, allowRemoteModels: false },
+    tables: {
+      documents: {
+        embeddings: {
+          body_embedding: {
+            source: ['title', 'body'],
+            model: { id: 'pgml-kit/tiny-bert-16', dimensions, documentPrefix: 'passage: ' },
+            mode: 'queue',
+            indexes: [{ method: 'hnsw', distance: 'cosine' }],
+          },
+        },
+      },
+    },
+  }
+}
+
+describe.each(tiers)('queue mode on the $name tier', (tier) => {
+  let db: TestDatabase
+  afterEach(async () => db?.close())
+
+  async function setup(config = queueConfig()): Promise<{ p: TestProject; column: EmbeddingColumnNode; embedder: Embedder }> {
+    db = await tier.create()
+    const p = await new TestProject(db).withDocumentsTable(config)
+    await p.generate()
+    await p.migrate()
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    return { p, column: loaded.state.embeddingColumns[0]!, embedder: await loadTiny() }
+  }
+
+  const settings = (over: Partial<BatchSettings> = {}): BatchSettings => ({
+    workerId: 'test-worker', batchSize: 16, leaseSeconds: 60, maxAttempts: 3, backoffBaseSeconds: 0, backoffMaxSeconds: 0, vectorSchema: 'public', ...over,
+  })
+  const jobs = () => db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs').then((r) => r[0]!.n)
+
+  /** Every row's stored vector is the model's vector of its current text. */
+  async function expectVectorsMatchLatestText(embedder: Embedder) {
+    const rows = await db.query<{ title: string | null; body: string | null; v: string | null }>('SELECT title, body, body_embedding::text AS v FROM documents ORDER BY id')
+    const texts = rows.map((r) => (r.title === null && r.body === null ? null : `${r.title ?? ''}\n\n${r.body ?? ''}`))
+    const expected = await embedder.embed(texts.filter((t): t is string => t !== null))
+    let i = 0
+    for (const [n, row] of rows.entries()) {
+      if (texts[n] === null) {
+        expect(row.v).toBeNull()
+        continue
+      }
+      expect(row.v, `row ${n} has no vector`).not.toBeNull()
+      expect(cosine(parseVector(row.v!), expected[i++]!), `row ${n} has the vector of an older text`).toBeGreaterThan(0.99999)
+    }
+  }
+
+  it('queues writes and dequeues deletes in the writing transaction', async () => {
+    await setup()
+    await db.query(`INSERT INTO documents (title, body) VALUES ('a', 'b'), ('c', 'd')`)
+    expect(await jobs()).toBe(2)
+    await db.query(`UPDATE documents SET department = 'x'`)
+    await db.query(`UPDATE documents SET title = title`)
+    expect(await db.query('SELECT generation::int AS g FROM pgml_kit.embedding_jobs ORDER BY id')).toEqual([{ g: 1 }, { g: 1 }])
+    await db.query(`UPDATE documents SET body = 'changed' WHERE title = 'a'`)
+    expect(await db.query('SELECT generation::int AS g FROM pgml_kit.embedding_jobs ORDER BY id')).toEqual([{ g: 2 }, { g: 1 }])
+    await db.query(`DELETE FROM documents WHERE title = 'c'`)
+    expect(await db.query(`SELECT row_key FROM pgml_kit.embedding_jobs`)).toEqual([{ row_key: { id: 1 } }])
+    await db.query(`BEGIN; INSERT INTO documents (title, body) VALUES ('rolled', 'back'); ROLLBACK;`)
+    expect(await jobs()).toBe(1)
+  })
+
+  it('rows inserted and updated while the worker runs all end with the vector of their latest text', async () => {
+    const { column, embedder } = await setup()
+    const controller = new AbortController()
+    const worker = runWorker({ url: db.url, columns: [column], loadEmbedder: async () => embedder, batchSize: 8, pollIntervalMs: 20, signal: controller.signal })
+    for (let round = 0; round < 5; round++) {
+      await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'round ${round} body ' || i FROM generate_series(1, 40) AS i`)
+      await db.query(`UPDATE documents SET body = body || ' edit ${round}' WHERE id % 3 = ${round % 3}`)
+      await db.query(`UPDATE documents SET title = NULL, body = NULL WHERE id = 7`)
+      await new Promise((r) => setTimeout(r, 30))
+    }
+    for (let i = 0; i < 600 && (await jobs()) > 0; i++) await new Promise((r) => setTimeout(r, 50))
+    controller.abort()
+    const totals = await worker
+    expect(await jobs()).toBe(0)
+    expect(totals.written).toBeGreaterThanOrEqual(200)
+    await expectVectorsMatchLatestText(embedder)
+  })
+
+  it('skips the write when the source changes while a batch is embedded, and the newer job writes', async () => {
+    const { column, embedder } = await setup()
+    await db.query(`INSERT INTO documents (title, body) VALUES ('original', 'text')`)
+    const interleaving = new InterleavingEmbedder(embedder, () => db.query(`UPDATE documents SET body = 'newer text'`).then(() => undefined))
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      const first = await processBatch(client, column, interleaving, settings())
+      expect(first).toMatchObject({ claimed: 1, written: 0, stale: 1, completed: 0 })
+      expect(await db.query('SELECT body_embedding FROM documents')).toEqual([{ body_embedding: null }])
+      expect(await db.query('SELECT generation::int AS g, leased_by FROM pgml_kit.embedding_jobs')).toEqual([{ g: 2, leased_by: null }])
+      const second = await processBatch(client, column, embedder, settings())
+      expect(second).toMatchObject({ claimed: 1, written: 1, completed: 1 })
+    } finally {
+      await client.end()
+    }
+    await expectVectorsMatchLatestText(embedder)
+  })
+
+  it('two workers never write the same job twice', async () => {
+    const { column, embedder } = await setup()
+    await db.query(`CREATE TABLE vector_writes (id bigint, at timestamptz DEFAULT clock_timestamp());
+      CREATE FUNCTION log_vector_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO vector_writes (id) VALUES (NEW.id); RETURN NEW; END $$;
+      CREATE TRIGGER log_vector_write AFTER UPDATE OF body_embedding ON documents FOR EACH ROW EXECUTE FUNCTION log_vector_write();`)
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 300) AS i`)
+    const run = (workerId: string) => runWorker({ url: db.url, columns: [column], loadEmbedder: async () => embedder, batchSize: 7, once: true, workerId })
+    const [a, b] = await Promise.all([run('worker-a'), run('worker-b')])
+    expect(a.written + b.written).toBe(300)
+    expect(await jobs()).toBe(0)
+    expect(await db.query('SELECT count(*)::int AS rows, count(DISTINCT id)::int AS distinct_rows FROM vector_writes')).toEqual([{ rows: 300, distinct_rows: 300 }])
+    await expectVectorsMatchLatestText(embedder)
+  })
+
+  it('a poison row reaches the dead-letter table after N attempts while the others flow; retry requeues it', async () => {
+    const { column, embedder } = await setup()
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, CASE WHEN i = 5 THEN 'POISON' ELSE 'body ' || i END FROM generate_series(1, 20) AS i`)
+    const poison = new PoisonEmbedder(embedder)
+    const totals = await runWorker({ url: db.url, columns: [column], loadEmbedder: async () => poison, batchSize: 8, maxAttempts: 3, backoffBaseSeconds: 0, backoffMaxSeconds: 0, once: true })
+    expect(totals).toMatchObject({ written: 19, failed: 3, deadLettered: 1 })
+    expect(await jobs()).toBe(0)
+    expect(await db.query(`SELECT row_key, attempts, last_error FROM pgml_kit.embedding_dead_letters`)).toEqual([
+      { row_key: { id: 5 }, attempts: 3, last_error: expect.stringMatching(/cannot embed "passage: title 5\\n\\nPOISON"|cannot embed/) },
+    ])
+    expect(await db.query(`SELECT count(*)::int AS n FROM documents WHERE body_embedding IS NULL`)).toEqual([{ n: 1 }])
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      expect(await readQueueStats(client)).toEqual([{ column: 'public.documents.body_embedding', depth: 0, leased: 0, retrying: 0, oldestSeconds: null, deadLetters: 1 }])
+      expect(await retryDeadLetters(client)).toBe(1)
+      expect(await readQueueStats(client)).toEqual([expect.objectContaining({ depth: 1, deadLetters: 0 })])
+    } finally {
+      await client.end()
+    }
+    // Fixed at the source: the requeued job now succeeds.
+    await db.query(`UPDATE documents SET body = 'cured' WHERE id = 5`)
+    await runWorker({ url: db.url, columns: [column], loadEmbedder: async () => embedder, once: true })
+    await expectVectorsMatchLatestText(embedder)
+  })
+
+  it('refuses a model of the wrong dimension before claiming or writing anything', async () => {
+    const { column } = await setup(queueConfig(32))
+    await db.query(`INSERT INTO documents (title, body) VALUES ('a', 'b')`)
+    const config = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const { localEmbedderLoader } = await import('../../src/embed/embedder-for-config.js')
+    const error = await runWorker({ url: db.url, columns: [column], loadEmbedder: localEmbedderLoader(config.embedder), once: true }).catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'MODEL_DIMENSIONS_MISMATCH' })
+    expect(await db.query('SELECT attempts, leased_by FROM pgml_kit.embedding_jobs')).toEqual([{ attempts: 0, leased_by: null }])
+    expect(await db.query('SELECT body_embedding FROM documents')).toEqual([{ body_embedding: null }])
+  })
+
+  it('a worker process killed with SIGKILL mid-batch loses no job', async () => {
+    await setup()
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, repeat('word ', 60) || i FROM generate_series(1, 1500) AS i`)
+    const worker = startCli(['worker', '--batch-size', '4', '--lease', '2', '--poll', '50'], { cwd: db.cwd, databaseUrl: db.databaseUrl || undefined })
+    await new Promise<void>((resolve, reject) => {
+      worker.stderr?.on('data', (d: Buffer) => { if (/written/.test(d.toString())) resolve() })
+      worker.on('close', (code) => reject(new Error(`worker exited early with ${code}`)))
+    })
+    const closed = new Promise((resolve) => worker.on('close', resolve))
+    worker.kill('SIGKILL')
+    await closed
+    const left = await jobs()
+    expect(left).toBeGreaterThan(0)
+    // Its leases expire; another worker finishes everything.
+    await new Promise((r) => setTimeout(r, 2500))
+    const finish = await runCli(['worker', '--once', '--json'], { cwd: db.cwd, databaseUrl: db.databaseUrl || undefined })
+    expect(finish.code, finish.stderr).toBe(0)
+    expect(await jobs()).toBe(0)
+    expect(await db.query(`SELECT count(*)::int AS n FROM documents WHERE body_embedding IS NULL`)).toEqual([{ n: 0 }])
+    expect(await db.query(`SELECT count(*)::int AS n FROM pgml_kit.embedding_dead_letters`)).toEqual([{ n: 0 }])
+  })
+
+  it('a worker process stops gracefully on SIGTERM, leaving no lease behind', async () => {
+    await setup()
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 2000) AS i`)
+    const worker = startCli(['worker', '--batch-size', '8', '--lease', '600'], { cwd: db.cwd, databaseUrl: db.databaseUrl || undefined })
+    await new Promise<void>((resolve, reject) => {
+      worker.stderr?.on('data', (d: Buffer) => { if (/written/.test(d.toString())) resolve() })
+      worker.on('close', (code) => reject(new Error(`worker exited early with ${code}`)))
+    })
+    const closed = new Promise<number | null>((resolve) => worker.on('close', resolve))
+    worker.kill('SIGTERM')
+    expect(await closed).toBe(0)
+    expect(await db.query(`SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs WHERE leased_by IS NOT NULL`)).toEqual([{ n: 0 }])
+  })
+
+  it('backfill fills missing vectors in batches, and resumes an interrupted --all run', async () => {
+    const { column, embedder } = await setup()
+    await db.query(`ALTER TABLE documents DISABLE TRIGGER USER`)
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 130) AS i`)
+    await db.query(`INSERT INTO documents (department) VALUES ('no text')`)
+    await db.query(`ALTER TABLE documents ENABLE TRIGGER USER`)
+    const progress: number[] = []
+    const result = await backfill({ url: db.url, column, loadEmbedder: async () => embedder, batchSize: 50, onProgress: (p) => progress.push(p.done) })
+    expect(result).toMatchObject({ how: 'local', total: 130, done: 130, written: 130, skipped: 0, failedCount: 0, interrupted: false })
+    expect(progress).toEqual([0, 50, 100, 130])
+    await expectVectorsMatchLatestText(embedder)
+    expect((await backfill({ url: db.url, column, loadEmbedder: async () => embedder })).total).toBe(0)
+
+    // --all, interrupted after its first batch, then resumed from its checkpoint.
+    const controller = new AbortController()
+    const first = await backfill({ url: db.url, column, loadEmbedder: async () => embedder, all: true, batchSize: 40, signal: controller.signal, onProgress: (p) => { if (p.done >= 40) controller.abort() } })
+    expect(first).toMatchObject({ total: 131, done: 40, interrupted: true })
+    expect(await db.query(`SELECT rows_done::int AS n FROM pgml_kit.backfill_checkpoints`)).toEqual([{ n: 40 }])
+    const resumed = await backfill({ url: db.url, column, loadEmbedder: async () => embedder, all: true, batchSize: 40 })
+    expect(resumed).toMatchObject({ total: 131, done: 131, interrupted: false })
+    expect(await db.query(`SELECT count(*)::int AS n FROM pgml_kit.backfill_checkpoints`)).toEqual([{ n: 0 }])
+    await expectVectorsMatchLatestText(embedder)
+  })
+})

@@ -49,7 +49,7 @@ const modelObjectSchema = z.strictObject({
 })
 
 export const modelSchema = z.union([z.string().min(1, 'must not be empty'), modelObjectSchema], {
-  error: 'must be a model id (string) or { id, dimensions, documentPrefix?, queryPrefix?, normalize? }',
+  error: 'must be a model id (string) or { id, dimensions, documentPrefix?, queryPrefix?, normalize?, pooling? }',
 })
 
 export const embeddingModes = ['trigger', 'generated', 'queue', 'app'] as const

@@ -29,6 +29,40 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out
 }
 
+interface RawIssue {
+  readonly code: string
+  readonly path: readonly PropertyKey[]
+  readonly message: string
+  readonly issues?: readonly RawIssue[]
+  readonly errors?: readonly (readonly RawIssue[])[]
+}
+
+/**
+ * Turns zod's issues into one line per problem. A union ("a model id or an object") reports the
+ * problems of the branch that got furthest into the value, so `model.pooling: must be ...` is
+ * said instead of a generic "must be a string or an object".
+ */
+function flattenIssues(issues: readonly RawIssue[], prefix: readonly PropertyKey[]): ConfigIssue[] {
+  const out: ConfigIssue[] = []
+  for (const issue of issues) {
+    const path = [...prefix, ...issue.path]
+    if (issue.code === 'invalid_union' && issue.errors && issue.errors.length > 0) {
+      const depth = (branch: readonly RawIssue[]) => Math.max(...branch.map((i) => i.path.length + (i.code === 'invalid_type' && i.path.length === 0 ? -1 : 0)))
+      const best = [...issue.errors].sort((a, b) => depth(b) - depth(a))[0]
+      if (best && depth(best) > 0) {
+        out.push(...flattenIssues(best, path))
+        continue
+      }
+    }
+    if (issue.code === 'invalid_key' && issue.issues?.[0]) {
+      out.push({ path: formatPath(path), message: `name ${issue.issues[0].message}` })
+      continue
+    }
+    out.push({ path: formatPath(path), message: issue.message })
+  }
+  return out
+}
+
 /**
  * Validates a config and resolves it into the frozen desired state. Throws a `ConfigError` listing
  * every problem found, each with its config path.
@@ -39,13 +73,7 @@ function formatPath(path: readonly PropertyKey[]): string {
  */
 export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): ResolvedConfig {
   const parsed = configSchema.safeParse(input)
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((issue) => ({
-      path: formatPath(issue.path),
-      // A bad record key (a table or column name) carries the reason in its nested issues.
-      message: issue.code === 'invalid_key' && issue.issues[0] ? `name ${issue.issues[0].message}` : issue.message,
-    })), source)
-  }
+  if (!parsed.success) throw new ConfigError(flattenIssues(parsed.error.issues, []), source)
   const config: PgmlKitConfig = parsed.data
   const issues: ConfigIssue[] = []
   const columns: EmbeddingColumnNode[] = []

@@ -25,6 +25,9 @@ export async function readQueueStats(client: pg.ClientBase): Promise<QueueStats[
     client.query<Key & { dead: number }>(DEAD_LETTER_STATS),
   ])
   const stats = new Map<string, QueueStats>()
+  // Every queue-mode column is listed, an empty queue included.
+  const columns = await client.query<Key>(`SELECT table_schema, table_name, column_name FROM pgml_kit.embedding_columns WHERE mode = 'queue'`)
+  for (const r of columns.rows) stats.set(name(r), { column: name(r), depth: 0, leased: 0, retrying: 0, oldestSeconds: null, deadLetters: 0 })
   for (const r of queue.rows) stats.set(name(r), { column: name(r), depth: r.depth, leased: r.leased, retrying: r.retrying, oldestSeconds: r.oldest_seconds, deadLetters: 0 })
   for (const r of dead.rows) {
     const existing = stats.get(name(r))

@@ -5,6 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
 import { checkGenerated } from '../../src/migrations/generate.js'
 import { migrate } from '../../src/migrations/run.js'
+import { runWorker } from '../../src/worker/run-worker.js'
+import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import { tiers, type TestDatabase } from '../helpers/targets.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -25,6 +27,7 @@ describe.each(tiers)('the repository root example on the $name tier', (tier) => 
     db = await tier.create()
     await cp(join(ROOT, 'migrations'), join(db.cwd, 'migrations'), { recursive: true })
     await cp(join(ROOT, 'pgml-kit.config.ts'), join(db.cwd, 'pgml-kit.config.ts'))
+    await cp(join(ROOT, 'test/fixtures/models'), join(db.cwd, 'test/fixtures/models'), { recursive: true })
     const config = await loadConfig('pgml-kit.config.ts', db.cwd)
     const run = (direction: 'up' | 'down', count?: number) => migrate({
       databaseUrl: db.databaseUrl, cwd: db.cwd, dir: config.migrationsDir, settings: config.migrations, direction, ...(count ? { count } : {}),
@@ -32,8 +35,14 @@ describe.each(tiers)('the repository root example on the $name tier', (tier) => 
     const up = await run('up')
     expect(up.ran.length).toBeGreaterThanOrEqual(3)
     expect(await db.query(`SELECT column_name, model_id, mode FROM pgml_kit.embedding_columns`)).toEqual([
-      { column_name: 'body_embedding', model_id: 'intfloat/e5-small-v2', mode: 'app' },
+      { column_name: 'body_embedding', model_id: 'pgml-kit/tiny-bert-16', mode: 'queue' },
     ])
+    // The seed rows were queued by the trigger; the worker embeds them with the example's local model.
+    const queued = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs'))[0]!.n
+    expect(queued).toBeGreaterThan(0)
+    const totals = await runWorker({ url: db.url, columns: config.state.embeddingColumns, loadEmbedder: localEmbedderLoader(config.embedder), once: true })
+    expect(totals.written).toBe(queued)
+    expect(await db.query('SELECT count(*)::int AS n FROM documents WHERE body_embedding IS NULL')).toEqual([{ n: 0 }])
     expect((await run('down', up.ran.length)).ran).toHaveLength(up.ran.length)
     expect(await db.query(`SELECT to_regclass('public.documents') AS t`)).toEqual([{ t: null }])
     expect((await run('up')).ran).toEqual(up.ran)

@@ -20,7 +20,8 @@ describe('resolveConfig', () => {
     const { state, migrations } = resolveConfig(documentsConfig({ model: 'intfloat/e5-small-v2' }))
     expect(state.embeddingColumns).toHaveLength(1)
     const [column] = state.embeddingColumns
-    expect(column?.model).toEqual({ id: 'intfloat/e5-small-v2', revision: null, dimensions: 384, documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true })
+    expect(column?.model).toEqual({ id: 'intfloat/e5-small-v2', revision: null, dimensions: 384, documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: 'mean' })
+    expect(column?.keyColumns).toEqual(['id'])
     expect(column?.vectorType).toBe('vector')
     expect(column?.separator).toBe('\n\n')
     expect(state.indexes[0]).toMatchObject({ name: 'documents_body_embedding_hnsw_cosine_idx', params: { m: 16, ef_construction: 64 } })
@@ -49,7 +50,9 @@ describe('resolveConfig', () => {
     ['a source column listed twice', documentsConfig({ source: ['title', 'body', 'title'] }), `${base}.source[2]`, /"title" is listed twice/],
     ['a column that is its own source', documentsConfig({ source: ['body_embedding'] }), `${base}.source[0]`, /cannot be its own source/],
     ['an unknown model without dimensions', documentsConfig({ model: 'acme/secret-model' }), `${base}.model`, /not a known preset, so its dimensions must be given/],
-    ['the queue mode (not available yet)', documentsConfig({ mode: 'queue' }), `${base}.mode`, /mode "queue" is not available/],
+    ['an embedding column that is the primary key', { tables: { documents: { primaryKey: 'body_embedding', embeddings: documentsConfig().tables.documents!.embeddings } } }, base, /is the table's primary key/],
+    ['an unknown pooling', documentsConfig({ model: { id: 'x/y', dimensions: 8, pooling: 'max' as 'mean' } }), `${base}.model.pooling`, /must be "mean" or "cls"/],
+    ['a batch size of zero', documentsConfig({}, { embedder: { batchSize: 0 } }), 'embedder.batchSize', /too small|>=1|at least/i],
     ['an unknown mode', documentsConfig({ mode: 'magic' as 'app' }), `${base}.mode`, /must be one of "trigger", "generated", "queue", "app"/],
     ['ef_construction below 2·m', documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine', m: 32, efConstruction: 40 }] }), `${base}.indexes[0].efConstruction`, /at least 2 × m \(64\)/],
     ['m out of range', documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine', m: 500 }] }), `${base}.indexes[0].m`, /at most 100/],

@@ -178,8 +178,7 @@ def generate(model_id, hidden, pooling, seed):
     write_json(os.path.join(out, 'modules.json'), [
         {'idx': 0, 'name': '0', 'path': '', 'type': 'sentence_transformers.models.Transformer'},
         {'idx': 1, 'name': '1', 'path': '1_Pooling', 'type': 'sentence_transformers.models.Pooling'},
-        {'idx': 2, 'name': '2', 'path': '2_Normalize', 'type': 'sentence_transformers.models.Normalize'},
-    ])
+    ])  # no Normalize module: normalisation follows the caller's normalize_embeddings
     print(f'{model_id}: hidden {hidden}, vocab {len(vocab)}, pooling {pooling}', file=sys.stderr)
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Provisions a real PostgreSQL 15 with pgvector and PL/Python (numpy, scikit-learn, xgboost) on
+# Provisions a real PostgreSQL 15 with pgvector, PL/Python (numpy, scikit-learn, xgboost, onnx) and
+# pgml-kit's pgml_compat extension files on
 # Debian 12 from Debian's own packages, and starts it on 127.0.0.1:5432. Idempotent: a second run
 # only checks. Prints the test URL as its last line:
 #   PGML_KIT_TEST_DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres
@@ -22,7 +23,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; AS_POSTGRES=(sudo -u postgres); fi
 log() { printf '[provision-postgres] %s\n' "$*" >&2; }
 
 packages=(postgresql-"${PG_MAJOR}" postgresql-server-dev-"${PG_MAJOR}" postgresql-plpython3-"${PG_MAJOR}"
-  python3-numpy python3-sklearn python3-xgboost build-essential dpkg-dev)
+  python3-numpy python3-sklearn python3-xgboost python3-onnx build-essential dpkg-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -66,6 +67,11 @@ if [ ! -f "/usr/share/postgresql/${PG_MAJOR}/extension/vector.control" ]; then
   rm -rf "$work"
 fi
 
+# pgml_compat (the pgml SQL API in PL/Python) from this checkout; `CREATE EXTENSION pgml_compat` per database.
+here=$(cd "$(dirname "$0")/.." && pwd)
+extension_dir="$("$PG_CONFIG" --sharedir)/extension"
+$SUDO cp "$here/extensions/pgml_compat/pgml_compat.control" "$here"/extensions/pgml_compat/pgml_compat--*.sql "$extension_dir/"
+
 if ! pg_lsclusters -h | awk -v v="$PG_MAJOR" '$1 == v && $2 == "main"' | grep -q .; then
   log "creating cluster ${PG_MAJOR}/main"
   $SUDO pg_createcluster "$PG_MAJOR" main >/dev/null
@@ -85,7 +91,7 @@ ALTER USER postgres PASSWORD '${PASSWORD}';
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE EXTENSION IF NOT EXISTS plpython3u;
 SQL
-"${AS_POSTGRES[@]}" psql -p "$port" -qAt -c "DO \$\$ import numpy, sklearn, xgboost \$\$ LANGUAGE plpython3u" >/dev/null
+"${AS_POSTGRES[@]}" psql -p "$port" -qAt -c "DO \$\$ import numpy, sklearn, xgboost, onnx \$\$ LANGUAGE plpython3u" >/dev/null
 vector_version=$("${AS_POSTGRES[@]}" psql -p "$port" -qAtc "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-log "PostgreSQL ${PG_MAJOR} on 127.0.0.1:${port}, pgvector ${vector_version}, PL/Python with numpy, scikit-learn, xgboost"
+log "PostgreSQL ${PG_MAJOR} on 127.0.0.1:${port}, pgvector ${vector_version}, PL/Python with numpy, scikit-learn, xgboost, onnx; pgml_compat installed"
 echo "PGML_KIT_TEST_DATABASE_URL=postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres"

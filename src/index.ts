@@ -29,3 +29,5 @@ export { readQueueStats, retryDeadLetters, type QueueStats } from './worker/queu
 export { createEmbeddingWriter, type EmbeddingWriter, type EmbeddingWriterOptions, type InsertRow, type ConfiguredTable, type SourceColumnOf } from './app/embedding-writer.js'
 export type { EmbedderConfig } from './config/schema.js'
 export type { EmbedderSettings } from './model/ir.js'
+export { checkParity, type ParityOptions, type ParityReport, type ParityRow } from './parity/check-parity.js'
+export { installPgmlCompat, findPgConfig, type InstallResult } from './extension/install.js'

@@ -10,11 +10,15 @@ import { openTarget } from '../db/target.js'
 import { init } from '../init.js'
 import cliProgress from 'cli-progress'
 import pg from 'pg'
+import { join } from 'node:path'
 import { localEmbedderLoader } from '../embed/embedder-for-config.js'
 import { runWorker } from '../worker/run-worker.js'
 import { backfill } from '../worker/backfill.js'
 import { retryDeadLetters } from '../worker/queue.js'
 import { findColumn } from './column-arg.js'
+import { installPgmlCompat } from '../extension/install.js'
+import { checkParity } from '../parity/check-parity.js'
+import { readFile } from 'node:fs/promises'
 import { EXIT, printJson, reportError } from './output.js'
 
 interface GlobalOptions {
@@ -268,6 +272,49 @@ export function buildProgram(exit: { code: number }): Command {
         process.off('SIGINT', stop)
         await target.close()
       }
+    })
+
+  program.command('parity')
+    .description('training/serving skew: compare stored vectors (or pgml.embed) with the local model; exit 1 below --min-cosine')
+    .argument('<column>', '<table>.<column>')
+    .option('--sample <n>', 'rows to sample', positiveInt('--sample'), 100)
+    .option('--texts <file>', 'compare pgml.embed in the database with the local model on these texts (one per line)')
+    .option('--min-cosine <x>', 'lowest acceptable cosine similarity', '0.999')
+    .action(async (arg: string, opts: { sample: number; texts?: string; minCosine: string }, cmd: Command) => {
+      const g = globals(cmd)
+      const minCosine = Number(opts.minCosine)
+      if (!(minCosine >= -1 && minCosine <= 1)) throw new CommanderError(EXIT.usage, 'pgml-kit.option', `--min-cosine must be between -1 and 1, got ${opts.minCosine}`)
+      const config = await loadConfig(g.config)
+      const column = findColumn(config.state.embeddingColumns, arg)
+      const texts = opts.texts ? (await readFile(opts.texts, 'utf8')).split('\n').filter((line) => line.trim() !== '') : undefined
+      const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
+      try {
+        const embedder = await localEmbedderLoader(config.embedder)(column)
+        const report = await checkParity({ url: target.url, column, embedder, sample: opts.sample, minCosine, ...(texts ? { texts } : {}) })
+        if (g.json) printJson(report)
+        else {
+          const what = report.compared === 'texts' ? 'pgml.embed in the database vs the local model' : 'stored vectors vs the local model'
+          process.stdout.write(`${report.column}: ${what}, ${report.count} ${report.compared === 'texts' ? 'texts' : 'rows'}\n`)
+          process.stdout.write(`  cosine min ${report.minCosine.toFixed(6)}  mean ${report.meanCosine.toFixed(6)}  max |diff| ${report.maxAbsDiff.toExponential(2)}  (threshold ${report.threshold})\n`)
+          for (const w of report.worst.filter((r) => r.cosine < report.threshold)) process.stdout.write(`  ${pc.red('worst')} ${JSON.stringify(w.key)} cosine ${w.cosine.toFixed(6)}: ${JSON.stringify(w.text.slice(0, 60))}\n`)
+          process.stdout.write(report.ok ? `${pc.green('ok')}\n` : `${pc.red('skew')}: vectors differ from what the local model computes now (model, prefix or normalisation changed?)\n`)
+        }
+        exit.code = report.ok ? EXIT.ok : EXIT.checkFailed
+      } finally {
+        await target.close()
+      }
+    })
+
+  const extension = program.command('extension').description('the pgml_compat PostgreSQL extension (the pgml SQL API in PL/Python)')
+  extension.command('install')
+    .description("copy pgml_compat into this machine's PostgreSQL extension directory (run it on the database server)")
+    .option('--pg-config <path>', 'pg_config of the server (default: on PATH, else the newest in /usr/lib/postgresql)')
+    .action(async (opts: { pgConfig?: string }, cmd: Command) => {
+      const g = globals(cmd)
+      const result = await installPgmlCompat(opts.pgConfig ? { pgConfig: opts.pgConfig } : {})
+      if (g.json) return printJson(result)
+      for (const file of result.files) process.stdout.write(`${pc.green('installed')} ${join(result.extensionDir, file)}\n`)
+      process.stdout.write(`\nnext, in each database (as a superuser):\n  CREATE EXTENSION pgml_compat CASCADE;\n  ALTER DATABASE <db> SET pgml_compat.models_dir = '/path/to/models';   -- <dir>/<model id>/onnx/model.onnx\n`)
     })
 
   program.command('dev')

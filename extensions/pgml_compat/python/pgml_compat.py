@@ -1,0 +1,781 @@
+"""pgml_compat: the part of PostgresML's `pgml` SQL API that pgml-kit generates, for stock
+PostgreSQL with PL/Python. Loaded once per backend into PL/Python's GD by the extension's SQL
+functions (see pgml_compat--*.sql); `plpy` is passed in by each call.
+
+Embeddings run BERT-family sentence-embedding models from local files (`config.json`,
+`tokenizer.json`, `onnx/model.onnx`, optional `1_Pooling/config.json`) — the same files the
+Node embedder reads — with a small numpy evaluator for the ONNX operators such graphs use.
+Training and prediction use scikit-learn and xgboost.
+"""
+import json
+import math
+import os
+import pickle
+import time
+import unicodedata
+
+import numpy as np
+
+VERSION = '0.1.0'
+
+# ---------------------------------------------------------------------------------------------
+# Models directory
+
+
+def models_dir(plpy):
+    row = plpy.execute("SELECT current_setting('pgml_compat.models_dir', true) AS dir")[0]
+    directory = row['dir']
+    if not directory:
+        raise plpy.Error(
+            'pgml_compat.models_dir is not set: point it at the directory of local models, '
+            "e.g. ALTER DATABASE mydb SET pgml_compat.models_dir = '/var/lib/pgml-kit/models' "
+            '(model ids are subdirectories: <dir>/intfloat/e5-small-v2/onnx/model.onnx)')
+    return directory
+
+
+def model_path(plpy, model_id):
+    if '..' in model_id.split('/') or model_id.startswith('/'):
+        raise plpy.Error('pgml_compat: invalid model id %r' % model_id)
+    path = os.path.join(models_dir(plpy), model_id)
+    if not os.path.isfile(os.path.join(path, 'onnx', 'model.onnx')):
+        raise plpy.Error('pgml_compat: model %r not found: expected %s (pgml_compat runs local models only; copy the model folder there)'
+                         % (model_id, os.path.join(path, 'onnx', 'model.onnx')))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer: the BERT WordPiece pipeline as described by tokenizer.json
+
+
+def _is_punctuation(ch):
+    cp = ord(ch)
+    if (33 <= cp <= 47) or (58 <= cp <= 64) or (91 <= cp <= 96) or (123 <= cp <= 126):
+        return True
+    return unicodedata.category(ch).startswith('P')
+
+
+def _is_chinese(cp):
+    return ((0x4E00 <= cp <= 0x9FFF) or (0x3400 <= cp <= 0x4DBF) or (0x20000 <= cp <= 0x2A6DF) or (0x2A700 <= cp <= 0x2B73F)
+            or (0x2B740 <= cp <= 0x2B81F) or (0x2B820 <= cp <= 0x2CEAF) or (0xF900 <= cp <= 0xFAFF) or (0x2F800 <= cp <= 0x2FA1F))
+
+
+class WordPieceTokenizer:
+    def __init__(self, path):
+        with open(os.path.join(path, 'tokenizer.json'), encoding='utf-8') as f:
+            spec = json.load(f)
+        model = spec['model']
+        if model.get('type') != 'WordPiece':
+            raise ValueError('pgml_compat supports WordPiece (BERT-family) tokenizers, not %s' % model.get('type'))
+        self.vocab = model['vocab']
+        self.unk = model.get('unk_token', '[UNK]')
+        self.prefix = model.get('continuing_subword_prefix', '##')
+        self.max_chars = model.get('max_input_chars_per_word', 100)
+        norm = spec.get('normalizer') or {}
+        self.lowercase = norm.get('lowercase', True)
+        self.clean_text = norm.get('clean_text', True)
+        self.chinese = norm.get('handle_chinese_chars', True)
+        strip = norm.get('strip_accents')
+        self.strip_accents = self.lowercase if strip is None else strip
+        self.specials = {t['content'] for t in spec.get('added_tokens', [])}
+        self.cls_id = self.vocab.get('[CLS]')
+        self.sep_id = self.vocab.get('[SEP]')
+        self.pad_id = self.vocab.get('[PAD]', 0)
+        max_length = 512
+        config_path = os.path.join(path, 'tokenizer_config.json')
+        if os.path.isfile(config_path):
+            with open(config_path, encoding='utf-8') as f:
+                max_length = int(json.load(f).get('model_max_length', max_length) or max_length)
+        with open(os.path.join(path, 'config.json'), encoding='utf-8') as f:
+            max_length = min(max_length, int(json.load(f).get('max_position_embeddings', max_length)))
+        self.max_length = max_length
+
+    def _normalize(self, text):
+        out = []
+        for ch in text:
+            cp = ord(ch)
+            if self.clean_text:
+                if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch).startswith('C') and ch not in '\t\n\r'):
+                    continue
+                if ch in '\t\n\r' or unicodedata.category(ch) == 'Zs':
+                    ch = ' '
+            if self.chinese and _is_chinese(cp):
+                out.append(' %s ' % ch)
+            else:
+                out.append(ch)
+        text = ''.join(out)
+        if self.strip_accents:
+            text = ''.join(c for c in unicodedata.normalize('NFD', text) if unicodedata.category(c) != 'Mn')
+        if self.lowercase:
+            text = text.lower()
+        return text
+
+    def _pre_tokenize(self, text):
+        words = []
+        for chunk in text.split():
+            current = ''
+            for ch in chunk:
+                if _is_punctuation(ch):
+                    if current:
+                        words.append(current)
+                        current = ''
+                    words.append(ch)
+                else:
+                    current += ch
+            if current:
+                words.append(current)
+        return words
+
+    def _word_pieces(self, word):
+        if len(word) > self.max_chars:
+            return [self.vocab[self.unk]]
+        pieces = []
+        start = 0
+        while start < len(word):
+            end = len(word)
+            found = None
+            while start < end:
+                piece = word[start:end] if start == 0 else self.prefix + word[start:end]
+                if piece in self.vocab:
+                    found = self.vocab[piece]
+                    break
+                end -= 1
+            if found is None:
+                return [self.vocab[self.unk]]
+            pieces.append(found)
+            start = end
+        return pieces
+
+    def encode(self, text):
+        ids = []
+        for word in self._pre_tokenize(self._normalize(text)):
+            ids.extend(self._word_pieces(word))
+        ids = ids[:self.max_length - 2]
+        return [self.cls_id] + ids + [self.sep_id]
+
+
+# ---------------------------------------------------------------------------------------------
+# ONNX evaluator: the operators BERT-family encoder exports use, in numpy (float32)
+
+
+def _erf(x):
+    # Abramowitz–Stegun 7.1.26 is not exact enough; use math.erf elementwise (vectorised).
+    return np.vectorize(math.erf, otypes=[np.float32])(x).astype(np.float32)
+
+
+def _np_dtype(onnx_type):
+    import onnx
+    if hasattr(onnx.helper, 'tensor_dtype_to_np_dtype'):  # onnx >= 1.13
+        return onnx.helper.tensor_dtype_to_np_dtype(onnx_type)
+    return onnx.mapping.TENSOR_TYPE_TO_NP_TYPE[onnx_type]
+
+
+class OnnxModel:
+    def __init__(self, path):
+        import onnx
+        from onnx import numpy_helper
+        model = onnx.load(path)
+        self.graph = model.graph
+        self.init = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.inputs = [i.name for i in self.graph.input if i.name not in self.init]
+        self.outputs = [o.name for o in self.graph.output]
+        self.numpy_helper = numpy_helper
+        self.nodes = []
+        for node in self.graph.node:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            self.nodes.append((node.op_type, list(node.input), list(node.output), attrs))
+
+    def run(self, feeds):
+        env = dict(self.init)
+        env.update(feeds)
+        for op, inputs, outputs, attrs in self.nodes:
+            args = [env[name] if name else None for name in inputs]
+            result = self._op(op, args, attrs)
+            if not isinstance(result, tuple):
+                result = (result,)
+            for name, value in zip(outputs, result):
+                if name:
+                    env[name] = value
+        return {name: env[name] for name in self.outputs}
+
+    def _op(self, op, a, at):
+        f32 = np.float32
+        if op == 'Gather':
+            return np.take(a[0], a[1].astype(np.int64), axis=at.get('axis', 0))
+        if op == 'Shape':
+            return np.array(a[0].shape, dtype=np.int64)
+        if op == 'Add':
+            return a[0] + a[1]
+        if op == 'Sub':
+            return a[0] - a[1]
+        if op == 'Mul':
+            return a[0] * a[1]
+        if op == 'Div':
+            return a[0] / a[1] if a[0].dtype.kind == 'f' else a[0] // a[1]
+        if op == 'Pow':
+            return np.power(a[0], a[1]).astype(a[0].dtype)
+        if op == 'Sqrt':
+            return np.sqrt(a[0])
+        if op == 'Neg':
+            return -a[0]
+        if op == 'Tanh':
+            return np.tanh(a[0])
+        if op == 'Erf':
+            return _erf(a[0])
+        if op == 'Relu':
+            return np.maximum(a[0], 0)
+        if op == 'Sigmoid':
+            return (1 / (1 + np.exp(-a[0]))).astype(a[0].dtype)
+        if op == 'MatMul':
+            return np.matmul(a[0], a[1])
+        if op == 'Gemm':
+            x = a[0].T if at.get('transA', 0) else a[0]
+            w = a[1].T if at.get('transB', 0) else a[1]
+            y = at.get('alpha', 1.0) * (x @ w)
+            if len(a) > 2 and a[2] is not None:
+                y = y + at.get('beta', 1.0) * a[2]
+            return y.astype(a[0].dtype)
+        if op == 'Transpose':
+            return np.transpose(a[0], at.get('perm'))
+        if op == 'Softmax':
+            axis = at.get('axis', -1)
+            e = np.exp(a[0] - np.max(a[0], axis=axis, keepdims=True))
+            return (e / np.sum(e, axis=axis, keepdims=True)).astype(a[0].dtype)
+        if op == 'ReduceMean':
+            axes = at.get('axes', list(a[1]) if len(a) > 1 and a[1] is not None else None)
+            return np.mean(a[0], axis=tuple(axes) if axes is not None else None, keepdims=bool(at.get('keepdims', 1))).astype(a[0].dtype)
+        if op == 'ReduceSum':
+            axes = list(a[1]) if len(a) > 1 and a[1] is not None else at.get('axes')
+            return np.sum(a[0], axis=tuple(axes) if axes is not None else None, keepdims=bool(at.get('keepdims', 1)))
+        if op == 'LayerNormalization':
+            axis = at.get('axis', -1)
+            eps = at.get('epsilon', 1e-5)
+            axes = tuple(range(axis if axis >= 0 else a[0].ndim + axis, a[0].ndim))
+            mean = np.mean(a[0], axis=axes, keepdims=True)
+            var = np.mean(np.square(a[0] - mean), axis=axes, keepdims=True)
+            y = (a[0] - mean) / np.sqrt(var + f32(eps)) * a[1]
+            if len(a) > 2 and a[2] is not None:
+                y = y + a[2]
+            return y.astype(a[0].dtype)
+        if op == 'Cast':
+            return a[0].astype(_np_dtype(at['to']))
+        if op == 'Unsqueeze':
+            axes = list(a[1]) if len(a) > 1 and a[1] is not None else at['axes']
+            out = a[0]
+            for axis in sorted(int(x) if x >= 0 else int(x) + out.ndim + 1 for x in axes):
+                out = np.expand_dims(out, axis)
+            return out
+        if op == 'Squeeze':
+            axes = list(a[1]) if len(a) > 1 and a[1] is not None else at.get('axes')
+            return np.squeeze(a[0], axis=tuple(int(x) for x in axes) if axes is not None else None)
+        if op == 'Concat':
+            return np.concatenate(a, axis=at['axis'])
+        if op == 'Reshape':
+            shape = [int(s) for s in a[1]]
+            shape = [a[0].shape[i] if s == 0 and not at.get('allowzero', 0) else s for i, s in enumerate(shape)]
+            return np.reshape(a[0], shape)
+        if op == 'Slice':
+            starts, ends = a[1], a[2]
+            axes = a[3] if len(a) > 3 and a[3] is not None else range(len(starts))
+            steps = a[4] if len(a) > 4 and a[4] is not None else [1] * len(starts)
+            index = [slice(None)] * a[0].ndim
+            for s, e, ax, st in zip(starts, ends, axes, steps):
+                index[int(ax)] = slice(int(s), int(max(min(e, 2 ** 62), -2 ** 62)), int(st))
+            return a[0][tuple(index)]
+        if op == 'Range':
+            return np.arange(a[0], a[1], a[2]).astype(a[0].dtype)
+        if op == 'Constant':
+            return self.numpy_helper.to_array(at['value']) if 'value' in at else np.array(at.get('value_float', at.get('value_int')))
+        if op == 'ConstantOfShape':
+            value = self.numpy_helper.to_array(at['value']) if 'value' in at else np.array([0], dtype=f32)
+            return np.full([int(s) for s in a[0]], value.reshape(-1)[0], dtype=value.dtype)
+        if op == 'Expand':
+            return a[0] * np.ones([int(s) for s in a[1]], dtype=a[0].dtype)
+        if op == 'Where':
+            return np.where(a[0], a[1], a[2])
+        if op == 'Equal':
+            return np.equal(a[0], a[1])
+        if op == 'Less':
+            return np.less(a[0], a[1])
+        if op == 'Greater':
+            return np.greater(a[0], a[1])
+        if op == 'Not':
+            return np.logical_not(a[0])
+        if op == 'Identity':
+            return a[0]
+        if op == 'Max':
+            return np.maximum.reduce(a)
+        if op == 'Min':
+            return np.minimum.reduce(a)
+        raise ValueError('pgml_compat cannot run ONNX operator %s (supported: BERT-family encoder graphs)' % op)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sentence embedding
+
+
+class SentenceEmbedder:
+    def __init__(self, path):
+        self.tokenizer = WordPieceTokenizer(path)
+        self.model = OnnxModel(os.path.join(path, 'onnx', 'model.onnx'))
+        self.pooling = 'mean'
+        pooling_path = os.path.join(path, '1_Pooling', 'config.json')
+        if os.path.isfile(pooling_path):
+            with open(pooling_path) as f:
+                pooling = json.load(f)
+            if pooling.get('pooling_mode_cls_token'):
+                self.pooling = 'cls'
+        self.always_normalize = False
+        modules_path = os.path.join(path, 'modules.json')
+        if os.path.isfile(modules_path):
+            with open(modules_path) as f:
+                self.always_normalize = any(m.get('type', '').endswith('Normalize') for m in json.load(f))
+
+    def encode(self, texts, normalize=False, batch_size=32):
+        out = []
+        for start in range(0, len(texts), batch_size):
+            encoded = [self.tokenizer.encode(t) for t in texts[start:start + batch_size]]
+            width = max(len(e) for e in encoded)
+            ids = np.full((len(encoded), width), self.tokenizer.pad_id, dtype=np.int64)
+            mask = np.zeros((len(encoded), width), dtype=np.int64)
+            for i, e in enumerate(encoded):
+                ids[i, :len(e)] = e
+                mask[i, :len(e)] = 1
+            feeds = {'input_ids': ids, 'attention_mask': mask}
+            if 'token_type_ids' in self.model.inputs:
+                feeds['token_type_ids'] = np.zeros_like(ids)
+            hidden = self.model.run(feeds)[self.model.outputs[0]].astype(np.float32)
+            if self.pooling == 'cls':
+                pooled = hidden[:, 0, :]
+            else:
+                m = mask[:, :, None].astype(np.float32)
+                pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+            if normalize or self.always_normalize:
+                pooled = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            out.extend(pooled.astype(np.float32))
+        return out
+
+
+_embedders = {}
+
+
+def embedder(plpy, model_id):
+    path = model_path(plpy, model_id)
+    cached = _embedders.get(model_id)
+    if cached is None or cached[0] != path:
+        cached = (path, SentenceEmbedder(path))
+        _embedders[model_id] = cached
+    return cached[1]
+
+
+def _embed_kwargs(plpy, kwargs):
+    options = json.loads(kwargs) if kwargs else {}
+    unknown = set(options) - {'normalize_embeddings', 'prompt', 'batch_size', 'revision', 'device', 'precision', 'trust_remote_code', 'prompt_name'}
+    if unknown:
+        raise plpy.Error('pgml_compat.embed: unsupported kwargs %s' % ', '.join(sorted(unknown)))
+    return options
+
+
+def embed(plpy, transformer, text, kwargs):
+    options = _embed_kwargs(plpy, kwargs)
+    prompt = options.get('prompt') or ''
+    [vector] = embedder(plpy, transformer).encode([prompt + text], normalize=bool(options.get('normalize_embeddings')))
+    return [float(x) for x in vector]
+
+
+def embed_batch(plpy, transformer, inputs, kwargs):
+    options = _embed_kwargs(plpy, kwargs)
+    prompt = options.get('prompt') or ''
+    texts = [prompt + (t if t is not None else '') for t in inputs]
+    vectors = embedder(plpy, transformer).encode(texts, normalize=bool(options.get('normalize_embeddings')), batch_size=int(options.get('batch_size', 32)))
+    return [[float(x) for x in v] for v in vectors]
+
+
+def normalize_l2(vector):
+    v = np.asarray(vector, dtype=np.float64)
+    norm = np.linalg.norm(v)
+    return [float(x) for x in (v / norm if norm > 0 else v)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+SUPPORTED = {
+    'regression': ['linear', 'xgboost', 'random_forest', 'svm', 'ridge', 'lasso', 'elastic_net', 'gradient_boosting_trees'],
+    'classification': ['linear', 'xgboost', 'random_forest', 'svm', 'ridge', 'gradient_boosting_trees'],
+}
+KEY_METRIC = {'regression': 'r2', 'classification': 'f1'}
+
+
+def _estimator(plpy, task, algorithm, hyperparams):
+    if task not in SUPPORTED:
+        raise plpy.Error('pgml_compat trains tasks %s, not %r' % (' and '.join(SUPPORTED), task))
+    if algorithm not in SUPPORTED[task]:
+        raise plpy.Error('pgml_compat does not support algorithm %r for %s; supported: %s'
+                         % (algorithm, task, ', '.join(SUPPORTED[task])))
+    from sklearn import ensemble, linear_model, svm
+    import xgboost
+    params = dict(hyperparams or {})
+    regression = task == 'regression'
+    if algorithm == 'linear':
+        return linear_model.LinearRegression(**params) if regression else linear_model.LogisticRegression(**{'max_iter': 1000, **params})
+    if algorithm == 'xgboost':
+        return xgboost.XGBRegressor(**params) if regression else xgboost.XGBClassifier(**params)
+    if algorithm == 'random_forest':
+        return ensemble.RandomForestRegressor(**params) if regression else ensemble.RandomForestClassifier(**params)
+    if algorithm == 'svm':
+        return svm.SVR(**params) if regression else svm.SVC(**{'probability': True, **params})
+    if algorithm == 'ridge':
+        return linear_model.Ridge(**params) if regression else linear_model.RidgeClassifier(**params)
+    if algorithm == 'lasso':
+        return linear_model.Lasso(**params)
+    if algorithm == 'elastic_net':
+        return linear_model.ElasticNet(**params)
+    if algorithm == 'gradient_boosting_trees':
+        return ensemble.GradientBoostingRegressor(**params) if regression else ensemble.GradientBoostingClassifier(**params)
+    raise plpy.Error('unreachable algorithm %r' % algorithm)
+
+
+def _quote_ident(name):
+    return '"%s"' % name.replace('"', '""')
+
+
+def resolve_relation(plpy, relation_name):
+    """The relation as a qualified, quoted name. Functions here pin their search_path, so an
+    unqualified name is looked up in public."""
+    row = plpy.execute(plpy.prepare("SELECT coalesce(to_regclass($1), to_regclass('public.' || $1))::text AS name", ['text']), [relation_name])[0]
+    if row['name'] is None:
+        raise plpy.Error('pgml.train: relation %r does not exist (pgml_compat looks up unqualified names in schema public; qualify others)' % relation_name)
+    name = row['name']
+    return name if '.' in name else 'public.' + name
+
+
+def _relation_columns(plpy, relation):
+    plan = plpy.prepare(
+        """SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typcategory AS category, t.typelem <> 0 AS is_array
+           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+           WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""", ['text'])
+    return [dict(r) for r in plpy.execute(plan, [relation])]
+
+
+def _load_dataset(plpy, relation_name, y_columns, columns):
+    features = [c for c in columns if c['name'] not in y_columns]
+    for c in features:
+        if c['category'] not in ('N', 'B') and not (c['is_array'] and c['category'] == 'A'):
+            raise plpy.Error('pgml_compat trains on numeric, boolean and numeric-array columns; column %r is %s (encode it in a view first)' % (c['name'], c['type']))
+    names = [c['name'] for c in features] + list(y_columns)
+    rows = plpy.execute('SELECT %s FROM %s' % (', '.join(_quote_ident(n) for n in names), relation_name))
+    x_rows, y_rows = [], []
+    for row in rows:
+        values = []
+        for c in features:
+            v = row[c['name']]
+            if isinstance(v, list):
+                values.extend(float('nan') if e is None else float(e) for e in v)
+            else:
+                values.append(float('nan') if v is None else float(v))
+        x_rows.append(values)
+        y_rows.append([row[n] for n in y_columns])
+    if not x_rows:
+        raise plpy.Error('pgml.train: relation %r has no rows' % relation_name)
+    x = np.asarray(x_rows, dtype=np.float64)
+    y = np.asarray(y_rows, dtype=np.float64)
+    if y.shape[1] == 1:
+        y = y[:, 0]
+    return x, y, [c['name'] for c in features]
+
+
+class Preprocessor:
+    """pgml's per-column `preprocess` for numeric columns: impute and scale."""
+
+    def __init__(self, plpy, spec, feature_names):
+        self.spec = spec or {}
+        for name, options in self.spec.items():
+            if options.get('encode') not in (None, 'none'):
+                raise plpy.Error('pgml_compat: preprocess encode=%r is not supported (features are numeric); column %r' % (options.get('encode'), name))
+        self.names = feature_names
+        self.fill = {}
+        self.scalers = {}
+
+    def fit(self, x):
+        from sklearn import preprocessing
+        for i, name in enumerate(self.names):
+            options = self.spec.get(name, {})
+            column = x[:, i]
+            impute = options.get('impute', 'error')
+            if impute != 'error':
+                finite = column[~np.isnan(column)]
+                values = {'mean': np.mean, 'median': np.median, 'min': np.min, 'max': np.max, 'zero': lambda c: 0.0,
+                          'mode': lambda c: float(np.bincount(c.astype(np.int64) - int(c.min())).argmax() + int(c.min())) if c.size else 0.0}
+                self.fill[i] = float(values[impute](finite)) if finite.size else 0.0
+            scale = options.get('scale', 'preserve')
+            if scale != 'preserve':
+                scaler = {'standard': preprocessing.StandardScaler, 'min_max': preprocessing.MinMaxScaler,
+                          'max_abs': preprocessing.MaxAbsScaler, 'robust': preprocessing.RobustScaler}[scale]()
+                scaler.fit(self._impute_column(i, column).reshape(-1, 1))
+                self.scalers[i] = scaler
+        return self
+
+    def state(self):
+        """Plain data (and fitted scikit-learn scalers) to pickle: this module is loaded with exec,
+        so its own classes cannot be unpickled by reference."""
+        return {'names': self.names, 'fill': self.fill, 'scalers': self.scalers}
+
+    @classmethod
+    def from_state(cls, state):
+        pre = cls.__new__(cls)
+        pre.spec, pre.names, pre.fill, pre.scalers = {}, state['names'], state['fill'], state['scalers']
+        return pre
+
+    def _impute_column(self, i, column):
+        if i in self.fill:
+            column = np.where(np.isnan(column), self.fill[i], column)
+        return column
+
+    def transform(self, x):
+        x = np.array(x, dtype=np.float64, copy=True)
+        for i in range(min(x.shape[1], len(self.names))):
+            x[:, i] = self._impute_column(i, x[:, i])
+            if i in self.scalers:
+                x[:, i] = self.scalers[i].transform(x[:, i].reshape(-1, 1))[:, 0]
+        return x
+
+
+def _split(x, y, test_size, sampling, task):
+    from sklearn.model_selection import train_test_split
+    n = x.shape[0]
+    n_test = int(round(n * test_size)) if test_size < 1 else int(test_size)
+    if n_test <= 0:
+        return x, x, y, y
+    if sampling == 'last':
+        return x[:-n_test], x[-n_test:], y[:-n_test], y[-n_test:]
+    stratify = y if sampling == 'stratified' and task == 'classification' else None
+    try:
+        return train_test_split(x, y, test_size=n_test, random_state=0, stratify=stratify)
+    except ValueError:
+        return train_test_split(x, y, test_size=n_test, random_state=0)
+
+
+def _metrics(task, estimator, x_test, y_test):
+    from sklearn import metrics
+    started = time.perf_counter()
+    y_hat = estimator.predict(x_test)
+    score_time = time.perf_counter() - started
+    if task == 'regression':
+        return {'r2': float(metrics.r2_score(y_test, y_hat)), 'mean_absolute_error': float(metrics.mean_absolute_error(y_test, y_hat)),
+                'mean_squared_error': float(metrics.mean_squared_error(y_test, y_hat)), 'score_time': score_time}
+    average = 'binary' if len(np.unique(y_test)) <= 2 and set(np.unique(y_test)) <= {0.0, 1.0} else 'macro'
+    return {'f1': float(metrics.f1_score(y_test, y_hat, average=average)), 'precision': float(metrics.precision_score(y_test, y_hat, average=average, zero_division=0)),
+            'recall': float(metrics.recall_score(y_test, y_hat, average=average, zero_division=0)), 'accuracy': float(metrics.accuracy_score(y_test, y_hat)),
+            'mcc': float(metrics.matthews_corrcoef(y_test, y_hat)), 'score_time': score_time}
+
+
+def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
+          test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess):
+    if runtime not in (None, 'python'):
+        raise plpy.Error("pgml_compat runs the 'python' runtime only")
+    hyperparams = json.loads(hyperparams) if hyperparams else {}
+    search_params = json.loads(search_params) if search_params else {}
+    search_args = json.loads(search_args) if search_args else {}
+    preprocess = json.loads(preprocess) if preprocess else {}
+    unknown_args = set(search_args) - {'n_iter', 'cv'}
+    if unknown_args:
+        raise plpy.Error('pgml.train: search_args accepts only n_iter and cv, not %s' % ', '.join(sorted(unknown_args)))
+
+    project = plpy.execute(plpy.prepare('SELECT id, task::text AS task FROM pgml.projects WHERE name = $1', ['text']), [project_name])
+    if project:
+        project_id, project_task = project[0]['id'], project[0]['task']
+        if task is not None and task != project_task:
+            raise plpy.Error('pgml.train: project %r is a %s project, not %s' % (project_name, project_task, task))
+        task = project_task
+    else:
+        if task is None:
+            raise plpy.Error('pgml.train: project %r does not exist; give its task (regression or classification) on the first call' % project_name)
+        project_id = plpy.execute(plpy.prepare('INSERT INTO pgml.projects (name, task) VALUES ($1, $2::pgml.task) RETURNING id', ['text', 'text']), [project_name, task])[0]['id']
+    if task not in SUPPORTED:
+        raise plpy.Error('pgml_compat trains tasks %s, not %r' % (' and '.join(SUPPORTED), task))
+    estimator_check = _estimator(plpy, task, algorithm, {})  # validates the algorithm before any work
+    del estimator_check
+
+    if relation_name is not None:
+        if y_column_name is None:
+            raise plpy.Error('pgml.train: y_column_name is required with relation_name')
+        relation_name = resolve_relation(plpy, relation_name)
+        columns = _relation_columns(plpy, relation_name)
+        if y_column_name not in [c['name'] for c in columns]:
+            raise plpy.Error('pgml.train: relation %r has no column %r' % (relation_name, y_column_name))
+        snapshot = plpy.execute(plpy.prepare(
+            """INSERT INTO pgml.snapshots (relation_name, y_column_name, test_size, test_sampling, status, columns, materialized)
+               VALUES ($1, ARRAY[$2], $3, $4::pgml.sampling, 'successful', $5::jsonb, $6) RETURNING id""",
+            ['text', 'text', 'real', 'text', 'text', 'bool']), [relation_name, y_column_name, test_size, test_sampling, json.dumps(columns), bool(materialize_snapshot)])[0]
+        snapshot_id = snapshot['id']
+    else:
+        last = plpy.execute(plpy.prepare(
+            """SELECT s.id, s.relation_name, s.y_column_name, s.columns FROM pgml.snapshots s JOIN pgml.models m ON m.snapshot_id = s.id
+               WHERE m.project_id = $1 ORDER BY s.id DESC LIMIT 1""", ['bigint']), [project_id])
+        if not last:
+            raise plpy.Error('pgml.train: project %r has no snapshot yet; give relation_name and y_column_name' % project_name)
+        snapshot_id, relation_name = last[0]['id'], last[0]['relation_name']
+        y_column_name = last[0]['y_column_name'][0]
+        columns = json.loads(last[0]['columns'])
+
+    x, y, feature_names = _load_dataset(plpy, relation_name, [y_column_name], columns)
+    x_train, x_test, y_train, y_test = _split(x, y, test_size, test_sampling, task)
+    pre = Preprocessor(plpy, preprocess, feature_names).fit(x_train)
+    x_train, x_test = pre.transform(x_train), pre.transform(x_test)
+    if np.isnan(x_train).any():
+        raise plpy.Error('pgml.train: features contain NULLs; give preprocess => \'{"<column>": {"impute": "mean"}}\'')
+
+    estimator = _estimator(plpy, task, algorithm, hyperparams)
+    started = time.perf_counter()
+    chosen = dict(hyperparams)
+    if search is not None:
+        from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+        scoring = 'r2' if task == 'regression' else ('f1' if set(np.unique(y_train)) <= {0.0, 1.0} else 'f1_macro')
+        cv = int(search_args.get('cv', 3))
+        if search == 'grid':
+            searcher = GridSearchCV(estimator, search_params, cv=cv, scoring=scoring)
+        else:
+            searcher = RandomizedSearchCV(estimator, search_params, n_iter=int(search_args.get('n_iter', 10)), cv=cv, scoring=scoring, random_state=0)
+        searcher.fit(x_train, y_train)
+        estimator = searcher.best_estimator_
+        chosen.update(searcher.best_params_)
+    else:
+        estimator.fit(x_train, y_train)
+    fit_time = time.perf_counter() - started
+    scores = _metrics(task, estimator, x_test, y_test)
+    scores['fit_time'] = fit_time
+    classes = [float(c) for c in getattr(estimator, 'classes_', [])]
+
+    model_id = plpy.execute(plpy.prepare(
+        """INSERT INTO pgml.models (project_id, snapshot_id, num_features, algorithm, runtime, hyperparams, status, metrics, search, search_params, search_args)
+           VALUES ($1, $2, $3, $4::pgml.algorithm, 'python', $5::jsonb, 'successful', $6::jsonb, $7::pgml.search, $8::jsonb, $9::jsonb) RETURNING id""",
+        ['bigint', 'bigint', 'int', 'text', 'text', 'text', 'text', 'text', 'text']),
+        [project_id, snapshot_id, x.shape[1], algorithm, json.dumps(chosen), json.dumps(scores), search, json.dumps(search_params), json.dumps(search_args)])[0]['id']
+    artifact = pickle.dumps({'estimator': estimator, 'preprocessor': pre.state(), 'features': feature_names, 'num_features': x.shape[1],
+                             'task': task, 'classes': classes, 'pgml_compat': VERSION})
+    plpy.execute(plpy.prepare('INSERT INTO pgml.files (model_id, path, part, data) VALUES ($1, $2, 0, $3)', ['bigint', 'text', 'bytea']),
+                 [model_id, 'estimator.pickle', artifact])
+
+    deployed = False
+    if automatic_deploy:
+        key = KEY_METRIC[task]
+        current = plpy.execute(plpy.prepare(
+            """SELECT (m.metrics->>$2)::float8 AS score FROM pgml.deployments d JOIN pgml.models m ON m.id = d.model_id
+               WHERE d.project_id = $1 ORDER BY d.id DESC LIMIT 1""", ['bigint', 'text']), [project_id, key])
+        if not current or current[0]['score'] is None or scores[key] > current[0]['score']:
+            plpy.execute(plpy.prepare("INSERT INTO pgml.deployments (project_id, model_id, strategy) VALUES ($1, $2, 'new_score')", ['bigint', 'bigint']), [project_id, model_id])
+            deployed = True
+    plpy.execute(plpy.prepare('UPDATE pgml.projects SET updated_at = now() WHERE id = $1', ['bigint']), [project_id])
+    return [(project_name, task, algorithm, deployed)]
+
+
+def deploy_model(plpy, model_id):
+    row = plpy.execute(plpy.prepare(
+        """SELECT p.id AS project_id, p.name, m.algorithm::text AS algorithm FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE m.id = $1""",
+        ['bigint']), [model_id])
+    if not row:
+        raise plpy.Error('pgml.deploy: no model with id %s' % model_id)
+    plpy.execute(plpy.prepare("INSERT INTO pgml.deployments (project_id, model_id, strategy) VALUES ($1, $2, 'specific')", ['bigint', 'bigint']), [row[0]['project_id'], model_id])
+    return [(row[0]['name'], 'specific', row[0]['algorithm'])]
+
+
+def deploy_strategy(plpy, project_name, strategy, algorithm):
+    project = plpy.execute(plpy.prepare('SELECT id, task::text AS task FROM pgml.projects WHERE name = $1', ['text']), [project_name])
+    if not project:
+        raise plpy.Error('pgml.deploy: project %r does not exist' % project_name)
+    project_id, task = project[0]['id'], project[0]['task']
+    if strategy == 'rollback':
+        # The most recent deployment of a model other than the one deployed now.
+        rows = plpy.execute(plpy.prepare(
+            """WITH current AS (SELECT model_id FROM pgml.deployments WHERE project_id = $1 ORDER BY id DESC LIMIT 1)
+               SELECT d.model_id FROM pgml.deployments d, current WHERE d.project_id = $1 AND d.model_id <> current.model_id
+               ORDER BY d.id DESC LIMIT 1""", ['bigint']), [project_id])
+        if not rows:
+            raise plpy.Error('pgml.deploy: project %r has no earlier deployed model to roll back to' % project_name)
+        model_id = rows[0]['model_id']
+    elif strategy in ('best_score', 'most_recent'):
+        order = "(m.metrics->>'%s')::float8 DESC NULLS LAST, m.id DESC" % KEY_METRIC[task] if strategy == 'best_score' else 'm.id DESC'
+        rows = plpy.execute(plpy.prepare(
+            'SELECT m.id FROM pgml.models m WHERE m.project_id = $1 AND ($2::text IS NULL OR m.algorithm::text = $2) ORDER BY %s LIMIT 1' % order,
+            ['bigint', 'text']), [project_id, algorithm])
+        if not rows:
+            raise plpy.Error('pgml.deploy: project %r has no model%s' % (project_name, '' if algorithm is None else ' trained with %s' % algorithm))
+        model_id = rows[0]['id']
+    else:
+        raise plpy.Error("pgml.deploy: strategy must be best_score, most_recent or rollback, not %r" % strategy)
+    plpy.execute(plpy.prepare('INSERT INTO pgml.deployments (project_id, model_id, strategy) VALUES ($1, $2, $3::pgml.strategy)', ['bigint', 'bigint', 'text']),
+                 [project_id, model_id, strategy])
+    algo = plpy.execute(plpy.prepare('SELECT algorithm::text AS a FROM pgml.models WHERE id = $1', ['bigint']), [model_id])[0]['a']
+    return [(project_name, strategy, algo)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+
+
+_artifacts = {}
+
+
+def _deployed_artifact(plpy, project_name):
+    rows = plpy.execute(plpy.prepare(
+        """SELECT d.model_id FROM pgml.deployments d JOIN pgml.projects p ON p.id = d.project_id
+           WHERE p.name = $1 ORDER BY d.id DESC LIMIT 1""", ['text']), [project_name])
+    if not rows:
+        raise plpy.Error('pgml.predict: project %r has no deployed model (pgml.train it first)' % project_name)
+    return _artifact(plpy, rows[0]['model_id'])
+
+
+def _artifact(plpy, model_id):
+    cached = _artifacts.get(model_id)
+    if cached is None:
+        rows = plpy.execute(plpy.prepare("SELECT data FROM pgml.files WHERE model_id = $1 AND path = 'estimator.pickle' ORDER BY part", ['bigint']), [model_id])
+        if not rows:
+            raise plpy.Error('pgml.predict: model %s has no stored estimator' % model_id)
+        cached = pickle.loads(b''.join(bytes(r['data']) for r in rows))
+        cached['preprocessor'] = Preprocessor.from_state(cached['preprocessor'])
+        _artifacts[model_id] = cached
+    return cached
+
+
+def _matrix(plpy, artifact, features):
+    x = np.asarray([[float('nan') if v is None else float(v) for v in features]], dtype=np.float64)
+    if x.shape[1] != artifact['num_features']:
+        raise plpy.Error('pgml.predict: the model takes %d features, got %d' % (artifact['num_features'], x.shape[1]))
+    return artifact['preprocessor'].transform(x)
+
+
+def _row_features(plpy, artifact, row):
+    values = []
+    for name in artifact['features']:
+        if name not in row:
+            raise plpy.Error('pgml.predict: the row has no column %r, which the model was trained on' % name)
+        v = row[name]
+        values.extend(v if isinstance(v, list) else [v])
+    return values
+
+
+def predict(plpy, project_name, features, model_id=None):
+    artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
+    if isinstance(features, dict):
+        features = _row_features(plpy, artifact, features)
+    return float(artifact['estimator'].predict(_matrix(plpy, artifact, features))[0])
+
+
+def predict_proba(plpy, project_name, features):
+    artifact = _deployed_artifact(plpy, project_name)
+    estimator = artifact['estimator']
+    if artifact['task'] != 'classification':
+        raise plpy.Error('pgml.predict_proba: project %r is not a classification project' % project_name)
+    if not hasattr(estimator, 'predict_proba'):
+        raise plpy.Error('pgml.predict_proba: the deployed %s model gives no probabilities' % type(estimator).__name__)
+    return [float(p) for p in estimator.predict_proba(_matrix(plpy, artifact, features))[0]]
+
+
+def predict_batch(plpy, project_name, features):
+    artifact = _deployed_artifact(plpy, project_name)
+    width = artifact['num_features']
+    if len(features) % width != 0:
+        raise plpy.Error('pgml.predict_batch: %d values are not whole rows of %d features' % (len(features), width))
+    x = np.asarray([float('nan') if v is None else float(v) for v in features], dtype=np.float64).reshape(-1, width)
+    return [float(v) for v in artifact['estimator'].predict(artifact['preprocessor'].transform(x))]

@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// Builds extensions/pgml_compat/pgml_compat--<version>.sql from its template and the Python module,
+// so the Python source lives in one readable file. `--check` exits 1 if the committed file is stale.
+import { readFileSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+
+const dir = fileURLToPath(new URL('../extensions/pgml_compat/', import.meta.url))
+const control = readFileSync(`${dir}pgml_compat.control`, 'utf8')
+const version = /default_version\s*=\s*'([^']+)'/.exec(control)?.[1]
+if (!version) throw new Error('pgml_compat.control has no default_version')
+const python = readFileSync(`${dir}python/pgml_compat.py`, 'utf8')
+if (python.includes('$pgml_compat_source$') || python.includes('$pgml_compat_function$')) throw new Error('the Python source contains a dollar-quote tag')
+const versionInPython = /^VERSION = '([^']+)'/m.exec(python)?.[1]
+if (versionInPython !== version) throw new Error(`pgml_compat.py VERSION ${versionInPython} differs from the control file's ${version}`)
+
+// Every PL/Python function starts by loading the module into GD once per backend.
+const boot = `m = GD.get('pgml_compat')
+if m is None:
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m`
+
+const predictTypes = ['real[]', 'double precision[]', 'integer[]', 'bigint[]', 'smallint[]', 'boolean[]']
+const predictOverloads = predictTypes.map((type) => `CREATE FUNCTION pgml.predict(project_name text, features ${type}) RETURNS real
+LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+${boot}
+return m.predict(plpy, project_name, features)
+$$;`).join('\n\n')
+
+const sql = readFileSync(`${dir}sql/pgml_compat.sql.in`, 'utf8')
+  // Replacer functions: a replacement string would give `$'`, `$&` and `$$` in the SQL special meanings.
+  .replaceAll('{{VERSION}}', () => version)
+  .replaceAll('{{BOOT}}', () => boot)
+  .replace('{{PREDICT_OVERLOADS}}', () => predictOverloads)
+  .replace('{{PYTHON}}', () => `\n${python}`)
+const target = `${dir}pgml_compat--${version}.sql`
+if (process.argv.includes('--check')) {
+  let current = ''
+  try { current = readFileSync(target, 'utf8') } catch { /* missing */ }
+  if (current !== sql) {
+    process.stderr.write(`${target} is out of date: run node scripts/build-pgml-compat.mjs\n`)
+    process.exit(1)
+  }
+} else {
+  writeFileSync(target, sql)
+  process.stdout.write(`wrote ${target}\n`)
+}

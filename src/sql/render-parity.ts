@@ -15,7 +15,7 @@ LIMIT $1`
 /** $1 texts → the database's pgml.embed of each (with the column's document prefix and kwargs), in order. */
 export function renderEmbedInDatabase(column: EmbeddingColumnNode): string {
   const prefix = column.model.documentPrefix === '' ? 't.text' : `${quoteLiteral(column.model.documentPrefix)} || t.text`
-  return `SELECT pgml.embed(${quoteLiteral(column.model.id)}, ${prefix}, ${renderEmbedKwargs(column)})::text AS embedding
+  return `SELECT array_to_json(pgml.embed(${quoteLiteral(column.model.id)}, ${prefix}, ${renderEmbedKwargs(column)}))::text AS embedding
 FROM unnest($1::text[]) WITH ORDINALITY AS t(text, n)
 ORDER BY t.n`
 }

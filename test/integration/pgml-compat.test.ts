@@ -182,20 +182,24 @@ describe.runIf(server)('pgml_compat on PostgreSQL (real in-database embedding an
       ALTER TABLE points ADD COLUMN kind int; UPDATE points SET kind = CASE WHEN a > b THEN 1 ELSE 0 END;
       CREATE VIEW points_training AS SELECT a, b, kind FROM points;`)
     await db.query(`SELECT * FROM pgml.train('kinds', 'classification', 'points_training', 'kind', 'linear', hyperparams => '{"C": 100}')`)
-    for (const algorithm of ['xgboost', 'random_forest', 'svm', 'ridge', 'gradient_boosting_trees']) {
+    for (const algorithm of ['xgboost', 'random_forest', 'svm', 'ridge', 'lasso', 'elastic_net', 'gradient_boosting_trees']) {
       await db.query(`SELECT * FROM pgml.train('kinds', algorithm => '${algorithm}')`)
     }
     await db.query(`SELECT * FROM pgml.train('kinds', algorithm => 'random_forest', search => 'grid', search_params => '{"n_estimators": [5, 20], "max_depth": [2, 6]}', search_args => '{"cv": 2}')`)
-    const models = await db.query<{ algorithm: string; f1: number; search: string | null; hyperparams: Record<string, number> }>(
-      `SELECT algorithm::text, (metrics->>'f1')::float8 AS f1, search::text, hyperparams FROM pgml.models ORDER BY id`)
-    expect(models).toHaveLength(7)
+    await db.query(`SELECT * FROM pgml.train('kinds', algorithm => 'xgboost', search => 'random', search_params => '{"max_depth": [2, 3, 4, 5], "n_estimators": [10, 30]}', search_args => '{"n_iter": 3, "cv": 2}')`)
+    const models = await db.query<{ id: number; algorithm: string; f1: number; search: string | null; hyperparams: Record<string, number> }>(
+      `SELECT id::int, algorithm::text, (metrics->>'f1')::float8 AS f1, search::text, hyperparams FROM pgml.models ORDER BY id`)
+    expect(models).toHaveLength(10)
     for (const m of models) expect(m.f1, m.algorithm).toBeGreaterThan(0.85)
-    expect(models[6]).toMatchObject({ search: 'grid', hyperparams: { n_estimators: expect.any(Number), max_depth: expect.any(Number) } })
+    expect(models[8]).toMatchObject({ search: 'grid', hyperparams: { n_estimators: expect.any(Number), max_depth: expect.any(Number) } })
+    expect(models[9]).toMatchObject({ search: 'random', hyperparams: { n_estimators: expect.any(Number), max_depth: expect.any(Number) } })
+    expect(await db.query(`SELECT * FROM pgml.deploy($1::bigint)`, [models[3]!.id])).toEqual([{ project: 'kinds', strategy: 'specific', algorithm: 'svm' }])
+    expect(await db.query(`SELECT algorithm::text FROM pgml.deployed_models`)).toEqual([{ algorithm: 'svm' }])
     const [p] = await db.query<{ kind: number; proba: number[] }>(`SELECT pgml.predict('kinds', ARRAY[0.9, 0.1]::real[]) AS kind, pgml.predict_proba('kinds', ARRAY[0.9, 0.1]::real[]) AS proba`)
     expect(p!.kind).toBe(1)
     expect(p!.proba).toHaveLength(2)
     expect(p!.proba[0]! + p!.proba[1]!).toBeCloseTo(1, 5)
     expect(p!.proba[1]).toBeGreaterThan(0.5)
-    await expect(db.query(`SELECT * FROM pgml.train('kinds', algorithm => 'lasso')`)).rejects.toThrow(/does not support algorithm 'lasso' for classification/)
+    await expect(db.query(`SELECT * FROM pgml.train('kinds', algorithm => 'knn')`)).rejects.toThrow(/does not support algorithm 'knn' for classification; supported: linear, xgboost, random_forest, svm, ridge, lasso, elastic_net, gradient_boosting_trees/)
   })
 })

@@ -402,7 +402,7 @@ def normalize_l2(vector):
 
 SUPPORTED = {
     'regression': ['linear', 'xgboost', 'random_forest', 'svm', 'ridge', 'lasso', 'elastic_net', 'gradient_boosting_trees'],
-    'classification': ['linear', 'xgboost', 'random_forest', 'svm', 'ridge', 'gradient_boosting_trees'],
+    'classification': ['linear', 'xgboost', 'random_forest', 'svm', 'ridge', 'lasso', 'elastic_net', 'gradient_boosting_trees'],
 }
 KEY_METRIC = {'regression': 'r2', 'classification': 'f1'}
 
@@ -428,9 +428,10 @@ def _estimator(plpy, task, algorithm, hyperparams):
     if algorithm == 'ridge':
         return linear_model.Ridge(**params) if regression else linear_model.RidgeClassifier(**params)
     if algorithm == 'lasso':
-        return linear_model.Lasso(**params)
+        # Classification: L1-regularised logistic regression.
+        return linear_model.Lasso(**params) if regression else linear_model.LogisticRegression(**{'penalty': 'l1', 'solver': 'liblinear', **params})
     if algorithm == 'elastic_net':
-        return linear_model.ElasticNet(**params)
+        return linear_model.ElasticNet(**params) if regression else linear_model.LogisticRegression(**{'penalty': 'elasticnet', 'solver': 'saga', 'l1_ratio': 0.5, 'max_iter': 5000, **params})
     if algorithm == 'gradient_boosting_trees':
         return ensemble.GradientBoostingRegressor(**params) if regression else ensemble.GradientBoostingClassifier(**params)
     raise plpy.Error('unreachable algorithm %r' % algorithm)

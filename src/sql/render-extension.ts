@@ -16,9 +16,9 @@ export function renderEnsurePgml(): string {
 BEGIN
   IF to_regprocedure('pgml.embed(text, text, jsonb)') IS NULL THEN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml') THEN
-      CREATE EXTENSION pgml;
+      CREATE EXTENSION pgml CASCADE;
     ELSIF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_compat') THEN
-      CREATE EXTENSION pgml_compat;
+      CREATE EXTENSION pgml_compat CASCADE;
     ELSE
       RAISE EXCEPTION 'pgml-kit: this database has no pgml.embed'
         USING HINT = 'Install PostgresML (extension pgml) or pgml-kit''s pgml_compat, or use embedding mode "app".';

@@ -81,16 +81,28 @@ describe.each(tiers)('migrate on the $name tier', (tier) => {
     expect(await db.query('SELECT name FROM pgmigrations')).toEqual([])
   })
 
-  it('refuses migrations that call pgml.embed on a target without pgml, before touching anything', async () => {
-    const p = await project(documentsConfig({ mode: 'trigger' }))
-    await p.generate()
-    const error = await p.migrate().catch((e: unknown) => e)
-    expect(error).toBeInstanceOf(TargetError)
-    expect((error as TargetError).code).toBe('PGML_MISSING')
-    expect((error as TargetError).message).toMatch(/calls pgml\.embed, and .* has neither PostgresML \(pgml\) nor pgml_compat; nothing was changed/)
-    expect((error as TargetError).hint).toMatch(/mode "app"/)
-    expect(await db.query(`SELECT to_regclass('public.pgmigrations') AS t, to_regclass('public.documents') AS d`)).toEqual([{ t: null, d: null }])
-  })
+  if (tier.name === 'embedded') {
+    it('refuses migrations that call pgml.embed on a target without pgml, before touching anything', async () => {
+      const p = await project(documentsConfig({ mode: 'trigger' }))
+      await p.generate()
+      const error = await p.migrate().catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(TargetError)
+      expect((error as TargetError).code).toBe('PGML_MISSING')
+      expect((error as TargetError).message).toMatch(/calls pgml\.embed, and .* has neither PostgresML \(pgml\) nor pgml_compat; nothing was changed/)
+      expect((error as TargetError).hint).toMatch(/mode "app"/)
+      expect(await db.query(`SELECT to_regclass('public.pgmigrations') AS t, to_regclass('public.documents') AS d`)).toEqual([{ t: null, d: null }])
+    })
+  } else {
+    it('installs pgml_compat through the generated ensure-pgml step when the server has it available', async () => {
+      const p = await project(documentsConfig({ mode: 'trigger' }))
+      await p.generate()
+      expect((await p.migrate()).ran).toHaveLength(3)
+      expect(await db.query(`SELECT extname FROM pg_extension WHERE extname IN ('pgml', 'pgml_compat')`)).toEqual([{ extname: 'pgml_compat' }])
+      // Its down leaves pgml installed (it owns trained models).
+      await p.migrate('down', 2)
+      expect(await db.query(`SELECT extname FROM pg_extension WHERE extname = 'pgml_compat'`)).toEqual([{ extname: 'pgml_compat' }])
+    })
+  }
 
   it('runs hand-written JavaScript migrations alongside the generated SQL', async () => {
     const p = await project()

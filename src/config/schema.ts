@@ -65,11 +65,24 @@ export const embeddingSchema = z.strictObject({
   indexes: z.array(indexSchema).optional(),
 })
 
+const textSearchConfig = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, 'must be a text search configuration name such as "english" or "simple"')
+
+export const fullTextSchema = z.strictObject({
+  /** The generated tsvector column (default `search_tsv`). */
+  column: identifier.optional(),
+  /** Text search configuration (default `english`). */
+  language: textSearchConfig.optional(),
+  /** Columns to index, each optionally with a weight A (highest) to D. */
+  source: z.union([identifier, z.array(z.union([identifier, z.strictObject({ column: identifier, weight: z.enum(['A', 'B', 'C', 'D']) })])).min(1, 'needs at least one column')]),
+})
+
 export const tableSchema = z.strictObject({
   schema: identifier.optional(),
   /** Columns that identify a row; the `queue` mode records them in its jobs. Default: `id`. */
   primaryKey: z.union([identifier, z.array(identifier).min(1, 'needs at least one column')]).optional(),
   embeddings: z.record(identifier, embeddingSchema),
+  /** A generated tsvector column with a GIN index, for full-text and hybrid search. */
+  fullText: fullTextSchema.optional(),
 })
 
 export const migrationsSchema = z.strictObject({
@@ -104,6 +117,7 @@ export type ModelConfig = z.infer<typeof modelSchema>
 export type EmbeddingMode = (typeof embeddingModes)[number]
 export type EmbeddingConfig = z.infer<typeof embeddingSchema>
 export type TableConfig = z.infer<typeof tableSchema>
+export type FullTextConfig = z.infer<typeof fullTextSchema>
 export type MigrationsConfig = z.infer<typeof migrationsSchema>
 export type EmbedderConfig = z.infer<typeof embedderSchema>
 /** The object `pgml-kit.config.ts` exports (usually through `defineConfig`). */

@@ -62,7 +62,7 @@ function upgradeSnapshot(snapshot: Snapshot): Snapshot {
     keyColumns: c.keyColumns ?? ['id'],
     model: { ...c.model, pooling: c.model.pooling ?? null },
   }))
-  return { ...snapshot, state: { ...snapshot.state, embeddingColumns: columns } }
+  return { ...snapshot, state: { ...snapshot.state, embeddingColumns: columns, fullText: snapshot.state.fullText ?? [] } }
 }
 
 /** Serialises with sorted structure already guaranteed by the IR, so equal states give equal bytes. */

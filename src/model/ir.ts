@@ -44,6 +44,16 @@ export interface VectorIndexNode {
   readonly params: Readonly<Record<string, number>>
 }
 
+export interface FullTextNode {
+  readonly schema: string
+  readonly table: string
+  readonly column: string
+  readonly language: string
+  readonly sources: readonly { readonly column: string; readonly weight: 'A' | 'B' | 'C' | 'D' | null }[]
+  /** Name of its GIN index. */
+  readonly indexName: string
+}
+
 export interface MigrationSettings {
   readonly dir: string
   readonly table: string
@@ -66,6 +76,7 @@ export interface DesiredState {
   readonly runtimeVersion: number
   readonly embeddingColumns: readonly EmbeddingColumnNode[]
   readonly indexes: readonly VectorIndexNode[]
+  readonly fullText: readonly FullTextNode[]
 }
 
 export const EMPTY_STATE: DesiredState = Object.freeze({
@@ -73,6 +84,7 @@ export const EMPTY_STATE: DesiredState = Object.freeze({
   runtimeVersion: 0,
   embeddingColumns: Object.freeze([]),
   indexes: Object.freeze([]),
+  fullText: Object.freeze([]),
 })
 
 export const RUNTIME_VERSION = 2

@@ -3,7 +3,7 @@ import { configSchema, type EmbeddingConfig, type IndexConfig, type PgmlKitConfi
 import { deriveIdentifier } from '../sql/quote.js'
 import {
   RUNTIME_VERSION, deepFreeze,
-  type DesiredState, type EmbeddingColumnNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
+  type DesiredState, type EmbeddingColumnNode, type FullTextNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
 } from './ir.js'
 import { MODEL_PRESETS } from './presets.js'
 
@@ -79,6 +79,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
   const columns: EmbeddingColumnNode[] = []
   const indexes: VectorIndexNode[] = []
   const indexNames = new Map<string, string>()
+  const fullText: FullTextNode[] = []
 
   for (const [table, tableConfig] of Object.entries(config.tables)) {
     const tablePath = `tables.${table}`
@@ -89,6 +90,22 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
     const schema = tableConfig.schema ?? 'public'
     const keyColumns = tableConfig.primaryKey === undefined ? ['id'] : typeof tableConfig.primaryKey === 'string' ? [tableConfig.primaryKey] : [...tableConfig.primaryKey]
     if (new Set(keyColumns).size !== keyColumns.length) issues.push({ path: `${tablePath}.primaryKey`, message: 'lists a column twice' })
+    if (tableConfig.fullText) {
+      const ft = tableConfig.fullText
+      const column = ft.column ?? 'search_tsv'
+      const sources = (typeof ft.source === 'string' ? [ft.source] : ft.source).map((s) => (typeof s === 'string' ? { column: s, weight: null } : { column: s.column, weight: s.weight }))
+      const seen = new Set<string>()
+      for (const [i, source] of sources.entries()) {
+        if (seen.has(source.column)) issues.push({ path: `${tablePath}.fullText.source[${i}]`, message: `column "${source.column}" is listed twice` })
+        seen.add(source.column)
+      }
+      if (column in tableConfig.embeddings || sources.some((s) => s.column === column)) issues.push({ path: `${tablePath}.fullText.column`, message: `"${column}" is already used by the table's config; choose another column name` })
+      const indexName = deriveIdentifier([table, column, 'gin', 'idx'])
+      const qualified = `${schema}.${indexName}`
+      if (indexNames.has(qualified)) issues.push({ path: `${tablePath}.fullText`, message: `index name "${indexName}" is already used by ${indexNames.get(qualified)}` })
+      indexNames.set(qualified, `${tablePath}.fullText`)
+      fullText.push({ schema, table, column, language: ft.language ?? 'english', sources, indexName })
+    }
     for (const [column, embedding] of Object.entries(tableConfig.embeddings)) {
       const path = `${tablePath}.embeddings.${column}`
       if (keyColumns.includes(column)) issues.push({ path, message: `"${column}" is the table's primary key and cannot be an embedding column` })
@@ -128,6 +145,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       runtimeVersion: columns.length > 0 ? RUNTIME_VERSION : 0,
       embeddingColumns: columns,
       indexes,
+      fullText: fullText.sort((a, b) => a.schema.localeCompare(b.schema) || a.table.localeCompare(b.table)),
     },
     migrations: {
       dir: m.dir ?? 'migrations',

@@ -24,6 +24,10 @@ export type OperationKind =
   | 'create-vector-index'
   | 'drop-vector-index'
   | 'rebuild-vector-index'
+  | 'add-full-text-column'
+  | 'drop-full-text-column'
+  | 'create-gin-index'
+  | 'drop-gin-index'
 
 export interface Operation {
   readonly kind: OperationKind

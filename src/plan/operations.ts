@@ -1,4 +1,5 @@
-import type { EmbeddingColumnNode, VectorIndexNode, VectorType } from '../model/ir.js'
+import type { EmbeddingColumnNode, FullTextNode, VectorIndexNode, VectorType } from '../model/ir.js'
+import { renderAddFullTextColumn, renderCreateGinIndexConcurrently, renderDropFullTextColumn } from '../sql/render-full-text.js'
 import { columnKey } from '../model/ir.js'
 import { runtimeInstallSql, runtimeUninstallSql } from '../runtime/assets.js'
 import { renderCreateVectorExtension, renderDropVectorExtension, renderEnsurePgml, renderKeepPgml } from '../sql/render-extension.js'
@@ -210,5 +211,46 @@ export function replaceQueueTriggers(previous: EmbeddingColumnNode, next: Embedd
     up: [...renderDropEnqueueTriggers(previous), renderCreateEnqueueFunction(next), ...renderCreateEnqueueTriggers(next)],
     down: [...renderDropEnqueueTriggers(next), renderCreateEnqueueFunction(previous), ...renderCreateEnqueueTriggers(previous)],
     notes: [`vectors already stored were computed from the old source: \`pgml-kit backfill ${next.table}.${next.column} --all\` re-embeds them`],
+  })
+}
+
+function describeFullText(node: FullTextNode): string {
+  return `${node.schema}.${node.table}.${node.column} tsvector (${node.language}) from ${node.sources.map((s) => (s.weight ? `${s.column}:${s.weight}` : s.column)).join(', ')}`
+}
+
+export function addFullTextColumn(node: FullTextNode): Operation {
+  return defineOperation({
+    kind: 'add-full-text-column', summary: `add full-text column ${describeFullText(node)}`,
+    transactional: true, safety: 'rewrites-or-locks', requiresPgml: false,
+    up: [renderAddFullTextColumn(node)],
+    down: [renderDropFullTextColumn(node)],
+    notes: [`a generated column: rewrites ${node.schema}.${node.table} under an ACCESS EXCLUSIVE lock`],
+  })
+}
+
+export function dropFullTextColumn(node: FullTextNode): Operation {
+  const add = addFullTextColumn(node)
+  return defineOperation({
+    kind: 'drop-full-text-column', summary: `drop full-text column ${describeFullText(node)}`,
+    transactional: true, safety: 'destructive', requiresPgml: false,
+    up: add.down, down: add.up, notes: ['down re-adds it (the table is rewritten again)'],
+  })
+}
+
+export function createGinIndex(node: FullTextNode): Operation {
+  return defineOperation({
+    kind: 'create-gin-index', summary: `build GIN index ${node.schema}.${node.indexName} on ${node.table}.${node.column} concurrently`,
+    transactional: false, safety: 'safe', requiresPgml: false,
+    up: [`${INVALID_LEFTOVER}\n${renderDropIndexConcurrently(node.schema, node.indexName)}`, renderCreateGinIndexConcurrently(node)],
+    down: [renderDropIndexConcurrently(node.schema, node.indexName)],
+    notes: [],
+  })
+}
+
+export function dropGinIndex(node: FullTextNode): Operation {
+  const create = createGinIndex(node)
+  return defineOperation({
+    kind: 'drop-gin-index', summary: `drop GIN index ${node.schema}.${node.indexName} concurrently`,
+    transactional: false, safety: 'safe', requiresPgml: false, up: create.down, down: create.up, notes: [],
   })
 }

@@ -1,5 +1,5 @@
 import { PlanError } from '../errors.js'
-import { columnKey, needsPgml, type DesiredState, type EmbeddingColumnNode, type VectorIndexNode } from '../model/ir.js'
+import { columnKey, needsPgml, type DesiredState, type EmbeddingColumnNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
 import type { Operation } from './operation.js'
 import * as ops from './operations.js'
 
@@ -134,6 +134,23 @@ export function planMigration(previous: DesiredState, next: DesiredState): Plan 
     const type = vectorTypeOf(index, nextColumns)
     if (!old || recreated.has(columnKey(index)) || columnKey(old) !== columnKey(index)) after.push(ops.createVectorIndex(index, type))
     else if (!sameIndex(old, index)) after.push(ops.rebuildVectorIndex(old, index, type))
+  }
+
+  // Full-text columns: identified by table and column; any change re-adds the generated column.
+  const ftKey = (n: FullTextNode) => `${n.schema}.${n.table}.${n.column}`
+  const prevFullText = new Map((previous.fullText ?? []).map((n) => [ftKey(n), n]))
+  const nextFullText = new Map(next.fullText.map((n) => [ftKey(n), n]))
+  for (const [key, node] of prevFullText) {
+    const wanted = nextFullText.get(key)
+    if (wanted && JSON.stringify(wanted) === JSON.stringify(node)) continue
+    before.push(ops.dropGinIndex(node))
+    main.push(ops.dropFullTextColumn(node))
+  }
+  for (const [key, node] of nextFullText) {
+    const old = prevFullText.get(key)
+    if (old && JSON.stringify(old) === JSON.stringify(node)) continue
+    main.push(ops.addFullTextColumn(node))
+    after.push(ops.createGinIndex(node))
   }
 
   return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after) })

@@ -1,0 +1,277 @@
+import { Kysely, sql, type Expression, type RawBuilder, type SelectQueryBuilder } from 'kysely'
+import type { Embedder } from '../embed/embedder.js'
+import { toVectorLiteral } from '../embed/embedder.js'
+import { localEmbedderLoader } from '../embed/embedder-for-config.js'
+import { PgmlKitError } from '../errors.js'
+import type { PgmlKitConfig, Distance } from '../config/schema.js'
+import { resolveConfig } from '../model/resolve.js'
+import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
+import { quoteLiteral } from '../sql/quote.js'
+import { renderEmbedKwargs } from '../sql/render-source.js'
+import { KitDialect } from './kit-dialect.js'
+import { QueryVector, type IndexSettings } from './query-vector.js'
+
+type Tables<C extends PgmlKitConfig> = C['tables']
+type TableName<C extends PgmlKitConfig> = keyof Tables<C> & string
+
+/** `'<table>.<embedding column>'` for every embedding column the config declares. */
+export type EmbeddingColumnRef<C extends PgmlKitConfig> = {
+  [T in TableName<C>]: `${T}.${keyof Tables<C>[T]['embeddings'] & string}`
+}[TableName<C>]
+
+/** Embedding columns of tables that declare `fullText` (hybrid search needs both). */
+export type HybridColumnRef<C extends PgmlKitConfig> = {
+  [T in TableName<C>]: Tables<C>[T] extends { fullText: object } ? `${T}.${keyof Tables<C>[T]['embeddings'] & string}` : never
+}[TableName<C>]
+
+type TableOf<R extends string> = R extends `${infer T}.${string}` ? T : never
+type ColumnOf<R extends string> = R extends `${string}.${infer Col}` ? Col : never
+type EmbeddingOf<C extends PgmlKitConfig, R extends string> = Tables<C>[TableOf<R>]['embeddings'][ColumnOf<R>]
+type FirstDistance<E> = E extends { indexes: readonly [{ distance: infer D }, ...unknown[]] } ? D : 'cosine'
+
+/** Similarity has a meaning for cosine (1 − distance) and inner product (the dot product). */
+export type SimilarityOf<D> = D extends 'cosine' | 'inner_product' ? { similarity: number } : unknown
+export type SearchSelection<C extends PgmlKitConfig, R extends string, D = FirstDistance<EmbeddingOf<C, R>>> = { distance: number } & SimilarityOf<D>
+
+export interface SearchOptions<D extends Distance = Distance> extends IndexSettings {
+  /** Rows to return (default 10). */
+  readonly k?: number
+  /** Distance (default: the column's first index's, so the query uses that index). */
+  readonly distance?: D
+  /**
+   * Over-fetch and re-rank: take `k × overFetch` nearest rows by the index first, then apply your
+   * `where` and keep the best `k`. An alternative to iterative scans for selective filters.
+   */
+  readonly overFetch?: number
+}
+
+export interface HybridSearchOptions extends IndexSettings {
+  readonly k?: number
+  /** Candidates each of the vector and the full-text search contributes (default 40). */
+  readonly candidates?: number
+  /** Weights of the two rankings in the fusion (default 1 and 1). */
+  readonly weights?: { readonly vector?: number; readonly text?: number }
+  /** The reciprocal rank fusion constant (default 60). */
+  readonly rrfK?: number
+}
+
+export interface KitOptions<DB> {
+  /** The application's Kysely instance (PostgreSQL dialect); the kit borrows its connections. */
+  readonly db: Kysely<DB>
+  /**
+   * Where query texts are embedded: `database` (pgml.embed), `local` (the Node embedder), or
+   * `auto` (default): the database when it has pgml.embed, else locally.
+   */
+  readonly embedIn?: 'auto' | 'database' | 'local'
+  /** Embedder per column for local embedding (default: the local ONNX model from the config). */
+  readonly loadEmbedder?: (column: EmbeddingColumnNode) => Promise<Embedder>
+  /** Base directory for a relative `embedder.modelsDir` (default: the current directory). */
+  readonly cwd?: string
+}
+
+const OPERATOR: Record<Distance, string> = { l2: '<->', inner_product: '<#>', cosine: '<=>', l1: '<+>' }
+
+export interface Kit<C extends PgmlKitConfig, DB> {
+  /** The kit's Kysely (same connections as yours); use it for queries that mix in kit expressions. */
+  readonly db: Kysely<DB>
+  /**
+   * Nearest rows to a text (embedded with the model's query prefix) or a vector. Returns Kysely's
+   * own select builder on the table: add `where`, `select`, joins, then `execute`.
+   */
+  search<R extends EmbeddingColumnRef<C>, D extends Distance = FirstDistance<EmbeddingOf<C, R>> & Distance>(
+    column: R, query: string | ArrayLike<number>, options?: SearchOptions<D>,
+  ): SelectQueryBuilder<DB, TableOf<R> & keyof DB & string, SearchSelection<C, R, D>>
+  /**
+   * Vector search and full-text search fused by reciprocal rank fusion; rows carry `score`
+   * and their rank in each list (null when absent from it).
+   */
+  hybridSearch<R extends HybridColumnRef<C>>(
+    column: R, query: string, options?: HybridSearchOptions,
+  ): SelectQueryBuilder<DB, TableOf<R> & keyof DB & string, { score: number; vector_rank: number | null; text_rank: number | null }>
+  /** Embeds texts (as queries or documents) the way searches do. */
+  embed(column: EmbeddingColumnRef<C>, texts: readonly string[], options?: { readonly as?: 'query' | 'document' }): Promise<number[][]>
+  /** `pgml.predict(project, features)`. */
+  predict(project: string, features: readonly number[]): Promise<number>
+  /** `pgml.predict_batch`: one prediction per row of features. */
+  predictBatch(project: string, rows: readonly (readonly number[])[]): Promise<number[]>
+  /** `pgml.predict_proba`: class probabilities. */
+  predictProba(project: string, features: readonly number[]): Promise<number[]>
+  readonly fn: {
+    /** `pgml.predict(project, ARRAY[...]::real[])` as an expression for your own queries. */
+    predict(project: string, features: readonly (Expression<unknown> | number)[]): RawBuilder<number>
+  }
+}
+
+/**
+ * Typed search, hybrid search and prediction builders over your Kysely instance, knowing from the
+ * config each column's model, prefixes, distance and index.
+ *
+ * @example
+ * const kit = createKit(config, { db })
+ * const hits = await kit.search('documents.body_embedding', 'affordable housing', { k: 5, efSearch: 100 })
+ *   .where('department', '=', 'housing')
+ *   .select(['id', 'title'])
+ *   .execute()
+ */
+export function createKit<const C extends PgmlKitConfig, DB>(config: C, options: KitOptions<DB>): Kit<C, DB> {
+  const resolved = resolveConfig(config)
+  const modelsDir = resolved.embedder.modelsDir === null ? null : new URL(resolved.embedder.modelsDir, `file://${options.cwd ?? process.cwd()}/`).pathname
+  const loadEmbedder = options.loadEmbedder ?? localEmbedderLoader({ ...resolved.embedder, modelsDir })
+  const embedIn = options.embedIn ?? 'auto'
+  let databaseEmbeds: Promise<boolean> | undefined
+
+  const columnOf = (ref: string): EmbeddingColumnNode => {
+    const column = resolved.state.embeddingColumns.find((c) => `${c.table}.${c.column}` === ref)
+    if (!column) throw new PgmlKitError('COLUMN_UNKNOWN', `"${ref}" is not an embedding column in the config`)
+    return column
+  }
+  const fullTextOf = (column: EmbeddingColumnNode): FullTextNode => {
+    const node = resolved.state.fullText.find((f) => f.schema === column.schema && f.table === column.table)
+    if (!node) throw new PgmlKitError('FULL_TEXT_MISSING', `hybrid search on ${column.table} needs tables.${column.table}.fullText in the config`)
+    return node
+  }
+  const tableRef = (column: { schema: string; table: string }) => (column.schema === 'public' ? column.table : `${column.schema}.${column.table}`)
+
+  const kitDb = new Kysely<DB>({
+    dialect: new KitDialect(options.db as Kysely<unknown>, async (marker, run) => {
+      if (marker.vector) return toVectorLiteral(marker.vector)
+      const { column } = marker
+      databaseEmbeds ??= embedIn === 'local'
+        ? Promise.resolve(false)
+        : run(`SELECT to_regprocedure('pgml.embed(text, text, jsonb)') IS NOT NULL AS ok`, []).then((r) => Boolean(r.rows[0]?.ok))
+      if (await databaseEmbeds) {
+        const { rows } = await run(`SELECT array_to_json(pgml.embed(${quoteLiteral(column.model.id)}, $1, ${renderEmbedKwargs(column)}))::text AS v`, [column.model.queryPrefix + (marker.text ?? '')])
+        return rows[0]?.v as string
+      }
+      if (embedIn === 'database') throw new PgmlKitError('PGML_MISSING', 'embedIn is "database" but the database has no pgml.embed')
+      const [vector] = await (await loadEmbedder(column)).embed([marker.text ?? ''], { as: 'query' })
+      return toVectorLiteral(vector as Float32Array)
+    }),
+  })
+
+  function distanceOf(column: EmbeddingColumnNode, wanted?: Distance): Distance {
+    return wanted ?? resolved.state.indexes.find((i) => i.schema === column.schema && i.table === column.table && i.column === column.column)?.distance ?? 'cosine'
+  }
+
+  function distanceExpression(column: EmbeddingColumnNode, distance: Distance, marker: QueryVector, alias?: string): RawBuilder<number> {
+    const ref = sql.ref(`${alias ?? tableRef(column)}.${column.column}`)
+    return sql<number>`(${ref} ${sql.raw(OPERATOR[distance])} ${sql.val(marker)}::${sql.raw(`${column.vectorType}(${column.model.dimensions})`)})`
+  }
+
+  function similarityExpression(distance: Distance, d: RawBuilder<number>): RawBuilder<number> | null {
+    if (distance === 'cosine') return sql<number>`(1 - ${d})`
+    if (distance === 'inner_product') return sql<number>`(-${d})`
+    return null
+  }
+
+  const kit: Kit<C, DB> = {
+    db: kitDb,
+
+    search(ref, query, searchOptions = {}) {
+      const column = columnOf(ref)
+      const distance = distanceOf(column, searchOptions.distance)
+      const k = searchOptions.k ?? 10
+      if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be a positive integer, got ${k}`)
+      const marker = new QueryVector(column, query, searchOptions)
+      const table = tableRef(column)
+      // Kysely's builder types cannot follow a table chosen at run time; the public signature carries the types.
+      const db = kitDb as unknown as Kysely<Record<string, Record<string, unknown>>>
+      const d = distanceExpression(column, distance, marker)
+      const similarity = similarityExpression(distance, d)
+      let builder
+      if (searchOptions.overFetch !== undefined) {
+        if (!Number.isInteger(searchOptions.overFetch) || searchOptions.overFetch < 1) throw new RangeError(`overFetch must be a positive integer, got ${searchOptions.overFetch}`)
+        const candidates = db.selectFrom(table).selectAll().orderBy(d).limit(k * searchOptions.overFetch)
+        const inner = distanceExpression(column, distance, marker, column.table)
+        builder = db.selectFrom(candidates.as(column.table)).select(inner.as('distance'))
+        const innerSimilarity = similarityExpression(distance, inner)
+        if (innerSimilarity) builder = builder.select(innerSimilarity.as('similarity'))
+        builder = builder.orderBy(inner).limit(k)
+      } else {
+        builder = db.selectFrom(table).select(d.as('distance'))
+        if (similarity) builder = builder.select(similarity.as('similarity'))
+        builder = builder.orderBy(d).limit(k)
+      }
+      return builder as never
+    },
+
+    hybridSearch(ref, query, hybridOptions = {}) {
+      const column = columnOf(ref)
+      const fullText = fullTextOf(column)
+      const distance = distanceOf(column)
+      const k = hybridOptions.k ?? 10
+      const candidates = hybridOptions.candidates ?? 40
+      const rrfK = hybridOptions.rrfK ?? 60
+      const wVector = hybridOptions.weights?.vector ?? 1
+      const wText = hybridOptions.weights?.text ?? 1
+      const marker = new QueryVector(column, query, hybridOptions)
+      const table = sql.table(tableRef(column))
+      const keys = column.keyColumns
+      const keyList = (alias: string) => sql.join(keys.map((key, i) => sql`${sql.ref(`${alias}.${key}`)} AS ${sql.ref(`k${i}`)}`))
+      const d = sql`(t.${sql.ref(column.column)} ${sql.raw(OPERATOR[distance])} ${sql.val(marker)}::${sql.raw(`${column.vectorType}(${column.model.dimensions})`)})`
+      const tsquery = sql`websearch_to_tsquery(${sql.lit(fullText.language)}::regconfig, ${query})`
+      const rank = sql`ts_rank_cd(t.${sql.ref(fullText.column)}, q)`
+      const fused = sql<{ score: number }>`(
+        WITH v AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${d}) AS r FROM ${table} AS t ORDER BY ${d} LIMIT ${candidates}),
+             x AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${rank} DESC) AS r FROM ${table} AS t, ${tsquery} AS q
+                   WHERE t.${sql.ref(fullText.column)} @@ q ORDER BY ${rank} DESC LIMIT ${candidates})
+        SELECT ${sql.join(keys.map((_, i) => sql`coalesce(v.${sql.ref(`k${i}`)}, x.${sql.ref(`k${i}`)}) AS ${sql.ref(`pgml_kit_key_${i}`)}`))},
+               coalesce(${wVector}::float8 / (${rrfK} + v.r), 0) + coalesce(${wText}::float8 / (${rrfK} + x.r), 0) AS score,
+               v.r::int AS vector_rank, x.r::int AS text_rank
+        FROM v FULL JOIN x ON ${sql.join(keys.map((_, i) => sql`v.${sql.ref(`k${i}`)} = x.${sql.ref(`k${i}`)}`), sql` AND `)}
+      )`
+      const db = kitDb as unknown as Kysely<Record<string, Record<string, unknown>>>
+      const name = tableRef(column)
+      return db.selectFrom(name)
+        .innerJoin(fused.as('pgml_kit_fused'), (join) => {
+          let on = join.onRef(`${name}.${keys[0]}` as never, '=', 'pgml_kit_fused.pgml_kit_key_0' as never)
+          for (let i = 1; i < keys.length; i++) on = on.onRef(`${name}.${keys[i]}` as never, '=', `pgml_kit_fused.pgml_kit_key_${i}` as never)
+          return on
+        })
+        .select(['pgml_kit_fused.score as score', 'pgml_kit_fused.vector_rank as vector_rank', 'pgml_kit_fused.text_rank as text_rank'] as never)
+        .orderBy('pgml_kit_fused.score' as never, 'desc')
+        .limit(k) as never
+    },
+
+    async embed(ref, texts, embedOptions = {}) {
+      const column = columnOf(ref)
+      const as = embedOptions.as ?? 'query'
+      const prefix = as === 'query' ? column.model.queryPrefix : column.model.documentPrefix
+      if (embedIn !== 'local') {
+        const { rows } = await sql<{ ok: boolean }>`SELECT to_regprocedure('pgml.embed(text, text, jsonb)') IS NOT NULL AS ok`.execute(kitDb)
+        if (rows[0]?.ok) {
+          const result = await sql<{ v: number[] }>`SELECT pgml.embed(${column.model.id}, ${prefix} || t, ${sql.raw(renderEmbedKwargs(column))}) AS v FROM unnest(${[...texts]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`.execute(kitDb)
+          return result.rows.map((r) => r.v.map(Number))
+        }
+        if (embedIn === 'database') throw new PgmlKitError('PGML_MISSING', 'embedIn is "database" but the database has no pgml.embed')
+      }
+      return (await (await loadEmbedder(column)).embed(texts, { as })).map((v) => Array.from(v))
+    },
+
+    async predict(project, features) {
+      const { rows } = await sql<{ p: number }>`SELECT pgml.predict(${project}::text, ${[...features]}::real[]) AS p`.execute(kitDb)
+      return Number(rows[0]?.p)
+    },
+
+    async predictBatch(project, rows) {
+      const width = rows[0]?.length ?? 0
+      if (rows.some((r) => r.length !== width)) throw new RangeError('predictBatch needs rows of equal length')
+      const result = await sql<{ p: number }>`SELECT pgml.predict_batch(${project}::text, ${rows.flat()}::real[]) AS p`.execute(kitDb)
+      return result.rows.map((r) => Number(r.p))
+    },
+
+    async predictProba(project, features) {
+      const { rows } = await sql<{ p: number[] }>`SELECT pgml.predict_proba(${project}::text, ${[...features]}::real[]) AS p`.execute(kitDb)
+      return (rows[0]?.p ?? []).map(Number)
+    },
+
+    fn: {
+      predict(project, features) {
+        const values = features.map((f) => (typeof f === 'number' ? sql`${f}` : f))
+        return sql<number>`pgml.predict(${project}::text, ARRAY[${sql.join(values)}]::real[])`
+      },
+    },
+  }
+  return kit
+}
+

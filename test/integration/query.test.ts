@@ -1,0 +1,211 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import pg from 'pg'
+import { Kysely, PostgresDialect, sql, type Generated } from 'kysely'
+import { createKit } from '../../src/query/create-kit.js'
+import { registerVectorTypes } from '../../src/query/vector-types.js'
+import { defineConfig } from '../../src/config/define-config.js'
+import { toVectorLiteral } from '../../src/embed/embedder.js'
+import { MODELS_DIR, cosine, loadTiny } from '../helpers/embedders.js'
+import { TestProject } from '../helpers/project.js'
+import { tiers, type TestDatabase } from '../helpers/targets.js'
+
+interface DB {
+  documents: { id: Generated<number>; title: string | null; body: string | null; department: string | null; body_embedding: string | null; search_tsv: unknown }
+}
+
+const config = defineConfig({
+  embedder: { modelsDir: MODELS_DIR, allowRemoteModels: false },
+  tables: {
+    documents: {
+      embeddings: {
+        body_embedding: {
+          source: ['title', 'body'],
+          model: { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' },
+          mode: 'app',
+          indexes: [{ method: 'hnsw', distance: 'cosine' }],
+        },
+      },
+      fullText: { language: 'english', source: [{ column: 'title', weight: 'A' }, { column: 'body', weight: 'B' }] },
+    },
+  },
+})
+
+/** A deterministic unit vector along axis i, mixed with a little of axis j. */
+function direction(i: number, j = (i + 1) % 16, mix = 0): number[] {
+  const v = Array.from({ length: 16 }, (_, n) => (n === i ? 1 : n === j ? mix : 0))
+  const norm = Math.hypot(...v)
+  return v.map((x) => x / norm)
+}
+
+describe.each(tiers)('typed query builders on the $name tier', (tier) => {
+  let db: TestDatabase
+  let pool: pg.Pool | undefined
+  let kysely: Kysely<DB> | undefined
+  afterEach(async () => {
+    await kysely?.destroy()
+    kysely = undefined
+    pool = undefined
+    await db?.close()
+  })
+
+  async function setup(max = 2) {
+    db = await tier.create()
+    const p = await new TestProject(db).withDocumentsTable(config)
+    await p.generate()
+    await p.migrate()
+    pool = new pg.Pool({ connectionString: db.url, max })
+    kysely = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+    return { kit: createKit(config, { db: kysely, embedIn: 'local' }), kysely, pool }
+  }
+
+  async function insert(rows: { title: string; body: string; department: string; vector: number[] }[]) {
+    for (const r of rows) {
+      await db.query('INSERT INTO documents (title, body, department, body_embedding) VALUES ($1, $2, $3, $4)', [r.title, r.body, r.department, toVectorLiteral(r.vector)])
+    }
+  }
+
+  it('searches by vector with Kysely\'s own where/select, typed results, distance and similarity', async () => {
+    const { kit } = await setup()
+    await insert([
+      { title: 'A', body: 'a', department: 'housing', vector: direction(0) },
+      { title: 'B', body: 'b', department: 'parks', vector: direction(0, 1, 0.2) },
+      { title: 'C', body: 'c', department: 'housing', vector: direction(0, 1, 0.5) },
+      { title: 'D', body: 'd', department: 'housing', vector: direction(5) },
+    ])
+    const all = await kit.search('documents.body_embedding', direction(0), { k: 3 }).select(['id', 'title']).execute()
+    expect(all.map((r) => r.title)).toEqual(['A', 'B', 'C'])
+    expect(all[0]!.distance).toBeCloseTo(0, 5)
+    expect(all[0]!.similarity).toBeCloseTo(1, 5)
+    expect(all[2]!.similarity).toBeCloseTo(cosine(direction(0), direction(0, 1, 0.5)), 5)
+    const housing = await kit.search('documents.body_embedding', direction(0), { k: 3 }).where('department', '=', 'housing').select(['title']).execute()
+    expect(housing.map((r) => r.title)).toEqual(['A', 'C', 'D'])
+  })
+
+  it('embeds a text query locally with the model\'s query prefix', async () => {
+    const { kit } = await setup()
+    const embedder = await loadTiny({ id: 'pgml-kit/tiny-bert-16', revision: null, dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: null })
+    const [q] = await embedder.embed(['affordable housing'], { as: 'query' })
+    const texts = ['affordable housing for families', 'bus and train fares', 'city parks', 'library cards', 'property tax']
+    const vectors = await embedder.embed(texts)
+    await insert(texts.map((t, i) => ({ title: t, body: '', department: 'x', vector: Array.from(vectors[i]!) })))
+    const expected = texts.map((t, i) => ({ t, c: cosine(q!, vectors[i]!) })).sort((a, b) => b.c - a.c).map((x) => x.t)
+    const hits = await kit.search('documents.body_embedding', 'affordable housing', { k: 5 }).select(['title']).execute()
+    expect(hits.map((h) => h.title)).toEqual(expected)
+    expect(await kit.embed('documents.body_embedding', ['affordable housing'])).toEqual([Array.from(q!)])
+  })
+
+  it('uses the HNSW index: the distance operator matches the operator class (EXPLAIN)', async () => {
+    const { kit, pool } = await setup(1)
+    await insert(Array.from({ length: 50 }, (_, i) => ({ title: `t${i}`, body: 'b', department: 'd', vector: direction(i % 16, (i + 3) % 16, i / 50) })))
+    await pool.query('SET enable_seqscan = off')
+    const plan = await kit.search('documents.body_embedding', direction(2), { k: 5 }).select(['id']).explain()
+    expect(JSON.stringify(plan)).toMatch(/Index Scan using documents_body_embedding_hnsw_cosine_idx/)
+    const l2 = await kit.search('documents.body_embedding', direction(2), { k: 5, distance: 'l2' }).select(['id']).explain()
+    expect(JSON.stringify(l2)).not.toMatch(/Index Scan using documents_body_embedding_hnsw_cosine_idx/)
+  })
+
+  it('applies ef_search and iterative scans with SET LOCAL, never leaking to other queries on the pooled connection', async () => {
+    const { kit, kysely } = await setup(1)
+    await insert([{ title: 'A', body: 'a', department: 'x', vector: direction(0) }])
+    const [row] = await kit.search('documents.body_embedding', direction(0), { k: 1, efSearch: 123, iterativeScan: 'relaxed_order' })
+      .select([sql<string>`current_setting('hnsw.ef_search')`.as('ef'), sql<string>`current_setting('hnsw.iterative_scan')`.as('scan')]).execute()
+    expect(row).toMatchObject({ ef: '123', scan: 'relaxed_order' })
+    const after = await sql<{ ef: string }>`SELECT current_setting('hnsw.ef_search') AS ef`.execute(kysely)
+    expect(after.rows).toEqual([{ ef: '40' }])
+    // Inside the caller's transaction the settings hold for the query only, too.
+    await kit.db.transaction().execute(async (trx) => {
+      await sql`SELECT 1`.execute(trx)
+      // A builder runs on the transaction's connection through trx.executeQuery.
+      const inner = await trx.executeQuery(kit.search('documents.body_embedding', direction(0), { k: 1, efSearch: 77 }).select([sql<string>`current_setting('hnsw.ef_search')`.as('ef')]))
+      expect(inner.rows[0]!.ef).toBe('77')
+      expect((await sql<{ ef: string }>`SELECT current_setting('hnsw.ef_search') AS ef`.execute(trx)).rows).toEqual([{ ef: '40' }])
+    })
+    expect((await sql<{ ef: string }>`SELECT current_setting('hnsw.ef_search') AS ef`.execute(kysely)).rows).toEqual([{ ef: '40' }])
+    expect(() => kit.search('documents.body_embedding', direction(0), { efSearch: 5000 }).compile()).not.toThrow()
+    await expect(kit.search('documents.body_embedding', direction(0), { efSearch: 5000 }).execute()).rejects.toThrow(/hnsw.ef_search must be an integer from 1 to 1000/)
+  })
+
+  it('filtered search stays correct with iterative scans and with over-fetch and re-rank', async () => {
+    const { kit } = await setup()
+    // 300 "parks" rows crowd the query's neighbourhood; 5 "housing" rows lie further away.
+    await insert(Array.from({ length: 300 }, (_, i) => ({ title: `p${i}`, body: 'b', department: 'parks', vector: direction(0, 1 + (i % 5), 0.01 + i / 3000) })))
+    await insert(Array.from({ length: 5 }, (_, i) => ({ title: `h${i}`, body: 'b', department: 'housing', vector: direction(0, 7, 1 + i) })))
+    const expected = ['h0', 'h1', 'h2', 'h3', 'h4']
+    const iterative = await kit.search('documents.body_embedding', direction(0), { k: 5, efSearch: 10, iterativeScan: 'relaxed_order' }).where('department', '=', 'housing').select(['title']).execute()
+    expect(iterative.map((r) => r.title)).toEqual(expected)
+    const overFetch = await kit.search('documents.body_embedding', direction(0), { k: 5, overFetch: 100 }).where('department', '=', 'housing').select(['title']).execute()
+    expect(overFetch.map((r) => r.title)).toEqual(expected)
+  })
+
+  it('hybrid search fuses vector and full-text rankings (RRF) with weights', async () => {
+    const { kit } = await setup()
+    const embedder = await loadTiny({ id: 'pgml-kit/tiny-bert-16', revision: null, dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: null })
+    const [q] = await embedder.embed(['parks'], { as: 'query' })
+    const near = Array.from(q!)
+    const far = near.map((x) => -x)
+    const between = near.map((x, i) => x + (i % 2 === 0 ? 0.8 : -0.8))
+    await insert([
+      { title: 'Parks', body: 'parks and gardens', department: 'a', vector: near }, // top of both lists
+      { title: 'Nearby', body: 'no match here', department: 'b', vector: between }, // vector list only
+      { title: 'Far', body: 'parks parks parks', department: 'c', vector: far }, // text list, last by vector
+    ])
+    const both = await kit.hybridSearch('documents.body_embedding', 'parks', { k: 3 }).select(['title']).execute()
+    expect(both[0]).toMatchObject({ title: 'Parks', vector_rank: 1, text_rank: 1 })
+    expect(both.map((r) => r.title).sort()).toEqual(['Far', 'Nearby', 'Parks'])
+    const vectorOnly = await kit.hybridSearch('documents.body_embedding', 'parks', { k: 3, weights: { vector: 1, text: 0 } }).select(['title']).execute()
+    expect(vectorOnly.map((r) => r.title)).toEqual(['Parks', 'Nearby', 'Far'])
+    const textOnly = await kit.hybridSearch('documents.body_embedding', 'parks', { k: 2, weights: { vector: 0, text: 1 } }).select(['title']).execute()
+    expect(textOnly.map((r) => r.title).sort()).toEqual(['Far', 'Parks'])
+    const filtered = await kit.hybridSearch('documents.body_embedding', 'parks').where('department', '=', 'c').select(['title']).execute()
+    expect(filtered.map((r) => r.title)).toEqual(['Far'])
+  })
+
+  it('registerVectorTypes returns vector columns as number[]', async () => {
+    const { pool, kysely } = await setup()
+    await insert([{ title: 'A', body: 'a', department: 'x', vector: direction(3) }])
+    await registerVectorTypes(pool)
+    const rows = await kysely.selectFrom('documents').select('body_embedding').execute()
+    expect(rows[0]!.body_embedding).toEqual(direction(3))
+  })
+
+  if (tier.name === 'server') {
+    it('embeds the query in the database with pgml_compat and predicts with pgml.predict*', async () => {
+      db = await tier.create()
+      const name = new URL(db.url).pathname.slice(1)
+      await db.query('CREATE EXTENSION pgml_compat CASCADE')
+      await db.query(`ALTER DATABASE "${name}" SET pgml_compat.models_dir = '${MODELS_DIR}'`)
+      const p = await new TestProject(db).withDocumentsTable(config)
+      await p.generate()
+      await p.migrate()
+      pool = new pg.Pool({ connectionString: db.url, max: 2 })
+      kysely = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+      const inDatabase = createKit(config, { db: kysely, embedIn: 'database' })
+      const local = createKit(config, { db: kysely, embedIn: 'local' })
+      const embedder = await loadTiny({ id: 'pgml-kit/tiny-bert-16', revision: null, dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: null })
+      const texts = ['affordable housing', 'bus fares', 'city parks', 'library', 'tax']
+      const vectors = await embedder.embed(texts)
+      await insert(texts.map((t, i) => ({ title: t, body: '', department: 'x', vector: Array.from(vectors[i]!) })))
+      const a = await inDatabase.search('documents.body_embedding', 'housing for families', { k: 5 }).select(['title']).execute()
+      const b = await local.search('documents.body_embedding', 'housing for families', { k: 5 }).select(['title']).execute()
+      expect(a.map((r) => r.title)).toEqual(b.map((r) => r.title))
+      a.forEach((row, i) => expect(row.distance).toBeCloseTo(b[i]!.distance, 4))
+      const [x] = await inDatabase.embed('documents.body_embedding', ['housing'])
+      const [y] = await local.embed('documents.body_embedding', ['housing'])
+      expect(cosine(x!, y!)).toBeGreaterThan(0.9999)
+
+      await db.query(`CREATE TABLE houses AS SELECT i AS id, (i % 50) / 50.0 AS size, (i % 7) / 7.0 AS age FROM generate_series(1, 200) AS i;
+        ALTER TABLE houses ADD COLUMN price float8; UPDATE houses SET price = 2 * size + age;
+        CREATE VIEW houses_training AS SELECT size, age, price FROM houses;
+        SELECT * FROM pgml.train('prices', 'regression', 'houses_training', 'price', 'linear');`)
+      expect(await local.predict('prices', [0.5, 0.5])).toBeCloseTo(1.5, 3)
+      expect(await local.predictBatch('prices', [[0.5, 0.5], [1, 0]])).toEqual([expect.closeTo(1.5, 3), expect.closeTo(2, 3)])
+      const q = await local.db.selectFrom('documents').select(local.fn.predict('prices', [0.25, sql<number>`0.5`]).as('p')).limit(1).execute()
+      expect(q[0]!.p).toBeCloseTo(1, 3)
+      await db.query(`CREATE TABLE pts AS SELECT i, (i % 10) / 10.0 AS a FROM generate_series(1, 100) AS i; ALTER TABLE pts ADD COLUMN k int; UPDATE pts SET k = (a > 0.45)::int;
+        CREATE VIEW pts_training AS SELECT a, k FROM pts; SELECT * FROM pgml.train('ks', 'classification', 'pts_training', 'k', 'linear', hyperparams => '{"C": 100}');`)
+      const proba = await local.predictProba('ks', [0.9])
+      expect(proba).toHaveLength(2)
+      expect(proba[1]).toBeGreaterThan(0.5)
+    })
+  }
+})

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest'
+import { Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, type Driver, type DatabaseConnection } from 'kysely'
+import { EMPTY_STATE } from '../../src/model/ir.js'
+import { resolveConfig } from '../../src/model/resolve.js'
+import { planMigration, planOperations } from '../../src/plan/plan-migration.js'
+import { renderMigrationFiles } from '../../src/migrations/render-files.js'
+import { createKit } from '../../src/query/create-kit.js'
+import { QueryVector } from '../../src/query/query-vector.js'
+import type { PgmlKitConfig } from '../../src/config/schema.js'
+import { documentsConfig } from '../helpers/fixtures.js'
+import { parseFiles, parseStatements, sections } from '../helpers/sql.js'
+import { ConfigError } from '../../src/errors.js'
+
+const withFullText = (fullText: NonNullable<PgmlKitConfig['tables'][string]['fullText']>): PgmlKitConfig => ({
+  tables: { documents: { ...documentsConfig().tables.documents!, fullText } },
+})
+
+describe('full-text columns in plans', () => {
+  it('adds a weighted tsvector column and builds its GIN index concurrently', () => {
+    const state = resolveConfig(withFullText({ language: 'simple', source: [{ column: 'title', weight: 'A' }, 'body'] })).state
+    const plan = planMigration(EMPTY_STATE, state)
+    expect(planOperations(plan).map((o) => o.kind)).toContain('add-full-text-column')
+    const files = renderMigrationFiles(plan, { name: 'fts', timestamp: 1, settings: resolveConfig(documentsConfig()).migrations })
+    const sql = files.map((f) => f.content).join('\n')
+    expect(sql).toContain(`ADD COLUMN "search_tsv" tsvector GENERATED ALWAYS AS (setweight(to_tsvector('simple'::regconfig, coalesce("title", '')), 'A') || to_tsvector('simple'::regconfig, coalesce("body", ''))) STORED;`)
+    expect(sql).toContain('CREATE INDEX CONCURRENTLY "documents_search_tsv_gin_idx" ON "public"."documents" USING gin ("search_tsv");')
+    expect(parseFiles(files)).toBeGreaterThan(5)
+  })
+
+  it('re-adds the column when its definition changes, with the old one as the down', () => {
+    const before = resolveConfig(withFullText({ source: 'body' })).state
+    const after = resolveConfig(withFullText({ source: ['title', 'body'] })).state
+    const plan = planMigration(before, after)
+    expect(planOperations(plan).map((o) => o.kind)).toEqual(['drop-gin-index', 'drop-full-text-column', 'add-full-text-column', 'create-gin-index'])
+    const files = renderMigrationFiles(plan, { name: 'fts', timestamp: 1, settings: resolveConfig(documentsConfig()).migrations })
+    expect(sections(files[1]!.content).down).toContain(`GENERATED ALWAYS AS (to_tsvector('english'::regconfig, coalesce("body", ''))) STORED`)
+  })
+
+  it('refuses a text search configuration that is not a name, and a duplicate source', () => {
+    expect(() => resolveConfig(withFullText({ language: "english'); DROP TABLE x; --", source: 'body' }))).toThrow(ConfigError)
+    expect(() => resolveConfig(withFullText({ source: ['body', 'body'] }))).toThrow(/listed twice/)
+  })
+})
+
+/** A driver that only compiles: the SQL of each builder, checked by the PostgreSQL parser. */
+const compileOnly = new Kysely<Record<string, Record<string, unknown>>>({
+  dialect: {
+    createAdapter: () => new PostgresAdapter(),
+    createDriver: (): Driver => ({
+      init: async () => undefined, acquireConnection: async () => ({}) as DatabaseConnection, beginTransaction: async () => undefined,
+      commitTransaction: async () => undefined, rollbackTransaction: async () => undefined, releaseConnection: async () => undefined, destroy: async () => undefined,
+    }),
+    createIntrospector: (db) => new PostgresIntrospector(db),
+    createQueryCompiler: () => new PostgresQueryCompiler(),
+  },
+})
+
+describe('query builder SQL', () => {
+  const config = withFullText({ source: ['title', 'body'] })
+  const kit = createKit(config, { db: compileOnly })
+
+  it('orders by the operator of the index\'s operator class and limits to k', () => {
+    const compiled = kit.search('documents.body_embedding', [1, 2, 3, 4, 5, 6, 7, 8], { k: 7 }).select(['id']).compile()
+    expect(compiled.sql).toBe('select ("documents"."body_embedding" <=> $1::vector(8)) as "distance", (1 - ("documents"."body_embedding" <=> $2::vector(8))) as "similarity", "id" from "documents" order by ("documents"."body_embedding" <=> $3::vector(8)) limit $4')
+    expect(compiled.parameters[0]).toBeInstanceOf(QueryVector)
+    expect(parseStatements(compiled.sql)).toBe(1)
+    const l2 = kit.search('documents.body_embedding', [1], { distance: 'l2' }).compile()
+    expect(l2.sql).toContain('<->')
+    expect(l2.sql).not.toContain('similarity')
+  })
+
+  it('compiles over-fetch and hybrid search to valid SQL', () => {
+    const over = kit.search('documents.body_embedding', 'q', { k: 3, overFetch: 10 }).where('department', '=', 'x').select(['id']).compile()
+    expect(over.sql).toMatch(/from \(select \* from "documents" order by .* limit \$\d+\) as "documents"/)
+    expect(parseStatements(over.sql)).toBe(1)
+    const hybrid = kit.hybridSearch('documents.body_embedding', 'parks', { k: 4 }).select(['title']).compile()
+    expect(hybrid.sql).toContain('websearch_to_tsquery(\'english\'::regconfig')
+    expect(hybrid.sql).toContain('FULL JOIN x')
+    expect(parseStatements(hybrid.sql)).toBe(1)
+    expect(parseStatements(kit.db.selectFrom('documents').select(kit.fn.predict('prices', [1, 2]).as('p')).compile().sql)).toBe(1)
+  })
+})

@@ -1,6 +1,6 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
-import { deriveIdentifier, dollarQuote, quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
-import { RUNTIME_SCHEMA } from './render-trigger.js'
+import { deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
+import { RUNTIME_SCHEMA, renderTriggerFunction } from './render-trigger.js'
 
 /**
  * The `queue` mode's database side: triggers that keep `pgml_kit.embedding_jobs` in step with the
@@ -46,11 +46,7 @@ BEGIN
   RETURN NEW;
 END
 `
-  return `CREATE OR REPLACE FUNCTION ${quoteQualified(RUNTIME_SCHEMA, enqueueFunctionName(column))}()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS ${dollarQuote(body)};`
+  return renderTriggerFunction(enqueueFunctionName(column), body)
 }
 
 export function renderDropEnqueueFunction(column: EmbeddingColumnNode): string {

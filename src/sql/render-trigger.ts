@@ -35,7 +35,12 @@ BEGIN
   RETURN NEW;
 END
 `
-  return `CREATE OR REPLACE FUNCTION ${quoteQualified(RUNTIME_SCHEMA, embedFunctionName(column))}()
+  return renderTriggerFunction(embedFunctionName(column), body)
+}
+
+/** A PL/pgSQL trigger function in the runtime schema, with its search_path pinned. */
+export function renderTriggerFunction(name: string, body: string): string {
+  return `CREATE OR REPLACE FUNCTION ${quoteQualified(RUNTIME_SCHEMA, name)}()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

@@ -10,6 +10,7 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { documentsConfig } from '../helpers/fixtures.js'
 import { parseFiles, parseStatements, sections } from '../helpers/sql.js'
 import { ConfigError } from '../../src/errors.js'
+import { defineConfig } from '../../src/config/define-config.js'
 
 const withFullText = (fullText: NonNullable<PgmlKitConfig['tables'][string]['fullText']>): PgmlKitConfig => ({
   tables: { documents: { ...documentsConfig().tables.documents!, fullText } },
@@ -56,7 +57,14 @@ const compileOnly = new Kysely<Record<string, Record<string, unknown>>>({
 })
 
 describe('query builder SQL', () => {
-  const config = withFullText({ source: ['title', 'body'] })
+  const config = defineConfig({
+    tables: {
+      documents: {
+        embeddings: { body_embedding: { source: ['title', 'body'], model: { id: 'test/double', dimensions: 8 }, mode: 'app', indexes: [{ method: 'hnsw', distance: 'cosine' }] } },
+        fullText: { source: ['title', 'body'] },
+      },
+    },
+  })
   const kit = createKit(config, { db: compileOnly })
 
   it('orders by the operator of the index\'s operator class and limits to k', () => {

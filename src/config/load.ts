@@ -5,6 +5,7 @@ import { createJiti } from 'jiti'
 import { PgmlKitError } from '../errors.js'
 import { resolveConfig, type ResolvedConfig } from '../model/resolve.js'
 import type { EmbedderSettings } from '../model/ir.js'
+import type { PgmlKitConfig } from './schema.js'
 
 export const DEFAULT_CONFIG_FILE = 'pgml-kit.config.ts'
 
@@ -26,6 +27,8 @@ export interface LoadedConfig extends ResolvedConfig {
   readonly migrationsDir: string
   /** Embedder settings with `modelsDir` made absolute. */
   readonly embedder: EmbedderSettings
+  /** The config object as the file exports it (validated), for APIs that take a config, like createKit. */
+  readonly source: PgmlKitConfig
 }
 
 /**
@@ -49,5 +52,6 @@ export async function loadConfig(configPath = DEFAULT_CONFIG_FILE, cwd = process
     ...resolved,
     embedder: { ...resolved.embedder, modelsDir: resolved.embedder.modelsDir === null ? null : resolve(root, resolved.embedder.modelsDir) },
     path, root, migrationsDir: resolve(root, resolved.migrations.dir),
+    source: exported as PgmlKitConfig,
   }
 }

@@ -7,6 +7,7 @@ import { checkGenerated } from '../../src/migrations/generate.js'
 import { migrate } from '../../src/migrations/run.js'
 import { runWorker } from '../../src/worker/run-worker.js'
 import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
+import { runCli } from '../helpers/cli.js'
 import { tiers, type TestDatabase } from '../helpers/targets.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -43,6 +44,12 @@ describe.each(tiers)('the repository root example on the $name tier', (tier) => 
     const totals = await runWorker({ url: db.url, columns: config.state.embeddingColumns, loadEmbedder: localEmbedderLoader(config.embedder), once: true })
     expect(totals.written).toBe(queued)
     expect(await db.query('SELECT count(*)::int AS n FROM documents WHERE body_embedding IS NULL')).toEqual([{ n: 0 }])
+    // The last step of `npm run example`: a semantic search from the command line.
+    const search = await runCli(['search', 'documents.body_embedding', 'homes for families', '-k', '3', '--json'], { cwd: db.cwd, databaseUrl: db.databaseUrl || undefined })
+    expect(search.code, search.stderr).toBe(0)
+    const hits = JSON.parse(search.stdout) as { id: string; title: string; distance: number }[]
+    expect(hits).toHaveLength(3)
+    expect(hits.map((h) => h.distance)).toEqual([...hits.map((h) => h.distance)].sort((a, b) => a - b))
     expect((await run('down', up.ran.length)).ran).toHaveLength(up.ran.length)
     expect(await db.query(`SELECT to_regclass('public.documents') AS t`)).toEqual([{ t: null }])
     expect((await run('up')).ran).toEqual(up.ran)

@@ -4,7 +4,7 @@ import { localEmbedderLoader } from '../embed/embedder-for-config.js'
 import { sourceTextOf } from '../embed/source-text.js'
 import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig } from '../config/schema.js'
-import { resolveConfig } from '../model/resolve.js'
+import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteQualified } from '../sql/quote.js'
 
@@ -50,8 +50,7 @@ export interface EmbeddingWriter<C extends PgmlKitConfig> {
  */
 export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, options: EmbeddingWriterOptions): EmbeddingWriter<C> {
   const resolved = resolveConfig(config)
-  const modelsDir = resolved.embedder.modelsDir === null ? null : new URL(resolved.embedder.modelsDir, `file://${options.cwd ?? process.cwd()}/`).pathname
-  const load = options.loadEmbedder ?? localEmbedderLoader({ ...resolved.embedder, modelsDir })
+  const load = options.loadEmbedder ?? localEmbedderLoader(embedderSettingsAt(resolved.embedder, options.cwd ?? process.cwd()))
   const appColumns = (table: string) => resolved.state.embeddingColumns.filter((c) => c.table === table && c.mode === 'app')
   const tableOf = (table: string) => {
     const columns = resolved.state.embeddingColumns.filter((c) => c.table === table)

@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createJiti } from 'jiti'
 import { PgmlKitError } from '../errors.js'
-import { resolveConfig, type ResolvedConfig } from '../model/resolve.js'
+import { embedderSettingsAt, resolveConfig, type ResolvedConfig } from '../model/resolve.js'
 import type { EmbedderSettings } from '../model/ir.js'
 import type { PgmlKitConfig } from './schema.js'
 
@@ -50,7 +50,7 @@ export async function loadConfig(configPath = DEFAULT_CONFIG_FILE, cwd = process
   const root = resolve(path, '..')
   return {
     ...resolved,
-    embedder: { ...resolved.embedder, modelsDir: resolved.embedder.modelsDir === null ? null : resolve(root, resolved.embedder.modelsDir) },
+    embedder: embedderSettingsAt(resolved.embedder, root),
     path, root, migrationsDir: resolve(root, resolved.migrations.dir),
     source: exported as PgmlKitConfig,
   }

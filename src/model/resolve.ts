@@ -1,9 +1,10 @@
+import { resolve as resolvePath } from 'node:path'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { configSchema, type EmbeddingConfig, type IndexConfig, type PgmlKitConfig } from '../config/schema.js'
 import { deriveIdentifier } from '../sql/quote.js'
 import {
   RUNTIME_VERSION, deepFreeze,
-  type DesiredState, type EmbeddingColumnNode, type FullTextNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
+  type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
 } from './ir.js'
 import { MODEL_PRESETS } from './presets.js'
 
@@ -18,6 +19,11 @@ export interface ResolvedConfig {
   readonly migrations: MigrationSettings
   /** Embedder settings; `modelsDir` is as written in the config (relative to it). */
   readonly embedder: { readonly modelsDir: string | null; readonly allowRemoteModels: boolean; readonly batchSize: number }
+}
+
+/** Embedder settings with a relative `modelsDir` made absolute against `baseDir` (the config's directory). */
+export function embedderSettingsAt(settings: ResolvedConfig['embedder'], baseDir: string): EmbedderSettings {
+  return { ...settings, modelsDir: settings.modelsDir === null ? null : resolvePath(baseDir, settings.modelsDir) }
 }
 
 function formatPath(path: readonly PropertyKey[]): string {

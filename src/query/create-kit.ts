@@ -4,7 +4,7 @@ import { toVectorLiteral } from '../embed/embedder.js'
 import { localEmbedderLoader } from '../embed/embedder-for-config.js'
 import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig, Distance } from '../config/schema.js'
-import { resolveConfig } from '../model/resolve.js'
+import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
 import { quoteLiteral } from '../sql/quote.js'
 import { renderEmbedKwargs } from '../sql/render-source.js'
@@ -115,8 +115,7 @@ export interface Kit<C extends PgmlKitConfig, DB> {
  */
 export function createKit<const C extends PgmlKitConfig, DB>(config: C, options: KitOptions<DB>): Kit<C, DB> {
   const resolved = resolveConfig(config)
-  const modelsDir = resolved.embedder.modelsDir === null ? null : new URL(resolved.embedder.modelsDir, `file://${options.cwd ?? process.cwd()}/`).pathname
-  const loadEmbedder = options.loadEmbedder ?? localEmbedderLoader({ ...resolved.embedder, modelsDir })
+  const loadEmbedder = options.loadEmbedder ?? localEmbedderLoader(embedderSettingsAt(resolved.embedder, options.cwd ?? process.cwd()))
   const embedIn = options.embedIn ?? 'auto'
   let databaseEmbeds: Promise<boolean> | undefined
 

@@ -10,6 +10,10 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { documentsConfig } from '../helpers/fixtures.js'
 import { parseFiles, parseStatements, sections } from '../helpers/sql.js'
 import { ConfigError } from '../../src/errors.js'
+import { cp, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { MODELS_DIR } from '../helpers/embedders.js'
 import { defineConfig } from '../../src/config/define-config.js'
 
 const withFullText = (fullText: NonNullable<PgmlKitConfig['tables'][string]['fullText']>): PgmlKitConfig => ({
@@ -86,5 +90,23 @@ describe('query builder SQL', () => {
     expect(hybrid.sql).toContain('FULL JOIN x')
     expect(parseStatements(hybrid.sql)).toBe(1)
     expect(parseStatements(kit.db.selectFrom('documents').select(kit.fn.predict('prices', [1, 2]).as('p')).compile().sql)).toBe(1)
+  })
+})
+
+describe('local embedding from a relative models directory', () => {
+  it('finds the models relative to cwd, also when the path has spaces', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pgml kit with spaces '))
+    try {
+      await cp(MODELS_DIR, join(dir, 'my models'), { recursive: true })
+      const config = defineConfig({
+        embedder: { modelsDir: 'my models', allowRemoteModels: false },
+        tables: { documents: { embeddings: { body_embedding: { source: 'body', model: { id: 'pgml-kit/tiny-bert-16', dimensions: 16 }, mode: 'app' } } } },
+      })
+      const kit = createKit(config, { db: compileOnly, embedIn: 'local', cwd: dir })
+      const [vector] = await kit.embed('documents.body_embedding', ['parks'])
+      expect(vector).toHaveLength(16)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -1,4 +1,4 @@
-import { Kysely, sql, type Expression, type RawBuilder, type SelectQueryBuilder } from 'kysely'
+import { CompiledQuery, Kysely, sql, type Expression, type QueryResult, type RawBuilder, type SelectQueryBuilder } from 'kysely'
 import type { Embedder } from '../embed/embedder.js'
 import { toVectorLiteral } from '../embed/embedder.js'
 import { localEmbedderLoader } from '../embed/embedder-for-config.js'
@@ -119,6 +119,17 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
   const embedIn = options.embedIn ?? 'auto'
   let databaseEmbeds: Promise<boolean> | undefined
 
+  /** Whether texts are embedded by pgml.embed: decided once per kit, from `embedIn` and the database. */
+  async function embedsInDatabase(run: (text: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>): Promise<boolean> {
+    databaseEmbeds ??= embedIn === 'local'
+      ? Promise.resolve(false)
+      : run(`SELECT to_regprocedure('pgml.embed(text, text, jsonb)') IS NOT NULL AS ok`, []).then((r) => Boolean(r.rows[0]?.ok))
+    databaseEmbeds.catch(() => { databaseEmbeds = undefined })
+    const inDatabase = await databaseEmbeds
+    if (!inDatabase && embedIn === 'database') throw new PgmlKitError('PGML_MISSING', 'embedIn is "database" but the database has no pgml.embed', { hint: 'install pgml_compat or PostgresML, or use embedIn: "auto" or "local"' })
+    return inDatabase
+  }
+
   const columnOf = (ref: string): EmbeddingColumnNode => {
     const column = resolved.state.embeddingColumns.find((c) => `${c.table}.${c.column}` === ref)
     if (!column) throw new PgmlKitError('COLUMN_UNKNOWN', `"${ref}" is not an embedding column in the config`)
@@ -135,14 +146,10 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
     dialect: new KitDialect(options.db as Kysely<unknown>, async (marker, run) => {
       if (marker.vector) return toVectorLiteral(marker.vector)
       const { column } = marker
-      databaseEmbeds ??= embedIn === 'local'
-        ? Promise.resolve(false)
-        : run(`SELECT to_regprocedure('pgml.embed(text, text, jsonb)') IS NOT NULL AS ok`, []).then((r) => Boolean(r.rows[0]?.ok))
-      if (await databaseEmbeds) {
+      if (await embedsInDatabase(run)) {
         const { rows } = await run(`SELECT array_to_json(pgml.embed(${quoteLiteral(column.model.id)}, $1, ${renderEmbedKwargs(column)}))::text AS v`, [column.model.queryPrefix + (marker.text ?? '')])
         return rows[0]?.v as string
       }
-      if (embedIn === 'database') throw new PgmlKitError('PGML_MISSING', 'embedIn is "database" but the database has no pgml.embed')
       const [vector] = await (await loadEmbedder(column)).embed([marker.text ?? ''], { as: 'query' })
       return toVectorLiteral(vector as Float32Array)
     }),
@@ -236,13 +243,9 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
       const column = columnOf(ref)
       const as = embedOptions.as ?? 'query'
       const prefix = as === 'query' ? column.model.queryPrefix : column.model.documentPrefix
-      if (embedIn !== 'local') {
-        const { rows } = await sql<{ ok: boolean }>`SELECT to_regprocedure('pgml.embed(text, text, jsonb)') IS NOT NULL AS ok`.execute(kitDb)
-        if (rows[0]?.ok) {
-          const result = await sql<{ v: number[] }>`SELECT pgml.embed(${column.model.id}, ${prefix} || t, ${sql.raw(renderEmbedKwargs(column))}) AS v FROM unnest(${[...texts]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`.execute(kitDb)
-          return result.rows.map((r) => r.v.map(Number))
-        }
-        if (embedIn === 'database') throw new PgmlKitError('PGML_MISSING', 'embedIn is "database" but the database has no pgml.embed')
+      if (await embedsInDatabase((text, parameters) => kitDb.executeQuery(CompiledQuery.raw(text, [...parameters])))) {
+        const result = await sql<{ v: number[] }>`SELECT pgml.embed(${column.model.id}, ${prefix} || t, ${sql.raw(renderEmbedKwargs(column))}) AS v FROM unnest(${[...texts]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`.execute(kitDb)
+        return result.rows.map((r) => r.v.map(Number))
       }
       return (await (await loadEmbedder(column)).embed(texts, { as })).map((v) => Array.from(v))
     },

@@ -168,6 +168,17 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(rows[0]!.body_embedding).toEqual(direction(3))
   })
 
+  if (tier.name === 'embedded') {
+    it('refuses embedIn "database" on a target without pgml.embed, naming the alternatives', async () => {
+      const { kysely } = await setup()
+      const kit = createKit(config, { db: kysely, embedIn: 'database' })
+      await expect(kit.search('documents.body_embedding', 'parks').execute()).rejects.toMatchObject({ code: 'PGML_MISSING', hint: expect.stringMatching(/pgml_compat/) })
+      await expect(kit.embed('documents.body_embedding', ['parks'])).rejects.toMatchObject({ code: 'PGML_MISSING' })
+      // A vector query needs no embedding and still works.
+      expect(await kit.search('documents.body_embedding', direction(0)).execute()).toEqual([])
+    })
+  }
+
   if (tier.name === 'server') {
     it('embeds the query in the database with pgml_compat and predicts with pgml.predict*', async () => {
       db = await tier.create()

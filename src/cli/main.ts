@@ -21,6 +21,7 @@ import { checkParity } from '../parity/check-parity.js'
 import { Kysely, PostgresDialect } from 'kysely'
 import { createKit } from '../query/create-kit.js'
 import { readFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import { EXIT, printJson, reportError } from './output.js'
 
 interface GlobalOptions {
@@ -32,7 +33,8 @@ interface GlobalOptions {
 const SAFETY_COLOR = { safe: pc.green, 'needs-backfill': pc.yellow, 'rewrites-or-locks': pc.magenta, destructive: pc.red } as const
 
 function version(): string {
-  return '0.1.0'
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return manifest.version
 }
 
 export function buildProgram(exit: { code: number }): Command {

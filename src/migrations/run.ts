@@ -57,7 +57,7 @@ export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], capabiliti
       `${needPgml.map((m) => m.name).join(', ')} call${needPgml.length === 1 ? 's' : ''} pgml.embed, and ${target.description} has neither PostgresML (pgml) nor pgml_compat; nothing was changed`,
       {
         where: needPgml[0]?.path,
-        hint: 'use embedding mode "app" for this target, or run it against a server with PostgresML or pgml_compat (see README: Targets)',
+        hint: 'use embedding mode "queue" (pgml-kit worker embeds locally) or "app" for this target, or run it against a server with PostgresML or pgml_compat (see README: Targets)',
       })
   }
   if (toRun.length > 0 && !capabilities.vector.installed && !capabilities.vector.available) {

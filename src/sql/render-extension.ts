@@ -21,7 +21,7 @@ BEGIN
       CREATE EXTENSION pgml_compat CASCADE;
     ELSE
       RAISE EXCEPTION 'pgml-kit: this database has no pgml.embed'
-        USING HINT = 'Install PostgresML (extension pgml) or pgml-kit''s pgml_compat, or use embedding mode "app".';
+        USING HINT = 'Install PostgresML (extension pgml) or pgml-kit''s pgml_compat, or use embedding mode "queue" or "app".';
     END IF;
   END IF;
 END

@@ -102,6 +102,8 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     expect(result.stderr).not.toMatch(/\n\s+at /)
     expect((await runCli(['migrate', 'sideways'], { cwd, databaseUrl })).code).toBe(2)
     expect((await runCli(['no-such-command'], { cwd, databaseUrl })).code).toBe(2)
+    const version = await runCli(['--version'], { cwd, databaseUrl })
+    expect(version.stdout.trim()).toBe((JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version)
   })
 
   it('two migrate processes at once apply every migration exactly once', async () => {

@@ -89,7 +89,7 @@ describe.each(tiers)('migrate on the $name tier', (tier) => {
       expect(error).toBeInstanceOf(TargetError)
       expect((error as TargetError).code).toBe('PGML_MISSING')
       expect((error as TargetError).message).toMatch(/calls pgml\.embed, and .* has neither PostgresML \(pgml\) nor pgml_compat; nothing was changed/)
-      expect((error as TargetError).hint).toMatch(/mode "app"/)
+      expect((error as TargetError).hint).toMatch(/mode "queue" \(pgml-kit worker embeds locally\) or "app"/)
       expect(await db.query(`SELECT to_regclass('public.pgmigrations') AS t, to_regclass('public.documents') AS d`)).toEqual([{ t: null, d: null }])
     })
   } else {

@@ -1,8 +1,10 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import lockfile from 'proper-lockfile'
 import pg from 'pg'
 import { TargetError } from '../errors.js'
+import { tryLock, type HeldLock, type LockHolder } from './embedded/owner-lock.js'
+import { startPgliteHost } from './embedded/pglite-host.js'
+import { SessionServer } from './embedded/session-server.js'
 
 /**
  * The embedded default: PostgreSQL (PGlite, compiled to WASM) with pgvector, persisted under
@@ -10,11 +12,11 @@ import { TargetError } from '../errors.js'
  * code path as against a server.
  *
  * PGlite is single-process: one pgml-kit process owns the data directory at a time. The owner
- * holds a lock file (kept fresh while it lives, stale soon after it dies) and records its address
- * in `owner.json`; every other process connects to that address instead of opening the directory.
+ * holds the lock in `.pgml-kit/owner/` and publishes its address there; every other process connects to
+ * that address instead of opening the directory. When the owner exits — or is killed — the next
+ * process that needs the database takes ownership (the data is on disk; PostgreSQL recovers it).
  */
 export const EMBEDDED_DIR = '.pgml-kit'
-const STALE_MS = 5_000
 /** How long a closing owner waits for its clients to disconnect. */
 const DRAIN_MS = 10_000
 
@@ -23,28 +25,25 @@ export interface EmbeddedServer {
   /** True when this process opened the data directory (and will close it). */
   readonly owner: boolean
   readonly dataDir: string
+  /** For an owner: called once if its database stops unexpectedly (the thread died, or the lock was lost). */
+  onFailure(listener: (error: Error) => void): void
   close(): Promise<void>
 }
 
 export interface OpenEmbeddedOptions {
   /** Port for the owner to listen on (0: any free port). */
   readonly port?: number
-  /** How long a non-owner waits for a starting owner to publish its address. */
+  /** How long to wait for an owner that is starting (or draining) before giving up. */
   readonly waitMs?: number
 }
 
-interface OwnerRecord {
-  pid: number
-  host: string
-  port: number
-}
-
-function urlFor(record: OwnerRecord): string {
-  return `postgres://postgres@${record.host}:${record.port}/postgres`
+function urlFor(host: string, port: number): string {
+  return `postgres://postgres@${host}:${port}/postgres`
 }
 
 async function canConnect(url: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 })
+  client.on('error', () => undefined)
   try {
     await client.connect()
     await client.query('SELECT 1')
@@ -56,76 +55,87 @@ async function canConnect(url: string): Promise<boolean> {
   }
 }
 
+function publishedUrl(holder: LockHolder | null): string | undefined {
+  const url = holder?.details.url
+  return typeof url === 'string' ? url : undefined
+}
+
 export async function openEmbedded(projectDir: string, options: OpenEmbeddedOptions = {}): Promise<EmbeddedServer> {
   const base = join(projectDir, EMBEDDED_DIR)
   const dataDir = join(base, 'data')
-  const ownerFile = join(base, 'owner.json')
+  const lockPath = join(base, 'owner')
   await mkdir(base, { recursive: true })
-  const deadline = Date.now() + (options.waitMs ?? 15_000)
+  const deadline = Date.now() + (options.waitMs ?? 30_000)
 
   for (;;) {
-    let release: (() => Promise<void>) | undefined
-    try {
-      release = await lockfile.lock(join(base, 'owner'), { stale: STALE_MS, update: STALE_MS / 2, realpath: false })
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error
-    }
-    if (release) return startOwner(dataDir, ownerFile, release, options.port ?? 0)
-
+    const attempt = await tryLock(lockPath)
+    if (!('held' in attempt)) return startOwner(dataDir, attempt, options.port ?? 0)
     // Somebody else owns it: use their server once it has published its address.
-    const record = await readFile(ownerFile, 'utf8').then((t) => JSON.parse(t) as OwnerRecord).catch(() => undefined)
-    if (record && (await canConnect(urlFor(record)))) {
-      return { url: urlFor(record), owner: false, dataDir, close: async () => undefined }
-    }
+    const url = publishedUrl(attempt.held)
+    if (url && (await canConnect(url))) return { url, owner: false, dataDir, onFailure: () => undefined, close: async () => undefined }
     if (Date.now() > deadline) {
+      const holder = attempt.held
       throw new TargetError('EMBEDDED_BUSY',
-        `the embedded database in ${base} is locked by another process that does not answer${record ? ` (pid ${record.pid}, port ${record.port})` : ''}`,
-        { where: base, hint: 'wait for the other pgml-kit command to finish, or stop it; a lock left by a crashed process expires within seconds' })
+        `the embedded database in ${base} is owned by another process that does not answer${holder ? ` (pid ${holder.pid} on ${holder.host})` : ''}`,
+        { where: base, hint: 'wait for the other pgml-kit command to finish, or stop it; the database is taken over as soon as its owner has exited' })
     }
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 100))
   }
 }
 
-async function startOwner(dataDir: string, ownerFile: string, release: () => Promise<void>, port: number): Promise<EmbeddedServer> {
-  // Imported here so server targets never load the WASM build.
-  const [{ PGlite }, { vector }, { PGLiteSocketServer }] = await Promise.all([
-    import('@electric-sql/pglite'), import('@electric-sql/pglite-pgvector'), import('@electric-sql/pglite-socket'),
-  ])
-  let db: InstanceType<typeof PGlite> | undefined
-  let server: InstanceType<typeof PGLiteSocketServer> | undefined
+async function startOwner(dataDir: string, lock: HeldLock, port: number): Promise<EmbeddedServer> {
+  let host
+  let server: SessionServer | undefined
+  let address: { host: string; port: number }
   try {
-    db = await PGlite.create({ dataDir, extensions: { vector } })
-    server = new PGLiteSocketServer({ db, host: '127.0.0.1', port, maxConnections: 32 })
-    await server.start()
+    host = await startPgliteHost(dataDir)
+    server = new SessionServer(host, { host: '127.0.0.1', port, maxConnections: 100 })
+    address = await server.listen()
+    await lock.publish({ url: urlFor(address.host, address.port) })
   } catch (error) {
     await server?.stop().catch(() => undefined)
-    await db?.close().catch(() => undefined)
-    await release()
+    await host?.close().catch(() => undefined)
+    await lock.release()
     const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
     throw new TargetError(inUse ? 'PORT_IN_USE' : 'EMBEDDED_START_FAILED',
       inUse ? `port ${port} on 127.0.0.1 is already in use` : `could not start the embedded database in ${dataDir}: ${(error as Error).message}`,
       { where: dataDir, cause: error, hint: inUse ? 'choose another --port' : undefined })
   }
-  const [host, portText] = server.getServerConn().split(':')
-  const record: OwnerRecord = { pid: process.pid, host: host ?? '127.0.0.1', port: Number(portText) }
-  await writeFile(ownerFile, JSON.stringify(record))
+  const db = host
+  const sessions = server
+  const failureListeners: ((error: Error) => void)[] = []
+  let failure: Error | undefined
   let closed = false
+  const fail = (error: Error) => {
+    if (closed || failure) return
+    failure = error
+    void sessions.stop()
+    for (const listener of failureListeners) listener(error)
+  }
+  db.onExit(fail)
+  lock.onLost(() => {
+    // Another process believes it owns the directory: stop touching it at once.
+    fail(new TargetError('EMBEDDED_LOCK_LOST', `another process took over the embedded database in ${dataDir}`, { where: dataDir }))
+    void db.close()
+  })
   return {
-    url: urlFor(record),
+    url: urlFor(address.host, address.port),
     owner: true,
     dataDir,
+    onFailure(listener) {
+      if (failure) listener(failure)
+      else failureListeners.push(listener)
+    },
     async close() {
       if (closed) return
       closed = true
       // Stop advertising first, then let connected clients (another command, psql) finish.
-      await rm(ownerFile, { force: true })
+      await lock.publish({ url: null }).catch(() => undefined)
       const drainUntil = Date.now() + DRAIN_MS
-      while (server && server.getStats().activeConnections > 0 && Date.now() < drainUntil) {
-        await new Promise((resolve) => setTimeout(resolve, 50))
-      }
-      await server?.stop().catch(() => undefined)
-      await db?.close()
-      await release()
+      while (sessions.connectionCount > 0 && Date.now() < drainUntil) await new Promise((resolve) => setTimeout(resolve, 50))
+      await sessions.stop()
+      await db.close()
+      await lock.release()
     },
   }
 }

@@ -1,4 +1,3 @@
-import pg from 'pg'
 import { embedIsolating, toVectorLiteral, type Embedder } from '../embed/embedder.js'
 import { PgmlKitError } from '../errors.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
@@ -8,9 +7,12 @@ import {
 } from '../sql/render-backfill.js'
 import { VECTOR_SCHEMA } from '../sql/render-worker.js'
 import { detectCapabilities, canEmbedInDatabase } from '../db/capabilities.js'
+import { toConnector, type Connector } from '../db/connect.js'
+import { errorText, retryTransient, writeIsolating } from './resilience.js'
 
 export interface BackfillOptions {
-  readonly url: string
+  /** The database: a connection string, or a `Target`. */
+  readonly url: string | Connector
   readonly column: EmbeddingColumnNode
   /** Needed for `queue` and `app` columns (vectors are computed locally). */
   readonly loadEmbedder?: () => Promise<Embedder>
@@ -35,29 +37,30 @@ export interface BackfillResult {
   readonly written: number
   /** Rows left as they were because their source changed while the batch was embedded. */
   readonly skipped: number
-  /** Rows the model failed on, with the error (first 20). */
-  readonly failed: readonly { readonly key: unknown; readonly error: string }[]
+  /** Rows that could not be embedded or written, with the error (first 20); `key` is the row's key as JSON text. */
+  readonly failed: readonly { readonly key: string; readonly error: string }[]
   readonly failedCount: number
   readonly interrupted: boolean
   readonly seconds: number
 }
 
-interface Row { key: Record<string, unknown>; source_text: string | null; source_md5: string | null }
+/** A row to embed; `key` is jsonb text, so keys of any type stay exact. */
+interface Row { key: string; source_text: string | null; source_md5: string | null }
+interface Ready { key: string; md5: string | null; vector: string | null }
 
 /**
  * Fills missing vectors (or, with `all`, recomputes every vector) in committed batches, in key
  * order. Without `all` it is resumable by nature (done rows no longer match); with `all` a
  * checkpoint in `pgml_kit.backfill_checkpoints` records where to resume.
  * `queue`/`app` columns are embedded locally; `trigger`/`generated` columns by the database's
- * pgml.embed.
+ * pgml.embed. A row the model or the database refuses is reported and skipped; the others go on.
  */
 export async function backfill(options: BackfillOptions): Promise<BackfillResult> {
   const { column } = options
   const all = options.all ?? false
   const started = performance.now()
   const inDatabase = column.mode === 'trigger' || column.mode === 'generated'
-  const client = new pg.Client({ connectionString: options.url, application_name: 'pgml-kit backfill' })
-  await client.connect()
+  const client = await toConnector(options.url).connect('pgml-kit backfill')
   try {
     if (inDatabase && !canEmbedInDatabase(await detectCapabilities(client))) {
       throw new PgmlKitError('PGML_MISSING', `${column.table}.${column.column} (mode "${column.mode}") is embedded by pgml.embed, which this target does not have`, { hint: 'run it against a server with PostgresML or pgml_compat' })
@@ -66,11 +69,11 @@ export async function backfill(options: BackfillOptions): Promise<BackfillResult
     const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema ?? 'public'
     const identity = [column.schema, column.table, column.column]
 
-    let lastKey: Record<string, unknown> | null = null
+    let lastKey: string | null = null
     let done = 0
     if (all) {
       if (options.restart) await client.query(CLEAR_CHECKPOINT, identity)
-      const checkpoint = (await client.query<{ last_key: Record<string, unknown>; rows_done: string }>(READ_CHECKPOINT, identity)).rows[0]
+      const checkpoint = (await client.query<{ last_key: string; rows_done: string }>(READ_CHECKPOINT, identity)).rows[0]
       if (checkpoint) {
         lastKey = checkpoint.last_key
         done = Number(checkpoint.rows_done)
@@ -81,56 +84,53 @@ export async function backfill(options: BackfillOptions): Promise<BackfillResult
     options.onProgress?.({ total, done })
     let written = 0
     let skipped = 0
-    const failed: { key: unknown; error: string }[] = []
+    const failed: { key: string; error: string }[] = []
     let failedCount = 0
+    const fail = (key: string, error: string) => {
+      failedCount++
+      if (failed.length < 20) failed.push({ key, error })
+    }
     const batchSize = options.batchSize ?? 64
 
     while (!options.signal?.aborted) {
       const rows = (await client.query<Row>(renderSelectBatch(column, all), [lastKey, batchSize])).rows
       if (rows.length === 0) break
-      let batchWritten = 0
+      const last = rows.at(-1) as Row
+      const batch = { written: 0, attempted: 0 }
       if (embedder) {
         const withText = rows.filter((r) => r.source_text !== null)
         const vectors = await embedIsolating(embedder, withText.map((r) => r.source_text as string))
-        const keys: string[] = []
-        const md5s: (string | null)[] = []
-        const values: (string | null)[] = []
+        const byKey = new Map(withText.map((r, i) => [r.key, vectors[i]]))
+        const ready: Ready[] = []
         for (const row of rows) {
-          const index = withText.indexOf(row)
-          const vector = index >= 0 ? vectors[index] : null
+          const vector = row.source_text === null ? null : byKey.get(row.key) ?? new Error('the embedder returned no vector')
           if (vector instanceof Error) {
-            failedCount++
-            if (failed.length < 20) failed.push({ key: row.key, error: vector.message })
+            fail(row.key, errorText(vector))
             continue
           }
-          keys.push(JSON.stringify(row.key))
-          md5s.push(row.source_md5)
-          values.push(vector ? toVectorLiteral(vector) : null)
+          try {
+            ready.push({ key: row.key, md5: row.source_md5, vector: vector === null ? null : toVectorLiteral(vector) })
+          } catch (error) {
+            fail(row.key, errorText(error))
+          }
         }
-        await client.query('BEGIN')
-        try {
-          if (keys.length > 0) batchWritten = (await client.query(renderWriteBackfill(column, vectorSchema), [keys, md5s, values])).rowCount ?? 0
-          skipped += keys.length - batchWritten
-          if (all) await client.query(SAVE_CHECKPOINT, [...identity, JSON.stringify(rows.at(-1)?.key), done + rows.length])
-          await client.query('COMMIT')
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined)
-          throw error
-        }
+        const outcome = await writeIsolating(ready, (items) => client.query(renderWriteBackfill(column, vectorSchema), [
+          items.map((r) => r.key), items.map((r) => r.md5), items.map((r) => r.vector),
+        ]).then((r) => r.rowCount ?? 0))
+        for (const f of outcome.failed) fail(f.item.key, f.error)
+        batch.written = outcome.results.reduce((n, r) => n + r, 0)
+        batch.attempted = ready.length - outcome.failed.length
       } else {
-        await client.query('BEGIN')
-        try {
-          batchWritten = (await client.query(renderDatabaseBackfill(column), [rows.map((r) => JSON.stringify(r.key))])).rowCount ?? 0
-          if (all) await client.query(SAVE_CHECKPOINT, [...identity, JSON.stringify(rows.at(-1)?.key), done + rows.length])
-          await client.query('COMMIT')
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined)
-          throw error
-        }
+        const outcome = await writeIsolating(rows, (items) => client.query(renderDatabaseBackfill(column, vectorSchema), [items.map((r) => r.key)]).then((r) => r.rowCount ?? 0))
+        for (const f of outcome.failed) fail(f.item.key, f.error)
+        batch.written = outcome.results.reduce((n, r) => n + r, 0)
+        batch.attempted = batch.written
       }
-      written += batchWritten
+      skipped += batch.attempted - batch.written
+      if (all) await retryTransient(() => client.query(SAVE_CHECKPOINT, [...identity, last.key, done + rows.length]))
+      written += batch.written
       done += rows.length
-      lastKey = rows.at(-1)?.key ?? lastKey
+      lastKey = last.key
       options.onProgress?.({ total, done })
     }
     const interrupted = options.signal?.aborted ?? false

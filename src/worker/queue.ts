@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { DEAD_LETTER_STATS, QUEUE_STATS, RETRY_DEAD_LETTERS } from '../sql/render-worker.js'
+import { CATALOG_QUEUE_COLUMNS, RELATION_EXISTS } from '../sql/render-introspection.js'
 
 export interface QueueStats {
   readonly column: string
@@ -11,7 +12,7 @@ export interface QueueStats {
 }
 
 async function hasQueue(client: pg.ClientBase): Promise<boolean> {
-  const { rows } = await client.query<{ ok: boolean }>(`SELECT to_regclass('pgml_kit.embedding_jobs') IS NOT NULL AS ok`)
+  const { rows } = await client.query<{ ok: boolean }>(RELATION_EXISTS, ['pgml_kit', 'embedding_jobs'])
   return rows[0]?.ok ?? false
 }
 
@@ -26,7 +27,7 @@ export async function readQueueStats(client: pg.ClientBase): Promise<QueueStats[
   ])
   const stats = new Map<string, QueueStats>()
   // Every queue-mode column is listed, an empty queue included.
-  const columns = await client.query<Key>(`SELECT table_schema, table_name, column_name FROM pgml_kit.embedding_columns WHERE mode = 'queue'`)
+  const columns = await client.query<Key>(CATALOG_QUEUE_COLUMNS)
   for (const r of columns.rows) stats.set(name(r), { column: name(r), depth: 0, leased: 0, retrying: 0, oldestSeconds: null, deadLetters: 0 })
   for (const r of queue.rows) stats.set(name(r), { column: name(r), depth: r.depth, leased: r.leased, retrying: r.retrying, oldestSeconds: r.oldest_seconds, deadLetters: 0 })
   for (const r of dead.rows) {

@@ -1,20 +1,23 @@
 import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
-import pg from 'pg'
+import type pg from 'pg'
 import type { Embedder } from '../embed/embedder.js'
 import { columnKey, type EmbeddingColumnNode } from '../model/ir.js'
-import { VECTOR_SCHEMA } from '../sql/render-worker.js'
+import { EXTEND_LEASES, QUEUE_OUTLOOK, RELEASE_WORKER_LEASES, VECTOR_SCHEMA } from '../sql/render-worker.js'
 import { PgmlKitError } from '../errors.js'
+import { isConnectionLost, toConnector, type Connector } from '../db/connect.js'
 import { EMPTY_BATCH, processBatch, type BatchResult, type BatchSettings } from './process-batch.js'
+import { backoffMs, sleep } from './resilience.js'
 
 export interface WorkerOptions {
-  /** Connection string of the target. */
-  readonly url: string
+  /** The database: a connection string, or a `Target` (which reconnects to the embedded database after its owner changes). */
+  readonly url: string | Connector
   /** The `queue`-mode columns to serve. */
   readonly columns: readonly EmbeddingColumnNode[]
   /** Returns the embedder for a column (called once per column, before any job is claimed). */
   readonly loadEmbedder: (column: EmbeddingColumnNode) => Promise<Embedder>
   readonly batchSize?: number
+  /** Seconds a claimed job stays reserved without a heartbeat (default 30); a live worker renews it every third of that. */
   readonly leaseSeconds?: number
   readonly maxAttempts?: number
   readonly backoffBaseSeconds?: number
@@ -27,37 +30,99 @@ export interface WorkerOptions {
   readonly signal?: AbortSignal
   readonly workerId?: string
   readonly onBatch?: (column: EmbeddingColumnNode, result: BatchResult) => void
+  /** Told when the connection was lost and the worker reconnects (it goes on by itself). */
+  readonly onReconnect?: (error: Error) => void
+}
+
+/** Jobs a drained worker (`once`) leaves for later: leased by others, or waiting for a retry. */
+export interface QueueOutlook {
+  /** Jobs leased by other (possibly dead) workers. */
+  readonly leasedElsewhere: number
+  /** Seconds until the last of those leases ends (then any worker may take them), or null. */
+  readonly leasesEndInSeconds: number | null
+  /** Jobs waiting for their next attempt after a failure. */
+  readonly waitingForRetry: number
+  /** Seconds until the next of those is due, or null. */
+  readonly nextRetryInSeconds: number | null
 }
 
 export interface WorkerTotals extends BatchResult {
   readonly batches: number
+  readonly reconnects: number
+  /** With `once`: what is left that was not due. */
+  readonly outlook: QueueOutlook | null
 }
 
 function add(a: WorkerTotals, b: BatchResult): WorkerTotals {
   return {
+    ...a,
     batches: a.batches + (b.claimed > 0 ? 1 : 0), claimed: a.claimed + b.claimed, written: a.written + b.written,
     completed: a.completed + b.completed, stale: a.stale + b.stale, failed: a.failed + b.failed, deadLettered: a.deadLettered + b.deadLettered,
   }
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve()
-    const timer = setTimeout(done, ms)
-    function done() {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', done)
-      resolve()
+/** Keeps the leases of the jobs a worker is working on alive, on a timer. */
+class LeaseHeartbeat {
+  readonly #held = new Set<string>()
+  #timer: NodeJS.Timeout | undefined
+  #client: pg.Client | undefined
+
+  constructor(private readonly workerId: string, private readonly leaseSeconds: number) {}
+
+  start(client: pg.Client): void {
+    this.#client = client
+    this.#timer ??= setInterval(() => {
+      const ids = [...this.#held]
+      if (ids.length === 0 || !this.#client) return
+      // A failed heartbeat is harmless: the lease runs out later, and the write checks the lease.
+      this.#client.query(EXTEND_LEASES, [ids, this.workerId, this.leaseSeconds]).catch(() => undefined)
+    }, Math.max(250, (this.leaseSeconds * 1000) / 3))
+    this.#timer.unref()
+  }
+
+  hold(ids: readonly string[]): void {
+    for (const id of ids) this.#held.add(id)
+  }
+
+  drop(ids: readonly string[]): void {
+    for (const id of ids) this.#held.delete(id)
+  }
+
+  stop(): void {
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+}
+
+async function readOutlook(client: pg.Client, columns: readonly EmbeddingColumnNode[]): Promise<QueueOutlook> {
+  const { rows } = await client.query<{ leased: number; leases_end_in: number | null; waiting: number; next_due_in: number | null }>(QUEUE_OUTLOOK, [
+    columns.map((c) => c.schema), columns.map((c) => c.table), columns.map((c) => c.column),
+  ])
+  const row = rows[0]
+  return {
+    leasedElsewhere: row?.leased ?? 0, leasesEndInSeconds: row?.leases_end_in ?? null,
+    waitingForRetry: row?.waiting ?? 0, nextRetryInSeconds: row?.next_due_in ?? null,
+  }
+}
+
+/** Connects again, waiting out a server that is restarting (or an embedded owner being replaced) until `signal` aborts. */
+async function reconnect(connector: Connector, signal: AbortSignal | undefined, pause: () => number): Promise<pg.Client> {
+  for (;;) {
+    await sleep(pause(), signal)
+    try {
+      return await connector.connect('pgml-kit worker')
+    } catch (error) {
+      if (signal?.aborted || !isConnectionLost((error as { cause?: unknown }).cause)) throw error
     }
-    signal?.addEventListener('abort', done, { once: true })
-  })
+  }
 }
 
 /**
  * Runs the queue worker: claims due jobs in batches (`FOR UPDATE SKIP LOCKED` plus a lease, so
  * any number of workers can run at once), embeds them with the local model, and writes them back.
  * Returns when `once` and the queue has nothing due, or when `signal` aborts (after the batch in
- * progress is written).
+ * progress is written). A lost connection is not the end: it reconnects (on the embedded database,
+ * to the next owner, or it becomes the owner) and goes on.
  *
  * @example
  * const controller = new AbortController()
@@ -72,39 +137,60 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
   const embedders = new Map<string, Embedder>()
   for (const column of options.columns) embedders.set(columnKey(column), await options.loadEmbedder(column))
 
-  const client = new pg.Client({ connectionString: options.url, application_name: 'pgml-kit worker' })
-  await client.connect()
-  let totals: WorkerTotals = { batches: 0, ...EMPTY_BATCH }
+  const connector = toConnector(options.url)
+  const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
+  const leaseSeconds = options.leaseSeconds ?? 30
+  const heartbeat = new LeaseHeartbeat(workerId, leaseSeconds)
+  let client = await connector.connect('pgml-kit worker')
+  let totals: WorkerTotals = { batches: 0, reconnects: 0, outlook: null, ...EMPTY_BATCH }
   try {
-    const { rows } = await client.query<{ schema: string }>(VECTOR_SCHEMA)
-    const vectorSchema = rows[0]?.schema
+    const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema
     if (!vectorSchema) throw new PgmlKitError('PGVECTOR_MISSING', 'the target has no pgvector extension installed', { hint: 'run pgml-kit migrate first' })
     const settings: BatchSettings = {
-      workerId: options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+      workerId,
       batchSize: options.batchSize ?? 32,
-      leaseSeconds: options.leaseSeconds ?? 300,
+      leaseSeconds,
       maxAttempts: options.maxAttempts ?? 5,
       backoffBaseSeconds: options.backoffBaseSeconds ?? 2,
       backoffMaxSeconds: options.backoffMaxSeconds ?? 600,
       vectorSchema,
+      leases: heartbeat,
     }
+    heartbeat.start(client)
+    let failuresInARow = 0
     while (!options.signal?.aborted) {
       let claimed = 0
-      for (const column of options.columns) {
-        if (options.signal?.aborted) break
-        const embedder = embedders.get(columnKey(column)) as Embedder
-        const result = await processBatch(client, column, embedder, settings)
-        claimed += result.claimed
-        totals = add(totals, result)
-        if (result.claimed > 0) options.onBatch?.(column, result)
+      try {
+        for (const column of options.columns) {
+          if (options.signal?.aborted) break
+          const result = await processBatch(client, column, embedders.get(columnKey(column)) as Embedder, settings)
+          claimed += result.claimed
+          totals = add(totals, result)
+          if (result.claimed > 0) options.onBatch?.(column, result)
+        }
+        failuresInARow = 0
+      } catch (error) {
+        if (!isConnectionLost(error)) throw error
+        options.onReconnect?.(error as Error)
+        await client.end().catch(() => undefined)
+        client = await reconnect(connector, options.signal, () => backoffMs(failuresInARow++, 250, 5_000))
+        // This worker's jobs from before are free again now, not when their leases end.
+        await client.query(RELEASE_WORKER_LEASES, [workerId])
+        heartbeat.start(client)
+        totals = { ...totals, reconnects: totals.reconnects + 1 }
+        continue
       }
       if (claimed === 0) {
-        if (options.once) break
+        if (options.once) {
+          totals = { ...totals, outlook: await readOutlook(client, options.columns) }
+          break
+        }
         await sleep(options.pollIntervalMs ?? 1000, options.signal)
       }
     }
     return totals
   } finally {
+    heartbeat.stop()
     await client.end().catch(() => undefined)
   }
 }

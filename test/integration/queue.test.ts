@@ -117,7 +117,9 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
     await expectVectorsMatchLatestText(embedder)
   })
 
-  it('two workers never write the same job twice', async () => {
+  // On the embedded database every connection shares one session, so SKIP LOCKED is never
+  // contended there: this only proves something against a server.
+  if (tier.name === 'server') it('two workers never write the same job twice', async () => {
     const { column, embedder } = await setup()
     await db.query(`CREATE TABLE vector_writes (id bigint, at timestamptz DEFAULT clock_timestamp());
       CREATE FUNCTION log_vector_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO vector_writes (id) VALUES (NEW.id); RETURN NEW; END $$;

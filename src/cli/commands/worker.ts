@@ -1,0 +1,68 @@
+import type { Command } from 'commander'
+import { loadConfig } from '../../config/load.js'
+import { openTarget } from '../../db/target.js'
+import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
+import { runWorker } from '../../worker/run-worker.js'
+import { findColumn } from '../column-arg.js'
+import { printJson } from '../output.js'
+import { globals, positiveInt } from '../options.js'
+import type { WorkerTotals } from '../../worker/run-worker.js'
+
+export function registerWorker(program: Command): void {
+  program.command('worker')
+    .description('embed queued rows (mode "queue") with the local model until stopped; run as many as you like')
+    .option('--column <table.column...>', 'only these columns (default: every queue-mode column)')
+    .option('--batch-size <n>', 'jobs per batch', positiveInt('--batch-size'), 32)
+    .option('--max-attempts <n>', 'failures before a job is dead-lettered', positiveInt('--max-attempts'), 5)
+    .option('--lease <seconds>', 'how long a claimed batch stays reserved if this worker stops renewing it (it dies)', positiveInt('--lease'), 30)
+    .option('--poll <ms>', 'pause between polls of an empty queue', positiveInt('--poll'), 1000)
+    .option('--once', 'exit when no job is due instead of waiting for more')
+    .action(async (opts: { column?: string[]; batchSize: number; maxAttempts: number; lease: number; poll: number; once?: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      const config = await loadConfig(g.config)
+      const queueColumns = config.state.embeddingColumns.filter((c) => c.mode === 'queue')
+      const columns = opts.column ? opts.column.map((arg) => findColumn(queueColumns, arg)) : queueColumns
+      const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
+      const controller = new AbortController()
+      let stops = 0
+      const stop = () => {
+        stops++
+        if (stops === 1) {
+          process.stderr.write('stopping after the current batch (again to quit now; unfinished jobs return to the queue when their lease ends)\n')
+          controller.abort()
+        } else process.exit(130)
+      }
+      process.on('SIGINT', stop)
+      process.on('SIGTERM', stop)
+      try {
+        if (!g.json) process.stderr.write(`worker on ${target.description}: ${columns.map((c) => `${c.table}.${c.column}`).join(', ')}\n`)
+        const totals = await runWorker({
+          url: target, columns, loadEmbedder: localEmbedderLoader(config.embedder),
+          batchSize: opts.batchSize, maxAttempts: opts.maxAttempts, leaseSeconds: opts.lease, pollIntervalMs: opts.poll,
+          once: opts.once ?? false, signal: controller.signal,
+          onBatch: g.json ? undefined : (column, r) => process.stderr.write(`${column.table}.${column.column}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`),
+          onReconnect: (error) => process.stderr.write(`lost the connection (${error.message}); reconnecting\n`),
+        })
+        if (g.json) printJson(totals)
+        else {
+          process.stdout.write(`${totals.written} vectors written in ${totals.batches} batches; ${totals.failed} failures, ${totals.deadLettered} dead-lettered\n`)
+          for (const line of describeOutlook(totals)) process.stdout.write(`${line}\n`)
+        }
+      } finally {
+        process.off('SIGINT', stop)
+        process.off('SIGTERM', stop)
+        await target.close()
+      }
+    })
+}
+
+/** What a drained `--once` run left behind, so "0 written" never hides jobs that are merely not due yet. */
+function describeOutlook(totals: WorkerTotals): string[] {
+  const o = totals.outlook
+  if (!o) return []
+  const lines: string[] = []
+  const seconds = (s: number | null) => (s === null ? '' : ` in ${Math.ceil(s)} s`)
+  if (o.leasedElsewhere > 0) lines.push(`${o.leasedElsewhere} job${o.leasedElsewhere === 1 ? ' is' : 's are'} leased by other workers (running, or dead and not yet expired); the last lease ends${seconds(o.leasesEndInSeconds)}, then any worker takes them`)
+  if (o.waitingForRetry > 0) lines.push(`${o.waitingForRetry} job${o.waitingForRetry === 1 ? ' waits' : 's wait'} for a retry after a failure; the next is due${seconds(o.nextRetryInSeconds)}`)
+  return lines
+}

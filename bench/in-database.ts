@@ -7,7 +7,7 @@
  *
  *   PGML_KIT_BENCH_DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres npx tsx bench/in-database.ts
  *
- * Needs a server with pgml_compat installed (scripts/provision-postgres.sh). Writes bench/results/in-database.{json,md}.
+ * Needs a server with pgml_compat installed (the docker/postgres image: docker compose -f docker/compose.yaml up). Writes bench/results/in-database.{json,md}.
  */
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
@@ -17,7 +17,7 @@ import { LocalEmbedder } from '../src/embed/local-embedder.js'
 
 const ADMIN = process.env.PGML_KIT_BENCH_DATABASE_URL
 if (!ADMIN) {
-  process.stderr.write('set PGML_KIT_BENCH_DATABASE_URL to a server with pgml_compat (scripts/provision-postgres.sh prints one)\n')
+  process.stderr.write('set PGML_KIT_BENCH_DATABASE_URL to a server with pgml_compat (docker compose -f docker/compose.yaml up starts one)\n')
   process.exit(2)
 }
 const MODELS_DIR = fileURLToPath(new URL('../test/fixtures/models', import.meta.url))

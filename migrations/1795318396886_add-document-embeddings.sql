@@ -2,12 +2,13 @@
 --
 -- Runs in one transaction: if any statement fails, nothing of it stays.
 --
+-- [safe]            check the database before changing anything: public.documents: source columns are text, key is its primary key
+-- [safe]            install the pgml_kit runtime schema (version 3), or keep a newer one
+--                   note: shared by every pgml-kit project in the database; down removes it only when nothing uses it any more
 -- [safe]            create extension vector (pgvector) if missing
---                   note: down drops pgvector only when nothing uses it any more (RESTRICT)
--- [safe]            install the pgml_kit runtime schema (version 1)
--- [safe]            install the pgml_kit runtime schema (version 2)
+--                   note: down drops pgvector only if this step created it and nothing uses it any more
 -- [needs backfill]  add embedding column public.documents.body_embedding vector(16) from title, body with pgml-kit/tiny-bert-16, mode queue
---                   note: existing rows keep NULL until a worker embeds them (pgml-kit backfill queues them all)
+--                   note: existing rows keep NULL until they are embedded: `pgml-kit backfill documents.body_embedding` writes them directly (or a write to a row queues it)
 -- [safe]            queue public.documents.body_embedding for a worker on INSERT, on UPDATE OF title, body, and dequeue on DELETE
 --                   note: existing rows are not queued: run `pgml-kit backfill documents.body_embedding` (or let writes queue them)
 -- [safe]            record public.documents.body_embedding in pgml_kit.embedding_columns
@@ -16,21 +17,59 @@
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '5min';
 
-CREATE EXTENSION IF NOT EXISTS vector;
+DO $pgml_kit$
+DECLARE
+  rel oid;
+  problem text;
+BEGIN
+  rel := NULL;
+  SELECT c.oid INTO rel FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = 'public' AND c.relname = 'documents' AND c.relkind IN ('r', 'p');
+  IF rel IS NULL THEN
+    RAISE EXCEPTION 'pgml-kit: table %.% does not exist', 'public', 'documents'
+      USING HINT = 'create it in a migration that runs before this one, or fix tables.<table>(.schema) in the config';
+  END IF;
+  SELECT string_agg(format('%I (%s)', s.name, CASE WHEN a.attnum IS NULL THEN 'no such column' ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END), ', ')
+    INTO problem
+    FROM unnest(ARRAY['title', 'body']::text[]) AS s(name)
+    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attname = s.name AND a.attnum > 0 AND NOT a.attisdropped
+    LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+    WHERE a.attnum IS NULL OR t.typcategory <> 'S';
+  IF problem IS NOT NULL THEN
+    RAISE EXCEPTION 'pgml-kit: the source of %.%.% must be text columns, and these are not: %', 'public', 'documents', 'body_embedding', problem
+      USING HINT = 'list text (or varchar) columns in source, or add a text column (a generated one, say) holding what should be embedded';
+  END IF;
+  IF NOT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_index i
+    WHERE i.indrelid = rel AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+      AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = ANY (i.indkey))
+          = (SELECT array_agg(k ORDER BY k) FROM unnest(ARRAY['id']::text[]) AS k)
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = ANY (i.indkey) AND NOT a.attnotnull)
+  ) THEN
+    RAISE EXCEPTION 'pgml-kit: (%) is not the primary key (nor a unique, not-null key) of %.%', array_to_string(ARRAY['id']::text[], ', '), 'public', 'documents'
+      USING HINT = 'set primaryKey of the table in the config to the columns of its primary key; pgml-kit finds rows again by it';
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = rel AND attname = 'body_embedding' AND attnum > 0 AND NOT attisdropped) THEN
+    RAISE EXCEPTION 'pgml-kit: %.% already has a column %', 'public', 'documents', 'body_embedding'
+      USING HINT = 'choose another name for the embedding column, or drop the existing one in a migration of its own';
+  END IF;
+END
+$pgml_kit$;
 
 -- pgml_kit runtime schema, version 1: the catalog of embedding columns that pgml-kit manages.
 -- DBAs and `pgml-kit status` read it; nothing needs the app's config at run time to know which
--- model produced a column.
+-- model produced a column. Shared by every pgml-kit project in the database: each statement
+-- leaves an existing (or newer) runtime as it is.
 CREATE SCHEMA IF NOT EXISTS pgml_kit;
 COMMENT ON SCHEMA pgml_kit IS 'pgml-kit runtime: catalog of managed embedding columns. Changed only by pgml-kit migrations.';
 
-CREATE TABLE pgml_kit.runtime_version (
+CREATE TABLE IF NOT EXISTS pgml_kit.runtime_version (
   version integer PRIMARY KEY,
   installed_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO pgml_kit.runtime_version (version) VALUES (1);
+INSERT INTO pgml_kit.runtime_version (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pgml_kit.runtime_version);
 
-CREATE TABLE pgml_kit.embedding_columns (
+CREATE TABLE IF NOT EXISTS pgml_kit.embedding_columns (
   table_schema name NOT NULL,
   table_name name NOT NULL,
   column_name name NOT NULL,
@@ -55,10 +94,10 @@ COMMENT ON TABLE pgml_kit.embedding_columns IS 'One row per embedding column man
 -- A trigger on each queue-mode table upserts one job per row whose source changed; workers
 -- (`pgml-kit worker`) lease jobs, embed the text outside the database, write the vector only if
 -- the source is still what they embedded, and delete the job only if no newer change re-queued it.
-ALTER TABLE pgml_kit.embedding_columns ADD COLUMN key_columns text[] NOT NULL DEFAULT '{}';
-UPDATE pgml_kit.runtime_version SET version = 2, installed_at = now();
+ALTER TABLE pgml_kit.embedding_columns ADD COLUMN IF NOT EXISTS key_columns text[] NOT NULL DEFAULT '{}';
+UPDATE pgml_kit.runtime_version SET version = 2, installed_at = now() WHERE version < 2;
 
-CREATE TABLE pgml_kit.embedding_jobs (
+CREATE TABLE IF NOT EXISTS pgml_kit.embedding_jobs (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   table_schema name NOT NULL,
   table_name name NOT NULL,
@@ -76,10 +115,10 @@ CREATE TABLE pgml_kit.embedding_jobs (
   last_error text,
   UNIQUE (table_schema, table_name, column_name, row_key)
 );
-CREATE INDEX embedding_jobs_due_idx ON pgml_kit.embedding_jobs (next_attempt_at, id);
+CREATE INDEX IF NOT EXISTS embedding_jobs_due_idx ON pgml_kit.embedding_jobs (next_attempt_at, id);
 COMMENT ON TABLE pgml_kit.embedding_jobs IS 'Rows whose embedding must be (re)computed by a pgml-kit worker. One job per row and column.';
 
-CREATE TABLE pgml_kit.embedding_dead_letters (
+CREATE TABLE IF NOT EXISTS pgml_kit.embedding_dead_letters (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   table_schema name NOT NULL,
   table_name name NOT NULL,
@@ -92,7 +131,7 @@ CREATE TABLE pgml_kit.embedding_dead_letters (
 );
 COMMENT ON TABLE pgml_kit.embedding_dead_letters IS 'Jobs that failed every attempt; `pgml-kit queue retry` puts them back in the queue.';
 
-CREATE TABLE pgml_kit.backfill_checkpoints (
+CREATE TABLE IF NOT EXISTS pgml_kit.backfill_checkpoints (
   table_schema name NOT NULL,
   table_name name NOT NULL,
   column_name name NOT NULL,
@@ -104,11 +143,31 @@ CREATE TABLE pgml_kit.backfill_checkpoints (
 );
 COMMENT ON TABLE pgml_kit.backfill_checkpoints IS 'Where an interrupted `pgml-kit backfill --all` resumes.';
 
+-- pgml_kit runtime schema, version 3: which extensions pgml-kit itself created, so that reverting
+-- removes only those (never a pgvector that was there before, or that other tools still use).
+UPDATE pgml_kit.runtime_version SET version = 3, installed_at = now() WHERE version < 3;
+
+CREATE TABLE IF NOT EXISTS pgml_kit.created_extensions (
+  name name PRIMARY KEY,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE pgml_kit.created_extensions IS 'Extensions a pgml-kit migration created (CREATE EXTENSION); only these are dropped again, and only when nothing uses them.';
+
+DO $pgml_kit$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'vector') THEN
+    CREATE EXTENSION vector;
+    INSERT INTO pgml_kit.created_extensions (name) VALUES ('vector') ON CONFLICT DO NOTHING;
+  END IF;
+END
+$pgml_kit$;
+
 ALTER TABLE "public"."documents" ADD COLUMN "body_embedding" vector(16);
 
-CREATE OR REPLACE FUNCTION "pgml_kit"."enqueue__public__documents__body_embedding"()
+CREATE OR REPLACE FUNCTION "pgml_kit"."enqueue__documents__body_embedding__5a0d97208cb1"()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $pgml_kit$
 BEGIN
@@ -132,11 +191,11 @@ $pgml_kit$;
 
 CREATE TRIGGER "pgml_kit_enqueue_body_embedding_write"
 AFTER INSERT OR UPDATE OF "title", "body" ON "public"."documents"
-FOR EACH ROW EXECUTE FUNCTION "pgml_kit"."enqueue__public__documents__body_embedding"();
+FOR EACH ROW EXECUTE FUNCTION "pgml_kit"."enqueue__documents__body_embedding__5a0d97208cb1"();
 
 CREATE TRIGGER "pgml_kit_enqueue_body_embedding_delete"
 AFTER DELETE ON "public"."documents"
-FOR EACH ROW EXECUTE FUNCTION "pgml_kit"."enqueue__public__documents__body_embedding"();
+FOR EACH ROW EXECUTE FUNCTION "pgml_kit"."enqueue__documents__body_embedding__5a0d97208cb1"();
 
 INSERT INTO pgml_kit.embedding_columns
   (table_schema, table_name, column_name, model_id, model_revision, dimensions, vector_type, mode,
@@ -155,24 +214,45 @@ DROP TRIGGER "pgml_kit_enqueue_body_embedding_delete" ON "public"."documents";
 
 DROP TRIGGER "pgml_kit_enqueue_body_embedding_write" ON "public"."documents";
 
-DROP FUNCTION "pgml_kit"."enqueue__public__documents__body_embedding"();
+DROP FUNCTION "pgml_kit"."enqueue__documents__body_embedding__5a0d97208cb1"();
 
 DELETE FROM pgml_kit.embedding_jobs WHERE table_schema = 'public' AND table_name = 'documents' AND column_name = 'body_embedding';
 
 ALTER TABLE "public"."documents" DROP COLUMN "body_embedding";
 
--- Removes version 2 of the pgml_kit runtime schema (the queue). Fails while a queue-mode trigger
--- still uses the tables.
-DROP TABLE pgml_kit.backfill_checkpoints;
-DROP TABLE pgml_kit.embedding_dead_letters;
-DROP TABLE pgml_kit.embedding_jobs;
-UPDATE pgml_kit.runtime_version SET version = 1, installed_at = now();
-ALTER TABLE pgml_kit.embedding_columns DROP COLUMN key_columns;
+DO $pgml_kit$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pgml_kit.created_extensions WHERE name = 'vector') THEN
+    BEGIN
+      DROP EXTENSION vector;
+      DELETE FROM pgml_kit.created_extensions WHERE name = 'vector';
+    EXCEPTION WHEN dependent_objects_still_exist THEN
+      RAISE NOTICE 'pgml-kit: extension vector is still used by other objects; it stays';
+    END;
+  END IF;
+END
+$pgml_kit$;
 
--- Removes the pgml_kit runtime schema, version 1. Fails (and changes nothing) if anything else
--- was put in the schema.
-DROP TABLE pgml_kit.embedding_columns;
-DROP TABLE pgml_kit.runtime_version;
-DROP SCHEMA pgml_kit;
+-- Removes the pgml_kit runtime schema when nothing uses it any more: no embedding column is
+-- registered by any pgml-kit project in this database, and no pgml-kit trigger function is left.
+-- Otherwise it stays as it is. The schema itself is dropped without CASCADE, so anything else put
+-- in it keeps it (and this step fails, changing nothing, rather than drop what is not ours).
+DO $pgml_kit$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pgml_kit.embedding_columns)
+     OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                WHERE n.nspname = 'pgml_kit' AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype) THEN
+    RAISE NOTICE 'pgml-kit: the pgml_kit schema is still used (embedding columns or trigger functions of another pgml-kit project); it stays';
+    RETURN;
+  END IF;
+  DROP TABLE IF EXISTS pgml_kit.created_extensions;
+  DROP TABLE IF EXISTS pgml_kit.backfill_checkpoints;
+  DROP TABLE IF EXISTS pgml_kit.embedding_dead_letters;
+  DROP TABLE IF EXISTS pgml_kit.embedding_jobs;
+  DROP TABLE IF EXISTS pgml_kit.embedding_columns;
+  DROP TABLE IF EXISTS pgml_kit.runtime_version;
+  DROP SCHEMA pgml_kit;
+END
+$pgml_kit$;
 
-DROP EXTENSION IF EXISTS vector;
+-- (the checks before the up migration have nothing to undo)

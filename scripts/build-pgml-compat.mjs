@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds extensions/pgml_compat/pgml_compat--<version>.sql from its template and the Python module,
 // so the Python source lives in one readable file. `--check` exits 1 if the committed file is stale.
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const dir = fileURLToPath(new URL('../extensions/pgml_compat/', import.meta.url))
@@ -23,27 +23,38 @@ if m is None:
 
 const predictTypes = ['real[]', 'double precision[]', 'integer[]', 'bigint[]', 'smallint[]', 'boolean[]']
 const predictOverloads = predictTypes.map((type) => `CREATE FUNCTION pgml.predict(project_name text, features ${type}) RETURNS real
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 ${boot}
 return m.predict(plpy, project_name, features)
 $$;`).join('\n\n')
 
-const sql = readFileSync(`${dir}sql/pgml_compat.sql.in`, 'utf8')
-  // Replacer functions: a replacement string would give `$'`, `$&` and `$$` in the SQL special meanings.
+// Replacer functions: a replacement string would give `$'`, `$&` and `$$` in the SQL special meanings.
+const render = (template) => template
   .replaceAll('{{VERSION}}', () => version)
   .replaceAll('{{BOOT}}', () => boot)
   .replace('{{PREDICT_OVERLOADS}}', () => predictOverloads)
   .replace('{{PYTHON}}', () => `\n${python}`)
-const target = `${dir}pgml_compat--${version}.sql`
-if (process.argv.includes('--check')) {
-  let current = ''
-  try { current = readFileSync(target, 'utf8') } catch { /* missing */ }
-  if (current !== sql) {
-    process.stderr.write(`${target} is out of date: run node scripts/build-pgml-compat.mjs\n`)
-    process.exit(1)
-  }
-} else {
-  writeFileSync(target, sql)
-  process.stdout.write(`wrote ${target}\n`)
+
+// The install script of this version, and an upgrade script from each earlier one (sql/upgrade-<from>--<to>.sql.in).
+const outputs = [[`${dir}pgml_compat--${version}.sql`, render(readFileSync(`${dir}sql/pgml_compat.sql.in`, 'utf8'))]]
+for (const name of readdirSync(`${dir}sql`)) {
+  const match = /^upgrade-(.+)--(.+)\.sql\.in$/.exec(name)
+  if (match) outputs.push([`${dir}pgml_compat--${match[1]}--${match[2]}.sql`, render(readFileSync(`${dir}sql/${name}`, 'utf8'))])
 }
+// Install scripts of released versions stay as they were (a database may be created at, then updated from, any of them).
+let outdated = false
+for (const [target, sql] of outputs) {
+  if (process.argv.includes('--check')) {
+    let current = ''
+    try { current = readFileSync(target, 'utf8') } catch { /* missing */ }
+    if (current !== sql) {
+      process.stderr.write(`${target} is out of date: run node scripts/build-pgml-compat.mjs\n`)
+      outdated = true
+    }
+  } else {
+    writeFileSync(target, sql)
+    process.stdout.write(`wrote ${target}\n`)
+  }
+}
+if (outdated) process.exit(1)

@@ -1,38 +1,42 @@
+/**
+ * pgml-kit's public API: what an application or a script may rely on. Everything else under src/
+ * is internal (the CLI uses it; the package exports only this entry point).
+ */
+
+// Declaring embeddings, indexes and roles.
 export { defineConfig } from './config/define-config.js'
 export type {
-  PgmlKitConfig, EmbeddingConfig, EmbeddingMode, IndexConfig, HnswIndexConfig, IvfflatIndexConfig, ModelConfig, Distance, MigrationsConfig, TableConfig,
+  PgmlKitConfig, EmbeddingConfig, EmbeddingMode, IndexConfig, HnswIndexConfig, IvfflatIndexConfig, ModelConfig, Distance,
+  MigrationsConfig, TableConfig, RolesConfig, EmbedderConfig, FullTextConfig,
 } from './config/schema.js'
 export { loadConfig, type LoadedConfig } from './config/load.js'
-export { resolveConfig, type ResolvedConfig } from './model/resolve.js'
 export { MODEL_PRESETS, type ModelPreset } from './model/presets.js'
-export type { DesiredState, EmbeddingColumnNode, VectorIndexNode, ResolvedModel, MigrationSettings, VectorType, IndexMethod } from './model/ir.js'
-export { EMPTY_STATE } from './model/ir.js'
-export { planMigration, planOperations, isEmptyPlan, type Plan } from './plan/plan-migration.js'
-export type { Operation, OperationKind, SafetyClass } from './plan/operation.js'
-export { renderMigrationFiles, type MigrationFile } from './migrations/render-files.js'
-export { generate, checkGenerated, planFromConfig, type GenerateResult, type CheckResult, type PlanResult } from './migrations/generate.js'
-export { migrate, type MigrateOptions, type MigrateResult } from './migrations/run.js'
-export { readStatus, type Status, type CatalogEntry } from './status.js'
-export { openTarget, type Target, type TargetOptions } from './db/target.js'
-export { detectCapabilities, type Capabilities, type PgmlKind } from './db/capabilities.js'
+
+// Migrations.
 export { init } from './init.js'
-export { PgmlKitError, ConfigError, PlanError, TargetError, MigrationError, type ConfigIssue } from './errors.js'
+export { generate, checkGenerated, planFromConfig, type GenerateResult, type CheckResult, type PlanResult } from './migrations/generate.js'
+export type { Operation, OperationKind, SafetyClass } from './plan/operation.js'
+export { migrate, type MigrateOptions, type MigrateResult } from './migrations/run.js'
+export { readStatus, type Status, type CatalogEntry, type MissingPrivilege } from './status.js'
+export { openTarget, type Target, type TargetOptions, type Connector } from './db/target.js'
+export type { Capabilities, PgmlKind } from './db/capabilities.js'
+
+// Embedding: the local model, the queue worker, backfill, app-mode writes, parity.
 export type { Embedder } from './embed/embedder.js'
-export { toVectorLiteral, embedIsolating } from './embed/embedder.js'
+export { toVectorLiteral } from './embed/embedder.js'
 export { LocalEmbedder, type LocalEmbedderOptions } from './embed/local-embedder.js'
-export { localEmbedderLoader } from './embed/embedder-for-config.js'
-export { sourceTextOf } from './embed/source-text.js'
-export { runWorker, type WorkerOptions, type WorkerTotals } from './worker/run-worker.js'
-export { processBatch, type BatchResult, type BatchSettings } from './worker/process-batch.js'
+export { runWorker, type WorkerOptions, type WorkerTotals, type QueueOutlook } from './worker/run-worker.js'
+export type { BatchResult } from './worker/process-batch.js'
 export { backfill, type BackfillOptions, type BackfillResult, type BackfillProgress } from './worker/backfill.js'
 export { readQueueStats, retryDeadLetters, type QueueStats } from './worker/queue.js'
 export { createEmbeddingWriter, type EmbeddingWriter, type EmbeddingWriterOptions, type InsertRow, type ConfiguredTable, type SourceColumnOf } from './app/embedding-writer.js'
-export type { EmbedderConfig } from './config/schema.js'
-export type { EmbedderSettings } from './model/ir.js'
 export { checkParity, type ParityOptions, type ParityReport, type ParityRow } from './parity/check-parity.js'
-export { installPgmlCompat, findPgConfig, type InstallResult } from './extension/install.js'
+export { installPgmlCompat, type InstallResult } from './extension/install.js'
+
+// Search and predictions from application code.
 export { createKit, type Kit, type KitOptions, type SearchOptions, type HybridSearchOptions, type EmbeddingColumnRef, type HybridColumnRef, type SearchSelection } from './query/create-kit.js'
 export type { IndexSettings } from './query/query-vector.js'
 export { registerVectorTypes } from './query/vector-types.js'
-export type { FullTextConfig } from './config/schema.js'
-export type { FullTextNode } from './model/ir.js'
+
+// Errors: every one pgml-kit raises for a user mistake or an unusable target has a stable `code`.
+export { PgmlKitError, ConfigError, PlanError, TargetError, MigrationError, type ConfigIssue } from './errors.js'

@@ -1,9 +1,12 @@
-import pg from 'pg'
+import type pg from 'pg'
 import { detectCapabilities, type Capabilities } from './db/capabilities.js'
 import { openTarget, type TargetOptions } from './db/target.js'
-import type { MigrationSettings } from './model/ir.js'
+import type { DesiredState, MigrationSettings } from './model/ir.js'
 import { listMigrations } from './migrations/files.js'
 import { readApplied, type AppliedMigration } from './migrations/run.js'
+import { privilegeNeeds, type PrivilegeNeed } from './plan/grants.js'
+import { renderGrants } from './sql/render-grants.js'
+import { CATALOG_COLUMNS, CHECK_PRIVILEGES, RELATION_EXISTS } from './sql/render-introspection.js'
 import { readQueueStats, type QueueStats } from './worker/queue.js'
 
 export interface CatalogEntry {
@@ -16,6 +19,19 @@ export interface CatalogEntry {
   readonly sourceColumns: readonly string[]
 }
 
+/** A privilege a role declared in the config does not have. */
+export interface MissingPrivilege {
+  readonly role: string
+  /** What the role is for. */
+  readonly purpose: 'app' | 'worker'
+  /** `USAGE on schema pgml_kit`, `SELECT (title) on public.documents`, or `role does not exist`. */
+  readonly missing: string
+  /** `pgml-kit`: a migration grants it (not applied yet, or revoked since); `you`: it is on your objects. */
+  readonly grantedBy: 'pgml-kit' | 'you'
+  /** The statement that fixes it. */
+  readonly fix: string
+}
+
 export interface Status {
   readonly target: { readonly kind: 'server' | 'embedded'; readonly description: string }
   readonly capabilities: Capabilities
@@ -26,28 +42,56 @@ export interface Status {
   readonly embeddingColumns: readonly CatalogEntry[]
   /** Per queue-mode column: depth, leased, retrying, oldest job age, dead letters. */
   readonly queues: readonly QueueStats[]
+  /** Privileges the roles declared in the config lack (empty when none are declared, or all are there). */
+  readonly missingPrivileges: readonly MissingPrivilege[]
+}
+
+function describeNeed(need: PrivilegeNeed): string {
+  const on = need.on.kind === 'schema' ? `schema ${need.on.schema}` : `${need.on.schema}.${need.on.table}`
+  return `${need.privilege}${need.column === null ? '' : ` (${need.column})`} on ${on}`
+}
+
+async function checkPrivileges(client: pg.ClientBase, needs: readonly PrivilegeNeed[]): Promise<MissingPrivilege[]> {
+  if (needs.length === 0) return []
+  const { rows } = await client.query<{ n: number; state: 'ok' | 'missing' | 'no role' | 'no object' }>(CHECK_PRIVILEGES, [
+    needs.map((n) => n.role), needs.map((n) => n.on.kind), needs.map((n) => n.on.schema),
+    needs.map((n) => (n.on.kind === 'table' ? n.on.table : null)), needs.map((n) => n.column), needs.map((n) => n.privilege),
+  ])
+  const out: MissingPrivilege[] = []
+  const reportedRoles = new Set<string>()
+  for (const row of rows) {
+    const need = needs[row.n - 1]
+    // An object that does not exist yet is the business of pending migrations, not of privileges.
+    if (!need || row.state === 'ok' || row.state === 'no object') continue
+    if (row.state === 'no role') {
+      if (reportedRoles.has(need.role)) continue
+      reportedRoles.add(need.role)
+      out.push({ role: need.role, purpose: need.purpose, missing: 'role does not exist', grantedBy: 'you', fix: `CREATE ROLE ${need.role} LOGIN` })
+      continue
+    }
+    out.push({ role: need.role, purpose: need.purpose, missing: describeNeed(need), grantedBy: need.grantedBy, fix: renderGrants([need])[0] ?? '' })
+  }
+  return out
 }
 
 /**
- * Applied and pending migrations, what the target can do, and the embedding columns its
- * `pgml_kit` catalog records.
+ * Applied and pending migrations, what the target can do, the embedding columns its `pgml_kit`
+ * catalog records, the queues, and — given the config's state — the privileges its declared roles lack.
  */
-export async function readStatus(options: TargetOptions & { dir: string; settings: MigrationSettings }): Promise<Status> {
+export async function readStatus(options: TargetOptions & { dir: string; settings: MigrationSettings; state?: DesiredState }): Promise<Status> {
   const target = await openTarget(options)
   try {
-    const client = new pg.Client({ connectionString: target.url })
-    await client.connect()
+    const client = await target.connect('pgml-kit status')
     try {
       const [files, applied, capabilities] = await Promise.all([
         listMigrations(options.dir), readApplied(client, options.settings), detectCapabilities(client),
       ])
       const done = new Set(applied.map((a) => a.name))
       const onDisk = new Set(files.map((f) => f.name))
-      const { rows: hasCatalog } = await client.query<{ ok: boolean }>(`SELECT to_regclass('pgml_kit.embedding_columns') IS NOT NULL AS ok`)
+      const { rows: hasCatalog } = await client.query<{ ok: boolean }>(RELATION_EXISTS, ['pgml_kit', 'embedding_columns'])
       const embeddingColumns: CatalogEntry[] = []
       if (hasCatalog[0]?.ok) {
-        const { rows } = await client.query<{ table_schema: string; table_name: string; column_name: string; model_id: string; dimensions: number; vector_type: string; mode: string; source_columns: string[] }>(
-          'SELECT table_schema, table_name, column_name, model_id, dimensions, vector_type, mode, source_columns FROM pgml_kit.embedding_columns ORDER BY 1, 2, 3')
+        const { rows } = await client.query<{ table_schema: string; table_name: string; column_name: string; model_id: string; dimensions: number; vector_type: string; mode: string; source_columns: string[] }>(CATALOG_COLUMNS)
         for (const r of rows) {
           embeddingColumns.push({ table: `${r.table_schema}.${r.table_name}`, column: r.column_name, model: r.model_id, dimensions: r.dimensions, vectorType: r.vector_type, mode: r.mode, sourceColumns: r.source_columns })
         }
@@ -60,6 +104,7 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
         missing: applied.filter((a) => !onDisk.has(a.name)).map((a) => a.name),
         embeddingColumns,
         queues: await readQueueStats(client),
+        missingPrivileges: options.state ? await checkPrivileges(client, privilegeNeeds(options.state)) : [],
       }
     } finally {
       await client.end()

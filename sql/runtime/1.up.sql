@@ -1,16 +1,17 @@
 -- pgml_kit runtime schema, version 1: the catalog of embedding columns that pgml-kit manages.
 -- DBAs and `pgml-kit status` read it; nothing needs the app's config at run time to know which
--- model produced a column.
+-- model produced a column. Shared by every pgml-kit project in the database: each statement
+-- leaves an existing (or newer) runtime as it is.
 CREATE SCHEMA IF NOT EXISTS pgml_kit;
 COMMENT ON SCHEMA pgml_kit IS 'pgml-kit runtime: catalog of managed embedding columns. Changed only by pgml-kit migrations.';
 
-CREATE TABLE pgml_kit.runtime_version (
+CREATE TABLE IF NOT EXISTS pgml_kit.runtime_version (
   version integer PRIMARY KEY,
   installed_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO pgml_kit.runtime_version (version) VALUES (1);
+INSERT INTO pgml_kit.runtime_version (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pgml_kit.runtime_version);
 
-CREATE TABLE pgml_kit.embedding_columns (
+CREATE TABLE IF NOT EXISTS pgml_kit.embedding_columns (
   table_schema name NOT NULL,
   table_name name NOT NULL,
   column_name name NOT NULL,

@@ -2,10 +2,10 @@
 -- A trigger on each queue-mode table upserts one job per row whose source changed; workers
 -- (`pgml-kit worker`) lease jobs, embed the text outside the database, write the vector only if
 -- the source is still what they embedded, and delete the job only if no newer change re-queued it.
-ALTER TABLE pgml_kit.embedding_columns ADD COLUMN key_columns text[] NOT NULL DEFAULT '{}';
-UPDATE pgml_kit.runtime_version SET version = 2, installed_at = now();
+ALTER TABLE pgml_kit.embedding_columns ADD COLUMN IF NOT EXISTS key_columns text[] NOT NULL DEFAULT '{}';
+UPDATE pgml_kit.runtime_version SET version = 2, installed_at = now() WHERE version < 2;
 
-CREATE TABLE pgml_kit.embedding_jobs (
+CREATE TABLE IF NOT EXISTS pgml_kit.embedding_jobs (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   table_schema name NOT NULL,
   table_name name NOT NULL,
@@ -23,10 +23,10 @@ CREATE TABLE pgml_kit.embedding_jobs (
   last_error text,
   UNIQUE (table_schema, table_name, column_name, row_key)
 );
-CREATE INDEX embedding_jobs_due_idx ON pgml_kit.embedding_jobs (next_attempt_at, id);
+CREATE INDEX IF NOT EXISTS embedding_jobs_due_idx ON pgml_kit.embedding_jobs (next_attempt_at, id);
 COMMENT ON TABLE pgml_kit.embedding_jobs IS 'Rows whose embedding must be (re)computed by a pgml-kit worker. One job per row and column.';
 
-CREATE TABLE pgml_kit.embedding_dead_letters (
+CREATE TABLE IF NOT EXISTS pgml_kit.embedding_dead_letters (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   table_schema name NOT NULL,
   table_name name NOT NULL,
@@ -39,7 +39,7 @@ CREATE TABLE pgml_kit.embedding_dead_letters (
 );
 COMMENT ON TABLE pgml_kit.embedding_dead_letters IS 'Jobs that failed every attempt; `pgml-kit queue retry` puts them back in the queue.';
 
-CREATE TABLE pgml_kit.backfill_checkpoints (
+CREATE TABLE IF NOT EXISTS pgml_kit.backfill_checkpoints (
   table_schema name NOT NULL,
   table_name name NOT NULL,
   column_name name NOT NULL,

@@ -6,7 +6,7 @@ import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig } from '../config/schema.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
-import { quoteIdent, quoteQualified } from '../sql/quote.js'
+import { MAX_PARAMETERS, renderInsertRows, renderLockSources, renderUpdatePatch } from '../sql/render-app-writer.js'
 
 type SourceOf<S> = S extends readonly (infer U)[] ? U : S
 type Tables<C extends PgmlKitConfig> = C['tables']
@@ -76,19 +76,24 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
     async insert(table, rows, insertOptions = {}) {
       if (rows.length === 0) return []
       const ref = tableOf(table)
-      const embeddings = appColumns(table)
       const records = rows.map((row) => ({ ...row }) as Record<string, unknown>)
-      for (const column of embeddings) {
+      for (const column of appColumns(table)) {
         const vectors = await vectorsFor(column, rows)
         records.forEach((record, i) => { record[column.column] = vectors[i] })
       }
       const columns = [...new Set(records.flatMap((r) => Object.keys(r)))]
-      const list = columns.map(quoteIdent).join(', ')
-      const returning = insertOptions.returning ? insertOptions.returning.map(quoteIdent).join(', ') : '*'
-      const { rows: inserted } = await options.db.query(
-        `INSERT INTO ${quoteQualified(ref.schema, ref.table)} (${list}) SELECT ${list} FROM jsonb_populate_recordset(NULL::${quoteQualified(ref.schema, ref.table)}, $1::jsonb) RETURNING ${returning}`,
-        [JSON.stringify(records)])
-      return inserted as Record<string, unknown>[]
+      const present = records.map((r) => columns.map((c) => c in r && r[c] !== undefined))
+      const returning = insertOptions.returning ?? null
+      // One statement (all or nothing) unless the rows need more parameters than PostgreSQL allows in one.
+      const perRow = Math.max(1, columns.length)
+      const inserted: Record<string, unknown>[] = []
+      for (let start = 0; start < records.length; start += Math.floor(MAX_PARAMETERS / perRow)) {
+        const end = Math.min(records.length, start + Math.floor(MAX_PARAMETERS / perRow))
+        const values = records.slice(start, end).flatMap((r, i) => columns.filter((_, c) => present[start + i]![c]).map((c) => r[c]))
+        const { rows: out } = await options.db.query(renderInsertRows(ref, columns, present.slice(start, end), returning), values)
+        inserted.push(...(out as Record<string, unknown>[]))
+      }
+      return inserted
     },
 
     async update(table, key, patch) {
@@ -97,8 +102,6 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
       const missing = keyColumns.filter((k) => !(k in key))
       if (missing.length > 0) throw new PgmlKitError('KEY_INCOMPLETE', `update of ${table} needs its key column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`)
       const affected = appColumns(table).filter((c) => c.sourceColumns.some((s) => s in patch))
-      const name = quoteQualified(ref.schema, ref.table)
-          const where = keyColumns.map((k) => `${quoteIdent(k)} = (jsonb_populate_record(NULL::${name}, $1::jsonb)).${quoteIdent(k)}`).join(' AND ')
       // A pool hands out one client for the transaction; a client is used as it is.
       const client = 'totalCount' in options.db ? await (options.db as pg.Pool).connect() : undefined
       const db = client ?? (options.db as pg.ClientBase)
@@ -107,7 +110,7 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
         const record: Record<string, unknown> = { ...patch }
         if (affected.length > 0) {
           const sources = [...new Set(affected.flatMap((c) => c.sourceColumns))]
-          const { rows: current } = await db.query(`SELECT ${sources.map(quoteIdent).join(', ')} FROM ${name} WHERE ${where} FOR UPDATE`, [JSON.stringify(key)])
+          const { rows: current } = await db.query(renderLockSources(ref, sources), [JSON.stringify(key)])
           if (current[0]) {
             const merged = { ...(current[0] as Record<string, unknown>), ...patch }
             for (const column of affected) record[column.column] = (await vectorsFor(column, [merged]))[0]
@@ -118,9 +121,7 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
           await db.query('ROLLBACK')
           return 0
         }
-        const { rowCount } = await db.query(
-          `UPDATE ${name} SET (${columns.map(quoteIdent).join(', ')}) = (SELECT ${columns.map((c) => `p.${quoteIdent(c)}`).join(', ')} FROM jsonb_populate_record(NULL::${name}, $2::jsonb) AS p) WHERE ${where}`,
-          [JSON.stringify(key), JSON.stringify(record)])
+        const { rowCount } = await db.query(renderUpdatePatch(ref, columns), [JSON.stringify(key), JSON.stringify(record)])
         await db.query('COMMIT')
         return rowCount ?? 0
       } catch (error) {

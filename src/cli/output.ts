@@ -1,5 +1,6 @@
 import pc from 'picocolors'
-import { ConfigError, PgmlKitError, PlanError } from '../errors.js'
+import { isConnectionLost } from '../db/connect.js'
+import { PgmlKitError, PlanError } from '../errors.js'
 
 export const EXIT = { ok: 0, checkFailed: 1, usage: 2 } as const
 
@@ -7,18 +8,55 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
 }
 
-/** A user mistake or unusable target: message, where, what to do; no stack trace. */
-export function reportError(error: unknown, json: boolean): number {
+/** Mistakes in how pgml-kit was called or configured: exit 2, like a usage error. */
+const USAGE_CODES = new Set([
+  'CONFIG_INVALID', 'CONFIG_LOAD_FAILED', 'CONFIG_NOT_FOUND', 'NAME_REQUIRED', 'COLUMN_UNKNOWN', 'COLUMN_AMBIGUOUS', 'DATABASE_URL_INVALID',
+])
+
+interface Reported {
+  readonly code: string
+  readonly message: string
+  readonly where: string | null
+  readonly hint: string | null
+}
+
+/** A PostgreSQL error (node-postgres' DatabaseError): its SQLSTATE, detail and hint. */
+function isDatabaseError(error: unknown): error is Error & { code: string; detail?: string; hint?: string; where?: string } {
+  const code = (error as { code?: unknown } | null)?.code
+  return error instanceof Error && typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && 'severity' in error
+}
+
+function describe(error: unknown): { reported: Reported; exit: number } | undefined {
   if (error instanceof PgmlKitError) {
-    const code = error instanceof ConfigError || error instanceof PlanError || error.code === 'NAME_REQUIRED' || error.code === 'CONFIG_NOT_FOUND' || error.code === 'COLUMN_UNKNOWN' || error.code === 'COLUMN_AMBIGUOUS' ? EXIT.usage : EXIT.checkFailed
-    if (json) {
-      printJson({ error: { code: error.code, message: error.message, where: error.where ?? null, hint: error.hint ?? null } })
-    } else {
-      process.stderr.write(`${pc.red('error')} ${error.message}\n`)
-      if (error.where && !error.message.includes(error.where)) process.stderr.write(`  ${pc.dim('at')} ${error.where}\n`)
-      if (error.hint) process.stderr.write(`  ${pc.cyan('hint')} ${error.hint}\n`)
+    const exit = error instanceof PlanError || USAGE_CODES.has(error.code) ? EXIT.usage : EXIT.checkFailed
+    return { reported: { code: error.code, message: error.message, where: error.where ?? null, hint: error.hint ?? null }, exit }
+  }
+  if (isConnectionLost(error)) {
+    return {
+      reported: { code: 'CONNECTION_LOST', message: `lost the connection to the database: ${(error as Error).message}`, where: null, hint: 'the server (or the process serving the embedded database) went away; run the command again' },
+      exit: EXIT.checkFailed,
     }
-    return code
+  }
+  if (isDatabaseError(error)) {
+    const message = `PostgreSQL refused it (${error.code}): ${error.message}${error.detail ? `; ${error.detail}` : ''}`
+    return { reported: { code: `SQLSTATE_${error.code}`, message, where: error.where ?? null, hint: error.hint ?? null }, exit: EXIT.checkFailed }
+  }
+  return undefined
+}
+
+/** A user mistake, an unusable target or a refused statement: message, where, what to do; no stack trace. */
+export function reportError(error: unknown, json: boolean): number {
+  const described = describe(error)
+  if (described) {
+    const { reported } = described
+    if (json) {
+      printJson({ error: reported })
+    } else {
+      process.stderr.write(`${pc.red('error')} ${reported.message}\n`)
+      if (reported.where && !reported.message.includes(reported.where)) process.stderr.write(`  ${pc.dim('at')} ${reported.where}\n`)
+      if (reported.hint) process.stderr.write(`  ${pc.cyan('hint')} ${reported.hint}\n`)
+    }
+    return described.exit
   }
   process.stderr.write(`${pc.red('internal error')} ${(error as Error)?.stack ?? String(error)}\n`)
   return EXIT.checkFailed

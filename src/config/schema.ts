@@ -85,13 +85,18 @@ export const tableSchema = z.strictObject({
   fullText: fullTextSchema.optional(),
 })
 
+/** node-pg-migrate writes these names into its SQL between quotes without escaping them. */
+const runnerIdentifier = identifier.refine((s) => !/["'\\\u0000-\u001f]/.test(s), 'must not contain quotes, backslashes or control characters (node-pg-migrate writes this name into its SQL unescaped)')
+
 export const migrationsSchema = z.strictObject({
   dir: z.string().min(1).optional(),
-  table: identifier.optional(),
-  schema: identifier.optional(),
+  table: runnerIdentifier.optional(),
+  schema: runnerIdentifier.optional(),
   lockTimeout: duration.optional(),
   statementTimeout: duration.optional(),
   indexStatementTimeout: duration.optional(),
+  /** lock_timeout for concurrent index builds and drops, which wait for every older transaction (default '0': wait). */
+  indexLockTimeout: duration.optional(),
 })
 
 export const embedderSchema = z.strictObject({
@@ -103,8 +108,22 @@ export const embedderSchema = z.strictObject({
   batchSize: z.number().int().min(1).max(4096).optional(),
 })
 
+const roleList = z.union([identifier, z.array(identifier)], { error: 'must be a role name or a list of role names' })
+
+export const rolesSchema = z.strictObject({
+  /**
+   * Roles the application connects as. Writes need nothing from pgml-kit (its trigger functions
+   * are SECURITY DEFINER); these roles are granted what search and predictions use in the
+   * database: USAGE on schema pgml (when the config uses it) and read access to the pgml_kit catalog.
+   */
+  app: roleList.optional(),
+  /** Roles that run `pgml-kit worker`, `backfill` and `queue retry`: granted exactly what those do. */
+  worker: roleList.optional(),
+})
+
 export const configSchema = z.strictObject({
   migrations: migrationsSchema.optional(),
+  roles: rolesSchema.optional(),
   embedder: embedderSchema.optional(),
   tables: z.record(identifier, tableSchema),
 })
@@ -120,5 +139,6 @@ export type TableConfig = z.infer<typeof tableSchema>
 export type FullTextConfig = z.infer<typeof fullTextSchema>
 export type MigrationsConfig = z.infer<typeof migrationsSchema>
 export type EmbedderConfig = z.infer<typeof embedderSchema>
+export type RolesConfig = z.infer<typeof rolesSchema>
 /** The object `pgml-kit.config.ts` exports (usually through `defineConfig`). */
 export type PgmlKitConfig = z.infer<typeof configSchema>

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { CAPABILITIES } from '../sql/render-introspection.js'
 
 export type PgmlKind = 'pgml' | 'pgml_compat' | 'unmanaged' | 'installable' | 'absent'
 
@@ -25,15 +26,7 @@ export async function detectCapabilities(client: pg.ClientBase): Promise<Capabil
     vector_installed: string | null; vector_available: string | null
     pgml: string | null; pgml_compat: string | null; has_embed: boolean
     pgml_available: boolean; compat_available: boolean
-  }>(`SELECT current_setting('server_version') AS server_version,
-    current_setting('server_version_num') AS server_version_num,
-    (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS vector_installed,
-    (SELECT default_version FROM pg_available_extensions WHERE name = 'vector') AS vector_available,
-    (SELECT extversion FROM pg_extension WHERE extname = 'pgml') AS pgml,
-    (SELECT extversion FROM pg_extension WHERE extname = 'pgml_compat') AS pgml_compat,
-    to_regprocedure('pgml.embed(text, text, jsonb)') IS NOT NULL AS has_embed,
-    EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml') AS pgml_available,
-    EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_compat') AS compat_available`)
+  }>(CAPABILITIES)
   const row = rows[0]
   if (!row) throw new Error('capability query returned no row')
   const pgml: PgmlKind = row.pgml ? 'pgml'

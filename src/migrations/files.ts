@@ -30,7 +30,7 @@ export async function listMigrations(dir: string): Promise<MigrationOnDisk[]> {
     .sort((a, b) => numericPrefix(a) - numericPrefix(b) || a.localeCompare(b))
   return Promise.all(files.map(async (file) => {
     const path = join(dir, file)
-    const directives = file.endsWith('.sql') ? readDirectives(await readFile(path, 'utf8')) : { noTransaction: false, requires: [] }
+    const directives = file.endsWith('.sql') ? readDirectives(await readFile(path, 'utf8')) : { noTransaction: false, requires: [], downRequires: [] }
     return { name: file.replace(MIGRATION_EXTENSIONS, ''), path, directives }
   }))
 }

@@ -4,25 +4,29 @@ import { PgmlKitError } from '../errors.js'
 import type { LoadedConfig } from '../config/load.js'
 import { isEmptyPlan, planMigration, planOperations, type Plan } from '../plan/plan-migration.js'
 import { renderMigrationFiles, type MigrationFile } from './render-files.js'
-import { readSnapshot, sha256, writeSnapshot, type Snapshot } from './snapshot.js'
+import { keepExistingNames, readSnapshot, sha256, writeSnapshot, type Snapshot } from './snapshot.js'
+import type { DesiredState } from '../model/ir.js'
 
 export interface PlanResult {
   readonly plan: Plan
   readonly files: readonly MigrationFile[]
   readonly snapshot: Snapshot
+  /** The state the migrations bring the database to (the config's, with existing objects' names kept). */
+  readonly desired: DesiredState
 }
 
 /** What `generate` would write now: the diff of the snapshot and the config, as files. */
 export async function planFromConfig(config: LoadedConfig, options: { name?: string; timestamp?: number } = {}): Promise<PlanResult> {
   const snapshot = await readSnapshot(config.migrationsDir)
-  const plan = planMigration(snapshot.state, config.state)
+  const desired = keepExistingNames(snapshot.state, config.state)
+  const plan = planMigration(snapshot.state, desired)
   const files = renderMigrationFiles(plan, {
     name: options.name ?? 'pgml-kit',
     timestamp: options.timestamp ?? Date.now(),
     settings: config.migrations,
     configFile: relative(config.root, config.path) || 'pgml-kit.config.ts',
   })
-  return { plan, files, snapshot }
+  return { plan, files, snapshot, desired }
 }
 
 export interface GenerateResult {
@@ -38,7 +42,7 @@ export interface GenerateResult {
  * const { written } = await generate(await loadConfig(), { name: 'add-doc-embeddings' })
  */
 export async function generate(config: LoadedConfig, options: { name: string; timestamp?: number }): Promise<GenerateResult> {
-  const { plan, files, snapshot } = await planFromConfig(config, options)
+  const { plan, files, snapshot, desired } = await planFromConfig(config, options)
   if (isEmptyPlan(plan)) return { written: [], plan }
   await mkdir(config.migrationsDir, { recursive: true })
   for (const file of files) {
@@ -46,7 +50,7 @@ export async function generate(config: LoadedConfig, options: { name: string; ti
   }
   await writeSnapshot(config.migrationsDir, {
     formatVersion: 1,
-    state: config.state,
+    state: desired,
     files: [...snapshot.files, ...files.map((f) => ({ name: f.fileName, sha256: sha256(f.content) }))],
   })
   return { written: files.map((f) => join(config.migrationsDir, f.fileName)), plan }

@@ -4,9 +4,11 @@ import { MigrationError, TargetError } from '../errors.js'
 import type { MigrationSettings } from '../model/ir.js'
 import { canEmbedInDatabase, detectCapabilities, type Capabilities } from '../db/capabilities.js'
 import { lockMigrations, openTarget, type Target, type TargetOptions } from '../db/target.js'
-import { quoteQualified } from '../sql/quote.js'
+import { BACKEND_PID, RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, renderAppliedMigrations } from '../sql/render-introspection.js'
+import { RESET_MIGRATION_SETTINGS } from './render-files.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
 import { sqlLoaderStrategy } from './loader.js'
+import { watchMigration } from './wait-monitor.js'
 
 export interface AppliedMigration {
   readonly name: string
@@ -14,10 +16,10 @@ export interface AppliedMigration {
 }
 
 export async function readApplied(client: pg.ClientBase, settings: MigrationSettings): Promise<AppliedMigration[]> {
-  const { rows: exists } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [quoteQualified(settings.schema, settings.table)])
+  const { rows: exists } = await client.query<{ ok: boolean }>(RELATION_EXISTS, [settings.schema, settings.table])
   if (!exists[0]?.ok) return []
   const { rows } = await client.query<{ name: string; run_on: Date }>(
-    `SELECT name, run_on FROM ${quoteQualified(settings.schema, settings.table)} ORDER BY run_on, id`)
+    renderAppliedMigrations(settings.schema, settings.table))
   return rows.map((r) => ({ name: r.name, runOn: r.run_on }))
 }
 
@@ -31,6 +33,8 @@ export interface MigrateOptions extends TargetOptions {
   /** How long to wait for another migration run to finish (default 60 s). */
   readonly lockWaitMs?: number
   readonly log?: (message: string) => void
+  /** Told what a migration waits for (on a server), e.g. the transactions a concurrent index build waits out. */
+  readonly onWait?: (message: string) => void
 }
 
 export interface MigrateResult {
@@ -50,19 +54,19 @@ function selectToRun(files: readonly MigrationOnDisk[], applied: readonly Applie
 }
 
 /** Refuses, before anything is changed, a run whose migrations the target cannot execute. */
-export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], capabilities: Capabilities, target: Target): void {
-  const needPgml = toRun.filter((m) => m.directives.requires.includes('pgml'))
+export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], direction: 'up' | 'down', capabilities: Capabilities, target: Target): void {
+  const needPgml = toRun.filter((m) => (direction === 'up' ? m.directives.requires : m.directives.downRequires).includes('pgml'))
   if (needPgml.length > 0 && !canEmbedInDatabase(capabilities)) {
     throw new TargetError('PGML_MISSING',
-      `${needPgml.map((m) => m.name).join(', ')} call${needPgml.length === 1 ? 's' : ''} pgml.embed, and ${target.description} has neither PostgresML (pgml) nor pgml_compat; nothing was changed`,
+      `${direction === 'up' ? 'applying' : 'reverting'} ${needPgml.map((m) => m.name).join(', ')} calls pgml.embed, and ${target.description} has neither PostgresML (pgml) nor pgml_compat; nothing was changed`,
       {
         where: needPgml[0]?.path,
         hint: 'use embedding mode "queue" (pgml-kit worker embeds locally) or "app" for this target, or run it against a server with PostgresML or pgml_compat (see README: Targets)',
       })
   }
-  if (toRun.length > 0 && !capabilities.vector.installed && !capabilities.vector.available) {
+  if (direction === 'up' && toRun.length > 0 && !capabilities.vector.installed && !capabilities.vector.available) {
     throw new TargetError('PGVECTOR_MISSING', `${target.description} does not have the pgvector extension available; nothing was changed`,
-      { hint: 'install pgvector on the server (scripts/provision-postgres.sh does it on Debian), or use the embedded default (no DATABASE_URL)' })
+      { hint: 'install pgvector on the server (Debian: postgresql-17-pgvector; the docker/postgres image has it), or use the embedded default (no DATABASE_URL)' })
   }
 }
 
@@ -75,20 +79,23 @@ export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], capabiliti
  */
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const direction = options.direction ?? 'up'
-  const release = await lockMigrations(options, options.lockWaitMs ?? 60_000).catch((error: unknown) => {
-    throw new MigrationError('MIGRATION_LOCKED', 'another pgml-kit migrate is still running on the embedded database', { cause: error, hint: 'wait for it to finish and run migrate again' })
-  })
+  const release = await lockMigrations(options, options.lockWaitMs ?? 60_000)
   try {
     const target = await openTarget(options)
     try {
-      const client = new pg.Client({ connectionString: target.url })
-      await client.connect()
+      const client = await target.connect('pgml-kit migrate')
       try {
         await acquireAdvisoryLock(client, Date.now() + (options.lockWaitMs ?? 60_000))
+        // On the embedded database there is one session: nothing to wait for that a monitor could name.
+        const pid = (await client.query<{ pid: number }>(BACKEND_PID)).rows[0]?.pid
+        const stopWatching = options.onWait && target.kind === 'server' && pid !== undefined
+          ? await watchMigration(target, pid, options.onWait).catch(() => undefined)
+          : undefined
         try {
           return await runLocked(client, target, direction, options)
         } finally {
-          await client.query('SELECT pg_advisory_unlock($1)', [String(PG_MIGRATE_LOCK_ID)]).catch(() => undefined)
+          await stopWatching?.()
+          await client.query(RELEASE_MIGRATION_LOCK, [String(PG_MIGRATE_LOCK_ID)]).catch(() => undefined)
         }
       } finally {
         await client.end()
@@ -108,7 +115,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
  */
 async function acquireAdvisoryLock(client: pg.Client, deadline: number): Promise<void> {
   for (;;) {
-    const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [String(PG_MIGRATE_LOCK_ID)])
+    const { rows } = await client.query<{ ok: boolean }>(TRY_MIGRATION_LOCK, [String(PG_MIGRATE_LOCK_ID)])
     if (rows[0]?.ok) return
     if (Date.now() > deadline) {
       throw new MigrationError('MIGRATION_LOCKED', 'another migration run holds the migration lock on this database', { hint: 'wait for it to finish and run migrate again, or raise --lock-wait' })
@@ -122,7 +129,7 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
     listMigrations(options.dir), readApplied(client, options.settings), detectCapabilities(client),
   ])
   const toRun = selectToRun(files, applied, direction, options.count)
-  if (direction === 'up') assertTargetCanRun(toRun, capabilities, target)
+  assertTargetCanRun(toRun, direction, capabilities, target)
   if (toRun.length === 0) return { target: target.description, direction, ran: [] }
   const log = options.log ?? (() => undefined)
   let ran
@@ -135,6 +142,7 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
       count: toRun.length,
       migrationsTable: options.settings.table,
       migrationsSchema: options.settings.schema,
+      createMigrationsSchema: true,
       checkOrder: true,
       singleTransaction: false,
       migrationLoaderStrategies: [sqlLoaderStrategy],
@@ -142,12 +150,27 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
       logger: { debug: () => undefined, info: log, warn: log, error: log },
     })
   } catch (error) {
-    // node-pg-migrate leaves a failed file's transaction open on a client it was given.
+    // node-pg-migrate leaves a failed file's transaction open on a client it was given, and a
+    // non-transactional file's session settings in place (on the embedded database, one session
+    // shared by every connection): both are cleaned up before anything else runs.
     await client.query('ROLLBACK').catch(() => undefined)
+    await client.query(RESET_MIGRATION_SETTINGS).catch(() => undefined)
     const message = (error as Error).message
-    throw new MigrationError('MIGRATION_FAILED', `migration failed on ${target.description}: ${message}`, {
-      cause: error,
-      hint: 'the failing file was rolled back (files outside a transaction can be run again as they are); fix the cause and run migrate again',
+    if (message.startsWith('Unable to ensure migrations table')) {
+      throw new MigrationError('MIGRATION_TABLE_FAILED', `migrate could not create or check its history table ${options.settings.schema}.${options.settings.table} on ${target.description}: ${message.split('\n')[0]}`, {
+        cause: error, where: 'migrations.table / migrations.schema',
+        hint: 'no migration ran; check that this role may create the table (and its schema) or that it exists with node-pg-migrate\'s columns',
+      })
+    }
+    const after = new Set((await readApplied(client, options.settings).catch(() => [])).map((a) => a.name))
+    const failed = direction === 'up' ? toRun.find((m) => !after.has(m.name)) : toRun.find((m) => after.has(m.name))
+    const done = toRun.filter((m) => (direction === 'up' ? after.has(m.name) : !after.has(m.name))).map((m) => m.name)
+    const rerun = failed?.directives.noTransaction
+      ? `${failed.name} runs outside a transaction: the statements before the failing one stay done, and it is safe to run again as it is`
+      : `${failed?.name ?? 'the failing file'} was rolled back as a whole`
+    throw new MigrationError('MIGRATION_FAILED', `migration ${failed?.name ?? ''} failed on ${target.description}: ${message}`, {
+      cause: error, where: failed?.path,
+      hint: `${rerun}${done.length > 0 ? `; ${done.length} file${done.length === 1 ? '' : 's'} before it stay${done.length === 1 ? 's' : ''} ${direction === 'up' ? 'applied' : 'reverted'}` : ''}. Fix the cause and run migrate again`,
     })
   }
   return { target: target.description, direction, ran: ran.map((r) => r.name) }

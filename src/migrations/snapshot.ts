@@ -3,6 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { MigrationError } from '../errors.js'
 import { EMPTY_STATE, deepFreeze, type DesiredState } from '../model/ir.js'
+import { deriveIdentifier } from '../sql/quote.js'
 
 /**
  * The snapshot records the desired state as of the last `generate`, and which files that
@@ -61,8 +62,27 @@ function upgradeSnapshot(snapshot: Snapshot): Snapshot {
     ...c,
     keyColumns: c.keyColumns ?? ['id'],
     model: { ...c.model, pooling: c.model.pooling ?? null },
+    // pgml-kit 0.1 searched by the first index in name order, and named trigger functions by joining the names.
+    distance: c.distance ?? snapshot.state.indexes.find((i) => i.schema === c.schema && i.table === c.table && i.column === c.column)?.distance ?? 'cosine',
+    triggerFunction: c.triggerFunction !== undefined ? c.triggerFunction
+      : c.mode === 'trigger' || c.mode === 'queue' ? deriveIdentifier([c.mode === 'trigger' ? 'embed' : 'enqueue', c.schema, c.table, c.column], '__') : null,
   }))
-  return { ...snapshot, state: { ...snapshot.state, embeddingColumns: columns, fullText: snapshot.state.fullText ?? [] } }
+  return { ...snapshot, state: { ...snapshot.state, embeddingColumns: columns, fullText: snapshot.state.fullText ?? [], roles: snapshot.state.roles ?? { app: [], worker: [] } } }
+}
+
+/**
+ * The desired state with the names of objects that already exist taken from the previous state:
+ * a column that keeps its mode keeps the trigger function it was created with.
+ */
+export function keepExistingNames(previous: DesiredState, next: DesiredState): DesiredState {
+  const before = new Map(previous.embeddingColumns.map((c) => [`${c.schema}\0${c.table}\0${c.column}`, c]))
+  return deepFreeze({
+    ...next,
+    embeddingColumns: next.embeddingColumns.map((c) => {
+      const old = before.get(`${c.schema}\0${c.table}\0${c.column}`)
+      return old && old.mode === c.mode ? { ...c, triggerFunction: old.triggerFunction } : c
+    }),
+  })
 }
 
 /** Serialises with sorted structure already guaranteed by the IR, so equal states give equal bytes. */

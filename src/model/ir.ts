@@ -1,4 +1,5 @@
 import type { Distance, EmbeddingMode } from '../config/schema.js'
+import { ownedIdentifier } from '../sql/quote.js'
 
 /**
  * The resolved, frozen description of what the database should contain. Plain readonly data:
@@ -31,6 +32,17 @@ export interface EmbeddingColumnNode {
   readonly mode: EmbeddingMode
   /** Columns that identify a row of the table (its primary key). */
   readonly keyColumns: readonly string[]
+  /**
+   * The distance searches use unless told otherwise: the first configured index's (so they use
+   * that index), else cosine.
+   */
+  readonly distance: Distance
+  /**
+   * Name of the column's trigger function in `pgml_kit` (modes `trigger` and `queue`; null for the
+   * others). Chosen when the column is created and kept while it lives, so later migrations always
+   * name the function the database has.
+   */
+  readonly triggerFunction: string | null
 }
 
 export interface VectorIndexNode {
@@ -61,6 +73,7 @@ export interface MigrationSettings {
   readonly lockTimeout: string
   readonly statementTimeout: string
   readonly indexStatementTimeout: string
+  readonly indexLockTimeout: string
 }
 
 export interface EmbedderSettings {
@@ -77,6 +90,13 @@ export interface DesiredState {
   readonly embeddingColumns: readonly EmbeddingColumnNode[]
   readonly indexes: readonly VectorIndexNode[]
   readonly fullText: readonly FullTextNode[]
+  /** Roles granted what the application (`app`) and the worker (`worker`) need; sorted. */
+  readonly roles: RolesNode
+}
+
+export interface RolesNode {
+  readonly app: readonly string[]
+  readonly worker: readonly string[]
 }
 
 export const EMPTY_STATE: DesiredState = Object.freeze({
@@ -85,12 +105,19 @@ export const EMPTY_STATE: DesiredState = Object.freeze({
   embeddingColumns: Object.freeze([]),
   indexes: Object.freeze([]),
   fullText: Object.freeze([]),
+  roles: Object.freeze({ app: Object.freeze([]), worker: Object.freeze([]) }),
 })
 
-export const RUNTIME_VERSION = 2
+export const RUNTIME_VERSION = 3
 
 export function columnKey(node: { schema: string; table: string; column: string }): string {
   return `${node.schema}.${node.table}.${node.column}`
+}
+
+/** The trigger function's name for a new column: a readable prefix and a hash of the column's exact identity. */
+export function triggerFunctionName(mode: EmbeddingMode, schema: string, table: string, column: string): string | null {
+  if (mode !== 'trigger' && mode !== 'queue') return null
+  return ownedIdentifier(mode === 'trigger' ? 'embed' : 'enqueue', [schema, table, column])
 }
 
 export function needsPgml(column: EmbeddingColumnNode): boolean {

@@ -3,7 +3,7 @@ import { ConfigError, type ConfigIssue } from '../errors.js'
 import { configSchema, type EmbeddingConfig, type IndexConfig, type PgmlKitConfig } from '../config/schema.js'
 import { deriveIdentifier } from '../sql/quote.js'
 import {
-  RUNTIME_VERSION, deepFreeze,
+  RUNTIME_VERSION, deepFreeze, triggerFunctionName,
   type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
 } from './ir.js'
 import { MODEL_PRESETS } from './presets.js'
@@ -152,6 +152,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       embeddingColumns: columns,
       indexes,
       fullText: fullText.sort((a, b) => a.schema.localeCompare(b.schema) || a.table.localeCompare(b.table)),
+      roles: { app: roleNames(config.roles?.app), worker: roleNames(config.roles?.worker) },
     },
     migrations: {
       dir: m.dir ?? 'migrations',
@@ -160,8 +161,14 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       lockTimeout: m.lockTimeout ?? '5s',
       statementTimeout: m.statementTimeout ?? '5min',
       indexStatementTimeout: m.indexStatementTimeout ?? '0',
+      indexLockTimeout: m.indexLockTimeout ?? '0',
     },
   })
+}
+
+function roleNames(roles: string | readonly string[] | undefined): string[] {
+  const list = roles === undefined ? [] : typeof roles === 'string' ? [roles] : [...roles]
+  return [...new Set(list)].sort()
 }
 
 function resolveModel(model: EmbeddingConfig['model'], path: string, issues: ConfigIssue[]): ResolvedModel | undefined {
@@ -216,7 +223,11 @@ function resolveEmbedding(
     })
   }
   if (issues.length > before || !model) return undefined
-  return { schema, table, column, sourceColumns, separator: embedding.separator ?? DEFAULT_SEPARATOR, model, vectorType, mode: embedding.mode, keyColumns: [...keyColumns] }
+  return {
+    schema, table, column, sourceColumns, separator: embedding.separator ?? DEFAULT_SEPARATOR, model, vectorType, mode: embedding.mode,
+    keyColumns: [...keyColumns], distance: embedding.indexes?.[0]?.distance ?? 'cosine',
+    triggerFunction: triggerFunctionName(embedding.mode, schema, table, column),
+  }
 }
 
 function resolveIndex(column: { schema: string; table: string; column: string }, index: IndexConfig, path: string, issues: ConfigIssue[]): VectorIndexNode | undefined {

@@ -1,4 +1,4 @@
-import pg from 'pg'
+import { toConnector, type Connector } from '../db/connect.js'
 import type { Embedder } from '../embed/embedder.js'
 import { PgmlKitError } from '../errors.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
@@ -28,7 +28,8 @@ export interface ParityReport {
 }
 
 export interface ParityOptions {
-  readonly url: string
+  /** The database: a connection string, or a `Target`. */
+  readonly url: string | Connector
   readonly column: EmbeddingColumnNode
   readonly embedder: Embedder
   /** Rows to sample (default 100). */
@@ -68,8 +69,7 @@ function compare(a: ArrayLike<number>, b: ArrayLike<number>): { cosine: number; 
 export async function checkParity(options: ParityOptions): Promise<ParityReport> {
   const { column, embedder } = options
   const threshold = options.minCosine ?? 0.999
-  const client = new pg.Client({ connectionString: options.url, application_name: 'pgml-kit parity' })
-  await client.connect()
+  const client = await toConnector(options.url).connect('pgml-kit parity')
   try {
     let keys: unknown[]
     let texts: string[]

@@ -7,9 +7,14 @@ export type SafetyClass = 'safe' | 'needs-backfill' | 'rewrites-or-locks' | 'des
 export const SAFETY_CLASSES: readonly SafetyClass[] = ['safe', 'needs-backfill', 'rewrites-or-locks', 'destructive']
 
 export type OperationKind =
+  | 'preflight'
+  | 'grant-privileges'
+  | 'revoke-privileges'
   | 'create-vector-extension'
   | 'ensure-pgml'
   | 'install-runtime'
+  | 'release-runtime'
+  | 'release-vector-extension'
   | 'add-embedding-column'
   | 'drop-embedding-column'
   | 'create-embed-trigger'
@@ -36,8 +41,8 @@ export interface Operation {
   /** False for steps PostgreSQL refuses inside a transaction block (`CONCURRENTLY`). */
   readonly transactional: boolean
   readonly safety: SafetyClass
-  /** True when the SQL calls `pgml.*`, so the target must have pgml or pgml_compat. */
-  readonly requiresPgml: boolean
+  /** Whether the up and the down SQL call `pgml.*`, so the target must have pgml or pgml_compat to run them. */
+  readonly requiresPgml: { readonly up: boolean; readonly down: boolean }
   /** Statements, each complete and terminated; comments may precede a statement. */
   readonly up: readonly string[]
   /** Statements that undo `up`, in the order they must run. */
@@ -46,6 +51,12 @@ export interface Operation {
   readonly notes: readonly string[]
 }
 
+/** `pgml` needed in both directions, in neither, or as given. */
+export const PGML = { both: { up: true, down: true }, none: { up: false, down: false } } as const
+
 export function defineOperation(op: Operation): Operation {
-  return Object.freeze({ ...op, up: Object.freeze([...op.up]), down: Object.freeze([...op.down]), notes: Object.freeze([...op.notes]) })
+  return Object.freeze({
+    ...op, requiresPgml: Object.freeze({ ...op.requiresPgml }),
+    up: Object.freeze([...op.up]), down: Object.freeze([...op.down]), notes: Object.freeze([...op.notes]),
+  })
 }

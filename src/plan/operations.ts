@@ -6,39 +6,105 @@ import { renderCreateVectorExtension, renderDropVectorExtension, renderEnsurePgm
 import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from '../sql/render-embedding-column.js'
 import { renderCreateEmbedFunction, renderCreateEmbedTrigger, renderDropEmbedFunction, renderDropEmbedTrigger } from '../sql/render-trigger.js'
 import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn, renderUpdateEmbeddingSource } from '../sql/render-catalog.js'
-import { rebuildIndexName, renderCreateIndexConcurrently, renderDropIndexConcurrently, renderRenameIndex } from '../sql/render-index.js'
+import { rebuildIndexName, renderCreateIndexConcurrently, renderDropIndexConcurrently, renderDropInvalidLeftover, renderRenameIndex, renderVerifyIndex } from '../sql/render-index.js'
 import { renderCreateEnqueueFunction, renderCreateEnqueueTriggers, renderDeleteJobs, renderDropEnqueueFunction, renderDropEnqueueTriggers } from '../sql/render-queue.js'
-import { defineOperation, type Operation } from './operation.js'
+import { PGML, defineOperation, type Operation } from './operation.js'
+import type { GrantAtom } from './grants.js'
+import { renderGrants, renderRevokes } from '../sql/render-grants.js'
+import { renderPreflight, type PreflightChecks } from '../sql/render-preflight.js'
 
 /** Operation factories: one per kind, each building its up and its down from the same nodes. */
+
+export function preflight(checks: PreflightChecks): Operation {
+  const what = [
+    ...checks.roles.map((r) => `role ${r} exists`),
+    ...[...checks.added, ...checks.resourced].map((c) => `${c.schema}.${c.table}: source columns are text${checks.added.includes(c) ? ', key is its primary key' : ''}`),
+  ]
+  return defineOperation({
+    kind: 'preflight', summary: `check the database before changing anything: ${what.join('; ')}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: [renderPreflight(checks)],
+    down: ['-- (the checks before the up migration have nothing to undo)'],
+    notes: [],
+  })
+}
+
+function describeGrants(atoms: readonly GrantAtom[]): string {
+  const byRole = new Map<string, Set<string>>()
+  for (const atom of atoms) byRole.set(`${atom.role} (${atom.purpose})`, (byRole.get(`${atom.role} (${atom.purpose})`) ?? new Set()).add(atom.on.kind === 'schema' ? `schema ${atom.on.schema}` : `${atom.on.schema}.${atom.on.table}`))
+  return [...byRole].map(([role, objects]) => `${role} on ${[...objects].join(', ')}`).join('; ')
+}
+
+export function grantPrivileges(atoms: readonly GrantAtom[]): Operation {
+  return defineOperation({
+    kind: 'grant-privileges', summary: `grant ${describeGrants(atoms)}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: renderGrants(atoms), down: renderRevokes(atoms),
+    notes: ['down revokes exactly these privileges (a privilege you also granted by hand is revoked with them)'],
+  })
+}
+
+export function revokePrivileges(atoms: readonly GrantAtom[]): Operation {
+  const grant = grantPrivileges(atoms)
+  return defineOperation({
+    kind: 'revoke-privileges', summary: `revoke ${describeGrants(atoms)}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: grant.down, down: grant.up, notes: [],
+  })
+}
 
 export function createVectorExtension(): Operation {
   return defineOperation({
     kind: 'create-vector-extension', summary: 'create extension vector (pgvector) if missing',
-    transactional: true, safety: 'safe', requiresPgml: false,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderCreateVectorExtension()],
     down: [renderDropVectorExtension()],
-    notes: ['down drops pgvector only when nothing uses it any more (RESTRICT)'],
+    notes: ['down drops pgvector only if this step created it and nothing uses it any more'],
+  })
+}
+
+/** The last embedding column is gone: pgvector goes too, if pgml-kit created it and nothing uses it. */
+export function releaseVectorExtension(): Operation {
+  const create = createVectorExtension()
+  return defineOperation({
+    kind: 'release-vector-extension', summary: 'drop extension vector if pgml-kit created it and nothing uses it any more',
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: create.down, down: create.up, notes: [],
   })
 }
 
 export function ensurePgml(): Operation {
   return defineOperation({
     kind: 'ensure-pgml', summary: 'make sure pgml.embed exists (extension pgml, else pgml_compat)',
-    transactional: true, safety: 'safe', requiresPgml: true,
+    transactional: true, safety: 'safe', requiresPgml: { up: true, down: false },
     up: [renderEnsurePgml()],
     down: [renderKeepPgml()],
     notes: ['down leaves pgml installed: it owns trained models'],
   })
 }
 
-export function installRuntime(version: number): Operation {
+/** The last embedding column is gone: the runtime schema goes too, if no other project uses it. */
+export function releaseRuntime(version: number): Operation {
+  const install = installRuntime(0, version)
   return defineOperation({
-    kind: 'install-runtime', summary: `install the pgml_kit runtime schema (version ${version})`,
-    transactional: true, safety: 'safe', requiresPgml: false,
-    up: [runtimeInstallSql(version)],
-    down: [runtimeUninstallSql(version)],
-    notes: [],
+    kind: 'release-runtime', summary: 'remove the pgml_kit runtime schema if no pgml-kit project in the database uses it any more',
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: install.down, down: install.up, notes: [],
+  })
+}
+
+/** Brings the shared runtime schema from version `from` (0: none) to `to`; each version's script is idempotent. */
+export function installRuntime(from: number, to: number): Operation {
+  const versions = Array.from({ length: to - from }, (_, i) => from + 1 + i)
+  return defineOperation({
+    kind: 'install-runtime',
+    summary: from === 0 ? `install the pgml_kit runtime schema (version ${to}), or keep a newer one` : `upgrade the pgml_kit runtime schema to version ${to}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: versions.map(runtimeInstallSql),
+    down: from === 0
+      ? [runtimeUninstallSql()]
+      : ['-- The runtime schema keeps its newer version: it is shared with every pgml-kit project in this database.'],
+    notes: from === 0 ? ['shared by every pgml-kit project in the database; down removes it only when nothing uses it any more'] : [],
   })
 }
 
@@ -52,7 +118,7 @@ export function addEmbeddingColumn(column: EmbeddingColumnNode): Operation {
     kind: 'add-embedding-column', summary: `add embedding column ${describeColumn(column)}`,
     transactional: true,
     safety: generated ? 'rewrites-or-locks' : 'needs-backfill',
-    requiresPgml: generated,
+    requiresPgml: { up: generated, down: false },
     up: [renderAddEmbeddingColumn(column)],
     down: [renderDropEmbeddingColumn(column)],
     notes: generated
@@ -60,7 +126,7 @@ export function addEmbeddingColumn(column: EmbeddingColumnNode): Operation {
       : column.mode === 'trigger'
         ? ['existing rows keep NULL until they are backfilled (UPDATE of a source column, e.g. SET <source> = <source>, fills it)']
         : column.mode === 'queue'
-          ? ['existing rows keep NULL until a worker embeds them (pgml-kit backfill queues them all)']
+          ? [`existing rows keep NULL until they are embedded: \`pgml-kit backfill ${column.table}.${column.column}\` writes them directly (or a write to a row queues it)`]
           : ['existing rows keep NULL until the application writes their vectors'],
   })
 }
@@ -69,7 +135,7 @@ export function dropEmbeddingColumn(column: EmbeddingColumnNode): Operation {
   const add = addEmbeddingColumn(column)
   return defineOperation({
     kind: 'drop-embedding-column', summary: `drop embedding column ${describeColumn(column)}`,
-    transactional: true, safety: 'destructive', requiresPgml: add.requiresPgml,
+    transactional: true, safety: 'destructive', requiresPgml: { up: add.requiresPgml.down, down: add.requiresPgml.up },
     up: add.down, down: add.up,
     notes: [`the stored vectors are deleted; down re-adds the column ${column.mode === 'generated' ? 'and recomputes every vector' : 'empty (a backfill refills it)'}`],
   })
@@ -79,7 +145,7 @@ export function createEmbedTrigger(column: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'create-embed-trigger',
     summary: `embed ${columnKey(column)} on INSERT and on UPDATE OF ${column.sourceColumns.join(', ')} (trigger calls pgml.embed)`,
-    transactional: true, safety: 'safe', requiresPgml: true,
+    transactional: true, safety: 'safe', requiresPgml: { up: true, down: false },
     up: [renderCreateEmbedFunction(column), renderCreateEmbedTrigger(column)],
     down: [renderDropEmbedTrigger(column), renderDropEmbedFunction(column)],
     notes: ['every INSERT, and every UPDATE that changes a source column, runs the model inside the writing transaction'],
@@ -90,7 +156,7 @@ export function dropEmbedTrigger(column: EmbeddingColumnNode): Operation {
   const create = createEmbedTrigger(column)
   return defineOperation({
     kind: 'drop-embed-trigger', summary: `stop embedding ${columnKey(column)} on write (drop trigger)`,
-    transactional: true, safety: 'safe', requiresPgml: true,
+    transactional: true, safety: 'safe', requiresPgml: { up: false, down: true },
     up: create.down, down: create.up, notes: [],
   })
 }
@@ -99,7 +165,7 @@ export function replaceEmbedTrigger(previous: EmbeddingColumnNode, next: Embeddi
   return defineOperation({
     kind: 'replace-embed-trigger',
     summary: `embed ${columnKey(next)} from ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
-    transactional: true, safety: 'needs-backfill', requiresPgml: true,
+    transactional: true, safety: 'needs-backfill', requiresPgml: PGML.both,
     up: [renderDropEmbedTrigger(previous), renderCreateEmbedFunction(next), renderCreateEmbedTrigger(next)],
     down: [renderDropEmbedTrigger(next), renderCreateEmbedFunction(previous), renderCreateEmbedTrigger(previous)],
     notes: ['vectors already stored were computed from the old source; re-embed existing rows to bring them up to date'],
@@ -109,7 +175,7 @@ export function replaceEmbedTrigger(previous: EmbeddingColumnNode, next: Embeddi
 export function registerEmbeddingColumn(column: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'register-embedding-column', summary: `record ${columnKey(column)} in pgml_kit.embedding_columns`,
-    transactional: true, safety: 'safe', requiresPgml: false,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderRegisterEmbeddingColumn(column)],
     down: [renderUnregisterEmbeddingColumn(column)],
     notes: [],
@@ -120,7 +186,7 @@ export function unregisterEmbeddingColumn(column: EmbeddingColumnNode): Operatio
   const register = registerEmbeddingColumn(column)
   return defineOperation({
     kind: 'unregister-embedding-column', summary: `remove ${columnKey(column)} from pgml_kit.embedding_columns`,
-    transactional: true, safety: 'safe', requiresPgml: false,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: register.down, down: register.up, notes: [],
   })
 }
@@ -128,14 +194,18 @@ export function unregisterEmbeddingColumn(column: EmbeddingColumnNode): Operatio
 export function updateEmbeddingSource(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'update-embedding-source', summary: `record the new source of ${columnKey(next)} in pgml_kit.embedding_columns`,
-    transactional: true, safety: 'safe', requiresPgml: false,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderUpdateEmbeddingSource(next)],
     down: [renderUpdateEmbeddingSource(previous)],
     notes: [],
   })
 }
 
-const INVALID_LEFTOVER = '-- A build that failed earlier leaves an INVALID index of this name; drop it so this step can run again.'
+/** Statements that clear an INVALID leftover of a failed build of `name`, with a comment for the reader. */
+function clearLeftover(schema: string, name: string): string[] {
+  const [first, ...rest] = renderDropInvalidLeftover(schema, name)
+  return [`-- A build that failed earlier leaves an INVALID index of this name: it is moved aside and dropped.\n-- A valid one (a build that finished before a later step failed) is kept, and the build below skips it.\n${first}`, ...rest]
+}
 
 function describeIndex(index: VectorIndexNode): string {
   const params = Object.entries(index.params).map(([k, v]) => `${k}=${v}`).join(', ')
@@ -145,11 +215,8 @@ function describeIndex(index: VectorIndexNode): string {
 export function createVectorIndex(index: VectorIndexNode, vectorType: VectorType): Operation {
   return defineOperation({
     kind: 'create-vector-index', summary: `build ${describeIndex(index)} concurrently`,
-    transactional: false, safety: 'safe', requiresPgml: false,
-    up: [
-      `${INVALID_LEFTOVER}\n${renderDropIndexConcurrently(index.schema, index.name)}`,
-      renderCreateIndexConcurrently(index, vectorType),
-    ],
+    transactional: false, safety: 'safe', requiresPgml: PGML.none,
+    up: [...clearLeftover(index.schema, index.name), renderCreateIndexConcurrently(index, vectorType), renderVerifyIndex(index, vectorType)],
     down: [renderDropIndexConcurrently(index.schema, index.name)],
     notes: index.method === 'ivfflat' ? ['IVFFlat learns its lists from the rows present at build time: build it after the data is loaded'] : [],
   })
@@ -159,25 +226,30 @@ export function dropVectorIndex(index: VectorIndexNode, vectorType: VectorType):
   const create = createVectorIndex(index, vectorType)
   return defineOperation({
     kind: 'drop-vector-index', summary: `drop ${describeIndex(index)} concurrently`,
-    transactional: false, safety: 'safe', requiresPgml: false,
+    transactional: false, safety: 'safe', requiresPgml: PGML.none,
     up: create.down, down: create.up, notes: ['vector search on this column falls back to a sequential scan until another index exists'],
   })
 }
 
-/** Builds the replacement under a temporary name first, so searches keep an index throughout. */
+/**
+ * Builds the replacement under a temporary name first, so searches keep an index throughout. Safe
+ * to run again after a failure at any step: a replacement that was built is kept (only an INVALID
+ * one is rebuilt), and a swap that stopped between the drop and the rename is finished.
+ */
 export function rebuildVectorIndex(previous: VectorIndexNode, next: VectorIndexNode, vectorType: VectorType): Operation {
   const swap = (from: VectorIndexNode, to: VectorIndexNode): string[] => {
     const temporary = rebuildIndexName(to)
     return [
-      `${INVALID_LEFTOVER}\n${renderDropIndexConcurrently(to.schema, temporary)}`,
+      ...clearLeftover(to.schema, temporary),
       renderCreateIndexConcurrently(to, vectorType, temporary),
       renderDropIndexConcurrently(from.schema, from.name),
       renderRenameIndex(to.schema, temporary, to.name),
+      renderVerifyIndex(to, vectorType),
     ]
   }
   return defineOperation({
     kind: 'rebuild-vector-index', summary: `rebuild ${describeIndex(next)} (was ${describeIndex(previous)})`,
-    transactional: false, safety: 'safe', requiresPgml: false,
+    transactional: false, safety: 'safe', requiresPgml: PGML.none,
     up: swap(previous, next), down: swap(next, previous),
     notes: ['the new index is built beside the old one and swapped in; both exist briefly (disk space)'],
   })
@@ -187,7 +259,7 @@ export function createQueueTriggers(column: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'create-queue-triggers',
     summary: `queue ${columnKey(column)} for a worker on INSERT, on UPDATE OF ${column.sourceColumns.join(', ')}, and dequeue on DELETE`,
-    transactional: true, safety: 'safe', requiresPgml: false,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderCreateEnqueueFunction(column), ...renderCreateEnqueueTriggers(column)],
     down: [...renderDropEnqueueTriggers(column), renderDropEnqueueFunction(column), renderDeleteJobs(column)],
     notes: [`existing rows are not queued: run \`pgml-kit backfill ${column.table}.${column.column}\` (or let writes queue them)`],
@@ -198,7 +270,7 @@ export function dropQueueTriggers(column: EmbeddingColumnNode): Operation {
   const create = createQueueTriggers(column)
   return defineOperation({
     kind: 'drop-queue-triggers', summary: `stop queueing ${columnKey(column)} (drop triggers and pending jobs)`,
-    transactional: true, safety: 'safe', requiresPgml: false,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: create.down, down: create.up, notes: [],
   })
 }
@@ -207,7 +279,7 @@ export function replaceQueueTriggers(previous: EmbeddingColumnNode, next: Embedd
   return defineOperation({
     kind: 'replace-queue-triggers',
     summary: `queue ${columnKey(next)} on changes to ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
-    transactional: true, safety: 'needs-backfill', requiresPgml: false,
+    transactional: true, safety: 'needs-backfill', requiresPgml: PGML.none,
     up: [...renderDropEnqueueTriggers(previous), renderCreateEnqueueFunction(next), ...renderCreateEnqueueTriggers(next)],
     down: [...renderDropEnqueueTriggers(next), renderCreateEnqueueFunction(previous), ...renderCreateEnqueueTriggers(previous)],
     notes: [`vectors already stored were computed from the old source: \`pgml-kit backfill ${next.table}.${next.column} --all\` re-embeds them`],
@@ -221,7 +293,7 @@ function describeFullText(node: FullTextNode): string {
 export function addFullTextColumn(node: FullTextNode): Operation {
   return defineOperation({
     kind: 'add-full-text-column', summary: `add full-text column ${describeFullText(node)}`,
-    transactional: true, safety: 'rewrites-or-locks', requiresPgml: false,
+    transactional: true, safety: 'rewrites-or-locks', requiresPgml: PGML.none,
     up: [renderAddFullTextColumn(node)],
     down: [renderDropFullTextColumn(node)],
     notes: [`a generated column: rewrites ${node.schema}.${node.table} under an ACCESS EXCLUSIVE lock`],
@@ -232,7 +304,7 @@ export function dropFullTextColumn(node: FullTextNode): Operation {
   const add = addFullTextColumn(node)
   return defineOperation({
     kind: 'drop-full-text-column', summary: `drop full-text column ${describeFullText(node)}`,
-    transactional: true, safety: 'destructive', requiresPgml: false,
+    transactional: true, safety: 'destructive', requiresPgml: PGML.none,
     up: add.down, down: add.up, notes: ['down re-adds it (the table is rewritten again)'],
   })
 }
@@ -240,8 +312,8 @@ export function dropFullTextColumn(node: FullTextNode): Operation {
 export function createGinIndex(node: FullTextNode): Operation {
   return defineOperation({
     kind: 'create-gin-index', summary: `build GIN index ${node.schema}.${node.indexName} on ${node.table}.${node.column} concurrently`,
-    transactional: false, safety: 'safe', requiresPgml: false,
-    up: [`${INVALID_LEFTOVER}\n${renderDropIndexConcurrently(node.schema, node.indexName)}`, renderCreateGinIndexConcurrently(node)],
+    transactional: false, safety: 'safe', requiresPgml: PGML.none,
+    up: [...clearLeftover(node.schema, node.indexName), renderCreateGinIndexConcurrently(node)],
     down: [renderDropIndexConcurrently(node.schema, node.indexName)],
     notes: [],
   })
@@ -251,6 +323,6 @@ export function dropGinIndex(node: FullTextNode): Operation {
   const create = createGinIndex(node)
   return defineOperation({
     kind: 'drop-gin-index', summary: `drop GIN index ${node.schema}.${node.indexName} concurrently`,
-    transactional: false, safety: 'safe', requiresPgml: false, up: create.down, down: create.up, notes: [],
+    transactional: false, safety: 'safe', requiresPgml: PGML.none, up: create.down, down: create.up, notes: [],
   })
 }

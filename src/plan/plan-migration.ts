@@ -1,7 +1,9 @@
 import { PlanError } from '../errors.js'
-import { columnKey, needsPgml, type DesiredState, type EmbeddingColumnNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
+import { RUNTIME_VERSION, columnKey, needsPgml, type DesiredState, type EmbeddingColumnNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
 import type { Operation } from './operation.js'
 import * as ops from './operations.js'
+import { grantsFor, grantsMissingFrom } from './grants.js'
+import { isEmptyPreflight } from '../sql/render-preflight.js'
 
 /**
  * A plan in three phases, which become migration files in this order: concurrent index drops
@@ -78,11 +80,17 @@ export function planMigration(previous: DesiredState, next: DesiredState): Plan 
   // to be re-added); their indexes go with them and come back after, explicitly, so down restores them.
   const recreated = new Set<string>()
 
+  const prevGrants = grantsFor(previous)
+  const nextGrants = grantsFor(next)
+  const added = grantsMissingFrom(nextGrants, prevGrants)
+  const removed = grantsMissingFrom(prevGrants, nextGrants)
+  // Privileges go before the objects they are on (revoke first), and come after them (grant last).
+  if (removed.length > 0) main.push(ops.revokePrivileges(removed))
+
+  // The runtime schema first: the extension steps record in it what they create.
+  if (previous.runtimeVersion < next.runtimeVersion) main.push(ops.installRuntime(previous.runtimeVersion, next.runtimeVersion))
   if (previous.embeddingColumns.length === 0 && next.embeddingColumns.length > 0) main.push(ops.createVectorExtension())
   if (!previous.embeddingColumns.some(needsPgml) && next.embeddingColumns.some(needsPgml)) main.push(ops.ensurePgml())
-  if (previous.runtimeVersion < next.runtimeVersion) {
-    for (let v = previous.runtimeVersion + 1; v <= next.runtimeVersion; v++) main.push(ops.installRuntime(v))
-  }
 
   for (const [key, column] of prevColumns) {
     if (nextColumns.has(key)) continue
@@ -136,6 +144,15 @@ export function planMigration(previous: DesiredState, next: DesiredState): Plan 
     else if (!sameIndex(old, index)) after.push(ops.rebuildVectorIndex(old, index, type))
   }
 
+  // The last embedding column went: what the first one brought in goes too (each only if unused).
+  if (previous.embeddingColumns.length > 0 && next.embeddingColumns.length === 0) {
+    main.push(ops.releaseVectorExtension())
+    // Its down reinstalls the current runtime: re-creating pgvector records itself there.
+    if (previous.runtimeVersion > 0) main.push(ops.releaseRuntime(RUNTIME_VERSION))
+  }
+
+  if (added.length > 0) main.push(ops.grantPrivileges(added))
+
   // Full-text columns: identified by table and column; any change re-adds the generated column.
   const ftKey = (n: FullTextNode) => `${n.schema}.${n.table}.${n.column}`
   const prevFullText = new Map((previous.fullText ?? []).map((n) => [ftKey(n), n]))
@@ -152,6 +169,17 @@ export function planMigration(previous: DesiredState, next: DesiredState): Plan 
     main.push(ops.addFullTextColumn(node))
     after.push(ops.createGinIndex(node))
   }
+
+  // Checks of the live database run before anything else in the file.
+  const checks = {
+    roles: [...new Set(added.map((a) => a.role))].sort(),
+    added: next.embeddingColumns.filter((c) => !prevColumns.has(columnKey(c))),
+    resourced: next.embeddingColumns.filter((c) => {
+      const old = prevColumns.get(columnKey(c))
+      return old !== undefined && !sameSource(old, c)
+    }),
+  }
+  if (!isEmptyPreflight(checks)) main.unshift(ops.preflight(checks))
 
   return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after) })
 }

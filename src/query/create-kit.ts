@@ -6,8 +6,10 @@ import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig, Distance } from '../config/schema.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
-import { quoteLiteral } from '../sql/quote.js'
-import { renderEmbedKwargs } from '../sql/render-source.js'
+import {
+  HAS_PGML_EMBED, distanceExpression, embedTexts, hybridFusion, hybridJoin, predictBatchQuery, predictCall, predictProbaQuery, predictRow,
+  renderQueryEmbedding, similarityExpression, tableId,
+} from '../sql/render-search.js'
 import { KitDialect } from './kit-dialect.js'
 import { QueryVector, type IndexSettings } from './query-vector.js'
 
@@ -69,7 +71,6 @@ export interface KitOptions<DB> {
   readonly cwd?: string
 }
 
-const OPERATOR: Record<Distance, string> = { l2: '<->', inner_product: '<#>', cosine: '<=>', l1: '<+>' }
 
 export interface Kit<C extends PgmlKitConfig, DB> {
   /** The kit's Kysely (same connections as yours); use it for queries that mix in kit expressions. */
@@ -102,6 +103,17 @@ export interface Kit<C extends PgmlKitConfig, DB> {
   }
 }
 
+/** A positive integer option, or a RangeError naming it. */
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`)
+  return value
+}
+
+function finiteNumber(name: string, value: number): number {
+  if (!Number.isFinite(value)) throw new RangeError(`${name} must be a finite number, got ${value}`)
+  return value
+}
+
 /**
  * Typed search, hybrid search and prediction builders over your Kysely instance, knowing from the
  * config each column's model, prefixes, distance and index.
@@ -123,7 +135,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
   async function embedsInDatabase(run: (text: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>): Promise<boolean> {
     databaseEmbeds ??= embedIn === 'local'
       ? Promise.resolve(false)
-      : run(`SELECT to_regprocedure('pgml.embed(text, text, jsonb)') IS NOT NULL AS ok`, []).then((r) => Boolean(r.rows[0]?.ok))
+      : run(HAS_PGML_EMBED, []).then((r) => Boolean(r.rows[0]?.ok))
     databaseEmbeds.catch(() => { databaseEmbeds = undefined })
     const inDatabase = await databaseEmbeds
     if (!inDatabase && embedIn === 'database') throw new PgmlKitError('PGML_MISSING', 'embedIn is "database" but the database has no pgml.embed', { hint: 'install pgml_compat or PostgresML, or use embedIn: "auto" or "local"' })
@@ -140,61 +152,43 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
     if (!node) throw new PgmlKitError('FULL_TEXT_MISSING', `hybrid search on ${column.table} needs tables.${column.table}.fullText in the config`)
     return node
   }
-  const tableRef = (column: { schema: string; table: string }) => (column.schema === 'public' ? column.table : `${column.schema}.${column.table}`)
 
   const kitDb = new Kysely<DB>({
     dialect: new KitDialect(options.db as Kysely<unknown>, async (marker, run) => {
       if (marker.vector) return toVectorLiteral(marker.vector)
       const { column } = marker
       if (await embedsInDatabase(run)) {
-        const { rows } = await run(`SELECT array_to_json(pgml.embed(${quoteLiteral(column.model.id)}, $1, ${renderEmbedKwargs(column)}))::text AS v`, [column.model.queryPrefix + (marker.text ?? '')])
+        const { rows } = await run(renderQueryEmbedding(column), [marker.text ?? ''])
         return rows[0]?.v as string
       }
       const [vector] = await (await loadEmbedder(column)).embed([marker.text ?? ''], { as: 'query' })
       return toVectorLiteral(vector as Float32Array)
     }),
   })
-
-  function distanceOf(column: EmbeddingColumnNode, wanted?: Distance): Distance {
-    return wanted ?? resolved.state.indexes.find((i) => i.schema === column.schema && i.table === column.table && i.column === column.column)?.distance ?? 'cosine'
-  }
-
-  function distanceExpression(column: EmbeddingColumnNode, distance: Distance, marker: QueryVector, alias?: string): RawBuilder<number> {
-    const ref = sql.ref(`${alias ?? tableRef(column)}.${column.column}`)
-    return sql<number>`(${ref} ${sql.raw(OPERATOR[distance])} ${sql.val(marker)}::${sql.raw(`${column.vectorType}(${column.model.dimensions})`)})`
-  }
-
-  function similarityExpression(distance: Distance, d: RawBuilder<number>): RawBuilder<number> | null {
-    if (distance === 'cosine') return sql<number>`(1 - ${d})`
-    if (distance === 'inner_product') return sql<number>`(-${d})`
-    return null
-  }
+  // Kysely's builder types cannot follow a table chosen at run time; the public signatures carry the types.
+  const untyped = kitDb as unknown as Kysely<Record<string, Record<string, unknown>>>
+  /** The column's table under its own name, so your `where('documents.x', ...)` and `select` refer to it as usual. */
+  const from = (column: EmbeddingColumnNode) => tableId(column).as(column.table)
 
   const kit: Kit<C, DB> = {
     db: kitDb,
 
     search(ref, query, searchOptions = {}) {
       const column = columnOf(ref)
-      const distance = distanceOf(column, searchOptions.distance)
-      const k = searchOptions.k ?? 10
-      if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be a positive integer, got ${k}`)
+      const distance = searchOptions.distance ?? column.distance
+      const k = positiveInteger('k', searchOptions.k ?? 10)
       const marker = new QueryVector(column, query, searchOptions)
-      const table = tableRef(column)
-      // Kysely's builder types cannot follow a table chosen at run time; the public signature carries the types.
-      const db = kitDb as unknown as Kysely<Record<string, Record<string, unknown>>>
-      const d = distanceExpression(column, distance, marker)
+      const d = distanceExpression(column, distance, marker, column.table)
       const similarity = similarityExpression(distance, d)
       let builder
       if (searchOptions.overFetch !== undefined) {
-        if (!Number.isInteger(searchOptions.overFetch) || searchOptions.overFetch < 1) throw new RangeError(`overFetch must be a positive integer, got ${searchOptions.overFetch}`)
-        const candidates = db.selectFrom(table).selectAll().orderBy(d).limit(k * searchOptions.overFetch)
-        const inner = distanceExpression(column, distance, marker, column.table)
-        builder = db.selectFrom(candidates.as(column.table)).select(inner.as('distance'))
-        const innerSimilarity = similarityExpression(distance, inner)
-        if (innerSimilarity) builder = builder.select(innerSimilarity.as('similarity'))
-        builder = builder.orderBy(inner).limit(k)
+        const overFetch = positiveInteger('overFetch', searchOptions.overFetch)
+        const candidates = untyped.selectFrom(from(column)).selectAll().orderBy(d).limit(k * overFetch)
+        builder = untyped.selectFrom(candidates.as(column.table)).select(d.as('distance'))
+        if (similarity) builder = builder.select(similarity.as('similarity'))
+        builder = builder.orderBy(d).limit(k)
       } else {
-        builder = db.selectFrom(table).select(d.as('distance'))
+        builder = untyped.selectFrom(from(column)).select(d.as('distance'))
         if (similarity) builder = builder.select(similarity.as('similarity'))
         builder = builder.orderBy(d).limit(k)
       }
@@ -204,36 +198,17 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
     hybridSearch(ref, query, hybridOptions = {}) {
       const column = columnOf(ref)
       const fullText = fullTextOf(column)
-      const distance = distanceOf(column)
-      const k = hybridOptions.k ?? 10
-      const candidates = hybridOptions.candidates ?? 40
-      const rrfK = hybridOptions.rrfK ?? 60
-      const wVector = hybridOptions.weights?.vector ?? 1
-      const wText = hybridOptions.weights?.text ?? 1
+      const k = positiveInteger('k', hybridOptions.k ?? 10)
+      const settings = {
+        candidates: positiveInteger('candidates', hybridOptions.candidates ?? 40),
+        rrfK: finiteNumber('rrfK', hybridOptions.rrfK ?? 60),
+        weights: { vector: finiteNumber('weights.vector', hybridOptions.weights?.vector ?? 1), text: finiteNumber('weights.text', hybridOptions.weights?.text ?? 1) },
+      }
+      if (settings.rrfK < 0) throw new RangeError(`rrfK must be ≥ 0, got ${settings.rrfK}`)
       const marker = new QueryVector(column, query, hybridOptions)
-      const table = sql.table(tableRef(column))
-      const keys = column.keyColumns
-      const keyList = (alias: string) => sql.join(keys.map((key, i) => sql`${sql.ref(`${alias}.${key}`)} AS ${sql.ref(`k${i}`)}`))
-      const d = sql`(t.${sql.ref(column.column)} ${sql.raw(OPERATOR[distance])} ${sql.val(marker)}::${sql.raw(`${column.vectorType}(${column.model.dimensions})`)})`
-      const tsquery = sql`websearch_to_tsquery(${sql.lit(fullText.language)}::regconfig, ${query})`
-      const rank = sql`ts_rank_cd(t.${sql.ref(fullText.column)}, q)`
-      const fused = sql<{ score: number }>`(
-        WITH v AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${d}) AS r FROM ${table} AS t ORDER BY ${d} LIMIT ${candidates}),
-             x AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${rank} DESC) AS r FROM ${table} AS t, ${tsquery} AS q
-                   WHERE t.${sql.ref(fullText.column)} @@ q ORDER BY ${rank} DESC LIMIT ${candidates})
-        SELECT ${sql.join(keys.map((_, i) => sql`coalesce(v.${sql.ref(`k${i}`)}, x.${sql.ref(`k${i}`)}) AS ${sql.ref(`pgml_kit_key_${i}`)}`))},
-               coalesce(${wVector}::float8 / (${rrfK} + v.r), 0) + coalesce(${wText}::float8 / (${rrfK} + x.r), 0) AS score,
-               v.r::int AS vector_rank, x.r::int AS text_rank
-        FROM v FULL JOIN x ON ${sql.join(keys.map((_, i) => sql`v.${sql.ref(`k${i}`)} = x.${sql.ref(`k${i}`)}`), sql` AND `)}
-      )`
-      const db = kitDb as unknown as Kysely<Record<string, Record<string, unknown>>>
-      const name = tableRef(column)
-      return db.selectFrom(name)
-        .innerJoin(fused.as('pgml_kit_fused'), (join) => {
-          let on = join.onRef(`${name}.${keys[0]}` as never, '=', 'pgml_kit_fused.pgml_kit_key_0' as never)
-          for (let i = 1; i < keys.length; i++) on = on.onRef(`${name}.${keys[i]}` as never, '=', `pgml_kit_fused.pgml_kit_key_${i}` as never)
-          return on
-        })
+      const fused = hybridFusion(column, fullText, column.distance, marker, query, settings)
+      return untyped.selectFrom(from(column))
+        .innerJoin(fused.as('pgml_kit_fused'), (join) => join.on(hybridJoin(column, column.table, 'pgml_kit_fused')))
         .select(['pgml_kit_fused.score as score', 'pgml_kit_fused.vector_rank as vector_rank', 'pgml_kit_fused.text_rank as text_rank'] as never)
         .orderBy('pgml_kit_fused.score' as never, 'desc')
         .limit(k) as never
@@ -242,38 +217,33 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
     async embed(ref, texts, embedOptions = {}) {
       const column = columnOf(ref)
       const as = embedOptions.as ?? 'query'
-      const prefix = as === 'query' ? column.model.queryPrefix : column.model.documentPrefix
       if (await embedsInDatabase((text, parameters) => kitDb.executeQuery(CompiledQuery.raw(text, [...parameters])))) {
-        const result = await sql<{ v: number[] }>`SELECT pgml.embed(${column.model.id}, ${prefix} || t, ${sql.raw(renderEmbedKwargs(column))}) AS v FROM unnest(${[...texts]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`.execute(kitDb)
+        const result = await embedTexts(column, texts, as).execute(kitDb)
         return result.rows.map((r) => r.v.map(Number))
       }
       return (await (await loadEmbedder(column)).embed(texts, { as })).map((v) => Array.from(v))
     },
 
     async predict(project, features) {
-      const { rows } = await sql<{ p: number }>`SELECT pgml.predict(${project}::text, ${[...features]}::real[]) AS p`.execute(kitDb)
+      const { rows } = await sql<{ p: number }>`SELECT ${predictCall(project, features)} AS p`.execute(kitDb)
       return Number(rows[0]?.p)
     },
 
     async predictBatch(project, rows) {
       const width = rows[0]?.length ?? 0
       if (rows.some((r) => r.length !== width)) throw new RangeError('predictBatch needs rows of equal length')
-      const result = await sql<{ p: number }>`SELECT pgml.predict_batch(${project}::text, ${rows.flat()}::real[]) AS p`.execute(kitDb)
+      const result = await predictBatchQuery(project, rows.flat()).execute(kitDb)
       return result.rows.map((r) => Number(r.p))
     },
 
     async predictProba(project, features) {
-      const { rows } = await sql<{ p: number[] }>`SELECT pgml.predict_proba(${project}::text, ${[...features]}::real[]) AS p`.execute(kitDb)
+      const { rows } = await predictProbaQuery(project, features).execute(kitDb)
       return (rows[0]?.p ?? []).map(Number)
     },
 
     fn: {
-      predict(project, features) {
-        const values = features.map((f) => (typeof f === 'number' ? sql`${f}` : f))
-        return sql<number>`pgml.predict(${project}::text, ARRAY[${sql.join(values)}]::real[])`
-      },
+      predict: predictRow,
     },
   }
   return kit
 }
-

@@ -3,6 +3,7 @@ import {
   type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type TransactionSettings,
 } from 'kysely'
 import { QueryVector, settingsToApply } from './query-vector.js'
+import { CURRENT_SETTING, RESET_LOCAL, SET_LOCAL } from '../sql/render-search.js'
 
 /** Turns a QueryVector into the vector literal, on the connection the query will run on. */
 export type VectorResolver = (marker: QueryVector, run: (sql: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>) => Promise<string>
@@ -63,12 +64,14 @@ class KitConnection implements DatabaseConnection {
     if (own) await this.run('BEGIN')
     try {
       // Inside a caller's transaction, settings are put back afterwards so they stay this query's.
-      const previous = own ? [] : await Promise.all(settings.map(async ([name]) => [name, (await this.run('SELECT current_setting($1, true) AS v', [name])).rows[0]?.v ?? ''] as [string, string]))
-      for (const [name, value] of settings) await this.run('SELECT set_config($1, $2, true)', [name, value])
+      // A setting that did not exist yet (pgvector is loaded on first use in a session) goes back to its default.
+      const previous: [string, string | null][] = []
+      if (!own) for (const [name] of settings) previous.push([name, ((await this.run(CURRENT_SETTING, [name])).rows[0]?.v as string | null | undefined) || null])
+      for (const [name, value] of settings) await this.run(SET_LOCAL, [name, value])
       const resolved = new Map<QueryVector, string>()
       for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#resolve(marker, (sql, params) => this.run(sql, params)))
       const result = await this.#borrowed.executeQuery<R>(CompiledQuery.raw(compiled.sql, compiled.parameters.map((p) => (p instanceof QueryVector ? resolved.get(p) : p))))
-      for (const [name, value] of previous) await this.run('SELECT set_config($1, $2, true)', [name, value])
+      for (const [name, value] of previous) await (value === null ? this.run(RESET_LOCAL, [name]) : this.run(SET_LOCAL, [name, value]))
       if (own) await this.run('COMMIT')
       return result
     } catch (error) {

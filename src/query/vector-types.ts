@@ -1,4 +1,5 @@
 import pg from 'pg'
+import { VECTOR_TYPE_OIDS } from '../sql/render-introspection.js'
 
 /**
  * Makes node-postgres return pgvector columns (`vector`, `halfvec`) as `number[]` (or
@@ -11,7 +12,7 @@ import pg from 'pg'
  * await registerVectorTypes(pool)
  */
 export async function registerVectorTypes(target: pg.Pool | pg.Client, options: { readonly as?: 'array' | 'float32' } = {}): Promise<void> {
-  const { rows } = await target.query<{ oid: number }>(`SELECT oid::int AS oid FROM pg_type WHERE typname IN ('vector', 'halfvec') AND typnamespace IN (SELECT extnamespace FROM pg_extension WHERE extname = 'vector')`)
+  const { rows } = await target.query<{ oid: number }>(VECTOR_TYPE_OIDS)
   const parse = options.as === 'float32'
     ? (text: string) => Float32Array.from(JSON.parse(text) as number[])
     : (text: string) => JSON.parse(text) as number[]

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs'
 /**
  * The SQL of the `pgml_kit` runtime schema ships as plain files under `sql/runtime/` so a DBA can
  * read them; generated migrations embed their text. They are package constants, read once.
+ * Every version's script is idempotent (the runtime is shared by all pgml-kit projects in a
+ * database), and `uninstall.sql` removes the schema only when nothing uses it.
  */
 const cache = new Map<string, string>()
 
@@ -19,6 +21,6 @@ export function runtimeInstallSql(version: number): string {
   return readAsset(`${version}.up.sql`)
 }
 
-export function runtimeUninstallSql(version: number): string {
-  return readAsset(`${version}.down.sql`)
+export function runtimeUninstallSql(): string {
+  return readAsset('uninstall.sql')
 }

@@ -11,18 +11,68 @@ function assertNoNul(value: string, what: string): void {
   if (value.includes('\0')) throw new TypeError(`${what} contains a NUL character, which PostgreSQL cannot store`)
 }
 
-/** Always double-quotes, so reserved words, capitals and odd characters are all safe. */
+/**
+ * Characters that break a line for someone: control characters, and U+0085, U+2028, U+2029, which
+ * JavaScript's multiline `^` (the section markers' regular expression) treats as line breaks.
+ */
+const CONTROL_CHARACTERS = /[\u0001-\u001f\u007f\u0085\u2028\u2029]/
+const isControl = (code: number) => code < 0x20 || code === 0x7f || code === 0x85 || code === 0x2028 || code === 0x2029
+
+/**
+ * Always double-quotes, so reserved words, capitals and odd characters are all safe. A name with
+ * control characters (a newline, say) is written as a Unicode-escaped identifier, `U&"a\000Ab"`,
+ * so generated SQL never carries a raw line break inside a name: no line of a migration file can
+ * be made to read `-- Down Migration` or a directive by a table or column name.
+ */
 export function quoteIdent(name: string): string {
   assertNoNul(name, `identifier ${JSON.stringify(name)}`)
   if (name.length === 0) throw new TypeError('an SQL identifier cannot be empty')
-  return `"${name.replaceAll('"', '""')}"`
+  if (!CONTROL_CHARACTERS.test(name)) return `"${name.replaceAll('"', '""')}"`
+  let out = ''
+  for (const ch of name) {
+    const code = ch.codePointAt(0) ?? 0
+    if (ch === '"') out += '""'
+    else if (ch === '\\') out += '\\\\'
+    else if (isControl(code)) out += `\\${code.toString(16).padStart(4, '0')}`
+    else out += ch
+  }
+  return `U&"${out}"`
+}
+
+/**
+ * A field of a row variable: `NEW."title"`, or `(NEW).U&"a\000Ab"` for a name that needs Unicode
+ * escapes — PL/pgSQL resolves `NEW.<field>` with its own name lookup, which does not decode them,
+ * while `(NEW).<field>` goes through the SQL parser, which does.
+ */
+export function renderField(rowRef: string, name: string): string {
+  const quoted = quoteIdent(name)
+  return quoted.startsWith('U&') ? `(${rowRef}).${quoted}` : `${rowRef}.${quoted}`
+}
+
+/**
+ * PL/pgSQL: sets a field of a row variable. `NEW."x" := v`, or for a name that needs Unicode
+ * escapes (which PL/pgSQL's assignment target cannot take) the whole record with that field replaced.
+ */
+export function renderAssignField(rowRef: string, name: string, value: string): string {
+  const quoted = quoteIdent(name)
+  return quoted.startsWith('U&')
+    ? `${rowRef} := jsonb_populate_record(${rowRef}, jsonb_build_object(${quoteLiteral(name)}, ${value}));`
+    : `${rowRef}.${quoted} := ${value};`
+}
+
+/**
+ * User text (names, model ids, paths) for a comment line: control characters escaped, so it stays
+ * on its line and cannot start a directive or a section marker.
+ */
+export function commentText(text: string): string {
+  const named: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' }
+  return text.replace(/[\u0000-\u001f\u007f\u0085\u2028\u2029]/g, (ch) => named[ch] ?? `\\u${(ch.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`)
 }
 
 export function quoteQualified(schema: string, name: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(name)}`
 }
 
-const CONTROL = /[\u0001-\u001f\u007f]/
 
 /**
  * A string literal. Plain `'...'` (standard_conforming_strings is on since PostgreSQL 9.1); text
@@ -31,7 +81,7 @@ const CONTROL = /[\u0001-\u001f\u007f]/
  */
 export function quoteLiteral(value: string): string {
   assertNoNul(value, 'string literal')
-  if (!CONTROL.test(value)) return `'${value.replaceAll("'", "''")}'`
+  if (!CONTROL_CHARACTERS.test(value)) return `'${value.replaceAll("'", "''")}'`
   let out = ''
   for (const ch of value) {
     const code = ch.codePointAt(0) ?? 0
@@ -41,6 +91,7 @@ export function quoteLiteral(value: string): string {
     else if (ch === '\r') out += '\\r'
     else if (ch === '\t') out += '\\t'
     else if (code < 0x20 || code === 0x7f) out += `\\x${code.toString(16).padStart(2, '0')}`
+    else if (isControl(code)) out += `\\u${code.toString(16).padStart(4, '0')}`
     else out += ch
   }
   return `E'${out}'`
@@ -77,17 +128,41 @@ export function dollarQuote(body: string, baseTag = 'pgml_kit'): string {
   return `$${tag}$${body}$${tag}$`
 }
 
+/** Cuts a name to at most `bytes` UTF-8 bytes at a character boundary (never half a surrogate pair). */
+function truncateBytes(name: string, bytes: number): string {
+  let out = ''
+  let used = 0
+  for (const ch of name) {
+    const size = Buffer.byteLength(ch, 'utf8')
+    if (used + size > bytes) break
+    out += ch
+    used += size
+  }
+  return out
+}
+
 /**
  * Builds an identifier from parts; if it would exceed PostgreSQL's 63-byte limit (where the server
  * would silently truncate it) it is shortened and made unique with a hash of the full name.
+ * Readable and stable (default index names use it), but two different part lists can join to the
+ * same name: callers check the names they derive for collisions.
  */
 export function deriveIdentifier(parts: readonly string[], separator = '_'): string {
   const full = parts.join(separator)
   if (Buffer.byteLength(full, 'utf8') <= MAX_IDENTIFIER_BYTES) return full
   const hash = createHash('sha256').update(full).digest('hex').slice(0, 8)
-  let head = full
-  while (Buffer.byteLength(`${head}_${hash}`, 'utf8') > MAX_IDENTIFIER_BYTES) head = head.slice(0, -1)
-  return `${head}_${hash}`
+  return `${truncateBytes(full, MAX_IDENTIFIER_BYTES - hash.length - 1)}_${hash}`
+}
+
+/**
+ * A name for an object that belongs to one database object, unique per owner: a readable prefix
+ * and a hash of the owner's exact identity (schema, table, column as a list, so `a__b`.`c` and
+ * `a`.`b__c` differ), within 63 bytes.
+ */
+export function ownedIdentifier(kind: string, owner: readonly string[]): string {
+  const hash = createHash('sha256').update(JSON.stringify([kind, ...owner])).digest('hex').slice(0, 12)
+  const readable = [kind, ...owner.slice(1)].join('__')
+  return `${truncateBytes(readable, MAX_IDENTIFIER_BYTES - hash.length - 2)}__${hash}`
 }
 
 export function identifierFits(name: string): boolean {

@@ -1,20 +1,13 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
-import { quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
-import { renderEmbedCall, renderSourceText, renderVectorType } from './render-source.js'
+import { quoteIdent, quoteQualified } from './quote.js'
+import { renderRowEmbedCall, renderSourceText, renderVectorType } from './render-source.js'
+import { renderAfterKey, renderKeyColumns, renderKeyMatch, renderRowKey } from './render-row-key.js'
 
 /** Backfill statements. Rows are visited in primary-key order (keyset pagination, resumable). */
 
-function keyList(column: EmbeddingColumnNode, alias: string): string {
-  return column.keyColumns.map((k) => `${alias}.${quoteIdent(k)}`).join(', ')
-}
-
-function keyJson(column: EmbeddingColumnNode, alias: string): string {
-  return `jsonb_build_object(${column.keyColumns.map((k) => `${quoteLiteral(k)}, ${alias}.${quoteIdent(k)}`).join(', ')})`
-}
-
+/** Rows after the key in `param` (jsonb text, or NULL for the start), in key order. */
 function after(column: EmbeddingColumnNode, param: string): string {
-  const record = `jsonb_populate_record(NULL::${quoteQualified(column.schema, column.table)}, ${param})`
-  return `(${param}::jsonb IS NULL OR (${keyList(column, 't')}) > (${column.keyColumns.map((k) => `(${record}).${quoteIdent(k)}`).join(', ')}))`
+  return `(${param}::jsonb IS NULL OR ${renderAfterKey(column, 't', `${param}::jsonb`)})`
 }
 
 function filter(column: EmbeddingColumnNode, all: boolean): string {
@@ -26,19 +19,17 @@ export function renderCountRows(column: EmbeddingColumnNode, all: boolean): stri
   return `SELECT count(*)::bigint AS n FROM ${quoteQualified(column.schema, column.table)} AS t WHERE ${filter(column, all)} AND ${after(column, '$1')}`
 }
 
-/** $1 last key (jsonb or NULL), $2 limit → key (jsonb), source text, md5 of it. */
+/**
+ * $1 last key (jsonb text or NULL), $2 limit → key (jsonb as text: keys stay exact, a bigint above
+ * 2^53 included, because they never become JavaScript numbers), source text, md5 of it.
+ */
 export function renderSelectBatch(column: EmbeddingColumnNode, all: boolean): string {
   const source = renderSourceText(column, 't')
-  return `SELECT ${keyJson(column, 't')} AS key, ${source} AS source_text, md5(${source}) AS source_md5
+  return `SELECT ${renderRowKey(column, 't')}::text AS key, ${source} AS source_text, md5(${source}) AS source_md5
 FROM ${quoteQualified(column.schema, column.table)} AS t
 WHERE ${filter(column, all)} AND ${after(column, '$1')}
-ORDER BY ${keyList(column, 't')}
+ORDER BY ${renderKeyColumns(column, 't')}
 LIMIT $2`
-}
-
-function matchKey(column: EmbeddingColumnNode, keyExpr: string): string {
-  const record = `jsonb_populate_record(NULL::${quoteQualified(column.schema, column.table)}, ${keyExpr})`
-  return column.keyColumns.map((k) => `t.${quoteIdent(k)} = (${record}).${quoteIdent(k)}`).join(' AND ')
 }
 
 /**
@@ -46,11 +37,10 @@ function matchKey(column: EmbeddingColumnNode, keyExpr: string): string {
  * (the change will be embedded by its own path). $1 keys (jsonb[]), $2 source md5s, $3 vectors (text).
  */
 export function renderWriteBackfill(column: EmbeddingColumnNode, vectorSchema: string): string {
-  const type = `${quoteQualified(vectorSchema, column.vectorType)}(${column.model.dimensions})`
   return `UPDATE ${quoteQualified(column.schema, column.table)} AS t
-SET ${quoteIdent(column.column)} = input.embedding::${type}
+SET ${quoteIdent(column.column)} = input.embedding::${renderVectorType(column, vectorSchema)}
 FROM unnest($1::jsonb[], $2::text[], $3::text[]) AS input(key, source_md5, embedding)
-WHERE ${matchKey(column, 'input.key')}
+WHERE ${renderKeyMatch(column, 't', 'input.key')}
   AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5`
 }
 
@@ -58,20 +48,20 @@ WHERE ${matchKey(column, 'input.key')}
  * In-database backfill for `trigger` columns: pgml.embed on each row of the batch ($1 keys).
  * `generated` columns are recomputed by rewriting a source column with itself.
  */
-export function renderDatabaseBackfill(column: EmbeddingColumnNode): string {
+export function renderDatabaseBackfill(column: EmbeddingColumnNode, vectorSchema: string): string {
   const [first] = column.sourceColumns
   const set = column.mode === 'generated'
     ? `${quoteIdent(first as string)} = t.${quoteIdent(first as string)}`
-    : `${quoteIdent(column.column)} = ${renderEmbedCall(column, 't')}::${renderVectorType(column)}`
+    : `${quoteIdent(column.column)} = ${renderRowEmbedCall(column, 't')}::${renderVectorType(column, vectorSchema)}`
   return `UPDATE ${quoteQualified(column.schema, column.table)} AS t
 SET ${set}
 FROM unnest($1::jsonb[]) AS input(key)
-WHERE ${matchKey(column, 'input.key')}`
+WHERE ${renderKeyMatch(column, 't', 'input.key')}`
 }
 
 const CHECKPOINT_KEY = 'table_schema = $1 AND table_name = $2 AND column_name = $3'
-export const READ_CHECKPOINT = `SELECT last_key, rows_done FROM pgml_kit.backfill_checkpoints WHERE ${CHECKPOINT_KEY}`
+export const READ_CHECKPOINT = `SELECT last_key::text AS last_key, rows_done FROM pgml_kit.backfill_checkpoints WHERE ${CHECKPOINT_KEY}`
 export const SAVE_CHECKPOINT = `INSERT INTO pgml_kit.backfill_checkpoints (table_schema, table_name, column_name, last_key, rows_done)
-VALUES ($1, $2, $3, $4, $5)
+VALUES ($1, $2, $3, $4::jsonb, $5)
 ON CONFLICT (table_schema, table_name, column_name) DO UPDATE SET last_key = EXCLUDED.last_key, rows_done = EXCLUDED.rows_done, updated_at = now()`
 export const CLEAR_CHECKPOINT = `DELETE FROM pgml_kit.backfill_checkpoints WHERE ${CHECKPOINT_KEY}`

@@ -1,6 +1,6 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteQualified } from './quote.js'
-import { renderEmbedCall, renderVectorType } from './render-source.js'
+import { renderRowEmbedCall, renderVectorType } from './render-source.js'
 
 function table(column: EmbeddingColumnNode): string {
   return quoteQualified(column.schema, column.table)
@@ -12,7 +12,7 @@ function table(column: EmbeddingColumnNode): string {
  */
 export function renderAddEmbeddingColumn(column: EmbeddingColumnNode): string {
   const type = renderVectorType(column)
-  const generated = column.mode === 'generated' ? ` GENERATED ALWAYS AS (${renderEmbedCall(column)}::${type}) STORED` : ''
+  const generated = column.mode === 'generated' ? ` GENERATED ALWAYS AS (${renderRowEmbedCall(column)}::${type}) STORED` : ''
   return `ALTER TABLE ${table(column)} ADD COLUMN ${quoteIdent(column.column)} ${type}${generated};`
 }
 

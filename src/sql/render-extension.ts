@@ -2,13 +2,36 @@
  * Extensions. `pgml` is either PostgresML's own extension or pgml-kit's PL/Python `pgml_compat`
  * (same schema and functions); a database that already has `pgml.embed` is left as it is.
  */
+/** Creates pgvector unless it is there, and records that pgml-kit created it (the runtime schema exists by then). */
 export function renderCreateVectorExtension(): string {
-  return 'CREATE EXTENSION IF NOT EXISTS vector;'
+  return `DO $pgml_kit$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'vector') THEN
+    CREATE EXTENSION vector;
+    INSERT INTO pgml_kit.created_extensions (name) VALUES ('vector') ON CONFLICT DO NOTHING;
+  END IF;
+END
+$pgml_kit$;`
 }
 
+/**
+ * Drops pgvector only if a pgml-kit migration created it, and only when nothing else uses it any
+ * more (RESTRICT; another project's columns, another tool's objects): a database that had pgvector
+ * before, or still needs it, keeps it.
+ */
 export function renderDropVectorExtension(): string {
-  // RESTRICT (the default): refuses while any column, index or function still uses the types.
-  return 'DROP EXTENSION IF EXISTS vector;'
+  return `DO $pgml_kit$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pgml_kit.created_extensions WHERE name = 'vector') THEN
+    BEGIN
+      DROP EXTENSION vector;
+      DELETE FROM pgml_kit.created_extensions WHERE name = 'vector';
+    EXCEPTION WHEN dependent_objects_still_exist THEN
+      RAISE NOTICE 'pgml-kit: extension vector is still used by other objects; it stays';
+    END;
+  END IF;
+END
+$pgml_kit$;`
 }
 
 export function renderEnsurePgml(): string {

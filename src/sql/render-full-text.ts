@@ -24,5 +24,5 @@ export function renderDropFullTextColumn(node: FullTextNode): string {
 }
 
 export function renderCreateGinIndexConcurrently(node: FullTextNode): string {
-  return `CREATE INDEX CONCURRENTLY ${quoteIdent(node.indexName)} ON ${quoteQualified(node.schema, node.table)} USING gin (${quoteIdent(node.column)});`
+  return `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(node.indexName)} ON ${quoteQualified(node.schema, node.table)} USING gin (${quoteIdent(node.column)});`
 }

@@ -1,5 +1,5 @@
 import type { VectorIndexNode, VectorType } from '../model/ir.js'
-import { deriveIdentifier, quoteIdent, quoteQualified, renderInteger } from './quote.js'
+import { deriveIdentifier, dollarQuote, quoteIdent, quoteLiteral, quoteQualified, renderInteger } from './quote.js'
 
 const OPCLASS_SUFFIX = { l2: 'l2_ops', inner_product: 'ip_ops', cosine: 'cosine_ops', l1: 'l1_ops' } as const
 
@@ -19,14 +19,71 @@ export function rebuildIndexName(index: VectorIndexNode): string {
   return deriveIdentifier([index.name, 'pgml_kit_new'])
 }
 
+/** Where an INVALID leftover of a failed build of `name` is moved before it is dropped. */
+function leftoverName(name: string): string {
+  return deriveIdentifier([name, 'pgml_kit_invalid'])
+}
+
+/** Creates the index unless an index of that name exists (a re-run after the build succeeded). */
 export function renderCreateIndexConcurrently(index: VectorIndexNode, vectorType: VectorType, name = index.name): string {
-  return `CREATE INDEX CONCURRENTLY ${quoteIdent(name)} ON ${quoteQualified(index.schema, index.table)} USING ${index.method} (${quoteIdent(index.column)} ${quoteIdent(operatorClass(index, vectorType))})${renderWith(index)};`
+  return `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(name)} ON ${quoteQualified(index.schema, index.table)} USING ${index.method} (${quoteIdent(index.column)} ${quoteIdent(operatorClass(index, vectorType))})${renderWith(index)};`
 }
 
 export function renderDropIndexConcurrently(schema: string, name: string): string {
   return `DROP INDEX CONCURRENTLY IF EXISTS ${quoteQualified(schema, name)};`
 }
 
+/**
+ * A build that failed (or was cancelled) leaves an INVALID index under its name. Only such a
+ * leftover is moved aside, under a name of its own, and dropped — a valid index of that name
+ * (a build that finished before a later step failed) stays, and the create after these skips it.
+ */
+export function renderDropInvalidLeftover(schema: string, name: string): string[] {
+  const aside = leftoverName(name)
+  const body = `
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = ${quoteLiteral(schema)} AND c.relname = ${quoteLiteral(name)} AND NOT i.indisvalid) THEN
+    ALTER INDEX ${quoteQualified(schema, name)} RENAME TO ${quoteIdent(aside)};
+  END IF;
+END
+`
+  return [
+    renderDropIndexConcurrently(schema, aside),
+    `DO ${dollarQuote(body)};`,
+    renderDropIndexConcurrently(schema, aside),
+  ]
+}
+
+/**
+ * After the build: the index of that name is valid and is the one the config describes (an index
+ * someone else created under the name would otherwise be taken for it).
+ */
+export function renderVerifyIndex(index: VectorIndexNode, vectorType: VectorType): string {
+  const options = Object.entries(index.params).map(([k, v]) => `${k}=${renderInteger(v)}`)
+  const body = `
+DECLARE
+  found record;
+BEGIN
+  SELECT i.indisvalid AS valid, am.amname::text AS method, oc.opcname::text AS opclass, c.reloptions AS options
+    INTO found
+    FROM pg_catalog.pg_index i
+    JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_am am ON am.oid = c.relam
+    JOIN pg_catalog.pg_opclass oc ON oc.oid = i.indclass[0]
+    WHERE n.nspname = ${quoteLiteral(index.schema)} AND c.relname = ${quoteLiteral(index.name)};
+  IF found IS NULL OR NOT found.valid OR found.method <> ${quoteLiteral(index.method)} OR found.opclass <> ${quoteLiteral(operatorClass(index, vectorType))}
+     OR coalesce(found.options, '{}') <> ${options.length > 0 ? `ARRAY[${options.map(quoteLiteral).join(', ')}]` : "'{}'"}::text[] THEN
+    RAISE EXCEPTION 'pgml-kit: index %.% is not the one the config describes (found: %)', ${quoteLiteral(index.schema)}, ${quoteLiteral(index.name)}, coalesce(found::text, 'no index')
+      USING HINT = 'an index of that name was there before; drop it, or give the config''s index another name';
+  END IF;
+END
+`
+  return `DO ${dollarQuote(body)};`
+}
+
 export function renderRenameIndex(schema: string, from: string, to: string): string {
-  return `ALTER INDEX ${quoteQualified(schema, from)} RENAME TO ${quoteIdent(to)};`
+  return `ALTER INDEX IF EXISTS ${quoteQualified(schema, from)} RENAME TO ${quoteIdent(to)};`
 }

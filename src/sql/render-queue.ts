@@ -1,23 +1,15 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
-import { deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
-import { RUNTIME_SCHEMA, renderTriggerFunction } from './render-trigger.js'
+import { deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.js'
+import { renderTriggerFunction, triggerFunctionOf } from './render-trigger.js'
+import { renderRowKey } from './render-row-key.js'
 
 /**
  * The `queue` mode's database side: triggers that keep `pgml_kit.embedding_jobs` in step with the
  * table. A worker outside the database does the embedding (src/worker).
  */
 
-export function enqueueFunctionName(column: EmbeddingColumnNode): string {
-  return deriveIdentifier(['enqueue', column.schema, column.table, column.column], '__')
-}
-
 export function enqueueTriggerName(column: EmbeddingColumnNode, event: 'write' | 'delete'): string {
   return deriveIdentifier(['pgml_kit_enqueue', column.column, event])
-}
-
-/** `jsonb_build_object('id', NEW."id", ...)`: how a job names its row. */
-export function renderRowKey(column: EmbeddingColumnNode, rowRef: string): string {
-  return `jsonb_build_object(${column.keyColumns.map((k) => `${quoteLiteral(k)}, ${rowRef}.${quoteIdent(k)}`).join(', ')})`
 }
 
 /**
@@ -26,7 +18,7 @@ export function renderRowKey(column: EmbeddingColumnNode, rowRef: string): strin
  * transaction, so a job exists exactly when the write commits.
  */
 export function renderCreateEnqueueFunction(column: EmbeddingColumnNode): string {
-  const changed = column.sourceColumns.map((name) => `NEW.${quoteIdent(name)} IS DISTINCT FROM OLD.${quoteIdent(name)}`).join('\n        OR ')
+  const changed = column.sourceColumns.map((name) => `${renderField('NEW', name)} IS DISTINCT FROM ${renderField('OLD', name)}`).join('\n        OR ')
   const identity = `${quoteLiteral(column.schema)}, ${quoteLiteral(column.table)}, ${quoteLiteral(column.column)}`
   const body = `
 BEGIN
@@ -46,16 +38,16 @@ BEGIN
   RETURN NEW;
 END
 `
-  return renderTriggerFunction(enqueueFunctionName(column), body)
+  return renderTriggerFunction(column, body)
 }
 
 export function renderDropEnqueueFunction(column: EmbeddingColumnNode): string {
-  return `DROP FUNCTION ${quoteQualified(RUNTIME_SCHEMA, enqueueFunctionName(column))}();`
+  return `DROP FUNCTION ${triggerFunctionOf(column)}();`
 }
 
 export function renderCreateEnqueueTriggers(column: EmbeddingColumnNode): string[] {
   const table = quoteQualified(column.schema, column.table)
-  const fn = quoteQualified(RUNTIME_SCHEMA, enqueueFunctionName(column))
+  const fn = triggerFunctionOf(column)
   return [
     `CREATE TRIGGER ${quoteIdent(enqueueTriggerName(column, 'write'))}
 AFTER INSERT OR UPDATE OF ${column.sourceColumns.map(quoteIdent).join(', ')} ON ${table}

@@ -1,5 +1,5 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
-import { quoteIdent, quoteLiteral } from './quote.js'
+import { quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.js'
 
 /**
  * The text an embedding column's vector is computed from: its source columns joined with the
@@ -7,10 +7,10 @@ import { quoteIdent, quoteLiteral } from './quote.js'
  * row with no text gets no vector. Built only from immutable operators, because a `generated`
  * column's expression must be immutable (`concat_ws` is only stable).
  *
- * @param rowRef `NEW` inside a trigger, or null for a bare column reference.
+ * @param rowRef `NEW` inside a trigger, `t` for an alias, or null for a bare column reference.
  */
 export function renderSourceText(column: EmbeddingColumnNode, rowRef: string | null = null): string {
-  const refs = column.sourceColumns.map((name) => (rowRef ? `${rowRef}.${quoteIdent(name)}` : quoteIdent(name)))
+  const refs = column.sourceColumns.map((name) => (rowRef ? renderField(rowRef, name) : quoteIdent(name)))
   const [first] = refs
   if (refs.length === 1 && first !== undefined) return first
   const allNull = refs.map((ref) => `${ref} IS NULL`).join(' AND ')
@@ -18,10 +18,9 @@ export function renderSourceText(column: EmbeddingColumnNode, rowRef: string | n
   return `CASE WHEN ${allNull} THEN NULL ELSE ${joined} END`
 }
 
-/** The source text with the model's document prefix, as the model sees it. */
-export function renderDocumentText(column: EmbeddingColumnNode, rowRef: string | null = null): string {
-  const text = renderSourceText(column, rowRef)
-  return column.model.documentPrefix === '' ? text : `${quoteLiteral(column.model.documentPrefix)} || (${text})`
+/** A text expression with a prefix in front (none when the prefix is empty). */
+export function renderPrefixed(prefix: string, text: string): string {
+  return prefix === '' ? text : `${quoteLiteral(prefix)} || (${text})`
 }
 
 /** kwargs for `pgml.embed`: normalisation and model revision, in a fixed key order. */
@@ -32,11 +31,26 @@ export function renderEmbedKwargs(column: EmbeddingColumnNode): string {
   return `${quoteLiteral(JSON.stringify(kwargs))}::jsonb`
 }
 
-/** `pgml.embed(model, document text, kwargs)` — returns real[], STRICT (NULL text → NULL). */
-export function renderEmbedCall(column: EmbeddingColumnNode, rowRef: string | null = null): string {
-  return `pgml.embed(${quoteLiteral(column.model.id)}, ${renderDocumentText(column, rowRef)}, ${renderEmbedKwargs(column)})`
+/**
+ * `pgml.embed(model, <prefix> || text, kwargs)` — real[], STRICT (NULL text gives NULL). The one
+ * rendering of the call: the trigger and generated modes, backfill, parity and query embedding
+ * all use it, so they cannot disagree on prefix or kwargs.
+ */
+export function renderEmbedCall(column: EmbeddingColumnNode, text: string, as: 'document' | 'query'): string {
+  const prefix = as === 'document' ? column.model.documentPrefix : column.model.queryPrefix
+  return `pgml.embed(${quoteLiteral(column.model.id)}, ${renderPrefixed(prefix, text)}, ${renderEmbedKwargs(column)})`
 }
 
-export function renderVectorType(column: EmbeddingColumnNode): string {
-  return `${column.vectorType}(${column.model.dimensions})`
+/** The document embedding of a row's source text (`rowRef` as in renderSourceText). */
+export function renderRowEmbedCall(column: EmbeddingColumnNode, rowRef: string | null = null): string {
+  return renderEmbedCall(column, renderSourceText(column, rowRef), 'document')
+}
+
+/**
+ * The column's type, `vector(384)` or `halfvec(768)`; qualified with pgvector's schema when it is
+ * given (statements that run with any search_path: the worker's and backfill's).
+ */
+export function renderVectorType(column: EmbeddingColumnNode, vectorSchema?: string): string {
+  const type = vectorSchema === undefined ? column.vectorType : quoteQualified(vectorSchema, column.vectorType)
+  return `${type}(${column.model.dimensions})`
 }

@@ -1,11 +1,13 @@
-import { deriveIdentifier, dollarQuote, quoteIdent, quoteQualified } from './quote.js'
+import { deriveIdentifier, dollarQuote, quoteIdent, quoteQualified, renderAssignField, renderField } from './quote.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
-import { renderEmbedCall } from './render-source.js'
+import { renderRowEmbedCall } from './render-source.js'
 
 export const RUNTIME_SCHEMA = 'pgml_kit'
 
-export function embedFunctionName(column: EmbeddingColumnNode): string {
-  return deriveIdentifier(['embed', column.schema, column.table, column.column], '__')
+/** The column's trigger function in `pgml_kit` (the `trigger` mode's embedder, the `queue` mode's enqueuer), qualified. */
+export function triggerFunctionOf(column: EmbeddingColumnNode): string {
+  if (!column.triggerFunction) throw new TypeError(`${column.table}.${column.column} has no trigger function in mode "${column.mode}"`)
+  return quoteQualified(RUNTIME_SCHEMA, column.triggerFunction)
 }
 
 export function embedTriggerName(column: EmbeddingColumnNode): string {
@@ -21,41 +23,46 @@ export function embedTriggerName(column: EmbeddingColumnNode): string {
  */
 export function renderCreateEmbedFunction(column: EmbeddingColumnNode): string {
   const unchanged = column.sourceColumns
-    .map((name) => `NEW.${quoteIdent(name)} IS NOT DISTINCT FROM OLD.${quoteIdent(name)}`)
+    .map((name) => `${renderField('NEW', name)} IS NOT DISTINCT FROM ${renderField('OLD', name)}`)
     .join('\n     AND ')
-  const target = quoteIdent(column.column)
   const body = `
 BEGIN
   IF TG_OP = 'UPDATE'
      AND ${unchanged}
-     AND NEW.${target} IS NOT NULL THEN
+     AND ${renderField('NEW', column.column)} IS NOT NULL THEN
     RETURN NEW;
   END IF;
-  NEW.${target} := ${renderEmbedCall(column, 'NEW')};
+  ${renderAssignField('NEW', column.column, renderRowEmbedCall(column, 'NEW'))}
   RETURN NEW;
 END
 `
-  return renderTriggerFunction(embedFunctionName(column), body)
+  return renderTriggerFunction(column, body)
 }
 
-/** A PL/pgSQL trigger function in the runtime schema, with its search_path pinned. */
-export function renderTriggerFunction(name: string, body: string): string {
-  return `CREATE OR REPLACE FUNCTION ${quoteQualified(RUNTIME_SCHEMA, name)}()
+/**
+ * The column's PL/pgSQL trigger function in the runtime schema. SECURITY DEFINER, owned by the
+ * role that runs the migrations: an application role that may write the table needs nothing else
+ * (not pgml_kit's queue, not pgml). It does only what the mode needs with the row being written,
+ * with its search_path pinned and every name qualified; trigger functions cannot be called directly.
+ */
+export function renderTriggerFunction(column: EmbeddingColumnNode, body: string): string {
+  return `CREATE OR REPLACE FUNCTION ${triggerFunctionOf(column)}()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS ${dollarQuote(body)};`
 }
 
 export function renderDropEmbedFunction(column: EmbeddingColumnNode): string {
-  return `DROP FUNCTION ${quoteQualified(RUNTIME_SCHEMA, embedFunctionName(column))}();`
+  return `DROP FUNCTION ${triggerFunctionOf(column)}();`
 }
 
 export function renderCreateEmbedTrigger(column: EmbeddingColumnNode): string {
   const sources = column.sourceColumns.map(quoteIdent).join(', ')
   return `CREATE TRIGGER ${quoteIdent(embedTriggerName(column))}
 BEFORE INSERT OR UPDATE OF ${sources} ON ${quoteQualified(column.schema, column.table)}
-FOR EACH ROW EXECUTE FUNCTION ${quoteQualified(RUNTIME_SCHEMA, embedFunctionName(column))}();`
+FOR EACH ROW EXECUTE FUNCTION ${triggerFunctionOf(column)}();`
 }
 
 export function renderDropEmbedTrigger(column: EmbeddingColumnNode): string {

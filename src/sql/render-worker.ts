@@ -1,17 +1,12 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
-import { renderSourceText } from './render-source.js'
+import { renderSourceText, renderVectorType } from './render-source.js'
+import { renderKeyMatch } from './render-row-key.js'
 
 /**
  * Statements the queue worker and backfill run. Identifiers come from the resolved config and are
  * quoted here; values are always bind parameters.
  */
-
-/** `t."id" = (jsonb_populate_record(NULL::"public"."documents", job.row_key))."id" AND ...` — typed, index-friendly. */
-export function renderRowKeyMatch(column: EmbeddingColumnNode, tableAlias: string, keyExpr: string): string {
-  const record = `jsonb_populate_record(NULL::${quoteQualified(column.schema, column.table)}, ${keyExpr})`
-  return column.keyColumns.map((k) => `${tableAlias}.${quoteIdent(k)} = (${record}).${quoteIdent(k)}`).join(' AND ')
-}
 
 function jobIdentity(column: EmbeddingColumnNode, alias = 'job'): string {
   return `${alias}.table_schema = ${quoteLiteral(column.schema)} AND ${alias}.table_name = ${quoteLiteral(column.table)} AND ${alias}.column_name = ${quoteLiteral(column.column)}`
@@ -38,7 +33,7 @@ export function renderFetchSources(column: EmbeddingColumnNode): string {
   const source = renderSourceText(column, 't')
   return `SELECT job.id, ${source} AS source_text, md5(${source}) AS source_md5
 FROM pgml_kit.embedding_jobs AS job
-JOIN ${quoteQualified(column.schema, column.table)} AS t ON ${renderRowKeyMatch(column, 't', 'job.row_key')}
+JOIN ${quoteQualified(column.schema, column.table)} AS t ON ${renderKeyMatch(column, 't', 'job.row_key')}
 WHERE job.id = ANY($1::bigint[])`
 }
 
@@ -49,14 +44,13 @@ WHERE job.id = ANY($1::bigint[])`
  * $1 ids, $2 generations, $3 source md5s, $4 vectors (text, NULL for no text), $5 worker id.
  */
 export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: string): string {
-  const type = `${quoteQualified(vectorSchema, column.vectorType)}(${column.model.dimensions})`
   return `WITH input AS (
   SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS i(job_id, generation, source_md5, embedding)
 ), written AS (
   UPDATE ${quoteQualified(column.schema, column.table)} AS t
-  SET ${quoteIdent(column.column)} = input.embedding::${type}
+  SET ${quoteIdent(column.column)} = input.embedding::${renderVectorType(column, vectorSchema)}
   FROM input JOIN pgml_kit.embedding_jobs AS job ON job.id = input.job_id AND job.leased_by = $5
-  WHERE ${renderRowKeyMatch(column, 't', 'job.row_key')}
+  WHERE ${renderKeyMatch(column, 't', 'job.row_key')}
     AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5
   RETURNING input.job_id, input.generation
 ), done AS (
@@ -72,6 +66,16 @@ export const DELETE_LEASED_JOBS = `DELETE FROM pgml_kit.embedding_jobs WHERE id 
 
 /** $1 ids, $2 worker id: gives back leases still held (stale writes, shutdown). */
 export const RELEASE_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_until = NULL, leased_by = NULL WHERE id = ANY($1::bigint[]) AND leased_by = $2`
+
+/** $1 worker id: gives back every lease of this worker (after it lost its connection mid-batch). */
+export const RELEASE_WORKER_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_until = NULL, leased_by = NULL WHERE leased_by = $1`
+
+/**
+ * The heartbeat of a live worker: $1 ids it is working on, $2 worker id, $3 lease seconds. Leases
+ * can then be short, so the jobs of a worker that died are taken over soon.
+ */
+export const EXTEND_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_until = now() + make_interval(secs => $3::double precision)
+WHERE id = ANY($1::bigint[]) AND leased_by = $2`
 
 /**
  * Records failures: attempts + 1, the error, and the next attempt after an exponential back-off
@@ -107,6 +111,20 @@ SELECT table_schema, table_name, column_name, row_key, first_enqueued_at FROM mo
 ON CONFLICT (table_schema, table_name, column_name, row_key) DO UPDATE
   SET attempts = 0, next_attempt_at = now(), last_error = NULL, generation = job.generation + 1
 RETURNING job.id`
+
+/**
+ * What a drained worker (`--once`) leaves behind for these columns ($1 schemas, $2 tables,
+ * $3 columns): jobs leased by other workers and when the last lease ends, jobs waiting for a
+ * retry and when the next is due.
+ */
+export const QUEUE_OUTLOOK = `SELECT
+  count(*) FILTER (WHERE job.leased_until > now())::int AS leased,
+  extract(epoch FROM max(job.leased_until) FILTER (WHERE job.leased_until > now()) - now())::float8 AS leases_end_in,
+  count(*) FILTER (WHERE job.next_attempt_at > now() AND (job.leased_until IS NULL OR job.leased_until <= now()))::int AS waiting,
+  extract(epoch FROM min(job.next_attempt_at) FILTER (WHERE job.next_attempt_at > now()) - now())::float8 AS next_due_in
+FROM pgml_kit.embedding_jobs AS job
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS c(s, t, col)
+  ON job.table_schema = c.s AND job.table_name = c.t AND job.column_name = c.col`
 
 export const QUEUE_STATS = `SELECT table_schema, table_name, column_name,
   count(*)::int AS depth,

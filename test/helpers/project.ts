@@ -20,8 +20,12 @@ export class TestProject {
     return join(this.db.cwd, 'migrations')
   }
 
+  /**
+   * A plain `export default {...}`: loading it from the TypeScript sources stays quick (a config that
+   * imports from 'pgml-kit' is loaded by the CLI, example and package tests, from dist/).
+   */
   async writeConfig(config: PgmlKitConfig): Promise<void> {
-    await writeFile(join(this.db.cwd, 'pgml-kit.config.ts'), `import { defineConfig } from 'pgml-kit'\n\nexport default defineConfig(${JSON.stringify(config, null, 2)})\n`)
+    await writeFile(join(this.db.cwd, 'pgml-kit.config.ts'), `export default ${JSON.stringify(config, null, 2)}\n`)
   }
 
   async writeMigration(fileName: string, content: string): Promise<void> {

@@ -9,9 +9,10 @@ export function parseStatements(sql: string): number {
   return result.stmts?.length ?? 0
 }
 
+/** The Up and Down sections, found the way node-pg-migrate and pgml-kit's loader find them: markers at the start of a line. */
 export function sections(content: string): { up: string; down: string } {
-  const up = content.indexOf('-- Up Migration')
-  const down = content.indexOf('-- Down Migration')
+  const up = content.search(/^\s*--[\s-]*up\s+migration/im)
+  const down = content.search(/^\s*--[\s-]*down\s+migration/im)
   if (up < 0 || down < up) throw new Error('missing Up/Down markers')
   return { up: content.slice(up, down), down: content.slice(down) }
 }

@@ -29,6 +29,27 @@ describe.each(tiers)('app-mode writer on the $name tier', (tier) => {
     await db?.close()
   })
 
+  it('leaves a column a row does not give to its DEFAULT, when rows give different columns', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
+CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text, department text NOT NULL DEFAULT 'general', created_at timestamptz NOT NULL DEFAULT now());
+-- Down Migration
+DROP TABLE documents;
+`)
+    await p.writeConfig(config)
+    await p.generate()
+    await p.migrate()
+    pool = new pg.Pool({ connectionString: db.url, max: 2 })
+    const writer = createEmbeddingWriter(config, { db: pool })
+    const inserted = await writer.insert('documents', [
+      { title: 'A', body: 'a', department: 'parks' },
+      { title: 'B', body: 'b' },
+    ], { returning: ['id', 'department'] })
+    expect(inserted).toEqual([{ id: '1', department: 'parks' }, { id: '2', department: 'general' }])
+    expect(await db.query(`SELECT count(*)::int AS n FROM documents WHERE created_at IS NOT NULL AND body_embedding IS NOT NULL`)).toEqual([{ n: 2 }])
+  })
+
   it('inserts rows with locally computed vectors in one statement, and re-embeds on a source update only', async () => {
     db = await tier.create()
     const p = await new TestProject(db).withDocumentsTable(config)

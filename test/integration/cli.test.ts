@@ -1,10 +1,10 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { openTarget } from '../../src/db/target.js'
 import { runCli, startCli } from '../helpers/cli.js'
-import { tiers, type TestDatabase } from '../helpers/targets.js'
+import { serverTier, tiers, type TestDatabase } from '../helpers/targets.js'
 
 describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
   const cleanups: (() => Promise<void>)[] = []
@@ -50,7 +50,7 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     const plan = await runCli(['plan'], { cwd, databaseUrl })
     expect(plan.code).toBe(0)
     expect(plan.stdout).toMatch(/\[needs-backfill\] add embedding column public\.documents\.body_embedding vector\(384\)/)
-    expect(plan.stdout).toContain('CREATE INDEX CONCURRENTLY "documents_body_embedding_hnsw_cosine_idx"')
+    expect(plan.stdout).toContain('CREATE INDEX CONCURRENTLY IF NOT EXISTS "documents_body_embedding_hnsw_cosine_idx"')
 
     expect((await runCli(['generate'], { cwd, databaseUrl })).code).toBe(2)
     const generate = await runCli(['generate', '--name', 'add-doc-embeddings'], { cwd, databaseUrl })
@@ -59,7 +59,6 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     expect((await runCli(['generate', '--check'], { cwd, databaseUrl })).code).toBe(0)
 
     const migrate = await runCli(['migrate'], { cwd, databaseUrl })
-    expect(migrate.stderr).toBe(migrate.stderr) // keep output for failure messages below
     expect(migrate.code, migrate.stderr).toBe(0)
     expect(migrate.stdout.match(/^applied /gm)).toHaveLength(3)
 
@@ -104,6 +103,57 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     expect((await runCli(['no-such-command'], { cwd, databaseUrl })).code).toBe(2)
     const version = await runCli(['--version'], { cwd, databaseUrl })
     expect(version.stdout.trim()).toBe((JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version)
+  })
+
+  it('reports usage mistakes and an unusable lock without a stack trace', async () => {
+    const { cwd, databaseUrl } = await setup()
+    expect((await runCli(['init'], { cwd, databaseUrl })).code).toBe(0)
+    const lockWait = await runCli(['migrate', '--lock-wait', 'abc'], { cwd, databaseUrl })
+    expect(lockWait.code).toBe(2)
+    expect(lockWait.stderr).toContain('--lock-wait must be a number ≥ 0, got abc')
+    // A config that does not even parse is a usage error too.
+    await writeFile(join(cwd, 'pgml-kit.config.ts'), 'export default { tables: {\n')
+    const syntax = await runCli(['plan'], { cwd, databaseUrl })
+    expect(syntax.code).toBe(2)
+    expect(syntax.stderr).toMatch(/^error could not load .*pgml-kit\.config\.ts/)
+    expect(syntax.stderr).not.toMatch(/\n\s+at /)
+    if (!databaseUrl) {
+      // Something in the way of the migrate lock is reported as what it is, not as another migrate.
+      await writeFile(join(cwd, 'pgml-kit.config.ts'), 'export default { tables: {} }\n')
+      await mkdir(join(cwd, '.pgml-kit'), { recursive: true })
+      await writeFile(join(cwd, '.pgml-kit', 'migrate'), 'not a directory')
+      const blocked = await runCli(['migrate'], { cwd })
+      expect(blocked.code).toBe(1)
+      expect(blocked.stderr).toMatch(/cannot use the lock .*\.pgml-kit\/migrate/)
+      expect(blocked.stderr).not.toMatch(/another pgml-kit migrate/)
+    }
+  })
+
+  it('explains connection problems in one line, with the password masked', async () => {
+    const { cwd } = await setup()
+    expect((await runCli(['init'], { cwd })).code).toBe(0)
+    const status = (url: string) => runCli(['status', '--database-url', url], { cwd })
+    const closed = await status('postgres://user:secret@127.0.0.1:1/app')
+    expect(closed.code).toBe(1)
+    expect(closed.stderr).toMatch(/^error cannot connect to postgres:\/\/user:\*\*\*@127\.0\.0\.1:1\/app: nothing is listening at 127\.0\.0\.1:1\n\s+hint start PostgreSQL/)
+    const malformed = await status('postgres//nope')
+    expect(malformed.code).toBe(2)
+    expect(malformed.stderr).toContain('"postgres//nope" is not a PostgreSQL URL')
+    for (const result of [closed, malformed]) {
+      expect(result.stderr).not.toMatch(/internal error|\n\s+at /)
+      expect(result.stderr).not.toContain('secret')
+    }
+    if (tier.name === 'server') {
+      const server = new URL(serverTier!.url)
+      const wrong = new URL(server)
+      wrong.password = 'wrong-password'
+      const badPassword = await status(wrong.toString())
+      expect(badPassword.stderr).toMatch(/password authentication failed for postgres\n\s+hint check the user and password/)
+      expect(badPassword.stderr).not.toContain('wrong-password')
+      const missing = new URL(server)
+      missing.pathname = '/no_such_database'
+      expect((await status(missing.toString())).stderr).toMatch(/database "no_such_database" does not exist\n\s+hint create it/)
+    }
   })
 
   it('two migrate processes at once apply every migration exactly once', async () => {

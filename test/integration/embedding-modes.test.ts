@@ -58,7 +58,7 @@ describe.each(tiers)('embedding modes on the $name tier (pgml.embed test double)
     await project('trigger')
     await db.query(`BEGIN; INSERT INTO documents (title, body) VALUES ('x', 'y'); ROLLBACK;`)
     expect(await db.query('SELECT count(*)::int AS n FROM documents')).toEqual([{ n: 0 }])
-    expect(await db.query(`SELECT proconfig FROM pg_proc WHERE proname = 'embed__public__documents__body_embedding'`)).toEqual([{ proconfig: ['search_path=pg_catalog, pg_temp'] }])
+    expect(await db.query(`SELECT proconfig FROM pg_proc WHERE proname LIKE 'embed\_\_documents\_\_body\_embedding\_\_%'`)).toEqual([{ proconfig: ['search_path=pg_catalog, pg_temp'] }])
   })
 
   it('trigger: adding a source column re-wires the trigger, and its down restores the old wiring', async () => {

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { MigrationError, TargetError } from '../../src/errors.js'
-import { documentsConfig } from '../helpers/fixtures.js'
+import { readdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { PGML_EMBED_TEST_DOUBLE, documentsConfig } from '../helpers/fixtures.js'
 import { TestProject } from '../helpers/project.js'
 import { tiers, type TestDatabase } from '../helpers/targets.js'
 
@@ -67,18 +69,42 @@ describe.each(tiers)('migrate on the $name tier', (tier) => {
     expect(await indexes()).toEqual([{ name: 'documents_body_embedding_hnsw_cosine_idx', am: 'hnsw', valid: true, options: ['m=16', 'ef_construction=64'] }])
   })
 
-  it('leaves the database as it was when a migration fails', async () => {
+  it('checks the database before changing anything: a table the config names but no migration creates', async () => {
     db = await tier.create()
     const p = new TestProject(db)
-    // The config names a table no migration creates: the ALTER TABLE fails after earlier statements ran.
     await p.writeConfig({ tables: { missing_table: documentsConfig().tables.documents! } })
     await p.generate()
     const error = await p.migrate().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(MigrationError)
-    expect((error as MigrationError).message).toMatch(/relation "public.missing_table" does not exist/)
+    expect((error as MigrationError).message).toMatch(/pgml-kit: table public\.missing_table does not exist/)
+    expect(await schemaExists('pgml_kit')).toBe(false)
+    expect(await db.query('SELECT name FROM pgmigrations')).toEqual([])
+  })
+
+  it('leaves the database as it was when a statement fails halfway through a migration', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    // A pgml.embed that fails (a model that is not there): the generated column's rewrite fails
+    // after the runtime schema and pgvector were already installed in the same transaction.
+    await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
+CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text);
+INSERT INTO documents (title, body) VALUES ('a', 'b');
+CREATE SCHEMA pgml;
+CREATE FUNCTION pgml.embed(transformer text, "text" text, kwargs jsonb DEFAULT '{}') RETURNS real[] LANGUAGE plpgsql IMMUTABLE STRICT AS $$ BEGIN RAISE EXCEPTION 'no model %', transformer; END $$;
+-- Down Migration
+DROP TABLE documents; DROP SCHEMA pgml CASCADE;
+`)
+    await p.writeConfig({ tables: {} })
+    await p.migrate()
+    await p.writeConfig(documentsConfig({ mode: 'generated' }))
+    await p.generate()
+    const error = await p.migrate().catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(MigrationError)
+    expect((error as MigrationError).message).toMatch(/no model test\/double/)
     expect(await schemaExists('pgml_kit')).toBe(false)
     expect(await db.query(`SELECT extname FROM pg_extension WHERE extname = 'vector'`)).toEqual([])
-    expect(await db.query('SELECT name FROM pgmigrations')).toEqual([])
+    expect(await db.query(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'documents' AND column_name = 'body_embedding'`)).toEqual([{ n: 0 }])
+    expect((await db.query<{ name: string }>('SELECT name FROM pgmigrations')).map((r) => r.name)).toEqual(['1000000000000_create-documents'])
   })
 
   if (tier.name === 'embedded') {
@@ -155,9 +181,127 @@ export async function down(pgm) {
     expect((await indexes()).map((i) => i.name)).toEqual(['documents_title_embedding_hnsw_l2_idx'])
   })
 
+  it('resumes a rebuild that stopped between dropping the old index and renaming the new one, without rebuilding it', async () => {
+    const p = await project()
+    await p.generate()
+    await p.migrate()
+    // The state a rebuild leaves when it fails at the rename: the old index gone, the new one built under its temporary name.
+    await db.query(`CREATE INDEX documents_body_embedding_hnsw_cosine_idx_pgml_kit_new ON documents USING hnsw (body_embedding vector_cosine_ops) WITH (m = 24, ef_construction = 100)`)
+    await db.query(`DROP INDEX documents_body_embedding_hnsw_cosine_idx`)
+    const built = await db.query<{ oid: number }>(`SELECT 'documents_body_embedding_hnsw_cosine_idx_pgml_kit_new'::regclass::oid::int AS oid`)
+    await p.writeConfig(documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine', m: 24, efConstruction: 100 }] }))
+    await p.generate()
+    expect((await p.migrate()).ran).toHaveLength(1)
+    // The replacement that was there is the index now (same object: it was kept, not dropped and rebuilt).
+    expect(await db.query<{ oid: number }>(`SELECT 'documents_body_embedding_hnsw_cosine_idx'::regclass::oid::int AS oid`)).toEqual(built)
+    expect(await indexes()).toEqual([{ name: 'documents_body_embedding_hnsw_cosine_idx', am: 'hnsw', valid: true, options: ['m=24', 'ef_construction=100'] }])
+  })
+
+  it('refuses to take an index someone else created under the configured name for its own', async () => {
+    const p = await project()
+    await p.generate()
+    await p.migrate('up', 2)
+    await db.query(`CREATE INDEX documents_body_embedding_hnsw_cosine_idx ON documents (title)`)
+    await expect(p.migrate()).rejects.toThrow(/index public\.documents_body_embedding_hnsw_cosine_idx is not the one the config describes/)
+  })
+
+  it('checks source column types and the key against the table before changing anything', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
+CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text, views integer, code uuid NOT NULL UNIQUE);
+-- Down Migration
+DROP TABLE documents;
+`)
+    await p.writeConfig(documentsConfig({ mode: 'queue', source: ['title', 'views'] }))
+    await p.generate()
+    await expect(p.migrate()).rejects.toThrow(/the source of public\.documents\.body_embedding must be text columns, and these are not: views \(integer\)/)
+    await rm(join(db.cwd, 'migrations'), { recursive: true })
+    await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
+CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text, views integer, code uuid NOT NULL UNIQUE);
+-- Down Migration
+DROP TABLE documents;
+`)
+    const config = documentsConfig({ mode: 'queue' })
+    await p.writeConfig({ ...config, tables: { documents: { ...config.tables.documents!, primaryKey: 'uuid' } } })
+    await p.generate()
+    await expect(p.migrate()).rejects.toThrow(/\(uuid\) is not the primary key \(nor a unique, not-null key\) of public\.documents/)
+    expect(await schemaExists('pgml_kit')).toBe(false)
+    // A unique, not-null key that is not the primary key will do.
+    await p.writeConfig({ ...config, tables: { documents: { ...config.tables.documents!, primaryKey: 'code' } } })
+    await rm(join(db.cwd, 'migrations', '.pgml-kit-snapshot.json'))
+    for (const f of (await readdir(join(db.cwd, 'migrations'))).filter((f) => !f.startsWith('1000000000000'))) await rm(join(db.cwd, 'migrations', f))
+    await p.generate()
+    expect((await p.migrate()).ran.length).toBeGreaterThan(0)
+  })
+
+  it('puts session settings back when a file outside a transaction fails halfway', async () => {
+    const p = await project()
+    await p.writeMigration('1500000000000_fails.sql', `-- pgml-kit:no-transaction
+-- Up Migration
+SET lock_timeout = '7s';
+SELECT 1 / 0;
+-- Down Migration
+SELECT 1;
+`)
+    await expect(p.migrate()).rejects.toThrow(/division by zero/)
+    // On the embedded database every connection shares that one session.
+    expect(await db.query(`SELECT current_setting('lock_timeout') AS v`)).toEqual([{ v: '0' }])
+  })
+
+  if (tier.name === 'embedded') {
+    it('drops a trigger-mode column on a target without pgml (only bringing it back needs pgml)', async () => {
+      db = await tier.create()
+      const p = new TestProject(db)
+      await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
+CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text);
+${PGML_EMBED_TEST_DOUBLE}
+-- Down Migration
+DROP TABLE documents;
+`)
+      await p.writeConfig({ tables: {} })
+      await p.migrate()
+      await p.writeConfig(documentsConfig({ mode: 'trigger' }))
+      await p.generate()
+      await p.migrate()
+      // pgml goes away; the column can still be removed.
+      await db.query('DROP SCHEMA pgml CASCADE')
+      await p.writeConfig({ tables: {} })
+      await p.generate()
+      expect((await p.migrate()).ran.length).toBeGreaterThan(0)
+      const error = await p.migrate('down').catch((e: unknown) => e)
+      expect((error as TargetError).message).toMatch(/reverting .* calls pgml\.embed/)
+    })
+  }
+
   if (tier.name === 'server') {
-    it('fails a concurrent index build blocked past lock_timeout, and succeeds when run again', async () => {
-      const p = await project(documentsConfig({}, { migrations: { lockTimeout: '300ms' } }))
+    it('waits out an unrelated long transaction during a concurrent index build, and says what it waits for', async () => {
+      const p = await project()
+      await p.generate()
+      await p.migrate('up', 2)
+      const pg = await import('pg')
+      const report = new pg.default.Client({ connectionString: db.url, application_name: 'a long report' })
+      await report.connect()
+      const waits: string[] = []
+      try {
+        // A REPEATABLE READ transaction on another table holds a snapshot the build must wait out.
+        await report.query('CREATE TABLE other (x int)')
+        await report.query('BEGIN ISOLATION LEVEL REPEATABLE READ')
+        await report.query('SELECT count(*) FROM other')
+        const config = await (await import('../../src/config/load.js')).loadConfig('pgml-kit.config.ts', db.cwd)
+        const running = (await import('../../src/migrations/run.js')).migrate({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: config.migrationsDir, settings: config.migrations, onWait: (m) => waits.push(m) })
+        for (let i = 0; i < 100 && waits.length === 0; i++) await new Promise((r) => setTimeout(r, 100))
+        expect(waits[0]).toMatch(/waiting for pid \d+ \(idle in transaction, its transaction open \d+ s, a long report: SELECT count\(\*\) FROM other\)/)
+        await report.query('COMMIT')
+        expect((await running).ran).toHaveLength(1)
+      } finally {
+        await report.end()
+      }
+      expect((await indexes()).map((i) => i.valid)).toEqual([true])
+    })
+
+    it('fails a concurrent index build past its own lock timeout when one is set, and succeeds when run again', async () => {
+      const p = await project(documentsConfig({}, { migrations: { indexLockTimeout: '300ms' } }))
       await p.generate()
       await p.migrate('up', 2)
       const pg = await import('pg')

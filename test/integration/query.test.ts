@@ -7,7 +7,7 @@ import { defineConfig } from '../../src/config/define-config.js'
 import { toVectorLiteral } from '../../src/embed/embedder.js'
 import { MODELS_DIR, cosine, loadTiny } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
-import { tiers, type TestDatabase } from '../helpers/targets.js'
+import { serverTier, tiers, type TestDatabase } from '../helpers/targets.js'
 
 interface DB {
   documents: { id: Generated<number>; title: string | null; body: string | null; department: string | null; body_embedding: string | null; search_tsv: unknown }
@@ -125,6 +125,26 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     await expect(kit.search('documents.body_embedding', direction(0), { efSearch: 5000 }).execute()).rejects.toThrow(/hnsw.ef_search must be an integer from 1 to 1000/)
   })
 
+  it('applies efSearch inside a caller\'s transaction on a connection that has not used pgvector yet', async () => {
+    await setup(1)
+    await insert([{ title: 'A', body: 'a', department: 'x', vector: direction(0) }])
+    // A fresh pool: its connection has not loaded pgvector, so hnsw.ef_search does not exist yet.
+    const freshPool = new pg.Pool({ connectionString: db.url, max: 1 })
+    const fresh = new Kysely<DB>({ dialect: new PostgresDialect({ pool: freshPool }) })
+    try {
+      const kit = createKit(config, { db: fresh, embedIn: 'local' })
+      await kit.db.transaction().execute(async (trx) => {
+        await sql`SELECT 1`.execute(trx)
+        const inner = await trx.executeQuery(kit.search('documents.body_embedding', direction(0), { k: 1, efSearch: 77 }).select(['title', sql<string>`current_setting('hnsw.ef_search')`.as('ef')]))
+        expect(inner.rows).toEqual([expect.objectContaining({ title: 'A', ef: '77' })])
+        // The transaction goes on, with the setting back at its default.
+        expect((await sql<{ ef: string }>`SELECT current_setting('hnsw.ef_search') AS ef`.execute(trx)).rows).toEqual([{ ef: '40' }])
+      })
+    } finally {
+      await fresh.destroy()
+    }
+  })
+
   it('filtered search stays correct with iterative scans and with over-fetch and re-rank', async () => {
     const { kit } = await setup()
     // 300 "parks" rows crowd the query's neighbourhood; 5 "housing" rows lie further away.
@@ -184,7 +204,7 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
       db = await tier.create()
       const name = new URL(db.url).pathname.slice(1)
       await db.query('CREATE EXTENSION pgml_compat CASCADE')
-      await db.query(`ALTER DATABASE "${name}" SET pgml_compat.models_dir = '${MODELS_DIR}'`)
+      await db.query(`ALTER DATABASE "${name}" SET pgml_compat.models_dir = '${serverTier!.modelsDir}'`)
       const p = await new TestProject(db).withDocumentsTable(config)
       await p.generate()
       await p.migrate()

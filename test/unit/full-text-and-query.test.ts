@@ -28,7 +28,7 @@ describe('full-text columns in plans', () => {
     const files = renderMigrationFiles(plan, { name: 'fts', timestamp: 1, settings: resolveConfig(documentsConfig()).migrations })
     const sql = files.map((f) => f.content).join('\n')
     expect(sql).toContain(`ADD COLUMN "search_tsv" tsvector GENERATED ALWAYS AS (setweight(to_tsvector('simple'::regconfig, coalesce("title", '')), 'A') || to_tsvector('simple'::regconfig, coalesce("body", ''))) STORED;`)
-    expect(sql).toContain('CREATE INDEX CONCURRENTLY "documents_search_tsv_gin_idx" ON "public"."documents" USING gin ("search_tsv");')
+    expect(sql).toContain('CREATE INDEX CONCURRENTLY IF NOT EXISTS "documents_search_tsv_gin_idx" ON "public"."documents" USING gin ("search_tsv");')
     expect(parseFiles(files)).toBeGreaterThan(5)
   })
 
@@ -73,7 +73,7 @@ describe('query builder SQL', () => {
 
   it('orders by the operator of the index\'s operator class and limits to k', () => {
     const compiled = kit.search('documents.body_embedding', [1, 2, 3, 4, 5, 6, 7, 8], { k: 7 }).select(['id']).compile()
-    expect(compiled.sql).toBe('select ("documents"."body_embedding" <=> $1::vector(8)) as "distance", (1 - ("documents"."body_embedding" <=> $2::vector(8))) as "similarity", "id" from "documents" order by ("documents"."body_embedding" <=> $3::vector(8)) limit $4')
+    expect(compiled.sql).toBe('select ("documents"."body_embedding" <=> $1::vector(8)) as "distance", (1 - ("documents"."body_embedding" <=> $2::vector(8))) as "similarity", "id" from "public"."documents" as "documents" order by ("documents"."body_embedding" <=> $3::vector(8)) limit $4')
     expect(compiled.parameters[0]).toBeInstanceOf(QueryVector)
     expect(parseStatements(compiled.sql)).toBe(1)
     const l2 = kit.search('documents.body_embedding', [1], { distance: 'l2' }).compile()
@@ -83,13 +83,44 @@ describe('query builder SQL', () => {
 
   it('compiles over-fetch and hybrid search to valid SQL', () => {
     const over = kit.search('documents.body_embedding', 'q', { k: 3, overFetch: 10 }).where('department', '=', 'x').select(['id']).compile()
-    expect(over.sql).toMatch(/from \(select \* from "documents" order by .* limit \$\d+\) as "documents"/)
+    expect(over.sql).toMatch(/from \(select \* from "public"."documents" as "documents" order by .* limit \$\d+\) as "documents"/)
     expect(parseStatements(over.sql)).toBe(1)
     const hybrid = kit.hybridSearch('documents.body_embedding', 'parks', { k: 4 }).select(['title']).compile()
     expect(hybrid.sql).toContain('websearch_to_tsquery(\'english\'::regconfig')
     expect(hybrid.sql).toContain('FULL JOIN x')
     expect(parseStatements(hybrid.sql)).toBe(1)
     expect(parseStatements(kit.db.selectFrom('documents').select(kit.fn.predict('prices', [1, 2]).as('p')).compile().sql)).toBe(1)
+  })
+
+  it('refuses hybrid search settings that are not what they say', () => {
+    const search = (o: object) => () => kit.hybridSearch('documents.body_embedding', 'parks', o)
+    expect(search({ k: 0 })).toThrow(/k must be a positive integer, got 0/)
+    expect(search({ candidates: 1.5 })).toThrow(/candidates must be a positive integer, got 1.5/)
+    expect(search({ rrfK: Number.NaN })).toThrow(/rrfK must be a finite number/)
+    expect(search({ rrfK: -1 })).toThrow(/rrfK must be ≥ 0/)
+    expect(search({ weights: { vector: Infinity } })).toThrow(/weights.vector must be a finite number/)
+  })
+
+  it('searches by the first index in config order, as the types say, whatever the index names', () => {
+    const two = createKit(defineConfig({
+      tables: { notes: { embeddings: { e: { source: 't', model: { id: 'm', dimensions: 2 }, mode: 'app', indexes: [{ method: 'hnsw', distance: 'l2', name: 'z_l2' }, { method: 'hnsw', distance: 'cosine', name: 'a_cosine' }] } } } },
+    }), { db: compileOnly })
+    const compiled = two.search('notes.e', [1, 0]).compile()
+    expect(compiled.sql).toContain('<->')
+    expect(compiled.sql).not.toContain('similarity')
+  })
+
+  it('keeps names with dots, spaces and "as" one identifier each', () => {
+    const odd = createKit(defineConfig({
+      tables: { 'my table as x': { schema: 'a.b', primaryKey: 'k.1', embeddings: { 'e.v as y': { source: 'the text', model: { id: 'm', dimensions: 2 }, mode: 'app' } }, fullText: { column: 'ts.v', source: 'the text' } } },
+    }) as never, { db: compileOnly }) as unknown as { search(r: string, q: number[]): { compile(): { sql: string } }; hybridSearch(r: string, q: string): { compile(): { sql: string } } }
+    const search = odd.search('my table as x.e.v as y', [1, 0]).compile().sql
+    expect(search).toContain('from "a.b"."my table as x" as "my table as x"')
+    expect(search).toContain('"my table as x"."e.v as y" <=>')
+    expect(parseStatements(search)).toBe(1)
+    const hybrid = odd.hybridSearch('my table as x.e.v as y', 'x').compile().sql
+    expect(hybrid).toContain('"t"."k.1" AS "k0"')
+    expect(parseStatements(hybrid)).toBe(1)
   })
 })
 

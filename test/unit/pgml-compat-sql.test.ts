@@ -14,10 +14,11 @@ describe('the pgml_compat install script', () => {
     expect(() => execFileSync(process.execPath, [join(ROOT, 'scripts/build-pgml-compat.mjs'), '--check'], { stdio: 'pipe' })).not.toThrow()
   })
 
-  it('parses with the PostgreSQL parser (after the psql guard line)', async () => {
-    const sql = await readFile(join(ROOT, 'extensions/pgml_compat/pgml_compat--0.1.0.sql'), 'utf8')
-    const body = sql.replace(/^\\echo .*$/m, '')
-    expect(parseStatements(body)).toBeGreaterThan(30)
+  it('parses with the PostgreSQL parser (after the psql guard line), install and upgrade scripts', async () => {
+    const sql = await readFile(join(ROOT, 'extensions/pgml_compat/pgml_compat--0.2.0.sql'), 'utf8')
+    expect(parseStatements(sql.replace(/^\\echo .*$/m, ''))).toBeGreaterThan(30)
+    const upgrade = await readFile(join(ROOT, 'extensions/pgml_compat/pgml_compat--0.1.0--0.2.0.sql'), 'utf8')
+    expect(parseStatements(upgrade.replace(/^\\echo .*$/m, ''))).toBe(15)
   })
 
   it('pgml-kit extension install copies the control file and scripts to pg_config --sharedir/extension', async () => {
@@ -29,7 +30,7 @@ describe('the pgml_compat install script', () => {
       await chmod(fake, 0o755)
       const result = await installPgmlCompat({ pgConfig: fake })
       expect(result.extensionDir).toBe(join(dir, 'share', 'extension'))
-      expect((await readdir(result.extensionDir)).sort()).toEqual(['pgml_compat--0.1.0.sql', 'pgml_compat.control'])
+      expect((await readdir(result.extensionDir)).sort()).toEqual(['pgml_compat--0.1.0--0.2.0.sql', 'pgml_compat--0.1.0.sql', 'pgml_compat--0.2.0.sql', 'pgml_compat.control'])
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

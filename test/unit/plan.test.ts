@@ -21,8 +21,8 @@ describe('planMigration + renderMigrationFiles', () => {
   it.each(['app', 'trigger', 'generated', 'queue'] as const)('renders the first migration of a %s column; every statement parses', (mode) => {
     const { files } = filesFor(null, documentsConfig({ mode, model: 'intfloat/e5-small-v2' }), `add-${mode}`)
     expect(files.map((f) => [f.fileName, f.transactional, f.requiresPgml])).toEqual([
-      [`1700000000000_add-${mode}.sql`, true, mode === 'trigger' || mode === 'generated'],
-      [`1700000000001_add-${mode}--create-vector-index.sql`, false, false],
+      [`1700000000000_add-${mode}.sql`, true, { up: mode === 'trigger' || mode === 'generated', down: false }],
+      [`1700000000001_add-${mode}--create-vector-index.sql`, false, { up: false, down: false }],
     ])
     expect(parseFiles(files)).toBeGreaterThan(5)
     expect(files.map((f) => f.content).join('\n')).toMatchSnapshot()
@@ -53,7 +53,8 @@ describe('planMigration + renderMigrationFiles', () => {
     for (const file of indexFiles) {
       expect(file.content).toContain('-- pgml-kit:no-transaction')
       const { up } = sections(file.content)
-      expect(up).toMatch(/SET lock_timeout = '5s';[\s\S]*DROP INDEX CONCURRENTLY IF EXISTS[\s\S]*CREATE INDEX CONCURRENTLY[\s\S]*RESET lock_timeout;/)
+      // Concurrent builds wait for older transactions by default instead of failing after lock_timeout.
+      expect(up).toMatch(/SET lock_timeout = '0';[\s\S]*DROP INDEX CONCURRENTLY IF EXISTS "public"."[^"]*_pgml_kit_invalid"[\s\S]*NOT i.indisvalid[\s\S]*CREATE INDEX CONCURRENTLY IF NOT EXISTS[\s\S]*is not the one the config describes[\s\S]*RESET lock_timeout;/)
     }
     expect(indexFiles[1]?.content).toContain('USING ivfflat ("body_embedding" "vector_l2_ops") WITH (lists = 7)')
     expect(files[0]?.content).toMatch(/SET LOCAL lock_timeout = '5s';\nSET LOCAL statement_timeout = '5min';/)
@@ -71,8 +72,8 @@ describe('planMigration + renderMigrationFiles', () => {
     const before = documentsConfig({ mode: 'trigger', source: ['body'] })
     const after = documentsConfig({ mode: 'trigger', source: ['body', 'title'] })
     const { plan, files } = filesFor(before, after)
-    expect(kinds(plan)).toEqual(['replace-embed-trigger', 'update-embedding-source'])
-    expect(planOperations(plan)[0]?.safety).toBe('needs-backfill')
+    expect(kinds(plan)).toEqual(['preflight', 'replace-embed-trigger', 'update-embedding-source'])
+    expect(planOperations(plan)[1]?.safety).toBe('needs-backfill')
     const { up, down } = sections(files[0]!.content)
     expect(up).toContain('BEFORE INSERT OR UPDATE OF "body", "title"')
     expect(down).toContain('BEFORE INSERT OR UPDATE OF "body" ON')
@@ -81,22 +82,25 @@ describe('planMigration + renderMigrationFiles', () => {
 
   it('re-adds a generated column whose source changes, and rebuilds its indexes', () => {
     const { plan } = filesFor(documentsConfig({ mode: 'generated', source: ['body'] }), documentsConfig({ mode: 'generated', source: ['title', 'body'] }))
-    expect(kinds(plan)).toEqual(['drop-vector-index', 'drop-embedding-column', 'add-embedding-column', 'update-embedding-source', 'create-vector-index'])
+    expect(kinds(plan)).toEqual(['drop-vector-index', 'preflight', 'drop-embedding-column', 'add-embedding-column', 'update-embedding-source', 'create-vector-index'])
   })
 
   it('rebuilds an index whose parameters change by building a replacement first', () => {
     const { plan, files } = filesFor(documentsConfig(), documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine', m: 24, efConstruction: 100 }] }))
     expect(kinds(plan)).toEqual(['rebuild-vector-index'])
     const { up, down } = sections(files[0]!.content)
-    expect(up).toMatch(/CREATE INDEX CONCURRENTLY "documents_body_embedding_hnsw_cosine_idx_pgml_kit_new" .* WITH \(m = 24, ef_construction = 100\);[\s\S]*DROP INDEX CONCURRENTLY IF EXISTS "public"."documents_body_embedding_hnsw_cosine_idx";[\s\S]*RENAME TO "documents_body_embedding_hnsw_cosine_idx"/)
+    expect(up).toMatch(/CREATE INDEX CONCURRENTLY IF NOT EXISTS "documents_body_embedding_hnsw_cosine_idx_pgml_kit_new" .* WITH \(m = 24, ef_construction = 100\);[\s\S]*DROP INDEX CONCURRENTLY IF EXISTS "public"."documents_body_embedding_hnsw_cosine_idx";[\s\S]*ALTER INDEX IF EXISTS "public"."documents_body_embedding_hnsw_cosine_idx_pgml_kit_new" RENAME TO "documents_body_embedding_hnsw_cosine_idx"/)
     expect(down).toContain('WITH (m = 16, ef_construction = 64)')
-    expect(parseFiles(files)).toBe(16) // up and down: 2 SET, drop leftover, build, drop old, rename, 2 RESET
+    // up and down each: 2 SET, leftover (drop, move aside if invalid, drop), build, drop old, rename, verify, 2 RESET
+    expect(parseFiles(files)).toBe(22)
   })
 
   it('drops an embedding column as a destructive step whose down restores it and its index', () => {
     const config = documentsConfig({ mode: 'trigger' })
     const { plan, files } = filesFor(config, { tables: {} })
-    expect(kinds(plan)).toEqual(['drop-vector-index', 'unregister-embedding-column', 'drop-embed-trigger', 'drop-embedding-column'])
+    expect(kinds(plan)).toEqual(['drop-vector-index', 'unregister-embedding-column', 'drop-embed-trigger', 'drop-embedding-column', 'release-vector-extension', 'release-runtime'])
+    // Dropping needs no pgml; bringing the trigger back does.
+    expect(files[1]?.requiresPgml).toEqual({ up: false, down: true })
     expect(planOperations(plan).some((op) => op.safety === 'destructive')).toBe(true)
     expect(files[0]?.transactional).toBe(false)
     expect(sections(files[1]!.content).down).toMatch(/ADD COLUMN "body_embedding"[\s\S]*CREATE TRIGGER[\s\S]*INSERT INTO pgml_kit.embedding_columns/)
@@ -135,11 +139,11 @@ describe('planMigration + renderMigrationFiles', () => {
 describe('queue mode plans', () => {
   it('adds enqueue triggers, and replaces them when a source column is added', () => {
     const first = filesFor(null, documentsConfig({ mode: 'queue' }))
-    expect(kinds(first.plan)).toEqual(['create-vector-extension', 'install-runtime', 'install-runtime', 'add-embedding-column', 'create-queue-triggers', 'register-embedding-column', 'create-vector-index'])
+    expect(kinds(first.plan)).toEqual(['preflight', 'install-runtime', 'create-vector-extension', 'add-embedding-column', 'create-queue-triggers', 'register-embedding-column', 'create-vector-index'])
     expect(first.files[0]?.content).toContain('AFTER INSERT OR UPDATE OF "title", "body" ON "public"."documents"')
     expect(first.files[0]?.content).toContain('AFTER DELETE ON "public"."documents"')
     const changed = filesFor(documentsConfig({ mode: 'queue', source: ['body'] }), documentsConfig({ mode: 'queue', source: ['body', 'title'] }))
-    expect(kinds(changed.plan)).toEqual(['replace-queue-triggers', 'update-embedding-source'])
+    expect(kinds(changed.plan)).toEqual(['preflight', 'replace-queue-triggers', 'update-embedding-source'])
     expect(parseFiles([...first.files, ...changed.files])).toBeGreaterThan(10)
   })
 
@@ -149,8 +153,11 @@ describe('queue mode plans', () => {
     const both = documentsConfig({ mode: 'app' })
     both.tables.documents!.embeddings.title_embedding = { source: 'title', model: { id: 'test/double', dimensions: 8 }, mode: 'queue' }
     const plan = planMigration(previous, resolveConfig(both).state)
-    expect(kinds(plan)).toEqual(['install-runtime', 'add-embedding-column', 'create-queue-triggers', 'register-embedding-column'])
-    expect(planOperations(plan)[0]?.summary).toMatch(/version 2/)
+    expect(kinds(plan)).toEqual(['preflight', 'install-runtime', 'add-embedding-column', 'create-queue-triggers', 'register-embedding-column'])
+    expect(planOperations(plan)[1]?.summary).toMatch(/upgrade the pgml_kit runtime schema to version 3/)
+    // Versions 2 and 3, each idempotent; the shared schema is not downgraded by a down.
+    expect(planOperations(plan)[1]?.up).toHaveLength(2)
+    expect(planOperations(plan)[1]?.down.join('\n')).not.toMatch(/DROP/)
   })
 
   it('refuses to change the primary key of a queue column', () => {

@@ -3,6 +3,7 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { resolveConfig } from '../../src/model/resolve.js'
 import * as worker from '../../src/sql/render-worker.js'
 import * as backfill from '../../src/sql/render-backfill.js'
+import { renderKeyMatch } from '../../src/sql/render-row-key.js'
 import { documentsConfig } from '../helpers/fixtures.js'
 import { parseStatements } from '../helpers/sql.js'
 
@@ -15,16 +16,16 @@ describe('worker and backfill statements', () => {
     const statements = [
       worker.renderClaimJobs(column), worker.renderFetchSources(column), worker.renderWriteVectors(column, 'ext schema'),
       worker.DELETE_LEASED_JOBS, worker.RELEASE_LEASES, worker.FAIL_JOBS, worker.DEAD_LETTER_JOBS, worker.RETRY_DEAD_LETTERS,
-      worker.QUEUE_STATS, worker.DEAD_LETTER_STATS, worker.VECTOR_SCHEMA,
+      worker.QUEUE_STATS, worker.DEAD_LETTER_STATS, worker.VECTOR_SCHEMA, worker.EXTEND_LEASES, worker.RELEASE_WORKER_LEASES, worker.QUEUE_OUTLOOK,
       backfill.renderCountRows(column, true), backfill.renderCountRows(column, false), backfill.renderSelectBatch(column, false),
-      backfill.renderWriteBackfill(column, 'public'), backfill.renderDatabaseBackfill(column),
+      backfill.renderWriteBackfill(column, 'public'), backfill.renderDatabaseBackfill(column, 'public'),
       backfill.READ_CHECKPOINT, backfill.SAVE_CHECKPOINT, backfill.CLEAR_CHECKPOINT,
     ]
     for (const sql of statements) expect(parseStatements(sql), sql).toBe(1)
   })
 
   it('matches rows by their typed key, quoting every name', () => {
-    expect(worker.renderRowKeyMatch(odd, 't', 'job.row_key')).toBe(
+    expect(renderKeyMatch(odd, 't', 'job.row_key')).toBe(
       't."tenant" = (jsonb_populate_record(NULL::"my schema"."Odd ""Table""", job.row_key))."tenant" AND t."id" = (jsonb_populate_record(NULL::"my schema"."Odd ""Table""", job.row_key))."id"')
     expect(worker.renderWriteVectors(odd, 'ext schema')).toContain('::"ext schema"."halfvec"(4)')
   })

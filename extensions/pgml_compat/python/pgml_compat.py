@@ -4,7 +4,10 @@ functions (see pgml_compat--*.sql); `plpy` is passed in by each call.
 
 Embeddings run BERT-family sentence-embedding models from local files (`config.json`,
 `tokenizer.json`, `onnx/model.onnx`, optional `1_Pooling/config.json`) — the same files the
-Node embedder reads — with a small numpy evaluator for the ONNX operators such graphs use.
+Node embedder reads — with onnxruntime (CPU) when the Python module is installed, which runs any
+exported graph including onnxruntime's contrib operators, and otherwise with a small numpy
+evaluator for the ONNX operators BERT-family graphs use. `SET pgml_compat.engine = 'numpy'` or
+`'onnxruntime'` chooses one (default `auto`).
 Training and prediction use scikit-learn and xgboost.
 """
 import json
@@ -16,7 +19,7 @@ import unicodedata
 
 import numpy as np
 
-VERSION = '0.1.0'
+VERSION = '0.2.0'
 
 # ---------------------------------------------------------------------------------------------
 # Models directory
@@ -309,14 +312,51 @@ class OnnxModel:
         raise ValueError('pgml_compat cannot run ONNX operator %s (supported: BERT-family encoder graphs)' % op)
 
 
+class OrtModel:
+    """The same interface as OnnxModel, run by onnxruntime on the CPU."""
+
+    def __init__(self, path):
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(path, sess_options=options, providers=['CPUExecutionProvider'])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds):
+        values = self.session.run(self.outputs, {name: value for name, value in feeds.items() if name in self.inputs})
+        return dict(zip(self.outputs, values))
+
+
+ENGINES = ('auto', 'onnxruntime', 'numpy')
+
+
+def engine(plpy):
+    """The engine embeddings run on: the pgml_compat.engine setting, `auto` choosing onnxruntime when importable."""
+    choice = (plpy.execute("SELECT current_setting('pgml_compat.engine', true) AS e")[0]['e'] or 'auto').strip().lower()
+    if choice not in ENGINES:
+        raise plpy.Error('pgml_compat.engine must be one of %s, not %r' % (', '.join(ENGINES), choice))
+    if choice == 'numpy':
+        return 'numpy'
+    try:
+        import onnxruntime  # noqa: F401
+        return 'onnxruntime'
+    except ImportError:
+        if choice == 'onnxruntime':
+            raise plpy.Error('pgml_compat.engine is onnxruntime, but the Python module onnxruntime cannot be imported by PL/Python '
+                             '(Debian: apt-get install python3-onnxruntime); or SET pgml_compat.engine = \'numpy\'')
+        return 'numpy'
+
+
 # ---------------------------------------------------------------------------------------------
 # Sentence embedding
 
 
 class SentenceEmbedder:
-    def __init__(self, path):
+    def __init__(self, path, engine_name='numpy'):
         self.tokenizer = WordPieceTokenizer(path)
-        self.model = OnnxModel(os.path.join(path, 'onnx', 'model.onnx'))
+        graph = os.path.join(path, 'onnx', 'model.onnx')
+        self.model = OrtModel(graph) if engine_name == 'onnxruntime' else OnnxModel(graph)
         self.pooling = 'mean'
         pooling_path = os.path.join(path, '1_Pooling', 'config.json')
         if os.path.isfile(pooling_path):
@@ -360,10 +400,12 @@ _embedders = {}
 
 def embedder(plpy, model_id):
     path = model_path(plpy, model_id)
-    cached = _embedders.get(model_id)
+    name = engine(plpy)
+    key = (model_id, name)
+    cached = _embedders.get(key)
     if cached is None or cached[0] != path:
-        cached = (path, SentenceEmbedder(path))
-        _embedders[model_id] = cached
+        cached = (path, SentenceEmbedder(path, name))
+        _embedders[key] = cached
     return cached[1]
 
 

@@ -1,0 +1,21 @@
+-- Removes the pgml_kit runtime schema when nothing uses it any more: no embedding column is
+-- registered by any pgml-kit project in this database, and no pgml-kit trigger function is left.
+-- Otherwise it stays as it is. The schema itself is dropped without CASCADE, so anything else put
+-- in it keeps it (and this step fails, changing nothing, rather than drop what is not ours).
+DO $pgml_kit$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pgml_kit.embedding_columns)
+     OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                WHERE n.nspname = 'pgml_kit' AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype) THEN
+    RAISE NOTICE 'pgml-kit: the pgml_kit schema is still used (embedding columns or trigger functions of another pgml-kit project); it stays';
+    RETURN;
+  END IF;
+  DROP TABLE IF EXISTS pgml_kit.created_extensions;
+  DROP TABLE IF EXISTS pgml_kit.backfill_checkpoints;
+  DROP TABLE IF EXISTS pgml_kit.embedding_dead_letters;
+  DROP TABLE IF EXISTS pgml_kit.embedding_jobs;
+  DROP TABLE IF EXISTS pgml_kit.embedding_columns;
+  DROP TABLE IF EXISTS pgml_kit.runtime_version;
+  DROP SCHEMA pgml_kit;
+END
+$pgml_kit$;

@@ -1,0 +1,37 @@
+import type { Command } from 'commander'
+import pc from 'picocolors'
+import { loadConfig } from '../../config/load.js'
+import { assertMigrationName, checkGenerated, generate } from '../../migrations/generate.js'
+import { planOperations } from '../../plan/plan-migration.js'
+import { EXIT, printJson } from '../output.js'
+import { SAFETY_COLOR, globals, type CommandContext } from '../options.js'
+
+export function registerGenerate(program: Command, ctx: CommandContext): void {
+  program.command('generate')
+    .description('write migrations for the difference between the config and the last generated state')
+    .option('-n, --name <name>', 'what the change is, used in file names (e.g. add-doc-embeddings)')
+    .option('--check', 'write nothing; exit 1 if the config and the migrations disagree')
+    .action(async (opts: { name?: string; check?: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      const config = await loadConfig(g.config)
+      if (opts.check) {
+        const result = await checkGenerated(config)
+        if (g.json) printJson(result)
+        else if (result.ok) process.stdout.write(`${pc.green('ok')} migrations in ${config.migrationsDir} match ${config.path}\n`)
+        else {
+          process.stderr.write(`${pc.red('out of date')} the config and the migrations disagree:\n`)
+          for (const p of result.problems) process.stderr.write(`  - ${p}\n`)
+          process.stderr.write(`  ${pc.cyan('hint')} run pgml-kit generate --name <change> and commit the files\n`)
+        }
+        ctx.exit.code = result.ok ? EXIT.ok : EXIT.checkFailed
+        return
+      }
+      const { written, plan } = await generate(config, { name: assertMigrationName(opts.name) })
+      if (g.json) return printJson({ written, operations: planOperations(plan).map((op) => ({ kind: op.kind, summary: op.summary, safety: op.safety })) })
+      if (written.length === 0) return void process.stdout.write('Nothing to generate: the migrations match the config.\n')
+      for (const path of written) process.stdout.write(`${pc.green('wrote')} ${path}\n`)
+      const risky = planOperations(plan).filter((op) => op.safety !== 'safe')
+      for (const op of risky) process.stdout.write(`${SAFETY_COLOR[op.safety](`[${op.safety}]`)} ${op.summary}\n`)
+      process.stdout.write('\nReview the SQL, then: pgml-kit migrate\n')
+    })
+}

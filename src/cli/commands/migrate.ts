@@ -1,0 +1,28 @@
+import { CommanderError, type Command } from 'commander'
+import pc from 'picocolors'
+import { loadConfig } from '../../config/load.js'
+import { migrate } from '../../migrations/run.js'
+import { EXIT, printJson } from '../output.js'
+import { globals, nonNegativeNumber, positiveInt } from '../options.js'
+
+export function registerMigrate(program: Command): void {
+  program.command('migrate')
+    .description('apply pending migrations (or revert with "down")')
+    .argument('[direction]', 'up or down', 'up')
+    .option('--count <n>', 'how many migrations (default: all pending for up, 1 for down)', positiveInt('--count'))
+    .option('--lock-wait <seconds>', 'how long to wait for another migrate to finish', nonNegativeNumber('--lock-wait'), 60)
+    .action(async (direction: string, opts: { count?: number; lockWait: number }, cmd: Command) => {
+      if (direction !== 'up' && direction !== 'down') throw new CommanderError(EXIT.usage, 'pgml-kit.direction', `direction must be "up" or "down", got "${direction}"`)
+      const g = globals(cmd)
+      const config = await loadConfig(g.config)
+      const log = g.json ? () => undefined : (m: string) => { if (m.startsWith('### MIGRATION')) process.stderr.write(`${pc.dim(m)}\n`) }
+      const result = await migrate({
+        databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations,
+        direction, ...(opts.count === undefined ? {} : { count: opts.count }), lockWaitMs: opts.lockWait * 1000, log,
+        onWait: g.json ? undefined : (m: string) => process.stderr.write(`${pc.yellow('waiting')} ${m}\n`),
+      })
+      if (g.json) return printJson(result)
+      if (result.ran.length === 0) process.stdout.write(`Nothing to migrate ${direction} on ${result.target}.\n`)
+      for (const name of result.ran) process.stdout.write(`${pc.green(direction === 'up' ? 'applied' : 'reverted')} ${name}\n`)
+    })
+}

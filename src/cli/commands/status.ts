@@ -1,0 +1,48 @@
+import type { Command } from 'commander'
+import Table from 'cli-table3'
+import pc from 'picocolors'
+import { loadConfig } from '../../config/load.js'
+import { readStatus } from '../../status.js'
+import { printJson } from '../output.js'
+import { globals } from '../options.js'
+
+export function registerStatus(program: Command): void {
+  program.command('status')
+    .description('applied and pending migrations, target capabilities, managed embedding columns')
+    .action(async (_opts, cmd: Command) => {
+      const g = globals(cmd)
+      const config = await loadConfig(g.config)
+      const status = await readStatus({ databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations, state: config.state })
+      if (g.json) return printJson(status)
+      const c = status.capabilities
+      process.stdout.write(`${pc.bold('target')}    ${status.target.description}\n`)
+      process.stdout.write(`${pc.bold('postgres')}  ${c.serverVersion}\n`)
+      process.stdout.write(`${pc.bold('pgvector')}  ${c.vector.installed ? `${c.vector.installed} installed` : c.vector.available ? `${c.vector.available} available, not installed` : pc.red('not available')}\n`)
+      const pgml = { pgml: `PostgresML ${c.pgmlVersion}`, pgml_compat: `pgml_compat ${c.pgmlVersion}`, unmanaged: 'pgml.embed present (not from an extension)', installable: 'available, not installed', absent: 'absent (modes "trigger" and "generated" need it)' }[c.pgml]
+      process.stdout.write(`${pc.bold('pgml')}      ${pgml}\n\n`)
+      const table = new Table({ head: ['migration', 'state'], style: { head: [], border: [] } })
+      for (const a of status.applied) table.push([a.name, `applied ${a.runOn.toISOString()}`])
+      for (const p of status.pending) table.push([p, pc.yellow('pending')])
+      for (const m of status.missing) table.push([m, pc.red('applied, file missing')])
+      process.stdout.write(`${table.toString()}\n`)
+      if (status.embeddingColumns.length > 0) {
+        const columns = new Table({ head: ['embedding column', 'model', 'type', 'mode', 'source'], style: { head: [], border: [] } })
+        for (const e of status.embeddingColumns) columns.push([`${e.table}.${e.column}`, e.model, `${e.vectorType}(${e.dimensions})`, e.mode, e.sourceColumns.join(', ')])
+        process.stdout.write(`${columns.toString()}\n`)
+      }
+      if (status.queues.length > 0) {
+        const queues = new Table({ head: ['queue', 'depth', 'leased', 'retrying', 'oldest job', 'dead letters'], style: { head: [], border: [] } })
+        for (const q of status.queues) {
+          queues.push([q.column, q.depth, q.leased, q.retrying, q.oldestSeconds === null ? '-' : `${q.oldestSeconds.toFixed(1)} s`, q.deadLetters > 0 ? pc.red(String(q.deadLetters)) : '0'])
+        }
+        process.stdout.write(`${queues.toString()}\n`)
+      }
+      if (status.missingPrivileges.length > 0) {
+        const privileges = new Table({ head: ['role', 'lacks', 'fix'], style: { head: [], border: [] }, wordWrap: true, colWidths: [18, 38, 60] })
+        for (const m of status.missingPrivileges) {
+          privileges.push([`${m.role} (${m.purpose})`, pc.red(m.missing), m.grantedBy === 'pgml-kit' ? `pgml-kit migrate grants it (or: ${m.fix})` : m.fix])
+        }
+        process.stdout.write(`${privileges.toString()}\n`)
+      }
+    })
+}

@@ -1,0 +1,39 @@
+import type { Connector } from '../db/connect.js'
+import { MIGRATION_WAITS } from '../sql/render-introspection.js'
+
+interface Blocker { pid: number; state: string | null; application: string; seconds: number | null; query: string }
+
+/**
+ * While migrations run on a server, says what they wait for: a concurrent index build waits for
+ * every transaction older than itself — an idle-in-transaction session, a long report — and a DBA
+ * should know which one, not watch a migration that seems stuck. Polls from a connection of its
+ * own; reports a change at once and an unchanged wait every 15 s.
+ */
+export async function watchMigration(connector: Connector, migrationPid: number, report: (message: string) => void): Promise<() => Promise<void>> {
+  const client = await connector.connect('pgml-kit migrate monitor')
+  let last = ''
+  let lastAt = 0
+  let stopped = false
+  const poll = async () => {
+    const { rows } = await client.query<{ phase: string | null; tuples_done: number | null; tuples_total: number | null; blockers: Blocker[] }>(MIGRATION_WAITS, [migrationPid])
+    const row = rows[0]
+    if (!row || row.blockers.length === 0) {
+      last = ''
+      return
+    }
+    const who = row.blockers.map((b) => `pid ${b.pid} (${b.state ?? 'unknown state'}${b.seconds === null ? '' : `, its transaction open ${b.seconds} s`}${b.application ? `, ${b.application}` : ''}: ${b.query || '-'})`).join('; ')
+    const message = `${row.phase ? `index build ${row.phase}: ` : ''}waiting for ${who}`
+    const key = `${row.phase}|${row.blockers.map((b) => b.pid).join(',')}`
+    if (key !== last || Date.now() - lastAt > 15_000) {
+      report(message)
+      last = key
+      lastAt = Date.now()
+    }
+  }
+  const timer = setInterval(() => { if (!stopped) poll().catch(() => undefined) }, 2_000)
+  return async () => {
+    stopped = true
+    clearInterval(timer)
+    await client.end().catch(() => undefined)
+  }
+}

@@ -1,0 +1,93 @@
+import { needsPgml, type DesiredState } from '../model/ir.js'
+
+/**
+ * What the roles declared in the config are granted, as atoms: one privilege of one role on one
+ * object (or one column of it). Plans diff the atoms of two states, so a removed embedding column
+ * revokes only what no other column still needs, and every grant has its revoke as its down.
+ *
+ * pgml-kit grants on what it creates or runs: the pgml_kit schema and tables, the embedding
+ * columns, and the key and source columns the worker reads; USAGE on schema pgml when the config
+ * uses it. It never changes privileges on your schemas (status reports what is missing there).
+ */
+export interface GrantAtom {
+  readonly role: string
+  readonly on: { readonly kind: 'schema'; readonly schema: string } | { readonly kind: 'table'; readonly schema: string; readonly table: string }
+  readonly privilege: 'USAGE' | 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE'
+  /** A column privilege, or null for the whole table (or schema). */
+  readonly column: string | null
+  /** Who needs it, for the plan's summary. */
+  readonly purpose: 'app' | 'worker'
+}
+
+export function grantKey(atom: GrantAtom): string {
+  const on = atom.on.kind === 'schema' ? ['schema', atom.on.schema] : ['table', atom.on.schema, atom.on.table]
+  return JSON.stringify([atom.role, ...on, atom.privilege, atom.column])
+}
+
+const RUNTIME = 'pgml_kit'
+
+/** The atoms a state asks for. */
+export function grantsFor(state: DesiredState): GrantAtom[] {
+  const atoms = new Map<string, GrantAtom>()
+  const add = (atom: GrantAtom) => atoms.set(grantKey(atom), atom)
+  if (state.embeddingColumns.length === 0) return []
+  const usesPgml = state.embeddingColumns.some(needsPgml)
+  const table = (name: string) => ({ kind: 'table', schema: RUNTIME, table: name }) as const
+
+  for (const role of state.roles.app) {
+    // The catalog: which model and prefixes produced each column.
+    add({ role, on: { kind: 'schema', schema: RUNTIME }, privilege: 'USAGE', column: null, purpose: 'app' })
+    add({ role, on: table('embedding_columns'), privilege: 'SELECT', column: null, purpose: 'app' })
+    // Query embedding and predictions in the database.
+    if (usesPgml) add({ role, on: { kind: 'schema', schema: 'pgml' }, privilege: 'USAGE', column: null, purpose: 'app' })
+  }
+  for (const role of state.roles.worker) {
+    const runtime = (name: string, privileges: GrantAtom['privilege'][]) => {
+      for (const privilege of privileges) add({ role, on: table(name), privilege, column: null, purpose: 'worker' })
+    }
+    add({ role, on: { kind: 'schema', schema: RUNTIME }, privilege: 'USAGE', column: null, purpose: 'worker' })
+    runtime('embedding_columns', ['SELECT'])
+    // Claim, complete, fail; INSERT for `queue retry`.
+    runtime('embedding_jobs', ['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
+    runtime('embedding_dead_letters', ['SELECT', 'INSERT', 'DELETE'])
+    runtime('backfill_checkpoints', ['SELECT', 'INSERT', 'UPDATE', 'DELETE'])
+    if (usesPgml) add({ role, on: { kind: 'schema', schema: 'pgml' }, privilege: 'USAGE', column: null, purpose: 'worker' })
+    for (const c of state.embeddingColumns) {
+      const on = { kind: 'table', schema: c.schema, table: c.table } as const
+      for (const column of [...c.keyColumns, ...c.sourceColumns, c.column]) add({ role, on, privilege: 'SELECT', column, purpose: 'worker' })
+      add({ role, on, privilege: 'UPDATE', column: c.column, purpose: 'worker' })
+      // A generated column is recomputed by rewriting its first source column with itself.
+      if (c.mode === 'generated' && c.sourceColumns[0]) add({ role, on, privilege: 'UPDATE', column: c.sourceColumns[0], purpose: 'worker' })
+    }
+  }
+  return [...atoms.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))
+}
+
+/** Atoms in `a` and not in `b`. */
+export function grantsMissingFrom(a: readonly GrantAtom[], b: readonly GrantAtom[]): GrantAtom[] {
+  const keys = new Set(b.map(grantKey))
+  return a.filter((atom) => !keys.has(grantKey(atom)))
+}
+
+/** A privilege a declared role needs: granted by pgml-kit's migrations, or yours to grant (on your schemas and tables). */
+export interface PrivilegeNeed extends GrantAtom {
+  readonly grantedBy: 'pgml-kit' | 'you'
+}
+
+/**
+ * Everything the declared roles need, for `status`: what the migrations grant, and what they leave
+ * to you — USAGE on the schemas of the tables, and (for app roles) SELECT on them for searches.
+ */
+export function privilegeNeeds(state: DesiredState): PrivilegeNeed[] {
+  const needs = new Map<string, PrivilegeNeed>()
+  for (const atom of grantsFor(state)) needs.set(grantKey(atom), { ...atom, grantedBy: 'pgml-kit' })
+  const yours = (atom: GrantAtom) => { if (!needs.has(grantKey(atom))) needs.set(grantKey(atom), { ...atom, grantedBy: 'you' }) }
+  for (const c of state.embeddingColumns) {
+    for (const role of state.roles.app) {
+      yours({ role, on: { kind: 'schema', schema: c.schema }, privilege: 'USAGE', column: null, purpose: 'app' })
+      yours({ role, on: { kind: 'table', schema: c.schema, table: c.table }, privilege: 'SELECT', column: null, purpose: 'app' })
+    }
+    for (const role of state.roles.worker) yours({ role, on: { kind: 'schema', schema: c.schema }, privilege: 'USAGE', column: null, purpose: 'worker' })
+  }
+  return [...needs.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))
+}

@@ -1,0 +1,78 @@
+import { quoteQualified } from './quote.js'
+
+/**
+ * Read-only statements that look at the live database: capabilities, the catalog, migration
+ * history, privileges. Names are always compared as text values (parameters), never parsed.
+ */
+
+/** What a target can do: server version, pgvector, pgml or pgml_compat. */
+export const CAPABILITIES = `SELECT current_setting('server_version') AS server_version,
+    current_setting('server_version_num') AS server_version_num,
+    (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector') AS vector_installed,
+    (SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'vector') AS vector_available,
+    (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgml') AS pgml,
+    (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgml_compat') AS pgml_compat,
+    EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = 'pgml' AND p.proname = 'embed') AS has_embed,
+    EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgml') AS pgml_available,
+    EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgml_compat') AS compat_available`
+
+/** Whether a relation exists ($1: schema, $2: name). */
+export const RELATION_EXISTS = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = $1 AND c.relname = $2) AS ok`
+
+/** The embedding columns the pgml_kit catalog records. */
+export const CATALOG_COLUMNS = `SELECT table_schema, table_name, column_name, model_id, dimensions, vector_type, mode, source_columns
+FROM pgml_kit.embedding_columns ORDER BY 1, 2, 3`
+
+/** Queue-mode columns in the catalog. */
+export const CATALOG_QUEUE_COLUMNS = `SELECT table_schema, table_name, column_name FROM pgml_kit.embedding_columns WHERE mode = 'queue'`
+
+/**
+ * Whether roles have privileges: $1 roles, $2 kinds ('schema' | 'table'), $3 schemas, $4 tables,
+ * $5 columns (NULL: the whole table), $6 privileges → per input row, in order: 'ok', 'missing',
+ * 'no role' or 'no object'. Objects are looked up by name and checked by OID.
+ */
+export const CHECK_PRIVILEGES = `SELECT i.n::int AS n,
+  CASE
+    WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = i.role) THEN 'no role'
+    WHEN i.kind = 'schema' THEN
+      CASE WHEN ns.oid IS NULL THEN 'no object' WHEN pg_catalog.has_schema_privilege(i.role, ns.oid, i.privilege) THEN 'ok' ELSE 'missing' END
+    WHEN rel.oid IS NULL THEN 'no object'
+    WHEN i.column_name IS NULL THEN
+      CASE WHEN pg_catalog.has_table_privilege(i.role, rel.oid, i.privilege) THEN 'ok' ELSE 'missing' END
+    WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel.oid AND a.attname = i.column_name AND a.attnum > 0 AND NOT a.attisdropped) THEN 'no object'
+    WHEN pg_catalog.has_column_privilege(i.role, rel.oid, i.column_name, i.privilege) THEN 'ok'
+    ELSE 'missing'
+  END AS state
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS i(role, kind, schema_name, table_name, column_name, privilege, n)
+LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = i.schema_name
+LEFT JOIN pg_catalog.pg_class rel ON rel.relnamespace = ns.oid AND rel.relname = i.table_name AND i.kind = 'table'
+ORDER BY i.n`
+
+/**
+ * What the migration's backend ($1 its pid) is doing and waiting for: the progress of an index
+ * build, and the sessions it waits on (a concurrent build waits for every older transaction).
+ */
+export const MIGRATION_WAITS = `SELECT p.phase, p.tuples_done::float8 AS tuples_done, p.tuples_total::float8 AS tuples_total,
+  (SELECT coalesce(json_agg(json_build_object(
+      'pid', a.pid, 'state', a.state, 'application', a.application_name,
+      'seconds', extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::int,
+      'query', left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80)) ORDER BY a.pid), '[]'::json)
+   FROM pg_catalog.pg_stat_activity a WHERE a.pid = ANY (pg_catalog.pg_blocking_pids($1))) AS blockers
+FROM (SELECT 1) AS one
+LEFT JOIN pg_catalog.pg_stat_progress_create_index p ON p.pid = $1`
+
+/** The vector and halfvec types' OIDs, for client-side type parsers. */
+export const VECTOR_TYPE_OIDS = `SELECT oid::int AS oid FROM pg_catalog.pg_type
+WHERE typname IN ('vector', 'halfvec') AND typnamespace IN (SELECT extnamespace FROM pg_catalog.pg_extension WHERE extname = 'vector')`
+
+/** The migration history, oldest first (node-pg-migrate's table). */
+export function renderAppliedMigrations(schema: string, table: string): string {
+  return `SELECT name, run_on FROM ${quoteQualified(schema, table)} ORDER BY run_on, id`
+}
+
+/** node-pg-migrate's migration lock ($1 its id): taken by polling, see migrate(). */
+export const TRY_MIGRATION_LOCK = 'SELECT pg_try_advisory_lock($1) AS ok'
+export const RELEASE_MIGRATION_LOCK = 'SELECT pg_advisory_unlock($1)'
+export const BACKEND_PID = 'SELECT pg_backend_pid() AS pid'

@@ -1,0 +1,108 @@
+import { sql, type Expression, type RawBuilder } from 'kysely'
+import type { Distance } from '../config/schema.js'
+import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
+import { renderEmbedCall, renderVectorType } from './render-source.js'
+
+/**
+ * The SQL of the query builders (search, hybrid search, predictions), as Kysely expressions.
+ * Names are always passed as identifiers (`sql.id`), never parsed from dotted strings, so a column
+ * named `a.b` or `x as y` stays one column.
+ */
+
+export const DISTANCE_OPERATOR: Readonly<Record<Distance, string>> = { l2: '<->', inner_product: '<#>', cosine: '<=>', l1: '<+>' }
+
+/** The column's table, `"schema"."table"`. */
+export function tableId(column: { schema: string; table: string }): RawBuilder<unknown> {
+  return sql.id(column.schema, column.table)
+}
+
+/** `(alias.column <op> $vector::vector(N))`: the distance the index orders by. */
+export function distanceExpression(column: EmbeddingColumnNode, distance: Distance, vector: unknown, alias: string): RawBuilder<number> {
+  return sql<number>`(${sql.id(alias, column.column)} ${sql.raw(DISTANCE_OPERATOR[distance])} ${sql.val(vector)}::${sql.raw(renderVectorType(column))})`
+}
+
+/** Similarity where it has a meaning: 1 − distance for cosine, the dot product for inner product. */
+export function similarityExpression(distance: Distance, d: RawBuilder<number>): RawBuilder<number> | null {
+  if (distance === 'cosine') return sql<number>`(1 - ${d})`
+  if (distance === 'inner_product') return sql<number>`(-${d})`
+  return null
+}
+
+export interface HybridSettings {
+  readonly candidates: number
+  readonly rrfK: number
+  readonly weights: { readonly vector: number; readonly text: number }
+}
+
+/**
+ * Reciprocal rank fusion of the `candidates` nearest rows by vector and the `candidates` best by
+ * full text (`websearch_to_tsquery`, ranked by `ts_rank_cd`): one row per key, with
+ * `score = w_v / (rrfK + vector_rank) + w_t / (rrfK + text_rank)` and both ranks (NULL when absent).
+ * Key columns come out as `pgml_kit_key_<i>`.
+ */
+export function hybridFusion(column: EmbeddingColumnNode, fullText: FullTextNode, distance: Distance, vector: unknown, query: string, settings: HybridSettings): RawBuilder<unknown> {
+  const keys = column.keyColumns
+  const keyList = (alias: string) => sql.join(keys.map((key, i) => sql`${sql.id(alias, key)} AS ${sql.id(`k${i}`)}`))
+  const d = distanceExpression(column, distance, vector, 't')
+  const tsquery = sql`websearch_to_tsquery(${sql.lit(fullText.language)}::regconfig, ${query})`
+  const rank = sql`ts_rank_cd(${sql.id('t', fullText.column)}, q)`
+  return sql`(
+    WITH v AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${d}) AS r FROM ${tableId(column)} AS t ORDER BY ${d} LIMIT ${settings.candidates}),
+         x AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${rank} DESC) AS r FROM ${tableId(column)} AS t, ${tsquery} AS q
+               WHERE ${sql.id('t', fullText.column)} @@ q ORDER BY ${rank} DESC LIMIT ${settings.candidates})
+    SELECT ${sql.join(keys.map((_, i) => sql`coalesce(${sql.id('v', `k${i}`)}, ${sql.id('x', `k${i}`)}) AS ${sql.id(`pgml_kit_key_${i}`)}`))},
+           coalesce(${settings.weights.vector}::float8 / (${settings.rrfK} + v.r), 0) + coalesce(${settings.weights.text}::float8 / (${settings.rrfK} + x.r), 0) AS score,
+           v.r::int AS vector_rank, x.r::int AS text_rank
+    FROM v FULL JOIN x ON ${sql.join(keys.map((_, i) => sql`${sql.id('v', `k${i}`)} = ${sql.id('x', `k${i}`)}`), sql` AND `)}
+  )`
+}
+
+/** Joins the table (under `alias`) to the fused rows by key. */
+export function hybridJoin(column: EmbeddingColumnNode, alias: string, fusedAlias: string): RawBuilder<boolean> {
+  return sql<boolean>`${sql.join(column.keyColumns.map((key, i) => sql`${sql.id(alias, key)} = ${sql.id(fusedAlias, `pgml_kit_key_${i}`)}`), sql` AND `)}`
+}
+
+/** $1 query text → the query's vector from pgml.embed (with the query prefix), as pgvector text. */
+export function renderQueryEmbedding(column: EmbeddingColumnNode): string {
+  return `SELECT array_to_json(${renderEmbedCall(column, '$1', 'query')})::text AS v`
+}
+
+/** Vectors of several texts, embedded by pgml.embed as queries or documents, in order. */
+export function embedTexts(column: EmbeddingColumnNode, texts: readonly string[], as: 'query' | 'document'): RawBuilder<{ v: number[] }> {
+  return sql<{ v: number[] }>`SELECT ${sql.raw(renderEmbedCall(column, 'u.t', as))} AS v FROM unnest(${[...texts]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`
+}
+
+/** Whether this role can call pgml.embed (it exists, with USAGE on its schema); otherwise queries are embedded locally. */
+export const HAS_PGML_EMBED = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.nspname = 'pgml' AND p.proname = 'embed'
+    AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) AS ok`
+
+export function predictCall(project: string, features: Expression<unknown> | readonly number[]): RawBuilder<number> {
+  return sql<number>`pgml.predict(${project}::text, ${Array.isArray(features) ? sql`${[...features]}::real[]` : features})`
+}
+
+export function predictRow(project: string, features: readonly (Expression<unknown> | number)[]): RawBuilder<number> {
+  const values = features.map((f) => (typeof f === 'number' ? sql`${f}` : f))
+  return sql<number>`pgml.predict(${project}::text, ARRAY[${sql.join(values)}]::real[])`
+}
+
+export function predictBatchQuery(project: string, flat: readonly number[]): RawBuilder<{ p: number }> {
+  return sql<{ p: number }>`SELECT pgml.predict_batch(${project}::text, ${[...flat]}::real[]) AS p`
+}
+
+export function predictProbaQuery(project: string, features: readonly number[]): RawBuilder<{ p: number[] }> {
+  return sql<{ p: number[] }>`SELECT pgml.predict_proba(${project}::text, ${[...features]}::real[]) AS p`
+}
+
+/**
+ * Index settings for one query, set with `set_config(name, value, true)` (SET LOCAL) so they end
+ * with the transaction. `$1` name, `$2` value.
+ */
+export const SET_LOCAL = 'SELECT set_config($1, $2, true)'
+/**
+ * The setting's value before this query, to put back inside a caller's transaction. NULL when the
+ * setting does not exist yet (pgvector is loaded on first use of its types in a session).
+ */
+export const CURRENT_SETTING = 'SELECT current_setting($1, true) AS v'
+/** Puts a setting back to what it was at the start of the session (for one that did not exist before). `$1` name. */
+export const RESET_LOCAL = `SELECT set_config($1, (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = $1), true)`

@@ -1,0 +1,80 @@
+import { execFile } from 'node:child_process'
+import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const run = promisify(execFile)
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+/**
+ * The package as users get it: `npm pack`, installed into an empty project with production
+ * dependencies only (no devDependencies anywhere), then the whole first-contact path through npx.
+ */
+describe('the packed package, installed without devDependencies', () => {
+  const dirs: string[] = []
+  afterAll(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true })
+  })
+
+  it('runs init → generate → migrate → worker --once → search from a production install', async () => {
+    const packDir = await mkdtemp(join(tmpdir(), 'pgml-kit-pack-'))
+    const app = await mkdtemp(join(tmpdir(), 'pgml-kit-app-'))
+    dirs.push(packDir, app)
+    await run('npm', ['pack', '--pack-destination', packDir], { cwd: ROOT })
+    const [tarball] = await readdir(packDir)
+    await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }))
+    // onnxruntime-node's install script downloads optional binaries; the CPU ones ship in the package.
+    await writeFile(join(app, '.npmrc'), 'onnxruntime-node-install=skip\n')
+    await run('npm', ['install', '--omit=dev', '--no-audit', '--no-fund', join(packDir, tarball!)], { cwd: app, maxBuffer: 1 << 24 })
+    const installed = await readdir(join(app, 'node_modules'))
+    expect(installed).not.toContain('vitest')
+    expect(installed).not.toContain('typescript')
+
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
+    delete env.DATABASE_URL
+    const cli = async (...args: string[]) => {
+      try {
+        return (await run('npx', ['--no-install', 'pgml-kit', ...args], { cwd: app, env, maxBuffer: 1 << 24 })).stdout
+      } catch (error) {
+        const e = error as { stdout?: string; stderr?: string; message: string }
+        throw new Error(`pgml-kit ${args.join(' ')} failed: ${e.stderr ?? e.message}${e.stdout ?? ''}`)
+      }
+    }
+    expect(await cli('--help')).toContain('pgml-kit')
+    await cli('init')
+    // Offline: the generated fixture model instead of the preset init names, in queue mode (the embedded database has no pgml).
+    await cp(join(ROOT, 'test/fixtures/models'), join(app, 'models'), { recursive: true })
+    await writeFile(join(app, 'pgml-kit.config.ts'), `import { defineConfig } from 'pgml-kit'
+
+export default defineConfig({
+  embedder: { modelsDir: 'models', allowRemoteModels: false },
+  tables: {
+    documents: {
+      embeddings: {
+        body_embedding: {
+          source: ['title', 'body'],
+          model: { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' },
+          mode: 'queue',
+          indexes: [{ method: 'hnsw', distance: 'cosine' }],
+        },
+      },
+    },
+  },
+})
+`)
+    await cli('generate', '--name', 'add-embeddings')
+    await mkdir(join(app, 'migrations'), { recursive: true })
+    await writeFile(join(app, 'migrations', '9999999999999_seed.sql'), `-- Up Migration
+INSERT INTO documents (title, body) VALUES ('Housing', 'Homes for families'), ('Parks', 'Opening hours of parks'), ('Tax', 'When property tax is due');
+-- Down Migration
+DELETE FROM documents;
+`)
+    expect(await cli('migrate')).toMatch(/applied .*seed/)
+    expect(await cli('worker', '--once')).toMatch(/^3 vectors written/)
+    const hits = JSON.parse(await cli('search', 'documents.body_embedding', 'homes', '-k', '2', '--json')) as { title: string }[]
+    expect(hits).toHaveLength(2)
+  })
+})

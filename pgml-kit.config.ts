@@ -1,16 +1,15 @@
 import { defineConfig } from 'pgml-kit'
 
 export default defineConfig({
-  // The example runs offline: its model is a small generated fixture (scripts/generate-fixture-models.py).
-  // In an app, name a real model such as 'intfloat/e5-small-v2'; transformers.js downloads its ONNX weights.
-  embedder: { modelsDir: 'test/fixtures/models', allowRemoteModels: false },
   tables: {
     documents: {
       embeddings: {
         // One vector per row, computed from the title and body joined by a blank line.
         body_embedding: {
           source: ['title', 'body'],
-          model: { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' },
+          // The model pgml-kit ships: 128 dimensions from WordNet, offline, no prefixes. In an app
+          // that may download models, name a larger one such as 'intfloat/e5-small-v2'.
+          model: 'pgml-kit/wordnet-static-128',
           // "queue": a trigger queues every write, `pgml-kit worker` embeds it with the local model.
           // Works on any PostgreSQL with pgvector, including the embedded default. On a server with
           // pgml or pgml_compat, "trigger" computes vectors inside the database instead.

@@ -7,7 +7,7 @@
 --                   note: shared by every pgml-kit project in the database; down removes it only when nothing uses it any more
 -- [safe]            create extension vector (pgvector) if missing
 --                   note: down drops pgvector only if this step created it and nothing uses it any more
--- [needs backfill]  add embedding column public.documents.body_embedding vector(16) from title, body with pgml-kit/tiny-bert-16, mode queue
+-- [needs backfill]  add embedding column public.documents.body_embedding vector(128) from title, body with pgml-kit/wordnet-static-128, mode queue
 --                   note: existing rows keep NULL until they are embedded: `pgml-kit backfill documents.body_embedding` writes them directly (or a write to a row queues it)
 -- [safe]            queue public.documents.body_embedding for a worker on INSERT, on UPDATE OF title, body, and dequeue on DELETE
 --                   note: existing rows are not queued: run `pgml-kit backfill documents.body_embedding` (or let writes queue them)
@@ -162,7 +162,7 @@ BEGIN
 END
 $pgml_kit$;
 
-ALTER TABLE "public"."documents" ADD COLUMN "body_embedding" vector(16);
+ALTER TABLE "public"."documents" ADD COLUMN "body_embedding" vector(128);
 
 CREATE OR REPLACE FUNCTION "pgml_kit"."enqueue__documents__body_embedding__5a0d97208cb1"()
 RETURNS trigger
@@ -201,8 +201,8 @@ INSERT INTO pgml_kit.embedding_columns
   (table_schema, table_name, column_name, model_id, model_revision, dimensions, vector_type, mode,
    source_columns, source_separator, source_expression, document_prefix, query_prefix, normalize, key_columns)
 VALUES
-  ('public', 'documents', 'body_embedding', 'pgml-kit/tiny-bert-16', NULL, 16, 'vector', 'queue',
-   ARRAY['title', 'body']::text[], E'\n\n', 'CASE WHEN "title" IS NULL AND "body" IS NULL THEN NULL ELSE COALESCE("title", '''') || E''\n\n'' || COALESCE("body", '''') END', 'passage: ', 'query: ', true, ARRAY['id']::text[]);
+  ('public', 'documents', 'body_embedding', 'pgml-kit/wordnet-static-128', NULL, 128, 'vector', 'queue',
+   ARRAY['title', 'body']::text[], E'\n\n', 'CASE WHEN "title" IS NULL AND "body" IS NULL THEN NULL ELSE COALESCE("title", '''') || E''\n\n'' || COALESCE("body", '''') END', '', '', true, ARRAY['id']::text[]);
 
 -- Down Migration
 SET LOCAL lock_timeout = '5s';

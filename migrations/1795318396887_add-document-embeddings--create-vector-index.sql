@@ -6,19 +6,52 @@
 -- [safe]            build hnsw index public.documents_body_embedding_hnsw_cosine_idx on documents.body_embedding (cosine; m=16, ef_construction=64) concurrently
 
 -- Up Migration
-SET lock_timeout = '5s';
+SET lock_timeout = '0';
 SET statement_timeout = '0';
 
--- A build that failed earlier leaves an INVALID index of this name; drop it so this step can run again.
-DROP INDEX CONCURRENTLY IF EXISTS "public"."documents_body_embedding_hnsw_cosine_idx";
+-- A build that failed earlier leaves an INVALID index of this name: it is moved aside and dropped.
+-- A valid one (a build that finished before a later step failed) is kept, and the build below skips it.
+DROP INDEX CONCURRENTLY IF EXISTS "public"."documents_body_embedding_hnsw_cosine_idx_pgml_kit_invalid";
 
-CREATE INDEX CONCURRENTLY "documents_body_embedding_hnsw_cosine_idx" ON "public"."documents" USING hnsw ("body_embedding" "vector_cosine_ops") WITH (m = 16, ef_construction = 64);
+DO $pgml_kit$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relname = 'documents_body_embedding_hnsw_cosine_idx' AND NOT i.indisvalid) THEN
+    ALTER INDEX "public"."documents_body_embedding_hnsw_cosine_idx" RENAME TO "documents_body_embedding_hnsw_cosine_idx_pgml_kit_invalid";
+  END IF;
+END
+$pgml_kit$;
+
+DROP INDEX CONCURRENTLY IF EXISTS "public"."documents_body_embedding_hnsw_cosine_idx_pgml_kit_invalid";
+
+CREATE INDEX CONCURRENTLY IF NOT EXISTS "documents_body_embedding_hnsw_cosine_idx" ON "public"."documents" USING hnsw ("body_embedding" "vector_cosine_ops") WITH (m = 16, ef_construction = 64);
+
+DO $pgml_kit$
+DECLARE
+  found record;
+BEGIN
+  SELECT i.indisvalid AS valid, am.amname::text AS method, oc.opcname::text AS opclass, c.reloptions AS options
+    INTO found
+    FROM pg_catalog.pg_index i
+    JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_am am ON am.oid = c.relam
+    JOIN pg_catalog.pg_opclass oc ON oc.oid = i.indclass[0]
+    WHERE n.nspname = 'public' AND c.relname = 'documents_body_embedding_hnsw_cosine_idx';
+  IF found IS NULL OR NOT found.valid OR found.method <> 'hnsw' OR found.opclass <> 'vector_cosine_ops'
+     OR coalesce(found.options, '{}') <> ARRAY['m=16', 'ef_construction=64']::text[] THEN
+    RAISE EXCEPTION 'pgml-kit: index %.% is not the one the config describes (found: %)', 'public', 'documents_body_embedding_hnsw_cosine_idx', coalesce(found::text, 'no index')
+      USING HINT = 'an index of that name was there before; drop it, or give the config''s index another name';
+  END IF;
+END
+$pgml_kit$;
 
 RESET statement_timeout;
 RESET lock_timeout;
 
 -- Down Migration
-SET lock_timeout = '5s';
+SET lock_timeout = '0';
 SET statement_timeout = '0';
 
 DROP INDEX CONCURRENTLY IF EXISTS "public"."documents_body_embedding_hnsw_cosine_idx";

@@ -13,8 +13,9 @@ export default defineConfig({
         // One vector per row, computed from the title and body joined by a blank line.
         body_embedding: {
           source: ['title', 'body'],
-          // A preset: 384 dimensions, "passage: " / "query: " prefixes, normalised vectors.
-          model: 'intfloat/e5-small-v2',
+          // The model pgml-kit ships (128 dimensions, from WordNet; works offline). Any preset
+          // such as 'intfloat/e5-small-v2' (384 dimensions, downloaded on first use) fits here.
+          model: 'pgml-kit/wordnet-static-128',
           // "app": your application writes the vectors; works on any PostgreSQL with pgvector,
           // including the embedded default. On a server with pgml or pgml_compat, "trigger"
           // computes them inside the database on every write.

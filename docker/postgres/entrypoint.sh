@@ -24,7 +24,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   rm -f "$pwfile"
   cat >> "$PGDATA/postgresql.conf" <<CONF
 listen_addresses = '*'
-pgml_compat.models_dir = '/var/lib/pgml-kit/models'
+# Your models (a volume), then the ones pgml-kit ships (pgml-kit/wordnet-static-128).
+pgml_compat.models_dir = '/var/lib/pgml-kit/models:/usr/share/pgml-kit/models'
 CONF
   echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
   echo "pgml-kit-postgres: initialised $PGDATA (PostgreSQL $PG_MAJOR, pgvector, PL/Python, pgml_compat available)" >&2

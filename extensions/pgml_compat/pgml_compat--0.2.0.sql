@@ -149,18 +149,21 @@ def models_dir(plpy):
         raise plpy.Error(
             'pgml_compat.models_dir is not set: point it at the directory of local models, '
             "e.g. ALTER DATABASE mydb SET pgml_compat.models_dir = '/var/lib/pgml-kit/models' "
-            '(model ids are subdirectories: <dir>/intfloat/e5-small-v2/onnx/model.onnx)')
+            '(model ids are subdirectories: <dir>/intfloat/e5-small-v2/onnx/model.onnx; several directories: <dir>:<dir>)')
     return directory
 
 
 def model_path(plpy, model_id):
+    """pgml_compat.models_dir is a list of directories separated by ':' (like PATH): the first
+    that holds <model id>/onnx/model.onnx wins."""
     if '..' in model_id.split('/') or model_id.startswith('/'):
         raise plpy.Error('pgml_compat: invalid model id %r' % model_id)
-    path = os.path.join(models_dir(plpy), model_id)
-    if not os.path.isfile(os.path.join(path, 'onnx', 'model.onnx')):
-        raise plpy.Error('pgml_compat: model %r not found: expected %s (pgml_compat runs local models only; copy the model folder there)'
-                         % (model_id, os.path.join(path, 'onnx', 'model.onnx')))
-    return path
+    candidates = [os.path.join(d, model_id) for d in models_dir(plpy).split(':') if d]
+    for path in candidates:
+        if os.path.isfile(os.path.join(path, 'onnx', 'model.onnx')):
+            return path
+    raise plpy.Error('pgml_compat: model %r not found: expected %s (pgml_compat runs local models only; copy the model folder there)'
+                     % (model_id, ' or '.join(os.path.join(p, 'onnx', 'model.onnx') for p in candidates)))
 
 
 # ---------------------------------------------------------------------------------------------

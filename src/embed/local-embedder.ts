@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PgmlKitError } from '../errors.js'
 import type { ResolvedModel } from '../model/ir.js'
+import { modelDirectoryFor } from '../model/bundled.js'
 import { MODEL_PRESETS } from '../model/presets.js'
 import { chunk, type Embedder } from './embedder.js'
 
@@ -64,10 +65,12 @@ export class LocalEmbedder implements Embedder {
    */
   static async load(options: LocalEmbedderOptions): Promise<LocalEmbedder> {
     const { model } = options
-    const modelsDir = options.modelsDir ?? null
+    // A local copy under the canonical id wins, then a model pgml-kit ships; otherwise a preset's
+    // ONNX repository (or the id itself) is fetched, when remote models are allowed.
+    const localDir = modelDirectoryFor(model.id, options.modelsDir ?? null)
+    const modelsDir = localDir ?? options.modelsDir ?? null
     const pooling = model.pooling ?? poolingFromFiles(modelsDir, model.id) ?? 'mean'
-    // A local copy under the canonical id wins; otherwise a preset's ONNX repository is fetched.
-    const local = modelsDir !== null && existsSync(join(modelsDir, model.id))
+    const local = localDir !== null
     const source = local ? model.id : (MODEL_PRESETS[model.id]?.onnxRepository ?? model.id)
     const load = loading.then(async () => {
       const transformers = await import('@huggingface/transformers')

@@ -13,15 +13,24 @@ export interface ModelPreset {
   readonly pooling: 'mean' | 'cls'
   /**
    * Hugging Face repository with ONNX weights of the same model, which transformers.js downloads
-   * when the model is not found locally (the canonical repositories carry PyTorch weights only).
+   * when the model is not found locally (the canonical repositories carry PyTorch weights only);
+   * null for a model that ships with pgml-kit (under `models/`, see BUNDLED_MODELS_DIR).
    */
-  readonly onnxRepository: string
+  readonly onnxRepository: string | null
 }
+
+/**
+ * The model pgml-kit ships (built from WordNet by scripts/build-wordnet-model.py): static word
+ * vectors, mean pooling, normalised, no prefixes. It works offline, in the local embedder and in
+ * pgml_compat, and is what `init` and the example use.
+ */
+export const BUNDLED_MODEL_ID = 'pgml-kit/wordnet-static-128'
 
 const E5 = { documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: 'mean' } as const
 const BGE_QUERY = 'Represent this sentence for searching relevant passages: '
 
 export const MODEL_PRESETS: Readonly<Record<string, ModelPreset>> = Object.freeze({
+  [BUNDLED_MODEL_ID]: { id: BUNDLED_MODEL_ID, dimensions: 128, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean', onnxRepository: null },
   'intfloat/e5-small-v2': { id: 'intfloat/e5-small-v2', dimensions: 384, ...E5, onnxRepository: 'Xenova/e5-small-v2' },
   'intfloat/e5-base-v2': { id: 'intfloat/e5-base-v2', dimensions: 768, ...E5, onnxRepository: 'Xenova/e5-base-v2' },
   'intfloat/e5-large-v2': { id: 'intfloat/e5-large-v2', dimensions: 1024, ...E5, onnxRepository: 'Xenova/e5-large-v2' },

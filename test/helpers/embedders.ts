@@ -8,6 +8,13 @@ export const MODELS_DIR = fileURLToPath(new URL('../fixtures/models', import.met
 export const TINY_16: ResolvedModel = { id: 'pgml-kit/tiny-bert-16', revision: null, dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: null }
 export const TINY_32: ResolvedModel = { id: 'pgml-kit/tiny-bert-32', revision: null, dimensions: 32, documentPrefix: '', queryPrefix: '', normalize: true, pooling: null }
 
+/** The model pgml-kit ships (models/), resolved as the preset resolves it. */
+export const WORDNET: ResolvedModel = { id: 'pgml-kit/wordnet-static-128', revision: null, dimensions: 128, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean' }
+
+export function loadWordnet(batchSize = 32): Promise<LocalEmbedder> {
+  return LocalEmbedder.load({ model: WORDNET, modelsDir: null, allowRemoteModels: false, batchSize })
+}
+
 export function loadTiny(model: ResolvedModel = TINY_16, batchSize = 32): Promise<LocalEmbedder> {
   return LocalEmbedder.load({ model, modelsDir: MODELS_DIR, allowRemoteModels: false, batchSize })
 }

@@ -8,7 +8,7 @@ import { CONTAINER_MODELS_DIR, dockerAvailable, startServerContainer, type Start
 export interface ServerTier {
   /** An administrator URL; each test creates its own database through it. */
   readonly url: string
-  /** The fixture models directory as the server sees it (for pgml_compat.models_dir). */
+  /** pgml_compat.models_dir for the test databases: the fixture models, then the bundled ones, as the server sees them. */
   readonly modelsDir: string
   /** Where it comes from: PGML_KIT_TEST_DATABASE_URL, or the docker/postgres image. */
   readonly source: 'url' | 'docker'
@@ -22,6 +22,9 @@ declare module 'vitest' {
     server: ServerTier | null
   }
 }
+
+/** For a server on this machine: the fixture models, then the ones pgml-kit ships (pgml_compat.models_dir is a search path). */
+const LOCAL_MODELS_DIRS = [fileURLToPath(new URL('../fixtures/models', import.meta.url)), fileURLToPath(new URL('../../models', import.meta.url))].join(':')
 
 /**
  * Once per run. The server tier is, in this order: none when PGML_KIT_TEST_SERVER=skip;
@@ -38,7 +41,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     process.stderr.write('\n[pgml-kit tests] server tier skipped: PGML_KIT_TEST_SERVER=skip (this run covers the pure and embedded tiers).\n\n')
     project.provide('server', null)
   } else if (url) {
-    project.provide('server', { url, modelsDir: process.env.PGML_KIT_TEST_SERVER_MODELS_DIR ?? fileURLToPath(new URL('../fixtures/models', import.meta.url)), source: 'url' })
+    project.provide('server', { url, modelsDir: process.env.PGML_KIT_TEST_SERVER_MODELS_DIR ?? LOCAL_MODELS_DIRS, source: 'url' })
   } else {
     const docker = await dockerAvailable()
     if (docker.ok) {

@@ -8,8 +8,9 @@ import { fileURLToPath } from 'node:url'
 export const SERVER_IMAGE = 'pgml-kit/postgres:17'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const MODELS_DIR = fileURLToPath(new URL('../fixtures/models', import.meta.url))
-/** Where the image's pgml_compat looks for models (the fixture models are mounted there). */
-export const CONTAINER_MODELS_DIR = '/var/lib/pgml-kit/models'
+/** Where the image's pgml_compat looks for models: the fixture models (mounted), then the ones pgml-kit ships. */
+export const CONTAINER_MODELS_DIR = '/var/lib/pgml-kit/models:/usr/share/pgml-kit/models'
+const CONTAINER_MOUNT = '/var/lib/pgml-kit/models'
 
 export interface StartedServer {
   readonly url: string
@@ -39,7 +40,7 @@ export async function startServerContainer(): Promise<StartedServer> {
   const container = await new GenericContainer(SERVER_IMAGE)
     .withEnvironment({ POSTGRES_PASSWORD: password })
     .withExposedPorts(5432)
-    .withBindMounts([{ source: MODELS_DIR, target: CONTAINER_MODELS_DIR, mode: 'ro' }])
+    .withBindMounts([{ source: MODELS_DIR, target: CONTAINER_MOUNT, mode: 'ro' }])
     .withCommand(['postgres', '-c', 'max_connections=200', '-c', 'fsync=off'])
     .withWaitStrategy(Wait.forHealthCheck())
     .withStartupTimeout(120_000)

@@ -49,7 +49,7 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
 
     const plan = await runCli(['plan'], { cwd, databaseUrl })
     expect(plan.code).toBe(0)
-    expect(plan.stdout).toMatch(/\[needs-backfill\] add embedding column public\.documents\.body_embedding vector\(384\)/)
+    expect(plan.stdout).toMatch(/\[needs-backfill\] add embedding column public\.documents\.body_embedding vector\(128\)/)
     expect(plan.stdout).toContain('CREATE INDEX CONCURRENTLY IF NOT EXISTS "documents_body_embedding_hnsw_cosine_idx"')
 
     expect((await runCli(['generate'], { cwd, databaseUrl })).code).toBe(2)
@@ -68,7 +68,7 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     expect(parsed.pending).toEqual([])
     expect(parsed.applied).toHaveLength(3)
     expect(parsed.capabilities.vector.installed).toMatch(/^0\.8\./)
-    expect(parsed.embeddingColumns).toEqual([expect.objectContaining({ column: 'body_embedding', model: 'intfloat/e5-small-v2' })])
+    expect(parsed.embeddingColumns).toEqual([expect.objectContaining({ column: 'body_embedding', model: 'pgml-kit/wordnet-static-128' })])
 
     // The config changes without a generate: --check fails and says what is missing.
     const configPath = join(cwd, 'pgml-kit.config.ts')

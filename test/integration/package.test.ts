@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,7 +19,7 @@ describe('the packed package, installed without devDependencies', () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true })
   })
 
-  it('runs init → generate → migrate → worker --once → search from a production install', async () => {
+  it('runs init → generate → migrate → backfill → search from a production install, with the model it ships', async () => {
     const packDir = await mkdtemp(join(tmpdir(), 'pgml-kit-pack-'))
     const app = await mkdtemp(join(tmpdir(), 'pgml-kit-app-'))
     dirs.push(packDir, app)
@@ -45,26 +45,7 @@ describe('the packed package, installed without devDependencies', () => {
     }
     expect(await cli('--help')).toContain('pgml-kit')
     await cli('init')
-    // Offline: the generated fixture model instead of the preset init names, in queue mode (the embedded database has no pgml).
-    await cp(join(ROOT, 'test/fixtures/models'), join(app, 'models'), { recursive: true })
-    await writeFile(join(app, 'pgml-kit.config.ts'), `import { defineConfig } from 'pgml-kit'
-
-export default defineConfig({
-  embedder: { modelsDir: 'models', allowRemoteModels: false },
-  tables: {
-    documents: {
-      embeddings: {
-        body_embedding: {
-          source: ['title', 'body'],
-          model: { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' },
-          mode: 'queue',
-          indexes: [{ method: 'hnsw', distance: 'cosine' }],
-        },
-      },
-    },
-  },
-})
-`)
+    // init's config, unedited: the model pgml-kit ships (it works offline), in mode app.
     await cli('generate', '--name', 'add-embeddings')
     await mkdir(join(app, 'migrations'), { recursive: true })
     await writeFile(join(app, 'migrations', '9999999999999_seed.sql'), `-- Up Migration
@@ -73,8 +54,8 @@ INSERT INTO documents (title, body) VALUES ('Housing', 'Homes for families'), ('
 DELETE FROM documents;
 `)
     expect(await cli('migrate')).toMatch(/applied .*seed/)
-    expect(await cli('worker', '--once')).toMatch(/^3 vectors written/)
-    const hits = JSON.parse(await cli('search', 'documents.body_embedding', 'homes', '-k', '2', '--json')) as { title: string }[]
-    expect(hits).toHaveLength(2)
+    expect(await cli('backfill', 'documents.body_embedding')).toMatch(/^3 vectors written/)
+    const hits = JSON.parse(await cli('search', 'documents.body_embedding', 'a house for my family', '-k', '2', '--json')) as { title: string }[]
+    expect(hits.map((h) => h.title)).toEqual(['Housing', expect.any(String)])
   })
 })

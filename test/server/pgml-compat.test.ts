@@ -1,14 +1,19 @@
+import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import pg from 'pg'
 import { loadConfig } from '../../src/config/load.js'
 import { checkParity } from '../../src/parity/check-parity.js'
 import { backfill } from '../../src/worker/backfill.js'
+import { generate } from '../../src/migrations/generate.js'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
-import { MODELS_DIR, TINY_16, TINY_32, cosine, loadTiny, parseVector } from '../helpers/embedders.js'
+import { MODELS_DIR, TINY_16, TINY_32, WORDNET, cosine, loadTiny, loadWordnet, parseVector } from '../helpers/embedders.js'
 import { runCli } from '../helpers/cli.js'
 import { TestProject } from '../helpers/project.js'
 import { server, serverTier, type TestDatabase } from '../helpers/targets.js'
 
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 function compatConfig(mode: 'trigger' | 'generated'): PgmlKitConfig {
   return {
@@ -77,6 +82,42 @@ describe('pgml_compat on PostgreSQL (real in-database embedding and training, no
     expect(await db.query(`SELECT pgml.normalize_l2(ARRAY[3, 4]::real[]) AS v`)).toEqual([{ v: [0.6, 0.8] }])
     await expect(db.query(`SELECT pgml.embed('nobody/missing', 'x')`)).rejects.toThrow(/model 'nobody\/missing' not found: expected .*onnx\/model.onnx/)
     await expect(db.query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"bogus": 1}')`)).rejects.toThrow(/unsupported kwargs bogus/)
+  })
+
+  it('the model pgml-kit ships: tokenises and embeds like the local embedder with each engine, and parity holds on the example table', async () => {
+    await compatDatabase()
+    const texts = ['homes for families', '', 'the and of', 'Ünïcödé café, naïve résumé', 'xyzzy plugh', 'Families! (homes), 3 bedrooms; e-mail', '中文 text', 'word '.repeat(600)]
+    const local = await (await loadWordnet()).embed(texts)
+    await db.session(async (query) => {
+      for (const engine of ['numpy', 'onnxruntime']) {
+        await query(`SELECT set_config('pgml_compat.engine', $1, false)`, [engine])
+        const rows = await query<{ v: number[] }>(`SELECT pgml.embed($1, t, '{"normalize_embeddings": true}') AS v FROM unnest($2::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`, [WORDNET.id, texts])
+        for (let i = 0; i < texts.length; i++) {
+          expect(rows[i]!.v.every(Number.isFinite), `${engine} text ${i}`).toBe(true)
+          expect(cosine(rows[i]!.v, local[i]!), `${engine} text ${i}`).toBeGreaterThanOrEqual(0.9999)
+        }
+      }
+    })
+    // The root example in trigger mode: pgml_compat writes the vectors, `pgml-kit parity` compares them with the local model.
+    await cp(join(ROOT, 'migrations'), join(db.cwd, 'migrations'), { recursive: true })
+    await writeFile(join(db.cwd, 'pgml-kit.config.ts'), (await readFile(join(ROOT, 'pgml-kit.config.ts'), 'utf8')).replace(/mode: 'queue'/, "mode: 'trigger'"))
+    for (const file of await readdir(join(db.cwd, 'migrations'))) {
+      if (file.includes('add-document-embeddings') || file === '.pgml-kit-snapshot.json') await rm(join(db.cwd, 'migrations', file))
+    }
+    await generate(await loadConfig('pgml-kit.config.ts', db.cwd), { name: 'add-document-embeddings', timestamp: 1795318396886 })
+    const cli = (...args: string[]) => runCli([...args, '--database-url', db.databaseUrl], { cwd: db.cwd })
+    const migrated = await cli('migrate')
+    expect(migrated.code, migrated.stderr).toBe(0)
+    const name = new URL(db.url).pathname.slice(1)
+    for (const engine of ['numpy', 'onnxruntime']) {
+      await db.query(`ALTER DATABASE "${name}" SET pgml_compat.engine = '${engine}'`)
+      // Re-embed every row in the database with this engine (the trigger fires on a source update).
+      await db.query(`UPDATE documents SET title = title || ' '`)
+      await db.query(`UPDATE documents SET title = rtrim(title, ' ')`)
+      const parity = await cli('parity', 'documents.body_embedding', '--min-cosine', '0.9999')
+      expect(parity.code, `${engine}: ${parity.stdout}${parity.stderr}`).toBe(0)
+      expect(parity.stdout).toMatch(/stored vectors vs the local model, 8 rows/)
+    }
   })
 
   it('trigger mode: embeds in the writing transaction, not on a rollback, not on other columns; parity holds', async () => {

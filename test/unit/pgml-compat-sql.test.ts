@@ -21,7 +21,7 @@ describe('the pgml_compat install script', () => {
     expect(parseStatements(upgrade.replace(/^\\echo .*$/m, ''))).toBe(15)
   })
 
-  it('pgml-kit extension install copies the control file and scripts to pg_config --sharedir/extension', async () => {
+  it('pgml-kit extension install copies the control file and scripts to pg_config --sharedir/extension, and the shipped models beside them', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pgml-kit-ext-'))
     try {
       await mkdir(join(dir, 'share', 'extension'), { recursive: true })
@@ -31,6 +31,9 @@ describe('the pgml_compat install script', () => {
       const result = await installPgmlCompat({ pgConfig: fake })
       expect(result.extensionDir).toBe(join(dir, 'share', 'extension'))
       expect((await readdir(result.extensionDir)).sort()).toEqual(['pgml_compat--0.1.0--0.2.0.sql', 'pgml_compat--0.1.0.sql', 'pgml_compat--0.2.0.sql', 'pgml_compat.control'])
+      // …and the models pgml-kit ships, where pgml_compat.models_dir can point.
+      expect(result.modelsDir).toBe(join(dir, 'share', 'pgml_compat', 'models'))
+      expect((await readdir(join(result.modelsDir, 'pgml-kit', 'wordnet-static-128', 'onnx')))).toEqual(['model.onnx'])
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

@@ -15,6 +15,7 @@ export function registerExtension(program: Command): void {
       const result = await installPgmlCompat(opts.pgConfig ? { pgConfig: opts.pgConfig } : {})
       if (g.json) return printJson(result)
       for (const file of result.files) process.stdout.write(`${pc.green('installed')} ${join(result.extensionDir, file)}\n`)
-      process.stdout.write(`\nnext, in each database (as a superuser):\n  CREATE EXTENSION pgml_compat CASCADE;\n  ALTER DATABASE <db> SET pgml_compat.models_dir = '/path/to/models';   -- <dir>/<model id>/onnx/model.onnx\n`)
+      process.stdout.write(`${pc.green('installed')} ${result.modelsDir} (the models pgml-kit ships)\n`)
+      process.stdout.write(`\nnext, in each database (as a superuser):\n  CREATE EXTENSION pgml_compat CASCADE;\n  ALTER DATABASE <db> SET pgml_compat.models_dir = '/path/to/your/models:${result.modelsDir}';   -- <dir>/<model id>/onnx/model.onnx, first match wins\n`)
     })
 }

@@ -130,6 +130,7 @@ Training and prediction use scikit-learn and xgboost.
 import json
 import math
 import os
+import re
 import pickle
 import time
 import unicodedata
@@ -177,9 +178,14 @@ def _is_punctuation(ch):
     return unicodedata.category(ch).startswith('P')
 
 
+# Format characters Unicode added after 8.0: Hugging Face's tokenizers classify by Unicode 8.0
+# tables and keep them (they become [UNK]); a newer unicodedata would call them control characters.
+_FORMAT_AFTER_UNICODE_8 = frozenset([0x0890, 0x0891, 0x08E2, 0x110CD] + list(range(0x13430, 0x13440)))
+
+
 def _is_chinese(cp):
     return ((0x4E00 <= cp <= 0x9FFF) or (0x3400 <= cp <= 0x4DBF) or (0x20000 <= cp <= 0x2A6DF) or (0x2A700 <= cp <= 0x2B73F)
-            or (0x2B740 <= cp <= 0x2B81F) or (0x2B820 <= cp <= 0x2CEAF) or (0xF900 <= cp <= 0xFAFF) or (0x2F800 <= cp <= 0x2FA1F))
+            or (0x2B740 <= cp <= 0x2B81F) or (0x2B920 <= cp <= 0x2CEAF) or (0xF900 <= cp <= 0xFAFF) or (0x2F800 <= cp <= 0x2FA1F))
 
 
 class WordPieceTokenizer:
@@ -199,7 +205,15 @@ class WordPieceTokenizer:
         self.chinese = norm.get('handle_chinese_chars', True)
         strip = norm.get('strip_accents')
         self.strip_accents = self.lowercase if strip is None else strip
-        self.specials = {t['content'] for t in spec.get('added_tokens', [])}
+        # Added tokens ([CLS], [SEP], [MASK], ...) written in the text are found before anything
+        # else and become their own ids, as Hugging Face's tokenizers do (leftmost, longest first).
+        added = sorted((t for t in spec.get('added_tokens', []) if not t.get('normalized', False)),
+                       key=lambda t: -len(t['content']))
+        self.added = {t['content']: t['id'] for t in added}
+        self.added_pattern = re.compile('|'.join(
+            '%s(%s)%s' % (r'\s*' if t.get('lstrip') else '', re.escape(t['content']), r'\s*' if t.get('rstrip') else '')
+            if not t.get('single_word') else r'(?<!\w)%s(%s)%s(?!\w)' % (r'\s*' if t.get('lstrip') else '', re.escape(t['content']), r'\s*' if t.get('rstrip') else '')
+            for t in added)) if added else None
         self.cls_id = self.vocab.get('[CLS]')
         self.sep_id = self.vocab.get('[SEP]')
         self.pad_id = self.vocab.get('[PAD]', 0)
@@ -217,9 +231,12 @@ class WordPieceTokenizer:
         for ch in text:
             cp = ord(ch)
             if self.clean_text:
-                if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch).startswith('C') and ch not in '\t\n\r'):
+                # Hugging Face removes control, format, private-use and surrogate characters (as of
+                # Unicode 8.0), but keeps code points with no character assigned (they become [UNK]).
+                if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch) in ('Cc', 'Cf', 'Co', 'Cs') and ch not in '\t\n\r'
+                                                and cp not in _FORMAT_AFTER_UNICODE_8):
                     continue
-                if ch in '\t\n\r' or unicodedata.category(ch) == 'Zs':
+                if ch in '\t\n\r\u2028\u2029' or unicodedata.category(ch) == 'Zs':
                     ch = ' '
             if self.chinese and _is_chinese(cp):
                 out.append(' %s ' % ch)
@@ -268,10 +285,29 @@ class WordPieceTokenizer:
             start = end
         return pieces
 
+    def _segments(self, text):
+        """(text, None) for plain text, (None, id) for an added token found in it."""
+        if self.added_pattern is None:
+            return [(text, None)]
+        out, at = [], 0
+        for match in self.added_pattern.finditer(text):
+            if match.start() > at:
+                out.append((text[at:match.start()], None))
+            token = next(g for g in match.groups() if g is not None)
+            out.append((None, self.added[token]))
+            at = match.end()
+        if at < len(text):
+            out.append((text[at:], None))
+        return out
+
     def encode(self, text):
         ids = []
-        for word in self._pre_tokenize(self._normalize(text)):
-            ids.extend(self._word_pieces(word))
+        for segment, added_id in self._segments(text):
+            if added_id is not None:
+                ids.append(added_id)
+                continue
+            for word in self._pre_tokenize(self._normalize(segment)):
+                ids.extend(self._word_pieces(word))
         ids = ids[:self.max_length - 2]
         return [self.cls_id] + ids + [self.sep_id]
 

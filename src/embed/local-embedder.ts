@@ -16,7 +16,66 @@ export interface LocalEmbedderOptions {
   readonly batchSize?: number
 }
 
-type FeatureExtractor = (texts: string[], options: { pooling: 'mean' | 'cls'; normalize: boolean }) => Promise<{ data: Float32Array; dims: number[] }>
+/** The parts of a transformers.js tokenizer the embedder uses. */
+interface Tokenizer {
+  encode(text: string, options?: { add_special_tokens?: boolean }): number[]
+  readonly model_max_length?: number
+  readonly pad_token_id?: number | null
+}
+interface TensorLike { readonly data: ArrayLike<number>; readonly dims: readonly number[] }
+type Model = ((inputs: Record<string, unknown>) => Promise<Record<string, TensorLike | undefined>>) & { readonly config?: { readonly max_position_embeddings?: number } }
+type TensorConstructor = new (type: 'int64', data: BigInt64Array, dims: number[]) => unknown
+
+/**
+ * Format characters Unicode added after 8.0: Hugging Face's tokenizers (and so PostgresML and
+ * sentence-transformers) classify characters by Unicode 8.0 tables and keep these (they become
+ * [UNK]), where a newer table calls them control characters and drops them.
+ */
+const FORMAT_AFTER_UNICODE_8 = new Set([0x0890, 0x0891, 0x08e2, 0x110cd, ...Array.from({ length: 16 }, (_, i) => 0x13430 + i)])
+
+/** Hugging Face's CJK ranges, code point by code point (its 0x2B920 start of extension E included). */
+function isChineseHf(cp: number): boolean {
+  return (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df) || (cp >= 0x2a700 && cp <= 0x2b73f)
+    || (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b920 && cp <= 0x2ceaf) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f)
+}
+
+interface BertNormalizerLike {
+  config?: { type?: string }
+  tokenize_chinese_chars?: (text: string) => string
+  is_control?: (char: string) => boolean
+}
+
+/**
+ * transformers.js's BERT normaliser differs from Hugging Face's in two places: it looks for CJK
+ * characters one UTF-16 unit at a time (so it misses CJK extensions B–F, outside the BMP), and it
+ * drops format characters Unicode added after 8.0. Both are put right on this tokenizer instance
+ * (transformers.js is pinned; test/unit/tokenizer-conformance.test.ts holds the ids to Hugging
+ * Face's on a corpus of hostile texts, and fails if an upgrade moves them).
+ */
+function conformToHuggingFace(tokenizer: unknown): void {
+  const normalizer = (tokenizer as { _tokenizer?: { normalizer?: BertNormalizerLike } })._tokenizer?.normalizer
+  if (normalizer?.config?.type !== 'BertNormalizer' || !normalizer.tokenize_chinese_chars || !normalizer.is_control) return
+  normalizer.tokenize_chinese_chars = (text) => Array.from(text, (ch) => (isChineseHf(ch.codePointAt(0)!) ? ` ${ch} ` : ch)).join('')
+  normalizer.is_control = (ch) => !'\t\n\r'.includes(ch) && !FORMAT_AFTER_UNICODE_8.has(ch.codePointAt(0)!) && /^[\p{Cc}\p{Cf}\p{Co}\p{Cs}]$/u.test(ch)
+}
+
+/**
+ * Token ids of `texts` as Hugging Face's tokenizers give them with truncation at `maxLength`: the
+ * text's tokens are cut and the special tokens around them kept ([CLS] … [SEP]). (transformers.js
+ * cuts after adding them, which drops the final [SEP] of a long text, so the embedder truncates
+ * itself.)
+ */
+export function encodeTruncated(tokenizer: Pick<Tokenizer, 'encode'>, texts: readonly string[], maxLength: number): number[][] {
+  // How many special tokens the post-processor puts after the text.
+  const probe = tokenizer.encode('a')
+  const bare = tokenizer.encode('a', { add_special_tokens: false })
+  const start = probe.findIndex((_, i) => bare.every((id, j) => probe[i + j] === id))
+  const suffix = start < 0 ? 0 : probe.length - start - bare.length
+  return texts.map((text) => {
+    const ids = tokenizer.encode(text)
+    return ids.length <= maxLength ? ids : [...ids.slice(0, maxLength - suffix), ...ids.slice(ids.length - suffix)]
+  })
+}
 
 // transformers.js keeps its model paths in one global `env`; loads are serialised so two models
 // from different directories never see each other's settings.
@@ -34,9 +93,10 @@ function poolingFromFiles(dir: string | null, modelId: string): 'mean' | 'cls' |
 
 /**
  * A sentence-embedding model run locally with transformers.js on onnxruntime-node: tokenisation
- * with the model's own tokenizer (truncated at its maximum length), pooling (mean over the
- * attention mask, or the CLS token), optional L2 normalisation, and the model's document/query
- * prefixes — the same steps sentence-transformers takes.
+ * with the model's own tokenizer (truncated at its maximum length the way Hugging Face's
+ * tokenizers do), pooling (mean over the attention mask, or the CLS token), optional L2
+ * normalisation, and the model's document/query prefixes — the same steps sentence-transformers
+ * takes.
  *
  * @example
  * const embedder = await LocalEmbedder.load({ model: column.model, modelsDir: 'models' })
@@ -46,14 +106,21 @@ export class LocalEmbedder implements Embedder {
   readonly modelId: string
   readonly dimensions: number
   readonly pooling: 'mean' | 'cls'
+  /** Tokens per text the model sees, special tokens included (min of the tokenizer's and the model's limits). */
+  readonly maxLength: number
   readonly #model: ResolvedModel
-  readonly #extract: FeatureExtractor
+  readonly #tokenizer: Tokenizer
+  readonly #run: Model
+  readonly #Tensor: TensorConstructor
   readonly #batchSize: number
 
-  private constructor(model: ResolvedModel, extract: FeatureExtractor, dimensions: number, pooling: 'mean' | 'cls', batchSize: number) {
+  private constructor(model: ResolvedModel, parts: { tokenizer: Tokenizer; run: Model; Tensor: TensorConstructor }, dimensions: number, pooling: 'mean' | 'cls', batchSize: number) {
     this.modelId = model.id
     this.#model = model
-    this.#extract = extract
+    this.#tokenizer = parts.tokenizer
+    this.#run = parts.run
+    this.#Tensor = parts.Tensor
+    this.maxLength = Math.min(parts.tokenizer.model_max_length ?? Infinity, parts.run.config?.max_position_embeddings ?? Infinity, 1_000_000)
     this.dimensions = dimensions
     this.pooling = pooling
     this.#batchSize = batchSize
@@ -79,7 +146,11 @@ export class LocalEmbedder implements Embedder {
       env.allowLocalModels = true
       if (modelsDir) env.localModelPath = modelsDir.endsWith('/') ? modelsDir : `${modelsDir}/`
       try {
-        return (await transformers.pipeline('feature-extraction', source, { dtype: 'fp32', ...(model.revision ? { revision: model.revision } : {}) })) as unknown as FeatureExtractor
+        const revision = model.revision ? { revision: model.revision } : {}
+        const tokenizer = (await transformers.AutoTokenizer.from_pretrained(source, revision)) as unknown as Tokenizer
+        conformToHuggingFace(tokenizer)
+        const run = (await transformers.AutoModel.from_pretrained(source, { dtype: 'fp32', ...revision })) as unknown as Model
+        return { tokenizer, run, Tensor: transformers.Tensor as unknown as TensorConstructor }
       } catch (error) {
         throw new PgmlKitError('MODEL_LOAD_FAILED', `could not load model "${model.id}"${local || !options.allowRemoteModels ? ` from ${join(modelsDir ?? '.', model.id)}` : ` (${source})`}: ${(error as Error).message}`, {
           cause: error,
@@ -90,25 +161,57 @@ export class LocalEmbedder implements Embedder {
       }
     })
     loading = load.catch(() => undefined)
-    const extract = await load
-    const probe = await extract(['dimension probe'], { pooling, normalize: model.normalize })
-    const dimensions = probe.dims.at(-1) ?? 0
+    const parts = await load
+    const embedder = new LocalEmbedder(model, parts, 0, pooling, options.batchSize ?? 32)
+    const dimensions = (await embedder.#forward(['dimension probe'], ''))[0]?.length ?? 0
     if (dimensions !== model.dimensions) {
       throw new PgmlKitError('MODEL_DIMENSIONS_MISMATCH',
         `model "${model.id}" produces ${dimensions}-dimensional vectors, but the column is declared with ${model.dimensions}; nothing was written`,
         { hint: `use a model with ${model.dimensions} dimensions, or declare dimensions: ${dimensions} (a new column)` })
     }
-    return new LocalEmbedder(model, extract, dimensions, pooling, options.batchSize ?? 32)
+    return new LocalEmbedder(model, parts, dimensions, pooling, options.batchSize ?? 32)
+  }
+
+  /** The token ids the model sees for each text (prefix not added), truncated as Hugging Face does. */
+  tokenize(texts: readonly string[]): number[][] {
+    return encodeTruncated(this.#tokenizer, texts, this.maxLength)
+  }
+
+  /** One model call: token ids, padding, the model, then pooling over the attention mask and L2 normalisation. */
+  async #forward(texts: readonly string[], prefix: string): Promise<Float32Array[]> {
+    const rows = encodeTruncated(this.#tokenizer, texts.map((t) => prefix + t), this.maxLength)
+    const width = Math.max(...rows.map((r) => r.length))
+    const pad = BigInt(this.#tokenizer.pad_token_id ?? 0)
+    const ids = new BigInt64Array(rows.length * width).fill(pad)
+    const mask = new BigInt64Array(rows.length * width)
+    rows.forEach((row, r) => row.forEach((id, t) => {
+      ids[r * width + t] = BigInt(id)
+      mask[r * width + t] = 1n
+    }))
+    const output = await this.#run({ input_ids: new this.#Tensor('int64', ids, [rows.length, width]), attention_mask: new this.#Tensor('int64', mask, [rows.length, width]) })
+    const hidden = output.last_hidden_state ?? output.token_embeddings ?? output.logits
+    if (!hidden || hidden.dims.length !== 3) throw new PgmlKitError('MODEL_LOAD_FAILED', `model "${this.modelId}" gives no token embeddings (last_hidden_state)`)
+    const size = hidden.dims[2] ?? 0
+    return rows.map((row, r) => {
+      const v = new Float32Array(size)
+      const tokens = this.pooling === 'cls' ? 1 : row.length
+      for (let t = 0; t < tokens; t++) {
+        const base = (r * width + t) * size
+        for (let k = 0; k < size; k++) v[k]! += Number(hidden.data[base + k])
+      }
+      for (let k = 0; k < size; k++) v[k]! /= tokens
+      if (this.#model.normalize) {
+        const norm = Math.hypot(...v)
+        if (norm > 0) for (let k = 0; k < size; k++) v[k]! /= norm
+      }
+      return v
+    })
   }
 
   async embed(texts: readonly string[], options: { readonly as?: 'document' | 'query' } = {}): Promise<Float32Array[]> {
     const prefix = options.as === 'query' ? this.#model.queryPrefix : this.#model.documentPrefix
     const out: Float32Array[] = []
-    for (const batch of chunk(texts, this.#batchSize)) {
-      const result = await this.#extract(batch.map((t) => prefix + t), { pooling: this.pooling, normalize: this.#model.normalize })
-      const [rows, width] = [result.dims[0] ?? 0, result.dims.at(-1) ?? 0]
-      for (let r = 0; r < rows; r++) out.push(result.data.slice(r * width, (r + 1) * width))
-    }
+    for (const batch of chunk(texts, this.#batchSize)) out.push(...(await this.#forward(batch, prefix)))
     return out
   }
 }

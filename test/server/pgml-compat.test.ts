@@ -84,6 +84,27 @@ describe('pgml_compat on PostgreSQL (real in-database embedding and training, no
     await expect(db.query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"bogus": 1}')`)).rejects.toThrow(/unsupported kwargs bogus/)
   })
 
+  it('tokenises the hostile-text corpus exactly as Hugging Face tokenizers do, for every model (tokenizer conformance)', async () => {
+    await compatDatabase()
+    const corpus = JSON.parse(await readFile(join(ROOT, 'test/fixtures/tokenizer/corpus.json'), 'utf8')) as { texts: string[]; ids: Record<string, number[][]> }
+    // TEST HELPER: pgml_compat's own tokenizer class, from the installed module, as SQL.
+    await db.query(`CREATE FUNCTION test_tokenize(model_id text, texts text[]) RETURNS text LANGUAGE plpython3u AS $f$
+import json, types
+m = types.ModuleType('pgml_compat_under_test')
+exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+tokenizer = m.WordPieceTokenizer(m.model_path(plpy, model_id))
+return json.dumps([tokenizer.encode(t) for t in texts])
+$f$`)
+    // PostgreSQL text cannot hold U+0000; every other text goes through as written.
+    const usable = corpus.texts.map((text, i) => ({ text, i })).filter(({ text }) => !text.includes('\u0000'))
+    expect(usable.length).toBe(corpus.texts.length - 1)
+    for (const [model, expected] of Object.entries(corpus.ids)) {
+      const [row] = await db.query<{ ids: string }>('SELECT test_tokenize($1, $2) AS ids', [model, usable.map((u) => u.text)])
+      const got = JSON.parse(row!.ids) as number[][]
+      usable.forEach(({ text, i }, n) => expect(got[n], `${model} text ${i}: ${JSON.stringify(text.slice(0, 40))}`).toEqual(expected[i]))
+    }
+  })
+
   it('the model pgml-kit ships: tokenises and embeds like the local embedder with each engine, and parity holds on the example table', async () => {
     await compatDatabase()
     const texts = ['homes for families', '', 'the and of', 'Ünïcödé café, naïve résumé', 'xyzzy plugh', 'Families! (homes), 3 bedrooms; e-mail', '中文 text', 'word '.repeat(600)]

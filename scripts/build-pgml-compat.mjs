@@ -23,14 +23,42 @@ if m is None:
 
 const predictTypes = ['real[]', 'double precision[]', 'integer[]', 'bigint[]', 'smallint[]', 'boolean[]']
 const predictOverloads = predictTypes.map((type) => `CREATE FUNCTION pgml.predict(project_name text, features ${type}) RETURNS real
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 ${boot}
 return m.predict(plpy, project_name, features)
 $$;`).join('\n\n')
 
+// PostgresML functions pgml_compat does not implement, with PostgresML's signatures (pgml-extension/src/api.rs).
+const notSupported = [
+  ['train_joint', `project_name text, task text DEFAULT NULL, relation_name text DEFAULT NULL, y_column_name text[] DEFAULT NULL,
+  algorithm pgml.algorithm DEFAULT 'linear', hyperparams jsonb DEFAULT '{}', search pgml.search DEFAULT NULL,
+  search_params jsonb DEFAULT '{}', search_args jsonb DEFAULT '{}', test_size real DEFAULT 0.25,
+  test_sampling pgml.sampling DEFAULT 'stratified', runtime pgml.runtime DEFAULT NULL, automatic_deploy boolean DEFAULT true,
+  materialize_snapshot boolean DEFAULT false, preprocess jsonb DEFAULT '{}'`, 'TABLE(project text, task text, algorithm text, deployed boolean)'],
+  ['predict_joint', 'project_name text, features real[]', 'real[]'],
+  ['predict_joint', 'model_id bigint, features real[]', 'real[]'],
+  ['decompose', 'project_name text, vector real[]', 'real[]'],
+  ['transform', "task jsonb, args jsonb DEFAULT '{}', inputs text[] DEFAULT ARRAY[]::text[], cache boolean DEFAULT false", 'jsonb'],
+  ['transform', "task text, args jsonb DEFAULT '{}', inputs text[] DEFAULT ARRAY[]::text[], cache boolean DEFAULT false", 'jsonb'],
+  ['transform', "task jsonb, args jsonb DEFAULT '{}', inputs jsonb[] DEFAULT ARRAY[]::jsonb[], cache boolean DEFAULT false", 'jsonb'],
+  ['transform', "task text, args jsonb DEFAULT '{}', inputs jsonb[] DEFAULT ARRAY[]::jsonb[], cache boolean DEFAULT false", 'jsonb'],
+  ['transform_stream', "task jsonb, args jsonb DEFAULT '{}', input text DEFAULT '', cache boolean DEFAULT false", 'SETOF jsonb'],
+  ['transform_stream', "task text, args jsonb DEFAULT '{}', input text DEFAULT '', cache boolean DEFAULT false", 'SETOF jsonb'],
+  ['chunk', "splitter text, text text, kwargs jsonb DEFAULT '{}'", 'TABLE(chunk_index bigint, chunk text)'],
+  ['rank', "transformer text, query text, documents text[], kwargs jsonb DEFAULT '{}'", 'TABLE(corpus_id bigint, score double precision, text text)'],
+]
+const notSupportedSql = notSupported.map(([name, args, returns]) => {
+  // PL/Python (not PL/pgSQL, which refuses an argument and a result column of the same name, as train_joint has).
+  return `CREATE FUNCTION pgml.${name}(${args}) RETURNS ${returns}
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('${name}')") $$;`
+}).join('\n\n')
+const functions020 = readFileSync(`${dir}sql/functions-0.2.0.sql.in`, 'utf8')
+
 // Replacer functions: a replacement string would give `$'`, `$&` and `$$` in the SQL special meanings.
 const render = (template) => template
+  .replace('{{FUNCTIONS_0_2_0}}', () => functions020.replace('{{NOT_SUPPORTED}}', () => notSupportedSql))
   .replaceAll('{{VERSION}}', () => version)
   .replaceAll('{{BOOT}}', () => boot)
   .replace('{{PREDICT_OVERLOADS}}', () => predictOverloads)

@@ -82,6 +82,12 @@ describe('pgml_compat on PostgreSQL (real in-database embedding and training, no
     expect(await db.query(`SELECT pgml.normalize_l2(ARRAY[3, 4]::real[]) AS v`)).toEqual([{ v: [0.6, 0.8] }])
     await expect(db.query(`SELECT pgml.embed('nobody/missing', 'x')`)).rejects.toThrow(/model 'nobody\/missing' not found: expected .*onnx\/model.onnx/)
     await expect(db.query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"bogus": 1}')`)).rejects.toThrow(/unsupported kwargs bogus/)
+    // prompt_name: the model's own prompts (config_sentence_transformers.json), as sentence-transformers reads them.
+    const [named] = await db.query<{ a: number[]; b: number[] }>(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'homes', '{"prompt_name": "query"}') AS a,
+      pgml.embed('pgml-kit/tiny-bert-16', 'query: homes') AS b`)
+    expect(named!.a).toEqual(named!.b)
+    await expect(db.query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"prompt_name": "search"}')`)).rejects.toThrow(/has no prompt named 'search' \(its prompts: passage, query\)/)
+    await expect(db.query(`SELECT pgml.embed('pgml-kit/tiny-bert-32', 'x', '{"prompt_name": "query"}')`)).rejects.toThrow(/defines no prompts/)
   })
 
   it('tokenises the hostile-text corpus exactly as Hugging Face tokenizers do, for every model (tokenizer conformance)', async () => {

@@ -403,6 +403,11 @@ class SentenceEmbedder:
                 pooling = json.load(f)
             if pooling.get('pooling_mode_cls_token'):
                 self.pooling = 'cls'
+        self.prompts = {}
+        st_config = os.path.join(path, 'config_sentence_transformers.json')
+        if os.path.isfile(st_config):
+            with open(st_config, encoding='utf-8') as f:
+                self.prompts = dict(json.load(f).get('prompts') or {})
         self.always_normalize = False
         modules_path = os.path.join(path, 'modules.json')
         if os.path.isfile(modules_path):
@@ -448,26 +453,66 @@ def embedder(plpy, model_id):
     return cached[1]
 
 
+EMBED_KWARGS = ('normalize_embeddings', 'prompt', 'prompt_name', 'batch_size', 'device', 'precision', 'trust_remote_code', 'revision')
+
+
 def _embed_kwargs(plpy, kwargs):
-    options = json.loads(kwargs) if kwargs else {}
-    unknown = set(options) - {'normalize_embeddings', 'prompt', 'batch_size', 'revision', 'device', 'precision', 'trust_remote_code', 'prompt_name'}
+    """sentence-transformers' encode() keyword arguments, as PostgresML passes them: each one works
+    as there, or is refused with the reason; nothing is accepted and ignored."""
+    try:
+        options = json.loads(kwargs) if kwargs else {}
+    except ValueError:
+        raise plpy.Error('pgml_compat.embed: kwargs must be a JSON object, got %r' % kwargs)
+    if not isinstance(options, dict):
+        raise plpy.Error('pgml_compat.embed: kwargs must be a JSON object such as \'{"normalize_embeddings": true}\', got %s' % kwargs)
+    unknown = set(options) - set(EMBED_KWARGS)
     if unknown:
-        raise plpy.Error('pgml_compat.embed: unsupported kwargs %s' % ', '.join(sorted(unknown)))
+        raise plpy.Error('pgml_compat.embed: unsupported kwargs %s (supported: %s)' % (', '.join(sorted(unknown)), ', '.join(EMBED_KWARGS)))
+    for name in ('normalize_embeddings', 'trust_remote_code'):
+        if name in options and not isinstance(options[name], bool):
+            raise plpy.Error('pgml_compat.embed: kwargs %s must be true or false, got %s' % (name, json.dumps(options[name])))
+    for name in ('prompt', 'prompt_name'):
+        if options.get(name) is not None and not isinstance(options[name], str):
+            raise plpy.Error('pgml_compat.embed: kwargs %s must be a string, got %s' % (name, json.dumps(options[name])))
+    if 'prompt' in options and 'prompt_name' in options:
+        raise plpy.Error('pgml_compat.embed: give prompt or prompt_name, not both')
+    if 'batch_size' in options:
+        size = options['batch_size']
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise plpy.Error('pgml_compat.embed: kwargs batch_size must be a positive integer, got %s' % json.dumps(size))
+    if options.get('device') not in (None, 'cpu'):
+        raise plpy.Error('pgml_compat.embed: device %s is not available: pgml_compat runs models on the CPU (drop device, or use "cpu")' % json.dumps(options['device']))
+    if options.get('precision') not in (None, 'float32'):
+        raise plpy.Error('pgml_compat.embed: precision %s is not supported: pgml_compat returns float32 vectors (drop precision, or use "float32")' % json.dumps(options['precision']))
+    if options.get('revision') is not None:
+        raise plpy.Error('pgml_compat.embed: revision %s cannot be honoured: pgml_compat loads the model folder under pgml_compat.models_dir, '
+                         'which has no revisions (put that revision\'s files there and drop revision)' % json.dumps(options['revision']))
     return options
+
+
+def _prompt(plpy, model, transformer, options):
+    name = options.get('prompt_name')
+    if name is None:
+        return options.get('prompt') or ''
+    if name not in model.prompts:
+        raise plpy.Error('pgml_compat.embed: model %r has no prompt named %r (%s)' % (
+            transformer, name, 'its prompts: ' + ', '.join(sorted(model.prompts)) if model.prompts else 'it defines no prompts in config_sentence_transformers.json'))
+    return model.prompts[name]
 
 
 def embed(plpy, transformer, text, kwargs):
     options = _embed_kwargs(plpy, kwargs)
-    prompt = options.get('prompt') or ''
-    [vector] = embedder(plpy, transformer).encode([prompt + text], normalize=bool(options.get('normalize_embeddings')))
+    model = embedder(plpy, transformer)
+    [vector] = model.encode([_prompt(plpy, model, transformer, options) + text], normalize=bool(options.get('normalize_embeddings')))
     return [float(x) for x in vector]
 
 
 def embed_batch(plpy, transformer, inputs, kwargs):
     options = _embed_kwargs(plpy, kwargs)
-    prompt = options.get('prompt') or ''
+    model = embedder(plpy, transformer)
+    prompt = _prompt(plpy, model, transformer, options)
     texts = [prompt + (t if t is not None else '') for t in inputs]
-    vectors = embedder(plpy, transformer).encode(texts, normalize=bool(options.get('normalize_embeddings')), batch_size=int(options.get('batch_size', 32)))
+    vectors = model.encode(texts, normalize=bool(options.get('normalize_embeddings')), batch_size=int(options.get('batch_size', 32)))
     return [[float(x) for x in v] for v in vectors]
 
 
@@ -489,6 +534,19 @@ KEY_METRIC = {'regression': 'r2', 'classification': 'f1'}
 
 
 def _estimator(plpy, task, algorithm, hyperparams):
+    estimator = _make_estimator(plpy, task, algorithm, {})
+    params = dict(hyperparams or {})
+    unknown = sorted(set(params) - set(estimator.get_params()))
+    if unknown:
+        raise plpy.Error('pgml.train: hyperparams %s %s not a parameter of %s (%s); its parameters: %s' % (
+            ', '.join(unknown), 'is' if len(unknown) == 1 else 'are', algorithm, type(estimator).__name__, ', '.join(sorted(estimator.get_params()))))
+    try:
+        return estimator.set_params(**params) if params else estimator
+    except (TypeError, ValueError) as error:
+        raise plpy.Error('pgml.train: hyperparams for %s: %s' % (algorithm, error))
+
+
+def _make_estimator(plpy, task, algorithm, hyperparams):
     if task not in SUPPORTED:
         raise plpy.Error('pgml_compat trains tasks %s, not %r' % (' and '.join(SUPPORTED), task))
     if algorithm not in SUPPORTED[task]:
@@ -499,7 +557,8 @@ def _estimator(plpy, task, algorithm, hyperparams):
     params = dict(hyperparams or {})
     regression = task == 'regression'
     if algorithm == 'linear':
-        return linear_model.LinearRegression(**params) if regression else linear_model.LogisticRegression(**{'max_iter': 1000, **params})
+        # scikit-learn's own defaults, as PostgresML passes them.
+        return linear_model.LinearRegression(**params) if regression else linear_model.LogisticRegression(**params)
     if algorithm == 'xgboost':
         return xgboost.XGBRegressor(**params) if regression else xgboost.XGBClassifier(**params)
     if algorithm == 'random_forest':
@@ -522,14 +581,32 @@ def _quote_ident(name):
     return '"%s"' % name.replace('"', '""')
 
 
-def resolve_relation(plpy, relation_name):
-    """The relation as a qualified, quoted name. Functions here pin their search_path, so an
-    unqualified name is looked up in public."""
-    row = plpy.execute(plpy.prepare("SELECT coalesce(to_regclass($1), to_regclass('public.' || $1))::text AS name", ['text']), [relation_name])[0]
-    if row['name'] is None:
-        raise plpy.Error('pgml.train: relation %r does not exist (pgml_compat looks up unqualified names in schema public; qualify others)' % relation_name)
-    name = row['name']
-    return name if '.' in name else 'public.' + name
+def resolve_relation(plpy, relation_name, caller_search_path=None):
+    """The relation as PostgreSQL resolves the name for the caller — quoting rules, temporary
+    tables, pg_catalog, and the caller's search_path (passed in, since these functions pin theirs) —
+    returned schema-qualified and quoted."""
+    found = None
+    if caller_search_path is not None:
+        # Resolve under the caller's search_path, then put the pinned one back.
+        pinned = plpy.execute("SELECT current_setting('search_path') AS p")[0]['p']
+        try:
+            plpy.execute(plpy.prepare("SELECT set_config('search_path', $1, true)", ['text']), [caller_search_path])
+            found = plpy.execute(plpy.prepare('SELECT to_regclass($1)::oid AS oid', ['text']), [relation_name])[0]['oid']
+        except plpy.SPIError:
+            found = None
+        finally:
+            plpy.execute(plpy.prepare("SELECT set_config('search_path', $1, true)", ['text']), [pinned])
+    if found is None:
+        try:
+            found = plpy.execute(plpy.prepare('SELECT to_regclass($1)::oid AS oid', ['text']), [relation_name])[0]['oid']
+        except plpy.SPIError:
+            raise plpy.Error('pgml.train: %r is not a valid relation name' % relation_name)
+    if found is None:
+        raise plpy.Error('pgml.train: relation %r does not exist (looked up as PostgreSQL does for you: search_path %s, and temporary tables)'
+                         % (relation_name, caller_search_path or 'pg_catalog, pg_temp'))
+    return plpy.execute(plpy.prepare(
+        """SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1""", ['oid']), [found])[0]['name']
 
 
 def _relation_columns(plpy, relation):
@@ -540,8 +617,23 @@ def _relation_columns(plpy, relation):
     return [dict(r) for r in plpy.execute(plan, [relation])]
 
 
+def _flatten(value):
+    """A multidimensional array (nested lists from PL/Python) as one flat list, row-major."""
+    if isinstance(value, (list, tuple)):
+        out = []
+        for v in value:
+            out.extend(_flatten(v))
+        return out
+    return [value]
+
+
 def _load_dataset(plpy, relation_name, y_columns, columns):
     features = [c for c in columns if c['name'] not in y_columns]
+    for name in y_columns:
+        label = next(c for c in columns if c['name'] == name)
+        if label['category'] not in ('N', 'B'):
+            raise plpy.Error('pgml.train: label column %r is %s; pgml_compat learns numeric or boolean labels '
+                             '(map text classes to integers in a view, e.g. CASE ... WHEN \'spam\' THEN 1 ... END)' % (name, label['type']))
     for c in features:
         if c['category'] not in ('N', 'B') and not (c['is_array'] and c['category'] == 'A'):
             raise plpy.Error('pgml_compat trains on numeric, boolean and numeric-array columns; column %r is %s (encode it in a view first)' % (c['name'], c['type']))
@@ -551,15 +643,19 @@ def _load_dataset(plpy, relation_name, y_columns, columns):
     for row in rows:
         values = []
         for c in features:
-            v = row[c['name']]
-            if isinstance(v, list):
-                values.extend(float('nan') if e is None else float(e) for e in v)
-            else:
-                values.append(float('nan') if v is None else float(v))
+            values.extend(float('nan') if e is None else float(e) for e in _flatten(row[c['name']]))
         x_rows.append(values)
         y_rows.append([row[n] for n in y_columns])
     if not x_rows:
         raise plpy.Error('pgml.train: relation %r has no rows' % relation_name)
+    missing = sum(1 for r in y_rows if any(v is None for v in r))
+    if missing:
+        raise plpy.Error('pgml.train: label column %s is NULL in %d of %d rows; train on the labelled rows (a view WHERE %s IS NOT NULL)'
+                         % (', '.join(y_columns), missing, len(y_rows), ' IS NOT NULL AND '.join(_quote_ident(n) for n in y_columns)))
+    widths = set(len(r) for r in x_rows)
+    if len(widths) > 1:
+        raise plpy.Error('pgml.train: rows of %s have different numbers of features (%s): array columns must have the same length in every row'
+                         % (relation_name, ', '.join(str(w) for w in sorted(widths))))
     x = np.asarray(x_rows, dtype=np.float64)
     y = np.asarray(y_rows, dtype=np.float64)
     if y.shape[1] == 1:
@@ -623,12 +719,25 @@ class Preprocessor:
         return x
 
 
+class TrainError(Exception):
+    """An error raised where plpy is not at hand; train() turns it into plpy.Error."""
+
+
+def plpy_error(message):
+    return TrainError(message)
+
+
+def _test_rows(n, test_size):
+    """PostgresML's test-set size: (rows × test_size) in float32, rounded half away from zero."""
+    return int(math.floor(float(np.float32(n) * np.float32(test_size)) + 0.5))
+
+
 def _split(x, y, test_size, sampling, task):
     from sklearn.model_selection import train_test_split
     n = x.shape[0]
-    n_test = int(round(n * test_size)) if test_size < 1 else int(test_size)
-    if n_test <= 0:
-        return x, x, y, y
+    n_test = _test_rows(n, test_size)
+    if n_test < 1 or n_test >= n:
+        raise plpy_error('pgml.train: test_size %s leaves %d of %d rows for testing; it needs at least one row to test on and one to train on' % (test_size, n_test, n))
     if sampling == 'last':
         return x[:-n_test], x[-n_test:], y[:-n_test], y[-n_test:]
     stratify = y if sampling == 'stratified' and task == 'classification' else None
@@ -639,6 +748,9 @@ def _split(x, y, test_size, sampling, task):
 
 
 def _metrics(task, estimator, x_test, y_test):
+    """PostgresML's metrics: r2, mean absolute and squared error for regression; for classification
+    f1, precision and recall as macro averages (binary too), accuracy, mcc, and roc_auc and
+    log_loss from the class probabilities where the model gives them."""
     from sklearn import metrics
     started = time.perf_counter()
     y_hat = estimator.predict(x_test)
@@ -646,20 +758,53 @@ def _metrics(task, estimator, x_test, y_test):
     if task == 'regression':
         return {'r2': float(metrics.r2_score(y_test, y_hat)), 'mean_absolute_error': float(metrics.mean_absolute_error(y_test, y_hat)),
                 'mean_squared_error': float(metrics.mean_squared_error(y_test, y_hat)), 'score_time': score_time}
-    average = 'binary' if len(np.unique(y_test)) <= 2 and set(np.unique(y_test)) <= {0.0, 1.0} else 'macro'
-    return {'f1': float(metrics.f1_score(y_test, y_hat, average=average)), 'precision': float(metrics.precision_score(y_test, y_hat, average=average, zero_division=0)),
-            'recall': float(metrics.recall_score(y_test, y_hat, average=average, zero_division=0)), 'accuracy': float(metrics.accuracy_score(y_test, y_hat)),
-            'mcc': float(metrics.matthews_corrcoef(y_test, y_hat)), 'score_time': score_time}
+    scores = {'f1': float(metrics.f1_score(y_test, y_hat, average='macro', zero_division=0)),
+              'precision': float(metrics.precision_score(y_test, y_hat, average='macro', zero_division=0)),
+              'recall': float(metrics.recall_score(y_test, y_hat, average='macro', zero_division=0)),
+              'accuracy': float(metrics.accuracy_score(y_test, y_hat)), 'mcc': float(metrics.matthews_corrcoef(y_test, y_hat)), 'score_time': score_time}
+    classes = list(getattr(estimator, 'classes_', []))
+    if hasattr(estimator, 'predict_proba') and len(classes) >= 2 and len(np.unique(y_test)) >= 2:
+        try:
+            proba = estimator.predict_proba(x_test)
+            scores['log_loss'] = float(metrics.log_loss(y_test, proba, labels=classes))
+            if len(classes) == 2:
+                scores['roc_auc'] = float(metrics.roc_auc_score(y_test, proba[:, 1]))
+            elif set(np.unique(y_test)) == set(classes):
+                scores['roc_auc'] = float(metrics.roc_auc_score(y_test, proba, multi_class='ovr', average='macro', labels=classes))
+        except (AttributeError, ValueError):
+            pass
+    return scores
+
+
+def _json_object(plpy, name, value):
+    try:
+        parsed = json.loads(value) if value else {}
+    except ValueError:
+        raise plpy.Error('pgml.train: %s must be a JSON object, got %r' % (name, value))
+    if not isinstance(parsed, dict):
+        raise plpy.Error('pgml.train: %s must be a JSON object such as \'{"key": 1}\', got %s' % (name, value))
+    return parsed
 
 
 def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
-          test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess):
+          test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path=None):
+    try:
+        return _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
+                      test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path)
+    except TrainError as error:
+        raise plpy.Error(str(error))
+
+
+def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
+           test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path):
     if runtime not in (None, 'python'):
         raise plpy.Error("pgml_compat runs the 'python' runtime only")
-    hyperparams = json.loads(hyperparams) if hyperparams else {}
-    search_params = json.loads(search_params) if search_params else {}
-    search_args = json.loads(search_args) if search_args else {}
-    preprocess = json.loads(preprocess) if preprocess else {}
+    hyperparams = _json_object(plpy, 'hyperparams', hyperparams)
+    search_params = _json_object(plpy, 'search_params', search_params)
+    search_args = _json_object(plpy, 'search_args', search_args)
+    preprocess = _json_object(plpy, 'preprocess', preprocess)
+    if relation_name is not None and (test_size is None or not (0 < test_size < 1)):
+        raise plpy.Error('pgml.train: test_size must be a fraction between 0 and 1 (exclusive), got %s' % test_size)
     unknown_args = set(search_args) - {'n_iter', 'cv'}
     if unknown_args:
         raise plpy.Error('pgml.train: search_args accepts only n_iter and cv, not %s' % ', '.join(sorted(unknown_args)))
@@ -676,13 +821,12 @@ def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyp
         project_id = plpy.execute(plpy.prepare('INSERT INTO pgml.projects (name, task) VALUES ($1, $2::pgml.task) RETURNING id', ['text', 'text']), [project_name, task])[0]['id']
     if task not in SUPPORTED:
         raise plpy.Error('pgml_compat trains tasks %s, not %r' % (' and '.join(SUPPORTED), task))
-    estimator_check = _estimator(plpy, task, algorithm, {})  # validates the algorithm before any work
-    del estimator_check
+    _estimator(plpy, task, algorithm, hyperparams)  # validates the algorithm and its hyperparameters before any work
 
     if relation_name is not None:
         if y_column_name is None:
             raise plpy.Error('pgml.train: y_column_name is required with relation_name')
-        relation_name = resolve_relation(plpy, relation_name)
+        relation_name = resolve_relation(plpy, relation_name, caller_search_path)
         columns = _relation_columns(plpy, relation_name)
         if y_column_name not in [c['name'] for c in columns]:
             raise plpy.Error('pgml.train: relation %r has no column %r' % (relation_name, y_column_name))
@@ -692,14 +836,18 @@ def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyp
             ['text', 'text', 'real', 'text', 'text', 'bool']), [relation_name, y_column_name, test_size, test_sampling, json.dumps(columns), bool(materialize_snapshot)])[0]
         snapshot_id = snapshot['id']
     else:
+        # A follow-up run: the project's last snapshot, with its test size and sampling, so every
+        # model of the project is scored on the same test set (as PostgresML does).
         last = plpy.execute(plpy.prepare(
-            """SELECT s.id, s.relation_name, s.y_column_name, s.columns FROM pgml.snapshots s JOIN pgml.models m ON m.snapshot_id = s.id
+            """SELECT s.id, s.relation_name, s.y_column_name, s.columns, s.test_size, s.test_sampling::text AS test_sampling
+               FROM pgml.snapshots s JOIN pgml.models m ON m.snapshot_id = s.id
                WHERE m.project_id = $1 ORDER BY s.id DESC LIMIT 1""", ['bigint']), [project_id])
         if not last:
             raise plpy.Error('pgml.train: project %r has no snapshot yet; give relation_name and y_column_name' % project_name)
         snapshot_id, relation_name = last[0]['id'], last[0]['relation_name']
         y_column_name = last[0]['y_column_name'][0]
         columns = json.loads(last[0]['columns'])
+        test_size, test_sampling = last[0]['test_size'], last[0]['test_sampling']
 
     x, y, feature_names = _load_dataset(plpy, relation_name, [y_column_name], columns)
     x_train, x_test, y_train, y_test = _split(x, y, test_size, test_sampling, task)
@@ -708,12 +856,14 @@ def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyp
     if np.isnan(x_train).any():
         raise plpy.Error('pgml.train: features contain NULLs; give preprocess => \'{"<column>": {"impute": "mean"}}\'')
 
+    if task == 'classification' and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise plpy.Error('pgml.train: classification labels must be whole numbers (class ids); %s has fractional values' % y_column_name)
     estimator = _estimator(plpy, task, algorithm, hyperparams)
     started = time.perf_counter()
     chosen = dict(hyperparams)
     if search is not None:
         from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
-        scoring = 'r2' if task == 'regression' else ('f1' if set(np.unique(y_train)) <= {0.0, 1.0} else 'f1_macro')
+        scoring = 'r2' if task == 'regression' else 'f1_macro'
         cv = int(search_args.get('cv', 3))
         if search == 'grid':
             searcher = GridSearchCV(estimator, search_params, cv=cv, scoring=scoring)
@@ -745,7 +895,8 @@ def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyp
         current = plpy.execute(plpy.prepare(
             """SELECT (m.metrics->>$2)::float8 AS score FROM pgml.deployments d JOIN pgml.models m ON m.id = d.model_id
                WHERE d.project_id = $1 ORDER BY d.id DESC LIMIT 1""", ['bigint', 'text']), [project_id, key])
-        if not current or current[0]['score'] is None or scores[key] > current[0]['score']:
+        # Deploy when at least as good as the deployed model (PostgresML deploys on ties).
+        if not current or current[0]['score'] is None or scores[key] >= current[0]['score']:
             plpy.execute(plpy.prepare("INSERT INTO pgml.deployments (project_id, model_id, strategy) VALUES ($1, $2, 'new_score')", ['bigint', 'bigint']), [project_id, model_id])
             deployed = True
     plpy.execute(plpy.prepare('UPDATE pgml.projects SET updated_at = now() WHERE id = $1', ['bigint']), [project_id])
@@ -768,13 +919,15 @@ def deploy_strategy(plpy, project_name, strategy, algorithm):
         raise plpy.Error('pgml.deploy: project %r does not exist' % project_name)
     project_id, task = project[0]['id'], project[0]['task']
     if strategy == 'rollback':
-        # The most recent deployment of a model other than the one deployed now.
+        # The most recent deployment of a model other than the one deployed now (of `algorithm` when given).
         rows = plpy.execute(plpy.prepare(
             """WITH current AS (SELECT model_id FROM pgml.deployments WHERE project_id = $1 ORDER BY id DESC LIMIT 1)
-               SELECT d.model_id FROM pgml.deployments d, current WHERE d.project_id = $1 AND d.model_id <> current.model_id
-               ORDER BY d.id DESC LIMIT 1""", ['bigint']), [project_id])
+               SELECT d.model_id FROM pgml.deployments d JOIN pgml.models m ON m.id = d.model_id, current
+               WHERE d.project_id = $1 AND d.model_id <> current.model_id AND ($2::text IS NULL OR m.algorithm::text = $2)
+               ORDER BY d.id DESC LIMIT 1""", ['bigint', 'text']), [project_id, algorithm])
         if not rows:
-            raise plpy.Error('pgml.deploy: project %r has no earlier deployed model to roll back to' % project_name)
+            raise plpy.Error('pgml.deploy: project %r has no earlier deployed model%s to roll back to'
+                             % (project_name, '' if algorithm is None else ' trained with %s' % algorithm))
         model_id = rows[0]['model_id']
     elif strategy in ('best_score', 'most_recent'):
         order = "(m.metrics->>'%s')::float8 DESC NULLS LAST, m.id DESC" % KEY_METRIC[task] if strategy == 'best_score' else 'm.id DESC'
@@ -790,6 +943,86 @@ def deploy_strategy(plpy, project_name, strategy, algorithm):
                  [project_id, model_id, strategy])
     algo = plpy.execute(plpy.prepare('SELECT algorithm::text AS a FROM pgml.models WHERE id = $1', ['bigint']), [model_id])[0]['a']
     return [(project_name, strategy, algo)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+
+
+# PostgresML's tables for the scikit-learn datasets: (column, type) in its order.
+_DATASETS = {
+    'breast_cancer': [(n, 'FLOAT4') for n in (
+        'mean radius', 'mean texture', 'mean perimeter', 'mean area', 'mean smoothness', 'mean compactness', 'mean concavity',
+        'mean concave points', 'mean symmetry', 'mean fractal dimension', 'radius error', 'texture error', 'perimeter error',
+        'area error', 'smoothness error', 'compactness error', 'concavity error', 'concave points error', 'symmetry error',
+        'fractal dimension error', 'worst radius', 'worst texture', 'worst perimeter', 'worst area', 'worst smoothness',
+        'worst compactness', 'worst concavity', 'worst concave points', 'worst symmetry', 'worst fractal dimension')] + [('malignant', 'BOOLEAN')],
+    'diabetes': [(n, 'FLOAT4') for n in ('age', 'sex', 'bmi', 'bp', 's1', 's2', 's3', 's4', 's5', 's6', 'target')],
+    'digits': [('image', 'SMALLINT[][]'), ('target', 'SMALLINT')],
+    'iris': [(n, 'FLOAT4') for n in ('sepal_length', 'sepal_width', 'petal_length', 'petal_width')] + [('target', 'INT4')],
+    'linnerud': [(n, 'FLOAT4') for n in ('chins', 'situps', 'jumps', 'weight', 'waist', 'pulse')],
+    'wine': [(n, 'FLOAT4') for n in ('alcohol', 'malic_acid', 'ash', 'alcalinity_of_ash', 'magnesium', 'total_phenols', 'flavanoids',
+                                      'nonflavanoid_phenols', 'proanthocyanins', 'hue', 'color_intensity', 'od280/od315_of_diluted_wines', 'proline')]
+            + [('target', 'INT4')],
+}
+
+
+def _dataset_columns(source):
+    """{column: list of values} for one of scikit-learn's bundled datasets (no download)."""
+    from sklearn import datasets
+    if source == 'digits':
+        d = datasets.load_digits()
+        return {'image': [[[int(v) for v in row] for row in image] for image in d.images], 'target': [int(t) for t in d.target]}
+    if source == 'linnerud':
+        d = datasets.load_linnerud()
+        out = {name.lower(): [float(v) for v in d.data[:, i]] for i, name in enumerate(d.feature_names)}
+        out.update({name.lower(): [float(v) for v in d.target[:, i]] for i, name in enumerate(d.target_names)})
+        return out
+    if source == 'diabetes':
+        d = datasets.load_diabetes(scaled=False)
+    else:
+        d = {'breast_cancer': datasets.load_breast_cancer, 'iris': datasets.load_iris, 'wine': datasets.load_wine}[source]()
+    names = [n.replace(' (cm)', '').replace(' ', '_') if source == 'iris' else n for n in d.feature_names]
+    out = {name: [float(v) for v in d.data[:, i]] for i, name in enumerate(names)}
+    if source == 'breast_cancer':
+        out['malignant'] = [bool(t == 0) for t in d.target]  # scikit-learn's class 0 is malignant
+    else:
+        out['target'] = [float(t) if source == 'diabetes' else int(t) for t in d.target]
+    return out
+
+
+def load_dataset(plpy, source, subset, limit, kwargs):
+    """pgml.load_dataset for the datasets scikit-learn ships: the table PostgresML creates
+    (pgml.<source>, same columns and types), filled from scikit-learn's copy."""
+    if source not in _DATASETS:
+        raise plpy.Error('pgml_compat: dataset %r is not available: pgml_compat loads the datasets scikit-learn ships (%s); '
+                         'Hugging Face datasets and california_housing need a download, which pgml_compat never does'
+                         % (source, ', '.join(sorted(_DATASETS))))
+    if subset is not None:
+        raise plpy.Error('pgml_compat: dataset %r has no subsets (subset is for Hugging Face datasets)' % source)
+    if kwargs and json.loads(kwargs):
+        raise plpy.Error('pgml_compat: load_dataset kwargs are for Hugging Face datasets; %r takes none' % source)
+    if limit is not None and limit < 0:
+        raise plpy.Error('pgml_compat: load_dataset limit must be 0 or more, got %s' % limit)
+    columns = _DATASETS[source]
+    data = _dataset_columns(source)
+    count = len(next(iter(data.values())))
+    if limit is not None:
+        count = min(count, int(limit))
+    table = 'pgml.%s' % _quote_ident(source)
+    plpy.execute('DROP TABLE IF EXISTS %s' % table)
+    plpy.execute('CREATE TABLE %s (%s)' % (table, ', '.join('%s %s' % (_quote_ident(n), t) for n, t in columns)))
+    names = [n for n, _ in columns]
+    if source == 'digits':
+        texts = [json.dumps(image).replace('[', '{').replace(']', '}') for image in data['image'][:count]]
+        plan = plpy.prepare('INSERT INTO %s (image, target) SELECT i::smallint[], t FROM unnest($1::text[], $2::smallint[]) AS u(i, t)' % table, ['text[]', 'smallint[]'])
+        plpy.execute(plan, [texts, data['target'][:count]])
+    else:
+        types = ['%s[]' % ('boolean' if t == 'BOOLEAN' else 'real' if t == 'FLOAT4' else 'integer') for _, t in columns]
+        plan = plpy.prepare('INSERT INTO %s (%s) SELECT * FROM unnest(%s)' % (
+            table, ', '.join(_quote_ident(n) for n in names), ', '.join('$%d::%s' % (i + 1, t) for i, t in enumerate(types))), types)
+        plpy.execute(plan, [data[n][:count] for n in names])
+    return [('pgml.%s' % source, count)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,7 +1054,7 @@ def _artifact(plpy, model_id):
 
 
 def _matrix(plpy, artifact, features):
-    x = np.asarray([[float('nan') if v is None else float(v) for v in features]], dtype=np.float64)
+    x = np.asarray([[float('nan') if v is None else float(v) for v in _flatten(features)]], dtype=np.float64)
     if x.shape[1] != artifact['num_features']:
         raise plpy.Error('pgml.predict: the model takes %d features, got %d' % (artifact['num_features'], x.shape[1]))
     return artifact['preprocessor'].transform(x)
@@ -844,8 +1077,8 @@ def predict(plpy, project_name, features, model_id=None):
     return float(artifact['estimator'].predict(_matrix(plpy, artifact, features))[0])
 
 
-def predict_proba(plpy, project_name, features):
-    artifact = _deployed_artifact(plpy, project_name)
+def predict_proba(plpy, project_name, features, model_id=None):
+    artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
     estimator = artifact['estimator']
     if artifact['task'] != 'classification':
         raise plpy.Error('pgml.predict_proba: project %r is not a classification project' % project_name)
@@ -854,10 +1087,20 @@ def predict_proba(plpy, project_name, features):
     return [float(p) for p in estimator.predict_proba(_matrix(plpy, artifact, features))[0]]
 
 
-def predict_batch(plpy, project_name, features):
-    artifact = _deployed_artifact(plpy, project_name)
+def predict_batch(plpy, project_name, features, model_id=None):
+    """Rows of features: a two-dimensional array (array_agg(ARRAY[...]), one row per element), or
+    a flat one of whole rows."""
+    artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
     width = artifact['num_features']
-    if len(features) % width != 0:
-        raise plpy.Error('pgml.predict_batch: %d values are not whole rows of %d features' % (len(features), width))
-    x = np.asarray([float('nan') if v is None else float(v) for v in features], dtype=np.float64).reshape(-1, width)
+    if features and isinstance(features[0], list):
+        rows = [_flatten(r) for r in features]
+        wrong = next((len(r) for r in rows if len(r) != width), None)
+        if wrong is not None:
+            raise plpy.Error('pgml.predict_batch: a row has %d features; the model takes %d' % (wrong, width))
+        flat = [v for r in rows for v in r]
+    else:
+        flat = features
+        if len(flat) % width != 0:
+            raise plpy.Error('pgml.predict_batch: %d values are not whole rows of %d features' % (len(flat), width))
+    x = np.asarray([float('nan') if v is None else float(v) for v in flat], dtype=np.float64).reshape(-1, width)
     return [float(v) for v in artifact['estimator'].predict(artifact['preprocessor'].transform(x))]

@@ -1,0 +1,162 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { server, type TestDatabase } from '../helpers/targets.js'
+
+type Query = TestDatabase['query']
+
+/**
+ * PostgresML's documented SQL, run unchanged against pgml_compat (the calls below are the ones
+ * PostgresML's docs and pgml-extension/examples make, as written), plus the cases where pgml_compat
+ * used to part from PostgresML: 2-D arrays, metrics, deploy rules, relation lookup, volatility,
+ * overloads, and the errors a user gets for bad input.
+ */
+describe('PostgresML conformance of pgml_compat', () => {
+  let db: TestDatabase
+  afterEach(async () => db?.close())
+
+  async function withCompat<T>(fn: (query: Query) => Promise<T>): Promise<T> {
+    db = await server.create()
+    await db.query('CREATE EXTENSION pgml_compat CASCADE')
+    // One connection: PL/Python imports scikit-learn once.
+    return db.session(fn)
+  }
+
+  it('load_dataset creates PostgresML\'s tables from scikit-learn\'s copies, with its columns, types and row counts', async () => {
+    await withCompat(async (query) => {
+      const loaded: Record<string, unknown>[] = []
+      for (const source of ['breast_cancer', 'diabetes', 'digits', 'iris', 'linnerud', 'wine']) {
+        loaded.push(...(await query(`SELECT * FROM pgml.load_dataset('${source}')`)))
+      }
+      expect(loaded).toEqual([
+        { table_name: 'pgml.breast_cancer', rows: '569' }, { table_name: 'pgml.diabetes', rows: '442' }, { table_name: 'pgml.digits', rows: '1797' },
+        { table_name: 'pgml.iris', rows: '150' }, { table_name: 'pgml.linnerud', rows: '20' }, { table_name: 'pgml.wine', rows: '178' },
+      ])
+      const columns = async (table: string) => (await query<{ c: string }>(`SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) AS c
+        FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0`, [table]))[0]!.c
+      expect(await columns('pgml.iris')).toBe('sepal_length real, sepal_width real, petal_length real, petal_width real, target integer')
+      expect(await columns('pgml.digits')).toBe('image smallint[], target smallint')
+      expect(await columns('pgml.wine')).toMatch(/^alcohol real, .* hue real, color_intensity real, od280\/od315_of_diluted_wines real, proline real, target integer$/)
+      expect(await columns('pgml.breast_cancer')).toMatch(/^mean radius real, .* worst fractal dimension real, malignant boolean$/)
+      expect(await query(`SELECT array_ndims(image) AS d, array_length(image, 1) AS r, array_length(image, 2) AS c FROM pgml.digits LIMIT 1`)).toEqual([{ d: 2, r: 8, c: 8 }])
+      // The first rows are PostgresML's own (its bundled CSVs come from the same scikit-learn data).
+      expect(await query(`SELECT age, sex, bmi, target FROM pgml.diabetes LIMIT 1`)).toEqual([{ age: 59, sex: 2, bmi: 32.1, target: 151 }])
+      expect(await query(`SELECT count(*)::int AS n FROM pgml.breast_cancer WHERE malignant`)).toEqual([{ n: 212 }])
+      expect(await query(`SELECT * FROM pgml.load_dataset('iris', "limit" => 10)`)).toEqual([{ table_name: 'pgml.iris', rows: '10' }])
+      await expect(query(`SELECT * FROM pgml.load_dataset('imdb')`)).rejects.toThrow(/dataset 'imdb' is not available: pgml_compat loads the datasets scikit-learn ships/)
+    })
+  })
+
+  it('runs the documented digits example: a SMALLINT[][] feature, predict and predict_proba per row, predict_batch over array_agg', async () => {
+    await withCompat(async (query) => {
+      await query(`SELECT pgml.load_dataset('digits')`)
+      await query(`SELECT * FROM pgml.train('Handwritten Digits', 'classification', 'pgml.digits', 'target')`)
+      const rows = await query<{ target: number; prediction: number }>(`SELECT target, pgml.predict('Handwritten Digits', image) AS prediction FROM pgml.digits LIMIT 10`)
+      expect(rows.filter((r) => r.target === r.prediction).length).toBeGreaterThanOrEqual(8)
+      const proba = await query<{ prediction: number[] }>(`SELECT target, pgml.predict_proba('Handwritten Digits', image) AS prediction FROM pgml.digits LIMIT 10`)
+      for (const p of proba) expect(p.prediction.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4)
+      await query(`SELECT * FROM pgml.train('Handwritten Digits', algorithm => 'svm')`)
+      const batch = await query<{ p: number }>(`SELECT pgml.predict_batch('Handwritten Digits', array_agg(image)) AS p FROM (SELECT image FROM pgml.digits ORDER BY ctid LIMIT 5) d`)
+      const single = await query<{ p: number }>(`SELECT pgml.predict('Handwritten Digits', image) AS p FROM (SELECT image FROM pgml.digits ORDER BY ctid LIMIT 5) d`)
+      expect(batch.map((r) => r.p)).toEqual(single.map((r) => r.p))
+      // By model id, as PostgresML has them.
+      const [model] = await query<{ id: string }>(`SELECT id FROM pgml.models ORDER BY id LIMIT 1`)
+      const [byId] = await query<{ p: number[]; b: number[]; r: number }>(`SELECT pgml.predict_proba($1::bigint, (SELECT image FROM pgml.digits LIMIT 1)::real[]) AS p,
+        pgml.predict_batch($1::bigint, (SELECT array_agg(image) FROM (SELECT image FROM pgml.digits LIMIT 3) d)::real[]) AS b,
+        pgml.predict($1::bigint, (SELECT d FROM (SELECT image FROM pgml.digits LIMIT 1) d)) AS r`, [model!.id])
+      expect(byId!.p).toHaveLength(10)
+      expect(byId!.b).toHaveLength(3)
+      expect(byId!.b[0]).toBe(byId!.r)
+    })
+  })
+
+  it('stores PostgresML\'s classification metrics (macro averages, roc_auc, log_loss) and follows its deploy rules', async () => {
+    await withCompat(async (query) => {
+      await query(`SELECT pgml.load_dataset('breast_cancer')`)
+      await query(`SELECT * FROM pgml.train('Breast Cancer Detection', 'classification', 'pgml.breast_cancer', 'malignant', test_size => 0.3, test_sampling => 'last')`)
+      const [m] = await query<{ metrics: Record<string, number>; test_rows: number }>(`SELECT metrics FROM pgml.models`)
+      expect(Object.keys(m!.metrics).sort()).toEqual(['accuracy', 'f1', 'fit_time', 'log_loss', 'mcc', 'precision', 'recall', 'roc_auc', 'score_time'])
+      expect(m!.metrics.roc_auc).toBeGreaterThan(0.9)
+      expect(m!.metrics.log_loss).toBeGreaterThan(0)
+      // A follow-up run with other split arguments is scored on the project's own split.
+      await query(`SELECT * FROM pgml.train('Breast Cancer Detection', algorithm => 'linear', test_size => 0.5, test_sampling => 'random')`)
+      const scored = await query<{ f1: number }>(`SELECT (metrics->>'f1')::float8 AS f1 FROM pgml.models ORDER BY id`)
+      expect(scored[1]!.f1).toBe(scored[0]!.f1)
+      // A tie deploys the newer model, as PostgresML does.
+      expect(await query(`SELECT model_id::int AS id FROM pgml.deployments ORDER BY id`)).toEqual([{ id: 1 }, { id: 2 }])
+      await query(`SELECT * FROM pgml.train('Breast Cancer Detection', algorithm => 'ridge')`)
+      await query(`SELECT * FROM pgml.deploy('Breast Cancer Detection', 'most_recent')`)
+      // Rollback honours the algorithm: the last deployed 'linear' model, not just the previous one.
+      expect(await query(`SELECT * FROM pgml.deploy('Breast Cancer Detection', 'rollback', 'linear')`)).toEqual([{ project: 'Breast Cancer Detection', strategy: 'rollback', algorithm: 'linear' }])
+      await expect(query(`SELECT * FROM pgml.deploy('Breast Cancer Detection', 'rollback', 'xgboost')`)).rejects.toThrow(/no earlier deployed model trained with xgboost/)
+    })
+  })
+
+  it('resolves the relation as PostgreSQL does: search_path, temporary tables, other schemas, quoted mixed case', async () => {
+    await withCompat(async (query) => {
+      await query(`CREATE SCHEMA analytics; CREATE TABLE analytics."Houses" AS SELECT i::real AS size, (2 * i + 1)::real AS price FROM generate_series(1, 40) i;
+        CREATE TEMP TABLE scratch AS SELECT i::real AS size, (3 * i)::real AS price FROM generate_series(1, 40) i`)
+      await query(`SET search_path = analytics, public`)
+      expect(await query(`SELECT project, task, deployed FROM pgml.train('quoted', 'regression', '"Houses"', 'price')`)).toEqual([{ project: 'quoted', task: 'regression', deployed: true }])
+      await query(`RESET search_path`)
+      await query(`SELECT * FROM pgml.train('qualified', 'regression', 'analytics."Houses"', 'price')`)
+      await query(`SELECT * FROM pgml.train('temporary', 'regression', 'scratch', 'price')`)
+      const relations = await query<{ relation_name: string }>(`SELECT relation_name FROM pgml.snapshots ORDER BY id`)
+      expect(relations.map((r) => r.relation_name)).toEqual(['analytics."Houses"', 'analytics."Houses"', expect.stringMatching(/^pg_temp_\d+\.scratch$/)])
+      // A catalog table resolves (then fails on its non-numeric columns, by name).
+      await expect(query(`SELECT * FROM pgml.train('catalog', 'regression', 'pg_catalog.pg_class', 'relpages')`)).rejects.toThrow(/column 'relname' is name/)
+      await expect(query(`SELECT * FROM pgml.train('missing', 'regression', 'Houses', 'price')`)).rejects.toThrow(/relation 'Houses' does not exist/)
+    })
+  })
+
+  it('ALTER EXTENSION pgml_compat UPDATE brings a 0.1.0 install to the same functions as a fresh 0.2.0 install', async () => {
+    const functions = (query: Query) => query<{ f: string }>(`SELECT p.oid::regprocedure::text || ' ' || p.provolatile::text || p.prosecdef::text || coalesce(array_to_string(p.proconfig, ','), '-') AS f
+      FROM pg_proc p WHERE p.pronamespace = 'pgml'::regnamespace ORDER BY 1`)
+    const fresh = await withCompat(functions)
+    await db.close()
+    db = await server.create()
+    const upgraded = await db.session(async (query) => {
+      await query(`CREATE EXTENSION pgml_compat VERSION '0.1.0' CASCADE`)
+      await query(`ALTER EXTENSION pgml_compat UPDATE`)
+      return functions(query)
+    })
+    expect(upgraded).toEqual(fresh)
+    expect(fresh.length).toBeGreaterThan(30)
+  })
+
+  it('declares the prediction functions IMMUTABLE, and has PostgresML\'s overloads', async () => {
+    await withCompat(async (query) => {
+      const functions = await query<{ sig: string; volatile: string }>(`SELECT p.oid::regprocedure::text AS sig, p.provolatile AS volatile FROM pg_proc p
+        WHERE p.pronamespace = 'pgml'::regnamespace AND p.proname IN ('predict', 'predict_proba', 'predict_batch') ORDER BY 1`)
+      expect(functions.map((f) => f.sig)).toEqual([
+        'pgml.predict(bigint,anyelement)', 'pgml.predict(bigint,real[])', 'pgml.predict(text,anyelement)', 'pgml.predict(text,bigint[])',
+        'pgml.predict(text,boolean[])', 'pgml.predict(text,double precision[])', 'pgml.predict(text,integer[])', 'pgml.predict(text,real[])',
+        'pgml.predict(text,smallint[])', 'pgml.predict_batch(bigint,real[])', 'pgml.predict_batch(text,real[])', 'pgml.predict_proba(bigint,real[])',
+        'pgml.predict_proba(text,real[])',
+      ])
+      expect(new Set(functions.map((f) => f.volatile))).toEqual(new Set(['i']))
+    })
+  })
+
+  it('says plainly what it does not support, and names the bad argument before doing any work', async () => {
+    await withCompat(async (query) => {
+      await query(`CREATE TABLE t AS SELECT i::real AS x, (i % 2)::int AS y FROM generate_series(1, 50) i;
+        CREATE VIEW t_null AS SELECT x, CASE WHEN x::int % 5 = 0 THEN NULL ELSE y END AS y_null FROM t;
+        CREATE VIEW t_text AS SELECT x, y::text AS y_text FROM t`)
+      await expect(query(`SELECT pgml.transform('text-classification', inputs => ARRAY['I love it'])`)).rejects.toThrow(/pgml.transform is not supported by pgml_compat/)
+      await expect(query(`SELECT * FROM pgml.train_joint('j', 'regression', 't', ARRAY['x', 'y'])`)).rejects.toThrow(/pgml.train_joint is not supported by pgml_compat/)
+      await expect(query(`SELECT * FROM pgml.chunk('recursive_character', 'some text')`)).rejects.toThrow(/pgml.chunk is not supported by pgml_compat/)
+      await expect(query(`SELECT * FROM pgml.train('p', 'classification', 't_null', 'y_null')`)).rejects.toThrow(/label column y_null is NULL in 10 of 50 rows/)
+      await expect(query(`SELECT * FROM pgml.train('p', 'classification', 't_text', 'y_text')`)).rejects.toThrow(/label column 'y_text' is text; pgml_compat learns numeric or boolean labels/)
+      await expect(query(`SELECT * FROM pgml.train('p', 'classification', 't', 'y', hyperparams => '{"bogus": 1}')`)).rejects.toThrow(/hyperparams bogus is not a parameter of linear \(LogisticRegression\); its parameters: C, /)
+      await expect(query(`SELECT * FROM pgml.train('p', 'classification', 't', 'y', hyperparams => '[1]')`)).rejects.toThrow(/hyperparams must be a JSON object/)
+      for (const size of ['0', '-0.5', '1', '1.5']) {
+        await expect(query(`SELECT * FROM pgml.train('p', 'classification', 't', 'y', test_size => ${size})`), size).rejects.toThrow(/test_size must be a fraction between 0 and 1 \(exclusive\)/)
+      }
+      expect(await query(`SELECT count(*)::int AS n FROM pgml.projects`)).toEqual([{ n: 0 }])
+      await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"batch_size": 0}')`)).rejects.toThrow(/batch_size must be a positive integer, got 0/)
+      await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '[]')`)).rejects.toThrow(/kwargs must be a JSON object/)
+      await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"device": "cuda"}')`)).rejects.toThrow(/device "cuda" is not available: pgml_compat runs models on the CPU/)
+      await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"revision": "main"}')`)).rejects.toThrow(/revision "main" cannot be honoured/)
+      await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"precision": "int8"}')`)).rejects.toThrow(/precision "int8" is not supported/)
+    })
+  })
+})

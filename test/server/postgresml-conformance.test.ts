@@ -1,3 +1,4 @@
+import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import { server, type TestDatabase } from '../helpers/targets.js'
 
@@ -134,6 +135,52 @@ describe('PostgresML conformance of pgml_compat', () => {
       ])
       expect(new Set(functions.map((f) => f.volatile))).toEqual(new Set(['i']))
     })
+  })
+
+  it('per-row predictions (compiled linear and xgboost paths) agree with the estimators\' own batch predictions', async () => {
+    await withCompat(async (query) => {
+      await query(`CREATE TABLE d AS SELECT i, (i * 0.37) % 1 AS a, (i * 0.61) % 1 AS b, (i * 0.13) % 1 AS c FROM generate_series(1, 600) i;
+        CREATE VIEW reg AS SELECT a, b, c, 3 * a - 2 * b + c AS y FROM d;
+        CREATE VIEW bin AS SELECT a, b, c, (a + b > c + 0.5)::int AS y FROM d;
+        CREATE VIEW multi AS SELECT a, b, c, (floor(a * 3))::int AS y FROM d`)
+      const cases = [['reg', 'regression', 'linear'], ['reg', 'regression', 'xgboost'], ['bin', 'classification', 'linear'], ['bin', 'classification', 'xgboost'],
+        ['multi', 'classification', 'linear'], ['multi', 'classification', 'xgboost']] as const
+      for (const [view, task, algorithm] of cases) {
+        const project = `${view}_${algorithm}`
+        await query(`SELECT * FROM pgml.train($1, $2, $3, 'y', $4)`, [project, task, view, algorithm])
+        const perRow = await query<{ p: number }>(`SELECT pgml.predict($1, ARRAY[a, b, c]::real[]) AS p FROM d ORDER BY i`, [project])
+        const batch = await query<{ p: number }>(`SELECT pgml.predict_batch($1, (SELECT array_agg(ARRAY[a, b, c] ORDER BY i)::real[] FROM d)) AS p`, [project])
+        expect(perRow).toHaveLength(600)
+        perRow.forEach((r, n) => expect(r.p, `${project} row ${n}`).toBeCloseTo(batch[n]!.p, 4))
+      }
+    })
+  })
+
+  it('a deployment made in another session is what the next statement predicts with', async () => {
+    db = await server.create()
+    await db.query('CREATE EXTENSION pgml_compat CASCADE')
+    await db.query(`CREATE TABLE d AS SELECT i::real AS x, (2 * i)::real AS y FROM generate_series(1, 100) i`)
+    await db.query(`SELECT * FROM pgml.train('p', 'regression', 'd', 'y', 'linear')`)
+    await db.query(`UPDATE d SET y = 5 * x`)
+    // A second model of the project, left undeployed, then deployed by id from another session.
+    await db.query(`SELECT * FROM pgml.train('p', 'regression', 'd', 'y', 'linear', automatic_deploy => false)`)
+    const reader = new pg.Client({ connectionString: db.url })
+    await reader.connect()
+    try {
+      const predict = async () => (await reader.query<{ p: number }>(`SELECT pgml.predict('p', ARRAY[x]::real[]) AS p FROM d WHERE x <= 3 ORDER BY x`)).rows.map((r) => r.p)
+      expect(await predict()).toEqual([expect.closeTo(2, 3), expect.closeTo(4, 3), expect.closeTo(6, 3)])
+      await db.query(`SELECT * FROM pgml.deploy(2::bigint)`)
+      expect(await predict()).toEqual([expect.closeTo(5, 3), expect.closeTo(10, 3), expect.closeTo(15, 3)])
+      // A deployment rolled back is not used.
+      await db.session(async (q) => {
+        await q('BEGIN')
+        await q(`SELECT * FROM pgml.deploy(1::bigint)`)
+        await q('ROLLBACK')
+      })
+      expect(await predict()).toEqual([expect.closeTo(5, 3), expect.closeTo(10, 3), expect.closeTo(15, 3)])
+    } finally {
+      await reader.end()
+    }
   })
 
   it('says plainly what it does not support, and names the bad argument before doing any work', async () => {

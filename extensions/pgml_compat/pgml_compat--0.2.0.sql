@@ -1237,18 +1237,22 @@ def _compile_xgboost(estimator, width):
     if groups > 1 and len(trees) % groups:
         return None
     f32 = lambda v: array('f', [v])[0]
-    lines = ['def forest(x):', '    m = [0.0] * %d' % groups]
+    # Features and sums in local variables (the fastest names in CPython), one sum per class.
+    lines = ['def forest(x):', '    %s, = x' % ', '.join('x%d' % i for i in range(width))]
+    lines += ['    m%d = 0.0' % g for g in range(groups)]
 
     def emit(node, depth, group):
         pad = '    ' * depth
         if 'leaf' in node:
-            lines.append('%sm[%d] += %r' % (pad, group, f32(float(node['leaf']))))
+            lines.append('%sm%d += %r' % (pad, group, f32(float(node['leaf']))))
             return
         feature = int(node['split'].lstrip('f'))
+        if feature >= width:
+            raise ValueError('split on feature %d of %d' % (feature, width))
         threshold = f32(float(node['split_condition']))
         children = {c['nodeid']: c for c in node['children']}
         # NaN compares false: the test is written so that a missing value takes xgboost's default branch.
-        test = 'not (x[%d] >= %r)' % (feature, threshold) if node['missing'] == node['yes'] else 'x[%d] < %r' % (feature, threshold)
+        test = 'not (x%d >= %r)' % (feature, threshold) if node['missing'] == node['yes'] else 'x%d < %r' % (feature, threshold)
         lines.append('%sif %s:' % (pad, test))
         emit(children[node['yes']], depth + 1, group)
         lines.append('%selse:' % pad)
@@ -1256,7 +1260,7 @@ def _compile_xgboost(estimator, width):
 
     for i, tree in enumerate(trees):
         emit(tree, 1, i % groups)
-    lines.append('    return m')
+    lines.append('    return (%s,)' % ', '.join('m%d' % g for g in range(groups)))
     namespace = {}
     exec(compile('\n'.join(lines), '<xgboost forest>', 'exec'), namespace)
     forest = namespace['forest']
@@ -1277,16 +1281,18 @@ def _compile_xgboost(estimator, width):
         return None
     base = [float(b) for b in base[0]]
 
-    def row_margins(x):
-        margins = forest(list(array('f', x)))
-        return [m + b for m, b in zip(margins, base)]
-
     if objective == 'reg:squarederror':
-        return lambda x: float(array('f', [row_margins(x)[0]])[0])
+        base0 = base[0]
+        return lambda x: f32(forest(array('f', x))[0] + base0)
     labels = [float(c) for c in getattr(estimator, 'classes_', range(max(classes, 2)))]
     if objective == 'binary:logistic':
-        return lambda x: labels[1] if row_margins(x)[0] > 0 else labels[0]
-    return lambda x: labels[int(np.argmax(row_margins(x)))]
+        base0 = base[0]
+        return lambda x: labels[1] if forest(array('f', x))[0] + base0 > 0 else labels[0]
+
+    def multiclass(x):
+        margins = [m + b for m, b in zip(forest(array('f', x)), base)]
+        return labels[margins.index(max(margins))]
+    return multiclass
 
 
 def _fast_predictor(artifact):

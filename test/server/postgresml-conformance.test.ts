@@ -137,6 +137,23 @@ describe('PostgresML conformance of pgml_compat', () => {
     })
   })
 
+  it('preprocess: scales and imputes numeric columns at training and at prediction; refuses encodings it does not have', async () => {
+    await withCompat(async (query) => {
+      await query(`SELECT pgml.load_dataset('iris')`)
+      await query(`CREATE VIEW iris_gaps AS SELECT sepal_length, sepal_width, petal_length, CASE WHEN sepal_length = 5.5 THEN NULL ELSE petal_width END AS petal_width, target FROM pgml.iris`)
+      await expect(query(`SELECT * FROM pgml.train('Iris Flower Types', 'classification', 'iris_gaps', 'target')`)).rejects.toThrow(/features contain NULLs; give preprocess/)
+      await query(`SELECT * FROM pgml.train('Iris Flower Types', 'classification', 'iris_gaps', 'target', 'svm',
+        preprocess => '{"sepal_length": {"scale": "standard"}, "sepal_width": {"scale": "standard"}, "petal_length": {"scale": "standard"}, "petal_width": {"impute": "mean", "scale": "standard"}}')`)
+      const [m] = await query<{ f1: number }>(`SELECT (metrics->>'f1')::float8 AS f1 FROM pgml.models`)
+      expect(m!.f1).toBeGreaterThan(0.85)
+      // A NULL feature is imputed with the training mean at prediction time too.
+      const [p] = await query<{ p: number }>(`SELECT pgml.predict('Iris Flower Types', ARRAY[5.0, 3.4, 1.5, NULL]::real[]) AS p`)
+      expect(p!.p).toBe(0)
+      await expect(query(`SELECT * FROM pgml.train('Iris Flower Types', algorithm => 'svm', preprocess => '{"target": {"encode": "target"}}')`))
+        .rejects.toThrow(/preprocess encode='target' is not supported/)
+    })
+  })
+
   it('per-row predictions (compiled linear and xgboost paths) agree with the estimators\' own batch predictions', async () => {
     await withCompat(async (query) => {
       await query(`CREATE TABLE d AS SELECT i, (i * 0.37) % 1 AS a, (i * 0.61) % 1 AS b, (i * 0.13) % 1 AS c FROM generate_series(1, 600) i;

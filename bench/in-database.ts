@@ -88,6 +88,9 @@ try {
     const [, all] = await time(() => db.query(batchSql(project)))
     results[`predict_batch_${key}_rows_per_s`] = ROWS / all
   }
+  // The lower bound of predict_batch's query shape: the same aggregation and unnest, no prediction.
+  const [, sqlOnly] = await time(() => db.query(`SELECT count(*) FROM unnest((SELECT array_agg(ARRAY[a, b] ORDER BY id)::real[] FROM items))`))
+  results.batch_query_shape_without_prediction_rows_per_s = ROWS / sqlOnly
   // Node: fetch the rows, then the same linear model (least squares fitted on the same data) in JavaScript.
   const [{ rows }] = await Promise.all([db.query<{ a: number; b: number; y: number }>('SELECT a, b, y FROM items')])
   const coefficients = fitLinear(rows.map((r) => [r.a, r.b]), rows.map((r) => r.y))
@@ -141,6 +144,7 @@ ${machine}. Embedding: ${TEXTS} texts of 20–80 words, fixture model ${MODEL}. 
 | pgml.predict per row, xgboost (100 trees) | ${r.predict_xgboost_per_row_rows_per_s} |
 | pgml.predict_batch, xgboost | ${r.predict_batch_xgboost_rows_per_s} |
 | pull rows into Node, predict there (same linear model in JS) | ${r.predict_pull_into_node_rows_per_s} |
+| predict_batch's query shape alone, no prediction (array_agg(ARRAY[a, b] ORDER BY id), unnest) | ${r.batch_query_shape_without_prediction_rows_per_s} |
 
 Per-row / batch: linear ${(r.predict_linear_per_row_rows_per_s! / r.predict_batch_linear_rows_per_s!).toFixed(2)}, xgboost ${(r.predict_xgboost_per_row_rows_per_s! / r.predict_batch_xgboost_rows_per_s!).toFixed(3)}. predict_batch / pulling into Node (linear): ${(r.predict_batch_linear_rows_per_s! / r.predict_pull_into_node_rows_per_s!).toFixed(2)}×. Cold start (first prediction in a new connection: Python imports and loading the model): ${r.cold_start_first_predict_ms} ms.
 `

@@ -1341,11 +1341,26 @@ def _fast_predictor(artifact):
     return None
 
 
+def _check_missing(plpy, function, artifact, x):
+    """NULL features reach the estimator only where training imputed that column."""
+    missing = np.isnan(x).any(axis=0)
+    if missing.any():
+        names = artifact['features']
+        fill = artifact['preprocessor'].fill
+        bare = [i for i in np.flatnonzero(missing) if i not in fill]
+        if bare:
+            column = names[bare[0]] if bare[0] < len(names) and len(names) == x.shape[1] else 'feature %d' % (bare[0] + 1)
+            raise plpy.Error('%s: a feature is NULL (%s) and the model was trained without imputing it; '
+                             'train with preprocess => \'{"<column>": {"impute": "mean"}}\' to predict with missing values, or filter the NULLs out'
+                             % (function, column))
+    return x
+
+
 def _matrix(plpy, artifact, features):
     x = np.asarray([[float('nan') if v is None else float(v) for v in _flatten(features)]], dtype=np.float64)
     if x.shape[1] != artifact['num_features']:
         raise plpy.Error('pgml.predict: the model takes %d features, got %d' % (artifact['num_features'], x.shape[1]))
-    return artifact['preprocessor'].transform(x)
+    return artifact['preprocessor'].transform(_check_missing(plpy, 'pgml.predict', artifact, x))
 
 
 def _row_features(plpy, artifact, row):
@@ -1380,16 +1395,48 @@ def predict_proba(plpy, project_name, features, model_id=None):
     return [float(p) for p in estimator.predict_proba(_matrix(plpy, artifact, features))[0]]
 
 
+def _float4_array(data):
+    """A real[] in PostgreSQL's binary format (array_send) as a numpy array of its shape: the
+    whole input in one numpy call, where PL/Python would convert it element by element."""
+    import struct
+    buf = memoryview(data)
+    ndim, flags, _ = struct.unpack_from('>iii', buf, 0)
+    dims = [struct.unpack_from('>i', buf, 12 + 8 * i)[0] for i in range(ndim)]
+    count = int(np.prod(dims)) if dims else 0
+    offset = 12 + 8 * ndim
+    if not flags & 1:
+        # No NULLs: every element is a 4-byte length (4) and a big-endian float4.
+        values = np.frombuffer(buf, dtype=np.dtype([('n', '>i4'), ('v', '>f4')]), count=count, offset=offset)['v'].astype(np.float64)
+    else:
+        values = np.empty(count, dtype=np.float64)
+        for i in range(count):
+            (length,) = struct.unpack_from('>i', buf, offset)
+            offset += 4
+            if length < 0:
+                values[i] = np.nan
+            else:
+                values[i] = struct.unpack_from('>f', buf, offset)[0]
+                offset += length
+    return values.reshape(dims) if dims else values
+
+
+def predict_batch_binary(plpy, project_name, data):
+    return predict_batch(plpy, project_name, _float4_array(data))
+
+
 def predict_batch(plpy, project_name, features, model_id=None):
     """Rows of features: a two-dimensional array (array_agg(ARRAY[...]), one row per element), or
     a flat one of whole rows. Returns one prediction per row (a list; pgml.predict_batch by project
     unnests it in SQL, which is much faster than PL/Python returning a set row by row)."""
     artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
     width = artifact['num_features']
-    try:
-        x = np.asarray(features, dtype=np.float64)  # C speed; None (NULL) makes it fail
-    except (TypeError, ValueError):
-        x = None
+    if isinstance(features, np.ndarray):
+        x = features
+    else:
+        try:
+            x = np.asarray(features, dtype=np.float64)  # C speed; None (NULL) makes it fail
+        except (TypeError, ValueError):
+            x = None
     if x is None or x.dtype != np.float64:
         nested = bool(features) and isinstance(features[0], list)
         rows = [_flatten(r) for r in features] if nested else None
@@ -1404,6 +1451,7 @@ def predict_batch(plpy, project_name, features, model_id=None):
         if x.size % width != 0:
             raise plpy.Error('pgml.predict_batch: %d values are not whole rows of %d features' % (x.size, width))
         x = x.reshape(-1, width)
+    x = _check_missing(plpy, 'pgml.predict_batch', artifact, x)
     return artifact['estimator'].predict(artifact['preprocessor'].transform(x)).astype(np.float64).tolist()$pgml_compat_source$::text $pgml_compat_function$;
 
 CREATE FUNCTION pgml.version() RETURNS text
@@ -1518,9 +1566,11 @@ AS $$ BEGIN UPDATE pgml._deployment_generation SET generation = generation + 1; 
 CREATE TRIGGER deployments_generation AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgml.deployments
 FOR EACH STATEMENT EXECUTE FUNCTION pgml._bump_deployment_generation();
 
--- Predictions for a batch as an array; pgml.predict_batch(project, …) unnests it in SQL (PL/Python
--- returning a set row by row costs more than the predictions).
-CREATE FUNCTION pgml._predict_batch(project_name text, features real[]) RETURNS real[]
+-- Predictions for a batch. The features arrive in PostgreSQL's binary array format (array_send),
+-- which pgml_compat reads with one numpy call, and the predictions leave as an array that SQL
+-- unnests: PL/Python converting the input element by element, and returning a set row by row,
+-- each cost more than the predictions.
+CREATE FUNCTION pgml._predict_batch(project_name text, features bytea) RETURNS real[]
 LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 m = GD.get('pgml_compat')
@@ -1529,12 +1579,12 @@ if m is None:
     m = types.ModuleType('pgml_compat')
     exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
     GD['pgml_compat'] = m
-return m.predict_batch(plpy, project_name, features)
+return m.predict_batch_binary(plpy, project_name, features)
 $$;
 
 CREATE OR REPLACE FUNCTION pgml.predict_batch(project_name text, features real[]) RETURNS SETOF real
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pg_catalog.unnest(pgml._predict_batch(project_name, features)) $$;
+AS $$ SELECT pg_catalog.unnest(pgml._predict_batch(project_name, pg_catalog.array_send(features))) $$;
 
 CREATE FUNCTION pgml.predict_batch(model_id bigint, features real[]) RETURNS real[]
 LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -1,13 +1,10 @@
-import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { loadConfig } from '../../src/config/load.js'
-import { generate } from '../../src/migrations/generate.js'
 import { runCli } from '../helpers/cli.js'
+import { exampleInMode } from '../helpers/example.js'
 import { requireServerTier, server, type TestDatabase } from '../helpers/targets.js'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 /**
  * The image users run (docker/postgres: PostgreSQL 17, pgvector, PL/Python, pgml_compat): the
@@ -25,13 +22,7 @@ describe('the docker/postgres image', () => {
 
   it.each(['queue', 'trigger', 'generated', 'app'] as const)('runs the example in mode %s, and parity holds', async (mode) => {
     db = await server.create()
-    await cp(join(ROOT, 'migrations'), join(db.cwd, 'migrations'), { recursive: true })
-    await writeFile(join(db.cwd, 'pgml-kit.config.ts'), (await readFile(join(ROOT, 'pgml-kit.config.ts'), 'utf8')).replace(/mode: 'queue'/, `mode: '${mode}'`))
-    // The example's migrations, generated again for this mode (before the seed rows, as in the example).
-    for (const file of await readdir(join(db.cwd, 'migrations'))) {
-      if (file.includes('add-document-embeddings') || file === '.pgml-kit-snapshot.json') await rm(join(db.cwd, 'migrations', file))
-    }
-    await generate(await loadConfig('pgml-kit.config.ts', db.cwd), { name: 'add-document-embeddings', timestamp: 1795318396886 })
+    await exampleInMode(db.cwd, mode)
 
     const cli = (...args: string[]) => runCli([...args, '--database-url', db.databaseUrl], { cwd: db.cwd })
     const migrate = await cli('migrate')

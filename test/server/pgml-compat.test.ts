@@ -1,4 +1,4 @@
-import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -6,10 +6,10 @@ import pg from 'pg'
 import { loadConfig } from '../../src/config/load.js'
 import { checkParity } from '../../src/parity/check-parity.js'
 import { backfill } from '../../src/worker/backfill.js'
-import { generate } from '../../src/migrations/generate.js'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { MODELS_DIR, TINY_16, TINY_32, WORDNET, cosine, loadTiny, loadWordnet, parseVector } from '../helpers/embedders.js'
 import { runCli } from '../helpers/cli.js'
+import { exampleInMode } from '../helpers/example.js'
 import { TestProject } from '../helpers/project.js'
 import { server, serverTier, type TestDatabase } from '../helpers/targets.js'
 
@@ -126,12 +126,7 @@ $f$`)
       }
     })
     // The root example in trigger mode: pgml_compat writes the vectors, `pgml-kit parity` compares them with the local model.
-    await cp(join(ROOT, 'migrations'), join(db.cwd, 'migrations'), { recursive: true })
-    await writeFile(join(db.cwd, 'pgml-kit.config.ts'), (await readFile(join(ROOT, 'pgml-kit.config.ts'), 'utf8')).replace(/mode: 'queue'/, "mode: 'trigger'"))
-    for (const file of await readdir(join(db.cwd, 'migrations'))) {
-      if (file.includes('add-document-embeddings') || file === '.pgml-kit-snapshot.json') await rm(join(db.cwd, 'migrations', file))
-    }
-    await generate(await loadConfig('pgml-kit.config.ts', db.cwd), { name: 'add-document-embeddings', timestamp: 1795318396886 })
+    await exampleInMode(db.cwd, 'trigger')
     const cli = (...args: string[]) => runCli([...args, '--database-url', db.databaseUrl], { cwd: db.cwd })
     const migrated = await cli('migrate')
     expect(migrated.code, migrated.stderr).toBe(0)

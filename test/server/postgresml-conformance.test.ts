@@ -216,6 +216,10 @@ describe('PostgresML conformance of pgml_compat', () => {
         await expect(query(`SELECT * FROM pgml.train('p', 'classification', 't', 'y', test_size => ${size})`), size).rejects.toThrow(/test_size must be a fraction between 0 and 1 \(exclusive\)/)
       }
       expect(await query(`SELECT count(*)::int AS n FROM pgml.projects`)).toEqual([{ n: 0 }])
+      await query(`SELECT * FROM pgml.train('no gaps', 'regression', 't', 'y', 'svm')`)
+      for (const call of [`pgml.predict_batch('no gaps', ARRAY[0.5, NULL]::real[])`, `pgml.predict('no gaps', ARRAY[NULL]::real[])`]) {
+        await expect(query(`SELECT ${call}`), call).rejects.toThrow(/a feature is NULL \(x\) and the model was trained without imputing it/)
+      }
       await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"batch_size": 0}')`)).rejects.toThrow(/batch_size must be a positive integer, got 0/)
       await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '[]')`)).rejects.toThrow(/kwargs must be a JSON object/)
       await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"device": "cuda"}')`)).rejects.toThrow(/device "cuda" is not available: pgml_compat runs models on the CPU/)

@@ -1224,11 +1224,26 @@ def _fast_predictor(artifact):
     return None
 
 
+def _check_missing(plpy, function, artifact, x):
+    """NULL features reach the estimator only where training imputed that column."""
+    missing = np.isnan(x).any(axis=0)
+    if missing.any():
+        names = artifact['features']
+        fill = artifact['preprocessor'].fill
+        bare = [i for i in np.flatnonzero(missing) if i not in fill]
+        if bare:
+            column = names[bare[0]] if bare[0] < len(names) and len(names) == x.shape[1] else 'feature %d' % (bare[0] + 1)
+            raise plpy.Error('%s: a feature is NULL (%s) and the model was trained without imputing it; '
+                             'train with preprocess => \'{"<column>": {"impute": "mean"}}\' to predict with missing values, or filter the NULLs out'
+                             % (function, column))
+    return x
+
+
 def _matrix(plpy, artifact, features):
     x = np.asarray([[float('nan') if v is None else float(v) for v in _flatten(features)]], dtype=np.float64)
     if x.shape[1] != artifact['num_features']:
         raise plpy.Error('pgml.predict: the model takes %d features, got %d' % (artifact['num_features'], x.shape[1]))
-    return artifact['preprocessor'].transform(x)
+    return artifact['preprocessor'].transform(_check_missing(plpy, 'pgml.predict', artifact, x))
 
 
 def _row_features(plpy, artifact, row):
@@ -1263,16 +1278,48 @@ def predict_proba(plpy, project_name, features, model_id=None):
     return [float(p) for p in estimator.predict_proba(_matrix(plpy, artifact, features))[0]]
 
 
+def _float4_array(data):
+    """A real[] in PostgreSQL's binary format (array_send) as a numpy array of its shape: the
+    whole input in one numpy call, where PL/Python would convert it element by element."""
+    import struct
+    buf = memoryview(data)
+    ndim, flags, _ = struct.unpack_from('>iii', buf, 0)
+    dims = [struct.unpack_from('>i', buf, 12 + 8 * i)[0] for i in range(ndim)]
+    count = int(np.prod(dims)) if dims else 0
+    offset = 12 + 8 * ndim
+    if not flags & 1:
+        # No NULLs: every element is a 4-byte length (4) and a big-endian float4.
+        values = np.frombuffer(buf, dtype=np.dtype([('n', '>i4'), ('v', '>f4')]), count=count, offset=offset)['v'].astype(np.float64)
+    else:
+        values = np.empty(count, dtype=np.float64)
+        for i in range(count):
+            (length,) = struct.unpack_from('>i', buf, offset)
+            offset += 4
+            if length < 0:
+                values[i] = np.nan
+            else:
+                values[i] = struct.unpack_from('>f', buf, offset)[0]
+                offset += length
+    return values.reshape(dims) if dims else values
+
+
+def predict_batch_binary(plpy, project_name, data):
+    return predict_batch(plpy, project_name, _float4_array(data))
+
+
 def predict_batch(plpy, project_name, features, model_id=None):
     """Rows of features: a two-dimensional array (array_agg(ARRAY[...]), one row per element), or
     a flat one of whole rows. Returns one prediction per row (a list; pgml.predict_batch by project
     unnests it in SQL, which is much faster than PL/Python returning a set row by row)."""
     artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
     width = artifact['num_features']
-    try:
-        x = np.asarray(features, dtype=np.float64)  # C speed; None (NULL) makes it fail
-    except (TypeError, ValueError):
-        x = None
+    if isinstance(features, np.ndarray):
+        x = features
+    else:
+        try:
+            x = np.asarray(features, dtype=np.float64)  # C speed; None (NULL) makes it fail
+        except (TypeError, ValueError):
+            x = None
     if x is None or x.dtype != np.float64:
         nested = bool(features) and isinstance(features[0], list)
         rows = [_flatten(r) for r in features] if nested else None
@@ -1287,4 +1334,5 @@ def predict_batch(plpy, project_name, features, model_id=None):
         if x.size % width != 0:
             raise plpy.Error('pgml.predict_batch: %d values are not whole rows of %d features' % (x.size, width))
         x = x.reshape(-1, width)
+    x = _check_missing(plpy, 'pgml.predict_batch', artifact, x)
     return artifact['estimator'].predict(artifact['preprocessor'].transform(x)).astype(np.float64).tolist()

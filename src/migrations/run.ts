@@ -35,12 +35,57 @@ export interface MigrateOptions extends TargetOptions {
   readonly log?: (message: string) => void
   /** Told what a migration waits for (on a server), e.g. the transactions a concurrent index build waits out. */
   readonly onWait?: (message: string) => void
+  /** Told each NOTICE or WARNING the server raises while a migration runs, as it comes. */
+  readonly onNotice?: (notice: MigrationNotice) => void
+}
+
+/**
+ * A NOTICE or WARNING the server raised during a migration, such as pgvector's "ivfflat index
+ * created with little data". The "does not exist, skipping" / "already exists, skipping" notices
+ * of the generated files' IF [NOT] EXISTS guards are expected and left out.
+ */
+export interface MigrationNotice {
+  /** The migration file (name without extension) that was running. */
+  readonly migration: string | null
+  readonly severity: string
+  readonly message: string
+  readonly detail?: string
+  readonly hint?: string
 }
 
 export interface MigrateResult {
   readonly target: string
   readonly direction: 'up' | 'down'
   readonly ran: readonly string[]
+  /** What the server said while the migrations ran (see MigrationNotice). */
+  readonly notices: readonly MigrationNotice[]
+}
+
+const EXPECTED_NOTICE = /(does not exist|already exists), skipping$/
+
+/** Collects the server's notices on `client`, attributed to the migration node-pg-migrate says it runs. */
+function collectNotices(client: pg.Client, onNotice?: (notice: MigrationNotice) => void) {
+  const notices: MigrationNotice[] = []
+  let current: string | null = null
+  const listener = (n: { readonly message?: string; readonly severity?: string; readonly detail?: string; readonly hint?: string }) => {
+    if (!n.message || EXPECTED_NOTICE.test(n.message)) return
+    const notice: MigrationNotice = {
+      migration: current, severity: n.severity ?? 'NOTICE', message: n.message,
+      ...(n.detail ? { detail: n.detail } : {}), ...(n.hint ? { hint: n.hint } : {}),
+    }
+    notices.push(notice)
+    onNotice?.(notice)
+  }
+  client.on('notice', listener)
+  return {
+    notices,
+    /** node-pg-migrate's log line for each file: "### MIGRATION <name> (UP) ###". */
+    sawLog(message: string) {
+      const match = /^### MIGRATION (.+) \((UP|DOWN)\) ###$/.exec(message)
+      if (match) current = match[1] ?? null
+    },
+    stop: () => client.removeListener('notice', listener),
+  }
 }
 
 function selectToRun(files: readonly MigrationOnDisk[], applied: readonly AppliedMigration[], direction: 'up' | 'down', count?: number): MigrationOnDisk[] {
@@ -130,8 +175,12 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
   ])
   const toRun = selectToRun(files, applied, direction, options.count)
   assertTargetCanRun(toRun, direction, capabilities, target)
-  if (toRun.length === 0) return { target: target.description, direction, ran: [] }
-  const log = options.log ?? (() => undefined)
+  if (toRun.length === 0) return { target: target.description, direction, ran: [], notices: [] }
+  const notices = collectNotices(client, options.onNotice)
+  const log = (message: string) => {
+    notices.sawLog(message)
+    options.log?.(message)
+  }
   let ran
   try {
     ran = await runner({
@@ -150,6 +199,7 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
       logger: { debug: () => undefined, info: log, warn: log, error: log },
     })
   } catch (error) {
+    notices.stop()
     // node-pg-migrate leaves a failed file's transaction open on a client it was given, and a
     // non-transactional file's session settings in place (on the embedded database, one session
     // shared by every connection): both are cleaned up before anything else runs.
@@ -173,5 +223,6 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
       hint: `${rerun}${done.length > 0 ? `; ${done.length} file${done.length === 1 ? '' : 's'} before it stay${done.length === 1 ? 's' : ''} ${direction === 'up' ? 'applied' : 'reverted'}` : ''}. Fix the cause and run migrate again`,
     })
   }
-  return { target: target.description, direction, ran: ran.map((r) => r.name) }
+  notices.stop()
+  return { target: target.description, direction, ran: ran.map((r) => r.name), notices: notices.notices }
 }

@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { MigrationError, TargetError } from '../../src/errors.js'
+import { loadConfig } from '../../src/config/load.js'
+import { migrate } from '../../src/migrations/run.js'
 import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PGML_EMBED_TEST_DOUBLE, documentsConfig } from '../helpers/fixtures.js'
@@ -22,6 +24,23 @@ describe.each(tiers)('migrate on the $name tier', (tier) => {
   const columnType = async () => (await db.query<{ t: string | null }>(
     `SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'public.documents'::regclass AND attname = 'body_embedding' AND NOT attisdropped`))[0]?.t ?? null
   const schemaExists = async (name: string) => (await db.query<{ ok: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS ok', [name]))[0]?.ok
+
+  it('reports what the server says during a migration: pgvector\'s warning for an IVFFlat index built on no data', async () => {
+    const p = await project(documentsConfig({ indexes: [{ method: 'ivfflat', distance: 'l2', lists: 2 }] }))
+    const [, indexFile] = (await p.generate('add-doc-embeddings')).map((f) => f.split('/').pop()!.replace(/\.sql$/, ''))
+    const heard: string[] = []
+    const config = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const up = await migrate({
+      databaseUrl: db.databaseUrl, cwd: db.cwd, dir: config.migrationsDir, settings: config.migrations, onNotice: (n) => heard.push(n.message),
+    })
+    expect(up.notices).toEqual([expect.objectContaining({
+      migration: indexFile, severity: 'NOTICE', message: 'ivfflat index created with little data',
+      detail: 'This will cause low recall.', hint: 'Drop the index until the table has more data.',
+    })])
+    expect(heard).toEqual(['ivfflat index created with little data'])
+    // The generated files' IF [NOT] EXISTS guards say "skipping" on every run: expected, left out.
+    expect((await p.migrate('down', 2)).notices).toEqual([])
+  })
 
   it('applies, reverts and re-applies the generated migrations (up, down, up)', async () => {
     const p = await project(documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine' }, { method: 'ivfflat', distance: 'l2', lists: 2 }] }))

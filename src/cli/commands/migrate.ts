@@ -20,6 +20,8 @@ export function registerMigrate(program: Command): void {
         databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations,
         direction, ...(opts.count === undefined ? {} : { count: opts.count }), lockWaitMs: opts.lockWait * 1000, log,
         onWait: g.json ? undefined : (m: string) => process.stderr.write(`${pc.yellow('waiting')} ${m}\n`),
+        // What the server says (pgvector's "ivfflat index created with little data", ...), as it says it.
+        onNotice: g.json ? undefined : (n) => process.stderr.write(`${pc.yellow(n.severity.toLowerCase())}${n.migration ? ` ${pc.dim(n.migration)}` : ''}: ${n.message}${n.detail ? ` (${n.detail})` : ''}${n.hint ? ` ${pc.dim(`hint: ${n.hint}`)}` : ''}\n`),
       })
       if (g.json) return printJson(result)
       if (result.ran.length === 0) process.stdout.write(`Nothing to migrate ${direction} on ${result.target}.\n`)

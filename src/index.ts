@@ -18,6 +18,7 @@ export { generate, checkGenerated, planFromConfig, type GenerateResult, type Che
 export type { Operation, OperationKind, SafetyClass } from './plan/operation.js'
 export { migrate, type MigrateOptions, type MigrateResult } from './migrations/run.js'
 export { readStatus, type Status, type CatalogEntry, type MissingPrivilege } from './status.js'
+export { readIndexHealth, repairIndexes, repairSteps, type IndexHealth, type RepairResult, type RepairStep } from './indexes/health.js'
 export { openTarget, type Target, type TargetOptions, type Connector } from './db/target.js'
 export type { Capabilities, PgmlKind } from './db/capabilities.js'
 

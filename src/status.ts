@@ -8,6 +8,7 @@ import { privilegeNeeds, type PrivilegeNeed } from './plan/grants.js'
 import { renderGrants } from './sql/render-grants.js'
 import { CATALOG_COLUMNS, CHECK_PRIVILEGES, RELATION_EXISTS } from './sql/render-introspection.js'
 import { readQueueStats, type QueueStats } from './worker/queue.js'
+import { readIndexHealth, type IndexHealth } from './indexes/health.js'
 
 export interface CatalogEntry {
   readonly table: string
@@ -44,6 +45,8 @@ export interface Status {
   readonly queues: readonly QueueStats[]
   /** Privileges the roles declared in the config lack (empty when none are declared, or all are there). */
   readonly missingPrivileges: readonly MissingPrivilege[]
+  /** Each vector index the config declares: ok, missing, INVALID or differing, and its size (given the config's state). */
+  readonly indexes: readonly IndexHealth[]
 }
 
 function describeNeed(need: PrivilegeNeed): string {
@@ -105,6 +108,7 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
         embeddingColumns,
         queues: await readQueueStats(client),
         missingPrivileges: options.state ? await checkPrivileges(client, privilegeNeeds(options.state)) : [],
+        indexes: options.state ? await readIndexHealth(client, options.state) : [],
       }
     } finally {
       await client.end()

@@ -6,6 +6,7 @@ import { registerBackfill } from './commands/backfill.js'
 import { registerDev } from './commands/dev.js'
 import { registerExtension } from './commands/extension.js'
 import { registerGenerate } from './commands/generate.js'
+import { registerIndex } from './commands/index.js'
 import { registerInit } from './commands/init.js'
 import { registerMigrate } from './commands/migrate.js'
 import { registerParity } from './commands/parity.js'
@@ -42,6 +43,7 @@ export function buildProgram(exit: { code: number }): Command {
   registerGenerate(program, ctx)
   registerMigrate(program)
   registerStatus(program)
+  registerIndex(program)
   registerDev(program)
   registerWorker(program)
   registerQueue(program)

@@ -37,6 +37,14 @@ export function registerStatus(program: Command): void {
         }
         process.stdout.write(`${queues.toString()}\n`)
       }
+      if (status.indexes.length > 0) {
+        const indexes = new Table({ head: ['vector index', 'column', 'state', 'size'], style: { head: [], border: [] }, wordWrap: true })
+        for (const i of status.indexes) {
+          const state = i.state === 'ok' ? pc.green('ok') : `${pc.red(i.state)}: ${i.detail}${status.pending.length === 0 ? ' — pgml-kit index repair' : ''}`
+          indexes.push([i.index, i.column, state, i.sizeBytes === null ? '-' : formatBytes(i.sizeBytes)])
+        }
+        process.stdout.write(`${indexes.toString()}\n`)
+      }
       if (status.missingPrivileges.length > 0) {
         const privileges = new Table({ head: ['role', 'lacks', 'fix'], style: { head: [], border: [] }, wordWrap: true, colWidths: [18, 38, 60] })
         for (const m of status.missingPrivileges) {
@@ -45,4 +53,15 @@ export function registerStatus(program: Command): void {
         process.stdout.write(`${privileges.toString()}\n`)
       }
     })
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`
 }

@@ -7,6 +7,7 @@ import { lockMigrations, openTarget, type Target, type TargetOptions } from '../
 import { BACKEND_PID, RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, renderAppliedMigrations } from '../sql/render-introspection.js'
 import { RESET_MIGRATION_SETTINGS } from './render-files.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
+import type { IndexBuildProgress } from './wait-monitor.js'
 import { sqlLoaderStrategy } from './loader.js'
 import { watchMigration } from './wait-monitor.js'
 
@@ -37,6 +38,8 @@ export interface MigrateOptions extends TargetOptions {
   readonly onWait?: (message: string) => void
   /** Told each NOTICE or WARNING the server raises while a migration runs, as it comes. */
   readonly onNotice?: (notice: MigrationNotice) => void
+  /** Told, about twice a second, how a concurrent index build is getting on (servers only). */
+  readonly onProgress?: (progress: IndexBuildProgress) => void
 }
 
 /**
@@ -133,8 +136,8 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
         await acquireAdvisoryLock(client, Date.now() + (options.lockWaitMs ?? 60_000))
         // On the embedded database there is one session: nothing to wait for that a monitor could name.
         const pid = (await client.query<{ pid: number }>(BACKEND_PID)).rows[0]?.pid
-        const stopWatching = options.onWait && target.kind === 'server' && pid !== undefined
-          ? await watchMigration(target, pid, options.onWait).catch(() => undefined)
+        const stopWatching = (options.onWait || options.onProgress) && target.kind === 'server' && pid !== undefined
+          ? await watchMigration(target, pid, options.onWait ?? (() => undefined), options.onProgress).catch(() => undefined)
           : undefined
         try {
           return await runLocked(client, target, direction, options)

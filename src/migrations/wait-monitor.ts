@@ -3,20 +3,36 @@ import { MIGRATION_WAITS } from '../sql/render-introspection.js'
 
 interface Blocker { pid: number; state: string | null; application: string; seconds: number | null; query: string }
 
+/** Where a concurrent index build is, from pg_stat_progress_create_index (servers report it; PGlite does not). */
+export interface IndexBuildProgress {
+  /** The index being built (null in the first moments of a build). */
+  readonly index: string | null
+  /** PostgreSQL's phase, e.g. "building index: loading tuples", "waiting for old snapshots". */
+  readonly phase: string
+  readonly tuplesDone: number | null
+  readonly tuplesTotal: number | null
+  readonly blocksDone: number | null
+  readonly blocksTotal: number | null
+}
+
 /**
  * While migrations run on a server, says what they wait for: a concurrent index build waits for
  * every transaction older than itself — an idle-in-transaction session, a long report — and a DBA
  * should know which one, not watch a migration that seems stuck. Polls from a connection of its
  * own; reports a change at once and an unchanged wait every 15 s.
  */
-export async function watchMigration(connector: Connector, migrationPid: number, report: (message: string) => void): Promise<() => Promise<void>> {
+export async function watchMigration(connector: Connector, migrationPid: number, report: (message: string) => void,
+  onProgress?: (progress: IndexBuildProgress) => void): Promise<() => Promise<void>> {
   const client = await connector.connect('pgml-kit migrate monitor')
   let last = ''
   let lastAt = 0
   let stopped = false
   const poll = async () => {
-    const { rows } = await client.query<{ phase: string | null; tuples_done: number | null; tuples_total: number | null; blockers: Blocker[] }>(MIGRATION_WAITS, [migrationPid])
+    const { rows } = await client.query<{ phase: string | null; tuples_done: number | null; tuples_total: number | null; blocks_done: number | null; blocks_total: number | null; index_name: string | null; blockers: Blocker[] }>(MIGRATION_WAITS, [migrationPid])
     const row = rows[0]
+    if (row?.phase && onProgress) {
+      onProgress({ index: row.index_name, phase: row.phase, tuplesDone: row.tuples_done, tuplesTotal: row.tuples_total, blocksDone: row.blocks_done, blocksTotal: row.blocks_total })
+    }
     if (!row || row.blockers.length === 0) {
       last = ''
       return
@@ -30,7 +46,8 @@ export async function watchMigration(connector: Connector, migrationPid: number,
       lastAt = Date.now()
     }
   }
-  const timer = setInterval(() => { if (!stopped) poll().catch(() => undefined) }, 2_000)
+  // Often enough for a progress bar; a wait is still reported once, then every 15 s.
+  const timer = setInterval(() => { if (!stopped) poll().catch(() => undefined) }, onProgress ? 500 : 2_000)
   return async () => {
     stopped = true
     clearInterval(timer)

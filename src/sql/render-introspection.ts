@@ -55,6 +55,8 @@ ORDER BY i.n`
  * build, and the sessions it waits on (a concurrent build waits for every older transaction).
  */
 export const MIGRATION_WAITS = `SELECT p.phase, p.tuples_done::float8 AS tuples_done, p.tuples_total::float8 AS tuples_total,
+  p.blocks_done::float8 AS blocks_done, p.blocks_total::float8 AS blocks_total,
+  CASE WHEN p.index_relid <> 0 THEN p.index_relid::regclass::text END AS index_name,
   (SELECT coalesce(json_agg(json_build_object(
       'pid', a.pid, 'state', a.state, 'application', a.application_name,
       'seconds', extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::int,

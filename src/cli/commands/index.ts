@@ -3,6 +3,9 @@ import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { repairIndexes } from '../../indexes/health.js'
+import { watchMigration } from '../../migrations/wait-monitor.js'
+import { BACKEND_PID } from '../../sql/render-introspection.js'
+import { indexProgressPrinter } from '../index-progress.js'
 import { printJson } from '../output.js'
 import { globals } from '../options.js'
 
@@ -17,10 +20,19 @@ export function registerIndex(program: Command): void {
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       try {
         const client = await target.connect('pgml-kit index repair')
+        // On a server, the builds' progress and what they wait for, from a connection of its own.
+        const progress = indexProgressPrinter()
+        const pid = (await client.query<{ pid: number }>(BACKEND_PID)).rows[0]?.pid
+        const stopWatching = !g.json && target.kind === 'server' && pid !== undefined
+          ? await watchMigration(target, pid, (m) => process.stderr.write(`${pc.yellow('waiting')} ${m}\n`), progress.onProgress).catch(() => undefined)
+          : undefined
         try {
           const result = await repairIndexes(client, config.state, {
             ...(column === undefined ? {} : { column }),
             onStep: g.json ? undefined : (step) => process.stderr.write(`${pc.dim(step.sql.split('\n')[0]!.slice(0, 120))}\n`),
+          }).finally(async () => {
+            await stopWatching?.()
+            progress.done()
           })
           if (g.json) return printJson(result)
           for (const r of result.repaired) process.stdout.write(`${pc.green('repaired')} ${r.index} (was ${r.state}${r.detail ? `: ${r.detail}` : ''})\n`)

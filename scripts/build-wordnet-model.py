@@ -48,6 +48,9 @@ import numpy as np
 import onnx
 import scipy.sparse as sp
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wordpiece_tokenizer import SPECIALS, tokenizer_json  # noqa: E402  (shared with the other model script)
 from scipy.sparse.linalg import svds
 
 WORDNET = sys.argv[1] if len(sys.argv) > 1 else '/usr/share/wordnet'
@@ -57,7 +60,6 @@ DIMENSIONS = int(os.environ.get('WORDNET_DIMENSIONS', '128'))
 GLOSS_WEIGHT = float(os.environ.get('WORDNET_GLOSS_WEIGHT', '0.5'))
 VOCABULARY = int(os.environ.get('WORDNET_VOCABULARY', '30000'))
 MAX_POSITIONS = 512
-SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
 POS_FILES = {'n': 'noun', 'v': 'verb', 'a': 'adj', 's': 'adj', 'r': 'adv'}
 LINKED = {'@', '@i', '~', '~i', '&', '^', '+', '\\', '#m', '#p', '#s', '%m', '%p', '%s', '=', '$', '*', '>', ';c', '-c'}
 STOP = set("""a about above after again against all am an and any are as at be because been before being below between
@@ -354,29 +356,6 @@ def graph(token_rows, table):
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
-
-
-def tokenizer_json(tokens):
-    ids = {t: i for i, t in enumerate(tokens)}
-    special = lambda t: {'id': ids[t], 'content': t, 'single_word': False, 'lstrip': False, 'rstrip': False, 'normalized': False, 'special': True}
-    return {
-        'version': '1.0', 'truncation': None, 'padding': None,
-        'added_tokens': [special(t) for t in SPECIALS],
-        'normalizer': {'type': 'BertNormalizer', 'clean_text': True, 'handle_chinese_chars': True, 'strip_accents': None, 'lowercase': True},
-        'pre_tokenizer': {'type': 'BertPreTokenizer'},
-        'post_processor': {
-            'type': 'TemplateProcessing',
-            'single': [{'SpecialToken': {'id': '[CLS]', 'type_id': 0}}, {'Sequence': {'id': 'A', 'type_id': 0}}, {'SpecialToken': {'id': '[SEP]', 'type_id': 0}}],
-            'pair': [{'SpecialToken': {'id': '[CLS]', 'type_id': 0}}, {'Sequence': {'id': 'A', 'type_id': 0}}, {'SpecialToken': {'id': '[SEP]', 'type_id': 0}},
-                     {'Sequence': {'id': 'B', 'type_id': 1}}, {'SpecialToken': {'id': '[SEP]', 'type_id': 1}}],
-            'special_tokens': {
-                '[CLS]': {'id': '[CLS]', 'ids': [ids['[CLS]']], 'tokens': ['[CLS]']},
-                '[SEP]': {'id': '[SEP]', 'ids': [ids['[SEP]']], 'tokens': ['[SEP]']},
-            },
-        },
-        'decoder': {'type': 'WordPiece', 'prefix': '##', 'cleanup': True},
-        'model': {'type': 'WordPiece', 'unk_token': '[UNK]', 'continuing_subword_prefix': '##', 'max_input_chars_per_word': 100, 'vocab': ids},
-    }
 
 
 def write_json(path, value, indent=2):

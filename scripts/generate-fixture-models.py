@@ -21,9 +21,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wordpiece_tokenizer import SPECIALS, tokenizer_json  # noqa: E402  (shared with the other model script)
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'test', 'fixtures', 'models')
 MAX_POSITIONS = 128
-SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
 WORDS = """the of and to in a is that for it as was with be by on not he this are or his from at which but
 have an they you were her she there been one all we their has would when if so no will more can
 who what up out about into than them its only other new some time could these two may first then
@@ -52,31 +54,6 @@ def vocabulary():
             seen.add(t)
             out.append(t)
     return out
-
-
-def tokenizer_json(vocab):
-    ids = {t: i for i, t in enumerate(vocab)}
-    special = lambda t: {'id': ids[t], 'content': t, 'single_word': False, 'lstrip': False, 'rstrip': False, 'normalized': False, 'special': True}
-    return {
-        'version': '1.0',
-        'truncation': None,
-        'padding': None,
-        'added_tokens': [special(t) for t in SPECIALS],
-        'normalizer': {'type': 'BertNormalizer', 'clean_text': True, 'handle_chinese_chars': True, 'strip_accents': None, 'lowercase': True},
-        'pre_tokenizer': {'type': 'BertPreTokenizer'},
-        'post_processor': {
-            'type': 'TemplateProcessing',
-            'single': [{'SpecialToken': {'id': '[CLS]', 'type_id': 0}}, {'Sequence': {'id': 'A', 'type_id': 0}}, {'SpecialToken': {'id': '[SEP]', 'type_id': 0}}],
-            'pair': [{'SpecialToken': {'id': '[CLS]', 'type_id': 0}}, {'Sequence': {'id': 'A', 'type_id': 0}}, {'SpecialToken': {'id': '[SEP]', 'type_id': 0}},
-                     {'Sequence': {'id': 'B', 'type_id': 1}}, {'SpecialToken': {'id': '[SEP]', 'type_id': 1}}],
-            'special_tokens': {
-                '[CLS]': {'id': '[CLS]', 'ids': [ids['[CLS]']], 'tokens': ['[CLS]']},
-                '[SEP]': {'id': '[SEP]', 'ids': [ids['[SEP]']], 'tokens': ['[SEP]']},
-            },
-        },
-        'decoder': {'type': 'WordPiece', 'prefix': '##', 'cleanup': True},
-        'model': {'type': 'WordPiece', 'unk_token': '[UNK]', 'continuing_subword_prefix': '##', 'max_input_chars_per_word': 100, 'vocab': ids},
-    }
 
 
 def build_graph(vocab_size, hidden, seed):
@@ -151,7 +128,7 @@ def write_json(path, value):
         f.write('\n')
 
 
-def generate(model_id, hidden, pooling, seed):
+def generate(model_id, hidden, pooling, seed, prompts=None):
     out = os.path.join(ROOT, model_id)
     os.makedirs(os.path.join(out, 'onnx'), exist_ok=True)
     os.makedirs(os.path.join(out, '1_Pooling'), exist_ok=True)
@@ -180,8 +157,13 @@ def generate(model_id, hidden, pooling, seed):
         {'idx': 1, 'name': '1', 'path': '1_Pooling', 'type': 'sentence_transformers.models.Pooling'},
     ])  # no Normalize module: normalisation follows the caller's normalize_embeddings
     print(f'{model_id}: hidden {hidden}, vocab {len(vocab)}, pooling {pooling}', file=sys.stderr)
+    if prompts:
+        with open(os.path.join(out, 'config_sentence_transformers.json'), 'w') as f:
+            json.dump({'prompts': prompts, 'default_prompt_name': None}, f, indent=2)
+            f.write('\n')
 
 
 if __name__ == '__main__':
-    generate('pgml-kit/tiny-bert-16', 16, 'mean', 16)
+    # tiny-bert-16 is used with e5-style prefixes; its prompts are what `prompt_name` selects.
+    generate('pgml-kit/tiny-bert-16', 16, 'mean', 16, prompts={'query': 'query: ', 'passage': 'passage: '})
     generate('pgml-kit/tiny-bert-32', 32, 'cls', 32)

@@ -59,22 +59,12 @@ function conformToHuggingFace(tokenizer: unknown): void {
   normalizer.is_control = (ch) => !'\t\n\r'.includes(ch) && !FORMAT_AFTER_UNICODE_8.has(ch.codePointAt(0)!) && /^[\p{Cc}\p{Cf}\p{Co}\p{Cs}]$/u.test(ch)
 }
 
-/**
- * Token ids of `texts` as Hugging Face's tokenizers give them with truncation at `maxLength`: the
- * text's tokens are cut and the special tokens around them kept ([CLS] … [SEP]). (transformers.js
- * cuts after adding them, which drops the final [SEP] of a long text, so the embedder truncates
- * itself.)
- */
-export function encodeTruncated(tokenizer: Pick<Tokenizer, 'encode'>, texts: readonly string[], maxLength: number): number[][] {
-  // How many special tokens the post-processor puts after the text.
+/** How many special tokens the tokenizer's post-processor puts after a text ([SEP]: 1). */
+function specialSuffixLength(tokenizer: Pick<Tokenizer, 'encode'>): number {
   const probe = tokenizer.encode('a')
   const bare = tokenizer.encode('a', { add_special_tokens: false })
   const start = probe.findIndex((_, i) => bare.every((id, j) => probe[i + j] === id))
-  const suffix = start < 0 ? 0 : probe.length - start - bare.length
-  return texts.map((text) => {
-    const ids = tokenizer.encode(text)
-    return ids.length <= maxLength ? ids : [...ids.slice(0, maxLength - suffix), ...ids.slice(ids.length - suffix)]
-  })
+  return start < 0 ? 0 : probe.length - start - bare.length
 }
 
 // transformers.js keeps its model paths in one global `env`; loads are serialised so two models
@@ -113,6 +103,7 @@ export class LocalEmbedder implements Embedder {
   readonly #run: Model
   readonly #Tensor: TensorConstructor
   readonly #batchSize: number
+  readonly #suffix: number
 
   private constructor(model: ResolvedModel, parts: { tokenizer: Tokenizer; run: Model; Tensor: TensorConstructor }, dimensions: number, pooling: 'mean' | 'cls', batchSize: number) {
     this.modelId = model.id
@@ -121,6 +112,7 @@ export class LocalEmbedder implements Embedder {
     this.#run = parts.run
     this.#Tensor = parts.Tensor
     this.maxLength = Math.min(parts.tokenizer.model_max_length ?? Infinity, parts.run.config?.max_position_embeddings ?? Infinity, 1_000_000)
+    this.#suffix = specialSuffixLength(parts.tokenizer)
     this.dimensions = dimensions
     this.pooling = pooling
     this.#batchSize = batchSize
@@ -172,14 +164,23 @@ export class LocalEmbedder implements Embedder {
     return new LocalEmbedder(model, parts, dimensions, pooling, options.batchSize ?? 32)
   }
 
-  /** The token ids the model sees for each text (prefix not added), truncated as Hugging Face does. */
+  /**
+   * The token ids the model sees for each text (prefix not added), truncated as Hugging Face's
+   * tokenizers truncate: the text's tokens are cut and the special tokens around them kept
+   * ([CLS] … [SEP]). transformers.js cuts after adding them, which drops a long text's final
+   * [SEP], so the embedder truncates itself.
+   */
   tokenize(texts: readonly string[]): number[][] {
-    return encodeTruncated(this.#tokenizer, texts, this.maxLength)
+    const [max, suffix] = [this.maxLength, this.#suffix]
+    return texts.map((text) => {
+      const ids = this.#tokenizer.encode(text)
+      return ids.length <= max ? ids : [...ids.slice(0, max - suffix), ...ids.slice(ids.length - suffix)]
+    })
   }
 
   /** One model call: token ids, padding, the model, then pooling over the attention mask and L2 normalisation. */
   async #forward(texts: readonly string[], prefix: string): Promise<Float32Array[]> {
-    const rows = encodeTruncated(this.#tokenizer, texts.map((t) => prefix + t), this.maxLength)
+    const rows = this.tokenize(texts.map((t) => prefix + t))
     const width = Math.max(...rows.map((r) => r.length))
     const pad = BigInt(this.#tokenizer.pad_token_id ?? 0)
     const ids = new BigInt64Array(rows.length * width).fill(pad)

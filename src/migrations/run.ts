@@ -4,12 +4,12 @@ import { MigrationError, TargetError } from '../errors.js'
 import type { MigrationSettings } from '../model/ir.js'
 import { canEmbedInDatabase, detectCapabilities, type Capabilities } from '../db/capabilities.js'
 import { lockMigrations, openTarget, type Target, type TargetOptions } from '../db/target.js'
-import { BACKEND_PID, RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, renderAppliedMigrations } from '../sql/render-introspection.js'
+import { RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, renderAppliedMigrations } from '../sql/render-introspection.js'
 import { RESET_MIGRATION_SETTINGS } from './render-files.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
 import type { IndexBuildProgress } from './wait-monitor.js'
 import { sqlLoaderStrategy } from './loader.js'
-import { watchMigration } from './wait-monitor.js'
+import { watchSession } from './wait-monitor.js'
 
 export interface AppliedMigration {
   readonly name: string
@@ -134,15 +134,11 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
       const client = await target.connect('pgml-kit migrate')
       try {
         await acquireAdvisoryLock(client, Date.now() + (options.lockWaitMs ?? 60_000))
-        // On the embedded database there is one session: nothing to wait for that a monitor could name.
-        const pid = (await client.query<{ pid: number }>(BACKEND_PID)).rows[0]?.pid
-        const stopWatching = (options.onWait || options.onProgress) && target.kind === 'server' && pid !== undefined
-          ? await watchMigration(target, pid, options.onWait ?? (() => undefined), options.onProgress).catch(() => undefined)
-          : undefined
+        const stopWatching = await watchSession(target, client, options)
         try {
           return await runLocked(client, target, direction, options)
         } finally {
-          await stopWatching?.()
+          await stopWatching()
           await client.query(RELEASE_MIGRATION_LOCK, [String(PG_MIGRATE_LOCK_ID)]).catch(() => undefined)
         }
       } finally {

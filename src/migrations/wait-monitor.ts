@@ -1,5 +1,7 @@
+import type pg from 'pg'
 import type { Connector } from '../db/connect.js'
-import { MIGRATION_WAITS } from '../sql/render-introspection.js'
+import type { Target } from '../db/target.js'
+import { BACKEND_PID, MIGRATION_WAITS } from '../sql/render-introspection.js'
 
 interface Blocker { pid: number; state: string | null; application: string; seconds: number | null; query: string }
 
@@ -53,4 +55,17 @@ export async function watchMigration(connector: Connector, migrationPid: number,
     clearInterval(timer)
     await client.end().catch(() => undefined)
   }
+}
+
+/**
+ * Watches `client`'s session (its waits and index builds) from a connection of its own, on a
+ * server; on the embedded database (one session: nothing to name, no progress reported) and
+ * with nothing to tell, it does nothing. Returns the function that stops watching.
+ */
+export async function watchSession(target: Target, client: pg.ClientBase, listeners: { onWait?: ((message: string) => void) | undefined; onProgress?: ((progress: IndexBuildProgress) => void) | undefined }): Promise<() => Promise<void>> {
+  const none = async () => undefined
+  if (target.kind !== 'server' || (!listeners.onWait && !listeners.onProgress)) return none
+  const pid = (await client.query<{ pid: number }>(BACKEND_PID)).rows[0]?.pid
+  if (pid === undefined) return none
+  return (await watchMigration(target, pid, listeners.onWait ?? (() => undefined), listeners.onProgress).catch(() => undefined)) ?? none
 }

@@ -3,8 +3,7 @@ import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { repairIndexes } from '../../indexes/health.js'
-import { watchMigration } from '../../migrations/wait-monitor.js'
-import { BACKEND_PID } from '../../sql/render-introspection.js'
+import { watchSession } from '../../migrations/wait-monitor.js'
 import { indexProgressPrinter } from '../index-progress.js'
 import { printJson } from '../output.js'
 import { globals } from '../options.js'
@@ -22,16 +21,15 @@ export function registerIndex(program: Command): void {
         const client = await target.connect('pgml-kit index repair')
         // On a server, the builds' progress and what they wait for, from a connection of its own.
         const progress = indexProgressPrinter()
-        const pid = (await client.query<{ pid: number }>(BACKEND_PID)).rows[0]?.pid
-        const stopWatching = !g.json && target.kind === 'server' && pid !== undefined
-          ? await watchMigration(target, pid, (m) => process.stderr.write(`${pc.yellow('waiting')} ${m}\n`), progress.onProgress).catch(() => undefined)
-          : undefined
+        const stopWatching = g.json ? async () => undefined : await watchSession(target, client, {
+          onWait: (m) => process.stderr.write(`${pc.yellow('waiting')} ${m}\n`), onProgress: progress.onProgress,
+        })
         try {
           const result = await repairIndexes(client, config.state, {
             ...(column === undefined ? {} : { column }),
             onStep: g.json ? undefined : (step) => process.stderr.write(`${pc.dim(step.sql.split('\n')[0]!.slice(0, 120))}\n`),
           }).finally(async () => {
-            await stopWatching?.()
+            await stopWatching()
             progress.done()
           })
           if (g.json) return printJson(result)

@@ -19,19 +19,41 @@ export const distanceSchema = z.enum(['l2', 'inner_product', 'cosine', 'l1'], {
   error: 'must be one of "l2", "inner_product", "cosine", "l1"',
 })
 
+const auto = z.literal('auto')
+
+const size = z.string().regex(/^\d+\s*(kB|MB|GB|TB)$/, 'must be a PostgreSQL memory size such as "512MB" or "2GB"')
+
+/**
+ * Settings for the session that builds the index. `'auto'`: size `maintenance_work_mem` from the
+ * table's rows when the build runs (never below the server's setting, never above `memoryLimit`),
+ * and ask for parallel workers on large tables.
+ */
+const buildSchema = z.union([auto, z.strictObject({
+  memory: z.union([auto, size]).optional(),
+  /** Upper bound for `memory: 'auto'` (default 1GB). */
+  memoryLimit: size.optional(),
+  parallelWorkers: z.union([auto, z.number().int('must be an integer').min(0, 'must be at least 0').max(64, 'must be at most 64')]).optional(),
+})], { error: 'must be "auto" or { memory?, memoryLimit?, parallelWorkers? }' })
+
 const hnswIndexSchema = z.strictObject({
   method: z.literal('hnsw'),
   distance: distanceSchema,
   name: identifier.optional(),
-  m: z.number().int('must be an integer').min(2, 'must be at least 2').max(100, 'must be at most 100 (pgvector\'s limit)').optional(),
-  efConstruction: z.number().int('must be an integer').min(4, 'must be at least 4').max(1000, 'must be at most 1000 (pgvector\'s limit)').optional(),
+  m: z.union([auto, z.number().int('must be an integer').min(2, 'must be at least 2').max(100, 'must be at most 100 (pgvector\'s limit)')], { error: 'must be "auto" or an integer from 2 to 100' }).optional(),
+  efConstruction: z.union([auto, z.number().int('must be an integer').min(4, 'must be at least 4').max(1000, 'must be at most 1000 (pgvector\'s limit)')], { error: 'must be "auto" or an integer from 4 to 1000' }).optional(),
+  /** `hnsw.ef_search` the query builders use by default (`pgml-kit index check --write` sets it). */
+  efSearch: z.number().int('must be an integer').min(1, 'must be at least 1').max(1000, 'must be at most 1000 (pgvector\'s limit)').optional(),
+  build: buildSchema.optional(),
 })
 
 const ivfflatIndexSchema = z.strictObject({
   method: z.literal('ivfflat'),
   distance: distanceSchema,
   name: identifier.optional(),
-  lists: z.number().int('must be an integer').min(1, 'must be at least 1').max(32768, 'must be at most 32768 (pgvector\'s limit)').optional(),
+  lists: z.union([auto, z.number().int('must be an integer').min(1, 'must be at least 1').max(32768, 'must be at most 32768 (pgvector\'s limit)')], { error: 'must be "auto" or an integer from 1 to 32768' }).optional(),
+  /** `ivfflat.probes` the query builders use by default (`pgml-kit index check --write` sets it). */
+  probes: z.number().int('must be an integer').min(1, 'must be at least 1').max(32768, 'must be at most 32768').optional(),
+  build: buildSchema.optional(),
 })
 
 export const indexSchema = z.discriminatedUnion('method', [hnswIndexSchema, ivfflatIndexSchema], {
@@ -132,6 +154,7 @@ export type Distance = z.infer<typeof distanceSchema>
 export type IndexConfig = z.infer<typeof indexSchema>
 export type HnswIndexConfig = z.infer<typeof hnswIndexSchema>
 export type IvfflatIndexConfig = z.infer<typeof ivfflatIndexSchema>
+export type IndexBuildConfig = z.infer<typeof buildSchema>
 export type ModelConfig = z.infer<typeof modelSchema>
 export type EmbeddingMode = (typeof embeddingModes)[number]
 export type EmbeddingConfig = z.infer<typeof embeddingSchema>

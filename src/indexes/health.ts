@@ -1,8 +1,9 @@
 import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import type { DesiredState, VectorIndexNode, VectorType } from '../model/ir.js'
-import { columnKey } from '../model/ir.js'
-import { operatorClass, rebuildIndexName, renderCreateIndexConcurrently, renderDropIndexConcurrently, renderRenameIndex, renderVerifyIndex } from '../sql/render-index.js'
+import { EMPTY_STATE, columnKey } from '../model/ir.js'
+import { readSizing, sizeAutoParameters } from './sizing.js'
+import { operatorClass, rebuildIndexName, renderBuildSettings, renderCreateIndexConcurrently, type BuildColumn, renderDropIndexConcurrently, renderRenameIndex, renderVerifyIndex } from '../sql/render-index.js'
 import { renderInteger } from '../sql/quote.js'
 
 /**
@@ -34,10 +35,14 @@ LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
 LEFT JOIN pg_catalog.pg_opclass oc ON oc.oid = i.indclass[0]
 ORDER BY d.n`
 
-function vectorTypeOf(state: DesiredState, index: VectorIndexNode): VectorType {
+function columnOf(state: DesiredState, index: VectorIndexNode): BuildColumn {
   const column = state.embeddingColumns.find((c) => columnKey(c) === columnKey(index))
   if (!column) throw new Error(`no embedding column for index ${index.name}`)
-  return column.vectorType
+  return { vectorType: column.vectorType, dimensions: column.model.dimensions }
+}
+
+function vectorTypeOf(state: DesiredState, index: VectorIndexNode): VectorType {
+  return columnOf(state, index).vectorType
 }
 
 /** The health of every vector index `state` declares. */
@@ -53,10 +58,12 @@ export async function readIndexHealth(client: pg.ClientBase, state: DesiredState
     }
     const sizeBytes = Number(row.size)
     const wanted = { method: index.method, opclass: operatorClass(index, vectorTypeOf(state, index)), options: Object.entries(index.params).map(([k, v]) => `${k}=${renderInteger(v)}`) }
+    // An 'auto' parameter may have any value (it was sized from the table when the index was built); only its presence is checked.
+    const comparable = (options: readonly string[]) => options.map((o) => (index.auto.includes(o.split('=')[0]!) ? `${o.split('=')[0]}=auto` : o)).join(',')
     const differences: string[] = []
     if (row.method !== wanted.method) differences.push(`method ${row.method}, the config says ${wanted.method}`)
     if (row.opclass !== wanted.opclass) differences.push(`operator class ${row.opclass}, the config says ${wanted.opclass}`)
-    if (row.options.join(',') !== wanted.options.join(',')) differences.push(`parameters (${row.options.join(', ') || 'none'}), the config says (${wanted.options.join(', ') || 'none'})`)
+    if (comparable(row.options) !== comparable(wanted.options)) differences.push(`parameters (${row.options.join(', ') || 'none'}), the config says (${wanted.options.map((o) => (index.auto.includes(o.split('=')[0]!) ? `${o.split('=')[0]}=auto` : o)).join(', ') || 'none'})`)
     if (differences.length > 0) return { ...base, state: 'differs', detail: differences.join('; '), sizeBytes } as const
     if (!row.valid) return { ...base, state: 'invalid', detail: 'INVALID: a build failed or was cancelled; searches ignore it', sizeBytes } as const
     return { ...base, state: 'ok', detail: '', sizeBytes } as const
@@ -74,11 +81,15 @@ export interface RepairStep {
  * place, and check it. Each is safe to run again after an interruption (the temporary index is
  * dropped first if a previous repair left it behind).
  */
-export function repairSteps(index: VectorIndexNode, vectorType: VectorType): string[] {
+export function repairSteps(index: VectorIndexNode, column: BuildColumn): string[] {
   const temporary = rebuildIndexName(index)
+  const { vectorType } = column
+  const build = renderBuildSettings(index, column)
   return [
     renderDropIndexConcurrently(index.schema, temporary),
+    ...build.set,
     renderCreateIndexConcurrently(index, vectorType, temporary),
+    ...build.reset,
     renderDropIndexConcurrently(index.schema, index.name),
     renderRenameIndex(index.schema, temporary, index.name),
     renderVerifyIndex(index, vectorType),
@@ -104,15 +115,17 @@ export async function repairIndexes(client: pg.ClientBase, state: DesiredState, 
     })
   }
   const health = await readIndexHealth(client, { ...state, indexes: selected })
+  // 'auto' parameters of an index rebuilt now are sized from the table as it is now.
+  const sized = sizeAutoParameters(EMPTY_STATE, { ...state, indexes: selected }, await readSizing(client, { ...state, indexes: selected }, 'this database')).indexes
   const repaired: IndexHealth[] = []
   const ok: string[] = []
-  for (const [i, index] of selected.entries()) {
+  for (const [i, index] of sized.entries()) {
     const h = health[i]!
     if (h.state === 'ok') {
       ok.push(h.index)
       continue
     }
-    for (const sql of repairSteps(index, vectorTypeOf(state, index))) {
+    for (const sql of repairSteps(index, columnOf(state, index))) {
       options.onStep?.({ index: h.index, sql })
       await client.query(sql)
     }

@@ -6,6 +6,7 @@ import { isEmptyPlan, planMigration, planOperations, type Plan } from '../plan/p
 import { renderMigrationFiles, type MigrationFile } from './render-files.js'
 import { keepExistingNames, readSnapshot, sha256, writeSnapshot, type Snapshot } from './snapshot.js'
 import type { DesiredState } from '../model/ir.js'
+import { sizeAutoParameters, type Sizing } from '../indexes/sizing.js'
 
 export interface PlanResult {
   readonly plan: Plan
@@ -15,11 +16,18 @@ export interface PlanResult {
   readonly desired: DesiredState
 }
 
+export interface PlanFromConfigOptions {
+  readonly name?: string
+  readonly timestamp?: number
+  /** Sizes of the tables from a database, for 'auto' index parameters, advice and IVFFlat deferral. */
+  readonly sizing?: Sizing
+}
+
 /** What `generate` would write now: the diff of the snapshot and the config, as files. */
-export async function planFromConfig(config: LoadedConfig, options: { name?: string; timestamp?: number } = {}): Promise<PlanResult> {
+export async function planFromConfig(config: LoadedConfig, options: PlanFromConfigOptions = {}): Promise<PlanResult> {
   const snapshot = await readSnapshot(config.migrationsDir)
-  const desired = keepExistingNames(snapshot.state, config.state)
-  const plan = planMigration(snapshot.state, desired)
+  const desired = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state), options.sizing)
+  const plan = planMigration(snapshot.state, desired, options.sizing ? { sizing: options.sizing } : {})
   const files = renderMigrationFiles(plan, {
     name: options.name ?? 'pgml-kit',
     timestamp: options.timestamp ?? Date.now(),
@@ -41,17 +49,20 @@ export interface GenerateResult {
  * @example
  * const { written } = await generate(await loadConfig(), { name: 'add-doc-embeddings' })
  */
-export async function generate(config: LoadedConfig, options: { name: string; timestamp?: number }): Promise<GenerateResult> {
+export async function generate(config: LoadedConfig, options: PlanFromConfigOptions & { name: string }): Promise<GenerateResult> {
   const { plan, files, snapshot, desired } = await planFromConfig(config, options)
   if (isEmptyPlan(plan)) return { written: [], plan }
   await mkdir(config.migrationsDir, { recursive: true })
   for (const file of files) {
     await writeFile(join(config.migrationsDir, file.fileName), file.content, { flag: 'wx' })
   }
+  // A deferred index is not recorded as generated: the next generate plans it again.
+  const deferred = new Set(plan.deferred.map((d) => `${d.index.schema}.${d.index.name}`))
   await writeSnapshot(config.migrationsDir, {
     formatVersion: 1,
-    state: desired,
+    state: { ...desired, indexes: desired.indexes.filter((i) => !deferred.has(`${i.schema}.${i.name}`)) },
     files: [...snapshot.files, ...files.map((f) => ({ name: f.fileName, sha256: sha256(f.content) }))],
+    ...(plan.deferred.length > 0 ? { deferred: plan.deferred.map((d) => ({ index: `${d.index.schema}.${d.index.name}`, reason: d.reason })) } : {}),
   })
   return { written: files.map((f) => join(config.migrationsDir, f.fileName)), plan }
 }
@@ -59,6 +70,8 @@ export async function generate(config: LoadedConfig, options: { name: string; ti
 export interface CheckResult {
   readonly ok: boolean
   readonly problems: readonly string[]
+  /** Indexes generate left out until their column has data: not a disagreement, but not built either. */
+  readonly waiting: readonly string[]
 }
 
 /**
@@ -68,7 +81,11 @@ export interface CheckResult {
 export async function checkGenerated(config: LoadedConfig): Promise<CheckResult> {
   const { plan, snapshot } = await planFromConfig(config)
   const problems: string[] = []
-  for (const op of planOperations(plan)) problems.push(`not generated yet: ${op.summary}`)
+  const waiting = new Map((snapshot.deferred ?? []).map((d) => [d.index, d.reason]))
+  for (const op of planOperations(plan)) {
+    if (op.kind === 'create-vector-index' && op.index !== undefined && waiting.has(op.index)) continue
+    problems.push(`not generated yet: ${op.summary}`)
+  }
   for (const entry of snapshot.files) {
     const path = join(config.migrationsDir, entry.name)
     try {
@@ -81,7 +98,7 @@ export async function checkGenerated(config: LoadedConfig): Promise<CheckResult>
       problems.push(`generated migration ${entry.name} was changed after it was generated; restore it, or move the change into the config`)
     }
   }
-  return { ok: problems.length === 0, problems }
+  return { ok: problems.length === 0, problems, waiting: [...waiting].map(([index, reason]) => `${index}: ${reason}`) }
 }
 
 export function assertMigrationName(name: string | undefined): string {

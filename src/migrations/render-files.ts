@@ -54,7 +54,7 @@ function header(operations: readonly Operation[], transactional: boolean, config
 }
 
 /** What a non-transactional file sets for its session, reset again by it, and by migrate if the file fails halfway. */
-export const RESET_MIGRATION_SETTINGS = 'RESET statement_timeout; RESET lock_timeout'
+export const RESET_MIGRATION_SETTINGS = 'RESET statement_timeout; RESET lock_timeout; RESET maintenance_work_mem; RESET max_parallel_maintenance_workers'
 
 function timeouts(settings: MigrationSettings, transactional: boolean): { open: string[]; close: string[] } {
   if (transactional) {

@@ -22,6 +22,8 @@ export interface Snapshot {
   readonly formatVersion: 1
   readonly state: DesiredState
   readonly files: readonly SnapshotFileEntry[]
+  /** Indexes the config declares that were left out of the migrations until their column has data (`schema.name` and why). */
+  readonly deferred?: readonly { readonly index: string; readonly reason: string }[]
 }
 
 export const EMPTY_SNAPSHOT: Snapshot = deepFreeze({ formatVersion: 1, state: EMPTY_STATE, files: [] })
@@ -67,7 +69,9 @@ function upgradeSnapshot(snapshot: Snapshot): Snapshot {
     triggerFunction: c.triggerFunction !== undefined ? c.triggerFunction
       : c.mode === 'trigger' || c.mode === 'queue' ? deriveIdentifier([c.mode === 'trigger' ? 'embed' : 'enqueue', c.schema, c.table, c.column], '__') : null,
   }))
-  return { ...snapshot, state: { ...snapshot.state, embeddingColumns: columns, fullText: snapshot.state.fullText ?? [], roles: snapshot.state.roles ?? { app: [], worker: [] } } }
+  // Indexes written before 'auto', build settings and query defaults existed had none of them.
+  const indexes = snapshot.state.indexes.map((i) => ({ ...i, auto: i.auto ?? [], build: i.build ?? null, search: i.search ?? { efSearch: null, probes: null } }))
+  return { ...snapshot, state: { ...snapshot.state, embeddingColumns: columns, indexes, fullText: snapshot.state.fullText ?? [], roles: snapshot.state.roles ?? { app: [], worker: [] } } }
 }
 
 /**

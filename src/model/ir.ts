@@ -54,6 +54,24 @@ export interface VectorIndexNode {
   readonly distance: Distance
   /** Storage parameters in the order they are rendered in `WITH (...)`. */
   readonly params: Readonly<Record<string, number>>
+  /**
+   * Parameters the config leaves to pgml-kit (`'auto'`): sized from the table's rows when a plan
+   * is made against a database (`params` then holds the advice), else pgvector's defaults.
+   */
+  readonly auto: readonly string[]
+  /** Session settings for the build (null: the server's). */
+  readonly build: IndexBuildSettings | null
+  /** Query-time defaults the query builders apply when a search uses this index. */
+  readonly search: { readonly efSearch: number | null; readonly probes: number | null }
+}
+
+export interface IndexBuildSettings {
+  /** `maintenance_work_mem`: 'auto' (sized from the table when the build runs), a size, or null (the server's). */
+  readonly memory: 'auto' | string | null
+  /** The most `memory: 'auto'` asks for. */
+  readonly memoryLimit: string
+  /** `max_parallel_maintenance_workers`: 'auto' (from the table's rows), a number, or null (the server's). */
+  readonly parallelWorkers: 'auto' | number | null
 }
 
 export interface FullTextNode {
@@ -108,7 +126,7 @@ export const EMPTY_STATE: DesiredState = Object.freeze({
   roles: Object.freeze({ app: Object.freeze([]), worker: Object.freeze([]) }),
 })
 
-export const RUNTIME_VERSION = 3
+export const RUNTIME_VERSION = 4
 
 export function columnKey(node: { schema: string; table: string; column: string }): string {
   return `${node.schema}.${node.table}.${node.column}`

@@ -4,14 +4,14 @@ import { configSchema, type EmbeddingConfig, type IndexConfig, type PgmlKitConfi
 import { deriveIdentifier } from '../sql/quote.js'
 import {
   RUNTIME_VERSION, deepFreeze, triggerFunctionName,
-  type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
+  type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type IndexBuildSettings, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
 } from './ir.js'
 import { MODEL_PRESETS } from './presets.js'
 
 /** pgvector's limits on indexable dimensions, per type. */
 export const INDEXABLE_DIMENSIONS: Readonly<Record<VectorType, number>> = { vector: 2000, halfvec: 4000 }
 
-const DISTANCE_SUFFIX = { l2: 'l2', inner_product: 'ip', cosine: 'cosine', l1: 'l1' } as const
+export const DISTANCE_SUFFIX = { l2: 'l2', inner_product: 'ip', cosine: 'cosine', l1: 'l1' } as const
 export const DEFAULT_SEPARATOR = '\n\n'
 
 export interface ResolvedConfig {
@@ -230,24 +230,47 @@ function resolveEmbedding(
   }
 }
 
+function resolveBuild(build: IndexConfig['build']): IndexBuildSettings | null {
+  if (build === undefined) return null
+  if (build === 'auto') return { memory: 'auto', memoryLimit: DEFAULT_BUILD_MEMORY_LIMIT, parallelWorkers: 'auto' }
+  return { memory: build.memory ?? null, memoryLimit: build.memoryLimit ?? DEFAULT_BUILD_MEMORY_LIMIT, parallelWorkers: build.parallelWorkers ?? null }
+}
+
+/** The most `build: 'auto'` sets `maintenance_work_mem` to unless the config says otherwise. */
+export const DEFAULT_BUILD_MEMORY_LIMIT = '1GB'
+
 function resolveIndex(column: { schema: string; table: string; column: string }, index: IndexConfig, path: string, issues: ConfigIssue[]): VectorIndexNode | undefined {
   const params: Record<string, number> = {}
+  const auto: string[] = []
+  let search: VectorIndexNode['search']
   if (index.method === 'ivfflat') {
     if (index.distance === 'l1') {
       issues.push({ path: `${path}.distance`, message: 'IVFFlat indexes do not support distance "l1" (pgvector allows "l2", "inner_product", "cosine"); use method "hnsw" for l1' })
       return undefined
     }
-    params.lists = index.lists ?? 100
+    if (index.lists === 'auto') auto.push('lists')
+    params.lists = index.lists === 'auto' || index.lists === undefined ? 100 : index.lists
+    if (index.probes !== undefined && index.lists !== 'auto' && index.probes > params.lists) {
+      issues.push({ path: `${path}.probes`, message: `must be at most lists (${params.lists}): a scan cannot visit more lists than the index has` })
+      return undefined
+    }
+    search = { efSearch: null, probes: index.probes ?? null }
   } else {
-    const m = index.m ?? 16
-    const efConstruction = index.efConstruction ?? 64
+    if (index.m === 'auto') auto.push('m')
+    if (index.efConstruction === 'auto') auto.push('ef_construction')
+    const m = typeof index.m === 'number' ? index.m : 16
+    const efConstruction = typeof index.efConstruction === 'number' ? index.efConstruction : 64
     if (efConstruction < 2 * m) {
       issues.push({ path: `${path}.efConstruction`, message: `must be at least 2 × m (${2 * m}) for m = ${m}` })
       return undefined
     }
     params.m = m
     params.ef_construction = efConstruction
+    search = { efSearch: index.efSearch ?? null, probes: null }
   }
   const name = index.name ?? deriveIdentifier([column.table, column.column, index.method, DISTANCE_SUFFIX[index.distance], 'idx'])
-  return { name, schema: column.schema, table: column.table, column: column.column, method: index.method, distance: index.distance, params }
+  return {
+    name, schema: column.schema, table: column.table, column: column.column, method: index.method, distance: index.distance, params,
+    auto, build: resolveBuild(index.build), search,
+  }
 }

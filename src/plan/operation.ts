@@ -49,6 +49,8 @@ export interface Operation {
   readonly down: readonly string[]
   /** What a reviewer should know: backfills, data a down cannot bring back, locks. */
   readonly notes: readonly string[]
+  /** The index a vector-index step builds, drops or rebuilds (`schema.name`). */
+  readonly index?: string
 }
 
 /** `pgml` needed in both directions, in neither, or as given. */

@@ -1,4 +1,4 @@
-import type { EmbeddingColumnNode, FullTextNode, VectorIndexNode, VectorType } from '../model/ir.js'
+import type { EmbeddingColumnNode, FullTextNode, VectorIndexNode } from '../model/ir.js'
 import { renderAddFullTextColumn, renderCreateGinIndexConcurrently, renderDropFullTextColumn } from '../sql/render-full-text.js'
 import { columnKey } from '../model/ir.js'
 import { runtimeInstallSql, runtimeUninstallSql } from '../runtime/assets.js'
@@ -6,7 +6,7 @@ import { renderCreateVectorExtension, renderDropVectorExtension, renderEnsurePgm
 import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from '../sql/render-embedding-column.js'
 import { renderCreateEmbedFunction, renderCreateEmbedTrigger, renderDropEmbedFunction, renderDropEmbedTrigger } from '../sql/render-trigger.js'
 import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn, renderUpdateEmbeddingSource } from '../sql/render-catalog.js'
-import { rebuildIndexName, renderCreateIndexConcurrently, renderDropIndexConcurrently, renderDropInvalidLeftover, renderRenameIndex, renderVerifyIndex } from '../sql/render-index.js'
+import { rebuildIndexName, renderBuildSettings, renderCreateIndexConcurrently, renderDropIndexConcurrently, renderDropInvalidLeftover, renderRenameIndex, renderVerifyIndex, type BuildColumn } from '../sql/render-index.js'
 import { renderCreateEnqueueFunction, renderCreateEnqueueTriggers, renderDeleteJobs, renderDropEnqueueFunction, renderDropEnqueueTriggers } from '../sql/render-queue.js'
 import { PGML, defineOperation, type Operation } from './operation.js'
 import type { GrantAtom } from './grants.js'
@@ -208,24 +208,40 @@ function clearLeftover(schema: string, name: string): string[] {
 }
 
 function describeIndex(index: VectorIndexNode): string {
-  const params = Object.entries(index.params).map(([k, v]) => `${k}=${v}`).join(', ')
+  const params = Object.entries(index.params).map(([k, v]) => `${k}=${v}${index.auto.includes(k) ? ' (auto)' : ''}`).join(', ')
   return `${index.method} index ${index.schema}.${index.name} on ${index.table}.${index.column} (${index.distance}${params ? `; ${params}` : ''})`
 }
 
-export function createVectorIndex(index: VectorIndexNode, vectorType: VectorType): Operation {
+/** What the planner knows of the data an index is built on (from `--database-url`), and the advice from it. */
+export interface IndexContext {
+  readonly column: BuildColumn
+  /** Notes on sizing: the advice for the table's rows, or why there is none. */
+  readonly notes?: readonly string[]
+}
+
+function buildStatements(index: VectorIndexNode, column: BuildColumn, name = index.name): { up: string[]; reset: string[] } {
+  const { set, reset } = renderBuildSettings(index, column)
+  return { up: [...set, renderCreateIndexConcurrently(index, column.vectorType, name)], reset }
+}
+
+export function createVectorIndex(index: VectorIndexNode, context: IndexContext): Operation {
+  const build = buildStatements(index, context.column)
   return defineOperation({
-    kind: 'create-vector-index', summary: `build ${describeIndex(index)} concurrently`,
+    kind: 'create-vector-index', summary: `build ${describeIndex(index)} concurrently`, index: `${index.schema}.${index.name}`,
     transactional: false, safety: 'safe', requiresPgml: PGML.none,
-    up: [...clearLeftover(index.schema, index.name), renderCreateIndexConcurrently(index, vectorType), renderVerifyIndex(index, vectorType)],
+    up: [...clearLeftover(index.schema, index.name), ...build.up, ...build.reset, renderVerifyIndex(index, context.column.vectorType)],
     down: [renderDropIndexConcurrently(index.schema, index.name)],
-    notes: index.method === 'ivfflat' ? ['IVFFlat learns its lists from the rows present at build time: build it after the data is loaded'] : [],
+    notes: [
+      ...(index.method === 'ivfflat' ? ['IVFFlat learns its lists from the rows present at build time: build it after the data is loaded'] : []),
+      ...(context.notes ?? []),
+    ],
   })
 }
 
-export function dropVectorIndex(index: VectorIndexNode, vectorType: VectorType): Operation {
-  const create = createVectorIndex(index, vectorType)
+export function dropVectorIndex(index: VectorIndexNode, context: IndexContext): Operation {
+  const create = createVectorIndex(index, { column: context.column })
   return defineOperation({
-    kind: 'drop-vector-index', summary: `drop ${describeIndex(index)} concurrently`,
+    kind: 'drop-vector-index', summary: `drop ${describeIndex(index)} concurrently`, index: `${index.schema}.${index.name}`,
     transactional: false, safety: 'safe', requiresPgml: PGML.none,
     up: create.down, down: create.up, notes: ['vector search on this column falls back to a sequential scan until another index exists'],
   })
@@ -236,22 +252,24 @@ export function dropVectorIndex(index: VectorIndexNode, vectorType: VectorType):
  * to run again after a failure at any step: a replacement that was built is kept (only an INVALID
  * one is rebuilt), and a swap that stopped between the drop and the rename is finished.
  */
-export function rebuildVectorIndex(previous: VectorIndexNode, next: VectorIndexNode, vectorType: VectorType): Operation {
+export function rebuildVectorIndex(previous: VectorIndexNode, next: VectorIndexNode, context: IndexContext): Operation {
   const swap = (from: VectorIndexNode, to: VectorIndexNode): string[] => {
     const temporary = rebuildIndexName(to)
+    const build = buildStatements(to, context.column, temporary)
     return [
       ...clearLeftover(to.schema, temporary),
-      renderCreateIndexConcurrently(to, vectorType, temporary),
+      ...build.up,
+      ...build.reset,
       renderDropIndexConcurrently(from.schema, from.name),
       renderRenameIndex(to.schema, temporary, to.name),
-      renderVerifyIndex(to, vectorType),
+      renderVerifyIndex(to, context.column.vectorType),
     ]
   }
   return defineOperation({
-    kind: 'rebuild-vector-index', summary: `rebuild ${describeIndex(next)} (was ${describeIndex(previous)})`,
+    kind: 'rebuild-vector-index', summary: `rebuild ${describeIndex(next)} (was ${describeIndex(previous)})`, index: `${next.schema}.${next.name}`,
     transactional: false, safety: 'safe', requiresPgml: PGML.none,
     up: swap(previous, next), down: swap(next, previous),
-    notes: ['the new index is built beside the old one and swapped in; both exist briefly (disk space)'],
+    notes: ['the new index is built beside the old one and swapped in; both exist briefly (disk space)', ...(context.notes ?? [])],
   })
 }
 

@@ -4,6 +4,7 @@ import type { Operation } from './operation.js'
 import * as ops from './operations.js'
 import { grantsFor, grantsMissingFrom } from './grants.js'
 import { isEmptyPreflight } from '../sql/render-preflight.js'
+import { sizingNotes, type Sizing } from '../indexes/sizing.js'
 
 /**
  * A plan in three phases, which become migration files in this order: concurrent index drops
@@ -14,12 +15,25 @@ export interface Plan {
   readonly before: readonly Operation[]
   readonly main: readonly Operation[]
   readonly after: readonly Operation[]
+  /** Indexes the config declares that this plan does not build yet (IVFFlat on a column with no vectors). */
+  readonly deferred: readonly DeferredIndex[]
+}
+
+export interface DeferredIndex {
+  readonly index: VectorIndexNode
+  readonly reason: string
+}
+
+export interface PlanOptions {
+  /** Sizes of the tables in the database the plan was made against (advice notes, IVFFlat deferral). */
+  readonly sizing?: Sizing
 }
 
 export function planOperations(plan: Plan): readonly Operation[] {
   return [...plan.before, ...plan.main, ...plan.after]
 }
 
+/** True when the plan writes nothing (indexes it defers are not written). */
 export function isEmptyPlan(plan: Plan): boolean {
   return plan.before.length + plan.main.length + plan.after.length === 0
 }
@@ -35,9 +49,10 @@ function sameSource(a: EmbeddingColumnNode, b: EmbeddingColumnNode): boolean {
     && a.sourceColumns.every((name, i) => name === b.sourceColumns[i])
 }
 
+/** Same index as far as the database is concerned ('auto' parameters compare by the values they were given). */
 function sameIndex(a: VectorIndexNode, b: VectorIndexNode): boolean {
   return a.schema === b.schema && a.table === b.table && a.column === b.column && a.method === b.method
-    && a.distance === b.distance && JSON.stringify(a.params) === JSON.stringify(b.params)
+    && a.distance === b.distance && JSON.stringify(a.params) === JSON.stringify(b.params) && a.auto.join() === b.auto.join()
 }
 
 function refuseModelChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): never {
@@ -66,15 +81,19 @@ function refuseModeChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNo
  * @example
  * const plan = planMigration(EMPTY_STATE, resolveConfig(config).state)
  */
-export function planMigration(previous: DesiredState, next: DesiredState): Plan {
+export function planMigration(previous: DesiredState, next: DesiredState, options: PlanOptions = {}): Plan {
   const before: Operation[] = []
+  const deferred: DeferredIndex[] = []
   const main: Operation[] = []
   const after: Operation[] = []
 
   const prevColumns = new Map(previous.embeddingColumns.map((c) => [columnKey(c), c]))
   const nextColumns = new Map(next.embeddingColumns.map((c) => [columnKey(c), c]))
-  const vectorTypeOf = (index: VectorIndexNode, columns: Map<string, EmbeddingColumnNode>) =>
-    columns.get(columnKey(index))?.vectorType ?? 'vector'
+  const contextOf = (index: VectorIndexNode, columns: Map<string, EmbeddingColumnNode>) => {
+    const column = columns.get(columnKey(index))
+    if (!column) throw new Error(`no embedding column for index ${index.name}`)
+    return { column: { vectorType: column.vectorType, dimensions: column.model.dimensions }, notes: sizingNotes(index, column, options.sizing) }
+  }
 
   // Columns that are dropped (removed, or a generated column whose expression changes and so has
   // to be re-added); their indexes go with them and come back after, explicitly, so down restores them.
@@ -134,14 +153,17 @@ export function planMigration(previous: DesiredState, next: DesiredState): Plan 
     const wanted = nextIndexes.get(key)
     const columnGoes = !nextColumns.has(columnKey(index)) || recreated.has(columnKey(index))
     if (!wanted || columnGoes || (wanted && !sameIndex(index, wanted) && columnKey(wanted) !== columnKey(index))) {
-      before.push(ops.dropVectorIndex(index, vectorTypeOf(index, prevColumns)))
+      before.push(ops.dropVectorIndex(index, { column: contextOf(index, prevColumns).column }))
     }
   }
   for (const [key, index] of nextIndexes) {
     const old = prevIndexes.get(key)
-    const type = vectorTypeOf(index, nextColumns)
-    if (!old || recreated.has(columnKey(index)) || columnKey(old) !== columnKey(index)) after.push(ops.createVectorIndex(index, type))
-    else if (!sameIndex(old, index)) after.push(ops.rebuildVectorIndex(old, index, type))
+    const context = contextOf(index, nextColumns)
+    if (!old || recreated.has(columnKey(index)) || columnKey(old) !== columnKey(index)) {
+      const waiting = ivfflatWaitsForData(index, nextColumns.get(columnKey(index))!, !prevColumns.has(columnKey(index)) || recreated.has(columnKey(index)), options.sizing)
+      if (waiting) deferred.push({ index, reason: waiting })
+      else after.push(ops.createVectorIndex(index, context))
+    } else if (!sameIndex(old, index)) after.push(ops.rebuildVectorIndex(old, index, context))
   }
 
   // The last embedding column went: what the first one brought in goes too (each only if unused).
@@ -181,5 +203,23 @@ export function planMigration(previous: DesiredState, next: DesiredState): Plan 
   }
   if (!isEmptyPreflight(checks)) main.unshift(ops.preflight(checks))
 
-  return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after) })
+  return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after), deferred: Object.freeze(deferred) })
+}
+
+/**
+ * IVFFlat learns its lists (k-means centres) from the vectors present when it is built: built on
+ * an empty column it has one useless list and pgvector warns of low recall. It waits while the
+ * column is new in this plan (and not a generated one, which is filled as it is added) or the
+ * database says it holds no vectors. Returns why it waits, or null.
+ */
+function ivfflatWaitsForData(index: VectorIndexNode, column: EmbeddingColumnNode, columnIsNew: boolean, sizing: Sizing | undefined): string | null {
+  if (index.method !== 'ivfflat') return null
+  const table = sizing?.tables.get(`${index.schema}.${index.table}`)
+  if (columnIsNew && column.mode !== 'generated') {
+    return `${columnKey(column)} is added by this migration and holds no vectors yet; an IVFFlat index built now would learn nothing. After the backfill, run pgml-kit generate again to build it`
+  }
+  if (table && (table.filled[index.column] ?? 0) === 0 && !(columnIsNew && table.rows > 0)) {
+    return `${columnKey(column)} holds no vectors yet (${sizing!.source}); an IVFFlat index built now would learn nothing. After the backfill, run pgml-kit generate again to build it`
+  }
+  return null
 }

@@ -1,4 +1,5 @@
 import type { VectorIndexNode, VectorType } from '../model/ir.js'
+import { bytesPerElement } from '../indexes/advice.js'
 import { deriveIdentifier, dollarQuote, quoteIdent, quoteLiteral, quoteQualified, renderInteger } from './quote.js'
 
 const OPCLASS_SUFFIX = { l2: 'l2_ops', inner_product: 'ip_ops', cosine: 'cosine_ops', l1: 'l1_ops' } as const
@@ -86,4 +87,51 @@ END
 
 export function renderRenameIndex(schema: string, from: string, to: string): string {
   return `ALTER INDEX IF EXISTS ${quoteQualified(schema, from)} RENAME TO ${quoteIdent(to)};`
+}
+
+/** The column facts a build's memory estimate needs. */
+export interface BuildColumn {
+  readonly dimensions: number
+  readonly vectorType: VectorType
+}
+
+/** The session settings a build may change, put back by the step after the build (and by migrate after a failure). */
+export const BUILD_SETTINGS = ['maintenance_work_mem', 'max_parallel_maintenance_workers'] as const
+
+/**
+ * `SET`s for the session that builds `index` (its `build` settings), or none. `'auto'` values are
+ * computed by the statement itself when it runs, from the table's rows then (pg_class.reltuples,
+ * or a count when the table was never analysed): the migration sizes the build for the database it
+ * runs on, not the one it was generated against. Memory is never set below the server's own
+ * setting nor above `memoryLimit`.
+ */
+export function renderBuildSettings(index: VectorIndexNode, column: BuildColumn): { set: string[]; reset: string[] } {
+  const build = index.build
+  if (!build || (build.memory === null && build.parallelWorkers === null)) return { set: [], reset: [] }
+  const table = quoteQualified(index.schema, index.table)
+  const vectorBytes = 8 + column.dimensions * bytesPerElement(column.vectorType)
+  const needed = index.method === 'hnsw'
+    ? `r.n * ${Math.ceil((vectorBytes + 2 * (index.params.m ?? 16) * 16 + 300) * 1.1)}`
+    : `(least(r.n, ${(index.params.lists ?? 100) * 50}) + ${2 * (index.params.lists ?? 100)}) * ${Math.ceil(vectorBytes * 1.1)}`
+  const assignments: string[] = []
+  const reset: string[] = []
+  if (build.memory === 'auto') {
+    assignments.push(`pg_catalog.set_config('maintenance_work_mem', (greatest(pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')),
+           least(pg_catalog.pg_size_bytes(${quoteLiteral(build.memoryLimit)}), ceil(${needed})::bigint)) / 1024)::text || 'kB', false) AS maintenance_work_mem`)
+  } else if (build.memory !== null) {
+    assignments.push(`pg_catalog.set_config('maintenance_work_mem', ${quoteLiteral(build.memory)}, false) AS maintenance_work_mem`)
+  }
+  if (build.memory !== null) reset.push('RESET maintenance_work_mem;')
+  if (build.parallelWorkers === 'auto') {
+    assignments.push(`pg_catalog.set_config('max_parallel_maintenance_workers', least(pg_catalog.current_setting('max_parallel_workers')::int,
+           CASE WHEN r.n < 100000 THEN 0 ELSE least(7, floor(r.n / 100000)) END)::text, false) AS max_parallel_maintenance_workers`)
+  } else if (build.parallelWorkers !== null) {
+    assignments.push(`pg_catalog.set_config('max_parallel_maintenance_workers', ${quoteLiteral(renderInteger(build.parallelWorkers))}, false) AS max_parallel_maintenance_workers`)
+  }
+  if (build.parallelWorkers !== null) reset.push('RESET max_parallel_maintenance_workers;')
+  const set = `-- Build settings for this session (build: ${build.memory === 'auto' || build.parallelWorkers === 'auto' ? "'auto', sized from the table's rows now" : 'as configured'}).
+SELECT ${assignments.join(',\n       ')}
+FROM (SELECT CASE WHEN c.reltuples > 0 THEN c.reltuples ELSE (SELECT count(*) FROM ${table}) END AS n
+      FROM pg_catalog.pg_class c WHERE c.oid = ${quoteLiteral(table)}::regclass) AS r;`
+  return { set: [set], reset }
 }

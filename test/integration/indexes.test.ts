@@ -20,6 +20,10 @@ describe.each(tiers)('vector index health and repair on the $name tier', (tier) 
     const project = await new TestProject(db).withDocumentsTable(documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine' }, { method: 'ivfflat', distance: 'l2', lists: 2 }] }))
     await project.generate('add-doc-embeddings')
     await project.migrate()
+    // The IVFFlat index waited for vectors.
+    await db.query(`INSERT INTO documents (title, body, body_embedding) VALUES ('a', 'b', '[1,0,0,0,0,0,0,0]'), ('c', 'd', '[0,1,0,0,0,0,0,0]')`)
+    await project.generate('add-ivfflat')
+    await project.migrate()
     return loadConfig('pgml-kit.config.ts', db.cwd)
   }
   const indexes = () => db.query<{ name: string; valid: boolean; options: string[] | null }>(

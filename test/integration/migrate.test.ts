@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import pg from 'pg'
 import { MigrationError, TargetError } from '../../src/errors.js'
 import { loadConfig } from '../../src/config/load.js'
 import { migrate } from '../../src/migrations/run.js'
@@ -26,8 +27,12 @@ describe.each(tiers)('migrate on the $name tier', (tier) => {
   const schemaExists = async (name: string) => (await db.query<{ ok: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS ok', [name]))[0]?.ok
 
   it('reports what the server says during a migration: pgvector\'s warning for an IVFFlat index built on no data', async () => {
-    const p = await project(documentsConfig({ indexes: [{ method: 'ivfflat', distance: 'l2', lists: 2 }] }))
-    const [, indexFile] = (await p.generate('add-doc-embeddings')).map((f) => f.split('/').pop()!.replace(/\.sql$/, ''))
+    // generate builds an IVFFlat index on an existing column when it has no database to ask whether the column has vectors.
+    const p = await project(documentsConfig({ indexes: [] }))
+    await p.generate('add-doc-embeddings')
+    await p.migrate()
+    await p.writeConfig(documentsConfig({ indexes: [{ method: 'ivfflat', distance: 'l2', lists: 2 }] }))
+    const [indexFile] = (await p.generate('add-ivfflat')).map((f) => f.split('/').pop()!.replace(/\.sql$/, ''))
     const heard: string[] = []
     const config = await loadConfig('pgml-kit.config.ts', db.cwd)
     const up = await migrate({
@@ -42,13 +47,40 @@ describe.each(tiers)('migrate on the $name tier', (tier) => {
     expect((await p.migrate('down', 2)).notices).toEqual([])
   })
 
+  it('leaves an IVFFlat index out until its new column has vectors, then builds it', async () => {
+    const p = await project(documentsConfig({ indexes: [{ method: 'ivfflat', distance: 'l2', lists: 'auto' }] }))
+    const config = await loadConfig('pgml-kit.config.ts', db.cwd)
+    expect((await p.generate('add-doc-embeddings')).map((f) => /--create-vector-index\.sql$/.test(f))).toEqual([false])
+    const { checkGenerated } = await import('../../src/migrations/generate.js')
+    const check = await checkGenerated(config)
+    expect(check).toMatchObject({ ok: true, problems: [] })
+    expect(check.waiting).toEqual([expect.stringMatching(/documents_body_embedding_ivfflat_l2_idx: public\.documents\.body_embedding is added by this migration and holds no vectors yet/)])
+    await p.migrate()
+    expect(await indexes()).toEqual([])
+    await db.query(`INSERT INTO documents (title, body, body_embedding) SELECT 't' || i, 'b', ARRAY[i, 1, 0, 0, 0, 0, 0, 0]::real[]::vector FROM generate_series(1, 3000) AS i`)
+    await db.query('ANALYZE documents')
+    // Sized against the database: 3,000 rows → lists 3 (rows / 1000).
+    const { readSizing } = await import('../../src/indexes/sizing.js')
+    const { generate } = await import('../../src/migrations/generate.js')
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    const sizing = await readSizing(client, config.state, 'test database').finally(() => client.end())
+    expect(sizing.tables.get('public.documents')).toEqual({ rows: 3000, filled: { body_embedding: 3000 } })
+    const { written } = await generate(config, { name: 'build-ivfflat', timestamp: 2_100_000_000_000, sizing })
+    expect(written).toEqual([expect.stringMatching(/--create-vector-index\.sql$/)])
+    expect(await p.migrate()).toMatchObject({ notices: [] })
+    expect(await indexes()).toEqual([{ name: 'documents_body_embedding_ivfflat_l2_idx', am: 'ivfflat', valid: true, options: ['lists=3'] }])
+    expect((await checkGenerated(config)).waiting).toEqual([])
+  })
+
   it('applies, reverts and re-applies the generated migrations (up, down, up)', async () => {
     const p = await project(documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine' }, { method: 'ivfflat', distance: 'l2', lists: 2 }] }))
-    const written = await p.generate('add-doc-embeddings')
-    expect(written).toHaveLength(3)
-
-    const up = await p.migrate()
-    expect(up.ran).toHaveLength(4)
+    // The IVFFlat index waits for vectors: the first generate leaves it out, the next builds it.
+    expect(await p.generate('add-doc-embeddings')).toHaveLength(2)
+    expect((await p.migrate()).ran).toHaveLength(3)
+    await db.query(`INSERT INTO documents (title, body, body_embedding) VALUES ('a', 'b', '[1,0,0,0,0,0,0,0]'), ('c', 'd', '[0,1,0,0,0,0,0,0]')`)
+    expect(await p.generate('add-ivfflat')).toHaveLength(1)
+    expect((await p.migrate()).ran).toHaveLength(1)
     expect(await columnType()).toBe('vector(8)')
     expect(await indexes()).toEqual([
       { name: 'documents_body_embedding_hnsw_cosine_idx', am: 'hnsw', valid: true, options: ['m=16', 'ef_construction=64'] },
@@ -57,7 +89,6 @@ describe.each(tiers)('migrate on the $name tier', (tier) => {
     expect(await db.query('SELECT table_name, column_name, model_id, dimensions, mode, source_columns FROM pgml_kit.embedding_columns')).toEqual([
       { table_name: 'documents', column_name: 'body_embedding', model_id: 'test/double', dimensions: 8, mode: 'app', source_columns: ['title', 'body'] },
     ])
-    await db.query(`INSERT INTO documents (title, body, body_embedding) VALUES ('a', 'b', '[1,0,0,0,0,0,0,0]'), ('c', 'd', '[0,1,0,0,0,0,0,0]')`)
     expect(await db.query(`SELECT title FROM documents ORDER BY body_embedding <=> '[0.9,0.1,0,0,0,0,0,0]' LIMIT 1`)).toEqual([{ title: 'a' }])
 
     const down = await p.migrate('down', 3)

@@ -47,7 +47,7 @@ describe('planMigration + renderMigrationFiles', () => {
   })
 
   it('keeps non-transactional index steps in files of their own, with their directive and timeouts', () => {
-    const { files } = filesFor(null, documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine' }, { method: 'ivfflat', distance: 'l2', lists: 7 }] }))
+    const { files } = filesFor(documentsConfig({ indexes: [] }), documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine' }, { method: 'ivfflat', distance: 'l2', lists: 7 }] }))
     const indexFiles = files.filter((f) => !f.transactional)
     expect(indexFiles).toHaveLength(2)
     for (const file of indexFiles) {
@@ -57,7 +57,8 @@ describe('planMigration + renderMigrationFiles', () => {
       expect(up).toMatch(/SET lock_timeout = '0';[\s\S]*DROP INDEX CONCURRENTLY IF EXISTS "public"."[^"]*_pgml_kit_invalid"[\s\S]*NOT i.indisvalid[\s\S]*CREATE INDEX CONCURRENTLY IF NOT EXISTS[\s\S]*is not the one the config describes[\s\S]*RESET lock_timeout;/)
     }
     expect(indexFiles[1]?.content).toContain('USING ivfflat ("body_embedding" "vector_l2_ops") WITH (lists = 7)')
-    expect(files[0]?.content).toMatch(/SET LOCAL lock_timeout = '5s';\nSET LOCAL statement_timeout = '5min';/)
+    const { files: first } = filesFor(null, documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine' }] }))
+    expect(first[0]?.content).toMatch(/SET LOCAL lock_timeout = '5s';\nSET LOCAL statement_timeout = '5min';/)
   })
 
   it('uses the operator class of the vector type and distance', () => {
@@ -154,9 +155,9 @@ describe('queue mode plans', () => {
     both.tables.documents!.embeddings.title_embedding = { source: 'title', model: { id: 'test/double', dimensions: 8 }, mode: 'queue' }
     const plan = planMigration(previous, resolveConfig(both).state)
     expect(kinds(plan)).toEqual(['preflight', 'install-runtime', 'add-embedding-column', 'create-queue-triggers', 'register-embedding-column'])
-    expect(planOperations(plan)[1]?.summary).toMatch(/upgrade the pgml_kit runtime schema to version 3/)
-    // Versions 2 and 3, each idempotent; the shared schema is not downgraded by a down.
-    expect(planOperations(plan)[1]?.up).toHaveLength(2)
+    expect(planOperations(plan)[1]?.summary).toMatch(/upgrade the pgml_kit runtime schema to version 4/)
+    // Versions 2, 3 and 4, each idempotent; the shared schema is not downgraded by a down.
+    expect(planOperations(plan)[1]?.up).toHaveLength(3)
     expect(planOperations(plan)[1]?.down.join('\n')).not.toMatch(/DROP/)
   })
 

@@ -5,6 +5,7 @@ import { assertMigrationName, checkGenerated, generate } from '../../migrations/
 import { planOperations } from '../../plan/plan-migration.js'
 import { EXIT, printJson } from '../output.js'
 import { SAFETY_COLOR, globals, type CommandContext } from '../options.js'
+import { sizingFor } from '../sizing.js'
 
 export function registerGenerate(program: Command, ctx: CommandContext): void {
   program.command('generate')
@@ -23,11 +24,16 @@ export function registerGenerate(program: Command, ctx: CommandContext): void {
           for (const p of result.problems) process.stderr.write(`  - ${p}\n`)
           process.stderr.write(`  ${pc.cyan('hint')} run pgml-kit generate --name <change> and commit the files\n`)
         }
+        if (!g.json) for (const w of result.waiting) process.stdout.write(`${pc.yellow('waits for data')} ${w}\n`)
         ctx.exit.code = result.ok ? EXIT.ok : EXIT.checkFailed
         return
       }
-      const { written, plan } = await generate(config, { name: assertMigrationName(opts.name) })
-      if (g.json) return printJson({ written, operations: planOperations(plan).map((op) => ({ kind: op.kind, summary: op.summary, safety: op.safety })) })
+      const name = assertMigrationName(opts.name)
+      const sizing = await sizingFor(g, config)
+      const { written, plan } = await generate(config, { name, ...(sizing ? { sizing } : {}) })
+      const deferred = plan.deferred.map((d) => ({ index: `${d.index.schema}.${d.index.name}`, reason: d.reason }))
+      if (g.json) return printJson({ written, operations: planOperations(plan).map((op) => ({ kind: op.kind, summary: op.summary, safety: op.safety })), deferred })
+      for (const d of deferred) process.stdout.write(`${pc.yellow('[waits for data]')} ${d.index}: ${d.reason}\n`)
       if (written.length === 0) return void process.stdout.write('Nothing to generate: the migrations match the config.\n')
       for (const path of written) process.stdout.write(`${pc.green('wrote')} ${path}\n`)
       const risky = planOperations(plan).filter((op) => op.safety !== 'safe')

@@ -1,0 +1,25 @@
+import type { LoadedConfig } from '../config/load.js'
+import { openTarget } from '../db/target.js'
+import { readSizing, type Sizing } from '../indexes/sizing.js'
+import type { GlobalOptions } from './options.js'
+
+/**
+ * Table sizes for `plan` and `generate`, read from the database given with `--database-url` (or
+ * `$DATABASE_URL`): the plan is then sized for that database. Without one (or with no index in
+ * the config) the plan is made from the config alone.
+ */
+export async function sizingFor(g: GlobalOptions, config: LoadedConfig): Promise<Sizing | undefined> {
+  const url = g.databaseUrl ?? process.env.DATABASE_URL
+  if (!url || config.state.indexes.length === 0) return undefined
+  const target = await openTarget({ databaseUrl: url, cwd: config.root })
+  try {
+    const client = await target.connect('pgml-kit plan sizing')
+    try {
+      return await readSizing(client, config.state, target.description)
+    } finally {
+      await client.end()
+    }
+  } finally {
+    await target.close()
+  }
+}

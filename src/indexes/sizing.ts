@@ -1,0 +1,117 @@
+import type pg from 'pg'
+import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
+import { columnKey, deepFreeze } from '../model/ir.js'
+import { adviseBuild, adviseHnsw, adviseIvfflat, DEFAULT_MAINTENANCE_WORK_MEM, formatBytes, formatCount } from './advice.js'
+
+/**
+ * What a database says about the size of the tables a plan builds indexes on, read when a plan
+ * is made with a database (`plan`/`generate --database-url`). Rows come from `pg_class.reltuples`
+ * (a count when the table was never analysed); a column's filled rows from `pg_stats.null_frac`
+ * (a count when it has no statistics).
+ */
+export interface TableSizing {
+  readonly rows: number
+  /** Rows whose embedding column is not NULL, per column that exists. */
+  readonly filled: Readonly<Record<string, number>>
+}
+
+export interface Sizing {
+  /** Where the sizes came from (a redacted URL or "embedded database"), for notes. */
+  readonly source: string
+  /** By `schema.table`; a table that does not exist yet is absent. */
+  readonly tables: ReadonlyMap<string, TableSizing>
+}
+
+const READ_TABLES = `SELECT d.schema, d.name, c.reltuples::float8 AS reltuples, c.oid::regclass::text AS rel
+FROM unnest($1::text[], $2::text[]) AS d(schema, name)
+JOIN pg_catalog.pg_namespace n ON n.nspname = d.schema
+JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = d.name AND c.relkind IN ('r', 'p')`
+
+const READ_NULL_FRACTION = `SELECT a.attname AS column, s.null_frac::float8 AS null_frac
+FROM pg_catalog.pg_attribute a
+LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname
+WHERE a.attrelid = $3::regclass AND a.attname = ANY($4::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`
+}
+
+/** Reads the sizes of every table `state` declares an index on. Read-only, catalog look-ups plus counts of never-analysed tables. */
+export async function readSizing(client: pg.ClientBase, state: DesiredState, source: string): Promise<Sizing> {
+  const tables = [...new Map(state.indexes.map((i) => [`${i.schema}.${i.table}`, i])).values()]
+  const out = new Map<string, TableSizing>()
+  if (tables.length === 0) return { source, tables: out }
+  const { rows } = await client.query<{ schema: string; name: string; reltuples: number; rel: string }>(READ_TABLES, [tables.map((t) => t.schema), tables.map((t) => t.table)])
+  for (const row of rows) {
+    const counted = row.reltuples > 0 ? row.reltuples : Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${row.rel}`)).rows[0]?.n ?? 0)
+    const columns = [...new Set(state.indexes.filter((i) => i.schema === row.schema && i.table === row.name).map((i) => i.column))]
+    const stats = await client.query<{ column: string; null_frac: number | null }>(READ_NULL_FRACTION, [row.schema, row.name, row.rel, columns])
+    const filled: Record<string, number> = {}
+    for (const stat of stats.rows) {
+      filled[stat.column] = stat.null_frac !== null && row.reltuples > 0
+        ? Math.round(counted * (1 - stat.null_frac))
+        : Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${row.rel} WHERE ${quoteIdent(stat.column)} IS NOT NULL`)).rows[0]?.n ?? 0)
+    }
+    out.set(`${row.schema}.${row.name}`, { rows: Math.round(counted), filled })
+  }
+  return { source, tables: out }
+}
+
+function sameFixedParams(a: VectorIndexNode, b: VectorIndexNode): boolean {
+  if (a.method !== b.method || a.distance !== b.distance || a.auto.join() !== b.auto.join()) return false
+  const keys = new Set([...Object.keys(a.params), ...Object.keys(b.params)])
+  return [...keys].every((k) => a.auto.includes(k) || a.params[k] === b.params[k])
+}
+
+/**
+ * Puts numbers on the config's `'auto'` index parameters: an index that exists already keeps the
+ * values it was built with (a plan never rebuilds an index only because the table grew); a new
+ * one gets the advice for the table's rows when `sizing` knows them, else pgvector's defaults.
+ */
+export function sizeAutoParameters(previous: DesiredState, next: DesiredState, sizing: Sizing | undefined): DesiredState {
+  const before = new Map(previous.indexes.map((i) => [`${i.schema}.${i.name}`, i]))
+  const indexes = next.indexes.map((index) => {
+    if (index.auto.length === 0) return index
+    const old = before.get(`${index.schema}.${index.name}`)
+    if (old && columnKey(old) === columnKey(index) && sameFixedParams(old, index)) {
+      return { ...index, params: { ...index.params, ...Object.fromEntries(index.auto.map((k) => [k, old.params[k] ?? index.params[k]!])) } }
+    }
+    const rows = sizing?.tables.get(`${index.schema}.${index.table}`)?.rows
+    if (rows === undefined) return index
+    const advice: Record<string, number> = index.method === 'ivfflat' ? { lists: adviseIvfflat(rows).lists } : { m: adviseHnsw(rows).m, ef_construction: adviseHnsw(rows).efConstruction }
+    const params = { ...index.params }
+    for (const key of index.auto) params[key] = advice[key]!
+    // An explicit ef_construction below 2 × an advised m would be refused by pgvector.
+    if (index.method === 'hnsw' && params.ef_construction! < 2 * params.m!) params.m = Math.floor(params.ef_construction! / 2)
+    return { ...index, params }
+  })
+  return deepFreeze({ ...next, indexes })
+}
+
+/** Notes for `plan`: what the table's size means for this index's parameters, build and searches. */
+export function sizingNotes(index: VectorIndexNode, column: EmbeddingColumnNode, sizing: Sizing | undefined): string[] {
+  const table = sizing?.tables.get(`${index.schema}.${index.table}`)
+  if (!table) {
+    return index.auto.length > 0
+      ? [`${index.auto.join(', ')} 'auto': no database to size them from, so pgvector's defaults are used (plan/generate --database-url <url> sizes them from the table)`]
+      : []
+  }
+  const notes = [`${formatCount(table.rows)} rows in ${index.schema}.${index.table} (${sizing!.source}), ${formatCount(table.filled[index.column] ?? 0)} with a vector`]
+  if (index.method === 'ivfflat') {
+    const advice = adviseIvfflat(table.rows)
+    const lists = index.params.lists ?? 100
+    if (index.auto.includes('lists')) notes.push(`lists ${lists} (auto: ${advice.reason}); search with probes ${advice.probes} to start`)
+    else if (lists !== advice.lists) notes.push(`advice for this size: lists ${advice.lists}, probes ${advice.probes} (${advice.reason}); the config says lists ${lists}`)
+  } else {
+    const advice = adviseHnsw(table.rows)
+    if (index.auto.length > 0) notes.push(`m ${index.params.m}, ef_construction ${index.params.ef_construction} (auto: ${advice.reason})`)
+    else if (index.params.m !== advice.m || index.params.ef_construction !== advice.efConstruction) notes.push(`advice for this size: m ${advice.m}, ef_construction ${advice.efConstruction}`)
+    notes.push(`start searches at ef_search ${advice.efSearch}; \`pgml-kit index check ${index.table}.${index.column}\` measures the recall of each setting on your data`)
+  }
+  const build = adviseBuild(index.method, table.rows, column.model.dimensions, column.vectorType, { m: index.params.m, lists: index.params.lists })
+  const workers = build.parallelWorkers > 0 ? ` and up to ${build.parallelWorkers} parallel workers` : ''
+  if (index.build?.memory === 'auto') notes.push(`build: ${build.reason}; maintenance_work_mem is set from the table's rows when the build runs (at most ${index.build.memoryLimit})${workers && index.build.parallelWorkers === 'auto' ? `,${workers}` : ''}`)
+  else if (index.build?.memory) notes.push(`build: ${build.reason}; the config sets maintenance_work_mem ${index.build.memory}`)
+  else if (build.memoryBytes > DEFAULT_MAINTENANCE_WORK_MEM) notes.push(`build: ${build.reason}: set build: 'auto' (maintenance_work_mem ${formatBytes(build.memoryBytes)}${workers}) for a build several times faster`)
+  return notes
+}

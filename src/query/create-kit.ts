@@ -7,11 +7,11 @@ import type { PgmlKitConfig, Distance } from '../config/schema.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
 import {
-  HAS_PGML_EMBED, distanceExpression, embedTexts, hybridFusion, hybridJoin, predictBatchQuery, predictCall, predictProbaQuery, predictRow,
+  SEARCH_CAPABILITIES, distanceExpression, embedTexts, hybridFusion, hybridJoin, predictBatchQuery, predictCall, predictProbaQuery, predictRow,
   renderQueryEmbedding, similarityExpression, tableId,
 } from '../sql/render-search.js'
 import { KitDialect } from './kit-dialect.js'
-import { QueryVector, type IndexSettings } from './query-vector.js'
+import { NO_INDEX, QueryVector, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
 
 type Tables<C extends PgmlKitConfig> = C['tables']
 type TableName<C extends PgmlKitConfig> = keyof Tables<C> & string
@@ -129,18 +129,33 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
   const resolved = resolveConfig(config)
   const loadEmbedder = options.loadEmbedder ?? localEmbedderLoader(embedderSettingsAt(resolved.embedder, options.cwd ?? process.cwd()))
   const embedIn = options.embedIn ?? 'auto'
-  let databaseEmbeds: Promise<boolean> | undefined
+  type Run = (text: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>
+  let probed: Promise<{ pgmlEmbed: boolean } & SearchCapabilities> | undefined
+
+  /** What the database offers (pgml.embed, pgvector's version): asked once per kit, on first need. */
+  function probe(run: Run) {
+    probed ??= run(SEARCH_CAPABILITIES, []).then((r) => {
+      const version = String(r.rows[0]?.vector_version ?? '0').split('.').map(Number)
+      return { pgmlEmbed: Boolean(r.rows[0]?.ok), iterativeScan: (version[0] ?? 0) > 0 || (version[1] ?? 0) >= 8 }
+    })
+    probed.catch(() => { probed = undefined })
+    return probed
+  }
 
   /** Whether texts are embedded by pgml.embed: decided once per kit, from `embedIn` and the database. */
-  async function embedsInDatabase(run: (text: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>): Promise<boolean> {
-    databaseEmbeds ??= embedIn === 'local'
-      ? Promise.resolve(false)
-      : run(HAS_PGML_EMBED, []).then((r) => Boolean(r.rows[0]?.ok))
-    databaseEmbeds.catch(() => { databaseEmbeds = undefined })
-    const inDatabase = await databaseEmbeds
+  async function embedsInDatabase(run: Run): Promise<boolean> {
+    const inDatabase = embedIn !== 'local' && (await probe(run)).pgmlEmbed
     if (!inDatabase && embedIn === 'database') throw new PgmlKitError('PGML_MISSING', 'embedIn is "database" but the database has no pgml.embed', { hint: 'install pgml_compat or PostgresML, or use embedIn: "auto" or "local"' })
     return inDatabase
   }
+
+  /** The index a search by `distance` on `column` uses (the first the config declares with that distance), and its defaults. */
+  const indexDefaults = new Map<string, IndexDefaults>()
+  for (const index of resolved.state.indexes) {
+    const key = `${index.table}.${index.column}\0${index.distance}`
+    if (!indexDefaults.has(key)) indexDefaults.set(key, { method: index.method, efSearch: index.search.efSearch, probes: index.search.probes })
+  }
+  const defaultsFor = (column: EmbeddingColumnNode, distance: Distance) => indexDefaults.get(`${column.table}.${column.column}\0${distance}`) ?? NO_INDEX
 
   const columnOf = (ref: string): EmbeddingColumnNode => {
     const column = resolved.state.embeddingColumns.find((c) => `${c.table}.${c.column}` === ref)
@@ -154,15 +169,18 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
   }
 
   const kitDb = new Kysely<DB>({
-    dialect: new KitDialect(options.db as Kysely<unknown>, async (marker, run) => {
-      if (marker.vector) return toVectorLiteral(marker.vector)
-      const { column } = marker
-      if (await embedsInDatabase(run)) {
-        const { rows } = await run(renderQueryEmbedding(column), [marker.text ?? ''])
-        return rows[0]?.v as string
-      }
-      const [vector] = await (await loadEmbedder(column)).embed([marker.text ?? ''], { as: 'query' })
-      return toVectorLiteral(vector as Float32Array)
+    dialect: new KitDialect(options.db as Kysely<unknown>, {
+      async resolve(marker, run) {
+        if (marker.vector) return toVectorLiteral(marker.vector)
+        const { column } = marker
+        if (await embedsInDatabase(run)) {
+          const { rows } = await run(renderQueryEmbedding(column), [marker.text ?? ''])
+          return rows[0]?.v as string
+        }
+        const [vector] = await (await loadEmbedder(column)).embed([marker.text ?? ''], { as: 'query' })
+        return toVectorLiteral(vector as Float32Array)
+      },
+      capabilities: (run) => probe(run),
     }),
   })
   // Kysely's builder types cannot follow a table chosen at run time; the public signatures carry the types.
@@ -177,7 +195,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
       const column = columnOf(ref)
       const distance = searchOptions.distance ?? column.distance
       const k = positiveInteger('k', searchOptions.k ?? 10)
-      const marker = new QueryVector(column, query, searchOptions)
+      const marker = new QueryVector(column, query, searchOptions, defaultsFor(column, distance))
       const d = distanceExpression(column, distance, marker, column.table)
       const similarity = similarityExpression(distance, d)
       let builder
@@ -205,7 +223,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
         weights: { vector: finiteNumber('weights.vector', hybridOptions.weights?.vector ?? 1), text: finiteNumber('weights.text', hybridOptions.weights?.text ?? 1) },
       }
       if (settings.rrfK < 0) throw new RangeError(`rrfK must be ≥ 0, got ${settings.rrfK}`)
-      const marker = new QueryVector(column, query, hybridOptions)
+      const marker = new QueryVector(column, query, hybridOptions, defaultsFor(column, column.distance))
       const fused = hybridFusion(column, fullText, column.distance, marker, query, settings)
       return untyped.selectFrom(from(column))
         .innerJoin(fused.as('pgml_kit_fused'), (join) => join.on(hybridJoin(column, column.table, 'pgml_kit_fused')))

@@ -1,30 +1,39 @@
 import {
-  CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler,
-  type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type TransactionSettings,
+  CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, SelectQueryNode,
+  type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type RootOperationNode, type TransactionSettings,
 } from 'kysely'
-import { QueryVector, settingsToApply } from './query-vector.js'
-import { CURRENT_SETTING, RESET_LOCAL, SET_LOCAL } from '../sql/render-search.js'
+import { QueryVector, effectiveSettings, settingsToApply, type SearchCapabilities } from './query-vector.js'
+import { quoteLiteral } from '../sql/quote.js'
 
-/** Turns a QueryVector into the vector literal, on the connection the query will run on. */
-export type VectorResolver = (marker: QueryVector, run: (sql: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>) => Promise<string>
+type Run = (sql: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>
+
+/** What the kit's driver asks of the kit: query vectors, and (once) what the database can do. */
+export interface KitRuntime {
+  /** Turns a QueryVector into the vector literal, on the connection the query will run on. */
+  resolve(marker: QueryVector, run: Run): Promise<string>
+  capabilities(run: Run): Promise<SearchCapabilities>
+}
 
 /**
  * A Kysely dialect that runs on connections borrowed from the application's own `Kysely<DB>`
- * (same pool, same driver). Queries that carry a QueryVector run inside a transaction it manages:
- * index settings are set with `set_config(name, value, true)` — SET LOCAL — so they never leak to
- * other queries on a pooled connection, and the query vector is resolved first.
+ * (same pool, same driver). A query that carries a QueryVector gets its vector resolved first; if
+ * it needs index settings (ef_search, probes, iterative scans) they are set with
+ * `set_config(name, value, true)` — SET LOCAL — inside a transaction, so they never leak to other
+ * queries on a pooled connection. A query that needs none runs as it is, in one round trip.
  */
 export class KitDialect implements Dialect {
   readonly #db: Kysely<unknown>
-  readonly #resolve: VectorResolver
+  readonly #runtime: KitRuntime
+  /** Whether the driver runs `BEGIN; SELECT ...` as one simple query (node-postgres does); learnt on first use. */
+  readonly #multiStatement = { ok: true }
 
-  constructor(db: Kysely<unknown>, resolve: VectorResolver) {
+  constructor(db: Kysely<unknown>, runtime: KitRuntime) {
     this.#db = db
-    this.#resolve = resolve
+    this.#runtime = runtime
   }
 
   createDriver(): Driver {
-    return new KitDriver(this.#db, this.#resolve)
+    return new KitDriver(this.#db, this.#runtime, this.#multiStatement)
   }
 
   createQueryCompiler() {
@@ -40,15 +49,31 @@ export class KitDialect implements Dialect {
   }
 }
 
+/** Whether the query's own rows are filtered (a `where` on the select that orders by distance). */
+function isFiltered(query: RootOperationNode): boolean {
+  return SelectQueryNode.is(query) && query.where !== undefined
+}
+
+/** Whether the outermost select returns a column called `distance` (a search's own selection). */
+function selectsDistance(query: RootOperationNode): boolean {
+  if (!SelectQueryNode.is(query)) return false
+  return (query.selections ?? []).some((s) => {
+    const node = s.selection as { kind: string; alias?: { kind: string; name?: string } }
+    return node.kind === 'AliasNode' && node.alias?.kind === 'IdentifierNode' && node.alias.name === 'distance'
+  })
+}
+
 class KitConnection implements DatabaseConnection {
   readonly #borrowed: Kysely<unknown>
-  readonly #resolve: VectorResolver
+  readonly #runtime: KitRuntime
+  readonly #multiStatement: { ok: boolean }
   readonly release: () => void
   inTransaction = false
 
-  constructor(borrowed: Kysely<unknown>, resolve: VectorResolver, release: () => void) {
+  constructor(borrowed: Kysely<unknown>, runtime: KitRuntime, multiStatement: { ok: boolean }, release: () => void) {
     this.#borrowed = borrowed
-    this.#resolve = resolve
+    this.#runtime = runtime
+    this.#multiStatement = multiStatement
     this.release = release
   }
 
@@ -56,26 +81,66 @@ class KitConnection implements DatabaseConnection {
     return this.#borrowed.executeQuery(CompiledQuery.raw(sql, [...parameters]))
   }
 
+  /** BEGIN and the settings in one round trip where the driver allows it, else two. */
+  async #begin(assignments: string): Promise<void> {
+    if (this.#multiStatement.ok) {
+      try {
+        await this.run(`BEGIN; SELECT ${assignments}`)
+        return
+      } catch (error) {
+        // 42601: this driver prepares every query, and a prepared statement holds one command; nothing ran.
+        if ((error as { code?: string }).code !== '42601') throw error
+        this.#multiStatement.ok = false
+      }
+    }
+    await this.run('BEGIN')
+    await this.run(`SELECT ${assignments}`)
+  }
+
   async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
     const markers = compiled.parameters.filter((p): p is QueryVector => p instanceof QueryVector)
     if (markers.length === 0) return this.#borrowed.executeQuery<R>(compiled)
-    const settings = markers.flatMap((m) => settingsToApply(m.settings))
-    const own = !this.inTransaction
-    if (own) await this.run('BEGIN')
-    try {
-      // Inside a caller's transaction, settings are put back afterwards so they stay this query's.
-      // A setting that did not exist yet (pgvector is loaded on first use in a session) goes back to its default.
-      const previous: [string, string | null][] = []
-      if (!own) for (const [name] of settings) previous.push([name, ((await this.run(CURRENT_SETTING, [name])).rows[0]?.v as string | null | undefined) || null])
-      for (const [name, value] of settings) await this.run(SET_LOCAL, [name, value])
+    const run: Run = (sql, params) => this.run(sql, params)
+    const filtered = isFiltered(compiled.query)
+    const wantsIterative = filtered && markers.some((m) => m.settings.iterativeScan === undefined && m.index.method !== null)
+    const capabilities = wantsIterative ? await this.#runtime.capabilities(run) : null
+    const effective = markers.map((m) => effectiveSettings(m, filtered, capabilities))
+    const settings = [...new Map(effective.flatMap((s) => settingsToApply(s))).entries()]
+    // IVFFlat's iterative scan returns rows only nearly in distance order: sort the page again.
+    const resort = effective.some((s, i) => s.iterativeScan === 'relaxed_order' && markers[i]!.index.method === 'ivfflat' && markers[i]!.settings.iterativeScan === undefined)
+      && selectsDistance(compiled.query)
+    const sql = resort ? `SELECT * FROM (${compiled.sql}) AS pgml_kit_sorted ORDER BY "distance"` : compiled.sql
+
+    const resolveAll = async () => {
       const resolved = new Map<QueryVector, string>()
-      for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#resolve(marker, (sql, params) => this.run(sql, params)))
-      const result = await this.#borrowed.executeQuery<R>(CompiledQuery.raw(compiled.sql, compiled.parameters.map((p) => (p instanceof QueryVector ? resolved.get(p) : p))))
-      for (const [name, value] of previous) await (value === null ? this.run(RESET_LOCAL, [name]) : this.run(SET_LOCAL, [name, value]))
-      if (own) await this.run('COMMIT')
+      for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#runtime.resolve(marker, run))
+      return compiled.parameters.map((p) => (p instanceof QueryVector ? resolved.get(p) : p))
+    }
+    if (settings.length === 0) return this.#borrowed.executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
+
+    const assignments = settings.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(', ')
+    if (this.inTransaction) {
+      // Inside the caller's transaction the settings are put back afterwards, so they stay this query's.
+      // A setting that did not exist yet (pgvector is loaded on first use in a session) goes back to its default.
+      const names = settings.map(([name]) => name)
+      const before = (await this.run(`SELECT ${names.map((n, i) => `pg_catalog.current_setting(${quoteLiteral(n)}, true) AS v${i}`).join(', ')}`)).rows[0] ?? {}
+      await this.run(`SELECT ${assignments}`)
+      const result = await this.#borrowed.executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
+      await this.run(`SELECT ${names.map((n, i) => {
+        const value = before[`v${i}`] as string | null | undefined
+        return value
+          ? `pg_catalog.set_config(${quoteLiteral(n)}, ${quoteLiteral(value)}, true)`
+          : `pg_catalog.set_config(${quoteLiteral(n)}, (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = ${quoteLiteral(n)}), true)`
+      }).join(', ')}`)
+      return result
+    }
+    await this.#begin(assignments)
+    try {
+      const result = await this.#borrowed.executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
+      await this.run('COMMIT')
       return result
     } catch (error) {
-      if (own) await this.run('ROLLBACK').catch(() => undefined)
+      await this.run('ROLLBACK').catch(() => undefined)
       throw error
     }
   }
@@ -88,11 +153,13 @@ class KitConnection implements DatabaseConnection {
 
 class KitDriver implements Driver {
   readonly #db: Kysely<unknown>
-  readonly #resolve: VectorResolver
+  readonly #runtime: KitRuntime
+  readonly #multiStatement: { ok: boolean }
 
-  constructor(db: Kysely<unknown>, resolve: VectorResolver) {
+  constructor(db: Kysely<unknown>, runtime: KitRuntime, multiStatement: { ok: boolean }) {
     this.#db = db
-    this.#resolve = resolve
+    this.#runtime = runtime
+    this.#multiStatement = multiStatement
   }
 
   async init(): Promise<void> {}
@@ -101,7 +168,7 @@ class KitDriver implements Driver {
   acquireConnection(): Promise<DatabaseConnection> {
     return new Promise((resolve, reject) => {
       this.#db.connection().execute(async (borrowed) => {
-        await new Promise<void>((release) => resolve(new KitConnection(borrowed, this.#resolve, release)))
+        await new Promise<void>((release) => resolve(new KitConnection(borrowed, this.#runtime, this.#multiStatement, release)))
       }).catch(reject)
     })
   }

@@ -1,4 +1,4 @@
-import type { EmbeddingColumnNode } from '../model/ir.js'
+import type { EmbeddingColumnNode, IndexMethod } from '../model/ir.js'
 
 /** Per-query index settings, applied with `set_config(..., true)` (SET LOCAL) around the query. */
 export interface IndexSettings {
@@ -15,6 +15,16 @@ export interface IndexSettings {
   readonly maxScanTuples?: number
 }
 
+/** What the config says about the index a search uses: its method and its query-time defaults. */
+export interface IndexDefaults {
+  /** The method of the index on the column with the search's distance, or null when there is none. */
+  readonly method: IndexMethod | null
+  readonly efSearch: number | null
+  readonly probes: number | null
+}
+
+export const NO_INDEX: IndexDefaults = Object.freeze({ method: null, efSearch: null, probes: null })
+
 /**
  * A query parameter that stands for the query's vector. The kit's driver replaces it at
  * execution time with the vector — computed by pgml.embed in the same transaction, or by the
@@ -25,13 +35,38 @@ export class QueryVector {
   readonly text: string | null
   readonly vector: readonly number[] | null
   readonly settings: IndexSettings
+  readonly index: IndexDefaults
 
-  constructor(column: EmbeddingColumnNode, query: string | ArrayLike<number>, settings: IndexSettings) {
+  constructor(column: EmbeddingColumnNode, query: string | ArrayLike<number>, settings: IndexSettings, index: IndexDefaults = NO_INDEX) {
     this.column = column
     this.text = typeof query === 'string' ? query : null
     this.vector = typeof query === 'string' ? null : Array.from(query)
     this.settings = settings
+    this.index = index
   }
+}
+
+/** What the database can do for a search, learnt once per kit. */
+export interface SearchCapabilities {
+  /** pgvector ≥ 0.8: `hnsw.iterative_scan` and `ivfflat.iterative_scan` exist. */
+  readonly iterativeScan: boolean
+}
+
+/**
+ * The settings a search runs with: the caller's, else the config's defaults for its index, and —
+ * when the query filters rows (`where`) and the caller said nothing — iterative scans, so a filter
+ * does not starve the index scan of rows (pgvector ≥ 0.8). HNSW scans keep strict distance order;
+ * IVFFlat has only relaxed order, which the kit puts back in order (see KitDialect).
+ */
+export function effectiveSettings(marker: QueryVector, filtered: boolean, capabilities: SearchCapabilities | null): IndexSettings {
+  const { settings, index } = marker
+  let out: IndexSettings = settings
+  if (out.efSearch === undefined && index.method === 'hnsw' && index.efSearch !== null) out = { ...out, efSearch: index.efSearch }
+  if (out.probes === undefined && index.method === 'ivfflat' && index.probes !== null) out = { ...out, probes: index.probes }
+  if (out.iterativeScan === undefined && filtered && index.method !== null && capabilities?.iterativeScan) {
+    out = { ...out, iterativeScan: index.method === 'hnsw' ? 'strict_order' : 'relaxed_order' }
+  }
+  return out
 }
 
 export function settingsToApply(settings: IndexSettings): [string, string][] {

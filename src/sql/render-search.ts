@@ -72,10 +72,14 @@ export function embedTexts(column: EmbeddingColumnNode, texts: readonly string[]
   return sql<{ v: number[] }>`SELECT ${sql.raw(renderEmbedCall(column, 'u.t', as))} AS v FROM unnest(${[...texts]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`
 }
 
-/** Whether this role can call pgml.embed (it exists, with USAGE on its schema); otherwise queries are embedded locally. */
-export const HAS_PGML_EMBED = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+/**
+ * What the database can do for searches, asked once per kit: whether this role can call pgml.embed
+ * (it exists, with USAGE on its schema; otherwise queries are embedded locally), and pgvector's version.
+ */
+export const SEARCH_CAPABILITIES = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
   WHERE n.nspname = 'pgml' AND p.proname = 'embed'
-    AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) AS ok`
+    AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) AS ok,
+  (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector') AS vector_version`
 
 export function predictCall(project: string, features: Expression<unknown> | readonly number[]): RawBuilder<number> {
   return sql<number>`pgml.predict(${project}::text, ${Array.isArray(features) ? sql`${[...features]}::real[]` : features})`
@@ -93,16 +97,3 @@ export function predictBatchQuery(project: string, flat: readonly number[]): Raw
 export function predictProbaQuery(project: string, features: readonly number[]): RawBuilder<{ p: number[] }> {
   return sql<{ p: number[] }>`SELECT pgml.predict_proba(${project}::text, ${[...features]}::real[]) AS p`
 }
-
-/**
- * Index settings for one query, set with `set_config(name, value, true)` (SET LOCAL) so they end
- * with the transaction. `$1` name, `$2` value.
- */
-export const SET_LOCAL = 'SELECT set_config($1, $2, true)'
-/**
- * The setting's value before this query, to put back inside a caller's transaction. NULL when the
- * setting does not exist yet (pgvector is loaded on first use of its types in a session).
- */
-export const CURRENT_SETTING = 'SELECT current_setting($1, true) AS v'
-/** Puts a setting back to what it was at the start of the session (for one that did not exist before). `$1` name. */
-export const RESET_LOCAL = `SELECT set_config($1, (SELECT reset_val FROM pg_catalog.pg_settings WHERE name = $1), true)`

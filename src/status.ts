@@ -9,6 +9,7 @@ import { renderGrants } from './sql/render-grants.js'
 import { CATALOG_COLUMNS, CHECK_PRIVILEGES, RELATION_EXISTS } from './sql/render-introspection.js'
 import { readQueueStats, type QueueStats } from './worker/queue.js'
 import { readIndexHealth, type IndexHealth } from './indexes/health.js'
+import { readLastChecks, type LastCheck } from './indexes/check.js'
 
 export interface CatalogEntry {
   readonly table: string
@@ -46,7 +47,7 @@ export interface Status {
   /** Privileges the roles declared in the config lack (empty when none are declared, or all are there). */
   readonly missingPrivileges: readonly MissingPrivilege[]
   /** Each vector index the config declares: ok, missing, INVALID or differing, and its size (given the config's state). */
-  readonly indexes: readonly IndexHealth[]
+  readonly indexes: readonly (IndexHealth & { readonly lastCheck: LastCheck | null })[]
 }
 
 function describeNeed(need: PrivilegeNeed): string {
@@ -108,7 +109,7 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
         embeddingColumns,
         queues: await readQueueStats(client),
         missingPrivileges: options.state ? await checkPrivileges(client, privilegeNeeds(options.state)) : [],
-        indexes: options.state ? await readIndexHealth(client, options.state) : [],
+        indexes: options.state ? await withLastChecks(client, await readIndexHealth(client, options.state)) : [],
       }
     } finally {
       await client.end()
@@ -116,4 +117,9 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
   } finally {
     await target.close()
   }
+}
+
+async function withLastChecks(client: pg.ClientBase, health: readonly IndexHealth[]): Promise<(IndexHealth & { lastCheck: LastCheck | null })[]> {
+  const checks = health.length > 0 ? await readLastChecks(client) : new Map<string, LastCheck>()
+  return health.map((h) => ({ ...h, lastCheck: checks.get(h.index) ?? null }))
 }

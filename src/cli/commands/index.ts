@@ -1,5 +1,13 @@
-import type { Command } from 'commander'
+import { readFile } from 'node:fs/promises'
+import asciichart from 'asciichart'
+import cliProgress from 'cli-progress'
+import Table from 'cli-table3'
+import { CommanderError, type Command } from 'commander'
 import pc from 'picocolors'
+import { checkIndex, findIndex, recordCheck, type IndexCheckResult } from '../../indexes/check.js'
+import { writeSearchDefault } from '../../indexes/write-setting.js'
+import { EXIT } from '../output.js'
+import { positiveInt } from '../options.js'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { repairIndexes } from '../../indexes/health.js'
@@ -8,8 +16,97 @@ import { indexProgressPrinter } from '../index-progress.js'
 import { printJson } from '../output.js'
 import { globals } from '../options.js'
 
+function recallOption(value: string): number {
+  const n = Number(value)
+  if (!(n > 0 && n <= 1)) throw new CommanderError(EXIT.usage, 'pgml-kit.option', `--target-recall must be a number in (0, 1], got ${value}`)
+  return n
+}
+
+function gridOption(value: string): number[] {
+  const grid = value.split(',').map((v) => Number(v.trim()))
+  if (grid.length === 0 || grid.some((n) => !Number.isInteger(n) || n < 1)) throw new CommanderError(EXIT.usage, 'pgml-kit.option', `--grid must be a comma-separated list of positive integers, got ${value}`)
+  return grid
+}
+
+async function readQueriesFile(path: string): Promise<number[][]> {
+  const parsed = JSON.parse(await readFile(path, 'utf8')) as unknown
+  if (!Array.isArray(parsed) || parsed.some((v) => !Array.isArray(v) || v.some((x) => typeof x !== 'number'))) {
+    throw new CommanderError(EXIT.usage, 'pgml-kit.option', `--queries-file ${path} must hold a JSON array of vectors (arrays of numbers)`)
+  }
+  return parsed as number[][]
+}
+
+/** The check as a table, a recall chart over the grid, and the recommendation. */
+function printCheck(result: IndexCheckResult): void {
+  const filtered = result.where !== null
+  const table = new Table({ head: [result.parameter, ...(filtered ? ['iterative scan'] : []), `recall@${result.k}`, 'p50 ms', 'p95 ms', 'short'], style: { head: [], border: [] } })
+  for (const r of result.rows) {
+    const mark = r === result.recommendation ? pc.green(' ←') : ''
+    table.push([`${r.setting}${mark}`, ...(filtered ? [r.iterative ? 'on' : 'off'] : []), r.recall >= result.targetRecall ? pc.green(r.recall.toFixed(3)) : r.recall.toFixed(3), r.p50Ms.toFixed(2), r.p95Ms.toFixed(2), r.short])
+  }
+  process.stdout.write(`${result.index} on ${result.column}: ${result.queries} queries, k ${result.k}${filtered ? `, where ${result.where}` : ''}; exact search p50 ${result.exact.p50Ms.toFixed(2)} ms\n`)
+  process.stdout.write(`${table.toString()}\n`)
+  const series = filtered ? [false, true].map((it) => result.rows.filter((r) => r.iterative === it).map((r) => r.recall)) : [result.rows.map((r) => r.recall)]
+  if (series[0]!.length > 1) {
+    const settings = result.rows.filter((r) => r.iterative === (filtered ? false : null)).map((r) => r.setting)
+    process.stdout.write(`\nrecall@${result.k} by ${result.parameter}${filtered ? ` (${pc.blue('iterative off')}, ${pc.green('iterative on')})` : ''}\n`)
+    process.stdout.write(`${asciichart.plot([...series, series[0]!.map(() => result.targetRecall)], { height: 10, min: 0, max: 1, colors: [asciichart.blue, asciichart.green, asciichart.red].slice(0, series.length).concat([asciichart.red]), format: (x: number) => x.toFixed(2).padStart(6) })}\n`)
+    process.stdout.write(`        ${settings.join('  ')}  (${result.parameter}; red: target ${result.targetRecall})\n`)
+  }
+  if (result.recommendation) {
+    const r = result.recommendation
+    process.stdout.write(`\n${pc.green('recommended')} ${result.parameter} ${r.setting}${r.iterative ? ' with iterative scans' : ''}: recall@${result.k} ${r.recall.toFixed(3)}, p50 ${r.p50Ms.toFixed(2)} ms (target ${result.targetRecall})\n`)
+  } else {
+    process.stdout.write(`\n${pc.red('no setting reaches')} recall ${result.targetRecall}: ${result.advice}\n`)
+  }
+}
+
 export function registerIndex(program: Command): void {
   const index = program.command('index').description('the vector indexes the config declares')
+  index.command('check')
+    .description('measure recall@k of a vector index against exact search, for each ef_search (HNSW) or probes (IVFFlat), and recommend the smallest setting that reaches the target')
+    .argument('<column>', 'table.column (or schema.table.column) of the index')
+    .option('--index <name>', 'which of the column\'s indexes (default: its first)')
+    .option('-k, --k <n>', 'rows per query', positiveInt('--k'), 10)
+    .option('--queries <n>', 'query vectors sampled from the column', positiveInt('--queries'), 100)
+    .option('--queries-file <path>', 'query vectors from a JSON file (an array of arrays of numbers) instead of a sample')
+    .option('--target-recall <r>', 'the recall@k to reach', recallOption, 0.95)
+    .option('--where <sql>', 'a filter on the table\'s rows, as SQL (runs inside a READ ONLY transaction); adds runs with iterative scans')
+    .option('--grid <list>', 'settings to try, comma-separated (default: 10…1000 for ef_search, 1…lists for probes)', gridOption)
+    .option('--write', 'write the recommended setting into the config (efSearch / probes), so the query builders use it')
+    .action(async (column: string, opts: { index?: string; k: number; queries: number; queriesFile?: string; targetRecall: number; where?: string; grid?: number[]; write?: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      const config = await loadConfig(g.config)
+      const { index: node } = findIndex(config.state, column, opts.index)
+      const queryVectors = opts.queriesFile ? await readQueriesFile(opts.queriesFile) : undefined
+      const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
+      try {
+        const client = await target.connect('pgml-kit index check')
+        let bar: cliProgress.SingleBar | undefined
+        try {
+          if (!g.json && process.stderr.isTTY) {
+            bar = new cliProgress.SingleBar({ stream: process.stderr, hideCursor: true, format: 'checking {bar} {value}/{total} queries' }, cliProgress.Presets.shades_classic)
+          }
+          const result = await checkIndex(client, config.state, {
+            column, k: opts.k, queries: opts.queries, targetRecall: opts.targetRecall,
+            ...(opts.index ? { index: opts.index } : {}), ...(queryVectors ? { queryVectors } : {}), ...(opts.where ? { where: opts.where } : {}), ...(opts.grid ? { grid: opts.grid } : {}),
+            onProgress: bar ? (done, total) => (done === 1 ? bar!.start(total, done) : bar!.update(done)) : undefined,
+          }).finally(() => bar?.stop())
+          const recorded = await recordCheck(client, result)
+          let written: string | null = null
+          if (opts.write && result.recommendation) written = await writeSearchDefault(config.path, node, result.recommendation.setting)
+          if (g.json) return printJson({ ...result, recorded, written })
+          printCheck(result)
+          if (written) process.stdout.write(`${pc.green('wrote')} ${written} in ${config.path}\n`)
+          else if (opts.write) process.stdout.write(`${pc.yellow('not written')}: nothing reached the target\n`)
+          if (!recorded) process.stdout.write(pc.dim('(not kept for status: the pgml_kit runtime schema predates index checks, or this role may not write to it)\n'))
+        } finally {
+          await client.end()
+        }
+      } finally {
+        await target.close()
+      }
+    })
   index.command('repair')
     .description('rebuild, without blocking writes, every declared index that is missing, INVALID or differs from the config')
     .argument('[column]', 'only the indexes of this column (table.column or schema.table.column)')

@@ -38,10 +38,13 @@ export function registerStatus(program: Command): void {
         process.stdout.write(`${queues.toString()}\n`)
       }
       if (status.indexes.length > 0) {
-        const indexes = new Table({ head: ['vector index', 'column', 'state', 'size'], style: { head: [], border: [] }, wordWrap: true })
+        const indexes = new Table({ head: ['vector index', 'column', 'state', 'size', 'last check'], style: { head: [], border: [] }, wordWrap: true })
         for (const i of status.indexes) {
           const state = i.state === 'ok' ? pc.green('ok') : `${pc.red(i.state)}: ${i.detail}${status.pending.length === 0 ? ' — pgml-kit index repair' : ''}`
-          indexes.push([i.index, i.column, state, i.sizeBytes === null ? '-' : formatBytes(i.sizeBytes)])
+          const c = i.lastCheck
+          const check = c === null ? pc.dim('never (pgml-kit index check)')
+            : `recall@${c.k} ${c.recall ?? '-'}${c.recommended === null ? pc.red(` below ${c.targetRecall}`) : ` at ${c.parameter} ${c.recommended}`}${c.filter ? ' (filtered)' : ''}, ${c.checkedAt.slice(0, 10)}`
+          indexes.push([i.index, i.column, state, i.sizeBytes === null ? '-' : formatBytes(i.sizeBytes), check])
         }
         process.stdout.write(`${indexes.toString()}\n`)
       }

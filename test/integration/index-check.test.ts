@@ -1,0 +1,107 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import pg from 'pg'
+import { afterEach, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config/load.js'
+import { checkIndex, recordCheck } from '../../src/indexes/check.js'
+import { readStatus } from '../../src/status.js'
+import { runCli } from '../helpers/cli.js'
+import { documentsConfig } from '../helpers/fixtures.js'
+import { TestProject } from '../helpers/project.js'
+import { tiers, type TestDatabase } from '../helpers/targets.js'
+
+/** 2,000 rows of 8-dimensional vectors (the documents fixture's size), deterministic, every tenth in department 'tenth'. */
+const FILL = `SELECT setseed(0.25);
+INSERT INTO documents (title, body, department, body_embedding)
+SELECT 'doc ' || i, 'body', CASE WHEN i % 10 = 0 THEN 'tenth' ELSE 'other' END,
+       ARRAY(SELECT random()::real - 0.5 FROM generate_series(1, 8) AS d WHERE i > 0)::vector
+FROM generate_series(1, 2000) AS i;
+ANALYZE documents;`
+
+describe.each(tiers)('index check on the $name tier', (tier) => {
+  let db: TestDatabase
+  afterEach(async () => db?.close())
+
+  async function project(indexes: Parameters<typeof documentsConfig>[0]['indexes']) {
+    db = await tier.create()
+    const p = await new TestProject(db).withDocumentsTable(documentsConfig({ indexes: [] }))
+    await p.generate('add-column')
+    await p.migrate()
+    await db.query(FILL)
+    await p.writeConfig(documentsConfig({ indexes }))
+    await p.generate('add-index')
+    await p.migrate()
+    return loadConfig('pgml-kit.config.ts', db.cwd)
+  }
+
+  async function withClient<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      return await fn(client)
+    } finally {
+      await client.end()
+    }
+  }
+
+  it('measures recall against exact search: all lists probed is exact, one is not; the build ran with its \'auto\' settings', async () => {
+    const config = await project([{ method: 'ivfflat', distance: 'l2', lists: 20, build: 'auto' }])
+    const result = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 40, grid: [1, 20] }))
+    expect(result).toMatchObject({ method: 'ivfflat', parameter: 'probes', k: 10, queries: 40, index: 'public.documents_body_embedding_ivfflat_l2_idx' })
+    const [one, all] = result.rows
+    expect(all).toMatchObject({ setting: 20, recall: 1, short: 0 })
+    expect(one!.recall).toBeLessThan(0.9)
+    expect(result.recommendation?.setting).toBe(20)
+    // The build step set maintenance_work_mem for its session and put it back.
+    expect(await db.query(`SELECT current_setting('maintenance_work_mem') AS v`)).toEqual([{ v: '64MB' }])
+    // READ ONLY: a filter that writes is refused, and nothing changed.
+    await expect(withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', where: `nextval('documents_id_seq') > 0`, grid: [1] })))
+      .rejects.toThrow(/cannot execute nextval\(\) in a read-only transaction/)
+  })
+
+  it('shows a tiny ef_search losing recall, a filter starving the index scan, iterative scans curing it; status keeps the last check', async () => {
+    const config = await project([{ method: 'hnsw', distance: 'cosine', m: 4, efConstruction: 8 }])
+    const result = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 30, grid: [1, 400] }))
+    expect(result.rows.map((r) => r.setting)).toEqual([1, 400])
+    // ef_search 1 returns at most one row of the ten asked for.
+    expect(result.rows[0]!.recall).toBeLessThanOrEqual(0.1)
+    expect(result.rows[0]!.short).toBe(30)
+    expect(result.rows[1]!.recall).toBeGreaterThanOrEqual(0.95)
+    expect(result.recommendation?.setting).toBe(400)
+
+    const filtered = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 30, grid: [10], where: `department = 'tenth'` }))
+    const [off, on] = filtered.rows
+    expect(off).toMatchObject({ setting: 10, iterative: false })
+    expect(on).toMatchObject({ setting: 10, iterative: true })
+    expect(off!.recall).toBeLessThan(0.5)
+    expect(on!.recall).toBeGreaterThan(off!.recall)
+    expect(on!.short).toBe(0)
+
+    expect(await withClient((c) => recordCheck(c, result))).toBe(true)
+    const status = await readStatus({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: config.migrationsDir, settings: config.migrations, state: config.state })
+    expect(status.indexes[0]?.lastCheck).toMatchObject({ k: 10, parameter: 'ef_search', recommended: 400, recall: result.rows[1]!.recall, targetRecall: 0.95 })
+  })
+
+  it('pgml-kit index check prints the table and chart, keeps the result, and --write puts the setting into the config', async () => {
+    const config = await project([{ method: 'hnsw', distance: 'cosine' }])
+    const run = await runCli(['index', 'check', 'documents.body_embedding', '--queries', '20', '--grid', '1,200', '--write'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/ef_search[\s\S]*recall@10[\s\S]*recommended ef_search 200/)
+    expect(run.stdout).toMatch(/wrote tables\.documents\.embeddings\.body_embedding\.indexes: efSearch 200/)
+    expect(await readFile(join(db.cwd, 'pgml-kit.config.ts'), 'utf8')).toMatch(/efSearch: 200/)
+    const reloaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    expect(reloaded.state.indexes[0]?.search).toEqual({ efSearch: 200, probes: null })
+    // A query-time default changes no migration.
+    expect((await runCli(['generate', '--check'], { cwd: db.cwd, databaseUrl: db.databaseUrl })).code).toBe(0)
+
+    const json = await runCli(['--json', 'index', 'check', 'documents.body_embedding', '--queries', '5', '--grid', '40'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(JSON.parse(json.stdout)).toMatchObject({ parameter: 'ef_search', queries: 5, recorded: true, rows: [{ setting: 40 }] })
+    const status = await runCli(['status'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(status.stdout).toMatch(/recall@10 [\d.]+ at ef_search 40/)
+    const unknown = await runCli(['index', 'check', 'documents.title'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toMatch(/"documents.title" is not an embedding column in the config/)
+    void config
+  })
+})

@@ -157,6 +157,35 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(overFetch.map((r) => r.title)).toEqual(expected)
   })
 
+  it('switches iterative scans on for a filtered search by default; an unfiltered search is one round trip; config defaults apply', async () => {
+    db = await tier.create()
+    const withDefault = { tables: { documents: { ...config.tables.documents, embeddings: { body_embedding: { ...config.tables.documents.embeddings.body_embedding, indexes: [{ method: 'hnsw', distance: 'cosine', efSearch: 10 }] } } } } } as const
+    const p = await new TestProject(db).withDocumentsTable(withDefault)
+    await p.generate()
+    await p.migrate()
+    const sent: string[] = []
+    pool = new pg.Pool({ connectionString: db.url, max: 1 })
+    // The index scan a large table would get (on 305 rows the planner rightly prefers a sort).
+    pool.on('connect', (client) => void client.query('SET enable_seqscan = off'))
+    kysely = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: (event) => { sent.push(event.query.sql) } })
+    const kit = createKit(withDefault, { db: kysely, embedIn: 'local' })
+    await insert(Array.from({ length: 300 }, (_, i) => ({ title: `p${i}`, body: 'b', department: 'parks', vector: direction(0, 1 + (i % 5), 0.01 + i / 3000) })))
+    await insert(Array.from({ length: 5 }, (_, i) => ({ title: `h${i}`, body: 'b', department: 'housing', vector: direction(0, 7, 1 + i) })))
+    const housing = (options: { iterativeScan?: 'off' }) => kit.search('documents.body_embedding', direction(0), { k: 5, ...options }).where('department', '=', 'housing').select(['title']).execute()
+
+    // The config's efSearch 10 starves the filtered scan unless iterative scans keep it going.
+    expect((await housing({ iterativeScan: 'off' })).length).toBeLessThan(5)
+    sent.length = 0
+    expect((await housing({})).map((r) => r.title)).toEqual(['h0', 'h1', 'h2', 'h3', 'h4'])
+    expect(sent.join('\n')).toMatch(/BEGIN; SELECT pg_catalog.set_config\('hnsw.ef_search', '10', true\), pg_catalog.set_config\('hnsw.iterative_scan', 'strict_order', true\)/)
+
+    sent.length = 0
+    const plain = createKit(config, { db: kysely, embedIn: 'local' })
+    const rows = await plain.search('documents.body_embedding', direction(0), { k: 3 }).select(['title']).execute()
+    expect(rows).toHaveLength(3)
+    expect(sent).toHaveLength(1)
+  })
+
   it('hybrid search fuses vector and full-text rankings (RRF) with weights', async () => {
     const { kit } = await setup()
     const embedder = await loadTiny({ id: 'pgml-kit/tiny-bert-16', revision: null, dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: null })

@@ -57,7 +57,7 @@ export function adviseHnsw(rows: number): HnswAdvice {
   assertRows(rows)
   const m = rows < 1_000_000 ? 16 : rows < 10_000_000 ? 24 : 32
   const efConstruction = 4 * m
-  const efSearch = rows < 100_000 ? 40 : rows < 1_000_000 ? 80 : 100
+  const efSearch = rows < 1_000_000 ? 40 : 100
   return { m, efConstruction, efSearch, reason: `m ${m} and ef_construction ${efConstruction} (4 × m) for ${formatCount(rows)} rows` }
 }
 

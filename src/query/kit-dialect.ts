@@ -37,7 +37,7 @@ export class KitDialect implements Dialect {
   }
 
   createQueryCompiler() {
-    return new PostgresQueryCompiler()
+    return new KitQueryCompiler()
   }
 
   createAdapter() {
@@ -46,6 +46,29 @@ export class KitDialect implements Dialect {
 
   createIntrospector(db: Kysely<unknown>) {
     return new PostgresIntrospector(db)
+  }
+}
+
+/**
+ * PostgreSQL's compiler, except that a query vector used several times in one query (the
+ * distance selected, the similarity, the ORDER BY) is sent once: every use refers to the same `$n`.
+ * A vector of 384 dimensions is several kilobytes of text the server would otherwise parse again
+ * for each use.
+ */
+class KitQueryCompiler extends PostgresQueryCompiler {
+  #vectors = new Map<QueryVector, number>()
+
+  override compileQuery(node: RootOperationNode, queryId: Parameters<PostgresQueryCompiler['compileQuery']>[1]): CompiledQuery {
+    this.#vectors = new Map()
+    return super.compileQuery(node, queryId)
+  }
+
+  protected override appendValue(value: unknown): void {
+    if (!(value instanceof QueryVector)) return super.appendValue(value)
+    const index = this.#vectors.get(value)
+    if (index !== undefined) return this.append(`$${index}`)
+    super.appendValue(value)
+    this.#vectors.set(value, this.numParameters)
   }
 }
 

@@ -39,6 +39,8 @@ export async function startServerContainer(): Promise<StartedServer> {
   const password = 'pgml-kit-test'
   const container = await new GenericContainer(SERVER_IMAGE)
     .withEnvironment({ POSTGRES_PASSWORD: password })
+    // As docker/compose.yaml: parallel index builds need more /dev/shm than Docker's 64 MB.
+    .withSharedMemorySize(1024 * 1024 * 1024)
     .withExposedPorts(5432)
     .withBindMounts([{ source: MODELS_DIR, target: CONTAINER_MOUNT, mode: 'ro' }])
     .withCommand(['postgres', '-c', 'max_connections=200', '-c', 'fsync=off'])

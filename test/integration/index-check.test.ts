@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
+import type { IndexConfig } from '../../src/config/schema.js'
 import { checkIndex, recordCheck } from '../../src/indexes/check.js'
 import { readStatus } from '../../src/status.js'
 import { runCli } from '../helpers/cli.js'
@@ -22,7 +23,7 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
   let db: TestDatabase
   afterEach(async () => db?.close())
 
-  async function project(indexes: Parameters<typeof documentsConfig>[0]['indexes']) {
+  async function project(indexes: IndexConfig[]) {
     db = await tier.create()
     const p = await new TestProject(db).withDocumentsTable(documentsConfig({ indexes: [] }))
     await p.generate('add-column')

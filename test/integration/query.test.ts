@@ -159,7 +159,7 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
 
   it('switches iterative scans on for a filtered search by default; an unfiltered search is one round trip; config defaults apply', async () => {
     db = await tier.create()
-    const withDefault = { tables: { documents: { ...config.tables.documents, embeddings: { body_embedding: { ...config.tables.documents.embeddings.body_embedding, indexes: [{ method: 'hnsw', distance: 'cosine', efSearch: 10 }] } } } } } as const
+    const withDefault = { tables: { documents: { ...config.tables.documents, embeddings: { body_embedding: { ...config.tables.documents.embeddings.body_embedding, indexes: [{ method: 'hnsw' as const, distance: 'cosine' as const, efSearch: 10 }] } } } } }
     const p = await new TestProject(db).withDocumentsTable(withDefault)
     await p.generate()
     await p.migrate()

@@ -22,7 +22,7 @@ describe('index advice from the size of the data', () => {
 
   it('HNSW keeps pgvector\'s defaults below a million rows and densens the graph above', () => {
     expect(adviseHnsw(50_000)).toMatchObject({ m: 16, efConstruction: 64, efSearch: 40 })
-    expect(adviseHnsw(100_000)).toMatchObject({ m: 16, efConstruction: 64, efSearch: 80 })
+    expect(adviseHnsw(100_000)).toMatchObject({ m: 16, efConstruction: 64, efSearch: 40 })
     expect(adviseHnsw(2_000_000)).toMatchObject({ m: 24, efConstruction: 96 })
     expect(adviseHnsw(20_000_000)).toMatchObject({ m: 32, efConstruction: 128 })
   })
@@ -62,7 +62,7 @@ describe('plans sized against a database', () => {
     expect(hnsw?.notes).toEqual([
       '100,000 rows in public.documents (test database), 100,000 with a vector',
       'm 16, ef_construction 64 (auto: m 16 and ef_construction 64 (4 × m) for 100,000 rows)',
-      'start searches at ef_search 80; `pgml-kit index check documents.body_embedding` measures the recall of each setting on your data',
+      'start searches at ef_search 40; `pgml-kit index check documents.body_embedding` measures the recall of each setting on your data',
       expect.stringMatching(/^build: the graph of 100,000 rows needs about 2\d\d MB, more than the default 64 MB maintenance_work_mem; maintenance_work_mem is set from the table's rows when the build runs \(at most 1GB\), and up to 1 parallel workers$/),
     ])
     expect(ivfflat?.notes).toContain('lists 100 (auto: lists = rows / 1000 for up to 1M rows (100,000 rows), probes = √lists); search with probes 10 to start')

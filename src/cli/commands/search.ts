@@ -15,8 +15,9 @@ export function registerSearch(program: Command): void {
     .argument('<column>', '<table>.<column>')
     .argument('<query>', 'text to search for')
     .option('-k <n>', 'rows to return', positiveInt('-k'), 5)
-    .option('--ef-search <n>', 'hnsw.ef_search for this query', positiveInt('--ef-search'))
-    .action(async (arg: string, query: string, opts: { k: number; efSearch?: number }, cmd: Command) => {
+    .option('--ef-search <n>', 'hnsw.ef_search for this query (default: the config\'s efSearch, else the server\'s)', positiveInt('--ef-search'))
+    .option('--probes <n>', 'ivfflat.probes for this query (default: the config\'s probes, else the server\'s)', positiveInt('--probes'))
+    .action(async (arg: string, query: string, opts: { k: number; efSearch?: number; probes?: number }, cmd: Command) => {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
       const column = findColumn(config.state.embeddingColumns, arg)
@@ -30,7 +31,7 @@ export function registerSearch(program: Command): void {
           search(ref: string, q: string, o: object): { select(cols: string[]): { execute(): Promise<Record<string, unknown>[]> } }
         }
         const columns = [...column.keyColumns, ...column.sourceColumns]
-        const rows = await kit.search(`${column.table}.${column.column}`, query, { k: opts.k, ...(opts.efSearch ? { efSearch: opts.efSearch } : {}) }).select(columns).execute()
+        const rows = await kit.search(`${column.table}.${column.column}`, query, { k: opts.k, ...(opts.efSearch ? { efSearch: opts.efSearch } : {}), ...(opts.probes ? { probes: opts.probes } : {}) }).select(columns).execute()
         if (g.json) return printJson(rows)
         const table = new Table({ head: [...columns, 'distance'], style: { head: [], border: [] }, wordWrap: true, colWidths: [...columns.map((c) => (column.keyColumns.includes(c) ? 8 : 40)), 12] })
         for (const row of rows) table.push([...columns.map((c) => String(row[c] ?? '')), Number(row.distance).toFixed(4)])

@@ -9,6 +9,7 @@ import { registerGenerate } from './commands/generate.js'
 import { registerIndex } from './commands/index.js'
 import { registerInit } from './commands/init.js'
 import { registerMigrate } from './commands/migrate.js'
+import { registerMl } from './commands/ml.js'
 import { registerParity } from './commands/parity.js'
 import { registerPlan } from './commands/plan.js'
 import { registerQueue } from './commands/queue.js'
@@ -51,6 +52,7 @@ export function buildProgram(exit: { code: number }): Command {
   registerSearch(program)
   registerParity(program, ctx)
   registerExtension(program)
+  registerMl(program)
   return program
 }
 

@@ -143,11 +143,85 @@ export const rolesSchema = z.strictObject({
   worker: roleList.optional(),
 })
 
+/** A column type written into generated SQL as is: a type name, optionally with a modifier, e.g. `double precision`, `numeric(10,2)`, `vector(128)`. */
+const sqlType = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*( [A-Za-z_][A-Za-z0-9_]*)*(\(\d+(, ?\d+)?\))?(\[\])?$/, 'must be a PostgreSQL type such as "double precision", "integer", "numeric(10,2)" or "vector(128)"')
+
+const interval = z.string().regex(/^\d+(\.\d+)?\s*(seconds?|minutes?|hours?|days?|weeks?|months?|years?)$/, 'must be an interval such as "30 days", "12 hours" or "1 year"')
+
+const relationSchema = z.union([
+  z.strictObject({ table: identifier, schema: identifier.optional() }),
+  z.strictObject({ sql: z.string().min(1, 'must not be empty') }),
+], { error: 'must be { table, schema? } or { sql }' })
+
+/**
+ * A feature view (Feast's model): features of an entity computed from a source, each row stamped
+ * with when the values held (`timestamp`) and, optionally, when they were recorded (`createdTimestamp`).
+ */
+export const featureViewSchema = z.strictObject({
+  /** Columns that identify the entity in the source (join keys). */
+  entities: z.union([identifier, z.array(identifier).min(1, 'needs at least one column')]),
+  source: relationSchema,
+  /** When the feature values held (the event time). */
+  timestamp: identifier,
+  /** When the row was recorded; breaks ties between rows of the same event time, and is the materialisation's high-water mark when given. */
+  createdTimestamp: identifier.optional(),
+  /** How long a feature row stays valid after its event time (default: forever). */
+  ttl: interval.optional(),
+  /** Source column → type it is stored as. */
+  features: z.record(identifier, sqlType).refine((f) => Object.keys(f).length > 0, 'needs at least one feature'),
+})
+
+/** A training set: label rows with their time, joined point-in-time to feature views. */
+export const trainingSetSchema = z.strictObject({
+  labels: relationSchema,
+  /** Columns of the label rows that match each feature view's entities, in order. */
+  entities: z.union([identifier, z.array(identifier).min(1, 'needs at least one column')]),
+  /** When the label was observed: features are taken as they were at this time. */
+  timestamp: identifier,
+  /** The label column (the model's target). */
+  label: identifier,
+  /** Features as `<view>.<feature>`, in the order the model sees them. */
+  features: z.array(z.string().regex(/^[^.]+\.[^.]+$/, 'must be "<feature view>.<feature>"')).min(1, 'needs at least one feature'),
+})
+
+const jsonObject = z.record(z.string(), z.unknown())
+
+/** A model trained in the database with pgml.train. */
+export const modelTrainingSchema = z.strictObject({
+  task: z.enum(['regression', 'classification'], { error: 'must be "regression" or "classification"' }),
+  /** A training set of this config, or a table or view (`schema.name` or `name`). */
+  relation: z.string().min(1),
+  /** The target column (default: the training set's label). */
+  target: identifier.optional(),
+  algorithm: z.string().regex(/^[a-z_0-9]+$/, 'must be a pgml algorithm name such as "linear", "xgboost" or "random_forest"').optional(),
+  hyperparams: jsonObject.optional(),
+  search: z.enum(['grid', 'random']).optional(),
+  searchParams: jsonObject.optional(),
+  searchArgs: jsonObject.optional(),
+  testSize: z.number().gt(0, 'must be above 0').lt(1, 'must be below 1').optional(),
+  testSampling: z.enum(['random', 'first', 'last', 'stratified']).optional(),
+  preprocess: jsonObject.optional(),
+  /** Deploy a newly trained model only if `metric` reaches `min` and/or beats the deployed model's by `margin`. */
+  deploy: z.strictObject({
+    metric: z.string().regex(/^[a-z_0-9]+$/, 'must be a metric name such as "r2", "f1", "accuracy" or "mean_squared_error"'),
+    min: z.number().optional(),
+    margin: z.number().min(0).optional(),
+  }).optional(),
+})
+
 export const configSchema = z.strictObject({
   migrations: migrationsSchema.optional(),
   roles: rolesSchema.optional(),
   embedder: embedderSchema.optional(),
   tables: z.record(identifier, tableSchema),
+  /** Feature views, their training sets, and the schema their tables and views go in (default `features`). */
+  features: z.strictObject({
+    schema: identifier.optional(),
+    views: z.record(identifier, featureViewSchema).optional(),
+    trainingSets: z.record(identifier, trainingSetSchema).optional(),
+  }).optional(),
+  /** Models trained in the database, by pgml project name. */
+  models: z.record(z.string().min(1), modelTrainingSchema).optional(),
 })
 
 export type Distance = z.infer<typeof distanceSchema>
@@ -163,5 +237,8 @@ export type FullTextConfig = z.infer<typeof fullTextSchema>
 export type MigrationsConfig = z.infer<typeof migrationsSchema>
 export type EmbedderConfig = z.infer<typeof embedderSchema>
 export type RolesConfig = z.infer<typeof rolesSchema>
+export type FeatureViewConfig = z.infer<typeof featureViewSchema>
+export type TrainingSetConfig = z.infer<typeof trainingSetSchema>
+export type ModelTrainingConfig = z.infer<typeof modelTrainingSchema>
 /** The object `pgml-kit.config.ts` exports (usually through `defineConfig`). */
 export type PgmlKitConfig = z.infer<typeof configSchema>

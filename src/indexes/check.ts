@@ -40,6 +40,8 @@ export interface IndexCheckRow {
   /** Iterative scan, when a filter is given (null without one). */
   readonly iterative: boolean | null
   readonly recall: number
+  /** Standard error of `recall` (the spread of per-query recall over √queries): how much another sample of queries may differ. */
+  readonly recallStdErr: number
   readonly p50Ms: number
   readonly p95Ms: number
   /** Queries that returned fewer than k rows although exact search found k. */
@@ -59,7 +61,10 @@ export interface IndexCheckResult {
   /** Latency of exact search (sequential scan), for scale. */
   readonly exact: { readonly p50Ms: number; readonly p95Ms: number }
   readonly rows: readonly IndexCheckRow[]
-  /** The smallest setting that reaches the target (with iterative scans when that is what reaches it), or null. */
+  /**
+   * The smallest setting whose recall reaches the target by at least one standard error (so other
+   * queries reach it too, not only these), with iterative scans when that is what reaches it; or null.
+   */
   readonly recommendation: IndexCheckRow | null
   /** What to do when nothing reaches the target. */
   readonly advice: string | null
@@ -185,6 +190,7 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
         let wanted = 0
         let short = 0
         const latencies: number[] = []
+        const perQuery: number[] = []
         for (const [i, q] of queries.entries()) {
           const result = await time(q)
           latencies.push(result.ms)
@@ -192,17 +198,21 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
           if (truth.length === 0) continue
           const kth = truth[truth.length - 1]!
           const tolerance = 1e-6 * Math.max(1, Math.abs(kth))
+          const hits = Math.min(truth.length, result.distances.filter((d) => d <= kth + tolerance).length)
           wanted += truth.length
-          found += Math.min(truth.length, result.distances.filter((d) => d <= kth + tolerance).length)
+          found += hits
+          perQuery.push(hits / truth.length)
           if (result.distances.length < truth.length) short += 1
         }
-        rows.push({ setting, iterative, recall: wanted === 0 ? 1 : round(found / wanted, 4), p50Ms: round(percentile(latencies, 0.5), 3), p95Ms: round(percentile(latencies, 0.95), 3), short })
+        const mean = perQuery.length === 0 ? 1 : perQuery.reduce((a, b) => a + b, 0) / perQuery.length
+        const sd = perQuery.length < 2 ? 0 : Math.sqrt(perQuery.reduce((a, b) => a + (b - mean) ** 2, 0) / (perQuery.length - 1))
+        rows.push({ setting, iterative, recall: wanted === 0 ? 1 : round(found / wanted, 4), recallStdErr: round(sd / Math.sqrt(Math.max(1, perQuery.length)), 4), p50Ms: round(percentile(latencies, 0.5), 3), p95Ms: round(percentile(latencies, 0.95), 3), short })
       }
     }
     await client.query('ROLLBACK')
 
     // The cheapest row that reaches the target: lowest setting, then without iterative scans (they cost more when not needed).
-    const reaching = rows.filter((r) => r.recall >= targetRecall).sort((a, b) => a.setting - b.setting || Number(a.iterative) - Number(b.iterative))
+    const reaching = rows.filter((r) => r.recall - r.recallStdErr >= targetRecall).sort((a, b) => a.setting - b.setting || Number(a.iterative) - Number(b.iterative))
     const recommendation = reaching[0] ?? null
     const best = [...rows].sort((a, b) => b.recall - a.recall)[0]
     const advice = recommendation ? null

@@ -71,7 +71,7 @@ function upgradeSnapshot(snapshot: Snapshot): Snapshot {
   }))
   // Indexes written before 'auto', build settings and query defaults existed had none of them.
   const indexes = snapshot.state.indexes.map((i) => ({ ...i, auto: i.auto ?? [], build: i.build ?? null, search: i.search ?? { efSearch: null, probes: null } }))
-  return { ...snapshot, state: { ...snapshot.state, embeddingColumns: columns, indexes, fullText: snapshot.state.fullText ?? [], roles: snapshot.state.roles ?? { app: [], worker: [] } } }
+  return { ...snapshot, state: { ...snapshot.state, embeddingColumns: columns, indexes, fullText: snapshot.state.fullText ?? [], roles: snapshot.state.roles ?? { app: [], worker: [] }, featureViews: snapshot.state.featureViews ?? [], trainingSets: snapshot.state.trainingSets ?? [] } }
 }
 
 /**

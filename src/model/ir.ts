@@ -101,6 +101,43 @@ export interface EmbedderSettings {
   readonly batchSize: number
 }
 
+/** Where rows come from: a table, or a query written in the config. */
+export type RelationNode = { readonly kind: 'table'; readonly schema: string; readonly table: string } | { readonly kind: 'sql'; readonly sql: string }
+
+export interface FeatureNode {
+  readonly name: string
+  readonly type: string
+}
+
+export interface FeatureViewNode {
+  /** The schema its tables and function go in. */
+  readonly schema: string
+  readonly name: string
+  readonly entities: readonly string[]
+  readonly source: RelationNode
+  readonly timestamp: string
+  readonly createdTimestamp: string | null
+  readonly ttl: string | null
+  readonly features: readonly FeatureNode[]
+  /** Append-only history of every materialised row. */
+  readonly offlineTable: string
+  /** The latest row per entity. */
+  readonly onlineTable: string
+  readonly materializeFunction: string
+}
+
+export interface TrainingSetNode {
+  readonly schema: string
+  readonly name: string
+  readonly labels: RelationNode
+  readonly entities: readonly string[]
+  readonly timestamp: string
+  readonly label: string
+  readonly features: readonly { readonly view: string; readonly feature: string }[]
+  /** The view with entity keys, label time and each feature row's event time beside the features. */
+  readonly auditView: string
+}
+
 export interface DesiredState {
   readonly formatVersion: 1
   /** Version of the `pgml_kit` runtime schema these objects need (0: none). */
@@ -110,6 +147,8 @@ export interface DesiredState {
   readonly fullText: readonly FullTextNode[]
   /** Roles granted what the application (`app`) and the worker (`worker`) need; sorted. */
   readonly roles: RolesNode
+  readonly featureViews: readonly FeatureViewNode[]
+  readonly trainingSets: readonly TrainingSetNode[]
 }
 
 export interface RolesNode {
@@ -124,6 +163,8 @@ export const EMPTY_STATE: DesiredState = Object.freeze({
   indexes: Object.freeze([]),
   fullText: Object.freeze([]),
   roles: Object.freeze({ app: Object.freeze([]), worker: Object.freeze([]) }),
+  featureViews: Object.freeze([]),
+  trainingSets: Object.freeze([]),
 })
 
 export const RUNTIME_VERSION = 4

@@ -1,10 +1,11 @@
 import { resolve as resolvePath } from 'node:path'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { configSchema, type EmbeddingConfig, type IndexConfig, type PgmlKitConfig } from '../config/schema.js'
+import { resolveFeatureViews, resolveModels, resolveTrainingSets } from './resolve-features.js'
 import { deriveIdentifier } from '../sql/quote.js'
 import {
   RUNTIME_VERSION, deepFreeze, triggerFunctionName,
-  type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type IndexBuildSettings, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
+  type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type IndexBuildSettings, type TrainingSetNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
 } from './ir.js'
 import { MODEL_PRESETS } from './presets.js'
 
@@ -14,7 +15,29 @@ export const INDEXABLE_DIMENSIONS: Readonly<Record<VectorType, number>> = { vect
 export const DISTANCE_SUFFIX = { l2: 'l2', inner_product: 'ip', cosine: 'cosine', l1: 'l1' } as const
 export const DEFAULT_SEPARATOR = '\n\n'
 
+/** A model the config declares (not schema: `pgml-kit train` acts on it). */
+export interface ModelNode {
+  readonly project: string
+  readonly task: 'regression' | 'classification'
+  /** The training set it trains on, when `relation` names one. */
+  readonly trainingSet: TrainingSetNode | null
+  /** The relation pgml.train reads, as PostgreSQL would name it (`schema.name`, quoted where needed). */
+  readonly relationName: string
+  readonly target: string
+  readonly algorithm: string | null
+  readonly hyperparams: Readonly<Record<string, unknown>> | null
+  readonly search: 'grid' | 'random' | null
+  readonly searchParams: Readonly<Record<string, unknown>> | null
+  readonly searchArgs: Readonly<Record<string, unknown>> | null
+  readonly testSize: number | null
+  readonly testSampling: 'random' | 'first' | 'last' | 'stratified' | null
+  readonly preprocess: Readonly<Record<string, unknown>> | null
+  readonly gate: { readonly metric: string; readonly min: number | null; readonly margin: number | null } | null
+}
+
 export interface ResolvedConfig {
+  /** Models to train with `pgml-kit train`, by project. */
+  readonly models: readonly ModelNode[]
   readonly state: DesiredState
   readonly migrations: MigrationSettings
   /** Embedder settings; `modelsDir` is as written in the config (relative to it). */
@@ -135,6 +158,10 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       }
     }
   }
+  const featureSchema = config.features?.schema ?? 'features'
+  const featureViews = resolveFeatureViews(config, featureSchema, issues)
+  const trainingSets = resolveTrainingSets(config, featureSchema, featureViews, issues)
+  const models = resolveModels(config, trainingSets, issues)
   if (issues.length > 0) throw new ConfigError(issues, source)
 
   const byKey = (a: { schema: string; table: string; column: string }, b: typeof a) =>
@@ -153,7 +180,10 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       indexes,
       fullText: fullText.sort((a, b) => a.schema.localeCompare(b.schema) || a.table.localeCompare(b.table)),
       roles: { app: roleNames(config.roles?.app), worker: roleNames(config.roles?.worker) },
+      featureViews,
+      trainingSets,
     },
+    models,
     migrations: {
       dir: m.dir ?? 'migrations',
       table: m.table ?? 'pgmigrations',

@@ -33,6 +33,12 @@ export type OperationKind =
   | 'drop-full-text-column'
   | 'create-gin-index'
   | 'drop-gin-index'
+  | 'create-feature-schema'
+  | 'drop-feature-schema'
+  | 'create-feature-view'
+  | 'drop-feature-view'
+  | 'create-training-set'
+  | 'drop-training-set'
 
 export interface Operation {
   readonly kind: OperationKind

@@ -1,4 +1,5 @@
-import type { EmbeddingColumnNode, FullTextNode, VectorIndexNode } from '../model/ir.js'
+import type { EmbeddingColumnNode, FeatureViewNode, FullTextNode, TrainingSetNode, VectorIndexNode } from '../model/ir.js'
+import { renderCreateFeatureSchema, renderCreateFeatureView, renderCreateTrainingSet, renderDropFeatureSchema, renderDropFeatureView, renderDropTrainingSet } from '../sql/render-features.js'
 import { renderAddFullTextColumn, renderCreateGinIndexConcurrently, renderDropFullTextColumn } from '../sql/render-full-text.js'
 import { columnKey } from '../model/ir.js'
 import { runtimeInstallSql, runtimeUninstallSql } from '../runtime/assets.js'
@@ -342,5 +343,59 @@ export function dropGinIndex(node: FullTextNode): Operation {
   return defineOperation({
     kind: 'drop-gin-index', summary: `drop GIN index ${node.schema}.${node.indexName} concurrently`,
     transactional: false, safety: 'safe', requiresPgml: PGML.none, up: create.down, down: create.up, notes: [],
+  })
+}
+
+export function createFeatureSchema(schema: string): Operation {
+  return defineOperation({
+    kind: 'create-feature-schema', summary: `create schema ${schema} for feature views and training sets, with its model lineage table`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: renderCreateFeatureSchema(schema), down: renderDropFeatureSchema(schema),
+    notes: ['down drops the lineage records of trained models, and the schema only if nothing else is in it'],
+  })
+}
+
+export function dropFeatureSchema(schema: string): Operation {
+  const create = createFeatureSchema(schema)
+  return defineOperation({
+    kind: 'drop-feature-schema', summary: `drop the model lineage table of ${schema}, and the schema if nothing else is in it`,
+    transactional: true, safety: 'destructive', requiresPgml: PGML.none, up: create.down, down: create.up,
+    notes: ['the lineage records of trained models are deleted'],
+  })
+}
+
+export function createFeatureView(view: FeatureViewNode): Operation {
+  return defineOperation({
+    kind: 'create-feature-view',
+    summary: `create feature view ${view.schema}.${view.name} (${view.features.map((f) => f.name).join(', ')} by ${view.entities.join(', ')}): offline and online tables, ${view.materializeFunction}()`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: renderCreateFeatureView(view), down: renderDropFeatureView(view),
+    notes: [`empty until materialised: \`pgml-kit materialize ${view.name}\` (or SELECT * FROM ${view.schema}.${view.materializeFunction}()) on a schedule`],
+  })
+}
+
+export function dropFeatureView(view: FeatureViewNode): Operation {
+  const create = createFeatureView(view)
+  return defineOperation({
+    kind: 'drop-feature-view', summary: `drop feature view ${view.schema}.${view.name} and its offline and online tables`,
+    transactional: true, safety: 'destructive', requiresPgml: PGML.none, up: create.down, down: create.up,
+    notes: ['the materialised history is deleted; down re-creates the tables empty (materialise again to refill them)'],
+  })
+}
+
+export function createTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[]): Operation {
+  return defineOperation({
+    kind: 'create-training-set',
+    summary: `create training set ${set.schema}.${set.name}: ${set.label} with ${set.features.map((f) => `${f.view}.${f.feature}`).join(', ')} as of each label's ${set.timestamp}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: renderCreateTrainingSet(set, views), down: renderDropTrainingSet(set), notes: [],
+  })
+}
+
+export function dropTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[]): Operation {
+  const create = createTrainingSet(set, views)
+  return defineOperation({
+    kind: 'drop-training-set', summary: `drop training set ${set.schema}.${set.name}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none, up: create.down, down: create.up, notes: [],
   })
 }

@@ -192,6 +192,8 @@ export function planMigration(previous: DesiredState, next: DesiredState, option
     after.push(ops.createGinIndex(node))
   }
 
+  planFeatures(previous, next, main)
+
   // Checks of the live database run before anything else in the file.
   const checks = {
     roles: [...new Set(added.map((a) => a.role))].sort(),
@@ -222,4 +224,38 @@ function ivfflatWaitsForData(index: VectorIndexNode, column: EmbeddingColumnNode
     return `${columnKey(column)} holds no vectors yet (${sizing!.source}); an IVFFlat index built now would learn nothing. After the backfill, run pgml-kit generate again to build it`
   }
   return null
+}
+
+/**
+ * Feature views and training sets: training sets that change (or whose views do) are dropped
+ * first and created last; a feature view is created or dropped whole — changing one is refused,
+ * since its tables hold the materialised history.
+ */
+function planFeatures(previous: DesiredState, next: DesiredState, main: Operation[]): void {
+  const prevViews = new Map((previous.featureViews ?? []).map((v) => [`${v.schema}.${v.name}`, v]))
+  const nextViews = new Map(next.featureViews.map((v) => [`${v.schema}.${v.name}`, v]))
+  const prevSets = new Map((previous.trainingSets ?? []).map((s) => [`${s.schema}.${s.name}`, s]))
+  const nextSets = new Map(next.trainingSets.map((s) => [`${s.schema}.${s.name}`, s]))
+  for (const [key, view] of nextViews) {
+    const old = prevViews.get(key)
+    if (old && JSON.stringify(old) !== JSON.stringify(view)) {
+      throw new PlanError('FEATURE_VIEW_CHANGE_UNSUPPORTED', `changing feature view ${key} is not supported yet: its tables hold the materialised history`, {
+        where: `features.views.${view.name}`, hint: 'declare the changed view under a new name (materialise it), move training sets to it, then remove the old one',
+      })
+    }
+  }
+  const schemas = (state: DesiredState) => new Set([...(state.featureViews ?? []).map((v) => v.schema), ...(state.trainingSets ?? []).map((s) => s.schema)])
+  const prevSchemas = schemas(previous)
+  const nextSchemas = schemas(next)
+  const changedSet = (key: string) => {
+    const old = prevSets.get(key)
+    const now = nextSets.get(key)
+    return !now || !old || JSON.stringify(old) !== JSON.stringify(now)
+  }
+  for (const [key, set] of prevSets) if (changedSet(key)) main.push(ops.dropTrainingSet(set, previous.featureViews))
+  for (const [key, view] of prevViews) if (!nextViews.has(key)) main.push(ops.dropFeatureView(view))
+  for (const schema of [...nextSchemas].sort()) if (!prevSchemas.has(schema)) main.push(ops.createFeatureSchema(schema))
+  for (const [key, view] of nextViews) if (!prevViews.has(key)) main.push(ops.createFeatureView(view))
+  for (const [key, set] of nextSets) if (changedSet(key)) main.push(ops.createTrainingSet(set, next.featureViews))
+  for (const schema of [...prevSchemas].sort()) if (!nextSchemas.has(schema)) main.push(ops.dropFeatureSchema(schema))
 }

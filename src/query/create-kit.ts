@@ -11,6 +11,7 @@ import {
   renderQueryEmbedding, similarityExpression, tableId,
 } from '../sql/render-search.js'
 import { KitDialect } from './kit-dialect.js'
+import { renderPredictOnline } from '../sql/render-features.js'
 import { NO_INDEX, QueryVector, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
 
 type Tables<C extends PgmlKitConfig> = C['tables']
@@ -97,6 +98,13 @@ export interface Kit<C extends PgmlKitConfig, DB> {
   predictBatch(project: string, rows: readonly (readonly number[])[]): Promise<number[]>
   /** `pgml.predict_proba`: class probabilities. */
   predictProba(project: string, features: readonly number[]): Promise<number[]>
+  /**
+   * Predicts for an entity from the online feature store, in one statement: the model's training
+   * set names the features and their order, read from the feature views' online tables (NULL when
+   * missing or older than the view's TTL) — the definitions training used. `entity` gives the
+   * training set's entity columns.
+   */
+  predictOnline(project: string, entity: Readonly<Record<string, string | number | bigint | boolean | Date>>): Promise<number>
   readonly fn: {
     /** `pgml.predict(project, ARRAY[...]::real[])` as an expression for your own queries. */
     predict(project: string, features: readonly (Expression<unknown> | number)[]): RawBuilder<number>
@@ -257,6 +265,20 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
     async predictProba(project, features) {
       const { rows } = await predictProbaQuery(project, features).execute(kitDb)
       return (rows[0]?.p ?? []).map(Number)
+    },
+
+    async predictOnline(project, entity) {
+      const model = resolved.models.find((m) => m.project === project)
+      if (!model?.trainingSet) {
+        throw new PgmlKitError('MODEL_UNKNOWN', model ? `model "${project}" does not train on a training set of the config, so its online features are unknown` : `no model "${project}" in the config`, {
+          hint: 'declare models.<project>.relation as one of features.trainingSets',
+        })
+      }
+      const set = model.trainingSet
+      const missing = set.entities.filter((e) => !(e in entity))
+      if (missing.length > 0) throw new PgmlKitError('ENTITY_INCOMPLETE', `predictOnline("${project}") needs ${set.entities.join(', ')}; missing ${missing.join(', ')}`)
+      const result = await kitDb.executeQuery<{ p: number }>(CompiledQuery.raw(renderPredictOnline(set, resolved.state.featureViews), [project, ...set.entities.map((e) => entity[e])]))
+      return Number(result.rows[0]?.p)
     },
 
     fn: {

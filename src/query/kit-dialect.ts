@@ -86,22 +86,51 @@ function selectsDistance(query: RootOperationNode): boolean {
   })
 }
 
+/**
+ * A connection of the kit's Kysely. It holds one of the application's connections only while it
+ * must: inside a transaction, while a search's settings are in force, and from the first query
+ * without a query vector on (so `kit.db.connection()` keeps its session). A search that needs no
+ * setting and is not inside either runs through the application's Kysely as it is, like any of
+ * its own queries: one round trip, no hand-over of a connection.
+ */
 class KitConnection implements DatabaseConnection {
-  readonly #borrowed: Kysely<unknown>
+  readonly #db: Kysely<unknown>
   readonly #runtime: KitRuntime
   readonly #multiStatement: { ok: boolean }
-  readonly release: () => void
+  #pinned: { readonly conn: Kysely<unknown>; readonly release: () => void } | null = null
   inTransaction = false
 
-  constructor(borrowed: Kysely<unknown>, runtime: KitRuntime, multiStatement: { ok: boolean }, release: () => void) {
-    this.#borrowed = borrowed
+  constructor(db: Kysely<unknown>, runtime: KitRuntime, multiStatement: { ok: boolean }) {
+    this.#db = db
     this.#runtime = runtime
     this.#multiStatement = multiStatement
-    this.release = release
+  }
+
+  /** Borrows one of the application's connections until `unpin`. */
+  pin(): Promise<void> {
+    if (this.#pinned) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      this.#db.connection().execute(async (conn) => {
+        await new Promise<void>((release) => {
+          this.#pinned = { conn, release }
+          resolve()
+        })
+      }).catch(reject)
+    })
+  }
+
+  unpin(): void {
+    const pinned = this.#pinned
+    this.#pinned = null
+    pinned?.release()
+  }
+
+  #target(): Kysely<unknown> {
+    return this.#pinned?.conn ?? this.#db
   }
 
   run(sql: string, parameters: readonly unknown[] = []): Promise<QueryResult<Record<string, unknown>>> {
-    return this.#borrowed.executeQuery(CompiledQuery.raw(sql, [...parameters]))
+    return this.#target().executeQuery(CompiledQuery.raw(sql, [...parameters]))
   }
 
   /** BEGIN and the settings in one round trip where the driver allows it, else two. */
@@ -122,7 +151,11 @@ class KitConnection implements DatabaseConnection {
 
   async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
     const markers = compiled.parameters.filter((p): p is QueryVector => p instanceof QueryVector)
-    if (markers.length === 0) return this.#borrowed.executeQuery<R>(compiled)
+    if (markers.length === 0) {
+      // Your own queries through kit.db keep the connection they ran on, as Kysely's connection() promises.
+      await this.pin()
+      return this.#target().executeQuery<R>(compiled)
+    }
     const run: Run = (sql, params) => this.run(sql, params)
     const filtered = isFiltered(compiled.query)
     const wantsIterative = filtered && markers.some((m) => m.settings.iterativeScan === undefined && m.index.method !== null)
@@ -139,7 +172,7 @@ class KitConnection implements DatabaseConnection {
       for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#runtime.resolve(marker, run))
       return compiled.parameters.map((p) => (p instanceof QueryVector ? resolved.get(p) : p))
     }
-    if (settings.length === 0) return this.#borrowed.executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
+    if (settings.length === 0) return this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
 
     const assignments = settings.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(', ')
     if (this.inTransaction) {
@@ -148,7 +181,7 @@ class KitConnection implements DatabaseConnection {
       const names = settings.map(([name]) => name)
       const before = (await this.run(`SELECT ${names.map((n, i) => `pg_catalog.current_setting(${quoteLiteral(n)}, true) AS v${i}`).join(', ')}`)).rows[0] ?? {}
       await this.run(`SELECT ${assignments}`)
-      const result = await this.#borrowed.executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
+      const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
       await this.run(`SELECT ${names.map((n, i) => {
         const value = before[`v${i}`] as string | null | undefined
         return value
@@ -157,14 +190,20 @@ class KitConnection implements DatabaseConnection {
       }).join(', ')}`)
       return result
     }
-    await this.#begin(assignments)
+    // The settings live in a transaction on one connection, held until it ends.
+    await this.pin()
     try {
-      const result = await this.#borrowed.executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
-      await this.run('COMMIT')
-      return result
-    } catch (error) {
-      await this.run('ROLLBACK').catch(() => undefined)
-      throw error
+      await this.#begin(assignments)
+      try {
+        const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
+        await this.run('COMMIT')
+        return result
+      } catch (error) {
+        await this.run('ROLLBACK').catch(() => undefined)
+        throw error
+      }
+    } finally {
+      this.unpin()
     }
   }
 
@@ -187,36 +226,47 @@ class KitDriver implements Driver {
 
   async init(): Promise<void> {}
 
-  /** Holds one of the application's connections until Kysely releases it. */
-  acquireConnection(): Promise<DatabaseConnection> {
-    return new Promise((resolve, reject) => {
-      this.#db.connection().execute(async (borrowed) => {
-        await new Promise<void>((release) => resolve(new KitConnection(borrowed, this.#runtime, this.#multiStatement, release)))
-      }).catch(reject)
-    })
+  /** A connection that borrows one of the application's only when it must (see KitConnection). */
+  async acquireConnection(): Promise<DatabaseConnection> {
+    return new KitConnection(this.#db, this.#runtime, this.#multiStatement)
   }
 
+  /** A transaction holds one of the application's connections from BEGIN to its end. */
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
     const c = connection as KitConnection
     const mode = [settings.isolationLevel ? `ISOLATION LEVEL ${settings.isolationLevel.toUpperCase()}` : '', settings.accessMode ? settings.accessMode.toUpperCase() : ''].filter(Boolean).join(' ')
-    await c.run(`BEGIN${mode ? ` ${mode}` : ''}`)
+    await c.pin()
+    try {
+      await c.run(`BEGIN${mode ? ` ${mode}` : ''}`)
+    } catch (error) {
+      c.unpin()
+      throw error
+    }
     c.inTransaction = true
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
     const c = connection as KitConnection
-    await c.run('COMMIT')
-    c.inTransaction = false
+    try {
+      await c.run('COMMIT')
+    } finally {
+      c.inTransaction = false
+      c.unpin()
+    }
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     const c = connection as KitConnection
-    await c.run('ROLLBACK')
-    c.inTransaction = false
+    try {
+      await c.run('ROLLBACK')
+    } finally {
+      c.inTransaction = false
+      c.unpin()
+    }
   }
 
   async releaseConnection(connection: DatabaseConnection): Promise<void> {
-    (connection as KitConnection).release()
+    (connection as KitConnection).unpin()
   }
 
   async destroy(): Promise<void> {}

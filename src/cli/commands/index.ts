@@ -42,7 +42,7 @@ function printCheck(result: IndexCheckResult): void {
   const table = new Table({ head: [result.parameter, ...(filtered ? ['iterative scan'] : []), `recall@${result.k}`, 'p50 ms', 'p95 ms', 'short'], style: { head: [], border: [] } })
   for (const r of result.rows) {
     const mark = r === result.recommendation ? pc.green(' ←') : ''
-    table.push([`${r.setting}${mark}`, ...(filtered ? [r.iterative ? 'on' : 'off'] : []), r.recall >= result.targetRecall ? pc.green(r.recall.toFixed(3)) : r.recall.toFixed(3), r.p50Ms.toFixed(2), r.p95Ms.toFixed(2), r.short])
+    table.push([`${r.setting}${mark}`, ...(filtered ? [r.iterative ? 'on' : 'off'] : []), `${r.recall >= result.targetRecall ? pc.green(r.recall.toFixed(3)) : r.recall.toFixed(3)} ±${r.recallStdErr.toFixed(3)}`, r.p50Ms.toFixed(2), r.p95Ms.toFixed(2), r.short])
   }
   process.stdout.write(`${result.index} on ${result.column}: ${result.queries} queries, k ${result.k}${filtered ? `, where ${result.where}` : ''}; exact search p50 ${result.exact.p50Ms.toFixed(2)} ms\n`)
   process.stdout.write(`${table.toString()}\n`)

@@ -1,0 +1,120 @@
+import Table from 'cli-table3'
+import { CommanderError, type Command } from 'commander'
+import pc from 'picocolors'
+import { loadConfig } from '../../config/load.js'
+import { openTarget } from '../../db/target.js'
+import { deploy, listModels, materialize, materializeTrainingSet, train, trainSql, type ModelRow } from '../../features/ml.js'
+import { EXIT, printJson } from '../output.js'
+import { globals, positiveInt } from '../options.js'
+import type pg from 'pg'
+
+/** Opens the target, hands `fn` a client, and closes both. */
+async function withClient<T>(cmd: Command, name: string, fn: (client: pg.ClientBase, config: Awaited<ReturnType<typeof loadConfig>>) => Promise<T>): Promise<T> {
+  const g = globals(cmd)
+  const config = await loadConfig(g.config)
+  const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
+  try {
+    const client = await target.connect(name)
+    try {
+      return await fn(client, config)
+    } finally {
+      await client.end()
+    }
+  } finally {
+    await target.close()
+  }
+}
+
+function metricsText(metrics: Record<string, number>): string {
+  return Object.entries(metrics).filter(([, v]) => typeof v === 'number').map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')
+}
+
+function printModels(rows: readonly ModelRow[], lineage: boolean): void {
+  const table = new Table({ head: ['model', 'algorithm', 'status', 'metrics', 'created', 'deployed', ...(lineage ? ['lineage'] : [])], style: { head: [], border: [] }, wordWrap: true, colWidths: [8, 12, 11, 40, 12, 10, ...(lineage ? [60] : [])] })
+  for (const m of rows) {
+    const l = m.lineage
+    table.push([m.id, m.algorithm, m.status, metricsText(m.metrics), m.createdAt.slice(0, 10), m.deployed ? pc.green('deployed') : '', ...(lineage
+      ? [l ? `${l.trainingSet ? `training set ${l.trainingSet} (${l.definitionSha256?.slice(0, 12)})` : l.relation}; ${l.featureViews.map((v) => `${v.name} (${v.definitionSha256.slice(0, 12)}) up to ${v.highWaterMark ?? 'nothing'}`).join('; ')}` : pc.dim('not trained by pgml-kit')]
+      : [])])
+  }
+  process.stdout.write(`${table.toString()}\n`)
+}
+
+export function registerMl(program: Command): void {
+  program.command('materialize')
+    .description('copy the feature views\' new source rows into their offline and online tables (incremental, idempotent)')
+    .argument('[views...]', 'feature views (default: all)')
+    .action(async (views: string[], _opts, cmd: Command) => {
+      const g = globals(cmd)
+      await withClient(cmd, 'pgml-kit materialize', async (client, config) => {
+        const results = await materialize(client, config.state, views)
+        if (g.json) return printJson(results)
+        for (const r of results) process.stdout.write(`${pc.green('materialized')} ${r.view}: ${r.inserted} new rows, ${r.updated} online rows updated, high-water mark ${r.highWaterMark ?? '-'}\n`)
+      })
+    })
+
+  program.command('training-set')
+    .description('copy a training set (the point-in-time join, as it is now) into a new table')
+    .argument('<name>', 'training set')
+    .requiredOption('--to <table>', 'table to create (name or schema.name)')
+    .action(async (name: string, opts: { to: string }, cmd: Command) => {
+      const g = globals(cmd)
+      await withClient(cmd, 'pgml-kit training-set', async (client, config) => {
+        const rows = await materializeTrainingSet(client, config.state, name, opts.to)
+        if (g.json) return printJson({ trainingSet: name, table: opts.to, rows })
+        process.stdout.write(`${pc.green('wrote')} ${rows} rows of training set ${name} to ${opts.to}\n`)
+      })
+    })
+
+  program.command('train')
+    .description('train a model the config declares with pgml.train; with a deployment gate, deploy it only if it passes')
+    .argument('<project>', 'models.<project> in the config')
+    .option('--dry-run', 'print the exact SQL train runs, and run nothing')
+    .action(async (project: string, opts: { dryRun?: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      if (opts.dryRun) {
+        const config = await loadConfig(g.config)
+        const sql = trainSql(config, project)
+        return g.json ? printJson({ sql }) : void process.stdout.write(`${sql}\n`)
+      }
+      await withClient(cmd, 'pgml-kit train', async (client, config) => {
+        const result = await train(client, config, project)
+        if (g.json) return printJson(result)
+        for (const m of result.models) process.stdout.write(`${pc.green('trained')} model ${m.id} (${m.algorithm}): ${metricsText(m.metrics)}\n`)
+        if (result.gate) process.stdout.write(`${result.gate.startsWith('deployed') ? pc.green('gate') : pc.yellow('gate')} ${result.gate}\n`)
+        process.stdout.write(`deployed: ${result.deployed === null ? 'none' : `model ${result.deployed}`}\n`)
+      })
+    })
+
+  program.command('models')
+    .description('the models of a project, their metrics, which one is deployed')
+    .argument('<project>', 'pgml project')
+    .option('--lineage', 'with the training set and feature views (definitions and high-water marks) each model was trained on')
+    .action(async (project: string, opts: { lineage?: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      await withClient(cmd, 'pgml-kit models', async (client, config) => {
+        const rows = await listModels(client, config, project)
+        if (g.json) return printJson(rows)
+        if (rows.length === 0) return void process.stdout.write(`no models for project ${project}\n`)
+        printModels(rows, Boolean(opts.lineage))
+      })
+    })
+
+  program.command('deploy')
+    .description('deploy a model of a project: by strategy (pgml.deploy) or by id')
+    .argument('<project>', 'pgml project')
+    .option('--strategy <strategy>', 'best_score, most_recent or rollback')
+    .option('--algorithm <name>', 'with --strategy: only models of this algorithm')
+    .option('--model <id>', 'deploy this model', positiveInt('--model'))
+    .action(async (project: string, opts: { strategy?: string; algorithm?: string; model?: number }, cmd: Command) => {
+      const g = globals(cmd)
+      if ((opts.strategy === undefined) === (opts.model === undefined)) throw new CommanderError(EXIT.usage, 'pgml-kit.option', 'deploy needs exactly one of --strategy or --model')
+      if (opts.strategy !== undefined && !['best_score', 'most_recent', 'rollback'].includes(opts.strategy)) throw new CommanderError(EXIT.usage, 'pgml-kit.option', `--strategy must be best_score, most_recent or rollback, got ${opts.strategy}`)
+      await withClient(cmd, 'pgml-kit deploy', async (client, config) => {
+        await deploy(client, project, opts.model !== undefined ? { model: opts.model } : { strategy: opts.strategy as 'best_score', ...(opts.algorithm ? { algorithm: opts.algorithm } : {}) })
+        const deployed = (await listModels(client, config, project)).find((m) => m.deployed)
+        if (g.json) return printJson({ deployed: deployed?.id ?? null })
+        process.stdout.write(`${pc.green('deployed')} model ${deployed?.id ?? '?'} of ${project}${deployed ? ` (${deployed.algorithm}: ${metricsText(deployed.metrics)})` : ''}\n`)
+      })
+    })
+}

@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest'
+import { EMPTY_STATE } from '../../src/model/ir.js'
+import { resolveConfig } from '../../src/model/resolve.js'
+import { planMigration, planOperations } from '../../src/plan/plan-migration.js'
+import { renderMigrationFiles } from '../../src/migrations/render-files.js'
+import { passesGate, renderTrainCall } from '../../src/features/ml.js'
+import { renderPredictOnline } from '../../src/sql/render-features.js'
+import type { PgmlKitConfig } from '../../src/config/schema.js'
+import { parseFiles, parseStatements } from '../helpers/sql.js'
+
+const base: PgmlKitConfig = {
+  tables: {},
+  features: {
+    views: {
+      'customer stats': {
+        entities: ['tenant', 'customer_id'], source: { sql: 'SELECT * FROM events WHERE kind = \'purchase\';' }, timestamp: 'event_ts', ttl: '30 days',
+        features: { spend: 'double precision', 'odd"name': 'numeric(10,2)', profile: 'vector(4)' },
+      },
+    },
+    trainingSets: {
+      churn: { labels: { table: 'labels', schema: 'crm' }, entities: ['tenant', 'customer'], timestamp: 'label_ts', label: 'churned', features: ['customer stats.spend', 'customer stats.profile', 'customer stats.odd"name'] },
+    },
+  },
+  models: {
+    churn: { task: 'classification', relation: 'churn', algorithm: 'xgboost', hyperparams: { n_estimators: 10 }, search: 'grid', searchParams: { max_depth: [2, 4] }, deploy: { metric: 'f1', min: 0.6, margin: 0.01 } },
+  },
+}
+
+describe('feature views, training sets and models in the config', () => {
+  it('plans schema, views and training sets whose every statement parses, and reverses them', () => {
+    const { state } = resolveConfig(base)
+    const plan = planMigration(EMPTY_STATE, state)
+    expect(planOperations(plan).map((op) => op.kind)).toEqual(['create-feature-schema', 'create-feature-view', 'create-training-set'])
+    const files = renderMigrationFiles(plan, { name: 'features', timestamp: 1, settings: resolveConfig(base).migrations })
+    expect(parseFiles(files)).toBeGreaterThan(10)
+    const sql = files[0]!.content
+    expect(sql).toContain('ADD UNIQUE NULLS NOT DISTINCT ("tenant", "customer_id", "event_ts")')
+    expect(sql).toContain('"odd""name"')
+    expect(sql).toContain(`o."event_ts" >= l."label_ts" - '30 days'::interval`)
+    expect(sql).toContain('"profile"::real[] AS "profile"')
+    // Removing them all is the mirror image, drops last.
+    const down = planMigration(state, EMPTY_STATE)
+    expect(planOperations(down).map((op) => [op.kind, op.safety])).toEqual([['drop-training-set', 'safe'], ['drop-feature-view', 'destructive'], ['drop-feature-schema', 'destructive']])
+    expect(planOperations(planMigration(state, state))).toEqual([])
+  })
+
+  it('refuses to change a feature view (its tables hold history) and re-creates a changed training set', () => {
+    const { state } = resolveConfig(base)
+    const changed = structuredClone(base)
+    changed.features!.views!['customer stats']!.ttl = '7 days'
+    expect(() => planMigration(state, resolveConfig(changed).state)).toThrow(/changing feature view features\.customer stats is not supported yet/)
+    const reordered = structuredClone(base)
+    reordered.features!.trainingSets!.churn!.features = ['customer stats.profile', 'customer stats.spend']
+    expect(planOperations(planMigration(state, resolveConfig(reordered).state)).map((op) => op.kind)).toEqual(['drop-training-set', 'create-training-set'])
+  })
+
+  it('names what is wrong and where', () => {
+    const bad = structuredClone(base)
+    bad.features!.trainingSets!.churn!.features = ['nope.spend', 'customer stats.nothing']
+    bad.features!.trainingSets!.churn!.entities = 'customer'
+    bad.models!.other = { task: 'regression', relation: 'some_table' }
+    expect(() => resolveConfig(bad)).toThrow(/features\.trainingSets\.churn\.features\[0\]: no feature view "nope"[\s\S]*features\[1\]: feature view "customer stats" has no feature "nothing"[\s\S]*models\.other\.target: "some_table" is not a training set/)
+    expect(() => resolveConfig({ tables: {}, features: { views: { v: { entities: 'id', source: { table: 't' }, timestamp: 'ts', features: { x: 'text; DROP TABLE t' } } } } }))
+      .toThrow(/features\.views\.v\.features\.x: must be a PostgreSQL type/)
+  })
+
+  it('trains with exactly the config\'s arguments, and gates deployment on the metric', () => {
+    const model = resolveConfig(base).models[0]!
+    const sql = renderTrainCall(model, false)
+    expect(sql).toBe(`SELECT * FROM pgml.train(
+  project_name => 'churn',
+  task => 'classification',
+  relation_name => '"features"."churn"',
+  y_column_name => 'churned',
+  algorithm => 'xgboost',
+  hyperparams => '{"n_estimators":10}'::jsonb,
+  search => 'grid',
+  search_params => '{"max_depth":[2,4]}'::jsonb,
+  automatic_deploy => false
+);`)
+    expect(parseStatements(sql)).toBe(1)
+    const gate = model.gate!
+    expect(passesGate(gate, { f1: 0.7 }, null)).toMatchObject({ pass: true })
+    expect(passesGate(gate, { f1: 0.5 }, null)).toMatchObject({ pass: false, reason: 'f1 0.5000 does not reach the minimum 0.6' })
+    expect(passesGate(gate, { f1: 0.705 }, { f1: 0.7 })).toMatchObject({ pass: false })
+    expect(passesGate(gate, { f1: 0.72 }, { f1: 0.7 })).toMatchObject({ pass: true })
+    expect(passesGate({ metric: 'mean_squared_error', min: 2, margin: null }, { mean_squared_error: 1.5 }, null)).toMatchObject({ pass: true })
+    expect(passesGate({ metric: 'r2', min: null, margin: null }, { f1: 1 }, null)).toMatchObject({ pass: false, reason: 'the new model has no metric "r2" (it has f1)' })
+  })
+
+  it('predicts online in one statement with the training set\'s features in order, vectors padded when missing', () => {
+    const { state } = resolveConfig(base)
+    const sql = renderPredictOnline(state.trainingSets[0]!, state.featureViews)
+    expect(parseStatements(sql)).toBe(1)
+    expect(sql).toMatch(/^SELECT pgml\.predict\(\$1::text, \(ARRAY\[\(SELECT o\."spend"::real .*\$2 AND o\."customer_id" = \$3.*\|\| coalesce\(.*"profile"::real\[\].*array_fill\(NULL::real, ARRAY\[4\]\)\) \|\| ARRAY\[.*"odd""name"/s)
+  })
+})

@@ -215,7 +215,7 @@ async function run(target: Target, name: 'server' | 'embedded') {
     const hnswTuning = await check(hnswNode!.name, { queryVectors: queries.tuning })
     const hnswHeld = hnswTuning.recommendation ? await check(hnswNode!.name, { queryVectors: queries.heldOut, grid: [hnswTuning.recommendation.setting] }) : null
     const hnswSampled = await check(hnswNode!.name, { queries: QUERIES, grid: hnswTuning.recommendation ? [hnswTuning.recommendation.setting] : [40] })
-    const filtered = await check(hnswNode!.name, { queryVectors: queries.tuning, grid: [40, hnswTuning.recommendation?.setting ?? 100], where: 'category = 3' })
+    const filtered = await check(hnswNode!.name, { queryVectors: queries.tuning, grid: [...new Set([40, hnswTuning.recommendation?.setting ?? 100])], where: 'category = 3' })
     process.stderr.write(`[${name}] HNSW: ${hnswTuning.rows.map((r) => `${r.setting}:${r.recall}@${r.p50Ms}ms`).join(' ')}\n`)
 
     // 4. The builder's overhead, on the HNSW index.
@@ -226,7 +226,7 @@ async function run(target: Target, name: 'server' | 'embedded') {
     await build(client, ivfIndex, ivfNode!.name, true)
     const ivfTuning = await check(ivfNode!.name, { queryVectors: queries.tuning })
     const ivfHeld = ivfTuning.recommendation ? await check(ivfNode!.name, { queryVectors: queries.heldOut, grid: [ivfTuning.recommendation.setting] }) : null
-    const ivfFiltered = await check(ivfNode!.name, { queryVectors: queries.tuning, grid: [adviseIvfflat(ROWS).probes, ivfTuning.recommendation?.setting ?? lists], where: 'category = 3' })
+    const ivfFiltered = await check(ivfNode!.name, { queryVectors: queries.tuning, grid: [...new Set([adviseIvfflat(ROWS).probes, ivfTuning.recommendation?.setting ?? lists])].sort((a, b) => a - b), where: 'category = 3' })
     process.stderr.write(`[${name}] IVFFlat: ${ivfTuning.rows.map((r) => `${r.setting}:${r.recall}@${r.p50Ms}ms`).join(' ')}\n`)
 
     out.hnsw = { tuning: hnswTuning, heldOut: hnswHeld?.rows[0] ?? null, sampledFromTable: hnswSampled.rows[0] ?? null, filtered: filtered.rows }

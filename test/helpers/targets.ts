@@ -34,7 +34,8 @@ export interface TestTier {
 export const serverTier = inject('server')
 const serverUrl = serverTier?.url
 
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+/** Runs `fn` with a connection of its own to `url`, then closes it. */
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {

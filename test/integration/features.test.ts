@@ -4,7 +4,7 @@ import { loadConfig } from '../../src/config/load.js'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { materialize, materializeTrainingSet } from '../../src/features/ml.js'
 import { TestProject } from '../helpers/project.js'
-import { tiers, type TestDatabase } from '../helpers/targets.js'
+import { tiers, withClient as withUrlClient, type TestDatabase } from '../helpers/targets.js'
 
 const TABLES = `-- Up Migration
 CREATE TABLE customer_events (customer_id int NOT NULL, event_ts timestamptz NOT NULL, created_ts timestamptz NOT NULL, spend numeric, visits bigint);
@@ -44,15 +44,7 @@ describe.each(tiers)('feature views and point-in-time training sets on the $name
     return { p, config: await loadConfig('pgml-kit.config.ts', db.cwd) }
   }
 
-  async function withClient<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ connectionString: db.url })
-    await client.connect()
-    try {
-      return await fn(client)
-    } finally {
-      await client.end()
-    }
-  }
+  const withClient = <T>(fn: (client: pg.Client) => Promise<T>) => withUrlClient(db.url, fn)
 
   it('never gives a label a feature from after its time; honours the TTL and the created-time tie-break; misses are NULL', async () => {
     const { config } = await setup()

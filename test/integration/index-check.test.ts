@@ -9,7 +9,7 @@ import { readStatus } from '../../src/status.js'
 import { runCli } from '../helpers/cli.js'
 import { documentsConfig } from '../helpers/fixtures.js'
 import { TestProject } from '../helpers/project.js'
-import { tiers, type TestDatabase } from '../helpers/targets.js'
+import { tiers, withClient as withUrlClient, type TestDatabase } from '../helpers/targets.js'
 
 /** 2,000 rows of 8-dimensional vectors (the documents fixture's size), deterministic, every tenth in department 'tenth'. */
 const FILL = `SELECT setseed(0.25);
@@ -35,15 +35,7 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     return loadConfig('pgml-kit.config.ts', db.cwd)
   }
 
-  async function withClient<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client({ connectionString: db.url })
-    await client.connect()
-    try {
-      return await fn(client)
-    } finally {
-      await client.end()
-    }
-  }
+  const withClient = <T>(fn: (client: pg.Client) => Promise<T>) => withUrlClient(db.url, fn)
 
   it('measures recall against exact search: all lists probed is exact, one is not; the build ran with its \'auto\' settings', async () => {
     const config = await project([{ method: 'ivfflat', distance: 'l2', lists: 20, build: 'auto' }])

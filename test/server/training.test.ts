@@ -104,9 +104,17 @@ describe('training as code on the server (pgml_compat)', () => {
     const second = await train(client, strict, 'churn')
     expect(second.gate).toMatch(/^not deployed: model \d+: f1 0\.\d+ does not beat the deployed model's 0\.\d+ by 0\.5/)
     expect(second.deployed).toBe(honest.id)
-    const models = await runCli(['models', 'churn', '--lineage'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    const cli = (...args: string[]) => runCli(args, { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    const models = await cli('models', 'churn', '--lineage')
     expect(models.stdout).toMatch(/deployed/)
     expect(models.stdout).toMatch(/training set churn/)
+    // By hand: the most recent model, then back to the first by id; nothing new to materialise.
+    expect((await cli('deploy', 'churn', '--strategy', 'most_recent')).stdout).toMatch(new RegExp(`deployed model ${second.models[0]!.id} of churn`))
+    expect((await cli('deploy', 'churn', '--model', String(honest.id))).stdout).toMatch(new RegExp(`deployed model ${honest.id} of churn`))
+    expect((await cli('deploy', 'churn')).stderr).toMatch(/deploy needs exactly one of --strategy or --model/)
+    expect((await cli('deploy', 'churn', '--model', '999999')).stderr).toMatch(/model 999999 is not a model of project "churn"/)
+    expect((await cli('materialize')).stdout).toMatch(/materialized customer_stats: 0 new rows/)
+    expect(JSON.parse((await cli('--json', 'training-set', 'churn', '--to', 'churn_snapshot')).stdout)).toEqual({ trainingSet: 'churn', table: 'churn_snapshot', rows: 600 })
 
     // Online: one statement reads the online store with the training set's features.
     const pool = new pg.Pool({ connectionString: db.url, max: 1 })

@@ -1,3 +1,4 @@
+import pc from 'picocolors'
 import type { LoadedConfig } from '../config/load.js'
 import { openTarget } from '../db/target.js'
 import { readSizing, type Sizing } from '../indexes/sizing.js'
@@ -11,6 +12,18 @@ import type { GlobalOptions } from './options.js'
 export async function sizingFor(g: GlobalOptions, config: LoadedConfig): Promise<Sizing | undefined> {
   const url = g.databaseUrl ?? process.env.DATABASE_URL
   if (!url || config.state.indexes.length === 0) return undefined
+  // Asked for with --database-url, a database that does not answer is an error; found in $DATABASE_URL,
+  // it only means the plan is made from the config alone (as without a database).
+  if (g.databaseUrl === undefined) {
+    return await read(url, config).catch((error: unknown) => {
+      process.stderr.write(`${pc.yellow('note')} not sized: $DATABASE_URL did not answer (${(error as Error).message}); the plan is made from the config alone\n`)
+      return undefined
+    })
+  }
+  return read(url, config)
+}
+
+async function read(url: string, config: LoadedConfig): Promise<Sizing> {
   const target = await openTarget({ databaseUrl: url, cwd: config.root })
   try {
     const client = await target.connect('pgml-kit plan sizing')

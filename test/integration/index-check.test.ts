@@ -97,4 +97,22 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     expect(unknown.stderr).toMatch(/"documents.title" is not an embedding column in the config/)
     void config
   })
+
+  it('plan and generate --database-url size \'auto\' parameters from the table and say why', async () => {
+    await project([{ method: 'hnsw', distance: 'cosine' }])
+    await new TestProject(db).writeConfig(documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine' }, { method: 'ivfflat', distance: 'l2', lists: 'auto', build: 'auto' }] }))
+    const plan = await runCli(['plan', '--database-url', db.url], { cwd: db.cwd })
+    expect(plan.code).toBe(0)
+    expect(plan.stdout).toMatch(/lists=2 \(auto\)/)
+    expect(plan.stdout).toMatch(/2,000 rows in public\.documents .*, 2,000 with a vector/)
+    expect(plan.stdout).toMatch(/lists 2 \(auto: lists = rows \/ 1000 for up to 1M rows \(2,000 rows\), probes = √lists\); search with probes 1 to start/)
+    expect(plan.stdout).toMatch(/set_config\('maintenance_work_mem'/)
+    // Without a database: pgvector's default, said in a note.
+    expect((await runCli(['plan'], { cwd: db.cwd })).stdout).toMatch(/lists 'auto': no database to size them from, so pgvector's defaults are used/)
+    const generated = await runCli(['generate', '--name', 'ivfflat', '--database-url', db.url], { cwd: db.cwd })
+    expect(generated.code).toBe(0)
+    // (The file is not migrated here: the test project's own migrations carry timestamps from the future.)
+    const file = generated.stdout.match(/wrote (\S+--create-vector-index\.sql)/)?.[1]
+    expect(await readFile(file!, 'utf8')).toMatch(/set_config\('maintenance_work_mem'[\s\S]*USING ivfflat \("body_embedding" "vector_l2_ops"\) WITH \(lists = 2\)/)
+  })
 })

@@ -1,21 +1,8 @@
--- pgml_kit runtime schema, version 4: the results of `pgml-kit index check`, so `status` can show
--- each index's last measured recall and the setting that reached the target.
+-- pgml_kit runtime schema, version 4: the last result of `pgml-kit index check` for each index of a
+-- column, so `status` can show its measured recall and the setting that reached the target. A
+-- column of the catalog rather than a table of its own: the runtime's earlier uninstall scripts
+-- (already written into projects' migrations) drop the catalog, and it with them.
 UPDATE pgml_kit.runtime_version SET version = 4, installed_at = now() WHERE version < 4;
 
-CREATE TABLE IF NOT EXISTS pgml_kit.index_checks (
-  index_schema name NOT NULL,
-  index_name name NOT NULL,
-  checked_at timestamptz NOT NULL DEFAULT now(),
-  k integer NOT NULL,
-  queries integer NOT NULL,
-  filter text,
-  target_recall double precision NOT NULL,
-  parameter text NOT NULL,
-  recommended integer,
-  recommended_iterative boolean,
-  recall double precision,
-  p50_ms double precision,
-  results jsonb NOT NULL,
-  PRIMARY KEY (index_schema, index_name, checked_at)
-);
-COMMENT ON TABLE pgml_kit.index_checks IS 'Results of pgml-kit index check: recall@k of a vector index against exact search, per setting.';
+ALTER TABLE pgml_kit.embedding_columns ADD COLUMN IF NOT EXISTS index_checks jsonb NOT NULL DEFAULT '{}';
+COMMENT ON COLUMN pgml_kit.embedding_columns.index_checks IS 'Last pgml-kit index check per index name: recall@k against exact search, the recommended setting, when.';

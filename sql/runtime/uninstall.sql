@@ -10,7 +10,6 @@ BEGIN
     RAISE NOTICE 'pgml-kit: the pgml_kit schema is still used (embedding columns or trigger functions of another pgml-kit project); it stays';
     RETURN;
   END IF;
-  DROP TABLE IF EXISTS pgml_kit.index_checks;
   DROP TABLE IF EXISTS pgml_kit.created_extensions;
   DROP TABLE IF EXISTS pgml_kit.backfill_checkpoints;
   DROP TABLE IF EXISTS pgml_kit.embedding_dead_letters;

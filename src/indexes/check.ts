@@ -232,21 +232,25 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
 }
 
 /**
- * Keeps a check's result in `pgml_kit.index_checks` for `status`. Returns false (and changes
- * nothing) when the runtime schema predates it or this role may not write there.
+ * Keeps a check's result in the catalog (`pgml_kit.embedding_columns.index_checks`, runtime
+ * version 4) for `status`. Returns false (and changes nothing) when the runtime schema predates it,
+ * or this role may not write there.
  */
-export async function recordCheck(client: pg.ClientBase, result: IndexCheckResult): Promise<boolean> {
-  const { rows } = await client.query<{ ok: boolean }>(`SELECT pg_catalog.to_regclass('pgml_kit.index_checks') IS NOT NULL
-    AND pg_catalog.has_table_privilege('pgml_kit.index_checks', 'INSERT') AS ok`)
+export async function recordCheck(client: pg.ClientBase, state: DesiredState, result: IndexCheckResult): Promise<boolean> {
+  const { column } = findIndex(state, result.column)
+  const { rows } = await client.query<{ ok: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+      WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns') AND attname = 'index_checks' AND NOT attisdropped)
+    AND pg_catalog.has_column_privilege('pgml_kit.embedding_columns', 'index_checks', 'UPDATE') AS ok`)
   if (!rows[0]?.ok) return false
-  const [schema, ...rest] = result.index.split('.')
-  await client.query(`INSERT INTO pgml_kit.index_checks (index_schema, index_name, k, queries, filter, target_recall, parameter, recommended, recommended_iterative, recall, p50_ms, results)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, [
-    schema, rest.join('.'), result.k, result.queries, result.where, result.targetRecall, result.parameter,
-    result.recommendation?.setting ?? null, result.recommendation?.iterative ?? null,
-    result.recommendation?.recall ?? Math.max(...result.rows.map((r) => r.recall)), result.recommendation?.p50Ms ?? null, JSON.stringify(result.rows),
-  ])
-  return true
+  const name = result.index.slice(column.schema.length + 1)
+  const entry = {
+    checked_at: new Date().toISOString(), k: result.k, queries: result.queries, filter: result.where, target_recall: result.targetRecall, parameter: result.parameter,
+    recommended: result.recommendation?.setting ?? null, recommended_iterative: result.recommendation?.iterative ?? null,
+    recall: result.recommendation?.recall ?? Math.max(...result.rows.map((r) => r.recall)), p50_ms: result.recommendation?.p50Ms ?? null, results: result.rows,
+  }
+  const updated = await client.query(`UPDATE pgml_kit.embedding_columns SET index_checks = index_checks || pg_catalog.jsonb_build_object($4::text, $5::jsonb)
+    WHERE table_schema = $1 AND table_name = $2 AND column_name = $3`, [column.schema, column.table, column.column, name, JSON.stringify(entry)])
+  return (updated.rowCount ?? 0) > 0
 }
 
 export interface LastCheck {
@@ -262,15 +266,16 @@ export interface LastCheck {
 /** The last check of each index (`schema.name` → result), or an empty map before runtime version 4. */
 export async function readLastChecks(client: pg.ClientBase): Promise<Map<string, LastCheck>> {
   const out = new Map<string, LastCheck>()
-  const exists = await client.query<{ ok: boolean }>(`SELECT pg_catalog.to_regclass('pgml_kit.index_checks') IS NOT NULL
-    AND pg_catalog.has_table_privilege('pgml_kit.index_checks', 'SELECT') AS ok`)
+  const exists = await client.query<{ ok: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+      WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns') AND attname = 'index_checks' AND NOT attisdropped)
+    AND pg_catalog.has_column_privilege('pgml_kit.embedding_columns', 'index_checks', 'SELECT') AS ok`)
   if (!exists.rows[0]?.ok) return out
-  const { rows } = await client.query<{ schema: string; name: string; checked_at: Date; k: number; parameter: string; recommended: number | null; recall: number | null; target_recall: number; filter: string | null }>(
-    `SELECT DISTINCT ON (index_schema, index_name) index_schema AS schema, index_name AS name, checked_at, k, parameter, recommended, recall, target_recall, filter
-     FROM pgml_kit.index_checks ORDER BY index_schema, index_name, checked_at DESC`)
+  const { rows } = await client.query<{ schema: string; name: string; c: Record<string, unknown> }>(
+    'SELECT c.table_schema AS schema, e.key AS name, e.value AS c FROM pgml_kit.embedding_columns c, pg_catalog.jsonb_each(c.index_checks) AS e')
   for (const r of rows) {
     out.set(`${r.schema}.${r.name}`, {
-      checkedAt: new Date(r.checked_at).toISOString(), k: r.k, parameter: r.parameter, recommended: r.recommended, recall: r.recall, targetRecall: r.target_recall, filter: r.filter,
+      checkedAt: String(r.c.checked_at), k: Number(r.c.k), parameter: String(r.c.parameter), recommended: (r.c.recommended as number | null) ?? null,
+      recall: (r.c.recall as number | null) ?? null, targetRecall: Number(r.c.target_recall), filter: (r.c.filter as string | null) ?? null,
     })
   }
   return out

@@ -1,6 +1,6 @@
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
-import { PgmlKitError } from '../errors.js'
+import { PgmlKitError, PlanError } from '../errors.js'
 import type { LoadedConfig } from '../config/load.js'
 import { isEmptyPlan, planMigration, planOperations, type Plan } from '../plan/plan-migration.js'
 import { renderMigrationFiles, type MigrationFile } from './render-files.js'
@@ -49,9 +49,15 @@ export interface GenerateResult {
  * @example
  * const { written } = await generate(await loadConfig(), { name: 'add-doc-embeddings' })
  */
-export async function generate(config: LoadedConfig, options: PlanFromConfigOptions & { name: string }): Promise<GenerateResult> {
+export async function generate(config: LoadedConfig, options: PlanFromConfigOptions & { name: string; allowDestructive?: boolean }): Promise<GenerateResult> {
   const { plan, files, snapshot, desired } = await planFromConfig(config, options)
   if (isEmptyPlan(plan)) return { written: [], plan }
+  const destructive = planOperations(plan).filter((op) => op.safety === 'destructive')
+  if (destructive.length > 0 && !options.allowDestructive) {
+    throw new PlanError('DESTRUCTIVE_CHANGE', `the config removes data; generate writes such a migration only when told to:\n${destructive.map((op) => `  - ${op.summary}${op.notes.length ? ` (${op.notes.join('; ')})` : ''}`).join('\n')}`, {
+      hint: 'review it with pgml-kit plan, then: pgml-kit generate --name <change> --allow-destructive',
+    })
+  }
   await mkdir(config.migrationsDir, { recursive: true })
   for (const file of files) {
     await writeFile(join(config.migrationsDir, file.fileName), file.content, { flag: 'wx' })

@@ -26,6 +26,7 @@ export type OperationKind =
   | 'register-embedding-column'
   | 'unregister-embedding-column'
   | 'update-embedding-source'
+  | 'update-query-prefix'
   | 'create-vector-index'
   | 'drop-vector-index'
   | 'rebuild-vector-index'

@@ -6,9 +6,9 @@ import { runtimeInstallSql, runtimeUninstallSql } from '../runtime/assets.js'
 import { renderCreateVectorExtension, renderDropVectorExtension, renderEnsurePgml, renderKeepPgml } from '../sql/render-extension.js'
 import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from '../sql/render-embedding-column.js'
 import { renderCreateEmbedFunction, renderCreateEmbedTrigger, renderDropEmbedFunction, renderDropEmbedTrigger } from '../sql/render-trigger.js'
-import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn, renderUpdateEmbeddingSource } from '../sql/render-catalog.js'
+import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn, renderUpdateEmbeddingSource, renderUpdateQueryPrefix } from '../sql/render-catalog.js'
 import { rebuildIndexName, renderBuildSettings, renderCreateIndexConcurrently, renderDropIndexConcurrently, renderDropInvalidLeftover, renderRenameIndex, renderVerifyIndex, type BuildColumn } from '../sql/render-index.js'
-import { renderCreateEnqueueFunction, renderCreateEnqueueTriggers, renderDeleteJobs, renderDropEnqueueFunction, renderDropEnqueueTriggers } from '../sql/render-queue.js'
+import { renderCreateEnqueueFunction, renderCreateEnqueueTriggers, renderDeleteJobs, renderDropEnqueueFunction, renderDropEnqueueTriggers, renderRefusePendingJobs } from '../sql/render-queue.js'
 import { PGML, defineOperation, type Operation } from './operation.js'
 import type { GrantAtom } from './grants.js'
 import { renderGrants, renderRevokes } from '../sql/render-grants.js'
@@ -288,9 +288,10 @@ export function createQueueTriggers(column: EmbeddingColumnNode): Operation {
 export function dropQueueTriggers(column: EmbeddingColumnNode): Operation {
   const create = createQueueTriggers(column)
   return defineOperation({
-    kind: 'drop-queue-triggers', summary: `stop queueing ${columnKey(column)} (drop triggers and pending jobs)`,
+    kind: 'drop-queue-triggers', summary: `stop queueing ${columnKey(column)} (drop triggers; refused while jobs are queued)`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
-    up: create.down, down: create.up, notes: [],
+    up: [renderRefusePendingJobs(column), ...create.down], down: create.up,
+    notes: ['migrate refuses (and changes nothing) while jobs of this column are still queued'],
   })
 }
 
@@ -397,5 +398,16 @@ export function dropTrainingSet(set: TrainingSetNode, views: readonly FeatureVie
   return defineOperation({
     kind: 'drop-training-set', summary: `drop training set ${set.schema}.${set.name}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none, up: create.down, down: create.up, notes: [],
+  })
+}
+
+/** Only the query side changed: stored vectors stay valid; the catalog (which DBAs and other tools read) follows. */
+export function updateQueryPrefix(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
+  return defineOperation({
+    kind: 'update-query-prefix',
+    summary: `record the query prefix ${JSON.stringify(next.model.queryPrefix)} of ${columnKey(next)} (was ${JSON.stringify(previous.model.queryPrefix)}) in pgml_kit.embedding_columns`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: [renderUpdateQueryPrefix(next)], down: [renderUpdateQueryPrefix(previous)],
+    notes: ['stored vectors are unchanged (they are documents); searches embed queries with the new prefix as soon as the application runs the new config'],
   })
 }

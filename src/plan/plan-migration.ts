@@ -135,6 +135,7 @@ export function planMigration(previous: DesiredState, next: DesiredState, option
       })
     }
     if (old.mode !== column.mode) refuseModeChange(old, column)
+    if (old.model.queryPrefix !== column.model.queryPrefix) main.push(ops.updateQueryPrefix(old, column))
     if (sameSource(old, column)) continue
     if (column.mode === 'generated') {
       recreated.add(key)

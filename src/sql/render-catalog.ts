@@ -28,3 +28,7 @@ SET source_columns = ${renderTextArray(column.sourceColumns)}, source_separator 
     source_expression = ${quoteLiteral(renderSourceText(column))}, updated_at = now()
 WHERE ${whereKey(column)};`
 }
+
+export function renderUpdateQueryPrefix(column: EmbeddingColumnNode): string {
+  return `UPDATE ${CATALOG} SET query_prefix = ${quoteLiteral(column.model.queryPrefix)}, updated_at = now() WHERE ${whereKey(column)};`
+}

@@ -1,5 +1,5 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
-import { deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.js'
+import { dollarQuote, deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.js'
 import { renderTriggerFunction, triggerFunctionOf } from './render-trigger.js'
 import { renderRowKey } from './render-row-key.js'
 
@@ -68,4 +68,21 @@ export function renderDropEnqueueTriggers(column: EmbeddingColumnNode): string[]
 
 export function renderDeleteJobs(column: EmbeddingColumnNode): string {
   return `DELETE FROM pgml_kit.embedding_jobs WHERE table_schema = ${quoteLiteral(column.schema)} AND table_name = ${quoteLiteral(column.table)} AND column_name = ${quoteLiteral(column.column)};`
+}
+
+/** Refuses (and so rolls back the migration) while jobs of the column are still queued: dropping it would lose them. */
+export function renderRefusePendingJobs(column: EmbeddingColumnNode): string {
+  const where = `table_schema = ${quoteLiteral(column.schema)} AND table_name = ${quoteLiteral(column.table)} AND column_name = ${quoteLiteral(column.column)}`
+  const body = `
+DECLARE
+  pending bigint;
+BEGIN
+  SELECT count(*) INTO pending FROM pgml_kit.embedding_jobs WHERE ${where};
+  IF pending > 0 THEN
+    RAISE EXCEPTION 'pgml-kit: % job(s) are still queued for %.%.%; dropping its queue now would lose them', pending, ${quoteLiteral(column.schema)}, ${quoteLiteral(column.table)}, ${quoteLiteral(column.column)}
+      USING HINT = 'run pgml-kit worker until the queue is empty (pgml-kit status shows its depth), then migrate again';
+  END IF;
+END
+`
+  return `DO ${dollarQuote(body)};`
 }

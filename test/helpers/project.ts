@@ -39,9 +39,10 @@ export class TestProject {
     return this
   }
 
-  async generate(name = 'change'): Promise<string[]> {
+  /** Generates as a user who reviewed the plan: destructive steps allowed unless told otherwise. */
+  async generate(name = 'change', options: { allowDestructive?: boolean } = {}): Promise<string[]> {
     const config = await loadConfig('pgml-kit.config.ts', this.db.cwd)
-    const { written } = await generate(config, { name, timestamp: (this.#timestamp += 1000) })
+    const { written } = await generate(config, { name, timestamp: (this.#timestamp += 1000), allowDestructive: options.allowDestructive ?? true })
     return [...written]
   }
 

@@ -83,7 +83,7 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     await writeFile(join(cwd, 'migrations', generated!), `${await readFile(join(cwd, 'migrations', generated!), 'utf8')}\n-- edited\n`)
     const edited = await runCli(['generate', '--check', '--json'], { cwd, databaseUrl })
     expect(edited.code).toBe(1)
-    expect(JSON.parse(edited.stdout)).toEqual({ ok: false, problems: [expect.stringMatching(/add-doc-embeddings\.sql was changed after it was generated/)] })
+    expect(JSON.parse(edited.stdout)).toEqual({ ok: false, problems: [expect.stringMatching(/add-doc-embeddings\.sql was changed after it was generated/)], waiting: [] })
 
     const down = await runCli(['migrate', 'down', '--count', '2'], { cwd, databaseUrl })
     expect(down.code, down.stderr).toBe(0)

@@ -70,7 +70,7 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     expect(on!.recall).toBeGreaterThan(off!.recall)
     expect(on!.short).toBe(0)
 
-    expect(await withClient((c) => recordCheck(c, result))).toBe(true)
+    expect(await withClient((c) => recordCheck(c, config.state, result))).toBe(true)
     const status = await readStatus({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: config.migrationsDir, settings: config.migrations, state: config.state })
     expect(status.indexes[0]?.lastCheck).toMatchObject({ k: 10, parameter: 'ef_search', recommended: 400, recall: result.rows[1]!.recall, targetRecall: 0.95 })
   })

@@ -49,6 +49,24 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
   })
   const jobs = () => db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs').then((r) => r[0]!.n)
 
+  it('generate refuses to drop the column without --allow-destructive; migrate refuses while its jobs are queued, changing nothing', async () => {
+    const { p } = await setup()
+    await db.query(`INSERT INTO documents (title, body) VALUES ('a', 'b'), ('c', 'd')`)
+    expect(await jobs()).toBe(2)
+    await p.writeConfig({ tables: { documents: { embeddings: {} } } })
+    await expect(p.generate('drop-embeddings', { allowDestructive: false })).rejects.toThrow(/the config removes data[\s\S]*drop embedding column public\.documents\.body_embedding[\s\S]*stored vectors are deleted/)
+    const cli = await runCli(['generate', '--name', 'drop-embeddings'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(cli.code).toBe(2)
+    expect(cli.stderr).toMatch(/--allow-destructive/)
+    await p.generate('drop-embeddings')
+    await expect(p.migrate()).rejects.toThrow(/2 job\(s\) are still queued for public\.documents\.body_embedding/)
+    expect(await db.query(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'documents' AND column_name = 'body_embedding'`)).toEqual([{ n: 1 }])
+    expect(await jobs()).toBe(2)
+    await db.query('DELETE FROM pgml_kit.embedding_jobs')
+    await p.migrate()
+    expect(await db.query(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'documents' AND column_name = 'body_embedding'`)).toEqual([{ n: 0 }])
+  })
+
   /** Every row's stored vector is the model's vector of its current text. */
   async function expectVectorsMatchLatestText(embedder: Embedder) {
     const rows = await db.query<{ title: string | null; body: string | null; v: string | null }>('SELECT title, body, body_embedding::text AS v FROM documents ORDER BY id')

@@ -161,6 +161,16 @@ describe('queue mode plans', () => {
     expect(planOperations(plan)[1]?.down.join('\n')).not.toMatch(/DROP/)
   })
 
+  it('records a changed query prefix in the catalog (stored vectors stay), reversibly', () => {
+    const before = documentsConfig({ mode: 'app', model: { id: 'test/double', dimensions: 8, queryPrefix: 'query: ' } })
+    const after = documentsConfig({ mode: 'app', model: { id: 'test/double', dimensions: 8, queryPrefix: 'search_query: ' } })
+    const { plan, files } = filesFor(before, after)
+    expect(kinds(plan)).toEqual(['update-query-prefix'])
+    expect(planOperations(plan)[0]?.up.join()).toContain(`SET query_prefix = 'search_query: '`)
+    expect(planOperations(plan)[0]?.down.join()).toContain(`SET query_prefix = 'query: '`)
+    expect(parseFiles(files)).toBeGreaterThan(2)
+  })
+
   it('refuses to change the primary key of a queue column', () => {
     const before = documentsConfig({ mode: 'queue' })
     const after = { tables: { documents: { ...before.tables.documents!, primaryKey: 'uuid' } } }

@@ -12,7 +12,8 @@ export function registerGenerate(program: Command, ctx: CommandContext): void {
     .description('write migrations for the difference between the config and the last generated state')
     .option('-n, --name <name>', 'what the change is, used in file names (e.g. add-doc-embeddings)')
     .option('--check', 'write nothing; exit 1 if the config and the migrations disagree')
-    .action(async (opts: { name?: string; check?: boolean }, cmd: Command) => {
+    .option('--allow-destructive', 'write a migration that deletes data (drops an embedding column, a full-text column or a feature view); refused otherwise')
+    .action(async (opts: { name?: string; check?: boolean; allowDestructive?: boolean }, cmd: Command) => {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
       if (opts.check) {
@@ -30,7 +31,7 @@ export function registerGenerate(program: Command, ctx: CommandContext): void {
       }
       const name = assertMigrationName(opts.name)
       const sizing = await sizingFor(g, config)
-      const { written, plan } = await generate(config, { name, ...(sizing ? { sizing } : {}) })
+      const { written, plan } = await generate(config, { name, allowDestructive: Boolean(opts.allowDestructive), ...(sizing ? { sizing } : {}) })
       const deferred = plan.deferred.map((d) => ({ index: `${d.index.schema}.${d.index.name}`, reason: d.reason }))
       if (g.json) return printJson({ written, operations: planOperations(plan).map((op) => ({ kind: op.kind, summary: op.summary, safety: op.safety })), deferred })
       for (const d of deferred) process.stdout.write(`${pc.yellow('[waits for data]')} ${d.index}: ${d.reason}\n`)

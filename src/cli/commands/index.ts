@@ -92,7 +92,7 @@ export function registerIndex(program: Command): void {
             ...(opts.index ? { index: opts.index } : {}), ...(queryVectors ? { queryVectors } : {}), ...(opts.where ? { where: opts.where } : {}), ...(opts.grid ? { grid: opts.grid } : {}),
             onProgress: bar ? (done, total) => (done === 1 ? bar!.start(total, done) : bar!.update(done)) : undefined,
           }).finally(() => bar?.stop())
-          const recorded = await recordCheck(client, result)
+          const recorded = await recordCheck(client, config.state, result)
           let written: string | null = null
           if (opts.write && result.recommendation) written = await writeSearchDefault(config.path, node, result.recommendation.setting)
           if (g.json) return printJson({ ...result, recorded, written })

@@ -34,7 +34,7 @@ describe.each(tiers)('a shared database on the $name tier', (tier) => {
       load,
       async change(tablesNow: PgmlKitConfig['tables']) {
         await write({ ...config, tables: tablesNow })
-        await generate(await load(), { name: 'change', timestamp: (timestamp += 1000) })
+        await generate(await load(), { name: 'change', timestamp: (timestamp += 1000), allowDestructive: true })
       },
       async migrate(direction: 'up' | 'down' = 'up', count?: number) {
         const c = await load()

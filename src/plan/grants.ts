@@ -7,7 +7,7 @@ import { needsPgml, type DesiredState } from '../model/ir.js'
  *
  * pgml-kit grants on what it creates or runs: the pgml_kit schema and tables, the embedding
  * columns, and the key and source columns the worker reads; USAGE on schema pgml when the config
- * uses it. It never changes privileges on your schemas (status reports what is missing there).
+ * uses it; the feature schema and the online feature tables to app roles (online predictions). It never changes privileges on your schemas (status reports what is missing there).
  */
 export interface GrantAtom {
   readonly role: string
@@ -30,7 +30,14 @@ const RUNTIME = 'pgml_kit'
 export function grantsFor(state: DesiredState): GrantAtom[] {
   const atoms = new Map<string, GrantAtom>()
   const add = (atom: GrantAtom) => atoms.set(grantKey(atom), atom)
-  if (state.embeddingColumns.length === 0) return []
+  // Online features, for kit.predictOnline: the feature schema and each view's online table.
+  for (const role of state.roles.app) {
+    for (const view of state.featureViews ?? []) {
+      add({ role, on: { kind: 'schema', schema: view.schema }, privilege: 'USAGE', column: null, purpose: 'app' })
+      add({ role, on: { kind: 'table', schema: view.schema, table: view.onlineTable }, privilege: 'SELECT', column: null, purpose: 'app' })
+    }
+  }
+  if (state.embeddingColumns.length === 0) return [...atoms.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))
   const usesPgml = state.embeddingColumns.some(needsPgml)
   const table = (name: string) => ({ kind: 'table', schema: RUNTIME, table: name }) as const
 
@@ -88,6 +95,10 @@ export function privilegeNeeds(state: DesiredState): PrivilegeNeed[] {
       yours({ role, on: { kind: 'table', schema: c.schema, table: c.table }, privilege: 'SELECT', column: null, purpose: 'app' })
     }
     for (const role of state.roles.worker) yours({ role, on: { kind: 'schema', schema: c.schema }, privilege: 'USAGE', column: null, purpose: 'worker' })
+  }
+  // Predictions from training sets call pgml.predict; pgml is not pgml-kit's to grant when no embedding column uses it.
+  if ((state.trainingSets ?? []).length > 0) {
+    for (const role of state.roles.app) yours({ role, on: { kind: 'schema', schema: 'pgml' }, privilege: 'USAGE', column: null, purpose: 'app' })
   }
   return [...needs.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))
 }

@@ -174,7 +174,6 @@ export function planMigration(previous: DesiredState, next: DesiredState, option
     if (previous.runtimeVersion > 0) main.push(ops.releaseRuntime(RUNTIME_VERSION))
   }
 
-  if (added.length > 0) main.push(ops.grantPrivileges(added))
 
   // Full-text columns: identified by table and column; any change re-adds the generated column.
   const ftKey = (n: FullTextNode) => `${n.schema}.${n.table}.${n.column}`
@@ -194,6 +193,9 @@ export function planMigration(previous: DesiredState, next: DesiredState, option
   }
 
   planFeatures(previous, next, main)
+
+  // Grants last: on objects this plan creates too.
+  if (added.length > 0) main.push(ops.grantPrivileges(added))
 
   // Checks of the live database run before anything else in the file.
   const checks = {

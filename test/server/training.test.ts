@@ -8,7 +8,7 @@ import { resolveConfig } from '../../src/model/resolve.js'
 import { createKit } from '../../src/query/create-kit.js'
 import { runCli } from '../helpers/cli.js'
 import { TestProject } from '../helpers/project.js'
-import { requireServerTier, tiers, type TestDatabase } from '../helpers/targets.js'
+import { requireServerTier, tiers, withClient, type TestDatabase } from '../helpers/targets.js'
 
 /**
  * End to end on the server with pgml_compat: a label that depends on time, materialised feature
@@ -16,7 +16,7 @@ import { requireServerTier, tiers, type TestDatabase } from '../helpers/targets.
  * the same model trained on a leaky join (each customer's latest features, recorded after the
  * label) scoring far better than it could in production.
  */
-requireServerTier()
+const serverUrl = requireServerTier().url
 const server = tiers.find((t) => t.name === 'server')!
 
 const TABLES = `-- Up Migration
@@ -42,7 +42,11 @@ SELECT l.customer_id, l.label_ts + interval '7 days', l.label_ts + interval '7 d
        100 + 80 * l.churned + 10 * (random() - 0.5), 10 - 8 * l.churned + 2 * (random() - 0.5)
 FROM labels l;`
 
+/** The application's role: not the owner; granted by the migration only what online predictions read. */
+const APP = `pgml_kit_app_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+
 const config = (deploy: { metric: string; min?: number; margin?: number }): PgmlKitConfig => ({
+  roles: { app: APP },
   tables: {},
   features: {
     views: {
@@ -67,6 +71,7 @@ describe('training as code on the server (pgml_compat)', () => {
   let client: pg.Client
   beforeAll(async () => {
     db = await server.create()
+    await db.query(`CREATE ROLE ${APP} LOGIN PASSWORD 'app'`)
     const p = new TestProject(db)
     await p.writeMigration('1000000000000_create-tables.sql', TABLES)
     await p.writeConfig(config({ metric: 'f1', min: 0.55 }))
@@ -80,6 +85,7 @@ describe('training as code on the server (pgml_compat)', () => {
   afterAll(async () => {
     await client?.end()
     await db?.close()
+    await withClient(serverUrl, (c) => c.query(`DROP ROLE IF EXISTS ${APP}`))
   })
 
   it('materialises, trains on the point-in-time set behind a gate, records lineage, deploys, predicts online; a leaky join scores unrealistically high', async () => {
@@ -116,8 +122,15 @@ describe('training as code on the server (pgml_compat)', () => {
     expect((await cli('materialize')).stdout).toMatch(/materialized customer_stats: 0 new rows/)
     expect(JSON.parse((await cli('--json', 'training-set', 'churn', '--to', 'churn_snapshot')).stdout)).toEqual({ trainingSet: 'churn', table: 'churn_snapshot', rows: 600 })
 
-    // Online: one statement reads the online store with the training set's features.
-    const pool = new pg.Pool({ connectionString: db.url, max: 1 })
+    // Online, as the application's role: one statement reads the online store with the training set's features.
+    // USAGE on schema pgml is the DBA's to grant (pgml-kit did not install pgml here); the online table is granted by the migration.
+    await db.query(`GRANT USAGE ON SCHEMA pgml TO ${APP}`)
+    const asApp = new URL(db.url)
+    asApp.username = APP
+    asApp.password = 'app'
+    await expect(withClient(asApp.toString(), (c) => c.query('SELECT count(*) FROM features.customer_stats_offline')))
+      .rejects.toThrow(/permission denied for table customer_stats_offline/)
+    const pool = new pg.Pool({ connectionString: asApp.toString(), max: 1 })
     const kit = createKit(config({ metric: 'f1' }), { db: new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool }) }) })
     try {
       const online = await kit.predictOnline('churn', { customer_id: 7 })

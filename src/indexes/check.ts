@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
+import { findColumn } from '../model/find-column.js'
 import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
 import { columnKey } from '../model/ir.js'
 import { renderVectorType } from '../sql/render-source.js'
@@ -93,12 +94,7 @@ function round(value: number, digits: number): number {
 
 /** The column and index a `table.column` (or `schema.table.column`) names, or an error naming what exists. */
 export function findIndex(state: DesiredState, column: string, name?: string): { column: EmbeddingColumnNode; index: VectorIndexNode } {
-  const node = state.embeddingColumns.find((c) => columnKey(c) === column || `${c.table}.${c.column}` === column)
-  if (!node) {
-    throw new PgmlKitError('COLUMN_UNKNOWN', `"${column}" is not an embedding column in the config`, {
-      hint: `embedding columns: ${state.embeddingColumns.map((c) => `${c.table}.${c.column}`).join(', ') || 'none'}`,
-    })
-  }
+  const node = findColumn(state.embeddingColumns, column)
   const indexes = state.indexes.filter((i) => columnKey(i) === columnKey(node))
   const index = name === undefined ? indexes[0] : indexes.find((i) => i.name === name)
   if (!index) {
@@ -237,7 +233,8 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
  * or this role may not write there.
  */
 export async function recordCheck(client: pg.ClientBase, state: DesiredState, result: IndexCheckResult): Promise<boolean> {
-  const { column } = findIndex(state, result.column)
+  const column = state.embeddingColumns.find((c) => columnKey(c) === result.column)
+  if (!column) return false
   const { rows } = await client.query<{ ok: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
       WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns') AND attname = 'index_checks' AND NOT attisdropped)
     AND pg_catalog.has_column_privilege('pgml_kit.embedding_columns', 'index_checks', 'UPDATE') AS ok`)

@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
 import { columnKey, deepFreeze } from '../model/ir.js'
+import { quoteIdent } from '../sql/quote.js'
 import { adviseBuild, adviseHnsw, adviseIvfflat, DEFAULT_MAINTENANCE_WORK_MEM, formatBytes, formatCount } from './advice.js'
 
 /**
@@ -31,10 +32,6 @@ const READ_NULL_FRACTION = `SELECT a.attname AS column, s.null_frac::float8 AS n
 FROM pg_catalog.pg_attribute a
 LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname
 WHERE a.attrelid = $3::regclass AND a.attname = ANY($4::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
-
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`
-}
 
 /** Reads the sizes of every table `state` declares an index on. Read-only, catalog look-ups plus counts of never-analysed tables. */
 export async function readSizing(client: pg.ClientBase, state: DesiredState, source: string): Promise<Sizing> {

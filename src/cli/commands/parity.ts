@@ -5,7 +5,7 @@ import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { checkParity } from '../../parity/check-parity.js'
-import { findColumn } from '../column-arg.js'
+import { findColumn } from '../../model/find-column.js'
 import { EXIT, printJson } from '../output.js'
 import { globals, positiveInt, type CommandContext } from '../options.js'
 

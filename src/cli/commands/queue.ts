@@ -3,7 +3,7 @@ import { loadConfig } from '../../config/load.js'
 import { withClient } from '../../db/connect.js'
 import { openTarget } from '../../db/target.js'
 import { retryDeadLetters } from '../../worker/queue.js'
-import { findColumn } from '../column-arg.js'
+import { findColumn } from '../../model/find-column.js'
 import { printJson } from '../output.js'
 import { globals } from '../options.js'
 

@@ -5,7 +5,7 @@ import pg from 'pg'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { createKit } from '../../query/create-kit.js'
-import { findColumn } from '../column-arg.js'
+import { findColumn } from '../../model/find-column.js'
 import { printJson } from '../output.js'
 import { globals, positiveInt } from '../options.js'
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import Table from 'cli-table3'
 import pc from 'picocolors'
+import { formatBytes } from '../../indexes/advice.js'
 import { loadConfig } from '../../config/load.js'
 import { readStatus } from '../../status.js'
 import { printJson } from '../output.js'
@@ -56,15 +57,4 @@ export function registerStatus(program: Command): void {
         process.stdout.write(`${privileges.toString()}\n`)
       }
     })
-}
-
-function formatBytes(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`
 }

@@ -1,5 +1,5 @@
 import { PgmlKitError } from '../errors.js'
-import { columnKey, type EmbeddingColumnNode } from '../model/ir.js'
+import { columnKey, type EmbeddingColumnNode } from './ir.js'
 
 /** Finds `<table>.<column>` or `<schema>.<table>.<column>` among the config's embedding columns. */
 export function findColumn(columns: readonly EmbeddingColumnNode[], arg: string): EmbeddingColumnNode {

@@ -109,6 +109,11 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     expect(plan.stdout).toMatch(/set_config\('maintenance_work_mem'/)
     // Without a database: pgvector's default, said in a note.
     expect((await runCli(['plan'], { cwd: db.cwd })).stdout).toMatch(/lists 'auto': no database to size them from, so pgvector's defaults are used/)
+    // A $DATABASE_URL that does not answer: the plan is made from the config alone, and says so.
+    const unanswered = await runCli(['plan'], { cwd: db.cwd, databaseUrl: 'postgres://nobody@127.0.0.1:9/none' })
+    expect(unanswered.code).toBe(0)
+    expect(unanswered.stderr).toMatch(/not sized: \$DATABASE_URL did not answer/)
+    expect(unanswered.stdout).toMatch(/lists 'auto': no database to size them from/)
     const generated = await runCli(['generate', '--name', 'ivfflat', '--database-url', db.url], { cwd: db.cwd })
     expect(generated.code).toBe(0)
     // (The file is not migrated here: the test project's own migrations carry timestamps from the future.)

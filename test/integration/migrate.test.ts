@@ -73,6 +73,19 @@ describe.each(tiers)('migrate on the $name tier', (tier) => {
     expect((await checkGenerated(config)).waiting).toEqual([])
   })
 
+  it('records a changed query prefix in the catalog, and puts the old one back on down', async () => {
+    const p = await project(documentsConfig({ model: { id: 'test/double', dimensions: 8, queryPrefix: 'query: ' } }))
+    await p.generate()
+    await p.migrate()
+    await p.writeConfig(documentsConfig({ model: { id: 'test/double', dimensions: 8, queryPrefix: 'search_query: ' } }))
+    expect(await p.generate('query-prefix')).toHaveLength(1)
+    await p.migrate()
+    const prefix = () => db.query('SELECT query_prefix FROM pgml_kit.embedding_columns')
+    expect(await prefix()).toEqual([{ query_prefix: 'search_query: ' }])
+    await p.migrate('down', 1)
+    expect(await prefix()).toEqual([{ query_prefix: 'query: ' }])
+  })
+
   it('applies, reverts and re-applies the generated migrations (up, down, up)', async () => {
     const p = await project(documentsConfig({ indexes: [{ method: 'hnsw', distance: 'cosine' }, { method: 'ivfflat', distance: 'l2', lists: 2 }] }))
     // The IVFFlat index waits for vectors: the first generate leaves it out, the next builds it.

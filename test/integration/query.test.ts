@@ -186,6 +186,55 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(sent).toHaveLength(1)
   })
 
+  it('IVFFlat filtered search: relaxed iterative scans by default, the page sorted again by distance', async () => {
+    db = await tier.create()
+    const ivf = { tables: { documents: { ...config.tables.documents, embeddings: { body_embedding: { ...config.tables.documents.embeddings.body_embedding, indexes: [{ method: 'ivfflat' as const, distance: 'cosine' as const, lists: 4, probes: 1 }] } } } } }
+    const p = await new TestProject(db).withDocumentsTable({ ...ivf, tables: { documents: { ...ivf.tables.documents, embeddings: { body_embedding: { ...ivf.tables.documents.embeddings.body_embedding, indexes: [] } } } } })
+    await p.generate()
+    await p.migrate()
+    await insert(Array.from({ length: 400 }, (_, i) => ({ title: `r${i}`, body: 'b', department: i % 10 === 0 ? 'housing' : 'parks', vector: direction(i % 16, (i + 3) % 16, (i % 7) / 7) })))
+    await p.writeConfig(ivf)
+    await p.generate('ivfflat')
+    await p.migrate()
+    const sent: string[] = []
+    pool = new pg.Pool({ connectionString: db.url, max: 1 })
+    pool.on('connect', (client) => void client.query('SET enable_seqscan = off'))
+    kysely = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: (event) => { sent.push(event.query.sql) } })
+    const kit = createKit(ivf, { db: kysely, embedIn: 'local' })
+    const rows = await kit.search('documents.body_embedding', direction(0), { k: 10 }).where('department', '=', 'housing').select(['title']).execute()
+    expect(sent.join('\n')).toMatch(/set_config\('ivfflat.probes', '1', true\), pg_catalog.set_config\('hnsw.iterative_scan', 'relaxed_order', true\), pg_catalog.set_config\('ivfflat.iterative_scan', 'relaxed_order', true\)/)
+    expect(sent.join('\n')).toMatch(/^SELECT \* FROM \(select .*\) AS pgml_kit_sorted ORDER BY "distance"$/m)
+    // Ten rows (one list alone would not hold ten housing rows near the query), in distance order.
+    expect(rows).toHaveLength(10)
+    const distances = rows.map((r) => r.distance)
+    expect(distances).toEqual([...distances].sort((a, b) => a - b))
+  })
+
+  it('works on a driver that prepares every statement: BEGIN and the settings go separately', async () => {
+    const { kit: _unused, pool: real } = await setup()
+    void _unused
+    // A pool whose clients send every query with the extended protocol (one command per statement), as some drivers do.
+    const preparing = {
+      connect: async () => {
+        const client = await real.connect()
+        return { query: (text: string, values: unknown[]) => client.query({ text, values, queryMode: 'extended' } as pg.QueryConfig), release: () => client.release() }
+      },
+      end: async () => undefined,
+    }
+    const sent: string[] = []
+    const extended = new Kysely<DB>({ dialect: new PostgresDialect({ pool: preparing as unknown as pg.Pool }), log: (event) => { sent.push(event.query.sql) } })
+    const kit = createKit(config, { db: extended, embedIn: 'local' })
+    await insert([{ title: 'near', body: 'b', department: 'x', vector: direction(0) }, { title: 'far', body: 'b', department: 'x', vector: direction(5) }])
+    for (let i = 0; i < 2; i++) {
+      const [row] = await kit.search('documents.body_embedding', direction(0), { k: 1, efSearch: 55 }).select(['title', sql<string>`current_setting('hnsw.ef_search')`.as('ef')]).execute()
+      expect(row).toMatchObject({ title: 'near', ef: '55' })
+    }
+    // The combined form was tried once, refused, and not tried again.
+    expect(sent.filter((q) => q.startsWith('BEGIN; SELECT'))).toHaveLength(1)
+    expect(sent.filter((q) => q === 'BEGIN')).toHaveLength(2)
+    await extended.destroy()
+  })
+
   it('hybrid search fuses vector and full-text rankings (RRF) with weights', async () => {
     const { kit } = await setup()
     const embedder = await loadTiny({ id: 'pgml-kit/tiny-bert-16', revision: null, dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ', normalize: true, pooling: null })

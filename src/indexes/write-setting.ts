@@ -1,5 +1,3 @@
-import { loadFile, writeFile } from 'magicast'
-import { getDefaultExportOptions } from 'magicast/helpers'
 import { PgmlKitError } from '../errors.js'
 import type { VectorIndexNode } from '../model/ir.js'
 import { DISTANCE_SUFFIX } from '../model/resolve.js'
@@ -22,6 +20,9 @@ interface IndexEntry {
 export async function writeSearchDefault(configPath: string, index: VectorIndexNode, value: number): Promise<string> {
   const key = index.method === 'hnsw' ? 'efSearch' : 'probes'
   const manual = `set ${key}: ${value} on tables.${index.table}.embeddings.${index.column}.indexes (the ${index.method} ${index.distance} index) by hand`
+  // magicast (and the Babel parser under it) loads only when a config is written, not with every CLI command.
+  const { loadFile, writeFile } = await import('magicast')
+  const { getDefaultExportOptions } = await import('magicast/helpers')
   let entry: IndexEntry | undefined
   let mod: Awaited<ReturnType<typeof loadFile>>
   try {

@@ -90,6 +90,35 @@ describe.each(tiers)('feature views and point-in-time training sets on the $name
     await expect(withClient((c) => materialize(c, config.state, ['nope']))).rejects.toThrow(/no feature view "nope" in the config/)
   })
 
+  it('works with hostile but legal names everywhere: schema, view, entity, timestamps, features, training set', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-tables.sql', `-- Up Migration
+CREATE TABLE "Ev ""ents""" ("Cust;Id" int NOT NULL, "at time" timestamptz NOT NULL, "$1 spend" numeric);
+CREATE TABLE "la-bels" ("Cust;Id" int NOT NULL, "when?" timestamptz NOT NULL, "y'" int NOT NULL);
+-- Down Migration
+DROP TABLE "Ev ""ents"""; DROP TABLE "la-bels";
+`)
+    const hostile: PgmlKitConfig = {
+      tables: {},
+      features: {
+        schema: 'feat "ures',
+        views: { 'v; DROP TABLE x': { entities: 'Cust;Id', source: { table: 'Ev "ents"' }, timestamp: 'at time', features: { '$1 spend': 'double precision' } } },
+        trainingSets: { "set's": { labels: { table: 'la-bels' }, entities: 'Cust;Id', timestamp: 'when?', label: "y'", features: ['v; DROP TABLE x.$1 spend'] } },
+      },
+    }
+    await p.writeConfig(hostile)
+    await p.generate('hostile')
+    await p.migrate()
+    const config = await loadConfig('pgml-kit.config.ts', db.cwd)
+    await db.query(`INSERT INTO "Ev ""ents""" VALUES (1, ${day(1)}, 10), (1, ${day(5)}, 50)`)
+    await db.query(`INSERT INTO "la-bels" VALUES (1, ${day(3)}, 1)`)
+    expect(await withClient((c) => materialize(c, config.state))).toEqual([expect.objectContaining({ inserted: 2, updated: 1 })])
+    expect(await db.query(`SELECT * FROM "feat ""ures"."set's"`)).toEqual([{ '$1 spend': 10, "y'": 1 }])
+    await p.migrate('down', 1)
+    expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'feat "ures'`)).toEqual([{ n: 0 }])
+  })
+
   it('reverts: down removes the views, tables, function and schema', async () => {
     const { p } = await setup()
     await p.migrate('down', 1)

@@ -85,6 +85,12 @@ export const embeddingSchema = z.strictObject({
   mode: z.enum(embeddingModes, { error: 'must be one of "trigger", "generated", "queue", "app"' }),
   type: z.enum(['vector', 'halfvec'], { error: 'must be "vector" or "halfvec"' }).optional(),
   indexes: z.array(indexSchema).optional(),
+  /**
+   * The column's name before a rename: the next migration renames the column (and its indexes,
+   * triggers, catalog row and queued jobs) instead of dropping it and embedding every row again.
+   * Harmless once applied; remove it whenever you like.
+   */
+  renamedFrom: identifier.optional(),
 })
 
 const textSearchConfig = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, 'must be a text search configuration name such as "english" or "simple"')

@@ -35,7 +35,19 @@ export interface ModelNode {
   readonly gate: { readonly metric: string; readonly min: number | null; readonly margin: number | null } | null
 }
 
+/** An embedding column the config says was renamed (`renamedFrom`): a planning hint, not state. */
+export interface ColumnRename {
+  readonly schema: string
+  readonly table: string
+  readonly from: string
+  readonly to: string
+  /** Where the config says so, for errors. */
+  readonly path: string
+}
+
 export interface ResolvedConfig {
+  /** Embedding columns declared as renamed from another name. */
+  readonly renames: readonly ColumnRename[]
   /** Models to train with `pgml-kit train`, by project. */
   readonly models: readonly ModelNode[]
   readonly state: DesiredState
@@ -109,6 +121,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
   const indexes: VectorIndexNode[] = []
   const indexNames = new Map<string, string>()
   const fullText: FullTextNode[] = []
+  const renames: ColumnRename[] = []
 
   for (const [table, tableConfig] of Object.entries(config.tables)) {
     const tablePath = `tables.${table}`
@@ -140,6 +153,13 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       if (keyColumns.includes(column)) issues.push({ path, message: `"${column}" is the table's primary key and cannot be an embedding column` })
       const node = resolveEmbedding(schema, table, column, keyColumns, embedding, path, issues)
       if (node) columns.push(node)
+      if (embedding.renamedFrom !== undefined) {
+        const from = embedding.renamedFrom
+        if (from === column) issues.push({ path: `${path}.renamedFrom`, message: 'names the column itself; remove renamedFrom' })
+        else if (from in tableConfig.embeddings) issues.push({ path: `${path}.renamedFrom`, message: `"${from}" is still declared as an embedding column of ${table}; a renamed column's old name must be gone from the config` })
+        else if (renames.some((r) => r.schema === schema && r.table === table && r.from === from)) issues.push({ path: `${path}.renamedFrom`, message: `another column of ${table} is already renamed from "${from}"` })
+        else renames.push({ schema, table, from, to: column, path: `${path}.renamedFrom` })
+      }
       // Indexes are checked even when the column has problems, so every mistake is reported at once.
       for (const [i, indexConfig] of (embedding.indexes ?? []).entries()) {
         const index = resolveIndex({ schema, table, column }, indexConfig, `${path}.indexes[${i}]`, issues)
@@ -184,6 +204,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       trainingSets,
     },
     models,
+    renames,
     migrations: {
       dir: m.dir ?? 'migrations',
       table: m.table ?? 'pgmigrations',

@@ -27,6 +27,8 @@ export type OperationKind =
   | 'unregister-embedding-column'
   | 'update-embedding-source'
   | 'update-query-prefix'
+  | 'rename-embedding-column'
+  | 'rename-vector-index'
   | 'create-vector-index'
   | 'drop-vector-index'
   | 'rebuild-vector-index'

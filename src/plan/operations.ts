@@ -13,6 +13,8 @@ import { PGML, defineOperation, type Operation } from './operation.js'
 import type { GrantAtom } from './grants.js'
 import { renderGrants, renderRevokes } from '../sql/render-grants.js'
 import { renderPreflight, type PreflightChecks } from '../sql/render-preflight.js'
+import { renderRenameEmbeddingColumn } from '../sql/render-rename.js'
+import { quoteIdent } from '../sql/quote.js'
 
 /** Operation factories: one per kind, each building its up and its down from the same nodes. */
 
@@ -409,5 +411,31 @@ export function updateQueryPrefix(previous: EmbeddingColumnNode, next: Embedding
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderUpdateQueryPrefix(next)], down: [renderUpdateQueryPrefix(previous)],
     notes: ['stored vectors are unchanged (they are documents); searches embed queries with the new prefix as soon as the application runs the new config'],
+  })
+}
+
+/** `renamedFrom`: the column and everything that names it take the new name; no vector is recomputed. */
+export function renameEmbeddingColumn(from: EmbeddingColumnNode, to: EmbeddingColumnNode): Operation {
+  return defineOperation({
+    kind: 'rename-embedding-column',
+    summary: `rename embedding column ${columnKey(from)} to ${quoteIdent(to.column)} (its vectors, triggers, catalog row and queued jobs go with it)`,
+    transactional: true, safety: 'safe', requiresPgml: { up: to.mode === 'trigger', down: from.mode === 'trigger' },
+    up: renderRenameEmbeddingColumn(from, to),
+    down: renderRenameEmbeddingColumn(to, from),
+    notes: [
+      `takes ACCESS EXCLUSIVE on ${from.schema}.${from.table} for an instant (a catalog change, no rewrite)`,
+      `statements that name "${from.column}" fail from the moment it commits: deploy application code that reads or writes the column under its new name with it (the query builders follow the config)`,
+    ],
+  })
+}
+
+/** An index on a renamed column whose configured (or derived) name changed with it. */
+export function renameVectorIndex(from: VectorIndexNode, to: VectorIndexNode): Operation {
+  return defineOperation({
+    kind: 'rename-vector-index', summary: `rename index ${from.schema}.${from.name} to ${quoteIdent(to.name)}`, index: `${to.schema}.${to.name}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: [renderRenameIndex(from.schema, from.name, to.name)],
+    down: [renderRenameIndex(to.schema, to.name, from.name)],
+    notes: [],
   })
 }

@@ -5,6 +5,7 @@ import * as ops from './operations.js'
 import { grantsFor, grantsMissingFrom } from './grants.js'
 import { isEmptyPreflight } from '../sql/render-preflight.js'
 import { sizingNotes, type Sizing } from '../indexes/sizing.js'
+import type { ColumnRename } from '../model/resolve.js'
 
 /**
  * A plan in three phases, which become migration files in this order: concurrent index drops
@@ -25,6 +26,8 @@ export interface DeferredIndex {
 }
 
 export interface PlanOptions {
+  /** Embedding columns the config declares as renamed (`renamedFrom`). */
+  readonly renames?: readonly ColumnRename[]
   /** Sizes of the tables in the database the plan was made against (advice notes, IVFFlat deferral). */
   readonly sizing?: Sizing
 }
@@ -81,7 +84,10 @@ function refuseModeChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNo
  * @example
  * const plan = planMigration(EMPTY_STATE, resolveConfig(config).state)
  */
-export function planMigration(previous: DesiredState, next: DesiredState, options: PlanOptions = {}): Plan {
+export function planMigration(recorded: DesiredState, next: DesiredState, options: PlanOptions = {}): Plan {
+  // Renamed columns are renamed first; everything after diffs the renamed state with the config.
+  const renamed = applyRenames(recorded, next, options.renames ?? [])
+  const previous = renamed.state
   const before: Operation[] = []
   const deferred: DeferredIndex[] = []
   const main: Operation[] = []
@@ -89,8 +95,10 @@ export function planMigration(previous: DesiredState, next: DesiredState, option
 
   const prevColumns = new Map(previous.embeddingColumns.map((c) => [columnKey(c), c]))
   const nextColumns = new Map(next.embeddingColumns.map((c) => [columnKey(c), c]))
+  // An index dropped from a renamed column is dropped before the rename: it is found under the old name.
+  const recordedColumns = new Map(recorded.embeddingColumns.map((c) => [columnKey(c), c]))
   const contextOf = (index: VectorIndexNode, columns: Map<string, EmbeddingColumnNode>) => {
-    const column = columns.get(columnKey(index))
+    const column = columns.get(columnKey(index)) ?? recordedColumns.get(columnKey(index))
     if (!column) throw new Error(`no embedding column for index ${index.name}`)
     return { column: { vectorType: column.vectorType, dimensions: column.model.dimensions }, notes: sizingNotes(index, column, options.sizing) }
   }
@@ -99,7 +107,7 @@ export function planMigration(previous: DesiredState, next: DesiredState, option
   // to be re-added); their indexes go with them and come back after, explicitly, so down restores them.
   const recreated = new Set<string>()
 
-  const prevGrants = grantsFor(previous)
+  const prevGrants = grantsFor(recorded)
   const nextGrants = grantsFor(next)
   const added = grantsMissingFrom(nextGrants, prevGrants)
   const removed = grantsMissingFrom(prevGrants, nextGrants)
@@ -110,6 +118,7 @@ export function planMigration(previous: DesiredState, next: DesiredState, option
   if (previous.runtimeVersion < next.runtimeVersion) main.push(ops.installRuntime(previous.runtimeVersion, next.runtimeVersion))
   if (previous.embeddingColumns.length === 0 && next.embeddingColumns.length > 0) main.push(ops.createVectorExtension())
   if (!previous.embeddingColumns.some(needsPgml) && next.embeddingColumns.some(needsPgml)) main.push(ops.ensurePgml())
+  main.push(...renamed.operations)
 
   for (const [key, column] of prevColumns) {
     if (nextColumns.has(key)) continue
@@ -209,6 +218,47 @@ export function planMigration(previous: DesiredState, next: DesiredState, option
   if (!isEmptyPreflight(checks)) main.unshift(ops.preflight(checks))
 
   return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after), deferred: Object.freeze(deferred) })
+}
+
+/**
+ * The recorded state with the config's renames applied, and the steps that do them. A rename whose
+ * old name is gone and new name is recorded was applied already (nothing to do). An index on the
+ * column that the config still declares (same method, distance and parameters) moves with it,
+ * renamed when its name changed; any other index on it is dropped and built by the usual diff.
+ */
+function applyRenames(recorded: DesiredState, next: DesiredState, renames: readonly ColumnRename[]): { state: DesiredState; operations: Operation[] } {
+  let columns = [...recorded.embeddingColumns]
+  let indexes = [...recorded.indexes]
+  const operations: Operation[] = []
+  for (const rename of renames) {
+    const at = (name: string) => columns.find((c) => c.schema === rename.schema && c.table === rename.table && c.column === name)
+    const old = at(rename.from)
+    const already = at(rename.to)
+    if (!old && already) continue
+    const where = rename.path
+    if (!old) {
+      throw new PlanError('RENAME_SOURCE_MISSING', `${rename.schema}.${rename.table}.${rename.to} is declared as renamed from "${rename.from}", but the last generated state has no embedding column "${rename.from}" on ${rename.table}`, {
+        where, hint: 'check the old name in the migrations\' snapshot, or remove renamedFrom to add the column as new',
+      })
+    }
+    if (already) {
+      throw new PlanError('RENAME_TARGET_EXISTS', `${rename.schema}.${rename.table} already has an embedding column "${rename.to}"; "${rename.from}" cannot be renamed to it`, { where })
+    }
+    const wanted = next.embeddingColumns.find((c) => c.schema === rename.schema && c.table === rename.table && c.column === rename.to)
+    if (!wanted) continue
+    const moved: EmbeddingColumnNode = { ...old, column: rename.to }
+    operations.push(ops.renameEmbeddingColumn(old, moved))
+    columns = columns.map((c) => (c === old ? moved : c))
+    for (const index of indexes.filter((i) => i.schema === old.schema && i.table === old.table && i.column === old.column)) {
+      const candidate = { ...index, column: rename.to }
+      const match = next.indexes.find((n) => sameIndex(candidate, n) && (n.name === index.name || !indexes.some((o) => o.schema === n.schema && o.name === n.name)))
+      if (!match) continue
+      const movedIndex: VectorIndexNode = { ...candidate, name: match.name }
+      if (match.name !== index.name) operations.push(ops.renameVectorIndex(index, movedIndex))
+      indexes = indexes.map((i) => (i === index ? movedIndex : i))
+    }
+  }
+  return { state: { ...recorded, embeddingColumns: columns, indexes }, operations }
 }
 
 /**

@@ -7,11 +7,12 @@ import { planMigration, planOperations } from '../../src/plan/plan-migration.js'
 import { renderMigrationFiles } from '../../src/migrations/render-files.js'
 import { documentsConfig } from '../helpers/fixtures.js'
 import { parseFiles, sections } from '../helpers/sql.js'
+import { keepExistingNames } from '../../src/migrations/snapshot.js'
 
 function filesFor(previous: PgmlKitConfig | null, next: PgmlKitConfig, name = 'change') {
   const prev = previous ? resolveConfig(previous).state : EMPTY_STATE
   const resolved = resolveConfig(next)
-  const plan = planMigration(prev, resolved.state)
+  const plan = planMigration(prev, keepExistingNames(prev, resolved.state, resolved.renames), { renames: resolved.renames })
   return { plan, files: renderMigrationFiles(plan, { name, timestamp: 1_700_000_000_000, settings: resolved.migrations }) }
 }
 
@@ -39,6 +40,20 @@ describe('planMigration + renderMigrationFiles', () => {
     expect(kinds(trigger.plan)).toContain('ensure-pgml')
     expect(trigger.files[0]?.content).toContain('-- pgml-kit:requires pgml')
     expect(filesFor(null, documentsConfig({ mode: 'app' })).files[0]?.content).not.toContain('pgml-kit:requires')
+  })
+
+  it.each(['app', 'trigger', 'generated', 'queue'] as const)('renames a %s column declared renamedFrom (hostile new name) instead of re-embedding it; every statement parses', (mode) => {
+    const before = documentsConfig({ mode })
+    const column = before.tables.documents!.embeddings.body_embedding!
+    const after: PgmlKitConfig = { tables: { documents: { embeddings: { 'Body "vec"; DROP': { ...column, renamedFrom: 'body_embedding' } } } } }
+    const { plan, files } = filesFor(before, after)
+    expect(kinds(plan)).toEqual(['rename-embedding-column', 'rename-vector-index'])
+    expect(files).toHaveLength(1)
+    expect(parseFiles(files)).toBeGreaterThan(4)
+    const { up, down } = sections(files[0]!.content)
+    expect(up).toContain('RENAME COLUMN "body_embedding" TO "Body ""vec""; DROP"')
+    expect(down).toContain('RENAME COLUMN "Body ""vec""; DROP" TO "body_embedding"')
+    if (mode === 'trigger' || mode === 'queue') expect(up).toContain('CREATE OR REPLACE FUNCTION')
   })
 
   it('plans nothing when nothing changed', () => {

@@ -31,7 +31,7 @@ export function nonNegativeNumber(name: string): (value: string) => number {
   }
 }
 
-export const SAFETY_COLOR = { safe: pc.green, 'needs-backfill': pc.yellow, 'rewrites-or-locks': pc.magenta, destructive: pc.red } as const
+export const SAFETY_COLOR = { safe: pc.green, 'slows-writes': pc.yellow, privileged: pc.cyan, 'needs-backfill': pc.yellow, 'rewrites-or-locks': pc.magenta, destructive: pc.red } as const
 
 /** Shared by commands: where results go, and the exit code the run ends with. */
 export interface CommandContext {

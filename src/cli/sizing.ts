@@ -11,7 +11,7 @@ import type { GlobalOptions } from './options.js'
  */
 export async function sizingFor(g: GlobalOptions, config: LoadedConfig): Promise<Sizing | undefined> {
   const url = g.databaseUrl ?? process.env.DATABASE_URL
-  if (!url || config.state.indexes.length === 0) return undefined
+  if (!url || config.state.embeddingColumns.length + config.state.fullText.length === 0) return undefined
   // Asked for with --database-url, a database that does not answer is an error; found in $DATABASE_URL,
   // it only means the plan is made from the config alone (as without a database).
   if (g.databaseUrl === undefined) {

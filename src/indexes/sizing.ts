@@ -33,9 +33,9 @@ FROM pg_catalog.pg_attribute a
 LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname
 WHERE a.attrelid = $3::regclass AND a.attname = ANY($4::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
 
-/** Reads the sizes of every table `state` declares an index on. Read-only, catalog look-ups plus counts of never-analysed tables. */
+/** Reads the sizes of every table `state` declares an embedding column, index or full-text column on. Read-only, catalog look-ups plus counts of never-analysed tables. */
 export async function readSizing(client: pg.ClientBase, state: DesiredState, source: string): Promise<Sizing> {
-  const tables = [...new Map(state.indexes.map((i) => [`${i.schema}.${i.table}`, i])).values()]
+  const tables = [...new Map([...state.embeddingColumns, ...state.indexes, ...state.fullText].map((i) => [`${i.schema}.${i.table}`, { schema: i.schema, table: i.table }])).values()]
   const out = new Map<string, TableSizing>()
   if (tables.length === 0) return { source, tables: out }
   const { rows } = await client.query<{ schema: string; name: string; reltuples: number; rel: string }>(READ_TABLES, [tables.map((t) => t.schema), tables.map((t) => t.table)])

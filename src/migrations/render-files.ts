@@ -25,6 +25,8 @@ export interface RenderFilesOptions {
 
 const SAFETY_LABEL: Record<SafetyClass, string> = {
   safe: '[safe]',
+  'slows-writes': '[slows writes]',
+  privileged: '[superuser]',
   'needs-backfill': '[needs backfill]',
   'rewrites-or-locks': '[rewrites/locks]',
   destructive: '[DESTRUCTIVE]',

@@ -2,9 +2,18 @@
  * One step of a plan. Its up and down travel together, so every generated migration is
  * reversible by construction (a down that cannot restore data says so in `notes`).
  */
-export type SafetyClass = 'safe' | 'needs-backfill' | 'rewrites-or-locks' | 'destructive'
+/**
+ * What a reviewer must know about a step, from least to most attention:
+ * - `safe`: no data changes meaning, no lock held for longer than an instant, no special privilege;
+ * - `slows-writes`: every later write to the table does more work (a trigger that runs the model);
+ * - `needs-backfill`: stored data is stale or missing until a backfill runs;
+ * - `privileged`: needs a superuser (an untrusted extension or language may be installed);
+ * - `rewrites-or-locks`: rewrites the table or holds a strong lock for as long as the table is large;
+ * - `destructive`: deletes data a down cannot bring back.
+ */
+export type SafetyClass = 'safe' | 'slows-writes' | 'needs-backfill' | 'privileged' | 'rewrites-or-locks' | 'destructive'
 
-export const SAFETY_CLASSES: readonly SafetyClass[] = ['safe', 'needs-backfill', 'rewrites-or-locks', 'destructive']
+export const SAFETY_CLASSES: readonly SafetyClass[] = ['safe', 'slows-writes', 'needs-backfill', 'privileged', 'rewrites-or-locks', 'destructive']
 
 export type OperationKind =
   | 'preflight'

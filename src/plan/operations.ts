@@ -59,10 +59,13 @@ export function revokePrivileges(atoms: readonly GrantAtom[]): Operation {
 export function createVectorExtension(): Operation {
   return defineOperation({
     kind: 'create-vector-extension', summary: 'create extension vector (pgvector) if missing',
-    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    transactional: true, safety: 'privileged', requiresPgml: PGML.none,
     up: [renderCreateVectorExtension()],
     down: [renderDropVectorExtension()],
-    notes: ['down drops pgvector only if this step created it and nothing uses it any more'],
+    notes: [
+      'pgvector is not a trusted extension: creating it needs a superuser (or your provider\'s equivalent role). Where it is installed already, this step does nothing and needs nothing',
+      'down drops pgvector only if this step created it and nothing uses it any more',
+    ],
   })
 }
 
@@ -79,10 +82,13 @@ export function releaseVectorExtension(): Operation {
 export function ensurePgml(): Operation {
   return defineOperation({
     kind: 'ensure-pgml', summary: 'make sure pgml.embed exists (extension pgml, else pgml_compat)',
-    transactional: true, safety: 'safe', requiresPgml: { up: true, down: false },
+    transactional: true, safety: 'privileged', requiresPgml: { up: true, down: false },
     up: [renderEnsurePgml()],
     down: [renderKeepPgml()],
-    notes: ['down leaves pgml installed: it owns trained models'],
+    notes: [
+      'where pgml.embed is missing this runs CREATE EXTENSION pgml CASCADE (or pgml_compat CASCADE, which installs the untrusted language plpython3u): superuser only. Where pgml.embed exists it does nothing and needs nothing',
+      'down leaves pgml installed: it owns trained models',
+    ],
   })
 }
 
@@ -148,10 +154,10 @@ export function createEmbedTrigger(column: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'create-embed-trigger',
     summary: `embed ${columnKey(column)} on INSERT and on UPDATE OF ${column.sourceColumns.join(', ')} (trigger calls pgml.embed)`,
-    transactional: true, safety: 'safe', requiresPgml: { up: true, down: false },
+    transactional: true, safety: 'slows-writes', requiresPgml: { up: true, down: false },
     up: [renderCreateEmbedFunction(column), renderCreateEmbedTrigger(column)],
     down: [renderDropEmbedTrigger(column), renderDropEmbedFunction(column)],
-    notes: ['every INSERT, and every UPDATE that changes a source column, runs the model inside the writing transaction'],
+    notes: [`every INSERT, and every UPDATE that changes a source column, of ${column.schema}.${column.table} runs the model inside the writing transaction: each such write takes as long as one embedding (milliseconds on a CPU, per row) and holds its row locks meanwhile. Bulk loads slow down by orders of magnitude; "queue" mode moves the model out of the write`],
   })
 }
 
@@ -195,12 +201,15 @@ export function unregisterEmbeddingColumn(column: EmbeddingColumnNode): Operatio
 }
 
 export function updateEmbeddingSource(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
+  const app = next.mode === 'app'
   return defineOperation({
     kind: 'update-embedding-source', summary: `record the new source of ${columnKey(next)} in pgml_kit.embedding_columns`,
-    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    transactional: true, safety: app ? 'needs-backfill' : 'safe', requiresPgml: PGML.none,
     up: [renderUpdateEmbeddingSource(next)],
     down: [renderUpdateEmbeddingSource(previous)],
-    notes: [],
+    notes: app
+      ? [`mode "app": every stored vector of ${columnKey(next)} was computed from ${previous.sourceColumns.join(', ')} and is stale until the application writes it again from ${next.sourceColumns.join(', ')} (\`pgml-kit parity\` shows how far they are apart)`]
+      : [],
   })
 }
 
@@ -280,10 +289,13 @@ export function createQueueTriggers(column: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'create-queue-triggers',
     summary: `queue ${columnKey(column)} for a worker on INSERT, on UPDATE OF ${column.sourceColumns.join(', ')}, and dequeue on DELETE`,
-    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    transactional: true, safety: 'slows-writes', requiresPgml: PGML.none,
     up: [renderCreateEnqueueFunction(column), ...renderCreateEnqueueTriggers(column)],
     down: [...renderDropEnqueueTriggers(column), renderDropEnqueueFunction(column), renderDeleteJobs(column)],
-    notes: [`existing rows are not queued: run \`pgml-kit backfill ${column.table}.${column.column}\` (or let writes queue them)`],
+    notes: [
+      `every INSERT, DELETE, and UPDATE that changes a source column, of ${column.schema}.${column.table} also writes one row of pgml_kit.embedding_jobs (an upsert) in the same transaction`,
+      `existing rows are not queued: run \`pgml-kit backfill ${column.table}.${column.column}\` (or let writes queue them)`,
+    ],
   })
 }
 

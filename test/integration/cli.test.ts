@@ -90,6 +90,42 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     expect(down.stdout.match(/^reverted /gm)).toHaveLength(2)
   })
 
+  it('plan --format markdown is a review document: locks, durations, timeouts, privileges, rollback, and row counts from --database-url', async () => {
+    const { cwd, databaseUrl } = await setup()
+    await mkdir(join(cwd, 'migrations'), { recursive: true })
+    await writeFile(join(cwd, 'migrations', '1000000000000_documents.sql'), `-- Up Migration
+CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);
+INSERT INTO documents (body) SELECT 'row ' || i FROM generate_series(1, 3000) AS i;
+ANALYZE documents;
+-- Down Migration
+DROP TABLE documents;
+`)
+    await writeFile(join(cwd, 'pgml-kit.config.ts'), `export default ${JSON.stringify({
+      migrations: { statementTimeout: '2s' },
+      tables: { documents: { embeddings: { body_embedding: { source: 'body', model: { id: 'test/double', dimensions: 8 }, mode: 'generated', indexes: [{ method: 'hnsw', distance: 'cosine' }] } } } },
+    })}
+`)
+    expect((await runCli(['migrate'], { cwd, databaseUrl })).code).toBe(0)
+    const args = ['plan', '--format', 'markdown', ...(databaseUrl ? ['--database-url', databaseUrl] : [])]
+    const review = await runCli(args, { cwd, databaseUrl })
+    expect(review.code, review.stderr).toBe(0)
+    const md = review.stdout
+    expect(md).toMatch(/^# Migration review/)
+    expect(md).toContain('| superuser | make sure pgml.embed exists')
+    expect(md).toMatch(/\| `ALTER TABLE "public"."documents" ADD COLUMN "body_embedding" vector\(8\) GENERATED[^|]*` \| \*\*ACCESS EXCLUSIVE\*\* on `public.documents` \| \*\*table rewrite\*\*/)
+    expect(md).toMatch(/`CREATE INDEX CONCURRENTLY IF NOT EXISTS "documents_body_embedding_hnsw_cosine_idx"[^|]*` \| SHARE UPDATE EXCLUSIVE on `public.documents` \| index build/)
+    expect(md).toContain("`lock_timeout = '5s'`, `statement_timeout = '2s'`")
+    expect(md).toContain('`ALTER TABLE "public"."documents" DROP COLUMN "body_embedding";`')
+    if (databaseUrl) {
+      // Sized: 3,000 rows at the assumed 1,000 rows/s for an in-database embedding is past the 2 s statement_timeout.
+      expect(md).toContain('public.documents (3,000 rows) is rewritten under ACCESS EXCLUSIVE, calling pgml.embed once per row: about 3 s')
+      expect(md).toContain('past statement_timeout 2s: the migration will fail and roll back')
+    } else {
+      expect(md).toContain('Give --database-url to see how many rows that is')
+    }
+    expect((await runCli(['plan', '--format', 'yaml'], { cwd, databaseUrl })).code).toBe(2)
+  })
+
   it('reports a bad config with its path and exit code 2, without a stack trace', async () => {
     const { cwd, databaseUrl } = await setup()
     await writeFile(join(cwd, 'pgml-kit.config.ts'), `export default { tables: { documents: { embeddings: { e: { source: ['body', 'body'], model: 'x/y', mode: 'trigger', indexes: [{ method: 'ivfflat', distance: 'l1' }] } } } } }\n`)

@@ -56,6 +56,16 @@ describe('planMigration + renderMigrationFiles', () => {
     if (mode === 'trigger' || mode === 'queue') expect(up).toContain('CREATE OR REPLACE FUNCTION')
   })
 
+  it('tells the truth in its safety classes: superuser for extensions, slower writes for triggers, a backfill for an app-mode source change', () => {
+    const safety = (plan: ReturnType<typeof planMigration>) => Object.fromEntries(planOperations(plan).map((op) => [op.kind, op.safety]))
+    expect(safety(filesFor(null, documentsConfig({ mode: 'trigger' })).plan)).toMatchObject({ 'create-vector-extension': 'privileged', 'ensure-pgml': 'privileged', 'create-embed-trigger': 'slows-writes' })
+    expect(safety(filesFor(null, documentsConfig({ mode: 'queue' })).plan)).toMatchObject({ 'create-queue-triggers': 'slows-writes' })
+    expect(safety(filesFor(null, documentsConfig({ mode: 'generated' })).plan)).toMatchObject({ 'add-embedding-column': 'rewrites-or-locks' })
+    const app = filesFor(documentsConfig({ mode: 'app', source: ['body'] }), documentsConfig({ mode: 'app', source: ['title', 'body'] })).plan
+    expect(safety(app)).toMatchObject({ 'update-embedding-source': 'needs-backfill' })
+    expect(planOperations(app).find((op) => op.kind === 'update-embedding-source')?.notes[0]).toMatch(/stale until the application writes it again/)
+  })
+
   it('plans nothing when nothing changed', () => {
     const config = documentsConfig({ mode: 'trigger' })
     expect(planOperations(filesFor(config, config).plan)).toHaveLength(0)

@@ -1,4 +1,6 @@
-import type { Command } from 'commander'
+import { Option, type Command } from 'commander'
+import { relative } from 'node:path'
+import { indexTables, renderReviewMarkdown, reviewFiles } from '../../plan/review.js'
 import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { planFromConfig } from '../../migrations/generate.js'
@@ -10,11 +12,17 @@ import { sizingFor } from '../sizing.js'
 export function registerPlan(program: Command): void {
   program.command('plan')
     .description('print the SQL that generate would write, with a safety class for every step (sized for the database given with --database-url)')
-    .action(async (_opts, cmd: Command) => {
+    .addOption(new Option('--format <format>', 'text, markdown (a review document for the pull request: locks, durations, timeouts, privileges, rollback) or json').choices(['text', 'markdown', 'json']).default('text'))
+    .action(async (local: { format: 'text' | 'markdown' | 'json' }, cmd: Command) => {
       const opts = globals(cmd)
       const config = await loadConfig(opts.config)
       const sizing = await sizingFor(opts, config)
-      const { plan, files } = await planFromConfig(config, { name: 'plan', ...(sizing ? { sizing } : {}) })
+      const { plan, files, snapshot, desired } = await planFromConfig(config, { name: 'plan', ...(sizing ? { sizing } : {}) })
+      if (local.format === 'markdown') {
+        const options = { settings: config.migrations, configFile: relative(config.root, config.path) || 'pgml-kit.config.ts', indexTables: indexTables(snapshot.state, desired), ...(sizing ? { sizing } : {}) }
+        return void process.stdout.write(renderReviewMarkdown(plan, await reviewFiles(files, options), options))
+      }
+      if (local.format === 'json') opts.json = true
       const operations = planOperations(plan)
       const deferred = plan.deferred.map((d) => ({ index: `${d.index.schema}.${d.index.name}`, reason: d.reason }))
       if (opts.json) {

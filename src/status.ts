@@ -10,6 +10,7 @@ import { CATALOG_COLUMNS, CHECK_PRIVILEGES, RELATION_EXISTS } from './sql/render
 import { readQueueStats, type QueueStats } from './worker/queue.js'
 import { readIndexHealth, type IndexHealth } from './indexes/health.js'
 import { readLastChecks, type LastCheck } from './indexes/check.js'
+import { readDrift, type DriftItem } from './drift.js'
 
 export interface CatalogEntry {
   readonly table: string
@@ -48,6 +49,8 @@ export interface Status {
   readonly missingPrivileges: readonly MissingPrivilege[]
   /** Each vector index the config declares: ok, missing, INVALID or differing, and its size (given the config's state). */
   readonly indexes: readonly (IndexHealth & { readonly lastCheck: LastCheck | null })[]
+  /** With `drift`: how the live database differs from the snapshot (empty: no drift); else null. */
+  readonly drift: readonly DriftItem[] | null
 }
 
 function describeNeed(need: PrivilegeNeed): string {
@@ -82,7 +85,7 @@ async function checkPrivileges(client: pg.ClientBase, needs: readonly PrivilegeN
  * Applied and pending migrations, what the target can do, the embedding columns its `pgml_kit`
  * catalog records, the queues, and — given the config's state — the privileges its declared roles lack.
  */
-export async function readStatus(options: TargetOptions & { dir: string; settings: MigrationSettings; state?: DesiredState }): Promise<Status> {
+export async function readStatus(options: TargetOptions & { dir: string; settings: MigrationSettings; state?: DesiredState; drift?: DesiredState }): Promise<Status> {
   const target = await openTarget(options)
   try {
     const client = await target.connect('pgml-kit status')
@@ -100,16 +103,31 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
           embeddingColumns.push({ table: `${r.table_schema}.${r.table_name}`, column: r.column_name, model: r.model_id, dimensions: r.dimensions, vectorType: r.vector_type, mode: r.mode, sourceColumns: r.source_columns })
         }
       }
+      const pending = files.filter((f) => !done.has(f.name)).map((f) => f.name)
+      const missingPrivileges = options.state ? await checkPrivileges(client, privilegeNeeds(options.state)) : []
+      let drift: DriftItem[] | null = null
+      if (options.drift) {
+        drift = []
+        // Until every migration is applied the database is behind the snapshot by design: that is the drift to fix first.
+        if (pending.length > 0) drift.push({ kind: 'migrations', object: `${pending.length} pending`, problem: `not applied: ${pending.join(', ')}`, fix: 'pgml-kit migrate' })
+        else {
+          drift.push(...await readDrift(client, options.drift))
+          const snapshotPrivileges = await checkPrivileges(client, privilegeNeeds(options.drift))
+          // Only what the migrations granted: privileges on your own tables are yours to give (plain status lists them).
+          for (const m of snapshotPrivileges.filter((p) => p.grantedBy === 'pgml-kit')) drift.push({ kind: 'grant', object: `${m.role} (${m.purpose})`, problem: `lacks ${m.missing}`, fix: m.fix })
+        }
+      }
       return {
         target: { kind: target.kind, description: target.description },
         capabilities,
         applied,
-        pending: files.filter((f) => !done.has(f.name)).map((f) => f.name),
+        pending,
         missing: applied.filter((a) => !onDisk.has(a.name)).map((a) => a.name),
         embeddingColumns,
         queues: await readQueueStats(client),
-        missingPrivileges: options.state ? await checkPrivileges(client, privilegeNeeds(options.state)) : [],
+        missingPrivileges,
         indexes: options.state ? await withLastChecks(client, await readIndexHealth(client, options.state)) : [],
+        drift,
       }
     } finally {
       await client.end()

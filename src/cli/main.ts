@@ -43,7 +43,7 @@ export function buildProgram(exit: { code: number }): Command {
   registerPlan(program)
   registerGenerate(program, ctx)
   registerMigrate(program)
-  registerStatus(program)
+  registerStatus(program, ctx)
   registerIndex(program)
   registerDev(program)
   registerWorker(program)

@@ -5,15 +5,20 @@ import { formatBytes } from '../../indexes/advice.js'
 import { loadConfig } from '../../config/load.js'
 import { readStatus } from '../../status.js'
 import { printJson } from '../output.js'
-import { globals } from '../options.js'
+import { globals, type CommandContext } from '../options.js'
+import { EXIT } from '../output.js'
+import { readSnapshot } from '../../migrations/snapshot.js'
 
-export function registerStatus(program: Command): void {
+export function registerStatus(program: Command, ctx: CommandContext): void {
   program.command('status')
     .description('applied and pending migrations, target capabilities, managed embedding columns')
-    .action(async (_opts, cmd: Command) => {
+    .option('--drift', 'compare the live database with the migrations\' snapshot (columns, triggers, indexes, catalog, grants), print the fix for each difference, and exit 1 if there is any')
+    .action(async (opts: { drift?: boolean }, cmd: Command) => {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
-      const status = await readStatus({ databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations, state: config.state })
+      const snapshot = opts.drift ? await readSnapshot(config.migrationsDir) : null
+      const status = await readStatus({ databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations, state: config.state, ...(snapshot ? { drift: snapshot.state } : {}) })
+      if (status.drift && status.drift.length > 0) ctx.exit.code = EXIT.checkFailed
       if (g.json) return printJson(status)
       const c = status.capabilities
       process.stdout.write(`${pc.bold('target')}    ${status.target.description}\n`)
@@ -55,6 +60,13 @@ export function registerStatus(program: Command): void {
           privileges.push([`${m.role} (${m.purpose})`, pc.red(m.missing), m.grantedBy === 'pgml-kit' ? `pgml-kit migrate grants it (or: ${m.fix})` : m.fix])
         }
         process.stdout.write(`${privileges.toString()}\n`)
+      }
+      if (status.drift) {
+        if (status.drift.length === 0) return void process.stdout.write(`${pc.green('no drift')}: the database matches the migrations' snapshot\n`)
+        process.stdout.write(`\n${pc.red(pc.bold(`drift: ${status.drift.length} difference(s) from the migrations' snapshot`))}\n`)
+        for (const d of status.drift) {
+          process.stdout.write(`\n${pc.red(d.kind)} ${d.object}: ${d.problem}\n${pc.dim('fix:')} ${d.fix.split('\n').join('\n     ')}\n`)
+        }
       }
     })
 }

@@ -1,0 +1,175 @@
+import type pg from 'pg'
+import { columnKey, type DesiredState, type EmbeddingColumnNode } from './model/ir.js'
+import { readIndexHealth } from './indexes/health.js'
+import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from './sql/render-embedding-column.js'
+import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn } from './sql/render-catalog.js'
+import { embedTriggerName, renderCreateEmbedFunction, renderCreateEmbedTrigger } from './sql/render-trigger.js'
+import { enqueueTriggerName, renderCreateEnqueueFunction, renderCreateEnqueueTriggers } from './sql/render-queue.js'
+import { renderSourceText } from './sql/render-source.js'
+import { quoteIdent, quoteLiteral, quoteQualified } from './sql/quote.js'
+import { RELATION_EXISTS } from './sql/render-introspection.js'
+
+/**
+ * `pgml-kit status --drift`: what the live database has that the last generated state (the
+ * snapshot) does not say, or lacks that it says, for the objects pgml-kit manages. Each finding
+ * carries the statement(s) that put it right. Read-only.
+ */
+export interface DriftItem {
+  /** What kind of object: column, trigger, index, catalog, runtime, grant, migrations. */
+  readonly kind: 'column' | 'trigger' | 'index' | 'catalog' | 'runtime' | 'grant' | 'migrations'
+  /** The object (`schema.table.column`, a trigger or index name). */
+  readonly object: string
+  readonly problem: string
+  /** SQL (or a command) that fixes it. */
+  readonly fix: string
+}
+
+const READ_COLUMNS = `SELECT d.n::int AS n, c.oid IS NOT NULL AS table_exists,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated::text AS generated
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS d(schema_name, table_name, column_name, n)
+LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = d.schema_name
+LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY d.n`
+
+/** Triggers on the given tables that are pgml-kit's by name or by function. */
+const READ_TRIGGERS = `SELECT n.nspname AS schema_name, c.relname AS table_name, t.tgname AS name, t.tgenabled::text AS enabled,
+       pn.nspname AS function_schema, p.proname AS function_name
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+WHERE NOT t.tgisinternal AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+  AND (t.tgname LIKE 'pgml\\_kit\\_%' OR pn.nspname = 'pgml_kit')`
+
+const READ_CATALOG = `SELECT table_schema, table_name, column_name, model_id, model_revision, dimensions, vector_type, mode,
+       source_columns, source_separator, source_expression, document_prefix, query_prefix, normalize, key_columns
+FROM pgml_kit.embedding_columns`
+
+interface CatalogRow {
+  table_schema: string; table_name: string; column_name: string; model_id: string; model_revision: string | null; dimensions: number
+  vector_type: string; mode: string; source_columns: string[]; source_separator: string; source_expression: string
+  document_prefix: string; query_prefix: string; normalize: boolean; key_columns: string[]
+}
+
+function catalogDifferences(row: CatalogRow, c: EmbeddingColumnNode): string[] {
+  const m = c.model
+  const pairs: [string, unknown, unknown][] = [
+    ['model', row.model_id, m.id], ['revision', row.model_revision, m.revision], ['dimensions', row.dimensions, m.dimensions],
+    ['vector type', row.vector_type, c.vectorType], ['mode', row.mode, c.mode], ['source', row.source_columns.join(', '), c.sourceColumns.join(', ')],
+    ['separator', row.source_separator, c.separator], ['source expression', row.source_expression, renderSourceText(c)],
+    ['document prefix', row.document_prefix, m.documentPrefix], ['query prefix', row.query_prefix, m.queryPrefix],
+    ['normalize', row.normalize, m.normalize], ['key', row.key_columns.join(', '), c.keyColumns.join(', ')],
+  ]
+  return pairs.filter(([, live, wanted]) => live !== wanted).map(([what, live, wanted]) => `${what} ${JSON.stringify(live)}, the snapshot says ${JSON.stringify(wanted)}`)
+}
+
+interface ExpectedTrigger {
+  readonly column: EmbeddingColumnNode
+  readonly name: string
+  readonly create: string[]
+}
+
+function expectedTriggers(column: EmbeddingColumnNode): ExpectedTrigger[] {
+  if (column.mode === 'trigger') return [{ column, name: embedTriggerName(column), create: [renderCreateEmbedFunction(column), renderCreateEmbedTrigger(column)] }]
+  if (column.mode === 'queue') {
+    const [write, remove] = renderCreateEnqueueTriggers(column)
+    return [
+      { column, name: enqueueTriggerName(column, 'write'), create: [renderCreateEnqueueFunction(column), write!] },
+      { column, name: enqueueTriggerName(column, 'delete'), create: [renderCreateEnqueueFunction(column), remove!] },
+    ]
+  }
+  return []
+}
+
+/** Compares the live database with `state` (the snapshot's). */
+export async function readDrift(client: pg.ClientBase, state: DesiredState): Promise<DriftItem[]> {
+  const out: DriftItem[] = []
+  const columns = state.embeddingColumns
+  const tables = [...new Map(columns.map((c) => [`${c.schema}.${c.table}`, c])).values()]
+
+  // Columns: present, of the declared type, generated when the mode says so.
+  const { rows: live } = await client.query<{ n: number; table_exists: boolean; type: string | null; generated: string | null }>(READ_COLUMNS, [
+    columns.map((c) => c.schema), columns.map((c) => c.table), columns.map((c) => c.column)])
+  const present = new Set<string>()
+  columns.forEach((c, i) => {
+    const row = live[i]
+    const key = columnKey(c)
+    const wanted = `${c.vectorType}(${c.model.dimensions})`
+    if (!row?.table_exists) return void out.push({ kind: 'column', object: key, problem: `table ${c.schema}.${c.table} does not exist`, fix: 'pgml-kit migrate (or restore the table)' })
+    if (row.type === null) {
+      return void out.push({ kind: 'column', object: key, problem: 'column is missing', fix: `${renderAddEmbeddingColumn(c)}  -- then backfill: pgml-kit backfill ${c.table}.${c.column}` })
+    }
+    present.add(key)
+    const generated = row.generated === 's'
+    if (row.type !== wanted || generated !== (c.mode === 'generated')) {
+      const what = row.type !== wanted ? `type is ${row.type}, the snapshot says ${wanted}` : generated ? 'column is generated, the snapshot says it is not' : 'column is not generated, the snapshot says it is'
+      out.push({ kind: 'column', object: key, problem: what, fix: `${renderDropEmbeddingColumn(c)} ${renderAddEmbeddingColumn(c)}  -- the stored vectors are lost: backfill afterwards` })
+    }
+  })
+
+  // Triggers: the mode's triggers exist, are enabled and call the column's function; no other pgml-kit trigger.
+  const { rows: triggers } = await client.query<{ schema_name: string; table_name: string; name: string; enabled: string; function_schema: string; function_name: string }>(READ_TRIGGERS, [
+    tables.map((t) => t.schema), tables.map((t) => t.table)])
+  const expected = columns.filter((c) => present.has(columnKey(c))).flatMap(expectedTriggers)
+  for (const want of expected) {
+    const { column } = want
+    const table = quoteQualified(column.schema, column.table)
+    const found = triggers.find((t) => t.schema_name === column.schema && t.table_name === column.table && t.name === want.name)
+    const object = `${want.name} on ${column.schema}.${column.table}`
+    if (!found) {
+      out.push({ kind: 'trigger', object, problem: `missing: ${columnKey(column)} (mode ${column.mode}) is not kept in sync`, fix: want.create.join('\n') })
+    } else if (found.function_schema !== 'pgml_kit' || found.function_name !== column.triggerFunction) {
+      out.push({ kind: 'trigger', object, problem: `calls ${found.function_schema}.${found.function_name}(), the snapshot says pgml_kit.${column.triggerFunction}()`, fix: [`DROP TRIGGER ${quoteIdent(want.name)} ON ${table};`, ...want.create].join('\n') })
+    } else if (found.enabled === 'D') {
+      out.push({ kind: 'trigger', object, problem: 'disabled: writes are not embedded or queued', fix: `ALTER TABLE ${table} ENABLE TRIGGER ${quoteIdent(want.name)};` })
+    }
+  }
+  for (const t of triggers) {
+    if (expected.some((e) => e.column.schema === t.schema_name && e.column.table === t.table_name && e.name === t.name)) continue
+    out.push({ kind: 'trigger', object: `${t.name} on ${t.schema_name}.${t.table_name}`, problem: 'extra: a pgml-kit trigger the snapshot does not declare', fix: `DROP TRIGGER ${quoteIdent(t.name)} ON ${quoteQualified(t.schema_name, t.table_name)};` })
+  }
+
+  // Vector indexes: missing, INVALID, or built with other parameters or operator class.
+  const indexes = state.indexes.filter((i) => present.has(columnKey(i)))
+  const health = await readIndexHealth(client, { ...state, indexes })
+  indexes.forEach((index, i) => {
+    const h = health[i]
+    if (!h || h.state === 'ok') return
+    const column = index.schema === 'public' ? `${index.table}.${index.column}` : columnKey(index)
+    out.push({ kind: 'index', object: h.index, problem: `${h.state}: ${h.detail}`, fix: `pgml-kit index repair ${JSON.stringify(column)}  (rebuilds it concurrently: writes go on)` })
+  })
+
+  // The catalog and the runtime schema.
+  const { rows: hasCatalog } = await client.query<{ ok: boolean }>(RELATION_EXISTS, ['pgml_kit', 'embedding_columns'])
+  if (columns.length > 0 && !hasCatalog[0]?.ok) {
+    out.push({ kind: 'runtime', object: 'pgml_kit', problem: 'the pgml_kit runtime schema is missing', fix: 'restore it: pgml-kit migrate down, then up (its first migration installs it)' })
+    return out
+  }
+  if (hasCatalog[0]?.ok) {
+    const { rows: version } = await client.query<{ v: number | null }>('SELECT max(version)::int AS v FROM pgml_kit.runtime_version')
+    if ((version[0]?.v ?? 0) < state.runtimeVersion) {
+      out.push({ kind: 'runtime', object: 'pgml_kit', problem: `runtime schema version ${version[0]?.v ?? 0}, the snapshot needs ${state.runtimeVersion}`, fix: 'pgml-kit migrate (a generated migration upgrades it)' })
+    }
+    const { rows: catalog } = await client.query<CatalogRow>(READ_CATALOG)
+    const ours = new Set(tables.map((t) => `${t.schema}.${t.table}`))
+    for (const c of columns) {
+      const row = catalog.find((r) => r.table_schema === c.schema && r.table_name === c.table && r.column_name === c.column)
+      if (!row) {
+        out.push({ kind: 'catalog', object: columnKey(c), problem: 'not recorded in pgml_kit.embedding_columns (searches and workers cannot find it)', fix: renderRegisterEmbeddingColumn(c) })
+        continue
+      }
+      const differences = catalogDifferences(row, c)
+      if (differences.length > 0) out.push({ kind: 'catalog', object: columnKey(c), problem: `out of date: ${differences.join('; ')}`, fix: `${renderUnregisterEmbeddingColumn(c)}\n${renderRegisterEmbeddingColumn(c)}` })
+    }
+    // Rows for this project's tables that the snapshot does not declare (other tables may be another project's).
+    for (const row of catalog) {
+      if (!ours.has(`${row.table_schema}.${row.table_name}`)) continue
+      if (columns.some((c) => c.schema === row.table_schema && c.table === row.table_name && c.column === row.column_name)) continue
+      const key = `${row.table_schema}.${row.table_name}.${row.column_name}`
+      out.push({ kind: 'catalog', object: key, problem: 'recorded in pgml_kit.embedding_columns, but the snapshot has no such column', fix: `DELETE FROM pgml_kit.embedding_columns WHERE table_schema = ${quoteLiteral(row.table_schema)} AND table_name = ${quoteLiteral(row.table_name)} AND column_name = ${quoteLiteral(row.column_name)};` })
+    }
+  }
+  return out
+}

@@ -6,6 +6,7 @@ CREATE SCHEMA IF NOT EXISTS pgml_kit;
 COMMENT ON SCHEMA pgml_kit IS 'pgml-kit runtime: catalog of managed embedding columns. Changed only by pgml-kit migrations.';
 
 CREATE TABLE IF NOT EXISTS pgml_kit.runtime_version (
+  -- squawk-ignore prefer-bigint-over-int -- a schema version number: a handful of rows, ever
   version integer PRIMARY KEY,
   installed_at timestamptz NOT NULL DEFAULT now()
 );
@@ -17,6 +18,7 @@ CREATE TABLE IF NOT EXISTS pgml_kit.embedding_columns (
   column_name name NOT NULL,
   model_id text NOT NULL,
   model_revision text,
+  -- squawk-ignore prefer-bigint-over-int -- dimensions are at most 16,000 (the CHECK)
   dimensions integer NOT NULL CHECK (dimensions BETWEEN 1 AND 16000),
   vector_type text NOT NULL CHECK (vector_type IN ('vector', 'halfvec')),
   mode text NOT NULL CHECK (mode IN ('trigger', 'generated', 'queue', 'app')),

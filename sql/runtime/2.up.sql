@@ -16,6 +16,7 @@ CREATE TABLE IF NOT EXISTS pgml_kit.embedding_jobs (
   generation bigint NOT NULL DEFAULT 1,
   enqueued_at timestamptz NOT NULL DEFAULT now(),
   first_enqueued_at timestamptz NOT NULL DEFAULT now(),
+  -- squawk-ignore prefer-bigint-over-int -- retries of one job: a few, then it is a dead letter
   attempts integer NOT NULL DEFAULT 0,
   next_attempt_at timestamptz NOT NULL DEFAULT now(),
   leased_until timestamptz,
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS pgml_kit.embedding_dead_letters (
   table_name name NOT NULL,
   column_name name NOT NULL,
   row_key jsonb NOT NULL,
+  -- squawk-ignore prefer-bigint-over-int -- retries of one job: a few, then it is a dead letter
   attempts integer NOT NULL,
   last_error text,
   first_enqueued_at timestamptz NOT NULL,

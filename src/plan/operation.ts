@@ -15,42 +15,45 @@ export type SafetyClass = 'safe' | 'slows-writes' | 'needs-backfill' | 'privileg
 
 export const SAFETY_CLASSES: readonly SafetyClass[] = ['safe', 'slows-writes', 'needs-backfill', 'privileged', 'rewrites-or-locks', 'destructive']
 
-export type OperationKind =
-  | 'preflight'
-  | 'grant-privileges'
-  | 'revoke-privileges'
-  | 'create-vector-extension'
-  | 'ensure-pgml'
-  | 'install-runtime'
-  | 'release-runtime'
-  | 'release-vector-extension'
-  | 'add-embedding-column'
-  | 'drop-embedding-column'
-  | 'create-embed-trigger'
-  | 'create-queue-triggers'
-  | 'drop-queue-triggers'
-  | 'replace-queue-triggers'
-  | 'drop-embed-trigger'
-  | 'replace-embed-trigger'
-  | 'register-embedding-column'
-  | 'unregister-embedding-column'
-  | 'update-embedding-source'
-  | 'update-query-prefix'
-  | 'rename-embedding-column'
-  | 'rename-vector-index'
-  | 'create-vector-index'
-  | 'drop-vector-index'
-  | 'rebuild-vector-index'
-  | 'add-full-text-column'
-  | 'drop-full-text-column'
-  | 'create-gin-index'
-  | 'drop-gin-index'
-  | 'create-feature-schema'
-  | 'drop-feature-schema'
-  | 'create-feature-view'
-  | 'drop-feature-view'
-  | 'create-training-set'
-  | 'drop-training-set'
+export const OPERATION_KINDS = [
+  'preflight',
+  'grant-privileges',
+  'revoke-privileges',
+  'create-vector-extension',
+  'ensure-pgml',
+  'install-runtime',
+  'release-runtime',
+  'release-vector-extension',
+  'add-embedding-column',
+  'drop-embedding-column',
+  'create-embed-trigger',
+  'create-queue-triggers',
+  'drop-queue-triggers',
+  'replace-queue-triggers',
+  'drop-embed-trigger',
+  'replace-embed-trigger',
+  'register-embedding-column',
+  'unregister-embedding-column',
+  'update-embedding-source',
+  'update-query-prefix',
+  'rename-embedding-column',
+  'rename-vector-index',
+  'create-vector-index',
+  'drop-vector-index',
+  'rebuild-vector-index',
+  'add-full-text-column',
+  'drop-full-text-column',
+  'create-gin-index',
+  'drop-gin-index',
+  'create-feature-schema',
+  'drop-feature-schema',
+  'create-feature-view',
+  'drop-feature-view',
+  'create-training-set',
+  'drop-training-set',
+] as const
+
+export type OperationKind = (typeof OPERATION_KINDS)[number]
 
 export interface Operation {
   readonly kind: OperationKind

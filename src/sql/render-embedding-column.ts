@@ -1,6 +1,7 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteQualified } from './quote.js'
 import { renderRowEmbedCall, renderVectorType } from './render-source.js'
+import { squawkIgnore } from './squawk.js'
 
 function table(column: EmbeddingColumnNode): string {
   return quoteQualified(column.schema, column.table)
@@ -13,9 +14,13 @@ function table(column: EmbeddingColumnNode): string {
 export function renderAddEmbeddingColumn(column: EmbeddingColumnNode): string {
   const type = renderVectorType(column)
   const generated = column.mode === 'generated' ? ` GENERATED ALWAYS AS (${renderRowEmbedCall(column)}::${type}) STORED` : ''
-  return `ALTER TABLE ${table(column)} ADD COLUMN ${quoteIdent(column.column)} ${type}${generated};`
+  const ignore = generated ? squawkIgnore(['adding-field-with-default'], 'mode "generated": a stored generated column rewrites the table once; the plan classes it [rewrites/locks] and plan --format markdown sizes it') : ''
+  return `${ignore}ALTER TABLE ${table(column)} ADD COLUMN ${quoteIdent(column.column)} ${type}${generated};`
 }
 
+/** Why pgml-kit may drop a column it manages. */
+export const OWN_COLUMN_DROP = 'a column pgml-kit added: dropped only by a down, or by a change generate writes only with --allow-destructive'
+
 export function renderDropEmbeddingColumn(column: EmbeddingColumnNode): string {
-  return `ALTER TABLE ${table(column)} DROP COLUMN ${quoteIdent(column.column)};`
+  return `${squawkIgnore(['ban-drop-column'], OWN_COLUMN_DROP)}ALTER TABLE ${table(column)} DROP COLUMN ${quoteIdent(column.column)};`
 }

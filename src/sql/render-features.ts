@@ -1,5 +1,9 @@
 import type { FeatureViewNode, RelationNode, TrainingSetNode } from '../model/ir.js'
 import { dollarQuote, quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
+import { squawkIgnore } from './squawk.js'
+
+const NEW_TABLE = 'the table was created empty by the statement above, in this transaction: nothing to scan or wait for'
+const OWN_TABLE_DROP = 'a feature table pgml-kit created: dropped only by a down, or by a change generate writes only with --allow-destructive'
 
 /**
  * The SQL of feature views and training sets. A feature view has an offline table (every row ever
@@ -33,7 +37,7 @@ export function renderCreateFeatureSchema(schema: string): string[] {
 }
 
 export function renderDropFeatureSchema(schema: string): string[] {
-  return [`DROP TABLE IF EXISTS ${quoteQualified(schema, LINEAGE_TABLE)};`, `DROP SCHEMA IF EXISTS ${quoteIdent(schema)};`]
+  return [`${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(schema, LINEAGE_TABLE)};`, `DROP SCHEMA IF EXISTS ${quoteIdent(schema)};`]
 }
 
 /** The column that marks how far materialisation got: the created time when there is one, else the event time. */
@@ -88,12 +92,11 @@ END
     `-- Offline store: every materialised row (append-only); its columns take their types from the source.
 CREATE TABLE ${offline} AS
   SELECT ${sourceColumns(view, 's')}, pg_catalog.now() AS materialized_at FROM ${renderRelation(view.source)} AS s WITH NO DATA;`,
-    `ALTER TABLE ${offline} ALTER COLUMN materialized_at SET DEFAULT pg_catalog.now(), ALTER COLUMN materialized_at SET NOT NULL,
-  ADD UNIQUE NULLS NOT DISTINCT (${keys});`,
+    `${squawkIgnore(['adding-not-nullable-field', 'constraint-missing-not-valid', 'disallowed-unique-constraint'], NEW_TABLE)}ALTER TABLE ${offline} ALTER COLUMN materialized_at SET DEFAULT pg_catalog.now(), ALTER COLUMN materialized_at SET NOT NULL, ADD UNIQUE NULLS NOT DISTINCT (${keys});`,
     `-- Online store: the latest row per entity, for serving.
 CREATE TABLE ${online} AS
   SELECT ${sourceColumns(view, 's')}, pg_catalog.now() AS updated_at FROM ${renderRelation(view.source)} AS s WITH NO DATA;`,
-    `ALTER TABLE ${online} ADD PRIMARY KEY (${entities});`,
+    `${squawkIgnore(['adding-serial-primary-key-field', 'constraint-missing-not-valid'], NEW_TABLE)}ALTER TABLE ${online} ADD PRIMARY KEY (${entities});`,
     `-- Copies the source's rows since the high-water mark (${highWaterColumn(view)}) into the offline store, and each entity's newest into the online
 -- store unless the online row is newer. Incremental and idempotent: rows at the mark are read again and skipped.
 CREATE FUNCTION ${quoteQualified(view.schema, view.materializeFunction)}() RETURNS TABLE (inserted bigint, updated bigint, high_water_mark text)
@@ -105,8 +108,8 @@ AS ${dollarQuote(body)};`,
 export function renderDropFeatureView(view: FeatureViewNode): string[] {
   return [
     `DROP FUNCTION IF EXISTS ${quoteQualified(view.schema, view.materializeFunction)}();`,
-    `DROP TABLE IF EXISTS ${quoteQualified(view.schema, view.onlineTable)};`,
-    `DROP TABLE IF EXISTS ${quoteQualified(view.schema, view.offlineTable)};`,
+    `${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(view.schema, view.onlineTable)};`,
+    `${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(view.schema, view.offlineTable)};`,
   ]
 }
 

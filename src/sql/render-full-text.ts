@@ -1,3 +1,5 @@
+import { squawkIgnore } from './squawk.js'
+import { OWN_COLUMN_DROP } from './render-embedding-column.js'
 import type { FullTextNode } from '../model/ir.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
 
@@ -16,11 +18,11 @@ export function renderTsvector(node: FullTextNode, rowRef: string | null = null)
 }
 
 export function renderAddFullTextColumn(node: FullTextNode): string {
-  return `ALTER TABLE ${quoteQualified(node.schema, node.table)} ADD COLUMN ${quoteIdent(node.column)} tsvector GENERATED ALWAYS AS (${renderTsvector(node)}) STORED;`
+  return `${squawkIgnore(['adding-field-with-default'], 'a stored generated tsvector column rewrites the table once; the plan classes it [rewrites/locks] and plan --format markdown sizes it')}ALTER TABLE ${quoteQualified(node.schema, node.table)} ADD COLUMN ${quoteIdent(node.column)} tsvector GENERATED ALWAYS AS (${renderTsvector(node)}) STORED;`
 }
 
 export function renderDropFullTextColumn(node: FullTextNode): string {
-  return `ALTER TABLE ${quoteQualified(node.schema, node.table)} DROP COLUMN ${quoteIdent(node.column)};`
+  return `${squawkIgnore(['ban-drop-column'], OWN_COLUMN_DROP)}ALTER TABLE ${quoteQualified(node.schema, node.table)} DROP COLUMN ${quoteIdent(node.column)};`
 }
 
 export function renderCreateGinIndexConcurrently(node: FullTextNode): string {

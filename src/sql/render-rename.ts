@@ -1,5 +1,6 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
+import { squawkIgnore } from './squawk.js'
 import { embedTriggerName, renderCreateEmbedFunction } from './render-trigger.js'
 import { enqueueTriggerName, renderCreateEnqueueFunction } from './render-queue.js'
 
@@ -14,7 +15,7 @@ const TABLES_NAMING_COLUMNS = ['embedding_columns', 'embedding_jobs', 'embedding
  */
 export function renderRenameEmbeddingColumn(from: EmbeddingColumnNode, to: EmbeddingColumnNode): string[] {
   const table = quoteQualified(from.schema, from.table)
-  const statements = [`ALTER TABLE ${table} RENAME COLUMN ${quoteIdent(from.column)} TO ${quoteIdent(to.column)};`]
+  const statements = [`${squawkIgnore(['renaming-column'], 'renamedFrom in the config: application code that names the column ships with this migration')}ALTER TABLE ${table} RENAME COLUMN ${quoteIdent(from.column)} TO ${quoteIdent(to.column)};`]
   const triggers: [string, string][] = from.mode === 'trigger'
     ? [[embedTriggerName(from), embedTriggerName(to)]]
     : from.mode === 'queue'

@@ -33,6 +33,8 @@ export interface StatementFacts {
   /** `schema.table` whose rows decide how long it runs (rows, rewrite, index build). */
   readonly table: string | null
   readonly privilege: string
+  /** The relation it creates (`schema.name`), if any: locks on it later in the same transaction stop nobody. */
+  readonly creates?: string
 }
 
 interface ParsedStatement {
@@ -119,12 +121,12 @@ function classify(node: ParsedStatement['stmt'], kind: OperationKind, text: stri
     case 'CreateStmt':
     case 'ViewStmt': {
       const rel = relationName((type === 'ViewStmt' ? body.view : body.relation) as RangeVar)
-      return { lock: null, duration: 'instant', table: null, privilege: `CREATE on schema ${rel.split('.')[0]}` }
+      return { lock: null, duration: 'instant', table: null, privilege: `CREATE on schema ${rel.split('.')[0]}`, creates: rel }
     }
     case 'CreateTableAsStmt': {
       const into = body.into as { rel: RangeVar; skipData?: boolean }
       const rel = relationName(into.rel)
-      return { lock: null, duration: into.skipData ? 'instant' : 'rows', table: null, privilege: `CREATE on schema ${rel.split('.')[0]}` }
+      return { lock: null, duration: into.skipData ? 'instant' : 'rows', table: null, privilege: `CREATE on schema ${rel.split('.')[0]}`, creates: rel }
     }
     case 'CreateSchemaStmt':
       return { lock: null, duration: 'instant', table: null, privilege: 'CREATE on the database' }
@@ -210,8 +212,11 @@ export async function reviewFiles(files: readonly MigrationFile[], options: Revi
     const held = new Map<string, { mode: LockMode; on: string }>()
     const rank: LockMode[] = ['ROW EXCLUSIVE', 'SHARE UPDATE EXCLUSIVE', 'SHARE', 'SHARE ROW EXCLUSIVE', 'ACCESS EXCLUSIVE']
     if (file.transactional) {
+      // A relation created earlier in the same transaction is invisible to everyone else until it commits.
+      const created = new Set<string>()
       for (const s of statements) {
-        if (!s.lock || !BLOCKS_WRITES.has(s.lock.mode)) continue
+        if (s.creates) created.add(s.creates)
+        if (!s.lock || !BLOCKS_WRITES.has(s.lock.mode) || created.has(s.lock.on)) continue
         const was = held.get(s.lock.on)
         if (!was || rank.indexOf(s.lock.mode) > rank.indexOf(was.mode)) held.set(s.lock.on, s.lock)
       }

@@ -56,7 +56,8 @@ def vocabulary():
     return out
 
 
-def build_graph(vocab_size, hidden, seed):
+def build_graph(vocab_size, hidden, seed, layers=1, intermediate=None):
+    intermediate = intermediate or 2 * hidden
     rng = np.random.default_rng(seed)
     w = lambda *shape: (rng.standard_normal(shape) * 0.2).astype(np.float32)
     inits = {
@@ -66,7 +67,7 @@ def build_graph(vocab_size, hidden, seed):
         'ln0_gamma': (1 + w(hidden)).astype(np.float32), 'ln0_beta': w(hidden),
         'wq': w(hidden, hidden), 'wk': w(hidden, hidden), 'wv': w(hidden, hidden), 'wo': w(hidden, hidden),
         'ln1_gamma': (1 + w(hidden)).astype(np.float32), 'ln1_beta': w(hidden),
-        'w1': w(hidden, 2 * hidden), 'b1': w(2 * hidden), 'w2': w(2 * hidden, hidden), 'b2': w(hidden),
+        'w1': w(hidden, intermediate), 'b1': w(intermediate), 'w2': w(intermediate, hidden), 'b2': w(hidden),
         'ln2_gamma': (1 + w(hidden)).astype(np.float32), 'ln2_beta': w(hidden),
         'zero': np.array(0, dtype=np.int64), 'one': np.array(1, dtype=np.int64), 'one_idx': np.array([1], dtype=np.int64),
         'scale': np.array(1.0 / np.sqrt(hidden), dtype=np.float32),
@@ -84,31 +85,48 @@ def build_graph(vocab_size, hidden, seed):
         n('Add', ['we', 'pe'], ['x0a']),
         n('Add', ['x0a', 'te'], ['x0b']),
         n('LayerNormalization', ['x0b', 'ln0_gamma', 'ln0_beta'], ['x0'], axis=-1, epsilon=1e-12),
-        # single-head self-attention; padded positions get -10000 before the softmax
-        n('MatMul', ['x0', 'wq'], ['q']),
-        n('MatMul', ['x0', 'wk'], ['k']),
-        n('MatMul', ['x0', 'wv'], ['v']),
-        n('Transpose', ['k'], ['kt'], perm=[0, 2, 1]),
-        n('MatMul', ['q', 'kt'], ['scores_raw']),
-        n('Mul', ['scores_raw', 'scale'], ['scores_scaled']),
-        n('Cast', ['attention_mask'], ['mask_f'], to=TensorProto.FLOAT),
-        n('Sub', ['mask_one', 'mask_f'], ['mask_inv']),
-        n('Mul', ['mask_inv', 'mask_neg'], ['mask_add2d']),
-        n('Unsqueeze', ['mask_add2d', 'unsq_axes'], ['mask_add']),
-        n('Add', ['scores_scaled', 'mask_add'], ['scores']),
-        n('Softmax', ['scores'], ['probs'], axis=-1),
-        n('MatMul', ['probs', 'v'], ['ctx']),
-        n('MatMul', ['ctx', 'wo'], ['attn_out']),
-        n('Add', ['x0', 'attn_out'], ['x1a']),
-        n('LayerNormalization', ['x1a', 'ln1_gamma', 'ln1_beta'], ['x1'], axis=-1, epsilon=1e-12),
-        n('MatMul', ['x1', 'w1'], ['h1a']),
-        n('Add', ['h1a', 'b1'], ['h1b']),
-        n('Tanh', ['h1b'], ['h1']),
-        n('MatMul', ['h1', 'w2'], ['h2a']),
-        n('Add', ['h2a', 'b2'], ['h2']),
-        n('Add', ['x1', 'h2'], ['x2a']),
-        n('LayerNormalization', ['x2a', 'ln2_gamma', 'ln2_beta'], ['last_hidden_state'], axis=-1, epsilon=1e-12),
     ]
+    # Layer 0 keeps the names (and random draws) of the one-layer fixtures; further layers (the
+    # benchmark's model) get suffixed copies of its weights' shapes and are chained after it.
+    def layer(x, out, sfx):
+        q = lambda name: name + sfx
+        for name in ['wq', 'wk', 'wv', 'wo', 'ln1_gamma', 'ln1_beta', 'w1', 'b1', 'w2', 'b2', 'ln2_gamma', 'ln2_beta']:
+            if sfx and q(name) not in inits:
+                base = inits[name]
+                inits[q(name)] = (1 + w(*base.shape)).astype(np.float32) if 'gamma' in name else w(*base.shape)
+        return [
+            # single-head self-attention; padded positions get -10000 before the softmax
+            n('MatMul', [x, q('wq')], [q('q')]),
+            n('MatMul', [x, q('wk')], [q('k')]),
+            n('MatMul', [x, q('wv')], [q('v')]),
+            n('Transpose', [q('k')], [q('kt')], perm=[0, 2, 1]),
+            n('MatMul', [q('q'), q('kt')], [q('scores_raw')]),
+            n('Mul', [q('scores_raw'), 'scale'], [q('scores_scaled')]),
+        ] + ([
+            n('Cast', ['attention_mask'], ['mask_f'], to=TensorProto.FLOAT),
+            n('Sub', ['mask_one', 'mask_f'], ['mask_inv']),
+            n('Mul', ['mask_inv', 'mask_neg'], ['mask_add2d']),
+            n('Unsqueeze', ['mask_add2d', 'unsq_axes'], ['mask_add']),
+        ] if not sfx else []) + [
+            n('Add', [q('scores_scaled'), 'mask_add'], [q('scores')]),
+            n('Softmax', [q('scores')], [q('probs')], axis=-1),
+            n('MatMul', [q('probs'), q('v')], [q('ctx')]),
+            n('MatMul', [q('ctx'), q('wo')], [q('attn_out')]),
+            n('Add', [x, q('attn_out')], [q('x1a')]),
+            n('LayerNormalization', [q('x1a'), q('ln1_gamma'), q('ln1_beta')], [q('x1')], axis=-1, epsilon=1e-12),
+            n('MatMul', [q('x1'), q('w1')], [q('h1a')]),
+            n('Add', [q('h1a'), q('b1')], [q('h1b')]),
+            n('Tanh', [q('h1b')], [q('h1')]),
+            n('MatMul', [q('h1'), q('w2')], [q('h2a')]),
+            n('Add', [q('h2a'), q('b2')], [q('h2')]),
+            n('Add', [q('x1'), q('h2')], [q('x2a')]),
+            n('LayerNormalization', [q('x2a'), q('ln2_gamma'), q('ln2_beta')], [out], axis=-1, epsilon=1e-12),
+        ]
+    x = 'x0'
+    for i in range(layers):
+        out = 'last_hidden_state' if i == layers - 1 else f'x_l{i + 1}'
+        nodes += layer(x, out, '' if i == 0 else f'_l{i}')
+        x = out
     ids = lambda name: helper.make_tensor_value_info(name, TensorProto.INT64, ['batch_size', 'sequence_length'])
     graph = helper.make_graph(
         nodes, 'tiny_bert',
@@ -128,12 +146,12 @@ def write_json(path, value):
         f.write('\n')
 
 
-def generate(model_id, hidden, pooling, seed, prompts=None):
-    out = os.path.join(ROOT, model_id)
+def generate(model_id, hidden, pooling, seed, prompts=None, layers=1, intermediate=None, root=ROOT):
+    out = os.path.join(root, model_id)
     os.makedirs(os.path.join(out, 'onnx'), exist_ok=True)
     os.makedirs(os.path.join(out, '1_Pooling'), exist_ok=True)
     vocab = vocabulary()
-    onnx.save(build_graph(len(vocab), hidden, seed), os.path.join(out, 'onnx', 'model.onnx'))
+    onnx.save(build_graph(len(vocab), hidden, seed, layers, intermediate), os.path.join(out, 'onnx', 'model.onnx'))
     with open(os.path.join(out, 'vocab.txt'), 'w') as f:
         f.write('\n'.join(vocab) + '\n')
     write_json(os.path.join(out, 'tokenizer.json'), tokenizer_json(vocab))
@@ -142,8 +160,8 @@ def generate(model_id, hidden, pooling, seed, prompts=None):
         'cls_token': '[CLS]', 'sep_token': '[SEP]', 'pad_token': '[PAD]', 'unk_token': '[UNK]', 'mask_token': '[MASK]',
     })
     write_json(os.path.join(out, 'config.json'), {
-        'model_type': 'bert', 'architectures': ['BertModel'], 'hidden_size': hidden, 'num_hidden_layers': 1,
-        'num_attention_heads': 1, 'intermediate_size': 2 * hidden, 'max_position_embeddings': MAX_POSITIONS,
+        'model_type': 'bert', 'architectures': ['BertModel'], 'hidden_size': hidden, 'num_hidden_layers': layers,
+        'num_attention_heads': 1, 'intermediate_size': intermediate or 2 * hidden, 'max_position_embeddings': MAX_POSITIONS,
         'vocab_size': len(vocab), 'type_vocab_size': 2, 'layer_norm_eps': 1e-12, 'hidden_act': 'tanh',
         'pad_token_id': 0,
     })
@@ -164,6 +182,11 @@ def generate(model_id, hidden, pooling, seed, prompts=None):
 
 
 if __name__ == '__main__':
+    if len(sys.argv) == 3 and sys.argv[1] == '--bench':
+        # bench/backfill.ts: a model with MiniLM-L6's shape and cost (6 layers, 384 wide, 1536 feed-forward),
+        # written to a scratch directory at benchmark time (about 45 MB; not committed).
+        generate('pgml-kit/bench-bert-384', 384, 'mean', 384, layers=6, intermediate=1536, root=sys.argv[2])
+        sys.exit(0)
     # tiny-bert-16 is used with e5-style prefixes; its prompts are what `prompt_name` selects.
     generate('pgml-kit/tiny-bert-16', 16, 'mean', 16, prompts={'query': 'query: ', 'passage': 'passage: '})
     generate('pgml-kit/tiny-bert-32', 32, 'cls', 32)

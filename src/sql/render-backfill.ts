@@ -1,3 +1,4 @@
+import { renderVectorFromBatch } from './vector-batch.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteQualified } from './quote.js'
 import { renderRowEmbedCall, renderSourceText, renderVectorType } from './render-source.js'
@@ -34,12 +35,13 @@ LIMIT $2`
 
 /**
  * Writes locally computed vectors; a row whose source changed since it was read keeps its value
- * (the change will be embedded by its own path). $1 keys (jsonb[]), $2 source md5s, $3 vectors (text).
+ * (the change will be embedded by its own path). $1 keys (jsonb[]), $2 source md5s, $3 every
+ * vector's components (real[], binary; see vector-batch.ts), $4 whether each row has a vector.
  */
 export function renderWriteBackfill(column: EmbeddingColumnNode, vectorSchema: string): string {
   return `UPDATE ${quoteQualified(column.schema, column.table)} AS t
-SET ${quoteIdent(column.column)} = input.embedding::${renderVectorType(column, vectorSchema)}
-FROM unnest($1::jsonb[], $2::text[], $3::text[]) AS input(key, source_md5, embedding)
+SET ${quoteIdent(column.column)} = ${renderVectorFromBatch(column, vectorSchema, '$3', 'input.n', 'input.present')}
+FROM unnest($1::jsonb[], $2::text[], $4::boolean[]) WITH ORDINALITY AS input(key, source_md5, present, n)
 WHERE ${renderKeyMatch(column, 't', 'input.key')}
   AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5`
 }

@@ -1,3 +1,4 @@
+import { renderVectorFromBatch } from './vector-batch.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
 import { renderSourceText, renderVectorType } from './render-source.js'
@@ -41,14 +42,15 @@ WHERE job.id = ANY($1::bigint[])`
  * Writes vectors and completes jobs in one statement. A vector is written only if the row's source
  * is still the text that was embedded ($3), and only while this worker holds the lease ($5); the
  * job is deleted only if it was written and no newer change re-queued it meanwhile ($2).
- * $1 ids, $2 generations, $3 source md5s, $4 vectors (text, NULL for no text), $5 worker id.
+ * $1 ids, $2 generations, $3 source md5s, $4 every vector's components (real[], binary; see
+ * vector-batch.ts), $5 worker id, $6 whether each job has a vector (NULL for no text).
  */
 export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: string): string {
   return `WITH input AS (
-  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS i(job_id, generation, source_md5, embedding)
+  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $6::boolean[]) WITH ORDINALITY AS i(job_id, generation, source_md5, present, n)
 ), written AS (
   UPDATE ${quoteQualified(column.schema, column.table)} AS t
-  SET ${quoteIdent(column.column)} = input.embedding::${renderVectorType(column, vectorSchema)}
+  SET ${quoteIdent(column.column)} = ${renderVectorFromBatch(column, vectorSchema, '$4', 'input.n', 'input.present')}
   FROM input JOIN pgml_kit.embedding_jobs AS job ON job.id = input.job_id AND job.leased_by = $5
   WHERE ${renderKeyMatch(column, 't', 'job.row_key')}
     AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5

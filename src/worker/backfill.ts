@@ -1,4 +1,5 @@
-import { embedIsolating, toVectorLiteral, type Embedder } from '../embed/embedder.js'
+import { embedIsolating, type Embedder } from '../embed/embedder.js'
+import { encodeVectorBatch, vectorProblem } from '../sql/vector-batch.js'
 import { PgmlKitError } from '../errors.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import {
@@ -46,7 +47,26 @@ export interface BackfillResult {
 
 /** A row to embed; `key` is jsonb text, so keys of any type stay exact. */
 interface Row { key: string; source_text: string | null; source_md5: string | null }
-interface Ready { key: string; md5: string | null; vector: string | null }
+interface Ready { key: string; md5: string | null; vector: Float32Array | null }
+
+/** Embeds a batch's texts; a row the model refuses (or whose vector cannot be stored) is reported through `fail` and left out. */
+async function embedRows(embedder: Embedder, rows: readonly Row[], dimensions: number, fail: (key: string, error: string) => void): Promise<Ready[]> {
+  const withText = rows.filter((r) => r.source_text !== null)
+  const vectors = await embedIsolating(embedder, withText.map((r) => r.source_text as string))
+  const byKey = new Map(withText.map((r, i) => [r.key, vectors[i]]))
+  const ready: Ready[] = []
+  for (const row of rows) {
+    const vector = row.source_text === null ? null : byKey.get(row.key) ?? new Error('the embedder returned no vector')
+    if (vector instanceof Error) {
+      fail(row.key, errorText(vector))
+      continue
+    }
+    const problem = vector === null ? null : vectorProblem(vector, dimensions)
+    if (problem) fail(row.key, errorText(problem))
+    else ready.push({ key: row.key, md5: row.source_md5, vector })
+  }
+  return ready
+}
 
 /**
  * Fills missing vectors (or, with `all`, recomputes every vector) in committed batches, in key
@@ -92,46 +112,71 @@ export async function backfill(options: BackfillOptions): Promise<BackfillResult
     }
     const batchSize = options.batchSize ?? 64
 
-    while (!options.signal?.aborted) {
-      const rows = (await client.query<Row>(renderSelectBatch(column, all), [lastKey, batchSize])).rows
-      if (rows.length === 0) break
+    const select = (after: string | null) => retryTransient(() => client.query<Row>(renderSelectBatch(column, all), [after, batchSize])).then((r) => r.rows)
+    /** Writes one embedded (or, in the database, to-be-embedded) batch, then records it done. */
+    const commit = async (rows: readonly Row[], ready: readonly Ready[] | null) => {
       const last = rows.at(-1) as Row
-      const batch = { written: 0, attempted: 0 }
-      if (embedder) {
-        const withText = rows.filter((r) => r.source_text !== null)
-        const vectors = await embedIsolating(embedder, withText.map((r) => r.source_text as string))
-        const byKey = new Map(withText.map((r, i) => [r.key, vectors[i]]))
-        const ready: Ready[] = []
-        for (const row of rows) {
-          const vector = row.source_text === null ? null : byKey.get(row.key) ?? new Error('the embedder returned no vector')
-          if (vector instanceof Error) {
-            fail(row.key, errorText(vector))
-            continue
-          }
-          try {
-            ready.push({ key: row.key, md5: row.source_md5, vector: vector === null ? null : toVectorLiteral(vector) })
-          } catch (error) {
-            fail(row.key, errorText(error))
-          }
-        }
-        const outcome = await writeIsolating(ready, (items) => client.query(renderWriteBackfill(column, vectorSchema), [
-          items.map((r) => r.key), items.map((r) => r.md5), items.map((r) => r.vector),
-        ]).then((r) => r.rowCount ?? 0))
+      let attempted: number
+      let batchWritten: number
+      if (ready) {
+        const outcome = await writeIsolating(ready, (items) => {
+          const batch = encodeVectorBatch(items.map((r) => r.vector), column.model.dimensions)
+          return client.query(renderWriteBackfill(column, vectorSchema), [items.map((r) => r.key), items.map((r) => r.md5), batch.flat, batch.present]).then((r) => r.rowCount ?? 0)
+        })
         for (const f of outcome.failed) fail(f.item.key, f.error)
-        batch.written = outcome.results.reduce((n, r) => n + r, 0)
-        batch.attempted = ready.length - outcome.failed.length
+        batchWritten = outcome.results.reduce((n, r) => n + r, 0)
+        attempted = ready.length - outcome.failed.length
       } else {
         const outcome = await writeIsolating(rows, (items) => client.query(renderDatabaseBackfill(column, vectorSchema), [items.map((r) => r.key)]).then((r) => r.rowCount ?? 0))
         for (const f of outcome.failed) fail(f.item.key, f.error)
-        batch.written = outcome.results.reduce((n, r) => n + r, 0)
-        batch.attempted = batch.written
+        batchWritten = outcome.results.reduce((n, r) => n + r, 0)
+        attempted = batchWritten
       }
-      skipped += batch.attempted - batch.written
+      skipped += attempted - batchWritten
       if (all) await retryTransient(() => client.query(SAVE_CHECKPOINT, [...identity, last.key, done + rows.length]))
-      written += batch.written
+      written += batchWritten
       done += rows.length
-      lastKey = last.key
       options.onProgress?.({ total, done })
+    }
+
+    if (!embedder) {
+      // pgml.embed runs in the database: one batch at a time, nothing to overlap.
+      while (!options.signal?.aborted) {
+        const rows = await select(lastKey)
+        if (rows.length === 0) break
+        await commit(rows, null)
+        lastKey = (rows.at(-1) as Row).key
+      }
+    } else {
+      // A pipeline: while the model embeds one batch (on onnxruntime's threads), the connection
+      // writes the batch before it and reads the batch after it. Keys are read in order, so the
+      // next batch is known before this one is written; a failed write stops the run with every
+      // earlier batch committed (and, with `all`, checkpointed).
+      let next: Promise<Row[]> | null = select(lastKey)
+      let writing: Promise<void> = Promise.resolve()
+      try {
+        while (next) {
+          const rows: Row[] = await next
+          next = null
+          if (rows.length === 0) break
+          const embedding = embedRows(embedder, rows, column.model.dimensions, fail)
+          if (!options.signal?.aborted) {
+            const after: string = (rows.at(-1) as Row).key
+            // Read ahead behind the write in flight (the same connection runs them in order).
+            next = writing.then((): Promise<Row[]> => select(after))
+            // Not awaited yet: if it fails, the write chain's rejection is what is reported.
+            next.catch(() => undefined)
+          }
+          const ready = await embedding
+          await writing
+          // Stopped meanwhile: the batch just embedded is not written (it is read again on resume).
+          if (options.signal?.aborted) break
+          writing = commit(rows, ready)
+        }
+      } finally {
+        await writing.catch(() => undefined)
+      }
+      await writing
     }
     const interrupted = options.signal?.aborted ?? false
     if (all && !interrupted) await client.query(CLEAR_CHECKPOINT, identity)

@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import type { Embedder } from '../embed/embedder.js'
-import { embedIsolating, toVectorLiteral } from '../embed/embedder.js'
+import { embedIsolating } from '../embed/embedder.js'
+import { encodeVectorBatch, vectorProblem } from '../sql/vector-batch.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import {
   DEAD_LETTER_JOBS, DELETE_LEASED_JOBS, FAIL_JOBS, RELEASE_LEASES,
@@ -37,16 +38,11 @@ export interface BatchResult {
 export const EMPTY_BATCH: BatchResult = { claimed: 0, written: 0, completed: 0, stale: 0, failed: 0, deadLettered: 0 }
 
 interface Job { id: string; generation: string; text: string | null; md5: string | null }
-interface Ready { job: Job; vector: string | null }
+interface Ready { job: Job; vector: Float32Array | null }
 
-/** The vector as pgvector reads it, or why the model's output cannot be stored. */
-function vectorOrError(result: Float32Array, dimensions: number): string | Error {
-  if (result.length !== dimensions) return new Error(`model returned ${result.length} dimensions, column has ${dimensions}`)
-  try {
-    return toVectorLiteral(result)
-  } catch (error) {
-    return error as Error
-  }
+/** The vector, or why the model's output cannot be stored. */
+function vectorOrError(result: Float32Array, dimensions: number): Float32Array | Error {
+  return vectorProblem(result, dimensions) ?? result
 }
 
 /**
@@ -91,9 +87,12 @@ export async function processBatch(client: pg.ClientBase, column: EmbeddingColum
       else ready.push({ job, vector })
     }
 
-    const write = (items: readonly Ready[]) => client.query<{ written: number; completed: number }>(renderWriteVectors(column, settings.vectorSchema), [
-      items.map((o) => o.job.id), items.map((o) => o.job.generation), items.map((o) => o.job.md5), items.map((o) => o.vector), workerId,
-    ]).then((r) => r.rows[0] ?? { written: 0, completed: 0 })
+    const write = (items: readonly Ready[]) => {
+      const batch = encodeVectorBatch(items.map((o) => o.vector), column.model.dimensions)
+      return client.query<{ written: number; completed: number }>(renderWriteVectors(column, settings.vectorSchema), [
+        items.map((o) => o.job.id), items.map((o) => o.job.generation), items.map((o) => o.job.md5), batch.flat, workerId, batch.present,
+      ]).then((r) => r.rows[0] ?? { written: 0, completed: 0 })
+    }
     const outcome = await writeIsolating(ready, write)
     const written = outcome.results.reduce((n, r) => n + r.written, 0)
     completed += outcome.results.reduce((n, r) => n + r.completed, 0)

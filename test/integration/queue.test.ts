@@ -83,6 +83,36 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
     }
   }
 
+  it.each(['vector', 'halfvec'] as const)('stores the model\'s vectors (sent as binary float4) exactly in a %s column, by backfill and by the worker', async (type) => {
+    const config = queueConfig()
+    config.tables.documents!.embeddings.body_embedding!.type = type
+    const { column, embedder } = await setup(config)
+    await db.query(`ALTER TABLE documents DISABLE TRIGGER USER`)
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 40) AS i`)
+    await db.query(`INSERT INTO documents (department) VALUES ('no text')`)
+    await db.query(`ALTER TABLE documents ENABLE TRIGGER USER`)
+    expect(await backfill({ url: db.url, column, loadEmbedder: async () => embedder, batchSize: 16 })).toMatchObject({ written: 40, failedCount: 0 })
+    await db.query(`INSERT INTO documents (title, body) VALUES ('queued', 'by a write')`)
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      expect(await processBatch(client, column, embedder, settings())).toMatchObject({ written: 1, failed: 0 })
+    } finally {
+      await client.end()
+    }
+    const rows = await db.query<{ title: string | null; body: string | null; v: string | null }>('SELECT title, body, body_embedding::text AS v FROM documents ORDER BY id')
+    const withText = rows.filter((r) => r.title !== null)
+    const expected = await embedder.embed(withText.map((r) => `${r.title}\n\n${r.body}`))
+    withText.forEach((row, i) => {
+      const stored = parseVector(row.v!)
+      const want = Array.from(expected[i]!)
+      // float4 exactly; halfvec as pgvector rounds to half precision (relative error below 2^-11).
+      if (type === 'vector') expect(stored.map(Math.fround)).toEqual(want)
+      else stored.forEach((x, j) => expect(Math.abs(x - want[j]!)).toBeLessThanOrEqual(Math.abs(want[j]!) * 2 ** -10 + 1e-7))
+    })
+    expect(rows.find((r) => r.title === null)?.v).toBeNull()
+  })
+
   it('queues writes and dequeues deletes in the writing transaction', async () => {
     await setup()
     await db.query(`INSERT INTO documents (title, body) VALUES ('a', 'b'), ('c', 'd')`)

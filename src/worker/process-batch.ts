@@ -37,29 +37,35 @@ export interface BatchResult {
 
 export const EMPTY_BATCH: BatchResult = { claimed: 0, written: 0, completed: 0, stale: 0, failed: 0, deadLettered: 0 }
 
-interface Job { id: string; generation: string; text: string | null; md5: string | null }
-interface Ready { job: Job; vector: Float32Array | null }
+export interface Job { readonly id: string; readonly generation: string; readonly text: string | null; readonly md5: string | null }
+export interface Ready { readonly job: Job; readonly vector: Float32Array | null }
 
 /** The vector, or why the model's output cannot be stored. */
 function vectorOrError(result: Float32Array, dimensions: number): Float32Array | Error {
   return vectorProblem(result, dimensions) ?? result
 }
 
-/**
- * One round of the queue protocol for one column: lease due jobs (FOR UPDATE SKIP LOCKED),
- * read their rows' current source text, embed it outside any transaction, then write every vector
- * and complete the jobs in one statement that skips rows whose source changed meanwhile.
- *
- * Nothing a single row does can stall the others: a text the model fails on, a vector it returns
- * with NaN, a row the database refuses (a constraint, a user trigger) fails alone — the batch is
- * split until the row at fault is isolated — and is retried with back-off, then dead-lettered
- * after `maxAttempts`. Deadlocks and serialisation failures are retried. A lost connection is
- * thrown to the caller; the jobs' leases expire, or the caller gives them back when it reconnects.
- */
-export async function processBatch(client: pg.ClientBase, column: EmbeddingColumnNode, embedder: Embedder, settings: BatchSettings): Promise<BatchResult> {
+/** Jobs leased for one column, with their rows' current source text. Their leases are held until `finishBatch`. */
+export interface ClaimedBatch {
+  readonly column: EmbeddingColumnNode
+  readonly ids: readonly string[]
+  readonly jobs: readonly Job[]
+  /** Jobs finished at claim time because their row is gone. */
+  readonly completed: number
+}
+
+/** A claimed batch after the model: vectors ready to write, and the jobs that failed. */
+export interface EmbeddedBatch {
+  readonly claimed: ClaimedBatch
+  readonly ready: readonly Ready[]
+  readonly failures: readonly { readonly id: string; readonly error: string }[]
+}
+
+/** Leases due jobs of `column` (FOR UPDATE SKIP LOCKED) and reads their rows' source text; null when none are due. */
+export async function claimBatch(client: pg.ClientBase, column: EmbeddingColumnNode, settings: BatchSettings): Promise<ClaimedBatch | null> {
   const { workerId } = settings
   const claimed = (await retryTransient(() => client.query<{ id: string; generation: string }>(renderClaimJobs(column), [settings.batchSize, settings.leaseSeconds, workerId]))).rows
-  if (claimed.length === 0) return EMPTY_BATCH
+  if (claimed.length === 0) return null
   const ids = claimed.map((j) => j.id)
   settings.leases?.hold(ids)
   try {
@@ -71,31 +77,56 @@ export async function processBatch(client: pg.ClientBase, column: EmbeddingColum
       if (!source) gone.push(job.id)
       else jobs.push({ id: job.id, generation: job.generation, text: source.source_text, md5: source.source_md5 })
     }
-    let completed = 0
-    if (gone.length > 0) completed += (await retryTransient(() => client.query(DELETE_LEASED_JOBS, [gone, workerId]))).rowCount ?? 0
+    const completed = gone.length > 0 ? (await retryTransient(() => client.query(DELETE_LEASED_JOBS, [gone, workerId]))).rowCount ?? 0 : 0
+    return { column, ids, jobs, completed }
+  } catch (error) {
+    await releaseBatch(client, ids, settings)
+    throw error
+  }
+}
 
-    const withText = jobs.filter((j) => j.text !== null)
-    const vectors = await embedIsolating(embedder, withText.map((j) => j.text as string))
-    const results = new Map<string, Float32Array | Error>(withText.map((j, i) => [j.id, vectors[i] ?? new Error('embedder returned too few vectors')]))
+/** Runs the model on a claimed batch; touches no database. A text the model fails on fails alone. */
+export async function embedBatch(claimed: ClaimedBatch, embedder: Embedder): Promise<EmbeddedBatch> {
+  const { jobs, column } = claimed
+  const withText = jobs.filter((j) => j.text !== null)
+  const vectors = await embedIsolating(embedder, withText.map((j) => j.text as string))
+  const results = new Map<string, Float32Array | Error>(withText.map((j, i) => [j.id, vectors[i] ?? new Error('embedder returned too few vectors')]))
+  const ready: Ready[] = []
+  const failures: { id: string; error: string }[] = []
+  for (const job of jobs) {
+    const result = job.text === null ? null : results.get(job.id)
+    const vector = result === null || result === undefined ? null : result instanceof Error ? result : vectorOrError(result, column.model.dimensions)
+    if (vector instanceof Error) failures.push({ id: job.id, error: errorText(vector) })
+    else ready.push({ job, vector })
+  }
+  return { claimed, ready, failures }
+}
 
-    const ready: Ready[] = []
-    const failures: { id: string; error: string }[] = []
-    for (const job of jobs) {
-      const result = job.text === null ? null : results.get(job.id)
-      const vector = result === null || result === undefined ? null : result instanceof Error ? result : vectorOrError(result, column.model.dimensions)
-      if (vector instanceof Error) failures.push({ id: job.id, error: errorText(vector) })
-      else ready.push({ job, vector })
-    }
+/** Gives back whatever leases of these jobs this worker still holds. */
+export async function releaseBatch(client: pg.ClientBase, ids: readonly string[], settings: BatchSettings): Promise<void> {
+  settings.leases?.drop(ids)
+  await client.query(RELEASE_LEASES, [ids, settings.workerId]).catch(() => undefined)
+}
 
+/**
+ * Writes an embedded batch's vectors and completes its jobs in one statement that skips rows whose
+ * source changed meanwhile; records failures (retry with back-off, then the dead-letter table);
+ * gives back every lease it still holds.
+ */
+export async function finishBatch(client: pg.ClientBase, embedded: EmbeddedBatch, settings: BatchSettings): Promise<BatchResult> {
+  const { workerId } = settings
+  const { column, ids } = embedded.claimed
+  try {
     const write = (items: readonly Ready[]) => {
       const batch = encodeVectorBatch(items.map((o) => o.vector), column.model.dimensions)
       return client.query<{ written: number; completed: number }>(renderWriteVectors(column, settings.vectorSchema), [
         items.map((o) => o.job.id), items.map((o) => o.job.generation), items.map((o) => o.job.md5), batch.flat, workerId, batch.present,
       ]).then((r) => r.rows[0] ?? { written: 0, completed: 0 })
     }
-    const outcome = await writeIsolating(ready, write)
+    const outcome = await writeIsolating(embedded.ready, write)
     const written = outcome.results.reduce((n, r) => n + r.written, 0)
-    completed += outcome.results.reduce((n, r) => n + r.completed, 0)
+    const completed = embedded.claimed.completed + outcome.results.reduce((n, r) => n + r.completed, 0)
+    const failures = [...embedded.failures]
     for (const { item, error } of outcome.failed) failures.push({ id: item.job.id, error })
 
     let deadLettered = 0
@@ -113,10 +144,34 @@ export async function processBatch(client: pg.ClientBase, column: EmbeddingColum
         }
       })
     }
-    return { claimed: claimed.length, written, completed, stale: ready.length - written - outcome.failed.length, failed: failures.length, deadLettered }
+    return { claimed: ids.length, written, completed, stale: embedded.ready.length - written - outcome.failed.length, failed: failures.length, deadLettered }
   } finally {
-    settings.leases?.drop(ids)
     // Whatever is still leased (stale writes, or an error above) is given back at once.
-    await client.query(RELEASE_LEASES, [ids, workerId]).catch(() => undefined)
+    await releaseBatch(client, ids, settings)
   }
+}
+
+/**
+ * One round of the queue protocol for one column: lease due jobs (FOR UPDATE SKIP LOCKED),
+ * read their rows' current source text, embed it outside any transaction, then write every vector
+ * and complete the jobs in one statement that skips rows whose source changed meanwhile.
+ * (`runWorker` runs the same three steps pipelined: `claimBatch`, `embedBatch`, `finishBatch`.)
+ *
+ * Nothing a single row does can stall the others: a text the model fails on, a vector it returns
+ * with NaN, a row the database refuses (a constraint, a user trigger) fails alone — the batch is
+ * split until the row at fault is isolated — and is retried with back-off, then dead-lettered
+ * after `maxAttempts`. Deadlocks and serialisation failures are retried. A lost connection is
+ * thrown to the caller; the jobs' leases expire, or the caller gives them back when it reconnects.
+ */
+export async function processBatch(client: pg.ClientBase, column: EmbeddingColumnNode, embedder: Embedder, settings: BatchSettings): Promise<BatchResult> {
+  const claimed = await claimBatch(client, column, settings)
+  if (!claimed) return EMPTY_BATCH
+  let embedded: EmbeddedBatch
+  try {
+    embedded = await embedBatch(claimed, embedder)
+  } catch (error) {
+    await releaseBatch(client, claimed.ids, settings)
+    throw error
+  }
+  return finishBatch(client, embedded, settings)
 }

@@ -6,7 +6,7 @@ import { columnKey, type EmbeddingColumnNode } from '../model/ir.js'
 import { EXTEND_LEASES, QUEUE_OUTLOOK, RELEASE_WORKER_LEASES, VECTOR_SCHEMA } from '../sql/render-worker.js'
 import { PgmlKitError } from '../errors.js'
 import { isConnectionLost, toConnector, type Connector } from '../db/connect.js'
-import { EMPTY_BATCH, processBatch, type BatchResult, type BatchSettings } from './process-batch.js'
+import { EMPTY_BATCH, claimBatch, embedBatch, finishBatch, releaseBatch, type BatchResult, type BatchSettings, type ClaimedBatch, type EmbeddedBatch } from './process-batch.js'
 import { backoffMs, sleep } from './resilience.js'
 
 export interface WorkerOptions {
@@ -158,16 +158,75 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
     }
     heartbeat.start(client)
     let failuresInARow = 0
-    while (!options.signal?.aborted) {
-      let claimed = 0
+    let turn = 0
+    const nextColumn = () => options.columns[turn++ % options.columns.length] as EmbeddingColumnNode
+    const embedderOf = (column: EmbeddingColumnNode) => embedders.get(columnKey(column)) as Embedder
+    /**
+     * Works the queues until a whole round of the columns has nothing due, as a pipeline: while
+     * the model embeds one batch, the connection writes the batch before it and claims the one
+     * after it (round-robin over the columns). A batch claimed ahead when the worker stops is
+     * given back at once.
+     */
+    const drain = async (): Promise<void> => {
+      let pending: Promise<ClaimedBatch | null> | null = claimBatch(client, nextColumn(), settings)
+      let finishing: Promise<void> = Promise.resolve()
+      let empty = 0
+      // Batches finished so far, and how many had finished when the claim in `pending` ran: a
+      // claim that found nothing while a batch was still being finished (whose failures go back
+      // to the queue, due at once without back-off) is not the end of the work.
+      let finished = 0
+      let claimedAfter = 0
+      const claimNext = () => {
+        const next = finishing.then(() => {
+          claimedAfter = finished
+          return claimBatch(client, nextColumn(), settings)
+        })
+        next.catch(() => undefined) // awaited below; an early failure must not be reported as unhandled
+        return next
+      }
       try {
-        for (const column of options.columns) {
-          if (options.signal?.aborted) break
-          const result = await processBatch(client, column, embedders.get(columnKey(column)) as Embedder, settings)
-          claimed += result.claimed
-          totals = add(totals, result)
-          if (result.claimed > 0) options.onBatch?.(column, result)
+        while (pending && !options.signal?.aborted) {
+          const claimed: ClaimedBatch | null = await pending
+          pending = null
+          if (!claimed) {
+            await finishing
+            if (finished > claimedAfter) {
+              pending = claimNext()
+              continue
+            }
+            if (++empty >= options.columns.length) break
+            pending = claimNext()
+            continue
+          }
+          empty = 0
+          const embedding = embedBatch(claimed, embedderOf(claimed.column))
+          pending = claimNext()
+          let embedded: EmbeddedBatch
+          try {
+            embedded = await embedding
+          } catch (error) {
+            await releaseBatch(client, claimed.ids, settings)
+            throw error
+          }
+          await finishing
+          finishing = finishBatch(client, embedded, settings).then((result) => {
+            finished++
+            totals = add(totals, result)
+            options.onBatch?.(claimed.column, result)
+          })
+          finishing.catch(() => undefined)
         }
+      } finally {
+        await finishing.catch(() => undefined)
+        const last = pending as Promise<ClaimedBatch | null> | null
+        const ahead = last ? await last.catch(() => null) : null
+        if (ahead) await releaseBatch(client, ahead.ids, settings)
+      }
+      await finishing
+    }
+    while (!options.signal?.aborted) {
+      try {
+        await drain()
         failuresInARow = 0
       } catch (error) {
         if (!isConnectionLost(error)) throw error
@@ -180,13 +239,12 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
         totals = { ...totals, reconnects: totals.reconnects + 1 }
         continue
       }
-      if (claimed === 0) {
-        if (options.once) {
-          totals = { ...totals, outlook: await readOutlook(client, options.columns) }
-          break
-        }
-        await sleep(options.pollIntervalMs ?? 1000, options.signal)
+      if (options.signal?.aborted) break
+      if (options.once) {
+        totals = { ...totals, outlook: await readOutlook(client, options.columns) }
+        break
       }
+      await sleep(options.pollIntervalMs ?? 1000, options.signal)
     }
     return totals
   } finally {

@@ -165,6 +165,33 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
     await expectVectorsMatchLatestText(embedder)
   })
 
+  // The worker never waits on an application's row lock, so it cannot deadlock with a multi-row
+  // UPDATE (which failed the writers test above once, on the application's side). Server only:
+  // on the embedded database every connection shares one session.
+  if (tier.name === 'server') it('skips rows an application transaction holds locked instead of waiting, and writes them later', async () => {
+    const { column, embedder } = await setup()
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 10) AS i`)
+    const app = new pg.Client({ connectionString: db.url })
+    const worker = new pg.Client({ connectionString: db.url })
+    await app.connect()
+    await worker.connect()
+    try {
+      await app.query('BEGIN')
+      await app.query(`UPDATE documents SET department = 'held' WHERE id IN (3, 7)`)
+      // Were the worker to wait for those locks, lock_timeout would fail its write.
+      await worker.query(`SET lock_timeout = '2s'`)
+      expect(await processBatch(worker, column, embedder, settings())).toMatchObject({ claimed: 10, written: 8, completed: 8, failed: 0 })
+      expect(await jobs()).toBe(2)
+      await app.query('COMMIT')
+      expect(await processBatch(worker, column, embedder, settings())).toMatchObject({ claimed: 2, written: 2, completed: 2 })
+    } finally {
+      await app.end()
+      await worker.end()
+    }
+    expect(await jobs()).toBe(0)
+    await expectVectorsMatchLatestText(embedder)
+  })
+
   // On the embedded database every connection shares one session, so SKIP LOCKED is never
   // contended there: this only proves something against a server.
   if (tier.name === 'server') it('two workers never write the same job twice', async () => {

@@ -20,9 +20,7 @@ export function toVectorLiteral(vector: ArrayLike<number>): string {
   for (let i = 0; i < vector.length; i++) {
     const value = vector[i] as number
     if (!Number.isFinite(value)) throw new RangeError(`vector component ${i} is ${value}; pgvector accepts only finite numbers`)
-    // Nine significant digits give back the exact float32 (pgvector stores float4): shorter text
-    // than a double's shortest form, so less to send and for the server to parse.
-    out += (i === 0 ? '' : ',') + value.toPrecision(9)
+    out += (i === 0 ? '' : ',') + String(value)
   }
   return `${out}]`
 }

@@ -44,7 +44,8 @@ WHERE job.id = ANY($1::bigint[])`
  * job is deleted only if it was written and no newer change re-queued it meanwhile ($2).
  * Rows another transaction holds locked are skipped, not waited for (SKIP LOCKED): the worker never
  * waits on an application's row locks, so it cannot be one side of a deadlock with a multi-row
- * UPDATE of the application. A skipped row's job stays queued and is taken again.
+ * UPDATE of the application. A skipped row's job stays queued and is taken again. (Rows are found
+ * again by key, not by ctid: system columns need table-wide SELECT, which the worker role lacks.)
  * $1 ids, $2 generations, $3 source md5s, $4 every vector's components (real[], binary; see
  * vector-batch.ts), $5 worker id, $6 whether each job has a vector (NULL for no text).
  */
@@ -52,7 +53,7 @@ export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: st
   return `WITH input AS (
   SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $6::boolean[]) WITH ORDINALITY AS i(job_id, generation, source_md5, present, n)
 ), locked AS (
-  SELECT t.tableoid AS rel, t.ctid AS row_id, input.*
+  SELECT job.row_key, input.*
   FROM input JOIN pgml_kit.embedding_jobs AS job ON job.id = input.job_id AND job.leased_by = $5
   JOIN ${quoteQualified(column.schema, column.table)} AS t ON ${renderKeyMatch(column, 't', 'job.row_key')}
   WHERE md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5
@@ -61,7 +62,7 @@ export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: st
   UPDATE ${quoteQualified(column.schema, column.table)} AS t
   SET ${quoteIdent(column.column)} = ${renderVectorFromBatch(column, vectorSchema, '$4', 'locked.n', 'locked.present')}
   FROM locked
-  WHERE t.tableoid = locked.rel AND t.ctid = locked.row_id
+  WHERE ${renderKeyMatch(column, 't', 'locked.row_key')}
     AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM locked.source_md5
   RETURNING locked.job_id, locked.generation
 ), done AS (

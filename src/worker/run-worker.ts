@@ -185,7 +185,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
         return next
       }
       try {
-        while (pending && !options.signal?.aborted) {
+        while (pending !== null && !options.signal?.aborted) {
           const claimed: ClaimedBatch | null = await pending
           pending = null
           if (!claimed) {
@@ -219,7 +219,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
       } finally {
         await finishing.catch(() => undefined)
         const last = pending as Promise<ClaimedBatch | null> | null
-        const ahead = last ? await last.catch(() => null) : null
+        const ahead = last === null ? null : await last.catch(() => null)
         if (ahead) await releaseBatch(client, ahead.ids, settings)
       }
       await finishing

@@ -69,6 +69,16 @@ export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: st
   DELETE FROM pgml_kit.embedding_jobs AS job USING written
   WHERE job.id = written.job_id AND job.generation = written.generation AND job.leased_by = $5
   RETURNING job.id
+), deferred AS (
+  -- A row skipped because another transaction holds it: its job waits a second before it is
+  -- taken again, so a long transaction does not keep the worker embedding the same text. A change
+  -- that transaction commits re-queues the job as due at once. (Job rows are skipped if locked too.)
+  UPDATE pgml_kit.embedding_jobs AS job SET next_attempt_at = now() + interval '1 second'
+  WHERE job.id IN (
+    SELECT j.id FROM pgml_kit.embedding_jobs AS j JOIN input ON j.id = input.job_id AND j.generation = input.generation
+    WHERE j.leased_by = $5 AND NOT EXISTS (SELECT 1 FROM locked WHERE locked.job_id = input.job_id)
+    FOR UPDATE OF j SKIP LOCKED)
+  RETURNING job.id
 )
 SELECT (SELECT count(*) FROM written)::int AS written, (SELECT count(*) FROM done)::int AS completed`
 }

@@ -182,8 +182,16 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
       await worker.query(`SET lock_timeout = '2s'`)
       expect(await processBatch(worker, column, embedder, settings())).toMatchObject({ claimed: 10, written: 8, completed: 8, failed: 0 })
       expect(await jobs()).toBe(2)
+      // Their jobs wait a moment (not taken again at once while the transaction goes on).
+      expect(await db.query(`SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs WHERE next_attempt_at > now() AND leased_by IS NULL`)).toEqual([{ n: 2 }])
+      expect(await processBatch(worker, column, embedder, settings())).toMatchObject({ claimed: 0 })
       await app.query('COMMIT')
-      expect(await processBatch(worker, column, embedder, settings())).toMatchObject({ claimed: 2, written: 2, completed: 2 })
+      let after = await processBatch(worker, column, embedder, settings())
+      for (let i = 0; i < 100 && after.claimed === 0; i++) {
+        await new Promise((r) => setTimeout(r, 50))
+        after = await processBatch(worker, column, embedder, settings())
+      }
+      expect(after).toMatchObject({ claimed: 2, written: 2, completed: 2 })
     } finally {
       await app.end()
       await worker.end()

@@ -1,7 +1,8 @@
 import type pg from 'pg'
 import { detectCapabilities, type Capabilities } from './db/capabilities.js'
 import { openTarget, type TargetOptions } from './db/target.js'
-import type { DesiredState, MigrationSettings } from './model/ir.js'
+import type { DesiredState, EmbeddingColumnNode, MigrationSettings } from './model/ir.js'
+import { renderBackfillProgress } from './sql/render-backfill.js'
 import { listMigrations } from './migrations/files.js'
 import { readApplied, type AppliedMigration } from './migrations/run.js'
 import { privilegeNeeds, type PrivilegeNeed } from './plan/grants.js'
@@ -20,7 +21,15 @@ export interface CatalogEntry {
   readonly vectorType: string
   readonly mode: string
   readonly sourceColumns: readonly string[]
+  /**
+   * For the config's columns: rows with text to embed and how many of them have no vector yet
+   * (counted on tables below a million rows; null on larger ones, or for other projects' columns).
+   */
+  readonly progress: { readonly withText: number; readonly missing: number } | null
 }
+
+/** Tables up to this many rows (pg_class.reltuples) get an exact backfill count in `status`. */
+const COUNT_LIMIT = 1_000_000
 
 /** A privilege a role declared in the config does not have. */
 export interface MissingPrivilege {
@@ -100,7 +109,11 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
       if (hasCatalog[0]?.ok) {
         const { rows } = await client.query<{ table_schema: string; table_name: string; column_name: string; model_id: string; dimensions: number; vector_type: string; mode: string; source_columns: string[] }>(CATALOG_COLUMNS)
         for (const r of rows) {
-          embeddingColumns.push({ table: `${r.table_schema}.${r.table_name}`, column: r.column_name, model: r.model_id, dimensions: r.dimensions, vectorType: r.vector_type, mode: r.mode, sourceColumns: r.source_columns })
+          const declared = options.state?.embeddingColumns.find((c) => c.schema === r.table_schema && c.table === r.table_name && c.column === r.column_name)
+          embeddingColumns.push({
+            table: `${r.table_schema}.${r.table_name}`, column: r.column_name, model: r.model_id, dimensions: r.dimensions, vectorType: r.vector_type, mode: r.mode, sourceColumns: r.source_columns,
+            progress: declared ? await readProgress(client, declared) : null,
+          })
         }
       }
       const pending = files.filter((f) => !done.has(f.name)).map((f) => f.name)
@@ -134,6 +147,19 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
     }
   } finally {
     await target.close()
+  }
+}
+
+/** Exact backfill progress of a column whose table is small enough to count; null otherwise (or when its columns differ from the config). */
+async function readProgress(client: pg.ClientBase, column: EmbeddingColumnNode): Promise<{ withText: number; missing: number } | null> {
+  const { rows: size } = await client.query<{ n: number | null }>(
+    `SELECT c.reltuples::float8 AS n FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace WHERE ns.nspname = $1 AND c.relname = $2`, [column.schema, column.table])
+  if ((size[0]?.n ?? 0) > COUNT_LIMIT) return null
+  try {
+    const { rows } = await client.query<{ with_text: string; missing: string }>(renderBackfillProgress(column))
+    return { withText: Number(rows[0]?.with_text ?? 0), missing: Number(rows[0]?.missing ?? 0) }
+  } catch {
+    return null
   }
 }
 

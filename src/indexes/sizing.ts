@@ -41,7 +41,7 @@ export async function readSizing(client: pg.ClientBase, state: DesiredState, sou
   const { rows } = await client.query<{ schema: string; name: string; reltuples: number; rel: string }>(READ_TABLES, [tables.map((t) => t.schema), tables.map((t) => t.table)])
   for (const row of rows) {
     const counted = row.reltuples > 0 ? row.reltuples : Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${row.rel}`)).rows[0]?.n ?? 0)
-    const columns = [...new Set(state.indexes.filter((i) => i.schema === row.schema && i.table === row.name).map((i) => i.column))]
+    const columns = [...new Set([...state.indexes, ...state.embeddingColumns].filter((i) => i.schema === row.schema && i.table === row.name).map((i) => i.column))]
     const stats = await client.query<{ column: string; null_frac: number | null }>(READ_NULL_FRACTION, [row.schema, row.name, row.rel, columns])
     const filled: Record<string, number> = {}
     for (const stat of stats.rows) {

@@ -15,6 +15,13 @@ function filter(column: EmbeddingColumnNode, all: boolean): string {
   return all ? 'true' : `t.${quoteIdent(column.column)} IS NULL AND ${renderSourceText(column, 't')} IS NOT NULL`
 }
 
+/** How far the column is filled: rows with text to embed, and how many of them still have no vector (a full scan). */
+export function renderBackfillProgress(column: EmbeddingColumnNode): string {
+  return `SELECT count(*) FILTER (WHERE ${renderSourceText(column, 't')} IS NOT NULL)::bigint AS with_text,
+       count(*) FILTER (WHERE ${filter(column, false)})::bigint AS missing
+FROM ${quoteQualified(column.schema, column.table)} AS t`
+}
+
 /** Rows the backfill will visit ($1: resume after this key, or NULL). */
 export function renderCountRows(column: EmbeddingColumnNode, all: boolean): string {
   return `SELECT count(*)::bigint AS n FROM ${quoteQualified(column.schema, column.table)} AS t WHERE ${filter(column, all)} AND ${after(column, '$1')}`

@@ -5,6 +5,7 @@ import { processBatch, type BatchSettings } from '../../src/worker/process-batch
 import { runWorker } from '../../src/worker/run-worker.js'
 import { backfill } from '../../src/worker/backfill.js'
 import { readQueueStats, retryDeadLetters } from '../../src/worker/queue.js'
+import { readStatus } from '../../src/status.js'
 import type { Embedder } from '../../src/embed/embedder.js'
 import type { EmbeddingColumnNode } from '../../src/model/ir.js'
 import { InterleavingEmbedder, MODELS_DIR, PoisonEmbedder, cosine, loadTiny, parseVector } from '../helpers/embedders.js'
@@ -295,10 +296,15 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
     await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 130) AS i`)
     await db.query(`INSERT INTO documents (department) VALUES ('no text')`)
     await db.query(`ALTER TABLE documents ENABLE TRIGGER USER`)
+    // status counts what is left: 130 rows with text, none embedded (the row without text needs nothing).
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const vectors = async () => (await readStatus({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state })).embeddingColumns[0]?.progress
+    expect(await vectors()).toEqual({ withText: 130, missing: 130 })
     const progress: number[] = []
     const result = await backfill({ url: db.url, column, loadEmbedder: async () => embedder, batchSize: 50, onProgress: (p) => progress.push(p.done) })
     expect(result).toMatchObject({ how: 'local', total: 130, done: 130, written: 130, skipped: 0, failedCount: 0, interrupted: false })
     expect(progress).toEqual([0, 50, 100, 130])
+    expect(await vectors()).toEqual({ withText: 130, missing: 0 })
     await expectVectorsMatchLatestText(embedder)
     expect((await backfill({ url: db.url, column, loadEmbedder: async () => embedder })).total).toBe(0)
 

@@ -32,8 +32,13 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       for (const m of status.missing) table.push([m, pc.red('applied, file missing')])
       process.stdout.write(`${table.toString()}\n`)
       if (status.embeddingColumns.length > 0) {
-        const columns = new Table({ head: ['embedding column', 'model', 'type', 'mode', 'source'], style: { head: [], border: [] } })
-        for (const e of status.embeddingColumns) columns.push([`${e.table}.${e.column}`, e.model, `${e.vectorType}(${e.dimensions})`, e.mode, e.sourceColumns.join(', ')])
+        const columns = new Table({ head: ['embedding column', 'model', 'type', 'mode', 'source', 'vectors'], style: { head: [], border: [] } })
+        for (const e of status.embeddingColumns) {
+          const p = e.progress
+          const vectors = p === null ? pc.dim('-') : p.missing === 0 ? pc.green(`all ${p.withText}`)
+            : `${pc.yellow(`${Math.floor((100 * (p.withText - p.missing)) / Math.max(1, p.withText))}%`)}, ${p.missing} missing (pgml-kit backfill ${e.table.replace(/^public\./, '')}.${e.column})`
+          columns.push([`${e.table}.${e.column}`, e.model, `${e.vectorType}(${e.dimensions})`, e.mode, e.sourceColumns.join(', '), vectors])
+        }
         process.stdout.write(`${columns.toString()}\n`)
       }
       if (status.queues.length > 0) {

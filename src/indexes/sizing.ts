@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
+import type { ColumnRename } from '../model/resolve.js'
 import { columnKey, deepFreeze } from '../model/ir.js'
 import { quoteIdent } from '../sql/quote.js'
 import { adviseBuild, adviseHnsw, adviseIvfflat, DEFAULT_MAINTENANCE_WORK_MEM, formatBytes, formatCount } from './advice.js'
@@ -65,12 +66,16 @@ function sameFixedParams(a: VectorIndexNode, b: VectorIndexNode): boolean {
  * values it was built with (a plan never rebuilds an index only because the table grew); a new
  * one gets the advice for the table's rows when `sizing` knows them, else pgvector's defaults.
  */
-export function sizeAutoParameters(previous: DesiredState, next: DesiredState, sizing: Sizing | undefined): DesiredState {
+export function sizeAutoParameters(previous: DesiredState, next: DesiredState, sizing: Sizing | undefined, renames: readonly ColumnRename[] = []): DesiredState {
   const before = new Map(previous.indexes.map((i) => [`${i.schema}.${i.name}`, i]))
+  // A column declared renamed: its indexes are found under the old column name (and, if derived from it, the old index name).
+  const renamedFrom = new Map(renames.map((r) => [`${r.schema}.${r.table}.${r.to}`, r.from]))
   const indexes = next.indexes.map((index) => {
     if (index.auto.length === 0) return index
-    const old = before.get(`${index.schema}.${index.name}`)
-    if (old && columnKey(old) === columnKey(index) && sameFixedParams(old, index)) {
+    const from = renamedFrom.get(columnKey(index))
+    const old = [before.get(`${index.schema}.${index.name}`), ...(from === undefined ? [] : previous.indexes.filter((o) => o.schema === index.schema && o.table === index.table && o.column === from))]
+      .find((o) => o !== undefined && (columnKey(o) === columnKey(index) || (from !== undefined && o.column === from)) && sameFixedParams(o, index))
+    if (old) {
       return { ...index, params: { ...index.params, ...Object.fromEntries(index.auto.map((k) => [k, old.params[k] ?? index.params[k]!])) } }
     }
     const rows = sizing?.tables.get(`${index.schema}.${index.table}`)?.rows

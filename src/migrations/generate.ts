@@ -26,7 +26,7 @@ export interface PlanFromConfigOptions {
 /** What `generate` would write now: the diff of the snapshot and the config, as files. */
 export async function planFromConfig(config: LoadedConfig, options: PlanFromConfigOptions = {}): Promise<PlanResult> {
   const snapshot = await readSnapshot(config.migrationsDir)
-  const desired = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state, config.renames), options.sizing)
+  const desired = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state, config.renames), options.sizing, config.renames)
   const plan = planMigration(snapshot.state, desired, { renames: config.renames, ...(options.sizing ? { sizing: options.sizing } : {}) })
   const files = renderMigrationFiles(plan, {
     name: options.name ?? 'pgml-kit',

@@ -12,6 +12,7 @@ import { readQueueStats, type QueueStats } from './worker/queue.js'
 import { readIndexHealth, type IndexHealth } from './indexes/health.js'
 import { readLastChecks, type LastCheck } from './indexes/check.js'
 import { readDrift, type DriftItem } from './drift.js'
+import { readRowEstimates } from './indexes/sizing.js'
 
 export interface CatalogEntry {
   readonly table: string
@@ -108,11 +109,12 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
       const embeddingColumns: CatalogEntry[] = []
       if (hasCatalog[0]?.ok) {
         const { rows } = await client.query<{ table_schema: string; table_name: string; column_name: string; model_id: string; dimensions: number; vector_type: string; mode: string; source_columns: string[] }>(CATALOG_COLUMNS)
+        const estimates = await readRowEstimates(client, options.state?.embeddingColumns ?? [])
         for (const r of rows) {
           const declared = options.state?.embeddingColumns.find((c) => c.schema === r.table_schema && c.table === r.table_name && c.column === r.column_name)
           embeddingColumns.push({
             table: `${r.table_schema}.${r.table_name}`, column: r.column_name, model: r.model_id, dimensions: r.dimensions, vectorType: r.vector_type, mode: r.mode, sourceColumns: r.source_columns,
-            progress: declared ? await readProgress(client, declared) : null,
+            progress: declared && (estimates.get(`${declared.schema}.${declared.table}`)?.reltuples ?? 0) <= COUNT_LIMIT ? await readProgress(client, declared) : null,
           })
         }
       }
@@ -150,11 +152,8 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
   }
 }
 
-/** Exact backfill progress of a column whose table is small enough to count; null otherwise (or when its columns differ from the config). */
+/** Exact backfill progress of a column (a full scan); null when its columns differ from the config's. */
 async function readProgress(client: pg.ClientBase, column: EmbeddingColumnNode): Promise<{ withText: number; missing: number } | null> {
-  const { rows: size } = await client.query<{ n: number | null }>(
-    `SELECT c.reltuples::float8 AS n FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace WHERE ns.nspname = $1 AND c.relname = $2`, [column.schema, column.table])
-  if ((size[0]?.n ?? 0) > COUNT_LIMIT) return null
   try {
     const { rows } = await client.query<{ with_text: string; missing: string }>(renderBackfillProgress(column))
     return { withText: Number(rows[0]?.with_text ?? 0), missing: Number(rows[0]?.missing ?? 0) }

@@ -34,23 +34,30 @@ FROM pg_catalog.pg_attribute a
 LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname
 WHERE a.attrelid = $3::regclass AND a.attname = ANY($4::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
 
+/** `pg_class.reltuples` of the given tables (`schema.table` → estimate; -1: never analysed), one catalog query; tables that do not exist are absent. */
+export async function readRowEstimates(client: pg.ClientBase, tables: readonly { schema: string; table: string }[]): Promise<Map<string, { reltuples: number; rel: string }>> {
+  if (tables.length === 0) return new Map()
+  const { rows } = await client.query<{ schema: string; name: string; reltuples: number; rel: string }>(READ_TABLES, [tables.map((t) => t.schema), tables.map((t) => t.table)])
+  return new Map(rows.map((r) => [`${r.schema}.${r.name}`, { reltuples: r.reltuples, rel: r.rel }]))
+}
+
 /** Reads the sizes of every table `state` declares an embedding column, index or full-text column on. Read-only, catalog look-ups plus counts of never-analysed tables. */
 export async function readSizing(client: pg.ClientBase, state: DesiredState, source: string): Promise<Sizing> {
   const tables = [...new Map([...state.embeddingColumns, ...state.indexes, ...state.fullText].map((i) => [`${i.schema}.${i.table}`, { schema: i.schema, table: i.table }])).values()]
   const out = new Map<string, TableSizing>()
   if (tables.length === 0) return { source, tables: out }
-  const { rows } = await client.query<{ schema: string; name: string; reltuples: number; rel: string }>(READ_TABLES, [tables.map((t) => t.schema), tables.map((t) => t.table)])
-  for (const row of rows) {
+  for (const [key, { reltuples, rel }] of await readRowEstimates(client, tables)) {
+    const row = { ...tables.find((t) => `${t.schema}.${t.table}` === key)!, reltuples, rel }
     const counted = row.reltuples > 0 ? row.reltuples : Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${row.rel}`)).rows[0]?.n ?? 0)
-    const columns = [...new Set([...state.indexes, ...state.embeddingColumns].filter((i) => i.schema === row.schema && i.table === row.name).map((i) => i.column))]
-    const stats = await client.query<{ column: string; null_frac: number | null }>(READ_NULL_FRACTION, [row.schema, row.name, row.rel, columns])
+    const columns = [...new Set([...state.indexes, ...state.embeddingColumns].filter((i) => i.schema === row.schema && i.table === row.table).map((i) => i.column))]
+    const stats = await client.query<{ column: string; null_frac: number | null }>(READ_NULL_FRACTION, [row.schema, row.table, row.rel, columns])
     const filled: Record<string, number> = {}
     for (const stat of stats.rows) {
       filled[stat.column] = stat.null_frac !== null && row.reltuples > 0
         ? Math.round(counted * (1 - stat.null_frac))
         : Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${row.rel} WHERE ${quoteIdent(stat.column)} IS NOT NULL`)).rows[0]?.n ?? 0)
     }
-    out.set(`${row.schema}.${row.name}`, { rows: Math.round(counted), filled })
+    out.set(key, { rows: Math.round(counted), filled })
   }
   return { source, tables: out }
 }

@@ -80,8 +80,8 @@ function upgradeSnapshot(snapshot: Snapshot): Snapshot {
  * a column that keeps its mode keeps the trigger function it was created with.
  */
 export function keepExistingNames(previous: DesiredState, next: DesiredState, renames: readonly ColumnRename[] = []): DesiredState {
-  const before = new Map(previous.embeddingColumns.map((c) => [`${c.schema}\0${c.table}\0${c.column}`, c]))
   const key = (schema: string, table: string, column: string) => `${schema}\0${table}\0${column}`
+  const before = new Map(previous.embeddingColumns.map((c) => [key(c.schema, c.table, c.column), c]))
   const oldName = new Map(renames.map((r) => [key(r.schema, r.table, r.to), key(r.schema, r.table, r.from)]))
   return deepFreeze({
     ...next,

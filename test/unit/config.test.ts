@@ -16,6 +16,24 @@ function issuesOf(input: unknown): { path: string; message: string }[] {
 const base = 'tables.documents.embeddings.body_embedding'
 
 describe('resolveConfig', () => {
+  it('checks renamedFrom: not the column itself, not a column still declared, not two columns from one name', () => {
+    const column = documentsConfig().tables.documents!.embeddings.body_embedding!
+    const issues = issuesOf({ tables: { documents: { embeddings: {
+      a: { ...column, renamedFrom: 'a' },
+      b: { ...column, renamedFrom: 'a' },
+      c: { ...column, renamedFrom: 'old' },
+      d: { ...column, renamedFrom: 'old' },
+    } } } })
+    expect(issues).toEqual([
+      { path: 'tables.documents.embeddings.a.renamedFrom', message: 'names the column itself; remove renamedFrom' },
+      { path: 'tables.documents.embeddings.b.renamedFrom', message: '"a" is still declared as an embedding column of documents; a renamed column\'s old name must be gone from the config' },
+      { path: 'tables.documents.embeddings.d.renamedFrom', message: 'another column of documents is already renamed from "old"' },
+    ])
+    expect(resolveConfig({ tables: { documents: { embeddings: { c: { ...column, renamedFrom: 'old' } } } } }).renames).toEqual([
+      { schema: 'public', table: 'documents', from: 'old', to: 'c', path: 'tables.documents.embeddings.c.renamedFrom' },
+    ])
+  })
+
   it('applies a model preset and defaults', () => {
     const { state, migrations } = resolveConfig(documentsConfig({ model: 'intfloat/e5-small-v2' }))
     expect(state.embeddingColumns).toHaveLength(1)

@@ -66,6 +66,21 @@ describe('planMigration + renderMigrationFiles', () => {
     expect(planOperations(app).find((op) => op.kind === 'update-embedding-source')?.notes[0]).toMatch(/stale until the application writes it again/)
   })
 
+  it('keeps a renamed column\'s trigger function, and refuses a rename onto a column that exists', () => {
+    const before = documentsConfig({ mode: 'trigger' })
+    const column = before.tables.documents!.embeddings.body_embedding!
+    const previous = resolveConfig(before).state
+    const renamed = resolveConfig({ tables: { documents: { embeddings: { body_vec: { ...column, renamedFrom: 'body_embedding' } } } } })
+    const kept = keepExistingNames(previous, renamed.state, renamed.renames)
+    expect(kept.embeddingColumns[0]?.triggerFunction).toBe(previous.embeddingColumns[0]?.triggerFunction)
+    expect(renamed.state.embeddingColumns[0]?.triggerFunction).not.toBe(previous.embeddingColumns[0]?.triggerFunction)
+    // body_vec was already recorded (and body_embedding too): renaming onto it is refused, naming the config path.
+    const both = resolveConfig({ tables: { documents: { embeddings: { body_embedding: column, body_vec: { ...column, source: ['body'] } } } } }).state
+    expect(() => planMigration(both, renamed.state, { renames: renamed.renames })).toThrow(expect.objectContaining({
+      code: 'RENAME_TARGET_EXISTS', where: 'tables.documents.embeddings.body_vec.renamedFrom',
+    }))
+  })
+
   it('plans nothing when nothing changed', () => {
     const config = documentsConfig({ mode: 'trigger' })
     expect(planOperations(filesFor(config, config).plan)).toHaveLength(0)

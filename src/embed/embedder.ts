@@ -52,3 +52,28 @@ export async function embedIsolating(embedder: Embedder, texts: readonly string[
     return out
   }
 }
+
+/** Why a vector cannot be stored in a column of `dimensions`, or null when it can. */
+export function vectorProblem(vector: ArrayLike<number>, dimensions: number): Error | null {
+  if (vector.length !== dimensions) return new Error(`model returned ${vector.length} dimensions, column has ${dimensions}`)
+  for (let i = 0; i < vector.length; i++) {
+    const value = vector[i] as number
+    if (!Number.isFinite(value)) return new RangeError(`vector component ${i} is ${value}; pgvector accepts only finite numbers`)
+  }
+  return null
+}
+
+/**
+ * Embeds the texts of a batch for a column of `dimensions`: in order, one slot per text — its
+ * vector, null for a NULL text (the column stays NULL), or why it cannot be stored (the model
+ * failed on it alone, or returned a vector of other dimensions or with a NaN).
+ */
+export async function embedForColumn(embedder: Embedder, texts: readonly (string | null)[], dimensions: number): Promise<(Float32Array | null | Error)[]> {
+  const vectors = await embedIsolating(embedder, texts.filter((t): t is string => t !== null))
+  let next = 0
+  return texts.map((text) => {
+    if (text === null) return null
+    const vector = vectors[next++] ?? new Error('the embedder returned no vector')
+    return vector instanceof Error ? vector : vectorProblem(vector, dimensions) ?? vector
+  })
+}

@@ -11,20 +11,10 @@ import { renderVectorType } from './render-source.js'
 
 const FLOAT4_OID = 700
 
-/** Why a vector cannot be stored in a column of `dimensions`, or null when it can. */
-export function vectorProblem(vector: ArrayLike<number>, dimensions: number): Error | null {
-  if (vector.length !== dimensions) return new Error(`model returned ${vector.length} dimensions, column has ${dimensions}`)
-  for (let i = 0; i < vector.length; i++) {
-    const value = vector[i] as number
-    if (!Number.isFinite(value)) return new RangeError(`vector component ${i} is ${value}; pgvector accepts only finite numbers`)
-  }
-  return null
-}
-
 /**
  * The batch as parameters: `flat`, a one-dimensional real[] of every vector's components in
  * order (a row without a vector takes zeros), and `present`, whether each row has one. Every
- * vector must have passed `vectorProblem`.
+ * vector must have passed `vectorProblem` (embedder.ts; `embedForColumn` applies it).
  */
 export function encodeVectorBatch(vectors: readonly (ArrayLike<number> | null)[], dimensions: number): { flat: Buffer; present: boolean[] } {
   const count = vectors.length * dimensions

@@ -1,5 +1,5 @@
-import { embedIsolating, type Embedder } from '../embed/embedder.js'
-import { encodeVectorBatch, vectorProblem } from '../sql/vector-batch.js'
+import { embedForColumn, type Embedder } from '../embed/embedder.js'
+import { encodeVectorBatch } from '../sql/vector-batch.js'
 import { PgmlKitError } from '../errors.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import {
@@ -51,20 +51,13 @@ interface Ready { key: string; md5: string | null; vector: Float32Array | null }
 
 /** Embeds a batch's texts; a row the model refuses (or whose vector cannot be stored) is reported through `fail` and left out. */
 async function embedRows(embedder: Embedder, rows: readonly Row[], dimensions: number, fail: (key: string, error: string) => void): Promise<Ready[]> {
-  const withText = rows.filter((r) => r.source_text !== null)
-  const vectors = await embedIsolating(embedder, withText.map((r) => r.source_text as string))
-  const byKey = new Map(withText.map((r, i) => [r.key, vectors[i]]))
+  const vectors = await embedForColumn(embedder, rows.map((r) => r.source_text), dimensions)
   const ready: Ready[] = []
-  for (const row of rows) {
-    const vector = row.source_text === null ? null : byKey.get(row.key) ?? new Error('the embedder returned no vector')
-    if (vector instanceof Error) {
-      fail(row.key, errorText(vector))
-      continue
-    }
-    const problem = vector === null ? null : vectorProblem(vector, dimensions)
-    if (problem) fail(row.key, errorText(problem))
+  rows.forEach((row, i) => {
+    const vector = vectors[i] ?? null
+    if (vector instanceof Error) fail(row.key, errorText(vector))
     else ready.push({ key: row.key, md5: row.source_md5, vector })
-  }
+  })
   return ready
 }
 

@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import type { Embedder } from '../embed/embedder.js'
-import { embedIsolating } from '../embed/embedder.js'
-import { encodeVectorBatch, vectorProblem } from '../sql/vector-batch.js'
+import { embedForColumn } from '../embed/embedder.js'
+import { encodeVectorBatch } from '../sql/vector-batch.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import {
   DEAD_LETTER_JOBS, DELETE_LEASED_JOBS, FAIL_JOBS, RELEASE_LEASES,
@@ -40,10 +40,6 @@ export const EMPTY_BATCH: BatchResult = { claimed: 0, written: 0, completed: 0, 
 export interface Job { readonly id: string; readonly generation: string; readonly text: string | null; readonly md5: string | null }
 export interface Ready { readonly job: Job; readonly vector: Float32Array | null }
 
-/** The vector, or why the model's output cannot be stored. */
-function vectorOrError(result: Float32Array, dimensions: number): Float32Array | Error {
-  return vectorProblem(result, dimensions) ?? result
-}
 
 /** Jobs leased for one column, with their rows' current source text. Their leases are held until `finishBatch`. */
 export interface ClaimedBatch {
@@ -88,17 +84,14 @@ export async function claimBatch(client: pg.ClientBase, column: EmbeddingColumnN
 /** Runs the model on a claimed batch; touches no database. A text the model fails on fails alone. */
 export async function embedBatch(claimed: ClaimedBatch, embedder: Embedder): Promise<EmbeddedBatch> {
   const { jobs, column } = claimed
-  const withText = jobs.filter((j) => j.text !== null)
-  const vectors = await embedIsolating(embedder, withText.map((j) => j.text as string))
-  const results = new Map<string, Float32Array | Error>(withText.map((j, i) => [j.id, vectors[i] ?? new Error('embedder returned too few vectors')]))
+  const vectors = await embedForColumn(embedder, jobs.map((j) => j.text), column.model.dimensions)
   const ready: Ready[] = []
   const failures: { id: string; error: string }[] = []
-  for (const job of jobs) {
-    const result = job.text === null ? null : results.get(job.id)
-    const vector = result === null || result === undefined ? null : result instanceof Error ? result : vectorOrError(result, column.model.dimensions)
+  jobs.forEach((job, i) => {
+    const vector = vectors[i] ?? null
     if (vector instanceof Error) failures.push({ id: job.id, error: errorText(vector) })
     else ready.push({ job, vector })
-  }
+  })
   return { claimed, ready, failures }
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { LocalEmbedder } from '../../src/embed/local-embedder.js'
-import { toVectorLiteral, embedIsolating } from '../../src/embed/embedder.js'
+import { toVectorLiteral, embedIsolating, embedForColumn, type Embedder } from '../../src/embed/embedder.js'
 import { MODELS_DIR, PoisonEmbedder, TINY_16, TINY_32, cosine, loadTiny } from '../helpers/embedders.js'
 
 describe('LocalEmbedder on the fixture models (offline)', () => {
@@ -61,6 +61,17 @@ describe('LocalEmbedder on the fixture models (offline)', () => {
     expect(results[0]).toBeInstanceOf(Float32Array)
     expect(results[1]).toBeInstanceOf(Error)
     expect(results[2]).toBeInstanceOf(Float32Array)
+  })
+
+  it('embeds a batch for a column: NULL text stays NULL, and a failing text, a NaN or the wrong dimensions fail alone', async () => {
+    const tiny = await loadTiny()
+    // TEST DOUBLE around the real model: a NaN for texts containing "NAN".
+    const nan: Embedder = { modelId: tiny.modelId, dimensions: tiny.dimensions, embed: async (texts) => (await tiny.embed(texts)).map((v, i) => (texts[i]!.includes('NAN') ? v.map((x, j) => (j === 2 ? Number.NaN : x)) : v)) }
+    const out = await embedForColumn(new PoisonEmbedder(nan), ['good', null, 'POISON pill', 'NAN here', 'also good'], 16)
+    expect(out.map((v) => (v === null ? 'null' : v instanceof Error ? v.message.slice(0, 30) : v.length))).toEqual([16, 'null', expect.any(String), 'vector component 2 is NaN; pgv', 16])
+    expect(out[2]).toBeInstanceOf(Error)
+    expect(out[4]).toEqual((await tiny.embed(['also good']))[0])
+    expect((await embedForColumn(tiny, ['good'], 32))[0]).toEqual(new Error('model returned 16 dimensions, column has 32'))
   })
 
   it('serialises vectors for pgvector and refuses non-finite values', () => {

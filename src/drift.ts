@@ -8,6 +8,7 @@ import { enqueueTriggerName, renderCreateEnqueueFunction, renderCreateEnqueueTri
 import { renderSourceText } from './sql/render-source.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './sql/quote.js'
 import { RELATION_EXISTS } from './sql/render-introspection.js'
+import type { CatalogRow } from './model/catalog-column.js'
 
 /**
  * `pgml-kit status --drift`: what the live database has that the last generated state (the
@@ -43,24 +44,22 @@ JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
 WHERE NOT t.tgisinternal AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
   AND (t.tgname LIKE 'pgml\\_kit\\_%' OR pn.nspname = 'pgml_kit')`
 
-const READ_CATALOG = `SELECT table_schema, table_name, column_name, model_id, model_revision, dimensions, vector_type, mode,
-       source_columns, source_separator, source_expression, document_prefix, query_prefix, normalize, key_columns
-FROM pgml_kit.embedding_columns`
-
-interface CatalogRow {
-  table_schema: string; table_name: string; column_name: string; model_id: string; model_revision: string | null; dimensions: number
-  vector_type: string; mode: string; source_columns: string[]; source_separator: string; source_expression: string
-  document_prefix: string; query_prefix: string; normalize: boolean; key_columns: string[]
-}
+/** Every row as jsonb: fields later runtime versions added are compared only where the database has them. */
+const READ_CATALOG = 'SELECT to_jsonb(c)::text AS row FROM pgml_kit.embedding_columns AS c'
 
 function catalogDifferences(row: CatalogRow, c: EmbeddingColumnNode): string[] {
   const m = c.model
+  const later: [string, unknown, unknown][] = [
+    ['pooling', row.pooling, m.pooling], ['distance', row.distance, c.distance],
+    ['rollout role', row.rollout_role, c.rollout?.role ?? null], ['rollout of', row.rollout_of, c.rollout?.of ?? null],
+  ]
   const pairs: [string, unknown, unknown][] = [
+    ...later.filter(([, live]) => live !== undefined),
     ['model', row.model_id, m.id], ['revision', row.model_revision, m.revision], ['dimensions', row.dimensions, m.dimensions],
     ['vector type', row.vector_type, c.vectorType], ['mode', row.mode, c.mode], ['source', row.source_columns.join(', '), c.sourceColumns.join(', ')],
     ['separator', row.source_separator, c.separator], ['source expression', row.source_expression, renderSourceText(c)],
     ['document prefix', row.document_prefix, m.documentPrefix], ['query prefix', row.query_prefix, m.queryPrefix],
-    ['normalize', row.normalize, m.normalize], ['key', row.key_columns.join(', '), c.keyColumns.join(', ')],
+    ['normalize', row.normalize, m.normalize], ['key', (row.key_columns ?? []).join(', '), c.keyColumns.join(', ')],
   ]
   return pairs.filter(([, live, wanted]) => live !== wanted).map(([what, live, wanted]) => `${what} ${JSON.stringify(live)}, the snapshot says ${JSON.stringify(wanted)}`)
 }
@@ -152,7 +151,7 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
     if ((version[0]?.v ?? 0) < state.runtimeVersion) {
       out.push({ kind: 'runtime', object: 'pgml_kit', problem: `runtime schema version ${version[0]?.v ?? 0}, the snapshot needs ${state.runtimeVersion}`, fix: 'pgml-kit migrate (a generated migration upgrades it)' })
     }
-    const { rows: catalog } = await client.query<CatalogRow>(READ_CATALOG)
+    const catalog = (await client.query<{ row: string }>(READ_CATALOG)).rows.map((r) => JSON.parse(r.row) as CatalogRow)
     const ours = new Set(tables.map((t) => `${t.schema}.${t.table}`))
     for (const c of columns) {
       const row = catalog.find((r) => r.table_schema === c.schema && r.table_name === c.table && r.column_name === c.column)

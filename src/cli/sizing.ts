@@ -1,7 +1,8 @@
 import pc from 'picocolors'
 import type { LoadedConfig } from '../config/load.js'
 import { openTarget } from '../db/target.js'
-import { readSizing, type Sizing } from '../indexes/sizing.js'
+import { readPlanSizing, type Sizing } from '../indexes/sizing.js'
+import { readSnapshot } from '../migrations/snapshot.js'
 import type { GlobalOptions } from './options.js'
 
 /**
@@ -28,7 +29,7 @@ async function read(url: string, config: LoadedConfig): Promise<Sizing> {
   try {
     const client = await target.connect('pgml-kit plan sizing')
     try {
-      return await readSizing(client, config.state, target.description)
+      return await readPlanSizing(client, config.state, (await readSnapshot(config.migrationsDir)).state, target.description)
     } finally {
       await client.end()
     }

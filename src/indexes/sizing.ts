@@ -3,6 +3,9 @@ import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../mode
 import type { ColumnRename } from '../model/resolve.js'
 import { columnKey, deepFreeze } from '../model/ir.js'
 import { quoteIdent } from '../sql/quote.js'
+import { sameFixedParams } from '../plan/compare.js'
+import { renderReadFill } from '../sql/render-rollout.js'
+import { COLUMNS_EXIST } from '../sql/render-introspection.js'
 import { adviseBuild, adviseHnsw, adviseIvfflat, DEFAULT_MAINTENANCE_WORK_MEM, formatBytes, formatCount } from './advice.js'
 
 /**
@@ -22,6 +25,46 @@ export interface Sizing {
   readonly source: string
   /** By `schema.table`; a table that does not exist yet is absent. */
   readonly tables: ReadonlyMap<string, TableSizing>
+  /**
+   * How far the extra columns of staged model changes are filled, by `schema.table.column`
+   * (exact counts); a column the database does not have yet is absent.
+   */
+  readonly fill?: ReadonlyMap<string, ColumnFill>
+}
+
+export interface ColumnFill {
+  readonly withText: number
+  /** Rows with text, no vector, and no queued job that would write one. */
+  readonly missing: number
+  readonly deadLetters: number
+}
+
+/**
+ * What `plan` and `generate` read from a database: the sizes of the tables `state` (the config's)
+ * uses, and how far the copies that `recorded` (the snapshot's) staged model changes would switch
+ * to are filled. Read-only.
+ */
+export async function readPlanSizing(client: pg.ClientBase, state: DesiredState, recorded: DesiredState, source: string): Promise<Sizing> {
+  const sizing = await readSizing(client, state, source)
+  const copies = recorded.embeddingColumns.filter((c) => c.rollout)
+  return copies.length > 0 ? { ...sizing, fill: await readFill(client, copies) } : sizing
+}
+
+/**
+ * Exact fill counts (one scan each) of the given columns that the database has: the copies a
+ * staged model change switches to. Read when a plan is made against a database.
+ */
+export async function readFill(client: pg.ClientBase, columns: readonly EmbeddingColumnNode[]): Promise<Map<string, ColumnFill>> {
+  const out = new Map<string, ColumnFill>()
+  if (columns.length === 0) return out
+  const { rows } = await client.query<{ n: number; ok: boolean }>(COLUMNS_EXIST, [columns.map((c) => c.schema), columns.map((c) => c.table), columns.map((c) => c.column)])
+  for (const row of rows) {
+    const column = columns[row.n - 1]
+    if (!column || !row.ok) continue
+    const fill = (await client.query<{ with_text: string; missing: string; dead_letters: string }>(renderReadFill(column))).rows[0]
+    out.set(columnKey(column), { withText: Number(fill?.with_text ?? 0), missing: Number(fill?.missing ?? 0), deadLetters: Number(fill?.dead_letters ?? 0) })
+  }
+  return out
 }
 
 const READ_TABLES = `SELECT d.schema, d.name, c.reltuples::float8 AS reltuples, c.oid::regclass::text AS rel
@@ -60,12 +103,6 @@ export async function readSizing(client: pg.ClientBase, state: DesiredState, sou
     out.set(key, { rows: Math.round(counted), filled })
   }
   return { source, tables: out }
-}
-
-function sameFixedParams(a: VectorIndexNode, b: VectorIndexNode): boolean {
-  if (a.method !== b.method || a.distance !== b.distance || a.auto.join() !== b.auto.join()) return false
-  const keys = new Set([...Object.keys(a.params), ...Object.keys(b.params)])
-  return [...keys].every((k) => a.auto.includes(k) || a.params[k] === b.params[k])
 }
 
 /**

@@ -2,7 +2,7 @@ import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 import { PgmlKitError, PlanError } from '../errors.js'
 import type { LoadedConfig } from '../config/load.js'
-import { isEmptyPlan, planMigration, planOperations, type Plan } from '../plan/plan-migration.js'
+import { isEmptyPlan, planChange, planOperations, type Plan } from '../plan/plan-migration.js'
 import { renderMigrationFiles, type MigrationFile } from './render-files.js'
 import { keepExistingNames, readSnapshot, sha256, writeSnapshot, type Snapshot } from './snapshot.js'
 import type { DesiredState } from '../model/ir.js'
@@ -19,15 +19,26 @@ export interface PlanResult {
 export interface PlanFromConfigOptions {
   readonly name?: string
   readonly timestamp?: number
-  /** Sizes of the tables from a database, for 'auto' index parameters, advice and IVFFlat deferral. */
+  /** Sizes of the tables from a database, for 'auto' index parameters, advice, IVFFlat deferral and staged model changes' switches. */
   readonly sizing?: Sizing
+  /**
+   * When a staged model change's switch is written: `when-filled` (default: the database given as
+   * `sizing` says the new model's column is filled), `always` (`--switch`: the migration itself
+   * refuses while it is not), `never`.
+   */
+  readonly switch?: 'never' | 'when-filled' | 'always'
+  /** Drop the previous model's column of a switched change (`--allow-destructive`); otherwise it waits. */
+  readonly dropPrevious?: boolean
 }
 
 /** What `generate` would write now: the diff of the snapshot and the config, as files. */
 export async function planFromConfig(config: LoadedConfig, options: PlanFromConfigOptions = {}): Promise<PlanResult> {
   const snapshot = await readSnapshot(config.migrationsDir)
-  const desired = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state, config.renames), options.sizing, config.renames)
-  const plan = planMigration(snapshot.state, desired, { renames: config.renames, ...(options.sizing ? { sizing: options.sizing } : {}) })
+  const wanted = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state, config.renames), options.sizing, config.renames)
+  const { plan, desired } = planChange(snapshot.state, wanted, {
+    renames: config.renames, switch: options.switch ?? 'when-filled', dropPrevious: options.dropPrevious ?? false,
+    ...(options.sizing ? { sizing: options.sizing } : {}),
+  })
   const files = renderMigrationFiles(plan, {
     name: options.name ?? 'pgml-kit',
     timestamp: options.timestamp ?? Date.now(),
@@ -35,6 +46,22 @@ export async function planFromConfig(config: LoadedConfig, options: PlanFromConf
     configFile: relative(config.root, config.path) || 'pgml-kit.config.ts',
   })
   return { plan, files, snapshot, desired }
+}
+
+/**
+ * What the config means for the database now: its state as the generated migrations have it — in
+ * a staged model change, the live column with the indexes it was built with, beside the copy with
+ * the config's. `status`, `index check` and `index repair` look at this, not at the config alone
+ * (which names the new model and its indexes before the switch). The config's own state when it
+ * cannot be planned (a change generate would refuse).
+ */
+export async function generatedState(config: LoadedConfig): Promise<DesiredState> {
+  try {
+    return (await planFromConfig(config, { switch: 'never', dropPrevious: false })).desired
+  } catch (error) {
+    if (error instanceof PlanError) return config.state
+    throw error
+  }
 }
 
 export interface GenerateResult {
@@ -50,7 +77,7 @@ export interface GenerateResult {
  * const { written } = await generate(await loadConfig(), { name: 'add-doc-embeddings' })
  */
 export async function generate(config: LoadedConfig, options: PlanFromConfigOptions & { name: string; allowDestructive?: boolean }): Promise<GenerateResult> {
-  const { plan, files, snapshot, desired } = await planFromConfig(config, options)
+  const { plan, files, snapshot, desired } = await planFromConfig(config, { ...options, dropPrevious: options.dropPrevious ?? options.allowDestructive ?? false })
   if (isEmptyPlan(plan)) return { written: [], plan }
   const destructive = planOperations(plan).filter((op) => op.safety === 'destructive')
   if (destructive.length > 0 && !options.allowDestructive) {
@@ -76,7 +103,10 @@ export async function generate(config: LoadedConfig, options: PlanFromConfigOpti
 export interface CheckResult {
   readonly ok: boolean
   readonly problems: readonly string[]
-  /** Indexes generate left out until their column has data: not a disagreement, but not built either. */
+  /**
+   * Not disagreements, but not done either: indexes generate left out until their column has data,
+   * and staged model changes waiting for their next stage.
+   */
   readonly waiting: readonly string[]
 }
 
@@ -85,7 +115,8 @@ export interface CheckResult {
  * no migration was generated for, or when a generated file is missing or was edited.
  */
 export async function checkGenerated(config: LoadedConfig): Promise<CheckResult> {
-  const { plan, snapshot } = await planFromConfig(config)
+  // A staged model change in progress is waiting, not out of date: the check never advances one.
+  const { plan, snapshot } = await planFromConfig(config, { switch: 'never', dropPrevious: false })
   const problems: string[] = []
   const waiting = new Map((snapshot.deferred ?? []).map((d) => [d.index, d.reason]))
   for (const op of planOperations(plan)) {
@@ -104,7 +135,10 @@ export async function checkGenerated(config: LoadedConfig): Promise<CheckResult>
       problems.push(`generated migration ${entry.name} was changed after it was generated; restore it, or move the change into the config`)
     }
   }
-  return { ok: problems.length === 0, problems, waiting: [...waiting].map(([index, reason]) => `${index}: ${reason}`) }
+  return {
+    ok: problems.length === 0, problems,
+    waiting: [...[...waiting].map(([index, reason]) => `${index}: ${reason}`), ...plan.stages.filter((s) => s.waiting).map((s) => `${s.column}: ${s.message}`)],
+  }
 }
 
 export function assertMigrationName(name: string | undefined): string {

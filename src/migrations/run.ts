@@ -217,9 +217,11 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
     const rerun = failed?.directives.noTransaction
       ? `${failed.name} runs outside a transaction: the statements before the failing one stay done, and it is safe to run again as it is`
       : `${failed?.name ?? 'the failing file'} was rolled back as a whole`
+    // The database's own hint first: pgml-kit's checks say there what to run.
+    const said = (error as { hint?: string }).hint
     throw new MigrationError('MIGRATION_FAILED', `migration ${failed?.name ?? ''} failed on ${target.description}: ${message}`, {
       cause: error, where: failed?.path,
-      hint: `${rerun}${done.length > 0 ? `; ${done.length} file${done.length === 1 ? '' : 's'} before it stay${done.length === 1 ? 's' : ''} ${direction === 'up' ? 'applied' : 'reverted'}` : ''}. Fix the cause and run migrate again`,
+      hint: `${said ? `${said}. ` : ''}${rerun}${done.length > 0 ? `; ${done.length} file${done.length === 1 ? '' : 's'} before it stay${done.length === 1 ? 's' : ''} ${direction === 'up' ? 'applied' : 'reverted'}` : ''}. Fix the cause and run migrate again`,
     })
   }
   notices.stop()

@@ -43,6 +43,17 @@ export interface EmbeddingColumnNode {
    * name the function the database has.
    */
   readonly triggerFunction: string | null
+  /**
+   * Set on the extra column of a staged model change (absent on the column searches use): `next`
+   * is the shadow being filled with the new model, `previous` the old model's column kept after
+   * the switch until a separately approved migration drops it. `of` is the live column's name.
+   */
+  readonly rollout?: RolloutRole
+}
+
+export interface RolloutRole {
+  readonly role: 'next' | 'previous'
+  readonly of: string
 }
 
 export interface VectorIndexNode {
@@ -167,7 +178,7 @@ export const EMPTY_STATE: DesiredState = Object.freeze({
   trainingSets: Object.freeze([]),
 })
 
-export const RUNTIME_VERSION = 4
+export const RUNTIME_VERSION = 5
 
 export function columnKey(node: { schema: string; table: string; column: string }): string {
   return `${node.schema}.${node.table}.${node.column}`

@@ -35,7 +35,10 @@ export const OPERATION_KINDS = [
   'register-embedding-column',
   'unregister-embedding-column',
   'update-embedding-source',
-  'update-query-prefix',
+  'update-query-settings',
+  'update-embedding-mode',
+  'switch-embedding-column',
+  'check-embedding-filled',
   'rename-embedding-column',
   'rename-vector-index',
   'create-vector-index',
@@ -72,6 +75,8 @@ export interface Operation {
   readonly notes: readonly string[]
   /** The index a vector-index step builds, drops or rebuilds (`schema.name`). */
   readonly index?: string
+  /** The table a step's checks scan (`schema.table`): how long they take depends on its rows. */
+  readonly table?: string
 }
 
 /** `pgml` needed in both directions, in neither, or as given. */

@@ -6,7 +6,7 @@ import { runtimeInstallSql, runtimeUninstallSql } from '../runtime/assets.js'
 import { renderCreateVectorExtension, renderDropVectorExtension, renderEnsurePgml, renderKeepPgml } from '../sql/render-extension.js'
 import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from '../sql/render-embedding-column.js'
 import { renderCreateEmbedFunction, renderCreateEmbedTrigger, renderDropEmbedFunction, renderDropEmbedTrigger } from '../sql/render-trigger.js'
-import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn, renderUpdateEmbeddingSource, renderUpdateQueryPrefix } from '../sql/render-catalog.js'
+import { renderRecordQueryModel, renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn, renderUpdateEmbeddingMode, renderUpdateEmbeddingSource, renderUpdateQuerySettings } from '../sql/render-catalog.js'
 import { rebuildIndexName, renderBuildSettings, renderCreateIndexConcurrently, renderDropIndexConcurrently, renderDropInvalidLeftover, renderRenameIndex, renderVerifyIndex, type BuildColumn } from '../sql/render-index.js'
 import { renderCreateEnqueueFunction, renderCreateEnqueueTriggers, renderDeleteJobs, renderDropEnqueueFunction, renderDropEnqueueTriggers, renderRefusePendingJobs } from '../sql/render-queue.js'
 import { PGML, defineOperation, type Operation } from './operation.js'
@@ -14,6 +14,7 @@ import type { GrantAtom } from './grants.js'
 import { renderGrants, renderRevokes } from '../sql/render-grants.js'
 import { renderPreflight, type PreflightChecks } from '../sql/render-preflight.js'
 import { renderRenameEmbeddingColumn } from '../sql/render-rename.js'
+import { renderRefuseUnfilled, renderSwitch, type SwitchSide } from '../sql/render-rollout.js'
 import { quoteIdent } from '../sql/quote.js'
 
 /** Operation factories: one per kind, each building its up and its down from the same nodes. */
@@ -102,14 +103,19 @@ export function releaseRuntime(version: number): Operation {
   })
 }
 
-/** Brings the shared runtime schema from version `from` (0: none) to `to`; each version's script is idempotent. */
-export function installRuntime(from: number, to: number): Operation {
+/**
+ * Brings the shared runtime schema from version `from` (0: none) to `to`; each version's script is
+ * idempotent. `columns` are the ones already registered: an upgrade past version 5 records their
+ * pooling and distance, which the query builders and workers read from the catalog.
+ */
+export function installRuntime(from: number, to: number, columns: readonly EmbeddingColumnNode[] = []): Operation {
   const versions = Array.from({ length: to - from }, (_, i) => from + 1 + i)
+  const record = from > 0 && from < 5 && to >= 5 ? columns.map(renderRecordQueryModel) : []
   return defineOperation({
     kind: 'install-runtime',
     summary: from === 0 ? `install the pgml_kit runtime schema (version ${to}), or keep a newer one` : `upgrade the pgml_kit runtime schema to version ${to}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
-    up: versions.map(runtimeInstallSql),
+    up: [...versions.map(runtimeInstallSql), ...record],
     down: from === 0
       ? [runtimeUninstallSql()]
       : ['-- The runtime schema keeps its newer version: it is shared with every pgml-kit project in this database.'],
@@ -299,13 +305,21 @@ export function createQueueTriggers(column: EmbeddingColumnNode): Operation {
   })
 }
 
-export function dropQueueTriggers(column: EmbeddingColumnNode): Operation {
+/**
+ * Stops queueing the column. Refused at migrate time while its jobs are queued, unless they are
+ * worthless (`discardJobs`: the extra copy of a staged model change — an abandoned shadow, or the
+ * previous model's column after the switch).
+ */
+export function dropQueueTriggers(column: EmbeddingColumnNode, options: { discardJobs?: boolean } = {}): Operation {
   const create = createQueueTriggers(column)
   return defineOperation({
-    kind: 'drop-queue-triggers', summary: `stop queueing ${columnKey(column)} (drop triggers; refused while jobs are queued)`,
+    kind: 'drop-queue-triggers',
+    summary: `stop queueing ${columnKey(column)} (drop triggers; ${options.discardJobs ? 'its queued jobs are deleted' : 'refused while jobs are queued'})`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
-    up: [renderRefusePendingJobs(column), ...create.down], down: create.up,
-    notes: ['migrate refuses (and changes nothing) while jobs of this column are still queued'],
+    up: [...(options.discardJobs ? [] : [renderRefusePendingJobs(column)]), ...create.down], down: create.up,
+    notes: [options.discardJobs
+      ? 'the column is the extra copy of a staged model change: its queued jobs only kept the vectors that are dropped in sync, and are deleted with it'
+      : 'migrate refuses (and changes nothing) while jobs of this column are still queued'],
   })
 }
 
@@ -415,14 +429,74 @@ export function dropTrainingSet(set: TrainingSetNode, views: readonly FeatureVie
   })
 }
 
-/** Only the query side changed: stored vectors stay valid; the catalog (which DBAs and other tools read) follows. */
-export function updateQueryPrefix(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
+/**
+ * Only the query side changed (the query prefix, or the distance searches use): stored vectors stay
+ * valid; the catalog — which the query builders follow — changes in the migration.
+ */
+export function updateQuerySettings(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
+  const changes = [
+    ...(previous.model.queryPrefix !== next.model.queryPrefix ? [`the query prefix ${JSON.stringify(next.model.queryPrefix)} (was ${JSON.stringify(previous.model.queryPrefix)})`] : []),
+    ...(previous.distance !== next.distance ? [`the search distance ${next.distance} (was ${previous.distance})`] : []),
+  ]
   return defineOperation({
-    kind: 'update-query-prefix',
-    summary: `record the query prefix ${JSON.stringify(next.model.queryPrefix)} of ${columnKey(next)} (was ${JSON.stringify(previous.model.queryPrefix)}) in pgml_kit.embedding_columns`,
+    kind: 'update-query-settings',
+    summary: `record ${changes.join(' and ')} of ${columnKey(next)} in pgml_kit.embedding_columns`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
-    up: [renderUpdateQueryPrefix(next)], down: [renderUpdateQueryPrefix(previous)],
-    notes: ['stored vectors are unchanged (they are documents); searches embed queries with the new prefix as soon as the application runs the new config'],
+    up: [renderUpdateQuerySettings(next)], down: [renderUpdateQuerySettings(previous)],
+    notes: ['stored vectors are unchanged (they are documents); the query builders read the catalog, so searches use the new setting from the moment this commits'],
+  })
+}
+
+/**
+ * A mode change that keeps the model: the vectors stay valid, only what keeps them in sync
+ * changes (the steps before and after it drop and create the triggers); the catalog says so.
+ */
+export function updateEmbeddingMode(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
+  const notes = next.mode === 'app'
+    ? [`from now on the application writes ${columnKey(next)} (createEmbeddingWriter); rows it does not write keep their vectors`]
+    : previous.mode === 'app' && next.mode === 'queue'
+      ? [`rows written before keep their vectors; \`pgml-kit backfill ${cliColumn(next)}\` fills any the application left empty`]
+      : []
+  return defineOperation({
+    kind: 'update-embedding-mode', summary: `record mode ${next.mode} (was ${previous.mode}) of ${columnKey(next)} in pgml_kit.embedding_columns; the stored vectors stay (same model)`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: [renderUpdateEmbeddingMode(next)], down: [renderUpdateEmbeddingMode(previous)], notes,
+  })
+}
+
+/** `t.c` (or `s.t.c` outside public), as the CLI takes a column. */
+export function cliColumn(column: EmbeddingColumnNode): string {
+  return column.schema === 'public' ? `${column.table}.${column.column}` : columnKey(column)
+}
+
+/** A staged model change's switch: the filled copy becomes the column searches use; the live one keeps the other model under another name. */
+export function switchEmbeddingColumn(live: SwitchSide, other: SwitchSide): Operation {
+  const command = `pgml-kit backfill ${cliColumn(other.to)}`
+  const reverse = (side: SwitchSide): SwitchSide => ({ from: side.to, to: side.from, indexes: side.indexes.map(([a, b]) => [b, a] as const) })
+  const model = (c: EmbeddingColumnNode) => `${c.model.id} ${c.vectorType}(${c.model.dimensions})`
+  return defineOperation({
+    kind: 'switch-embedding-column', table: `${live.from.schema}.${live.from.table}`,
+    summary: `switch ${columnKey(live.from)} to ${model(other.from)} (was ${model(live.from)}): ${quoteIdent(other.from.column)} becomes ${quoteIdent(other.to.column)} and the old vectors stay in ${quoteIdent(live.to.column)}`,
+    transactional: true, safety: 'safe',
+    requiresPgml: { up: live.to.mode === 'trigger' || other.to.mode === 'trigger', down: live.from.mode === 'trigger' || other.from.mode === 'trigger' },
+    up: renderSwitch(live, other, command),
+    down: renderSwitch(reverse(other), reverse(live), `pgml-kit backfill ${cliColumn(other.to)}`),
+    notes: [
+      `first checks that ${columnKey(other.from)} is filled (one scan of ${live.from.schema}.${live.from.table}, before any lock that stops writers): migrate refuses, changing nothing, while rows with text have no vector and no queued job, or jobs are dead-lettered`,
+      `then renames in one short transaction (ACCESS EXCLUSIVE on ${live.from.schema}.${live.from.table} for an instant, no rewrite): searches, writes and workers use ${other.from.model.id} from the moment it commits — the query builders, workers and backfill follow the catalog, so application code does not change`,
+      `${quoteIdent(live.to.column)} keeps the old model's vectors in sync until a later migration drops it; down switches back`,
+    ],
+  })
+}
+
+/** Before the previous model's column goes: the live column must hold a vector for every row with text. */
+export function checkEmbeddingFilled(live: EmbeddingColumnNode, dropped: EmbeddingColumnNode): Operation {
+  return defineOperation({
+    kind: 'check-embedding-filled', table: `${live.schema}.${live.table}`, summary: `check that ${columnKey(live)} has a vector for every row with text before ${quoteIdent(dropped.column)} is dropped`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: [renderRefuseUnfilled(live, `dropping ${dropped.column} would leave those rows with no vector of either model`, `pgml-kit backfill ${cliColumn(live)}`)],
+    down: ['-- (the check before the drop has nothing to undo)'],
+    notes: [`one scan of ${live.schema}.${live.table}; migrate refuses, changing nothing, while rows with text have no vector and no queued job`],
   })
 }
 

@@ -1,6 +1,8 @@
 import { PlanError } from '../errors.js'
 import { RUNTIME_VERSION, columnKey, needsPgml, type DesiredState, type EmbeddingColumnNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
 import type { Operation } from './operation.js'
+import { sameIndex, sameSource, vectorsCarryOver } from './compare.js'
+import { applySwitches, stageRollouts, type ColumnSwitch, type RolloutOptions, type RolloutStage } from './rollout.js'
 import * as ops from './operations.js'
 import { grantsFor, grantsMissingFrom } from './grants.js'
 import { isEmptyPreflight } from '../sql/render-preflight.js'
@@ -18,6 +20,8 @@ export interface Plan {
   readonly after: readonly Operation[]
   /** Indexes the config declares that this plan does not build yet (IVFFlat on a column with no vectors). */
   readonly deferred: readonly DeferredIndex[]
+  /** Staged model changes: the stage this plan takes each to, or what its next stage waits for. */
+  readonly stages: readonly RolloutStage[]
 }
 
 export interface DeferredIndex {
@@ -30,6 +34,8 @@ export interface PlanOptions {
   readonly renames?: readonly ColumnRename[]
   /** Sizes of the tables in the database the plan was made against (advice notes, IVFFlat deferral). */
   readonly sizing?: Sizing
+  /** Columns that trade places before anything else (the switch of a staged model change; see rollout.ts). */
+  readonly switches?: readonly ColumnSwitch[]
 }
 
 export function planOperations(plan: Plan): readonly Operation[] {
@@ -41,40 +47,16 @@ export function isEmptyPlan(plan: Plan): boolean {
   return plan.before.length + plan.main.length + plan.after.length === 0
 }
 
-function sameModel(a: EmbeddingColumnNode, b: EmbeddingColumnNode): boolean {
-  return a.model.id === b.model.id && a.model.revision === b.model.revision && a.model.dimensions === b.model.dimensions
-    && a.vectorType === b.vectorType && a.model.normalize === b.model.normalize && a.model.documentPrefix === b.model.documentPrefix
-    && a.model.pooling === b.model.pooling
-}
-
-function sameSource(a: EmbeddingColumnNode, b: EmbeddingColumnNode): boolean {
-  return a.separator === b.separator && a.sourceColumns.length === b.sourceColumns.length
-    && a.sourceColumns.every((name, i) => name === b.sourceColumns[i])
-}
-
-/** Same index as far as the database is concerned ('auto' parameters compare by the values they were given). */
-function sameIndex(a: VectorIndexNode, b: VectorIndexNode): boolean {
-  return a.schema === b.schema && a.table === b.table && a.column === b.column && a.method === b.method
-    && a.distance === b.distance && JSON.stringify(a.params) === JSON.stringify(b.params) && a.auto.join() === b.auto.join()
-}
-
 function refuseModelChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): never {
   const key = columnKey(next)
   const was = `${previous.model.id} ${previous.vectorType}(${previous.model.dimensions})`
   const now = `${next.model.id} ${next.vectorType}(${next.model.dimensions})`
   throw new PlanError('MODEL_CHANGE_UNSUPPORTED',
-    `changing the model, dimensions, vector type, prefix or normalisation of ${key} (${was} → ${now}) is not supported yet: ` +
-    'pgml-kit will not drop and recompute a column\'s vectors behind your back',
+    `${key} is renamed and its model changes (${was} → ${now}) in the same change: pgml-kit stages a model change with a shadow column, which a rename in the same migration would confuse`,
     {
       where: `tables.${next.table}.embeddings.${next.column}.model`,
-      hint: `keep ${next.column} as it was and add a second embedding column with the new model; switch reads to it once it is filled, then remove the old one`,
+      hint: 'generate the rename first (keeping the model), then change the model in a change of its own',
     })
-}
-
-function refuseModeChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): never {
-  throw new PlanError('MODE_CHANGE_UNSUPPORTED',
-    `changing the mode of ${columnKey(next)} from "${previous.mode}" to "${next.mode}" is not supported yet`,
-    { where: `tables.${next.table}.embeddings.${next.column}.mode`, hint: 'add a new embedding column with the new mode instead' })
 }
 
 /**
@@ -84,8 +66,10 @@ function refuseModeChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNo
  * @example
  * const plan = planMigration(EMPTY_STATE, resolveConfig(config).state)
  */
-export function planMigration(recorded: DesiredState, next: DesiredState, options: PlanOptions = {}): Plan {
-  // Renamed columns are renamed first; everything after diffs the renamed state with the config.
+export function planMigration(recordedState: DesiredState, next: DesiredState, options: PlanOptions = {}): Plan {
+  // Switched columns trade places first (their privileges go with them: PostgreSQL keeps a column's
+  // ACL with the column), then renamed columns are renamed; everything after diffs that with the config.
+  const recorded = applySwitches(recordedState, options.switches ?? [])
   const renamed = applyRenames(recorded, next, options.renames ?? [])
   const previous = renamed.state
   const before: Operation[] = []
@@ -115,38 +99,69 @@ export function planMigration(recorded: DesiredState, next: DesiredState, option
   if (removed.length > 0) main.push(ops.revokePrivileges(removed))
 
   // The runtime schema first: the extension steps record in it what they create.
-  if (previous.runtimeVersion < next.runtimeVersion) main.push(ops.installRuntime(previous.runtimeVersion, next.runtimeVersion))
+  if (previous.runtimeVersion < next.runtimeVersion) main.push(ops.installRuntime(previous.runtimeVersion, next.runtimeVersion, previous.embeddingColumns))
   if (previous.embeddingColumns.length === 0 && next.embeddingColumns.length > 0) main.push(ops.createVectorExtension())
   if (!previous.embeddingColumns.some(needsPgml) && next.embeddingColumns.some(needsPgml)) main.push(ops.ensurePgml())
+  for (const s of options.switches ?? []) main.push(ops.switchEmbeddingColumn(s.live, s.other))
   main.push(...renamed.operations)
+
+  const removeColumn = (column: EmbeddingColumnNode) => {
+    main.push(ops.unregisterEmbeddingColumn(column))
+    if (column.mode === 'trigger') main.push(ops.dropEmbedTrigger(column))
+    // The extra column of a staged model change (an abandoned shadow, the previous model's column
+    // after the switch): its jobs only kept the vectors that are dropped in sync; under load there
+    // always are some, so they are deleted with it instead of blocking the drop.
+    if (column.mode === 'queue') main.push(ops.dropQueueTriggers(column, { discardJobs: column.rollout !== undefined }))
+    main.push(ops.dropEmbeddingColumn(column))
+  }
+  const addColumn = (column: EmbeddingColumnNode) => {
+    main.push(ops.addEmbeddingColumn(column))
+    if (column.mode === 'trigger') main.push(ops.createEmbedTrigger(column))
+    if (column.mode === 'queue') main.push(ops.createQueueTriggers(column))
+    main.push(ops.registerEmbeddingColumn(column))
+  }
 
   for (const [key, column] of prevColumns) {
     if (nextColumns.has(key)) continue
-    main.push(ops.unregisterEmbeddingColumn(column))
-    if (column.mode === 'trigger') main.push(ops.dropEmbedTrigger(column))
-    if (column.mode === 'queue') main.push(ops.dropQueueTriggers(column))
-    main.push(ops.dropEmbeddingColumn(column))
+    // The old model's column of a finished model change: the live one must hold every vector first.
+    const live = column.rollout?.role === 'previous' ? nextColumns.get(`${column.schema}.${column.table}.${column.rollout.of}`) : undefined
+    if (live) main.push(ops.checkEmbeddingFilled(live, column))
+    removeColumn(column)
   }
 
   for (const [key, column] of nextColumns) {
     const old = prevColumns.get(key)
     if (!old) {
-      main.push(ops.addEmbeddingColumn(column))
-      if (column.mode === 'trigger') main.push(ops.createEmbedTrigger(column))
-      if (column.mode === 'queue') main.push(ops.createQueueTriggers(column))
-      main.push(ops.registerEmbeddingColumn(column))
+      addColumn(column)
       continue
     }
-    if (!sameModel(old, column)) refuseModelChange(old, column)
+    if (!vectorsCarryOver(old, column)) {
+      // A shadow whose target model changed again: it starts over (stageRollouts decided so).
+      if (old.rollout?.role !== 'next') refuseModelChange(old, column)
+      recreated.add(key)
+      removeColumn(old)
+      addColumn(column)
+      continue
+    }
     if (column.mode === 'queue' && old.keyColumns.join() !== column.keyColumns.join()) {
       throw new PlanError('KEY_CHANGE_UNSUPPORTED', `changing the primary key of ${columnKey(column)} (mode "queue") is not supported yet`, {
         where: `tables.${column.table}.primaryKey`, hint: 'add a new embedding column instead',
       })
     }
-    if (old.mode !== column.mode) refuseModeChange(old, column)
-    if (old.model.queryPrefix !== column.model.queryPrefix) main.push(ops.updateQueryPrefix(old, column))
+    // Same model, another way of keeping it in sync: the vectors stay; the triggers change.
+    const modeChanged = old.mode !== column.mode
+    if (modeChanged) {
+      if (old.mode === 'trigger') main.push(ops.dropEmbedTrigger(old))
+      if (old.mode === 'queue') main.push(ops.dropQueueTriggers(old))
+      if (column.mode === 'trigger') main.push(ops.createEmbedTrigger(column))
+      if (column.mode === 'queue') main.push(ops.createQueueTriggers(column))
+      main.push(ops.updateEmbeddingMode(old, column))
+    }
+    if (old.model.queryPrefix !== column.model.queryPrefix || old.distance !== column.distance) main.push(ops.updateQuerySettings(old, column))
     if (sameSource(old, column)) continue
-    if (column.mode === 'generated') {
+    if (modeChanged) {
+      // The new triggers read the new source already.
+    } else if (column.mode === 'generated') {
       recreated.add(key)
       main.push(ops.dropEmbeddingColumn(old), ops.addEmbeddingColumn(column))
     } else if (column.mode === 'trigger') {
@@ -217,7 +232,25 @@ export function planMigration(recorded: DesiredState, next: DesiredState, option
   }
   if (!isEmptyPreflight(checks)) main.unshift(ops.preflight(checks))
 
-  return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after), deferred: Object.freeze(deferred) })
+  return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after), deferred: Object.freeze(deferred), stages: Object.freeze([]) })
+}
+
+export interface ChangeOptions extends Omit<PlanOptions, 'switches'>, Partial<Omit<RolloutOptions, 'sizing' | 'renames'>> {}
+
+/**
+ * The plan from the recorded state to the config's: staged model changes decided first (which
+ * stage each goes to now: stageRollouts), then the diff. Returns the state to record as well.
+ *
+ * @example
+ * const { plan, desired } = planChange(snapshot.state, resolveConfig(config).state, { switch: 'when-filled' })
+ */
+export function planChange(recorded: DesiredState, config: DesiredState, options: ChangeOptions = {}): { plan: Plan; desired: DesiredState } {
+  const staged = stageRollouts(recorded, config, {
+    switch: options.switch ?? 'when-filled', dropPrevious: options.dropPrevious ?? false,
+    ...(options.sizing ? { sizing: options.sizing } : {}), ...(options.renames ? { renames: options.renames } : {}),
+  })
+  const plan = planMigration(recorded, staged.desired, { ...options, switches: staged.switches })
+  return { plan: Object.freeze({ ...plan, stages: Object.freeze([...staged.stages]) }), desired: staged.desired }
 }
 
 /**

@@ -52,7 +52,10 @@ const listName = (object: unknown): string => {
 }
 
 /** What a DO block of a given step does (its statements are PL/pgSQL, chosen at run time). */
-function doBlockFacts(kind: OperationKind, text: string): Omit<StatementFacts, 'text' | 'sql'> {
+function doBlockFacts(kind: OperationKind, text: string, table: string | null): Omit<StatementFacts, 'text' | 'sql'> {
+  if (/count\(\*\) FILTER/.test(text) && table) {
+    return { lock: null, duration: 'rows', table, privilege: `SELECT on ${table} and pgml_kit's queue tables (one scan: rows with text and no vector)` }
+  }
   if (/CREATE EXTENSION pgml/.test(text)) {
     return { lock: null, duration: 'conditional', table: null, privilege: 'superuser, when pgml.embed is missing (CREATE EXTENSION pgml / pgml_compat CASCADE installs plpython3u)' }
   }
@@ -64,7 +67,7 @@ function doBlockFacts(kind: OperationKind, text: string): Omit<StatementFacts, '
   return { lock: null, duration: 'instant', table: null, privilege: 'reads the system catalogs' }
 }
 
-function classify(node: ParsedStatement['stmt'], kind: OperationKind, text: string, indexTable: string | null): Omit<StatementFacts, 'text' | 'sql'> {
+function classify(node: ParsedStatement['stmt'], kind: OperationKind, text: string, indexTable: string | null, opTable: string | null): Omit<StatementFacts, 'text' | 'sql'> {
   const [type, body] = Object.entries(node)[0] as [string, Record<string, unknown>]
   const owner = (rel: string) => `owner of ${rel}`
   switch (type) {
@@ -141,7 +144,7 @@ function classify(node: ParsedStatement['stmt'], kind: OperationKind, text: stri
     case 'SelectStmt':
       return { lock: null, duration: 'instant', table: null, privilege: /set_config/.test(text) ? '—' : 'EXECUTE on the functions called' }
     case 'DoStmt':
-      return doBlockFacts(kind, text)
+      return doBlockFacts(kind, text, opTable)
     default:
       return { lock: null, duration: 'instant', table: null, privilege: `not classified (${type}): read the statement` }
   }
@@ -151,18 +154,18 @@ function firstLine(statement: string): string {
   const lines = statement.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('--'))
   let line = lines[0] ?? ''
   // A DO block: show what it does, not its opening.
-  if (/^DO\b/.test(line)) line = `DO: ${lines.find((l) => /^(IF|CREATE|DROP|ALTER|INSERT|UPDATE|DELETE|PERFORM|RAISE)\b/.test(l)) ?? line}`
+  if (/^DO\b/.test(line)) line = `DO: ${lines.find((l) => /^SELECT count\(\*\) FILTER\b/.test(l)) ?? lines.find((l) => /^(IF|CREATE|DROP|ALTER|INSERT|UPDATE|DELETE|PERFORM|RAISE)\b/.test(l)) ?? line}`
   return line.length > 110 ? `${line.slice(0, 107)}...` : line
 }
 
 /** Facts for every statement of `sql` (one or more statements, comments allowed). Call `loadParser()` first. */
-export function statementFacts(sql: string, kind: OperationKind, indexTable: string | null = null): StatementFacts[] {
+export function statementFacts(sql: string, kind: OperationKind, indexTable: string | null = null, opTable: string | null = null): StatementFacts[] {
   const bytes = Buffer.from(sql, 'utf8')
   const parsed = parseSync(sql) as { stmts?: ParsedStatement[] }
   return (parsed.stmts ?? []).map((s) => {
     const start = s.stmt_location ?? 0
     const text = bytes.subarray(start, s.stmt_len ? start + s.stmt_len : bytes.length).toString('utf8').trim()
-    return { text: firstLine(text), sql: text, ...classify(s.stmt, kind, text, indexTable) }
+    return { text: firstLine(text), sql: text, ...classify(s.stmt, kind, text, indexTable, opTable) }
   })
 }
 
@@ -207,7 +210,7 @@ export function indexTables(...states: readonly { readonly indexes: readonly { s
 export async function reviewFiles(files: readonly MigrationFile[], options: ReviewOptions): Promise<FileReview[]> {
   await loadParser()
   return files.map((file) => {
-    const steps = file.operations.map((op) => ({ op, up: op.up.flatMap((sql) => statementFacts(sql, op.kind, (op.index && options.indexTables?.get(op.index)) ?? null)) }))
+    const steps = file.operations.map((op) => ({ op, up: op.up.flatMap((sql) => statementFacts(sql, op.kind, (op.index && options.indexTables?.get(op.index)) ?? null, op.table ?? null)) }))
     const statements = steps.flatMap((s) => s.up)
     const held = new Map<string, { mode: LockMode; on: string }>()
     const rank: LockMode[] = ['ROW EXCLUSIVE', 'SHARE UPDATE EXCLUSIVE', 'SHARE', 'SHARE ROW EXCLUSIVE', 'ACCESS EXCLUSIVE']
@@ -287,7 +290,8 @@ export function renderReviewMarkdown(plan: Plan, reviews: readonly FileReview[],
     out.push(`${reviews.length} file(s), ${operations.length} step(s): ${[...counts].map(([k, n]) => `${n} ${SAFETY_TEXT[k]}`).join(', ')}.`, '')
   }
   for (const d of plan.deferred) out.push(`- Waits for data: \`${d.index.schema}.${d.index.name}\`: ${escapeCell(d.reason)}`)
-  if (plan.deferred.length > 0) out.push('')
+  for (const s of plan.stages) out.push(`- ${s.waiting ? 'Model change waits' : 'Model change'} (${s.stage}): \`${escapeCell(s.column)}\`: ${escapeCell(s.message)}`)
+  if (plan.deferred.length + plan.stages.length > 0) out.push('')
   const warnings = reviews.flatMap((r) => r.warnings.map((w) => `\`${r.file.fileName}\`: ${w}`))
   const privileged = operations.filter((op) => op.safety === 'privileged')
   if (warnings.length + privileged.length > 0) {

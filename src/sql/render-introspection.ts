@@ -21,9 +21,21 @@ export const CAPABILITIES = `SELECT current_setting('server_version') AS server_
 export const RELATION_EXISTS = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   WHERE n.nspname = $1 AND c.relname = $2) AS ok`
 
+/**
+ * Whether each column exists ($1 schemas, $2 tables, $3 columns) → n, ok, in order; ok is false too
+ * when the runtime's queue tables are missing (the fill counts read them).
+ */
+export const COLUMNS_EXIST = `SELECT d.n::int AS n, (a.attnum IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace s ON s.oid = k.relnamespace
+    WHERE s.nspname = 'pgml_kit' AND k.relname = 'embedding_dead_letters')) AS ok
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS d(schema_name, table_name, column_name, n)
+LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = d.schema_name
+LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = d.table_name
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY d.n`
+
 /** The embedding columns the pgml_kit catalog records. */
-export const CATALOG_COLUMNS = `SELECT table_schema, table_name, column_name, model_id, dimensions, vector_type, mode, source_columns
-FROM pgml_kit.embedding_columns ORDER BY 1, 2, 3`
+export const CATALOG_COLUMNS = `SELECT table_schema, table_name, column_name, model_id, dimensions, vector_type, mode, source_columns, to_jsonb(c)::text AS row
+FROM pgml_kit.embedding_columns AS c ORDER BY 1, 2, 3`
 
 /** Queue-mode columns in the catalog. */
 export const CATALOG_QUEUE_COLUMNS = `SELECT table_schema, table_name, column_name FROM pgml_kit.embedding_columns WHERE mode = 'queue'`

@@ -2,13 +2,14 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { EMPTY_STATE, type DesiredState } from '../../src/model/ir.js'
 import { resolveConfig } from '../../src/model/resolve.js'
 import { keepExistingNames } from '../../src/migrations/snapshot.js'
-import { planMigration, planOperations, type Plan } from '../../src/plan/plan-migration.js'
+import { planChange, planOperations, type ChangeOptions, type Plan } from '../../src/plan/plan-migration.js'
 import { renderMigrationFiles, type MigrationFile } from '../../src/migrations/render-files.js'
 
 /**
  * A large config taken through every kind of change pgml-kit plans: created from nothing, changed
  * in every way a column, index, full-text column, role list, feature view or training set can
- * change, and removed again. `generatedSteps()` renders each step's files as `generate` would.
+ * change, models changed in stages (shadow, switch, drop of the previous column) and modes in
+ * place, and removed again. `generatedSteps()` renders each step's files as `generate` would.
  */
 const model = { id: 'test/double', dimensions: 8 }
 
@@ -24,7 +25,27 @@ const features = (ttl: string, setFeatures: string[]): NonNullable<PgmlKitConfig
   },
 })
 
-export const CHANGE_STEPS: readonly { readonly name: string; readonly config: PgmlKitConfig }[] = [
+const modelB = { id: 'test/double-b', dimensions: 16 }
+
+/** The config after change-everything, with models and modes changed as a staged model change does them. */
+const staged: PgmlKitConfig = {
+  roles: { app: ['web', 'reports'] },
+  tables: {
+    documents: {
+      embeddings: {
+        body_embedding: { source: ['body'], model: modelB, mode: 'trigger', indexes: [{ method: 'hnsw', distance: 'cosine', m: 24, efConstruction: 100 }] },
+        title_embedding: { source: ['title', 'summary'], model: modelB, mode: 'app', indexes: [{ method: 'hnsw', distance: 'l2' }] },
+        summary_embedding: { source: ['summary', 'title'], model, mode: 'trigger', type: 'halfvec', indexes: [{ method: 'hnsw', distance: 'inner_product' }, { method: 'ivfflat', distance: 'l2', lists: 'auto', build: 'auto' }] },
+        body_vec: { source: ['title', 'body'], model: { ...model, queryPrefix: 'search_query: ' }, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l1' }] },
+      },
+      fullText: { language: 'simple', source: ['title', 'body'] },
+    },
+    'Odd "Table"': { schema: 'Other Schema', primaryKey: ['tenant', 'key'], embeddings: { 'Vec; col': { source: 'Text', model: modelB, mode: 'queue' } } },
+  },
+  features: features('30 days', ['customer stats.spend', 'customer stats.visits']),
+}
+
+export const CHANGE_STEPS: readonly { readonly name: string; readonly config: PgmlKitConfig; readonly options?: ChangeOptions }[] = [
   {
     name: 'create-everything',
     config: {
@@ -63,6 +84,10 @@ export const CHANGE_STEPS: readonly { readonly name: string; readonly config: Pg
       features: features('30 days', ['customer stats.spend', 'customer stats.visits']),
     },
   },
+  // Models change in stages; a mode changes in place (body_vec: app → queue).
+  { name: 'stage-model-changes', config: staged },
+  { name: 'switch-model-changes', config: staged, options: { switch: 'always' } },
+  { name: 'drop-previous-models', config: staged, options: { dropPrevious: true } },
   { name: 'remove-everything', config: { tables: {} } },
 ]
 
@@ -76,10 +101,9 @@ export interface GeneratedStep {
 export function generatedSteps(): GeneratedStep[] {
   let previous: DesiredState = EMPTY_STATE
   let timestamp = 1_800_000_000_000
-  return CHANGE_STEPS.map(({ name, config }) => {
+  return CHANGE_STEPS.map(({ name, config, options }) => {
     const resolved = resolveConfig(config)
-    const next = keepExistingNames(previous, resolved.state, resolved.renames)
-    const plan = planMigration(previous, next, { renames: resolved.renames })
+    const { plan, desired: next } = planChange(previous, keepExistingNames(previous, resolved.state, resolved.renames), { renames: resolved.renames, ...options })
     const files = renderMigrationFiles(plan, { name, timestamp, settings: resolved.migrations })
     timestamp += 1000
     // As generate records it: an index left for later is not in the snapshot.

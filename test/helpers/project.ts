@@ -2,7 +2,10 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { loadConfig } from '../../src/config/load.js'
-import { generate } from '../../src/migrations/generate.js'
+import pg from 'pg'
+import { generate, type GenerateResult } from '../../src/migrations/generate.js'
+import { readPlanSizing, type Sizing } from '../../src/indexes/sizing.js'
+import { readSnapshot } from '../../src/migrations/snapshot.js'
 import { migrate, type MigrateResult } from '../../src/migrations/run.js'
 import { DOCUMENTS_TABLE } from './fixtures.js'
 import type { TestDatabase } from './targets.js'
@@ -39,11 +42,34 @@ export class TestProject {
     return this
   }
 
-  /** Generates as a user who reviewed the plan: destructive steps allowed unless told otherwise. */
-  async generate(name = 'change', options: { allowDestructive?: boolean } = {}): Promise<string[]> {
+  /**
+   * Generates as a user who reviewed the plan: destructive steps allowed unless told otherwise.
+   * `sized`: against the test database, as `generate --database-url` (sizes, and whether the new
+   * model's column of a staged model change is filled); `switch: 'always'` as `generate --switch`.
+   */
+  async generate(name = 'change', options: { allowDestructive?: boolean; sized?: boolean; switch?: 'always' | 'never' } = {}): Promise<string[]> {
+    return [...(await this.generateWith(name, options)).written]
+  }
+
+  async generateWith(name: string, options: { allowDestructive?: boolean; sized?: boolean; switch?: 'always' | 'never' } = {}): Promise<GenerateResult> {
     const config = await loadConfig('pgml-kit.config.ts', this.db.cwd)
-    const { written } = await generate(config, { name, timestamp: (this.#timestamp += 1000), allowDestructive: options.allowDestructive ?? true })
-    return [...written]
+    const sizing = options.sized ? await this.sizing() : undefined
+    return generate(config, {
+      name, timestamp: (this.#timestamp += 1000), allowDestructive: options.allowDestructive ?? true,
+      ...(options.switch ? { switch: options.switch } : {}), ...(sizing ? { sizing } : {}),
+    })
+  }
+
+  /** What `plan --database-url` reads from the test database. */
+  async sizing(): Promise<Sizing> {
+    const config = await loadConfig('pgml-kit.config.ts', this.db.cwd)
+    const client = new pg.Client({ connectionString: this.db.url })
+    await client.connect()
+    try {
+      return await readPlanSizing(client, config.state, (await readSnapshot(config.migrationsDir)).state, 'test database')
+    } finally {
+      await client.end()
+    }
   }
 
   async migrate(direction: 'up' | 'down' = 'up', count?: number): Promise<MigrateResult> {

@@ -32,7 +32,10 @@ describe.each(tiers)('migrate on the $name tier', (tier) => {
     await p.generate('add-doc-embeddings')
     await p.migrate()
     await p.writeConfig(documentsConfig({ indexes: [{ method: 'ivfflat', distance: 'l2', lists: 2 }] }))
-    const [indexFile] = (await p.generate('add-ivfflat')).map((f) => f.split('/').pop()!.replace(/\.sql$/, ''))
+    // Two files: the catalog records the new search distance (l2; cosine while there was no index), and the build.
+    const written = (await p.generate('add-ivfflat')).map((f) => f.split('/').pop()!.replace(/\.sql$/, ''))
+    expect(written).toHaveLength(2)
+    const indexFile = written.find((f) => f.endsWith('--create-vector-index'))
     const heard: string[] = []
     const config = await loadConfig('pgml-kit.config.ts', db.cwd)
     const up = await migrate({

@@ -57,9 +57,9 @@ describe.each(tiers)('review lock claims on the $name tier (pgml.embed test doub
   let db: TestDatabase
   afterEach(async () => db?.close())
 
-  async function checkPlan(p: TestProject): Promise<number> {
+  async function checkPlan(p: TestProject, options: { switch?: 'always'; dropPrevious?: boolean } = {}): Promise<number> {
     const config = await loadConfig('pgml-kit.config.ts', db.cwd)
-    const { files, snapshot, desired } = await planFromConfig(config, { name: 'review' })
+    const { files, snapshot, desired } = await planFromConfig(config, { name: 'review', dropPrevious: options.dropPrevious ?? false, ...options })
     const reviews = await reviewFiles(files, { settings: config.migrations, configFile: 'pgml-kit.config.ts', indexTables: indexTables(snapshot.state, desired) })
     const client = new pg.Client({ connectionString: db.url })
     await client.connect()
@@ -103,7 +103,7 @@ describe.each(tiers)('review lock claims on the $name tier (pgml.embed test doub
       await client.end()
     }
     // Record the plan as generated and run the rest (index builds) the usual way.
-    await p.generate('review')
+    await p.generate('review', { allowDestructive: true, ...(options.switch ? { switch: options.switch } : {}) })
     await p.migrate()
     return checked
   }
@@ -118,5 +118,13 @@ describe.each(tiers)('review lock claims on the $name tier (pgml.embed test doub
     expect(await checkPlan(p)).toBeGreaterThanOrEqual(7)
     await p.writeConfig(second)
     expect(await checkPlan(p)).toBeGreaterThan(4)
+    // A staged model change: the shadow, the switch (renames), the drop of the previous column.
+    const staged = structuredClone(second)
+    staged.tables.notes!.embeddings.summary_vec!.model = { id: 'test/double-b', dimensions: 4 }
+    staged.tables.notes!.embeddings.summary_vec!.mode = 'queue'
+    await p.writeConfig(staged)
+    expect(await checkPlan(p)).toBeGreaterThan(2)
+    expect(await checkPlan(p, { switch: 'always' })).toBeGreaterThan(8)
+    expect(await checkPlan(p, { dropPrevious: true })).toBeGreaterThanOrEqual(2)
   })
 })

@@ -3,7 +3,7 @@ import { PlanError } from '../../src/errors.js'
 import { EMPTY_STATE } from '../../src/model/ir.js'
 import { resolveConfig } from '../../src/model/resolve.js'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
-import { planMigration, planOperations } from '../../src/plan/plan-migration.js'
+import { planChange, planMigration, planOperations } from '../../src/plan/plan-migration.js'
 import { renderMigrationFiles } from '../../src/migrations/render-files.js'
 import { documentsConfig } from '../helpers/fixtures.js'
 import { parseFiles, sections } from '../helpers/sql.js'
@@ -12,7 +12,8 @@ import { keepExistingNames } from '../../src/migrations/snapshot.js'
 function filesFor(previous: PgmlKitConfig | null, next: PgmlKitConfig, name = 'change') {
   const prev = previous ? resolveConfig(previous).state : EMPTY_STATE
   const resolved = resolveConfig(next)
-  const plan = planMigration(prev, keepExistingNames(prev, resolved.state, resolved.renames), { renames: resolved.renames })
+  // As generate plans: staged model changes first, then the diff.
+  const { plan } = planChange(prev, keepExistingNames(prev, resolved.state, resolved.renames), { renames: resolved.renames })
   return { plan, files: renderMigrationFiles(plan, { name, timestamp: 1_700_000_000_000, settings: resolved.migrations }) }
 }
 
@@ -148,16 +149,19 @@ describe('planMigration + renderMigrationFiles', () => {
     expect(files[1]?.content).toContain('[DESTRUCTIVE]')
   })
 
-  it('refuses to change the model or dimensions of an existing column', () => {
-    const change = () => filesFor(documentsConfig(), documentsConfig({ model: { id: 'test/double', dimensions: 16 } }))
+  it('stages a model change instead of recomputing vectors in place, and refuses one combined with a rename', () => {
+    // test/unit/rollout.test.ts takes staged changes through every stage.
+    const { plan } = filesFor(documentsConfig(), documentsConfig({ model: { id: 'test/double', dimensions: 16 } }))
+    expect(plan.stages.map((s) => s.stage)).toEqual(['shadow'])
+    expect(kinds(plan)).not.toContain('drop-embedding-column')
+    const column = documentsConfig().tables.documents!.embeddings.body_embedding!
+    const change = () => filesFor(documentsConfig(), { tables: { documents: { embeddings: { body_vec: { ...column, model: { id: 'other/model', dimensions: 8 }, renamedFrom: 'body_embedding' } } } } })
     expect(change).toThrow(PlanError)
-    expect(change).toThrow(/public\.documents\.body_embedding \(test\/double vector\(8\) → test\/double vector\(16\)\) is not supported yet/)
+    expect(change).toThrow(/public\.documents\.body_vec is renamed and its model changes \(test\/double vector\(8\) → other\/model vector\(8\)\)/)
     try { change() } catch (error) {
       expect((error as PlanError).code).toBe('MODEL_CHANGE_UNSUPPORTED')
-      expect((error as PlanError).hint).toMatch(/add a second embedding column/)
+      expect((error as PlanError).hint).toMatch(/generate the rename first/)
     }
-    expect(() => filesFor(documentsConfig(), documentsConfig({ model: { id: 'other/model', dimensions: 8 } }))).toThrow(/not supported yet/)
-    expect(() => filesFor(documentsConfig(), documentsConfig({ mode: 'trigger' }))).toThrow(/changing the mode/)
   })
 
   it('quotes odd table and column names everywhere and still parses', () => {
@@ -195,9 +199,10 @@ describe('queue mode plans', () => {
     both.tables.documents!.embeddings.title_embedding = { source: 'title', model: { id: 'test/double', dimensions: 8 }, mode: 'queue' }
     const plan = planMigration(previous, resolveConfig(both).state)
     expect(kinds(plan)).toEqual(['preflight', 'install-runtime', 'add-embedding-column', 'create-queue-triggers', 'register-embedding-column'])
-    expect(planOperations(plan)[1]?.summary).toMatch(/upgrade the pgml_kit runtime schema to version 4/)
-    // Versions 2, 3 and 4, each idempotent; the shared schema is not downgraded by a down.
-    expect(planOperations(plan)[1]?.up).toHaveLength(3)
+    expect(planOperations(plan)[1]?.summary).toMatch(/upgrade the pgml_kit runtime schema to version 5/)
+    // Versions 2 to 5, each idempotent, then the pooling and distance of the column registered before 5; the shared schema is not downgraded by a down.
+    expect(planOperations(plan)[1]?.up).toHaveLength(5)
+    expect(planOperations(plan)[1]?.up[4]).toMatch(/^UPDATE pgml_kit\.embedding_columns SET pooling = NULL, distance = 'cosine' WHERE table_schema = 'public' AND table_name = 'documents' AND column_name = 'body_embedding';$/)
     expect(planOperations(plan)[1]?.down.join('\n')).not.toMatch(/DROP/)
   })
 
@@ -205,7 +210,7 @@ describe('queue mode plans', () => {
     const before = documentsConfig({ mode: 'app', model: { id: 'test/double', dimensions: 8, queryPrefix: 'query: ' } })
     const after = documentsConfig({ mode: 'app', model: { id: 'test/double', dimensions: 8, queryPrefix: 'search_query: ' } })
     const { plan, files } = filesFor(before, after)
-    expect(kinds(plan)).toEqual(['update-query-prefix'])
+    expect(kinds(plan)).toEqual(['update-query-settings'])
     expect(planOperations(plan)[0]?.up.join()).toContain(`SET query_prefix = 'search_query: '`)
     expect(planOperations(plan)[0]?.down.join()).toContain(`SET query_prefix = 'query: '`)
     expect(parseFiles(files)).toBeGreaterThan(2)

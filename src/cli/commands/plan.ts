@@ -8,16 +8,21 @@ import { planOperations } from '../../plan/plan-migration.js'
 import { printJson } from '../output.js'
 import { SAFETY_COLOR, globals } from '../options.js'
 import { sizingFor } from '../sizing.js'
+import { printStages } from '../stages.js'
 
 export function registerPlan(program: Command): void {
   program.command('plan')
     .description('print the SQL that generate would write, with a safety class for every step (sized for the database given with --database-url)')
     .addOption(new Option('--format <format>', 'text, markdown (a review document for the pull request: locks, durations, timeouts, privileges, rollback) or json').choices(['text', 'markdown', 'json']).default('text'))
-    .action(async (local: { format: 'text' | 'markdown' | 'json' }, cmd: Command) => {
+    .option('--allow-destructive', 'include what generate --allow-destructive would write: the drop of a finished model change\'s previous column')
+    .option('--switch', 'include the switch of a staged model change as generate --switch would write it, without checking that its column is filled')
+    .action(async (local: { format: 'text' | 'markdown' | 'json'; allowDestructive?: boolean; switch?: boolean }, cmd: Command) => {
       const opts = globals(cmd)
       const config = await loadConfig(opts.config)
       const sizing = await sizingFor(opts, config)
-      const { plan, files, snapshot, desired } = await planFromConfig(config, { name: 'plan', ...(sizing ? { sizing } : {}) })
+      const { plan, files, snapshot, desired } = await planFromConfig(config, {
+        name: 'plan', dropPrevious: Boolean(local.allowDestructive), ...(local.switch ? { switch: 'always' } : {}), ...(sizing ? { sizing } : {}),
+      })
       if (local.format === 'markdown') {
         const options = { settings: config.migrations, configFile: relative(config.root, config.path) || 'pgml-kit.config.ts', indexTables: indexTables(snapshot.state, desired), ...(sizing ? { sizing } : {}) }
         return void process.stdout.write(renderReviewMarkdown(plan, await reviewFiles(files, options), options))
@@ -30,9 +35,11 @@ export function registerPlan(program: Command): void {
           operations: operations.map(({ kind, summary, safety, transactional, requiresPgml, notes }) => ({ kind, summary, safety, transactional, requiresPgml, notes })),
           files: files.map((f) => ({ name: f.fileName, transactional: f.transactional, sql: f.content })),
           deferred,
+          stages: plan.stages,
         })
       }
       for (const d of deferred) process.stdout.write(`${pc.yellow('[waits for data]')} ${d.index}: ${d.reason}\n`)
+      printStages(plan.stages)
       if (operations.length === 0) return void process.stdout.write('Nothing to generate: the migrations match the config.\n')
       for (const op of operations) {
         process.stdout.write(`${SAFETY_COLOR[op.safety](`[${op.safety}]`)} ${op.summary}\n`)

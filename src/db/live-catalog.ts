@@ -1,0 +1,53 @@
+import type pg from 'pg'
+import { columnFromCatalog, columnsOfConfig, type CatalogRow, type LiveColumn } from '../model/catalog-column.js'
+import { toConnector, type Connector } from './connect.js'
+import type { EmbeddingColumnNode } from '../model/ir.js'
+import { CATALOG_READABLE, renderReadCatalog } from '../sql/render-catalog.js'
+
+/** A node-postgres client, or anything that runs a statement with parameters and returns its rows. */
+export type Query = Pick<pg.ClientBase, 'query'> | ((sql: string, parameters: readonly unknown[]) => Promise<{ readonly rows: readonly unknown[] }>)
+
+async function rowsOf<R>(query: Query, sql: string, parameters: readonly unknown[] = []): Promise<R[]> {
+  const result = typeof query === 'function' ? await query(sql, parameters) : await query.query(sql, [...parameters])
+  return result.rows as R[]
+}
+
+/**
+ * The embedding columns of the given tables as the `pgml_kit` catalog describes them, or null when
+ * this role cannot read the catalog (or there is none yet). `declared` are the config's columns,
+ * which fill what an older runtime's rows lack.
+ */
+export async function readLiveColumns(query: Query, declared: readonly EmbeddingColumnNode[]): Promise<LiveColumn[] | null> {
+  const readable = (await rowsOf<{ readable: boolean }>(query, CATALOG_READABLE))[0]?.readable ?? false
+  if (!readable) return null
+  const tables = [...new Map(declared.map((c) => [`${c.schema}\0${c.table}`, c])).values()]
+  return liveColumnsOf(await rowsOf<CatalogRead>(query, renderReadCatalog('parameters'), [tables.map((t) => t.schema), tables.map((t) => t.table)]), declared)
+}
+
+/** A row of renderReadCatalog. */
+export interface CatalogRead { readonly row: string; readonly fingerprint: string }
+
+/** The columns the rows of renderReadCatalog describe. */
+export function liveColumnsOf(rows: readonly CatalogRead[], declared: readonly EmbeddingColumnNode[]): LiveColumn[] {
+  return rows.map((r) => {
+    const row = JSON.parse(r.row) as CatalogRow
+    const own = declared.find((c) => c.schema === row.table_schema && c.table === row.table_name && c.column === (row.rollout_of ?? row.column_name))
+    return { node: columnFromCatalog(row, own), fingerprint: r.fingerprint }
+  })
+}
+
+/**
+ * A config column as the catalog has it, then the extra columns of its staged model change (the
+ * shadow being filled with the new model, or the previous one): what `pgml-kit backfill <column>`
+ * fills, in order, and whose first entry `parity` compares. Just the column when the catalog
+ * cannot be read.
+ */
+export async function readColumnWithCopies(url: string | Connector, column: EmbeddingColumnNode): Promise<EmbeddingColumnNode[]> {
+  const client = await toConnector(url).connect('pgml-kit')
+  try {
+    const live = await readLiveColumns(client, [column])
+    return live === null ? [column] : columnsOfConfig([column], live).map((l) => l.node)
+  } finally {
+    await client.end().catch(() => undefined)
+  }
+}

@@ -13,6 +13,8 @@ import { readIndexHealth, type IndexHealth } from './indexes/health.js'
 import { readLastChecks, type LastCheck } from './indexes/check.js'
 import { readDrift, type DriftItem } from './drift.js'
 import { readRowEstimates } from './indexes/sizing.js'
+import { readLiveColumns } from './db/live-catalog.js'
+import { columnsOfConfig } from './model/catalog-column.js'
 
 export interface CatalogEntry {
   readonly table: string
@@ -23,8 +25,14 @@ export interface CatalogEntry {
   readonly mode: string
   readonly sourceColumns: readonly string[]
   /**
-   * For the config's columns: rows with text to embed and how many of them have no vector yet
-   * (counted on tables below a million rows; null on larger ones, or for other projects' columns).
+   * For the extra column of a staged model change: `next` (the new model's column being filled)
+   * or `previous` (the old model's, kept after the switch), and the live column it belongs to.
+   */
+  readonly rollout: { readonly role: 'next' | 'previous'; readonly of: string } | null
+  /**
+   * For the config's columns and the extra columns of their staged model changes: rows with text
+   * to embed and how many of them have no vector yet (counted on tables below a million rows; null
+   * on larger ones, or for other projects' columns).
    */
   readonly progress: { readonly withText: number; readonly missing: number } | null
 }
@@ -108,13 +116,18 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
       const { rows: hasCatalog } = await client.query<{ ok: boolean }>(RELATION_EXISTS, ['pgml_kit', 'embedding_columns'])
       const embeddingColumns: CatalogEntry[] = []
       if (hasCatalog[0]?.ok) {
-        const { rows } = await client.query<{ table_schema: string; table_name: string; column_name: string; model_id: string; dimensions: number; vector_type: string; mode: string; source_columns: string[] }>(CATALOG_COLUMNS)
-        const estimates = await readRowEstimates(client, options.state?.embeddingColumns ?? [])
+        const { rows } = await client.query<{ table_schema: string; table_name: string; column_name: string; model_id: string; dimensions: number; vector_type: string; mode: string; source_columns: string[]; row: string }>(CATALOG_COLUMNS)
+        const declared = options.state?.embeddingColumns ?? []
+        const estimates = await readRowEstimates(client, declared)
+        // This project's columns as the catalog has them (a staged model change's extra columns included).
+        const live = declared.length > 0 ? columnsOfConfig(declared, await readLiveColumns(client, declared) ?? []) : []
         for (const r of rows) {
-          const declared = options.state?.embeddingColumns.find((c) => c.schema === r.table_schema && c.table === r.table_name && c.column === r.column_name)
+          const { rollout_role: role, rollout_of: of } = JSON.parse(r.row) as { rollout_role?: 'next' | 'previous' | null; rollout_of?: string | null }
+          const ours = live.find((l) => l.node.schema === r.table_schema && l.node.table === r.table_name && l.node.column === r.column_name)?.node
           embeddingColumns.push({
             table: `${r.table_schema}.${r.table_name}`, column: r.column_name, model: r.model_id, dimensions: r.dimensions, vectorType: r.vector_type, mode: r.mode, sourceColumns: r.source_columns,
-            progress: declared && (estimates.get(`${declared.schema}.${declared.table}`)?.reltuples ?? 0) <= COUNT_LIMIT ? await readProgress(client, declared) : null,
+            rollout: role ? { role, of: of ?? r.column_name } : null,
+            progress: ours && (estimates.get(`${ours.schema}.${ours.table}`)?.reltuples ?? 0) <= COUNT_LIMIT ? await readProgress(client, ours) : null,
           })
         }
       }

@@ -6,7 +6,9 @@ import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig } from '../config/schema.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
-import { MAX_PARAMETERS, renderInsertRows, renderLockSources, renderUpdatePatch } from '../sql/render-app-writer.js'
+import { MAX_PARAMETERS, renderBeginInsert, renderInsertRows, renderLockSources, renderUpdatePatch } from '../sql/render-app-writer.js'
+import { liveColumnsOf, readLiveColumns, type CatalogRead } from '../db/live-catalog.js'
+import { columnsOfConfig, type LiveColumn } from '../model/catalog-column.js'
 
 type SourceOf<S> = S extends readonly (infer U)[] ? U : S
 type Tables<C extends PgmlKitConfig> = C['tables']
@@ -44,6 +46,14 @@ export interface EmbeddingWriter<C extends PgmlKitConfig> {
 /**
  * Writes rows of tables with `app`-mode embedding columns, computing their vectors locally.
  *
+ * It writes the columns the `pgml_kit` catalog says the table has in mode `app`, with the model the
+ * catalog says — not the config's: during a staged model change the config names the new model
+ * while the live column still holds the old one, and the new model's column is filled beside it
+ * (then, after the switch, the previous model's column is kept in sync until it is dropped). Each
+ * write holds the table's lock and checks the catalog in the same transaction, so a migration that
+ * adds, switches or drops a column cannot slip between what was embedded and what is written. A
+ * role that cannot read the catalog writes the config's columns, as the config says.
+ *
  * @example
  * const writer = createEmbeddingWriter(config, { db: pool })
  * await writer.insert('documents', [{ title: 'Parks', body: 'Opening hours of city parks' }])
@@ -51,13 +61,23 @@ export interface EmbeddingWriter<C extends PgmlKitConfig> {
 export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, options: EmbeddingWriterOptions): EmbeddingWriter<C> {
   const resolved = resolveConfig(config)
   const load = options.loadEmbedder ?? localEmbedderLoader(embedderSettingsAt(resolved.embedder, options.cwd ?? process.cwd()))
-  const appColumns = (table: string) => resolved.state.embeddingColumns.filter((c) => c.table === table && c.mode === 'app')
+  const declaredOf = (table: string) => resolved.state.embeddingColumns.filter((c) => c.table === table)
   const tableOf = (table: string) => {
-    const columns = resolved.state.embeddingColumns.filter((c) => c.table === table)
-    const first = columns[0]
+    const first = declaredOf(table)[0]
     if (!first) throw new PgmlKitError('TABLE_UNKNOWN', `table "${table}" has no embedding columns in the config`)
     return first
   }
+  /** Per table, what the catalog said last (null: it cannot be read; undefined: not read yet). */
+  const known = new Map<string, { readonly fingerprints: string; readonly columns: readonly EmbeddingColumnNode[] } | null>()
+  const appColumnsFrom = (table: string, live: readonly LiveColumn[] | null) => live === null
+    ? declaredOf(table).filter((c) => c.mode === 'app')
+    : columnsOfConfig(declaredOf(table), live).map((l) => l.node).filter((c) => c.mode === 'app')
+  const remember = (table: string, live: readonly LiveColumn[] | null) => {
+    const entry = live === null ? null : { fingerprints: live.map((l) => `${l.node.column}=${l.fingerprint}`).join(','), columns: appColumnsFrom(table, live) }
+    known.set(table, entry)
+    return entry
+  }
+  const query = (db: pg.Pool | pg.ClientBase) => (sql: string, parameters: readonly unknown[]) => db.query(sql, [...parameters])
 
   async function vectorsFor(column: EmbeddingColumnNode, rows: readonly Readonly<Record<string, unknown>>[]): Promise<(string | null)[]> {
     const texts = rows.map((row) => sourceTextOf(column, row))
@@ -72,28 +92,83 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
     return texts.map((t) => (t === null ? null : toVectorLiteral(vectors[i++] as Float32Array)))
   }
 
+  /** Runs `fn` on one client in a transaction (a pool lends one for it). */
+  async function inTransaction<T>(fn: (db: pg.ClientBase) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+    const client = 'totalCount' in options.db ? await (options.db as pg.Pool).connect() : undefined
+    const db = client ?? (options.db as pg.ClientBase)
+    try {
+      await db.query(begin)
+      const result = await fn(db)
+      await db.query('COMMIT')
+      return result
+    } catch (error) {
+      await db.query('ROLLBACK').catch(() => undefined)
+      throw error
+    } finally {
+      client?.release()
+    }
+  }
+
   return {
     async insert(table, rows, insertOptions = {}) {
       if (rows.length === 0) return []
       const ref = tableOf(table)
+      if (!known.has(table)) remember(table, await readLiveColumns(query(options.db), declaredOf(table)))
       const records = rows.map((row) => ({ ...row }) as Record<string, unknown>)
-      for (const column of appColumns(table)) {
-        const vectors = await vectorsFor(column, rows)
-        records.forEach((record, i) => { record[column.column] = vectors[i] })
+      // Embedded before the transaction, with what the catalog said last; checked under the table's lock below.
+      const embedded = new Map<string, (string | null)[]>()
+      const embedAll = async (columns: readonly EmbeddingColumnNode[]) => {
+        for (const column of columns) {
+          const key = `${column.column}\0${JSON.stringify(column.model)}\0${column.sourceColumns.join('\0')}\0${column.separator}`
+          if (!embedded.has(key)) embedded.set(key, await vectorsFor(column, rows))
+          const vectors = embedded.get(key)!
+          records.forEach((record, i) => { record[column.column] = vectors[i] })
+        }
       }
-      const columns = [...new Set(records.flatMap((r) => Object.keys(r)))]
-      const present = records.map((r) => columns.map((c) => c in r && r[c] !== undefined))
-      const returning = insertOptions.returning ?? null
-      // One statement (all or nothing) unless the rows need more parameters than PostgreSQL allows in one.
-      const perRow = Math.max(1, columns.length)
-      const inserted: Record<string, unknown>[] = []
-      for (let start = 0; start < records.length; start += Math.floor(MAX_PARAMETERS / perRow)) {
-        const end = Math.min(records.length, start + Math.floor(MAX_PARAMETERS / perRow))
-        const values = records.slice(start, end).flatMap((r, i) => columns.filter((_, c) => present[start + i]![c]).map((c) => r[c]))
-        const { rows: out } = await options.db.query(renderInsertRows(ref, columns, present.slice(start, end), returning), values)
-        inserted.push(...(out as Record<string, unknown>[]))
+      const before = known.get(table)
+      await embedAll(before?.columns ?? appColumnsFrom(table, null))
+      const write = async (db: pg.ClientBase) => {
+        const columns = [...new Set(records.flatMap((r) => Object.keys(r)))]
+        const present = records.map((r) => columns.map((c) => c in r && r[c] !== undefined))
+        const returning = insertOptions.returning ?? null
+        // One statement unless the rows need more parameters than PostgreSQL allows in one (one transaction either way).
+        const perRow = Math.max(1, columns.length)
+        const inserted: Record<string, unknown>[] = []
+        for (let start = 0; start < records.length; start += Math.floor(MAX_PARAMETERS / perRow)) {
+          const end = Math.min(records.length, start + Math.floor(MAX_PARAMETERS / perRow))
+          const values = records.slice(start, end).flatMap((r, i) => columns.filter((_, c) => present[start + i]![c]).map((c) => r[c]))
+          const { rows: out } = await db.query(renderInsertRows(ref, columns, present.slice(start, end), returning), values)
+          inserted.push(...(out as Record<string, unknown>[]))
+        }
+        return inserted
       }
-      return inserted
+      if (before === null) {
+        // The catalog cannot be read by this role: the config's columns, as before.
+        return inTransaction(write)
+      }
+      const client = 'totalCount' in options.db ? await (options.db as pg.Pool).connect() : undefined
+      const db = client ?? (options.db as pg.ClientBase)
+      try {
+        // BEGIN, the table's lock and its catalog rows in one round trip; they hold until COMMIT.
+        const results = await db.query(renderBeginInsert(ref)) as unknown as pg.QueryResult[]
+        try {
+          const live = liveColumnsOf(results[2]!.rows as CatalogRead[], declaredOf(table))
+          const now = remember(table, live)!
+          if (now.fingerprints !== before?.fingerprints) {
+            // A migration added, switched or dropped a column since: write what the catalog says now.
+            for (const column of before?.columns ?? []) if (!now.columns.some((c) => c.column === column.column)) records.forEach((r) => { delete r[column.column] })
+            await embedAll(now.columns)
+          }
+          const inserted = await write(db)
+          await db.query('COMMIT')
+          return inserted
+        } catch (error) {
+          await db.query('ROLLBACK').catch(() => undefined)
+          throw error
+        }
+      } finally {
+        client?.release()
+      }
     },
 
     async update(table, key, patch) {
@@ -101,35 +176,26 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
       const keyColumns = ref.keyColumns
       const missing = keyColumns.filter((k) => !(k in key))
       if (missing.length > 0) throw new PgmlKitError('KEY_INCOMPLETE', `update of ${table} needs its key column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`)
-      const affected = appColumns(table).filter((c) => c.sourceColumns.some((s) => s in patch))
-      // A pool hands out one client for the transaction; a client is used as it is.
-      const client = 'totalCount' in options.db ? await (options.db as pg.Pool).connect() : undefined
-      const db = client ?? (options.db as pg.ClientBase)
-      try {
-        await db.query('BEGIN')
+      return inTransaction(async (db) => {
         const record: Record<string, unknown> = { ...patch }
-        if (affected.length > 0) {
-          const sources = [...new Set(affected.flatMap((c) => c.sourceColumns))]
-          const { rows: current } = await db.query(renderLockSources(ref, sources), [JSON.stringify(key)])
-          if (current[0]) {
-            const merged = { ...(current[0] as Record<string, unknown>), ...patch }
+        const touches = (c: EmbeddingColumnNode) => c.sourceColumns.some((s) => s in patch)
+        if (declaredOf(table).some(touches) || (known.get(table)?.columns ?? []).some(touches)) {
+          // The row's lock holds off migrations of the table until COMMIT: the catalog read after it holds for the write.
+          const { rows: current } = await db.query(renderLockSources(ref, [...new Set(declaredOf(table).flatMap((c) => c.sourceColumns))]), [JSON.stringify(key)])
+          const entry = remember(table, await readLiveColumns(query(db), declaredOf(table)))
+          const affected = (entry?.columns ?? appColumnsFrom(table, null)).filter(touches)
+          if (current[0] && affected.length > 0) {
+            const sources = [...new Set(affected.flatMap((c) => c.sourceColumns))]
+            const { rows: full } = sources.every((s) => s in (current[0] as Record<string, unknown>)) ? { rows: current } : await db.query(renderLockSources(ref, sources), [JSON.stringify(key)])
+            const merged = { ...(full[0] as Record<string, unknown>), ...patch }
             for (const column of affected) record[column.column] = (await vectorsFor(column, [merged]))[0]
           }
         }
         const columns = Object.keys(record)
-        if (columns.length === 0) {
-          await db.query('ROLLBACK')
-          return 0
-        }
+        if (columns.length === 0) return 0
         const { rowCount } = await db.query(renderUpdatePatch(ref, columns), [JSON.stringify(key), JSON.stringify(record)])
-        await db.query('COMMIT')
         return rowCount ?? 0
-      } catch (error) {
-        await db.query('ROLLBACK').catch(() => undefined)
-        throw error
-      } finally {
-        client?.release()
-      }
+      })
     },
   }
 }

@@ -12,7 +12,9 @@ import {
 } from '../sql/render-search.js'
 import { KitDialect } from './kit-dialect.js'
 import { renderPredictOnline } from '../sql/render-features.js'
-import { NO_INDEX, QueryVector, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
+import { CatalogProbe, NO_INDEX, QueryVector, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
+import { CatalogCache } from './catalog-cache.js'
+import { PROBE_COLUMN } from './kit-dialect.js'
 
 type Tables<C extends PgmlKitConfig> = C['tables']
 type TableName<C extends PgmlKitConfig> = keyof Tables<C> & string
@@ -135,6 +137,8 @@ function finiteNumber(name: string, value: number): number {
  */
 export function createKit<const C extends PgmlKitConfig, DB>(config: C, options: KitOptions<DB>): Kit<C, DB> {
   const resolved = resolveConfig(config)
+  // The model, prefixes and type each column holds in the database (the catalog), read on first need.
+  const catalog = new CatalogCache(resolved.state.embeddingColumns)
   const loadEmbedder = options.loadEmbedder ?? localEmbedderLoader(embedderSettingsAt(resolved.embedder, options.cwd ?? process.cwd()))
   const embedIn = options.embedIn ?? 'auto'
   type Run = (text: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>
@@ -180,7 +184,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
     dialect: new KitDialect(options.db as Kysely<unknown>, {
       async resolve(marker, run) {
         if (marker.vector) return toVectorLiteral(marker.vector)
-        const { column } = marker
+        const { node: column } = catalog.column(marker.column)
         if (await embedsInDatabase(run)) {
           const { rows } = await run(renderQueryEmbedding(column), [marker.text ?? ''])
           return rows[0]?.v as string
@@ -189,12 +193,15 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
         return toVectorLiteral(vector as Float32Array)
       },
       capabilities: (run) => probe(run),
+      catalog,
     }),
   })
   // Kysely's builder types cannot follow a table chosen at run time; the public signatures carry the types.
   const untyped = kitDb as unknown as Kysely<Record<string, Record<string, unknown>>>
   /** The column's table under its own name, so your `where('documents.x', ...)` and `select` refer to it as usual. */
   const from = (column: EmbeddingColumnNode) => tableId(column).as(column.table)
+  /** The column's catalog fingerprint, selected by every search so the driver sees a switch that committed meanwhile. */
+  const probeOf = (column: EmbeddingColumnNode) => sql<string>`${new CatalogProbe(column)}`.as(PROBE_COLUMN)
 
   const kit: Kit<C, DB> = {
     db: kitDb,
@@ -212,11 +219,11 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
         const candidates = untyped.selectFrom(from(column)).selectAll().orderBy(d).limit(k * overFetch)
         builder = untyped.selectFrom(candidates.as(column.table)).select(d.as('distance'))
         if (similarity) builder = builder.select(similarity.as('similarity'))
-        builder = builder.orderBy(d).limit(k)
+        builder = builder.select(probeOf(column)).orderBy(d).limit(k)
       } else {
         builder = untyped.selectFrom(from(column)).select(d.as('distance'))
         if (similarity) builder = builder.select(similarity.as('similarity'))
-        builder = builder.orderBy(d).limit(k)
+        builder = builder.select(probeOf(column)).orderBy(d).limit(k)
       }
       return builder as never
     },
@@ -236,14 +243,17 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
       return untyped.selectFrom(from(column))
         .innerJoin(fused.as('pgml_kit_fused'), (join) => join.on(hybridJoin(column, column.table, 'pgml_kit_fused')))
         .select(['pgml_kit_fused.score as score', 'pgml_kit_fused.vector_rank as vector_rank', 'pgml_kit_fused.text_rank as text_rank'] as never)
+        .select(probeOf(column))
         .orderBy('pgml_kit_fused.score' as never, 'desc')
         .limit(k) as never
     },
 
     async embed(ref, texts, embedOptions = {}) {
-      const column = columnOf(ref)
       const as = embedOptions.as ?? 'query'
-      if (await embedsInDatabase((text, parameters) => kitDb.executeQuery(CompiledQuery.raw(text, [...parameters])))) {
+      const run: Run = (text, parameters) => kitDb.executeQuery(CompiledQuery.raw(text, [...parameters]))
+      await catalog.ensure(run)
+      const { node: column } = catalog.column(columnOf(ref))
+      if (await embedsInDatabase(run)) {
         const result = await embedTexts(column, texts, as).execute(kitDb)
         return result.rows.map((r) => r.v.map(Number))
       }

@@ -2,17 +2,32 @@ import {
   CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, SelectQueryNode,
   type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type RootOperationNode, type TransactionSettings,
 } from 'kysely'
-import { QueryVector, effectiveSettings, settingsToApply, type SearchCapabilities } from './query-vector.js'
+import { CatalogProbe, QueryVector, effectiveSettings, settingsToApply, type SearchCapabilities } from './query-vector.js'
 import { quoteLiteral } from '../sql/quote.js'
+import { renderCatalogProbe } from '../sql/render-catalog.js'
+import { renderVectorType } from '../sql/render-source.js'
+import { PgmlKitError } from '../errors.js'
+import type { CatalogCache } from './catalog-cache.js'
 
 type Run = (sql: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>
 
-/** What the kit's driver asks of the kit: query vectors, and (once) what the database can do. */
+/** What the kit's driver asks of the kit: query vectors, the catalog, and (once) what the database can do. */
 export interface KitRuntime {
-  /** Turns a QueryVector into the vector literal, on the connection the query will run on. */
+  /** Turns a QueryVector into the vector literal (with the model the catalog says), on the connection the query will run on. */
   resolve(marker: QueryVector, run: Run): Promise<string>
   capabilities(run: Run): Promise<SearchCapabilities>
+  /** The kit's copy of the catalog: the query vector's type and the probe are compiled from it. */
+  readonly catalog: CatalogCache
 }
+
+/** The column a search's probe is selected as (compared by the driver, then removed from the rows). */
+export const PROBE_COLUMN = 'pgml_kit_catalog'
+
+/**
+ * SQLSTATEs a search can fail with when its column changed under a stale copy of the catalog: an
+ * undefined column (renamed away), different vector dimensions or types (22000, 42883).
+ */
+const STALE_CATALOG = new Set(['42703', '22000', '42883'])
 
 /**
  * A Kysely dialect that runs on connections borrowed from the application's own `Kysely<DB>`
@@ -37,7 +52,7 @@ export class KitDialect implements Dialect {
   }
 
   createQueryCompiler() {
-    return new KitQueryCompiler()
+    return new KitQueryCompiler(this.#runtime.catalog)
   }
 
   createAdapter() {
@@ -49,27 +64,53 @@ export class KitDialect implements Dialect {
   }
 }
 
+/** Which version of the kit's catalog copy each compiled query was compiled from. */
+const compiledFrom = new WeakMap<CompiledQuery, number>()
+
 /**
- * PostgreSQL's compiler, except that a query vector used several times in one query (the
- * distance selected, the similarity, the ORDER BY) is sent once: every use refers to the same `$n`.
- * A vector of 384 dimensions is several kilobytes of text the server would otherwise parse again
- * for each use.
+ * PostgreSQL's compiler, except for the kit's markers:
+ * - a query vector used several times in one query (the distance selected, the similarity, the
+ *   ORDER BY) is sent once: every use refers to the same `$n`, cast to the type the catalog says
+ *   the column has (a vector of 384 dimensions is several kilobytes of text the server would
+ *   otherwise parse again for each use);
+ * - a catalog probe becomes an uncorrelated subquery reading the column's catalog fingerprint
+ *   (evaluated once per statement), or NULL when the catalog cannot be read.
  */
 class KitQueryCompiler extends PostgresQueryCompiler {
+  readonly #catalog: CatalogCache
   #vectors = new Map<QueryVector, number>()
+
+  constructor(catalog: CatalogCache) {
+    super()
+    this.#catalog = catalog
+  }
 
   override compileQuery(node: RootOperationNode, queryId: Parameters<PostgresQueryCompiler['compileQuery']>[1]): CompiledQuery {
     this.#vectors = new Map()
-    return super.compileQuery(node, queryId)
+    const version = this.#catalog.version
+    const compiled = super.compileQuery(node, queryId)
+    compiledFrom.set(compiled, version)
+    return compiled
   }
 
   protected override appendValue(value: unknown): void {
+    if (value instanceof CatalogProbe) {
+      return this.append(this.#catalog.readable ? renderCatalogProbe(value.column) : 'NULL::text')
+    }
     if (!(value instanceof QueryVector)) return super.appendValue(value)
+    const type = renderVectorType(this.#catalog.column(value.column).node)
     const index = this.#vectors.get(value)
-    if (index !== undefined) return this.append(`$${index}`)
+    if (index !== undefined) return this.append(`$${index}::${type}`)
     super.appendValue(value)
+    this.append(`::${type}`)
     this.#vectors.set(value, this.numParameters)
   }
+}
+
+/** The query compiled from the catalog copy as it is now (compiled again if it changed since). */
+function current(compiled: CompiledQuery, catalog: CatalogCache): CompiledQuery {
+  if (compiledFrom.get(compiled) === catalog.version) return compiled
+  return new KitQueryCompiler(catalog).compileQuery(compiled.query, compiled.queryId)
 }
 
 /** Whether the query's own rows are filtered (a `where` on the select that orders by distance). */
@@ -149,14 +190,43 @@ class KitConnection implements DatabaseConnection {
     await this.run(`SELECT ${assignments}`)
   }
 
-  async executeQuery<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
-    const markers = compiled.parameters.filter((p): p is QueryVector => p instanceof QueryVector)
+  async executeQuery<R>(original: CompiledQuery): Promise<QueryResult<R>> {
+    const markers = original.parameters.filter((p): p is QueryVector => p instanceof QueryVector)
     if (markers.length === 0) {
       // Your own queries through kit.db keep the connection they ran on, as Kysely's connection() promises.
       await this.pin()
-      return this.#target().executeQuery<R>(compiled)
+      return this.#target().executeQuery<R>(original)
     }
     const run: Run = (sql, params) => this.run(sql, params)
+    const { catalog } = this.#runtime
+    await catalog.ensure(run)
+    // The column's catalog row changed since the kit read it (a staged model change switched it):
+    // read it again and run the search again, with the model, prefix and type it says now. Once.
+    for (let attempt = 0; ; attempt++) {
+      const compiled = current(original, catalog)
+      let result: QueryResult<R>
+      try {
+        result = await this.#search<R>(compiled, markers, run)
+      } catch (error) {
+        if (attempt === 0 && STALE_CATALOG.has((error as { code?: string }).code ?? '') && await catalog.refresh(run)) continue
+        throw error
+      }
+      const expected = catalog.column(markers[0]!.column).fingerprint
+      const rows = result.rows as Record<string, unknown>[]
+      const stale = expected !== undefined && rows.some((row) => PROBE_COLUMN in row && row[PROBE_COLUMN] !== expected)
+      if (stale && attempt === 0) {
+        await catalog.refresh(run)
+        continue
+      }
+      if (stale) {
+        throw new PgmlKitError('CATALOG_CHANGING', `the catalog row of ${markers[0]!.column.table}.${markers[0]!.column.column} changed twice while one search ran`, { hint: 'a migration is switching the column: run the search again' })
+      }
+      for (const row of rows) delete row[PROBE_COLUMN]
+      return result
+    }
+  }
+
+  async #search<R>(compiled: CompiledQuery, markers: readonly QueryVector[], run: Run): Promise<QueryResult<R>> {
     const filtered = isFiltered(compiled.query)
     const wantsIterative = filtered && markers.some((m) => m.settings.iterativeScan === undefined && m.index.method !== null)
     const capabilities = wantsIterative ? await this.#runtime.capabilities(run) : null

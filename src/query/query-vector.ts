@@ -86,3 +86,17 @@ export function settingsToApply(settings: IndexSettings): [string, string][] {
   }
   return out
 }
+
+/**
+ * A selection every search carries: the fingerprint of its column's catalog row now, read in the
+ * search's own statement (see KitDialect). The driver compares it with the fingerprint of the row
+ * the query was embedded with, runs the search again if a migration changed the column meanwhile,
+ * and removes it from the rows.
+ */
+export class CatalogProbe {
+  readonly column: EmbeddingColumnNode
+
+  constructor(column: EmbeddingColumnNode) {
+    this.column = column
+  }
+}

@@ -1,6 +1,7 @@
 import type { KeyedTable } from './render-row-key.js'
 import { renderKeyMatch } from './render-row-key.js'
 import { quoteIdent, quoteQualified } from './quote.js'
+import { renderReadCatalog } from './render-catalog.js'
 
 /** Statements of the `app`-mode writer (src/app). Values are always parameters. */
 
@@ -28,4 +29,13 @@ export function renderLockSources(table: KeyedTable, sources: readonly string[])
 export function renderUpdatePatch(table: KeyedTable, columns: readonly string[]): string {
   const name = quoteQualified(table.schema, table.table)
   return `UPDATE ${name} AS t SET (${columns.map(quoteIdent).join(', ')}) = (SELECT ${columns.map((c) => `p.${quoteIdent(c)}`).join(', ')} FROM jsonb_populate_record(NULL::${name}, $2::jsonb) AS p) WHERE ${renderKeyMatch(table, 't', '$1::jsonb')}`
+}
+
+/**
+ * One round trip (simple protocol, no parameters) before an insert: opens the transaction, takes the
+ * lock the INSERT would take anyway — so no migration can add, switch or drop an embedding column of
+ * the table until it commits — and reads the table's catalog rows, which then hold for the insert.
+ */
+export function renderBeginInsert(table: KeyedTable): string {
+  return `BEGIN; LOCK TABLE ${quoteQualified(table.schema, table.table)} IN ROW EXCLUSIVE MODE; ${renderReadCatalog([table])}`
 }

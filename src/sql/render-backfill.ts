@@ -2,13 +2,19 @@ import { renderVectorFromBatch } from './vector-batch.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteQualified } from './quote.js'
 import { renderRowEmbedCall, renderSourceText, renderVectorType } from './render-source.js'
-import { renderAfterKey, renderKeyColumns, renderKeyMatch, renderRowKey } from './render-row-key.js'
+import { renderAfterKey, renderKeyColumns, renderKeyMatch, renderRowKey, renderUpToKey } from './render-row-key.js'
+import { renderCatalogGuard } from './render-catalog.js'
 
 /** Backfill statements. Rows are visited in primary-key order (keyset pagination, resumable). */
 
-/** Rows after the key in `param` (jsonb text, or NULL for the start), in key order. */
-function after(column: EmbeddingColumnNode, param: string): string {
-  return `(${param}::jsonb IS NULL OR ${renderAfterKey(column, 't', `${param}::jsonb`)})`
+/**
+ * Rows after the key in `from` (jsonb text, or NULL for the start) and up to the key in `to` (the
+ * last row when the backfill started, or NULL: no row), in key order. The bound keeps a backfill from
+ * chasing rows inserted while it runs: those have their own path (the trigger, the queue, the
+ * application's writer), and a later run finds any that still lack a vector.
+ */
+function range(column: EmbeddingColumnNode, from: string, to: string): string {
+  return `(${from}::jsonb IS NULL OR ${renderAfterKey(column, 't', `${from}::jsonb`)}) AND ${renderUpToKey(column, 't', `${to}::jsonb`)}`
 }
 
 function filter(column: EmbeddingColumnNode, all: boolean): string {
@@ -22,20 +28,27 @@ export function renderBackfillProgress(column: EmbeddingColumnNode): string {
 FROM ${quoteQualified(column.schema, column.table)} AS t`
 }
 
-/** Rows the backfill will visit ($1: resume after this key, or NULL). */
+/** The key of the last row in key order (jsonb text), or none: where a backfill that starts now ends. */
+export function renderLastKey(column: EmbeddingColumnNode): string {
+  return `SELECT ${renderRowKey(column, 't')}::text AS key FROM ${quoteQualified(column.schema, column.table)} AS t
+ORDER BY ${renderKeyColumns(column, 't', ' DESC')}
+LIMIT 1`
+}
+
+/** Rows the backfill will visit ($1: resume after this key, or NULL; $2: up to this key). */
 export function renderCountRows(column: EmbeddingColumnNode, all: boolean): string {
-  return `SELECT count(*)::bigint AS n FROM ${quoteQualified(column.schema, column.table)} AS t WHERE ${filter(column, all)} AND ${after(column, '$1')}`
+  return `SELECT count(*)::bigint AS n FROM ${quoteQualified(column.schema, column.table)} AS t WHERE ${filter(column, all)} AND ${range(column, '$1', '$2')}`
 }
 
 /**
- * $1 last key (jsonb text or NULL), $2 limit → key (jsonb as text: keys stay exact, a bigint above
- * 2^53 included, because they never become JavaScript numbers), source text, md5 of it.
+ * $1 last key (jsonb text or NULL), $2 limit, $3 the key it ends at → key (jsonb as text: keys stay
+ * exact, a bigint above 2^53 included, because they never become JavaScript numbers), source text, md5 of it.
  */
 export function renderSelectBatch(column: EmbeddingColumnNode, all: boolean): string {
   const source = renderSourceText(column, 't')
   return `SELECT ${renderRowKey(column, 't')}::text AS key, ${source} AS source_text, md5(${source}) AS source_md5
 FROM ${quoteQualified(column.schema, column.table)} AS t
-WHERE ${filter(column, all)} AND ${after(column, '$1')}
+WHERE ${filter(column, all)} AND ${range(column, '$1', '$3')}
 ORDER BY ${renderKeyColumns(column, 't')}
 LIMIT $2`
 }
@@ -43,21 +56,23 @@ LIMIT $2`
 /**
  * Writes locally computed vectors; a row whose source changed since it was read keeps its value
  * (the change will be embedded by its own path). $1 keys (jsonb[]), $2 source md5s, $3 every
- * vector's components (real[], binary; see vector-batch.ts), $4 whether each row has a vector.
+ * vector's components (real[], binary; see vector-batch.ts), $4 whether each row has a vector;
+ * `guarded`: $5 the catalog fingerprint the vectors were computed for (nothing is written if it changed).
  */
-export function renderWriteBackfill(column: EmbeddingColumnNode, vectorSchema: string): string {
+export function renderWriteBackfill(column: EmbeddingColumnNode, vectorSchema: string, guarded = false): string {
   return `UPDATE ${quoteQualified(column.schema, column.table)} AS t
 SET ${quoteIdent(column.column)} = ${renderVectorFromBatch(column, vectorSchema, '$3', 'input.n', 'input.present')}
 FROM unnest($1::jsonb[], $2::text[], $4::boolean[]) WITH ORDINALITY AS input(key, source_md5, present, n)
 WHERE ${renderKeyMatch(column, 't', 'input.key')}
-  AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5`
+  AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5${renderCatalogGuard(column, guarded ? '$5' : null)}`
 }
 
 /**
  * In-database backfill for `trigger` columns: pgml.embed on each row of the batch ($1 keys).
- * `generated` columns are recomputed by rewriting a source column with itself.
+ * `generated` columns are recomputed by rewriting a source column with itself. `guarded`: $2 the
+ * catalog fingerprint (nothing is written if it changed).
  */
-export function renderDatabaseBackfill(column: EmbeddingColumnNode, vectorSchema: string): string {
+export function renderDatabaseBackfill(column: EmbeddingColumnNode, vectorSchema: string, guarded = false): string {
   const [first] = column.sourceColumns
   const set = column.mode === 'generated'
     ? `${quoteIdent(first as string)} = t.${quoteIdent(first as string)}`
@@ -65,7 +80,7 @@ export function renderDatabaseBackfill(column: EmbeddingColumnNode, vectorSchema
   return `UPDATE ${quoteQualified(column.schema, column.table)} AS t
 SET ${set}
 FROM unnest($1::jsonb[]) AS input(key)
-WHERE ${renderKeyMatch(column, 't', 'input.key')}`
+WHERE ${renderKeyMatch(column, 't', 'input.key')}${renderCatalogGuard(column, guarded ? '$2' : null)}`
 }
 
 const CHECKPOINT_KEY = 'table_schema = $1 AND table_name = $2 AND column_name = $3'

@@ -34,7 +34,14 @@ export function renderAfterKey(table: KeyedTable, alias: string, keyExpr: string
   return `(${columns}) > (${values})`
 }
 
-/** `t."a", t."b"`: the key columns, for ORDER BY. */
-export function renderKeyColumns(table: KeyedTable, alias: string): string {
-  return table.keyColumns.map((k) => `${alias}.${quoteIdent(k)}`).join(', ')
+/** `(t."a", t."b") <= (key's a, key's b)`: rows up to that key, in key order. */
+export function renderUpToKey(table: KeyedTable, alias: string, keyExpr: string): string {
+  const columns = table.keyColumns.map((k) => `${alias}.${quoteIdent(k)}`).join(', ')
+  const values = table.keyColumns.map((k) => keyValue(table, keyExpr, k)).join(', ')
+  return `(${columns}) <= (${values})`
+}
+
+/** `t."a", t."b"`: the key columns, for ORDER BY (`t."a" DESC, …` descending). */
+export function renderKeyColumns(table: KeyedTable, alias: string, direction: '' | ' DESC' = ''): string {
+  return table.keyColumns.map((k) => `${alias}.${quoteIdent(k)}${direction}`).join(', ')
 }

@@ -1,7 +1,7 @@
 import { sql, type Expression, type RawBuilder } from 'kysely'
 import type { Distance } from '../config/schema.js'
 import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
-import { renderEmbedCall, renderVectorType } from './render-source.js'
+import { renderEmbedCall } from './render-source.js'
 
 /**
  * The SQL of the query builders (search, hybrid search, predictions), as Kysely expressions.
@@ -16,9 +16,13 @@ export function tableId(column: { schema: string; table: string }): RawBuilder<u
   return sql.id(column.schema, column.table)
 }
 
-/** `(alias.column <op> $vector::vector(N))`: the distance the index orders by. */
+/**
+ * `(alias.column <op> $vector::vector(N))`: the distance the index orders by. `vector` is the
+ * query's marker; the kit's compiler writes it as its parameter, cast to the type the catalog
+ * says the column has (see KitDialect).
+ */
 export function distanceExpression(column: EmbeddingColumnNode, distance: Distance, vector: unknown, alias: string): RawBuilder<number> {
-  return sql<number>`(${sql.id(alias, column.column)} ${sql.raw(DISTANCE_OPERATOR[distance])} ${sql.val(vector)}::${sql.raw(renderVectorType(column))})`
+  return sql<number>`(${sql.id(alias, column.column)} ${sql.raw(DISTANCE_OPERATOR[distance])} ${sql.val(vector)})`
 }
 
 /** Similarity where it has a meaning: 1 − distance for cosine, the dot product for inner product. */

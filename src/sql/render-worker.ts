@@ -3,6 +3,7 @@ import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
 import { renderSourceText, renderVectorType } from './render-source.js'
 import { renderKeyMatch } from './render-row-key.js'
+import { renderCatalogGuard } from './render-catalog.js'
 
 /**
  * Statements the queue worker and backfill run. Identifiers come from the resolved config and are
@@ -47,16 +48,19 @@ WHERE job.id = ANY($1::bigint[])`
  * UPDATE of the application. A skipped row's job stays queued and is taken again. (Rows are found
  * again by key, not by ctid: system columns need table-wide SELECT, which the worker role lacks.)
  * $1 ids, $2 generations, $3 source md5s, $4 every vector's components (real[], binary; see
- * vector-batch.ts), $5 worker id, $6 whether each job has a vector (NULL for no text).
+ * vector-batch.ts), $5 worker id, $6 whether each job has a vector (NULL for no text), and when
+ * `guarded` $7 the fingerprint of the column's catalog row the vectors were computed for (see
+ * renderCatalogGuard), and the result has `catalog_ok`.
  */
-export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: string): string {
+export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: string, guarded = false): string {
+  const guard = renderCatalogGuard(column, guarded ? '$7' : null)
   return `WITH input AS (
   SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $6::boolean[]) WITH ORDINALITY AS i(job_id, generation, source_md5, present, n)
 ), locked AS (
   SELECT job.row_key, input.*
   FROM input JOIN pgml_kit.embedding_jobs AS job ON job.id = input.job_id AND job.leased_by = $5
   JOIN ${quoteQualified(column.schema, column.table)} AS t ON ${renderKeyMatch(column, 't', 'job.row_key')}
-  WHERE md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5
+  WHERE md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5${guard}
   FOR UPDATE OF t SKIP LOCKED
 ), written AS (
   UPDATE ${quoteQualified(column.schema, column.table)} AS t
@@ -80,7 +84,7 @@ export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: st
     FOR UPDATE OF j SKIP LOCKED)
   RETURNING job.id
 )
-SELECT (SELECT count(*) FROM written)::int AS written, (SELECT count(*) FROM done)::int AS completed`
+SELECT (SELECT count(*) FROM written)::int AS written, (SELECT count(*) FROM done)::int AS completed${guarded ? `, true${guard} AS catalog_ok` : ''}`
 }
 
 /** $1 ids, $2 worker id: jobs whose row is gone are finished. */

@@ -1,22 +1,32 @@
+import type pg from 'pg'
 import { embedForColumn, type Embedder } from '../embed/embedder.js'
 import { encodeVectorBatch } from '../sql/vector-batch.js'
 import { PgmlKitError } from '../errors.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import {
   CLEAR_CHECKPOINT, READ_CHECKPOINT, SAVE_CHECKPOINT,
-  renderCountRows, renderDatabaseBackfill, renderSelectBatch, renderWriteBackfill,
+  renderCountRows, renderDatabaseBackfill, renderLastKey, renderSelectBatch, renderWriteBackfill,
 } from '../sql/render-backfill.js'
 import { VECTOR_SCHEMA } from '../sql/render-worker.js'
 import { detectCapabilities, canEmbedInDatabase } from '../db/capabilities.js'
 import { toConnector, type Connector } from '../db/connect.js'
-import { errorText, retryTransient, writeIsolating } from './resilience.js'
+import { CatalogChanged, errorText, isRenamedAway, retryTransient, writeIsolating } from './resilience.js'
+import { readLiveColumns } from '../db/live-catalog.js'
+import { columnKey } from '../model/ir.js'
+import { renderCatalogUnchanged } from '../sql/render-catalog.js'
 
 export interface BackfillOptions {
   /** The database: a connection string, or a `Target`. */
   readonly url: string | Connector
+  /**
+   * The column to fill. It is filled as the `pgml_kit` catalog describes it (during a staged model
+   * change the config names the new model while the live column still holds the old one), and
+   * every write checks that the catalog still says so; a role that cannot read the catalog fills
+   * it as given.
+   */
   readonly column: EmbeddingColumnNode
-  /** Needed for `queue` and `app` columns (vectors are computed locally). */
-  readonly loadEmbedder?: () => Promise<Embedder>
+  /** Needed for `queue` and `app` columns (vectors are computed locally); called with the column as the catalog has it. */
+  readonly loadEmbedder?: (column: EmbeddingColumnNode) => Promise<Embedder>
   /** Every row, not only rows without a vector. Resumes an interrupted `all` run unless `restart`. */
   readonly all?: boolean
   readonly restart?: boolean
@@ -69,115 +79,138 @@ async function embedRows(embedder: Embedder, rows: readonly Row[], dimensions: n
  * pgml.embed. A row the model or the database refuses is reported and skipped; the others go on.
  */
 export async function backfill(options: BackfillOptions): Promise<BackfillResult> {
-  const { column } = options
   const all = options.all ?? false
   const started = performance.now()
-  const inDatabase = column.mode === 'trigger' || column.mode === 'generated'
   const client = await toConnector(options.url).connect('pgml-kit backfill')
   try {
-    if (inDatabase && !canEmbedInDatabase(await detectCapabilities(client))) {
-      throw new PgmlKitError('PGML_MISSING', `${column.table}.${column.column} (mode "${column.mode}") is embedded by pgml.embed, which this target does not have`, { hint: 'run it against a server with PostgresML or pgml_compat' })
-    }
-    const embedder = inDatabase ? undefined : await (options.loadEmbedder ?? (() => { throw new PgmlKitError('EMBEDDER_REQUIRED', 'a local embedder is needed for this column') }))()
-    const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema ?? 'public'
-    const identity = [column.schema, column.table, column.column]
-
-    let lastKey: string | null = null
-    let done = 0
-    if (all) {
-      if (options.restart) await client.query(CLEAR_CHECKPOINT, identity)
-      const checkpoint = (await client.query<{ last_key: string; rows_done: string }>(READ_CHECKPOINT, identity)).rows[0]
-      if (checkpoint) {
-        lastKey = checkpoint.last_key
-        done = Number(checkpoint.rows_done)
-      }
-    }
-    const remaining = Number((await client.query<{ n: string }>(renderCountRows(column, all), [lastKey])).rows[0]?.n ?? 0)
-    const total = done + remaining
-    options.onProgress?.({ total, done })
-    let written = 0
-    let skipped = 0
-    const failed: { key: string; error: string }[] = []
-    let failedCount = 0
-    const fail = (key: string, error: string) => {
-      failedCount++
-      if (failed.length < 20) failed.push({ key, error })
-    }
-    const batchSize = options.batchSize ?? 64
-
-    const select = (after: string | null) => retryTransient(() => client.query<Row>(renderSelectBatch(column, all), [after, batchSize])).then((r) => r.rows)
-    /** Writes one embedded (or, in the database, to-be-embedded) batch, then records it done. */
-    const commit = async (rows: readonly Row[], ready: readonly Ready[] | null) => {
-      const last = rows.at(-1) as Row
-      let attempted: number
-      let batchWritten: number
-      if (ready) {
-        const outcome = await writeIsolating(ready, (items) => {
-          const batch = encodeVectorBatch(items.map((r) => r.vector), column.model.dimensions)
-          return client.query(renderWriteBackfill(column, vectorSchema), [items.map((r) => r.key), items.map((r) => r.md5), batch.flat, batch.present]).then((r) => r.rowCount ?? 0)
-        })
-        for (const f of outcome.failed) fail(f.item.key, f.error)
-        batchWritten = outcome.results.reduce((n, r) => n + r, 0)
-        attempted = ready.length - outcome.failed.length
-      } else {
-        const outcome = await writeIsolating(rows, (items) => client.query(renderDatabaseBackfill(column, vectorSchema), [items.map((r) => r.key)]).then((r) => r.rowCount ?? 0))
-        for (const f of outcome.failed) fail(f.item.key, f.error)
-        batchWritten = outcome.results.reduce((n, r) => n + r, 0)
-        attempted = batchWritten
-      }
-      skipped += attempted - batchWritten
-      if (all) await retryTransient(() => client.query(SAVE_CHECKPOINT, [...identity, last.key, done + rows.length]))
-      written += batchWritten
-      done += rows.length
-      options.onProgress?.({ total, done })
-    }
-
-    if (!embedder) {
-      // pgml.embed runs in the database: one batch at a time, nothing to overlap.
-      while (!options.signal?.aborted) {
-        const rows = await select(lastKey)
-        if (rows.length === 0) break
-        await commit(rows, null)
-        lastKey = (rows.at(-1) as Row).key
-      }
-    } else {
-      // A pipeline: while the model embeds one batch (on onnxruntime's threads), the connection
-      // writes the batch before it and reads the batch after it. Keys are read in order, so the
-      // next batch is known before this one is written; a failed write stops the run with every
-      // earlier batch committed (and, with `all`, checkpointed).
-      let next: Promise<Row[]> | null = select(lastKey)
-      let writing: Promise<void> = Promise.resolve()
-      try {
-        while (next) {
-          const rows: Row[] = await next
-          next = null
-          if (rows.length === 0) break
-          const embedding = embedRows(embedder, rows, column.model.dimensions, fail)
-          if (!options.signal?.aborted) {
-            const after: string = (rows.at(-1) as Row).key
-            // Read ahead behind the write in flight (the same connection runs them in order).
-            next = writing.then((): Promise<Row[]> => select(after))
-            // Not awaited yet: if it fails, the write chain's rejection is what is reported.
-            next.catch(() => undefined)
-          }
-          const ready = await embedding
-          await writing
-          // Stopped meanwhile: the batch just embedded is not written (it is read again on resume).
-          if (options.signal?.aborted) break
-          writing = commit(rows, ready)
-        }
-      } finally {
-        await writing.catch(() => undefined)
-      }
-      await writing
-    }
-    const interrupted = options.signal?.aborted ?? false
-    if (all && !interrupted) await client.query(CLEAR_CHECKPOINT, identity)
-    return {
-      column: `${column.schema}.${column.table}.${column.column}`, how: inDatabase ? 'database' : 'local',
-      total, done, written, skipped, failed, failedCount, interrupted, seconds: (performance.now() - started) / 1000,
-    }
+    return await fill(client, options, all, started)
+  } catch (error) {
+    if (!(error instanceof CatalogChanged)) throw error
+    throw new PgmlKitError('CATALOG_CHANGED', `${columnKey(options.column)} was changed by a migration while it was being filled (a staged model change switched it, say); every batch before was written`, {
+      hint: 'run pgml-kit backfill again: it fills the column as the catalog has it now', cause: error,
+    })
   } finally {
     await client.end().catch(() => undefined)
+  }
+}
+
+async function fill(client: pg.Client, options: BackfillOptions, all: boolean, started: number): Promise<BackfillResult> {
+  const live = await readLiveColumns(client, [options.column])
+  const own = live?.find((l) => columnKey(l.node) === columnKey(options.column))
+  const column = own?.node ?? options.column
+  // The catalog row the vectors are computed for (null: none yet); undefined: the catalog cannot be read, writes are not guarded.
+  const fingerprint = live === null ? undefined : own?.fingerprint ?? null
+  const guarded = fingerprint !== undefined
+  const inDatabase = column.mode === 'trigger' || column.mode === 'generated'
+  /** A batch wrote nothing: was it because a migration changed the column's catalog row? */
+  const catalogMoved = async () => guarded && (await client.query<{ ok: boolean }>(renderCatalogUnchanged(column), [fingerprint])).rows[0]?.ok === false
+  const write = <R>(run: () => Promise<R>) => run().catch((error: unknown) => {
+    throw guarded && isRenamedAway(error) ? new CatalogChanged(error) : error
+  })
+  if (inDatabase && !canEmbedInDatabase(await detectCapabilities(client))) {
+    throw new PgmlKitError('PGML_MISSING', `${column.table}.${column.column} (mode "${column.mode}") is embedded by pgml.embed, which this target does not have`, { hint: 'run it against a server with PostgresML or pgml_compat' })
+  }
+  if (!inDatabase && !options.loadEmbedder) throw new PgmlKitError('EMBEDDER_REQUIRED', 'a local embedder is needed for this column')
+  const embedder = inDatabase ? undefined : await options.loadEmbedder!(column)
+  const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema ?? 'public'
+  const identity = [column.schema, column.table, column.column]
+
+  let lastKey: string | null = null
+  let done = 0
+  if (all) {
+    if (options.restart) await client.query(CLEAR_CHECKPOINT, identity)
+    const checkpoint = (await client.query<{ last_key: string; rows_done: string }>(READ_CHECKPOINT, identity)).rows[0]
+    if (checkpoint) {
+      lastKey = checkpoint.last_key
+      done = Number(checkpoint.rows_done)
+    }
+  }
+  // Where this run ends: the last row now. Rows inserted meanwhile have their own path.
+  const endKey = (await client.query<{ key: string }>(renderLastKey(column))).rows[0]?.key ?? null
+  const remaining = Number((await client.query<{ n: string }>(renderCountRows(column, all), [lastKey, endKey])).rows[0]?.n ?? 0)
+  const total = done + remaining
+  options.onProgress?.({ total, done })
+  let written = 0
+  let skipped = 0
+  const failed: { key: string; error: string }[] = []
+  let failedCount = 0
+  const fail = (key: string, error: string) => {
+    failedCount++
+    if (failed.length < 20) failed.push({ key, error })
+  }
+  const batchSize = options.batchSize ?? 64
+
+  const select = (after: string | null) => retryTransient(() => client.query<Row>(renderSelectBatch(column, all), [after, batchSize, endKey])).then((r) => r.rows)
+  /** Writes one embedded (or, in the database, to-be-embedded) batch, then records it done. */
+  const commit = async (rows: readonly Row[], ready: readonly Ready[] | null) => {
+    const last = rows.at(-1) as Row
+    let attempted: number
+    let batchWritten: number
+    if (ready) {
+      const outcome = await writeIsolating(ready, (items) => {
+        const batch = encodeVectorBatch(items.map((r) => r.vector), column.model.dimensions)
+        return write(() => client.query(renderWriteBackfill(column, vectorSchema, guarded), [items.map((r) => r.key), items.map((r) => r.md5), batch.flat, batch.present, ...(guarded ? [fingerprint] : [])]).then((r) => r.rowCount ?? 0))
+      })
+      for (const f of outcome.failed) fail(f.item.key, f.error)
+      batchWritten = outcome.results.reduce((n, r) => n + r, 0)
+      attempted = ready.length - outcome.failed.length
+    } else {
+      const outcome = await writeIsolating(rows, (items) => write(() => client.query(renderDatabaseBackfill(column, vectorSchema, guarded), [items.map((r) => r.key), ...(guarded ? [fingerprint] : [])]).then((r) => r.rowCount ?? 0)))
+      for (const f of outcome.failed) fail(f.item.key, f.error)
+      batchWritten = outcome.results.reduce((n, r) => n + r, 0)
+      attempted = batchWritten
+    }
+    if (batchWritten === 0 && attempted > 0 && await catalogMoved()) throw new CatalogChanged()
+    skipped += attempted - batchWritten
+    if (all) await retryTransient(() => client.query(SAVE_CHECKPOINT, [...identity, last.key, done + rows.length]))
+    written += batchWritten
+    done += rows.length
+    options.onProgress?.({ total, done })
+  }
+
+  if (!embedder) {
+    // pgml.embed runs in the database: one batch at a time, nothing to overlap.
+    while (!options.signal?.aborted) {
+      const rows = await select(lastKey)
+      if (rows.length === 0) break
+      await commit(rows, null)
+      lastKey = (rows.at(-1) as Row).key
+    }
+  } else {
+    // A pipeline: while the model embeds one batch (on onnxruntime's threads), the connection
+    // writes the batch before it and reads the batch after it. Keys are read in order, so the
+    // next batch is known before this one is written; a failed write stops the run with every
+    // earlier batch committed (and, with `all`, checkpointed).
+    let next: Promise<Row[]> | null = select(lastKey)
+    let writing: Promise<void> = Promise.resolve()
+    try {
+      while (next) {
+        const rows: Row[] = await next
+        next = null
+        if (rows.length === 0) break
+        const embedding = embedRows(embedder, rows, column.model.dimensions, fail)
+        if (!options.signal?.aborted) {
+          const after: string = (rows.at(-1) as Row).key
+          // Read ahead behind the write in flight (the same connection runs them in order).
+          next = writing.then((): Promise<Row[]> => select(after))
+          // Not awaited yet: if it fails, the write chain's rejection is what is reported.
+          next.catch(() => undefined)
+        }
+        const ready = await embedding
+        await writing
+        // Stopped meanwhile: the batch just embedded is not written (it is read again on resume).
+        if (options.signal?.aborted) break
+        writing = commit(rows, ready)
+      }
+    } finally {
+      await writing.catch(() => undefined)
+    }
+    await writing
+  }
+  const interrupted = options.signal?.aborted ?? false
+  if (all && !interrupted) await client.query(CLEAR_CHECKPOINT, identity)
+  return {
+    column: `${column.schema}.${column.table}.${column.column}`, how: inDatabase ? 'database' : 'local',
+    total, done, written, skipped, failed, failedCount, interrupted, seconds: (performance.now() - started) / 1000,
   }
 }

@@ -7,7 +7,7 @@ import {
   DEAD_LETTER_JOBS, DELETE_LEASED_JOBS, FAIL_JOBS, RELEASE_LEASES,
   renderClaimJobs, renderFetchSources, renderWriteVectors,
 } from '../sql/render-worker.js'
-import { errorText, retryTransient, writeIsolating } from './resilience.js'
+import { CatalogChanged, errorText, isRenamedAway, retryTransient, writeIsolating } from './resilience.js'
 
 export interface BatchSettings {
   readonly workerId: string
@@ -33,6 +33,12 @@ export interface BatchResult {
   readonly stale: number
   readonly failed: number
   readonly deadLettered: number
+  /**
+   * The column's catalog row changed between the claim and the write (a migration switched or
+   * changed the column): nothing was written, the jobs stay queued, and the worker reads the
+   * catalog again before its next claim.
+   */
+  readonly catalogChanged?: boolean
 }
 
 export const EMPTY_BATCH: BatchResult = { claimed: 0, written: 0, completed: 0, stale: 0, failed: 0, deadLettered: 0 }
@@ -44,6 +50,11 @@ export interface Ready { readonly job: Job; readonly vector: Float32Array | null
 /** Jobs leased for one column, with their rows' current source text. Their leases are held until `finishBatch`. */
 export interface ClaimedBatch {
   readonly column: EmbeddingColumnNode
+  /**
+   * The fingerprint of the column's catalog row the column was read from (null: the catalog has
+   * no row for it), or undefined: not read from the catalog, the write is not guarded.
+   */
+  readonly fingerprint?: string | null
   readonly ids: readonly string[]
   readonly jobs: readonly Job[]
   /** Jobs finished at claim time because their row is gone. */
@@ -58,7 +69,7 @@ export interface EmbeddedBatch {
 }
 
 /** Leases due jobs of `column` (FOR UPDATE SKIP LOCKED) and reads their rows' source text; null when none are due. */
-export async function claimBatch(client: pg.ClientBase, column: EmbeddingColumnNode, settings: BatchSettings): Promise<ClaimedBatch | null> {
+export async function claimBatch(client: pg.ClientBase, column: EmbeddingColumnNode, settings: BatchSettings, fingerprint?: string | null): Promise<ClaimedBatch | null> {
   const { workerId } = settings
   const claimed = (await retryTransient(() => client.query<{ id: string; generation: string }>(renderClaimJobs(column), [settings.batchSize, settings.leaseSeconds, workerId]))).rows
   if (claimed.length === 0) return null
@@ -74,7 +85,7 @@ export async function claimBatch(client: pg.ClientBase, column: EmbeddingColumnN
       else jobs.push({ id: job.id, generation: job.generation, text: source.source_text, md5: source.source_md5 })
     }
     const completed = gone.length > 0 ? (await retryTransient(() => client.query(DELETE_LEASED_JOBS, [gone, workerId]))).rowCount ?? 0 : 0
-    return { column, ids, jobs, completed }
+    return { column, ids, jobs, completed, ...(fingerprint === undefined ? {} : { fingerprint }) }
   } catch (error) {
     await releaseBatch(client, ids, settings)
     throw error
@@ -108,15 +119,26 @@ export async function releaseBatch(client: pg.ClientBase, ids: readonly string[]
  */
 export async function finishBatch(client: pg.ClientBase, embedded: EmbeddedBatch, settings: BatchSettings): Promise<BatchResult> {
   const { workerId } = settings
-  const { column, ids } = embedded.claimed
+  const { column, ids, fingerprint } = embedded.claimed
+  const guarded = fingerprint !== undefined
   try {
-    const write = (items: readonly Ready[]) => {
+    const write = async (items: readonly Ready[]) => {
       const batch = encodeVectorBatch(items.map((o) => o.vector), column.model.dimensions)
-      return client.query<{ written: number; completed: number }>(renderWriteVectors(column, settings.vectorSchema), [
-        items.map((o) => o.job.id), items.map((o) => o.job.generation), items.map((o) => o.job.md5), batch.flat, workerId, batch.present,
-      ]).then((r) => r.rows[0] ?? { written: 0, completed: 0 })
+      const parameters = [items.map((o) => o.job.id), items.map((o) => o.job.generation), items.map((o) => o.job.md5), batch.flat, workerId, batch.present, ...(guarded ? [fingerprint] : [])]
+      const result = await client.query<{ written: number; completed: number; catalog_ok?: boolean }>(renderWriteVectors(column, settings.vectorSchema, guarded), parameters).catch((error: unknown) => {
+        throw guarded && isRenamedAway(error) ? new CatalogChanged(error) : error
+      })
+      const row = result.rows[0] ?? { written: 0, completed: 0 }
+      if (row.catalog_ok === false) throw new CatalogChanged()
+      return row
     }
-    const outcome = await writeIsolating(embedded.ready, write)
+    let outcome
+    try {
+      outcome = await writeIsolating(embedded.ready, write)
+    } catch (error) {
+      if (!(error instanceof CatalogChanged)) throw error
+      return { ...EMPTY_BATCH, claimed: ids.length, stale: embedded.ready.length, catalogChanged: true }
+    }
     const written = outcome.results.reduce((n, r) => n + r.written, 0)
     const completed = embedded.claimed.completed + outcome.results.reduce((n, r) => n + r.completed, 0)
     const failures = [...embedded.failures]

@@ -53,6 +53,23 @@ export async function retryTransient<T>(fn: () => Promise<T>, attempts = 6): Pro
   }
 }
 
+/**
+ * The column a write names is not what the catalog said when the batch was read: a migration
+ * renamed or changed it meanwhile (the switch of a staged model change). Not about any row: the
+ * whole batch stops, and the caller reads the catalog again.
+ */
+export class CatalogChanged extends Error {
+  constructor(cause?: unknown) {
+    super('the column\'s catalog row changed while the batch was embedded (a migration switched or changed it)', cause === undefined ? undefined : { cause })
+  }
+}
+
+/** Undefined column or table (42703, 42P01): with a column taken from the catalog, it was renamed or dropped meanwhile. */
+export function isRenamedAway(error: unknown): boolean {
+  const code = (error as { code?: string } | undefined)?.code
+  return code === '42703' || code === '42P01'
+}
+
 export interface IsolatedResult<T, R> {
   /** What each successful write returned. */
   readonly results: readonly R[]
@@ -70,7 +87,7 @@ export async function writeIsolating<T, R>(items: readonly T[], write: (items: r
   try {
     return { results: [await retryTransient(() => write(items))], failed: [] }
   } catch (error) {
-    if (isConnectionLost(error)) throw error
+    if (isConnectionLost(error) || error instanceof CatalogChanged) throw error
     const [only] = items
     if (items.length === 1 && only !== undefined) return { results: [], failed: [{ item: only, error: errorText(error) }] }
     const middle = Math.ceil(items.length / 2)

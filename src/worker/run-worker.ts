@@ -2,19 +2,27 @@ import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import type { Embedder } from '../embed/embedder.js'
-import { columnKey, type EmbeddingColumnNode } from '../model/ir.js'
+import type { EmbeddingColumnNode } from '../model/ir.js'
 import { EXTEND_LEASES, QUEUE_OUTLOOK, RELEASE_WORKER_LEASES, VECTOR_SCHEMA } from '../sql/render-worker.js'
 import { PgmlKitError } from '../errors.js'
 import { isConnectionLost, toConnector, type Connector } from '../db/connect.js'
 import { EMPTY_BATCH, claimBatch, embedBatch, finishBatch, releaseBatch, type BatchResult, type BatchSettings, type ClaimedBatch, type EmbeddedBatch } from './process-batch.js'
 import { backoffMs, sleep } from './resilience.js'
+import { readLiveColumns } from '../db/live-catalog.js'
+import { columnsOfConfig } from '../model/catalog-column.js'
 
 export interface WorkerOptions {
   /** The database: a connection string, or a `Target` (which reconnects to the embedded database after its owner changes). */
   readonly url: string | Connector
-  /** The `queue`-mode columns to serve. */
+  /**
+   * The config's columns to serve. The worker serves them as the `pgml_kit` catalog describes them
+   * (the model the database holds, not necessarily the config's during a staged model change),
+   * with the extra columns of their staged model changes, in mode `queue`; it reads the catalog
+   * again after every round, and at once when a migration changed a column it was embedding. A
+   * role that cannot read the catalog is served the columns as given.
+   */
   readonly columns: readonly EmbeddingColumnNode[]
-  /** Returns the embedder for a column (called once per column, before any job is claimed). */
+  /** Returns the embedder for a column (called once per model, before any of its jobs is claimed). */
   readonly loadEmbedder: (column: EmbeddingColumnNode) => Promise<Embedder>
   readonly batchSize?: number
   /** Seconds a claimed job stays reserved without a heartbeat (default 30); a live worker renews it every third of that. */
@@ -46,9 +54,11 @@ export interface QueueOutlook {
   readonly nextRetryInSeconds: number | null
 }
 
-export interface WorkerTotals extends BatchResult {
+export interface WorkerTotals extends Omit<BatchResult, 'catalogChanged'> {
   readonly batches: number
   readonly reconnects: number
+  /** Batches that found their column changed by a migration (nothing written; embedded again with the catalog's model). */
+  readonly catalogChanges: number
   /** With `once`: what is left that was not due. */
   readonly outlook: QueueOutlook | null
 }
@@ -58,6 +68,7 @@ function add(a: WorkerTotals, b: BatchResult): WorkerTotals {
     ...a,
     batches: a.batches + (b.claimed > 0 ? 1 : 0), claimed: a.claimed + b.claimed, written: a.written + b.written,
     completed: a.completed + b.completed, stale: a.stale + b.stale, failed: a.failed + b.failed, deadLettered: a.deadLettered + b.deadLettered,
+    catalogChanges: a.catalogChanges + (b.catalogChanged ? 1 : 0),
   }
 }
 
@@ -130,20 +141,34 @@ async function reconnect(connector: Connector, signal: AbortSignal | undefined, 
  * await runWorker({ url, columns, loadEmbedder, signal: controller.signal })
  */
 export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
-  if (options.columns.length === 0) {
-    throw new PgmlKitError('NO_QUEUE_COLUMNS', 'the config has no embedding column with mode "queue", so the worker has nothing to do', { hint: 'set mode: "queue" on an embedding column, generate and migrate' })
-  }
-  // Load every model first: a wrong model or dimension stops the worker before it writes anything.
-  const embedders = new Map<string, Embedder>()
-  for (const column of options.columns) embedders.set(columnKey(column), await options.loadEmbedder(column))
-
+  const nothingToDo = () => new PgmlKitError('NO_QUEUE_COLUMNS', 'the config has no embedding column with mode "queue", so the worker has nothing to do', { hint: 'set mode: "queue" on an embedding column, generate and migrate' })
+  if (options.columns.length === 0) throw nothingToDo()
   const connector = toConnector(options.url)
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
   const leaseSeconds = options.leaseSeconds ?? 30
   const heartbeat = new LeaseHeartbeat(workerId, leaseSeconds)
   let client = await connector.connect('pgml-kit worker')
-  let totals: WorkerTotals = { batches: 0, reconnects: 0, outlook: null, ...EMPTY_BATCH }
+  let totals: WorkerTotals = { batches: 0, reconnects: 0, catalogChanges: 0, outlook: null, ...EMPTY_BATCH }
+  // One embedder per model (a staged model change serves two); loaded before any of its jobs is claimed,
+  // so a wrong model or dimension stops the worker before it writes anything.
+  const embedders = new Map<string, Embedder>()
+  const modelKey = (column: EmbeddingColumnNode) => JSON.stringify(column.model)
+  /** What the worker serves; `fingerprint` undefined: not from the catalog (it cannot be read), the writes are not guarded. */
+  let served: readonly { readonly node: EmbeddingColumnNode; readonly fingerprint?: string | null }[] = []
+  let catalogChanged = false
+  /** The columns as the catalog has them now (and their embedders). */
+  const refresh = async () => {
+    const live = await readLiveColumns(client, options.columns)
+    const next = live === null
+      ? options.columns.map((node) => ({ node }))
+      : columnsOfConfig(options.columns, live).filter((l) => l.node.mode === 'queue')
+    for (const l of next) if (!embedders.has(modelKey(l.node))) embedders.set(modelKey(l.node), await options.loadEmbedder(l.node))
+    served = next
+    catalogChanged = false
+  }
   try {
+    await refresh()
+    if (served.length === 0 && !options.columns.some((c) => c.mode === 'queue')) throw nothingToDo()
     const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema
     if (!vectorSchema) throw new PgmlKitError('PGVECTOR_MISSING', 'the target has no pgvector extension installed', { hint: 'run pgml-kit migrate first' })
     const settings: BatchSettings = {
@@ -159,8 +184,12 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
     heartbeat.start(client)
     let failuresInARow = 0
     let turn = 0
-    const nextColumn = () => options.columns[turn++ % options.columns.length] as EmbeddingColumnNode
-    const embedderOf = (column: EmbeddingColumnNode) => embedders.get(columnKey(column)) as Embedder
+    const nextColumn = () => served[turn++ % Math.max(1, served.length)]
+    const claimOne = async (): Promise<ClaimedBatch | null> => {
+      const live = nextColumn()
+      return live ? claimBatch(client, live.node, settings, live.fingerprint) : null
+    }
+    const embedderOf = (column: EmbeddingColumnNode) => embedders.get(modelKey(column)) as Embedder
     /**
      * Works the queues until a whole round of the columns has nothing due, as a pipeline: while
      * the model embeds one batch, the connection writes the batch before it and claims the one
@@ -168,7 +197,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
      * given back at once.
      */
     const drain = async (): Promise<void> => {
-      let pending: Promise<ClaimedBatch | null> | null = claimBatch(client, nextColumn(), settings)
+      let pending: Promise<ClaimedBatch | null> | null = claimOne()
       let finishing: Promise<void> = Promise.resolve()
       let empty = 0
       // Batches finished so far, and how many had finished when the claim in `pending` ran: a
@@ -179,7 +208,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
       const claimNext = () => {
         const next = finishing.then(() => {
           claimedAfter = finished
-          return claimBatch(client, nextColumn(), settings)
+          // A migration changed a column: no claim until the catalog is read again.
+          return catalogChanged ? null : claimOne()
         })
         next.catch(() => undefined) // awaited below; an early failure must not be reported as unhandled
         return next
@@ -190,11 +220,12 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
           pending = null
           if (!claimed) {
             await finishing
+            if (catalogChanged) break
             if (finished > claimedAfter) {
               pending = claimNext()
               continue
             }
-            if (++empty >= options.columns.length) break
+            if (++empty >= served.length) break
             pending = claimNext()
             continue
           }
@@ -211,6 +242,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
           await finishing
           finishing = finishBatch(client, embedded, settings).then((result) => {
             finished++
+            if (result.catalogChanged) catalogChanged = true
             totals = add(totals, result)
             options.onBatch?.(claimed.column, result)
           })
@@ -228,6 +260,10 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
       try {
         await drain()
         failuresInARow = 0
+        // What the catalog says now: a staged model change adds, switches and drops columns while workers run.
+        const changed = catalogChanged
+        await refresh()
+        if (changed) continue
       } catch (error) {
         if (!isConnectionLost(error)) throw error
         options.onReconnect?.(error as Error)
@@ -237,11 +273,12 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
         await client.query(RELEASE_WORKER_LEASES, [workerId])
         heartbeat.start(client)
         totals = { ...totals, reconnects: totals.reconnects + 1 }
+        await refresh().catch(() => undefined)
         continue
       }
       if (options.signal?.aborted) break
       if (options.once) {
-        totals = { ...totals, outlook: await readOutlook(client, options.columns) }
+        totals = { ...totals, outlook: await readOutlook(client, served.map((l) => l.node)) }
         break
       }
       await sleep(options.pollIntervalMs ?? 1000, options.signal)

@@ -181,9 +181,17 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
 
     sent.length = 0
     const plain = createKit(config, { db: kysely, embedIn: 'local' })
+    // A kit's first search reads the catalog first (whether it may, then the rows: the model each column holds), once.
+    expect(await plain.search('documents.body_embedding', direction(0), { k: 3 }).select(['title']).execute()).toHaveLength(3)
+    expect(sent).toHaveLength(3)
+    expect(sent[1]).toMatch(/FROM pgml_kit\.embedding_columns AS c/)
+    sent.length = 0
     const rows = await plain.search('documents.body_embedding', direction(0), { k: 3 }).select(['title']).execute()
     expect(rows).toHaveLength(3)
     expect(sent).toHaveLength(1)
+    // It carries the probe of the column's catalog row, which the kit removes from the rows.
+    expect(sent[0]).toMatch(/\(SELECT md5\(jsonb_build_array\(.*\) FROM pgml_kit\.embedding_columns AS c WHERE c\.table_schema = 'public' AND c\.table_name = 'documents' AND c\.column_name = 'body_embedding'\) as "pgml_kit_catalog"/)
+    expect(Object.keys(rows[0]!).sort()).toEqual(['distance', 'similarity', 'title'])
   })
 
   it('IVFFlat filtered search: relaxed iterative scans by default, the page sorted again by distance', async () => {

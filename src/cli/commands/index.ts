@@ -9,6 +9,7 @@ import { writeSearchDefault } from '../../indexes/write-setting.js'
 import { EXIT } from '../output.js'
 import { positiveInt } from '../options.js'
 import { loadConfig } from '../../config/load.js'
+import { generatedState } from '../../migrations/generate.js'
 import { openTarget } from '../../db/target.js'
 import { repairIndexes } from '../../indexes/health.js'
 import { watchSession } from '../../migrations/wait-monitor.js'
@@ -77,7 +78,9 @@ export function registerIndex(program: Command): void {
     .action(async (column: string, opts: { index?: string; k: number; queries: number; queriesFile?: string; targetRecall: number; where?: string; grid?: number[]; write?: boolean }, cmd: Command) => {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
-      const { index: node } = findIndex(config.state, column, opts.index)
+      // The indexes as the migrations have them: during a staged model change, the live column's own.
+      const state = await generatedState(config)
+      const { index: node } = findIndex(state, column, opts.index)
       const queryVectors = opts.queriesFile ? await readQueriesFile(opts.queriesFile) : undefined
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       try {
@@ -87,12 +90,12 @@ export function registerIndex(program: Command): void {
           if (!g.json && process.stderr.isTTY) {
             bar = new cliProgress.SingleBar({ stream: process.stderr, hideCursor: true, format: 'checking {bar} {value}/{total} queries' }, cliProgress.Presets.shades_classic)
           }
-          const result = await checkIndex(client, config.state, {
+          const result = await checkIndex(client, state, {
             column, k: opts.k, queries: opts.queries, targetRecall: opts.targetRecall,
             ...(opts.index ? { index: opts.index } : {}), ...(queryVectors ? { queryVectors } : {}), ...(opts.where ? { where: opts.where } : {}), ...(opts.grid ? { grid: opts.grid } : {}),
             onProgress: bar ? (done, total) => (done === 1 ? bar!.start(total, done) : bar!.update(done)) : undefined,
           }).finally(() => bar?.stop())
-          const recorded = await recordCheck(client, config.state, result)
+          const recorded = await recordCheck(client, state, result)
           let written: string | null = null
           if (opts.write && result.recommendation) written = await writeSearchDefault(config.path, node, result.recommendation.setting)
           if (g.json) return printJson({ ...result, recorded, written })
@@ -122,7 +125,7 @@ export function registerIndex(program: Command): void {
           onWait: (m) => process.stderr.write(`${pc.yellow('waiting')} ${m}\n`), onProgress: progress.onProgress,
         })
         try {
-          const result = await repairIndexes(client, config.state, {
+          const result = await repairIndexes(client, await generatedState(config), {
             ...(column === undefined ? {} : { column }),
             onStep: g.json ? undefined : (step) => process.stderr.write(`${pc.dim(step.sql.split('\n')[0]!.slice(0, 120))}\n`),
           }).finally(async () => {

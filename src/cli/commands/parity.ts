@@ -6,6 +6,7 @@ import { openTarget } from '../../db/target.js'
 import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { checkParity } from '../../parity/check-parity.js'
 import { findColumn } from '../../model/find-column.js'
+import { readColumnWithCopies } from '../../db/live-catalog.js'
 import { EXIT, printJson } from '../output.js'
 import { globals, positiveInt, type CommandContext } from '../options.js'
 
@@ -21,10 +22,12 @@ export function registerParity(program: Command, ctx: CommandContext): void {
       const minCosine = Number(opts.minCosine)
       if (!(minCosine >= -1 && minCosine <= 1)) throw new CommanderError(EXIT.usage, 'pgml-kit.option', `--min-cosine must be between -1 and 1, got ${opts.minCosine}`)
       const config = await loadConfig(g.config)
-      const column = findColumn(config.state.embeddingColumns, arg)
+      const declared = findColumn(config.state.embeddingColumns, arg)
       const texts = opts.texts ? (await readFile(opts.texts, 'utf8')).split('\n').filter((line) => line.trim() !== '') : undefined
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       try {
+        // The column as the catalog has it: during a staged model change, the model it still holds.
+        const [column = declared] = await readColumnWithCopies(target, declared)
         const embedder = await localEmbedderLoader(config.embedder)(column)
         const report = await checkParity({ url: target, column, embedder, sample: opts.sample, minCosine, ...(texts ? { texts } : {}) })
         if (g.json) printJson(report)

@@ -8,6 +8,7 @@ import { printJson } from '../output.js'
 import { globals, type CommandContext } from '../options.js'
 import { EXIT } from '../output.js'
 import { readSnapshot } from '../../migrations/snapshot.js'
+import { generatedState } from '../../migrations/generate.js'
 
 export function registerStatus(program: Command, ctx: CommandContext): void {
   program.command('status')
@@ -17,7 +18,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
       const snapshot = opts.drift ? await readSnapshot(config.migrationsDir) : null
-      const status = await readStatus({ databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations, state: config.state, ...(snapshot ? { drift: snapshot.state } : {}) })
+      const status = await readStatus({ databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations, state: await generatedState(config), ...(snapshot ? { drift: snapshot.state } : {}) })
       if (status.drift && status.drift.length > 0) ctx.exit.code = EXIT.checkFailed
       if (g.json) return printJson(status)
       const c = status.capabilities
@@ -32,14 +33,28 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       for (const m of status.missing) table.push([m, pc.red('applied, file missing')])
       process.stdout.write(`${table.toString()}\n`)
       if (status.embeddingColumns.length > 0) {
-        const columns = new Table({ head: ['embedding column', 'model', 'type', 'mode', 'source', 'vectors'], style: { head: [], border: [] } })
+        const columns = new Table({ head: ['embedding column', 'stage', 'model', 'type', 'mode', 'source', 'vectors'], style: { head: [], border: [] } })
+        const short = (table: string, column: string) => `${table.replace(/^public\./, '')}.${column}`
         for (const e of status.embeddingColumns) {
           const p = e.progress
           const vectors = p === null ? pc.dim('-') : p.missing === 0 ? pc.green(`all ${p.withText}`)
-            : `${pc.yellow(`${Math.floor((100 * (p.withText - p.missing)) / Math.max(1, p.withText))}%`)}, ${p.missing} missing (pgml-kit backfill ${e.table.replace(/^public\./, '')}.${e.column})`
-          columns.push([`${e.table}.${e.column}`, e.model, `${e.vectorType}(${e.dimensions})`, e.mode, e.sourceColumns.join(', '), vectors])
+            : `${pc.yellow(`${Math.floor((100 * (p.withText - p.missing)) / Math.max(1, p.withText))}%`)}, ${p.missing} missing (pgml-kit backfill ${short(e.table, e.rollout?.of ?? e.column)})`
+          const stage = e.rollout === null ? 'live' : e.rollout.role === 'next' ? `next model of ${e.rollout.of}` : `previous model of ${e.rollout.of}`
+          columns.push([`${e.table}.${e.column}`, stage, e.model, `${e.vectorType}(${e.dimensions})`, e.mode, e.sourceColumns.join(', '), vectors])
         }
         process.stdout.write(`${columns.toString()}\n`)
+        // What each staged model change needs next.
+        for (const e of status.embeddingColumns) {
+          if (!e.rollout) continue
+          const p = e.progress
+          const of = short(e.table, e.rollout.of)
+          const line = e.rollout.role === 'next'
+            ? p !== null && p.missing > 0
+              ? `model change of ${of} to ${e.model}: ${e.column} is ${Math.floor((1000 * (p.withText - p.missing)) / Math.max(1, p.withText)) / 10}% filled — run pgml-kit backfill ${of}, then pgml-kit generate (it writes the switch once the column is filled)`
+              : `model change of ${of} to ${e.model}: ${e.column} is filled — pgml-kit generate --database-url <this database> writes the switch`
+            : `model change of ${of} switched: ${e.column} keeps the previous model (${e.model}) in sync so the switch can be undone (pgml-kit migrate down); pgml-kit generate --allow-destructive drops it`
+          process.stdout.write(`${pc.cyan('next')} ${line}\n`)
+        }
       }
       if (status.queues.length > 0) {
         const queues = new Table({ head: ['queue', 'depth', 'leased', 'retrying', 'oldest job', 'dead letters'], style: { head: [], border: [] } })

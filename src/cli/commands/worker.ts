@@ -20,8 +20,10 @@ export function registerWorker(program: Command): void {
     .action(async (opts: { column?: string[]; batchSize: number; maxAttempts: number; lease: number; poll: number; once?: boolean }, cmd: Command) => {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
-      const queueColumns = config.state.embeddingColumns.filter((c) => c.mode === 'queue')
-      const columns = opts.column ? opts.column.map((arg) => findColumn(queueColumns, arg)) : queueColumns
+      // Every column of the config: the worker serves those the catalog has in mode "queue" (during a
+      // staged model change, the live column and its shadow may be in different modes).
+      const declared = config.state.embeddingColumns
+      const columns = opts.column ? opts.column.map((arg) => findColumn(declared, arg)) : declared
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       const controller = new AbortController()
       let stops = 0
@@ -35,12 +37,14 @@ export function registerWorker(program: Command): void {
       process.on('SIGINT', stop)
       process.on('SIGTERM', stop)
       try {
-        if (!g.json) process.stderr.write(`worker on ${target.description}: ${columns.map((c) => `${c.table}.${c.column}`).join(', ')}\n`)
+        if (!g.json) process.stderr.write(`worker on ${target.description}: ${columns.filter((c) => c.mode === 'queue').map((c) => `${c.table}.${c.column}`).join(', ') || '(queue-mode columns of staged model changes)'}\n`)
         const totals = await runWorker({
           url: target, columns, loadEmbedder: localEmbedderLoader(config.embedder),
           batchSize: opts.batchSize, maxAttempts: opts.maxAttempts, leaseSeconds: opts.lease, pollIntervalMs: opts.poll,
           once: opts.once ?? false, signal: controller.signal,
-          onBatch: g.json ? undefined : (column, r) => process.stderr.write(`${column.table}.${column.column}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`),
+          onBatch: g.json ? undefined : (column, r) => process.stderr.write(r.catalogChanged
+            ? `${column.table}.${column.column}: changed by a migration while the batch was embedded; nothing written, reading the catalog again\n`
+            : `${column.table}.${column.column}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`),
           onReconnect: (error) => process.stderr.write(`lost the connection (${error.message}); reconnecting\n`),
         })
         if (g.json) printJson(totals)

@@ -1,0 +1,68 @@
+import { readLiveColumns, type Query } from '../db/live-catalog.js'
+import { columnKey, type EmbeddingColumnNode } from '../model/ir.js'
+import type { LiveColumn } from '../model/catalog-column.js'
+
+/** What a search uses for a column of the config: the column as the database has it, and the fingerprint to expect. */
+export interface SearchColumn {
+  readonly node: EmbeddingColumnNode
+  /** The catalog row's fingerprint (null: the catalog has no row); undefined: not checked (not read yet, or not readable). */
+  readonly fingerprint: string | null | undefined
+}
+
+/**
+ * A kit's copy of the `pgml_kit` catalog rows of the config's columns: the model, prefixes, type
+ * and distance each column holds *in the database*. The query builders embed queries with it, not
+ * with the config — during a staged model change the config already names the new model while the
+ * column searches use still holds the old one, until the switch commits. Read once, on first need;
+ * every search then checks, in the same statement, that the row is unchanged (a probe column the
+ * kit compares and removes), and reads it again when it changed.
+ */
+export class CatalogCache {
+  readonly #declared: readonly EmbeddingColumnNode[]
+  #columns: ReadonlyMap<string, LiveColumn> | null = null
+  #readable = false
+  #loading: Promise<boolean> | null = null
+  /** Bumped on every read that changed something: a query compiled before is compiled again. */
+  version = 0
+
+  constructor(declared: readonly EmbeddingColumnNode[]) {
+    this.#declared = declared
+  }
+
+  /** Whether the role can read the catalog (known after the first load). */
+  get readable(): boolean {
+    return this.#readable
+  }
+
+  /** Reads the catalog unless it was read already. */
+  async ensure(query: Query): Promise<void> {
+    if (this.#columns === null) await this.refresh(query)
+  }
+
+  /** Reads the catalog again; true when anything a search uses changed. Concurrent callers share one read. */
+  refresh(query: Query): Promise<boolean> {
+    this.#loading ??= (async () => {
+      try {
+        const live = await readLiveColumns(query, this.#declared)
+        const next = new Map((live ?? []).filter((l) => !l.node.rollout).map((l) => [columnKey(l.node), l]))
+        const before = this.#columns
+        const changed = before === null || this.#readable !== (live !== null) || next.size !== before.size
+          || [...next].some(([key, l]) => before.get(key)?.fingerprint !== l.fingerprint)
+        this.#columns = next
+        this.#readable = live !== null
+        if (changed) this.version++
+        return changed
+      } finally {
+        this.#loading = null
+      }
+    })()
+    return this.#loading
+  }
+
+  /** The column as searches use it now: the catalog's row, or the config's column when there is none (or it cannot be read). */
+  column(declared: EmbeddingColumnNode): SearchColumn {
+    if (this.#columns === null || !this.#readable) return { node: declared, fingerprint: undefined }
+    const live = this.#columns.get(columnKey(declared))
+    return live ? { node: live.node, fingerprint: live.fingerprint } : { node: declared, fingerprint: null }
+  }
+}

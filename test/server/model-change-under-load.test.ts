@@ -1,0 +1,221 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import pg from 'pg'
+import { Kysely, PostgresDialect } from 'kysely'
+import type { PgmlKitConfig } from '../../src/config/schema.js'
+import { loadConfig } from '../../src/config/load.js'
+import { createKit } from '../../src/query/create-kit.js'
+import { runWorker, type WorkerTotals } from '../../src/worker/run-worker.js'
+import { backfill } from '../../src/worker/backfill.js'
+import { readColumnWithCopies } from '../../src/db/live-catalog.js'
+import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
+import { MODELS_DIR, cosine, loadTiny, parseVector } from '../helpers/embedders.js'
+import { TestProject } from '../helpers/project.js'
+import { requireServerTier, server, serverTier, type TestDatabase } from '../helpers/targets.js'
+
+/**
+ * The whole staged model change on PostgreSQL with pgml_compat (real in-database embedding, no test
+ * double), under load: writers insert and update rows as the application role from before the
+ * shadow is added until after the previous column is dropped, a worker runs as the worker role
+ * throughout, and searches run as the application role throughout. Every stage is migrated while
+ * they run. In the end every row holds the new model's vector, and no search failed.
+ */
+const A = { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' }
+const B = { id: 'pgml-kit/tiny-bert-32', dimensions: 32 }
+
+function config(model: typeof A | typeof B, roles: { app: string; worker: string }): PgmlKitConfig {
+  return {
+    embedder: { modelsDir: MODELS_DIR, allowRemoteModels: false },
+    roles,
+    tables: {
+      documents: {
+        embeddings: {
+          // Embedded in the writing transaction by pgml.embed (pgml_compat), the shadow too.
+          body_embedding: { source: ['title', 'body'], model, mode: 'trigger', indexes: [{ method: 'hnsw', distance: 'cosine' }] },
+          // Embedded by the worker with the local model.
+          title_embedding: { source: 'title', model, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l2' }] },
+        },
+      },
+    },
+  }
+}
+
+describe('a staged model change on PostgreSQL under load (pgml_compat, least-privilege roles)', () => {
+  const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+  const APP = `pgml_kit_app_${suffix}`
+  const WORKER = `pgml_kit_worker_${suffix}`
+  const admin = requireServerTier().url
+  const sqlAsAdmin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: admin })
+    await c.connect()
+    try { await c.query(sql) } finally { await c.end() }
+  }
+  beforeAll(async () => sqlAsAdmin(`CREATE ROLE ${APP} LOGIN PASSWORD 'app'; CREATE ROLE ${WORKER} LOGIN PASSWORD 'worker'`))
+  afterAll(async () => sqlAsAdmin(`DROP ROLE IF EXISTS ${APP}; DROP ROLE IF EXISTS ${WORKER}`))
+
+  let db: TestDatabase
+  const pools: pg.Pool[] = []
+  afterEach(async () => {
+    for (const pool of pools.splice(0)) await pool.end()
+    await db?.close()
+  })
+  const as = (role: string, password: string) => {
+    const url = new URL(db.url)
+    url.username = role
+    url.password = password
+    return url.toString()
+  }
+
+  it('switches a trigger and a queue column to a new model while writers, a worker and searches run; every row ends with the new model\'s vector', { timeout: 600_000 }, async () => {
+    db = await server.create()
+    const name = new URL(db.url).pathname.slice(1)
+    await db.query(`ALTER DATABASE "${name}" SET pgml_compat.models_dir = '${serverTier!.modelsDir.replaceAll("'", "''")}'`)
+    const roles = { app: APP, worker: WORKER }
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
+CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text, department text);
+GRANT SELECT, INSERT, UPDATE, DELETE ON documents TO ${APP};
+-- Down Migration
+DROP TABLE documents;
+`)
+    await p.writeConfig(config(A, roles))
+    await p.generate('add-embeddings')
+    await p.migrate()
+    await db.query(`INSERT INTO documents (title, body) SELECT 'page ' || i, CASE WHEN i % 4 = 0 THEN 'children play in the park' ELSE 'opening hours of the library, branch ' || i END FROM generate_series(1, 300) AS i`)
+
+    const appPool = new pg.Pool({ connectionString: as(APP, 'app'), max: 6 })
+    pools.push(appPool)
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const loadEmbedder = localEmbedderLoader(loaded.embedder)
+    // The worker, as the worker role, from the start to the end.
+    const stopWorker = new AbortController()
+    let workerError: unknown = null
+    const worker: Promise<WorkerTotals | null> = runWorker({
+      url: as(WORKER, 'worker'), columns: loaded.state.embeddingColumns, loadEmbedder, batchSize: 16, pollIntervalMs: 50, signal: stopWorker.signal,
+    }).catch((error: unknown) => { workerError = error; return null })
+
+    // Writers, as the application role.
+    let stage = 'before'
+    let running = true
+    const writes = { inserts: 0, updates: 0, errors: [] as string[] }
+    const writer = async (n: number) => {
+      let i = 0
+      while (running) {
+        i++
+        try {
+          if (i % 3 === 0) {
+            await appPool.query(`UPDATE documents SET body = $1 WHERE id = (SELECT id FROM documents ORDER BY random() LIMIT 1)`, [`updated by writer ${n} in ${stage}: a park, ${i}`])
+            writes.updates++
+          } else {
+            await appPool.query(`INSERT INTO documents (title, body) VALUES ($1, $2)`, [`writer ${n} page ${i}`, `written in ${stage}: ${i % 2 ? 'children in the park' : 'library hours'}`])
+            writes.inserts++
+          }
+        } catch (error) {
+          writes.errors.push(`${stage}: ${(error as Error).message}`)
+        }
+        await new Promise((r) => setTimeout(r, 5))
+      }
+    }
+    // Searches, as the application role, through a kit deployed with the new config from the start.
+    const kit = createKit(config(B, roles), { db: new Kysely<Record<string, Record<string, unknown>>>({ dialect: new PostgresDialect({ pool: appPool }) }), cwd: db.cwd }) as unknown as {
+      search(r: string, q: string, o: object): { select(c: string[]): { execute(): Promise<{ id: number; distance: number }[]> } }
+    }
+    const searches = new Map<string, number>()
+    const searchErrors: string[] = []
+    const searcher = async () => {
+      while (running) {
+        for (const column of ['documents.body_embedding', 'documents.title_embedding']) {
+          try {
+            const hits = await kit.search(column, 'a park for children', { k: 5 }).select(['id']).execute()
+            if (hits.length !== 5 || hits.some((h) => typeof h.distance !== 'number')) searchErrors.push(`${stage}: ${column} returned ${JSON.stringify(hits)}`)
+            else searches.set(stage, (searches.get(stage) ?? 0) + 1)
+          } catch (error) {
+            searchErrors.push(`${stage}: ${column}: ${(error as Error).message}`)
+          }
+        }
+        // Let the writers and the worker in between (a failing search must not spin the event loop).
+        await new Promise((r) => setTimeout(r, 2))
+      }
+    }
+    const load = [writer(1), writer(2), writer(3), searcher(), searcher()]
+    const settle = (ms: number) => new Promise((r) => setTimeout(r, ms))
+    /** Stays in the stage until searches and writes have answered in it (cold starts: PL/Python loads each model once per backend). */
+    const answered = async () => {
+      const writesBefore = writes.inserts + writes.updates
+      for (let waited = 0; waited < 60_000 && ((searches.get(stage) ?? 0) < 4 || writes.inserts + writes.updates < writesBefore + 10); waited += 100) await settle(100)
+    }
+    const log = (what: string) => { if (process.env.DEBUG_LOAD) console.log(new Date().toISOString(), what, JSON.stringify({ writes: { i: writes.inserts, u: writes.updates, e: writes.errors.length }, searches: Object.fromEntries(searches), searchErrors: searchErrors.length, first: searchErrors[0], firstWrite: writes.errors[0] })) }
+    const ticker = setInterval(() => log(stage), 3000)
+    await answered()
+
+    // 1. The shadows.
+    stage = 'shadow'
+    await p.writeConfig(config(B, roles))
+    expect((await p.generateWith('switch-model', { allowDestructive: false })).plan.stages.map((s) => s.stage)).toEqual(['shadow', 'shadow'])
+    await p.migrate()
+    await answered()
+
+    // 2. The backfill, while writes go on (the trigger and the queue keep the shadows in sync for new writes).
+    stage = 'backfill'
+    const configNow = await loadConfig('pgml-kit.config.ts', db.cwd)
+    for (const column of configNow.state.embeddingColumns) {
+      for (const target of await readColumnWithCopies(as(WORKER, 'worker'), column)) {
+        const result = await backfill({ url: as(WORKER, 'worker'), column: target, loadEmbedder, batchSize: 32 })
+        expect(result.failedCount, target.column).toBe(0)
+      }
+    }
+    await answered()
+
+    // 3. The switch, once the database says the shadows are filled (queued jobs count as on their way).
+    stage = 'switch'
+    let switched = await p.generateWith('switch-model', { sized: true, allowDestructive: false })
+    for (let tries = 0; switched.written.length === 0 && tries < 20; tries++) {
+      await settle(250)
+      switched = await p.generateWith('switch-model', { sized: true, allowDestructive: false })
+    }
+    expect(switched.plan.stages.map((s) => s.stage)).toEqual(['switch', 'switch'])
+    await p.migrate()
+    await answered()
+
+    // 4. The previous columns go, approved separately.
+    stage = 'drop'
+    const dropped = await p.generateWith('drop-previous', { allowDestructive: true })
+    expect(dropped.plan.stages.map((s) => s.stage)).toEqual(['drop-previous', 'drop-previous'])
+    await p.migrate()
+    await answered()
+
+    stage = 'after'
+    await answered()
+    clearInterval(ticker)
+    running = false
+    await Promise.all(load)
+    // Drain what the last writes queued, then stop the worker.
+    const drain = await runWorker({ url: as(WORKER, 'worker'), columns: configNow.state.embeddingColumns, loadEmbedder, once: true })
+    stopWorker.abort()
+    const totals = await worker
+    expect(workerError).toBeNull()
+    expect(drain.failed).toBe(0)
+
+    expect(writes.errors).toEqual([])
+    expect(searchErrors.slice(0, 10)).toEqual([])
+    for (const s of ['before', 'shadow', 'backfill', 'switch', 'drop', 'after']) expect(searches.get(s) ?? 0, `searches during ${s}`).toBeGreaterThan(0)
+    expect(writes.inserts).toBeGreaterThan(100)
+    expect(totals?.written).toBeGreaterThan(100)
+
+    // Every row: the trigger column holds what pgml.embed computes now, the queue column what the local model computes.
+    const [trigger] = await db.query<{ n: number; missing: number; worst: number }>(
+      `SELECT count(*)::int AS n, count(*) FILTER (WHERE body_embedding IS NULL)::int AS missing,
+              min(1 - (body_embedding <=> pgml.embed('pgml-kit/tiny-bert-32', title || E'\\n\\n' || body, '{"normalize_embeddings":true}')::vector(32)))::float8 AS worst
+       FROM documents`)
+    expect(trigger).toMatchObject({ missing: 0 })
+    expect(trigger!.n).toBeGreaterThan(400)
+    expect(trigger!.worst).toBeGreaterThan(0.9999)
+    const rows = await db.query<{ title: string; v: string | null }>('SELECT title, title_embedding::text AS v FROM documents ORDER BY id')
+    const local = await (await loadTiny({ id: B.id, revision: null, dimensions: 32, documentPrefix: '', queryPrefix: '', normalize: true, pooling: null })).embed(rows.map((r) => r.title))
+    expect(rows.filter((r) => r.v === null)).toEqual([])
+    expect(Math.min(...rows.map((r, i) => cosine(parseVector(r.v!), local[i]!)))).toBeGreaterThan(0.9999)
+    expect(await db.query('SELECT column_name, model_id, rollout_role FROM pgml_kit.embedding_columns ORDER BY 1')).toEqual([
+      { column_name: 'body_embedding', model_id: B.id, rollout_role: null }, { column_name: 'title_embedding', model_id: B.id, rollout_role: null },
+    ])
+    expect(await db.query('SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs')).toEqual([{ n: 0 }])
+  })
+})

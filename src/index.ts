@@ -32,6 +32,8 @@ export { LocalEmbedder, type LocalEmbedderOptions } from './embed/local-embedder
 export { runWorker, type WorkerOptions, type WorkerTotals, type QueueOutlook } from './worker/run-worker.js'
 export type { BatchResult } from './worker/process-batch.js'
 export { backfill, type BackfillOptions, type BackfillResult, type BackfillProgress } from './worker/backfill.js'
+export { readColumnWithCopies } from './db/live-catalog.js'
+export type { RolloutStage, RolloutStageKind } from './plan/rollout.js'
 export { readQueueStats, retryDeadLetters, type QueueStats } from './worker/queue.js'
 export { createEmbeddingWriter, type EmbeddingWriter, type EmbeddingWriterOptions, type InsertRow, type ConfiguredTable, type SourceColumnOf } from './app/embedding-writer.js'
 export { checkParity, type ParityOptions, type ParityReport, type ParityRow } from './parity/check-parity.js'

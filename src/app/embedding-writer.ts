@@ -92,13 +92,16 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
     return texts.map((t) => (t === null ? null : toVectorLiteral(vectors[i++] as Float32Array)))
   }
 
-  /** Runs `fn` on one client in a transaction (a pool lends one for it). */
-  async function inTransaction<T>(fn: (db: pg.ClientBase) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  /**
+   * Runs `fn` on one client in a transaction (a pool lends one for it), opened by `begin` — which may
+   * be several statements whose results `fn` is given.
+   */
+  async function inTransaction<T>(fn: (db: pg.ClientBase, begun: readonly pg.QueryResult[]) => Promise<T>, begin = 'BEGIN'): Promise<T> {
     const client = 'totalCount' in options.db ? await (options.db as pg.Pool).connect() : undefined
     const db = client ?? (options.db as pg.ClientBase)
     try {
-      await db.query(begin)
-      const result = await fn(db)
+      const opened = (await db.query(begin)) as unknown as pg.QueryResult | pg.QueryResult[]
+      const result = await fn(db, Array.isArray(opened) ? opened : [opened])
       await db.query('COMMIT')
       return result
     } catch (error) {
@@ -146,29 +149,16 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
         // The catalog cannot be read by this role: the config's columns, as before.
         return inTransaction(write)
       }
-      const client = 'totalCount' in options.db ? await (options.db as pg.Pool).connect() : undefined
-      const db = client ?? (options.db as pg.ClientBase)
-      try {
-        // BEGIN, the table's lock and its catalog rows in one round trip; they hold until COMMIT.
-        const results = await db.query(renderBeginInsert(ref)) as unknown as pg.QueryResult[]
-        try {
-          const live = liveColumnsOf(results[2]!.rows as CatalogRead[], declaredOf(table))
-          const now = remember(table, live)!
-          if (now.fingerprints !== before?.fingerprints) {
-            // A migration added, switched or dropped a column since: write what the catalog says now.
-            for (const column of before?.columns ?? []) if (!now.columns.some((c) => c.column === column.column)) records.forEach((r) => { delete r[column.column] })
-            await embedAll(now.columns)
-          }
-          const inserted = await write(db)
-          await db.query('COMMIT')
-          return inserted
-        } catch (error) {
-          await db.query('ROLLBACK').catch(() => undefined)
-          throw error
+      // BEGIN, the table's lock and its catalog rows in one round trip; they hold until COMMIT.
+      return inTransaction(async (db, [, , catalog]) => {
+        const now = remember(table, liveColumnsOf(catalog!.rows as CatalogRead[], declaredOf(table)))!
+        if (now.fingerprints !== before?.fingerprints) {
+          // A migration added, switched or dropped a column since: write what the catalog says now.
+          for (const column of before?.columns ?? []) if (!now.columns.some((c) => c.column === column.column)) records.forEach((r) => { delete r[column.column] })
+          await embedAll(now.columns)
         }
-      } finally {
-        client?.release()
-      }
+        return write(db)
+      }, renderBeginInsert(ref))
     },
 
     async update(table, key, patch) {

@@ -1,7 +1,10 @@
 import pc from 'picocolors'
 import type { LoadedConfig } from '../config/load.js'
 import { openTarget } from '../db/target.js'
-import { readPlanSizing, type Sizing } from '../indexes/sizing.js'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { readFill, readPlanSizing, type Sizing } from '../indexes/sizing.js'
+import { EMBEDDED_DIR } from '../db/embedded.js'
 import { readSnapshot } from '../migrations/snapshot.js'
 import type { GlobalOptions } from './options.js'
 
@@ -12,7 +15,8 @@ import type { GlobalOptions } from './options.js'
  */
 export async function sizingFor(g: GlobalOptions, config: LoadedConfig): Promise<Sizing | undefined> {
   const url = g.databaseUrl ?? process.env.DATABASE_URL
-  if (!url || config.state.embeddingColumns.length + config.state.fullText.length === 0) return undefined
+  if (!url) return embeddedFill(config)
+  if (config.state.embeddingColumns.length + config.state.fullText.length === 0) return undefined
   // Asked for with --database-url, a database that does not answer is an error; found in $DATABASE_URL,
   // it only means the plan is made from the config alone (as without a database).
   if (g.databaseUrl === undefined) {
@@ -30,6 +34,28 @@ async function read(url: string, config: LoadedConfig): Promise<Sizing> {
     const client = await target.connect('pgml-kit plan sizing')
     try {
       return await readPlanSizing(client, config.state, (await readSnapshot(config.migrationsDir)).state, target.description)
+    } finally {
+      await client.end()
+    }
+  } finally {
+    await target.close()
+  }
+}
+
+/**
+ * With no database given, a staged model change waiting for its switch is checked against the
+ * project's embedded database, when it has one — the database migrate, backfill and status use by
+ * default. Only how far its copies are filled: table sizes (for 'auto' parameters and advice) come
+ * from a database given explicitly, never from a development copy.
+ */
+async function embeddedFill(config: LoadedConfig): Promise<Sizing | undefined> {
+  const copies = (await readSnapshot(config.migrationsDir)).state.embeddingColumns.filter((c) => c.rollout)
+  if (copies.length === 0 || !existsSync(join(config.root, EMBEDDED_DIR, 'data'))) return undefined
+  const target = await openTarget({ databaseUrl: '', cwd: config.root })
+  try {
+    const client = await target.connect('pgml-kit plan')
+    try {
+      return { source: target.description, tables: new Map(), fill: await readFill(client, copies) }
     } finally {
       await client.end()
     }

@@ -47,16 +47,19 @@ export function isEmptyPlan(plan: Plan): boolean {
   return plan.before.length + plan.main.length + plan.after.length === 0
 }
 
-function refuseModelChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): never {
+function refuseModelChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNode, renamed: boolean): never {
   const key = columnKey(next)
   const was = `${previous.model.id} ${previous.vectorType}(${previous.model.dimensions})`
   const now = `${next.model.id} ${next.vectorType}(${next.model.dimensions})`
-  throw new PlanError('MODEL_CHANGE_UNSUPPORTED',
-    `${key} is renamed and its model changes (${was} → ${now}) in the same change: pgml-kit stages a model change with a shadow column, which a rename in the same migration would confuse`,
-    {
-      where: `tables.${next.table}.embeddings.${next.column}.model`,
-      hint: 'generate the rename first (keeping the model), then change the model in a change of its own',
-    })
+  const where = `tables.${next.table}.embeddings.${next.column}.model`
+  if (renamed) {
+    throw new PlanError('MODEL_CHANGE_UNSUPPORTED',
+      `${key} is renamed and its model changes (${was} → ${now}) in the same change: pgml-kit stages a model change with a shadow column, which a rename in the same migration would confuse`,
+      { where, hint: 'generate the rename first (keeping the model), then change the model in a change of its own' })
+  }
+  throw new PlanError('MODEL_CHANGE_UNSUPPORTED', `planMigration does not recompute ${key}'s vectors in place (${was} → ${now})`, {
+    where, hint: 'plan it with planChange, which stages a model change (generate and plan do)',
+  })
 }
 
 /**
@@ -137,7 +140,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
     }
     if (!vectorsCarryOver(old, column)) {
       // A shadow whose target model changed again: it starts over (stageRollouts decided so).
-      if (old.rollout?.role !== 'next') refuseModelChange(old, column)
+      if (old.rollout?.role !== 'next') refuseModelChange(old, column, (options.renames ?? []).some((r) => r.schema === column.schema && r.table === column.table && r.to === column.column))
       recreated.add(key)
       removeColumn(old)
       addColumn(column)
@@ -159,14 +162,13 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
     }
     if (old.model.queryPrefix !== column.model.queryPrefix || old.distance !== column.distance) main.push(ops.updateQuerySettings(old, column))
     if (sameSource(old, column)) continue
-    if (modeChanged) {
-      // The new triggers read the new source already.
-    } else if (column.mode === 'generated') {
+    // A mode change created its triggers from the new source already.
+    if (!modeChanged && column.mode === 'generated') {
       recreated.add(key)
       main.push(ops.dropEmbeddingColumn(old), ops.addEmbeddingColumn(column))
-    } else if (column.mode === 'trigger') {
+    } else if (!modeChanged && column.mode === 'trigger') {
       main.push(ops.replaceEmbedTrigger(old, column))
-    } else if (column.mode === 'queue') {
+    } else if (!modeChanged && column.mode === 'queue') {
       main.push(ops.replaceQueueTriggers(old, column))
     }
     main.push(ops.updateEmbeddingSource(old, column))

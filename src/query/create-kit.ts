@@ -182,9 +182,8 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
 
   const kitDb = new Kysely<DB>({
     dialect: new KitDialect(options.db as Kysely<unknown>, {
-      async resolve(marker, run) {
+      async resolve(marker, column, run) {
         if (marker.vector) return toVectorLiteral(marker.vector)
-        const { node: column } = catalog.column(marker.column)
         if (await embedsInDatabase(run)) {
           const { rows } = await run(renderQueryEmbedding(column), [marker.text ?? ''])
           return rows[0]?.v as string

@@ -8,13 +8,14 @@ import { renderCatalogProbe } from '../sql/render-catalog.js'
 import { renderVectorType } from '../sql/render-source.js'
 import { PgmlKitError } from '../errors.js'
 import type { CatalogCache } from './catalog-cache.js'
+import type { EmbeddingColumnNode } from '../model/ir.js'
 
 type Run = (sql: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>
 
 /** What the kit's driver asks of the kit: query vectors, the catalog, and (once) what the database can do. */
 export interface KitRuntime {
-  /** Turns a QueryVector into the vector literal (with the model the catalog says), on the connection the query will run on. */
-  resolve(marker: QueryVector, run: Run): Promise<string>
+  /** Turns a QueryVector into the vector literal, embedding a text with `column` (the column as the catalog has it), on the connection the query will run on. */
+  resolve(marker: QueryVector, column: EmbeddingColumnNode, run: Run): Promise<string>
   capabilities(run: Run): Promise<SearchCapabilities>
   /** The kit's copy of the catalog: the query vector's type and the probe are compiled from it. */
   readonly catalog: CatalogCache
@@ -203,22 +204,27 @@ class KitConnection implements DatabaseConnection {
     // The column's catalog row changed since the kit read it (a staged model change switched it):
     // read it again and run the search again, with the model, prefix and type it says now. Once.
     for (let attempt = 0; ; attempt++) {
+      // One copy of the catalog for the SQL's cast, the query's embedding and the fingerprint to expect.
+      const version = catalog.version
       const compiled = current(original, catalog)
+      const columns = new Map(markers.map((m) => [m, catalog.column(m.column)]))
+      const expected = columns.get(markers[0]!)!.fingerprint
       let result: QueryResult<R>
       try {
-        result = await this.#search<R>(compiled, markers, run)
+        result = await this.#search<R>(compiled, markers, (m) => columns.get(m)!.node, run)
       } catch (error) {
-        if (attempt === 0 && STALE_CATALOG.has((error as { code?: string }).code ?? '') && await catalog.refresh(run)) continue
+        // Inside the caller's transaction a failed statement aborts it: nothing can run again there.
+        const stale = attempt === 0 && !this.inTransaction && STALE_CATALOG.has((error as { code?: string }).code ?? '')
+        if (stale && ((await catalog.refresh(run)) || catalog.version !== version)) continue
         throw error
       }
-      const expected = catalog.column(markers[0]!.column).fingerprint
       const rows = result.rows as Record<string, unknown>[]
-      const stale = expected !== undefined && rows.some((row) => PROBE_COLUMN in row && row[PROBE_COLUMN] !== expected)
-      if (stale && attempt === 0) {
+      const moved = expected !== undefined && rows.some((row) => PROBE_COLUMN in row && row[PROBE_COLUMN] !== expected)
+      if (moved && attempt === 0) {
         await catalog.refresh(run)
         continue
       }
-      if (stale) {
+      if (moved) {
         throw new PgmlKitError('CATALOG_CHANGING', `the catalog row of ${markers[0]!.column.table}.${markers[0]!.column.column} changed twice while one search ran`, { hint: 'a migration is switching the column: run the search again' })
       }
       for (const row of rows) delete row[PROBE_COLUMN]
@@ -226,7 +232,7 @@ class KitConnection implements DatabaseConnection {
     }
   }
 
-  async #search<R>(compiled: CompiledQuery, markers: readonly QueryVector[], run: Run): Promise<QueryResult<R>> {
+  async #search<R>(compiled: CompiledQuery, markers: readonly QueryVector[], columnOf: (marker: QueryVector) => EmbeddingColumnNode, run: Run): Promise<QueryResult<R>> {
     const filtered = isFiltered(compiled.query)
     const wantsIterative = filtered && markers.some((m) => m.settings.iterativeScan === undefined && m.index.method !== null)
     const capabilities = wantsIterative ? await this.#runtime.capabilities(run) : null
@@ -239,7 +245,7 @@ class KitConnection implements DatabaseConnection {
 
     const resolveAll = async () => {
       const resolved = new Map<QueryVector, string>()
-      for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#runtime.resolve(marker, run))
+      for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#runtime.resolve(marker, columnOf(marker), run))
       return compiled.parameters.map((p) => (p instanceof QueryVector ? resolved.get(p) : p))
     }
     if (settings.length === 0) return this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))

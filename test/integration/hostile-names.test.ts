@@ -9,6 +9,9 @@ import { createKit } from '../../src/query/create-kit.js'
 import { quoteIdent, quoteQualified } from '../../src/sql/quote.js'
 import { readStatus } from '../../src/status.js'
 import { runWorker } from '../../src/worker/run-worker.js'
+import { backfill } from '../../src/worker/backfill.js'
+import { readColumnWithCopies } from '../../src/db/live-catalog.js'
+import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import { MODELS_DIR, loadTiny } from '../helpers/embedders.js'
 import { DOUBLE_DIMENSIONS, PGML_EMBED_TEST_DOUBLE } from '../helpers/fixtures.js'
 import { parseStatements, sections } from '../helpers/sql.js'
@@ -124,7 +127,49 @@ SELECT 1;
     const status = await readStatus({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state })
     expect(status.embeddingColumns.map((c) => c.column).sort()).toEqual(tables.map((t) => t.column).sort())
 
-    // And everything goes again, the victim and the tables' own columns untouched.
+    // A staged model change with these names: the shadow, its backfill, the switch; searches follow.
+    const changed: PgmlKitConfig = structuredClone(config)
+    for (const t of tables) {
+      const e = changed.tables[t.table]!.embeddings[t.column]!
+      if (t.mode === 'queue') e.model = { ...TINY, documentPrefix: 'passage: ' }
+      else Object.assign(e, { model: { ...DOUBLE, documentPrefix: 'p: ' }, mode: 'trigger' })
+    }
+    await p.writeConfig(changed)
+    const rollout = [...await p.generate('shadow', { allowDestructive: false })]
+    await p.migrate()
+    const loadedChanged = await loadConfig('pgml-kit.config.ts', db.cwd)
+    for (const c of loadedChanged.state.embeddingColumns) {
+      for (const target of await readColumnWithCopies(db.url, c)) {
+        expect((await backfill({ url: db.url, column: target, loadEmbedder: localEmbedderLoader(loadedChanged.embedder) })).failedCount).toBe(0)
+      }
+    }
+    rollout.push(...await p.generate('switch', { switch: 'always', allowDestructive: false }))
+    for (const file of rollout) {
+      const content = await readFile(file, 'utf8')
+      expect(content.match(/^\s*--[\s-]*up\s+migration/gim), file).toHaveLength(1)
+      expect(content.match(/^\s*--[\s-]*down\s+migration/gim), file).toHaveLength(1)
+      const directives = readDirectives(content)
+      expect(directives.noTransaction, file).toBe(file.includes('--create-vector-index'))
+      expect([...directives.requires, ...directives.downRequires].every((d) => d === 'pgml'), file).toBe(true)
+      const { up, down } = sections(content)
+      expect(parseStatements(up) + parseStatements(down), file).toBeGreaterThan(1)
+    }
+    await p.migrate()
+    expect(await db.query(`SELECT count(*)::int AS n FROM victim`)).toEqual([{ n: 0 }])
+    expect((await db.query<{ role: string | null }>('SELECT rollout_role AS role FROM pgml_kit.embedding_columns ORDER BY 1')).map((r) => r.role)).toEqual([...tables.map(() => 'previous'), ...tables.map(() => null)])
+    const searchPool = new pg.Pool({ connectionString: db.url, max: 1 })
+    try {
+      const kit = createKit(loadedChanged.source, { db: new Kysely<Record<string, Record<string, unknown>>>({ dialect: new PostgresDialect({ pool: searchPool }) }), cwd: db.cwd }) as unknown as {
+        search(r: string, q: string): { selectAll(): { execute(): Promise<unknown[]> } }
+      }
+      for (const c of loadedChanged.state.embeddingColumns) expect(await kit.search(`${c.table}.${c.column}`, 'text 3').selectAll().execute()).toHaveLength(5)
+    } finally {
+      await searchPool.end()
+    }
+
+    // And everything goes again — the switch, the shadow, the columns — the victim and the tables' own columns untouched.
+    await p.migrate('down', rollout.length)
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.embedding_columns'))[0]!.n).toBe(tables.length)
     await p.migrate('down', written.length)
     expect(await db.query(`SELECT count(*)::int AS n FROM victim`)).toEqual([{ n: 0 }])
     expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'pgml_kit'`)).toEqual([{ n: 0 }])

@@ -10,6 +10,7 @@ import { backfill } from '../../src/worker/backfill.js'
 import { readColumnWithCopies } from '../../src/db/live-catalog.js'
 import { readStatus } from '../../src/status.js'
 import { checkGenerated, planFromConfig } from '../../src/migrations/generate.js'
+import { readSnapshot } from '../../src/migrations/snapshot.js'
 import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import { embedderSettingsAt, resolveConfig } from '../../src/model/resolve.js'
 import type { ResolvedModel } from '../../src/model/ir.js'
@@ -72,6 +73,12 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     const [stored] = await db.query<{ v: string }>('SELECT body_embedding::text AS v FROM documents WHERE id = $1', [hits[0]!.id])
     expect(hits[0]!.distance).toBeCloseTo(1 - cosine(query!, parseVector(stored!.v)), 5)
   }
+  /** `status --drift`: the database against the snapshot (empty: they agree). */
+  async function drift(): Promise<unknown[]> {
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const status = await readStatus({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state, drift: (await readSnapshot(loaded.migrationsDir)).state })
+    return [...(status.drift ?? [])]
+  }
   const worker = async () => {
     const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
     return runWorker({ url: db.url, columns: loaded.state.embeddingColumns, loadEmbedder: localEmbedderLoader(loaded.embedder), once: true, batchSize: 16 })
@@ -97,6 +104,7 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     expect(shadow.written).toHaveLength(2)
     await p.migrate()
     expect((await checkGenerated(await loadConfig('pgml-kit.config.ts', db.cwd))).ok).toBe(true)
+    expect(await drift()).toEqual([])
     // New writes are queued for both columns; the worker embeds each with its own model.
     await db.query(`INSERT INTO documents (title, body) SELECT 'new page ' || i, 'a park with a playground ' || i FROM generate_series(1, 10) AS i`)
     await db.query(`UPDATE documents SET body = 'children and the park, updated' WHERE id IN (1, 2, 3)`)
@@ -127,6 +135,7 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     expect(switched.plan.stages.map((s) => s.stage)).toEqual(['switch'])
     expect(switched.written).toHaveLength(1)
     await p.migrate()
+    expect(await drift()).toEqual([])
     // The kit created before the switch notices it in the search itself, without a restart.
     await searchedWith(kit, B)
     expect(await agreement('body_embedding', B)).toMatchObject({ rows: 70, missing: 0 })
@@ -155,6 +164,7 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     await searchedWith(kit, B)
     expect((await agreement('body_embedding', B)).worst).toBeGreaterThan(0.9999)
     expect((await p.generate('nothing', { sized: true })).length).toBe(0)
+    expect(await drift()).toEqual([])
   })
 
   it('refuses at migrate time a switch written before the shadow is filled, and the drop of the previous column while the live one has gaps; nothing changes', async () => {

@@ -318,4 +318,29 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
     expect(await db.query(`SELECT count(*)::int AS n FROM pgml_kit.backfill_checkpoints`)).toEqual([{ n: 0 }])
     await expectVectorsMatchLatestText(embedder)
   })
+
+  it('backfill ends at the last row present when it started: rows inserted while it runs are left to their queue, not chased', async () => {
+    const { column, embedder } = await setup()
+    await db.query(`ALTER TABLE documents DISABLE TRIGGER USER; INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 60) AS i; ALTER TABLE documents ENABLE TRIGGER USER`)
+    // A TEST DOUBLE embedder that, while it embeds each batch, has a writer insert ten more rows
+    // (queued, no vector yet): without an end, the backfill would follow them for as long as they come.
+    let inserted = 0
+    const writing: Embedder = {
+      modelId: embedder.modelId, dimensions: embedder.dimensions,
+      async embed(texts, options) {
+        if (inserted < 200) {
+          inserted += 10
+          await db.query(`INSERT INTO documents (title, body) SELECT 'late ' || i, 'body' FROM generate_series(1, 10) AS i`)
+        }
+        return embedder.embed(texts, options)
+      },
+    }
+    const result = await backfill({ url: db.url, column, loadEmbedder: async () => writing, batchSize: 10 })
+    expect(result).toMatchObject({ total: 60, done: 60, written: 60, interrupted: false })
+    expect(inserted).toBe(60)
+    const late = await db.query<{ n: number; queued: number }>(`SELECT count(*)::int AS n, (SELECT count(*)::int FROM pgml_kit.embedding_jobs) AS queued FROM documents WHERE title LIKE 'late %' AND body_embedding IS NULL`)
+    expect(late[0]!.n).toBeGreaterThan(0)
+    // Each has its job: the worker embeds them (a later backfill would too).
+    expect(late[0]!.queued).toBeGreaterThanOrEqual(late[0]!.n)
+  })
 })

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import pg from 'pg'
 import { Kysely, PostgresDialect } from 'kysely'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
@@ -10,7 +10,8 @@ import { readColumnWithCopies } from '../../src/db/live-catalog.js'
 import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import { MODELS_DIR, cosine, loadTiny, parseVector } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
-import { requireServerTier, server, serverTier, type TestDatabase } from '../helpers/targets.js'
+import { server, serverTier, type TestDatabase } from '../helpers/targets.js'
+import { leastPrivilegeRoles } from '../helpers/roles.js'
 
 /**
  * The whole staged model change on PostgreSQL with pgml_compat (real in-database embedding, no test
@@ -21,8 +22,10 @@ import { requireServerTier, server, serverTier, type TestDatabase } from '../hel
  */
 const A = { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' }
 const B = { id: 'pgml-kit/tiny-bert-32', dimensions: 32 }
+/** For the queue column: the same model and dimensions with other prefixes — vectors only the catalog's fingerprint tells apart. */
+const A2 = { ...A, documentPrefix: 'search_document: ', queryPrefix: 'search_query: ' }
 
-function config(model: typeof A | typeof B, roles: { app: string; worker: string }): PgmlKitConfig {
+function config(next: boolean, roles: { app: string; worker: string }): PgmlKitConfig {
   return {
     embedder: { modelsDir: MODELS_DIR, allowRemoteModels: false },
     roles,
@@ -30,9 +33,9 @@ function config(model: typeof A | typeof B, roles: { app: string; worker: string
       documents: {
         embeddings: {
           // Embedded in the writing transaction by pgml.embed (pgml_compat), the shadow too.
-          body_embedding: { source: ['title', 'body'], model, mode: 'trigger', indexes: [{ method: 'hnsw', distance: 'cosine' }] },
+          body_embedding: { source: ['title', 'body'], model: next ? B : A, mode: 'trigger', indexes: [{ method: 'hnsw', distance: 'cosine' }] },
           // Embedded by the worker with the local model.
-          title_embedding: { source: 'title', model, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l2' }] },
+          title_embedding: { source: 'title', model: next ? A2 : A, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l2' }] },
         },
       },
     },
@@ -40,17 +43,9 @@ function config(model: typeof A | typeof B, roles: { app: string; worker: string
 }
 
 describe('a staged model change on PostgreSQL under load (pgml_compat, least-privilege roles)', () => {
-  const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`
-  const APP = `pgml_kit_app_${suffix}`
-  const WORKER = `pgml_kit_worker_${suffix}`
-  const admin = requireServerTier().url
-  const sqlAsAdmin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: admin })
-    await c.connect()
-    try { await c.query(sql) } finally { await c.end() }
-  }
-  beforeAll(async () => sqlAsAdmin(`CREATE ROLE ${APP} LOGIN PASSWORD 'app'; CREATE ROLE ${WORKER} LOGIN PASSWORD 'worker'`))
-  afterAll(async () => sqlAsAdmin(`DROP ROLE IF EXISTS ${APP}; DROP ROLE IF EXISTS ${WORKER}`))
+  const roles = leastPrivilegeRoles()
+  const APP = roles.app
+  const WORKER = roles.worker
 
   let db: TestDatabase
   const pools: pg.Pool[] = []
@@ -58,18 +53,13 @@ describe('a staged model change on PostgreSQL under load (pgml_compat, least-pri
     for (const pool of pools.splice(0)) await pool.end()
     await db?.close()
   })
-  const as = (role: string, password: string) => {
-    const url = new URL(db.url)
-    url.username = role
-    url.password = password
-    return url.toString()
-  }
+  const as = (role: string) => roles.as(db.url, role === APP ? 'app' : 'worker')
 
   it('switches a trigger and a queue column to a new model while writers, a worker and searches run; every row ends with the new model\'s vector', { timeout: 600_000 }, async () => {
     db = await server.create()
     const name = new URL(db.url).pathname.slice(1)
     await db.query(`ALTER DATABASE "${name}" SET pgml_compat.models_dir = '${serverTier!.modelsDir.replaceAll("'", "''")}'`)
-    const roles = { app: APP, worker: WORKER }
+    const declared = { app: APP, worker: WORKER }
     const p = new TestProject(db)
     await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
 CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text, department text);
@@ -77,12 +67,12 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON documents TO ${APP};
 -- Down Migration
 DROP TABLE documents;
 `)
-    await p.writeConfig(config(A, roles))
+    await p.writeConfig(config(false, declared))
     await p.generate('add-embeddings')
     await p.migrate()
     await db.query(`INSERT INTO documents (title, body) SELECT 'page ' || i, CASE WHEN i % 4 = 0 THEN 'children play in the park' ELSE 'opening hours of the library, branch ' || i END FROM generate_series(1, 300) AS i`)
 
-    const appPool = new pg.Pool({ connectionString: as(APP, 'app'), max: 6 })
+    const appPool = new pg.Pool({ connectionString: as(APP), max: 6 })
     pools.push(appPool)
     const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
     const loadEmbedder = localEmbedderLoader(loaded.embedder)
@@ -90,7 +80,7 @@ DROP TABLE documents;
     const stopWorker = new AbortController()
     let workerError: unknown = null
     const worker: Promise<WorkerTotals | null> = runWorker({
-      url: as(WORKER, 'worker'), columns: loaded.state.embeddingColumns, loadEmbedder, batchSize: 16, pollIntervalMs: 50, signal: stopWorker.signal,
+      url: as(WORKER), columns: loaded.state.embeddingColumns, loadEmbedder, batchSize: 16, pollIntervalMs: 50, signal: stopWorker.signal,
     }).catch((error: unknown) => { workerError = error; return null })
 
     // Writers, as the application role.
@@ -116,7 +106,7 @@ DROP TABLE documents;
       }
     }
     // Searches, as the application role, through a kit deployed with the new config from the start.
-    const kit = createKit(config(B, roles), { db: new Kysely<Record<string, Record<string, unknown>>>({ dialect: new PostgresDialect({ pool: appPool }) }), cwd: db.cwd }) as unknown as {
+    const kit = createKit(config(true, declared), { db: new Kysely<Record<string, Record<string, unknown>>>({ dialect: new PostgresDialect({ pool: appPool }) }), cwd: db.cwd }) as unknown as {
       search(r: string, q: string, o: object): { select(c: string[]): { execute(): Promise<{ id: number; distance: number }[]> } }
     }
     const searches = new Map<string, number>()
@@ -149,7 +139,7 @@ DROP TABLE documents;
 
     // 1. The shadows.
     stage = 'shadow'
-    await p.writeConfig(config(B, roles))
+    await p.writeConfig(config(true, declared))
     expect((await p.generateWith('switch-model', { allowDestructive: false })).plan.stages.map((s) => s.stage)).toEqual(['shadow', 'shadow'])
     await p.migrate()
     await answered()
@@ -158,8 +148,8 @@ DROP TABLE documents;
     stage = 'backfill'
     const configNow = await loadConfig('pgml-kit.config.ts', db.cwd)
     for (const column of configNow.state.embeddingColumns) {
-      for (const target of await readColumnWithCopies(as(WORKER, 'worker'), column)) {
-        const result = await backfill({ url: as(WORKER, 'worker'), column: target, loadEmbedder, batchSize: 32 })
+      for (const target of await readColumnWithCopies(as(WORKER), column)) {
+        const result = await backfill({ url: as(WORKER), column: target, loadEmbedder, batchSize: 32 })
         expect(result.failedCount, target.column).toBe(0)
       }
     }
@@ -189,7 +179,7 @@ DROP TABLE documents;
     running = false
     await Promise.all(load)
     // Drain what the last writes queued, then stop the worker.
-    const drain = await runWorker({ url: as(WORKER, 'worker'), columns: configNow.state.embeddingColumns, loadEmbedder, once: true })
+    const drain = await runWorker({ url: as(WORKER), columns: configNow.state.embeddingColumns, loadEmbedder, once: true })
     stopWorker.abort()
     const totals = await worker
     expect(workerError).toBeNull()
@@ -210,11 +200,11 @@ DROP TABLE documents;
     expect(trigger!.n).toBeGreaterThan(400)
     expect(trigger!.worst).toBeGreaterThan(0.9999)
     const rows = await db.query<{ title: string; v: string | null }>('SELECT title, title_embedding::text AS v FROM documents ORDER BY id')
-    const local = await (await loadTiny({ id: B.id, revision: null, dimensions: 32, documentPrefix: '', queryPrefix: '', normalize: true, pooling: null })).embed(rows.map((r) => r.title))
+    const local = await (await loadTiny({ ...A2, revision: null, normalize: true, pooling: null })).embed(rows.map((r) => r.title))
     expect(rows.filter((r) => r.v === null)).toEqual([])
     expect(Math.min(...rows.map((r, i) => cosine(parseVector(r.v!), local[i]!)))).toBeGreaterThan(0.9999)
-    expect(await db.query('SELECT column_name, model_id, rollout_role FROM pgml_kit.embedding_columns ORDER BY 1')).toEqual([
-      { column_name: 'body_embedding', model_id: B.id, rollout_role: null }, { column_name: 'title_embedding', model_id: B.id, rollout_role: null },
+    expect(await db.query('SELECT column_name, model_id, document_prefix, rollout_role FROM pgml_kit.embedding_columns ORDER BY 1')).toEqual([
+      { column_name: 'body_embedding', model_id: B.id, document_prefix: '', rollout_role: null }, { column_name: 'title_embedding', model_id: A2.id, document_prefix: A2.documentPrefix, rollout_role: null },
     ])
     expect(await db.query('SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs')).toEqual([{ n: 0 }])
   })

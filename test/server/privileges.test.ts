@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import pg from 'pg'
 import { Kysely, PostgresDialect } from 'kysely'
 import { createEmbeddingWriter } from '../../src/app/embedding-writer.js'
@@ -11,7 +11,8 @@ import { retryDeadLetters } from '../../src/worker/queue.js'
 import { runWorker } from '../../src/worker/run-worker.js'
 import { MODELS_DIR, loadTiny } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
-import { requireServerTier, server, serverTier, type TestDatabase } from '../helpers/targets.js'
+import { server, serverTier, type TestDatabase } from '../helpers/targets.js'
+import { leastPrivilegeRoles } from '../helpers/roles.js'
 
 const MODEL = { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' }
 
@@ -20,21 +21,10 @@ const MODEL = { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'pa
  * SELECT/INSERT/UPDATE/DELETE on its table, and the worker role only what pgml-kit grants it.
  */
 describe('least-privilege roles on PostgreSQL', () => {
-  const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`
-  const APP = `pgml_kit_app_${suffix}`
-  const WORKER = `pgml_kit_worker_${suffix}`
-  const admin = requireServerTier().url
-  const sqlAsAdmin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: admin })
-    await c.connect()
-    try { await c.query(sql) } finally { await c.end() }
-  }
-  beforeAll(async () => {
-    await sqlAsAdmin(`CREATE ROLE ${APP} LOGIN PASSWORD 'app'; CREATE ROLE ${WORKER} LOGIN PASSWORD 'worker'`)
-  })
-  afterAll(async () => {
-    await sqlAsAdmin(`DROP ROLE IF EXISTS ${APP}; DROP ROLE IF EXISTS ${WORKER}`)
-  })
+  const roles = leastPrivilegeRoles()
+  const APP = roles.app
+  const WORKER = roles.worker
+  const suffix = APP.slice('pgml_kit_app_'.length)
 
   let db: TestDatabase
   const pools: pg.Pool[] = []
@@ -43,14 +33,8 @@ describe('least-privilege roles on PostgreSQL', () => {
     await db?.close()
   })
 
-  const as = (role: string, password: string) => {
-    const url = new URL(db.url)
-    url.username = role
-    url.password = password
-    return url.toString()
-  }
-  const asApp = () => as(APP, 'app')
-  const asWorker = () => as(WORKER, 'worker')
+  const asApp = () => roles.as(db.url, 'app')
+  const asWorker = () => roles.as(db.url, 'worker')
   async function query<R extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<R[]> {
     const c = new pg.Client({ connectionString: url })
     await c.connect()

@@ -22,7 +22,7 @@ export type SourceColumnOf<C extends PgmlKitConfig, T extends ConfiguredTable<C>
 export type InsertRow<C extends PgmlKitConfig, T extends ConfiguredTable<C>> = { [K in SourceColumnOf<C, T>]: string | null } & Record<string, unknown>
 
 export interface EmbeddingWriterOptions {
-  /** A node-postgres pool or client. */
+  /** A node-postgres pool, or a client that is not inside a transaction: each insert and update runs in a transaction of its own. */
   readonly db: pg.Pool | pg.ClientBase
   /** Embedder per column; default: the local ONNX model, as configured under `embedder`. */
   readonly loadEmbedder?: (column: EmbeddingColumnNode) => Promise<Embedder>

@@ -94,6 +94,8 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
 
     // The application is deployed with the new config before anything is migrated.
     pool = new pg.Pool({ connectionString: db.url, max: 3 })
+    // Teardown drops the database WITH (FORCE): a client of this pool still closing hears about it.
+    pool.on('error', () => undefined)
     const kit = createKit<PgmlKitConfig, DB>(config(B), { db: new Kysely<DB>({ dialect: new PostgresDialect({ pool }) }), embedIn: 'local', cwd: db.cwd })
     await searchedWith(kit, A)
 
@@ -112,6 +114,10 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     await worker()
     await searchedWith(kit, A)
     expect(await agreement('body_embedding', A)).toMatchObject({ rows: 70, missing: 0 })
+    // parity compares the stored vectors with the model the column holds (the catalog's), not the config's.
+    const parity = await runCli(['parity', 'documents.body_embedding', '--sample', '20'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(parity.code, parity.stderr).toBe(0)
+    expect(parity.stdout).toMatch(/cosine min (0\.99|1\.0)/)
 
     // Not filled yet: plan says how far; a switch generated anyway is refused by migrate, changing nothing.
     const waiting = await p.generateWith('switch-model', { sized: true, allowDestructive: false })
@@ -136,6 +142,10 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     expect(switched.written).toHaveLength(1)
     await p.migrate()
     expect(await drift()).toEqual([])
+    // The previous column is waiting for approval, not a disagreement.
+    const check = await checkGenerated(await loadConfig('pgml-kit.config.ts', db.cwd))
+    expect(check.ok).toBe(true)
+    expect(check.waiting.join('\n')).toMatch(/body_embedding__previous keeps the previous model's vectors/)
     // The kit created before the switch notices it in the search itself, without a restart.
     await searchedWith(kit, B)
     expect(await agreement('body_embedding', B)).toMatchObject({ rows: 70, missing: 0 })
@@ -207,6 +217,7 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     await p.generate('add-embeddings')
     await p.migrate()
     pool = new pg.Pool({ connectionString: db.url, max: 3 })
+    pool.on('error', () => undefined)
     // The application, deployed with the new config from the start.
     const settings = embedderSettingsAt(resolveConfig(config(A2, 'app')).embedder, db.cwd)
     const writer = createEmbeddingWriter(config(A2, 'app'), { db: pool, loadEmbedder: localEmbedderLoader(settings) })
@@ -230,7 +241,8 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     await searchedWith(kit, A)
 
     // Another process switches (the CLI); the kit and the writer of this one follow.
-    const planned = await runCli(['plan', '--database-url', db.url], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    // On the embedded default no URL is needed: the project's embedded database is checked.
+    const planned = await runCli(tier.name === 'embedded' ? ['plan'] : ['plan', '--database-url', db.url], { cwd: db.cwd, databaseUrl: db.databaseUrl })
     expect(planned.stdout, planned.stderr).toMatch(/\[model change: switch\] public\.documents\.body_embedding: switches/)
     expect((await p.generateWith('switch', { sized: true, allowDestructive: false })).plan.stages.map((s) => s.stage)).toEqual(['switch'])
     const migrated = await runCli(['migrate'], { cwd: db.cwd, databaseUrl: db.databaseUrl })

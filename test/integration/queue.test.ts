@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { loadConfig } from '../../src/config/load.js'
-import { processBatch, type BatchSettings } from '../../src/worker/process-batch.js'
+import { claimBatch, embedBatch, finishBatch, processBatch, type BatchSettings } from '../../src/worker/process-batch.js'
+import { readLiveColumns } from '../../src/db/live-catalog.js'
 import { runWorker } from '../../src/worker/run-worker.js'
 import { backfill } from '../../src/worker/backfill.js'
 import { readQueueStats, retryDeadLetters } from '../../src/worker/queue.js'
@@ -164,6 +165,40 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
       await client.end()
     }
     await expectVectorsMatchLatestText(embedder)
+  })
+
+  it('writes nothing when a migration changes the column\'s catalog row while the batch is embedded, and keeps the jobs (worker and backfill)', async () => {
+    const { column, embedder } = await setup()
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 6) AS i`)
+    const live = () => readLiveColumns((sql, params) => db.query(sql, [...params]).then((rows) => ({ rows })), [column]).then((l) => l![0]!.fingerprint)
+    const fingerprint = await live()
+    // A TEST DOUBLE embedder during whose work "a migration" changes what the catalog says the column is.
+    const prefixChange = `UPDATE pgml_kit.embedding_columns SET document_prefix = 'other: ' WHERE column_name = 'body_embedding'`
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      const claimed = await claimBatch(client, column, settings(), fingerprint)
+      const embedded = await embedBatch(claimed!, new InterleavingEmbedder(embedder, () => db.query(prefixChange).then(() => undefined)))
+      expect(await finishBatch(client, embedded, settings())).toMatchObject({ claimed: 6, written: 0, catalogChanged: true })
+      expect(await db.query('SELECT count(*)::int AS n FROM documents WHERE body_embedding IS NOT NULL')).toEqual([{ n: 0 }])
+      // The jobs stay, their leases given back, no attempt counted.
+      expect(await db.query('SELECT count(*)::int AS n, max(attempts)::int AS attempts, count(leased_by)::int AS leased FROM pgml_kit.embedding_jobs')).toEqual([{ n: 6, attempts: 0, leased: 0 }])
+      // A column renamed away while its batch is embedded: the same, not six failed rows. (The jobs wait a second
+      // before they are taken again, as after any write that found nothing to write: made due now.)
+      await db.query('UPDATE pgml_kit.embedding_jobs SET next_attempt_at = now()')
+      const renamed = await claimBatch(client, column, settings(), await live())
+      const away = await embedBatch(renamed!, new InterleavingEmbedder(embedder, () => db.query('ALTER TABLE documents RENAME COLUMN body_embedding TO elsewhere').then(() => undefined)))
+      expect(await finishBatch(client, away, settings())).toMatchObject({ written: 0, failed: 0, catalogChanged: true })
+      expect(await db.query('SELECT max(attempts)::int AS attempts FROM pgml_kit.embedding_jobs')).toEqual([{ attempts: 0 }])
+      await db.query('ALTER TABLE documents RENAME COLUMN elsewhere TO body_embedding')
+    } finally {
+      await client.end()
+    }
+    // backfill stops the same way, with every batch before written, and says to run it again.
+    await db.query(`UPDATE pgml_kit.embedding_columns SET document_prefix = '' WHERE column_name = 'body_embedding'`)
+    const changing = new InterleavingEmbedder(embedder, () => db.query(prefixChange).then(() => undefined))
+    await expect(backfill({ url: db.url, column, loadEmbedder: async () => changing })).rejects.toMatchObject({ code: 'CATALOG_CHANGED', hint: expect.stringMatching(/run pgml-kit backfill again/) })
+    expect(await db.query('SELECT count(*)::int AS n FROM documents WHERE body_embedding IS NOT NULL')).toEqual([{ n: 0 }])
   })
 
   // The worker never waits on an application's row lock, so it cannot deadlock with a multi-row

@@ -70,9 +70,11 @@ DROP TABLE documents;
     await p.writeConfig(config(false, declared))
     await p.generate('add-embeddings')
     await p.migrate()
-    await db.query(`INSERT INTO documents (title, body) SELECT 'page ' || i, CASE WHEN i % 4 = 0 THEN 'children play in the park' ELSE 'opening hours of the library, branch ' || i END FROM generate_series(1, 300) AS i`)
+    await db.query(`INSERT INTO documents (title, body) SELECT 'page ' || i, CASE WHEN i % 4 = 0 THEN 'children play in the park' ELSE 'opening hours of the library, branch ' || i END FROM generate_series(1, 150) AS i`)
 
     const appPool = new pg.Pool({ connectionString: as(APP), max: 6 })
+    // Teardown drops the database WITH (FORCE): a client of this pool still closing hears about it.
+    appPool.on('error', () => undefined)
     pools.push(appPool)
     const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
     const loadEmbedder = localEmbedderLoader(loaded.embedder)
@@ -197,7 +199,7 @@ DROP TABLE documents;
               min(1 - (body_embedding <=> pgml.embed('pgml-kit/tiny-bert-32', title || E'\\n\\n' || body, '{"normalize_embeddings":true}')::vector(32)))::float8 AS worst
        FROM documents`)
     expect(trigger).toMatchObject({ missing: 0 })
-    expect(trigger!.n).toBeGreaterThan(400)
+    expect(trigger!.n).toBeGreaterThan(250)
     expect(trigger!.worst).toBeGreaterThan(0.9999)
     const rows = await db.query<{ title: string; v: string | null }>('SELECT title, title_embedding::text AS v FROM documents ORDER BY id')
     const local = await (await loadTiny({ ...A2, revision: null, normalize: true, pooling: null })).embed(rows.map((r) => r.title))

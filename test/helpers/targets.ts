@@ -1,4 +1,6 @@
-import { cp, mkdtemp, rm } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { promisify } from 'node:util'
 import { inject } from 'vitest'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -53,12 +55,28 @@ function sessionFn(url: string): TestDatabase['session'] {
   return (fn) => withClient(url, (c) => fn(async (sql, params) => (await c.query(sql, params)).rows))
 }
 
+const run = promisify(execFile)
+
+/**
+ * Copies a directory tree. The system's `cp -a` copies the 39 MB, ~970-file data directory in
+ * about 0.25 s, node's fs.cp in about 0.95 s — per embedded test; fs.cp where there is no `cp`.
+ */
+async function copyTree(from: string, to: string): Promise<void> {
+  await mkdir(join(to, '..'), { recursive: true })
+  try {
+    await run('cp', ['-a', from, to])
+  } catch {
+    await rm(to, { recursive: true, force: true })
+    await cp(from, to, { recursive: true })
+  }
+}
+
 const embedded: TestTier = {
   name: 'embedded',
   async create() {
     const cwd = await mkdtemp(join(tmpdir(), 'pgml-kit-test-'))
     // A copy of a freshly initialised data directory: the same state initdb gives, seconds sooner.
-    await cp(inject('pgliteTemplate'), join(cwd, EMBEDDED_DIR, 'data'), { recursive: true })
+    await copyTree(inject('pgliteTemplate'), join(cwd, EMBEDDED_DIR, 'data'))
     // This process owns the data directory for the whole test; pgml-kit calls connect to it.
     // An empty databaseUrl selects the embedded default even when DATABASE_URL is set.
     const target = await openTarget({ cwd, databaseUrl: '' })

@@ -6,7 +6,7 @@ import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig } from '../config/schema.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
-import { MAX_PARAMETERS, renderBeginInsert, renderInsertRows, renderLockSources, renderUpdatePatch } from '../sql/render-app-writer.js'
+import { INSIDE_TRANSACTION, MAX_PARAMETERS, renderEndWrite, renderInsertRows, renderLockForInsert, renderLockSources, renderOpenWrite, renderUndoWrite, renderUpdatePatch } from '../sql/render-app-writer.js'
 import { liveColumnsOf, readLiveColumns, type CatalogRead } from '../db/live-catalog.js'
 import { columnsOfConfig, type LiveColumn } from '../model/catalog-column.js'
 
@@ -22,7 +22,12 @@ export type SourceColumnOf<C extends PgmlKitConfig, T extends ConfiguredTable<C>
 export type InsertRow<C extends PgmlKitConfig, T extends ConfiguredTable<C>> = { [K in SourceColumnOf<C, T>]: string | null } & Record<string, unknown>
 
 export interface EmbeddingWriterOptions {
-  /** A node-postgres pool, or a client that is not inside a transaction: each insert and update runs in a transaction of its own. */
+  /**
+   * A node-postgres pool, or a client. With a pool, or a client outside a transaction, each insert
+   * and update runs in a transaction of its own. A client inside the caller's transaction: each
+   * write joins it under a savepoint — it commits or rolls back with the caller's transaction, and
+   * a write that fails undoes only itself, leaving the caller's transaction usable.
+   */
   readonly db: pg.Pool | pg.ClientBase
   /** Embedder per column; default: the local ONNX model, as configured under `embedder`. */
   readonly loadEmbedder?: (column: EmbeddingColumnNode) => Promise<Embedder>
@@ -93,20 +98,25 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
   }
 
   /**
-   * Runs `fn` on one client in a transaction (a pool lends one for it), opened by `begin` — which may
-   * be several statements whose results `fn` is given.
+   * Runs `fn` on one client in a transaction (a pool lends one for it) — or, on a client the caller
+   * gave that is inside the caller's transaction, under a savepoint in it. `then` runs in the round
+   * trip that opens it; `fn` is given its results.
    */
-  async function inTransaction<T>(fn: (db: pg.ClientBase, begun: readonly pg.QueryResult[]) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  async function inTransaction<T>(fn: (db: pg.ClientBase, opened: readonly pg.QueryResult[]) => Promise<T>, then?: string): Promise<T> {
     const client = 'totalCount' in options.db ? await (options.db as pg.Pool).connect() : undefined
     const db = client ?? (options.db as pg.ClientBase)
     try {
-      const opened = (await db.query(begin)) as unknown as pg.QueryResult | pg.QueryResult[]
-      const result = await fn(db, Array.isArray(opened) ? opened : [opened])
-      await db.query('COMMIT')
-      return result
-    } catch (error) {
-      await db.query('ROLLBACK').catch(() => undefined)
-      throw error
+      // A client the pool just lent is outside any transaction; one the caller gave may be inside theirs.
+      const inside = client ? false : (await db.query<{ inside: boolean }>(INSIDE_TRANSACTION)).rows[0]?.inside === true
+      try {
+        const opened = (await db.query(renderOpenWrite(inside, then))) as unknown as pg.QueryResult | pg.QueryResult[]
+        const result = await fn(db, Array.isArray(opened) ? opened.slice(1) : [])
+        await db.query(renderEndWrite(inside))
+        return result
+      } catch (error) {
+        await db.query(renderUndoWrite(inside)).catch(() => undefined)
+        throw error
+      }
     } finally {
       client?.release()
     }
@@ -149,8 +159,8 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
         // The catalog cannot be read by this role: the config's columns, as before.
         return inTransaction(write)
       }
-      // BEGIN, the table's lock and its catalog rows in one round trip; they hold until COMMIT.
-      return inTransaction(async (db, [, , catalog]) => {
+      // BEGIN, the table's lock and its catalog rows in one round trip; they hold until the transaction ends.
+      return inTransaction(async (db, [, catalog]) => {
         const now = remember(table, liveColumnsOf(catalog!.rows as CatalogRead[], declaredOf(table)))!
         if (now.fingerprints !== before?.fingerprints) {
           // A migration added, switched or dropped a column since: write what the catalog says now.
@@ -158,7 +168,7 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
           await embedAll(now.columns)
         }
         return write(db)
-      }, renderBeginInsert(ref))
+      }, renderLockForInsert(ref))
     },
 
     async update(table, key, patch) {
@@ -170,7 +180,7 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
         const record: Record<string, unknown> = { ...patch }
         const touches = (c: EmbeddingColumnNode) => c.sourceColumns.some((s) => s in patch)
         if (declaredOf(table).some(touches) || (known.get(table)?.columns ?? []).some(touches)) {
-          // The row's lock holds off migrations of the table until COMMIT: the catalog read after it holds for the write.
+          // The row's lock holds off migrations of the table until the transaction ends: the catalog read after it holds for the write.
           const { rows: current } = await db.query(renderLockSources(ref, [...new Set(declaredOf(table).flatMap((c) => c.sourceColumns))]), [JSON.stringify(key)])
           const entry = remember(table, await readLiveColumns(query(db), declaredOf(table)))
           const affected = (entry?.columns ?? appColumnsFrom(table, null)).filter(touches)

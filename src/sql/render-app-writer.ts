@@ -32,10 +32,38 @@ export function renderUpdatePatch(table: KeyedTable, columns: readonly string[])
 }
 
 /**
- * One round trip (simple protocol, no parameters) before an insert: opens the transaction, takes the
- * lock the INSERT would take anyway — so no migration can add, switch or drop an embedding column of
- * the table until it commits — and reads the table's catalog rows, which then hold for the insert.
+ * What an insert runs in the round trip that opens its transaction (simple protocol, no
+ * parameters): takes the lock the INSERT would take anyway — so no migration can add, switch or
+ * drop an embedding column of the table until the transaction ends — and reads the table's catalog
+ * rows, which then hold for the insert.
  */
-export function renderBeginInsert(table: KeyedTable): string {
-  return `BEGIN; LOCK TABLE ${quoteQualified(table.schema, table.table)} IN ROW EXCLUSIVE MODE; ${renderReadCatalog([table])}`
+export function renderLockForInsert(table: KeyedTable): string {
+  return `LOCK TABLE ${quoteQualified(table.schema, table.table)} IN ROW EXCLUSIVE MODE; ${renderReadCatalog([table])}`
+}
+
+/** The savepoint a write opens inside the caller's transaction, so that a failed write undoes only itself. */
+export const WRITE_SAVEPOINT = 'pgml_kit_write'
+
+/**
+ * Whether the session is inside a transaction block: a statement on its own runs in a transaction
+ * that starts with it, so its start and the transaction's are the same instant; inside a block the
+ * transaction started with an earlier message. (Unlike BEGIN's "already in progress" WARNING, this
+ * holds whatever client_min_messages says, and logs nothing.)
+ */
+export const INSIDE_TRANSACTION = 'SELECT transaction_timestamp() <> statement_timestamp() AS inside'
+
+/** Opens a write: a transaction, or a savepoint inside the caller's; `then` runs in the same round trip. */
+export function renderOpenWrite(inside: boolean, then?: string): string {
+  const open = inside ? `SAVEPOINT ${WRITE_SAVEPOINT}` : 'BEGIN'
+  return then ? `${open}; ${then}` : open
+}
+
+/** Ends a write that succeeded: its transaction commits, or its savepoint joins the caller's transaction. */
+export function renderEndWrite(inside: boolean): string {
+  return inside ? `RELEASE SAVEPOINT ${WRITE_SAVEPOINT}` : 'COMMIT'
+}
+
+/** Undoes a write that failed — and only it, inside the caller's transaction, which stays usable. */
+export function renderUndoWrite(inside: boolean): string {
+  return inside ? `ROLLBACK TO SAVEPOINT ${WRITE_SAVEPOINT}; RELEASE SAVEPOINT ${WRITE_SAVEPOINT}` : 'ROLLBACK'
 }

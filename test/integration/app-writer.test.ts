@@ -80,6 +80,45 @@ DROP TABLE documents;
     expect(await db.query('SELECT department FROM documents WHERE id = 1')).toEqual([{ department: 'recreation' }])
   })
 
+  it('on a client inside the caller\'s transaction, writes join it: they commit and roll back with it, and a failed write undoes only itself', async () => {
+    db = await tier.create()
+    const p = await new TestProject(db).withDocumentsTable(config)
+    await p.generate()
+    await p.migrate()
+    const embedder = await loadTiny({ id: 'pgml-kit/tiny-bert-16', revision: null, dimensions: 16, documentPrefix: '', queryPrefix: '', normalize: true, pooling: null })
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    // Seen from another connection: only what has committed.
+    const titles = async () => (await db.query<{ title: string }>('SELECT title FROM documents ORDER BY id')).map((r) => r.title)
+    // The embedded database serves one transaction at a time: another connection waits for this one's to end.
+    const whileOpen = async (expected: string[]) => { if (tier.name === 'server') expect(await titles()).toEqual(expected) }
+    try {
+      const writer = createEmbeddingWriter(config, { db: client })
+      await writer.insert('documents', [{ title: 'Own', body: 'committed on its own' }])
+      expect(await titles()).toEqual(['Own'])
+
+      await client.query('BEGIN')
+      await writer.insert('documents', [{ title: 'Undone', body: 'rolled back with the caller' }])
+      await whileOpen(['Own'])
+      await client.query('ROLLBACK')
+      expect(await titles()).toEqual(['Own'])
+
+      await client.query('BEGIN')
+      const [kept] = await writer.insert('documents', [{ title: 'Kept', body: 'written in the caller\'s transaction' }], { returning: ['id'] })
+      await expect(writer.insert('documents', [{ title: 'Bad', body: 'x', no_such_column: 1 }])).rejects.toThrow(/no_such_column/)
+      // The caller's transaction is still usable, and still holds the write before the failed one.
+      expect(await writer.update('documents', { id: kept!.id }, { body: 'updated before the caller commits' })).toBe(1)
+      await whileOpen(['Own'])
+      await client.query('COMMIT')
+      expect(await titles()).toEqual(['Own', 'Kept'])
+      const [{ v }] = await db.query<{ v: string }>('SELECT body_embedding::text AS v FROM documents WHERE title = $1', ['Kept']) as [{ v: string }]
+      const [expected] = await embedder.embed(['Kept\n\nupdated before the caller commits'])
+      expect(cosine(parseVector(v), expected!)).toBeGreaterThan(0.99999)
+    } finally {
+      await client.end()
+    }
+  })
+
   it('computes the same source text in JavaScript as the SQL the migrations use', async () => {
     db = await tier.create()
     const column = resolveConfig(config).state.embeddingColumns[0]!

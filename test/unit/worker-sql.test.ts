@@ -3,6 +3,7 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { resolveConfig } from '../../src/model/resolve.js'
 import * as worker from '../../src/sql/render-worker.js'
 import * as backfill from '../../src/sql/render-backfill.js'
+import * as writer from '../../src/sql/render-app-writer.js'
 import { renderKeyMatch } from '../../src/sql/render-row-key.js'
 import { documentsConfig } from '../helpers/fixtures.js'
 import { parseStatements } from '../helpers/sql.js'
@@ -22,6 +23,20 @@ describe('worker and backfill statements', () => {
       backfill.READ_CHECKPOINT, backfill.SAVE_CHECKPOINT, backfill.CLEAR_CHECKPOINT,
     ]
     for (const sql of statements) expect(parseStatements(sql), sql).toBe(1)
+  })
+
+  it.each([['a single-column key', single], ['a composite key and odd names', odd]])('app-mode writer statements parse with %s', (_name, column) => {
+    const sources = column.sourceColumns
+    for (const sql of [writer.renderInsertRows(column, [...sources, 'x"y'], [[true, false, true], [true, true, true]], null), writer.renderInsertRows(column, sources, [sources.map(() => true)], ['id', 'x"y']),
+      writer.renderLockSources(column, sources), writer.renderUpdatePatch(column, [...sources, column.column]), writer.INSIDE_TRANSACTION]) {
+      expect(parseStatements(sql), sql).toBe(1)
+    }
+    const lockAndRead = writer.renderLockForInsert(column)
+    for (const inside of [false, true]) {
+      expect(parseStatements(writer.renderOpenWrite(inside, lockAndRead))).toBe(1 + parseStatements(lockAndRead))
+      expect(parseStatements(writer.renderEndWrite(inside))).toBe(1)
+      expect(parseStatements(writer.renderUndoWrite(inside))).toBe(inside ? 2 : 1)
+    }
   })
 
   it('matches rows by their typed key, quoting every name', () => {

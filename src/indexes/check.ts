@@ -5,7 +5,7 @@ import { findColumn } from '../model/find-column.js'
 import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
 import { columnKey } from '../model/ir.js'
 import { renderVectorType } from '../sql/render-source.js'
-import { DISTANCE_OPERATOR } from '../sql/render-search.js'
+import { DISTANCE_OPERATOR } from '../sql/render-index.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js'
 
 /**

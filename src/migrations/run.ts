@@ -1,5 +1,4 @@
 import pg from 'pg'
-import { PG_MIGRATE_LOCK_ID, runner } from 'node-pg-migrate'
 import { MigrationError, TargetError } from '../errors.js'
 import type { MigrationSettings } from '../model/ir.js'
 import { canEmbedInDatabase, detectCapabilities, type Capabilities } from '../db/capabilities.js'
@@ -127,19 +126,22 @@ export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], direction:
  */
 export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
   const direction = options.direction ?? 'up'
+  // node-pg-migrate loads only when migrations run: importing it takes a tenth of a second every other command can skip.
+  const nodePgMigrate = await import('node-pg-migrate')
+  const lockId = String(nodePgMigrate.PG_MIGRATE_LOCK_ID)
   const release = await lockMigrations(options, options.lockWaitMs ?? 60_000)
   try {
     const target = await openTarget(options)
     try {
       const client = await target.connect('pgml-kit migrate')
       try {
-        await acquireAdvisoryLock(client, Date.now() + (options.lockWaitMs ?? 60_000))
+        await acquireAdvisoryLock(client, lockId, Date.now() + (options.lockWaitMs ?? 60_000))
         const stopWatching = await watchSession(target, client, options)
         try {
-          return await runLocked(client, target, direction, options)
+          return await runLocked(client, target, direction, options, nodePgMigrate.runner)
         } finally {
           await stopWatching()
-          await client.query(RELEASE_MIGRATION_LOCK, [String(PG_MIGRATE_LOCK_ID)]).catch(() => undefined)
+          await client.query(RELEASE_MIGRATION_LOCK, [lockId]).catch(() => undefined)
         }
       } finally {
         await client.end()
@@ -157,9 +159,9 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
  * too) by polling. A session blocked in pg_advisory_lock() would sit in an open transaction, which
  * a concurrent CREATE INDEX CONCURRENTLY waits for — while holding the lock: a deadlock.
  */
-async function acquireAdvisoryLock(client: pg.Client, deadline: number): Promise<void> {
+async function acquireAdvisoryLock(client: pg.Client, lockId: string, deadline: number): Promise<void> {
   for (;;) {
-    const { rows } = await client.query<{ ok: boolean }>(TRY_MIGRATION_LOCK, [String(PG_MIGRATE_LOCK_ID)])
+    const { rows } = await client.query<{ ok: boolean }>(TRY_MIGRATION_LOCK, [lockId])
     if (rows[0]?.ok) return
     if (Date.now() > deadline) {
       throw new MigrationError('MIGRATION_LOCKED', 'another migration run holds the migration lock on this database', { hint: 'wait for it to finish and run migrate again, or raise --lock-wait' })
@@ -168,7 +170,7 @@ async function acquireAdvisoryLock(client: pg.Client, deadline: number): Promise
   }
 }
 
-async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'down', options: MigrateOptions): Promise<MigrateResult> {
+async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'down', options: MigrateOptions, runner: typeof import('node-pg-migrate').runner): Promise<MigrateResult> {
   const [files, applied, capabilities] = await Promise.all([
     listMigrations(options.dir), readApplied(client, options.settings), detectCapabilities(client),
   ])

@@ -1,8 +1,12 @@
+import type { Distance } from '../config/schema.js'
 import type { VectorIndexNode, VectorType } from '../model/ir.js'
 import { bytesPerElement } from '../indexes/advice.js'
 import { deriveIdentifier, dollarQuote, quoteIdent, quoteLiteral, quoteQualified, renderInteger } from './quote.js'
 
 const OPCLASS_SUFFIX = { l2: 'l2_ops', inner_product: 'ip_ops', cosine: 'cosine_ops', l1: 'l1_ops' } as const
+
+/** pgvector's operator for each distance: the one an index of that distance's operator class orders by. */
+export const DISTANCE_OPERATOR: Readonly<Record<Distance, string>> = { l2: '<->', inner_product: '<#>', cosine: '<=>', l1: '<+>' }
 
 /** HNSW has no default operator class, so one is always named; it must match the query's operator. */
 export function operatorClass(index: VectorIndexNode, vectorType: VectorType): string {

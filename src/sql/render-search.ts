@@ -1,6 +1,7 @@
 import { sql, type Expression, type RawBuilder } from 'kysely'
 import type { Distance } from '../config/schema.js'
 import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
+import { DISTANCE_OPERATOR } from './render-index.js'
 import { renderEmbedCall } from './render-source.js'
 
 /**
@@ -9,7 +10,6 @@ import { renderEmbedCall } from './render-source.js'
  * named `a.b` or `x as y` stays one column.
  */
 
-export const DISTANCE_OPERATOR: Readonly<Record<Distance, string>> = { l2: '<->', inner_product: '<#>', cosine: '<=>', l1: '<+>' }
 
 /** The column's table, `"schema"."table"`. */
 export function tableId(column: { schema: string; table: string }): RawBuilder<unknown> {

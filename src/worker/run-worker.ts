@@ -141,8 +141,6 @@ async function reconnect(connector: Connector, signal: AbortSignal | undefined, 
  * await runWorker({ url, columns, loadEmbedder, signal: controller.signal })
  */
 export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
-  const nothingToDo = () => new PgmlKitError('NO_QUEUE_COLUMNS', 'the config has no embedding column with mode "queue", so the worker has nothing to do', { hint: 'set mode: "queue" on an embedding column, generate and migrate' })
-  if (options.columns.length === 0) throw nothingToDo()
   const connector = toConnector(options.url)
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
   const leaseSeconds = options.leaseSeconds ?? 30
@@ -159,16 +157,18 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
   /** The columns as the catalog has them now (and their embedders). */
   const refresh = async () => {
     const live = await readLiveColumns(client, options.columns)
-    const next = live === null
-      ? options.columns.map((node) => ({ node }))
-      : columnsOfConfig(options.columns, live).filter((l) => l.node.mode === 'queue')
+    const next = (live === null ? options.columns.map((node) => ({ node })) : columnsOfConfig(options.columns, live))
+      .filter((l) => l.node.mode === 'queue')
     for (const l of next) if (!embedders.has(modelKey(l.node))) embedders.set(modelKey(l.node), await options.loadEmbedder(l.node))
     served = next
     catalogChanged = false
   }
   try {
     await refresh()
-    if (served.length === 0 && !options.columns.some((c) => c.mode === 'queue')) throw nothingToDo()
+    // Nothing in mode "queue", in the catalog or (not migrated yet) in the config: nothing will ever be queued.
+    if (served.length === 0 && !options.columns.some((c) => c.mode === 'queue')) {
+      throw new PgmlKitError('NO_QUEUE_COLUMNS', 'the config has no embedding column with mode "queue", so the worker has nothing to do', { hint: 'set mode: "queue" on an embedding column, generate and migrate' })
+    }
     const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema
     if (!vectorSchema) throw new PgmlKitError('PGVECTOR_MISSING', 'the target has no pgvector extension installed', { hint: 'run pgml-kit migrate first' })
     const settings: BatchSettings = {

@@ -7,6 +7,7 @@ import { runWorker } from '../../src/worker/run-worker.js'
 import { backfill } from '../../src/worker/backfill.js'
 import { readQueueStats, retryDeadLetters } from '../../src/worker/queue.js'
 import { readStatus } from '../../src/status.js'
+import { resolveConfig } from '../../src/model/resolve.js'
 import type { Embedder } from '../../src/embed/embedder.js'
 import type { EmbeddingColumnNode } from '../../src/model/ir.js'
 import { InterleavingEmbedder, MODELS_DIR, PoisonEmbedder, cosine, loadTiny, parseVector } from '../helpers/embedders.js'
@@ -287,6 +288,23 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
     expect(error).toMatchObject({ code: 'MODEL_DIMENSIONS_MISMATCH' })
     expect(await db.query('SELECT attempts, leased_by FROM pgml_kit.embedding_jobs')).toEqual([{ attempts: 0, leased_by: null }])
     expect(await db.query('SELECT body_embedding FROM documents')).toEqual([{ body_embedding: null }])
+  })
+
+  it('serves only columns in mode "queue": a trigger column\'s model is never loaded, and with none the worker says it has nothing to do', async () => {
+    // No migration yet: no catalog, so the worker goes by the config's columns.
+    db = await tier.create()
+    const column = resolveConfig(queueConfig()).state.embeddingColumns[0]!
+    const trigger: EmbeddingColumnNode = { ...column, column: 'title_embedding', mode: 'trigger', model: { ...column.model, id: 'no/such-local-model' } }
+    const loaded: string[] = []
+    const loadEmbedder = async (c: EmbeddingColumnNode) => {
+      loaded.push(c.column)
+      return loadTiny()
+    }
+    await expect(runWorker({ url: db.url, columns: [trigger], loadEmbedder, once: true })).rejects.toMatchObject({ code: 'NO_QUEUE_COLUMNS' })
+    await expect(runWorker({ url: db.url, columns: [], loadEmbedder, once: true })).rejects.toMatchObject({ code: 'NO_QUEUE_COLUMNS' })
+    // The queue column is served (here it stops at the missing pgvector), the trigger column is not.
+    await expect(runWorker({ url: db.url, columns: [column, trigger], loadEmbedder, once: true })).rejects.toMatchObject({ code: 'PGVECTOR_MISSING' })
+    expect(loaded).toEqual(['body_embedding'])
   })
 
   it('a worker process killed with SIGKILL mid-batch loses no job', async () => {

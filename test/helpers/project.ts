@@ -7,6 +7,10 @@ import { generate, type GenerateResult } from '../../src/migrations/generate.js'
 import { readPlanSizing, type Sizing } from '../../src/indexes/sizing.js'
 import { readSnapshot } from '../../src/migrations/snapshot.js'
 import { migrate, type MigrateResult } from '../../src/migrations/run.js'
+import { runWorker, type WorkerTotals } from '../../src/worker/run-worker.js'
+import { backfill } from '../../src/worker/backfill.js'
+import { readColumnWithCopies } from '../../src/db/live-catalog.js'
+import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import { DOCUMENTS_TABLE } from './fixtures.js'
 import type { TestDatabase } from './targets.js'
 
@@ -78,5 +82,19 @@ export class TestProject {
       databaseUrl: this.db.databaseUrl, cwd: this.db.cwd, dir: config.migrationsDir, settings: config.migrations, direction,
       ...(count === undefined ? {} : { count }),
     })
+  }
+
+  /** As `pgml-kit worker --once`: the config's columns as the catalog has them, with the local models the config names. */
+  async work(options: { batchSize?: number } = {}): Promise<WorkerTotals> {
+    const config = await loadConfig('pgml-kit.config.ts', this.db.cwd)
+    return runWorker({ url: this.db.url, columns: config.state.embeddingColumns, loadEmbedder: localEmbedderLoader(config.embedder), once: true, ...options })
+  }
+
+  /** As `pgml-kit backfill <table>.<column>` for the config's first column: it, then the copies of its staged model change. */
+  async backfill(options: { batchSize?: number } = {}): Promise<void> {
+    const config = await loadConfig('pgml-kit.config.ts', this.db.cwd)
+    for (const column of await readColumnWithCopies(this.db.url, config.state.embeddingColumns[0]!)) {
+      await backfill({ url: this.db.url, column, loadEmbedder: localEmbedderLoader(config.embedder), ...options })
+    }
   }
 }

@@ -5,7 +5,6 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { loadConfig } from '../../src/config/load.js'
 import { createKit } from '../../src/query/create-kit.js'
 import { createEmbeddingWriter } from '../../src/app/embedding-writer.js'
-import { runWorker } from '../../src/worker/run-worker.js'
 import { backfill } from '../../src/worker/backfill.js'
 import { readColumnWithCopies } from '../../src/db/live-catalog.js'
 import { readStatus } from '../../src/status.js'
@@ -79,10 +78,6 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     const status = await readStatus({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state, drift: (await readSnapshot(loaded.migrationsDir)).state })
     return [...(status.drift ?? [])]
   }
-  const worker = async () => {
-    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
-    return runWorker({ url: db.url, columns: loaded.state.embeddingColumns, loadEmbedder: localEmbedderLoader(loaded.embedder), once: true, batchSize: 16 })
-  }
 
   it('goes shadow → backfill → switch → drop while rows are written, and searches use the column\'s model at every stage', async () => {
     db = await tier.create()
@@ -90,7 +85,7 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     await p.generate('add-embeddings')
     await p.migrate()
     await db.query(`INSERT INTO documents (title, body) SELECT 'page ' || i, CASE WHEN i % 3 = 0 THEN 'children play in the park' ELSE 'opening hours of the library ' || i END FROM generate_series(1, 60) AS i`)
-    expect((await worker()).written).toBe(60)
+    expect((await p.work({ batchSize: 16 })).written).toBe(60)
 
     // The application is deployed with the new config before anything is migrated.
     pool = new pg.Pool({ connectionString: db.url, max: 3 })
@@ -111,7 +106,7 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     await db.query(`INSERT INTO documents (title, body) SELECT 'new page ' || i, 'a park with a playground ' || i FROM generate_series(1, 10) AS i`)
     await db.query(`UPDATE documents SET body = 'children and the park, updated' WHERE id IN (1, 2, 3)`)
     await searchedWith(kit, A)
-    await worker()
+    await p.work({ batchSize: 16 })
     await searchedWith(kit, A)
     expect(await agreement('body_embedding', A)).toMatchObject({ rows: 70, missing: 0 })
     // parity compares the stored vectors with the model the column holds (the catalog's), not the config's.
@@ -152,7 +147,7 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     // Writes keep both columns in sync: the previous one so the switch can be undone exactly.
     await db.query(`INSERT INTO documents (title, body) VALUES ('after the switch', 'a park by the river')`)
     await db.query(`UPDATE documents SET title = 'renamed page' WHERE id = 4`)
-    await worker()
+    await p.work({ batchSize: 16 })
     expect(await agreement('body_embedding', B)).toMatchObject({ rows: 71, missing: 0 })
     expect(await agreement('body_embedding__previous', A)).toMatchObject({ rows: 71, missing: 0 })
     expect((await agreement('body_embedding__previous', A)).worst).toBeGreaterThan(0.9999)
@@ -183,7 +178,7 @@ describe.each(tiers)('a staged model change on the $name tier (real fixture mode
     await p.generate('add-embeddings')
     await p.migrate()
     await db.query(`INSERT INTO documents (title, body) SELECT 'page ' || i, 'body ' || i FROM generate_series(1, 20) AS i`)
-    await worker()
+    await p.work({ batchSize: 16 })
     await p.writeConfig(config(B))
     await p.generate('shadow')
     await p.migrate()

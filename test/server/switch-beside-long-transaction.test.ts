@@ -1,11 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import pg from 'pg'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
-import { loadConfig } from '../../src/config/load.js'
-import { backfill } from '../../src/worker/backfill.js'
-import { runWorker } from '../../src/worker/run-worker.js'
-import { readColumnWithCopies } from '../../src/db/live-catalog.js'
-import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import { MODELS_DIR } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
 import { server, type TestDatabase } from '../helpers/targets.js'
@@ -47,18 +42,11 @@ describe('the switch beside a long transaction', () => {
     await p.generate('add-embeddings')
     await p.migrate()
     await db.query(`INSERT INTO documents (title, body) SELECT 'page ' || i, 'body ' || i FROM generate_series(1, 30) AS i`)
-    const work = async () => {
-      const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
-      return runWorker({ url: db.url, columns: loaded.state.embeddingColumns, loadEmbedder: localEmbedderLoader(loaded.embedder), once: true })
-    }
-    await work()
+    await p.work()
     await p.writeConfig(config(B))
     await p.generate('shadow')
     await p.migrate()
-    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
-    for (const column of await readColumnWithCopies(db.url, loaded.state.embeddingColumns[0]!)) {
-      await backfill({ url: db.url, column, loadEmbedder: localEmbedderLoader(loaded.embedder) })
-    }
+    await p.backfill()
     const [switchFile] = await p.generate('switch', { sized: true, allowDestructive: false })
     expect(switchFile).toMatch(/switch/)
     const catalog = () => db.query('SELECT column_name, model_id, rollout_role FROM pgml_kit.embedding_columns ORDER BY 1')
@@ -93,7 +81,7 @@ describe('the switch beside a long transaction', () => {
       { column_name: 'body_embedding', model_id: B.id, rollout_role: null },
       { column_name: 'body_embedding__previous', model_id: A.id, rollout_role: 'previous' },
     ])
-    await work()
+    await p.work()
     expect(await db.query(`SELECT count(*)::int AS n FROM documents WHERE body_embedding IS NULL OR vector_dims(body_embedding) <> 32`)).toEqual([{ n: 0 }])
   })
 })

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url'
  * docker/postgres (PostgreSQL 17 + pgvector + PL/Python + pgml_compat), built (Docker's layer cache
  * makes later builds instant) and started with testcontainers, one container per test run.
  */
-export const SERVER_IMAGE = 'pgml-kit/postgres:17'
+/** PGML_KIT_TEST_IMAGE: another tag, so that two checkouts testing on one Docker engine do not build over each other's image. */
+export const SERVER_IMAGE = process.env.PGML_KIT_TEST_IMAGE ?? 'pgml-kit/postgres:17'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const MODELS_DIR = fileURLToPath(new URL('../fixtures/models', import.meta.url))
 /** Where the image's pgml_compat looks for models: the fixture models (mounted), then the ones pgml-kit ships. */

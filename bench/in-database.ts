@@ -20,9 +20,9 @@ if (!ADMIN) {
   process.stderr.write('set PGML_KIT_BENCH_DATABASE_URL to a server with pgml_compat (docker compose -f docker/compose.yaml up starts one)\n')
   process.exit(2)
 }
-// pgml_compat.models_dir as the server sees it (a server in a container: where the fixture models are mounted).
+// pgml_compat.models_dir comes from the server's configuration (the docker/postgres image, with the
+// fixture models mounted at /var/lib/pgml-kit/models); the Node embedder reads them from here.
 const LOCAL_MODELS_DIR = fileURLToPath(new URL('../test/fixtures/models', import.meta.url))
-const MODELS_DIR = process.env.PGML_KIT_BENCH_MODELS_DIR ?? LOCAL_MODELS_DIR
 const MODEL = 'pgml-kit/tiny-bert-32'
 const TEXTS = Number(process.env.BENCH_TEXTS ?? 1000)
 const ROWS = Number(process.env.BENCH_ROWS ?? 100000)
@@ -46,7 +46,6 @@ await db.connect()
 const results: Record<string, number> = {}
 try {
   await db.query('CREATE EXTENSION pgml_compat CASCADE')
-  await db.query(`SET pgml_compat.models_dir = '${MODELS_DIR}'`)
   let seed = 7
   const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
   const texts = Array.from({ length: TEXTS }, () => Array.from({ length: 20 + Math.floor(next() * 60) }, () => WORDS[Math.floor(next() * WORDS.length)]).join(' '))

@@ -55,22 +55,28 @@ LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$ plpy.execute("SELECT pgml._not_supported('${name}')") $$;`
 }).join('\n\n')
 const functions020 = readFileSync(`${dir}sql/functions-0.2.0.sql.in`, 'utf8')
+const security030 = readFileSync(`${dir}sql/security-0.3.0.sql.in`, 'utf8')
 
 // Replacer functions: a replacement string would give `$'`, `$&` and `$$` in the SQL special meanings.
 const render = (template) => template
   .replace('{{FUNCTIONS_0_2_0}}', () => functions020.replace('{{NOT_SUPPORTED}}', () => notSupportedSql))
+  .replace('{{SECURITY_0_3_0}}', () => security030)
   .replaceAll('{{VERSION}}', () => version)
   .replaceAll('{{BOOT}}', () => boot)
   .replace('{{PREDICT_OVERLOADS}}', () => predictOverloads)
   .replace('{{PYTHON}}', () => `\n${python}`)
 
-// The install script of this version, and an upgrade script from each earlier one (sql/upgrade-<from>--<to>.sql.in).
+// The install script of this version, and the upgrade script to it from the version before
+// (sql/upgrade-<from>--<this version>.sql.in). The scripts of released versions — install and
+// upgrade alike, pgml_compat--0.1.0.sql, pgml_compat--0.1.0--0.2.0.sql, ... — stay exactly as they
+// were released (a database may be created at, then updated from, any of them), so they are not
+// rendered again: they embed the Python module of their own version.
 const outputs = [[`${dir}pgml_compat--${version}.sql`, render(readFileSync(`${dir}sql/pgml_compat.sql.in`, 'utf8'))]]
 for (const name of readdirSync(`${dir}sql`)) {
   const match = /^upgrade-(.+)--(.+)\.sql\.in$/.exec(name)
+  if (match && match[2] !== version) throw new Error(`${name} upgrades to ${match[2]}, not to this version ${version}: a released upgrade script is not rendered again; remove its template`)
   if (match) outputs.push([`${dir}pgml_compat--${match[1]}--${match[2]}.sql`, render(readFileSync(`${dir}sql/${name}`, 'utf8'))])
 }
-// Install scripts of released versions stay as they were (a database may be created at, then updated from, any of them).
 let outdated = false
 for (const [target, sql] of outputs) {
   if (process.argv.includes('--check')) {

@@ -1,15 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { TestProject } from 'vitest/node'
-import { CONTAINER_MODELS_DIR, dockerAvailable, startServerContainer, type StartedServer } from './server-container.js'
+import { dockerAvailable, startServerContainer, type StartedServer } from './server-container.js'
 
 export interface ServerTier {
   /** An administrator URL; each test creates its own database through it. */
   readonly url: string
-  /** pgml_compat.models_dir for the test databases: the fixture models, then the bundled ones, as the server sees them. */
-  readonly modelsDir: string
   /** Where it comes from: PGML_KIT_TEST_DATABASE_URL, or the docker/postgres image. */
   readonly source: 'url' | 'docker'
 }
@@ -22,9 +19,6 @@ declare module 'vitest' {
     server: ServerTier | null
   }
 }
-
-/** For a server on this machine: the fixture models, then the ones pgml-kit ships (pgml_compat.models_dir is a search path). */
-const LOCAL_MODELS_DIRS = [fileURLToPath(new URL('../fixtures/models', import.meta.url)), fileURLToPath(new URL('../../models', import.meta.url))].join(':')
 
 /**
  * Once per run. The server tier is, in this order: none when PGML_KIT_TEST_SERVER=skip;
@@ -41,13 +35,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
     process.stderr.write('\n[pgml-kit tests] server tier skipped: PGML_KIT_TEST_SERVER=skip (this run covers the pure and embedded tiers).\n\n')
     project.provide('server', null)
   } else if (url) {
-    project.provide('server', { url, modelsDir: process.env.PGML_KIT_TEST_SERVER_MODELS_DIR ?? LOCAL_MODELS_DIRS, source: 'url' })
+    project.provide('server', { url, source: 'url' })
   } else {
     const docker = await dockerAvailable()
     if (docker.ok) {
       process.stderr.write('\n[pgml-kit tests] server tier: building and starting docker/postgres (PostgreSQL 17) with testcontainers\n')
       container = await startServerContainer()
-      project.provide('server', { url: container.url, modelsDir: CONTAINER_MODELS_DIR, source: 'docker' })
+      project.provide('server', { url: container.url, source: 'docker' })
     } else {
       process.stderr.write(`\n[pgml-kit tests] server tier skipped: PGML_KIT_TEST_DATABASE_URL is not set and no Docker engine answers (${docker.why}). test/server and test/docker will fail; PGML_KIT_TEST_SERVER=skip leaves them out.\n\n`)
       project.provide('server', null)

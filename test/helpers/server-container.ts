@@ -9,8 +9,6 @@ import { fileURLToPath } from 'node:url'
 export const SERVER_IMAGE = process.env.PGML_KIT_TEST_IMAGE ?? 'pgml-kit/postgres:17'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const MODELS_DIR = fileURLToPath(new URL('../fixtures/models', import.meta.url))
-/** Where the image's pgml_compat looks for models: the fixture models (mounted), then the ones pgml-kit ships. */
-export const CONTAINER_MODELS_DIR = '/var/lib/pgml-kit/models:/usr/share/pgml-kit/models'
 const CONTAINER_MOUNT = '/var/lib/pgml-kit/models'
 
 export interface StartedServer {

@@ -7,7 +7,7 @@ import { defineConfig } from '../../src/config/define-config.js'
 import { toVectorLiteral } from '../../src/embed/embedder.js'
 import { MODELS_DIR, cosine, loadTiny } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
-import { serverTier, tiers, type TestDatabase } from '../helpers/targets.js'
+import { tiers, type TestDatabase } from '../helpers/targets.js'
 
 interface DB {
   documents: { id: Generated<number>; title: string | null; body: string | null; department: string | null; body_embedding: string | null; search_tsv: unknown }
@@ -289,9 +289,7 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
   if (tier.name === 'server') {
     it('embeds the query in the database with pgml_compat and predicts with pgml.predict*', async () => {
       db = await tier.create()
-      const name = new URL(db.url).pathname.slice(1)
       await db.query('CREATE EXTENSION pgml_compat CASCADE')
-      await db.query(`ALTER DATABASE "${name}" SET pgml_compat.models_dir = '${serverTier!.modelsDir}'`)
       const p = await new TestProject(db).withDocumentsTable(config)
       await p.generate()
       await p.migrate()

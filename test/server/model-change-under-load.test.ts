@@ -10,7 +10,7 @@ import { readColumnWithCopies } from '../../src/db/live-catalog.js'
 import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import { MODELS_DIR, cosine, loadTiny, parseVector } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
-import { server, serverTier, type TestDatabase } from '../helpers/targets.js'
+import { server, type TestDatabase } from '../helpers/targets.js'
 import { leastPrivilegeRoles } from '../helpers/roles.js'
 
 /**
@@ -57,8 +57,6 @@ describe('a staged model change on PostgreSQL under load (pgml_compat, least-pri
 
   it('switches a trigger and a queue column to a new model while writers, a worker and searches run; every row ends with the new model\'s vector', { timeout: 600_000 }, async () => {
     db = await server.create()
-    const name = new URL(db.url).pathname.slice(1)
-    await db.query(`ALTER DATABASE "${name}" SET pgml_compat.models_dir = '${serverTier!.modelsDir.replaceAll("'", "''")}'`)
     const declared = { app: APP, worker: WORKER }
     const p = new TestProject(db)
     await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration

@@ -108,19 +108,29 @@ describe('PostgresML conformance of pgml_compat', () => {
     })
   })
 
-  it('ALTER EXTENSION pgml_compat UPDATE brings a 0.1.0 install to the same functions as a fresh 0.2.0 install', async () => {
-    const functions = (query: Query) => query<{ f: string }>(`SELECT p.oid::regprocedure::text || ' ' || p.provolatile::text || p.prosecdef::text || coalesce(array_to_string(p.proconfig, ','), '-') AS f
-      FROM pg_proc p WHERE p.pronamespace = 'pgml'::regnamespace ORDER BY 1`)
-    const fresh = await withCompat(functions)
-    await db.close()
-    db = await server.create()
-    const upgraded = await db.session(async (query) => {
-      await query(`CREATE EXTENSION pgml_compat VERSION '0.1.0' CASCADE`)
-      await query(`ALTER EXTENSION pgml_compat UPDATE`)
-      return functions(query)
+  it('ALTER EXTENSION pgml_compat UPDATE brings a 0.1.0 and a 0.2.0 install to the same functions, tables and privileges as a fresh 0.3.0 install', async () => {
+    const state = async (query: Query) => ({
+      functions: (await query<{ f: string }>(`SELECT p.oid::regprocedure::text || ' ' || p.provolatile::text || p.prosecdef::text || coalesce(array_to_string(p.proconfig, ','), '-')
+          || ' ' || coalesce(p.proacl::text, 'default') AS f
+        FROM pg_proc p WHERE p.pronamespace = 'pgml'::regnamespace ORDER BY 1`)).map((r) => r.f),
+      relations: (await query<{ r: string }>(`SELECT c.relname || ' ' || c.relkind::text || ' ' || coalesce(c.relacl::text, 'default') AS r
+        FROM pg_class c WHERE c.relnamespace = 'pgml'::regnamespace ORDER BY 1`)).map((r) => r.r),
+      schema: (await query<{ a: string }>(`SELECT coalesce(nspacl::text, 'default') AS a FROM pg_namespace WHERE nspname = 'pgml'`))[0]!.a,
+      keys: (await query<{ n: number }>(`SELECT count(*)::int AS n FROM pgml._model_keys`))[0]!.n,
     })
-    expect(upgraded).toEqual(fresh)
-    expect(fresh.length).toBeGreaterThan(30)
+    const fresh = await withCompat(state)
+    expect(fresh.functions.length).toBeGreaterThan(30)
+    expect(fresh.keys).toBe(1)
+    for (const from of ['0.1.0', '0.2.0']) {
+      await db.close()
+      db = await server.create()
+      const upgraded = await db.session(async (query) => {
+        await query(`CREATE EXTENSION pgml_compat VERSION '${from}' CASCADE`)
+        await query(`ALTER EXTENSION pgml_compat UPDATE`)
+        return state(query)
+      })
+      expect(upgraded, `from ${from}`).toEqual(fresh)
+    }
   })
 
   it('declares the prediction functions IMMUTABLE, and has PostgresML\'s overloads', async () => {

@@ -11,7 +11,7 @@ import { retryDeadLetters } from '../../src/worker/queue.js'
 import { runWorker } from '../../src/worker/run-worker.js'
 import { MODELS_DIR, loadTiny } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
-import { server, serverTier, type TestDatabase } from '../helpers/targets.js'
+import { server, type TestDatabase } from '../helpers/targets.js'
 import { leastPrivilegeRoles } from '../helpers/roles.js'
 
 const MODEL = { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' }
@@ -43,8 +43,6 @@ describe('least-privilege roles on PostgreSQL', () => {
 
   async function setup(config: PgmlKitConfig, extra = ''): Promise<TestProject> {
     db = await server.create()
-    const name = new URL(db.url).pathname.slice(1)
-    await db.query(`ALTER DATABASE "${name}" SET pgml_compat.models_dir = '${serverTier!.modelsDir.replaceAll("'", "''")}'`)
     const p = new TestProject(db)
     await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
 CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text, department text);

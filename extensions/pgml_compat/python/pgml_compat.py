@@ -21,28 +21,43 @@ import unicodedata
 
 import numpy as np
 
-VERSION = '0.2.0'
+VERSION = '0.3.0'
 
 # ---------------------------------------------------------------------------------------------
 # Models directory
 
 
+_models_dirs = {}
+
+
 def models_dir(plpy):
-    row = plpy.execute("SELECT current_setting('pgml_compat.models_dir', true) AS dir")[0]
-    directory = row['dir']
+    """Where model files come from: pgml_compat.models_dir as the server's configuration files set
+    it (postgresql.conf, its includes, ALTER SYSTEM). pgml.embed runs as the extension's owner, so a
+    value any role can give — SET in a session, ALTER ROLE/DATABASE ... SET, PGOPTIONS — must not
+    steer what it loads; those are ignored. The configured value is read once per value the
+    session reports (cheap), so a reload is seen by the next call."""
+    seen = plpy.execute("SELECT pg_catalog.current_setting('pgml_compat.models_dir', true) AS dir")[0]['dir']
+    if seen in _models_dirs:
+        return _models_dirs[seen]
+    rows = plpy.execute("""SELECT setting FROM pg_catalog.pg_show_all_file_settings()
+                           WHERE name = 'pgml_compat.models_dir' AND error IS NULL ORDER BY applied DESC, seqno DESC LIMIT 1""")
+    directory = rows[0]['setting'] if rows else None
     if not directory:
         raise plpy.Error(
-            'pgml_compat.models_dir is not set: point it at the directory of local models, '
-            "e.g. ALTER DATABASE mydb SET pgml_compat.models_dir = '/var/lib/pgml-kit/models' "
-            '(model ids are subdirectories: <dir>/intfloat/e5-small-v2/onnx/model.onnx; several directories: <dir>:<dir>)')
+            'pgml_compat.models_dir is not set in the server\'s configuration: add it to postgresql.conf (or ALTER SYSTEM SET it) and reload, '
+            "e.g. pgml_compat.models_dir = '/var/lib/pgml-kit/models' (model ids are subdirectories: <dir>/intfloat/e5-small-v2/onnx/model.onnx; "
+            'several directories: <dir>:<dir>). A value SET in a session or with ALTER DATABASE/ROLE ... SET is not used: '
+            'pgml.embed runs as the extension owner, and any role can set those')
+    _models_dirs[seen] = directory
     return directory
 
 
 def model_path(plpy, model_id):
     """pgml_compat.models_dir is a list of directories separated by ':' (like PATH): the first
     that holds <model id>/onnx/model.onnx wins."""
-    if '..' in model_id.split('/') or model_id.startswith('/'):
-        raise plpy.Error('pgml_compat: invalid model id %r' % model_id)
+    parts = model_id.split('/')
+    if not model_id or model_id.startswith('/') or any(p in ('', '.', '..') for p in parts) or '\\' in model_id or '\x00' in model_id:
+        raise plpy.Error('pgml_compat: invalid model id %r (a model id is a relative path such as intfloat/e5-small-v2)' % model_id)
     candidates = [os.path.join(d, model_id) for d in models_dir(plpy).split(':') if d]
     for path in candidates:
         if os.path.isfile(os.path.join(path, 'onnx', 'model.onnx')):
@@ -819,7 +834,7 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
     else:
         if task is None:
             raise plpy.Error('pgml.train: project %r does not exist; give its task (regression or classification) on the first call' % project_name)
-        project_id = plpy.execute(plpy.prepare('INSERT INTO pgml.projects (name, task) VALUES ($1, $2::pgml.task) RETURNING id', ['text', 'text']), [project_name, task])[0]['id']
+        project_id = None  # created by _record_training, with the model
     if task not in SUPPORTED:
         raise plpy.Error('pgml_compat trains tasks %s, not %r' % (' and '.join(SUPPORTED), task))
     _estimator(plpy, task, algorithm, hyperparams)  # validates the algorithm and its hyperparameters before any work
@@ -831,11 +846,9 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
         columns = _relation_columns(plpy, relation_name)
         if y_column_name not in [c['name'] for c in columns]:
             raise plpy.Error('pgml.train: relation %r has no column %r' % (relation_name, y_column_name))
-        snapshot = plpy.execute(plpy.prepare(
-            """INSERT INTO pgml.snapshots (relation_name, y_column_name, test_size, test_sampling, status, columns, materialized)
-               VALUES ($1, ARRAY[$2], $3, $4::pgml.sampling, 'successful', $5::jsonb, $6) RETURNING id""",
-            ['text', 'text', 'real', 'text', 'text', 'bool']), [relation_name, y_column_name, test_size, test_sampling, json.dumps(columns), bool(materialize_snapshot)])[0]
-        snapshot_id = snapshot['id']
+        snapshot_id = None  # written by _record_training
+        snapshot = {'relation_name': relation_name, 'y_column_name': y_column_name, 'test_size': test_size, 'test_sampling': test_sampling,
+                    'columns': columns, 'materialized': bool(materialize_snapshot)}
     else:
         # A follow-up run: the project's last snapshot, with its test size and sampling, so every
         # model of the project is scored on the same test set (as PostgresML does).
@@ -845,7 +858,10 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
                WHERE m.project_id = $1 ORDER BY s.id DESC LIMIT 1""", ['bigint']), [project_id])
         if not last:
             raise plpy.Error('pgml.train: project %r has no snapshot yet; give relation_name and y_column_name' % project_name)
-        snapshot_id, relation_name = last[0]['id'], last[0]['relation_name']
+        snapshot_id, snapshot = last[0]['id'], None
+        # The stored name is resolved again as a name (never pasted into SQL as it is stored), and
+        # read with the caller's privileges, like a first run.
+        relation_name = resolve_relation(plpy, last[0]['relation_name'])
         y_column_name = last[0]['y_column_name'][0]
         columns = json.loads(last[0]['columns'])
         test_size, test_sampling = last[0]['test_size'], last[0]['test_sampling']
@@ -880,19 +896,68 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
     scores['fit_time'] = fit_time
     classes = [float(c) for c in getattr(estimator, 'classes_', [])]
 
+    # Everything so far ran as the caller: the relation was read with the caller's privileges. What
+    # is written to pgml's tables is written by pgml._record_training, which runs as the extension's
+    # owner and takes the trained model from this backend's memory by a one-time token: no role can
+    # hand it bytes to store, and nothing is deserialised on the way.
+    token = os.urandom(16).hex()
+    _pending[token] = {
+        'project_name': project_name, 'project_id': project_id, 'task': task, 'snapshot_id': snapshot_id, 'snapshot': snapshot,
+        'num_features': x.shape[1], 'algorithm': algorithm, 'hyperparams': chosen, 'metrics': scores, 'search': search,
+        'search_params': search_params, 'search_args': search_args, 'automatic_deploy': bool(automatic_deploy),
+        'artifact': {'estimator': estimator, 'preprocessor': pre.state(), 'features': feature_names, 'num_features': x.shape[1],
+                     'task': task, 'classes': classes, 'pgml_compat': VERSION},
+    }
+    try:
+        deployed = plpy.execute(plpy.prepare('SELECT pgml._record_training($1) AS deployed', ['text']), [token])[0]['deployed']
+    finally:
+        _pending.pop(token, None)
+    return [(project_name, task, algorithm, deployed)]
+
+
+_pending = {}
+
+
+def record_training(plpy, token):
+    """pgml._record_training (SECURITY DEFINER): stores the model pgml.train trained in this
+    backend — project, snapshot, model row, the pickled estimator with its signature, and the
+    automatic deployment. Returns whether the model was deployed."""
+    pending = _pending.pop(token, None) if isinstance(token, str) else None
+    if pending is None:
+        raise plpy.Error('pgml._record_training stores what pgml.train trained in the same call; call pgml.train')
+    project_id = pending['project_id']
+    if project_id is None:
+        # Two first calls for one project at once: the second finds the first's row.
+        rows = plpy.execute(plpy.prepare('INSERT INTO pgml.projects (name, task) VALUES ($1, $2::pgml.task) ON CONFLICT (name) DO NOTHING RETURNING id',
+                                         ['text', 'text']), [pending['project_name'], pending['task']])
+        if not rows:
+            rows = plpy.execute(plpy.prepare('SELECT id, task::text AS task FROM pgml.projects WHERE name = $1', ['text']), [pending['project_name']])
+            if rows[0]['task'] != pending['task']:
+                raise plpy.Error('pgml.train: project %r is a %s project, not %s' % (pending['project_name'], rows[0]['task'], pending['task']))
+        project_id = rows[0]['id']
+    snapshot_id = pending['snapshot_id']
+    if snapshot_id is None:
+        snap = pending['snapshot']
+        snapshot_id = plpy.execute(plpy.prepare(
+            """INSERT INTO pgml.snapshots (relation_name, y_column_name, test_size, test_sampling, status, columns, materialized)
+               VALUES ($1, ARRAY[$2], $3, $4::pgml.sampling, 'successful', $5::jsonb, $6) RETURNING id""",
+            ['text', 'text', 'real', 'text', 'text', 'bool']),
+            [snap['relation_name'], snap['y_column_name'], snap['test_size'], snap['test_sampling'], json.dumps(snap['columns']), snap['materialized']])[0]['id']
     model_id = plpy.execute(plpy.prepare(
         """INSERT INTO pgml.models (project_id, snapshot_id, num_features, algorithm, runtime, hyperparams, status, metrics, search, search_params, search_args)
            VALUES ($1, $2, $3, $4::pgml.algorithm, 'python', $5::jsonb, 'successful', $6::jsonb, $7::pgml.search, $8::jsonb, $9::jsonb) RETURNING id""",
         ['bigint', 'bigint', 'int', 'text', 'text', 'text', 'text', 'text', 'text']),
-        [project_id, snapshot_id, x.shape[1], algorithm, json.dumps(chosen), json.dumps(scores), search, json.dumps(search_params), json.dumps(search_args)])[0]['id']
-    artifact = pickle.dumps({'estimator': estimator, 'preprocessor': pre.state(), 'features': feature_names, 'num_features': x.shape[1],
-                             'task': task, 'classes': classes, 'pgml_compat': VERSION})
+        [project_id, snapshot_id, pending['num_features'], pending['algorithm'], json.dumps(pending['hyperparams']), json.dumps(pending['metrics']),
+         pending['search'], json.dumps(pending['search_params']), json.dumps(pending['search_args'])])[0]['id']
+    data = pickle.dumps(pending['artifact'])
     plpy.execute(plpy.prepare('INSERT INTO pgml.files (model_id, path, part, data) VALUES ($1, $2, 0, $3)', ['bigint', 'text', 'bytea']),
-                 [model_id, 'estimator.pickle', artifact])
+                 [model_id, ARTIFACT_PATH, data])
+    _sign(plpy, model_id, data)
 
     deployed = False
-    if automatic_deploy:
-        key = KEY_METRIC[task]
+    scores = pending['metrics']
+    if pending['automatic_deploy']:
+        key = KEY_METRIC[pending['task']]
         current = plpy.execute(plpy.prepare(
             """SELECT (m.metrics->>$2)::float8 AS score FROM pgml.deployments d JOIN pgml.models m ON m.id = d.model_id
                WHERE d.project_id = $1 ORDER BY d.id DESC LIMIT 1""", ['bigint', 'text']), [project_id, key])
@@ -902,7 +967,77 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
             _forget_deployments()
             deployed = True
     plpy.execute(plpy.prepare('UPDATE pgml.projects SET updated_at = now() WHERE id = $1', ['bigint']), [project_id])
-    return [(project_name, task, algorithm, deployed)]
+    return deployed
+
+
+# ---------------------------------------------------------------------------------------------
+# Model signatures: pgml.predict deserialises a model (pickle runs code) only if its bytes carry an
+# HMAC made with a key only the extension's owner can read. pgml.train's records are signed as they
+# are written; bytes written any other way — a role granted INSERT on pgml.files, a restored or
+# copied row, a truncated or altered one — are refused before anything is loaded.
+
+
+ARTIFACT_PATH = 'estimator.pickle'
+_SIGNATURE_CONTEXT = b'pgml_compat model signature v1\x00'
+_keys = {}
+
+
+def _model_keys(plpy, key_id=None):
+    if key_id is None or key_id not in _keys:
+        for row in plpy.execute('SELECT id, key FROM pgml._model_keys'):
+            _keys[row['id']] = bytes(row['key'])
+    return _keys
+
+
+def _digest(key, model_id, path, data):
+    import hashlib
+    import hmac
+    message = _SIGNATURE_CONTEXT + b'%d\x00%s\x00' % (int(model_id), path.encode('utf-8')) + hashlib.sha256(data).digest()
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _sign(plpy, model_id, data):
+    keys = _model_keys(plpy)
+    if not keys:
+        raise plpy.Error('pgml_compat: pgml._model_keys holds no key, so models cannot be signed; as the extension owner: '
+                         'SELECT pgml._add_model_key()')
+    key_id = max(keys)
+    plpy.execute(plpy.prepare(
+        """INSERT INTO pgml._model_signatures (model_id, path, key_id, digest) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (model_id, path) DO UPDATE SET key_id = excluded.key_id, digest = excluded.digest, signed_at = pg_catalog.now()""",
+        ['bigint', 'text', 'integer', 'bytea']), [model_id, ARTIFACT_PATH, key_id, _digest(keys[key_id], model_id, ARTIFACT_PATH, data)])
+
+
+def _verified_model_bytes(plpy, model_id):
+    """The model's file, only if its parts are whole (0, 1, ... with none missing) and their bytes
+    are the ones signed for this model id."""
+    import hmac
+    rows = plpy.execute(_plan(plpy, 'files', """SELECT f.part, f.data, s.key_id, s.digest FROM pgml.files f
+           LEFT JOIN pgml._model_signatures s ON s.model_id = f.model_id AND s.path = f.path
+           WHERE f.model_id = $1 AND f.path = $2 ORDER BY f.part""", ['pg_catalog.int8', 'pg_catalog.text']), [model_id, ARTIFACT_PATH])
+    if not rows:
+        raise plpy.Error('pgml.predict: model %s has no stored estimator' % model_id)
+    refuse = ('pgml_compat: model %s is refused, nothing of it was loaded: %%s. Models are stored only by pgml.train (and signed as they are); '
+              'retrain it, or, as the extension owner and only for bytes you trust, SELECT pgml.sign_model(%s)' % (model_id, model_id))
+    if [r['part'] for r in rows] != list(range(len(rows))):
+        raise plpy.Error(refuse % ('its file has parts %s, not 0 to %d' % (', '.join(str(r['part']) for r in rows), len(rows) - 1)))
+    if rows[0]['digest'] is None:
+        raise plpy.Error(refuse % 'it carries no signature (written outside pgml.train, or trained before pgml_compat 0.3.0)')
+    data = b''.join(bytes(r['data']) for r in rows)
+    key = _model_keys(plpy, rows[0]['key_id']).get(rows[0]['key_id'])
+    if key is None or not hmac.compare_digest(_digest(key, model_id, ARTIFACT_PATH, data), bytes(rows[0]['digest'])):
+        raise plpy.Error(refuse % 'its bytes do not match its signature (altered, truncated or copied from another model or database)')
+    return data
+
+
+def sign_model(plpy, model_id):
+    """pgml.sign_model (the extension owner only): vouches for a model's stored bytes as they are."""
+    rows = plpy.execute(plpy.prepare('SELECT data FROM pgml.files WHERE model_id = $1 AND path = $2 ORDER BY part', ['bigint', 'text']), [model_id, ARTIFACT_PATH])
+    if not rows:
+        raise plpy.Error('pgml.sign_model: model %s has no stored estimator' % model_id)
+    _sign(plpy, model_id, b''.join(bytes(r['data']) for r in rows))
+    _artifacts.pop(model_id, None)
+    return True
 
 
 def deploy_model(plpy, model_id):
@@ -1016,6 +1151,9 @@ def load_dataset(plpy, source, subset, limit, kwargs):
     table = 'pgml.%s' % _quote_ident(source)
     plpy.execute('DROP TABLE IF EXISTS %s' % table)
     plpy.execute('CREATE TABLE %s (%s)' % (table, ', '.join('%s %s' % (_quote_ident(n), t) for n, t in columns)))
+    # load_dataset runs as the owner (pgml_trainer's members call it): scikit-learn's public
+    # datasets are readable by every role that may use schema pgml, as in PostgresML.
+    plpy.execute('GRANT SELECT ON %s TO PUBLIC' % table)
     names = [n for n, _ in columns]
     if source == 'digits':
         texts = [json.dumps(image).replace('[', '{').replace(']', '}') for image in data['image'][:count]]
@@ -1088,10 +1226,7 @@ def _forget_deployments():
 def _artifact(plpy, model_id):
     cached = _artifacts.get(model_id)
     if cached is None:
-        rows = plpy.execute(plpy.prepare("SELECT data FROM pgml.files WHERE model_id = $1 AND path = 'estimator.pickle' ORDER BY part", ['bigint']), [model_id])
-        if not rows:
-            raise plpy.Error('pgml.predict: model %s has no stored estimator' % model_id)
-        cached = pickle.loads(b''.join(bytes(r['data']) for r in rows))
+        cached = pickle.loads(_verified_model_bytes(plpy, model_id))
         cached['preprocessor'] = Preprocessor.from_state(cached['preprocessor'])
         cached['fast'] = _fast_predictor(cached)
         _artifacts[model_id] = cached
@@ -1283,28 +1418,46 @@ def _float4_array(data):
     whole input in one numpy call, where PL/Python would convert it element by element."""
     import struct
     buf = memoryview(data)
-    ndim, flags, _ = struct.unpack_from('>iii', buf, 0)
-    dims = [struct.unpack_from('>i', buf, 12 + 8 * i)[0] for i in range(ndim)]
-    count = int(np.prod(dims)) if dims else 0
-    offset = 12 + 8 * ndim
-    if not flags & 1:
-        # No NULLs: every element is a 4-byte length (4) and a big-endian float4.
-        values = np.frombuffer(buf, dtype=np.dtype([('n', '>i4'), ('v', '>f4')]), count=count, offset=offset)['v'].astype(np.float64)
-    else:
-        values = np.empty(count, dtype=np.float64)
-        for i in range(count):
-            (length,) = struct.unpack_from('>i', buf, offset)
-            offset += 4
-            if length < 0:
-                values[i] = np.nan
-            else:
-                values[i] = struct.unpack_from('>f', buf, offset)[0]
-                offset += length
+    try:
+        ndim, flags, element_type = struct.unpack_from('>iii', buf, 0)
+        if not 0 <= ndim <= 6 or flags not in (0, 1) or element_type != 700:
+            raise ValueError('a header of %d dimensions, flags %d, element type %d' % (ndim, flags, element_type))
+        dims = [struct.unpack_from('>i', buf, 12 + 8 * i)[0] for i in range(ndim)]
+        if any(d < 0 for d in dims):
+            raise ValueError('a negative dimension')
+        count = int(np.prod(dims)) if dims else 0
+        offset = 12 + 8 * ndim
+        if not flags & 1:
+            # No NULLs: every element is a 4-byte length (4) and a big-endian float4.
+            if len(buf) != offset + 8 * count:
+                raise ValueError('%d bytes where %d elements take %d' % (len(buf), count, offset + 8 * count))
+            values = np.frombuffer(buf, dtype=np.dtype([('n', '>i4'), ('v', '>f4')]), count=count, offset=offset)['v'].astype(np.float64)
+        else:
+            values = np.empty(count, dtype=np.float64)
+            for i in range(count):
+                (length,) = struct.unpack_from('>i', buf, offset)
+                offset += 4
+                if length < 0:
+                    values[i] = np.nan
+                elif length != 4:
+                    raise ValueError('an element of %d bytes' % length)
+                else:
+                    values[i] = struct.unpack_from('>f', buf, offset)[0]
+                    offset += length
+            if offset != len(buf):
+                raise ValueError('%d bytes left over' % (len(buf) - offset))
+    except (struct.error, ValueError, OverflowError) as error:
+        raise TrainError('pgml._predict_batch: features must be a real[] in PostgreSQL\'s binary format (pg_catalog.array_send(real[])); '
+                         'this bytea is not one (%s). Call pgml.predict_batch(project, real[]) instead' % error)
     return values.reshape(dims) if dims else values
 
 
 def predict_batch_binary(plpy, project_name, data):
-    return predict_batch(plpy, project_name, _float4_array(data))
+    try:
+        features = _float4_array(data)
+    except TrainError as error:
+        raise plpy.Error(str(error))
+    return predict_batch(plpy, project_name, features)
 
 
 def predict_batch(plpy, project_name, features, model_id=None):

@@ -6,8 +6,8 @@ import { renderBackfillProgress } from './sql/render-backfill.js'
 import { listMigrations } from './migrations/files.js'
 import { readApplied, type AppliedMigration } from './migrations/run.js'
 import { privilegeNeeds, type PrivilegeNeed } from './plan/grants.js'
-import { renderGrants } from './sql/render-grants.js'
-import { CATALOG_COLUMNS, CHECK_PRIVILEGES, RELATION_EXISTS } from './sql/render-introspection.js'
+import { renderPlainGrant } from './sql/render-grants.js'
+import { CATALOG_COLUMNS, CHECK_PRIVILEGES, PGML_GRANTABLE_BY_MIGRATOR, RELATION_EXISTS } from './sql/render-introspection.js'
 import { readQueueStats, type QueueStats } from './worker/queue.js'
 import { readIndexHealth, type IndexHealth } from './indexes/health.js'
 import { readLastChecks, type LastCheck } from './indexes/check.js'
@@ -47,8 +47,12 @@ export interface MissingPrivilege {
   readonly purpose: 'app' | 'worker'
   /** `USAGE on schema pgml_kit`, `SELECT (title) on public.documents`, or `role does not exist`. */
   readonly missing: string
-  /** `pgml-kit`: a migration grants it (not applied yet, or revoked since); `you`: it is on your objects. */
-  readonly grantedBy: 'pgml-kit' | 'you'
+  /**
+   * `pgml-kit`: a migration grants it (not applied yet, or revoked since); `you`: it is on your
+   * objects; `administrator`: USAGE on schema pgml, which the role that migrates may not pass on
+   * (it holds no USAGE WITH GRANT OPTION there).
+   */
+  readonly grantedBy: 'pgml-kit' | 'you' | 'administrator'
   /** The statement that fixes it. */
   readonly fix: string
 }
@@ -84,6 +88,9 @@ async function checkPrivileges(client: pg.ClientBase, needs: readonly PrivilegeN
   ])
   const out: MissingPrivilege[] = []
   const reportedRoles = new Set<string>()
+  const pgmlGrantable = needs.some((n) => n.on.kind === 'schema' && n.on.schema === 'pgml')
+    ? (await client.query<{ ok: boolean | null }>(PGML_GRANTABLE_BY_MIGRATOR)).rows[0]?.ok !== false
+    : true
   for (const row of rows) {
     const need = needs[row.n - 1]
     // An object that does not exist yet is the business of pending migrations, not of privileges.
@@ -94,7 +101,8 @@ async function checkPrivileges(client: pg.ClientBase, needs: readonly PrivilegeN
       out.push({ role: need.role, purpose: need.purpose, missing: 'role does not exist', grantedBy: 'you', fix: `CREATE ROLE ${need.role} LOGIN` })
       continue
     }
-    out.push({ role: need.role, purpose: need.purpose, missing: describeNeed(need), grantedBy: need.grantedBy, fix: renderGrants([need])[0] ?? '' })
+    const grantedBy = need.on.kind === 'schema' && need.on.schema === 'pgml' && !pgmlGrantable ? 'administrator' : need.grantedBy
+    out.push({ role: need.role, purpose: need.purpose, missing: describeNeed(need), grantedBy, fix: renderPlainGrant(need) })
   }
   return out
 }

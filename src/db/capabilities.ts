@@ -14,6 +14,11 @@ export interface Capabilities {
    */
   readonly pgml: PgmlKind
   readonly pgmlVersion: string | null
+  /** Whether the connected role may use schema pgml (null: there is no schema pgml). */
+  readonly pgmlUsage: boolean | null
+  /** The connected role, and whether it is a superuser (may create extensions that are not trusted). */
+  readonly role: string
+  readonly superuser: boolean
 }
 
 export function canEmbedInDatabase(capabilities: Capabilities): boolean {
@@ -25,7 +30,7 @@ export async function detectCapabilities(client: pg.ClientBase): Promise<Capabil
     server_version: string; server_version_num: string
     vector_installed: string | null; vector_available: string | null
     pgml: string | null; pgml_compat: string | null; has_embed: boolean
-    pgml_available: boolean; compat_available: boolean
+    pgml_available: boolean; compat_available: boolean; pgml_usage: boolean | null; superuser: boolean | null; role: string
   }>(CAPABILITIES)
   const row = rows[0]
   if (!row) throw new Error('capability query returned no row')
@@ -40,5 +45,8 @@ export async function detectCapabilities(client: pg.ClientBase): Promise<Capabil
     vector: { installed: row.vector_installed, available: row.vector_available },
     pgml,
     pgmlVersion: row.pgml ?? row.pgml_compat,
+    pgmlUsage: row.pgml_usage,
+    role: row.role,
+    superuser: row.superuser === true,
   }
 }

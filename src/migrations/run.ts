@@ -3,6 +3,7 @@ import { MigrationError, TargetError } from '../errors.js'
 import type { MigrationSettings } from '../model/ir.js'
 import { canEmbedInDatabase, detectCapabilities, type Capabilities } from '../db/capabilities.js'
 import { lockMigrations, openTarget, type Target, type TargetOptions } from '../db/target.js'
+import { quoteIdent } from '../sql/quote.js'
 import { RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, renderAppliedMigrations } from '../sql/render-introspection.js'
 import { RESET_MIGRATION_SETTINGS } from './render-files.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
@@ -110,6 +111,20 @@ export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], direction:
         where: needPgml[0]?.path,
         hint: 'use embedding mode "queue" (pgml-kit worker embeds locally) or "app" for this target, or run it against a server with PostgresML or pgml_compat (see README: Targets)',
       })
+  }
+  if (needPgml.length > 0) {
+    const files = needPgml.map((m) => m.name).join(', ')
+    const role = quoteIdent(capabilities.role)
+    if (capabilities.pgml === 'installable' && !capabilities.superuser) {
+      throw new TargetError('PGML_NOT_INSTALLED',
+        `${direction === 'up' ? 'applying' : 'reverting'} ${files} calls pgml.embed; ${target.description} has pgml_compat (or PostgresML) available but not installed in this database, and installing it needs a superuser (it brings the untrusted language plpython3u) — ${role} is not one; nothing was changed`,
+        { where: needPgml[0]?.path, hint: `an administrator runs, in this database: CREATE EXTENSION pgml_compat CASCADE; GRANT USAGE ON SCHEMA pgml TO ${role} WITH GRANT OPTION;  (README: Security model)` })
+    }
+    if (capabilities.pgml !== 'installable' && capabilities.pgmlUsage === false) {
+      throw new TargetError('PGML_NO_USAGE',
+        `${direction === 'up' ? 'applying' : 'reverting'} ${files} calls pgml.embed, and ${role} may not use schema pgml (installed by an administrator, with no USAGE granted to ${role}); nothing was changed`,
+        { where: needPgml[0]?.path, hint: `an administrator runs: GRANT USAGE ON SCHEMA pgml TO ${role} WITH GRANT OPTION;  — WITH GRANT OPTION lets the migrations pass USAGE on to the roles in roles.app and roles.worker (without it they leave that to the administrator, and say so). README: Security model` })
+    }
   }
   if (direction === 'up' && toRun.length > 0 && !capabilities.vector.installed && !capabilities.vector.available) {
     throw new TargetError('PGVECTOR_MISSING', `${target.description} does not have the pgvector extension available; nothing was changed`,

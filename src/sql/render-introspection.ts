@@ -15,7 +15,9 @@ export const CAPABILITIES = `SELECT current_setting('server_version') AS server_
     EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
             WHERE n.nspname = 'pgml' AND p.proname = 'embed') AS has_embed,
     EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgml') AS pgml_available,
-    EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgml_compat') AS compat_available`
+    EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgml_compat') AS compat_available,
+    (SELECT pg_catalog.has_schema_privilege(n.oid, 'USAGE') FROM pg_catalog.pg_namespace n WHERE n.nspname = 'pgml') AS pgml_usage,
+    (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser, current_user AS role`
 
 /** Whether a relation exists ($1: schema, $2: name). */
 export const RELATION_EXISTS = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -90,3 +92,11 @@ export function renderAppliedMigrations(schema: string, table: string): string {
 export const TRY_MIGRATION_LOCK = 'SELECT pg_try_advisory_lock($1) AS ok'
 export const RELEASE_MIGRATION_LOCK = 'SELECT pg_advisory_unlock($1)'
 export const BACKEND_PID = 'SELECT pg_backend_pid() AS pid'
+
+/**
+ * Whether the role that runs pgml-kit's migrations here (the owner of schema pgml_kit, else the
+ * connected role) may pass USAGE on schema pgml on: NULL where there is no schema pgml.
+ */
+export const PGML_GRANTABLE_BY_MIGRATOR = `SELECT CASE WHEN pg_catalog.to_regnamespace('pgml') IS NULL THEN NULL
+  ELSE pg_catalog.has_schema_privilege(coalesce((SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = 'pgml_kit'),
+    (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)), 'pgml', 'USAGE WITH GRANT OPTION') END AS ok`

@@ -16,6 +16,8 @@ export function registerExtension(program: Command): void {
       if (g.json) return printJson(result)
       for (const file of result.files) process.stdout.write(`${pc.green('installed')} ${join(result.extensionDir, file)}\n`)
       process.stdout.write(`${pc.green('installed')} ${result.modelsDir} (the models pgml-kit ships)\n`)
-      process.stdout.write(`\nnext, in each database (as a superuser):\n  CREATE EXTENSION pgml_compat CASCADE;\n  ALTER DATABASE <db> SET pgml_compat.models_dir = '/path/to/your/models:${result.modelsDir}';   -- <dir>/<model id>/onnx/model.onnx, first match wins\n`)
+      process.stdout.write(`\nnext, in the server's postgresql.conf (pgml_compat reads it from the configuration only), then SELECT pg_reload_conf():\n`
+        + `  pgml_compat.models_dir = '/path/to/your/models:${result.modelsDir}'   # <dir>/<model id>/onnx/model.onnx, first match wins\n`
+        + `and in each database (as a superuser):\n  CREATE EXTENSION pgml_compat CASCADE;\n  GRANT USAGE ON SCHEMA pgml TO <app owner> WITH GRANT OPTION;   -- README: Security model\n`)
     })
 }

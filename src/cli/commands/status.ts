@@ -77,7 +77,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       if (status.missingPrivileges.length > 0) {
         const privileges = new Table({ head: ['role', 'lacks', 'fix'], style: { head: [], border: [] }, wordWrap: true, colWidths: [18, 38, 60] })
         for (const m of status.missingPrivileges) {
-          privileges.push([`${m.role} (${m.purpose})`, pc.red(m.missing), m.grantedBy === 'pgml-kit' ? `pgml-kit migrate grants it (or: ${m.fix})` : m.fix])
+          privileges.push([`${m.role} (${m.purpose})`, pc.red(m.missing), m.grantedBy === 'pgml-kit' ? `pgml-kit migrate grants it (or: ${m.fix})` : m.grantedBy === 'administrator' ? `an administrator grants it (pgml is not yours to pass on): ${m.fix}` : m.fix])
         }
         process.stdout.write(`${privileges.toString()}\n`)
       }

@@ -4,7 +4,7 @@ import type { MigrationSettings } from '../model/ir.js'
 import { canEmbedInDatabase, detectCapabilities, type Capabilities } from '../db/capabilities.js'
 import { lockMigrations, openTarget, type Target, type TargetOptions } from '../db/target.js'
 import { quoteIdent } from '../sql/quote.js'
-import { RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, renderAppliedMigrations } from '../sql/render-introspection.js'
+import { RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, UNTRUSTED_RUNTIME_OBJECTS, renderAppliedMigrations } from '../sql/render-introspection.js'
 import { RESET_MIGRATION_SETTINGS } from './render-files.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
 import type { IndexBuildProgress } from './wait-monitor.js'
@@ -133,6 +133,29 @@ export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], direction:
 }
 
 /**
+ * Refuses, before anything runs, when pgml-kit's runtime schema, the migration history table or a
+ * trigger on them belongs to a role the migrating role does not trust. Migrations write those
+ * tables, so their triggers (and the definer trigger functions that write the queue) would run code
+ * that role controls with the migrating role's rights: a role with CREATE on the database that made
+ * schema pgml_kit first, or made the history table with a trigger, would run as a superuser the
+ * next time one migrates.
+ */
+async function assertTrustedRuntime(client: pg.ClientBase, settings: MigrationSettings, capabilities: Capabilities): Promise<void> {
+  const { rows } = await client.query<{ what: string; owner: string; superuser: boolean }>(UNTRUSTED_RUNTIME_OBJECTS, [settings.schema, settings.table])
+  if (rows.length === 0) return
+  const owners = [...new Set(rows.map((r) => r.owner))]
+  const me = quoteIdent(capabilities.role)
+  throw new MigrationError('RUNTIME_NOT_TRUSTED',
+    `${rows.map((r) => `${r.what} belongs to ${quoteIdent(r.owner)}`).join('; ')}: migrating as ${me} would run code ${owners.map(quoteIdent).join(', ')} control${owners.length === 1 ? 's' : ''} with ${me}'s rights${capabilities.superuser ? ' (a superuser)' : ''}; nothing was changed`,
+    {
+      where: 'migrations.schema / migrations.table, schema pgml_kit',
+      hint: capabilities.superuser
+        ? `run pgml-kit migrate as ${owners.map(quoteIdent).join(' or ')} (the role that owns this project's objects); or, if you created these objects and trust them, make a superuser own them (ALTER ... OWNER TO ${me}) after checking their triggers`
+        : `run pgml-kit migrate as ${owners.map(quoteIdent).join(' or ')}; or, if ${owners.length === 1 ? 'that role is' : 'those roles are'} yours to trust, GRANT ${me} TO ${owners.map(quoteIdent).join(', ')} (then ${owners.length === 1 ? 'it holds' : 'they hold'} ${me}'s rights already)`,
+    })
+}
+
+/**
  * Applies (or reverts) migrations with node-pg-migrate, one transaction per file, after checking
  * that the target can run them. Concurrent runs wait for each other; none applies a file twice.
  *
@@ -192,6 +215,7 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
   const toRun = selectToRun(files, applied, direction, options.count)
   assertTargetCanRun(toRun, direction, capabilities, target)
   if (toRun.length === 0) return { target: target.description, direction, ran: [], notices: [] }
+  await assertTrustedRuntime(client, options.settings, capabilities)
   const notices = collectNotices(client, options.onNotice)
   const log = (message: string) => {
     notices.sawLog(message)

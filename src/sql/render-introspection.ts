@@ -100,3 +100,31 @@ export const BACKEND_PID = 'SELECT pg_backend_pid() AS pid'
 export const PGML_GRANTABLE_BY_MIGRATOR = `SELECT CASE WHEN pg_catalog.to_regnamespace('pgml') IS NULL THEN NULL
   ELSE pg_catalog.has_schema_privilege(coalesce((SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = 'pgml_kit'),
     (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)), 'pgml', 'USAGE WITH GRANT OPTION') END AS ok`
+
+/**
+ * Objects whose SQL a migration runs with the migrating role's rights that someone else could have
+ * put there ($1, $2: the migration history table's schema and name): schema pgml_kit and what is in
+ * it, the history table, and the functions of triggers on any of those. Returns those owned by a
+ * role that does not already hold every privilege of the connected role (it is not that role, a
+ * superuser, or a member of it): running such a role's code with the connected role's rights
+ * would give it more than it has.
+ */
+export const UNTRUSTED_RUNTIME_OBJECTS = `WITH me AS (SELECT oid, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
+runtime AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'pgml_kit'),
+history AS (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2),
+objects AS (
+  SELECT 'schema pgml_kit' AS what, n.nspowner AS owner FROM pg_catalog.pg_namespace n WHERE n.oid IN (SELECT oid FROM runtime)
+  UNION ALL
+  SELECT pg_catalog.format('%s %s', CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'i' THEN 'index' ELSE 'table' END, c.oid::pg_catalog.regclass), c.relowner
+  FROM pg_catalog.pg_class c WHERE c.relnamespace IN (SELECT oid FROM runtime) OR c.oid IN (SELECT oid FROM history)
+  UNION ALL
+  SELECT pg_catalog.format('function %s', p.oid::pg_catalog.regprocedure), p.proowner FROM pg_catalog.pg_proc p WHERE p.pronamespace IN (SELECT oid FROM runtime)
+  UNION ALL
+  SELECT pg_catalog.format('trigger %I on %s (function %s)', t.tgname, t.tgrelid::pg_catalog.regclass, t.tgfoid::pg_catalog.regprocedure), p.proowner
+  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+  WHERE NOT t.tgisinternal AND (c.relnamespace IN (SELECT oid FROM runtime) OR c.oid IN (SELECT oid FROM history))
+)
+SELECT o.what, r.rolname AS owner, me.rolsuper AS superuser
+FROM objects o JOIN pg_catalog.pg_roles r ON r.oid = o.owner CROSS JOIN me
+WHERE o.owner <> me.oid AND NOT pg_catalog.pg_has_role(o.owner, me.oid, 'USAGE')
+ORDER BY 1`

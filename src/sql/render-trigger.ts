@@ -1,4 +1,4 @@
-import { deriveIdentifier, dollarQuote, quoteIdent, quoteQualified, renderAssignField, renderField } from './quote.js'
+import { deriveIdentifier, dollarQuote, quoteIdent, quoteLiteral, quoteQualified, renderAssignField, renderField } from './quote.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { renderRowEmbedCall } from './render-source.js'
 
@@ -46,12 +46,22 @@ END
  * with its search_path pinned and every name qualified; trigger functions cannot be called directly.
  */
 export function renderTriggerFunction(column: EmbeddingColumnNode, body: string): string {
+  // Only for the table it was made for: attached to another table (a role's own TEMP table, say),
+  // it would write the queue or embed as its owner on that role's behalf. EXECUTE is revoked from
+  // PUBLIC too, so no other role can attach it (a trigger fires without it).
+  if (!body.startsWith('\nBEGIN\n')) throw new TypeError('a trigger function body starts with BEGIN')
+  const guarded = `
+BEGIN
+  IF TG_TABLE_SCHEMA <> ${quoteLiteral(column.schema)} OR TG_TABLE_NAME <> ${quoteLiteral(column.table)} THEN
+    RAISE EXCEPTION 'pgml-kit: % is the trigger function of %, not of %.%', TG_NAME, ${quoteLiteral(`${column.schema}.${column.table}`)}, TG_TABLE_SCHEMA, TG_TABLE_NAME;
+  END IF;${body.slice('\nBEGIN'.length)}`
   return `CREATE OR REPLACE FUNCTION ${triggerFunctionOf(column)}()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS ${dollarQuote(body)};`
+AS ${dollarQuote(guarded)};
+REVOKE EXECUTE ON FUNCTION ${triggerFunctionOf(column)}() FROM PUBLIC;`
 }
 
 export function renderDropEmbedFunction(column: EmbeddingColumnNode): string {

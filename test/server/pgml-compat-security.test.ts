@@ -249,14 +249,27 @@ describe('pgml_compat security: permission to train is not permission to be supe
     await project.withDocumentsTable(config)
     await project.generate()
     await project.migrate()
-    const generated = await db.query<{ f: string; returns: string; config: string[] | null }>(`
-      SELECT p.oid::regprocedure::text AS f, p.prorettype::regtype::text AS returns, p.proconfig AS config
+    const generated = await db.query<{ f: string; returns: string; config: string[] | null; public_execute: boolean }>(`
+      SELECT p.oid::regprocedure::text AS f, p.prorettype::regtype::text AS returns, p.proconfig AS config,
+             has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
       FROM pg_proc p WHERE p.prosecdef AND p.pronamespace NOT IN ('pgml'::regnamespace, 'pg_catalog'::regnamespace) ORDER BY 1`)
-    expect(generated.length).toBeGreaterThanOrEqual(2)
+    expect(generated.map((f) => [f.returns, f.config, f.public_execute])).toEqual(generated.map(() => ['trigger', ['search_path=pg_catalog, pg_temp'], false]))
+    expect(generated.length).toBe(2)
+    // Another role cannot attach them to a table of its own (its TEMP table, say) to write the
+    // queue or embed on its behalf as their owner; attached elsewhere by anyone, they refuse to run.
+    await db.query(`GRANT USAGE ON SCHEMA pgml_kit TO ${APP}`)
     for (const f of generated) {
-      expect(f.returns, f.f).toBe('trigger')
-      expect(f.config?.some((c) => /^search_path=pg_catalog, pg_temp$/.test(c)) || f.config?.some((c) => /^search_path=/.test(c) && !/public/.test(c)), f.f).toBe(true)
+      await expect(withClient(as(APP, 'app'), (c) => c.query(`CREATE TEMP TABLE fake (id bigint, title text, body text, queued vector(16), in_db vector(16));
+        CREATE TRIGGER t BEFORE INSERT OR DELETE ON fake FOR EACH ROW EXECUTE FUNCTION ${f.f}`)), f.f).rejects.toThrow(/permission denied for function/)
+      await db.session(async (query) => {
+        await query(`CREATE TEMP TABLE fake (id bigint, title text, body text, queued vector(16), in_db vector(16));
+          CREATE TRIGGER t BEFORE INSERT ON fake FOR EACH ROW EXECUTE FUNCTION ${f.f}`)
+        await expect(query(`INSERT INTO fake (id, title, body) VALUES (1, 'a', 'b')`), f.f).rejects.toThrow(/is the trigger function of public.documents, not of pg_temp_\d+.fake/)
+      })
     }
+    await db.query(`INSERT INTO documents (title, body) VALUES ('Homes', 'for families')`)
+    expect(await db.query(`SELECT vector_dims(in_db) AS d FROM documents`)).toEqual([{ d: 16 }])
+    expect(await db.query(`SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs`)).toEqual([{ n: 1 }])
   })
 
   it('ALTER EXTENSION UPDATE from 0.2.0 takes back write grants, leaves models unsigned when others could write them, and refuses while a foreign trigger is attached', { timeout: 400_000 }, async () => {

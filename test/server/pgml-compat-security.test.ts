@@ -50,12 +50,15 @@ describe('pgml_compat security: permission to train is not permission to be supe
   }
 
   /**
-   * What the attacker wrote: a pickle whose loading runs Python — here, as whoever loads it,
-   * `ALTER ROLE <trainer> SUPERUSER` and a marker table. Loaded by pgml.predict on pgml_compat 0.2.0,
-   * it made the trainer a superuser.
+   * What the attacker wrote: a pickle whose loading runs Python, here as the review's attack did:
+   * psql over the server's local socket, where peer authentication lets the OS user postgres in
+   * as the superuser postgres, to run `ALTER ROLE <trainer> SUPERUSER` and leave a marker table.
+   * Loaded by pgml.predict on pgml_compat 0.2.0, it made the trainer a superuser (checked by hand
+   * on the docker/postgres image).
    */
   function payload(): Buffer {
-    const code = `import plpy; plpy.execute('ALTER ROLE ${TRAINER} SUPERUSER'); plpy.execute('CREATE TABLE public.pwned ()')`
+    const name = new URL(db.url).pathname.slice(1)
+    const code = `import os; os.system("psql -h /var/run/postgresql -U postgres -d ${name} -c 'ALTER ROLE ${TRAINER} SUPERUSER' -c 'CREATE TABLE public.pwned ()'")`
     // pickle protocol 2 by hand: GLOBAL builtins.exec, the code as a unicode string, TUPLE1, REDUCE, STOP.
     const text = Buffer.from(code, 'utf8')
     const length = Buffer.alloc(4)

@@ -179,7 +179,7 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
     const { rows } = await client.query<{ m: string | null }>(`SELECT max(${quoteIdent(highWaterColumn(view))})::text AS m FROM ${quoteQualified(view.schema, view.offlineTable)}`)
     marks.push({ name: view.name, definitionSha256: sha256(view), highWaterMark: rows[0]?.m ?? null })
   }
-  await client.query(sql)
+  await client.query(sql).catch((error: unknown) => { throw notPermitted(error, 'train', project) })
   const created = (await listModels(client, config, project)).filter((m) => m.id > lastId)
   if (created.length === 0) throw new PgmlKitError('TRAIN_NO_MODEL', `pgml.train created no model for "${project}"`)
   let gate: string | null = null
@@ -189,7 +189,7 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
     const best = [...created].sort((a, b) => (lower ? 1 : -1) * ((a.metrics[g.metric] ?? NaN) - (b.metrics[g.metric] ?? NaN)))[0]!
     const verdict = passesGate(g, best.metrics, deployedBefore?.metrics ?? null)
     gate = `${verdict.pass ? 'deployed' : 'not deployed'}: model ${best.id}: ${verdict.reason}`
-    if (verdict.pass) await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id])
+    if (verdict.pass) await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
   }
   const lineage = await lineageTableOf(client, model)
   if (lineage) {
@@ -202,8 +202,29 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
   return { sql, models: after.filter((m) => m.id > lastId), deployed: after.find((m) => m.deployed)?.id ?? null, gate }
 }
 
+/**
+ * pgml_compat lets members of pgml_trainer train and deploy (README: Security model); PostgresML,
+ * whoever may write its tables. A role that may not gets that said, with the grant to ask for.
+ */
+function notPermitted(error: unknown, what: 'train' | 'deploy', project: string): unknown {
+  const e = error as { code?: string; message?: string }
+  if (e.code !== '42501') return error
+  return new PgmlKitError('TRAIN_NOT_PERMITTED', `this role may not ${what} models (project "${project}"): ${e.message ?? 'permission denied'}`, {
+    where: `models.${project}`, cause: error,
+    hint: 'with pgml_compat, an administrator runs: GRANT pgml_trainer TO <this role>; (README: Security model)',
+  })
+}
+
 /** `pgml-kit deploy`: pgml.deploy by strategy (optionally for one algorithm) or by model id. */
 export async function deploy(client: pg.ClientBase, project: string, choice: { strategy: 'best_score' | 'most_recent' | 'rollback'; algorithm?: string } | { model: number }): Promise<void> {
+  try {
+    await deployUnchecked(client, project, choice)
+  } catch (error) {
+    throw notPermitted(error, 'deploy', project)
+  }
+}
+
+async function deployUnchecked(client: pg.ClientBase, project: string, choice: { strategy: 'best_score' | 'most_recent' | 'rollback'; algorithm?: string } | { model: number }): Promise<void> {
   if ('model' in choice) {
     const { rows } = await client.query<{ ok: boolean }>('SELECT EXISTS (SELECT 1 FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = $1 AND m.id = $2) AS ok', [project, choice.model])
     if (!rows[0]?.ok) throw new PgmlKitError('MODEL_UNKNOWN', `model ${choice.model} is not a model of project "${project}"`, { hint: `pgml-kit models ${project}` })

@@ -111,4 +111,31 @@ DROP TABLE documents;
     await p.migrate('down', 10)
     expect(await db.query(`SELECT has_schema_privilege($1, 'pgml', 'USAGE') AS u`, [APP])).toEqual([{ u: false }])
   })
+
+  it('training as code as the non-superuser owner: refused with the grant to ask for, then trains and deploys as a member of pgml_trainer', async () => {
+    db = await server.create()
+    const name = new URL(db.url).pathname.slice(1)
+    await db.query(`ALTER DATABASE "${name}" OWNER TO ${OWNER}; ALTER SCHEMA public OWNER TO ${OWNER}; CREATE EXTENSION pgml_compat CASCADE;
+      GRANT USAGE ON SCHEMA pgml TO ${OWNER} WITH GRANT OPTION`)
+    const p = new TestProject({ ...db, databaseUrl: as(OWNER, 'owner') })
+    await p.writeMigration('1000000000000_create-houses.sql', `-- Up Migration
+CREATE TABLE houses AS SELECT (i % 50)::float8 AS size, (i % 7)::float8 AS age, (3 * (i % 50) - 2 * (i % 7))::float8 AS price FROM generate_series(1, 200) AS i;
+-- Down Migration
+DROP TABLE houses;
+`)
+    await p.writeConfig({ tables: {}, models: { houses: { task: 'regression', relation: 'houses', target: 'price', algorithm: 'linear' } } })
+    await p.generate()
+    await p.migrate()
+    const cli = (...args: string[]) => runCli([...args, '--database-url', as(OWNER, 'owner')], { cwd: db.cwd })
+    const refused = await cli('train', 'houses')
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toContain('this role may not train models (project "houses"): permission denied for function train')
+    expect(refused.stderr).toContain('GRANT pgml_trainer TO')
+    await db.query(`GRANT pgml_trainer TO ${OWNER}`)
+    const trained = await cli('train', 'houses')
+    expect(trained.code, trained.stderr).toBe(0)
+    expect((await cli('deploy', 'houses', '--strategy', 'most_recent')).code).toBe(0)
+    expect((await cli('models', 'houses')).stdout).toMatch(/deployed/)
+    expect(await db.query(`SELECT count(*)::int AS n FROM pgml.models`)).toEqual([{ n: 1 }])
+  })
 })

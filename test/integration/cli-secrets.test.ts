@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -208,6 +208,13 @@ describe.each(tiers.filter((t) => t.name === 'server'))('passwords on the $name 
     expect((await run(['status', '--drift'])).stdout).toContain('no drift')
     expect((await run(['plan', '--format', 'markdown'])).stdout).toContain(`Row counts from ${masked}`)
     expect((await run(['index', 'check', 'documents.body_embedding', '--queries', '5', '--grid', '10,40'])).stdout).toContain('ef_search')
+    // generate sized from the database notes where the row counts came from in the migration it writes: a file that is committed.
+    const configPath = join(cwd, 'pgml-kit.config.ts')
+    await writeFile(configPath, (await readFile(configPath, 'utf8')).replace('m: 16', 'm: 32'))
+    await run(['generate', '--name', 'rebuild-index'])
+    const files = await Promise.all((await readdir(join(cwd, 'migrations'))).map((f) => readFile(join(cwd, 'migrations', f), 'utf8')))
+    expect(files.join('\n')).toContain(`rows in public.documents (${masked})`)
+    expect(files.join('\n')).not.toMatch(/Zq9|Xy7/)
     // The same password in the URL's userinfo, and in $PGPASSWORD.
     const inUserinfo = FORMS.find((f) => f.name === 'userinfo')!.url(at, SECRET)
     expect((await run(['status'], { databaseUrl: inUserinfo })).stdout).toContain(`target    postgres://${at.user}:***@${at.host}:${at.port}/${at.database}\n`)

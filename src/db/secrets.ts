@@ -9,7 +9,7 @@
  * - `redactSecrets` removes known passwords by value from any text (a driver's message that echoes
  *   the connection string, a stack), as written and in their encoded forms, and masks connection
  *   strings found in it. `connectionSecrets` says which values: the passwords of a connection
- *   string, under every reading of it, and `$PGPASSWORD`.
+ *   string (as masked here, and as pg reads it), and `$PGPASSWORD`.
  *
  * The URL's structure comes from the WHATWG URL parser (the one pg-connection-string hands the
  * string to). It is not the only reading: libpq ends the credentials at the first `@` unless a `/`
@@ -134,7 +134,7 @@ function urlSecrets(text: string, parts: UrlParts): string[] {
     const url = new URL(text.trim())
     found.push(url.password)
     for (const [key, value] of url.searchParams) if (isSecretKey(key)) found.push(value)
-  } catch { /* not a WHATWG URL: the readings above are all there is */ }
+  } catch { /* pg cannot read it either: what is masked above is all there is */ }
   return found.flatMap((s) => [s, decode(s)])
 }
 
@@ -267,8 +267,9 @@ function secretsOf(text: string): string[] {
 
 /**
  * The passwords to keep out of any output, for a run with this connection string (or none): its
- * passwords under every reading, and `$PGPASSWORD`. A password that is also the user name, host or
- * database name (or the scheme's `postgres`) is left out: those are printed as such anyway.
+ * passwords (as masked here, and as pg reads them), and `$PGPASSWORD`. A password that is also
+ * the user name, host or database name (or the scheme's `postgres`) is left out: those are printed
+ * as such anyway, and masking them would garble every message.
  */
 export function connectionSecrets(connectionString: string | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
   const found = [...(connectionString ? secretsOf(connectionString) : []), ...(env.PGPASSWORD ? [env.PGPASSWORD] : [])]

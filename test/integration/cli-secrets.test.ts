@@ -50,6 +50,9 @@ function expectNoStack(result: CliResult, what: string): void {
   expect(result.stderr, what).not.toMatch(/internal error|\n\s+at /)
 }
 
+/** Each test starts 8 to 20 CLI processes (about a second each, more on a busy machine). */
+const SPAWNING = 600_000
+
 /** Runs `tasks` at most `limit` at a time (each starts a CLI process). */
 async function inBatches<T>(tasks: readonly (() => Promise<T>)[], limit = 4): Promise<T[]> {
   const results: T[] = []
@@ -94,7 +97,7 @@ describe('passwords and connection failures in the CLI', () => {
 
   const refused: Place = { host: '127.0.0.1', port: 1, database: 'app', user: 'app' }
   for (const form of FORMS) {
-    it(`no command prints a password given in the ${form.name} (nothing listening at the address)`, async () => {
+    it(`no command prints a password given in the ${form.name} (nothing listening at the address)`, { timeout: SPAWNING }, async () => {
       const url = form.url(refused, SECRET)
       const env = form.env?.(SECRET) ?? {}
       const runs = PRINTING.map((args) => async () => {
@@ -123,7 +126,7 @@ describe('passwords and connection failures in the CLI', () => {
     { host: 'db.invalid', port: 5432, said: 'the host in the URL cannot be found (db.invalid)', hint: 'check the host name in the URL' },
     { host: '127.0.0.1', port: 1, said: 'nothing is listening at 127.0.0.1:1', hint: 'start PostgreSQL, or check the host and port in the URL' },
   ]) {
-    it(`every command that connects says in one line, with the fix, that ${target.said}`, async () => {
+    it(`every command that connects says in one line, with the fix, that ${target.said}`, { timeout: SPAWNING }, async () => {
       const password = 'S3cr3tPw'
       const url = `postgres://${target.host}:${target.port}/app?user=app&password=${password}`
       const shown = `postgres://${target.host}:${target.port}/app?user=app&password=***`
@@ -166,7 +169,7 @@ describe.each(tiers.filter((t) => t.name === 'server'))('passwords on the $name 
     return { cwd, at: { host: url.hostname, port: Number(url.port), database: url.pathname.slice(1), user: role } }
   }
 
-  it('a server that refuses the password: one line, the password masked, in every form', async () => {
+  it('a server that refuses the password: one line, the password masked, in every form', { timeout: SPAWNING }, async () => {
     const { cwd, at } = await setup()
     const runs = FORMS.filter((f) => f.read).flatMap((form) => [['status'], ['status', '--json'], ['migrate'], ['worker', '--once'], ['search', 'documents.body_embedding', 'homes']].map((args) => async () => {
       // The wrong password, but one of the same characters.
@@ -185,7 +188,7 @@ describe.each(tiers.filter((t) => t.name === 'server'))('passwords on the $name 
     }
   })
 
-  it('commands that work print the target with the password masked: password in the query string, in the URL, in $PGPASSWORD', async () => {
+  it('commands that work print the target with the password masked: password in the query string, in the URL, in $PGPASSWORD', { timeout: SPAWNING }, async () => {
     const { cwd, at } = await setup()
     const inQuery = FORMS.find((f) => f.name === 'query string')!
     const url = inQuery.url(at, SECRET)

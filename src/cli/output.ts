@@ -1,5 +1,6 @@
 import pc from 'picocolors'
 import { isConnectionLost } from '../db/connect.js'
+import { connectionSecrets, redactSecrets } from '../db/secrets.js'
 import { PgmlKitError, PlanError } from '../errors.js'
 
 export const EXIT = { ok: 0, checkFailed: 1, usage: 2 } as const
@@ -44,11 +45,22 @@ function describe(error: unknown): { reported: Reported; exit: number } | undefi
   return undefined
 }
 
+/**
+ * `text` without the passwords of this run (of `--database-url`, else `$DATABASE_URL`, and
+ * `$PGPASSWORD`), for everything the CLI prints that is not built from masked parts: errors,
+ * driver messages.
+ */
+export function withoutSecrets(text: string, databaseUrl?: string): string {
+  return redactSecrets(text, connectionSecrets(databaseUrl ?? process.env.DATABASE_URL))
+}
+
 /** A user mistake, an unusable target or a refused statement: message, where, what to do; no stack trace. */
-export function reportError(error: unknown, json: boolean): number {
+export function reportError(error: unknown, json: boolean, databaseUrl?: string): number {
   const described = describe(error)
+  const clean = (text: string | null) => (text === null ? null : withoutSecrets(text, databaseUrl))
   if (described) {
-    const { reported } = described
+    const r = described.reported
+    const reported = { code: r.code, message: clean(r.message)!, where: clean(r.where), hint: clean(r.hint) }
     if (json) {
       printJson({ error: reported })
     } else {
@@ -58,6 +70,6 @@ export function reportError(error: unknown, json: boolean): number {
     }
     return described.exit
   }
-  process.stderr.write(`${pc.red('internal error')} ${(error as Error)?.stack ?? String(error)}\n`)
+  process.stderr.write(`${pc.red('internal error')} ${withoutSecrets((error as Error)?.stack ?? String(error), databaseUrl)}\n`)
   return EXIT.checkFailed
 }

@@ -10,20 +10,28 @@ export interface CliResult {
   readonly stderr: string
 }
 
-function env(databaseUrl: string | undefined): NodeJS.ProcessEnv {
+export interface CliOptions {
+  readonly cwd: string
+  /** $DATABASE_URL for the CLI (unset when undefined or ''). */
+  readonly databaseUrl?: string | undefined
+  /** More environment variables ($PGPASSWORD, say). */
+  readonly env?: Readonly<Record<string, string>>
+}
+
+function env(options: CliOptions): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
   delete e.DATABASE_URL
-  if (databaseUrl) e.DATABASE_URL = databaseUrl
-  return e
+  if (options.databaseUrl) e.DATABASE_URL = options.databaseUrl
+  return { ...e, ...options.env }
 }
 
 /** Starts the built CLI (`npm test` builds first) as a separate process. */
-export function startCli(args: readonly string[], options: { cwd: string; databaseUrl?: string | undefined }): ChildProcess {
+export function startCli(args: readonly string[], options: CliOptions): ChildProcess {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run \`npm run build\` (npm test does it first)`)
-  return spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: env(options.databaseUrl), stdio: ['ignore', 'pipe', 'pipe'] })
+  return spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: env(options), stdio: ['ignore', 'pipe', 'pipe'] })
 }
 
-export function runCli(args: readonly string[], options: { cwd: string; databaseUrl?: string | undefined }): Promise<CliResult> {
+export function runCli(args: readonly string[], options: CliOptions): Promise<CliResult> {
   const child = startCli(args, options)
   let stdout = ''
   let stderr = ''

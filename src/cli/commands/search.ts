@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import Table from 'cli-table3'
-import pg from 'pg'
 import { loadConfig } from '../../config/load.js'
+import { oneConnectionPool } from '../../db/connect.js'
 import { openTarget } from '../../db/target.js'
 import { findColumn } from '../../model/find-column.js'
 import { printJson } from '../output.js'
@@ -22,8 +22,8 @@ export function registerSearch(program: Command): void {
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       // Kysely and the query builders load only here: importing them takes about 0.3 s that no other command needs.
       const [{ Kysely, PostgresDialect }, { createKit }] = await Promise.all([import('kysely'), import('../../query/create-kit.js')])
-      const pool = new pg.Pool({ connectionString: target.url, max: 1 })
-      pool.on('error', () => undefined)
+      // One connection, opened through the target like every other command's (a failure to connect is a TargetError).
+      const pool = oneConnectionPool(target, 'pgml-kit search')
       const db = new Kysely<Record<string, Record<string, unknown>>>({ dialect: new PostgresDialect({ pool }) })
       try {
         // The config as loaded; its column refs are only known at run time here.

@@ -4,7 +4,7 @@ import { openTarget } from '../../db/target.js'
 import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { runWorker } from '../../worker/run-worker.js'
 import { findColumn } from '../../model/find-column.js'
-import { printJson } from '../output.js'
+import { printJson, withoutSecrets } from '../output.js'
 import { globals, positiveInt } from '../options.js'
 import type { WorkerTotals } from '../../worker/run-worker.js'
 
@@ -45,7 +45,7 @@ export function registerWorker(program: Command): void {
           onBatch: g.json ? undefined : (column, r) => process.stderr.write(r.catalogChanged
             ? `${column.table}.${column.column}: changed by a migration while the batch was embedded; nothing written, reading the catalog again\n`
             : `${column.table}.${column.column}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`),
-          onReconnect: (error) => process.stderr.write(`lost the connection (${error.message}); reconnecting\n`),
+          onReconnect: (error) => process.stderr.write(`lost the connection (${withoutSecrets(error.message, g.databaseUrl)}); reconnecting\n`),
         })
         if (g.json) printJson(totals)
         else {

@@ -1,9 +1,10 @@
-import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import pg from 'pg'
 import { TargetError } from '../errors.js'
 import { tryLock, type HeldLock, type LockHolder } from './embedded/owner-lock.js'
+import { readOrCreatePassword } from './embedded/password-file.js'
 import { startPgliteHost } from './embedded/pglite-host.js'
+import { ensurePrivateDirectory } from './embedded/private-directory.js'
 import { SessionServer } from './embedded/session-server.js'
 
 /**
@@ -15,12 +16,30 @@ import { SessionServer } from './embedded/session-server.js'
  * holds the lock in `.pgml-kit/owner/` and publishes its address there; every other process connects to
  * that address instead of opening the directory. When the owner exits — or is killed — the next
  * process that needs the database takes ownership (the data is on disk; PostgreSQL recovers it).
+ *
+ * Only the user who runs pgml-kit can use it: `.pgml-kit/` is 0700 (private-directory.ts), and the
+ * server asks every connection for the password in `.pgml-kit/password` (0600), which the URL it
+ * hands out carries.
  */
 export const EMBEDDED_DIR = '.pgml-kit'
 /** How long a closing owner waits for its clients to disconnect. */
 const DRAIN_MS = 10_000
 
+/** Where the embedded database keeps its files, under a project directory. */
+export function embeddedPaths(projectDir: string): { readonly base: string; readonly dataDir: string; readonly passwordFile: string } {
+  const base = join(projectDir, EMBEDDED_DIR)
+  return { base, dataDir: join(base, 'data'), passwordFile: join(base, 'password') }
+}
+
+/** Creates `.pgml-kit/` private to the current user, or checks and tightens an existing one; returns its path. */
+export async function ensureEmbeddedDir(projectDir: string): Promise<string> {
+  const { base } = embeddedPaths(projectDir)
+  await ensurePrivateDirectory(base)
+  return base
+}
+
 export interface EmbeddedServer {
+  /** The server's address with its password: hand it to clients, never print it (print `redactUrl(url)`). */
   readonly url: string
   /** True when this process opened the data directory (and will close it). */
   readonly owner: boolean
@@ -37,8 +56,8 @@ export interface OpenEmbeddedOptions {
   readonly waitMs?: number
 }
 
-function urlFor(host: string, port: number): string {
-  return `postgres://postgres@${host}:${port}/postgres`
+function urlFor(host: string, port: number, password: string): string {
+  return `postgres://postgres:${password}@${host}:${port}/postgres`
 }
 
 async function canConnect(url: string): Promise<boolean> {
@@ -61,15 +80,14 @@ function publishedUrl(holder: LockHolder | null): string | undefined {
 }
 
 export async function openEmbedded(projectDir: string, options: OpenEmbeddedOptions = {}): Promise<EmbeddedServer> {
-  const base = join(projectDir, EMBEDDED_DIR)
-  const dataDir = join(base, 'data')
+  const { base, dataDir, passwordFile } = embeddedPaths(projectDir)
   const lockPath = join(base, 'owner')
-  await mkdir(base, { recursive: true })
+  await ensureEmbeddedDir(projectDir)
   const deadline = Date.now() + (options.waitMs ?? 30_000)
 
   for (;;) {
     const attempt = await tryLock(lockPath)
-    if (!('held' in attempt)) return startOwner(dataDir, attempt, options.port ?? 0)
+    if (!('held' in attempt)) return startOwner(dataDir, passwordFile, attempt, options.port ?? 0)
     // Somebody else owns it: use their server once it has published its address.
     const url = publishedUrl(attempt.held)
     if (url && (await canConnect(url))) return { url, owner: false, dataDir, onFailure: () => undefined, close: async () => undefined }
@@ -83,19 +101,24 @@ export async function openEmbedded(projectDir: string, options: OpenEmbeddedOpti
   }
 }
 
-async function startOwner(dataDir: string, lock: HeldLock, port: number): Promise<EmbeddedServer> {
+async function startOwner(dataDir: string, passwordFile: string, lock: HeldLock, port: number): Promise<EmbeddedServer> {
   let host
   let server: SessionServer | undefined
-  let address: { host: string; port: number }
+  let url: string
   try {
+    const password = await readOrCreatePassword(passwordFile)
+    // PGlite makes what it creates world-readable; the data directory, at least, it need not.
+    await ensurePrivateDirectory(dataDir)
     host = await startPgliteHost(dataDir)
-    server = new SessionServer(host, { host: '127.0.0.1', port, maxConnections: 100 })
-    address = await server.listen()
-    await lock.publish({ url: urlFor(address.host, address.port) })
+    server = new SessionServer(host, { host: '127.0.0.1', port, password, maxConnections: 100 })
+    const address = await server.listen()
+    url = urlFor(address.host, address.port, password)
+    await lock.publish({ url })
   } catch (error) {
     await server?.stop().catch(() => undefined)
     await host?.close().catch(() => undefined)
     await lock.release()
+    if (error instanceof TargetError) throw error
     const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
     throw new TargetError(inUse ? 'PORT_IN_USE' : 'EMBEDDED_START_FAILED',
       inUse ? `port ${port} on 127.0.0.1 is already in use` : `could not start the embedded database in ${dataDir}: ${(error as Error).message}`,
@@ -119,7 +142,7 @@ async function startOwner(dataDir: string, lock: HeldLock, port: number): Promis
     void db.close()
   })
   return {
-    url: urlFor(address.host, address.port),
+    url,
     owner: true,
     dataDir,
     onFailure(listener) {

@@ -1,8 +1,7 @@
-import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { MigrationError } from '../errors.js'
 import { assertDatabaseUrl, connectClient, isConnectionLost, redactUrl, type Connector } from './connect.js'
-import { EMBEDDED_DIR, openEmbedded, type EmbeddedServer } from './embedded.js'
+import { ensureEmbeddedDir, openEmbedded, type EmbeddedServer } from './embedded.js'
 import { lock } from './embedded/owner-lock.js'
 
 export { redactUrl } from './connect.js'
@@ -23,7 +22,10 @@ export interface TargetOptions {
  */
 export interface Target extends Connector {
   readonly kind: 'server' | 'embedded'
-  /** A URL other tools can use now (the embedded owner's address can change after a takeover). */
+  /**
+   * A URL other tools can use now (the embedded owner's address can change after a takeover). It
+   * carries the password: print `description` or `redactUrl(url)`, never the URL itself.
+   */
   readonly url: string
   close(): Promise<void>
 }
@@ -83,8 +85,7 @@ export function isEmbedded(options: TargetOptions): boolean {
  */
 export async function lockMigrations(options: TargetOptions, waitMs: number): Promise<() => Promise<void>> {
   if (!isEmbedded(options)) return async () => undefined
-  const base = join(options.cwd ?? process.cwd(), EMBEDDED_DIR)
-  await mkdir(base, { recursive: true })
+  const base = await ensureEmbeddedDir(options.cwd ?? process.cwd())
   const held = await lock(join(base, 'migrate'), waitMs, (holder) => new MigrationError('MIGRATION_LOCKED',
     `another pgml-kit migrate${holder ? ` (pid ${holder.pid})` : ''} is still running on the embedded database`,
     { hint: 'wait for it to finish and run migrate again, or raise --lock-wait' }))

@@ -207,30 +207,65 @@ DROP TABLE documents;
   })
 
   if (tier.name === 'embedded') {
-    it('dev serves the embedded database to other processes until it is stopped', async () => {
+    it('dev serves the embedded database to other processes until it is stopped, and never prints its password', async () => {
       const { cwd } = await setup()
       expect((await runCli(['init'], { cwd })).code).toBe(0)
       expect((await runCli(['generate', '--name', 'embeddings'], { cwd })).code).toBe(0)
       const dev = startCli(['dev', '--port', '0', '--json'], { cwd })
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = ''
+      cleanups.push(async () => { dev.kill('SIGKILL') })
+      let devOut = ''
+      const served = await new Promise<{ url: string; passwordFile: string }>((resolve, reject) => {
         dev.stdout?.on('data', (d: Buffer) => {
-          out += d.toString()
-          try { resolve((JSON.parse(out) as { url: string }).url) } catch { /* not complete yet */ }
+          devOut += d.toString()
+          try { resolve(JSON.parse(devOut) as { url: string; passwordFile: string }) } catch { /* not complete yet */ }
         })
         dev.on('close', (code) => reject(new Error(`dev exited with ${code}`)))
       })
-      expect(url).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres$/)
+      expect(served.url).toMatch(/^postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres$/)
+      expect(served.passwordFile).toBe(join(cwd, '.pgml-kit', 'password'))
+      const password = (await readFile(served.passwordFile, 'utf8')).trim()
+      // What dev prints, with the password from its file, is a URL psql or an application can use.
+      const usable = new URL(served.url)
+      usable.password = password
+      const pg = await import('pg')
+      const outside = new pg.default.Client({ connectionString: usable.toString() })
+      await outside.connect()
+      expect((await outside.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }])
+      await outside.end()
       const migrate = await runCli(['migrate'], { cwd })
       expect(migrate.code, migrate.stderr).toBe(0)
       const status = await runCli(['status'], { cwd })
       expect(status.stdout).toContain('served by another pgml-kit process')
+      for (const printed of [devOut, migrate.stdout, migrate.stderr, status.stdout, status.stderr]) expect(printed).not.toContain(password)
       const exited = new Promise<number | null>((resolve) => dev.on('close', resolve))
       dev.kill('SIGINT')
       expect(await exited).toBe(0)
       // The data outlives the server: a new owner sees the applied migrations.
       const after = await runCli(['status', '--json'], { cwd })
       expect((JSON.parse(after.stdout) as { applied: unknown[] }).applied).toHaveLength(3)
+
+      // For a human: the masked URL, and how to use it without the password on the screen.
+      const human = startCli(['dev', '--port', '0'], { cwd })
+      cleanups.push(async () => { human.kill('SIGKILL') })
+      const text = await new Promise<string>((resolve, reject) => {
+        let out = ''
+        human.stdout?.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('Ctrl-C')) resolve(out) })
+        human.on('close', (code) => reject(new Error(`dev exited with ${code}`)))
+      })
+      expect(text).not.toContain(password)
+      expect(text).toMatch(/URL {7}postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres\n/)
+      // The line it prints for the shell, run by a shell in the project, gives a URL that connects.
+      const exportLine = /^ {2}(export DATABASE_URL=.*)$/m.exec(text)?.[1]
+      expect(exportLine).toMatch(/^export DATABASE_URL="postgres:\/\/postgres:\$\(cat \.pgml-kit\/password\)@127\.0\.0\.1:\d+\/postgres"$/)
+      const { execFile } = await import('node:child_process')
+      const fromShell = await new Promise<string>((resolve, reject) => execFile('sh', ['-c', `${exportLine}; printf %s "$DATABASE_URL"`], { cwd }, (error, stdout) => (error ? reject(error) : resolve(stdout))))
+      const viaShell = new pg.default.Client({ connectionString: fromShell })
+      await viaShell.connect()
+      expect((await viaShell.query('SELECT 2 AS two')).rows).toEqual([{ two: 2 }])
+      await viaShell.end()
+      const humanExited = new Promise<number | null>((resolve) => human.on('close', resolve))
+      human.kill('SIGINT')
+      expect(await humanExited).toBe(0)
     })
   }
 })

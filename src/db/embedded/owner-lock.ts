@@ -4,6 +4,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'n
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { TargetError } from '../../errors.js'
+import { PRIVATE_DIRECTORY_MODE, PRIVATE_FILE_MODE } from './private-directory.js'
 
 /**
  * A lock held by one process at a time over something on disk (the embedded data directory, the
@@ -21,6 +22,9 @@ import { TargetError } from '../../errors.js'
  * process start time compared on Linux, so a reused pid is not mistaken for it). Only a holder on
  * another machine (a shared or mounted directory) is judged by its heartbeat. Liveness, not lock
  * age, decides, because the holder's event loop may be busy for long stretches.
+ *
+ * What a holder publishes (the embedded server's URL, with its password) is for the same user's
+ * processes only: the directory is made 0700 and the records 0600.
  */
 const HEARTBEAT_MS = 2_000
 /** A holder on another host whose heartbeat is older than this is gone. */
@@ -119,7 +123,7 @@ async function isGone(path: string, generation: number, read: Read): Promise<boo
 /** Takes the lock at `path` (a directory), or returns who holds it (null while a holder is writing its record). */
 export async function tryLock(path: string): Promise<HeldLock | { readonly held: LockHolder | null }> {
   try {
-    await mkdir(path, { recursive: true })
+    await mkdir(path, { recursive: true, mode: PRIVATE_DIRECTORY_MODE })
     for (let attempt = 0; attempt < 10; attempt++) {
       const latest = await latestGeneration(path)
       if (latest > 0) {
@@ -131,7 +135,7 @@ export async function tryLock(path: string): Promise<HeldLock | { readonly held:
         pid: process.pid, startTime: processStartTime(process.pid), host: hostname(), token: randomUUID(), details: {},
       }
       try {
-        await writeFile(join(path, recordName(generation)), JSON.stringify(holder), { flag: 'wx' })
+        await writeFile(join(path, recordName(generation)), JSON.stringify(holder), { flag: 'wx', mode: PRIVATE_FILE_MODE })
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue
         throw error
@@ -187,7 +191,7 @@ async function hold(path: string, generation: number, initial: LockHolder): Prom
       holder = { ...holder, details: { ...holder.details, ...details } }
       // Written beside and renamed over, so a reader never sees half a record.
       const temporary = `${file}.${randomUUID()}.tmp`
-      await writeFile(temporary, JSON.stringify(holder))
+      await writeFile(temporary, JSON.stringify(holder), { flag: 'wx', mode: PRIVATE_FILE_MODE })
       await rename(temporary, file)
     },
     onLost(listener) {

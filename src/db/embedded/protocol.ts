@@ -17,34 +17,71 @@ export type FrontendMessage =
   | { readonly kind: 'cancel-request' }
   | { readonly kind: 'message'; readonly type: string; readonly bytes: Uint8Array }
 
+/** The startup message, and every message before authentication succeeds, is at most this long. */
+export const MAX_STARTUP_MESSAGE_BYTES = 10_000
+/**
+ * Any later message is at most this long (PostgreSQL itself allows 1 GB): enough for a batch of
+ * thousands of vectors in one statement, and a bound on what one connection makes the server hold.
+ */
+export const MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
 /**
  * Splits a connection's incoming bytes into complete messages, across reads of any size. Before
- * the startup message, messages carry no type byte.
+ * the startup message, messages carry no type byte. A message's length is checked against the
+ * limit as soon as its header arrives, before any of its body is kept.
  */
 export class FrontendReader {
-  #buffer: Buffer = Buffer.alloc(0)
+  /** Received bytes not yet split off, in arrival order (joined only once a whole message is there). */
+  #pending: Buffer[] = []
+  #pendingBytes = 0
   #started = false
+  /** The longest message accepted now: small until the connection has authenticated. */
+  maxMessageBytes = MAX_STARTUP_MESSAGE_BYTES
 
-  push(data: Buffer): FrontendMessage[] {
-    this.#buffer = this.#buffer.length === 0 ? data : Buffer.concat([this.#buffer, data])
-    const out: FrontendMessage[] = []
-    for (;;) {
-      const message = this.#next()
-      if (!message) return out
-      out.push(message)
+  /** Adds received bytes; `next()` then splits them. */
+  push(data: Buffer): void {
+    if (data.length === 0) return
+    this.#pending.push(data)
+    this.#pendingBytes += data.length
+  }
+
+  /** The first `bytes` received bytes as one buffer (possibly longer), or undefined if fewer have arrived. */
+  #peek(bytes: number): Buffer | undefined {
+    if (this.#pendingBytes < bytes) return undefined
+    if (this.#pending[0]!.length < bytes) this.#pending = [Buffer.concat(this.#pending, this.#pendingBytes)]
+    return this.#pending[0]
+  }
+
+  /** Removes the first `bytes` bytes, which `#peek(bytes)` returned, and copies them out. */
+  #take(bytes: number): Uint8Array {
+    const first = this.#pending[0]!
+    const taken = new Uint8Array(first.subarray(0, bytes))
+    if (first.length === bytes) this.#pending.shift()
+    else this.#pending[0] = first.subarray(bytes)
+    this.#pendingBytes -= bytes
+    return taken
+  }
+
+  #checkLength(length: number, minimum: number, what: string): void {
+    if (length < minimum) throw new Error(`invalid ${what} length ${length}`)
+    if (length > this.maxMessageBytes) {
+      throw new Error(`${what} of ${length} bytes is longer than the ${this.maxMessageBytes} bytes the embedded server accepts here`)
     }
   }
 
-  #next(): FrontendMessage | undefined {
-    const buffer = this.#buffer
+  /**
+   * The next complete message, or undefined until more bytes arrive. One at a time, so a limit
+   * changed after a message (authentication done) applies to the very next one.
+   */
+  next(): FrontendMessage | undefined {
     if (!this.#started) {
-      if (buffer.length < 8) return undefined
-      const length = buffer.readInt32BE(0)
-      if (length < 8 || length > 10_000) throw new Error(`invalid startup packet length ${length}`)
-      if (buffer.length < length) return undefined
-      const code = buffer.readInt32BE(4)
-      const bytes = new Uint8Array(buffer.subarray(0, length))
-      this.#buffer = buffer.subarray(length)
+      const header = this.#peek(8)
+      if (!header) return undefined
+      const length = header.readInt32BE(0)
+      this.#checkLength(length, 8, 'startup packet')
+      const code = header.readInt32BE(4)
+      if (!this.#peek(length)) return undefined
+      const bytes = this.#take(length)
       if (code === SSL_REQUEST_CODE) return { kind: 'ssl-request' }
       if (code === GSS_ENC_REQUEST_CODE) return { kind: 'gss-request' }
       if (code === CANCEL_REQUEST_CODE) return { kind: 'cancel-request' }
@@ -52,12 +89,12 @@ export class FrontendReader {
       this.#started = true
       return { kind: 'startup', bytes }
     }
-    if (buffer.length < 5) return undefined
-    const length = buffer.readInt32BE(1)
-    if (length < 4) throw new Error(`invalid message length ${length}`)
-    if (buffer.length < 1 + length) return undefined
-    const bytes = new Uint8Array(buffer.subarray(0, 1 + length))
-    this.#buffer = buffer.subarray(1 + length)
+    const header = this.#peek(5)
+    if (!header) return undefined
+    const length = header.readInt32BE(1)
+    this.#checkLength(length, 4, 'message')
+    if (!this.#peek(1 + length)) return undefined
+    const bytes = this.#take(1 + length)
     return { kind: 'message', type: String.fromCharCode(bytes[0] as number), bytes }
   }
 }
@@ -139,4 +176,48 @@ export const COPY_FAIL_MESSAGE: Uint8Array = message('f', Buffer.from('client di
 /** An ErrorResponse, for refusing a connection before it reaches the database. */
 export function errorResponse(code: string, text: string): Uint8Array {
   return message('E', Buffer.from(`SFATAL\0VFATAL\0C${code}\0M${text}\0\0`, 'utf8'))
+}
+
+/** AuthenticationSASL: the server asks for a password, by one of these mechanisms. */
+export function authenticationSasl(mechanisms: readonly string[]): Uint8Array {
+  const names = Buffer.from(`${mechanisms.map((m) => `${m}\0`).join('')}\0`, 'utf8')
+  return message('R', Buffer.concat([int32(10), names]))
+}
+
+/** AuthenticationSASLContinue (with the server-first-message). */
+export function authenticationSaslContinue(data: string): Uint8Array {
+  return message('R', Buffer.concat([int32(11), Buffer.from(data, 'utf8')]))
+}
+
+/** AuthenticationSASLFinal (with the server-final-message). */
+export function authenticationSaslFinal(data: string): Uint8Array {
+  return message('R', Buffer.concat([int32(12), Buffer.from(data, 'utf8')]))
+}
+
+function int32(value: number): Buffer {
+  const out = Buffer.alloc(4)
+  out.writeInt32BE(value)
+  return out
+}
+
+/** The mechanism and data of a SASLInitialResponse ('p' after AuthenticationSASL); undefined if malformed. */
+export function parseSaslInitialResponse(bytes: Uint8Array): { mechanism: string; data: string } | undefined {
+  const body = Buffer.from(bytes.buffer, bytes.byteOffset + 5, bytes.length - 5)
+  const end = body.indexOf(0)
+  if (end < 0 || body.length < end + 5) return undefined
+  const length = body.readInt32BE(end + 1)
+  if (length !== body.length - end - 5) return undefined
+  return { mechanism: body.subarray(0, end).toString('utf8'), data: body.subarray(end + 5).toString('utf8') }
+}
+
+/** The data of a SASLResponse ('p' after AuthenticationSASLContinue). */
+export function saslResponseData(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset + 5, bytes.length - 5).toString('utf8')
+}
+
+/** The user a startup message names (for error messages). */
+export function startupUser(bytes: Uint8Array): string {
+  const fields = Buffer.from(bytes.buffer, bytes.byteOffset + 8, bytes.length - 8).toString('utf8').split('\0')
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'user') return fields[i + 1]!
+  return ''
 }

@@ -1,9 +1,11 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { PgliteHost } from './pglite-host.js'
 import {
-  COPY_FAIL_MESSAGE, FrontendReader, ReadyForQueryScanner, SYNC_MESSAGE, errorResponse, queryMessage,
-  type FrontendMessage,
+  COPY_FAIL_MESSAGE, FrontendReader, MAX_MESSAGE_BYTES, ReadyForQueryScanner, SYNC_MESSAGE, authenticationSasl,
+  authenticationSaslContinue, authenticationSaslFinal, errorResponse, parseSaslInitialResponse, queryMessage,
+  saslResponseData, startupUser, type FrontendMessage,
 } from './protocol.js'
+import { SCRAM_MECHANISM, ScramExchange, ScramSyntaxError, scramCredentials, type ScramCredentials } from './scram.js'
 
 /**
  * Serves the one PGlite session to many client connections over TCP, so `pg`, node-pg-migrate,
@@ -18,12 +20,29 @@ import {
  *
  * What a single session still shares between connections: session settings (SET), named prepared
  * statements, temporary tables and advisory locks.
+ *
+ * Every connection authenticates first, by SCRAM-SHA-256 with the server's password: the port is
+ * open to every local user, and the session is a superuser's. Until then nothing of the connection
+ * (not even its startup message) reaches PGlite, and its messages are at most a few kilobytes.
  */
 export interface SessionServerOptions {
   readonly host: string
   readonly port: number
+  /** The password every client must give (the embedded database's; see password-file.ts). */
+  readonly password: string
   readonly maxConnections?: number
+  /** A connection that has not authenticated this long after connecting is closed (as PostgreSQL's authentication_timeout). */
+  readonly authenticationTimeoutMs?: number
 }
+
+/** PostgreSQL's default authentication_timeout. */
+const AUTHENTICATION_TIMEOUT_MS = 60_000
+
+type AuthenticationState =
+  | { readonly stage: 'startup' }
+  | { readonly stage: 'sasl-initial'; readonly startup: Uint8Array; readonly user: string }
+  | { readonly stage: 'sasl-final'; readonly startup: Uint8Array; readonly user: string; readonly exchange: ScramExchange }
+  | { readonly stage: 'done' }
 
 class Connection {
   readonly socket: Socket
@@ -33,13 +52,16 @@ class Connection {
   /** True while this connection holds the session: from its first message until the backend is idle. */
   holding = false
   closed = false
+  authentication: AuthenticationState = { stage: 'startup' }
+  /** Refused (an error is on its way to the client): whatever else it sends is ignored. */
+  refused = false
 
   constructor(socket: Socket) {
     this.socket = socket
   }
 
   write(chunks: readonly Uint8Array[]): void {
-    if (this.closed || this.socket.destroyed) return
+    if (this.closed || this.refused || this.socket.destroyed) return
     for (const chunk of chunks) if (chunk.length > 0) this.socket.write(chunk)
   }
 }
@@ -51,6 +73,7 @@ export class SessionServer {
   /** Connections with messages waiting for the session, in arrival order. */
   readonly #waiting: Connection[] = []
   readonly #scanner = new ReadyForQueryScanner()
+  readonly #credentials: ScramCredentials
   #holder: Connection | undefined
   #server: Server | undefined
   #tail: Promise<void> = Promise.resolve()
@@ -60,6 +83,7 @@ export class SessionServer {
   constructor(db: PgliteHost, options: SessionServerOptions) {
     this.#db = db
     this.#options = options
+    this.#credentials = scramCredentials(options.password)
   }
 
   get connectionCount(): number {
@@ -99,21 +123,38 @@ export class SessionServer {
     socket.setNoDelay(true)
     const connection = new Connection(socket)
     this.#connections.add(connection)
+    const timeout = setTimeout(() => {
+      if (connection.authentication.stage !== 'done') socket.destroy()
+    }, this.#options.authenticationTimeoutMs ?? AUTHENTICATION_TIMEOUT_MS)
+    timeout.unref()
     socket.on('data', (data: Buffer) => this.#receive(connection, data))
     socket.on('error', () => undefined)
-    socket.on('close', () => this.#disconnect(connection))
+    socket.on('close', () => {
+      clearTimeout(timeout)
+      this.#disconnect(connection)
+    })
+  }
+
+  /** Sends the client an ErrorResponse and closes the connection once it is written. */
+  #refuse(connection: Connection, code: string, text: string): void {
+    connection.refused = true
+    connection.inbox.length = 0
+    if (connection.socket.destroyed) return
+    connection.socket.end(errorResponse(code, text), () => connection.socket.destroy())
   }
 
   #receive(connection: Connection, data: Buffer): void {
-    let messages: FrontendMessage[]
-    try {
-      messages = connection.reader.push(data)
-    } catch (error) {
-      connection.write([errorResponse('08P01', `pgml-kit embedded server: ${(error as Error).message}`)])
-      connection.socket.destroy()
-      return
-    }
-    for (const message of messages) {
+    if (connection.refused) return
+    connection.reader.push(data)
+    for (;;) {
+      let message: FrontendMessage | undefined
+      try {
+        message = connection.reader.next()
+      } catch (error) {
+        this.#refuse(connection, '08P01', `pgml-kit embedded server: ${(error as Error).message}`)
+        return
+      }
+      if (!message) break
       if (message.kind === 'ssl-request' || message.kind === 'gss-request') {
         // No encryption on a loopback socket: "N", and the client goes on in plain text.
         connection.socket.write('N')
@@ -124,12 +165,54 @@ export class SessionServer {
       } else if (message.kind === 'message' && message.type === 'X') {
         connection.socket.end()
         return
+      } else if (connection.authentication.stage !== 'done') {
+        this.#authenticate(connection, message)
+        if (connection.refused) return
       } else {
         connection.inbox.push(message.bytes)
       }
     }
     if (connection.inbox.length > 0 && !connection.holding && !this.#waiting.includes(connection)) this.#waiting.push(connection)
     this.#pump()
+  }
+
+  /**
+   * The server's side of the SCRAM exchange. The startup message is kept back until the client has
+   * proven it knows the password; then it goes to PGlite, which answers AuthenticationOk and the
+   * rest of a normal start.
+   */
+  #authenticate(connection: Connection, message: FrontendMessage): void {
+    const state = connection.authentication
+    if (message.kind === 'startup') {
+      connection.authentication = { stage: 'sasl-initial', startup: message.bytes, user: startupUser(message.bytes) }
+      connection.write([authenticationSasl([SCRAM_MECHANISM])])
+      return
+    }
+    if (state.stage === 'startup' || state.stage === 'done') return
+    const failed = () => this.#refuse(connection, '28P01', `password authentication failed for user ${JSON.stringify(state.user)}`)
+    // Anything but a password message: the client has no password to give.
+    if (message.kind !== 'message' || message.type !== 'p') return failed()
+    try {
+      if (state.stage === 'sasl-initial') {
+        const initial = parseSaslInitialResponse(message.bytes)
+        if (!initial) throw new ScramSyntaxError('malformed SASLInitialResponse')
+        if (initial.mechanism !== SCRAM_MECHANISM) throw new ScramSyntaxError(`SASL mechanism ${JSON.stringify(initial.mechanism)} is not supported (only ${SCRAM_MECHANISM})`)
+        const exchange = new ScramExchange(this.#credentials)
+        const serverFirst = exchange.first(initial.data)
+        connection.authentication = { ...state, stage: 'sasl-final', exchange }
+        connection.write([authenticationSaslContinue(serverFirst)])
+        return
+      }
+      const serverFinal = state.exchange.final(saslResponseData(message.bytes))
+      if (serverFinal === undefined) return failed()
+      connection.authentication = { stage: 'done' }
+      connection.reader.maxMessageBytes = MAX_MESSAGE_BYTES
+      connection.write([authenticationSaslFinal(serverFinal)])
+      connection.inbox.push(state.startup)
+    } catch (error) {
+      // A malformed exchange (ScramSyntaxError), or anything else it made go wrong: never the process.
+      this.#refuse(connection, '08P01', `pgml-kit embedded server: ${(error as Error).message}`)
+    }
   }
 
   /**

@@ -106,4 +106,41 @@ describe.each(tiers)('columns whose names read alike when joined, on the $name t
       await pool.end()
     }
   })
+
+  it('a table with columns named like the aliases in pgml-kit\'s SQL (c, q, t, job, input): worker, backfill, search and hybrid search', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_base.sql', `-- Up Migration
+CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text, c int, q int, t int, job int, input int);
+-- Down Migration
+DROP TABLE notes;
+`)
+    await p.writeConfig({
+      embedder: { modelsDir: MODELS_DIR, allowRemoteModels: false },
+      tables: { notes: { embeddings: { emb: { source: ['body'], model: MODELS[1], mode: 'queue' } }, fullText: { source: 'body' } } },
+    })
+    await p.generate()
+    await p.migrate()
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const column = loaded.state.embeddingColumns[0]!
+    await db.query(`INSERT INTO notes (body, c, q, t, job, input) VALUES ('city parks and gardens', 1, 1, 1, 1, 1), ('opening hours of the library', 2, 2, 2, 2, 2)`)
+    expect(await p.work()).toMatchObject({ written: 2, stale: 0, failed: 0 })
+    await db.query(`ALTER TABLE notes DISABLE TRIGGER USER; INSERT INTO notes (body) VALUES ('swimming pools in summer'); ALTER TABLE notes ENABLE TRIGGER USER`)
+    expect(await backfill({ url: db.url, column, loadEmbedder: localEmbedderLoader(loaded.embedder) })).toMatchObject({ written: 1, skipped: 0, failedCount: 0 })
+    await expectOwnVectors(column, 3)
+
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 })
+    try {
+      const kit = createKit(loaded.source, { db: new Kysely<Record<string, Record<string, unknown>>>({ dialect: new PostgresDialect({ pool }) }), embedIn: 'local' }) as unknown as {
+        search(r: string, q: string, o: { k: number }): { select(c: string[]): { execute(): Promise<{ body: string }[]> } }
+        hybridSearch(r: string, q: string, o: { k: number }): { select(c: string[]): { execute(): Promise<{ body: string; text_rank: number | null }[]> } }
+      }
+      expect(await kit.search('notes.emb', 'library', { k: 3 }).select(['body']).execute()).toHaveLength(3)
+      const hybrid = await kit.hybridSearch('notes.emb', 'parks', { k: 3 }).select(['body']).execute()
+      expect(hybrid).toHaveLength(3)
+      expect(hybrid.find((r) => r.text_rank === 1)?.body).toBe('city parks and gardens')
+    } finally {
+      await pool.end()
+    }
+  })
 })

@@ -50,6 +50,10 @@ const CASES: Record<string, readonly HostileTable[]> = {
     { schema: 'public', table: 'a__b', key: 'id', sources: ['body'], column: 'c', mode: 'queue' },
     { schema: 'public', table: 'a', key: 'id', sources: ['body'], column: 'b__c', mode: 'queue' },
   ],
+  'names that read alike when joined with ".": schema a table b column c.d, schema a.b table c column d, with quotes and spaces': [
+    { schema: 'a "x', table: 'b c', key: 'id', sources: ['body'], column: 'd.e', mode: 'queue' },
+    { schema: 'a "x.b c', table: 'd', key: 'id', sources: ['body'], column: 'e', mode: 'queue' },
+  ],
   'source and key columns named like the aliases in pgml-kit\'s own SQL': [{
     schema: 'public', table: 'aliases', key: 'key', sources: ['c', 'q', 't', 'job', 'input', 'n', 'present', 'source_md5', 'row_key'], column: 'locked', mode: 'queue',
   }],

@@ -5,6 +5,7 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { loadConfig } from '../../src/config/load.js'
 import type { EmbeddingColumnNode } from '../../src/model/ir.js'
 import { createKit } from '../../src/query/create-kit.js'
+import { planOperations } from '../../src/plan/plan-migration.js'
 import { quoteIdent, quoteQualified } from '../../src/sql/quote.js'
 import { readColumnWithCopies } from '../../src/db/live-catalog.js'
 import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
@@ -28,6 +29,8 @@ interface Named { readonly schema: string; readonly table: string; readonly colu
 const PAIRS: Record<string, readonly [Named, Named]> = {
   'table a__b column c, table a column b__c': [{ schema: 'public', table: 'a__b', column: 'c' }, { schema: 'public', table: 'a', column: 'b__c' }],
   'schema a table b__c, schema a__b table c': [{ schema: 'a', table: 'b__c', column: 'emb' }, { schema: 'a__b', table: 'c', column: 'emb' }],
+  'schema a table b column c.d, schema a.b table c column d': [{ schema: 'a', table: 'b', column: 'c.d' }, { schema: 'a.b', table: 'c', column: 'd' }],
+  'the same with quotes and spaces: a "x.b c.d.e': [{ schema: 'a "x', table: 'b c', column: 'd.e' }, { schema: 'a "x.b c', table: 'd', column: 'e' }],
 }
 
 describe.each(tiers)('columns whose names read alike when joined, on the $name tier', (tier) => {
@@ -105,6 +108,35 @@ describe.each(tiers)('columns whose names read alike when joined, on the $name t
     } finally {
       await pool.end()
     }
+  })
+
+  it('index names that read alike with their schemas ("a.b"."c" and "a"."b.c"): one left out until its column has data, the other built, each once', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_base.sql', `-- Up Migration
+CREATE SCHEMA "a.b"; CREATE SCHEMA a;
+CREATE TABLE "a.b".t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);
+CREATE TABLE a.u (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);
+-- Down Migration
+SELECT 1;
+`)
+    const embedding = (index: { method: 'hnsw' | 'ivfflat'; name: string }) => ({ source: ['body'], model: MODELS[0], mode: 'queue' as const, indexes: [{ ...index, distance: 'l2' as const }] })
+    await p.writeConfig({
+      embedder: { modelsDir: MODELS_DIR, allowRemoteModels: false },
+      tables: { t: { schema: 'a.b', embeddings: { emb: embedding({ method: 'ivfflat', name: 'c' }) } }, u: { schema: 'a', embeddings: { emb: embedding({ method: 'hnsw', name: 'b.c' }) } } },
+    })
+    const indexes = () => db.query<{ s: string; name: string }>(`SELECT schemaname AS s, indexname AS name FROM pg_indexes WHERE indexname IN ('c', 'b.c') ORDER BY 1`)
+    const { plan } = await p.generateWith('add')
+    expect(plan.deferred.map((d) => [d.index.schema, d.index.name])).toEqual([['a.b', 'c']])
+    await p.migrate()
+    expect(await indexes()).toEqual([{ s: 'a', name: 'b.c' }])
+    // The column has data now: the next generate builds the IVFFlat index, and only it.
+    await db.query(`INSERT INTO "a.b".t (body) VALUES ('one'), ('two')`)
+    await p.work()
+    const next = await p.generateWith('ivfflat', { sized: true })
+    expect(planOperations(next.plan).map((op) => op.kind)).toEqual(['create-vector-index'])
+    await p.migrate()
+    expect(await indexes()).toEqual([{ s: 'a', name: 'b.c' }, { s: 'a.b', name: 'c' }])
   })
 
   it('a table with columns named like the aliases in pgml-kit\'s SQL (c, q, t, job, input): worker, backfill, search and hybrid search', async () => {

@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { columnKey, type DesiredState, type EmbeddingColumnNode } from './model/ir.js'
+import { columnKey, columnLabel, objectKey, type DesiredState, type EmbeddingColumnNode } from './model/ir.js'
 import { readIndexHealth } from './indexes/health.js'
 import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from './sql/render-embedding-column.js'
 import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn } from './sql/render-catalog.js'
@@ -86,7 +86,7 @@ function expectedTriggers(column: EmbeddingColumnNode): ExpectedTrigger[] {
 export async function readDrift(client: pg.ClientBase, state: DesiredState): Promise<DriftItem[]> {
   const out: DriftItem[] = []
   const columns = state.embeddingColumns
-  const tables = [...new Map(columns.map((c) => [`${c.schema}.${c.table}`, c])).values()]
+  const tables = [...new Map(columns.map((c) => [objectKey(c.schema, c.table), c])).values()]
 
   // Columns: present, of the declared type, generated when the mode says so.
   const { rows: live } = await client.query<{ n: number; table_exists: boolean; type: string | null; generated: string | null }>(READ_COLUMNS, [
@@ -94,13 +94,13 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
   const present = new Set<string>()
   columns.forEach((c, i) => {
     const row = live[i]
-    const key = columnKey(c)
+    const key = columnLabel(c)
     const wanted = `${c.vectorType}(${c.model.dimensions})`
     if (!row?.table_exists) return void out.push({ kind: 'column', object: key, problem: `table ${c.schema}.${c.table} does not exist`, fix: 'pgml-kit migrate (or restore the table)' })
     if (row.type === null) {
       return void out.push({ kind: 'column', object: key, problem: 'column is missing', fix: `${renderAddEmbeddingColumn(c)}  -- then backfill: pgml-kit backfill ${c.table}.${c.column}` })
     }
-    present.add(key)
+    present.add(columnKey(c))
     const generated = row.generated === 's'
     if (row.type !== wanted || generated !== (c.mode === 'generated')) {
       const what = row.type !== wanted ? `type is ${row.type}, the snapshot says ${wanted}` : generated ? 'column is generated, the snapshot says it is not' : 'column is not generated, the snapshot says it is'
@@ -118,7 +118,7 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
     const found = triggers.find((t) => t.schema_name === column.schema && t.table_name === column.table && t.name === want.name)
     const object = `${want.name} on ${column.schema}.${column.table}`
     if (!found) {
-      out.push({ kind: 'trigger', object, problem: `missing: ${columnKey(column)} (mode ${column.mode}) is not kept in sync`, fix: want.create.join('\n') })
+      out.push({ kind: 'trigger', object, problem: `missing: ${columnLabel(column)} (mode ${column.mode}) is not kept in sync`, fix: want.create.join('\n') })
     } else if (found.function_schema !== 'pgml_kit' || found.function_name !== column.triggerFunction) {
       out.push({ kind: 'trigger', object, problem: `calls ${found.function_schema}.${found.function_name}(), the snapshot says pgml_kit.${column.triggerFunction}()`, fix: [`DROP TRIGGER ${quoteIdent(want.name)} ON ${table};`, ...want.create].join('\n') })
     } else if (found.enabled === 'D') {
@@ -136,7 +136,7 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
   indexes.forEach((index, i) => {
     const h = health[i]
     if (!h || h.state === 'ok') return
-    const column = index.schema === 'public' ? `${index.table}.${index.column}` : columnKey(index)
+    const column = index.schema === 'public' ? `${index.table}.${index.column}` : columnLabel(index)
     out.push({ kind: 'index', object: h.index, problem: `${h.state}: ${h.detail}`, fix: `pgml-kit index repair ${JSON.stringify(column)}  (rebuilds it concurrently: writes go on)` })
   })
 
@@ -152,19 +152,19 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
       out.push({ kind: 'runtime', object: 'pgml_kit', problem: `runtime schema version ${version[0]?.v ?? 0}, the snapshot needs ${state.runtimeVersion}`, fix: 'pgml-kit migrate (a generated migration upgrades it)' })
     }
     const catalog = (await client.query<{ row: string }>(READ_CATALOG)).rows.map((r) => JSON.parse(r.row) as CatalogRow)
-    const ours = new Set(tables.map((t) => `${t.schema}.${t.table}`))
+    const ours = new Set(tables.map((t) => objectKey(t.schema, t.table)))
     for (const c of columns) {
       const row = catalog.find((r) => r.table_schema === c.schema && r.table_name === c.table && r.column_name === c.column)
       if (!row) {
-        out.push({ kind: 'catalog', object: columnKey(c), problem: 'not recorded in pgml_kit.embedding_columns (searches and workers cannot find it)', fix: renderRegisterEmbeddingColumn(c) })
+        out.push({ kind: 'catalog', object: columnLabel(c), problem: 'not recorded in pgml_kit.embedding_columns (searches and workers cannot find it)', fix: renderRegisterEmbeddingColumn(c) })
         continue
       }
       const differences = catalogDifferences(row, c)
-      if (differences.length > 0) out.push({ kind: 'catalog', object: columnKey(c), problem: `out of date: ${differences.join('; ')}`, fix: `${renderUnregisterEmbeddingColumn(c)}\n${renderRegisterEmbeddingColumn(c)}` })
+      if (differences.length > 0) out.push({ kind: 'catalog', object: columnLabel(c), problem: `out of date: ${differences.join('; ')}`, fix: `${renderUnregisterEmbeddingColumn(c)}\n${renderRegisterEmbeddingColumn(c)}` })
     }
     // Rows for this project's tables that the snapshot does not declare (other tables may be another project's).
     for (const row of catalog) {
-      if (!ours.has(`${row.table_schema}.${row.table_name}`)) continue
+      if (!ours.has(objectKey(row.table_schema, row.table_name))) continue
       if (columns.some((c) => c.schema === row.table_schema && c.table === row.table_name && c.column === row.column_name)) continue
       const key = `${row.table_schema}.${row.table_name}.${row.column_name}`
       out.push({ kind: 'catalog', object: key, problem: 'recorded in pgml_kit.embedding_columns, but the snapshot has no such column', fix: `DELETE FROM pgml_kit.embedding_columns WHERE table_schema = ${quoteLiteral(row.table_schema)} AND table_name = ${quoteLiteral(row.table_name)} AND column_name = ${quoteLiteral(row.column_name)};` })

@@ -78,7 +78,7 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
     ? declaredOf(table).filter((c) => c.mode === 'app')
     : columnsOfConfig(declaredOf(table), live).map((l) => l.node).filter((c) => c.mode === 'app')
   const remember = (table: string, live: readonly LiveColumn[] | null) => {
-    const entry = live === null ? null : { fingerprints: live.map((l) => `${l.node.column}=${l.fingerprint}`).join(','), columns: appColumnsFrom(table, live) }
+    const entry = live === null ? null : { fingerprints: JSON.stringify(live.map((l) => [l.node.column, l.fingerprint])), columns: appColumnsFrom(table, live) }
     known.set(table, entry)
     return entry
   }

@@ -3,7 +3,7 @@ import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import { findColumn } from '../model/find-column.js'
 import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
-import { columnKey } from '../model/ir.js'
+import { columnKey, columnLabel } from '../model/ir.js'
 import { renderVectorType } from '../sql/render-source.js'
 import { DISTANCE_OPERATOR } from '../sql/render-index.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js'
@@ -137,7 +137,7 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
     let queries: string[]
     if (options.queryVectors) {
       queries = options.queryVectors.map((v) => {
-        if (v.length !== column.model.dimensions) throw new RangeError(`query vectors must have ${column.model.dimensions} dimensions (${columnKey(column)}), one has ${v.length}`)
+        if (v.length !== column.model.dimensions) throw new RangeError(`query vectors must have ${column.model.dimensions} dimensions (${columnLabel(column)}), one has ${v.length}`)
         return vectorText(v)
       })
     } else {
@@ -146,7 +146,7 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
       await client.query('SELECT pg_catalog.setseed($1)', [options.seed ?? 0.5])
       queries = (await client.query<{ v: string }>(`SELECT ${col}::text AS v FROM ${table} WHERE ${col} IS NOT NULL ORDER BY pg_catalog.random() LIMIT ${n}`)).rows.map((r) => r.v)
     }
-    if (queries.length === 0) throw new PgmlKitError('NO_DATA', `${columnKey(column)} holds no vectors to sample queries from`, { hint: 'backfill the column first, or pass --queries-file' })
+    if (queries.length === 0) throw new PgmlKitError('NO_DATA', `${columnLabel(column)} holds no vectors to sample queries from`, { hint: 'backfill the column first, or pass --queries-file' })
 
     const grid = (options.grid ?? defaultGrid(index, lists)).filter((g) => index.method === 'hnsw' ? g >= 1 && g <= 1000 : g >= 1 && g <= lists)
     const modes: (boolean | null)[] = options.where ? [false, true] : [null]
@@ -216,7 +216,7 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
         ? `no ef_search reaches recall ${targetRecall} (best ${best?.recall ?? 0}): rebuild with a larger m or ef_construction`
         : `no probes value reaches recall ${targetRecall} (best ${best?.recall ?? 0}): rebuild with lists sized to the data (lists: 'auto')`
     return {
-      index: `${index.schema}.${index.name}`, column: columnKey(column), method: index.method, parameter: index.method === 'hnsw' ? 'ef_search' : 'probes',
+      index: `${index.schema}.${index.name}`, column: columnLabel(column), method: index.method, parameter: index.method === 'hnsw' ? 'ef_search' : 'probes',
       k, queries: queries.length, where: options.where ?? null, targetRecall,
       exact: { p50Ms: round(percentile(exact.map((e) => e.ms), 0.5), 3), p95Ms: round(percentile(exact.map((e) => e.ms), 0.95), 3) },
       rows, recommendation, advice,
@@ -233,13 +233,15 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
  * or this role may not write there.
  */
 export async function recordCheck(client: pg.ClientBase, state: DesiredState, result: IndexCheckResult): Promise<boolean> {
-  const column = state.embeddingColumns.find((c) => columnKey(c) === result.column)
-  if (!column) return false
+  // The result names its index and column as text; the state's index with both is the one checked.
+  const index = state.indexes.find((i) => `${i.schema}.${i.name}` === result.index && columnLabel(i) === result.column)
+  const column = index && state.embeddingColumns.find((c) => columnKey(c) === columnKey(index))
+  if (!index || !column) return false
   const { rows } = await client.query<{ ok: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
       WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns') AND attname = 'index_checks' AND NOT attisdropped)
     AND pg_catalog.has_column_privilege('pgml_kit.embedding_columns', 'index_checks', 'UPDATE') AS ok`)
   if (!rows[0]?.ok) return false
-  const name = result.index.slice(column.schema.length + 1)
+  const name = index.name
   const entry = {
     checked_at: new Date().toISOString(), k: result.k, queries: result.queries, filter: result.where, target_recall: result.targetRecall, parameter: result.parameter,
     recommended: result.recommendation?.setting ?? null, recommended_iterative: result.recommendation?.iterative ?? null,

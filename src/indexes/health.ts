@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import type { DesiredState, VectorIndexNode, VectorType } from '../model/ir.js'
-import { EMPTY_STATE, columnKey } from '../model/ir.js'
+import { EMPTY_STATE, columnKey, columnLabel } from '../model/ir.js'
 import { readSizing, sizeAutoParameters } from './sizing.js'
 import { operatorClass, rebuildIndexName, renderBuildSettings, renderCreateIndexConcurrently, type BuildColumn, renderDropIndexConcurrently, renderRenameIndex, renderVerifyIndex } from '../sql/render-index.js'
 import { renderInteger } from '../sql/quote.js'
@@ -52,7 +52,7 @@ export async function readIndexHealth(client: pg.ClientBase, state: DesiredState
     READ_INDEXES, [state.indexes.map((i) => i.schema), state.indexes.map((i) => i.name)])
   return state.indexes.map((index, i) => {
     const row = rows[i]
-    const base = { index: `${index.schema}.${index.name}`, column: columnKey(index) }
+    const base = { index: `${index.schema}.${index.name}`, column: columnLabel(index) }
     if (!row || row.valid === null) {
       return { ...base, state: 'missing', detail: 'no index of this name: searches scan the table', sizeBytes: null } as const
     }
@@ -108,7 +108,7 @@ export interface RepairResult {
  * its own (CONCURRENTLY cannot run in a transaction). `onStep` is told each statement before it runs.
  */
 export async function repairIndexes(client: pg.ClientBase, state: DesiredState, options: { column?: string; onStep?: (step: RepairStep) => void } = {}): Promise<RepairResult> {
-  const selected = state.indexes.filter((i) => options.column === undefined || columnKey(i) === options.column || `${i.table}.${i.column}` === options.column)
+  const selected = state.indexes.filter((i) => options.column === undefined || columnLabel(i) === options.column || `${i.table}.${i.column}` === options.column)
   if (options.column !== undefined && selected.length === 0) {
     throw new PgmlKitError('UNKNOWN_COLUMN', `the config declares no vector index on ${options.column}`, {
       hint: `indexed columns: ${[...new Set(state.indexes.map((i) => `${i.table}.${i.column}`))].join(', ') || 'none'}`,

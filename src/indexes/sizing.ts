@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
 import type { ColumnRename } from '../model/resolve.js'
-import { columnKey, deepFreeze } from '../model/ir.js'
+import { columnKey, columnLabel, deepFreeze, objectKey } from '../model/ir.js'
 import { quoteIdent } from '../sql/quote.js'
 import { sameFixedParams } from '../plan/compare.js'
 import { renderReadFill } from '../sql/render-rollout.js'
@@ -62,7 +62,7 @@ export async function readFill(client: pg.ClientBase, columns: readonly Embeddin
     const column = columns[row.n - 1]
     if (!column || !row.ok) continue
     const fill = (await client.query<{ with_text: string; missing: string; dead_letters: string }>(renderReadFill(column))).rows[0]
-    out.set(columnKey(column), { withText: Number(fill?.with_text ?? 0), missing: Number(fill?.missing ?? 0), deadLetters: Number(fill?.dead_letters ?? 0) })
+    out.set(columnLabel(column), { withText: Number(fill?.with_text ?? 0), missing: Number(fill?.missing ?? 0), deadLetters: Number(fill?.dead_letters ?? 0) })
   }
   return out
 }
@@ -111,13 +111,13 @@ export async function readSizing(client: pg.ClientBase, state: DesiredState, sou
  * one gets the advice for the table's rows when `sizing` knows them, else pgvector's defaults.
  */
 export function sizeAutoParameters(previous: DesiredState, next: DesiredState, sizing: Sizing | undefined, renames: readonly ColumnRename[] = []): DesiredState {
-  const before = new Map(previous.indexes.map((i) => [`${i.schema}.${i.name}`, i]))
+  const before = new Map(previous.indexes.map((i) => [objectKey(i.schema, i.name), i]))
   // A column declared renamed: its indexes are found under the old column name (and, if derived from it, the old index name).
-  const renamedFrom = new Map(renames.map((r) => [`${r.schema}.${r.table}.${r.to}`, r.from]))
+  const renamedFrom = new Map(renames.map((r) => [columnKey({ ...r, column: r.to }), r.from]))
   const indexes = next.indexes.map((index) => {
     if (index.auto.length === 0) return index
     const from = renamedFrom.get(columnKey(index))
-    const old = [before.get(`${index.schema}.${index.name}`), ...(from === undefined ? [] : previous.indexes.filter((o) => o.schema === index.schema && o.table === index.table && o.column === from))]
+    const old = [before.get(objectKey(index.schema, index.name)), ...(from === undefined ? [] : previous.indexes.filter((o) => o.schema === index.schema && o.table === index.table && o.column === from))]
       .find((o) => o !== undefined && (columnKey(o) === columnKey(index) || (from !== undefined && o.column === from)) && sameFixedParams(o, index))
     if (old) {
       return { ...index, params: { ...index.params, ...Object.fromEntries(index.auto.map((k) => [k, old.params[k] ?? index.params[k]!])) } }

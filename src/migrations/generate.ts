@@ -5,7 +5,7 @@ import type { LoadedConfig } from '../config/load.js'
 import { isEmptyPlan, planChange, planOperations, type Plan } from '../plan/plan-migration.js'
 import { renderMigrationFiles, type MigrationFile } from './render-files.js'
 import { keepExistingNames, readSnapshot, sha256, writeSnapshot, type Snapshot } from './snapshot.js'
-import type { DesiredState } from '../model/ir.js'
+import { objectKey, type DesiredState } from '../model/ir.js'
 import { sizeAutoParameters, type Sizing } from '../indexes/sizing.js'
 
 export interface PlanResult {
@@ -90,10 +90,10 @@ export async function generate(config: LoadedConfig, options: PlanFromConfigOpti
     await writeFile(join(config.migrationsDir, file.fileName), file.content, { flag: 'wx' })
   }
   // A deferred index is not recorded as generated: the next generate plans it again.
-  const deferred = new Set(plan.deferred.map((d) => `${d.index.schema}.${d.index.name}`))
+  const deferred = new Set(plan.deferred.map((d) => objectKey(d.index.schema, d.index.name)))
   await writeSnapshot(config.migrationsDir, {
     formatVersion: 1,
-    state: { ...desired, indexes: desired.indexes.filter((i) => !deferred.has(`${i.schema}.${i.name}`)) },
+    state: { ...desired, indexes: desired.indexes.filter((i) => !deferred.has(objectKey(i.schema, i.name))) },
     files: [...snapshot.files, ...files.map((f) => ({ name: f.fileName, sha256: sha256(f.content) }))],
     ...(plan.deferred.length > 0 ? { deferred: plan.deferred.map((d) => ({ index: `${d.index.schema}.${d.index.name}`, reason: d.reason })) } : {}),
   })

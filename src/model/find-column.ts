@@ -1,14 +1,22 @@
 import { PgmlKitError } from '../errors.js'
-import { columnKey, type EmbeddingColumnNode } from './ir.js'
+import { columnLabel, type EmbeddingColumnNode } from './ir.js'
 
-/** Finds `<table>.<column>` or `<schema>.<table>.<column>` among the config's embedding columns. */
+/**
+ * Finds `<table>.<column>` or `<schema>.<table>.<column>` among the config's embedding columns.
+ * Names may contain dots, so the argument is not split: every column that reads so is a match,
+ * and more than one is ambiguous.
+ */
 export function findColumn(columns: readonly EmbeddingColumnNode[], arg: string): EmbeddingColumnNode {
-  const parts = arg.split('.')
-  const matches = columns.filter((c) => (parts.length === 3 ? columnKey(c) === arg : parts.length === 2 && `${c.table}.${c.column}` === arg))
+  const matches = columns.filter((c) => columnLabel(c) === arg || `${c.table}.${c.column}` === arg)
   const [match] = matches
   if (matches.length === 1 && match) return match
   const known = columns.map((c) => `${c.table}.${c.column}`).join(', ') || '(none)'
+  const full = matches.some((c) => columnLabel(c) === arg)
   throw new PgmlKitError(matches.length > 1 ? 'COLUMN_AMBIGUOUS' : 'COLUMN_UNKNOWN',
-    matches.length > 1 ? `"${arg}" matches columns in several schemas; write <schema>.<table>.<column>` : `"${arg}" is not an embedding column in the config`,
-    { hint: `embedding columns: ${known}` })
+    matches.length > 1
+      ? full
+        ? `"${arg}" names several columns (${matches.map((c) => JSON.stringify([c.schema, c.table, c.column])).join(', ')}): their names contain dots`
+        : `"${arg}" matches columns in several schemas; write <schema>.<table>.<column>`
+      : `"${arg}" is not an embedding column in the config`,
+    { hint: full ? `name one as <table>.<column>: ${matches.map((c) => `${c.table}.${c.column}`).join(', ')}` : `embedding columns: ${known}` })
 }

@@ -180,8 +180,23 @@ export const EMPTY_STATE: DesiredState = Object.freeze({
 
 export const RUNTIME_VERSION = 5
 
+/**
+ * A column's identity as a key (of a Map, a Set, a comparison): schema, table and column kept
+ * apart, so two columns never share one — `"a"."b"."c.d"` and `"a.b"."c"."d"` both read `a.b.c.d`.
+ * Not for people: messages and output use columnLabel.
+ */
 export function columnKey(node: { schema: string; table: string; column: string }): string {
+  return JSON.stringify([node.schema, node.table, node.column])
+}
+
+/** `schema.table.column`, for messages and output. Names may contain dots: never use it as a key. */
+export function columnLabel(node: { schema: string; table: string; column: string }): string {
   return `${node.schema}.${node.table}.${node.column}`
+}
+
+/** An object in a schema (a table, an index, a view) as a key: see columnKey. */
+export function objectKey(schema: string, name: string): string {
+  return JSON.stringify([schema, name])
 }
 
 /** The trigger function's name for a new column: a readable prefix and a hash of the column's exact identity. */

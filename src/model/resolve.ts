@@ -4,7 +4,7 @@ import { configSchema, type EmbeddingConfig, type IndexConfig, type PgmlKitConfi
 import { resolveFeatureViews, resolveModels, resolveTrainingSets } from './resolve-features.js'
 import { deriveIdentifier } from '../sql/quote.js'
 import {
-  RUNTIME_VERSION, deepFreeze, triggerFunctionName,
+  RUNTIME_VERSION, deepFreeze, objectKey, triggerFunctionName,
   type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type IndexBuildSettings, type TrainingSetNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
 } from './ir.js'
 import { MODEL_PRESETS } from './presets.js'
@@ -143,7 +143,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       }
       if (column in tableConfig.embeddings || sources.some((s) => s.column === column)) issues.push({ path: `${tablePath}.fullText.column`, message: `"${column}" is already used by the table's config; choose another column name` })
       const indexName = deriveIdentifier([table, column, 'gin', 'idx'])
-      const qualified = `${schema}.${indexName}`
+      const qualified = objectKey(schema, indexName)
       if (indexNames.has(qualified)) issues.push({ path: `${tablePath}.fullText`, message: `index name "${indexName}" is already used by ${indexNames.get(qualified)}` })
       indexNames.set(qualified, `${tablePath}.fullText`)
       fullText.push({ schema, table, column, language: ft.language ?? 'english', sources, indexName })
@@ -164,7 +164,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       for (const [i, indexConfig] of (embedding.indexes ?? []).entries()) {
         const index = resolveIndex({ schema, table, column }, indexConfig, `${path}.indexes[${i}]`, issues)
         if (!index) continue
-        const qualified = `${schema}.${index.name}`
+        const qualified = objectKey(schema, index.name)
         const previous = indexNames.get(qualified)
         if (previous !== undefined) {
           issues.push({

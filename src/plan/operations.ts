@@ -1,7 +1,7 @@
 import type { EmbeddingColumnNode, FeatureViewNode, FullTextNode, TrainingSetNode, VectorIndexNode } from '../model/ir.js'
 import { renderCreateFeatureSchema, renderCreateFeatureView, renderCreateTrainingSet, renderDropFeatureSchema, renderDropFeatureView, renderDropTrainingSet } from '../sql/render-features.js'
 import { renderAddFullTextColumn, renderCreateGinIndexConcurrently, renderDropFullTextColumn } from '../sql/render-full-text.js'
-import { columnKey } from '../model/ir.js'
+import { columnLabel } from '../model/ir.js'
 import { runtimeInstallSql, runtimeUninstallSql } from '../runtime/assets.js'
 import { renderCreateVectorExtension, renderDropVectorExtension, renderEnsurePgml, renderKeepPgml } from '../sql/render-extension.js'
 import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from '../sql/render-embedding-column.js'
@@ -124,7 +124,7 @@ export function installRuntime(from: number, to: number, columns: readonly Embed
 }
 
 function describeColumn(column: EmbeddingColumnNode): string {
-  return `${columnKey(column)} ${column.vectorType}(${column.model.dimensions}) from ${column.sourceColumns.join(', ')} with ${column.model.id}, mode ${column.mode}`
+  return `${columnLabel(column)} ${column.vectorType}(${column.model.dimensions}) from ${column.sourceColumns.join(', ')} with ${column.model.id}, mode ${column.mode}`
 }
 
 export function addEmbeddingColumn(column: EmbeddingColumnNode): Operation {
@@ -159,7 +159,7 @@ export function dropEmbeddingColumn(column: EmbeddingColumnNode): Operation {
 export function createEmbedTrigger(column: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'create-embed-trigger',
-    summary: `embed ${columnKey(column)} on INSERT and on UPDATE OF ${column.sourceColumns.join(', ')} (trigger calls pgml.embed)`,
+    summary: `embed ${columnLabel(column)} on INSERT and on UPDATE OF ${column.sourceColumns.join(', ')} (trigger calls pgml.embed)`,
     transactional: true, safety: 'slows-writes', requiresPgml: { up: true, down: false },
     up: [renderCreateEmbedFunction(column), renderCreateEmbedTrigger(column)],
     down: [renderDropEmbedTrigger(column), renderDropEmbedFunction(column)],
@@ -170,7 +170,7 @@ export function createEmbedTrigger(column: EmbeddingColumnNode): Operation {
 export function dropEmbedTrigger(column: EmbeddingColumnNode): Operation {
   const create = createEmbedTrigger(column)
   return defineOperation({
-    kind: 'drop-embed-trigger', summary: `stop embedding ${columnKey(column)} on write (drop trigger)`,
+    kind: 'drop-embed-trigger', summary: `stop embedding ${columnLabel(column)} on write (drop trigger)`,
     transactional: true, safety: 'safe', requiresPgml: { up: false, down: true },
     up: create.down, down: create.up, notes: [],
   })
@@ -179,7 +179,7 @@ export function dropEmbedTrigger(column: EmbeddingColumnNode): Operation {
 export function replaceEmbedTrigger(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'replace-embed-trigger',
-    summary: `embed ${columnKey(next)} from ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
+    summary: `embed ${columnLabel(next)} from ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
     transactional: true, safety: 'needs-backfill', requiresPgml: PGML.both,
     up: [renderDropEmbedTrigger(previous), renderCreateEmbedFunction(next), renderCreateEmbedTrigger(next)],
     down: [renderDropEmbedTrigger(next), renderCreateEmbedFunction(previous), renderCreateEmbedTrigger(previous)],
@@ -189,7 +189,7 @@ export function replaceEmbedTrigger(previous: EmbeddingColumnNode, next: Embeddi
 
 export function registerEmbeddingColumn(column: EmbeddingColumnNode): Operation {
   return defineOperation({
-    kind: 'register-embedding-column', summary: `record ${columnKey(column)} in pgml_kit.embedding_columns`,
+    kind: 'register-embedding-column', summary: `record ${columnLabel(column)} in pgml_kit.embedding_columns`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderRegisterEmbeddingColumn(column)],
     down: [renderUnregisterEmbeddingColumn(column)],
@@ -200,7 +200,7 @@ export function registerEmbeddingColumn(column: EmbeddingColumnNode): Operation 
 export function unregisterEmbeddingColumn(column: EmbeddingColumnNode): Operation {
   const register = registerEmbeddingColumn(column)
   return defineOperation({
-    kind: 'unregister-embedding-column', summary: `remove ${columnKey(column)} from pgml_kit.embedding_columns`,
+    kind: 'unregister-embedding-column', summary: `remove ${columnLabel(column)} from pgml_kit.embedding_columns`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: register.down, down: register.up, notes: [],
   })
@@ -209,12 +209,12 @@ export function unregisterEmbeddingColumn(column: EmbeddingColumnNode): Operatio
 export function updateEmbeddingSource(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
   const app = next.mode === 'app'
   return defineOperation({
-    kind: 'update-embedding-source', summary: `record the new source of ${columnKey(next)} in pgml_kit.embedding_columns`,
+    kind: 'update-embedding-source', summary: `record the new source of ${columnLabel(next)} in pgml_kit.embedding_columns`,
     transactional: true, safety: app ? 'needs-backfill' : 'safe', requiresPgml: PGML.none,
     up: [renderUpdateEmbeddingSource(next)],
     down: [renderUpdateEmbeddingSource(previous)],
     notes: app
-      ? [`mode "app": every stored vector of ${columnKey(next)} was computed from ${previous.sourceColumns.join(', ')} and is stale until the application writes it again from ${next.sourceColumns.join(', ')} (\`pgml-kit parity\` shows how far they are apart)`]
+      ? [`mode "app": every stored vector of ${columnLabel(next)} was computed from ${previous.sourceColumns.join(', ')} and is stale until the application writes it again from ${next.sourceColumns.join(', ')} (\`pgml-kit parity\` shows how far they are apart)`]
       : [],
   })
 }
@@ -294,7 +294,7 @@ export function rebuildVectorIndex(previous: VectorIndexNode, next: VectorIndexN
 export function createQueueTriggers(column: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'create-queue-triggers',
-    summary: `queue ${columnKey(column)} for a worker on INSERT, on UPDATE OF ${column.sourceColumns.join(', ')}, and dequeue on DELETE`,
+    summary: `queue ${columnLabel(column)} for a worker on INSERT, on UPDATE OF ${column.sourceColumns.join(', ')}, and dequeue on DELETE`,
     transactional: true, safety: 'slows-writes', requiresPgml: PGML.none,
     up: [renderCreateEnqueueFunction(column), ...renderCreateEnqueueTriggers(column)],
     down: [...renderDropEnqueueTriggers(column), renderDropEnqueueFunction(column), renderDeleteJobs(column)],
@@ -314,7 +314,7 @@ export function dropQueueTriggers(column: EmbeddingColumnNode, options: { discar
   const create = createQueueTriggers(column)
   return defineOperation({
     kind: 'drop-queue-triggers',
-    summary: `stop queueing ${columnKey(column)} (drop triggers; ${options.discardJobs ? 'its queued jobs are deleted' : 'refused while jobs are queued'})`,
+    summary: `stop queueing ${columnLabel(column)} (drop triggers; ${options.discardJobs ? 'its queued jobs are deleted' : 'refused while jobs are queued'})`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [...(options.discardJobs ? [] : [renderRefusePendingJobs(column)]), ...create.down], down: create.up,
     notes: [options.discardJobs
@@ -326,7 +326,7 @@ export function dropQueueTriggers(column: EmbeddingColumnNode, options: { discar
 export function replaceQueueTriggers(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'replace-queue-triggers',
-    summary: `queue ${columnKey(next)} on changes to ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
+    summary: `queue ${columnLabel(next)} on changes to ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
     transactional: true, safety: 'needs-backfill', requiresPgml: PGML.none,
     up: [...renderDropEnqueueTriggers(previous), renderCreateEnqueueFunction(next), ...renderCreateEnqueueTriggers(next)],
     down: [...renderDropEnqueueTriggers(next), renderCreateEnqueueFunction(previous), ...renderCreateEnqueueTriggers(previous)],
@@ -440,7 +440,7 @@ export function updateQuerySettings(previous: EmbeddingColumnNode, next: Embeddi
   ]
   return defineOperation({
     kind: 'update-query-settings',
-    summary: `record ${changes.join(' and ')} of ${columnKey(next)} in pgml_kit.embedding_columns`,
+    summary: `record ${changes.join(' and ')} of ${columnLabel(next)} in pgml_kit.embedding_columns`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderUpdateQuerySettings(next)], down: [renderUpdateQuerySettings(previous)],
     notes: ['stored vectors are unchanged (they are documents); the query builders read the catalog, so searches use the new setting from the moment this commits'],
@@ -453,12 +453,12 @@ export function updateQuerySettings(previous: EmbeddingColumnNode, next: Embeddi
  */
 export function updateEmbeddingMode(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
   const notes = next.mode === 'app'
-    ? [`from now on the application writes ${columnKey(next)} (createEmbeddingWriter); rows it does not write keep their vectors`]
+    ? [`from now on the application writes ${columnLabel(next)} (createEmbeddingWriter); rows it does not write keep their vectors`]
     : previous.mode === 'app' && next.mode === 'queue'
       ? [`rows written before keep their vectors; \`pgml-kit backfill ${cliColumn(next)}\` fills any the application left empty`]
       : []
   return defineOperation({
-    kind: 'update-embedding-mode', summary: `record mode ${next.mode} (was ${previous.mode}) of ${columnKey(next)} in pgml_kit.embedding_columns; the stored vectors stay (same model)`,
+    kind: 'update-embedding-mode', summary: `record mode ${next.mode} (was ${previous.mode}) of ${columnLabel(next)} in pgml_kit.embedding_columns; the stored vectors stay (same model)`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderUpdateEmbeddingMode(next)], down: [renderUpdateEmbeddingMode(previous)], notes,
   })
@@ -466,7 +466,7 @@ export function updateEmbeddingMode(previous: EmbeddingColumnNode, next: Embeddi
 
 /** `t.c` (or `s.t.c` outside public), as the CLI takes a column. */
 export function cliColumn(column: EmbeddingColumnNode): string {
-  return column.schema === 'public' ? `${column.table}.${column.column}` : columnKey(column)
+  return column.schema === 'public' ? `${column.table}.${column.column}` : columnLabel(column)
 }
 
 /** A staged model change's switch: the filled copy becomes the column searches use; the live one keeps the other model under another name. */
@@ -476,13 +476,13 @@ export function switchEmbeddingColumn(live: SwitchSide, other: SwitchSide): Oper
   const model = (c: EmbeddingColumnNode) => `${c.model.id} ${c.vectorType}(${c.model.dimensions})`
   return defineOperation({
     kind: 'switch-embedding-column', table: `${live.from.schema}.${live.from.table}`,
-    summary: `switch ${columnKey(live.from)} to ${model(other.from)} (was ${model(live.from)}): ${quoteIdent(other.from.column)} becomes ${quoteIdent(other.to.column)} and the old vectors stay in ${quoteIdent(live.to.column)}`,
+    summary: `switch ${columnLabel(live.from)} to ${model(other.from)} (was ${model(live.from)}): ${quoteIdent(other.from.column)} becomes ${quoteIdent(other.to.column)} and the old vectors stay in ${quoteIdent(live.to.column)}`,
     transactional: true, safety: 'safe',
     requiresPgml: { up: live.to.mode === 'trigger' || other.to.mode === 'trigger', down: live.from.mode === 'trigger' || other.from.mode === 'trigger' },
     up: renderSwitch(live, other, command),
     down: renderSwitch(reverse(other), reverse(live), `pgml-kit backfill ${cliColumn(other.to)}`),
     notes: [
-      `first checks that ${columnKey(other.from)} is filled (one scan of ${live.from.schema}.${live.from.table}, before any lock that stops writers): migrate refuses, changing nothing, while rows with text have no vector and no queued job, or jobs are dead-lettered`,
+      `first checks that ${columnLabel(other.from)} is filled (one scan of ${live.from.schema}.${live.from.table}, before any lock that stops writers): migrate refuses, changing nothing, while rows with text have no vector and no queued job, or jobs are dead-lettered`,
       `then renames in one short transaction (ACCESS EXCLUSIVE on ${live.from.schema}.${live.from.table} for an instant, no rewrite): searches, writes and workers use ${other.from.model.id} from the moment it commits — the query builders, workers and backfill follow the catalog, so application code does not change`,
       `${quoteIdent(live.to.column)} keeps the old model's vectors in sync until a later migration drops it; down switches back`,
     ],
@@ -492,7 +492,7 @@ export function switchEmbeddingColumn(live: SwitchSide, other: SwitchSide): Oper
 /** Before the previous model's column goes: the live column must hold a vector for every row with text. */
 export function checkEmbeddingFilled(live: EmbeddingColumnNode, dropped: EmbeddingColumnNode): Operation {
   return defineOperation({
-    kind: 'check-embedding-filled', table: `${live.schema}.${live.table}`, summary: `check that ${columnKey(live)} has a vector for every row with text before ${quoteIdent(dropped.column)} is dropped`,
+    kind: 'check-embedding-filled', table: `${live.schema}.${live.table}`, summary: `check that ${columnLabel(live)} has a vector for every row with text before ${quoteIdent(dropped.column)} is dropped`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderRefuseUnfilled(live, `dropping ${dropped.column} would leave those rows with no vector of either model`, `pgml-kit backfill ${cliColumn(live)}`)],
     down: ['-- (the check before the drop has nothing to undo)'],
@@ -504,7 +504,7 @@ export function checkEmbeddingFilled(live: EmbeddingColumnNode, dropped: Embeddi
 export function renameEmbeddingColumn(from: EmbeddingColumnNode, to: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'rename-embedding-column',
-    summary: `rename embedding column ${columnKey(from)} to ${quoteIdent(to.column)} (its vectors, triggers, catalog row and queued jobs go with it)`,
+    summary: `rename embedding column ${columnLabel(from)} to ${quoteIdent(to.column)} (its vectors, triggers, catalog row and queued jobs go with it)`,
     transactional: true, safety: 'safe', requiresPgml: { up: to.mode === 'trigger', down: from.mode === 'trigger' },
     up: renderRenameEmbeddingColumn(from, to),
     down: renderRenameEmbeddingColumn(to, from),

@@ -1,5 +1,5 @@
 import { PlanError } from '../errors.js'
-import { RUNTIME_VERSION, columnKey, needsPgml, type DesiredState, type EmbeddingColumnNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
+import { RUNTIME_VERSION, columnKey, columnLabel, needsPgml, objectKey, type DesiredState, type EmbeddingColumnNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
 import type { Operation } from './operation.js'
 import { sameIndex, sameSource, vectorsCarryOver } from './compare.js'
 import { applySwitches, stageRollouts, type ColumnSwitch, type RolloutOptions, type RolloutStage } from './rollout.js'
@@ -48,7 +48,7 @@ export function isEmptyPlan(plan: Plan): boolean {
 }
 
 function refuseModelChange(previous: EmbeddingColumnNode, next: EmbeddingColumnNode, renamed: boolean): never {
-  const key = columnKey(next)
+  const key = columnLabel(next)
   const was = `${previous.model.id} ${previous.vectorType}(${previous.model.dimensions})`
   const now = `${next.model.id} ${next.vectorType}(${next.model.dimensions})`
   const where = `tables.${next.table}.embeddings.${next.column}.model`
@@ -127,7 +127,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   for (const [key, column] of prevColumns) {
     if (nextColumns.has(key)) continue
     // The old model's column of a finished model change: the live one must hold every vector first.
-    const live = column.rollout?.role === 'previous' ? nextColumns.get(`${column.schema}.${column.table}.${column.rollout.of}`) : undefined
+    const live = column.rollout?.role === 'previous' ? nextColumns.get(columnKey({ ...column, column: column.rollout.of })) : undefined
     if (live) main.push(ops.checkEmbeddingFilled(live, column))
     removeColumn(column)
   }
@@ -147,7 +147,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
       continue
     }
     if (column.mode === 'queue' && old.keyColumns.join() !== column.keyColumns.join()) {
-      throw new PlanError('KEY_CHANGE_UNSUPPORTED', `changing the primary key of ${columnKey(column)} (mode "queue") is not supported yet`, {
+      throw new PlanError('KEY_CHANGE_UNSUPPORTED', `changing the primary key of ${columnLabel(column)} (mode "queue") is not supported yet`, {
         where: `tables.${column.table}.primaryKey`, hint: 'add a new embedding column instead',
       })
     }
@@ -174,8 +174,8 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
     main.push(ops.updateEmbeddingSource(old, column))
   }
 
-  const prevIndexes = new Map(previous.indexes.map((i) => [`${i.schema}.${i.name}`, i]))
-  const nextIndexes = new Map(next.indexes.map((i) => [`${i.schema}.${i.name}`, i]))
+  const prevIndexes = new Map(previous.indexes.map((i) => [objectKey(i.schema, i.name), i]))
+  const nextIndexes = new Map(next.indexes.map((i) => [objectKey(i.schema, i.name), i]))
   for (const [key, index] of prevIndexes) {
     const wanted = nextIndexes.get(key)
     const columnGoes = !nextColumns.has(columnKey(index)) || recreated.has(columnKey(index))
@@ -202,7 +202,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
 
 
   // Full-text columns: identified by table and column; any change re-adds the generated column.
-  const ftKey = (n: FullTextNode) => `${n.schema}.${n.table}.${n.column}`
+  const ftKey = (n: FullTextNode) => columnKey(n)
   const prevFullText = new Map((previous.fullText ?? []).map((n) => [ftKey(n), n]))
   const nextFullText = new Map(next.fullText.map((n) => [ftKey(n), n]))
   for (const [key, node] of prevFullText) {
@@ -306,10 +306,10 @@ function ivfflatWaitsForData(index: VectorIndexNode, column: EmbeddingColumnNode
   if (index.method !== 'ivfflat') return null
   const table = sizing?.tables.get(`${index.schema}.${index.table}`)
   if (columnIsNew && column.mode !== 'generated') {
-    return `${columnKey(column)} is added by this migration and holds no vectors yet; an IVFFlat index built now would learn nothing. After the backfill, run pgml-kit generate again to build it`
+    return `${columnLabel(column)} is added by this migration and holds no vectors yet; an IVFFlat index built now would learn nothing. After the backfill, run pgml-kit generate again to build it`
   }
   if (table && (table.filled[index.column] ?? 0) === 0 && !(columnIsNew && table.rows > 0)) {
-    return `${columnKey(column)} holds no vectors yet (${sizing!.source}); an IVFFlat index built now would learn nothing. After the backfill, run pgml-kit generate again to build it`
+    return `${columnLabel(column)} holds no vectors yet (${sizing!.source}); an IVFFlat index built now would learn nothing. After the backfill, run pgml-kit generate again to build it`
   }
   return null
 }

@@ -54,10 +54,14 @@ export function renderRecordQueryModel(column: EmbeddingColumnNode): string {
  * through `to_jsonb`, so it can be computed on any runtime version (a field it lacks is null).
  * pgml-kit never computes it in JavaScript: it reads it with the row, and later compares what it
  * read with what the database says now.
+ * The row is `alias.*`, never the bare alias: inside a statement on a user's table (the guard of a
+ * worker's or backfill's write, a search's probe) a bare `c` is that table's column `c` if it has
+ * one — PostgreSQL prefers a column of an outer query to a whole-row reference — and the guard
+ * would compare the fingerprint of nothing, refusing every write.
  */
 export function renderCatalogFingerprint(alias: string): string {
   const fields = ['model_id', 'model_revision', 'dimensions', 'vector_type', 'mode', 'source_columns', 'source_separator', 'document_prefix', 'query_prefix', 'normalize', 'key_columns', 'pooling', 'distance', 'rollout_role', 'rollout_of']
-  return `md5(jsonb_build_array(${fields.map((f) => `to_jsonb(${alias})->'${f}'`).join(', ')})::text)`
+  return `md5(jsonb_build_array(${fields.map((f) => `to_jsonb(${alias}.*)->'${f}'`).join(', ')})::text)`
 }
 
 /**
@@ -69,7 +73,7 @@ export function renderReadCatalog(tables: readonly { readonly schema: string; re
   const [schemas, names] = tables === 'parameters'
     ? ['$1::text[]', '$2::text[]']
     : [renderTextArray(tables.map((t) => t.schema)), renderTextArray(tables.map((t) => t.table))]
-  return `SELECT to_jsonb(c)::text AS row, ${renderCatalogFingerprint('c')} AS fingerprint
+  return `SELECT to_jsonb(c.*)::text AS row, ${renderCatalogFingerprint('c')} AS fingerprint
 FROM ${CATALOG} AS c
 WHERE (c.table_schema, c.table_name) IN (SELECT * FROM unnest(${schemas}, ${names}))
 ORDER BY c.table_schema, c.table_name, c.column_name`

@@ -73,8 +73,8 @@ DECLARE
   n_inserted bigint;
   n_updated bigint;
 BEGIN
-  -- One materialisation of this view at a time.
-  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(${quoteLiteral(`pgml-kit materialize ${view.schema}.${view.name}`)}, 0));
+  -- One materialisation of this view at a time (the key names schema and view apart: "a.b"."c" is not "a"."b.c").
+  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(${quoteLiteral(`pgml-kit materialize ${JSON.stringify([view.schema, view.name])}`)}, 0));
   WITH mark AS (SELECT max(${mark}) AS m FROM ${offline}),
        src AS (SELECT ${sourceColumns(view, 's')} FROM ${renderRelation(view.source)} AS s, mark
                WHERE mark.m IS NULL OR s.${mark} >= mark.m),

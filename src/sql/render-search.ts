@@ -49,11 +49,12 @@ export function hybridFusion(column: EmbeddingColumnNode, fullText: FullTextNode
   const keyList = (alias: string) => sql.join(keys.map((key, i) => sql`${sql.id(alias, key)} AS ${sql.id(`k${i}`)}`))
   const d = distanceExpression(column, distance, vector, 't')
   const tsquery = sql`websearch_to_tsquery(${sql.lit(fullText.language)}::regconfig, ${query})`
-  const rank = sql`ts_rank_cd(${sql.id('t', fullText.column)}, q)`
+  // `q.query`, never a bare `q`: the table may have a column of that name, which would be ambiguous.
+  const rank = sql`ts_rank_cd(${sql.id('t', fullText.column)}, q.query)`
   return sql`(
     WITH v AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${d}) AS r FROM ${tableId(column)} AS t ORDER BY ${d} LIMIT ${settings.candidates}),
-         x AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${rank} DESC) AS r FROM ${tableId(column)} AS t, ${tsquery} AS q
-               WHERE ${sql.id('t', fullText.column)} @@ q ORDER BY ${rank} DESC LIMIT ${settings.candidates})
+         x AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${rank} DESC) AS r FROM ${tableId(column)} AS t, ${tsquery} AS q(query)
+               WHERE ${sql.id('t', fullText.column)} @@ q.query ORDER BY ${rank} DESC LIMIT ${settings.candidates})
     SELECT ${sql.join(keys.map((_, i) => sql`coalesce(${sql.id('v', `k${i}`)}, ${sql.id('x', `k${i}`)}) AS ${sql.id(`pgml_kit_key_${i}`)}`))},
            coalesce(${settings.weights.vector}::float8 / (${settings.rrfK} + v.r), 0) + coalesce(${settings.weights.text}::float8 / (${settings.rrfK} + x.r), 0) AS score,
            v.r::int AS vector_rank, x.r::int AS text_rank

@@ -12,7 +12,7 @@ import { detectCapabilities, canEmbedInDatabase } from '../db/capabilities.js'
 import { toConnector, type Connector } from '../db/connect.js'
 import { CatalogChanged, errorText, isRenamedAway, retryTransient, writeIsolating } from './resilience.js'
 import { readLiveColumns } from '../db/live-catalog.js'
-import { columnKey } from '../model/ir.js'
+import { columnKey, columnLabel } from '../model/ir.js'
 import { renderCatalogUnchanged } from '../sql/render-catalog.js'
 
 export interface BackfillOptions {
@@ -86,7 +86,7 @@ export async function backfill(options: BackfillOptions): Promise<BackfillResult
     return await fill(client, options, all, started)
   } catch (error) {
     if (!(error instanceof CatalogChanged)) throw error
-    throw new PgmlKitError('CATALOG_CHANGED', `${columnKey(options.column)} was changed by a migration while it was being filled (a staged model change switched it, say); every batch before was written`, {
+    throw new PgmlKitError('CATALOG_CHANGED', `${columnLabel(options.column)} was changed by a migration while it was being filled (a staged model change switched it, say); every batch before was written`, {
       hint: 'run pgml-kit backfill again: it fills the column as the catalog has it now', cause: error,
     })
   } finally {

@@ -91,4 +91,24 @@ describe.each(tiers)('status --drift on the $name tier', (tier) => {
     }
     expect(await drift()).toEqual([])
   })
+
+  it('leaves alone another project\'s catalog row whose names read like its own ("a"."b.c" beside "a.b"."c")', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_base.sql', `-- Up Migration
+CREATE SCHEMA "a.b";
+CREATE TABLE "a.b".c (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text);
+-- Down Migration
+SELECT 1;
+`)
+    await p.writeConfig({ tables: { c: { schema: 'a.b', embeddings: { emb: { source: 'body', model, mode: 'app' } } } } })
+    await p.generate()
+    await p.migrate()
+    // Another project registers column emb of table "b.c" in schema "a": not this project's to judge.
+    await db.query(`INSERT INTO pgml_kit.embedding_columns (table_schema, table_name, column_name, model_id, dimensions, vector_type, mode, source_columns, source_separator, source_expression, document_prefix, query_prefix, normalize, key_columns)
+      VALUES ('a', 'b.c', 'other', 'm', 8, 'vector', 'app', '{body}', ' ', 'body', '', '', true, '{id}')`)
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const snapshot = await readSnapshot(loaded.migrationsDir)
+    expect((await readStatus({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state, drift: snapshot.state })).drift).toEqual([])
+  })
 })

@@ -46,6 +46,17 @@ const CASES: Record<string, readonly HostileTable[]> = {
     { schema: 'a__b', table: 'c', key: 'id', sources: ['body'], column: 'emb', mode: 'queue' },
     { schema: 'a', table: 'b__c', key: 'id', sources: ['body'], column: 'emb', mode: 'queue' },
   ],
+  'table a__b with column c, table a with column b__c': [
+    { schema: 'public', table: 'a__b', key: 'id', sources: ['body'], column: 'c', mode: 'queue' },
+    { schema: 'public', table: 'a', key: 'id', sources: ['body'], column: 'b__c', mode: 'queue' },
+  ],
+  'names that read alike when joined with ".": schema a table b column c.d, schema a.b table c column d, with quotes and spaces': [
+    { schema: 'a "x', table: 'b c', key: 'id', sources: ['body'], column: 'd.e', mode: 'queue' },
+    { schema: 'a "x.b c', table: 'd', key: 'id', sources: ['body'], column: 'e', mode: 'queue' },
+  ],
+  'source and key columns named like the aliases in pgml-kit\'s own SQL': [{
+    schema: 'public', table: 'aliases', key: 'key', sources: ['c', 'q', 't', 'job', 'input', 'n', 'present', 'source_md5', 'row_key'], column: 'locked', mode: 'queue',
+  }],
   'reserved words, unicode and line separators, in trigger mode': [{
     schema: 'select', table: 'user', key: 'table', sources: ['order', '文档 😀\u2028x'], column: 'dökümanlar\u2029', mode: 'trigger',
   }],

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ConfigError } from '../../src/errors.js'
 import { resolveConfig } from '../../src/model/resolve.js'
+import { findColumn } from '../../src/model/find-column.js'
 import { documentsConfig } from '../helpers/fixtures.js'
 
 function issuesOf(input: unknown): { path: string; message: string }[] {
@@ -98,5 +99,31 @@ describe('resolveConfig', () => {
       expect((error as ConfigError).issues).toHaveLength(2)
       expect((error as Error).message).toMatch(/^pgml-kit.config.ts is invalid:\n {2}tables\.documents/)
     }
+  })
+})
+
+describe('findColumn', () => {
+  const model = { id: 'm/x', dimensions: 4 }
+  const { state } = resolveConfig({
+    tables: {
+      b: { schema: 'a', embeddings: { 'c.d': { source: 'body', model, mode: 'app' as const } } },
+      c: { schema: 'a.b', embeddings: { d: { source: 'body', model, mode: 'app' as const } } },
+      documents: { embeddings: { body_embedding: { source: 'body', model, mode: 'app' as const } } },
+    },
+  })
+  const found = (arg: string) => { const c = findColumn(state.embeddingColumns, arg); return [c.schema, c.table, c.column] }
+
+  it('finds columns whose names contain dots, by <table>.<column> or <schema>.<table>.<column>', () => {
+    expect(found('b.c.d')).toEqual(['a', 'b', 'c.d'])
+    expect(found('c.d')).toEqual(['a.b', 'c', 'd'])
+    expect(found('documents.body_embedding')).toEqual(['public', 'documents', 'body_embedding'])
+    expect(found('public.documents.body_embedding')).toEqual(['public', 'documents', 'body_embedding'])
+  })
+
+  it('refuses a name that reads as two columns, saying how to name each', () => {
+    expect(() => findColumn(state.embeddingColumns, 'a.b.c.d')).toThrow(expect.objectContaining({
+      code: 'COLUMN_AMBIGUOUS', message: expect.stringContaining('"a.b.c.d" names several columns (["a","b","c.d"], ["a.b","c","d"])'), hint: 'name one as <table>.<column>: b.c.d, c.d',
+    }))
+    expect(() => findColumn(state.embeddingColumns, 'x.y')).toThrow(expect.objectContaining({ code: 'COLUMN_UNKNOWN' }))
   })
 })

@@ -44,6 +44,16 @@ describe('feature views, training sets and models in the config', () => {
     expect(planOperations(planMigration(state, state))).toEqual([])
   })
 
+  it('locks each feature view\'s materialisation by a key of its own, even when schema and name read alike ("a.b"."c", "a"."b.c")', () => {
+    const lockOf = (schema: string, view: string) => {
+      const config: PgmlKitConfig = { tables: {}, features: { schema, views: { [view]: { entities: 'id', source: { table: 'events' }, timestamp: 'ts', features: { x: 'integer' } } } } }
+      const sql = renderMigrationFiles(planMigration(EMPTY_STATE, resolveConfig(config).state), { name: 'f', timestamp: 1, settings: resolveConfig(config).migrations })[0]!.content
+      return /pg_advisory_xact_lock\(pg_catalog\.hashtextextended\(('(?:[^']|'')*')/.exec(sql)?.[1]
+    }
+    expect(lockOf('a.b', 'c')).toBeDefined()
+    expect(lockOf('a.b', 'c')).not.toBe(lockOf('a', 'b.c'))
+  })
+
   it('refuses to change a feature view (its tables hold history) and re-creates a changed training set', () => {
     const { state } = resolveConfig(base)
     const changed = structuredClone(base)

@@ -179,6 +179,35 @@ describe('planMigration + renderMigrationFiles', () => {
     expect(sql).toContain('ALTER TABLE "Sales Data"."Order ""Items""" ADD COLUMN "it\'s embedding" vector(4);')
     expect(sql).toContain("pgml.embed('o''brien/model', 'it''s: ' || (")
   })
+
+  it('keeps apart columns whose names read alike once joined with "." (schema a table b column c.d, schema a.b table c column d)', () => {
+    const config: PgmlKitConfig = {
+      tables: {
+        b: { schema: 'a', embeddings: { 'c.d': { source: 'body', model: { id: 'm/x', dimensions: 4 }, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'cosine' }] } } },
+        c: { schema: 'a.b', embeddings: { d: { source: 'body', model: { id: 'm/y', dimensions: 8 }, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l2' }] } } },
+      },
+    }
+    const { plan, files } = filesFor(null, config)
+    expect(kinds(plan).filter((k) => k === 'add-embedding-column' || k === 'create-vector-index' || k === 'create-queue-triggers')).toHaveLength(6)
+    const sql = files.map((f) => f.content).join('\n')
+    expect(sql).toContain('ALTER TABLE "a"."b" ADD COLUMN "c.d" vector(4);')
+    expect(sql).toContain('ALTER TABLE "a.b"."c" ADD COLUMN "d" vector(8);')
+    expect(sql).toMatch(/CREATE INDEX CONCURRENTLY IF NOT EXISTS "[^"]+" ON "a"\."b" USING hnsw \("c\.d" "vector_cosine_ops"\)/)
+    expect(sql).toMatch(/CREATE INDEX CONCURRENTLY IF NOT EXISTS "[^"]+" ON "a\.b"\."c" USING hnsw \("d" "vector_l2_ops"\)/)
+    expect(parseFiles(files)).toBeGreaterThan(5)
+  })
+
+  it('accepts index names that read alike with their schemas (schema a.b index c, schema a index b.c)', () => {
+    const config: PgmlKitConfig = {
+      tables: {
+        t: { schema: 'a.b', embeddings: { e: { source: 'body', model: { id: 'm/x', dimensions: 4 }, mode: 'app', indexes: [{ method: 'hnsw', distance: 'cosine', name: 'c' }] } } },
+        u: { schema: 'a', embeddings: { e: { source: 'body', model: { id: 'm/x', dimensions: 4 }, mode: 'app', indexes: [{ method: 'hnsw', distance: 'cosine', name: 'b.c' }] } } },
+      },
+    }
+    const sql = filesFor(null, config).files.map((f) => f.content).join('\n')
+    expect(sql).toMatch(/CREATE INDEX CONCURRENTLY IF NOT EXISTS "c" ON "a\.b"\."t" USING hnsw/)
+    expect(sql).toMatch(/CREATE INDEX CONCURRENTLY IF NOT EXISTS "b\.c" ON "a"\."u" USING hnsw/)
+  })
 })
 
 describe('queue mode plans', () => {

@@ -7,7 +7,7 @@ import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { backfill, type BackfillResult } from '../../worker/backfill.js'
 import { readColumnWithCopies } from '../../db/live-catalog.js'
 import { findColumn } from '../../model/find-column.js'
-import { columnKey } from '../../model/ir.js'
+import { columnLabel } from '../../model/ir.js'
 import { rolloutColumnName } from '../../plan/rollout.js'
 import { EXIT, printJson } from '../output.js'
 import { globals, positiveInt, type CommandContext } from '../options.js'
@@ -25,7 +25,7 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
       const declared = config.state.embeddingColumns
       // `t.c` fills c and the extra column of its staged model change; `t.c__next` (or `__previous`) only that one.
       const copies = declared.flatMap((c) => (['next', 'previous'] as const).map((role) => ({ ...c, column: rolloutColumnName(c.column, role), rollout: { role, of: c.column } })))
-      const column = copies.find((c) => arg === `${c.table}.${c.column}` || arg === columnKey(c)) ?? findColumn(declared, arg)
+      const column = copies.find((c) => arg === `${c.table}.${c.column}` || arg === columnLabel(c)) ?? findColumn(declared, arg)
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       const controller = new AbortController()
       const stop = () => controller.abort()

@@ -7,7 +7,15 @@ export type PgmlKind = 'pgml' | 'pgml_compat' | 'unmanaged' | 'installable' | 'a
 export interface Capabilities {
   readonly serverVersion: string
   readonly serverVersionNum: number
-  readonly vector: { readonly installed: string | null; readonly available: string | null }
+  readonly vector: {
+    readonly installed: string | null
+    readonly available: string | null
+    /** The schema it is installed in (null: not installed), and whether this role may use it (USAGE). */
+    readonly schema: string | null
+    readonly usable: boolean
+  }
+  /** The role connected (`current_user`). */
+  readonly role: string
   /**
    * `pgml` / `pgml_compat`: that extension is installed; `unmanaged`: `pgml.embed` exists outside
    * an extension; `installable`: not installed but `CREATE EXTENSION` would work; `absent`: none.
@@ -23,7 +31,7 @@ export function canEmbedInDatabase(capabilities: Capabilities): boolean {
 export async function detectCapabilities(client: pg.ClientBase): Promise<Capabilities> {
   const { rows } = await client.query<{
     server_version: string; server_version_num: string
-    vector_installed: string | null; vector_available: string | null
+    vector_installed: string | null; vector_available: string | null; vector_schema: string | null; vector_usable: boolean | null; role: string
     pgml: string | null; pgml_compat: string | null; has_embed: boolean
     pgml_available: boolean; compat_available: boolean
   }>(CAPABILITIES)
@@ -37,7 +45,8 @@ export async function detectCapabilities(client: pg.ClientBase): Promise<Capabil
   return {
     serverVersion: row.server_version,
     serverVersionNum: Number(row.server_version_num),
-    vector: { installed: row.vector_installed, available: row.vector_available },
+    vector: { installed: row.vector_installed, available: row.vector_available, schema: row.vector_schema, usable: row.vector_usable ?? false },
+    role: row.role,
     pgml,
     pgmlVersion: row.pgml ?? row.pgml_compat,
   }

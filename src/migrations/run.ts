@@ -5,6 +5,8 @@ import { canEmbedInDatabase, detectCapabilities, type Capabilities } from '../db
 import { lockMigrations, openTarget, type Target, type TargetOptions } from '../db/target.js'
 import { RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, renderAppliedMigrations } from '../sql/render-introspection.js'
 import { RESET_MIGRATION_SETTINGS } from './render-files.js'
+import { SEARCH_PATH_WITH_VECTOR, SET_SEARCH_PATH } from '../sql/render-vector-schema.js'
+import { quoteIdent } from '../sql/quote.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
 import type { IndexBuildProgress } from './wait-monitor.js'
 import { sqlLoaderStrategy } from './loader.js'
@@ -115,6 +117,29 @@ export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], direction:
     throw new TargetError('PGVECTOR_MISSING', `${target.description} does not have the pgvector extension available; nothing was changed`,
       { hint: 'install pgvector on the server (Debian: postgresql-17-pgvector; the docker/postgres image has it), or use the embedded default (no DATABASE_URL)' })
   }
+  const { schema, usable } = capabilities.vector
+  if (toRun.length > 0 && schema !== null && !usable) {
+    throw new TargetError('PGVECTOR_SCHEMA_UNUSABLE',
+      `pgvector is installed in schema ${schema} of ${target.description}, and role ${capabilities.role} may not use that schema, so the migrations cannot find its types and operator classes; nothing was changed`,
+      { hint: `GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(capabilities.role)}; (as its owner or a superuser), then run migrate again` })
+  }
+}
+
+/**
+ * Migration files name pgvector's types and operator classes plainly (they are written without a
+ * database). Where pgvector lives in a schema the session does not search (`CREATE EXTENSION
+ * vector SCHEMA extensions`), that schema is appended to this session's search_path for the run,
+ * and the previous search_path is put back afterwards. Returns how to put it back, or null.
+ */
+async function searchVectorSchema(client: pg.Client, log: (message: string) => void): Promise<(() => Promise<void>) | null> {
+  const { rows } = await client.query<{ schema: string; previous: string; wanted: string }>(SEARCH_PATH_WITH_VECTOR)
+  const row = rows[0]
+  if (!row) return null
+  await client.query(SET_SEARCH_PATH, [row.wanted])
+  log(`pgvector is installed in schema ${row.schema}: search_path for this run is ${row.wanted}`)
+  return async () => {
+    await client.query(SET_SEARCH_PATH, [row.previous]).catch(() => undefined)
+  }
 }
 
 /**
@@ -182,6 +207,18 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
     notices.sawLog(message)
     options.log?.(message)
   }
+  const restoreSearchPath = await searchVectorSchema(client, log)
+  try {
+    return await runFiles(client, target, direction, options, runner, toRun, notices, log)
+  } finally {
+    await restoreSearchPath?.()
+  }
+}
+
+async function runFiles(
+  client: pg.Client, target: Target, direction: 'up' | 'down', options: MigrateOptions, runner: typeof import('node-pg-migrate').runner,
+  toRun: readonly MigrationOnDisk[], notices: ReturnType<typeof collectNotices>, log: (message: string) => void,
+): Promise<MigrateResult> {
   let ran
   try {
     ran = await runner({

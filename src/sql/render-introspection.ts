@@ -10,6 +10,9 @@ export const CAPABILITIES = `SELECT current_setting('server_version') AS server_
     current_setting('server_version_num') AS server_version_num,
     (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector') AS vector_installed,
     (SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'vector') AS vector_available,
+    (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector') AS vector_schema,
+    (SELECT pg_catalog.has_schema_privilege(e.extnamespace, 'USAGE') FROM pg_catalog.pg_extension e WHERE e.extname = 'vector') AS vector_usable,
+    current_user AS role,
     (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgml') AS pgml,
     (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgml_compat') AS pgml_compat,
     EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace

@@ -3,6 +3,7 @@ import type { Operation, SafetyClass } from '../plan/operation.js'
 import type { Plan } from '../plan/plan-migration.js'
 import { commentText, quoteLiteral } from '../sql/quote.js'
 import { DOWN_REQUIRES_PGML, NO_TRANSACTION, REQUIRES_PGML } from './directives.js'
+import { renderOrigin } from './origin.js'
 
 export interface MigrationFile {
   /** node-pg-migrate's migration name: the file name without `.sql`. */
@@ -73,10 +74,26 @@ function timeouts(settings: MigrationSettings, transactional: boolean): { open: 
   }
 }
 
+/**
+ * The steps' statements in order, each step's first preceded by the config object it comes from
+ * when that differs from the step before's (see origin.ts).
+ */
+function withOrigins(steps: readonly { readonly origin: string | null; readonly statements: readonly string[] }[]): string[] {
+  const out: string[] = []
+  let current: string | null | undefined
+  for (const { origin, statements } of steps) {
+    const [first, ...rest] = statements
+    if (first === undefined) continue
+    out.push(origin === current ? first : `${renderOrigin(origin)}\n${first}`, ...rest)
+    current = origin
+  }
+  return out
+}
+
 export function renderMigrationSql(operations: readonly Operation[], transactional: boolean, settings: MigrationSettings, configFile = 'pgml-kit.config.ts'): string {
   const { open, close } = timeouts(settings, transactional)
-  const up = operations.flatMap((op) => op.up)
-  const down = [...operations].reverse().flatMap((op) => op.down)
+  const up = withOrigins(operations.map((op) => ({ origin: op.origin ?? null, statements: op.up })))
+  const down = withOrigins([...operations].reverse().map((op) => ({ origin: op.origin ?? null, statements: op.down })))
   const section = (statements: readonly string[]) => [open.join('\n'), ...statements, ...(close.length ? [close.join('\n')] : [])].join('\n\n')
   return `${header(operations, transactional, configFile)}
 

@@ -9,7 +9,9 @@ import { SEARCH_PATH_WITH_VECTOR, SET_SEARCH_PATH } from '../sql/render-vector-s
 import { quoteIdent } from '../sql/quote.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
 import type { IndexBuildProgress } from './wait-monitor.js'
-import { sqlLoaderStrategy } from './loader.js'
+import { sqlLoaderStrategy, sqlSection } from './loader.js'
+import { failedLine, originOf } from './origin.js'
+import { readFile } from 'node:fs/promises'
 import { watchSession } from './wait-monitor.js'
 
 export interface AppliedMigration {
@@ -220,9 +222,17 @@ async function runFiles(
   toRun: readonly MigrationOnDisk[], notices: ReturnType<typeof collectNotices>, log: (message: string) => void,
 ): Promise<MigrateResult> {
   let ran
+  // node-pg-migrate uses nothing of a client it is given but query(): the first statement that fails is recorded.
+  let failedSql: string | null = null
+  const recording = {
+    query: (text: string | { text: string }, values?: unknown[]) => client.query(text as string, values).catch((error: unknown) => {
+      failedSql ??= typeof text === 'string' ? text : text.text
+      throw error
+    }),
+  } as unknown as pg.Client
   try {
     ran = await runner({
-      dbClient: client,
+      dbClient: recording,
       noLock: true,
       dir: options.dir,
       direction,
@@ -258,11 +268,29 @@ async function runFiles(
       : `${failed?.name ?? 'the failing file'} was rolled back as a whole`
     // The database's own hint first: pgml-kit's checks say there what to run.
     const said = (error as { hint?: string }).hint
-    throw new MigrationError('MIGRATION_FAILED', `migration ${failed?.name ?? ''} failed on ${target.description}: ${message}`, {
+    const from = failed ? await failedOrigin(failed, direction, failedSql, error) : null
+    const origin = from ? ` (in the statements generated from ${from.origin}${from.line ? `, at: ${from.line}` : ''})` : ''
+    throw new MigrationError('MIGRATION_FAILED', `migration ${failed?.name ?? ''} failed on ${target.description}: ${message}${origin}`, {
       cause: error, where: failed?.path,
       hint: `${said ? `${said}. ` : ''}${rerun}${done.length > 0 ? `; ${done.length} file${done.length === 1 ? '' : 's'} before it stay${done.length === 1 ? 's' : ''} ${direction === 'up' ? 'applied' : 'reverted'}` : ''}. Fix the cause and run migrate again`,
     })
   }
   notices.stop()
   return { target: target.description, direction, ran: ran.map((r) => r.name), notices: notices.notices }
+}
+
+/**
+ * Which config object the statement that failed in `file` was generated from (see origin.ts), and
+ * the line it failed at. Null for files that do not say (hand-written, or generated before
+ * files did), and for a statement of a file run as one query that holds several objects' steps.
+ */
+async function failedOrigin(file: MigrationOnDisk, direction: 'up' | 'down', statement: string | null, error: unknown): Promise<{ origin: string; line: string | null } | null> {
+  if (!file.path.endsWith('.sql')) return null
+  const text = sqlSection(await readFile(file.path, 'utf8').catch(() => ''), direction)
+  if (!text) return null
+  const found = statement !== null && statement !== text && text.includes(statement) ? statement : null
+  const origin = originOf(text, found)
+  if (origin === null) return null
+  const position = Number((error as { position?: unknown }).position)
+  return { origin, line: found === null ? null : failedLine(found, Number.isInteger(position) && position > 0 ? position : null) }
 }

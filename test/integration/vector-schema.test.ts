@@ -40,6 +40,8 @@ function config(roles: { app: string; worker: string } | null): PgmlKitConfig {
           trigger_embedding: { source: ['title', 'body'], model: DOUBLE, mode: 'trigger', type: 'halfvec', indexes: [{ method: 'hnsw', distance: 'l2' }] },
           queue_embedding: { source: ['body'], model: TINY, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'cosine' }] },
           app_embedding: { source: ['title'], model: TINY, mode: 'app', indexes: [{ method: 'hnsw', distance: 'inner_product' }] },
+          // The database computes it as rows are written: the cast in its expression was resolved when it was added.
+          generated_embedding: { source: ['body'], model: DOUBLE, mode: 'generated' },
         },
       },
     },
@@ -106,6 +108,7 @@ DROP SCHEMA pgml CASCADE;
       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid JOIN pg_namespace n ON n.oid = t.typnamespace
       WHERE a.attrelid = 'documents'::regclass AND a.attname LIKE '%embedding' ORDER BY 1`)).toEqual([
       { name: 'app_embedding', schema, type: 'vector' },
+      { name: 'generated_embedding', schema, type: 'vector' },
       { name: 'queue_embedding', schema, type: 'vector' },
       { name: 'trigger_embedding', schema, type: 'halfvec' },
     ])
@@ -141,7 +144,7 @@ DROP SCHEMA pgml CASCADE;
     } finally {
       await appPool.end()
     }
-    expect(await db.query('SELECT count(*)::int AS n FROM documents WHERE trigger_embedding IS NULL')).toEqual([{ n: 0 }])
+    expect(await db.query('SELECT count(*)::int AS n FROM documents WHERE trigger_embedding IS NULL OR generated_embedding IS NULL')).toEqual([{ n: 0 }])
 
     // The worker's role embeds the queue; backfill fills the app column of the rows written in plain SQL.
     const loadEmbedder = localEmbedderLoader(loaded.embedder)

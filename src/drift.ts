@@ -8,6 +8,7 @@ import { enqueueTriggerName, renderCreateEnqueueFunction, renderCreateEnqueueTri
 import { renderSourceText } from './sql/render-source.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './sql/quote.js'
 import { RELATION_EXISTS } from './sql/render-introspection.js'
+import { VECTOR_SCHEMA } from './sql/render-vector-schema.js'
 import type { CatalogRow } from './model/catalog-column.js'
 
 /**
@@ -25,12 +26,21 @@ export interface DriftItem {
   readonly fix: string
 }
 
+/**
+ * `type`: pgvector's types as \`vector(384)\` wherever pgvector is installed (format_type would
+ * qualify them with a schema that is not on the search_path); any other type as format_type says.
+ */
 const READ_COLUMNS = `SELECT d.n::int AS n, c.oid IS NOT NULL AS table_exists,
-       pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated::text AS generated
+       CASE WHEN a.attnum IS NULL THEN NULL
+            WHEN t.typnamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.extname = 'vector') AND t.typname IN ('vector', 'halfvec')
+              THEN t.typname::text || CASE WHEN a.atttypmod >= 0 THEN '(' || a.atttypmod || ')' ELSE '' END
+            ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END AS type,
+       a.attgenerated::text AS generated
 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS d(schema_name, table_name, column_name, n)
 LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = d.schema_name
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 ORDER BY d.n`
 
 /** Triggers on the given tables that are pgml-kit's by name or by function. */
@@ -87,6 +97,8 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
   const out: DriftItem[] = []
   const columns = state.embeddingColumns
   const tables = [...new Map(columns.map((c) => [objectKey(c.schema, c.table), c])).values()]
+  // Fixes name pgvector's types qualified: they run wherever a DBA pastes them.
+  const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema
 
   // Columns: present, of the declared type, generated when the mode says so.
   const { rows: live } = await client.query<{ n: number; table_exists: boolean; type: string | null; generated: string | null }>(READ_COLUMNS, [
@@ -98,13 +110,13 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
     const wanted = `${c.vectorType}(${c.model.dimensions})`
     if (!row?.table_exists) return void out.push({ kind: 'column', object: key, problem: `table ${c.schema}.${c.table} does not exist`, fix: 'pgml-kit migrate (or restore the table)' })
     if (row.type === null) {
-      return void out.push({ kind: 'column', object: key, problem: 'column is missing', fix: `${renderAddEmbeddingColumn(c)}  -- then backfill: pgml-kit backfill ${c.table}.${c.column}` })
+      return void out.push({ kind: 'column', object: key, problem: 'column is missing', fix: `${renderAddEmbeddingColumn(c, vectorSchema)}  -- then backfill: pgml-kit backfill ${c.table}.${c.column}` })
     }
     present.add(columnKey(c))
     const generated = row.generated === 's'
     if (row.type !== wanted || generated !== (c.mode === 'generated')) {
       const what = row.type !== wanted ? `type is ${row.type}, the snapshot says ${wanted}` : generated ? 'column is generated, the snapshot says it is not' : 'column is not generated, the snapshot says it is'
-      out.push({ kind: 'column', object: key, problem: what, fix: `${renderDropEmbeddingColumn(c)} ${renderAddEmbeddingColumn(c)}  -- the stored vectors are lost: backfill afterwards` })
+      out.push({ kind: 'column', object: key, problem: what, fix: `${renderDropEmbeddingColumn(c)} ${renderAddEmbeddingColumn(c, vectorSchema)}  -- the stored vectors are lost: backfill afterwards` })
     }
   })
 

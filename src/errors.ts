@@ -34,6 +34,24 @@ export class ConfigError extends PgmlKitError {
   }
 }
 
+/**
+ * The config names tables, columns, keys or roles that a database given to `generate` or `plan`
+ * does not have as the config says: the migrations would fail there. Found before anything is
+ * written; every problem at once, each with its config path.
+ */
+export class DatabaseMismatchError extends PgmlKitError {
+  readonly issues: readonly ConfigIssue[]
+
+  constructor(issues: readonly ConfigIssue[], source: string, database: string, notes: readonly string[] = []) {
+    const lines = [...issues.map((issue) => `  ${issue.path}: ${issue.message}`), ...notes.map((note) => `  note: ${note}`)]
+    super('CONFIG_DOES_NOT_MATCH_DATABASE', `${source} does not match ${database}; migrations generated from it would fail there:\n${lines.join('\n')}`, {
+      where: source,
+      hint: 'nothing was written: fix the config, or the database (in a migration of your own that runs before the generated ones), then run it again',
+    })
+    this.issues = Object.freeze([...issues])
+  }
+}
+
 export class PlanError extends PgmlKitError {}
 export class TargetError extends PgmlKitError {}
 export class MigrationError extends PgmlKitError {}

@@ -140,7 +140,7 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
         }
       }
       const pending = files.filter((f) => !done.has(f.name)).map((f) => f.name)
-      const missingPrivileges = options.state ? await checkPrivileges(client, privilegeNeeds(options.state)) : []
+      const missingPrivileges = options.state ? await checkPrivileges(client, privilegeNeeds(options.state, capabilities.vector.schema)) : []
       let drift: DriftItem[] | null = null
       if (options.drift) {
         drift = []

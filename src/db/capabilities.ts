@@ -7,7 +7,15 @@ export type PgmlKind = 'pgml' | 'pgml_compat' | 'unmanaged' | 'installable' | 'a
 export interface Capabilities {
   readonly serverVersion: string
   readonly serverVersionNum: number
-  readonly vector: { readonly installed: string | null; readonly available: string | null }
+  readonly vector: {
+    readonly installed: string | null
+    readonly available: string | null
+    /** The schema it is installed in (null: not installed), and whether this role may use it (USAGE). */
+    readonly schema: string | null
+    readonly usable: boolean
+  }
+  /** The role connected (`current_user`). */
+  readonly role: string
   /**
    * `pgml` / `pgml_compat`: that extension is installed; `unmanaged`: `pgml.embed` exists outside
    * an extension; `installable`: not installed but `CREATE EXTENSION` would work; `absent`: none.
@@ -16,8 +24,7 @@ export interface Capabilities {
   readonly pgmlVersion: string | null
   /** Whether the connected role may use schema pgml (null: there is no schema pgml). */
   readonly pgmlUsage: boolean | null
-  /** The connected role, and whether it is a superuser (may create extensions that are not trusted). */
-  readonly role: string
+  /** Whether the connected role is a superuser (may create extensions that are not trusted). */
   readonly superuser: boolean
 }
 
@@ -28,9 +35,9 @@ export function canEmbedInDatabase(capabilities: Capabilities): boolean {
 export async function detectCapabilities(client: pg.ClientBase): Promise<Capabilities> {
   const { rows } = await client.query<{
     server_version: string; server_version_num: string
-    vector_installed: string | null; vector_available: string | null
+    vector_installed: string | null; vector_available: string | null; vector_schema: string | null; vector_usable: boolean | null; role: string
     pgml: string | null; pgml_compat: string | null; has_embed: boolean
-    pgml_available: boolean; compat_available: boolean; pgml_usage: boolean | null; superuser: boolean | null; role: string
+    pgml_available: boolean; compat_available: boolean; pgml_usage: boolean | null; superuser: boolean | null
   }>(CAPABILITIES)
   const row = rows[0]
   if (!row) throw new Error('capability query returned no row')
@@ -42,11 +49,11 @@ export async function detectCapabilities(client: pg.ClientBase): Promise<Capabil
   return {
     serverVersion: row.server_version,
     serverVersionNum: Number(row.server_version_num),
-    vector: { installed: row.vector_installed, available: row.vector_available },
+    vector: { installed: row.vector_installed, available: row.vector_available, schema: row.vector_schema, usable: row.vector_usable ?? false },
+    role: row.role,
     pgml,
     pgmlVersion: row.pgml ?? row.pgml_compat,
     pgmlUsage: row.pgml_usage,
-    role: row.role,
     superuser: row.superuser === true,
   }
 }

@@ -18,10 +18,19 @@ async function rowsOf<R>(query: Query, sql: string, parameters: readonly unknown
  * which fill what an older runtime's rows lack.
  */
 export async function readLiveColumns(query: Query, declared: readonly EmbeddingColumnNode[]): Promise<LiveColumn[] | null> {
-  const readable = (await rowsOf<{ readable: boolean }>(query, CATALOG_READABLE))[0]?.readable ?? false
-  if (!readable) return null
+  return (await readSearchCatalog(query, declared)).live
+}
+
+/**
+ * What searches read from the database before their first query, in two statements: the columns
+ * as readLiveColumns gives them, and the schema pgvector is installed in (null: not installed).
+ */
+export async function readSearchCatalog(query: Query, declared: readonly EmbeddingColumnNode[]): Promise<{ live: LiveColumn[] | null; vectorSchema: string | null }> {
+  const first = (await rowsOf<{ readable: boolean; vector_schema: string | null }>(query, CATALOG_READABLE))[0]
+  const vectorSchema = first?.vector_schema ?? null
+  if (!first?.readable) return { live: null, vectorSchema }
   const tables = [...new Map(declared.map((c) => [`${c.schema}\0${c.table}`, c])).values()]
-  return liveColumnsOf(await rowsOf<CatalogRead>(query, renderReadCatalog('parameters'), [tables.map((t) => t.schema), tables.map((t) => t.table)]), declared)
+  return { live: liveColumnsOf(await rowsOf<CatalogRead>(query, renderReadCatalog('parameters'), [tables.map((t) => t.schema), tables.map((t) => t.table)]), declared), vectorSchema }
 }
 
 /** A row of renderReadCatalog. */

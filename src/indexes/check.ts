@@ -5,7 +5,8 @@ import { findColumn } from '../model/find-column.js'
 import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
 import { columnKey, columnLabel } from '../model/ir.js'
 import { renderVectorType } from '../sql/render-source.js'
-import { DISTANCE_OPERATOR } from '../sql/render-index.js'
+import { renderDistanceOperator } from '../sql/render-index.js'
+import { VECTOR_SCHEMA } from '../sql/render-vector-schema.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js'
 
 /**
@@ -118,8 +119,10 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
   if (!(targetRecall > 0 && targetRecall <= 1)) throw new RangeError(`target recall must be in (0, 1], got ${targetRecall}`)
   const table = quoteQualified(column.schema, column.table)
   const col = quoteIdent(column.column)
-  const type = renderVectorType(column)
-  const distance = `${col} ${DISTANCE_OPERATOR[index.distance]} $1::${type}`
+  // pgvector's operator and type qualified with its schema: found whatever this session's search_path.
+  const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema ?? null
+  const type = renderVectorType(column, vectorSchema ?? undefined)
+  const distance = `${col} ${renderDistanceOperator(index.distance, vectorSchema)} $1::${type}`
   const filter = options.where ? ` AND (${options.where})` : ''
   const search = `SELECT ${distance} AS d FROM ${table} WHERE ${col} IS NOT NULL${filter} ORDER BY ${distance} LIMIT ${k}`
   const set = (name: string, value: string) => client.query('SELECT pg_catalog.set_config($1, $2, true)', [name, value])

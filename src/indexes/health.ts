@@ -5,6 +5,7 @@ import { EMPTY_STATE, columnKey, columnLabel } from '../model/ir.js'
 import { readSizing, sizeAutoParameters } from './sizing.js'
 import { operatorClass, rebuildIndexName, renderBuildSettings, renderCreateIndexConcurrently, type BuildColumn, renderDropIndexConcurrently, renderRenameIndex, renderVerifyIndex } from '../sql/render-index.js'
 import { renderInteger } from '../sql/quote.js'
+import { VECTOR_SCHEMA } from '../sql/render-vector-schema.js'
 
 /**
  * What a vector index the config declares looks like in the database:
@@ -81,14 +82,14 @@ export interface RepairStep {
  * place, and check it. Each is safe to run again after an interruption (the temporary index is
  * dropped first if a previous repair left it behind).
  */
-export function repairSteps(index: VectorIndexNode, column: BuildColumn): string[] {
+export function repairSteps(index: VectorIndexNode, column: BuildColumn, vectorSchema: string | null = null): string[] {
   const temporary = rebuildIndexName(index)
   const { vectorType } = column
   const build = renderBuildSettings(index, column)
   return [
     renderDropIndexConcurrently(index.schema, temporary),
     ...build.set,
-    renderCreateIndexConcurrently(index, vectorType, temporary),
+    renderCreateIndexConcurrently(index, vectorType, temporary, vectorSchema),
     ...build.reset,
     renderDropIndexConcurrently(index.schema, index.name),
     renderRenameIndex(index.schema, temporary, index.name),
@@ -119,13 +120,15 @@ export async function repairIndexes(client: pg.ClientBase, state: DesiredState, 
   const sized = sizeAutoParameters(EMPTY_STATE, { ...state, indexes: selected }, await readSizing(client, { ...state, indexes: selected }, 'this database')).indexes
   const repaired: IndexHealth[] = []
   const ok: string[] = []
+  // The operator class qualified with pgvector's schema: found whatever this session's search_path.
+  const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema ?? null
   for (const [i, index] of sized.entries()) {
     const h = health[i]!
     if (h.state === 'ok') {
       ok.push(h.index)
       continue
     }
-    for (const sql of repairSteps(index, columnOf(state, index))) {
+    for (const sql of repairSteps(index, columnOf(state, index), vectorSchema)) {
       options.onStep?.({ index: h.index, sql })
       await client.query(sql)
     }

@@ -1,6 +1,7 @@
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
-import { PgmlKitError, PlanError } from '../errors.js'
+import { DatabaseMismatchError, PgmlKitError, PlanError } from '../errors.js'
+import { checkAgainstDatabase, type LiveSchema } from '../plan/live-checks.js'
 import type { LoadedConfig } from '../config/load.js'
 import { isEmptyPlan, planChange, planOperations, type Plan } from '../plan/plan-migration.js'
 import { renderMigrationFiles, type MigrationFile } from './render-files.js'
@@ -14,6 +15,8 @@ export interface PlanResult {
   readonly snapshot: Snapshot
   /** The state the migrations bring the database to (the config's, with existing objects' names kept). */
   readonly desired: DesiredState
+  /** Given `live`: what could not be checked against it yet (a pending migration of yours may create it). */
+  readonly notes: readonly string[]
 }
 
 export interface PlanFromConfigOptions {
@@ -29,6 +32,11 @@ export interface PlanFromConfigOptions {
   readonly switch?: 'never' | 'when-filled' | 'always'
   /** Drop the previous model's column of a switched change (`--allow-destructive`); otherwise it waits. */
   readonly dropPrevious?: boolean
+  /**
+   * A database to check the plan against (`--database-url`): what the migration's first checks
+   * would refuse there is refused now, before anything is written (DatabaseMismatchError).
+   */
+  readonly live?: LiveSchema
 }
 
 /** What `generate` would write now: the diff of the snapshot and the config, as files. */
@@ -39,13 +47,16 @@ export async function planFromConfig(config: LoadedConfig, options: PlanFromConf
     renames: config.renames, switch: options.switch ?? 'when-filled', dropPrevious: options.dropPrevious ?? false,
     ...(options.sizing ? { sizing: options.sizing } : {}),
   })
+  const configFile = relative(config.root, config.path) || 'pgml-kit.config.ts'
+  const checked = options.live ? checkAgainstDatabase(plan.checks, options.live) : { problems: [], notes: [] }
+  if (checked.problems.length > 0) throw new DatabaseMismatchError(checked.problems, configFile, options.live!.source, checked.notes)
   const files = renderMigrationFiles(plan, {
     name: options.name ?? 'pgml-kit',
     timestamp: options.timestamp ?? Date.now(),
     settings: config.migrations,
-    configFile: relative(config.root, config.path) || 'pgml-kit.config.ts',
+    configFile,
   })
-  return { plan, files, snapshot, desired }
+  return { plan, files, snapshot, desired, notes: checked.notes }
 }
 
 /**
@@ -67,6 +78,8 @@ export async function generatedState(config: LoadedConfig): Promise<DesiredState
 export interface GenerateResult {
   readonly written: readonly string[]
   readonly plan: Plan
+  /** Given `live`: what could not be checked against it yet. */
+  readonly notes: readonly string[]
 }
 
 /**
@@ -77,8 +90,8 @@ export interface GenerateResult {
  * const { written } = await generate(await loadConfig(), { name: 'add-doc-embeddings' })
  */
 export async function generate(config: LoadedConfig, options: PlanFromConfigOptions & { name: string; allowDestructive?: boolean }): Promise<GenerateResult> {
-  const { plan, files, snapshot, desired } = await planFromConfig(config, { ...options, dropPrevious: options.dropPrevious ?? options.allowDestructive ?? false })
-  if (isEmptyPlan(plan)) return { written: [], plan }
+  const { plan, files, snapshot, desired, notes } = await planFromConfig(config, { ...options, dropPrevious: options.dropPrevious ?? options.allowDestructive ?? false })
+  if (isEmptyPlan(plan)) return { written: [], plan, notes }
   const destructive = planOperations(plan).filter((op) => op.safety === 'destructive')
   if (destructive.length > 0 && !options.allowDestructive) {
     throw new PlanError('DESTRUCTIVE_CHANGE', `the config removes data; generate writes such a migration only when told to:\n${destructive.map((op) => `  - ${op.summary}${op.notes.length ? ` (${op.notes.join('; ')})` : ''}`).join('\n')}`, {
@@ -97,7 +110,7 @@ export async function generate(config: LoadedConfig, options: PlanFromConfigOpti
     files: [...snapshot.files, ...files.map((f) => ({ name: f.fileName, sha256: sha256(f.content) }))],
     ...(plan.deferred.length > 0 ? { deferred: plan.deferred.map((d) => ({ index: `${d.index.schema}.${d.index.name}`, reason: d.reason })) } : {}),
   })
-  return { written: files.map((f) => join(config.migrationsDir, f.fileName)), plan }
+  return { written: files.map((f) => join(config.migrationsDir, f.fileName)), plan, notes }
 }
 
 export interface CheckResult {

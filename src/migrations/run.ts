@@ -6,9 +6,12 @@ import { lockMigrations, openTarget, type Target, type TargetOptions } from '../
 import { quoteIdent } from '../sql/quote.js'
 import { RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, UNTRUSTED_RUNTIME_OBJECTS, renderAppliedMigrations } from '../sql/render-introspection.js'
 import { RESET_MIGRATION_SETTINGS } from './render-files.js'
+import { SEARCH_PATH_WITH_VECTOR, SET_SEARCH_PATH } from '../sql/render-vector-schema.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
 import type { IndexBuildProgress } from './wait-monitor.js'
-import { sqlLoaderStrategy } from './loader.js'
+import { sqlLoaderStrategy, sqlSection } from './loader.js'
+import { failedLine, originOf } from './origin.js'
+import { readFile } from 'node:fs/promises'
 import { watchSession } from './wait-monitor.js'
 
 export interface AppliedMigration {
@@ -130,6 +133,29 @@ export function assertTargetCanRun(toRun: readonly MigrationOnDisk[], direction:
     throw new TargetError('PGVECTOR_MISSING', `${target.description} does not have the pgvector extension available; nothing was changed`,
       { hint: 'install pgvector on the server (Debian: postgresql-17-pgvector; the docker/postgres image has it), or use the embedded default (no DATABASE_URL)' })
   }
+  const { schema, usable } = capabilities.vector
+  if (toRun.length > 0 && schema !== null && !usable) {
+    throw new TargetError('PGVECTOR_SCHEMA_UNUSABLE',
+      `pgvector is installed in schema ${schema} of ${target.description}, and role ${capabilities.role} may not use that schema, so the migrations cannot find its types and operator classes; nothing was changed`,
+      { hint: `GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(capabilities.role)}; (as its owner or a superuser), then run migrate again` })
+  }
+}
+
+/**
+ * Migration files name pgvector's types and operator classes plainly (they are written without a
+ * database). Where pgvector lives in a schema the session does not search (`CREATE EXTENSION
+ * vector SCHEMA extensions`), that schema is appended to this session's search_path for the run,
+ * and the previous search_path is put back afterwards. Returns how to put it back, or null.
+ */
+async function searchVectorSchema(client: pg.Client, log: (message: string) => void): Promise<(() => Promise<void>) | null> {
+  const { rows } = await client.query<{ schema: string; previous: string; wanted: string }>(SEARCH_PATH_WITH_VECTOR)
+  const row = rows[0]
+  if (!row) return null
+  await client.query(SET_SEARCH_PATH, [row.wanted])
+  log(`pgvector is installed in schema ${row.schema}: search_path for this run is ${row.wanted}`)
+  return async () => {
+    await client.query(SET_SEARCH_PATH, [row.previous]).catch(() => undefined)
+  }
 }
 
 /**
@@ -221,10 +247,30 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
     notices.sawLog(message)
     options.log?.(message)
   }
+  const restoreSearchPath = await searchVectorSchema(client, log)
+  try {
+    return await runFiles(client, target, direction, options, runner, toRun, notices, log)
+  } finally {
+    await restoreSearchPath?.()
+  }
+}
+
+async function runFiles(
+  client: pg.Client, target: Target, direction: 'up' | 'down', options: MigrateOptions, runner: typeof import('node-pg-migrate').runner,
+  toRun: readonly MigrationOnDisk[], notices: ReturnType<typeof collectNotices>, log: (message: string) => void,
+): Promise<MigrateResult> {
   let ran
+  // node-pg-migrate uses nothing of a client it is given but query(): the first statement that fails is recorded.
+  let failedSql: string | null = null
+  const recording = {
+    query: (text: string | { text: string }, values?: unknown[]) => client.query(text as string, values).catch((error: unknown) => {
+      failedSql ??= typeof text === 'string' ? text : text.text
+      throw error
+    }),
+  } as unknown as pg.Client
   try {
     ran = await runner({
-      dbClient: client,
+      dbClient: recording,
       noLock: true,
       dir: options.dir,
       direction,
@@ -260,11 +306,29 @@ async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'd
       : `${failed?.name ?? 'the failing file'} was rolled back as a whole`
     // The database's own hint first: pgml-kit's checks say there what to run.
     const said = (error as { hint?: string }).hint
-    throw new MigrationError('MIGRATION_FAILED', `migration ${failed?.name ?? ''} failed on ${target.description}: ${message}`, {
+    const from = failed ? await failedOrigin(failed, direction, failedSql, error) : null
+    const origin = from ? ` (in the statements generated from ${from.origin}${from.line ? `, at: ${from.line}` : ''})` : ''
+    throw new MigrationError('MIGRATION_FAILED', `migration ${failed?.name ?? ''} failed on ${target.description}: ${message}${origin}`, {
       cause: error, where: failed?.path,
       hint: `${said ? `${said}. ` : ''}${rerun}${done.length > 0 ? `; ${done.length} file${done.length === 1 ? '' : 's'} before it stay${done.length === 1 ? 's' : ''} ${direction === 'up' ? 'applied' : 'reverted'}` : ''}. Fix the cause and run migrate again`,
     })
   }
   notices.stop()
   return { target: target.description, direction, ran: ran.map((r) => r.name), notices: notices.notices }
+}
+
+/**
+ * Which config object the statement that failed in `file` was generated from (see origin.ts), and
+ * the line it failed at. Null for files that do not say (hand-written, or generated before
+ * files did), and for a statement of a file run as one query that holds several objects' steps.
+ */
+async function failedOrigin(file: MigrationOnDisk, direction: 'up' | 'down', statement: string | null, error: unknown): Promise<{ origin: string; line: string | null } | null> {
+  if (!file.path.endsWith('.sql')) return null
+  const text = sqlSection(await readFile(file.path, 'utf8').catch(() => ''), direction)
+  if (!text) return null
+  const found = statement !== null && statement !== text && text.includes(statement) ? statement : null
+  const origin = originOf(text, found)
+  if (origin === null) return null
+  const position = Number((error as { position?: unknown }).position)
+  return { origin, line: found === null ? null : failedLine(found, Number.isInteger(position) && position > 0 ? position : null) }
 }

@@ -83,9 +83,11 @@ export interface PrivilegeNeed extends GrantAtom {
 
 /**
  * Everything the declared roles need, for `status`: what the migrations grant, and what they leave
- * to you — USAGE on the schemas of the tables, and (for app roles) SELECT on them for searches.
+ * to you — USAGE on the schemas of the tables, and (for app roles) SELECT on them for searches;
+ * given the schema pgvector is installed in, USAGE on it (searches and the worker name its
+ * operators and types qualified with it).
  */
-export function privilegeNeeds(state: DesiredState): PrivilegeNeed[] {
+export function privilegeNeeds(state: DesiredState, vectorSchema: string | null = null): PrivilegeNeed[] {
   const needs = new Map<string, PrivilegeNeed>()
   for (const atom of grantsFor(state)) needs.set(grantKey(atom), { ...atom, grantedBy: 'pgml-kit' })
   const yours = (atom: GrantAtom) => { if (!needs.has(grantKey(atom))) needs.set(grantKey(atom), { ...atom, grantedBy: 'you' }) }
@@ -95,6 +97,10 @@ export function privilegeNeeds(state: DesiredState): PrivilegeNeed[] {
       yours({ role, on: { kind: 'table', schema: c.schema, table: c.table }, privilege: 'SELECT', column: null, purpose: 'app' })
     }
     for (const role of state.roles.worker) yours({ role, on: { kind: 'schema', schema: c.schema }, privilege: 'USAGE', column: null, purpose: 'worker' })
+  }
+  if (vectorSchema !== null && state.embeddingColumns.length > 0) {
+    for (const role of state.roles.app) yours({ role, on: { kind: 'schema', schema: vectorSchema }, privilege: 'USAGE', column: null, purpose: 'app' })
+    for (const role of state.roles.worker) yours({ role, on: { kind: 'schema', schema: vectorSchema }, privilege: 'USAGE', column: null, purpose: 'worker' })
   }
   // Predictions from training sets call pgml.predict; pgml is not pgml-kit's to grant when no embedding column uses it.
   if ((state.trainingSets ?? []).length > 0) {

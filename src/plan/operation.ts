@@ -77,6 +77,11 @@ export interface Operation {
   readonly index?: string
   /** The table a step's checks scan (`schema.table`): how long they take depends on its rows. */
   readonly table?: string
+  /**
+   * The config object the step comes from (`tables.documents.fullText`), written above its
+   * statements in the migration file, so that `migrate` can say which one a failing statement came from.
+   */
+  readonly origin?: string
 }
 
 /** `pgml` needed in both directions, in neither, or as given. */

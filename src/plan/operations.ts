@@ -16,13 +16,15 @@ import { renderPreflight, type PreflightChecks } from '../sql/render-preflight.j
 import { renderRenameEmbeddingColumn } from '../sql/render-rename.js'
 import { renderRefuseUnfilled, renderSwitch, type SwitchSide } from '../sql/render-rollout.js'
 import { quoteIdent } from '../sql/quote.js'
+import { embeddingPath, featureViewPath, fullTextPath, indexesPath, trainingSetPath } from '../model/config-path.js'
 
 /** Operation factories: one per kind, each building its up and its down from the same nodes. */
 
 export function preflight(checks: PreflightChecks): Operation {
   const what = [
-    ...checks.roles.map((r) => `role ${r} exists`),
+    ...checks.roles.map((r) => `role ${r.role} exists`),
     ...[...checks.added, ...checks.resourced].map((c) => `${c.schema}.${c.table}: source columns are text${checks.added.includes(c) ? ', key is its primary key' : ''}`),
+    ...[...checks.fullText, ...checks.fullTextChanged].map((n) => `${n.schema}.${n.table}: full-text source columns are text`),
   ]
   return defineOperation({
     kind: 'preflight', summary: `check the database before changing anything: ${what.join('; ')}`,
@@ -41,7 +43,7 @@ function describeGrants(atoms: readonly GrantAtom[]): string {
 
 export function grantPrivileges(atoms: readonly GrantAtom[]): Operation {
   return defineOperation({
-    kind: 'grant-privileges', summary: `grant ${describeGrants(atoms)}`,
+    kind: 'grant-privileges', origin: 'roles', summary: `grant ${describeGrants(atoms)}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: renderGrants(atoms), down: renderRevokes(atoms),
     notes: ['down revokes exactly these privileges (a privilege you also granted by hand is revoked with them)'],
@@ -51,7 +53,7 @@ export function grantPrivileges(atoms: readonly GrantAtom[]): Operation {
 export function revokePrivileges(atoms: readonly GrantAtom[]): Operation {
   const grant = grantPrivileges(atoms)
   return defineOperation({
-    kind: 'revoke-privileges', summary: `revoke ${describeGrants(atoms)}`,
+    kind: 'revoke-privileges', origin: 'roles', summary: `revoke ${describeGrants(atoms)}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: grant.down, down: grant.up, notes: [],
   })
@@ -130,7 +132,7 @@ function describeColumn(column: EmbeddingColumnNode): string {
 export function addEmbeddingColumn(column: EmbeddingColumnNode): Operation {
   const generated = column.mode === 'generated'
   return defineOperation({
-    kind: 'add-embedding-column', summary: `add embedding column ${describeColumn(column)}`,
+    kind: 'add-embedding-column', origin: embeddingPath(column), summary: `add embedding column ${describeColumn(column)}`,
     transactional: true,
     safety: generated ? 'rewrites-or-locks' : 'needs-backfill',
     requiresPgml: { up: generated, down: false },
@@ -149,7 +151,7 @@ export function addEmbeddingColumn(column: EmbeddingColumnNode): Operation {
 export function dropEmbeddingColumn(column: EmbeddingColumnNode): Operation {
   const add = addEmbeddingColumn(column)
   return defineOperation({
-    kind: 'drop-embedding-column', summary: `drop embedding column ${describeColumn(column)}`,
+    kind: 'drop-embedding-column', origin: embeddingPath(column), summary: `drop embedding column ${describeColumn(column)}`,
     transactional: true, safety: 'destructive', requiresPgml: { up: add.requiresPgml.down, down: add.requiresPgml.up },
     up: add.down, down: add.up,
     notes: [`the stored vectors are deleted; down re-adds the column ${column.mode === 'generated' ? 'and recomputes every vector' : 'empty (a backfill refills it)'}`],
@@ -158,7 +160,7 @@ export function dropEmbeddingColumn(column: EmbeddingColumnNode): Operation {
 
 export function createEmbedTrigger(column: EmbeddingColumnNode): Operation {
   return defineOperation({
-    kind: 'create-embed-trigger',
+    kind: 'create-embed-trigger', origin: embeddingPath(column),
     summary: `embed ${columnLabel(column)} on INSERT and on UPDATE OF ${column.sourceColumns.join(', ')} (trigger calls pgml.embed)`,
     transactional: true, safety: 'slows-writes', requiresPgml: { up: true, down: false },
     up: [renderCreateEmbedFunction(column), renderCreateEmbedTrigger(column)],
@@ -170,7 +172,7 @@ export function createEmbedTrigger(column: EmbeddingColumnNode): Operation {
 export function dropEmbedTrigger(column: EmbeddingColumnNode): Operation {
   const create = createEmbedTrigger(column)
   return defineOperation({
-    kind: 'drop-embed-trigger', summary: `stop embedding ${columnLabel(column)} on write (drop trigger)`,
+    kind: 'drop-embed-trigger', origin: embeddingPath(column), summary: `stop embedding ${columnLabel(column)} on write (drop trigger)`,
     transactional: true, safety: 'safe', requiresPgml: { up: false, down: true },
     up: create.down, down: create.up, notes: [],
   })
@@ -178,7 +180,7 @@ export function dropEmbedTrigger(column: EmbeddingColumnNode): Operation {
 
 export function replaceEmbedTrigger(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
   return defineOperation({
-    kind: 'replace-embed-trigger',
+    kind: 'replace-embed-trigger', origin: embeddingPath(next),
     summary: `embed ${columnLabel(next)} from ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
     transactional: true, safety: 'needs-backfill', requiresPgml: PGML.both,
     up: [renderDropEmbedTrigger(previous), renderCreateEmbedFunction(next), renderCreateEmbedTrigger(next)],
@@ -189,7 +191,7 @@ export function replaceEmbedTrigger(previous: EmbeddingColumnNode, next: Embeddi
 
 export function registerEmbeddingColumn(column: EmbeddingColumnNode): Operation {
   return defineOperation({
-    kind: 'register-embedding-column', summary: `record ${columnLabel(column)} in pgml_kit.embedding_columns`,
+    kind: 'register-embedding-column', origin: embeddingPath(column), summary: `record ${columnLabel(column)} in pgml_kit.embedding_columns`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderRegisterEmbeddingColumn(column)],
     down: [renderUnregisterEmbeddingColumn(column)],
@@ -200,7 +202,7 @@ export function registerEmbeddingColumn(column: EmbeddingColumnNode): Operation 
 export function unregisterEmbeddingColumn(column: EmbeddingColumnNode): Operation {
   const register = registerEmbeddingColumn(column)
   return defineOperation({
-    kind: 'unregister-embedding-column', summary: `remove ${columnLabel(column)} from pgml_kit.embedding_columns`,
+    kind: 'unregister-embedding-column', origin: embeddingPath(column), summary: `remove ${columnLabel(column)} from pgml_kit.embedding_columns`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: register.down, down: register.up, notes: [],
   })
@@ -209,7 +211,7 @@ export function unregisterEmbeddingColumn(column: EmbeddingColumnNode): Operatio
 export function updateEmbeddingSource(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
   const app = next.mode === 'app'
   return defineOperation({
-    kind: 'update-embedding-source', summary: `record the new source of ${columnLabel(next)} in pgml_kit.embedding_columns`,
+    kind: 'update-embedding-source', origin: embeddingPath(next), summary: `record the new source of ${columnLabel(next)} in pgml_kit.embedding_columns`,
     transactional: true, safety: app ? 'needs-backfill' : 'safe', requiresPgml: PGML.none,
     up: [renderUpdateEmbeddingSource(next)],
     down: [renderUpdateEmbeddingSource(previous)],
@@ -245,7 +247,7 @@ function buildStatements(index: VectorIndexNode, column: BuildColumn, name = ind
 export function createVectorIndex(index: VectorIndexNode, context: IndexContext): Operation {
   const build = buildStatements(index, context.column)
   return defineOperation({
-    kind: 'create-vector-index', summary: `build ${describeIndex(index)} concurrently`, index: `${index.schema}.${index.name}`,
+    kind: 'create-vector-index', origin: indexesPath(index), summary: `build ${describeIndex(index)} concurrently`, index: `${index.schema}.${index.name}`,
     transactional: false, safety: 'safe', requiresPgml: PGML.none,
     up: [...clearLeftover(index.schema, index.name), ...build.up, ...build.reset, renderVerifyIndex(index, context.column.vectorType)],
     down: [renderDropIndexConcurrently(index.schema, index.name)],
@@ -259,7 +261,7 @@ export function createVectorIndex(index: VectorIndexNode, context: IndexContext)
 export function dropVectorIndex(index: VectorIndexNode, context: IndexContext): Operation {
   const create = createVectorIndex(index, { column: context.column })
   return defineOperation({
-    kind: 'drop-vector-index', summary: `drop ${describeIndex(index)} concurrently`, index: `${index.schema}.${index.name}`,
+    kind: 'drop-vector-index', origin: indexesPath(index), summary: `drop ${describeIndex(index)} concurrently`, index: `${index.schema}.${index.name}`,
     transactional: false, safety: 'safe', requiresPgml: PGML.none,
     up: create.down, down: create.up, notes: ['vector search on this column falls back to a sequential scan until another index exists'],
   })
@@ -284,7 +286,7 @@ export function rebuildVectorIndex(previous: VectorIndexNode, next: VectorIndexN
     ]
   }
   return defineOperation({
-    kind: 'rebuild-vector-index', summary: `rebuild ${describeIndex(next)} (was ${describeIndex(previous)})`, index: `${next.schema}.${next.name}`,
+    kind: 'rebuild-vector-index', origin: indexesPath(next), summary: `rebuild ${describeIndex(next)} (was ${describeIndex(previous)})`, index: `${next.schema}.${next.name}`,
     transactional: false, safety: 'safe', requiresPgml: PGML.none,
     up: swap(previous, next), down: swap(next, previous),
     notes: ['the new index is built beside the old one and swapped in; both exist briefly (disk space)', ...(context.notes ?? [])],
@@ -293,7 +295,7 @@ export function rebuildVectorIndex(previous: VectorIndexNode, next: VectorIndexN
 
 export function createQueueTriggers(column: EmbeddingColumnNode): Operation {
   return defineOperation({
-    kind: 'create-queue-triggers',
+    kind: 'create-queue-triggers', origin: embeddingPath(column),
     summary: `queue ${columnLabel(column)} for a worker on INSERT, on UPDATE OF ${column.sourceColumns.join(', ')}, and dequeue on DELETE`,
     transactional: true, safety: 'slows-writes', requiresPgml: PGML.none,
     up: [renderCreateEnqueueFunction(column), ...renderCreateEnqueueTriggers(column)],
@@ -313,7 +315,7 @@ export function createQueueTriggers(column: EmbeddingColumnNode): Operation {
 export function dropQueueTriggers(column: EmbeddingColumnNode, options: { discardJobs?: boolean } = {}): Operation {
   const create = createQueueTriggers(column)
   return defineOperation({
-    kind: 'drop-queue-triggers',
+    kind: 'drop-queue-triggers', origin: embeddingPath(column),
     summary: `stop queueing ${columnLabel(column)} (drop triggers; ${options.discardJobs ? 'its queued jobs are deleted' : 'refused while jobs are queued'})`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [...(options.discardJobs ? [] : [renderRefusePendingJobs(column)]), ...create.down], down: create.up,
@@ -325,7 +327,7 @@ export function dropQueueTriggers(column: EmbeddingColumnNode, options: { discar
 
 export function replaceQueueTriggers(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
   return defineOperation({
-    kind: 'replace-queue-triggers',
+    kind: 'replace-queue-triggers', origin: embeddingPath(next),
     summary: `queue ${columnLabel(next)} on changes to ${next.sourceColumns.join(', ')} (was ${previous.sourceColumns.join(', ')})`,
     transactional: true, safety: 'needs-backfill', requiresPgml: PGML.none,
     up: [...renderDropEnqueueTriggers(previous), renderCreateEnqueueFunction(next), ...renderCreateEnqueueTriggers(next)],
@@ -340,7 +342,7 @@ function describeFullText(node: FullTextNode): string {
 
 export function addFullTextColumn(node: FullTextNode): Operation {
   return defineOperation({
-    kind: 'add-full-text-column', summary: `add full-text column ${describeFullText(node)}`,
+    kind: 'add-full-text-column', origin: fullTextPath(node), summary: `add full-text column ${describeFullText(node)}`,
     transactional: true, safety: 'rewrites-or-locks', requiresPgml: PGML.none,
     up: [renderAddFullTextColumn(node)],
     down: [renderDropFullTextColumn(node)],
@@ -351,7 +353,7 @@ export function addFullTextColumn(node: FullTextNode): Operation {
 export function dropFullTextColumn(node: FullTextNode): Operation {
   const add = addFullTextColumn(node)
   return defineOperation({
-    kind: 'drop-full-text-column', summary: `drop full-text column ${describeFullText(node)}`,
+    kind: 'drop-full-text-column', origin: fullTextPath(node), summary: `drop full-text column ${describeFullText(node)}`,
     transactional: true, safety: 'destructive', requiresPgml: PGML.none,
     up: add.down, down: add.up, notes: ['down re-adds it (the table is rewritten again)'],
   })
@@ -359,7 +361,7 @@ export function dropFullTextColumn(node: FullTextNode): Operation {
 
 export function createGinIndex(node: FullTextNode): Operation {
   return defineOperation({
-    kind: 'create-gin-index', summary: `build GIN index ${node.schema}.${node.indexName} on ${node.table}.${node.column} concurrently`,
+    kind: 'create-gin-index', origin: fullTextPath(node), summary: `build GIN index ${node.schema}.${node.indexName} on ${node.table}.${node.column} concurrently`,
     transactional: false, safety: 'safe', requiresPgml: PGML.none,
     up: [...clearLeftover(node.schema, node.indexName), renderCreateGinIndexConcurrently(node)],
     down: [renderDropIndexConcurrently(node.schema, node.indexName)],
@@ -370,14 +372,14 @@ export function createGinIndex(node: FullTextNode): Operation {
 export function dropGinIndex(node: FullTextNode): Operation {
   const create = createGinIndex(node)
   return defineOperation({
-    kind: 'drop-gin-index', summary: `drop GIN index ${node.schema}.${node.indexName} concurrently`,
+    kind: 'drop-gin-index', origin: fullTextPath(node), summary: `drop GIN index ${node.schema}.${node.indexName} concurrently`,
     transactional: false, safety: 'safe', requiresPgml: PGML.none, up: create.down, down: create.up, notes: [],
   })
 }
 
 export function createFeatureSchema(schema: string): Operation {
   return defineOperation({
-    kind: 'create-feature-schema', summary: `create schema ${schema} for feature views and training sets, with its model lineage table`,
+    kind: 'create-feature-schema', origin: 'features', summary: `create schema ${schema} for feature views and training sets, with its model lineage table`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: renderCreateFeatureSchema(schema), down: renderDropFeatureSchema(schema),
     notes: ['down drops the lineage records of trained models, and the schema only if nothing else is in it'],
@@ -387,7 +389,7 @@ export function createFeatureSchema(schema: string): Operation {
 export function dropFeatureSchema(schema: string): Operation {
   const create = createFeatureSchema(schema)
   return defineOperation({
-    kind: 'drop-feature-schema', summary: `drop the model lineage table of ${schema}, and the schema if nothing else is in it`,
+    kind: 'drop-feature-schema', origin: 'features', summary: `drop the model lineage table of ${schema}, and the schema if nothing else is in it`,
     transactional: true, safety: 'destructive', requiresPgml: PGML.none, up: create.down, down: create.up,
     notes: ['the lineage records of trained models are deleted'],
   })
@@ -395,7 +397,7 @@ export function dropFeatureSchema(schema: string): Operation {
 
 export function createFeatureView(view: FeatureViewNode): Operation {
   return defineOperation({
-    kind: 'create-feature-view',
+    kind: 'create-feature-view', origin: featureViewPath(view),
     summary: `create feature view ${view.schema}.${view.name} (${view.features.map((f) => f.name).join(', ')} by ${view.entities.join(', ')}): offline and online tables, ${view.materializeFunction}()`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: renderCreateFeatureView(view), down: renderDropFeatureView(view),
@@ -406,7 +408,7 @@ export function createFeatureView(view: FeatureViewNode): Operation {
 export function dropFeatureView(view: FeatureViewNode): Operation {
   const create = createFeatureView(view)
   return defineOperation({
-    kind: 'drop-feature-view', summary: `drop feature view ${view.schema}.${view.name} and its offline and online tables`,
+    kind: 'drop-feature-view', origin: featureViewPath(view), summary: `drop feature view ${view.schema}.${view.name} and its offline and online tables`,
     transactional: true, safety: 'destructive', requiresPgml: PGML.none, up: create.down, down: create.up,
     notes: ['the materialised history is deleted; down re-creates the tables empty (materialise again to refill them)'],
   })
@@ -414,7 +416,7 @@ export function dropFeatureView(view: FeatureViewNode): Operation {
 
 export function createTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[]): Operation {
   return defineOperation({
-    kind: 'create-training-set',
+    kind: 'create-training-set', origin: trainingSetPath(set),
     summary: `create training set ${set.schema}.${set.name}: ${set.label} with ${set.features.map((f) => `${f.view}.${f.feature}`).join(', ')} as of each label's ${set.timestamp}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: renderCreateTrainingSet(set, views), down: renderDropTrainingSet(set), notes: [],
@@ -424,7 +426,7 @@ export function createTrainingSet(set: TrainingSetNode, views: readonly FeatureV
 export function dropTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[]): Operation {
   const create = createTrainingSet(set, views)
   return defineOperation({
-    kind: 'drop-training-set', summary: `drop training set ${set.schema}.${set.name}`,
+    kind: 'drop-training-set', origin: trainingSetPath(set), summary: `drop training set ${set.schema}.${set.name}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none, up: create.down, down: create.up, notes: [],
   })
 }
@@ -439,7 +441,7 @@ export function updateQuerySettings(previous: EmbeddingColumnNode, next: Embeddi
     ...(previous.distance !== next.distance ? [`the search distance ${next.distance} (was ${previous.distance})`] : []),
   ]
   return defineOperation({
-    kind: 'update-query-settings',
+    kind: 'update-query-settings', origin: embeddingPath(next),
     summary: `record ${changes.join(' and ')} of ${columnLabel(next)} in pgml_kit.embedding_columns`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderUpdateQuerySettings(next)], down: [renderUpdateQuerySettings(previous)],
@@ -458,7 +460,7 @@ export function updateEmbeddingMode(previous: EmbeddingColumnNode, next: Embeddi
       ? [`rows written before keep their vectors; \`pgml-kit backfill ${cliColumn(next)}\` fills any the application left empty`]
       : []
   return defineOperation({
-    kind: 'update-embedding-mode', summary: `record mode ${next.mode} (was ${previous.mode}) of ${columnLabel(next)} in pgml_kit.embedding_columns; the stored vectors stay (same model)`,
+    kind: 'update-embedding-mode', origin: embeddingPath(next), summary: `record mode ${next.mode} (was ${previous.mode}) of ${columnLabel(next)} in pgml_kit.embedding_columns; the stored vectors stay (same model)`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderUpdateEmbeddingMode(next)], down: [renderUpdateEmbeddingMode(previous)], notes,
   })
@@ -475,7 +477,7 @@ export function switchEmbeddingColumn(live: SwitchSide, other: SwitchSide): Oper
   const reverse = (side: SwitchSide): SwitchSide => ({ from: side.to, to: side.from, indexes: side.indexes.map(([a, b]) => [b, a] as const) })
   const model = (c: EmbeddingColumnNode) => `${c.model.id} ${c.vectorType}(${c.model.dimensions})`
   return defineOperation({
-    kind: 'switch-embedding-column', table: `${live.from.schema}.${live.from.table}`,
+    kind: 'switch-embedding-column', origin: `${embeddingPath(live.from)}.model`, table: `${live.from.schema}.${live.from.table}`,
     summary: `switch ${columnLabel(live.from)} to ${model(other.from)} (was ${model(live.from)}): ${quoteIdent(other.from.column)} becomes ${quoteIdent(other.to.column)} and the old vectors stay in ${quoteIdent(live.to.column)}`,
     transactional: true, safety: 'safe',
     requiresPgml: { up: live.to.mode === 'trigger' || other.to.mode === 'trigger', down: live.from.mode === 'trigger' || other.from.mode === 'trigger' },
@@ -492,7 +494,7 @@ export function switchEmbeddingColumn(live: SwitchSide, other: SwitchSide): Oper
 /** Before the previous model's column goes: the live column must hold a vector for every row with text. */
 export function checkEmbeddingFilled(live: EmbeddingColumnNode, dropped: EmbeddingColumnNode): Operation {
   return defineOperation({
-    kind: 'check-embedding-filled', table: `${live.schema}.${live.table}`, summary: `check that ${columnLabel(live)} has a vector for every row with text before ${quoteIdent(dropped.column)} is dropped`,
+    kind: 'check-embedding-filled', origin: embeddingPath(live), table: `${live.schema}.${live.table}`, summary: `check that ${columnLabel(live)} has a vector for every row with text before ${quoteIdent(dropped.column)} is dropped`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderRefuseUnfilled(live, `dropping ${dropped.column} would leave those rows with no vector of either model`, `pgml-kit backfill ${cliColumn(live)}`)],
     down: ['-- (the check before the drop has nothing to undo)'],
@@ -503,7 +505,7 @@ export function checkEmbeddingFilled(live: EmbeddingColumnNode, dropped: Embeddi
 /** `renamedFrom`: the column and everything that names it take the new name; no vector is recomputed. */
 export function renameEmbeddingColumn(from: EmbeddingColumnNode, to: EmbeddingColumnNode): Operation {
   return defineOperation({
-    kind: 'rename-embedding-column',
+    kind: 'rename-embedding-column', origin: `${embeddingPath(to)}.renamedFrom`,
     summary: `rename embedding column ${columnLabel(from)} to ${quoteIdent(to.column)} (its vectors, triggers, catalog row and queued jobs go with it)`,
     transactional: true, safety: 'safe', requiresPgml: { up: to.mode === 'trigger', down: from.mode === 'trigger' },
     up: renderRenameEmbeddingColumn(from, to),
@@ -518,7 +520,7 @@ export function renameEmbeddingColumn(from: EmbeddingColumnNode, to: EmbeddingCo
 /** An index on a renamed column whose configured (or derived) name changed with it. */
 export function renameVectorIndex(from: VectorIndexNode, to: VectorIndexNode): Operation {
   return defineOperation({
-    kind: 'rename-vector-index', summary: `rename index ${from.schema}.${from.name} to ${quoteIdent(to.name)}`, index: `${to.schema}.${to.name}`,
+    kind: 'rename-vector-index', origin: indexesPath(to), summary: `rename index ${from.schema}.${from.name} to ${quoteIdent(to.name)}`, index: `${to.schema}.${to.name}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderRenameIndex(from.schema, from.name, to.name)],
     down: [renderRenameIndex(to.schema, to.name, from.name)],

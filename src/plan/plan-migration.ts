@@ -1,11 +1,12 @@
 import { PlanError } from '../errors.js'
-import { RUNTIME_VERSION, columnKey, columnLabel, needsPgml, objectKey, type DesiredState, type EmbeddingColumnNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
+import { RUNTIME_VERSION, columnKey, columnLabel, deepFreeze, needsPgml, objectKey, type DesiredState, type EmbeddingColumnNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
 import type { Operation } from './operation.js'
 import { sameIndex, sameSource, vectorsCarryOver } from './compare.js'
 import { applySwitches, stageRollouts, type ColumnSwitch, type RolloutOptions, type RolloutStage } from './rollout.js'
 import * as ops from './operations.js'
 import { grantsFor, grantsMissingFrom } from './grants.js'
-import { isEmptyPreflight } from '../sql/render-preflight.js'
+import { isEmptyPreflight, type PreflightChecks } from '../sql/render-preflight.js'
+import { rolePath } from '../model/config-path.js'
 import { sizingNotes, type Sizing } from '../indexes/sizing.js'
 import type { ColumnRename } from '../model/resolve.js'
 
@@ -22,6 +23,8 @@ export interface Plan {
   readonly deferred: readonly DeferredIndex[]
   /** Staged model changes: the stage this plan takes each to, or what its next stage waits for. */
   readonly stages: readonly RolloutStage[]
+  /** What the plan needs of the live database (its files check it first; `generate` can check it against a database before writing). */
+  readonly checks: PreflightChecks
 }
 
 export interface DeferredIndex {
@@ -224,17 +227,19 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   if (added.length > 0) main.push(ops.grantPrivileges(added))
 
   // Checks of the live database run before anything else in the file.
-  const checks = {
-    roles: [...new Set(added.map((a) => a.role))].sort(),
+  const checks: PreflightChecks = deepFreeze({
+    roles: [...new Set(added.map((a) => a.role))].sort().map((role) => ({ role, path: rolePath(next.roles, role) })),
     added: next.embeddingColumns.filter((c) => !prevColumns.has(columnKey(c))),
     resourced: next.embeddingColumns.filter((c) => {
       const old = prevColumns.get(columnKey(c))
       return old !== undefined && !sameSource(old, c)
     }),
-  }
+    fullText: [...nextFullText].filter(([key]) => !prevFullText.has(key)).map(([, node]) => node),
+    fullTextChanged: [...nextFullText].filter(([key, node]) => prevFullText.has(key) && JSON.stringify(prevFullText.get(key)) !== JSON.stringify(node)).map(([, node]) => node),
+  })
   if (!isEmptyPreflight(checks)) main.unshift(ops.preflight(checks))
 
-  return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after), deferred: Object.freeze(deferred), stages: Object.freeze([]) })
+  return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after), deferred: Object.freeze(deferred), stages: Object.freeze([]), checks })
 }
 
 export interface ChangeOptions extends Omit<PlanOptions, 'switches'>, Partial<Omit<RolloutOptions, 'sizing' | 'renames'>> {}

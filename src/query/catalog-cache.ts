@@ -1,4 +1,4 @@
-import { readLiveColumns, type Query } from '../db/live-catalog.js'
+import { readSearchCatalog, type Query } from '../db/live-catalog.js'
 import { columnKey, type EmbeddingColumnNode } from '../model/ir.js'
 import type { LiveColumn } from '../model/catalog-column.js'
 
@@ -21,6 +21,7 @@ export class CatalogCache {
   readonly #declared: readonly EmbeddingColumnNode[]
   #columns: ReadonlyMap<string, LiveColumn> | null = null
   #readable = false
+  #vectorSchema: string | null = null
   #loading: Promise<boolean> | null = null
   /** Bumped on every read that changed something: a query compiled before is compiled again. */
   version = 0
@@ -34,6 +35,15 @@ export class CatalogCache {
     return this.#readable
   }
 
+  /**
+   * The schema pgvector is installed in (known after the first load; null before, or when it is
+   * not installed): searches name its operators and types qualified with it, so they are found
+   * whatever the application role's search_path.
+   */
+  get vectorSchema(): string | null {
+    return this.#vectorSchema
+  }
+
   /** Reads the catalog unless it was read already. */
   async ensure(query: Query): Promise<void> {
     if (this.#columns === null) await this.refresh(query)
@@ -43,13 +53,14 @@ export class CatalogCache {
   refresh(query: Query): Promise<boolean> {
     this.#loading ??= (async () => {
       try {
-        const live = await readLiveColumns(query, this.#declared)
+        const { live, vectorSchema } = await readSearchCatalog(query, this.#declared)
         const next = new Map((live ?? []).filter((l) => !l.node.rollout).map((l) => [columnKey(l.node), l]))
         const before = this.#columns
-        const changed = before === null || this.#readable !== (live !== null) || next.size !== before.size
+        const changed = before === null || this.#readable !== (live !== null) || next.size !== before.size || this.#vectorSchema !== vectorSchema
           || [...next].some(([key, l]) => before.get(key)?.fingerprint !== l.fingerprint)
         this.#columns = next
         this.#readable = live !== null
+        this.#vectorSchema = vectorSchema
         if (changed) this.version++
         return changed
       } finally {

@@ -12,7 +12,7 @@ import {
 } from '../sql/render-search.js'
 import { KitDialect } from './kit-dialect.js'
 import { renderPredictOnline } from '../sql/render-features.js'
-import { CatalogProbe, NO_INDEX, QueryVector, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
+import { CatalogProbe, DistanceOperator, NO_INDEX, QueryVector, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
 import { CatalogCache } from './catalog-cache.js'
 import { PROBE_COLUMN } from './kit-dialect.js'
 
@@ -210,7 +210,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
       const distance = searchOptions.distance ?? column.distance
       const k = positiveInteger('k', searchOptions.k ?? 10)
       const marker = new QueryVector(column, query, searchOptions, defaultsFor(column, distance))
-      const d = distanceExpression(column, distance, marker, column.table)
+      const d = distanceExpression(column, new DistanceOperator(distance), marker, column.table)
       const similarity = similarityExpression(distance, d)
       let builder
       if (searchOptions.overFetch !== undefined) {
@@ -238,7 +238,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
       }
       if (settings.rrfK < 0) throw new RangeError(`rrfK must be ≥ 0, got ${settings.rrfK}`)
       const marker = new QueryVector(column, query, hybridOptions, defaultsFor(column, column.distance))
-      const fused = hybridFusion(column, fullText, column.distance, marker, query, settings)
+      const fused = hybridFusion(column, fullText, new DistanceOperator(column.distance), marker, query, settings)
       return untyped.selectFrom(from(column))
         .innerJoin(fused.as('pgml_kit_fused'), (join) => join.on(hybridJoin(column, column.table, 'pgml_kit_fused')))
         .select(['pgml_kit_fused.score as score', 'pgml_kit_fused.vector_rank as vector_rank', 'pgml_kit_fused.text_rank as text_rank'] as never)

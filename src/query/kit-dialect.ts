@@ -2,10 +2,11 @@ import {
   CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, SelectQueryNode,
   type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type RootOperationNode, type TransactionSettings,
 } from 'kysely'
-import { CatalogProbe, QueryVector, effectiveSettings, settingsToApply, type SearchCapabilities } from './query-vector.js'
+import { CatalogProbe, DistanceOperator, QueryVector, effectiveSettings, settingsToApply, type SearchCapabilities } from './query-vector.js'
 import { quoteLiteral } from '../sql/quote.js'
 import { renderCatalogProbe } from '../sql/render-catalog.js'
 import { renderVectorType } from '../sql/render-source.js'
+import { renderDistanceOperator } from '../sql/render-index.js'
 import { PgmlKitError } from '../errors.js'
 import type { CatalogCache } from './catalog-cache.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
@@ -75,7 +76,9 @@ const compiledFrom = new WeakMap<CompiledQuery, number>()
  *   the column has (a vector of 384 dimensions is several kilobytes of text the server would
  *   otherwise parse again for each use);
  * - a catalog probe becomes an uncorrelated subquery reading the column's catalog fingerprint
- *   (evaluated once per statement), or NULL when the catalog cannot be read.
+ *   (evaluated once per statement), or NULL when the catalog cannot be read;
+ * - pgvector's operator and type are qualified with the schema it is installed in, whatever the
+ *   role's search_path.
  */
 class KitQueryCompiler extends PostgresQueryCompiler {
   readonly #catalog: CatalogCache
@@ -98,8 +101,9 @@ class KitQueryCompiler extends PostgresQueryCompiler {
     if (value instanceof CatalogProbe) {
       return this.append(this.#catalog.readable ? renderCatalogProbe(value.column) : 'NULL::text')
     }
+    if (value instanceof DistanceOperator) return this.append(renderDistanceOperator(value.distance, this.#catalog.vectorSchema))
     if (!(value instanceof QueryVector)) return super.appendValue(value)
-    const type = renderVectorType(this.#catalog.column(value.column).node)
+    const type = renderVectorType(this.#catalog.column(value.column).node, this.#catalog.vectorSchema ?? undefined)
     const index = this.#vectors.get(value)
     if (index !== undefined) return this.append(`$${index}::${type}`)
     super.appendValue(value)

@@ -1,3 +1,4 @@
+import type { Distance } from '../config/schema.js'
 import type { EmbeddingColumnNode, IndexMethod } from '../model/ir.js'
 
 /** Per-query index settings, applied with `set_config(..., true)` (SET LOCAL) around the query. */
@@ -98,5 +99,18 @@ export class CatalogProbe {
 
   constructor(column: EmbeddingColumnNode) {
     this.column = column
+  }
+}
+
+/**
+ * A search's distance operator. The kit's compiler writes it as `OPERATOR("schema".<=>)`, with
+ * the schema pgvector is installed in (read with the catalog), so a role whose search_path does
+ * not name that schema still finds it.
+ */
+export class DistanceOperator {
+  readonly distance: Distance
+
+  constructor(distance: Distance) {
+    this.distance = distance
   }
 }

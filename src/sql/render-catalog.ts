@@ -1,6 +1,7 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteLiteral, quoteLiteralOrNull, renderBoolean, renderInteger, renderTextArray } from './quote.js'
 import { renderSourceText } from './render-source.js'
+import { VECTOR_SCHEMA } from './render-vector-schema.js'
 
 const CATALOG = 'pgml_kit.embedding_columns'
 
@@ -79,10 +80,14 @@ WHERE (c.table_schema, c.table_name) IN (SELECT * FROM unnest(${schemas}, ${name
 ORDER BY c.table_schema, c.table_name, c.column_name`
 }
 
-/** Whether this role can read the catalog (it exists, with USAGE on its schema and SELECT on it). */
+/**
+ * Whether this role can read the catalog (it exists, with USAGE on its schema and SELECT on it),
+ * and the schema pgvector is installed in (null: it is not), which any role can read.
+ */
 export const CATALOG_READABLE = `SELECT coalesce((SELECT pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname = 'pgml_kit' AND c.relname = 'embedding_columns'), false) AS readable`
+  WHERE n.nspname = 'pgml_kit' AND c.relname = 'embedding_columns'), false) AS readable,
+  (${VECTOR_SCHEMA}) AS vector_schema`
 
 /** The column's catalog fingerprint now, as an uncorrelated scalar subquery (evaluated once per statement). */
 export function renderCatalogProbe(column: ColumnIdentity): string {

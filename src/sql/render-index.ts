@@ -8,9 +8,22 @@ const OPCLASS_SUFFIX = { l2: 'l2_ops', inner_product: 'ip_ops', cosine: 'cosine_
 /** pgvector's operator for each distance: the one an index of that distance's operator class orders by. */
 export const DISTANCE_OPERATOR: Readonly<Record<Distance, string>> = { l2: '<->', inner_product: '<#>', cosine: '<=>', l1: '<+>' }
 
+/**
+ * The distance operator, as `OPERATOR("schema".<=>)` when pgvector's schema is given: found with
+ * any search_path (see render-vector-schema.ts), and an index orders by it all the same.
+ */
+export function renderDistanceOperator(distance: Distance, vectorSchema: string | null = null): string {
+  return vectorSchema === null ? DISTANCE_OPERATOR[distance] : `OPERATOR(${quoteIdent(vectorSchema)}.${DISTANCE_OPERATOR[distance]})`
+}
+
 /** HNSW has no default operator class, so one is always named; it must match the query's operator. */
 export function operatorClass(index: VectorIndexNode, vectorType: VectorType): string {
   return `${vectorType}_${OPCLASS_SUFFIX[index.distance]}`
+}
+
+/** The operator class as an index names it: qualified with pgvector's schema when it is given. */
+function renderOperatorClass(index: VectorIndexNode, vectorType: VectorType, vectorSchema: string | null): string {
+  return vectorSchema === null ? quoteIdent(operatorClass(index, vectorType)) : quoteQualified(vectorSchema, operatorClass(index, vectorType))
 }
 
 function renderWith(index: VectorIndexNode): string {
@@ -29,9 +42,13 @@ function leftoverName(name: string): string {
   return deriveIdentifier([name, 'pgml_kit_invalid'])
 }
 
-/** Creates the index unless an index of that name exists (a re-run after the build succeeded). */
-export function renderCreateIndexConcurrently(index: VectorIndexNode, vectorType: VectorType, name = index.name): string {
-  return `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(name)} ON ${quoteQualified(index.schema, index.table)} USING ${index.method} (${quoteIdent(index.column)} ${quoteIdent(operatorClass(index, vectorType))})${renderWith(index)};`
+/**
+ * Creates the index unless an index of that name exists (a re-run after the build succeeded).
+ * Migrations name the operator class plainly (migrate searches pgvector's schema); a repair run
+ * outside migrate qualifies it with `vectorSchema`.
+ */
+export function renderCreateIndexConcurrently(index: VectorIndexNode, vectorType: VectorType, name = index.name, vectorSchema: string | null = null): string {
+  return `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(name)} ON ${quoteQualified(index.schema, index.table)} USING ${index.method} (${quoteIdent(index.column)} ${renderOperatorClass(index, vectorType, vectorSchema)})${renderWith(index)};`
 }
 
 export function renderDropIndexConcurrently(schema: string, name: string): string {

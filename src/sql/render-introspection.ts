@@ -10,6 +10,9 @@ export const CAPABILITIES = `SELECT current_setting('server_version') AS server_
     current_setting('server_version_num') AS server_version_num,
     (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector') AS vector_installed,
     (SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'vector') AS vector_available,
+    (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector') AS vector_schema,
+    (SELECT pg_catalog.has_schema_privilege(e.extnamespace, 'USAGE') FROM pg_catalog.pg_extension e WHERE e.extname = 'vector') AS vector_usable,
+    current_user AS role,
     (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgml') AS pgml,
     (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pgml_compat') AS pgml_compat,
     EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
@@ -17,7 +20,7 @@ export const CAPABILITIES = `SELECT current_setting('server_version') AS server_
     EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgml') AS pgml_available,
     EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgml_compat') AS compat_available,
     (SELECT pg_catalog.has_schema_privilege(n.oid, 'USAGE') FROM pg_catalog.pg_namespace n WHERE n.nspname = 'pgml') AS pgml_usage,
-    (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser, current_user AS role`
+    (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser`
 
 /** Whether a relation exists ($1: schema, $2: name). */
 export const RELATION_EXISTS = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -34,6 +37,26 @@ LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = d.schema_name
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = d.table_name
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY d.n`
+
+/**
+ * For each of the tables ($1 schemas, $2 names) that exists: its columns (name, type, whether it
+ * is a text type) and its unique, not-null keys without predicate or expression — what the checks
+ * at the top of a generated migration (render-preflight.ts) look at.
+ */
+export const TABLE_SHAPES = `SELECT d.schema_name AS schema, d.table_name AS table,
+  (SELECT coalesce(json_agg(json_build_object('name', a.attname::text, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'text', t.typcategory = 'S') ORDER BY a.attnum), '[]')
+     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+  (SELECT coalesce(json_agg((SELECT json_agg(a.attname::text) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey))), '[]')
+     FROM pg_catalog.pg_index i
+     WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey) AND NOT a.attnotnull)) AS keys
+FROM unnest($1::text[], $2::text[]) AS d(schema_name, table_name)
+JOIN pg_catalog.pg_namespace n ON n.nspname = d.schema_name
+JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')`
+
+/** Which of the roles $1 exist. */
+export const EXISTING_ROLES = `SELECT rolname::text AS name FROM pg_catalog.pg_roles WHERE rolname = ANY ($1::text[])`
 
 /** The embedding columns the pgml_kit catalog records. */
 export const CATALOG_COLUMNS = `SELECT table_schema, table_name, column_name, model_id, dimensions, vector_type, mode, source_columns, to_jsonb(c)::text AS row

@@ -1,7 +1,6 @@
 import { sql, type Expression, type RawBuilder } from 'kysely'
 import type { Distance } from '../config/schema.js'
 import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
-import { DISTANCE_OPERATOR } from './render-index.js'
 import { renderEmbedCall } from './render-source.js'
 
 /**
@@ -17,12 +16,13 @@ export function tableId(column: { schema: string; table: string }): RawBuilder<u
 }
 
 /**
- * `(alias.column <op> $vector::vector(N))`: the distance the index orders by. `vector` is the
- * query's marker; the kit's compiler writes it as its parameter, cast to the type the catalog
- * says the column has (see KitDialect).
+ * `(alias.column OPERATOR(vec.<=>) $vector::vec.vector(N))`: the distance the index orders by.
+ * `operator` and `vector` are the query's markers; the kit's compiler writes the operator
+ * qualified with pgvector's schema, and the vector as its parameter cast to the type the catalog
+ * says the column has (see KitDialect), so neither depends on the role's search_path.
  */
-export function distanceExpression(column: EmbeddingColumnNode, distance: Distance, vector: unknown, alias: string): RawBuilder<number> {
-  return sql<number>`(${sql.id(alias, column.column)} ${sql.raw(DISTANCE_OPERATOR[distance])} ${sql.val(vector)})`
+export function distanceExpression(column: EmbeddingColumnNode, operator: unknown, vector: unknown, alias: string): RawBuilder<number> {
+  return sql<number>`(${sql.id(alias, column.column)} ${sql.val(operator)} ${sql.val(vector)})`
 }
 
 /** Similarity where it has a meaning: 1 − distance for cosine, the dot product for inner product. */
@@ -44,10 +44,10 @@ export interface HybridSettings {
  * `score = w_v / (rrfK + vector_rank) + w_t / (rrfK + text_rank)` and both ranks (NULL when absent).
  * Key columns come out as `pgml_kit_key_<i>`.
  */
-export function hybridFusion(column: EmbeddingColumnNode, fullText: FullTextNode, distance: Distance, vector: unknown, query: string, settings: HybridSettings): RawBuilder<unknown> {
+export function hybridFusion(column: EmbeddingColumnNode, fullText: FullTextNode, operator: unknown, vector: unknown, query: string, settings: HybridSettings): RawBuilder<unknown> {
   const keys = column.keyColumns
   const keyList = (alias: string) => sql.join(keys.map((key, i) => sql`${sql.id(alias, key)} AS ${sql.id(`k${i}`)}`))
-  const d = distanceExpression(column, distance, vector, 't')
+  const d = distanceExpression(column, operator, vector, 't')
   const tsquery = sql`websearch_to_tsquery(${sql.lit(fullText.language)}::regconfig, ${query})`
   // `q.query`, never a bare `q`: the table may have a column of that name, which would be ambiguous.
   const rank = sql`ts_rank_cd(${sql.id('t', fullText.column)}, q.query)`

@@ -162,4 +162,5 @@ FROM pgml_kit.embedding_jobs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
 export const DEAD_LETTER_STATS = `SELECT table_schema, table_name, column_name, count(*)::int AS dead
 FROM pgml_kit.embedding_dead_letters GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
 
-export const VECTOR_SCHEMA = `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'`
+/** The worker and backfill qualify pgvector's types with its schema (see render-vector-schema.ts). */
+export { VECTOR_SCHEMA } from './render-vector-schema.js'

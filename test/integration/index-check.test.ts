@@ -112,7 +112,7 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     // A $DATABASE_URL that does not answer: the plan is made from the config alone, and says so.
     const unanswered = await runCli(['plan'], { cwd: db.cwd, databaseUrl: 'postgres://nobody@127.0.0.1:9/none' })
     expect(unanswered.code).toBe(0)
-    expect(unanswered.stderr).toMatch(/not sized: \$DATABASE_URL did not answer/)
+    expect(unanswered.stderr).toMatch(/not checked or sized: \$DATABASE_URL did not answer/)
     expect(unanswered.stdout).toMatch(/lists 'auto': no database to size them from/)
     const generated = await runCli(['generate', '--name', 'ivfflat', '--database-url', db.url], { cwd: db.cwd })
     expect(generated.code).toBe(0)

@@ -268,7 +268,35 @@ export async function down(pgm) {
     await p.generate()
     await p.migrate('up', 2)
     await db.query(`CREATE INDEX documents_body_embedding_hnsw_cosine_idx ON documents (title)`)
-    await expect(p.migrate()).rejects.toThrow(/index public\.documents_body_embedding_hnsw_cosine_idx is not the one the config describes/)
+    // A file run statement by statement holds one step: the error names the config object it came from.
+    await expect(p.migrate()).rejects.toThrow(/index public\.documents_body_embedding_hnsw_cosine_idx is not the one the config describes .*\(in the statements generated from tables\.documents\.embeddings\.body_embedding\.indexes, at: DO /)
+  })
+
+  it('refuses a full-text source the table does not have, or that is not text, before changing anything, naming the table and the config paths', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
+CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text, views integer);
+-- Down Migration
+DROP TABLE documents;
+`)
+    const config = documentsConfig({ mode: 'queue' })
+    await p.writeConfig({ ...config, tables: { documents: { ...config.tables.documents!, fullText: { source: ['nope', 'title', { column: 'views', weight: 'B' }] } } } })
+    await p.generate()
+    const error = await p.migrate().then(() => null, (e: unknown) => e as MigrationError)
+    expect(error?.message).toMatch(/the full-text source of public\.documents must be text columns, and these are not: nope \(no such column\) at tables\.documents\.fullText\.source\[0\], views \(integer\) at tables\.documents\.fullText\.source\[2\]/)
+    expect(await schemaExists('pgml_kit')).toBe(false)
+    expect(await db.query(`SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'public.documents'::regclass AND attname IN ('body_embedding', 'search_tsv')`)).toEqual([{ n: 0 }])
+  })
+
+  it('says which config object a failing generated statement came from', async () => {
+    const config = documentsConfig({ mode: 'queue' })
+    const p = await project({ ...config, tables: { documents: { ...config.tables.documents!, fullText: { source: ['title', 'body'], language: 'klingon' } } } })
+    await p.generate()
+    const error = await p.migrate().then(() => null, (e: unknown) => e as MigrationError)
+    expect(error?.code).toBe('MIGRATION_FAILED')
+    expect(error?.message).toMatch(/text search configuration "klingon" does not exist \(in the statements generated from tables\.documents\.fullText, at: ALTER TABLE "public"\."documents" ADD COLUMN "search_tsv" tsvector GENERATED/)
+    expect(await schemaExists('pgml_kit')).toBe(false)
   })
 
   it('checks source column types and the key against the table before changing anything', async () => {
@@ -281,7 +309,7 @@ DROP TABLE documents;
 `)
     await p.writeConfig(documentsConfig({ mode: 'queue', source: ['title', 'views'] }))
     await p.generate()
-    await expect(p.migrate()).rejects.toThrow(/the source of public\.documents\.body_embedding must be text columns, and these are not: views \(integer\)/)
+    await expect(p.migrate()).rejects.toThrow(/the source of public\.documents\.body_embedding must be text columns, and these are not: views \(integer\) at tables\.documents\.embeddings\.body_embedding\.source\[1\]/)
     await rm(join(db.cwd, 'migrations'), { recursive: true })
     await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
 CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text, views integer, code uuid NOT NULL UNIQUE);
@@ -291,7 +319,7 @@ DROP TABLE documents;
     const config = documentsConfig({ mode: 'queue' })
     await p.writeConfig({ ...config, tables: { documents: { ...config.tables.documents!, primaryKey: 'uuid' } } })
     await p.generate()
-    await expect(p.migrate()).rejects.toThrow(/\(uuid\) is not the primary key \(nor a unique, not-null key\) of public\.documents/)
+    await expect(p.migrate()).rejects.toThrow(/\(uuid\) is not the primary key \(nor a unique, not-null key\) of public\.documents \(config: tables\.documents\.primaryKey\)/)
     expect(await schemaExists('pgml_kit')).toBe(false)
     // A unique, not-null key that is not the primary key will do.
     await p.writeConfig({ ...config, tables: { documents: { ...config.tables.documents!, primaryKey: 'code' } } })

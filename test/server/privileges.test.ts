@@ -6,6 +6,8 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { loadConfig } from '../../src/config/load.js'
 import { createKit } from '../../src/query/create-kit.js'
 import { readStatus } from '../../src/status.js'
+import { migrate } from '../../src/migrations/run.js'
+import type { PgmlKitError } from '../../src/errors.js'
 import { backfill } from '../../src/worker/backfill.js'
 import { retryDeadLetters } from '../../src/worker/queue.js'
 import { runWorker } from '../../src/worker/run-worker.js'
@@ -146,5 +148,19 @@ DROP TABLE documents;
     await expect(p.migrate()).rejects.toThrow(new RegExp(`role no_such_role_${suffix} does not exist`))
     expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'pgml_kit'`)).toEqual([{ n: 0 }])
     expect(await db.query(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'documents' AND column_name = 'body_embedding'`)).toEqual([{ n: 0 }])
+  })
+
+  it('a migrating role that may not use pgvector\'s schema is refused before anything changes, told the GRANT', async () => {
+    db = await server.create()
+    await db.query('CREATE SCHEMA "Vec Ext"; CREATE EXTENSION vector SCHEMA "Vec Ext"')
+    const p = await new TestProject(db).withDocumentsTable(config({ body_embedding: { source: ['title', 'body'], model: MODEL, mode: 'queue' } }))
+    await p.generate()
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const run = () => migrate({ databaseUrl: asWorker(), cwd: db.cwd, dir: loaded.migrationsDir, settings: loaded.migrations })
+    const error = await run().then(() => null, (e: unknown) => e as PgmlKitError)
+    expect(error?.code).toBe('PGVECTOR_SCHEMA_UNUSABLE')
+    expect(error?.message).toMatch(new RegExp(`pgvector is installed in schema Vec Ext of .*, and role ${WORKER} may not use that schema`))
+    expect(error?.hint).toContain(`GRANT USAGE ON SCHEMA "Vec Ext" TO "${WORKER}";`)
+    expect(await db.query(`SELECT to_regclass('public.pgmigrations') AS t`)).toEqual([{ t: null }])
   })
 })

@@ -36,7 +36,7 @@ describe('full-text columns in plans', () => {
     const before = resolveConfig(withFullText({ source: 'body' })).state
     const after = resolveConfig(withFullText({ source: ['title', 'body'] })).state
     const plan = planMigration(before, after)
-    expect(planOperations(plan).map((o) => o.kind)).toEqual(['drop-gin-index', 'drop-full-text-column', 'add-full-text-column', 'create-gin-index'])
+    expect(planOperations(plan).map((o) => o.kind)).toEqual(['drop-gin-index', 'preflight', 'drop-full-text-column', 'add-full-text-column', 'create-gin-index'])
     const files = renderMigrationFiles(plan, { name: 'fts', timestamp: 1, settings: resolveConfig(documentsConfig()).migrations })
     expect(sections(files[1]!.content).down).toContain(`GENERATED ALWAYS AS (to_tsvector('english'::regconfig, coalesce("body", ''))) STORED`)
   })

@@ -5,7 +5,7 @@ import { assertMigrationName, checkGenerated, generate } from '../../migrations/
 import { planOperations } from '../../plan/plan-migration.js'
 import { EXIT, printJson } from '../output.js'
 import { SAFETY_COLOR, globals, type CommandContext } from '../options.js'
-import { sizingFor } from '../sizing.js'
+import { databaseFor } from '../sizing.js'
 import { printStages } from '../stages.js'
 
 export function registerGenerate(program: Command, ctx: CommandContext): void {
@@ -32,10 +32,11 @@ export function registerGenerate(program: Command, ctx: CommandContext): void {
         return
       }
       const name = assertMigrationName(opts.name)
-      const sizing = await sizingFor(g, config)
-      const { written, plan } = await generate(config, { name, allowDestructive: Boolean(opts.allowDestructive), ...(opts.switch ? { switch: 'always' } : {}), ...(sizing ? { sizing } : {}) })
+      const { sizing, live } = await databaseFor(g, config)
+      const { written, plan, notes } = await generate(config, { name, allowDestructive: Boolean(opts.allowDestructive), ...(opts.switch ? { switch: 'always' } : {}), ...(sizing ? { sizing } : {}), ...(live ? { live } : {}) })
       const deferred = plan.deferred.map((d) => ({ index: `${d.index.schema}.${d.index.name}`, reason: d.reason }))
-      if (g.json) return printJson({ written, operations: planOperations(plan).map((op) => ({ kind: op.kind, summary: op.summary, safety: op.safety })), deferred, stages: plan.stages })
+      if (g.json) return printJson({ written, operations: planOperations(plan).map((op) => ({ kind: op.kind, summary: op.summary, safety: op.safety })), deferred, stages: plan.stages, notes })
+      for (const note of notes) process.stderr.write(`${pc.yellow('note')} ${note}\n`)
       for (const d of deferred) process.stdout.write(`${pc.yellow('[waits for data]')} ${d.index}: ${d.reason}\n`)
       printStages(plan.stages)
       if (written.length === 0) return void process.stdout.write('Nothing to generate: the migrations match the config.\n')

@@ -7,7 +7,7 @@ import { planFromConfig } from '../../migrations/generate.js'
 import { planOperations } from '../../plan/plan-migration.js'
 import { printJson } from '../output.js'
 import { SAFETY_COLOR, globals } from '../options.js'
-import { sizingFor } from '../sizing.js'
+import { databaseFor } from '../sizing.js'
 import { printStages } from '../stages.js'
 
 export function registerPlan(program: Command): void {
@@ -19,10 +19,11 @@ export function registerPlan(program: Command): void {
     .action(async (local: { format: 'text' | 'markdown' | 'json'; allowDestructive?: boolean; switch?: boolean }, cmd: Command) => {
       const opts = globals(cmd)
       const config = await loadConfig(opts.config)
-      const sizing = await sizingFor(opts, config)
-      const { plan, files, snapshot, desired } = await planFromConfig(config, {
-        name: 'plan', dropPrevious: Boolean(local.allowDestructive), ...(local.switch ? { switch: 'always' } : {}), ...(sizing ? { sizing } : {}),
+      const { sizing, live } = await databaseFor(opts, config)
+      const { plan, files, snapshot, desired, notes } = await planFromConfig(config, {
+        name: 'plan', dropPrevious: Boolean(local.allowDestructive), ...(local.switch ? { switch: 'always' } : {}), ...(sizing ? { sizing } : {}), ...(live ? { live } : {}),
       })
+      for (const note of notes) process.stderr.write(`${pc.yellow('note')} ${note}\n`)
       if (local.format === 'markdown') {
         const options = { settings: config.migrations, configFile: relative(config.root, config.path) || 'pgml-kit.config.ts', indexTables: indexTables(snapshot.state, desired), ...(sizing ? { sizing } : {}) }
         return void process.stdout.write(renderReviewMarkdown(plan, await reviewFiles(files, options), options))
@@ -36,6 +37,7 @@ export function registerPlan(program: Command): void {
           files: files.map((f) => ({ name: f.fileName, transactional: f.transactional, sql: f.content })),
           deferred,
           stages: plan.stages,
+          notes,
         })
       }
       for (const d of deferred) process.stdout.write(`${pc.yellow('[waits for data]')} ${d.index}: ${d.reason}\n`)

@@ -145,7 +145,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
   const workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
   const leaseSeconds = options.leaseSeconds ?? 30
   const heartbeat = new LeaseHeartbeat(workerId, leaseSeconds)
-  let client = await connector.connect('pgml-kit worker')
+  let client: pg.Client | undefined
   let totals: WorkerTotals = { batches: 0, reconnects: 0, catalogChanges: 0, outlook: null, ...EMPTY_BATCH }
   // One embedder per model (a staged model change serves two); loaded before any of its jobs is claimed,
   // so a wrong model or dimension stops the worker before it writes anything.
@@ -155,7 +155,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
   let served: readonly { readonly node: EmbeddingColumnNode; readonly fingerprint?: string | null }[] = []
   let catalogChanged = false
   /** The columns as the catalog has them now (and their embedders). */
-  const refresh = async () => {
+  const refresh = async (client: pg.Client) => {
     const live = await readLiveColumns(client, options.columns)
     const next = (live === null ? options.columns.map((node) => ({ node })) : columnsOfConfig(options.columns, live))
       .filter((l) => l.node.mode === 'queue')
@@ -163,14 +163,38 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
     served = next
     catalogChanged = false
   }
+  let failuresInARow = 0
   try {
-    await refresh()
-    // Nothing in mode "queue", in the catalog or (not migrated yet) in the config: nothing will ever be queued.
-    if (served.length === 0 && !options.columns.some((c) => c.mode === 'queue')) {
-      throw new PgmlKitError('NO_QUEUE_COLUMNS', 'the config has no embedding column with mode "queue", so the worker has nothing to do', { hint: 'set mode: "queue" on an embedding column, generate and migrate' })
+    // Start-up — connect, read the catalog, load the models, find pgvector — is retried like the
+    // work itself: a connection lost at any step (a backend terminated, a server restarting, an
+    // embedded owner going away) means connect again after a bounded pause, saying so each time.
+    // Errors a new connection cannot fix (a config, catalog or model problem, a refused password,
+    // a missing database) end the worker.
+    let vectorSchema: string | undefined
+    for (;;) {
+      try {
+        client = await connector.connect('pgml-kit worker')
+        await refresh(client)
+        // Nothing in mode "queue", in the catalog or (not migrated yet) in the config: nothing will ever be queued.
+        if (served.length === 0 && !options.columns.some((c) => c.mode === 'queue')) {
+          throw new PgmlKitError('NO_QUEUE_COLUMNS', 'the config has no embedding column with mode "queue", so the worker has nothing to do', { hint: 'set mode: "queue" on an embedding column, generate and migrate' })
+        }
+        vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema
+        if (!vectorSchema) throw new PgmlKitError('PGVECTOR_MISSING', 'the target has no pgvector extension installed', { hint: 'run pgml-kit migrate first' })
+        break
+      } catch (error) {
+        if (options.signal?.aborted || !(isConnectionLost(error) || isConnectionLost((error as { cause?: unknown }).cause))) throw error
+        options.onReconnect?.(error as Error)
+        await client?.end().catch(() => undefined)
+        client = undefined
+        totals = { ...totals, reconnects: totals.reconnects + 1 }
+        await sleep(backoffMs(failuresInARow++, 250, 5_000), options.signal)
+        if (options.signal?.aborted) return totals
+      }
     }
-    const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema
-    if (!vectorSchema) throw new PgmlKitError('PGVECTOR_MISSING', 'the target has no pgvector extension installed', { hint: 'run pgml-kit migrate first' })
+    failuresInARow = 0
+    // From here on the worker has a connection: `conn`, replaced by a new one after a loss.
+    let conn: pg.Client = client as pg.Client
     const settings: BatchSettings = {
       workerId,
       batchSize: options.batchSize ?? 32,
@@ -181,13 +205,12 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
       vectorSchema,
       leases: heartbeat,
     }
-    heartbeat.start(client)
-    let failuresInARow = 0
+    heartbeat.start(conn)
     let turn = 0
     const nextColumn = () => served[turn++ % Math.max(1, served.length)]
     const claimOne = async (): Promise<ClaimedBatch | null> => {
       const live = nextColumn()
-      return live ? claimBatch(client, live.node, settings, live.fingerprint) : null
+      return live ? claimBatch(conn, live.node, settings, live.fingerprint) : null
     }
     const embedderOf = (column: EmbeddingColumnNode) => embedders.get(modelKey(column)) as Embedder
     /**
@@ -236,11 +259,11 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
           try {
             embedded = await embedding
           } catch (error) {
-            await releaseBatch(client, claimed.ids, settings)
+            await releaseBatch(conn, claimed.ids, settings)
             throw error
           }
           await finishing
-          finishing = finishBatch(client, embedded, settings).then((result) => {
+          finishing = finishBatch(conn, embedded, settings).then((result) => {
             finished++
             if (result.catalogChanged) catalogChanged = true
             totals = add(totals, result)
@@ -252,7 +275,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
         await finishing.catch(() => undefined)
         const last = pending as Promise<ClaimedBatch | null> | null
         const ahead = last === null ? null : await last.catch(() => null)
-        if (ahead) await releaseBatch(client, ahead.ids, settings)
+        if (ahead) await releaseBatch(conn, ahead.ids, settings)
       }
       await finishing
     }
@@ -262,23 +285,34 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
         failuresInARow = 0
         // What the catalog says now: a staged model change adds, switches and drops columns while workers run.
         const changed = catalogChanged
-        await refresh()
+        await refresh(conn)
         if (changed) continue
       } catch (error) {
         if (!isConnectionLost(error)) throw error
         options.onReconnect?.(error as Error)
-        await client.end().catch(() => undefined)
-        client = await reconnect(connector, options.signal, () => backoffMs(failuresInARow++, 250, 5_000))
-        // This worker's jobs from before are free again now, not when their leases end.
-        await client.query(RELEASE_WORKER_LEASES, [workerId])
-        heartbeat.start(client)
+        await conn.end().catch(() => undefined)
+        // This worker's jobs from before are free again now, not when their leases end; a
+        // connection lost again meanwhile is one more reconnect, not the end.
+        for (;;) {
+          conn = await reconnect(connector, options.signal, () => backoffMs(failuresInARow++, 250, 5_000))
+          client = conn
+          try {
+            await conn.query(RELEASE_WORKER_LEASES, [workerId])
+            break
+          } catch (again) {
+            if (!isConnectionLost(again)) throw again
+            options.onReconnect?.(again as Error)
+            await conn.end().catch(() => undefined)
+          }
+        }
+        heartbeat.start(conn)
         totals = { ...totals, reconnects: totals.reconnects + 1 }
-        await refresh().catch(() => undefined)
+        await refresh(conn).catch(() => undefined)
         continue
       }
       if (options.signal?.aborted) break
       if (options.once) {
-        totals = { ...totals, outlook: await readOutlook(client, served.map((l) => l.node)) }
+        totals = { ...totals, outlook: await readOutlook(conn, served.map((l) => l.node)) }
         break
       }
       await sleep(options.pollIntervalMs ?? 1000, options.signal)
@@ -286,6 +320,6 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
     return totals
   } finally {
     heartbeat.stop()
-    await client.end().catch(() => undefined)
+    await client?.end().catch(() => undefined)
   }
 }

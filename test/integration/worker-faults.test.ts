@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { loadConfig } from '../../src/config/load.js'
 import { openTarget } from '../../src/db/target.js'
+import { toConnector, type Connector } from '../../src/db/connect.js'
+import { TargetError } from '../../src/errors.js'
 import type { Embedder } from '../../src/embed/embedder.js'
 import type { EmbeddingColumnNode } from '../../src/model/ir.js'
 import { backfill } from '../../src/worker/backfill.js'
@@ -49,6 +51,38 @@ class SlowEmbedder implements Embedder {
   async embed(texts: readonly string[], options?: { as?: 'document' | 'query' }): Promise<Float32Array[]> {
     await new Promise((resolve) => setTimeout(resolve, this.ms))
     return this.inner.embed(texts, options)
+  }
+}
+
+/**
+ * TEST DOUBLE around the real connector: its first connection breaks — its socket destroyed, as a
+ * terminated backend's is — just before the first statement `breakAt` picks; `refuse` connects
+ * fail the way a server that is starting up answers (57P03) before any succeeds.
+ */
+function faultyConnector(url: string, options: { breakAt?: (sql: string) => boolean; refuse?: number }): Connector & { readonly connects: () => number } {
+  const real = toConnector(url)
+  let connects = 0
+  let broken = false
+  return {
+    description: real.description,
+    connects: () => connects,
+    async connect(name) {
+      connects++
+      if (connects <= (options.refuse ?? 0)) {
+        throw new TargetError('CONNECTION_FAILED', 'the database system is starting up', { cause: Object.assign(new Error('the database system is starting up'), { code: '57P03' }) })
+      }
+      const client = await real.connect(name)
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown
+      ;(client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text ?? ''
+        if (!broken && options.breakAt?.(text)) {
+          broken = true
+          ;(client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
+        }
+        return query(...args)
+      }
+      return client
+    },
   }
 }
 
@@ -161,6 +195,37 @@ describe.each(tiers)('the worker under faults on the $name tier', (tier) => {
       const expected = await embedder.embed(rows.map((r) => `${r.title}\n\n${r.body}`))
       rows.forEach((r, i) => expect(cosine(parseVector(r.v), expected[i]!), name).toBeGreaterThan(0.99999))
     }
+  })
+
+  it('a connection lost at any step of its start-up — catalog read, model load, pgvector check — or a server still starting: it connects again and finishes the queue', async () => {
+    const { column, embedder } = await setup()
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 40) AS i`)
+    expect(await run(column, embedder)).toMatchObject({ written: 40 })
+    const cases: { name: string; connector: ReturnType<typeof faultyConnector>; breakOnLoad?: boolean }[] = [
+      { name: 'catalog read', connector: faultyConnector(db.url, { breakAt: (sql) => sql.includes('pgml_kit.embedding_columns') }) },
+      { name: 'model load', connector: faultyConnector(db.url, {}), breakOnLoad: true },
+      { name: 'pgvector check', connector: faultyConnector(db.url, { breakAt: (sql) => sql.includes('pg_extension') }) },
+      { name: 'server starting up', connector: faultyConnector(db.url, { refuse: 2 }) },
+    ]
+    for (const c of cases) {
+      await db.query(`UPDATE documents SET body = body || '.' WHERE id <= 10`)
+      const reconnects: string[] = []
+      let loads = 0
+      let connection: pg.Client | undefined
+      const connector: Connector = { description: c.connector.description, connect: async (name) => (connection = await c.connector.connect(name)) }
+      const totals = await runWorker({
+        url: connector, columns: [column], batchSize: 16, once: true, onReconnect: (e) => reconnects.push(e.message),
+        loadEmbedder: async () => {
+          // The model takes long to load; meanwhile the connection is lost.
+          if (c.breakOnLoad && loads++ === 0) (connection as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
+          return embedder
+        },
+      })
+      expect(reconnects.length, c.name).toBeGreaterThanOrEqual(1)
+      expect(totals, c.name).toMatchObject({ written: 10, failed: 0, reconnects: reconnects.length })
+      expect(await count('pgml_kit.embedding_jobs'), c.name).toBe(0)
+    }
+    expect(await count('documents WHERE body_embedding IS NULL')).toBe(0)
   })
 
   it('worker --once says which jobs other workers still hold, and when they become due', async () => {

@@ -9,8 +9,8 @@ import {
 } from '../sql/render-backfill.js'
 import { VECTOR_SCHEMA } from '../sql/render-worker.js'
 import { detectCapabilities, canEmbedInDatabase } from '../db/capabilities.js'
-import { toConnector, type Connector } from '../db/connect.js'
-import { CatalogChanged, errorText, isRenamedAway, retryTransient, writeIsolating } from './resilience.js'
+import { isConnectionLost, toConnector, type Connector } from '../db/connect.js'
+import { CatalogChanged, backoffMs, errorText, isRenamedAway, retryTransient, sleep, writeIsolating } from './resilience.js'
 import { readLiveColumns } from '../db/live-catalog.js'
 import { columnKey, columnLabel } from '../model/ir.js'
 import { renderCatalogUnchanged } from '../sql/render-catalog.js'
@@ -33,6 +33,8 @@ export interface BackfillOptions {
   readonly batchSize?: number
   readonly signal?: AbortSignal
   readonly onProgress?: (progress: BackfillProgress) => void
+  /** Told when the connection was lost and backfill connects again to go on (from the first row not yet written). */
+  readonly onReconnect?: (error: Error) => void
 }
 
 export interface BackfillProgress {
@@ -81,20 +83,54 @@ async function embedRows(embedder: Embedder, rows: readonly Row[], dimensions: n
 export async function backfill(options: BackfillOptions): Promise<BackfillResult> {
   const all = options.all ?? false
   const started = performance.now()
-  const client = await toConnector(options.url).connect('pgml-kit backfill')
-  try {
-    return await fill(client, options, all, started)
-  } catch (error) {
-    if (!(error instanceof CatalogChanged)) throw error
-    throw new PgmlKitError('CATALOG_CHANGED', `${columnLabel(options.column)} was changed by a migration while it was being filled (a staged model change switched it, say); every batch before was written`, {
-      hint: 'run pgml-kit backfill again: it fills the column as the catalog has it now', cause: error,
-    })
-  } finally {
-    await client.end().catch(() => undefined)
+  const connector = toConnector(options.url)
+  // A lost connection — a server restarting, a backend terminated, the process serving the embedded
+  // database gone (the target then takes it over) — is not the end: every batch before it is
+  // committed, so backfill connects again and goes on. Without `all`, the rows done no longer
+  // match; with `all`, the checkpoint says where. What each run did adds up.
+  let sum: BackfillResult | null = null
+  let endKey: string | null | undefined
+  for (let failuresInARow = 0; ; failuresInARow++) {
+    let client: pg.Client | undefined
+    try {
+      client = await connector.connect('pgml-kit backfill')
+      const result: BackfillResult = await fill(client, { ...options, restart: sum === null && options.restart === true }, all, started, sum, endKey, (key) => { endKey = key })
+      return result
+    } catch (error) {
+      const partial = error instanceof PartialBackfill ? error : null
+      const lost = partial !== null || isConnectionLost(error) || isConnectionLost((error as { cause?: unknown }).cause)
+      if (!lost) {
+        if (!(error instanceof CatalogChanged)) throw error
+        throw new PgmlKitError('CATALOG_CHANGED', `${columnLabel(options.column)} was changed by a migration while it was being filled (a staged model change switched it, say); every batch before was written`, {
+          hint: 'run pgml-kit backfill again: it fills the column as the catalog has it now', cause: error,
+        })
+      }
+      if (partial) sum = partial.sofar
+      if (options.signal?.aborted) {
+        if (sum) return { ...sum, interrupted: true }
+        throw partial?.cause ?? error
+      }
+      options.onReconnect?.((partial?.cause ?? error) as Error)
+      await sleep(backoffMs(Math.min(failuresInARow, 5), 250, 5_000), options.signal)
+    } finally {
+      await client?.end().catch(() => undefined)
+    }
   }
 }
 
-async function fill(client: pg.Client, options: BackfillOptions, all: boolean, started: number): Promise<BackfillResult> {
+/** Thrown by `fill` when the connection is lost: what was committed so far, to go on from. */
+class PartialBackfill extends Error {
+  constructor(readonly sofar: BackfillResult, cause: unknown) {
+    super('the connection was lost', { cause })
+  }
+}
+
+/**
+ * One run of backfill on one connection. `before` is what earlier runs (ended by a lost
+ * connection) committed; `endKey` where the first run decided to end (undefined: decide now).
+ */
+async function fill(client: pg.Client, options: BackfillOptions, all: boolean, started: number, before: BackfillResult | null,
+  endKeyBefore: string | null | undefined, setEndKey: (key: string | null) => void): Promise<BackfillResult> {
   const live = await readLiveColumns(client, [options.column])
   const own = live?.find((l) => columnKey(l.node) === columnKey(options.column))
   const column = own?.node ?? options.column
@@ -125,15 +161,18 @@ async function fill(client: pg.Client, options: BackfillOptions, all: boolean, s
       done = Number(checkpoint.rows_done)
     }
   }
-  // Where this run ends: the last row now. Rows inserted meanwhile have their own path.
-  const endKey = (await client.query<{ key: string }>(renderLastKey(column))).rows[0]?.key ?? null
+  // Where this run ends: the last row when the first run started. Rows inserted meanwhile have their own path.
+  const endKey = endKeyBefore !== undefined ? endKeyBefore : (await client.query<{ key: string }>(renderLastKey(column))).rows[0]?.key ?? null
+  setEndKey(endKey)
   const remaining = Number((await client.query<{ n: string }>(renderCountRows(column, all), [lastKey, endKey])).rows[0]?.n ?? 0)
+  // Without `all` the rows earlier runs filled no longer count as remaining: they count as done.
+  if (!all && before) done = before.done
   const total = done + remaining
   options.onProgress?.({ total, done })
-  let written = 0
-  let skipped = 0
-  const failed: { key: string; error: string }[] = []
-  let failedCount = 0
+  let written = before?.written ?? 0
+  let skipped = before?.skipped ?? 0
+  const failed: { key: string; error: string }[] = [...(before?.failed ?? [])]
+  let failedCount = before?.failedCount ?? 0
   const fail = (key: string, error: string) => {
     failedCount++
     if (failed.length < 20) failed.push({ key, error })
@@ -168,6 +207,21 @@ async function fill(client: pg.Client, options: BackfillOptions, all: boolean, s
     options.onProgress?.({ total, done })
   }
 
+  const sofar = (): BackfillResult => ({
+    column: `${column.schema}.${column.table}.${column.column}`, how: inDatabase ? 'database' : 'local',
+    total, done, written, skipped, failed, failedCount, interrupted: false, seconds: (performance.now() - started) / 1000,
+  })
+  try {
+    await runBatches()
+  } catch (error) {
+    if (isConnectionLost(error)) throw new PartialBackfill(sofar(), error)
+    throw error
+  }
+  const interrupted = options.signal?.aborted ?? false
+  if (all && !interrupted) await client.query(CLEAR_CHECKPOINT, identity)
+  return { ...sofar(), interrupted }
+
+  async function runBatches(): Promise<void> {
   if (!embedder) {
     // pgml.embed runs in the database: one batch at a time, nothing to overlap.
     while (!options.signal?.aborted) {
@@ -207,10 +261,5 @@ async function fill(client: pg.Client, options: BackfillOptions, all: boolean, s
     }
     await writing
   }
-  const interrupted = options.signal?.aborted ?? false
-  if (all && !interrupted) await client.query(CLEAR_CHECKPOINT, identity)
-  return {
-    column: `${column.schema}.${column.table}.${column.column}`, how: inDatabase ? 'database' : 'local',
-    total, done, written, skipped, failed, failedCount, interrupted, seconds: (performance.now() - started) / 1000,
   }
 }

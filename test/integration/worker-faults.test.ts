@@ -59,10 +59,11 @@ class SlowEmbedder implements Embedder {
  * terminated backend's is — just before the first statement `breakAt` picks; `refuse` connects
  * fail the way a server that is starting up answers (57P03) before any succeeds.
  */
-function faultyConnector(url: string, options: { breakAt?: (sql: string) => boolean; refuse?: number }): Connector & { readonly connects: () => number } {
+function faultyConnector(url: string, options: { breakAt?: (sql: string) => boolean; refuse?: number; skip?: number }): Connector & { readonly connects: () => number } {
   const real = toConnector(url)
   let connects = 0
   let broken = false
+  let seen = 0
   return {
     description: real.description,
     connects: () => connects,
@@ -75,7 +76,7 @@ function faultyConnector(url: string, options: { breakAt?: (sql: string) => bool
       const query = client.query.bind(client) as (...args: unknown[]) => unknown
       ;(client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
         const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text ?? ''
-        if (!broken && options.breakAt?.(text)) {
+        if (!broken && options.breakAt?.(text) && seen++ >= (options.skip ?? 0)) {
           broken = true
           ;(client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
         }
@@ -226,6 +227,29 @@ describe.each(tiers)('the worker under faults on the $name tier', (tier) => {
       expect(await count('pgml_kit.embedding_jobs'), c.name).toBe(0)
     }
     expect(await count('documents WHERE body_embedding IS NULL')).toBe(0)
+  })
+
+  it('backfill whose connection is lost mid-run connects again and goes on from the first row not written, with and without --all', async () => {
+    const { embedder } = await setup(queueConfig())
+    const column = (await loadConfig('pgml-kit.config.ts', db.cwd)).state.embeddingColumns[0]!
+    await db.query(`ALTER TABLE documents DISABLE TRIGGER USER`)
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 100) AS i`)
+    await db.query(`ALTER TABLE documents ENABLE TRIGGER USER`)
+    for (const all of [false, true]) {
+      if (all) await db.query(`UPDATE documents SET body_embedding = NULL WHERE id % 2 = 0`)
+      const reconnects: string[] = []
+      // The third batch's write: the connection drops with two batches committed.
+      const connector = faultyConnector(db.url, { breakAt: (sql) => sql.startsWith('UPDATE') && sql.includes('unnest'), skip: 2 })
+      const result = await backfill({ url: connector, column, loadEmbedder: async () => embedder, batchSize: 16, all, onReconnect: (e) => reconnects.push(e.message) })
+      expect(reconnects, `all: ${all}`).toHaveLength(1)
+      expect(connector.connects()).toBe(2)
+      expect(result, `all: ${all}`).toMatchObject({ total: 100, done: 100, written: 100, failedCount: 0, interrupted: false })
+      expect(await count('documents WHERE body_embedding IS NULL')).toBe(0)
+    }
+    // Every vector is the model's for its row's text.
+    const rows = await db.query<{ t: string; v: string }>(`SELECT title || E'\\n\\n' || body AS t, body_embedding::text AS v FROM documents ORDER BY id LIMIT 5`)
+    const expected = await embedder.embed(rows.map((r) => r.t))
+    rows.forEach((r, i) => expect(cosine(parseVector(r.v), expected[i]!)).toBeGreaterThan(0.99999))
   })
 
   it('worker --once says which jobs other workers still hold, and when they become due', async () => {

@@ -3,6 +3,7 @@ import cliProgress from 'cli-progress'
 import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
+import { withoutSecrets } from '../output.js'
 import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { backfill, type BackfillResult } from '../../worker/backfill.js'
 import { readColumnWithCopies } from '../../db/live-catalog.js'
@@ -47,6 +48,7 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
             const result = await backfill({
               url: target, column: each, loadEmbedder, all: opts.all ?? false, restart: opts.restart ?? false,
               batchSize: opts.batchSize, signal: controller.signal,
+              onReconnect: (error) => process.stderr.write(`\nlost the connection (${withoutSecrets(error.message, g.databaseUrl)}); reconnecting, to go on from the first row not written\n`),
               onProgress: ({ total, done }) => {
                 const rate = (done / Math.max(0.001, (performance.now() - started) / 1000)).toFixed(1)
                 if (!barStarted) { bar.start(total, done, { rate }); barStarted = true } else bar.update(done, { rate })

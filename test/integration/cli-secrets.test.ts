@@ -111,7 +111,7 @@ describe('passwords and connection failures in the CLI', () => {
         expectNoStack(result, what)
         if (args[0] === 'plan') {
           expect(result.code, what).toBe(0)
-          expect(result.stderr, what).toMatch(/^note not sized: \$DATABASE_URL did not answer \((cannot connect to|".*" is not a PostgreSQL URL)/)
+          expect(result.stderr, what).toMatch(/^note not checked or sized: \$DATABASE_URL did not answer \((cannot connect to|".*" is not a PostgreSQL URL)/)
           continue
         }
         expect(result.code, what).toBe(form.read ? 1 : 2)

@@ -40,6 +40,14 @@ export interface WorkerOptions {
   readonly onBatch?: (column: EmbeddingColumnNode, result: BatchResult) => void
   /** Told when the connection was lost and the worker reconnects (it goes on by itself). */
   readonly onReconnect?: (error: Error) => void
+  /**
+   * Seconds the worker keeps trying to reach a database it has not reached yet (nothing listening,
+   * a server starting up) before it gives up with that error (default 60; 0 gives up at the first
+   * failure). Once it has connected, a lost connection is retried for as long as it takes.
+   */
+  readonly startupWaitSeconds?: number
+  /** Told when the database could not be reached yet at start-up and the worker tries again after `delayMs`. */
+  readonly onStartupRetry?: (error: Error, delayMs: number) => void
 }
 
 /** Jobs a drained worker (`once`) leaves for later: leased by others, or waiting for a retry. */
@@ -171,6 +179,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
     // Errors a new connection cannot fix (a config, catalog or model problem, a refused password,
     // a missing database) end the worker.
     let vectorSchema: string | undefined
+    const startupDeadline = Date.now() + (options.startupWaitSeconds ?? 60) * 1000
+    let everReached = false
     for (;;) {
       try {
         client = await connector.connect('pgml-kit worker')
@@ -184,11 +194,20 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
         break
       } catch (error) {
         if (options.signal?.aborted || !(isConnectionLost(error) || isConnectionLost((error as { cause?: unknown }).cause))) throw error
-        options.onReconnect?.(error as Error)
+        const reached = client !== undefined
         await client?.end().catch(() => undefined)
         client = undefined
-        totals = { ...totals, reconnects: totals.reconnects + 1 }
-        await sleep(backoffMs(failuresInARow++, 250, 5_000), options.signal)
+        const delay = backoffMs(failuresInARow++, 250, 5_000)
+        if (reached || everReached) {
+          everReached = true
+          options.onReconnect?.(error as Error)
+          totals = { ...totals, reconnects: totals.reconnects + 1 }
+        } else {
+          // Not reached yet: a wrong address and a server still starting look the same, so wait a bounded time.
+          if (Date.now() + delay > startupDeadline) throw error
+          options.onStartupRetry?.(error as Error, delay)
+        }
+        await sleep(delay, options.signal)
         if (options.signal?.aborted) return totals
       }
     }

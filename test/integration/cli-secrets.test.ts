@@ -149,6 +149,26 @@ describe('passwords and connection failures in the CLI', () => {
   }
 })
 
+describe('a worker started before its database answers', () => {
+  it('tries again for --wait seconds, a line each time, then gives up with the one-line error', { timeout: SPAWNING }, async () => {
+    const cleanups: (() => Promise<void>)[] = []
+    try {
+      const cwd = await project(cleanups)
+      const url = 'postgres://app:S3cr3tPw@127.0.0.1:1/app'
+      const result = await runCli(['worker', '--wait', '1.5', '--database-url', url], { cwd })
+      expect(result.code, result.stderr).toBe(1)
+      const lines = result.stderr.trimEnd().split('\n')
+      const retries = lines.filter((l) => l.startsWith('cannot connect to postgres://app:***@127.0.0.1:1/app: nothing is listening at 127.0.0.1:1; trying again in '))
+      expect(retries.length, result.stderr).toBeGreaterThanOrEqual(2)
+      expect(lines.slice(-2), result.stderr).toEqual(['error cannot connect to postgres://app:***@127.0.0.1:1/app: nothing is listening at 127.0.0.1:1', '  hint start PostgreSQL, or check the host and port in the URL'])
+      expect(result.stderr).not.toContain('S3cr3tPw')
+      expect(result.stderr).not.toContain('lost the connection')
+    } finally {
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+    }
+  })
+})
+
 describe.each(tiers.filter((t) => t.name === 'server'))('passwords on the $name tier', (tier) => {
   const cleanups: (() => Promise<void>)[] = []
   afterAll(async () => {

@@ -211,22 +211,41 @@ describe.each(tiers)('the worker under faults on the $name tier', (tier) => {
     for (const c of cases) {
       await db.query(`UPDATE documents SET body = body || '.' WHERE id <= 10`)
       const reconnects: string[] = []
+      const startupRetries: string[] = []
       let loads = 0
       let connection: pg.Client | undefined
       const connector: Connector = { description: c.connector.description, connect: async (name) => (connection = await c.connector.connect(name)) }
       const totals = await runWorker({
-        url: connector, columns: [column], batchSize: 16, once: true, onReconnect: (e) => reconnects.push(e.message),
+        url: connector, columns: [column], batchSize: 16, once: true, onReconnect: (e) => reconnects.push(e.message), onStartupRetry: (e) => startupRetries.push(e.message),
         loadEmbedder: async () => {
           // The model takes long to load; meanwhile the connection is lost.
           if (c.breakOnLoad && loads++ === 0) (connection as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
           return embedder
         },
       })
-      expect(reconnects.length, c.name).toBeGreaterThanOrEqual(1)
+      // A database never reached yet is a start-up retry (bounded by startupWaitSeconds); one reached and lost, a reconnect.
+      if (c.name === 'server starting up') expect([reconnects.length, startupRetries.length], c.name).toEqual([0, 2])
+      else expect([reconnects.length >= 1, startupRetries.length], c.name).toEqual([true, 0])
       expect(totals, c.name).toMatchObject({ written: 10, failed: 0, reconnects: reconnects.length })
       expect(await count('pgml_kit.embedding_jobs'), c.name).toBe(0)
     }
     expect(await count('documents WHERE body_embedding IS NULL')).toBe(0)
+  })
+
+  it('a database it has never reached is tried for startupWaitSeconds, then the worker gives up with that error', async () => {
+    const { column, embedder } = await setup()
+    const tries: number[] = []
+    const started = Date.now()
+    const refusing = faultyConnector(db.url, { refuse: 1_000 })
+    await expect(runWorker({ url: refusing, columns: [column], once: true, startupWaitSeconds: 2, onStartupRetry: (_e, ms) => tries.push(ms), loadEmbedder: async () => embedder }))
+      .rejects.toMatchObject({ code: 'CONNECTION_FAILED', message: 'the database system is starting up' })
+    expect(tries.length).toBeGreaterThanOrEqual(2)
+    // It stopped before a pause would have taken it past the two seconds (with room for a slow machine).
+    expect(tries.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(2_000)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(tries.reduce((a, b) => a + b, 0))
+    // 0: the first failure ends it (what `worker --once` does by default).
+    await expect(runWorker({ url: faultyConnector(db.url, { refuse: 1 }), columns: [column], once: true, startupWaitSeconds: 0, loadEmbedder: async () => embedder }))
+      .rejects.toMatchObject({ code: 'CONNECTION_FAILED' })
   })
 
   it('backfill whose connection is lost mid-run connects again and goes on from the first row not written, with and without --all', async () => {

@@ -17,9 +17,12 @@ describe('pgml_compat installed by an administrator, migrations run by a non-sup
   const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`
   const OWNER = `pgml_owner_test_${suffix}`
   const APP = `pgml_app_rw_test_${suffix}`
+  // Passwords that are not part of any role name: the CLI masks a password wherever it appears in what it prints.
+  const OWNER_PW = 'Kq7-owner-pw'
+  const APP_PW = 'Zr4-app-pw'
   let db: TestDatabase
   const admin = (sql: string) => withClient(requireServerTier().url, (c) => c.query(sql))
-  beforeAll(async () => admin(`CREATE ROLE ${OWNER} LOGIN PASSWORD 'owner'; CREATE ROLE ${APP} LOGIN PASSWORD 'app'`))
+  beforeAll(async () => admin(`CREATE ROLE ${OWNER} LOGIN PASSWORD '${OWNER_PW}'; CREATE ROLE ${APP} LOGIN PASSWORD '${APP_PW}'`))
   afterAll(async () => admin(`DROP ROLE IF EXISTS ${OWNER}; DROP ROLE IF EXISTS ${APP}`))
   afterEach(async () => db?.close())
 
@@ -37,7 +40,7 @@ describe('pgml_compat installed by an administrator, migrations run by a non-sup
     // What an administrator does for an application: a database it owns, pgml_compat and pgvector installed.
     await db.query(`ALTER DATABASE "${name}" OWNER TO ${OWNER}; ALTER SCHEMA public OWNER TO ${OWNER};
       CREATE EXTENSION vector; CREATE EXTENSION pgml_compat CASCADE`)
-    const p = new TestProject({ ...db, databaseUrl: as(OWNER, 'owner') })
+    const p = new TestProject({ ...db, databaseUrl: as(OWNER, OWNER_PW) })
     await p.writeMigration('1000000000000_create-documents.sql', `-- Up Migration
 CREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text);
 GRANT SELECT, INSERT, UPDATE, DELETE ON documents TO ${APP};
@@ -57,7 +60,7 @@ DROP TABLE documents;
 
   it('no grant on pgml: migrate refuses before changing anything, naming the grant an administrator gives', async () => {
     const p = await project()
-    const cli = await runCli(['migrate', '--database-url', as(OWNER, 'owner')], { cwd: db.cwd })
+    const cli = await runCli(['migrate', '--database-url', as(OWNER, OWNER_PW)], { cwd: db.cwd })
     expect(cli.code).toBe(1)
     expect(cli.stderr).toContain(`may not use schema pgml (installed by an administrator, with no USAGE granted to "${OWNER}"); nothing was changed`)
     expect(cli.stderr).toContain(`GRANT USAGE ON SCHEMA pgml TO "${OWNER}" WITH GRANT OPTION;`)
@@ -69,7 +72,7 @@ DROP TABLE documents;
   it('pgml_compat available but not installed: a non-superuser owner is told what the administrator runs, before anything changes', async () => {
     await project()
     await db.query('DROP EXTENSION pgml_compat')
-    const cli = await runCli(['migrate', '--database-url', as(OWNER, 'owner')], { cwd: db.cwd })
+    const cli = await runCli(['migrate', '--database-url', as(OWNER, OWNER_PW)], { cwd: db.cwd })
     expect(cli.code).toBe(1)
     expect(cli.stderr).toContain('installing it needs a superuser')
     expect(cli.stderr).toContain(`CREATE EXTENSION pgml_compat CASCADE; GRANT USAGE ON SCHEMA pgml TO "${OWNER}" WITH GRANT OPTION;`)
@@ -79,19 +82,19 @@ DROP TABLE documents;
   it('USAGE without the grant option: migrate succeeds with one notice naming the administrator\'s GRANT; status says the administrator grants it; writes embed', async () => {
     const p = await project()
     await db.query(`GRANT USAGE ON SCHEMA pgml TO ${OWNER}`)
-    const cli = await runCli(['migrate', '--database-url', as(OWNER, 'owner')], { cwd: db.cwd })
+    const cli = await runCli(['migrate', '--database-url', as(OWNER, OWNER_PW)], { cwd: db.cwd })
     expect(cli.code, cli.stderr).toBe(0)
     const output = cli.stdout + cli.stderr
     expect(output).not.toMatch(/no privileges were granted/)
     expect(output.match(/holds no USAGE WITH GRANT OPTION on schema pgml/g)).toHaveLength(1)
     expect(output).toContain(`an administrator runs: GRANT USAGE ON SCHEMA "pgml" TO "${APP}";`)
     // The app role writes; the SECURITY DEFINER trigger embeds for it.
-    await withClient(as(APP, 'app'), (c) => c.query(`INSERT INTO documents (title, body) VALUES ('Homes', 'for families')`))
+    await withClient(as(APP, APP_PW), (c) => c.query(`INSERT INTO documents (title, body) VALUES ('Homes', 'for families')`))
     expect(await db.query(`SELECT vector_dims(body_embedding) AS d FROM documents`)).toEqual([{ d: 16 }])
     const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
-    const status = await readStatus({ cwd: db.cwd, databaseUrl: as(OWNER, 'owner'), dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state })
+    const status = await readStatus({ cwd: db.cwd, databaseUrl: as(OWNER, OWNER_PW), dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state })
     expect(status.missingPrivileges).toEqual([{ role: APP, purpose: 'app', missing: 'USAGE on schema pgml', grantedBy: 'administrator', fix: `GRANT USAGE ON SCHEMA "pgml" TO "${APP}";` }])
-    const printed = await runCli(['status', '--database-url', as(OWNER, 'owner')], { cwd: db.cwd })
+    const printed = await runCli(['status', '--database-url', as(OWNER, OWNER_PW)], { cwd: db.cwd })
     expect(printed.stdout).toContain('an administrator grants it')
     expect(printed.stdout).not.toContain('pgml-kit migrate grants it')
     // Down reverts cleanly, with nothing to revoke on pgml.
@@ -101,12 +104,12 @@ DROP TABLE documents;
   it('USAGE WITH GRANT OPTION: migrate passes USAGE on to the app role with no notice, and down takes it back', async () => {
     const p = await project()
     await db.query(`GRANT USAGE ON SCHEMA pgml TO ${OWNER} WITH GRANT OPTION`)
-    const result = await runCli(['migrate', '--database-url', as(OWNER, 'owner')], { cwd: db.cwd })
+    const result = await runCli(['migrate', '--database-url', as(OWNER, OWNER_PW)], { cwd: db.cwd })
     expect(result.code, result.stderr).toBe(0)
     expect(result.stdout + result.stderr).not.toMatch(/GRANT OPTION|no privileges were granted/)
     expect(await db.query(`SELECT has_schema_privilege($1, 'pgml', 'USAGE') AS u`, [APP])).toEqual([{ u: true }])
-    await withClient(as(APP, 'app'), (c) => c.query(`INSERT INTO documents (title, body) VALUES ('Homes', 'for families')`))
-    const [v] = await withClient(as(APP, 'app'), async (c) => (await c.query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x') AS v`)).rows)
+    await withClient(as(APP, APP_PW), (c) => c.query(`INSERT INTO documents (title, body) VALUES ('Homes', 'for families')`))
+    const [v] = await withClient(as(APP, APP_PW), async (c) => (await c.query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x') AS v`)).rows)
     expect(v.v).toHaveLength(16)
     await p.migrate('down', 10)
     expect(await db.query(`SELECT has_schema_privilege($1, 'pgml', 'USAGE') AS u`, [APP])).toEqual([{ u: false }])
@@ -117,7 +120,7 @@ DROP TABLE documents;
     const name = new URL(db.url).pathname.slice(1)
     await db.query(`ALTER DATABASE "${name}" OWNER TO ${OWNER}; ALTER SCHEMA public OWNER TO ${OWNER}; CREATE EXTENSION pgml_compat CASCADE;
       GRANT USAGE ON SCHEMA pgml TO ${OWNER} WITH GRANT OPTION`)
-    const p = new TestProject({ ...db, databaseUrl: as(OWNER, 'owner') })
+    const p = new TestProject({ ...db, databaseUrl: as(OWNER, OWNER_PW) })
     await p.writeMigration('1000000000000_create-houses.sql', `-- Up Migration
 CREATE TABLE houses AS SELECT (i % 50)::float8 AS size, (i % 7)::float8 AS age, (3 * (i % 50) - 2 * (i % 7))::float8 AS price FROM generate_series(1, 200) AS i;
 -- Down Migration
@@ -126,7 +129,7 @@ DROP TABLE houses;
     await p.writeConfig({ tables: {}, models: { houses: { task: 'regression', relation: 'houses', target: 'price', algorithm: 'linear' } } })
     await p.generate()
     await p.migrate()
-    const cli = (...args: string[]) => runCli([...args, '--database-url', as(OWNER, 'owner')], { cwd: db.cwd })
+    const cli = (...args: string[]) => runCli([...args, '--database-url', as(OWNER, OWNER_PW)], { cwd: db.cwd })
     const refused = await cli('train', 'houses')
     expect(refused.code).toBe(1)
     expect(refused.stderr).toContain('this role may not train models (project "houses"): permission denied for function train')

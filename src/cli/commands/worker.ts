@@ -5,7 +5,7 @@ import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { runWorker } from '../../worker/run-worker.js'
 import { findColumn } from '../../model/find-column.js'
 import { printJson, withoutSecrets } from '../output.js'
-import { globals, positiveInt } from '../options.js'
+import { globals, nonNegativeNumber, positiveInt } from '../options.js'
 import type { WorkerTotals } from '../../worker/run-worker.js'
 
 export function registerWorker(program: Command): void {
@@ -17,7 +17,8 @@ export function registerWorker(program: Command): void {
     .option('--lease <seconds>', 'how long a claimed batch stays reserved if this worker stops renewing it (it dies)', positiveInt('--lease'), 30)
     .option('--poll <ms>', 'pause between polls of an empty queue', positiveInt('--poll'), 1000)
     .option('--once', 'exit when no job is due instead of waiting for more')
-    .action(async (opts: { column?: string[]; batchSize: number; maxAttempts: number; lease: number; poll: number; once?: boolean }, cmd: Command) => {
+    .option('--wait <seconds>', 'how long to keep trying a database not reached yet (nothing listening, a server starting up) before giving up; once connected, a lost connection is retried for as long as it takes (default 60, 0 with --once)', nonNegativeNumber('--wait'))
+    .action(async (opts: { column?: string[]; batchSize: number; maxAttempts: number; lease: number; poll: number; once?: boolean; wait?: number }, cmd: Command) => {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
       // Every column of the config: the worker serves those the catalog has in mode "queue" (during a
@@ -46,6 +47,8 @@ export function registerWorker(program: Command): void {
             ? `${column.table}.${column.column}: changed by a migration while the batch was embedded; nothing written, reading the catalog again\n`
             : `${column.table}.${column.column}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`),
           onReconnect: (error) => process.stderr.write(`lost the connection (${withoutSecrets(error.message, g.databaseUrl)}); reconnecting\n`),
+          startupWaitSeconds: opts.wait ?? (opts.once ? 0 : 60),
+          onStartupRetry: (error, delayMs) => process.stderr.write(`${withoutSecrets(error.message, g.databaseUrl)}; trying again in ${(delayMs / 1000).toFixed(1)} s (gives up ${opts.wait ?? 60} s after start; --wait)\n`),
         })
         if (g.json) printJson(totals)
         else {

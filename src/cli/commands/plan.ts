@@ -5,7 +5,7 @@ import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { planFromConfig } from '../../migrations/generate.js'
 import { planOperations } from '../../plan/plan-migration.js'
-import { printJson } from '../output.js'
+import { printable, printJson } from '../output.js'
 import { SAFETY_COLOR, globals } from '../options.js'
 import { sizingFor } from '../sizing.js'
 import { printStages } from '../stages.js'
@@ -38,13 +38,13 @@ export function registerPlan(program: Command): void {
           stages: plan.stages,
         })
       }
-      for (const d of deferred) process.stdout.write(`${pc.yellow('[waits for data]')} ${d.index}: ${d.reason}\n`)
+      for (const d of deferred) process.stdout.write(`${pc.yellow('[waits for data]')} ${printable(d.index)}: ${printable(d.reason)}\n`)
       printStages(plan.stages)
       if (operations.length === 0) return void process.stdout.write('Nothing to generate: the migrations match the config.\n')
       for (const op of operations) {
-        process.stdout.write(`${SAFETY_COLOR[op.safety](`[${op.safety}]`)} ${op.summary}\n`)
-        for (const note of op.notes) process.stdout.write(`    ${pc.dim(note)}\n`)
+        process.stdout.write(`${SAFETY_COLOR[op.safety](`[${op.safety}]`)} ${printable(op.summary)}\n`)
+        for (const note of op.notes) process.stdout.write(`    ${pc.dim(printable(note))}\n`)
       }
-      for (const file of files) process.stdout.write(`\n${pc.bold(`-- ${file.fileName}`)}\n${file.content}`)
+      for (const file of files) process.stdout.write(`\n${pc.bold(`-- ${printable(file.fileName)}`)}\n${printable(file.content, { lines: true })}`)
     })
 }

@@ -17,7 +17,7 @@ import { registerSearch } from './commands/search.js'
 import { registerStatus } from './commands/status.js'
 import { registerWorker } from './commands/worker.js'
 import type { CommandContext } from './options.js'
-import { EXIT, reportError, withoutSecrets } from './output.js'
+import { EXIT, printable, reportError, withoutSecrets } from './output.js'
 
 function version(): string {
   const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -36,7 +36,7 @@ export function buildProgram(exit: { code: number }): Command {
     .option('--json', 'machine-readable output on stdout')
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(withoutSecrets(s, program.opts<{ databaseUrl?: string }>().databaseUrl)) })
+    .configureOutput({ writeErr: (s) => process.stderr.write(printable(withoutSecrets(s, program.opts<{ databaseUrl?: string }>().databaseUrl), { lines: true })) })
 
   const ctx: CommandContext = { exit }
   registerInit(program)
@@ -65,7 +65,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok
-      if (error.code.startsWith('pgml-kit.')) process.stderr.write(`${pc.red('error')} ${withoutSecrets(error.message, program.opts<{ databaseUrl?: string }>().databaseUrl)}\n`)
+      if (error.code.startsWith('pgml-kit.')) process.stderr.write(`${pc.red('error')} ${printable(withoutSecrets(error.message, program.opts<{ databaseUrl?: string }>().databaseUrl))}\n`)
       return EXIT.usage
     }
     return reportError(error, argv.includes('--json'), program.opts<{ databaseUrl?: string }>().databaseUrl)

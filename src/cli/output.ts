@@ -5,6 +5,33 @@ import { PgmlKitError, PlanError } from '../errors.js'
 
 export const EXIT = { ok: 0, checkFailed: 1, usage: 2 } as const
 
+/**
+ * What a terminal acts on instead of showing, or what splits or reorders a line of a log: C0
+ * controls (ESC, BEL, CR, LF, TAB, ...), DEL, C1 controls (U+0080–U+009F: 8-bit CSI, OSC, ST),
+ * the line and paragraph separators, and the bidi embeddings, overrides and isolates. The second
+ * keeps the newlines and tabs of text meant to span lines (SQL, a help text).
+ */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+const UNPRINTABLE_IN_LINES = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' }
+
+/**
+ * `value` as text that is safe on a terminal and in a line-oriented log: every character above
+ * becomes a visible escape (`\x1b`, `\n`, `\u202e`); everything else, accents, CJK and emoji
+ * included, stays as it is. For every value from the database or from an error in human-readable
+ * output; escape before colouring, never a coloured string. `--json` needs none (JSON.stringify
+ * escapes C0 controls, and a parser reads the exact value back).
+ *
+ * @example
+ * printable('\x1b[2J\x1b[Hworker healthy\nok') // → '\\x1b[2J\\x1b[Hworker healthy\\nok'
+ */
+export function printable(value: unknown, options: { readonly lines?: boolean } = {}): string {
+  return String(value).replace(options.lines ? UNPRINTABLE_IN_LINES : UNPRINTABLE, (c) => {
+    const code = c.charCodeAt(0)
+    return NAMED_ESCAPES[c] ?? (code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`)
+  })
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
 }
@@ -64,12 +91,12 @@ export function reportError(error: unknown, json: boolean, databaseUrl?: string)
     if (json) {
       printJson({ error: reported })
     } else {
-      process.stderr.write(`${pc.red('error')} ${reported.message}\n`)
-      if (reported.where && !reported.message.includes(reported.where)) process.stderr.write(`  ${pc.dim('at')} ${reported.where}\n`)
-      if (reported.hint) process.stderr.write(`  ${pc.cyan('hint')} ${reported.hint}\n`)
+      process.stderr.write(`${pc.red('error')} ${printable(reported.message)}\n`)
+      if (reported.where && !reported.message.includes(reported.where)) process.stderr.write(`  ${pc.dim('at')} ${printable(reported.where)}\n`)
+      if (reported.hint) process.stderr.write(`  ${pc.cyan('hint')} ${printable(reported.hint)}\n`)
     }
     return described.exit
   }
-  process.stderr.write(`${pc.red('internal error')} ${withoutSecrets((error as Error)?.stack ?? String(error), databaseUrl)}\n`)
+  process.stderr.write(`${pc.red('internal error')} ${printable(withoutSecrets((error as Error)?.stack ?? String(error), databaseUrl), { lines: true })}\n`)
   return EXIT.checkFailed
 }

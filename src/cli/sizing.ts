@@ -7,7 +7,7 @@ import { readFill, readPlanSizing, type Sizing } from '../indexes/sizing.js'
 import { EMBEDDED_DIR } from '../db/embedded.js'
 import { readSnapshot } from '../migrations/snapshot.js'
 import type { GlobalOptions } from './options.js'
-import { withoutSecrets } from './output.js'
+import { printable, withoutSecrets } from './output.js'
 import { readLiveSchema } from '../migrations/live-schema.js'
 import type { LiveSchema } from '../plan/live-checks.js'
 
@@ -35,7 +35,7 @@ export async function databaseFor(g: GlobalOptions, config: LoadedConfig): Promi
   // it only means the plan is made from the config alone (as without a database).
   if (g.databaseUrl === undefined) {
     return await read(url, config).catch((error: unknown) => {
-      process.stderr.write(`${pc.yellow('note')} not checked or sized: $DATABASE_URL did not answer (${withoutSecrets((error as Error).message)}); the plan is made from the config alone\n`)
+      process.stderr.write(`${pc.yellow('note')} not checked or sized: $DATABASE_URL did not answer (${printable(withoutSecrets((error as Error).message))}); the plan is made from the config alone\n`)
       return {}
     })
   }

@@ -10,7 +10,7 @@ import { readColumnWithCopies } from '../../db/live-catalog.js'
 import { findColumn } from '../../model/find-column.js'
 import { columnLabel } from '../../model/ir.js'
 import { rolloutColumnName } from '../../plan/rollout.js'
-import { EXIT, printJson } from '../output.js'
+import { EXIT, printable, printJson } from '../output.js'
 import { globals, positiveInt, type CommandContext } from '../options.js'
 
 export function registerBackfill(program: Command, ctx: CommandContext): void {
@@ -40,7 +40,8 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
           if (controller.signal.aborted) break
           const bar = new cliProgress.SingleBar({
             stream: process.stderr, hideCursor: true, etaBuffer: 20,
-            format: `${each.table}.${each.column} {bar} {value}/{total} rows | {rate} rows/s | ETA {eta_formatted}`,
+            // The name as a payload value: the format's placeholders are replaced once, a name's braces stay text.
+            format: '{column} {bar} {value}/{total} rows | {rate} rows/s | ETA {eta_formatted}',
           }, cliProgress.Presets.shades_classic)
           const started = performance.now()
           let barStarted = false
@@ -51,7 +52,7 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
               onReconnect: (error) => process.stderr.write(`\nlost the connection (${withoutSecrets(error.message, g.databaseUrl)}); reconnecting, to go on from the first row not written\n`),
               onProgress: ({ total, done }) => {
                 const rate = (done / Math.max(0.001, (performance.now() - started) / 1000)).toFixed(1)
-                if (!barStarted) { bar.start(total, done, { rate }); barStarted = true } else bar.update(done, { rate })
+                if (!barStarted) { bar.start(total, done, { rate, column: printable(`${each.table}.${each.column}`) }); barStarted = true } else bar.update(done, { rate })
               },
             })
             results.push(result)
@@ -64,8 +65,8 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
         else {
           for (const result of results) {
             // Named when a staged model change makes it more than one column.
-            process.stdout.write(`${results.length > 1 ? `${result.column}: ` : ''}${result.written} vectors written (${result.done}/${result.total} rows, ${result.skipped} changed meanwhile and left to their own path) in ${result.seconds.toFixed(1)} s${result.interrupted ? '; interrupted: run it again to continue' : ''}\n`)
-            for (const f of result.failed) process.stderr.write(`  ${pc.red('failed')} ${f.key}: ${f.error}\n`)
+            process.stdout.write(`${results.length > 1 ? `${printable(result.column)}: ` : ''}${result.written} vectors written (${result.done}/${result.total} rows, ${result.skipped} changed meanwhile and left to their own path) in ${result.seconds.toFixed(1)} s${result.interrupted ? '; interrupted: run it again to continue' : ''}\n`)
+            for (const f of result.failed) process.stderr.write(`  ${pc.red('failed')} ${printable(f.key)}: ${printable(f.error)}\n`)
           }
         }
         if (results.some((r) => r.failedCount > 0 || r.interrupted) || controller.signal.aborted) ctx.exit.code = EXIT.checkFailed

@@ -6,7 +6,7 @@ import { CommanderError, type Command } from 'commander'
 import pc from 'picocolors'
 import { checkIndex, findIndex, recordCheck, type IndexCheckResult } from '../../indexes/check.js'
 import { writeSearchDefault } from '../../indexes/write-setting.js'
-import { EXIT } from '../output.js'
+import { EXIT, printable, printJson } from '../output.js'
 import { positiveInt } from '../options.js'
 import { loadConfig } from '../../config/load.js'
 import { generatedState } from '../../migrations/generate.js'
@@ -14,7 +14,6 @@ import { openTarget } from '../../db/target.js'
 import { repairIndexes } from '../../indexes/health.js'
 import { watchSession } from '../../migrations/wait-monitor.js'
 import { indexProgressPrinter } from '../index-progress.js'
-import { printJson } from '../output.js'
 import { globals } from '../options.js'
 
 function recallOption(value: string): number {
@@ -45,7 +44,7 @@ function printCheck(result: IndexCheckResult): void {
     const mark = r === result.recommendation ? pc.green(' ←') : ''
     table.push([`${r.setting}${mark}`, ...(filtered ? [r.iterative ? 'on' : 'off'] : []), `${r.recall >= result.targetRecall ? pc.green(r.recall.toFixed(3)) : r.recall.toFixed(3)} ±${r.recallStdErr.toFixed(3)}`, r.p50Ms.toFixed(2), r.p95Ms.toFixed(2), r.short])
   }
-  process.stdout.write(`${result.index} on ${result.column}: ${result.queries} queries, k ${result.k}${filtered ? `, where ${result.where}` : ''}; exact search p50 ${result.exact.p50Ms.toFixed(2)} ms\n`)
+  process.stdout.write(`${printable(result.index)} on ${printable(result.column)}: ${result.queries} queries, k ${result.k}${filtered ? `, where ${printable(result.where)}` : ''}; exact search p50 ${result.exact.p50Ms.toFixed(2)} ms\n`)
   process.stdout.write(`${table.toString()}\n`)
   const series = filtered ? [false, true].map((it) => result.rows.filter((r) => r.iterative === it).map((r) => r.recall)) : [result.rows.map((r) => r.recall)]
   if (series[0]!.length > 1) {
@@ -58,7 +57,7 @@ function printCheck(result: IndexCheckResult): void {
     const r = result.recommendation
     process.stdout.write(`\n${pc.green('recommended')} ${result.parameter} ${r.setting}${r.iterative ? ' with iterative scans' : ''}: recall@${result.k} ${r.recall.toFixed(3)}, p50 ${r.p50Ms.toFixed(2)} ms (target ${result.targetRecall})\n`)
   } else {
-    process.stdout.write(`\n${pc.red('no setting reaches')} recall ${result.targetRecall}: ${result.advice}\n`)
+    process.stdout.write(`\n${pc.red('no setting reaches')} recall ${result.targetRecall}: ${printable(result.advice)}\n`)
   }
 }
 
@@ -122,19 +121,19 @@ export function registerIndex(program: Command): void {
         // On a server, the builds' progress and what they wait for, from a connection of its own.
         const progress = indexProgressPrinter()
         const stopWatching = g.json ? async () => undefined : await watchSession(target, client, {
-          onWait: (m) => process.stderr.write(`${pc.yellow('waiting')} ${m}\n`), onProgress: progress.onProgress,
+          onWait: (m) => process.stderr.write(`${pc.yellow('waiting')} ${printable(m)}\n`), onProgress: progress.onProgress,
         })
         try {
           const result = await repairIndexes(client, await generatedState(config), {
             ...(column === undefined ? {} : { column }),
-            onStep: g.json ? undefined : (step) => process.stderr.write(`${pc.dim(step.sql.split('\n')[0]!.slice(0, 120))}\n`),
+            onStep: g.json ? undefined : (step) => process.stderr.write(`${pc.dim(printable(step.sql.split('\n')[0]!.slice(0, 120)))}\n`),
           }).finally(async () => {
             await stopWatching()
             progress.done()
           })
           if (g.json) return printJson(result)
-          for (const r of result.repaired) process.stdout.write(`${pc.green('repaired')} ${r.index} (was ${r.state}${r.detail ? `: ${r.detail}` : ''})\n`)
-          for (const name of result.ok) process.stdout.write(`${pc.dim('ok')} ${name}\n`)
+          for (const r of result.repaired) process.stdout.write(`${pc.green('repaired')} ${printable(r.index)} (was ${printable(r.state)}${r.detail ? `: ${printable(r.detail)}` : ''})\n`)
+          for (const name of result.ok) process.stdout.write(`${pc.dim('ok')} ${printable(name)}\n`)
         } finally {
           await client.end()
         }

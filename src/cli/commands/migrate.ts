@@ -2,7 +2,7 @@ import { CommanderError, type Command } from 'commander'
 import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { migrate } from '../../migrations/run.js'
-import { EXIT, printJson } from '../output.js'
+import { EXIT, printable, printJson } from '../output.js'
 import { globals, nonNegativeNumber, positiveInt } from '../options.js'
 import { indexProgressPrinter } from '../index-progress.js'
 
@@ -16,19 +16,19 @@ export function registerMigrate(program: Command): void {
       if (direction !== 'up' && direction !== 'down') throw new CommanderError(EXIT.usage, 'pgml-kit.direction', `direction must be "up" or "down", got "${direction}"`)
       const g = globals(cmd)
       const config = await loadConfig(g.config)
-      const log = g.json ? () => undefined : (m: string) => { if (m.startsWith('### MIGRATION')) process.stderr.write(`${pc.dim(m)}\n`) }
+      const log = g.json ? () => undefined : (m: string) => { if (m.startsWith('### MIGRATION')) process.stderr.write(`${pc.dim(printable(m))}\n`) }
       const progress = indexProgressPrinter()
       const result = await migrate({
         databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations,
         direction, ...(opts.count === undefined ? {} : { count: opts.count }), lockWaitMs: opts.lockWait * 1000, log,
-        onWait: g.json ? undefined : (m: string) => process.stderr.write(`${pc.yellow('waiting')} ${m}\n`),
+        onWait: g.json ? undefined : (m: string) => process.stderr.write(`${pc.yellow('waiting')} ${printable(m)}\n`),
         // A concurrent index build's progress (servers report it), as a bar on a terminal.
         onProgress: g.json ? undefined : progress.onProgress,
         // What the server says (pgvector's "ivfflat index created with little data", ...), as it says it.
-        onNotice: g.json ? undefined : (n) => process.stderr.write(`${pc.yellow(n.severity.toLowerCase())}${n.migration ? ` ${pc.dim(n.migration)}` : ''}: ${n.message}${n.detail ? ` (${n.detail})` : ''}${n.hint ? ` ${pc.dim(`hint: ${n.hint}`)}` : ''}\n`),
+        onNotice: g.json ? undefined : (n) => process.stderr.write(`${pc.yellow(printable(n.severity.toLowerCase()))}${n.migration ? ` ${pc.dim(printable(n.migration))}` : ''}: ${printable(n.message)}${n.detail ? ` (${printable(n.detail)})` : ''}${n.hint ? ` ${pc.dim(`hint: ${printable(n.hint)}`)}` : ''}\n`),
       }).finally(() => progress.done())
       if (g.json) return printJson(result)
-      if (result.ran.length === 0) process.stdout.write(`Nothing to migrate ${direction} on ${result.target}.\n`)
-      for (const name of result.ran) process.stdout.write(`${pc.green(direction === 'up' ? 'applied' : 'reverted')} ${name}\n`)
+      if (result.ran.length === 0) process.stdout.write(`Nothing to migrate ${direction} on ${printable(result.target)}.\n`)
+      for (const name of result.ran) process.stdout.write(`${pc.green(direction === 'up' ? 'applied' : 'reverted')} ${printable(name)}\n`)
     })
 }

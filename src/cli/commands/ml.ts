@@ -4,7 +4,7 @@ import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { deploy, listModels, materialize, materializeTrainingSet, train, trainSql, type ModelRow } from '../../features/ml.js'
-import { EXIT, printJson } from '../output.js'
+import { EXIT, printable, printJson } from '../output.js'
 import { globals, positiveInt } from '../options.js'
 import type pg from 'pg'
 
@@ -26,15 +26,15 @@ async function withClient<T>(cmd: Command, name: string, fn: (client: pg.ClientB
 }
 
 function metricsText(metrics: Record<string, number>): string {
-  return Object.entries(metrics).filter(([, v]) => typeof v === 'number').map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')
+  return Object.entries(metrics).filter(([, v]) => typeof v === 'number').map(([k, v]) => `${printable(k)} ${v.toFixed(4)}`).join(', ')
 }
 
 function printModels(rows: readonly ModelRow[], lineage: boolean): void {
   const table = new Table({ head: ['model', 'algorithm', 'status', 'metrics', 'created', 'deployed', ...(lineage ? ['lineage'] : [])], style: { head: [], border: [] }, wordWrap: true, colWidths: [8, 12, 11, 40, 12, 10, ...(lineage ? [60] : [])] })
   for (const m of rows) {
     const l = m.lineage
-    table.push([m.id, m.algorithm, m.status, metricsText(m.metrics), m.createdAt.slice(0, 10), m.deployed ? pc.green('deployed') : '', ...(lineage
-      ? [l ? `${l.trainingSet ? `training set ${l.trainingSet} (${l.definitionSha256?.slice(0, 12)})` : l.relation}; ${l.featureViews.map((v) => `${v.name} (${v.definitionSha256.slice(0, 12)}) up to ${v.highWaterMark ?? 'nothing'}`).join('; ')}` : pc.dim('not trained by pgml-kit')]
+    table.push([m.id, printable(m.algorithm), printable(m.status), metricsText(m.metrics), printable(m.createdAt.slice(0, 10)), m.deployed ? pc.green('deployed') : '', ...(lineage
+      ? [l ? printable(`${l.trainingSet ? `training set ${l.trainingSet} (${l.definitionSha256?.slice(0, 12)})` : l.relation}; ${l.featureViews.map((v) => `${v.name} (${v.definitionSha256.slice(0, 12)}) up to ${v.highWaterMark ?? 'nothing'}`).join('; ')}`) : pc.dim('not trained by pgml-kit')]
       : [])])
   }
   process.stdout.write(`${table.toString()}\n`)
@@ -49,7 +49,7 @@ export function registerMl(program: Command): void {
       await withClient(cmd, 'pgml-kit materialize', async (client, config) => {
         const results = await materialize(client, config.state, views)
         if (g.json) return printJson(results)
-        for (const r of results) process.stdout.write(`${pc.green('materialized')} ${r.view}: ${r.inserted} new rows, ${r.updated} online rows updated, high-water mark ${r.highWaterMark ?? '-'}\n`)
+        for (const r of results) process.stdout.write(`${pc.green('materialized')} ${printable(r.view)}: ${r.inserted} new rows, ${r.updated} online rows updated, high-water mark ${printable(r.highWaterMark ?? '-')}\n`)
       })
     })
 
@@ -62,7 +62,7 @@ export function registerMl(program: Command): void {
       await withClient(cmd, 'pgml-kit training-set', async (client, config) => {
         const rows = await materializeTrainingSet(client, config.state, name, opts.to)
         if (g.json) return printJson({ trainingSet: name, table: opts.to, rows })
-        process.stdout.write(`${pc.green('wrote')} ${rows} rows of training set ${name} to ${opts.to}\n`)
+        process.stdout.write(`${pc.green('wrote')} ${rows} rows of training set ${printable(name)} to ${printable(opts.to)}\n`)
       })
     })
 
@@ -80,8 +80,8 @@ export function registerMl(program: Command): void {
       await withClient(cmd, 'pgml-kit train', async (client, config) => {
         const result = await train(client, config, project)
         if (g.json) return printJson(result)
-        for (const m of result.models) process.stdout.write(`${pc.green('trained')} model ${m.id} (${m.algorithm}): ${metricsText(m.metrics)}\n`)
-        if (result.gate) process.stdout.write(`${result.gate.startsWith('deployed') ? pc.green('gate') : pc.yellow('gate')} ${result.gate}\n`)
+        for (const m of result.models) process.stdout.write(`${pc.green('trained')} model ${m.id} (${printable(m.algorithm)}): ${metricsText(m.metrics)}\n`)
+        if (result.gate) process.stdout.write(`${result.gate.startsWith('deployed') ? pc.green('gate') : pc.yellow('gate')} ${printable(result.gate)}\n`)
         process.stdout.write(`deployed: ${result.deployed === null ? 'none' : `model ${result.deployed}`}\n`)
       })
     })
@@ -95,7 +95,7 @@ export function registerMl(program: Command): void {
       await withClient(cmd, 'pgml-kit models', async (client, config) => {
         const rows = await listModels(client, config, project)
         if (g.json) return printJson(rows)
-        if (rows.length === 0) return void process.stdout.write(`no models for project ${project}\n`)
+        if (rows.length === 0) return void process.stdout.write(`no models for project ${printable(project)}\n`)
         printModels(rows, Boolean(opts.lineage))
       })
     })
@@ -114,7 +114,7 @@ export function registerMl(program: Command): void {
         await deploy(client, project, opts.model !== undefined ? { model: opts.model } : { strategy: opts.strategy as 'best_score', ...(opts.algorithm ? { algorithm: opts.algorithm } : {}) })
         const deployed = (await listModels(client, config, project)).find((m) => m.deployed)
         if (g.json) return printJson({ deployed: deployed?.id ?? null })
-        process.stdout.write(`${pc.green('deployed')} model ${deployed?.id ?? '?'} of ${project}${deployed ? ` (${deployed.algorithm}: ${metricsText(deployed.metrics)})` : ''}\n`)
+        process.stdout.write(`${pc.green('deployed')} model ${deployed?.id ?? '?'} of ${printable(project)}${deployed ? ` (${printable(deployed.algorithm)}: ${metricsText(deployed.metrics)})` : ''}\n`)
       })
     })
 }

@@ -7,7 +7,7 @@ import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { checkParity } from '../../parity/check-parity.js'
 import { findColumn } from '../../model/find-column.js'
 import { readColumnWithCopies } from '../../db/live-catalog.js'
-import { EXIT, printJson } from '../output.js'
+import { EXIT, printable, printJson } from '../output.js'
 import { globals, positiveInt, type CommandContext } from '../options.js'
 
 export function registerParity(program: Command, ctx: CommandContext): void {
@@ -33,9 +33,9 @@ export function registerParity(program: Command, ctx: CommandContext): void {
         if (g.json) printJson(report)
         else {
           const what = report.compared === 'texts' ? 'pgml.embed in the database vs the local model' : 'stored vectors vs the local model'
-          process.stdout.write(`${report.column}: ${what}, ${report.count} ${report.compared === 'texts' ? 'texts' : 'rows'}\n`)
+          process.stdout.write(`${printable(report.column)}: ${what}, ${report.count} ${report.compared === 'texts' ? 'texts' : 'rows'}\n`)
           process.stdout.write(`  cosine min ${report.minCosine.toFixed(6)}  mean ${report.meanCosine.toFixed(6)}  max |diff| ${report.maxAbsDiff.toExponential(2)}  (threshold ${report.threshold})\n`)
-          for (const w of report.worst.filter((r) => r.cosine < report.threshold)) process.stdout.write(`  ${pc.red('worst')} ${JSON.stringify(w.key)} cosine ${w.cosine.toFixed(6)}: ${JSON.stringify(w.text.slice(0, 60))}\n`)
+          for (const w of report.worst.filter((r) => r.cosine < report.threshold)) process.stdout.write(`  ${pc.red('worst')} ${printable(JSON.stringify(w.key))} cosine ${w.cosine.toFixed(6)}: ${printable(JSON.stringify(w.text.slice(0, 60)))}\n`)
           process.stdout.write(report.ok ? `${pc.green('ok')}\n` : `${pc.red('skew')}: vectors differ from what the local model computes now (model, prefix or normalisation changed?)\n`)
         }
         ctx.exit.code = report.ok ? EXIT.ok : EXIT.checkFailed

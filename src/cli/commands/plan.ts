@@ -5,7 +5,7 @@ import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { planFromConfig } from '../../migrations/generate.js'
 import { planOperations } from '../../plan/plan-migration.js'
-import { printJson } from '../output.js'
+import { printable, printJson } from '../output.js'
 import { SAFETY_COLOR, globals } from '../options.js'
 import { databaseFor } from '../sizing.js'
 import { printStages } from '../stages.js'
@@ -23,7 +23,7 @@ export function registerPlan(program: Command): void {
       const { plan, files, snapshot, desired, notes } = await planFromConfig(config, {
         name: 'plan', dropPrevious: Boolean(local.allowDestructive), ...(local.switch ? { switch: 'always' } : {}), ...(sizing ? { sizing } : {}), ...(live ? { live } : {}),
       })
-      for (const note of notes) process.stderr.write(`${pc.yellow('note')} ${note}\n`)
+      for (const note of notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
       if (local.format === 'markdown') {
         const options = { settings: config.migrations, configFile: relative(config.root, config.path) || 'pgml-kit.config.ts', indexTables: indexTables(snapshot.state, desired), ...(sizing ? { sizing } : {}) }
         return void process.stdout.write(renderReviewMarkdown(plan, await reviewFiles(files, options), options))
@@ -40,13 +40,13 @@ export function registerPlan(program: Command): void {
           notes,
         })
       }
-      for (const d of deferred) process.stdout.write(`${pc.yellow('[waits for data]')} ${d.index}: ${d.reason}\n`)
+      for (const d of deferred) process.stdout.write(`${pc.yellow('[waits for data]')} ${printable(d.index)}: ${printable(d.reason)}\n`)
       printStages(plan.stages)
       if (operations.length === 0) return void process.stdout.write('Nothing to generate: the migrations match the config.\n')
       for (const op of operations) {
-        process.stdout.write(`${SAFETY_COLOR[op.safety](`[${op.safety}]`)} ${op.summary}\n`)
-        for (const note of op.notes) process.stdout.write(`    ${pc.dim(note)}\n`)
+        process.stdout.write(`${SAFETY_COLOR[op.safety](`[${op.safety}]`)} ${printable(op.summary)}\n`)
+        for (const note of op.notes) process.stdout.write(`    ${pc.dim(printable(note))}\n`)
       }
-      for (const file of files) process.stdout.write(`\n${pc.bold(`-- ${file.fileName}`)}\n${file.content}`)
+      for (const file of files) process.stdout.write(`\n${pc.bold(`-- ${printable(file.fileName)}`)}\n${printable(file.content, { lines: true })}`)
     })
 }

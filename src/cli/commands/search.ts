@@ -4,7 +4,7 @@ import { loadConfig } from '../../config/load.js'
 import { oneConnectionPool } from '../../db/connect.js'
 import { openTarget } from '../../db/target.js'
 import { findColumn } from '../../model/find-column.js'
-import { printJson } from '../output.js'
+import { printable, printJson } from '../output.js'
 import { globals, positiveInt } from '../options.js'
 
 export function registerSearch(program: Command): void {
@@ -33,8 +33,8 @@ export function registerSearch(program: Command): void {
         const columns = [...column.keyColumns, ...column.sourceColumns]
         const rows = await kit.search(`${column.table}.${column.column}`, query, { k: opts.k, ...(opts.efSearch ? { efSearch: opts.efSearch } : {}), ...(opts.probes ? { probes: opts.probes } : {}) }).select(columns).execute()
         if (g.json) return printJson(rows)
-        const table = new Table({ head: [...columns, 'distance'], style: { head: [], border: [] }, wordWrap: true, colWidths: [...columns.map((c) => (column.keyColumns.includes(c) ? 8 : 40)), 12] })
-        for (const row of rows) table.push([...columns.map((c) => String(row[c] ?? '')), Number(row.distance).toFixed(4)])
+        const table = new Table({ head: [...columns.map((c) => printable(c)), 'distance'], style: { head: [], border: [] }, wordWrap: true, colWidths: [...columns.map((c) => (column.keyColumns.includes(c) ? 8 : 40)), 12] })
+        for (const row of rows) table.push([...columns.map((c) => printable(row[c] ?? '')), Number(row.distance).toFixed(4)])
         process.stdout.write(`${table.toString()}\n`)
       } finally {
         await db.destroy()

@@ -4,9 +4,8 @@ import pc from 'picocolors'
 import { formatBytes } from '../../indexes/advice.js'
 import { loadConfig } from '../../config/load.js'
 import { readStatus } from '../../status.js'
-import { printJson } from '../output.js'
+import { EXIT, printable, printJson } from '../output.js'
 import { globals, type CommandContext } from '../options.js'
-import { EXIT } from '../output.js'
 import { readSnapshot } from '../../migrations/snapshot.js'
 import { generatedState } from '../../migrations/generate.js'
 
@@ -22,25 +21,25 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       if (status.drift && status.drift.length > 0) ctx.exit.code = EXIT.checkFailed
       if (g.json) return printJson(status)
       const c = status.capabilities
-      process.stdout.write(`${pc.bold('target')}    ${status.target.description}\n`)
-      process.stdout.write(`${pc.bold('postgres')}  ${c.serverVersion}\n`)
-      process.stdout.write(`${pc.bold('pgvector')}  ${c.vector.installed ? `${c.vector.installed} installed` : c.vector.available ? `${c.vector.available} available, not installed` : pc.red('not available')}\n`)
-      const pgml = { pgml: `PostgresML ${c.pgmlVersion}`, pgml_compat: `pgml_compat ${c.pgmlVersion}`, unmanaged: 'pgml.embed present (not from an extension)', installable: 'available, not installed', absent: 'absent (modes "trigger" and "generated" need it)' }[c.pgml]
+      process.stdout.write(`${pc.bold('target')}    ${printable(status.target.description)}\n`)
+      process.stdout.write(`${pc.bold('postgres')}  ${printable(c.serverVersion)}\n`)
+      process.stdout.write(`${pc.bold('pgvector')}  ${c.vector.installed ? `${printable(c.vector.installed)} installed` : c.vector.available ? `${printable(c.vector.available)} available, not installed` : pc.red('not available')}\n`)
+      const pgml = { pgml: `PostgresML ${printable(c.pgmlVersion)}`, pgml_compat: `pgml_compat ${printable(c.pgmlVersion)}`, unmanaged: 'pgml.embed present (not from an extension)', installable: 'available, not installed', absent: 'absent (modes "trigger" and "generated" need it)' }[c.pgml]
       process.stdout.write(`${pc.bold('pgml')}      ${pgml}\n\n`)
       const table = new Table({ head: ['migration', 'state'], style: { head: [], border: [] } })
-      for (const a of status.applied) table.push([a.name, `applied ${a.runOn.toISOString()}`])
-      for (const p of status.pending) table.push([p, pc.yellow('pending')])
-      for (const m of status.missing) table.push([m, pc.red('applied, file missing')])
+      for (const a of status.applied) table.push([printable(a.name), `applied ${a.runOn.toISOString()}`])
+      for (const p of status.pending) table.push([printable(p), pc.yellow('pending')])
+      for (const m of status.missing) table.push([printable(m), pc.red('applied, file missing')])
       process.stdout.write(`${table.toString()}\n`)
       if (status.embeddingColumns.length > 0) {
         const columns = new Table({ head: ['embedding column', 'stage', 'model', 'type', 'mode', 'source', 'vectors'], style: { head: [], border: [] } })
-        const short = (table: string, column: string) => `${table.replace(/^public\./, '')}.${column}`
+        const short = (table: string, column: string) => printable(`${table.replace(/^public\./, '')}.${column}`)
         for (const e of status.embeddingColumns) {
           const p = e.progress
           const vectors = p === null ? pc.dim('-') : p.missing === 0 ? pc.green(`all ${p.withText}`)
             : `${pc.yellow(`${Math.floor((100 * (p.withText - p.missing)) / Math.max(1, p.withText))}%`)}, ${p.missing} missing (pgml-kit backfill ${short(e.table, e.rollout?.of ?? e.column)})`
           const stage = e.rollout === null ? 'live' : e.rollout.role === 'next' ? `next model of ${e.rollout.of}` : `previous model of ${e.rollout.of}`
-          columns.push([`${e.table}.${e.column}`, stage, e.model, `${e.vectorType}(${e.dimensions})`, e.mode, e.sourceColumns.join(', '), vectors])
+          columns.push([printable(`${e.table}.${e.column}`), printable(stage), printable(e.model), printable(`${e.vectorType}(${e.dimensions})`), printable(e.mode), e.sourceColumns.map((s) => printable(s)).join(', '), vectors])
         }
         process.stdout.write(`${columns.toString()}\n`)
         // What each staged model change needs next.
@@ -53,31 +52,32 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
               ? `model change of ${of} to ${e.model}: ${e.column} is ${Math.floor((1000 * (p.withText - p.missing)) / Math.max(1, p.withText)) / 10}% filled — run pgml-kit backfill ${of}, then pgml-kit generate (it writes the switch once the column is filled)`
               : `model change of ${of} to ${e.model}: ${e.column} is filled — pgml-kit generate --database-url <this database> writes the switch`
             : `model change of ${of} switched: ${e.column} keeps the previous model (${e.model}) in sync so the switch can be undone (pgml-kit migrate down); pgml-kit generate --allow-destructive drops it`
-          process.stdout.write(`${pc.cyan('next')} ${line}\n`)
+          process.stdout.write(`${pc.cyan('next')} ${printable(line)}\n`)
         }
       }
       if (status.queues.length > 0) {
         const queues = new Table({ head: ['queue', 'depth', 'leased', 'retrying', 'oldest job', 'dead letters'], style: { head: [], border: [] } })
         for (const q of status.queues) {
-          queues.push([q.column, q.depth, q.leased, q.retrying, q.oldestSeconds === null ? '-' : `${q.oldestSeconds.toFixed(1)} s`, q.deadLetters > 0 ? pc.red(String(q.deadLetters)) : '0'])
+          queues.push([printable(q.column), q.depth, q.leased, q.retrying, q.oldestSeconds === null ? '-' : `${q.oldestSeconds.toFixed(1)} s`, q.deadLetters > 0 ? pc.red(String(q.deadLetters)) : '0'])
         }
         process.stdout.write(`${queues.toString()}\n`)
       }
       if (status.indexes.length > 0) {
         const indexes = new Table({ head: ['vector index', 'column', 'state', 'size', 'last check'], style: { head: [], border: [] }, wordWrap: true })
         for (const i of status.indexes) {
-          const state = i.state === 'ok' ? pc.green('ok') : `${pc.red(i.state)}: ${i.detail}${status.pending.length === 0 ? ' — pgml-kit index repair' : ''}`
+          const state = i.state === 'ok' ? pc.green('ok') : `${pc.red(printable(i.state))}: ${printable(i.detail)}${status.pending.length === 0 ? ' — pgml-kit index repair' : ''}`
           const c = i.lastCheck
           const check = c === null ? pc.dim('never (pgml-kit index check)')
-            : `recall@${c.k} ${c.recall ?? '-'}${c.recommended === null ? pc.red(` below ${c.targetRecall}`) : ` at ${c.parameter} ${c.recommended}`}${c.filter ? ' (filtered)' : ''}, ${c.checkedAt.slice(0, 10)}`
-          indexes.push([i.index, i.column, state, i.sizeBytes === null ? '-' : formatBytes(i.sizeBytes), check])
+            : printable(`recall@${c.k} ${c.recall ?? '-'}`) + (c.recommended === null ? pc.red(printable(` below ${c.targetRecall}`)) : printable(` at ${c.parameter} ${c.recommended}`)) + printable(`${c.filter ? ' (filtered)' : ''}, ${c.checkedAt.slice(0, 10)}`)
+          indexes.push([printable(i.index), printable(i.column), state, i.sizeBytes === null ? '-' : formatBytes(i.sizeBytes), check])
         }
         process.stdout.write(`${indexes.toString()}\n`)
       }
       if (status.missingPrivileges.length > 0) {
         const privileges = new Table({ head: ['role', 'lacks', 'fix'], style: { head: [], border: [] }, wordWrap: true, colWidths: [18, 38, 60] })
         for (const m of status.missingPrivileges) {
-          privileges.push([`${m.role} (${m.purpose})`, pc.red(m.missing), m.grantedBy === 'pgml-kit' ? `pgml-kit migrate grants it (or: ${m.fix})` : m.grantedBy === 'administrator' ? `an administrator grants it (pgml is not yours to pass on): ${m.fix}` : m.fix])
+          const fix = printable(m.fix)
+          privileges.push([printable(`${m.role} (${m.purpose})`), pc.red(printable(m.missing)), m.grantedBy === 'pgml-kit' ? `pgml-kit migrate grants it (or: ${fix})` : m.grantedBy === 'administrator' ? `an administrator grants it (pgml is not yours to pass on): ${fix}` : fix])
         }
         process.stdout.write(`${privileges.toString()}\n`)
       }
@@ -85,7 +85,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
         if (status.drift.length === 0) return void process.stdout.write(`${pc.green('no drift')}: the database matches the migrations' snapshot\n`)
         process.stdout.write(`\n${pc.red(pc.bold(`drift: ${status.drift.length} difference(s) from the migrations' snapshot`))}\n`)
         for (const d of status.drift) {
-          process.stdout.write(`\n${pc.red(d.kind)} ${d.object}: ${d.problem}\n${pc.dim('fix:')} ${d.fix.split('\n').join('\n     ')}\n`)
+          process.stdout.write(`\n${pc.red(printable(d.kind))} ${printable(d.object)}: ${printable(d.problem)}\n${pc.dim('fix:')} ${d.fix.split('\n').map((line) => printable(line)).join('\n     ')}\n`)
         }
       }
     })

@@ -4,7 +4,7 @@ import { openTarget } from '../../db/target.js'
 import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { runWorker } from '../../worker/run-worker.js'
 import { findColumn } from '../../model/find-column.js'
-import { printJson, withoutSecrets } from '../output.js'
+import { printable, printJson, withoutSecrets } from '../output.js'
 import { globals, nonNegativeNumber, positiveInt } from '../options.js'
 import type { WorkerTotals } from '../../worker/run-worker.js'
 
@@ -38,17 +38,17 @@ export function registerWorker(program: Command): void {
       process.on('SIGINT', stop)
       process.on('SIGTERM', stop)
       try {
-        if (!g.json) process.stderr.write(`worker on ${target.description}: ${columns.filter((c) => c.mode === 'queue').map((c) => `${c.table}.${c.column}`).join(', ') || '(queue-mode columns of staged model changes)'}\n`)
+        if (!g.json) process.stderr.write(`worker on ${printable(target.description)}: ${columns.filter((c) => c.mode === 'queue').map((c) => printable(`${c.table}.${c.column}`)).join(', ') || '(queue-mode columns of staged model changes)'}\n`)
         const totals = await runWorker({
           url: target, columns, loadEmbedder: localEmbedderLoader(config.embedder),
           batchSize: opts.batchSize, maxAttempts: opts.maxAttempts, leaseSeconds: opts.lease, pollIntervalMs: opts.poll,
           once: opts.once ?? false, signal: controller.signal,
           onBatch: g.json ? undefined : (column, r) => process.stderr.write(r.catalogChanged
-            ? `${column.table}.${column.column}: changed by a migration while the batch was embedded; nothing written, reading the catalog again\n`
-            : `${column.table}.${column.column}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`),
-          onReconnect: (error) => process.stderr.write(`lost the connection (${withoutSecrets(error.message, g.databaseUrl)}); reconnecting\n`),
+            ? `${printable(`${column.table}.${column.column}`)}: changed by a migration while the batch was embedded; nothing written, reading the catalog again\n`
+            : `${printable(`${column.table}.${column.column}`)}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`),
+          onReconnect: (error) => process.stderr.write(`lost the connection (${printable(withoutSecrets(error.message, g.databaseUrl))}); reconnecting\n`),
           startupWaitSeconds: opts.wait ?? (opts.once ? 0 : 60),
-          onStartupRetry: (error, delayMs) => process.stderr.write(`${withoutSecrets(error.message, g.databaseUrl)}; trying again in ${(delayMs / 1000).toFixed(1)} s (gives up ${opts.wait ?? 60} s after start; --wait)\n`),
+          onStartupRetry: (error, delayMs) => process.stderr.write(`${printable(withoutSecrets(error.message, g.databaseUrl))}; trying again in ${(delayMs / 1000).toFixed(1)} s (gives up ${opts.wait ?? 60} s after start; --wait)\n`),
         })
         if (g.json) printJson(totals)
         else {

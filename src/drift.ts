@@ -5,7 +5,7 @@ import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from './sql/rende
 import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn } from './sql/render-catalog.js'
 import { embedTriggerName, renderCreateEmbedFunction, renderCreateEmbedTrigger } from './sql/render-trigger.js'
 import { enqueueTriggerName, renderCreateEnqueueFunction, renderCreateEnqueueTriggers } from './sql/render-queue.js'
-import { renderSourceText } from './sql/render-source.js'
+import { renderSourceText, renderUnqualifiedSourceText } from './sql/render-source.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './sql/quote.js'
 import { RELATION_EXISTS } from './sql/render-introspection.js'
 import { VECTOR_SCHEMA } from './sql/render-vector-schema.js'
@@ -33,10 +33,10 @@ export interface DriftItem {
 const READ_COLUMNS = `SELECT d.n::int AS n, c.oid IS NOT NULL AS table_exists,
        CASE WHEN a.attnum IS NULL THEN NULL
             WHEN t.typnamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.extname = 'vector') AND t.typname IN ('vector', 'halfvec')
-              THEN t.typname::text || CASE WHEN a.atttypmod >= 0 THEN '(' || a.atttypmod || ')' ELSE '' END
+              THEN t.typname::text || CASE WHEN a.atttypmod >= 0 THEN '(' || a.atttypmod::text || ')' ELSE '' END
             ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END AS type,
        a.attgenerated::text AS generated
-FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS d(schema_name, table_name, column_name, n)
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) WITH ORDINALITY AS d(schema_name, table_name, column_name, n)
 LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = d.schema_name
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name AND a.attnum > 0 AND NOT a.attisdropped
@@ -51,11 +51,11 @@ JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-WHERE NOT t.tgisinternal AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-  AND (t.tgname LIKE 'pgml\\_kit\\_%' OR pn.nspname = 'pgml_kit')`
+WHERE NOT t.tgisinternal AND (n.nspname, c.relname) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])))
+  AND (t.tgname::text LIKE 'pgml\\_kit\\_%' OR pn.nspname = 'pgml_kit')`
 
 /** Every row as jsonb: fields later runtime versions added are compared only where the database has them. */
-const READ_CATALOG = 'SELECT to_jsonb(c)::text AS row FROM pgml_kit.embedding_columns AS c'
+const READ_CATALOG = 'SELECT pg_catalog.to_jsonb(c)::text AS row FROM pgml_kit.embedding_columns AS c'
 
 function catalogDifferences(row: CatalogRow, c: EmbeddingColumnNode): string[] {
   const m = c.model
@@ -67,7 +67,9 @@ function catalogDifferences(row: CatalogRow, c: EmbeddingColumnNode): string[] {
     ...later.filter(([, live]) => live !== undefined),
     ['model', row.model_id, m.id], ['revision', row.model_revision, m.revision], ['dimensions', row.dimensions, m.dimensions],
     ['vector type', row.vector_type, c.vectorType], ['mode', row.mode, c.mode], ['source', row.source_columns.join(', '), c.sourceColumns.join(', ')],
-    ['separator', row.source_separator, c.separator], ['source expression', row.source_expression, renderSourceText(c)],
+    ['separator', row.source_separator, c.separator],
+    // Rows recorded before the concatenation was qualified describe the same expression.
+    ['source expression', row.source_expression === renderUnqualifiedSourceText(c) ? renderSourceText(c) : row.source_expression, renderSourceText(c)],
     ['document prefix', row.document_prefix, m.documentPrefix], ['query prefix', row.query_prefix, m.queryPrefix],
     ['normalize', row.normalize, m.normalize], ['key', (row.key_columns ?? []).join(', '), c.keyColumns.join(', ')],
   ]
@@ -159,7 +161,7 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
     return out
   }
   if (hasCatalog[0]?.ok) {
-    const { rows: version } = await client.query<{ v: number | null }>('SELECT max(version)::int AS v FROM pgml_kit.runtime_version')
+    const { rows: version } = await client.query<{ v: number | null }>('SELECT pg_catalog.max(version)::int AS v FROM pgml_kit.runtime_version')
     if ((version[0]?.v ?? 0) < state.runtimeVersion) {
       out.push({ kind: 'runtime', object: 'pgml_kit', problem: `runtime schema version ${version[0]?.v ?? 0}, the snapshot needs ${state.runtimeVersion}`, fix: 'pgml-kit migrate (a generated migration upgrades it)' })
     }

@@ -1520,9 +1520,9 @@ DECLARE
 BEGIN
   SELECT pg_catalog.string_agg(pg_catalog.format('%I ON %s', t.tgname, t.tgrelid::pg_catalog.regclass), ', ') INTO foreign_triggers
   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-  WHERE c.relnamespace = 'pgml'::pg_catalog.regnamespace AND NOT t.tgisinternal
-    AND NOT (t.tgname = 'deployments_generation' AND t.tgrelid = 'pgml.deployments'::pg_catalog.regclass
-             AND t.tgfoid = 'pgml._bump_deployment_generation()'::pg_catalog.regprocedure);
+  WHERE c.relnamespace = 'pgml'::pg_catalog.regnamespace::pg_catalog.oid AND NOT t.tgisinternal
+    AND NOT (t.tgname = 'deployments_generation' AND t.tgrelid = 'pgml.deployments'::pg_catalog.regclass::pg_catalog.oid
+             AND t.tgfoid = 'pgml._bump_deployment_generation()'::pg_catalog.regprocedure::pg_catalog.oid);
   IF foreign_triggers IS NOT NULL THEN
     RAISE EXCEPTION 'pgml_compat: triggers that pgml_compat did not create are attached to its tables: %', foreign_triggers
       USING HINT = 'pgml_compat writes those tables as its owner (a superuser), so their functions would run as a superuser. Drop them (after finding out who created them), then run this again.';
@@ -1613,9 +1613,9 @@ DECLARE
   writers text;
   unsigned bigint;
 BEGIN
-  SELECT pg_catalog.string_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END, ', ') INTO writers
+  SELECT pg_catalog.string_agg(DISTINCT CASE WHEN a.grantee = 0::pg_catalog.oid THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END, ', ') INTO writers
   FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-  WHERE c.oid IN ('pgml.files'::pg_catalog.regclass, 'pgml.models'::pg_catalog.regclass, 'pgml.deployments'::pg_catalog.regclass)
+  WHERE c.oid IN ('pgml.files'::pg_catalog.regclass::pg_catalog.oid, 'pgml.models'::pg_catalog.regclass::pg_catalog.oid, 'pgml.deployments'::pg_catalog.regclass::pg_catalog.oid)
     AND a.grantee <> c.relowner AND a.privilege_type IN ('INSERT', 'UPDATE', 'TRUNCATE', 'TRIGGER');
   SELECT pg_catalog.count(DISTINCT f.model_id) INTO unsigned FROM pgml.files f
   WHERE NOT EXISTS (SELECT 1 FROM pgml._model_signatures s WHERE s.model_id = f.model_id AND s.path = f.path);
@@ -1641,15 +1641,15 @@ DECLARE
 BEGIN
   FOR grant_row IN
     SELECT c.oid::pg_catalog.regclass AS relation, a.privilege_type,
-           CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
+           CASE WHEN a.grantee = 0::pg_catalog.oid THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
     FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-    WHERE c.relnamespace = 'pgml'::pg_catalog.regnamespace AND a.grantee <> c.relowner
+    WHERE c.relnamespace = 'pgml'::pg_catalog.regnamespace::pg_catalog.oid AND a.grantee <> c.relowner
       AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'USAGE', 'MAINTAIN')
   LOOP
     EXECUTE pg_catalog.format('REVOKE %s ON %s FROM %s CASCADE', grant_row.privilege_type, grant_row.relation, grant_row.grantee);
   END LOOP;
   FOR grant_row IN
-    SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
+    SELECT CASE WHEN a.grantee = 0::pg_catalog.oid THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END AS grantee
     FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
     WHERE n.nspname = 'pgml' AND a.grantee <> n.nspowner AND a.privilege_type = 'CREATE'
   LOOP

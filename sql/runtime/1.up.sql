@@ -8,7 +8,7 @@ COMMENT ON SCHEMA pgml_kit IS 'pgml-kit runtime: catalog of managed embedding co
 CREATE TABLE IF NOT EXISTS pgml_kit.runtime_version (
   -- squawk-ignore prefer-bigint-over-int -- a schema version number: a handful of rows, ever
   version integer PRIMARY KEY,
-  installed_at timestamptz NOT NULL DEFAULT now()
+  installed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 INSERT INTO pgml_kit.runtime_version (version) SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pgml_kit.runtime_version);
 
@@ -28,8 +28,8 @@ CREATE TABLE IF NOT EXISTS pgml_kit.embedding_columns (
   document_prefix text NOT NULL,
   query_prefix text NOT NULL,
   normalize boolean NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  updated_at timestamptz NOT NULL DEFAULT now(),
+  created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
   PRIMARY KEY (table_schema, table_name, column_name)
 );
 COMMENT ON TABLE pgml_kit.embedding_columns IS 'One row per embedding column managed by pgml-kit: model, dimensions, mode and the expression its vectors are computed from.';

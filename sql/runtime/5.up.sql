@@ -5,7 +5,7 @@
 -- model's column kept after the switch until it is dropped) and the live column it belongs to; and,
 -- for DBAs and other tools, the distance of the column's first index. Columns of the catalog, so
 -- earlier uninstall scripts drop them with it.
-UPDATE pgml_kit.runtime_version SET version = 5, installed_at = now() WHERE version < 5;
+UPDATE pgml_kit.runtime_version SET version = 5, installed_at = pg_catalog.now() WHERE version < 5;
 
 ALTER TABLE pgml_kit.embedding_columns ADD COLUMN IF NOT EXISTS pooling text;
 ALTER TABLE pgml_kit.embedding_columns ADD COLUMN IF NOT EXISTS distance text;

@@ -169,14 +169,14 @@ export function passesGate(gate: NonNullable<ModelNode['gate']>, candidate: Reco
 export async function train(client: pg.ClientBase, config: ResolvedConfig, project: string): Promise<TrainResult> {
   const model = modelOf(config, project)
   const sql = trainSql(config, project)
-  const before = await client.query<{ id: string | null }>('SELECT max(m.id) AS id FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = $1', [project]).catch(() => ({ rows: [{ id: null }] }))
+  const before = await client.query<{ id: string | null }>('SELECT pg_catalog.max(m.id) AS id FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = $1', [project]).catch(() => ({ rows: [{ id: null }] }))
   const lastId = Number(before.rows[0]?.id ?? 0)
   const deployedBefore = (await listModels(client, config, project).catch(() => [])).find((m) => m.deployed) ?? null
   // The feature views' marks as the training reads them.
   const views = model.trainingSet ? [...new Set(model.trainingSet.features.map((f) => f.view))].map((n) => config.state.featureViews.find((v) => v.name === n)!) : []
   const marks: { name: string; definitionSha256: string; highWaterMark: string | null }[] = []
   for (const view of views) {
-    const { rows } = await client.query<{ m: string | null }>(`SELECT max(${quoteIdent(highWaterColumn(view))})::text AS m FROM ${quoteQualified(view.schema, view.offlineTable)}`)
+    const { rows } = await client.query<{ m: string | null }>(`SELECT pg_catalog.max(${quoteIdent(highWaterColumn(view))})::text AS m FROM ${quoteQualified(view.schema, view.offlineTable)}`)
     marks.push({ name: view.name, definitionSha256: sha256(view), highWaterMark: rows[0]?.m ?? null })
   }
   await client.query(sql).catch((error: unknown) => { throw notPermitted(error, 'train', project) })

@@ -131,7 +131,7 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
   try {
     const live = await client.query<{ valid: boolean; options: string[] | null }>(
       `SELECT i.indisvalid AS valid, c.reloptions AS options FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
-       WHERE c.oid = pg_catalog.to_regclass(${quoteLiteral(quoteQualified(index.schema, index.name))})`)
+       WHERE c.oid = pg_catalog.to_regclass(${quoteLiteral(quoteQualified(index.schema, index.name))})::oid`)
     const found = live.rows[0]
     if (!found) throw new PgmlKitError('INDEX_MISSING', `index ${index.schema}.${index.name} does not exist`, { hint: 'run pgml-kit migrate (or pgml-kit index repair)' })
     if (!found.valid) throw new PgmlKitError('INDEX_INVALID', `index ${index.schema}.${index.name} is INVALID (a build failed or was cancelled)`, { hint: `pgml-kit index repair ${column.table}.${column.column}` })
@@ -241,7 +241,7 @@ export async function recordCheck(client: pg.ClientBase, state: DesiredState, re
   const column = index && state.embeddingColumns.find((c) => columnKey(c) === columnKey(index))
   if (!index || !column) return false
   const { rows } = await client.query<{ ok: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-      WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns') AND attname = 'index_checks' AND NOT attisdropped)
+      WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns')::oid AND attname = 'index_checks' AND NOT attisdropped)
     AND pg_catalog.has_column_privilege('pgml_kit.embedding_columns', 'index_checks', 'UPDATE') AS ok`)
   if (!rows[0]?.ok) return false
   const name = index.name
@@ -269,7 +269,7 @@ export interface LastCheck {
 export async function readLastChecks(client: pg.ClientBase): Promise<Map<string, LastCheck>> {
   const out = new Map<string, LastCheck>()
   const exists = await client.query<{ ok: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-      WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns') AND attname = 'index_checks' AND NOT attisdropped)
+      WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns')::oid AND attname = 'index_checks' AND NOT attisdropped)
     AND pg_catalog.has_column_privilege('pgml_kit.embedding_columns', 'index_checks', 'SELECT') AS ok`)
   if (!exists.rows[0]?.ok) return out
   const { rows } = await client.query<{ schema: string; name: string; c: Record<string, unknown> }>(

@@ -28,7 +28,7 @@ export interface IndexHealth {
 /** One row per declared index (by position): what the catalog says about the index of that name. */
 const READ_INDEXES = `SELECT d.n, i.indisvalid AS valid, am.amname::text AS method, oc.opcname::text AS opclass,
        coalesce(c.reloptions, '{}') AS options, pg_catalog.pg_relation_size(c.oid) AS size
-FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS d(schema, name, n)
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS d(schema, name, n)
 LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = d.schema
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = d.name AND c.relkind = 'i'
 LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid

@@ -68,14 +68,14 @@ export async function readFill(client: pg.ClientBase, columns: readonly Embeddin
 }
 
 const READ_TABLES = `SELECT d.schema, d.name, c.reltuples::float8 AS reltuples, c.oid::regclass::text AS rel
-FROM unnest($1::text[], $2::text[]) AS d(schema, name)
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS d(schema, name)
 JOIN pg_catalog.pg_namespace n ON n.nspname = d.schema
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = d.name AND c.relkind IN ('r', 'p')`
 
 const READ_NULL_FRACTION = `SELECT a.attname AS column, s.null_frac::float8 AS null_frac
 FROM pg_catalog.pg_attribute a
 LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname
-WHERE a.attrelid = $3::regclass AND a.attname = ANY($4::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
+WHERE a.attrelid = $3::regclass::oid AND a.attname = ANY($4::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
 
 /** `pg_class.reltuples` of the given tables (`schema.table` → estimate; -1: never analysed), one catalog query; tables that do not exist are absent. */
 export async function readRowEstimates(client: pg.ClientBase, tables: readonly { schema: string; table: string }[]): Promise<Map<string, { reltuples: number; rel: string }>> {
@@ -91,14 +91,14 @@ export async function readSizing(client: pg.ClientBase, state: DesiredState, sou
   if (tables.length === 0) return { source, tables: out }
   for (const [key, { reltuples, rel }] of await readRowEstimates(client, tables)) {
     const row = { ...tables.find((t) => `${t.schema}.${t.table}` === key)!, reltuples, rel }
-    const counted = row.reltuples > 0 ? row.reltuples : Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${row.rel}`)).rows[0]?.n ?? 0)
+    const counted = row.reltuples > 0 ? row.reltuples : Number((await client.query<{ n: string }>(`SELECT pg_catalog.count(*) AS n FROM ${row.rel}`)).rows[0]?.n ?? 0)
     const columns = [...new Set([...state.indexes, ...state.embeddingColumns].filter((i) => i.schema === row.schema && i.table === row.table).map((i) => i.column))]
     const stats = await client.query<{ column: string; null_frac: number | null }>(READ_NULL_FRACTION, [row.schema, row.table, row.rel, columns])
     const filled: Record<string, number> = {}
     for (const stat of stats.rows) {
       filled[stat.column] = stat.null_frac !== null && row.reltuples > 0
         ? Math.round(counted * (1 - stat.null_frac))
-        : Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${row.rel} WHERE ${quoteIdent(stat.column)} IS NOT NULL`)).rows[0]?.n ?? 0)
+        : Number((await client.query<{ n: string }>(`SELECT pg_catalog.count(*) AS n FROM ${row.rel} WHERE ${quoteIdent(stat.column)} IS NOT NULL`)).rows[0]?.n ?? 0)
     }
     out.set(key, { rows: Math.round(counted), filled })
   }

@@ -25,7 +25,7 @@ export function sqlSection(content: string, direction: 'up' | 'down'): string | 
  * in its transaction, so that `migrate` knows which statement failed. Every other `.sql` file is
  * loaded the way node-pg-migrate itself loads it (same section markers).
  */
-async function loadSqlMigration(filePath: string): Promise<MigrationUnit> {
+async function loadSqlMigration(filePath: string, steps: Set<string>): Promise<MigrationUnit> {
   const content = await readFile(filePath, 'utf8')
   const noTransaction = readDirectives(content).noTransaction
   const split = (text: string) => noTransaction || hasOrigins(text)
@@ -34,13 +34,17 @@ async function loadSqlMigration(filePath: string): Promise<MigrationUnit> {
     const text = sqlSection(content, direction)
     if (text === undefined) return false as const
     // Same as node-pg-migrate's own SQL loader: the whole section as one query, in its transaction.
-    if (!split(text)) return (pgm: MigrationBuilder) => void pgm.sql(text)
+    if (!split(text)) {
+      steps.add(text)
+      return (pgm: MigrationBuilder) => void pgm.sql(text)
+    }
     let statements: string[]
     try {
       statements = splitStatements(text)
     } catch (error) {
       throw new MigrationError('MIGRATION_UNPARSABLE', `${filePath} (${direction}) does not parse as SQL: ${(error as Error).message}`, { where: filePath, cause: error })
     }
+    for (const statement of statements) steps.add(statement)
     return (pgm: MigrationBuilder) => {
       if (noTransaction) pgm.noTransaction()
       for (const statement of statements) pgm.sql(statement)
@@ -49,7 +53,19 @@ async function loadSqlMigration(filePath: string): Promise<MigrationUnit> {
   return { id: filePath, filePaths: [filePath], actions: { up: action('up'), down: action('down') } }
 }
 
-export const sqlLoaderStrategy: LoaderStrategy = {
-  extensions: ['.sql'],
-  loader: async (filePaths: string[]) => Promise.all(filePaths.map(loadSqlMigration)),
+/**
+ * The loader for `.sql` files. `steps` collects the text of every step it hands node-pg-migrate
+ * (node-pg-migrate sends each with a `;` appended when it lacks one), so that a run can tell the
+ * files' statements from node-pg-migrate's own.
+ */
+export function sqlLoaderStrategy(steps: Set<string>): LoaderStrategy {
+  return {
+    extensions: ['.sql'],
+    loader: async (filePaths: string[]) => Promise.all(filePaths.map((path) => loadSqlMigration(path, steps))),
+  }
+}
+
+/** Whether node-pg-migrate sends `text` as one of the steps in `steps` (see sqlLoaderStrategy). */
+export function isMigrationStep(steps: ReadonlySet<string>, text: string): boolean {
+  return steps.has(text) || (text.endsWith(';') && steps.has(text.slice(0, -1)))
 }

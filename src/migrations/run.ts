@@ -6,10 +6,10 @@ import { lockMigrations, openTarget, type Target, type TargetOptions } from '../
 import { quoteIdent } from '../sql/quote.js'
 import { RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, UNTRUSTED_RUNTIME_OBJECTS, renderAppliedMigrations } from '../sql/render-introspection.js'
 import { RESET_MIGRATION_SETTINGS } from './render-files.js'
-import { SEARCH_PATH_WITH_VECTOR, SET_SEARCH_PATH } from '../sql/render-vector-schema.js'
+import { PIN_SEARCH_PATH, SEARCH_PATH_WITH_VECTOR, SET_SEARCH_PATH } from '../sql/render-vector-schema.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
 import type { IndexBuildProgress } from './wait-monitor.js'
-import { sqlLoaderStrategy, sqlSection } from './loader.js'
+import { isMigrationStep, sqlLoaderStrategy, sqlSection } from './loader.js'
 import { failedLine, originOf } from './origin.js'
 import { readFile } from 'node:fs/promises'
 import { watchSession } from './wait-monitor.js'
@@ -262,11 +262,16 @@ async function runFiles(
   let ran
   // node-pg-migrate uses nothing of a client it is given but query(): the first statement that fails is recorded.
   let failedSql: string | null = null
+  const steps = new Set<string>()
   const recording = {
-    query: (text: string | { text: string }, values?: unknown[]) => client.query(text as string, values).catch((error: unknown) => {
-      failedSql ??= typeof text === 'string' ? text : text.text
-      throw error
-    }),
+    query: (text: string | { text: string }, values?: unknown[]) => {
+      const sql = typeof text === 'string' ? text : text.text
+      const run = isMigrationStep(steps, sql) || /^\s*(BEGIN|COMMIT|ROLLBACK)\s*;?\s*$/i.test(sql) ? client.query(sql, values) : runPinned(client, sql, values)
+      return run.catch((error: unknown) => {
+        failedSql ??= sql
+        throw error
+      })
+    },
   } as unknown as pg.Client
   try {
     ran = await runner({
@@ -280,7 +285,7 @@ async function runFiles(
       createMigrationsSchema: true,
       checkOrder: true,
       singleTransaction: false,
-      migrationLoaderStrategies: [sqlLoaderStrategy],
+      migrationLoaderStrategies: [sqlLoaderStrategy(steps)],
       log,
       logger: { debug: () => undefined, info: log, warn: log, error: log },
     })
@@ -315,6 +320,23 @@ async function runFiles(
   }
   notices.stop()
   return { target: target.description, direction, ran: ran.map((r) => r.name), notices: notices.notices }
+}
+
+/**
+ * node-pg-migrate's own statements (its history table: whether it exists and has its primary key,
+ * which migrations ran, the row each migration adds or deletes) run with search_path set to
+ * pg_catalog alone. They compare `information_schema` columns (varchar domains) and the history
+ * table's varchar names with literals, for which PostgreSQL has no exact built-in operator: with
+ * the session's search_path, an `=(varchar, varchar)` that a role with CREATE on a schema on it had
+ * defined would run as the migrating role. The migrations' own statements keep the session's
+ * search_path (hand-written files rely on it). Inside a transaction that then fails, the rollback
+ * puts the search_path back by itself.
+ */
+async function runPinned(client: pg.Client, sql: string, values?: unknown[]): Promise<pg.QueryResult> {
+  const { rows } = await client.query<{ previous: string }>(PIN_SEARCH_PATH)
+  const result = await client.query(sql, values)
+  await client.query(SET_SEARCH_PATH, [rows[0]?.previous ?? ''])
+  return result
 }
 
 /**

@@ -56,7 +56,7 @@ export function renderField(rowRef: string, name: string): string {
 export function renderAssignField(rowRef: string, name: string, value: string): string {
   const quoted = quoteIdent(name)
   return quoted.startsWith('U&')
-    ? `${rowRef} := jsonb_populate_record(${rowRef}, jsonb_build_object(${quoteLiteral(name)}, ${value}));`
+    ? `${rowRef} := pg_catalog.jsonb_populate_record(${rowRef}, pg_catalog.jsonb_build_object(${quoteLiteral(name)}, ${value}));`
     : `${rowRef}.${quoted} := ${value};`
 }
 

@@ -28,7 +28,7 @@ export function renderLockSources(table: KeyedTable, sources: readonly string[])
 /** $1 the row's key (jsonb), $2 the new values (jsonb, read as the table's row type). */
 export function renderUpdatePatch(table: KeyedTable, columns: readonly string[]): string {
   const name = quoteQualified(table.schema, table.table)
-  return `UPDATE ${name} AS t SET (${columns.map(quoteIdent).join(', ')}) = (SELECT ${columns.map((c) => `p.${quoteIdent(c)}`).join(', ')} FROM jsonb_populate_record(NULL::${name}, $2::jsonb) AS p) WHERE ${renderKeyMatch(table, 't', '$1::jsonb')}`
+  return `UPDATE ${name} AS t SET (${columns.map(quoteIdent).join(', ')}) = (SELECT ${columns.map((c) => `p.${quoteIdent(c)}`).join(', ')} FROM pg_catalog.jsonb_populate_record(NULL::${name}, $2::jsonb) AS p) WHERE ${renderKeyMatch(table, 't', '$1::jsonb')}`
 }
 
 /**
@@ -50,7 +50,7 @@ export const WRITE_SAVEPOINT = 'pgml_kit_write'
  * transaction started with an earlier message. (Unlike BEGIN's "already in progress" WARNING, this
  * holds whatever client_min_messages says, and logs nothing.)
  */
-export const INSIDE_TRANSACTION = 'SELECT transaction_timestamp() <> statement_timestamp() AS inside'
+export const INSIDE_TRANSACTION = 'SELECT pg_catalog.transaction_timestamp() <> pg_catalog.statement_timestamp() AS inside'
 
 /** Opens a write: a transaction, or a savepoint inside the caller's; `then` runs in the same round trip. */
 export function renderOpenWrite(inside: boolean, then?: string): string {

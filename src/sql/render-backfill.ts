@@ -23,8 +23,8 @@ function filter(column: EmbeddingColumnNode, all: boolean): string {
 
 /** How far the column is filled: rows with text to embed, and how many of them still have no vector (a full scan). */
 export function renderBackfillProgress(column: EmbeddingColumnNode): string {
-  return `SELECT count(*) FILTER (WHERE ${renderSourceText(column, 't')} IS NOT NULL)::bigint AS with_text,
-       count(*) FILTER (WHERE ${filter(column, false)})::bigint AS missing
+  return `SELECT pg_catalog.count(*) FILTER (WHERE ${renderSourceText(column, 't')} IS NOT NULL)::bigint AS with_text,
+       pg_catalog.count(*) FILTER (WHERE ${filter(column, false)})::bigint AS missing
 FROM ${quoteQualified(column.schema, column.table)} AS t`
 }
 
@@ -37,7 +37,7 @@ LIMIT 1`
 
 /** Rows the backfill will visit ($1: resume after this key, or NULL; $2: up to this key). */
 export function renderCountRows(column: EmbeddingColumnNode, all: boolean): string {
-  return `SELECT count(*)::bigint AS n FROM ${quoteQualified(column.schema, column.table)} AS t WHERE ${filter(column, all)} AND ${range(column, '$1', '$2')}`
+  return `SELECT pg_catalog.count(*)::bigint AS n FROM ${quoteQualified(column.schema, column.table)} AS t WHERE ${filter(column, all)} AND ${range(column, '$1', '$2')}`
 }
 
 /**
@@ -46,7 +46,7 @@ export function renderCountRows(column: EmbeddingColumnNode, all: boolean): stri
  */
 export function renderSelectBatch(column: EmbeddingColumnNode, all: boolean): string {
   const source = renderSourceText(column, 't')
-  return `SELECT ${renderRowKey(column, 't')}::text AS key, ${source} AS source_text, md5(${source}) AS source_md5
+  return `SELECT ${renderRowKey(column, 't')}::text AS key, ${source} AS source_text, pg_catalog.md5(${source}) AS source_md5
 FROM ${quoteQualified(column.schema, column.table)} AS t
 WHERE ${filter(column, all)} AND ${range(column, '$1', '$3')}
 ORDER BY ${renderKeyColumns(column, 't')}
@@ -62,9 +62,9 @@ LIMIT $2`
 export function renderWriteBackfill(column: EmbeddingColumnNode, vectorSchema: string, guarded = false): string {
   return `UPDATE ${quoteQualified(column.schema, column.table)} AS t
 SET ${quoteIdent(column.column)} = ${renderVectorFromBatch(column, vectorSchema, '$3', 'input.n', 'input.present')}
-FROM unnest($1::jsonb[], $2::text[], $4::boolean[]) WITH ORDINALITY AS input(key, source_md5, present, n)
+FROM ROWS FROM (pg_catalog.unnest($1::jsonb[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($4::boolean[])) WITH ORDINALITY AS input(key, source_md5, present, n)
 WHERE ${renderKeyMatch(column, 't', 'input.key')}
-  AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5${renderCatalogGuard(column, guarded ? '$5' : null)}`
+  AND pg_catalog.md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5${renderCatalogGuard(column, guarded ? '$5' : null)}`
 }
 
 /**
@@ -79,7 +79,7 @@ export function renderDatabaseBackfill(column: EmbeddingColumnNode, vectorSchema
     : `${quoteIdent(column.column)} = ${renderRowEmbedCall(column, 't')}::${renderVectorType(column, vectorSchema)}`
   return `UPDATE ${quoteQualified(column.schema, column.table)} AS t
 SET ${set}
-FROM unnest($1::jsonb[]) AS input(key)
+FROM pg_catalog.unnest($1::jsonb[]) AS input(key)
 WHERE ${renderKeyMatch(column, 't', 'input.key')}${renderCatalogGuard(column, guarded ? '$2' : null)}`
 }
 
@@ -87,5 +87,5 @@ const CHECKPOINT_KEY = 'table_schema = $1 AND table_name = $2 AND column_name = 
 export const READ_CHECKPOINT = `SELECT last_key::text AS last_key, rows_done FROM pgml_kit.backfill_checkpoints WHERE ${CHECKPOINT_KEY}`
 export const SAVE_CHECKPOINT = `INSERT INTO pgml_kit.backfill_checkpoints (table_schema, table_name, column_name, last_key, rows_done)
 VALUES ($1, $2, $3, $4::jsonb, $5)
-ON CONFLICT (table_schema, table_name, column_name) DO UPDATE SET last_key = EXCLUDED.last_key, rows_done = EXCLUDED.rows_done, updated_at = now()`
+ON CONFLICT (table_schema, table_name, column_name) DO UPDATE SET last_key = EXCLUDED.last_key, rows_done = EXCLUDED.rows_done, updated_at = pg_catalog.now()`
 export const CLEAR_CHECKPOINT = `DELETE FROM pgml_kit.backfill_checkpoints WHERE ${CHECKPOINT_KEY}`

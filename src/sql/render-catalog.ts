@@ -31,17 +31,17 @@ export function renderUnregisterEmbeddingColumn(column: EmbeddingColumnNode): st
 export function renderUpdateEmbeddingSource(column: EmbeddingColumnNode): string {
   return `UPDATE ${CATALOG}
 SET source_columns = ${renderTextArray(column.sourceColumns)}, source_separator = ${quoteLiteral(column.separator)},
-    source_expression = ${quoteLiteral(renderSourceText(column))}, updated_at = now()
+    source_expression = ${quoteLiteral(renderSourceText(column))}, updated_at = pg_catalog.now()
 WHERE ${whereKey(column)};`
 }
 
 /** What searches read from the catalog besides the model: the query prefix and the distance. */
 export function renderUpdateQuerySettings(column: EmbeddingColumnNode): string {
-  return `UPDATE ${CATALOG} SET query_prefix = ${quoteLiteral(column.model.queryPrefix)}, distance = ${quoteLiteral(column.distance)}, updated_at = now() WHERE ${whereKey(column)};`
+  return `UPDATE ${CATALOG} SET query_prefix = ${quoteLiteral(column.model.queryPrefix)}, distance = ${quoteLiteral(column.distance)}, updated_at = pg_catalog.now() WHERE ${whereKey(column)};`
 }
 
 export function renderUpdateEmbeddingMode(column: EmbeddingColumnNode): string {
-  return `UPDATE ${CATALOG} SET mode = ${quoteLiteral(column.mode)}, updated_at = now() WHERE ${whereKey(column)};`
+  return `UPDATE ${CATALOG} SET mode = ${quoteLiteral(column.mode)}, updated_at = pg_catalog.now() WHERE ${whereKey(column)};`
 }
 
 /** Runtime version 5 records pooling and distance; columns registered before it get them from the state that created them. */
@@ -53,6 +53,8 @@ export function renderRecordQueryModel(column: EmbeddingColumnNode): string {
  * A catalog row's fingerprint: md5 of everything that decides the vectors of the column — of its
  * documents (model, prefix, source, pooling…) and of its queries (query prefix, distance). Read
  * through `to_jsonb`, so it can be computed on any runtime version (a field it lacks is null).
+ * `OPERATOR(pg_catalog.->)`: for `jsonb -> 'name'` PostgreSQL first looks for an exact `->(jsonb, jsonb)`,
+ * which is not built in, so one defined in a schema on the search_path would be taken.
  * pgml-kit never computes it in JavaScript: it reads it with the row, and later compares what it
  * read with what the database says now.
  * The row is `alias.*`, never the bare alias: inside a statement on a user's table (the guard of a
@@ -62,7 +64,7 @@ export function renderRecordQueryModel(column: EmbeddingColumnNode): string {
  */
 export function renderCatalogFingerprint(alias: string): string {
   const fields = ['model_id', 'model_revision', 'dimensions', 'vector_type', 'mode', 'source_columns', 'source_separator', 'document_prefix', 'query_prefix', 'normalize', 'key_columns', 'pooling', 'distance', 'rollout_role', 'rollout_of']
-  return `md5(jsonb_build_array(${fields.map((f) => `to_jsonb(${alias}.*)->'${f}'`).join(', ')})::text)`
+  return `pg_catalog.md5(pg_catalog.jsonb_build_array(${fields.map((f) => `pg_catalog.to_jsonb(${alias}.*) OPERATOR(pg_catalog.->) '${f}'`).join(', ')})::text)`
 }
 
 /**
@@ -74,9 +76,9 @@ export function renderReadCatalog(tables: readonly { readonly schema: string; re
   const [schemas, names] = tables === 'parameters'
     ? ['$1::text[]', '$2::text[]']
     : [renderTextArray(tables.map((t) => t.schema)), renderTextArray(tables.map((t) => t.table))]
-  return `SELECT to_jsonb(c.*)::text AS row, ${renderCatalogFingerprint('c')} AS fingerprint
+  return `SELECT pg_catalog.to_jsonb(c.*)::text AS row, ${renderCatalogFingerprint('c')} AS fingerprint
 FROM ${CATALOG} AS c
-WHERE (c.table_schema, c.table_name) IN (SELECT * FROM unnest(${schemas}, ${names}))
+WHERE (c.table_schema, c.table_name) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest(${schemas}), pg_catalog.unnest(${names})))
 ORDER BY c.table_schema, c.table_name, c.column_name`
 }
 

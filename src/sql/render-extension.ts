@@ -37,10 +37,10 @@ $pgml_kit$;`
 export function renderEnsurePgml(): string {
   return `DO $pgml_kit$
 BEGIN
-  IF to_regprocedure('pgml.embed(text, text, jsonb)') IS NULL THEN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml') THEN
+  IF pg_catalog.to_regprocedure('pgml.embed(text, text, jsonb)') IS NULL THEN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgml') THEN
       CREATE EXTENSION pgml CASCADE;
-    ELSIF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_compat') THEN
+    ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'pgml_compat') THEN
       CREATE EXTENSION pgml_compat CASCADE;
     ELSE
       RAISE EXCEPTION 'pgml-kit: this database has no pgml.embed'

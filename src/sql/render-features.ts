@@ -30,7 +30,7 @@ export function renderCreateFeatureSchema(schema: string): string[] {
   definition_sha256 text,
   feature_views jsonb NOT NULL DEFAULT '[]',
   train_sql text NOT NULL,
-  trained_at timestamptz NOT NULL DEFAULT now()
+  trained_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );`,
     `COMMENT ON TABLE ${quoteQualified(schema, LINEAGE_TABLE)} IS 'pgml-kit: for each model pgml-kit trained, the training set definition (sha256) and each feature view''s definition and materialisation high-water mark at training time.';`,
   ]
@@ -75,7 +75,7 @@ DECLARE
 BEGIN
   -- One materialisation of this view at a time (the key names schema and view apart: "a.b"."c" is not "a"."b.c").
   PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(${quoteLiteral(`pgml-kit materialize ${JSON.stringify([view.schema, view.name])}`)}, 0));
-  WITH mark AS (SELECT max(${mark}) AS m FROM ${offline}),
+  WITH mark AS (SELECT pg_catalog.max(${mark}) AS m FROM ${offline}),
        src AS (SELECT ${sourceColumns(view, 's')} FROM ${renderRelation(view.source)} AS s, mark
                WHERE mark.m IS NULL OR s.${mark} >= mark.m),
        ins AS (INSERT INTO ${offline} AS o (${columns.join(', ')}) SELECT * FROM src ON CONFLICT DO NOTHING RETURNING ${columns.map((c) => `o.${c}`).join(', ')}),
@@ -84,8 +84,8 @@ BEGIN
               ON CONFLICT (${entities}) DO UPDATE SET ${[...columns.filter((c) => !view.entities.map(quoteIdent).includes(c)), 'updated_at'].map((c) => `${c} = EXCLUDED.${c}`).join(', ')}
               WHERE ${newer}
               RETURNING 1)
-  SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up) INTO n_inserted, n_updated;
-  RETURN QUERY SELECT n_inserted, n_updated, (SELECT max(${mark})::text FROM ${offline});
+  SELECT (SELECT pg_catalog.count(*) FROM ins), (SELECT pg_catalog.count(*) FROM up) INTO n_inserted, n_updated;
+  RETURN QUERY SELECT n_inserted, n_updated, (SELECT pg_catalog.max(${mark})::text FROM ${offline});
 END
 `
   return [
@@ -183,5 +183,5 @@ export function renderPredictOnline(set: TrainingSetNode, views: readonly Featur
     if (dims) return `coalesce(${read(`o.${quoteIdent(f.feature)}::real[]`)}, pg_catalog.array_fill(NULL::real, ARRAY[${Number(dims)}]))`
     return `ARRAY[${read(`o.${quoteIdent(f.feature)}::real`)}]`
   })
-  return `SELECT pgml.predict($1::text, (${segments.join(' || ')})::real[]) AS p`
+  return `SELECT pgml.predict($1::text, (${segments.join(' OPERATOR(pg_catalog.||) ')})::real[]) AS p`
 }

@@ -5,15 +5,15 @@ import { quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
 
 /**
  * The tsvector expression: each source column (NULL as empty text) through the text search
- * configuration, weighted when a weight is given. `to_tsvector(regconfig, text)` is immutable, so
+ * configuration, weighted when a weight is given. `pg_catalog.to_tsvector(regconfig, text)` is immutable, so
  * it can define a generated column.
  */
 export function renderTsvector(node: FullTextNode, rowRef: string | null = null): string {
   const config = `${quoteLiteral(node.language)}::regconfig`
   return node.sources.map(({ column, weight }) => {
     const ref = rowRef ? `${rowRef}.${quoteIdent(column)}` : quoteIdent(column)
-    const vector = `to_tsvector(${config}, coalesce(${ref}, ''))`
-    return weight ? `setweight(${vector}, ${quoteLiteral(weight)})` : vector
+    const vector = `pg_catalog.to_tsvector(${config}, coalesce(${ref}, ''))`
+    return weight ? `pg_catalog.setweight(${vector}, ${quoteLiteral(weight)})` : vector
   }).join(' || ')
 }
 

@@ -97,7 +97,7 @@ BEGIN
     JOIN pg_catalog.pg_opclass oc ON oc.oid = i.indclass[0]
     WHERE n.nspname = ${quoteLiteral(index.schema)} AND c.relname = ${quoteLiteral(index.name)};
   IF found IS NULL OR NOT found.valid OR found.method <> ${quoteLiteral(index.method)} OR found.opclass <> ${quoteLiteral(operatorClass(index, vectorType))}
-     OR coalesce(found.options, '{}') <> ${options.length > 0 ? `ARRAY[${options.map(quoteLiteral).join(', ')}]` : "'{}'"}::text[] THEN
+     OR coalesce(found.options, '{}') OPERATOR(pg_catalog.<>) ${options.length > 0 ? `ARRAY[${options.map(quoteLiteral).join(', ')}]` : "'{}'"}::text[] THEN
     RAISE EXCEPTION 'pgml-kit: index %.% is not the one the config describes (found: %)', ${quoteLiteral(index.schema)}, ${quoteLiteral(index.name)}, coalesce(found::text, 'no index')
       USING HINT = 'an index of that name was there before; drop it, or give the config''s index another name';
   END IF;
@@ -131,6 +131,7 @@ export function renderBuildSettings(index: VectorIndexNode, column: BuildColumn)
   if (!build || (build.memory === null && build.parallelWorkers === null)) return { set: [], reset: [] }
   const table = quoteQualified(index.schema, index.table)
   const vectorBytes = 8 + column.dimensions * bytesPerElement(column.vectorType)
+  // Integer arithmetic on a bigint row count throughout: every operator has an exact built-in match.
   const needed = index.method === 'hnsw'
     ? `r.n * ${Math.ceil((vectorBytes + 2 * (index.params.m ?? 16) * 16 + 300) * 1.1)}`
     : `(least(r.n, ${(index.params.lists ?? 100) * 50}) + ${2 * (index.params.lists ?? 100)}) * ${Math.ceil(vectorBytes * 1.1)}`
@@ -138,21 +139,21 @@ export function renderBuildSettings(index: VectorIndexNode, column: BuildColumn)
   const reset: string[] = []
   if (build.memory === 'auto') {
     assignments.push(`pg_catalog.set_config('maintenance_work_mem', (greatest(pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')),
-           least(pg_catalog.pg_size_bytes(${quoteLiteral(build.memoryLimit)}), ceil(${needed})::bigint)) / 1024)::text || 'kB', false) AS maintenance_work_mem`)
+           least(pg_catalog.pg_size_bytes(${quoteLiteral(build.memoryLimit)}), ${needed})) / 1024)::text || 'kB', false) AS maintenance_work_mem`)
   } else if (build.memory !== null) {
     assignments.push(`pg_catalog.set_config('maintenance_work_mem', ${quoteLiteral(build.memory)}, false) AS maintenance_work_mem`)
   }
   if (build.memory !== null) reset.push('RESET maintenance_work_mem;')
   if (build.parallelWorkers === 'auto') {
     assignments.push(`pg_catalog.set_config('max_parallel_maintenance_workers', least(pg_catalog.current_setting('max_parallel_workers')::int,
-           CASE WHEN r.n < 100000 THEN 0 ELSE least(7, floor(r.n / 100000)) END)::text, false) AS max_parallel_maintenance_workers`)
+           CASE WHEN r.n < 100000 THEN 0 ELSE least(7, r.n / 100000) END)::text, false) AS max_parallel_maintenance_workers`)
   } else if (build.parallelWorkers !== null) {
     assignments.push(`pg_catalog.set_config('max_parallel_maintenance_workers', ${quoteLiteral(renderInteger(build.parallelWorkers))}, false) AS max_parallel_maintenance_workers`)
   }
   if (build.parallelWorkers !== null) reset.push('RESET max_parallel_maintenance_workers;')
   const set = `-- Build settings for this session (build: ${build.memory === 'auto' || build.parallelWorkers === 'auto' ? "'auto', sized from the table's rows now" : 'as configured'}).
 SELECT ${assignments.join(',\n       ')}
-FROM (SELECT CASE WHEN c.reltuples > 0 THEN c.reltuples ELSE (SELECT count(*) FROM ${table}) END AS n
-      FROM pg_catalog.pg_class c WHERE c.oid = ${quoteLiteral(table)}::regclass) AS r;`
+FROM (SELECT CASE WHEN c.reltuples > 0::real THEN c.reltuples::bigint ELSE (SELECT pg_catalog.count(*) FROM ${table}) END AS n
+      FROM pg_catalog.pg_class c WHERE c.oid = ${quoteLiteral(table)}::regclass::oid) AS r;`
   return { set: [set], reset }
 }

@@ -6,8 +6,8 @@ import { quoteQualified } from './quote.js'
  */
 
 /** What a target can do: server version, pgvector, pgml or pgml_compat. */
-export const CAPABILITIES = `SELECT current_setting('server_version') AS server_version,
-    current_setting('server_version_num') AS server_version_num,
+export const CAPABILITIES = `SELECT pg_catalog.current_setting('server_version') AS server_version,
+    pg_catalog.current_setting('server_version_num') AS server_version_num,
     (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector') AS vector_installed,
     (SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'vector') AS vector_available,
     (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector') AS vector_schema,
@@ -32,7 +32,7 @@ export const RELATION_EXISTS = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class
  */
 export const COLUMNS_EXIST = `SELECT d.n::int AS n, (a.attnum IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace s ON s.oid = k.relnamespace
     WHERE s.nspname = 'pgml_kit' AND k.relname = 'embedding_dead_letters')) AS ok
-FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS d(schema_name, table_name, column_name, n)
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) WITH ORDINALITY AS d(schema_name, table_name, column_name, n)
 LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = d.schema_name
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = d.table_name
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name AND a.attnum > 0 AND NOT a.attisdropped
@@ -44,14 +44,14 @@ ORDER BY d.n`
  * at the top of a generated migration (render-preflight.ts) look at.
  */
 export const TABLE_SHAPES = `SELECT d.schema_name AS schema, d.table_name AS table,
-  (SELECT coalesce(json_agg(json_build_object('name', a.attname::text, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'text', t.typcategory = 'S') ORDER BY a.attnum), '[]')
+  (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('name', a.attname::text, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'text', t.typcategory = 'S') ORDER BY a.attnum), '[]')
      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
-  (SELECT coalesce(json_agg((SELECT json_agg(a.attname::text) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey))), '[]')
+  (SELECT coalesce(pg_catalog.json_agg((SELECT pg_catalog.json_agg(a.attname::text) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey))), '[]')
      FROM pg_catalog.pg_index i
      WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey) AND NOT a.attnotnull)) AS keys
-FROM unnest($1::text[], $2::text[]) AS d(schema_name, table_name)
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS d(schema_name, table_name)
 JOIN pg_catalog.pg_namespace n ON n.nspname = d.schema_name
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')`
 
@@ -59,7 +59,7 @@ JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = d.table_nam
 export const EXISTING_ROLES = `SELECT rolname::text AS name FROM pg_catalog.pg_roles WHERE rolname = ANY ($1::text[])`
 
 /** The embedding columns the pgml_kit catalog records. */
-export const CATALOG_COLUMNS = `SELECT table_schema, table_name, column_name, model_id, dimensions, vector_type, mode, source_columns, to_jsonb(c)::text AS row
+export const CATALOG_COLUMNS = `SELECT table_schema, table_name, column_name, model_id, dimensions, vector_type, mode, source_columns, pg_catalog.to_jsonb(c)::text AS row
 FROM pgml_kit.embedding_columns AS c ORDER BY 1, 2, 3`
 
 /** Queue-mode columns in the catalog. */
@@ -82,7 +82,7 @@ export const CHECK_PRIVILEGES = `SELECT i.n::int AS n,
     WHEN pg_catalog.has_column_privilege(i.role, rel.oid, i.column_name, i.privilege) THEN 'ok'
     ELSE 'missing'
   END AS state
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS i(role, kind, schema_name, table_name, column_name, privilege, n)
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[]), pg_catalog.unnest($6::text[])) WITH ORDINALITY AS i(role, kind, schema_name, table_name, column_name, privilege, n)
 LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = i.schema_name
 LEFT JOIN pg_catalog.pg_class rel ON rel.relnamespace = ns.oid AND rel.relname = i.table_name AND i.kind = 'table'
 ORDER BY i.n`
@@ -93,11 +93,11 @@ ORDER BY i.n`
  */
 export const MIGRATION_WAITS = `SELECT p.phase, p.tuples_done::float8 AS tuples_done, p.tuples_total::float8 AS tuples_total,
   p.blocks_done::float8 AS blocks_done, p.blocks_total::float8 AS blocks_total,
-  CASE WHEN p.index_relid <> 0 THEN p.index_relid::regclass::text END AS index_name,
-  (SELECT coalesce(json_agg(json_build_object(
+  CASE WHEN p.index_relid <> 0::oid THEN p.index_relid::regclass::text END AS index_name,
+  (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
       'pid', a.pid, 'state', a.state, 'application', a.application_name,
-      'seconds', extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::int,
-      'query', left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80)) ORDER BY a.pid), '[]'::json)
+      'seconds', extract(epoch FROM pg_catalog.now() - coalesce(a.xact_start, a.query_start))::int,
+      'query', pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 80)) ORDER BY a.pid), '[]'::json)
    FROM pg_catalog.pg_stat_activity a WHERE a.pid = ANY (pg_catalog.pg_blocking_pids($1))) AS blockers
 FROM (SELECT 1) AS one
 LEFT JOIN pg_catalog.pg_stat_progress_create_index p ON p.pid = $1`
@@ -112,9 +112,9 @@ export function renderAppliedMigrations(schema: string, table: string): string {
 }
 
 /** node-pg-migrate's migration lock ($1 its id): taken by polling, see migrate(). */
-export const TRY_MIGRATION_LOCK = 'SELECT pg_try_advisory_lock($1) AS ok'
-export const RELEASE_MIGRATION_LOCK = 'SELECT pg_advisory_unlock($1)'
-export const BACKEND_PID = 'SELECT pg_backend_pid() AS pid'
+export const TRY_MIGRATION_LOCK = 'SELECT pg_catalog.pg_try_advisory_lock($1) AS ok'
+export const RELEASE_MIGRATION_LOCK = 'SELECT pg_catalog.pg_advisory_unlock($1)'
+export const BACKEND_PID = 'SELECT pg_catalog.pg_backend_pid() AS pid'
 
 /**
  * Whether the role that runs pgml-kit's migrations here (the owner of schema pgml_kit, else the

@@ -8,13 +8,13 @@ export function renderSampleStored(column: EmbeddingColumnNode): string {
   return `SELECT ${renderRowKey(column, 't')}::text AS key, ${renderSourceText(column, 't')} AS source_text, t.${quoteIdent(column.column)}::text AS stored
 FROM ${quoteQualified(column.schema, column.table)} AS t
 WHERE t.${quoteIdent(column.column)} IS NOT NULL AND ${renderSourceText(column, 't')} IS NOT NULL
-ORDER BY random()
+ORDER BY pg_catalog.random()
 LIMIT $1`
 }
 
 /** $1 texts → the database's pgml.embed of each (as documents: the column's prefix and kwargs), in order. */
 export function renderEmbedInDatabase(column: EmbeddingColumnNode): string {
-  return `SELECT array_to_json(${renderEmbedCall(column, 't.text', 'document')})::text AS embedding
-FROM unnest($1::text[]) WITH ORDINALITY AS t(text, n)
+  return `SELECT pg_catalog.array_to_json(${renderEmbedCall(column, 't.text', 'document')})::text AS embedding
+FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS t(text, n)
 ORDER BY t.n`
 }

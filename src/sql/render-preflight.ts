@@ -35,9 +35,9 @@ function tableLookup(node: { readonly schema: string; readonly table: string }):
 
 /** Sets `problem` to the source columns (with their config paths) that are missing or not text, or NULL. */
 function findNonText(columns: readonly string[], paths: readonly string[]): string {
-  return `  SELECT string_agg(format('%I (%s) at %s', s.name, CASE WHEN a.attnum IS NULL THEN 'no such column' ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END, s.path), ', ' ORDER BY s.n)
+  return `  SELECT pg_catalog.string_agg(pg_catalog.format('%I (%s) at %s', s.name, CASE WHEN a.attnum IS NULL THEN 'no such column' ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END, s.path), ', ' ORDER BY s.n)
     INTO problem
-    FROM unnest(${textArray(columns)}, ${textArray(paths)}) WITH ORDINALITY AS s(name, path, n)
+    FROM ROWS FROM (pg_catalog.unnest(${textArray(columns)}), pg_catalog.unnest(${textArray(paths)})) WITH ORDINALITY AS s(name, path, n)
     LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attname = s.name AND a.attnum > 0 AND NOT a.attisdropped
     LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
     WHERE a.attnum IS NULL OR t.typcategory <> 'S';`
@@ -70,11 +70,11 @@ function keyCheck(column: EmbeddingColumnNode): string {
   return `  IF NOT EXISTS (
     SELECT 1 FROM pg_catalog.pg_index i
     WHERE i.indrelid = rel AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
-      AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = ANY (i.indkey))
-          = (SELECT array_agg(k ORDER BY k) FROM unnest(${textArray(column.keyColumns)}) AS k)
+      AND (SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = ANY (i.indkey))
+          OPERATOR(pg_catalog.=) (SELECT pg_catalog.array_agg(k ORDER BY k) FROM pg_catalog.unnest(${textArray(column.keyColumns)}) AS k)
       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = ANY (i.indkey) AND NOT a.attnotnull)
   ) THEN
-    RAISE EXCEPTION 'pgml-kit: (%) is not the primary key (nor a unique, not-null key) of %.% (config: %)', array_to_string(${textArray(column.keyColumns)}, ', '), ${quoteLiteral(column.schema)}, ${quoteLiteral(column.table)}, ${quoteLiteral(primaryKeyPath(column))}
+    RAISE EXCEPTION 'pgml-kit: (%) is not the primary key (nor a unique, not-null key) of %.% (config: %)', pg_catalog.array_to_string(${textArray(column.keyColumns)}, ', '), ${quoteLiteral(column.schema)}, ${quoteLiteral(column.table)}, ${quoteLiteral(primaryKeyPath(column))}
       USING HINT = 'set primaryKey of the table in the config to the columns of its primary key; pgml-kit finds rows again by it';
   END IF;
   IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = rel AND attname = ${quoteLiteral(column.column)} AND attnum > 0 AND NOT attisdropped) THEN

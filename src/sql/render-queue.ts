@@ -34,7 +34,7 @@ BEGIN
   INSERT INTO pgml_kit.embedding_jobs AS job (table_schema, table_name, column_name, row_key)
   VALUES (${identity}, ${renderRowKey(column, 'NEW')})
   ON CONFLICT (table_schema, table_name, column_name, row_key) DO UPDATE
-    SET generation = job.generation + 1, enqueued_at = now(), attempts = 0, next_attempt_at = now(), last_error = NULL;
+    SET generation = job.generation + 1, enqueued_at = pg_catalog.now(), attempts = 0, next_attempt_at = pg_catalog.now(), last_error = NULL;
   RETURN NEW;
 END
 `
@@ -77,7 +77,7 @@ export function renderRefusePendingJobs(column: EmbeddingColumnNode): string {
 DECLARE
   pending bigint;
 BEGIN
-  SELECT count(*) INTO pending FROM pgml_kit.embedding_jobs WHERE ${where};
+  SELECT pg_catalog.count(*) INTO pending FROM pgml_kit.embedding_jobs WHERE ${where};
   IF pending > 0 THEN
     RAISE EXCEPTION 'pgml-kit: % job(s) are still queued for %.%.%; dropping its queue now would lose them', pending, ${quoteLiteral(column.schema)}, ${quoteLiteral(column.table)}, ${quoteLiteral(column.column)}
       USING HINT = 'run pgml-kit worker until the queue is empty (pgml-kit status shows its depth), then migrate again';

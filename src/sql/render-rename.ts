@@ -41,7 +41,7 @@ export function renderMoveRuntimeRows(from: EmbeddingColumnNode, to: EmbeddingCo
   const where = `table_schema = ${quoteLiteral(from.schema)} AND table_name = ${quoteLiteral(from.table)} AND column_name = ${quoteLiteral(from.column)}`
   return TABLES_NAMING_COLUMNS.map((runtimeTable) => {
     const role = runtimeTable === 'embedding_columns' && (from.rollout || to.rollout)
-      ? `, rollout_role = ${quoteLiteralOrNull(to.rollout?.role ?? null)}, rollout_of = ${quoteLiteralOrNull(to.rollout?.of ?? null)}, updated_at = now()`
+      ? `, rollout_role = ${quoteLiteralOrNull(to.rollout?.role ?? null)}, rollout_of = ${quoteLiteralOrNull(to.rollout?.of ?? null)}, updated_at = pg_catalog.now()`
       : ''
     return `UPDATE pgml_kit.${runtimeTable} SET column_name = ${quoteLiteral(to.column)}${role}
 WHERE ${where};`

@@ -35,9 +35,9 @@ function fillCounts(column: EmbeddingColumnNode): { counts: readonly [string, st
     : ''
   return {
     counts: [
-      `count(*) FILTER (WHERE ${source} IS NOT NULL)`,
-      `count(*) FILTER (WHERE t.${quoteIdent(column.column)} IS NULL AND ${source} IS NOT NULL${queued})`,
-      `(SELECT count(*) FROM pgml_kit.embedding_dead_letters AS d WHERE ${identity(column, 'd')})`,
+      `pg_catalog.count(*) FILTER (WHERE ${source} IS NOT NULL)`,
+      `pg_catalog.count(*) FILTER (WHERE t.${quoteIdent(column.column)} IS NULL AND ${source} IS NOT NULL${queued})`,
+      `(SELECT pg_catalog.count(*) FROM pgml_kit.embedding_dead_letters AS d WHERE ${identity(column, 'd')})`,
     ],
     from: `${quoteQualified(column.schema, column.table)} AS t`,
   }
@@ -68,7 +68,7 @@ BEGIN
     FROM ${from};
   IF missing > 0 THEN
     RAISE EXCEPTION 'pgml-kit: % is % filled: % of % rows with text have no vector yet; %', ${quoteLiteral(name)},
-        to_char(floor(1000.0 * (with_text - missing) / with_text) / 10, 'FM990.0') || '%', missing, with_text, ${quoteLiteral(why)}
+        pg_catalog.to_char(pg_catalog.floor(1000.0 * (with_text - missing)::numeric / with_text::numeric) / 10.0, 'FM990.0') || '%', missing, with_text, ${quoteLiteral(why)}
       USING HINT = ${quoteLiteral(`run ${command}, then migrate again (pgml-kit status shows how far it is)`)};
   END IF;
   IF dead > 0 THEN

@@ -12,17 +12,17 @@ export interface KeyedTable {
   readonly keyColumns: readonly string[]
 }
 
-/** `jsonb_build_object('id', t."id", ...)`: the row's key as jsonb. */
+/** `pg_catalog.jsonb_build_object('id', t."id", ...)`: the row's key as jsonb. */
 export function renderRowKey(table: KeyedTable, rowRef: string): string {
-  return `jsonb_build_object(${table.keyColumns.map((k) => `${quoteLiteral(k)}, ${renderField(rowRef, k)}`).join(', ')})`
+  return `pg_catalog.jsonb_build_object(${table.keyColumns.map((k) => `${quoteLiteral(k)}, ${renderField(rowRef, k)}`).join(', ')})`
 }
 
-/** `(jsonb_populate_record(NULL::"s"."t", key))."col"`: a key value read back as the column's type. */
+/** `(pg_catalog.jsonb_populate_record(NULL::"s"."t", key))."col"`: a key value read back as the column's type. */
 function keyValue(table: KeyedTable, keyExpr: string, column: string): string {
-  return `(jsonb_populate_record(NULL::${quoteQualified(table.schema, table.table)}, ${keyExpr})).${quoteIdent(column)}`
+  return `(pg_catalog.jsonb_populate_record(NULL::${quoteQualified(table.schema, table.table)}, ${keyExpr})).${quoteIdent(column)}`
 }
 
-/** `t."id" = (jsonb_populate_record(NULL::"public"."documents", key))."id" AND ...`: the row with that key. */
+/** `t."id" = (pg_catalog.jsonb_populate_record(NULL::"public"."documents", key))."id" AND ...`: the row with that key. */
 export function renderKeyMatch(table: KeyedTable, alias: string, keyExpr: string): string {
   return table.keyColumns.map((k) => `${alias}.${quoteIdent(k)} = ${keyValue(table, keyExpr, k)}`).join(' AND ')
 }

@@ -27,7 +27,7 @@ export function distanceExpression(column: EmbeddingColumnNode, operator: unknow
 
 /** Similarity where it has a meaning: 1 − distance for cosine, the dot product for inner product. */
 export function similarityExpression(distance: Distance, d: RawBuilder<number>): RawBuilder<number> | null {
-  if (distance === 'cosine') return sql<number>`(1 - ${d})`
+  if (distance === 'cosine') return sql<number>`(1::float8 - ${d})`
   if (distance === 'inner_product') return sql<number>`(-${d})`
   return null
 }
@@ -48,15 +48,15 @@ export function hybridFusion(column: EmbeddingColumnNode, fullText: FullTextNode
   const keys = column.keyColumns
   const keyList = (alias: string) => sql.join(keys.map((key, i) => sql`${sql.id(alias, key)} AS ${sql.id(`k${i}`)}`))
   const d = distanceExpression(column, operator, vector, 't')
-  const tsquery = sql`websearch_to_tsquery(${sql.lit(fullText.language)}::regconfig, ${query})`
+  const tsquery = sql`pg_catalog.websearch_to_tsquery(${sql.lit(fullText.language)}::regconfig, ${query})`
   // `q.query`, never a bare `q`: the table may have a column of that name, which would be ambiguous.
-  const rank = sql`ts_rank_cd(${sql.id('t', fullText.column)}, q.query)`
+  const rank = sql`pg_catalog.ts_rank_cd(${sql.id('t', fullText.column)}, q.query)`
   return sql`(
-    WITH v AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${d}) AS r FROM ${tableId(column)} AS t ORDER BY ${d} LIMIT ${settings.candidates}),
-         x AS (SELECT ${keyList('t')}, row_number() OVER (ORDER BY ${rank} DESC) AS r FROM ${tableId(column)} AS t, ${tsquery} AS q(query)
+    WITH v AS (SELECT ${keyList('t')}, pg_catalog.row_number() OVER (ORDER BY ${d}) AS r FROM ${tableId(column)} AS t ORDER BY ${d} LIMIT ${settings.candidates}),
+         x AS (SELECT ${keyList('t')}, pg_catalog.row_number() OVER (ORDER BY ${rank} DESC) AS r FROM ${tableId(column)} AS t, ${tsquery} AS q(query)
                WHERE ${sql.id('t', fullText.column)} @@ q.query ORDER BY ${rank} DESC LIMIT ${settings.candidates})
     SELECT ${sql.join(keys.map((_, i) => sql`coalesce(${sql.id('v', `k${i}`)}, ${sql.id('x', `k${i}`)}) AS ${sql.id(`pgml_kit_key_${i}`)}`))},
-           coalesce(${settings.weights.vector}::float8 / (${settings.rrfK} + v.r), 0) + coalesce(${settings.weights.text}::float8 / (${settings.rrfK} + x.r), 0) AS score,
+           coalesce(${settings.weights.vector}::float8 / (${settings.rrfK} + v.r)::float8, 0) + coalesce(${settings.weights.text}::float8 / (${settings.rrfK} + x.r)::float8, 0) AS score,
            v.r::int AS vector_rank, x.r::int AS text_rank
     FROM v FULL JOIN x ON ${sql.join(keys.map((_, i) => sql`${sql.id('v', `k${i}`)} = ${sql.id('x', `k${i}`)}`), sql` AND `)}
   )`
@@ -69,12 +69,12 @@ export function hybridJoin(column: EmbeddingColumnNode, alias: string, fusedAlia
 
 /** $1 query text → the query's vector from pgml.embed (with the query prefix), as pgvector text. */
 export function renderQueryEmbedding(column: EmbeddingColumnNode): string {
-  return `SELECT array_to_json(${renderEmbedCall(column, '$1', 'query')})::text AS v`
+  return `SELECT pg_catalog.array_to_json(${renderEmbedCall(column, '$1', 'query')})::text AS v`
 }
 
 /** Vectors of several texts, embedded by pgml.embed as queries or documents, in order. */
 export function embedTexts(column: EmbeddingColumnNode, texts: readonly string[], as: 'query' | 'document'): RawBuilder<{ v: number[] }> {
-  return sql<{ v: number[] }>`SELECT ${sql.raw(renderEmbedCall(column, 'u.t', as))} AS v FROM unnest(${[...texts]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`
+  return sql<{ v: number[] }>`SELECT ${sql.raw(renderEmbedCall(column, 'u.t', as))} AS v FROM pg_catalog.unnest(${[...texts]}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n`
 }
 
 /**

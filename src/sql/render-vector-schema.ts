@@ -22,3 +22,9 @@ WHERE e.extname = 'vector' AND n.nspname <> ALL (pg_catalog.current_schemas(true
 
 /** $1 the search_path for the rest of the session. */
 export const SET_SEARCH_PATH = `SELECT pg_catalog.set_config('search_path', $1, false) AS search_path`
+
+/**
+ * The session's search_path now (`previous`), then pg_catalog alone for the session: statements
+ * that run next find no function or operator outside pg_catalog by an unqualified name.
+ */
+export const PIN_SEARCH_PATH = `SELECT pg_catalog.current_setting('search_path') AS previous, pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS pinned`

@@ -19,13 +19,13 @@ export function renderClaimJobs(column: EmbeddingColumnNode): string {
   return `WITH due AS (
   SELECT job.id FROM pgml_kit.embedding_jobs AS job
   WHERE ${jobIdentity(column)}
-    AND job.next_attempt_at <= now() AND (job.leased_until IS NULL OR job.leased_until < now())
+    AND job.next_attempt_at <= pg_catalog.now() AND (job.leased_until IS NULL OR job.leased_until < pg_catalog.now())
   ORDER BY job.next_attempt_at, job.id
   LIMIT $1
   FOR UPDATE SKIP LOCKED
 )
 UPDATE pgml_kit.embedding_jobs AS job
-SET leased_until = now() + make_interval(secs => $2::double precision), leased_by = $3
+SET leased_until = pg_catalog.now() + pg_catalog.make_interval(secs => $2::double precision), leased_by = $3
 FROM due WHERE job.id = due.id
 RETURNING job.id, job.generation, job.attempts`
 }
@@ -33,7 +33,7 @@ RETURNING job.id, job.generation, job.attempts`
 /** $1 job ids → id, source text (NULL when every source column is NULL), md5 of it; rows that no longer exist are absent. */
 export function renderFetchSources(column: EmbeddingColumnNode): string {
   const source = renderSourceText(column, 't')
-  return `SELECT job.id, ${source} AS source_text, md5(${source}) AS source_md5
+  return `SELECT job.id, ${source} AS source_text, pg_catalog.md5(${source}) AS source_md5
 FROM pgml_kit.embedding_jobs AS job
 JOIN ${quoteQualified(column.schema, column.table)} AS t ON ${renderKeyMatch(column, 't', 'job.row_key')}
 WHERE job.id = ANY($1::bigint[])`
@@ -55,19 +55,19 @@ WHERE job.id = ANY($1::bigint[])`
 export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: string, guarded = false): string {
   const guard = renderCatalogGuard(column, guarded ? '$7' : null)
   return `WITH input AS (
-  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $6::boolean[]) WITH ORDINALITY AS i(job_id, generation, source_md5, present, n)
+  SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($6::boolean[])) WITH ORDINALITY AS i(job_id, generation, source_md5, present, n)
 ), locked AS (
   SELECT job.row_key, input.*
   FROM input JOIN pgml_kit.embedding_jobs AS job ON job.id = input.job_id AND job.leased_by = $5
   JOIN ${quoteQualified(column.schema, column.table)} AS t ON ${renderKeyMatch(column, 't', 'job.row_key')}
-  WHERE md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5${guard}
+  WHERE pg_catalog.md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM input.source_md5${guard}
   FOR UPDATE OF t SKIP LOCKED
 ), written AS (
   UPDATE ${quoteQualified(column.schema, column.table)} AS t
   SET ${quoteIdent(column.column)} = ${renderVectorFromBatch(column, vectorSchema, '$4', 'locked.n', 'locked.present')}
   FROM locked
   WHERE ${renderKeyMatch(column, 't', 'locked.row_key')}
-    AND md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM locked.source_md5
+    AND pg_catalog.md5(${renderSourceText(column, 't')}) IS NOT DISTINCT FROM locked.source_md5
   RETURNING locked.job_id, locked.generation
 ), done AS (
   DELETE FROM pgml_kit.embedding_jobs AS job USING written
@@ -77,14 +77,14 @@ export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: st
   -- A row skipped because another transaction holds it: its job waits a second before it is
   -- taken again, so a long transaction does not keep the worker embedding the same text. A change
   -- that transaction commits re-queues the job as due at once. (Job rows are skipped if locked too.)
-  UPDATE pgml_kit.embedding_jobs AS job SET next_attempt_at = now() + interval '1 second'
+  UPDATE pgml_kit.embedding_jobs AS job SET next_attempt_at = pg_catalog.now() + interval '1 second'
   WHERE job.id IN (
     SELECT j.id FROM pgml_kit.embedding_jobs AS j JOIN input ON j.id = input.job_id AND j.generation = input.generation
     WHERE j.leased_by = $5 AND NOT EXISTS (SELECT 1 FROM locked WHERE locked.job_id = input.job_id)
     FOR UPDATE OF j SKIP LOCKED)
   RETURNING job.id
 )
-SELECT (SELECT count(*) FROM written)::int AS written, (SELECT count(*) FROM done)::int AS completed${guarded ? `, true${guard} AS catalog_ok` : ''}`
+SELECT (SELECT pg_catalog.count(*) FROM written)::int AS written, (SELECT pg_catalog.count(*) FROM done)::int AS completed${guarded ? `, true${guard} AS catalog_ok` : ''}`
 }
 
 /** $1 ids, $2 worker id: jobs whose row is gone are finished. */
@@ -100,7 +100,7 @@ export const RELEASE_WORKER_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_
  * The heartbeat of a live worker: $1 ids it is working on, $2 worker id, $3 lease seconds. Leases
  * can then be short, so the jobs of a worker that died are taken over soon.
  */
-export const EXTEND_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_until = now() + make_interval(secs => $3::double precision)
+export const EXTEND_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_until = pg_catalog.now() + pg_catalog.make_interval(secs => $3::double precision)
 WHERE id = ANY($1::bigint[]) AND leased_by = $2`
 
 /**
@@ -109,8 +109,8 @@ WHERE id = ANY($1::bigint[]) AND leased_by = $2`
  */
 export const FAIL_JOBS = `UPDATE pgml_kit.embedding_jobs AS job
 SET attempts = job.attempts + 1, last_error = e.error, leased_until = NULL, leased_by = NULL,
-    next_attempt_at = now() + make_interval(secs => least($5::double precision, $4::double precision * power(2, job.attempts)))
-FROM unnest($1::bigint[], $2::text[]) AS e(id, error)
+    next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => least($5::double precision, $4::double precision * pg_catalog.power(2, job.attempts)))
+FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[])) AS e(id, error)
 WHERE job.id = e.id AND job.leased_by = $3`
 
 /**
@@ -135,7 +135,7 @@ export const RETRY_DEAD_LETTERS = `WITH moved AS (
 INSERT INTO pgml_kit.embedding_jobs AS job (table_schema, table_name, column_name, row_key, first_enqueued_at)
 SELECT table_schema, table_name, column_name, row_key, first_enqueued_at FROM moved
 ON CONFLICT (table_schema, table_name, column_name, row_key) DO UPDATE
-  SET attempts = 0, next_attempt_at = now(), last_error = NULL, generation = job.generation + 1
+  SET attempts = 0, next_attempt_at = pg_catalog.now(), last_error = NULL, generation = job.generation + 1
 RETURNING job.id`
 
 /**
@@ -144,22 +144,22 @@ RETURNING job.id`
  * retry and when the next is due.
  */
 export const QUEUE_OUTLOOK = `SELECT
-  count(*) FILTER (WHERE job.leased_until > now())::int AS leased,
-  extract(epoch FROM max(job.leased_until) FILTER (WHERE job.leased_until > now()) - now())::float8 AS leases_end_in,
-  count(*) FILTER (WHERE job.next_attempt_at > now() AND (job.leased_until IS NULL OR job.leased_until <= now()))::int AS waiting,
-  extract(epoch FROM min(job.next_attempt_at) FILTER (WHERE job.next_attempt_at > now()) - now())::float8 AS next_due_in
+  pg_catalog.count(*) FILTER (WHERE job.leased_until > pg_catalog.now())::int AS leased,
+  extract(epoch FROM pg_catalog.max(job.leased_until) FILTER (WHERE job.leased_until > pg_catalog.now()) - pg_catalog.now())::float8 AS leases_end_in,
+  pg_catalog.count(*) FILTER (WHERE job.next_attempt_at > pg_catalog.now() AND (job.leased_until IS NULL OR job.leased_until <= pg_catalog.now()))::int AS waiting,
+  extract(epoch FROM pg_catalog.min(job.next_attempt_at) FILTER (WHERE job.next_attempt_at > pg_catalog.now()) - pg_catalog.now())::float8 AS next_due_in
 FROM pgml_kit.embedding_jobs AS job
-JOIN unnest($1::text[], $2::text[], $3::text[]) AS c(s, t, col)
+JOIN ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS c(s, t, col)
   ON job.table_schema = c.s AND job.table_name = c.t AND job.column_name = c.col`
 
 export const QUEUE_STATS = `SELECT table_schema, table_name, column_name,
-  count(*)::int AS depth,
-  count(*) FILTER (WHERE leased_until > now())::int AS leased,
-  count(*) FILTER (WHERE attempts > 0)::int AS retrying,
-  extract(epoch FROM now() - min(first_enqueued_at))::float8 AS oldest_seconds
+  pg_catalog.count(*)::int AS depth,
+  pg_catalog.count(*) FILTER (WHERE leased_until > pg_catalog.now())::int AS leased,
+  pg_catalog.count(*) FILTER (WHERE attempts > 0)::int AS retrying,
+  extract(epoch FROM pg_catalog.now() - pg_catalog.min(first_enqueued_at))::float8 AS oldest_seconds
 FROM pgml_kit.embedding_jobs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
 
-export const DEAD_LETTER_STATS = `SELECT table_schema, table_name, column_name, count(*)::int AS dead
+export const DEAD_LETTER_STATS = `SELECT table_schema, table_name, column_name, pg_catalog.count(*)::int AS dead
 FROM pgml_kit.embedding_dead_letters GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`
 
 /** The worker and backfill qualify pgvector's types with its schema (see render-vector-schema.ts). */

@@ -102,6 +102,6 @@ describe('feature views, training sets and models in the config', () => {
     const { state } = resolveConfig(base)
     const sql = renderPredictOnline(state.trainingSets[0]!, state.featureViews)
     expect(parseStatements(sql)).toBe(1)
-    expect(sql).toMatch(/^SELECT pgml\.predict\(\$1::text, \(ARRAY\[\(SELECT o\."spend"::real .*\$2 AND o\."customer_id" = \$3.*\|\| coalesce\(.*"profile"::real\[\].*array_fill\(NULL::real, ARRAY\[4\]\)\) \|\| ARRAY\[.*"odd""name"/s)
+    expect(sql).toMatch(/^SELECT pgml\.predict\(\$1::text, \(ARRAY\[\(SELECT o\."spend"::real .*\$2 AND o\."customer_id" = \$3.*OPERATOR\(pg_catalog\.\|\|\) coalesce\(.*"profile"::real\[\].*pg_catalog\.array_fill\(NULL::real, ARRAY\[4\]\)\) OPERATOR\(pg_catalog\.\|\|\) ARRAY\[.*"odd""name"/s)
   })
 })

@@ -27,7 +27,7 @@ describe('full-text columns in plans', () => {
     expect(planOperations(plan).map((o) => o.kind)).toContain('add-full-text-column')
     const files = renderMigrationFiles(plan, { name: 'fts', timestamp: 1, settings: resolveConfig(documentsConfig()).migrations })
     const sql = files.map((f) => f.content).join('\n')
-    expect(sql).toContain(`ADD COLUMN "search_tsv" tsvector GENERATED ALWAYS AS (setweight(to_tsvector('simple'::regconfig, coalesce("title", '')), 'A') || to_tsvector('simple'::regconfig, coalesce("body", ''))) STORED;`)
+    expect(sql).toContain(`ADD COLUMN "search_tsv" tsvector GENERATED ALWAYS AS (pg_catalog.setweight(pg_catalog.to_tsvector('simple'::regconfig, coalesce("title", '')), 'A') || pg_catalog.to_tsvector('simple'::regconfig, coalesce("body", ''))) STORED;`)
     expect(sql).toContain('CREATE INDEX CONCURRENTLY IF NOT EXISTS "documents_search_tsv_gin_idx" ON "public"."documents" USING gin ("search_tsv");')
     expect(parseFiles(files)).toBeGreaterThan(5)
   })
@@ -38,7 +38,7 @@ describe('full-text columns in plans', () => {
     const plan = planMigration(before, after)
     expect(planOperations(plan).map((o) => o.kind)).toEqual(['drop-gin-index', 'preflight', 'drop-full-text-column', 'add-full-text-column', 'create-gin-index'])
     const files = renderMigrationFiles(plan, { name: 'fts', timestamp: 1, settings: resolveConfig(documentsConfig()).migrations })
-    expect(sections(files[1]!.content).down).toContain(`GENERATED ALWAYS AS (to_tsvector('english'::regconfig, coalesce("body", ''))) STORED`)
+    expect(sections(files[1]!.content).down).toContain(`GENERATED ALWAYS AS (pg_catalog.to_tsvector('english'::regconfig, coalesce("body", ''))) STORED`)
   })
 
   it('refuses a text search configuration that is not a name, and a duplicate source', () => {
@@ -81,7 +81,7 @@ describe('query builder SQL', () => {
     const compiled = kit.search('documents.body_embedding', [1, 2, 3, 4, 5, 6, 7, 8], { k: 7 }).select(['id']).compile()
     // The query vector is sent once, however often the SQL uses it.
     // Until the kit has read the catalog, its probe of the column's catalog row is NULL (see query.test.ts for the live one).
-    expect(compiled.sql).toBe('select ("documents"."body_embedding" <=> $1::vector(8)) as "distance", (1 - ("documents"."body_embedding" <=> $1::vector(8))) as "similarity", NULL::text as "pgml_kit_catalog", "id" from "public"."documents" as "documents" order by ("documents"."body_embedding" <=> $1::vector(8)) limit $2')
+    expect(compiled.sql).toBe('select ("documents"."body_embedding" <=> $1::vector(8)) as "distance", (1::float8 - ("documents"."body_embedding" <=> $1::vector(8))) as "similarity", NULL::text as "pgml_kit_catalog", "id" from "public"."documents" as "documents" order by ("documents"."body_embedding" <=> $1::vector(8)) limit $2')
     expect(compiled.parameters).toHaveLength(2)
     expect(compiled.parameters[0]).toBeInstanceOf(QueryVector)
     expect(parseStatements(compiled.sql)).toBe(1)

@@ -177,7 +177,7 @@ describe('planMigration + renderMigrationFiles', () => {
     expect(parseFiles(files)).toBeGreaterThan(5)
     const sql = files.map((f) => f.content).join('\n')
     expect(sql).toContain('ALTER TABLE "Sales Data"."Order ""Items""" ADD COLUMN "it\'s embedding" vector(4);')
-    expect(sql).toContain("pgml.embed('o''brien/model', 'it''s: ' || (")
+    expect(sql).toContain("pgml.embed('o''brien/model', 'it''s: ' OPERATOR(pg_catalog.||) (")
   })
 
   it('keeps apart columns whose names read alike once joined with "." (schema a table b column c.d, schema a.b table c column d)', () => {

@@ -41,7 +41,7 @@ describe('worker and backfill statements', () => {
 
   it('matches rows by their typed key, quoting every name', () => {
     expect(renderKeyMatch(odd, 't', 'job.row_key')).toBe(
-      't."tenant" = (jsonb_populate_record(NULL::"my schema"."Odd ""Table""", job.row_key))."tenant" AND t."id" = (jsonb_populate_record(NULL::"my schema"."Odd ""Table""", job.row_key))."id"')
+      't."tenant" = (pg_catalog.jsonb_populate_record(NULL::"my schema"."Odd ""Table""", job.row_key))."tenant" AND t."id" = (pg_catalog.jsonb_populate_record(NULL::"my schema"."Odd ""Table""", job.row_key))."id"')
     expect(worker.renderWriteVectors(odd, 'ext schema')).toContain('::"ext schema"."halfvec"(4)')
   })
 })

@@ -49,7 +49,7 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
             const result = await backfill({
               url: target, column: each, loadEmbedder, all: opts.all ?? false, restart: opts.restart ?? false,
               batchSize: opts.batchSize, signal: controller.signal,
-              onReconnect: (error) => process.stderr.write(`\nlost the connection (${withoutSecrets(error.message, g.databaseUrl)}); reconnecting, to go on from the first row not written\n`),
+              onReconnect: (error) => process.stderr.write(`\nlost the connection (${printable(withoutSecrets(error.message, g.databaseUrl))}); reconnecting, to go on from the first row not written\n`),
               onProgress: ({ total, done }) => {
                 const rate = (done / Math.max(0.001, (performance.now() - started) / 1000)).toFixed(1)
                 if (!barStarted) { bar.start(total, done, { rate, column: printable(`${each.table}.${each.column}`) }); barStarted = true } else bar.update(done, { rate })

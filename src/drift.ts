@@ -10,6 +10,13 @@ import { quoteIdent, quoteLiteral, quoteQualified } from './sql/quote.js'
 import { RELATION_EXISTS } from './sql/render-introspection.js'
 import { VECTOR_SCHEMA } from './sql/render-vector-schema.js'
 import type { CatalogRow } from './model/catalog-column.js'
+import { needsPgml } from './model/ir.js'
+import { grantsFor } from './plan/grants.js'
+import { renderGrants } from './sql/render-grants.js'
+import { renderCreateIndexConcurrently } from './sql/render-index.js'
+import { enqueueFunctionBody } from './sql/render-queue.js'
+import { triggerFunctionSource } from './sql/render-trigger.js'
+import { runtimeInstallSql } from './runtime/assets.js'
 
 /**
  * `pgml-kit status --drift`: what the live database has that the last generated state (the
@@ -24,7 +31,24 @@ export interface DriftItem {
   readonly problem: string
   /** SQL (or a command) that fixes it. */
   readonly fix: string
+  /**
+   * `warning`: nothing is broken, but searches miss rows (vectors not written yet, or never);
+   * `status --drift` prints it and still exits 0. Absent: writes, searches or workers are broken.
+   */
+  readonly severity?: 'warning'
 }
+
+/** The runtime's relations every pgml-kit project with embedding columns needs (queue, dead letters, checkpoints). */
+const RUNTIME_RELATIONS = ['runtime_version', 'embedding_columns', 'embedding_jobs', 'embedding_dead_letters', 'backfill_checkpoints', 'created_extensions', 'embedding_jobs_due_idx']
+const MISSING_RUNTIME_RELATIONS = `SELECT r AS name FROM pg_catalog.unnest($1::text[]) AS r
+WHERE pg_catalog.to_regclass(pg_catalog.quote_ident('pgml_kit') OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(r)) IS NULL`
+
+/** The live trigger functions of the runtime schema, by name (no arguments). */
+const READ_TRIGGER_FUNCTIONS = `SELECT p.proname::text AS name, p.prosrc AS source, p.prosecdef AS definer, p.proconfig AS config
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'pgml_kit' AND p.pronargs = 0 AND p.proname = ANY ($1::name[])`
+
+const PGML_EMBED_EXISTS = `SELECT pg_catalog.to_regprocedure('pgml.embed(text,text,jsonb)') IS NOT NULL AS ok`
 
 /**
  * `type`: pgvector's types as \`vector(384)\` wherever pgvector is installed (format_type would
@@ -35,12 +59,14 @@ const READ_COLUMNS = `SELECT d.n::int AS n, c.oid IS NOT NULL AS table_exists,
             WHEN t.typnamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.extname = 'vector') AND t.typname IN ('vector', 'halfvec')
               THEN t.typname::text || CASE WHEN a.atttypmod >= 0 THEN '(' || a.atttypmod::text || ')' ELSE '' END
             ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END AS type,
-       a.attgenerated::text AS generated
+       a.attgenerated::text AS generated, a.attnotnull AS not_null,
+       CASE WHEN a.atthasdef AND a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END AS default_expr
 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) WITH ORDINALITY AS d(schema_name, table_name, column_name, n)
 LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = d.schema_name
 LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 ORDER BY d.n`
 
 /** Triggers on the given tables that are pgml-kit's by name or by function. */
@@ -103,9 +129,11 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
   const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema
 
   // Columns: present, of the declared type, generated when the mode says so.
-  const { rows: live } = await client.query<{ n: number; table_exists: boolean; type: string | null; generated: string | null }>(READ_COLUMNS, [
+  const { rows: live } = await client.query<{ n: number; table_exists: boolean; type: string | null; generated: string | null; not_null: boolean | null; default_expr: string | null }>(READ_COLUMNS, [
     columns.map((c) => c.schema), columns.map((c) => c.table), columns.map((c) => c.column)])
   const present = new Set<string>()
+  /** Columns whose fix drops and adds them again, with their indexes: not judged further here. */
+  const recreated = new Set<string>()
   columns.forEach((c, i) => {
     const row = live[i]
     const key = columnLabel(c)
@@ -118,9 +146,28 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
     const generated = row.generated === 's'
     if (row.type !== wanted || generated !== (c.mode === 'generated')) {
       const what = row.type !== wanted ? `type is ${row.type}, the snapshot says ${wanted}` : generated ? 'column is generated, the snapshot says it is not' : 'column is not generated, the snapshot says it is'
-      out.push({ kind: 'column', object: key, problem: what, fix: `${renderDropEmbeddingColumn(c)} ${renderAddEmbeddingColumn(c, vectorSchema)}  -- the stored vectors are lost: backfill afterwards` })
+      // All of it in one round: the column's indexes and the worker's column grants go with the column.
+      const indexes = state.indexes.filter((i) => columnKey(i) === columnKey(c)).map((i) => renderCreateIndexConcurrently(i, c.vectorType, i.name, vectorSchema ?? null))
+      const grants = renderGrants(grantsFor(state).filter((g) => g.on.kind === 'table' && g.on.schema === c.schema && g.on.table === c.table && g.column === c.column))
+      recreated.add(columnKey(c))
+      out.push({ kind: 'column', object: key, problem: what, fix: [`${renderDropEmbeddingColumn(c)} ${renderAddEmbeddingColumn(c, vectorSchema)}`, ...grants, ...indexes, `-- the stored vectors are lost: pgml-kit backfill ${c.table}.${c.column}`].join('\n') })
+    }
+    const table = quoteQualified(c.schema, c.table)
+    // A default gives new rows a vector that is not their text's; NOT NULL refuses every write made before the vector is.
+    if (row.default_expr !== null && c.mode !== 'generated') {
+      out.push({ kind: 'column', object: key, problem: `has a default (${row.default_expr}): new rows start with a vector that is not their text's`, fix: `ALTER TABLE ${table} ALTER COLUMN ${quoteIdent(c.column)} DROP DEFAULT;` })
+    }
+    if (row.not_null && c.mode === 'queue') {
+      out.push({ kind: 'column', object: key, problem: 'is NOT NULL: every insert fails, the worker writes the vector after it', fix: `ALTER TABLE ${table} ALTER COLUMN ${quoteIdent(c.column)} DROP NOT NULL;` })
     }
   })
+
+  // In-database embedding: the function trigger and generated columns call.
+  if (columns.some(needsPgml) && !(await client.query<{ ok: boolean }>(PGML_EMBED_EXISTS)).rows[0]?.ok) {
+    const which = columns.filter(needsPgml).map((c) => `${columnLabel(c)} (mode ${c.mode})`).join(', ')
+    out.push({ kind: 'runtime', object: 'pgml.embed(text, text, jsonb)', problem: `missing: every write to ${which} fails`,
+      fix: 'a superuser puts it back: with pgml_compat, pgml-kit extension install on the server and re-run the function\'s CREATE from its script (DROP EXTENSION … CASCADE would also drop generated columns and trained models); with PostgresML, reinstall the extension' })
+  }
 
   // Triggers: the mode's triggers exist, are enabled and call the column's function; no other pgml-kit trigger.
   const { rows: triggers } = await client.query<{ schema_name: string; table_name: string; name: string; enabled: string; function_schema: string; function_name: string }>(READ_TRIGGERS, [
@@ -139,13 +186,33 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
       out.push({ kind: 'trigger', object, problem: 'disabled: writes are not embedded or queued', fix: `ALTER TABLE ${table} ENABLE TRIGGER ${quoteIdent(want.name)};` })
     }
   }
+  // The trigger functions: the body, SECURITY DEFINER and the pinned search_path pgml-kit generated.
+  const withFunctions = [...new Map(expected.map((e) => [e.column.triggerFunction, e])).values()]
+  const { rows: functions } = await client.query<{ name: string; source: string; definer: boolean; config: string[] | null }>(READ_TRIGGER_FUNCTIONS, [withFunctions.map((e) => e.column.triggerFunction)])
+  for (const want of withFunctions) {
+    const { column } = want
+    const source = triggerFunctionSource(column, enqueueFunctionBody)
+    const live = functions.find((f) => f.name === column.triggerFunction)
+    const object = `pgml_kit.${column.triggerFunction}()`
+    const create = want.create[0]!
+    if (!live) {
+      // A trigger cannot outlive its function: reported above as a missing trigger.
+      continue
+    }
+    const differences = [
+      ...(source !== null && live.source !== source ? ['its body is not the one pgml-kit generated for it'] : []),
+      ...(!live.definer ? ['it is not SECURITY DEFINER'] : []),
+      ...(!(live.config ?? []).includes('search_path=pg_catalog, pg_temp') ? [`its search_path is ${live.config?.find((x) => x.startsWith('search_path='))?.slice('search_path='.length) ?? 'not pinned'}, not pg_catalog, pg_temp`] : []),
+    ]
+    if (differences.length > 0) out.push({ kind: 'trigger', object, problem: `${differences.join('; ')} (of ${columnLabel(column)}, mode ${column.mode}): writes may not be embedded or queued`, fix: create })
+  }
   for (const t of triggers) {
     if (expected.some((e) => e.column.schema === t.schema_name && e.column.table === t.table_name && e.name === t.name)) continue
     out.push({ kind: 'trigger', object: `${t.name} on ${t.schema_name}.${t.table_name}`, problem: 'extra: a pgml-kit trigger the snapshot does not declare', fix: `DROP TRIGGER ${quoteIdent(t.name)} ON ${quoteQualified(t.schema_name, t.table_name)};` })
   }
 
   // Vector indexes: missing, INVALID, or built with other parameters or operator class.
-  const indexes = state.indexes.filter((i) => present.has(columnKey(i)))
+  const indexes = state.indexes.filter((i) => present.has(columnKey(i)) && !recreated.has(columnKey(i)))
   const health = await readIndexHealth(client, { ...state, indexes })
   indexes.forEach((index, i) => {
     const h = health[i]
@@ -154,6 +221,27 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
     out.push({ kind: 'index', object: h.index, problem: `${h.state}: ${h.detail}`, fix: `pgml-kit index repair ${JSON.stringify(column)}  (rebuilds it concurrently: writes go on)` })
   })
 
+  // Coverage: rows whose text is there and whose vector is not (a warning: searches miss them).
+  const { rows: hasQueue } = await client.query<{ ok: boolean }>(RELATION_EXISTS, ['pgml_kit', 'embedding_jobs'])
+  for (const c of columns.filter((c) => present.has(columnKey(c)) && !recreated.has(columnKey(c)) && c.rollout === undefined)) {
+    const hasText = c.sourceColumns.map((s) => `${quoteIdent(s)} IS NOT NULL`).join(' OR ')
+    const { rows: counts } = await client.query<{ missing: string; total: string }>(
+      `SELECT pg_catalog.count(*) FILTER (WHERE ${quoteIdent(c.column)} IS NULL AND (${hasText}))::text AS missing, pg_catalog.count(*)::text AS total FROM ${quoteQualified(c.schema, c.table)}`)
+    const missing = BigInt(counts[0]?.missing ?? '0')
+    if (missing === 0n) continue
+    const queued = c.mode === 'queue' && hasQueue[0]?.ok
+      ? BigInt((await client.query<{ n: string }>(
+        'SELECT pg_catalog.count(*)::text AS n FROM pgml_kit.embedding_jobs WHERE table_schema OPERATOR(pg_catalog.=) $1::name AND table_name OPERATOR(pg_catalog.=) $2::name AND column_name OPERATOR(pg_catalog.=) $3::name',
+        [c.schema, c.table, c.column])).rows[0]?.n ?? '0')
+      : 0n
+    const waiting = queued >= missing
+    out.push({
+      kind: 'column', object: columnLabel(c), severity: 'warning',
+      problem: `${missing} of ${counts[0]?.total} rows with text have no vector${queued > 0n ? ` (${queued} queued for the worker)` : ''}: searches do not find them`,
+      fix: waiting ? `pgml-kit worker  (drains the queue)` : `pgml-kit backfill ${c.schema === 'public' ? `${c.table}.${c.column}` : JSON.stringify(columnLabel(c))}`,
+    })
+  }
+
   // The catalog and the runtime schema.
   const { rows: hasCatalog } = await client.query<{ ok: boolean }>(RELATION_EXISTS, ['pgml_kit', 'embedding_columns'])
   if (columns.length > 0 && !hasCatalog[0]?.ok) {
@@ -161,6 +249,13 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
     return out
   }
   if (hasCatalog[0]?.ok) {
+    const { rows: gone } = await client.query<{ name: string }>(MISSING_RUNTIME_RELATIONS, [RUNTIME_RELATIONS])
+    if (columns.length > 0 && gone.length > 0) {
+      // The runtime's scripts are idempotent: run again, they create only what is missing. The grants follow.
+      const fix = [...Array.from({ length: state.runtimeVersion }, (_, i) => runtimeInstallSql(i + 1)), ...renderGrants(grantsFor(state).filter((g) => g.on.kind === 'table' && g.on.schema === 'pgml_kit'))].join('\n')
+      out.push({ kind: 'runtime', object: 'pgml_kit', problem: `missing: ${gone.map((g) => `pgml_kit.${g.name}`).join(', ')}${gone.some((g) => g.name === 'embedding_jobs') ? ' (every write to a queue-mode column fails)' : ''}`, fix })
+      if (gone.some((g) => g.name === 'runtime_version')) return out
+    }
     const { rows: version } = await client.query<{ v: number | null }>('SELECT pg_catalog.max(version)::int AS v FROM pgml_kit.runtime_version')
     if ((version[0]?.v ?? 0) < state.runtimeVersion) {
       out.push({ kind: 'runtime', object: 'pgml_kit', problem: `runtime schema version ${version[0]?.v ?? 0}, the snapshot needs ${state.runtimeVersion}`, fix: 'pgml-kit migrate (a generated migration upgrades it)' })

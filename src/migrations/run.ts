@@ -2,6 +2,7 @@ import pg from 'pg'
 import { MigrationError, TargetError } from '../errors.js'
 import type { MigrationSettings } from '../model/ir.js'
 import { canEmbedInDatabase, detectCapabilities, type Capabilities } from '../db/capabilities.js'
+import { isConnectionLost } from '../db/connect.js'
 import { lockMigrations, openTarget, type Target, type TargetOptions } from '../db/target.js'
 import { quoteIdent } from '../sql/quote.js'
 import { RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, UNTRUSTED_RUNTIME_OBJECTS, renderAppliedMigrations } from '../sql/render-introspection.js'
@@ -90,6 +91,8 @@ function collectNotices(client: pg.Client, onNotice?: (notice: MigrationNotice) 
       const match = /^### MIGRATION (.+) \((UP|DOWN)\) ###$/.exec(message)
       if (match) current = match[1] ?? null
     },
+    /** The file node-pg-migrate last said it runs (null before the first). */
+    running: () => current,
     stop: () => client.removeListener('notice', listener),
   }
 }
@@ -303,19 +306,41 @@ async function runFiles(
         hint: 'no migration ran; check that this role may create the table (and its schema) or that it exists with node-pg-migrate\'s columns',
       })
     }
-    const after = new Set((await readApplied(client, options.settings).catch(() => [])).map((a) => a.name))
-    const failed = direction === 'up' ? toRun.find((m) => !after.has(m.name)) : toRun.find((m) => after.has(m.name))
-    const done = toRun.filter((m) => (direction === 'up' ? after.has(m.name) : !after.has(m.name))).map((m) => m.name)
-    const rerun = failed?.directives.noTransaction
-      ? `${failed.name} runs outside a transaction: the statements before the failing one stay done, and it is safe to run again as it is`
-      : `${failed?.name ?? 'the failing file'} was rolled back as a whole`
+    // Which files are applied now. After a lost connection, read on a new one (the old one answers
+    // nothing); if none can be had, the state is unknown and said to be, not guessed.
+    const lost = isConnectionLost(error) || isConnectionLost((error as { cause?: unknown }).cause)
+    const readAfter = async (): Promise<Set<string> | null> => {
+      if (!lost) return new Set((await readApplied(client, options.settings).catch(() => [])).map((a) => a.name))
+      const fresh = await target.connect('pgml-kit migrate').catch(() => null)
+      if (!fresh) return null
+      try {
+        return new Set((await readApplied(fresh, options.settings)).map((a) => a.name))
+      } catch {
+        return null
+      } finally {
+        await fresh.end().catch(() => undefined)
+      }
+    }
+    const after = await readAfter()
+    const running = notices.running()
+    // The file node-pg-migrate said it runs; else the first the history does not show done.
+    const failed = toRun.find((m) => m.name === running) ?? (after === null ? undefined : direction === 'up' ? toRun.find((m) => !after.has(m.name)) : toRun.find((m) => after.has(m.name)))
+    const isDone = (name: string) => after !== null && (direction === 'up' ? after.has(name) : !after.has(name))
+    const done = toRun.filter((m) => isDone(m.name) && m.name !== failed?.name).map((m) => m.name)
+    const rerun = after === null
+      ? `which files are ${direction === 'up' ? 'applied' : 'reverted'} could not be read (the connection is gone and no new one answered); run pgml-kit status when the database is back, then migrate again`
+      : failed && isDone(failed.name)
+        ? `${failed.name} was ${direction === 'up' ? 'applied' : 'reverted'} before the connection was lost (its commit reached the database)`
+        : failed?.directives.noTransaction
+          ? `${failed.name} runs outside a transaction: the statements before the failing one stay done, and it is safe to run again as it is`
+          : `${failed?.name ?? 'the failing file'} was rolled back as a whole`
     // The database's own hint first: pgml-kit's checks say there what to run.
     const said = (error as { hint?: string }).hint
     const from = failed ? await failedOrigin(failed, direction, failedSql, error) : null
     const origin = from ? ` (in the statements generated from ${from.origin}${from.line ? `, at: ${from.line}` : ''})` : ''
     throw new MigrationError('MIGRATION_FAILED', `migration ${failed?.name ?? ''} failed on ${target.description}: ${message}${origin}`, {
       cause: error, where: failed?.path,
-      hint: `${said ? `${said}. ` : ''}${rerun}${done.length > 0 ? `; ${done.length} file${done.length === 1 ? '' : 's'} before it stay${done.length === 1 ? 's' : ''} ${direction === 'up' ? 'applied' : 'reverted'}` : ''}. Fix the cause and run migrate again`,
+      hint: `${said ? `${said}. ` : ''}${rerun}${done.length > 0 ? `; ${done.length === 1 ? 'the file' : `the ${done.length} files`} before it stay${done.length === 1 ? 's' : ''} ${direction === 'up' ? 'applied' : 'reverted'} (${done.length <= 5 ? done.join(', ') : `${done.slice(0, 2).join(', ')} … ${done.at(-1)}`})` : ''}. ${lost ? 'Run migrate again when the database answers' : 'Fix the cause and run migrate again'}`,
     })
   }
   notices.stop()

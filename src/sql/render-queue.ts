@@ -18,6 +18,11 @@ export function enqueueTriggerName(column: EmbeddingColumnNode, event: 'write' |
  * transaction, so a job exists exactly when the write commits.
  */
 export function renderCreateEnqueueFunction(column: EmbeddingColumnNode): string {
+  return renderTriggerFunction(column, enqueueFunctionBody(column))
+}
+
+/** The queue-mode trigger function's body, before renderTriggerFunction guards it. */
+export function enqueueFunctionBody(column: EmbeddingColumnNode): string {
   const changed = column.sourceColumns.map((name) => `${renderField('NEW', name)} IS DISTINCT FROM ${renderField('OLD', name)}`).join('\n        OR ')
   const identity = `${quoteLiteral(column.schema)}, ${quoteLiteral(column.table)}, ${quoteLiteral(column.column)}`
   const body = `
@@ -38,7 +43,7 @@ BEGIN
   RETURN NEW;
 END
 `
-  return renderTriggerFunction(column, body)
+  return body
 }
 
 export function renderDropEnqueueFunction(column: EmbeddingColumnNode): string {

@@ -22,6 +22,10 @@ export function embedTriggerName(column: EmbeddingColumnNode): string {
  * real[] → vector assignment cast is found through pg_cast, not the search_path.
  */
 export function renderCreateEmbedFunction(column: EmbeddingColumnNode): string {
+  return renderTriggerFunction(column, embedFunctionBody(column))
+}
+
+function embedFunctionBody(column: EmbeddingColumnNode): string {
   const unchanged = column.sourceColumns
     .map((name) => `${renderField('NEW', name)} IS NOT DISTINCT FROM ${renderField('OLD', name)}`)
     .join('\n     AND ')
@@ -36,7 +40,7 @@ BEGIN
   RETURN NEW;
 END
 `
-  return renderTriggerFunction(column, body)
+  return body
 }
 
 /**
@@ -46,6 +50,26 @@ END
  * with its search_path pinned and every name qualified; trigger functions cannot be called directly.
  */
 export function renderTriggerFunction(column: EmbeddingColumnNode, body: string): string {
+  return `CREATE OR REPLACE FUNCTION ${triggerFunctionOf(column)}()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS ${dollarQuote(guardedBody(column, body))};
+REVOKE EXECUTE ON FUNCTION ${triggerFunctionOf(column)}() FROM PUBLIC;`
+}
+
+/**
+ * The source (`pg_proc.prosrc`) of the column's trigger function as pgml-kit renders it for its
+ * mode, or null for a mode without one: what `status --drift` compares the live function with.
+ */
+export function triggerFunctionSource(column: EmbeddingColumnNode, enqueueBody: (column: EmbeddingColumnNode) => string): string | null {
+  if (column.mode === 'trigger') return guardedBody(column, embedFunctionBody(column))
+  if (column.mode === 'queue') return guardedBody(column, enqueueBody(column))
+  return null
+}
+
+function guardedBody(column: EmbeddingColumnNode, body: string): string {
   // Only for the table it was made for: attached to another table (a role's own TEMP table, say),
   // it would write the queue or embed as its owner on that role's behalf. EXECUTE is revoked from
   // PUBLIC too, so no other role can attach it (a trigger fires without it).
@@ -55,13 +79,7 @@ BEGIN
   IF TG_TABLE_SCHEMA <> ${quoteLiteral(column.schema)} OR TG_TABLE_NAME <> ${quoteLiteral(column.table)} THEN
     RAISE EXCEPTION 'pgml-kit: % is the trigger function of %, not of %.%', TG_NAME, ${quoteLiteral(`${column.schema}.${column.table}`)}, TG_TABLE_SCHEMA, TG_TABLE_NAME;
   END IF;${body.slice('\nBEGIN'.length)}`
-  return `CREATE OR REPLACE FUNCTION ${triggerFunctionOf(column)}()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS ${dollarQuote(guarded)};
-REVOKE EXECUTE ON FUNCTION ${triggerFunctionOf(column)}() FROM PUBLIC;`
+  return guarded
 }
 
 export function renderDropEmbedFunction(column: EmbeddingColumnNode): string {

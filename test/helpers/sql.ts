@@ -9,6 +9,16 @@ export function parseStatements(sql: string): number {
   return result.stmts?.length ?? 0
 }
 
+/** The statements of a script, one string each, as psql would send them (split by the real parser). */
+export function splitStatements(sql: string): string[] {
+  const result = parseSync(sql) as { stmts?: { stmt_location?: number; stmt_len?: number }[] }
+  const bytes = Buffer.from(sql, 'utf8')
+  return (result.stmts ?? []).map((s) => {
+    const start = s.stmt_location ?? 0
+    return bytes.subarray(start, s.stmt_len ? start + s.stmt_len : bytes.length).toString('utf8').trim()
+  }).filter((s) => s.length > 0)
+}
+
 /** The Up and Down sections, found the way node-pg-migrate and pgml-kit's loader find them: markers at the start of a line. */
 export function sections(content: string): { up: string; down: string } {
   const up = content.search(/^\s*--[\s-]*up\s+migration/im)

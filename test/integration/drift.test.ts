@@ -9,6 +9,7 @@ import { DOUBLE_DIMENSIONS, PGML_EMBED_TEST_DOUBLE } from '../helpers/fixtures.j
 import { TestProject } from '../helpers/project.js'
 import { runCli } from '../helpers/cli.js'
 import { tiers, type TestDatabase } from '../helpers/targets.js'
+import { splitStatements } from '../helpers/sql.js'
 
 /** `status --drift` (pgml.embed is the named TEST DOUBLE; what is checked is the comparison, not embeddings). */
 const model = { id: 'test/double', dimensions: DOUBLE_DIMENSIONS }
@@ -89,6 +90,90 @@ describe.each(tiers)('status --drift on the $name tier', (tier) => {
     } finally {
       await client.end()
     }
+    expect(await drift()).toEqual([])
+  })
+
+  it('finds what breaks every write or silently stops vectors — the queue table, pgml.embed, a trigger function\'s body, a default — and rows without vectors, fixed in one round', async () => {
+    db = await tier.create()
+    await db.query(PGML_EMBED_TEST_DOUBLE)
+    await db.query(`DO $$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'drift_app') THEN CREATE ROLE drift_app; END IF;
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'drift_worker') THEN CREATE ROLE drift_worker; END IF; END $$`)
+    const p = await new TestProject(db).withDocumentsTable({ ...config, roles: { app: 'drift_app', worker: 'drift_worker' } })
+    await p.generate('add-embeddings')
+    await p.migrate()
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const drift = async () => {
+      const snapshot = await readSnapshot(loaded.migrationsDir)
+      return (await readStatus({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state, drift: snapshot.state })).drift!
+    }
+    // Rows written: body_embedding is computed in the transaction, title_embedding queued for a worker.
+    await db.query(`INSERT INTO documents (title, body) VALUES ('a', 'b'), ('c', 'd'), ('e', NULL)`)
+    expect(await drift()).toEqual([{ kind: 'column', object: 'public.documents.title_embedding', severity: 'warning', problem: '3 of 3 rows with text have no vector (3 queued for the worker): searches do not find them', fix: 'pgml-kit worker  (drains the queue)' }])
+    const waiting = await runCli(['status', '--drift'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(waiting.code, waiting.stdout).toBe(0)
+    expect(waiting.stdout).toContain('no drift')
+    expect(waiting.stdout).toContain('1 warning(s): nothing is broken, but searches miss rows')
+
+    const fn = (await db.query<{ f: string }>("SELECT proname AS f FROM pg_proc WHERE proname LIKE 'embed%' AND pronamespace = 'pgml_kit'::regnamespace"))[0]!.f
+    await db.query(`
+      DROP TABLE pgml_kit.embedding_jobs CASCADE;
+      DROP FUNCTION pgml.embed(text, text, jsonb);
+      CREATE OR REPLACE FUNCTION pgml_kit."${fn}"() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NEW; END $$;
+      ALTER TABLE documents ALTER COLUMN title_embedding SET DEFAULT '[1,1,1,1,1,1,1,1]';
+      ALTER TABLE documents DROP COLUMN body_embedding;
+      ALTER TABLE documents ADD COLUMN body_embedding vector(4);
+    `)
+    const found = await drift()
+    const summary = found.map((d) => `${d.severity ?? 'error'} ${d.kind} ${d.object}: ${d.problem}`)
+    expect(summary).toEqual(expect.arrayContaining([
+      'error runtime pgml_kit: missing: pgml_kit.embedding_jobs, pgml_kit.embedding_jobs_due_idx (every write to a queue-mode column fails)',
+      'error runtime pgml.embed(text, text, jsonb): missing: every write to public.documents.body_embedding (mode trigger) fails',
+      `error trigger pgml_kit.${fn}(): its body is not the one pgml-kit generated for it (of public.documents.body_embedding, mode trigger): writes may not be embedded or queued`,
+      'error column public.documents.title_embedding: has a default (\'[1,1,1,1,1,1,1,1]\'::vector): new rows start with a vector that is not their text\'s',
+      'error column public.documents.body_embedding: type is vector(4), the snapshot says vector(8)',
+      // The queue is gone with its jobs: what was queued is now simply missing.
+      'warning column public.documents.title_embedding: 3 of 3 rows with text have no vector: searches do not find them',
+    ]))
+    // The index of the column being added again is in that column's fix, not a finding of its own.
+    expect(summary.filter((l) => l.includes(' index '))).toEqual([])
+    // The worker's column grants went with the column: said as grants too (the column's fix gives them as well).
+    expect(summary.filter((l) => l.startsWith('error grant')).sort()).toEqual([
+      'error grant drift_worker (worker): lacks SELECT (body_embedding) on public.documents',
+      'error grant drift_worker (worker): lacks UPDATE (body_embedding) on public.documents',
+    ])
+    expect(summary).toHaveLength(8)
+    // The column's fix brings back its index and the worker's grants in the same round.
+    const column = found.find((d) => d.object === 'public.documents.body_embedding' && d.kind === 'column')!
+    expect(column.fix).toMatch(/GRANT SELECT \("body_embedding"\), UPDATE \("body_embedding"\) ON "public"\."documents" TO "drift_worker";|GRANT .*"body_embedding".* TO "drift_worker";/)
+    expect(column.fix).toContain('CREATE INDEX CONCURRENTLY')
+    const cli = await runCli(['status', '--drift'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(cli.code).toBe(1)
+    expect(cli.stdout, cli.stdout.slice(cli.stdout.indexOf('drift:'))).toContain('drift: 7 difference(s)')
+
+    // The fixes, statement by statement as psql runs them; pgml.embed is put back as a superuser would.
+    await db.query(PGML_EMBED_TEST_DOUBLE.replace('CREATE FUNCTION', 'CREATE OR REPLACE FUNCTION'))
+    const client = new pg.Client({ connectionString: db.url })
+    await client.connect()
+    try {
+      for (const d of found.filter((f) => f.fix.match(/^(ALTER|CREATE|DROP|GRANT|--)/m) && !f.fix.startsWith('pgml-kit') && !f.fix.startsWith('a superuser'))) {
+        for (const statement of splitStatements(d.fix)) await client.query(statement)
+      }
+    } finally {
+      await client.end()
+    }
+    // What is left: the rows the new columns have no vectors for, each with the command that fills them.
+    const after = await drift()
+    expect(after.map((d) => `${d.severity} ${d.object}: ${d.fix}`).sort()).toEqual([
+      'warning public.documents.body_embedding: pgml-kit backfill documents.body_embedding',
+      'warning public.documents.title_embedding: pgml-kit backfill documents.title_embedding',
+    ])
+    // A write goes through every path again: embedded in the transaction, queued.
+    await db.query(`INSERT INTO documents (title, body) VALUES ('f', 'g')`)
+    expect(await db.query(`SELECT body_embedding IS NOT NULL AS embedded, title_embedding IS NULL AS waiting FROM documents WHERE title = 'f'`)).toEqual([{ embedded: true, waiting: true }])
+    expect(await db.query(`SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs`)).toEqual([{ n: 1 }])
+    // The backfill, done here by the stand-in model as the worker would: nothing is left.
+    await db.query(`UPDATE documents SET body_embedding = pgml.embed('test/double', coalesce(title, '') || ' ' || coalesce(body, ''))::vector, title_embedding = pgml.embed('test/double', title)::vector; DELETE FROM pgml_kit.embedding_jobs`)
     expect(await drift()).toEqual([])
   })
 

@@ -369,6 +369,26 @@ DROP TABLE documents;
   }
 
   if (tier.name === 'server') {
+    it('names the file that was running when the connection was lost, and the files that stay applied (read on a new connection)', async () => {
+      db = await tier.create()
+      const p = new TestProject(db)
+      for (let i = 1; i <= 4; i++) await p.writeMigration(`100000000000${i}_step-${i}.sql`, `-- Up Migration\nCREATE TABLE step_${i} (id bigint PRIMARY KEY);\n-- Down Migration\nDROP TABLE step_${i};\n`)
+      // The fifth file's backend is terminated in the middle of it (by itself: the same role may).
+      await p.writeMigration('1000000000005_step-5.sql', `-- Up Migration\nCREATE TABLE step_5 (id bigint PRIMARY KEY);\nSELECT pg_terminate_backend(pg_backend_pid());\n-- Down Migration\nDROP TABLE step_5;\n`)
+      await p.writeConfig({ tables: {} })
+      const error = await p.migrate().catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(MigrationError)
+      const e = error as MigrationError
+      expect(e.message).toMatch(/^migration 1000000000005_step-5 failed on .*: terminating connection due to administrator command/)
+      expect(e.where).toMatch(/1000000000005_step-5\.sql$/)
+      expect(e.hint).toBe('1000000000005_step-5 was rolled back as a whole; the 4 files before it stay applied (1000000000001_step-1, 1000000000002_step-2, 1000000000003_step-3, 1000000000004_step-4). Run migrate again when the database answers')
+      expect((await db.query<{ name: string }>('SELECT name FROM pgmigrations ORDER BY run_on, id')).map((r) => r.name)).toEqual([1, 2, 3, 4].map((i) => `100000000000${i}_step-${i}`))
+      expect(await db.query(`SELECT to_regclass('step_5') AS t`)).toEqual([{ t: null }])
+      // The file is fixed; the run goes on from it.
+      await p.writeMigration('1000000000005_step-5.sql', `-- Up Migration\nCREATE TABLE step_5 (id bigint PRIMARY KEY);\n-- Down Migration\nDROP TABLE step_5;\n`)
+      expect((await p.migrate()).ran).toEqual(['1000000000005_step-5'])
+    })
+
     it('waits out an unrelated long transaction during a concurrent index build, and says what it waits for', async () => {
       const p = await project()
       await p.generate()

@@ -18,7 +18,8 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       const config = await loadConfig(g.config)
       const snapshot = opts.drift ? await readSnapshot(config.migrationsDir) : null
       const status = await readStatus({ databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations, state: await generatedState(config), ...(snapshot ? { drift: snapshot.state } : {}) })
-      if (status.drift && status.drift.length > 0) ctx.exit.code = EXIT.checkFailed
+      // Warnings (rows without vectors yet) are printed, not failed on: nothing is broken.
+      if (status.drift && status.drift.some((d) => d.severity !== 'warning')) ctx.exit.code = EXIT.checkFailed
       if (g.json) return printJson(status)
       const c = status.capabilities
       process.stdout.write(`${pc.bold('target')}    ${printable(status.target.description)}\n`)
@@ -82,10 +83,14 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
         process.stdout.write(`${privileges.toString()}\n`)
       }
       if (status.drift) {
-        if (status.drift.length === 0) return void process.stdout.write(`${pc.green('no drift')}: the database matches the migrations' snapshot\n`)
-        process.stdout.write(`\n${pc.red(pc.bold(`drift: ${status.drift.length} difference(s) from the migrations' snapshot`))}\n`)
-        for (const d of status.drift) {
-          process.stdout.write(`\n${pc.red(printable(d.kind))} ${printable(d.object)}: ${printable(d.problem)}\n${pc.dim('fix:')} ${d.fix.split('\n').map((line) => printable(line)).join('\n     ')}\n`)
+        const errors = status.drift.filter((d) => d.severity !== 'warning')
+        const warnings = status.drift.filter((d) => d.severity === 'warning')
+        if (errors.length === 0) process.stdout.write(`${pc.green('no drift')}: the database matches the migrations' snapshot\n`)
+        else process.stdout.write(`\n${pc.red(pc.bold(`drift: ${errors.length} difference(s) from the migrations' snapshot`))}\n`)
+        if (warnings.length > 0) process.stdout.write(`${pc.yellow(pc.bold(`${warnings.length} warning(s)`))}: nothing is broken, but searches miss rows\n`)
+        for (const d of [...errors, ...warnings]) {
+          const mark = d.severity === 'warning' ? pc.yellow(`warning ${printable(d.kind)}`) : pc.red(printable(d.kind))
+          process.stdout.write(`\n${mark} ${printable(d.object)}: ${printable(d.problem)}\n${pc.dim('fix:')} ${d.fix.split('\n').map((line) => printable(line)).join('\n     ')}\n`)
         }
       }
     })

@@ -269,7 +269,9 @@ async function runFiles(
   const recording = {
     query: (text: string | { text: string }, values?: unknown[]) => {
       const sql = typeof text === 'string' ? text : text.text
-      const run = isMigrationStep(steps, sql) || /^\s*(BEGIN|COMMIT|ROLLBACK)\s*;?\s*$/i.test(sql) ? client.query(sql, values) : runPinned(client, sql, values)
+      // node-pg-migrate's own statements on its history table run pinned; the migrations' own — the
+      // SQL files' steps and whatever a hand-written JavaScript migration sends — keep the session's search_path.
+      const run = !isMigrationStep(steps, sql) && isBookkeeping(sql, options.settings) ? runPinned(client, sql, values) : client.query(sql, values)
       return run.catch((error: unknown) => {
         failedSql ??= sql
         throw error
@@ -345,6 +347,17 @@ async function runFiles(
   }
   notices.stop()
   return { target: target.description, direction, ran: ran.map((r) => r.name), notices: notices.notices }
+}
+
+/**
+ * Whether `sql` is one of node-pg-migrate's own statements on its history table (node-pg-migrate
+ * 9: whether the table exists and has its primary key, creating it, reading it, the row each
+ * migration adds or deletes, creating its schema).
+ */
+export function isBookkeeping(sql: string, settings: MigrationSettings): boolean {
+  const table = `"${settings.schema}"."${settings.table}"`
+  return sql.includes(table) || /^SELECT (table_name|constraint_name) FROM information_schema\.(tables|table_constraints) WHERE table_schema = '/.test(sql)
+    || sql === `CREATE SCHEMA IF NOT EXISTS "${settings.schema}"`
 }
 
 /**

@@ -5,7 +5,7 @@ import { canEmbedInDatabase, detectCapabilities, type Capabilities } from '../db
 import { isConnectionLost } from '../db/connect.js'
 import { lockMigrations, openTarget, type Target, type TargetOptions } from '../db/target.js'
 import { quoteIdent } from '../sql/quote.js'
-import { RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, UNTRUSTED_RUNTIME_OBJECTS, renderAppliedMigrations } from '../sql/render-introspection.js'
+import { MIGRATION_LOCK_HOLDER, RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, UNTRUSTED_RUNTIME_OBJECTS, renderAppliedMigrations } from '../sql/render-introspection.js'
 import { RESET_MIGRATION_SETTINGS } from './render-files.js'
 import { PIN_SEARCH_PATH, SEARCH_PATH_WITH_VECTOR, SET_SEARCH_PATH } from '../sql/render-vector-schema.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
@@ -202,7 +202,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
     try {
       const client = await target.connect('pgml-kit migrate')
       try {
-        await acquireAdvisoryLock(client, lockId, Date.now() + (options.lockWaitMs ?? 60_000))
+        await acquireAdvisoryLock(client, lockId, Date.now() + (options.lockWaitMs ?? 60_000), options.onWait)
         const stopWatching = await watchSession(target, client, options)
         try {
           return await runLocked(client, target, direction, options, nodePgMigrate.runner)
@@ -226,15 +226,36 @@ export async function migrate(options: MigrateOptions): Promise<MigrateResult> {
  * too) by polling. A session blocked in pg_advisory_lock() would sit in an open transaction, which
  * a concurrent CREATE INDEX CONCURRENTLY waits for — while holding the lock: a deadlock.
  */
-async function acquireAdvisoryLock(client: pg.Client, lockId: string, deadline: number): Promise<void> {
+async function acquireAdvisoryLock(client: pg.Client, lockId: string, deadline: number, onWait?: (message: string) => void): Promise<void> {
+  let told = false
   for (;;) {
     const { rows } = await client.query<{ ok: boolean }>(TRY_MIGRATION_LOCK, [lockId])
     if (rows[0]?.ok) return
+    const holder = (told && Date.now() <= deadline) ? undefined : await describeLockHolder(client, lockId)
     if (Date.now() > deadline) {
-      throw new MigrationError('MIGRATION_LOCKED', 'another migration run holds the migration lock on this database', { hint: 'wait for it to finish and run migrate again, or raise --lock-wait' })
+      throw new MigrationError('MIGRATION_LOCKED', `another migration run holds the migration lock on this database${holder ? `: ${holder.who}` : ''}`, { hint: holder?.orphan ?? 'wait for it to finish and run migrate again, or raise --lock-wait' })
     }
+    if (!told && holder) onWait?.(`waiting for the migration lock, held by ${holder.who}${holder.orphan ? ` — ${holder.orphan}` : ''}`)
+    told = true
     await new Promise((resolve) => setTimeout(resolve, 250))
   }
+}
+
+/**
+ * Who holds the migration lock (a session-level advisory lock): its pid and what it runs. A
+ * `pgml-kit migrate` session still running a statement may be one whose client was killed: the
+ * server goes on with the statement (a concurrent index build can take minutes) and keeps the lock
+ * until it ends. Said so, with the statement that stops it.
+ */
+async function describeLockHolder(client: pg.Client, lockId: string): Promise<{ who: string; orphan: string | null } | undefined> {
+  const { rows } = await client.query<{ pid: number; application: string; state: string | null; seconds: number | null; query: string }>(MIGRATION_LOCK_HOLDER, [lockId]).catch(() => ({ rows: [] }))
+  const h = rows[0]
+  if (!h) return undefined
+  const who = `pid ${h.pid} (${h.application || 'no application name'}, ${h.state ?? 'unknown state'}${h.seconds === null ? '' : ` for ${h.seconds} s`}${h.query ? `: ${h.query}` : ''})`
+  const orphan = h.application.startsWith('pgml-kit migrate') && h.state === 'active'
+    ? `if the pgml-kit migrate that started it is gone (killed), the server still runs its statement and holds the lock until it ends; it ends by itself, or stop it now with SELECT pg_cancel_backend(${h.pid}); (a concurrent index build stopped halfway leaves an INVALID index the next migrate rebuilds)`
+    : null
+  return { who, orphan }
 }
 
 async function runLocked(client: pg.Client, target: Target, direction: 'up' | 'down', options: MigrateOptions, runner: typeof import('node-pg-migrate').runner): Promise<MigrateResult> {

@@ -98,7 +98,9 @@ export const MIGRATION_WAITS = `SELECT p.phase, p.tuples_done::float8 AS tuples_
       'pid', a.pid, 'state', a.state, 'application', a.application_name,
       'seconds', extract(epoch FROM pg_catalog.now() - coalesce(a.xact_start, a.query_start))::int,
       'query', pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 80)) ORDER BY a.pid), '[]'::json)
-   FROM pg_catalog.pg_stat_activity a WHERE a.pid = ANY (pg_catalog.pg_blocking_pids($1))) AS blockers
+   FROM pg_catalog.pg_stat_activity a WHERE a.pid = ANY (pg_catalog.pg_blocking_pids($1))
+     -- Not this monitor: its own short query holds a snapshot for a moment, never what the build waits out.
+     AND a.pid <> pg_catalog.pg_backend_pid()) AS blockers
 FROM (SELECT 1) AS one
 LEFT JOIN pg_catalog.pg_stat_progress_create_index p ON p.pid = $1`
 
@@ -115,6 +117,16 @@ export function renderAppliedMigrations(schema: string, table: string): string {
 export const TRY_MIGRATION_LOCK = 'SELECT pg_catalog.pg_try_advisory_lock($1) AS ok'
 export const RELEASE_MIGRATION_LOCK = 'SELECT pg_catalog.pg_advisory_unlock($1)'
 export const BACKEND_PID = 'SELECT pg_catalog.pg_backend_pid() AS pid'
+
+/** The session holding the migration lock ($1: node-pg-migrate's lock id, a bigint advisory key) in this database. */
+export const MIGRATION_LOCK_HOLDER = `SELECT a.pid, a.application_name AS application, a.state,
+  extract(epoch FROM pg_catalog.now() OPERATOR(pg_catalog.-) a.query_start)::int AS seconds,
+  pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 80) AS query
+FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
+WHERE l.locktype OPERATOR(pg_catalog.=) 'advisory' AND l.granted AND l.objsubid OPERATOR(pg_catalog.=) 1
+  AND l.database OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+  AND ((l.classid::int8 OPERATOR(pg_catalog.<<) 32) OPERATOR(pg_catalog.|) l.objid::int8) OPERATOR(pg_catalog.=) $1::int8
+LIMIT 1`
 
 /**
  * Whether the role that runs pgml-kit's migrations here (the owner of schema pgml_kit, else the

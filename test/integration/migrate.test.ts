@@ -389,6 +389,34 @@ DROP TABLE documents;
       expect((await p.migrate()).ran).toEqual(['1000000000005_step-5'])
     })
 
+    it('names the session holding the migration lock; a pgml-kit migrate still running a statement gets the statement that stops it', async () => {
+      const p = await project()
+      await p.generate()
+      const { PG_MIGRATE_LOCK_ID } = await import('node-pg-migrate')
+      // What a killed migrate leaves on the server: its session, still in its statement, holding the lock.
+      const orphan = new pg.Client({ connectionString: db.url, application_name: 'pgml-kit migrate' })
+      await orphan.connect()
+      try {
+        await orphan.query('SELECT pg_advisory_lock($1)', [PG_MIGRATE_LOCK_ID])
+        const pid = (await orphan.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid
+        const sleeping = orphan.query('SELECT pg_sleep(60)').catch((e: unknown) => e)
+        const config = await loadConfig('pgml-kit.config.ts', db.cwd)
+        const waits: string[] = []
+        const error = await migrate({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: config.migrationsDir, settings: config.migrations, lockWaitMs: 1_500, onWait: (m) => waits.push(m) }).catch((e: unknown) => e)
+        expect(error).toBeInstanceOf(MigrationError)
+        expect((error as MigrationError).message).toMatch(new RegExp(`^another migration run holds the migration lock on this database: pid ${pid} \\(pgml-kit migrate, active for \\d+ s: SELECT pg_sleep\\(60\\)\\)$`))
+        expect((error as MigrationError).hint).toContain(`SELECT pg_cancel_backend(${pid});`)
+        expect(waits).toEqual([expect.stringMatching(new RegExp(`^waiting for the migration lock, held by pid ${pid} .*pg_cancel_backend\\(${pid}\\)`))])
+        // The statement it names stops it; the lock stays with the session, which a gone client's would not keep.
+        await db.query(`SELECT pg_cancel_backend(${pid})`)
+        expect(String(await sleeping)).toMatch(/canceling statement/)
+        await orphan.query('SELECT pg_advisory_unlock_all()')
+        expect((await migrate({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: config.migrationsDir, settings: config.migrations })).ran.length).toBeGreaterThan(0)
+      } finally {
+        await orphan.end()
+      }
+    })
+
     it('waits out an unrelated long transaction during a concurrent index build, and says what it waits for', async () => {
       const p = await project()
       await p.generate()
@@ -408,6 +436,8 @@ DROP TABLE documents;
         expect(waits[0]).toMatch(/waiting for pid \d+ \(idle in transaction, its transaction open \d+ s, a long report: SELECT count\(\*\) FROM other\)/)
         await report.query('COMMIT')
         expect((await running).ran).toHaveLength(1)
+        // The monitor never names itself (its own short queries are not what the build waits out).
+        expect(waits.join('\n')).not.toContain('pgml-kit migrate monitor')
       } finally {
         await report.end()
       }

@@ -190,7 +190,7 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(rows).toHaveLength(3)
     expect(sent).toHaveLength(1)
     // It carries the probe of the column's catalog row, which the kit removes from the rows.
-    expect(sent[0]).toMatch(/\(SELECT md5\(jsonb_build_array\(.*\) FROM pgml_kit\.embedding_columns AS c WHERE c\.table_schema = 'public' AND c\.table_name = 'documents' AND c\.column_name = 'body_embedding'\) as "pgml_kit_catalog"/)
+    expect(sent[0]).toMatch(/\(SELECT pg_catalog\.md5\(pg_catalog\.jsonb_build_array\(.*\) FROM pgml_kit\.embedding_columns AS c WHERE c\.table_schema = 'public' AND c\.table_name = 'documents' AND c\.column_name = 'body_embedding'\) as "pgml_kit_catalog"/)
     expect(Object.keys(rows[0]!).sort()).toEqual(['distance', 'similarity', 'title'])
   })
 

@@ -19,7 +19,9 @@ describe('the packed package, installed without devDependencies', () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true })
   })
 
-  it('runs init → generate → migrate → backfill → search from a production install, with the model it ships', async () => {
+  // npm install from the registry, on a machine that may be building the server image at the same
+  // time: 54–58 s on a quiet 2-core CI machine, past 120 s on a loaded one. Not a speed check.
+  it('runs init → generate → migrate → backfill → search from a production install, with the model it ships', { timeout: 600_000 }, async () => {
     const packDir = await mkdtemp(join(tmpdir(), 'pgml-kit-pack-'))
     const app = await mkdtemp(join(tmpdir(), 'pgml-kit-app-'))
     dirs.push(packDir, app)

@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks'
 import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
+import { isConnectionLost, type Connector } from '../db/connect.js'
+import { backoffMs, sleep } from '../worker/resilience.js'
 import { findColumn } from '../model/find-column.js'
 import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
 import { columnKey, columnLabel } from '../model/ir.js'
@@ -281,4 +283,32 @@ export async function readLastChecks(client: pg.ClientBase): Promise<Map<string,
     })
   }
   return out
+}
+
+/**
+ * `checkIndex` and `recordCheck` on connections from `connector`, measured again from the start on
+ * a new connection when the one in use is lost (a restarted server, a terminated backend, the
+ * embedded database's owner gone): a check only reads, so nothing is left half done. Up to
+ * `attempts` connections, after a pause that grows to 5 s; `onReconnect` is told each time.
+ */
+export async function checkIndexReconnecting(connector: Connector, state: DesiredState, options: IndexCheckOptions & {
+  readonly onReconnect?: (error: Error) => void
+  readonly attempts?: number
+}): Promise<{ result: IndexCheckResult; recorded: boolean }> {
+  const attempts = options.attempts ?? 6
+  for (let attempt = 1; ; attempt++) {
+    let client: pg.Client | undefined
+    try {
+      client = await connector.connect('pgml-kit index check')
+      const result = await checkIndex(client, state, options)
+      return { result, recorded: await recordCheck(client, state, result) }
+    } catch (error) {
+      const lost = isConnectionLost(error) || isConnectionLost((error as { cause?: unknown }).cause)
+      if (!lost || attempt >= attempts) throw error
+      options.onReconnect?.(error as Error)
+      await sleep(backoffMs(attempt - 1, 250, 5_000))
+    } finally {
+      await client?.end().catch(() => undefined)
+    }
+  }
 }

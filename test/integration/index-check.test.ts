@@ -4,7 +4,8 @@ import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
 import type { IndexConfig } from '../../src/config/schema.js'
-import { checkIndex, recordCheck } from '../../src/indexes/check.js'
+import { checkIndex, checkIndexReconnecting, recordCheck } from '../../src/indexes/check.js'
+import { toConnector, type Connector } from '../../src/db/connect.js'
 import { readStatus } from '../../src/status.js'
 import { runCli } from '../helpers/cli.js'
 import { documentsConfig } from '../helpers/fixtures.js'
@@ -50,6 +51,38 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     // READ ONLY: a filter that writes is refused, and nothing changed.
     await expect(withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', where: `nextval('documents_id_seq') > 0`, grid: [1] })))
       .rejects.toThrow(/cannot execute nextval\(\) in a read-only transaction/)
+  })
+
+  it('a connection lost in the middle of a check: measured again from the start on a new connection, and kept', async () => {
+    const config = await project([{ method: 'hnsw', distance: 'l2' }])
+    // TEST DOUBLE around the real connector: the first connection's socket is destroyed (as a
+    // terminated backend's is) at its tenth statement, in the middle of the measurements.
+    const real = toConnector(db.url)
+    let connects = 0
+    const connector: Connector = {
+      description: real.description,
+      async connect(name) {
+        const client = await real.connect(name)
+        if (++connects === 1) {
+          let statements = 0
+          const query = client.query.bind(client) as (...args: unknown[]) => unknown
+          ;(client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+            if (++statements === 10) (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
+            return query(...args)
+          }
+        }
+        return client
+      },
+    }
+    const lost: string[] = []
+    const { result, recorded } = await checkIndexReconnecting(connector, config.state, { column: 'documents.body_embedding', queries: 20, grid: [10, 100], onReconnect: (e) => lost.push(e.message) })
+    expect(lost).toHaveLength(1)
+    expect(connects).toBe(2)
+    expect(result).toMatchObject({ parameter: 'ef_search', queries: 20 })
+    expect(result.rows.map((r) => r.setting)).toEqual([10, 100])
+    expect(recorded).toBe(true)
+    // An error a new connection cannot fix is not retried.
+    await expect(checkIndexReconnecting(toConnector(db.url), config.state, { column: 'documents.body_embedding', where: 'no_such_column > 0', grid: [10] })).rejects.toThrow(/no_such_column/)
   })
 
   it('shows a tiny ef_search losing recall, a filter starving the index scan, iterative scans curing it; status keeps the last check', async () => {

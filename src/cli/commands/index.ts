@@ -4,9 +4,9 @@ import cliProgress from 'cli-progress'
 import Table from 'cli-table3'
 import { CommanderError, type Command } from 'commander'
 import pc from 'picocolors'
-import { checkIndex, findIndex, recordCheck, type IndexCheckResult } from '../../indexes/check.js'
+import { checkIndexReconnecting, findIndex, type IndexCheckResult } from '../../indexes/check.js'
 import { writeSearchDefault } from '../../indexes/write-setting.js'
-import { EXIT, printable, printJson } from '../output.js'
+import { EXIT, printable, printJson, withoutSecrets } from '../output.js'
 import { positiveInt } from '../options.js'
 import { loadConfig } from '../../config/load.js'
 import { generatedState } from '../../migrations/generate.js'
@@ -83,18 +83,21 @@ export function registerIndex(program: Command): void {
       const queryVectors = opts.queriesFile ? await readQueriesFile(opts.queriesFile) : undefined
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       try {
-        const client = await target.connect('pgml-kit index check')
         let bar: cliProgress.SingleBar | undefined
-        try {
+        {
           if (!g.json && process.stderr.isTTY) {
             bar = new cliProgress.SingleBar({ stream: process.stderr, hideCursor: true, format: 'checking {bar} {value}/{total} queries' }, cliProgress.Presets.shades_classic)
           }
-          const result = await checkIndex(client, state, {
+          // A connection lost midway (a restarted server, the embedded database's owner gone): measured again on a new one.
+          const { result, recorded } = await checkIndexReconnecting(target, state, {
             column, k: opts.k, queries: opts.queries, targetRecall: opts.targetRecall,
             ...(opts.index ? { index: opts.index } : {}), ...(queryVectors ? { queryVectors } : {}), ...(opts.where ? { where: opts.where } : {}), ...(opts.grid ? { grid: opts.grid } : {}),
             onProgress: bar ? (done, total) => (done === 1 ? bar!.start(total, done) : bar!.update(done)) : undefined,
+            onReconnect: (error) => {
+              bar?.stop()
+              process.stderr.write(`lost the connection (${printable(withoutSecrets(error.message, g.databaseUrl))}); measuring again on a new one\n`)
+            },
           }).finally(() => bar?.stop())
-          const recorded = await recordCheck(client, state, result)
           let written: string | null = null
           if (opts.write && result.recommendation) written = await writeSearchDefault(config.path, node, result.recommendation.setting)
           if (g.json) return printJson({ ...result, recorded, written })
@@ -102,8 +105,6 @@ export function registerIndex(program: Command): void {
           if (written) process.stdout.write(`${pc.green('wrote')} ${written} in ${config.path}\n`)
           else if (opts.write) process.stdout.write(`${pc.yellow('not written')}: nothing reached the target\n`)
           if (!recorded) process.stdout.write(pc.dim('(not kept for status: the pgml_kit runtime schema predates index checks, or this role may not write to it)\n'))
-        } finally {
-          await client.end()
         }
       } finally {
         await target.close()

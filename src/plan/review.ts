@@ -137,8 +137,16 @@ function classify(node: ParsedStatement['stmt'], kind: OperationKind, text: stri
       return { lock: null, duration: 'instant', table: null, privilege: `superuser unless extension ${String(body.extname)} is trusted` }
     case 'GrantStmt':
       return { lock: null, duration: 'instant', table: null, privilege: 'owner of the objects granted on' }
-    case 'CommentStmt':
+    case 'CommentStmt': {
+      // COMMENT ON a table, view, index or column takes SHARE UPDATE EXCLUSIVE on the relation (writers go on; other DDL, VACUUM and concurrent index builds wait).
+      const items = ((body.object as { List?: { items?: { String?: { sval?: string } }[] } } | undefined)?.List?.items ?? []).map((i) => i.String?.sval ?? '')
+      const names = body.objtype === 'OBJECT_COLUMN' ? items.slice(0, -1) : items
+      if (['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_INDEX', 'OBJECT_COLUMN'].includes(String(body.objtype)) && names.length > 0) {
+        const rel = names.length === 1 ? `public.${names[0]}` : names.slice(-2).join('.')
+        return { lock: { mode: 'SHARE UPDATE EXCLUSIVE', on: body.objtype === 'OBJECT_INDEX' ? `index ${rel}` : rel }, duration: 'instant', table: null, privilege: `owner of ${rel}` }
+      }
       return { lock: null, duration: 'instant', table: null, privilege: 'owner of the object' }
+    }
     case 'VariableSetStmt':
       return { lock: null, duration: 'instant', table: null, privilege: '—' }
     case 'SelectStmt':
@@ -330,6 +338,6 @@ export function renderReviewMarkdown(plan: Plan, reviews: readonly FileReview[],
     })
     out.push('')
   })
-  out.push('---', '', `Estimates assume ${REWRITE_ROWS_PER_SECOND.embed.toLocaleString('en-US')} rows/s for a rewrite that embeds each row in the database and ${REWRITE_ROWS_PER_SECOND.plain.toLocaleString('en-US')} rows/s for one that does not; measure yours. Lock modes as documented in PostgreSQL's "Explicit Locking"; **bold** modes stop writers.`, '')
+  out.push('---', '', `Estimates assume ${REWRITE_ROWS_PER_SECOND.embed.toLocaleString('en-US')} rows/s for a rewrite that embeds each row in the database and ${REWRITE_ROWS_PER_SECOND.plain.toLocaleString('en-US')} rows/s for one that does not; measure yours. Lock modes as documented in PostgreSQL's "Explicit Locking"; **bold** modes stop writers. Locks on a relation the same transaction created are left out: no other session can see it until the transaction commits.`, '')
   return out.join('\n')
 }

@@ -8,13 +8,19 @@ export class PgmlKitError extends Error {
   readonly where: string | undefined
   /** What to do next, in one sentence. */
   readonly hint: string | undefined
+  /**
+   * For a message that lists problems one per line: those lines (the first is the headline), so
+   * a printer can make each safe on its own — a value with a newline in it cannot forge a line.
+   */
+  readonly lines: readonly string[] | undefined
 
-  constructor(code: string, message: string, options: { where?: string; hint?: string; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+  constructor(code: string, message: string | readonly string[], options: { where?: string; hint?: string; cause?: unknown } = {}) {
+    super(typeof message === 'string' ? message : message.join('\n'), options.cause === undefined ? undefined : { cause: options.cause })
     this.name = new.target.name
     this.code = code
     this.where = options.where
     this.hint = options.hint
+    this.lines = typeof message === 'string' ? undefined : Object.freeze([...message])
   }
 }
 
@@ -29,7 +35,7 @@ export class ConfigError extends PgmlKitError {
 
   constructor(issues: readonly ConfigIssue[], source = 'pgml-kit.config.ts') {
     const lines = issues.map((issue) => `  ${issue.path || '(root)'}: ${issue.message}`)
-    super('CONFIG_INVALID', `${source} is invalid:\n${lines.join('\n')}`, { where: source })
+    super('CONFIG_INVALID', [`${source} is invalid:`, ...lines], { where: source })
     this.issues = Object.freeze([...issues])
   }
 }
@@ -44,7 +50,7 @@ export class DatabaseMismatchError extends PgmlKitError {
 
   constructor(issues: readonly ConfigIssue[], source: string, database: string, notes: readonly string[] = []) {
     const lines = [...issues.map((issue) => `  ${issue.path}: ${issue.message}`), ...notes.map((note) => `  note: ${note}`)]
-    super('CONFIG_DOES_NOT_MATCH_DATABASE', `${source} does not match ${database}; migrations generated from it would fail there:\n${lines.join('\n')}`, {
+    super('CONFIG_DOES_NOT_MATCH_DATABASE', [`${source} does not match ${database}; migrations generated from it would fail there:`, ...lines], {
       where: source,
       hint: 'nothing was written: fix the config, or the database (in a migration of your own that runs before the generated ones), then run it again',
     })

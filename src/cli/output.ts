@@ -44,6 +44,8 @@ const USAGE_CODES = new Set([
 interface Reported {
   readonly code: string
   readonly message: string
+  /** The message as lines (see PgmlKitError.lines), each printed escaped on its own. */
+  readonly lines?: readonly string[] | undefined
   readonly where: string | null
   readonly hint: string | null
 }
@@ -57,7 +59,7 @@ function isDatabaseError(error: unknown): error is Error & { code: string; detai
 function describe(error: unknown): { reported: Reported; exit: number } | undefined {
   if (error instanceof PgmlKitError) {
     const exit = error instanceof PlanError || USAGE_CODES.has(error.code) ? EXIT.usage : EXIT.checkFailed
-    return { reported: { code: error.code, message: error.message, where: error.where ?? null, hint: error.hint ?? null }, exit }
+    return { reported: { code: error.code, message: error.message, lines: error.lines, where: error.where ?? null, hint: error.hint ?? null }, exit }
   }
   if (isConnectionLost(error)) {
     return {
@@ -91,7 +93,8 @@ export function reportError(error: unknown, json: boolean, databaseUrl?: string)
     if (json) {
       printJson({ error: reported })
     } else {
-      process.stderr.write(`${pc.red('error')} ${printable(reported.message)}\n`)
+      const lines = r.lines ? r.lines.map((line) => printable(clean(line)!)) : [printable(reported.message)]
+      process.stderr.write(`${pc.red('error')} ${lines.join('\n')}\n`)
       if (reported.where && !reported.message.includes(reported.where)) process.stderr.write(`  ${pc.dim('at')} ${printable(reported.where)}\n`)
       if (reported.hint) process.stderr.write(`  ${pc.cyan('hint')} ${printable(reported.hint)}\n`)
     }

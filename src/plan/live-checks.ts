@@ -1,3 +1,4 @@
+import { quoteIdent } from '../sql/quote.js'
 import type { ConfigIssue } from '../errors.js'
 import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
 import { embeddingPath, fullTextPath, fullTextSourcePath, primaryKeyPath, sourcePath, tablePath } from '../model/config-path.js'
@@ -33,6 +34,8 @@ export interface LiveCheckResult {
 
 /** Whether `text` names `name` as a word of SQL (case-insensitively, as an unquoted name or inside quotes). */
 function mentions(text: string, name: string): boolean {
+  // Written as quoteIdent writes it (a name with control characters becomes U&"…" with escapes).
+  if (text.includes(quoteIdent(name))) return true
   const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
   return new RegExp(`(^|[^A-Za-z0-9_$])${escaped}($|[^A-Za-z0-9_$])`, 'i').test(text)
 }

@@ -59,6 +59,12 @@ export interface ClaimedBatch {
   readonly jobs: readonly Job[]
   /** Jobs finished at claim time because their row is gone. */
   readonly completed: number
+  /**
+   * Jobs whose row could not be read: a key the table's key cannot take (written by hand into the
+   * queue, or the key's type changed since). They fail like a text the model fails on — retried
+   * with back-off, then dead-lettered — and never hold up the rest of the queue.
+   */
+  readonly unreadable?: readonly { readonly id: string; readonly error: string }[]
 }
 
 /** A claimed batch after the model: vectors ready to write, and the jobs that failed. */
@@ -76,20 +82,50 @@ export async function claimBatch(client: pg.ClientBase, column: EmbeddingColumnN
   const ids = claimed.map((j) => j.id)
   settings.leases?.hold(ids)
   try {
-    const sources = new Map((await client.query<{ id: string; source_text: string | null; source_md5: string | null }>(renderFetchSources(column), [ids])).rows.map((r) => [r.id, r]))
+    type Source = { id: string; source_text: string | null; source_md5: string | null }
+    const fetch = async (batch: readonly string[]) => (await client.query<Source>(renderFetchSources(column), [batch])).rows
+    const unreadable: { id: string; error: string }[] = []
+    let rows: Source[]
+    try {
+      rows = await fetch(ids)
+    } catch (error) {
+      if (!isRowError(error)) throw error
+      // One job's key fails the whole read: read them one by one, and fail only those that fail alone.
+      rows = []
+      for (const id of ids) {
+        try {
+          rows.push(...await fetch([id]))
+        } catch (alone) {
+          if (!isRowError(alone)) throw alone
+          unreadable.push({ id, error: `its row could not be read: ${errorText(alone)}` })
+        }
+      }
+    }
+    const sources = new Map(rows.map((r) => [r.id, r]))
+    const failedIds = new Set(unreadable.map((u) => u.id))
     const jobs: Job[] = []
     const gone: string[] = []
     for (const job of claimed) {
       const source = sources.get(job.id)
+      if (failedIds.has(job.id)) continue
       if (!source) gone.push(job.id)
       else jobs.push({ id: job.id, generation: job.generation, text: source.source_text, md5: source.source_md5 })
     }
     const completed = gone.length > 0 ? (await retryTransient(() => client.query(DELETE_LEASED_JOBS, [gone, workerId]))).rowCount ?? 0 : 0
-    return { column, ids, jobs, completed, ...(fingerprint === undefined ? {} : { fingerprint }) }
+    return { column, ids, jobs, completed, ...(unreadable.length > 0 ? { unreadable } : {}), ...(fingerprint === undefined ? {} : { fingerprint }) }
   } catch (error) {
     await releaseBatch(client, ids, settings)
     throw error
   }
+}
+
+/**
+ * An error one row's data can cause (a data exception: a key that does not cast, a value out of
+ * range; a type mismatch) as opposed to a lost connection or a missing table, which no job is to blame for.
+ */
+function isRowError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && (code.startsWith('22') || code === '42804' || code === '42883')
 }
 
 /** Runs the model on a claimed batch; touches no database. A text the model fails on fails alone. */
@@ -97,7 +133,7 @@ export async function embedBatch(claimed: ClaimedBatch, embedder: Embedder): Pro
   const { jobs, column } = claimed
   const vectors = await embedForColumn(embedder, jobs.map((j) => j.text), column.model.dimensions)
   const ready: Ready[] = []
-  const failures: { id: string; error: string }[] = []
+  const failures: { id: string; error: string }[] = [...(claimed.unreadable ?? [])]
   jobs.forEach((job, i) => {
     const vector = vectors[i] ?? null
     if (vector instanceof Error) failures.push({ id: job.id, error: errorText(vector) })

@@ -122,6 +122,20 @@ describe.each(tiers)('the worker under faults on the $name tier', (tier) => {
     expect(await count('pgml_kit.embedding_jobs')).toBe(0)
   })
 
+  it('a queued key the table\'s key cannot take fails alone: the rest of the queue is written, it is retried, then dead-lettered', async () => {
+    const { column, embedder } = await setup()
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 20) AS i`)
+    // A job written into the queue by hand (the worker role may insert jobs, for queue retry) with a key that is not a bigint.
+    await db.query(`INSERT INTO pgml_kit.embedding_jobs (table_schema, table_name, column_name, row_key) VALUES ('public', 'documents', 'body_embedding', '{"id": "not a number"}')`)
+    const totals = await run(column, embedder)
+    expect(totals).toMatchObject({ written: 20, failed: 3, deadLettered: 1 })
+    expect(await count('documents WHERE body_embedding IS NULL')).toBe(0)
+    expect(await db.query(`SELECT row_key, attempts, last_error FROM pgml_kit.embedding_dead_letters`)).toEqual([
+      { row_key: { id: 'not a number' }, attempts: 3, last_error: expect.stringMatching(/^its row could not be read: .*invalid input syntax for type bigint/) },
+    ])
+    expect(await count('pgml_kit.embedding_jobs')).toBe(0)
+  })
+
   it('a NaN in a vector fails that row only', async () => {
     const { column, embedder } = await setup()
     await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, CASE WHEN i = 3 THEN 'NAN' ELSE 'body ' || i END FROM generate_series(1, 20) AS i`)

@@ -225,14 +225,27 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
   const { rows: hasQueue } = await client.query<{ ok: boolean }>(RELATION_EXISTS, ['pgml_kit', 'embedding_jobs'])
   for (const c of columns.filter((c) => present.has(columnKey(c)) && !recreated.has(columnKey(c)) && c.rollout === undefined)) {
     const hasText = c.sourceColumns.map((s) => `${quoteIdent(s)} IS NOT NULL`).join(' OR ')
-    const { rows: counts } = await client.query<{ missing: string; total: string }>(
+    const counted = await client.query<{ missing: string; total: string }>(
       `SELECT pg_catalog.count(*) FILTER (WHERE ${quoteIdent(c.column)} IS NULL AND (${hasText}))::text AS missing, pg_catalog.count(*)::text AS total FROM ${quoteQualified(c.schema, c.table)}`)
+      .catch((error: unknown) => {
+        // A role that may not read the table: coverage is not counted, the rest of the drift is still read.
+        if ((error as { code?: string }).code === '42501') return null
+        throw error
+      })
+    if (counted === null) {
+      out.push({ kind: 'column', object: columnLabel(c), severity: 'warning', problem: `rows without vectors not counted: this role may not read ${c.schema}.${c.table}`, fix: `run status --drift as the table's owner` })
+      continue
+    }
+    const counts = counted.rows
     const missing = BigInt(counts[0]?.missing ?? '0')
     if (missing === 0n) continue
     const queued = c.mode === 'queue' && hasQueue[0]?.ok
       ? BigInt((await client.query<{ n: string }>(
         'SELECT pg_catalog.count(*)::text AS n FROM pgml_kit.embedding_jobs WHERE table_schema OPERATOR(pg_catalog.=) $1::name AND table_name OPERATOR(pg_catalog.=) $2::name AND column_name OPERATOR(pg_catalog.=) $3::name',
-        [c.schema, c.table, c.column])).rows[0]?.n ?? '0')
+        [c.schema, c.table, c.column]).catch((error: unknown) => {
+          if ((error as { code?: string }).code === '42501') return { rows: [{ n: '0' }] }
+          throw error
+        })).rows[0]?.n ?? '0')
       : 0n
     const waiting = queued >= missing
     out.push({

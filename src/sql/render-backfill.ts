@@ -74,13 +74,29 @@ WHERE ${renderKeyMatch(column, 't', 'input.key')}
  */
 export function renderDatabaseBackfill(column: EmbeddingColumnNode, vectorSchema: string, guarded = false): string {
   const [first] = column.sourceColumns
-  const set = column.mode === 'generated'
-    ? `${quoteIdent(first as string)} = t.${quoteIdent(first as string)}`
-    : `${quoteIdent(column.column)} = ${renderRowEmbedCall(column, 't')}::${renderVectorType(column, vectorSchema)}`
-  return `UPDATE ${quoteQualified(column.schema, column.table)} AS t
-SET ${set}
+  const table = quoteQualified(column.schema, column.table)
+  if (column.mode === 'generated') {
+    return `UPDATE ${table} AS t
+SET ${quoteIdent(first as string)} = t.${quoteIdent(first as string)}
 FROM pg_catalog.unnest($1::jsonb[]) AS input(key)
 WHERE ${renderKeyMatch(column, 't', 'input.key')}${renderCatalogGuard(column, guarded ? '$2' : null)}`
+  }
+  // The vectors are computed first, by a plain read that locks no row (pgml.embed on a batch can
+  // take long on a busy server); only then are the rows updated, each only if its source is still
+  // the text that was embedded. An application's write to a row of the batch never waits for the
+  // batch's embeddings, only for the short update; a row it changed meanwhile keeps the vector its
+  // own trigger computed.
+  const source = renderSourceText(column, 't')
+  return `WITH computed AS MATERIALIZED (
+  SELECT input.key, pg_catalog.md5(${source}) AS source_md5, ${renderRowEmbedCall(column, 't')}::${renderVectorType(column, vectorSchema)} AS vector
+  FROM pg_catalog.unnest($1::jsonb[]) AS input(key)
+  JOIN ${table} AS t ON ${renderKeyMatch(column, 't', 'input.key')}
+)
+UPDATE ${table} AS t
+SET ${quoteIdent(column.column)} = computed.vector
+FROM computed
+WHERE ${renderKeyMatch(column, 't', 'computed.key')}
+  AND pg_catalog.md5(${source}) IS NOT DISTINCT FROM computed.source_md5${renderCatalogGuard(column, guarded ? '$2' : null)}`
 }
 
 const CHECKPOINT_KEY = 'table_schema = $1 AND table_name = $2 AND column_name = $3'

@@ -197,7 +197,8 @@ async function fill(client: pg.Client, options: BackfillOptions, all: boolean, s
       const outcome = await writeIsolating(rows, (items) => write(() => client.query(renderDatabaseBackfill(column, vectorSchema, guarded), [items.map((r) => r.key), ...(guarded ? [fingerprint] : [])]).then((r) => r.rowCount ?? 0)))
       for (const f of outcome.failed) fail(f.item.key, f.error)
       batchWritten = outcome.results.reduce((n, r) => n + r, 0)
-      attempted = batchWritten
+      // A trigger column's row whose source changed while its vector was computed keeps the one its own trigger wrote.
+      attempted = column.mode === 'trigger' ? rows.length - outcome.failed.length : batchWritten
     }
     if (batchWritten === 0 && attempted > 0 && await catalogMoved()) throw new CatalogChanged()
     skipped += attempted - batchWritten

@@ -15,7 +15,7 @@ import { runWorker } from '../../src/worker/run-worker.js'
 import { MODELS_DIR, cosine, loadTiny, parseVector } from '../helpers/embedders.js'
 import { runCli, startCli } from '../helpers/cli.js'
 import { TestProject } from '../helpers/project.js'
-import { tiers, type TestDatabase } from '../helpers/targets.js'
+import { tiers, withClient, type TestDatabase } from '../helpers/targets.js'
 
 const MODEL = { id: 'pgml-kit/tiny-bert-16', dimensions: 16, documentPrefix: 'passage: ' }
 
@@ -135,6 +135,38 @@ describe.each(tiers)('the worker under faults on the $name tier', (tier) => {
     ])
     expect(await count('pgml_kit.embedding_jobs')).toBe(0)
   })
+
+  if (tier.name === 'server') {
+    it('an in-database backfill computes a batch\'s vectors without locking its rows: a write to them does not wait for the embeddings', async () => {
+      db = await tier.create()
+      // TEST DOUBLE of pgml.embed that takes 50 ms a call, as a busy server's model can.
+      await db.query(`CREATE SCHEMA IF NOT EXISTS pgml;
+        CREATE FUNCTION pgml.embed(transformer text, "text" text, kwargs jsonb DEFAULT '{}') RETURNS real[] LANGUAGE plpgsql VOLATILE AS $$
+        BEGIN PERFORM pg_sleep(0.05); RETURN array_fill(0.5::real, ARRAY[8]); END $$`)
+      const p = new TestProject(db)
+      await p.writeMigration('1000000000000_create-table.sql', `-- Up Migration\nCREATE TABLE documents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, title text, body text, department text);\n-- Down Migration\nDROP TABLE documents;\n`)
+      await p.writeConfig({ tables: {} })
+      await p.migrate()
+      await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 64) AS i`)
+      await p.writeConfig({ tables: { documents: { embeddings: { body_embedding: { source: ['title', 'body'], model: { id: 'test/double', dimensions: 8 }, mode: 'trigger' } } } } })
+      await p.generate()
+      await p.migrate()
+      const column = (await loadConfig('pgml-kit.config.ts', db.cwd)).state.embeddingColumns[0]!
+      // One batch of 64 rows: about 3 s of embedding.
+      const running = backfill({ url: db.url, column, batchSize: 64 })
+      const embedding = async () => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgml-kit backfill' AND state = 'active' AND query LIKE '%pgml.embed%'`))[0]!.n
+      for (let i = 0; i < 100 && await embedding() === 0; i++) await new Promise((r) => setTimeout(r, 50))
+      await new Promise((r) => setTimeout(r, 1_000))
+      expect(await embedding()).toBe(1)
+      // Every row of the batch, by the application, while the batch is embedded: no row is locked yet.
+      await withClient(db.url, async (c) => {
+        await c.query(`SET lock_timeout = '1s'`)
+        expect((await c.query(`UPDATE documents SET department = 'library'`)).rowCount).toBe(64)
+      })
+      expect(await running).toMatchObject({ written: 64, failedCount: 0 })
+      expect(await count(`documents WHERE body_embedding IS NULL OR department IS DISTINCT FROM 'library'`)).toBe(0)
+    })
+  }
 
   it('a NaN in a vector fails that row only', async () => {
     const { column, embedder } = await setup()

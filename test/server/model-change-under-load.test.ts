@@ -42,6 +42,9 @@ function config(next: boolean, roles: { app: string; worker: string }): PgmlKitC
   }
 }
 
+/** A write slower than this during the change is a stall (see the test). */
+const WRITE_STALL_MS = 30_000
+
 describe('a staged model change on PostgreSQL under load (pgml_compat, least-privilege roles)', () => {
   const roles = leastPrivilegeRoles()
   const APP = roles.app
@@ -87,10 +90,14 @@ DROP TABLE documents;
     let stage = 'before'
     let running = true
     const writes = { inserts: 0, updates: 0, errors: [] as string[] }
+    /** The slowest single write of each stage, in ms. */
+    const slowest = new Map<string, number>()
     const writer = async (n: number) => {
       let i = 0
       while (running) {
         i++
+        const started = performance.now()
+        const at = stage
         try {
           if (i % 3 === 0) {
             await appPool.query(`UPDATE documents SET body = $1 WHERE id = (SELECT id FROM documents ORDER BY random() LIMIT 1)`, [`updated by writer ${n} in ${stage}: a park, ${i}`])
@@ -102,6 +109,7 @@ DROP TABLE documents;
         } catch (error) {
           writes.errors.push(`${stage}: ${(error as Error).message}`)
         }
+        slowest.set(at, Math.max(slowest.get(at) ?? 0, performance.now() - started))
         await new Promise((r) => setTimeout(r, 5))
       }
     }
@@ -186,6 +194,11 @@ DROP TABLE documents;
     expect(drain.failed).toBe(0)
 
     expect(writes.errors).toEqual([])
+    // No write stalls behind the change: a hang detector, not a speed target (the audit saw single-row
+    // UPDATEs wait 84–223 s behind an in-database backfill batch that held their rows while it embedded).
+    // The bound is far above any healthy write on a loaded 2-core machine.
+    if (process.env.DEBUG_LOAD) console.log('slowest write per stage (ms)', JSON.stringify(Object.fromEntries([...slowest].map(([k, v]) => [k, Math.round(v)]))))
+    for (const [s, ms] of slowest) expect(ms, `slowest write during ${s}`).toBeLessThan(WRITE_STALL_MS)
     expect(searchErrors.slice(0, 10)).toEqual([])
     for (const s of ['before', 'shadow', 'backfill', 'switch', 'drop', 'after']) expect(searches.get(s) ?? 0, `searches during ${s}`).toBeGreaterThan(0)
     expect(writes.inserts).toBeGreaterThan(100)

@@ -42,7 +42,7 @@ export interface PlanFromConfigOptions {
 /** What `generate` would write now: the diff of the snapshot and the config, as files. */
 export async function planFromConfig(config: LoadedConfig, options: PlanFromConfigOptions = {}): Promise<PlanResult> {
   const snapshot = await readSnapshot(config.migrationsDir)
-  const wanted = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state, config.renames), options.sizing, config.renames)
+  const wanted = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state), options.sizing, config.renames)
   const { plan, desired } = planChange(snapshot.state, wanted, {
     renames: config.renames, switch: options.switch ?? 'when-filled', dropPrevious: options.dropPrevious ?? false,
     ...(options.sizing ? { sizing: options.sizing } : {}),

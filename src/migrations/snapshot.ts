@@ -4,7 +4,6 @@ import { dirname, join } from 'node:path'
 import { MigrationError } from '../errors.js'
 import { EMPTY_STATE, deepFreeze, type DesiredState } from '../model/ir.js'
 import { deriveIdentifier } from '../sql/quote.js'
-import type { ColumnRename } from '../model/resolve.js'
 
 /**
  * The snapshot records the desired state as of the last `generate`, and which files that
@@ -79,16 +78,16 @@ function upgradeSnapshot(snapshot: Snapshot): Snapshot {
  * The desired state with the names of objects that already exist taken from the previous state:
  * a column that keeps its mode keeps the trigger function it was created with.
  */
-export function keepExistingNames(previous: DesiredState, next: DesiredState, renames: readonly ColumnRename[] = []): DesiredState {
+export function keepExistingNames(previous: DesiredState, next: DesiredState): DesiredState {
   const key = (schema: string, table: string, column: string) => `${schema}\0${table}\0${column}`
   const before = new Map(previous.embeddingColumns.map((c) => [key(c.schema, c.table, c.column), c]))
-  const oldName = new Map(renames.map((r) => [key(r.schema, r.table, r.to), key(r.schema, r.table, r.from)]))
   return deepFreeze({
     ...next,
     embeddingColumns: next.embeddingColumns.map((c) => {
       const here = key(c.schema, c.table, c.column)
-      // A renamed column keeps the trigger function it was created with under its old name.
-      const old = before.get(here) ?? before.get(oldName.get(here) ?? '')
+      // A column being renamed gets the trigger function name of its new name (the rename renames the
+      // function); one renamed before, recorded under its new name, keeps the name it has.
+      const old = before.get(here)
       return old && old.mode === c.mode ? { ...c, triggerFunction: old.triggerFunction } : c
     }),
   })

@@ -286,7 +286,8 @@ function applyRenames(recorded: DesiredState, next: DesiredState, renames: reado
     }
     const wanted = next.embeddingColumns.find((c) => c.schema === rename.schema && c.table === rename.table && c.column === rename.to)
     if (!wanted) continue
-    const moved: EmbeddingColumnNode = { ...old, column: rename.to }
+    // Its trigger function takes the name the new column's would have (same mode; a mode change is the diff's).
+    const moved: EmbeddingColumnNode = { ...old, column: rename.to, ...(wanted.mode === old.mode ? { triggerFunction: wanted.triggerFunction } : {}) }
     operations.push(ops.renameEmbeddingColumn(old, moved))
     columns = columns.map((c) => (c === old ? moved : c))
     for (const index of indexes.filter((i) => i.schema === old.schema && i.table === old.table && i.column === old.column)) {

@@ -1,7 +1,7 @@
 import type { EmbeddingColumnNode } from '../model/ir.js'
 import { quoteIdent, quoteLiteral, quoteLiteralOrNull, quoteQualified } from './quote.js'
 import { squawkIgnore } from './squawk.js'
-import { embedTriggerName, renderCreateEmbedFunction } from './render-trigger.js'
+import { embedTriggerName, renderCreateEmbedFunction, triggerFunctionOf } from './render-trigger.js'
 import { enqueueTriggerName, renderCreateEnqueueFunction } from './render-queue.js'
 
 /** Runtime tables that name embedding columns: the catalog and the queue's bookkeeping. */
@@ -53,8 +53,13 @@ WHERE ${where};`
  * column, its triggers, the trigger function's body, and every runtime row that names it.
  */
 export function renderRenameEmbeddingColumn(from: EmbeddingColumnNode, to: EmbeddingColumnNode): string[] {
+  // The trigger function's name carries the column's too: renamed with it (its triggers follow it by oid).
+  const renameFunction = triggerNames(from).length > 0 && from.triggerFunction && to.triggerFunction && from.triggerFunction !== to.triggerFunction
+    ? [`ALTER FUNCTION ${triggerFunctionOf(from)}() RENAME TO ${quoteIdent(to.triggerFunction)};`]
+    : []
   return [
     ...renderRenameColumn(from, to, 'renamedFrom in the config: application code that names the column ships with this migration'),
+    ...renameFunction,
     ...renderTriggerFunctionOf(to),
     ...renderMoveRuntimeRows(from, to),
   ]

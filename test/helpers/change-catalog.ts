@@ -103,7 +103,7 @@ export function generatedSteps(): GeneratedStep[] {
   let timestamp = 1_800_000_000_000
   return CHANGE_STEPS.map(({ name, config, options }) => {
     const resolved = resolveConfig(config)
-    const { plan, desired: next } = planChange(previous, keepExistingNames(previous, resolved.state, resolved.renames), { renames: resolved.renames, ...options })
+    const { plan, desired: next } = planChange(previous, keepExistingNames(previous, resolved.state), { renames: resolved.renames, ...options })
     const files = renderMigrationFiles(plan, { name, timestamp, settings: resolved.migrations })
     timestamp += 1000
     // As generate records it: an index left for later is not in the snapshot.

@@ -67,6 +67,9 @@ describe.each(tiers)('renamedFrom on the $name tier (pgml.embed test double)', (
       { name: 'title_vectors', oid: before.indexes.find((i) => i.name === 'title_vectors')!.oid, column: 'headline_vec' },
     ])
     expect(await db.query('SELECT id, body_vec::text AS v FROM documents ORDER BY id')).toEqual(vectorsBefore)
+    // The trigger functions take the new names too (their triggers follow them).
+    const functions = async () => (await db.query<{ f: string }>(`SELECT proname::text AS f FROM pg_proc WHERE pronamespace = 'pgml_kit'::regnamespace AND prorettype = 'trigger'::regtype ORDER BY 1`)).map((r) => r.f)
+    expect(await functions()).toEqual([expect.stringMatching(/^embed__documents__body_vec__/), expect.stringMatching(/^enqueue__documents__headline_vec__/)])
 
     // The trigger writes the renamed column; the queue records jobs under the new name.
     await db.query(`INSERT INTO documents (title, body) VALUES ('new title', 'new body')`)
@@ -82,6 +85,7 @@ describe.each(tiers)('renamedFrom on the $name tier (pgml.embed test double)', (
     expect(reverted).toMatchObject({ columns: ['body_embedding', 'title_embedding'], catalog: ['body_embedding', 'title_embedding'], triggers: before.triggers })
     expect(reverted.indexes).toEqual(before.indexes)
     expect(reverted.jobs).toEqual([{ column_name: 'title_embedding', n: 21 }])
+    expect(await functions()).toEqual([expect.stringMatching(/^embed__documents__body_embedding__/), expect.stringMatching(/^enqueue__documents__title_embedding__/)])
   })
 
   it('names the config path when the old column is unknown', async () => {

@@ -13,7 +13,7 @@ function filesFor(previous: PgmlKitConfig | null, next: PgmlKitConfig, name = 'c
   const prev = previous ? resolveConfig(previous).state : EMPTY_STATE
   const resolved = resolveConfig(next)
   // As generate plans: staged model changes first, then the diff.
-  const { plan } = planChange(prev, keepExistingNames(prev, resolved.state, resolved.renames), { renames: resolved.renames })
+  const { plan } = planChange(prev, keepExistingNames(prev, resolved.state), { renames: resolved.renames })
   return { plan, files: renderMigrationFiles(plan, { name, timestamp: 1_700_000_000_000, settings: resolved.migrations }) }
 }
 
@@ -67,14 +67,19 @@ describe('planMigration + renderMigrationFiles', () => {
     expect(planOperations(app).find((op) => op.kind === 'update-embedding-source')?.notes[0]).toMatch(/stale until the application writes it again/)
   })
 
-  it('keeps a renamed column\'s trigger function, and refuses a rename onto a column that exists', () => {
+  it('renames a renamed column\'s trigger function with it, keeps one renamed before, and refuses a rename onto a column that exists', () => {
     const before = documentsConfig({ mode: 'trigger' })
     const column = before.tables.documents!.embeddings.body_embedding!
     const previous = resolveConfig(before).state
     const renamed = resolveConfig({ tables: { documents: { embeddings: { body_vec: { ...column, renamedFrom: 'body_embedding' } } } } })
-    const kept = keepExistingNames(previous, renamed.state, renamed.renames)
-    expect(kept.embeddingColumns[0]?.triggerFunction).toBe(previous.embeddingColumns[0]?.triggerFunction)
-    expect(renamed.state.embeddingColumns[0]?.triggerFunction).not.toBe(previous.embeddingColumns[0]?.triggerFunction)
+    const wanted = keepExistingNames(previous, renamed.state)
+    const [was, now] = [previous.embeddingColumns[0]!.triggerFunction!, wanted.embeddingColumns[0]!.triggerFunction!]
+    expect(now).toMatch(/^embed__documents__body_vec__/)
+    const up = planOperations(planMigration(previous, wanted, { renames: renamed.renames })).flatMap((op) => op.up).join('\n')
+    expect(up).toContain(`ALTER FUNCTION "pgml_kit"."${was}"() RENAME TO "${now}";`)
+    // A column renamed by an earlier pgml-kit, recorded under its new name with its old function name, keeps it.
+    const recorded = { ...wanted, embeddingColumns: [{ ...wanted.embeddingColumns[0]!, triggerFunction: was }] }
+    expect(keepExistingNames(recorded, renamed.state).embeddingColumns[0]?.triggerFunction).toBe(was)
     // body_vec was already recorded (and body_embedding too): renaming onto it is refused, naming the config path.
     const both = resolveConfig({ tables: { documents: { embeddings: { body_embedding: column, body_vec: { ...column, source: ['body'] } } } } }).state
     expect(() => planMigration(both, renamed.state, { renames: renamed.renames })).toThrow(expect.objectContaining({

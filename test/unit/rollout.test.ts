@@ -17,7 +17,7 @@ class History {
 
   step(config: PgmlKitConfig, options: ChangeOptions = {}) {
     const resolved = resolveConfig(config)
-    const { plan, desired } = planChange(this.state, keepExistingNames(this.state, resolved.state, resolved.renames), { renames: resolved.renames, ...options })
+    const { plan, desired } = planChange(this.state, keepExistingNames(this.state, resolved.state), { renames: resolved.renames, ...options })
     const files = renderMigrationFiles(plan, { name: 'step', timestamp: (this.#timestamp += 10), settings: resolved.migrations })
     const deferred = new Set(plan.deferred.map((d) => `${d.index.schema}.${d.index.name}`))
     this.state = { ...desired, indexes: desired.indexes.filter((i) => !deferred.has(`${i.schema}.${i.name}`)) }

@@ -287,7 +287,8 @@ export async function readLastChecks(client: pg.ClientBase): Promise<Map<string,
 
 /**
  * `checkIndex` and `recordCheck` on connections from `connector`, measured again from the start on
- * a new connection when the one in use is lost (a restarted server, a terminated backend, the
+ * a new connection when the one in use is lost (once the database was reached: one that never
+ * answered is an error at once) (a restarted server, a terminated backend, the
  * embedded database's owner gone): a check only reads, so nothing is left half done. Up to
  * `attempts` connections, after a pause that grows to 5 s; `onReconnect` is told each time.
  */
@@ -296,15 +297,18 @@ export async function checkIndexReconnecting(connector: Connector, state: Desire
   readonly attempts?: number
 }): Promise<{ result: IndexCheckResult; recorded: boolean }> {
   const attempts = options.attempts ?? 6
+  let reached = false
   for (let attempt = 1; ; attempt++) {
     let client: pg.Client | undefined
     try {
       client = await connector.connect('pgml-kit index check')
+      reached = true
       const result = await checkIndex(client, state, options)
       return { result, recorded: await recordCheck(client, state, result) }
     } catch (error) {
       const lost = isConnectionLost(error) || isConnectionLost((error as { cause?: unknown }).cause)
-      if (!lost || attempt >= attempts) throw error
+      // A database never reached (nothing listening, a wrong port) is said at once, not retried.
+      if (!lost || !reached || attempt >= attempts) throw error
       options.onReconnect?.(error as Error)
       await sleep(backoffMs(attempt - 1, 250, 5_000))
     } finally {

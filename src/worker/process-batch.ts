@@ -39,6 +39,8 @@ export interface BatchResult {
    * catalog again before its next claim.
    */
   readonly catalogChanged?: boolean
+  /** Why each failed job failed (its id in pgml_kit.embedding_jobs, or the dead letters when dead-lettered). */
+  readonly failures?: readonly { readonly jobId: string; readonly error: string }[]
 }
 
 export const EMPTY_BATCH: BatchResult = { claimed: 0, written: 0, completed: 0, stale: 0, failed: 0, deadLettered: 0 }
@@ -195,7 +197,10 @@ export async function finishBatch(client: pg.ClientBase, embedded: EmbeddedBatch
         }
       })
     }
-    return { claimed: ids.length, written, completed, stale: embedded.ready.length - written - outcome.failed.length, failed: failures.length, deadLettered }
+    return {
+      claimed: ids.length, written, completed, stale: embedded.ready.length - written - outcome.failed.length, failed: failures.length, deadLettered,
+      ...(failures.length > 0 ? { failures: failures.map((f) => ({ jobId: f.id, error: f.error })) } : {}),
+    }
   } finally {
     // Whatever is still leased (stale writes, or an error above) is given back at once.
     await releaseBatch(client, ids, settings)

@@ -62,7 +62,7 @@ export interface QueueOutlook {
   readonly nextRetryInSeconds: number | null
 }
 
-export interface WorkerTotals extends Omit<BatchResult, 'catalogChanged'> {
+export interface WorkerTotals extends Omit<BatchResult, 'catalogChanged' | 'failures'> {
   readonly batches: number
   readonly reconnects: number
   /** Batches that found their column changed by a migration (nothing written; embedded again with the catalog's model). */

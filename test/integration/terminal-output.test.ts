@@ -95,6 +95,8 @@ DROP TABLE ${quoteIdent(TABLE)};
     expectSafe(refused, 'worker --once on a hostile job')
     // (with the row the CHECK constraint refused earlier, if its retry is due by now)
     expect.soft(refused.stderr, refused.stderr).toMatch(/[1-9]\d* failed, [1-9]\d* dead-lettered/)
+    // Why it failed, one line, the key PostgreSQL repeats escaped.
+    expect.soft(refused.stderr).toMatch(/^  failed job \d+: its row could not be read: .*\\x1b\[2J\\x1b\[Hworker healthy\\nFORGED/m)
     expect(await db.query<{ e: string }>(`SELECT last_error AS e FROM pgml_kit.embedding_dead_letters WHERE row_key = jsonb_build_object('id', $1::text)`, [CLEAR]))
       .toEqual([{ e: expect.stringContaining(CLEAR) }])
     await db.query('DELETE FROM pgml_kit.embedding_dead_letters WHERE row_key = jsonb_build_object(\'id\', $1::text)', [CLEAR])

@@ -1,3 +1,4 @@
+import pc from 'picocolors'
 import type { Command } from 'commander'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
@@ -43,9 +44,14 @@ export function registerWorker(program: Command): void {
           url: target, columns, loadEmbedder: localEmbedderLoader(config.embedder),
           batchSize: opts.batchSize, maxAttempts: opts.maxAttempts, leaseSeconds: opts.lease, pollIntervalMs: opts.poll,
           once: opts.once ?? false, signal: controller.signal,
-          onBatch: g.json ? undefined : (column, r) => process.stderr.write(r.catalogChanged
-            ? `${printable(`${column.table}.${column.column}`)}: changed by a migration while the batch was embedded; nothing written, reading the catalog again\n`
-            : `${printable(`${column.table}.${column.column}`)}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`),
+          onBatch: g.json ? undefined : (column, r) => {
+            process.stderr.write(r.catalogChanged
+              ? `${printable(`${column.table}.${column.column}`)}: changed by a migration while the batch was embedded; nothing written, reading the catalog again\n`
+              : `${printable(`${column.table}.${column.column}`)}: ${r.written} written, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`)
+            // Why, one line each (at most 5 a batch; every error stays in the job or its dead letter).
+            for (const f of (r.failures ?? []).slice(0, 5)) process.stderr.write(`  ${pc.red('failed')} job ${f.jobId}: ${printable(withoutSecrets(f.error, g.databaseUrl))}\n`)
+            if ((r.failures?.length ?? 0) > 5) process.stderr.write(`  … and ${r.failures!.length - 5} more (pgml_kit.embedding_jobs.last_error, or the dead letters)\n`)
+          },
           onReconnect: (error) => process.stderr.write(`lost the connection (${printable(withoutSecrets(error.message, g.databaseUrl))}); reconnecting\n`),
           startupWaitSeconds: opts.wait ?? (opts.once ? 0 : 60),
           onStartupRetry: (error, delayMs) => process.stderr.write(`${printable(withoutSecrets(error.message, g.databaseUrl))}; trying again in ${(delayMs / 1000).toFixed(1)} s (gives up ${opts.wait ?? 60} s after start; --wait)\n`),

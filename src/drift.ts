@@ -17,6 +17,10 @@ import { renderCreateIndexConcurrently } from './sql/render-index.js'
 import { enqueueFunctionBody } from './sql/render-queue.js'
 import { triggerFunctionSource } from './sql/render-trigger.js'
 import { runtimeInstallSql } from './runtime/assets.js'
+import {
+  COUNT_QUEUED_JOBS, MISSING_RUNTIME_RELATIONS, PGML_EMBED_EXISTS, READ_CATALOG, READ_COLUMNS, READ_RUNTIME_VERSION, READ_TRIGGERS, READ_TRIGGER_FUNCTIONS,
+  RUNTIME_RELATIONS, renderCountMissingVectors, renderDropColumnDefault, renderDropColumnNotNull,
+} from './sql/render-drift.js'
 
 /**
  * `pgml-kit status --drift`: what the live database has that the last generated state (the
@@ -38,50 +42,6 @@ export interface DriftItem {
   readonly severity?: 'warning'
 }
 
-/** The runtime's relations every pgml-kit project with embedding columns needs (queue, dead letters, checkpoints). */
-const RUNTIME_RELATIONS = ['runtime_version', 'embedding_columns', 'embedding_jobs', 'embedding_dead_letters', 'backfill_checkpoints', 'created_extensions', 'embedding_jobs_due_idx']
-const MISSING_RUNTIME_RELATIONS = `SELECT r AS name FROM pg_catalog.unnest($1::text[]) AS r
-WHERE pg_catalog.to_regclass(pg_catalog.quote_ident('pgml_kit') OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(r)) IS NULL`
-
-/** The live trigger functions of the runtime schema, by name (no arguments). */
-const READ_TRIGGER_FUNCTIONS = `SELECT p.proname::text AS name, p.prosrc AS source, p.prosecdef AS definer, p.proconfig AS config
-FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname = 'pgml_kit' AND p.pronargs = 0 AND p.proname = ANY ($1::name[])`
-
-const PGML_EMBED_EXISTS = `SELECT pg_catalog.to_regprocedure('pgml.embed(text,text,jsonb)') IS NOT NULL AS ok`
-
-/**
- * `type`: pgvector's types as \`vector(384)\` wherever pgvector is installed (format_type would
- * qualify them with a schema that is not on the search_path); any other type as format_type says.
- */
-const READ_COLUMNS = `SELECT d.n::int AS n, c.oid IS NOT NULL AS table_exists,
-       CASE WHEN a.attnum IS NULL THEN NULL
-            WHEN t.typnamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.extname = 'vector') AND t.typname IN ('vector', 'halfvec')
-              THEN t.typname::text || CASE WHEN a.atttypmod >= 0 THEN '(' || a.atttypmod::text || ')' ELSE '' END
-            ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END AS type,
-       a.attgenerated::text AS generated, a.attnotnull AS not_null,
-       CASE WHEN a.atthasdef AND a.attgenerated = '' THEN pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END AS default_expr
-FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) WITH ORDINALITY AS d(schema_name, table_name, column_name, n)
-LEFT JOIN pg_catalog.pg_namespace ns ON ns.nspname = d.schema_name
-LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = d.table_name AND c.relkind IN ('r', 'p')
-LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = d.column_name AND a.attnum > 0 AND NOT a.attisdropped
-LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-ORDER BY d.n`
-
-/** Triggers on the given tables that are pgml-kit's by name or by function. */
-const READ_TRIGGERS = `SELECT n.nspname AS schema_name, c.relname AS table_name, t.tgname AS name, t.tgenabled::text AS enabled,
-       pn.nspname AS function_schema, p.proname AS function_name
-FROM pg_catalog.pg_trigger t
-JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-WHERE NOT t.tgisinternal AND (n.nspname, c.relname) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])))
-  AND (t.tgname::text LIKE 'pgml\\_kit\\_%' OR pn.nspname = 'pgml_kit')`
-
-/** Every row as jsonb: fields later runtime versions added are compared only where the database has them. */
-const READ_CATALOG = 'SELECT pg_catalog.to_jsonb(c)::text AS row FROM pgml_kit.embedding_columns AS c'
 
 function catalogDifferences(row: CatalogRow, c: EmbeddingColumnNode): string[] {
   const m = c.model
@@ -152,13 +112,12 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
       recreated.add(columnKey(c))
       out.push({ kind: 'column', object: key, problem: what, fix: [`${renderDropEmbeddingColumn(c)} ${renderAddEmbeddingColumn(c, vectorSchema)}`, ...grants, ...indexes, `-- the stored vectors are lost: pgml-kit backfill ${c.table}.${c.column}`].join('\n') })
     }
-    const table = quoteQualified(c.schema, c.table)
     // A default gives new rows a vector that is not their text's; NOT NULL refuses every write made before the vector is.
     if (row.default_expr !== null && c.mode !== 'generated') {
-      out.push({ kind: 'column', object: key, problem: `has a default (${row.default_expr}): new rows start with a vector that is not their text's`, fix: `ALTER TABLE ${table} ALTER COLUMN ${quoteIdent(c.column)} DROP DEFAULT;` })
+      out.push({ kind: 'column', object: key, problem: `has a default (${row.default_expr}): new rows start with a vector that is not their text's`, fix: renderDropColumnDefault(c) })
     }
     if (row.not_null && c.mode === 'queue') {
-      out.push({ kind: 'column', object: key, problem: 'is NOT NULL: every insert fails, the worker writes the vector after it', fix: `ALTER TABLE ${table} ALTER COLUMN ${quoteIdent(c.column)} DROP NOT NULL;` })
+      out.push({ kind: 'column', object: key, problem: 'is NOT NULL: every insert fails, the worker writes the vector after it', fix: renderDropColumnNotNull(c) })
     }
   })
 
@@ -224,9 +183,7 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
   // Coverage: rows whose text is there and whose vector is not (a warning: searches miss them).
   const { rows: hasQueue } = await client.query<{ ok: boolean }>(RELATION_EXISTS, ['pgml_kit', 'embedding_jobs'])
   for (const c of columns.filter((c) => present.has(columnKey(c)) && !recreated.has(columnKey(c)) && c.rollout === undefined)) {
-    const hasText = c.sourceColumns.map((s) => `${quoteIdent(s)} IS NOT NULL`).join(' OR ')
-    const counted = await client.query<{ missing: string; total: string }>(
-      `SELECT pg_catalog.count(*) FILTER (WHERE ${quoteIdent(c.column)} IS NULL AND (${hasText}))::text AS missing, pg_catalog.count(*)::text AS total FROM ${quoteQualified(c.schema, c.table)}`)
+    const counted = await client.query<{ missing: string; total: string }>(renderCountMissingVectors(c))
       .catch((error: unknown) => {
         // A role that may not read the table: coverage is not counted, the rest of the drift is still read.
         if ((error as { code?: string }).code === '42501') return null
@@ -241,8 +198,7 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
     if (missing === 0n) continue
     const queued = c.mode === 'queue' && hasQueue[0]?.ok
       ? BigInt((await client.query<{ n: string }>(
-        'SELECT pg_catalog.count(*)::text AS n FROM pgml_kit.embedding_jobs WHERE table_schema OPERATOR(pg_catalog.=) $1::name AND table_name OPERATOR(pg_catalog.=) $2::name AND column_name OPERATOR(pg_catalog.=) $3::name',
-        [c.schema, c.table, c.column]).catch((error: unknown) => {
+        COUNT_QUEUED_JOBS, [c.schema, c.table, c.column]).catch((error: unknown) => {
           if ((error as { code?: string }).code === '42501') return { rows: [{ n: '0' }] }
           throw error
         })).rows[0]?.n ?? '0')
@@ -269,7 +225,7 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
       out.push({ kind: 'runtime', object: 'pgml_kit', problem: `missing: ${gone.map((g) => `pgml_kit.${g.name}`).join(', ')}${gone.some((g) => g.name === 'embedding_jobs') ? ' (every write to a queue-mode column fails)' : ''}`, fix })
       if (gone.some((g) => g.name === 'runtime_version')) return out
     }
-    const { rows: version } = await client.query<{ v: number | null }>('SELECT pg_catalog.max(version)::int AS v FROM pgml_kit.runtime_version')
+    const { rows: version } = await client.query<{ v: number | null }>(READ_RUNTIME_VERSION)
     if ((version[0]?.v ?? 0) < state.runtimeVersion) {
       out.push({ kind: 'runtime', object: 'pgml_kit', problem: `runtime schema version ${version[0]?.v ?? 0}, the snapshot needs ${state.runtimeVersion}`, fix: 'pgml-kit migrate (a generated migration upgrades it)' })
     }

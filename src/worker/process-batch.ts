@@ -122,12 +122,13 @@ export async function claimBatch(client: pg.ClientBase, column: EmbeddingColumnN
 }
 
 /**
- * An error one row's data can cause (a data exception: a key that does not cast, a value out of
- * range; a type mismatch) as opposed to a lost connection or a missing table, which no job is to blame for.
+ * An error one row's data can cause (a data exception, SQLSTATE class 22: a key that does not
+ * cast, a value out of range) as opposed to a lost connection, a missing table or a type mismatch
+ * in the statement, which no job is to blame for.
  */
 function isRowError(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code
-  return typeof code === 'string' && (code.startsWith('22') || code === '42804' || code === '42883')
+  return typeof code === 'string' && code.startsWith('22')
 }
 
 /** Runs the model on a claimed batch; touches no database. A text the model fails on fails alone. */

@@ -130,11 +130,22 @@ export interface FeatureViewNode {
   readonly createdTimestamp: string | null
   readonly ttl: string | null
   readonly features: readonly FeatureNode[]
-  /** Append-only history of every materialised row. */
+  /** Every source row, as of the last materialisation: inserts, updates and deletes all reach it. */
   readonly offlineTable: string
-  /** The latest row per entity. */
+  /** Per entity, the newest row whose event time had come at the last materialisation. */
   readonly onlineTable: string
   readonly materializeFunction: string
+  /**
+   * How materialisation finds what changed: `trigger` (a table source: statement triggers record the
+   * entity keys of every insert, update, delete and truncate in `changesTable`, in the writer's
+   * transaction) or `recompute` (a source given as SQL: every run compares the whole source).
+   * Absent in snapshots from before change capture: generate upgrades such views.
+   */
+  readonly changeCapture?: 'trigger' | 'recompute'
+  /** The change log (entity keys to re-read) of a `trigger` view. */
+  readonly changesTable?: string
+  /** The trigger function of a `trigger` view. */
+  readonly captureFunction?: string
 }
 
 export interface TrainingSetNode {

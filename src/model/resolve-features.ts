@@ -25,11 +25,18 @@ export function resolveFeatureViews(config: PgmlKitConfig, schema: string, issue
     if (view.createdTimestamp === view.timestamp) issues.push({ path: `${path}.createdTimestamp`, message: 'must be another column than timestamp' })
     for (const f of features) {
       if (reserved.has(f.name)) issues.push({ path: `${path}.features.${f.name}`, message: `"${f.name}" is already the view's ${reserved.get(f.name)} column; a feature must be another column` })
-      if (f.name === 'materialized_at' || f.name === 'updated_at') issues.push({ path: `${path}.features.${f.name}`, message: `"${f.name}" is a column pgml-kit adds to the view's tables; rename the feature in the source` })
+    }
+    for (const [column, where] of [...reserved.entries(), ...features.map((f) => [f.name, `features.${f.name}`] as const)]) {
+      if (column === 'materialized_at' || column === 'updated_at' || column.startsWith('pgml_kit_')) {
+        issues.push({ path: `${path}.${where}`, message: `"${column}" is a column name pgml-kit uses in the view's tables (materialized_at, updated_at, pgml_kit_*); select the column under another name in the source` })
+      }
     }
     out.push({
       schema, name, entities, source: relation(view.source), timestamp: view.timestamp, createdTimestamp: view.createdTimestamp ?? null, ttl: view.ttl ?? null, features,
       offlineTable: deriveIdentifier([name, 'offline']), onlineTable: deriveIdentifier([name, 'online']), materializeFunction: deriveIdentifier(['materialize', name]),
+      ...('sql' in view.source
+        ? { changeCapture: 'recompute' as const }
+        : { changeCapture: 'trigger' as const, changesTable: deriveIdentifier([name, 'changes']), captureFunction: deriveIdentifier(['capture', name]) }),
     })
   }
   return out.sort((a, b) => a.name.localeCompare(b.name))
@@ -40,7 +47,7 @@ export function resolveTrainingSets(config: PgmlKitConfig, schema: string, views
   const byName = new Map(views.map((v) => [v.name, v]))
   for (const [name, set] of Object.entries(config.features?.trainingSets ?? {})) {
     const path = `features.trainingSets.${name}`
-    if (byName.has(name) || views.some((v) => [v.offlineTable, v.onlineTable].includes(name))) issues.push({ path, message: `"${name}" is already the name of a feature view or one of its tables; choose another name` })
+    if (byName.has(name) || views.some((v) => [v.offlineTable, v.onlineTable, v.changesTable].includes(name))) issues.push({ path, message: `"${name}" is already the name of a feature view or one of its tables; choose another name` })
     const entities = list(set.entities)
     const features: { view: string; feature: string }[] = []
     const seen = new Set<string>()

@@ -51,6 +51,7 @@ export const OPERATION_KINDS = [
   'create-feature-schema',
   'drop-feature-schema',
   'create-feature-view',
+  'upgrade-feature-view',
   'drop-feature-view',
   'create-training-set',
   'drop-training-set',

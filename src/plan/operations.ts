@@ -1,5 +1,5 @@
 import type { EmbeddingColumnNode, FeatureViewNode, FullTextNode, TrainingSetNode, VectorIndexNode } from '../model/ir.js'
-import { renderCreateFeatureSchema, renderCreateFeatureView, renderCreateTrainingSet, renderDropFeatureSchema, renderDropFeatureView, renderDropTrainingSet } from '../sql/render-features.js'
+import { renderCreateFeatureSchema, renderCreateFeatureView, renderCreateTrainingSet, renderDropFeatureSchema, renderDropFeatureView, renderDropTrainingSet, renderDowngradeFeatureView, renderUpgradeFeatureView } from '../sql/render-features.js'
 import { renderAddFullTextColumn, renderCreateGinIndexConcurrently, renderDropFullTextColumn } from '../sql/render-full-text.js'
 import { columnLabel } from '../model/ir.js'
 import { runtimeInstallSql, runtimeUninstallSql } from '../runtime/assets.js'
@@ -401,7 +401,21 @@ export function createFeatureView(view: FeatureViewNode): Operation {
     summary: `create feature view ${view.schema}.${view.name} (${view.features.map((f) => f.name).join(', ')} by ${view.entities.join(', ')}): offline and online tables, ${view.materializeFunction}()`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: renderCreateFeatureView(view), down: renderDropFeatureView(view),
-    notes: [`empty until materialised: \`pgml-kit materialize ${view.name}\` (or SELECT * FROM ${view.schema}.${view.materializeFunction}()) on a schedule`],
+    notes: [
+      `empty until materialised: \`pgml-kit materialize ${view.name}\` (or SELECT * FROM ${view.schema}.${view.materializeFunction}()) on a schedule`,
+      ...(view.changeCapture === 'trigger' ? [`statement triggers on ${view.source.kind === 'table' ? `${view.source.schema}.${view.source.table}` : ''} log the entity keys of every change for it (one extra insert per statement)`] : ['its source is a query: every materialisation compares the whole source']),
+    ],
+  })
+}
+
+/** A feature view generated before change capture, brought to it in place (same tables, new function, change log and triggers). */
+export function upgradeFeatureView(previous: FeatureViewNode, view: FeatureViewNode): Operation {
+  return defineOperation({
+    kind: 'upgrade-feature-view', origin: featureViewPath(view),
+    summary: `upgrade feature view ${view.schema}.${view.name} to change capture: ${view.changeCapture === 'trigger' ? 'triggers log every insert, update and delete of its source' : 'every materialisation compares its whole source (a query)'}; offline rows may repeat a key`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: renderUpgradeFeatureView(previous, view), down: renderDowngradeFeatureView(previous, view),
+    notes: [`the old materialize copied only rows past a timestamp mark and missed late, updated and deleted rows: the next \`pgml-kit materialize ${view.name}\` compares the whole source and reports what differed`],
   })
 }
 

@@ -1,5 +1,5 @@
 import { PlanError } from '../errors.js'
-import { RUNTIME_VERSION, columnKey, columnLabel, deepFreeze, needsPgml, objectKey, type DesiredState, type EmbeddingColumnNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
+import { RUNTIME_VERSION, columnKey, columnLabel, deepFreeze, needsPgml, objectKey, type DesiredState, type EmbeddingColumnNode, type FeatureViewNode, type FullTextNode, type VectorIndexNode } from '../model/ir.js'
 import type { Operation } from './operation.js'
 import { sameIndex, sameSource, vectorsCarryOver } from './compare.js'
 import { applySwitches, stageRollouts, type ColumnSwitch, type RolloutOptions, type RolloutStage } from './rollout.js'
@@ -330,8 +330,14 @@ function planFeatures(previous: DesiredState, next: DesiredState, main: Operatio
   const nextViews = new Map(next.featureViews.map((v) => [`${v.schema}.${v.name}`, v]))
   const prevSets = new Map((previous.trainingSets ?? []).map((s) => [`${s.schema}.${s.name}`, s]))
   const nextSets = new Map(next.trainingSets.map((s) => [`${s.schema}.${s.name}`, s]))
+  const upgrades: [FeatureViewNode, FeatureViewNode][] = []
   for (const [key, view] of nextViews) {
     const old = prevViews.get(key)
+    // Generated before change capture: the same view, upgraded in place.
+    if (old && old.changeCapture === undefined && JSON.stringify({ ...view, changeCapture: undefined, changesTable: undefined, captureFunction: undefined }) === JSON.stringify(old)) {
+      upgrades.push([old, view])
+      continue
+    }
     if (old && JSON.stringify(old) !== JSON.stringify(view)) {
       throw new PlanError('FEATURE_VIEW_CHANGE_UNSUPPORTED', `changing feature view ${key} is not supported yet: its tables hold the materialised history`, {
         where: `features.views.${view.name}`, hint: 'declare the changed view under a new name (materialise it), move training sets to it, then remove the old one',
@@ -350,6 +356,7 @@ function planFeatures(previous: DesiredState, next: DesiredState, main: Operatio
   for (const [key, view] of prevViews) if (!nextViews.has(key)) main.push(ops.dropFeatureView(view))
   for (const schema of [...nextSchemas].sort()) if (!prevSchemas.has(schema)) main.push(ops.createFeatureSchema(schema))
   for (const [key, view] of nextViews) if (!prevViews.has(key)) main.push(ops.createFeatureView(view))
+  for (const [previousView, view] of upgrades) main.push(ops.upgradeFeatureView(previousView, view))
   for (const [key, set] of nextSets) if (changedSet(key)) main.push(ops.createTrainingSet(set, next.featureViews))
   for (const schema of [...prevSchemas].sort()) if (!nextSchemas.has(schema)) main.push(ops.dropFeatureSchema(schema))
 }

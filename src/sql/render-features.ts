@@ -1,5 +1,5 @@
 import type { FeatureViewNode, RelationNode, TrainingSetNode } from '../model/ir.js'
-import { dollarQuote, quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
+import { deriveIdentifier, dollarQuote, quoteIdent, quoteLiteral, quoteQualified } from './quote.js'
 import { squawkIgnore } from './squawk.js'
 
 const NEW_TABLE = 'the table was created empty by the statement above, in this transaction: nothing to scan or wait for'
@@ -37,12 +37,30 @@ export function renderCreateFeatureSchema(schema: string): string[] {
 }
 
 export function renderDropFeatureSchema(schema: string): string[] {
-  return [`${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(schema, LINEAGE_TABLE)};`, `DROP SCHEMA IF EXISTS ${quoteIdent(schema)};`]
+  return [`${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(schema, RUNS_TABLE)};`, `${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(schema, LINEAGE_TABLE)};`, `DROP SCHEMA IF EXISTS ${quoteIdent(schema)};`]
 }
 
-/** The column that marks how far materialisation got: the created time when there is one, else the event time. */
+/** The column that marked how far materialisation got in views from before change capture (their down). */
 export function highWaterColumn(view: FeatureViewNode): string {
   return view.createdTimestamp ?? view.timestamp
+}
+
+/** Per feature schema: each view's last materialisation (when, full or not, what it changed), for status and lag. */
+export const RUNS_TABLE = 'pgml_kit_feature_runs'
+
+export function renderCreateRunsTable(schema: string): string {
+  return `CREATE TABLE IF NOT EXISTS ${quoteQualified(schema, RUNS_TABLE)} (
+  view_name text PRIMARY KEY,
+  last_run_at timestamptz NOT NULL,
+  last_full_run_at timestamptz,
+  runs bigint NOT NULL,
+  full_refresh boolean NOT NULL,
+  offline_inserted bigint NOT NULL,
+  offline_deleted bigint NOT NULL,
+  online_upserted bigint NOT NULL,
+  online_deleted bigint NOT NULL,
+  entities bigint NOT NULL
+);`
 }
 
 function keyColumns(view: FeatureViewNode): string[] {
@@ -56,12 +74,316 @@ function sourceColumns(view: FeatureViewNode, alias: string): string {
   ].join(', ')
 }
 
+/** Every column of the view's tables that comes from the source, in order. */
+function storedColumns(view: FeatureViewNode): string[] {
+  return [...keyColumns(view), ...view.features.map((f) => f.name)]
+}
+
+const list = (alias: string, columns: readonly string[]) => columns.map((c) => `${alias}.${quoteIdent(c)}`).join(', ')
+
+/** `(a.e1, a.e2) IN (SELECT k.e1, k.e2 FROM <keys> k)` */
+function entityIn(view: FeatureViewNode, alias: string, keys: string): string {
+  return `(${list(alias, view.entities)}) IN (SELECT ${list('k', view.entities)} FROM ${keys} AS k)`
+}
+
+/**
+ * Which row of an entity is its newest: latest event time, then latest created time (NULL last),
+ * then the feature values' text, so that ties resolve the same way everywhere (materialisation,
+ * `features check`, serving as of a time and the training join).
+ */
+export function newestFirst(view: FeatureViewNode, alias: string): string {
+  return [
+    `${alias}.${quoteIdent(view.timestamp)} DESC`,
+    ...(view.createdTimestamp ? [`${alias}.${quoteIdent(view.createdTimestamp)} DESC NULLS LAST`] : []),
+    `ROW(${list(alias, view.features.map((f) => f.name))})::text DESC`,
+  ].join(', ')
+}
+
+/** The newest row per entity of `from` (aliased `x`) whose event time has come: the online store's definition. */
+function latestRows(view: FeatureViewNode, from: string, where: string | null): string {
+  return `SELECT DISTINCT ON (${list('x', view.entities)}) ${list('x', storedColumns(view))} FROM ${from} AS x
+    WHERE x.${quoteIdent(view.timestamp)} <= pg_catalog.now()${where ? ` AND ${where}` : ''}
+    ORDER BY ${list('x', view.entities)}, ${newestFirst(view, 'x')}`
+}
+
+/** Upserts `pgml_kit_latest` into the online table, writing only rows that differ. */
+function onlineUpsert(view: FeatureViewNode): string {
+  const online = quoteQualified(view.schema, view.onlineTable)
+  const columns = storedColumns(view)
+  const values = columns.filter((c) => !view.entities.includes(c))
+  return `INSERT INTO ${online} AS o (${columns.map(quoteIdent).join(', ')}, updated_at) SELECT ${list('l', columns)}, pg_catalog.now() FROM pgml_kit_latest AS l
+              ON CONFLICT (${view.entities.map(quoteIdent).join(', ')}) DO UPDATE SET ${[...values, 'updated_at'].map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ')}
+              WHERE ROW(${list('o', values)})::text IS DISTINCT FROM ROW(${list('EXCLUDED', values)})::text
+              RETURNING 1`
+}
+
+/**
+ * One statement that makes the offline table equal to the source and the online table equal to
+ * its definition, for the entities in `pgml_kit_keys` (scope 'changed': claimed from the change
+ * log in this same statement, so exactly the changes this snapshot sees) or for all (scope 'all').
+ * The offline side is compared row by row (a fingerprint of each row's text, duplicates paired by
+ * number): only rows that differ are deleted or inserted. Returns [offline inserted, offline
+ * deleted, online upserted, online deleted, entities].
+ */
+function syncStatement(view: FeatureViewNode, scope: 'changed' | 'all'): string {
+  const offline = quoteQualified(view.schema, view.offlineTable)
+  const online = quoteQualified(view.schema, view.onlineTable)
+  const columns = storedColumns(view)
+  const notNull = view.entities.map((e) => `s.${quoteIdent(e)} IS NOT NULL`).join(' AND ')
+  const fingerprint = (alias: string) => `pg_catalog.md5(ROW(${list(alias, columns)})::text)`
+  const keys: string[] = scope === 'changed'
+    ? [
+        `pgml_kit_claimed AS (DELETE FROM ${quoteQualified(view.schema, view.changesTable!)} AS c WHERE NOT c.pgml_kit_full RETURNING ${list('c', view.entities)})`,
+        `pgml_kit_keys AS (SELECT DISTINCT ${list('c', view.entities)} FROM pgml_kit_claimed AS c)`,
+      ]
+    : []
+  const inKeys = (alias: string) => (scope === 'changed' ? entityIn(view, alias, 'pgml_kit_keys') : null)
+  const ctes = [
+    ...keys,
+    `pgml_kit_src AS (SELECT ${sourceColumns(view, 's')} FROM ${renderRelation(view.source)} AS s WHERE ${scope === 'changed' ? entityIn(view, 's', 'pgml_kit_keys') : notNull})`,
+    `pgml_kit_s AS (SELECT f.*, pg_catalog.row_number() OVER (PARTITION BY f.pgml_kit_fp) AS pgml_kit_n
+               FROM (SELECT x.*, ${fingerprint('x')} AS pgml_kit_fp FROM pgml_kit_src AS x) AS f)`,
+    `pgml_kit_o AS (SELECT f.pgml_kit_rid, f.pgml_kit_fp, pg_catalog.row_number() OVER (PARTITION BY f.pgml_kit_fp) AS pgml_kit_n
+               FROM (SELECT o.ctid AS pgml_kit_rid, ${fingerprint('o')} AS pgml_kit_fp FROM ${offline} AS o${inKeys('o') ? ` WHERE ${inKeys('o')}` : ''}) AS f)`,
+    `pgml_kit_del AS (DELETE FROM ${offline} AS o WHERE o.ctid IN (SELECT d.pgml_kit_rid FROM pgml_kit_o AS d
+               WHERE NOT EXISTS (SELECT 1 FROM pgml_kit_s AS a WHERE a.pgml_kit_fp = d.pgml_kit_fp AND a.pgml_kit_n = d.pgml_kit_n)) RETURNING 1)`,
+    `pgml_kit_ins AS (INSERT INTO ${offline} (${columns.map(quoteIdent).join(', ')}) SELECT ${list('a', columns)} FROM pgml_kit_s AS a
+               WHERE NOT EXISTS (SELECT 1 FROM pgml_kit_o AS d WHERE d.pgml_kit_fp = a.pgml_kit_fp AND d.pgml_kit_n = a.pgml_kit_n) RETURNING 1)`,
+    `pgml_kit_latest AS (${latestRows(view, 'pgml_kit_src', null)})`,
+    `pgml_kit_up AS (${onlineUpsert(view)})`,
+    `pgml_kit_gone AS (DELETE FROM ${online} AS o WHERE ${inKeys('o') ? `${inKeys('o')} AND ` : ''}NOT EXISTS (SELECT 1 FROM pgml_kit_latest AS l WHERE ${view.entities.map((e) => `l.${quoteIdent(e)} = o.${quoteIdent(e)}`).join(' AND ')}) RETURNING 1)`,
+  ]
+  const entities = scope === 'changed' ? 'SELECT pg_catalog.count(*) FROM pgml_kit_keys' : `SELECT pg_catalog.count(*) FROM (SELECT DISTINCT ${list('x', view.entities)} FROM pgml_kit_src AS x) AS e`
+  return `WITH ${ctes.join(',\n       ')}
+  SELECT ARRAY[(SELECT pg_catalog.count(*) FROM pgml_kit_ins), (SELECT pg_catalog.count(*) FROM pgml_kit_del), (SELECT pg_catalog.count(*) FROM pgml_kit_up), (SELECT pg_catalog.count(*) FROM pgml_kit_gone), (${entities})]`
+}
+
+/** Online rows of entities whose newer event time came since the last run (rows materialised while still in the future). */
+function arrivedStatement(view: FeatureViewNode): string {
+  const offline = quoteQualified(view.schema, view.offlineTable)
+  const ts = quoteIdent(view.timestamp)
+  return `WITH pgml_kit_keys AS (SELECT DISTINCT ${list('o', view.entities)} FROM ${offline} AS o WHERE o.${ts} > pgml_kit_last AND o.${ts} <= pg_catalog.now()),
+       pgml_kit_latest AS (${latestRows(view, offline, entityIn(view, 'x', 'pgml_kit_keys'))}),
+       pgml_kit_up AS (${onlineUpsert(view)})
+  SELECT pg_catalog.count(*) FROM pgml_kit_up`
+}
+
+function materializeBody(view: FeatureViewNode): string {
+  const runs = quoteQualified(view.schema, RUNS_TABLE)
+  const name = quoteLiteral(view.name)
+  const trigger = view.changeCapture === 'trigger'
+  const changes = trigger ? quoteQualified(view.schema, view.changesTable!) : ''
+  return `
+#variable_conflict use_column
+DECLARE
+  pgml_kit_all boolean := $1 OR ${trigger ? 'false' : 'true'};
+  pgml_kit_last timestamptz;
+  pgml_kit_counts bigint[];
+  pgml_kit_arrived bigint;
+BEGIN
+  -- One materialisation of this view at a time (the key names schema and view apart: "a.b"."c" is not "a"."b.c").
+  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(${quoteLiteral(`pgml-kit materialize ${JSON.stringify([view.schema, view.name])}`)}, 0));
+  SELECT r.last_run_at INTO pgml_kit_last FROM ${runs} AS r WHERE r.view_name = ${name};
+${trigger ? `  -- A full refresh when asked, on the first run and after a TRUNCATE of the source (the change log's marker row).
+  IF NOT pgml_kit_all THEN
+    pgml_kit_all := EXISTS (SELECT 1 FROM ${changes} AS c WHERE c.pgml_kit_full);
+  END IF;
+` : `  -- The source is a query: no change log, every run compares all of it.
+`}  IF pgml_kit_all THEN
+${trigger ? `    -- Everything logged so far is covered by the comparison below, which reads a later snapshot.
+    DELETE FROM ${changes};
+` : ''}    ${syncStatement(view, 'all').replace(/\n/g, '\n    ')}
+    INTO pgml_kit_counts;
+${trigger ? `  ELSE
+    ${syncStatement(view, 'changed').replace(/\n/g, '\n    ')}
+    INTO pgml_kit_counts;
+    IF pgml_kit_last IS NOT NULL THEN
+      ${arrivedStatement(view).replace(/\n/g, '\n      ')}
+      INTO pgml_kit_arrived;
+      pgml_kit_counts[3] := pgml_kit_counts[3] + pgml_kit_arrived;
+    END IF;
+` : ''}  END IF;
+  INSERT INTO ${runs} AS r (view_name, last_run_at, last_full_run_at, runs, full_refresh, offline_inserted, offline_deleted, online_upserted, online_deleted, entities)
+  VALUES (${name}, pg_catalog.now(), CASE WHEN pgml_kit_all THEN pg_catalog.now() END, 1, pgml_kit_all, pgml_kit_counts[1], pgml_kit_counts[2], pgml_kit_counts[3], pgml_kit_counts[4], pgml_kit_counts[5])
+  ON CONFLICT (view_name) DO UPDATE SET last_run_at = EXCLUDED.last_run_at, last_full_run_at = coalesce(EXCLUDED.last_full_run_at, r.last_full_run_at), runs = r.runs + 1,
+    full_refresh = EXCLUDED.full_refresh, offline_inserted = EXCLUDED.offline_inserted, offline_deleted = EXCLUDED.offline_deleted,
+    online_upserted = EXCLUDED.online_upserted, online_deleted = EXCLUDED.online_deleted, entities = EXCLUDED.entities;
+  RETURN QUERY SELECT pgml_kit_counts[1], pgml_kit_counts[2], pgml_kit_counts[3], pgml_kit_counts[4], pgml_kit_counts[5], pgml_kit_all;
+END
+`
+}
+
+function renderMaterializeFunction(view: FeatureViewNode): string {
+  const how = view.changeCapture === 'trigger'
+    ? `the entities the change log names (every insert, update and delete of the source, whatever its timestamps and however long its transaction ran)`
+    : `the whole source (a query: nothing records its changes)`
+  return `-- Makes the offline table equal to the source and the online table its newest row per entity whose event time has come, for
+-- ${how}; with refresh_all, for everything, and the counts say what differed. Writes only rows that differ; idempotent.
+CREATE FUNCTION ${quoteQualified(view.schema, view.materializeFunction)}(refresh_all boolean DEFAULT false)
+RETURNS TABLE (offline_inserted bigint, offline_deleted bigint, online_upserted bigint, online_deleted bigint, entities bigint, full_refresh boolean)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS ${dollarQuote(materializeBody(view))};`
+}
+
+function triggerName(view: FeatureViewNode, event: 'insert' | 'update' | 'delete' | 'truncate'): string {
+  return deriveIdentifier(['pgml_kit_capture', view.name, event])
+}
+
+/**
+ * The change capture of a table source: a SECURITY DEFINER trigger function (owned by the role that
+ * runs migrations, search_path pinned, EXECUTE revoked from PUBLIC so no other role can attach it)
+ * that logs the entity keys of each statement's changed rows, in the writer's transaction; an
+ * UPDATE logs only entities whose rows changed. It reads keys and compares row text: nothing in the
+ * rows is executed.
+ */
+function renderCapture(view: FeatureViewNode): string[] {
+  if (view.source.kind !== 'table') return []
+  const source = quoteQualified(view.source.schema, view.source.table)
+  const changes = quoteQualified(view.schema, view.changesTable!)
+  const fn = quoteQualified(view.schema, view.captureFunction!)
+  const entities = view.entities.map(quoteIdent).join(', ')
+  const rowText = (alias: string) => `ROW(${list(alias, storedColumns(view))})::text`
+  const known = (alias: string) => view.entities.map((e) => `${alias}.${quoteIdent(e)} IS NOT NULL`).join(' AND ')
+  const body = `
+BEGIN
+  IF TG_TABLE_SCHEMA <> ${quoteLiteral(view.source.schema)} OR TG_TABLE_NAME <> ${quoteLiteral(view.source.table)} THEN
+    RAISE EXCEPTION 'pgml-kit: % is the change capture of %, not of %.%', TG_NAME, ${quoteLiteral(`${view.source.schema}.${view.source.table}`)}, TG_TABLE_SCHEMA, TG_TABLE_NAME;
+  END IF;
+  IF TG_OP = 'TRUNCATE' THEN
+    INSERT INTO ${changes} (pgml_kit_full) VALUES (true);
+  ELSIF TG_OP = 'INSERT' THEN
+    INSERT INTO ${changes} (${entities}) SELECT DISTINCT ${list('n', view.entities)} FROM pgml_kit_new AS n WHERE ${known('n')};
+  ELSIF TG_OP = 'DELETE' THEN
+    INSERT INTO ${changes} (${entities}) SELECT DISTINCT ${list('o', view.entities)} FROM pgml_kit_old AS o WHERE ${known('o')};
+  ELSE
+    INSERT INTO ${changes} (${entities})
+    SELECT DISTINCT ${list('d', view.entities)} FROM (
+      (SELECT ${list('n', view.entities)}, ${rowText('n')} AS pgml_kit_row FROM pgml_kit_new AS n EXCEPT ALL SELECT ${list('o', view.entities)}, ${rowText('o')} FROM pgml_kit_old AS o)
+      UNION ALL
+      (SELECT ${list('o', view.entities)}, ${rowText('o')} AS pgml_kit_row FROM pgml_kit_old AS o EXCEPT ALL SELECT ${list('n', view.entities)}, ${rowText('n')} FROM pgml_kit_new AS n)
+    ) AS d WHERE ${known('d')};
+  END IF;
+  RETURN NULL;
+END
+`
+  const trigger = (event: 'insert' | 'update' | 'delete' | 'truncate', referencing: string) =>
+    `CREATE TRIGGER ${quoteIdent(triggerName(view, event))}\nAFTER ${event.toUpperCase()} ON ${source}${referencing}\nFOR EACH STATEMENT EXECUTE FUNCTION ${fn}();`
+  return [
+    `-- Change log: the entity keys of every committed change of the source, for the next materialisation to re-read.
+CREATE TABLE ${changes} AS SELECT ${list('s', view.entities)} FROM ${quoteQualified(view.source.schema, view.source.table)} AS s WITH NO DATA;`,
+    `${squawkIgnore(['adding-not-nullable-field', 'adding-field-with-default'], NEW_TABLE)}ALTER TABLE ${changes} ADD COLUMN pgml_kit_full boolean NOT NULL DEFAULT false, ADD COLUMN pgml_kit_captured_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp();`,
+    `-- The first materialisation compares the whole source.
+INSERT INTO ${changes} (pgml_kit_full) VALUES (true);`,
+    `CREATE FUNCTION ${fn}()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS ${dollarQuote(body)};`,
+    `REVOKE EXECUTE ON FUNCTION ${fn}() FROM PUBLIC;`,
+    trigger('insert', ' REFERENCING NEW TABLE AS pgml_kit_new'),
+    trigger('update', ' REFERENCING OLD TABLE AS pgml_kit_old NEW TABLE AS pgml_kit_new'),
+    trigger('delete', ' REFERENCING OLD TABLE AS pgml_kit_old'),
+    trigger('truncate', ''),
+  ]
+}
+
+function renderDropCapture(view: FeatureViewNode): string[] {
+  if (view.source.kind !== 'table' || !view.changesTable || !view.captureFunction) return []
+  const source = quoteQualified(view.source.schema, view.source.table)
+  return [
+    ...(['truncate', 'delete', 'update', 'insert'] as const).map((event) => `DROP TRIGGER IF EXISTS ${quoteIdent(triggerName(view, event))} ON ${source};`),
+    `DROP FUNCTION IF EXISTS ${quoteQualified(view.schema, view.captureFunction)}();`,
+    `${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(view.schema, view.changesTable)};`,
+  ]
+}
+
+function renderOfflineIndexes(view: FeatureViewNode, reason: string): string[] {
+  const offline = quoteQualified(view.schema, view.offlineTable)
+  return [
+    `${squawkIgnore(['require-concurrent-index-creation'], reason)}CREATE INDEX ${quoteIdent(deriveIdentifier([view.name, 'offline', 'by_entity']))} ON ${offline} (${[...view.entities, view.timestamp].map(quoteIdent).join(', ')});`,
+    `${squawkIgnore(['require-concurrent-index-creation'], reason)}CREATE INDEX ${quoteIdent(deriveIdentifier([view.name, 'offline', 'by_time']))} ON ${offline} (${quoteIdent(view.timestamp)});`,
+  ]
+}
+
 export function renderCreateFeatureView(view: FeatureViewNode): string[] {
   const offline = quoteQualified(view.schema, view.offlineTable)
   const online = quoteQualified(view.schema, view.onlineTable)
-  const keys = keyColumns(view).map(quoteIdent).join(', ')
+  return [
+    `-- Offline store: every source row (with NULL-free entity keys); its columns take their types from the source.
+CREATE TABLE ${offline} AS
+  SELECT ${sourceColumns(view, 's')}, pg_catalog.now() AS materialized_at FROM ${renderRelation(view.source)} AS s WITH NO DATA;`,
+    `${squawkIgnore(['adding-not-nullable-field'], NEW_TABLE)}ALTER TABLE ${offline} ALTER COLUMN materialized_at SET DEFAULT pg_catalog.now(), ALTER COLUMN materialized_at SET NOT NULL;`,
+    ...renderOfflineIndexes(view, NEW_TABLE),
+    `-- Online store: per entity, the newest row whose event time has come, for serving.
+CREATE TABLE ${online} AS
+  SELECT ${sourceColumns(view, 's')}, pg_catalog.now() AS updated_at FROM ${renderRelation(view.source)} AS s WITH NO DATA;`,
+    `${squawkIgnore(['adding-serial-primary-key-field', 'constraint-missing-not-valid'], NEW_TABLE)}ALTER TABLE ${online} ADD PRIMARY KEY (${view.entities.map(quoteIdent).join(', ')});`,
+    renderCreateRunsTable(view.schema),
+    ...renderCapture(view),
+    renderMaterializeFunction(view),
+  ]
+}
+
+export function renderDropFeatureView(view: FeatureViewNode): string[] {
+  return [
+    ...renderDropCapture(view),
+    `DROP FUNCTION IF EXISTS ${quoteQualified(view.schema, view.materializeFunction)}(${view.changeCapture ? 'boolean' : ''});`,
+    ...(view.changeCapture ? [`DELETE FROM ${quoteQualified(view.schema, RUNS_TABLE)} WHERE view_name = ${quoteLiteral(view.name)};`] : []),
+    `${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(view.schema, view.onlineTable)};`,
+    `${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(view.schema, view.offlineTable)};`,
+  ]
+}
+
+/**
+ * A view from before change capture (`previous` has no changeCapture) to `next`, the same view with
+ * it: its old materialize function (which copied only rows past a timestamp high-water mark) goes,
+ * the offline table stops being unique per key (it mirrors the source, duplicates included), and
+ * the change log, triggers and new function come in. The first materialisation after it compares
+ * the whole source, so whatever the old function skipped arrives then.
+ */
+export function renderUpgradeFeatureView(previous: FeatureViewNode, next: FeatureViewNode): string[] {
+  const offline = quoteQualified(next.schema, next.offlineTable)
+  const existing = 'only materialisation writes this table (readers go on); it is built once, by this migration'
+  return [
+    `DROP FUNCTION IF EXISTS ${quoteQualified(previous.schema, previous.materializeFunction)}();`,
+    `-- The offline table mirrors the source, duplicates included: drop its unique key (named by PostgreSQL when it was created).
+DO ${dollarQuote(`
+DECLARE
+  c name;
+BEGIN
+  FOR c IN SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = ${quoteLiteral(offline)}::regclass AND contype = 'u' LOOP
+    EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', ${quoteLiteral(offline)}, c);
+  END LOOP;
+END
+`)};`,
+    ...renderOfflineIndexes(next, existing),
+    renderCreateRunsTable(next.schema),
+    ...renderCapture(next),
+    renderMaterializeFunction(next),
+  ]
+}
+
+/** The down of renderUpgradeFeatureView: the old function back (and the unique key, which fails if the source had duplicate keys). */
+export function renderDowngradeFeatureView(previous: FeatureViewNode, next: FeatureViewNode): string[] {
+  const offline = quoteQualified(next.schema, next.offlineTable)
+  return [
+    `DROP FUNCTION IF EXISTS ${quoteQualified(next.schema, next.materializeFunction)}(boolean);`,
+    ...renderDropCapture(next),
+    `DELETE FROM ${quoteQualified(next.schema, RUNS_TABLE)} WHERE view_name = ${quoteLiteral(next.name)};`,
+    `DROP INDEX IF EXISTS ${quoteQualified(next.schema, deriveIdentifier([next.name, 'offline', 'by_entity']))};`,
+    `DROP INDEX IF EXISTS ${quoteQualified(next.schema, deriveIdentifier([next.name, 'offline', 'by_time']))};`,
+    `${squawkIgnore(['constraint-missing-not-valid', 'disallowed-unique-constraint'], 'restores the key the table had before the upgrade')}ALTER TABLE ${offline} ADD UNIQUE NULLS NOT DISTINCT (${keyColumns(next).map(quoteIdent).join(', ')});`,
+    renderLegacyMaterializeFunction(previous),
+  ]
+}
+
+/** The materialize function of views from before change capture, for the upgrade's down only. */
+function renderLegacyMaterializeFunction(view: FeatureViewNode): string {
+  const offline = quoteQualified(view.schema, view.offlineTable)
+  const online = quoteQualified(view.schema, view.onlineTable)
   const entities = view.entities.map(quoteIdent).join(', ')
-  const columns = [...keyColumns(view), ...view.features.map((f) => f.name)].map(quoteIdent)
+  const columns = storedColumns(view).map(quoteIdent)
   const order = `${quoteIdent(view.timestamp)} DESC${view.createdTimestamp ? `, ${quoteIdent(view.createdTimestamp)} DESC NULLS LAST` : ''}`
   const newer = view.createdTimestamp
     ? `(o.${quoteIdent(view.timestamp)}, o.${quoteIdent(view.createdTimestamp)}) < (EXCLUDED.${quoteIdent(view.timestamp)}, EXCLUDED.${quoteIdent(view.createdTimestamp)})`
@@ -73,7 +395,6 @@ DECLARE
   n_inserted bigint;
   n_updated bigint;
 BEGIN
-  -- One materialisation of this view at a time (the key names schema and view apart: "a.b"."c" is not "a"."b.c").
   PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(${quoteLiteral(`pgml-kit materialize ${JSON.stringify([view.schema, view.name])}`)}, 0));
   WITH mark AS (SELECT pg_catalog.max(${mark}) AS m FROM ${offline}),
        src AS (SELECT ${sourceColumns(view, 's')} FROM ${renderRelation(view.source)} AS s, mark
@@ -88,29 +409,9 @@ BEGIN
   RETURN QUERY SELECT n_inserted, n_updated, (SELECT pg_catalog.max(${mark})::text FROM ${offline});
 END
 `
-  return [
-    `-- Offline store: every materialised row (append-only); its columns take their types from the source.
-CREATE TABLE ${offline} AS
-  SELECT ${sourceColumns(view, 's')}, pg_catalog.now() AS materialized_at FROM ${renderRelation(view.source)} AS s WITH NO DATA;`,
-    `${squawkIgnore(['adding-not-nullable-field', 'constraint-missing-not-valid', 'disallowed-unique-constraint'], NEW_TABLE)}ALTER TABLE ${offline} ALTER COLUMN materialized_at SET DEFAULT pg_catalog.now(), ALTER COLUMN materialized_at SET NOT NULL, ADD UNIQUE NULLS NOT DISTINCT (${keys});`,
-    `-- Online store: the latest row per entity, for serving.
-CREATE TABLE ${online} AS
-  SELECT ${sourceColumns(view, 's')}, pg_catalog.now() AS updated_at FROM ${renderRelation(view.source)} AS s WITH NO DATA;`,
-    `${squawkIgnore(['adding-serial-primary-key-field', 'constraint-missing-not-valid'], NEW_TABLE)}ALTER TABLE ${online} ADD PRIMARY KEY (${entities});`,
-    `-- Copies the source's rows since the high-water mark (${highWaterColumn(view)}) into the offline store, and each entity's newest into the online
--- store unless the online row is newer. Incremental and idempotent: rows at the mark are read again and skipped.
-CREATE FUNCTION ${quoteQualified(view.schema, view.materializeFunction)}() RETURNS TABLE (inserted bigint, updated bigint, high_water_mark text)
+  return `CREATE FUNCTION ${quoteQualified(view.schema, view.materializeFunction)}() RETURNS TABLE (inserted bigint, updated bigint, high_water_mark text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS ${dollarQuote(body)};`,
-  ]
-}
-
-export function renderDropFeatureView(view: FeatureViewNode): string[] {
-  return [
-    `DROP FUNCTION IF EXISTS ${quoteQualified(view.schema, view.materializeFunction)}();`,
-    `${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(view.schema, view.onlineTable)};`,
-    `${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(view.schema, view.offlineTable)};`,
-  ]
+AS ${dollarQuote(body)};`
 }
 
 /** A feature as a training set exposes it: vectors as real[] (what pgml.train takes), scalars as stored. */
@@ -132,7 +433,7 @@ export function renderCreateTrainingSet(set: TrainingSetNode, views: readonly Fe
     const ts = quoteIdent(view.timestamp)
     const match = view.entities.map((e, j) => `o.${quoteIdent(e)} = l.${quoteIdent(set.entities[j]!)}`).join(' AND ')
     const ttl = view.ttl ? ` AND o.${ts} >= l.${quoteIdent(set.timestamp)} - ${quoteLiteral(view.ttl)}::interval` : ''
-    const order = `o.${ts} DESC${view.createdTimestamp ? `, o.${quoteIdent(view.createdTimestamp)} DESC NULLS LAST` : ''}`
+    const order = newestFirst(view, 'o')
     const features = set.features.filter((f) => f.view === name).map((f) => `o.${quoteIdent(f.feature)}`)
     return {
       alias, name,

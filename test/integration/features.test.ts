@@ -54,7 +54,7 @@ describe.each(tiers)('feature views and point-in-time training sets on the $name
       (3, ${day(1)}, ${day(1)}, 11, 1),
       (5, ${day(7)}, ${day(7)}, 70, 7)`)
     await db.query(`INSERT INTO labels VALUES (1, ${day(6)}, 1), (2, ${day(4)}, 0), (3, ${day(20)}, 1), (4, ${day(2)}, 0), (5, ${day(7)}, 1)`)
-    expect(await withClient((c) => materialize(c, config.state))).toEqual([{ view: 'customer_stats', inserted: 7, updated: 4, highWaterMark: expect.stringMatching(/^2026-01-10/) }])
+    expect(await withClient((c) => materialize(c, config.state))).toEqual([{ view: 'customer_stats', offlineInserted: 7, offlineDeleted: 0, onlineUpserted: 4, onlineDeleted: 0, entities: 4, fullRefresh: true }])
 
     const rows = await db.query<{ customer_id: number; spend: number | null; visits: number | null; churned: number }>('SELECT * FROM features.churn_audit ORDER BY customer_id')
     expect(rows.map((r) => [r.customer_id, r.spend, r.visits, r.churned])).toEqual([
@@ -77,12 +77,12 @@ describe.each(tiers)('feature views and point-in-time training sets on the $name
     const { config } = await setup()
     const run = () => withClient((c) => materialize(c, config.state, ['customer_stats']))
     await db.query(`INSERT INTO customer_events VALUES (1, ${day(5)}, ${day(5)}, 50, 5), (2, ${day(3)}, ${day(3)}, 20, 2)`)
-    expect((await run())[0]).toMatchObject({ inserted: 2, updated: 2 })
-    // Again: nothing new (the rows at the high-water mark are read again and skipped).
-    expect((await run())[0]).toMatchObject({ inserted: 0, updated: 0 })
+    expect((await run())[0]).toMatchObject({ offlineInserted: 2, onlineUpserted: 2, fullRefresh: true })
+    // Again: nothing changed, nothing written.
+    expect((await run())[0]).toEqual({ view: 'customer_stats', offlineInserted: 0, offlineDeleted: 0, onlineUpserted: 0, onlineDeleted: 0, entities: 0, fullRefresh: false })
     // A late row: recorded now, but its event is older than the online row's — history gets it, the online store keeps the newer.
     await db.query(`INSERT INTO customer_events VALUES (1, ${day(2)}, ${day(8)}, 99, 9), (2, ${day(6)}, ${day(8)}, 60, 6)`)
-    expect((await run())[0]).toMatchObject({ inserted: 2, updated: 1, highWaterMark: expect.stringMatching(/^2026-01-09/) })
+    expect((await run())[0]).toMatchObject({ offlineInserted: 2, offlineDeleted: 0, onlineUpserted: 1, entities: 2, fullRefresh: false })
     expect(await db.query('SELECT customer_id, spend, visits FROM features.customer_stats_online ORDER BY customer_id')).toEqual([
       { customer_id: 1, spend: 50, visits: 5 }, { customer_id: 2, spend: 60, visits: 6 },
     ])
@@ -113,7 +113,7 @@ DROP TABLE "Ev ""ents"""; DROP TABLE "la-bels";
     const config = await loadConfig('pgml-kit.config.ts', db.cwd)
     await db.query(`INSERT INTO "Ev ""ents""" VALUES (1, ${day(1)}, 10), (1, ${day(5)}, 50)`)
     await db.query(`INSERT INTO "la-bels" VALUES (1, ${day(3)}, 1)`)
-    expect(await withClient((c) => materialize(c, config.state))).toEqual([expect.objectContaining({ inserted: 2, updated: 1 })])
+    expect(await withClient((c) => materialize(c, config.state))).toEqual([expect.objectContaining({ offlineInserted: 2, onlineUpserted: 1 })])
     expect(await db.query(`SELECT * FROM "feat ""ures"."set's"`)).toEqual([{ '$1 spend': 10, "y'": 1 }])
     await p.migrate('down', 1)
     expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'feat "ures'`)).toEqual([{ n: 0 }])

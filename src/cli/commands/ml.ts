@@ -42,14 +42,19 @@ function printModels(rows: readonly ModelRow[], lineage: boolean): void {
 
 export function registerMl(program: Command): void {
   program.command('materialize')
-    .description('copy the feature views\' new source rows into their offline and online tables (incremental, idempotent)')
+    .description('bring the feature views\' offline and online tables up to date with every committed insert, update and delete of their sources')
     .argument('[views...]', 'feature views (default: all)')
-    .action(async (views: string[], _opts, cmd: Command) => {
+    .option('--full', 'compare each whole source with its tables, fix and report every difference (the change log makes this unnecessary, except after triggers were bypassed)')
+    .action(async (views: string[], opts: { full?: boolean }, cmd: Command) => {
       const g = globals(cmd)
       await withClient(cmd, 'pgml-kit materialize', async (client, config) => {
-        const results = await materialize(client, config.state, views)
+        const results = await materialize(client, config.state, views, { full: opts.full === true })
         if (g.json) return printJson(results)
-        for (const r of results) process.stdout.write(`${pc.green('materialized')} ${printable(r.view)}: ${r.inserted} new rows, ${r.updated} online rows updated, high-water mark ${printable(r.highWaterMark ?? '-')}\n`)
+        for (const r of results) {
+          const what = r.fullRefresh ? `full refresh, ${r.entities} entities` : `${r.entities} changed entities`
+          const changed = r.offlineInserted + r.offlineDeleted + r.onlineUpserted + r.onlineDeleted > 0
+          process.stdout.write(`${pc.green('materialized')} ${printable(r.view)} (${what}): offline +${r.offlineInserted} −${r.offlineDeleted} rows, online ${r.onlineUpserted} written, ${r.onlineDeleted} removed${r.fullRefresh && !changed ? ' — no differences' : ''}\n`)
+        }
       })
     })
 

@@ -1,6 +1,7 @@
+import { checkSourceSql } from '../model/check-source-sql.js'
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
-import { DatabaseMismatchError, PgmlKitError, PlanError } from '../errors.js'
+import { ConfigError, DatabaseMismatchError, PgmlKitError, PlanError } from '../errors.js'
 import { checkAgainstDatabase, type LiveSchema } from '../plan/live-checks.js'
 import type { LoadedConfig } from '../config/load.js'
 import { isEmptyPlan, planChange, planOperations, type Plan } from '../plan/plan-migration.js'
@@ -41,6 +42,8 @@ export interface PlanFromConfigOptions {
 
 /** What `generate` would write now: the diff of the snapshot and the config, as files. */
 export async function planFromConfig(config: LoadedConfig, options: PlanFromConfigOptions = {}): Promise<PlanResult> {
+  const sourceIssues = await checkSourceSql(config.state)
+  if (sourceIssues.length > 0) throw new ConfigError(sourceIssues, relative(config.root, config.path) || 'pgml-kit.config.ts')
   const snapshot = await readSnapshot(config.migrationsDir)
   const wanted = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state), options.sizing, config.renames)
   const { plan, desired } = planChange(snapshot.state, wanted, {

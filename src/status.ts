@@ -15,6 +15,9 @@ import { readDrift, type DriftItem } from './drift.js'
 import { readRowEstimates } from './indexes/sizing.js'
 import { readLiveColumns } from './db/live-catalog.js'
 import { columnsOfConfig } from './model/catalog-column.js'
+import { readFeatureLag, type FeatureLag } from './features/check.js'
+import { RUNS_TABLE } from './sql/render-features.js'
+import { quoteQualified } from './sql/quote.js'
 
 export interface CatalogEntry {
   readonly table: string
@@ -73,6 +76,19 @@ export interface Status {
   readonly indexes: readonly (IndexHealth & { readonly lastCheck: LastCheck | null })[]
   /** With `drift`: how the live database differs from the snapshot (empty: no drift); else null. */
   readonly drift: readonly DriftItem[] | null
+  /** Each feature view of the config: its last materialisation and lag (null until migrated with change capture). */
+  readonly featureViews: readonly { readonly view: string; readonly lag: FeatureLag | null }[]
+}
+
+async function readFeatureViews(client: pg.ClientBase, state: DesiredState | undefined): Promise<Status['featureViews']> {
+  const out: { view: string; lag: FeatureLag | null }[] = []
+  for (const view of state?.featureViews ?? []) {
+    const { rows } = await client.query<{ ok: boolean }>('SELECT pg_catalog.to_regprocedure($1) IS NOT NULL AND pg_catalog.to_regclass($2) IS NOT NULL AS ok', [
+      `${quoteQualified(view.schema, view.materializeFunction)}(boolean)`, quoteQualified(view.schema, RUNS_TABLE),
+    ])
+    out.push({ view: view.name, lag: rows[0]?.ok ? await readFeatureLag(client, view, 0).catch(() => null) : null })
+  }
+  return out
 }
 
 function describeNeed(need: PrivilegeNeed): string {
@@ -164,6 +180,7 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
         missingPrivileges,
         indexes: options.state ? await withLastChecks(client, await readIndexHealth(client, options.state)) : [],
         drift,
+        featureViews: await readFeatureViews(client, options.state),
       }
     } finally {
       await client.end()

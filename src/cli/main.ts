@@ -9,6 +9,7 @@ import { registerGenerate } from './commands/generate.js'
 import { registerIndex } from './commands/index.js'
 import { registerInit } from './commands/init.js'
 import { registerMigrate } from './commands/migrate.js'
+import { registerFeatures } from './commands/features.js'
 import { registerMl } from './commands/ml.js'
 import { registerParity } from './commands/parity.js'
 import { registerPlan } from './commands/plan.js'
@@ -53,6 +54,7 @@ export function buildProgram(exit: { code: number }): Command {
   registerParity(program, ctx)
   registerExtension(program)
   registerMl(program)
+  registerFeatures(program, ctx)
   return program
 }
 

@@ -31,6 +31,11 @@ function viewOf(state: DesiredState, name: string): FeatureViewNode {
   return view
 }
 
+/** The named feature views (all when `names` is empty), or an error naming the unknown one. */
+export function viewsNamed(state: DesiredState, names: readonly string[]): FeatureViewNode[] {
+  return names.length === 0 ? [...state.featureViews] : names.map((n) => viewOf(state, n))
+}
+
 function setOf(state: DesiredState, name: string): TrainingSetNode {
   const set = state.trainingSets.find((s) => s.name === name)
   if (!set) throw new PgmlKitError('TRAINING_SET_UNKNOWN', `no training set "${name}" in the config`, { hint: `training sets: ${state.trainingSets.map((s) => s.name).join(', ') || 'none'}` })
@@ -42,7 +47,7 @@ function setOf(state: DesiredState, name: string): TrainingSetNode {
  * transaction; with `full`, each compares its whole source (the counts say what differed).
  */
 export async function materialize(client: pg.ClientBase, state: DesiredState, names: readonly string[] = [], options: { full?: boolean } = {}): Promise<MaterializeResult[]> {
-  const views = names.length === 0 ? state.featureViews : names.map((n) => viewOf(state, n))
+  const views = viewsNamed(state, names)
   const out: MaterializeResult[] = []
   for (const view of views) {
     const { rows } = await client.query<{ offline_inserted: string; offline_deleted: string; online_upserted: string; online_deleted: string; entities: string; full_refresh: boolean }>(

@@ -414,6 +414,52 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS ${dollarQuote(body)};`
 }
 
+/**
+ * Training-serving skew: every online row against its definition recomputed from the offline table
+ * as of now (the newest row per entity whose event time has come). One row per difference:
+ * `missing` (no online row), `extra` (an online row the definition has not), `stale` (an older
+ * event than the definition's), `different` (same event, other values — or a row not yet due).
+ * `total` counts them all; at most `$1` are returned.
+ */
+export function renderOnlineSkew(view: FeatureViewNode): string {
+  const columns = storedColumns(view)
+  const ts = quoteIdent(view.timestamp)
+  const join = view.entities.map((e) => `e.${quoteIdent(e)} = o.${quoteIdent(e)}`).join(' AND ')
+  const entity = `pg_catalog.jsonb_build_object(${view.entities.map((e) => `${quoteLiteral(e)}, coalesce(e.${quoteIdent(e)}, o.${quoteIdent(e)})`).join(', ')})`
+  return `WITH e AS (SELECT true AS pgml_kit_present, l.* FROM (${latestRows(view, quoteQualified(view.schema, view.offlineTable), null)}) AS l),
+     o AS (SELECT true AS pgml_kit_present, ${list('x', columns)} FROM ${quoteQualified(view.schema, view.onlineTable)} AS x),
+     d AS (SELECT CASE WHEN o.pgml_kit_present IS NULL THEN 'missing' WHEN e.pgml_kit_present IS NULL THEN 'extra' WHEN o.${ts} < e.${ts} THEN 'stale' ELSE 'different' END AS kind,
+                  ${entity} AS entity, o.${ts}::text AS online_event, e.${ts}::text AS expected_event
+           FROM e FULL JOIN o ON ${join}
+           WHERE o.pgml_kit_present IS NULL OR e.pgml_kit_present IS NULL OR ROW(${list('o', columns)})::text IS DISTINCT FROM ROW(${list('e', columns)})::text)
+SELECT d.*, pg_catalog.count(*) OVER () AS total FROM d ORDER BY d.kind, d.entity::text LIMIT $1`
+}
+
+/**
+ * How far the stores are behind the source: entities with logged, unmaterialised changes (a
+ * sample of at most `$1`), how many, the age of the oldest change, whether a full comparison is
+ * due (first run, TRUNCATE), rows that came due since the last run; and the last run.
+ */
+export function renderFeatureLag(view: FeatureViewNode): string {
+  const runs = `(SELECT r.last_run_at, r.last_full_run_at, r.runs FROM ${quoteQualified(view.schema, RUNS_TABLE)} AS r WHERE r.view_name = ${quoteLiteral(view.name)})`
+  const run = `SELECT l.last_run_at::text AS last_run_at, l.last_full_run_at::text AS last_full_run_at, coalesce(l.runs, 0) AS runs,
+       pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - l.last_run_at)::float8 AS since_run_seconds`
+  if (view.changeCapture !== 'trigger') {
+    return `${run}, NULL::bigint AS pending, NULL::float8 AS oldest_seconds, NULL::boolean AS full_pending, NULL::bigint AS due, NULL::jsonb AS sample
+FROM (SELECT 1) AS one LEFT JOIN ${runs} AS l ON true`
+  }
+  const changes = quoteQualified(view.schema, view.changesTable!)
+  const entity = `pg_catalog.jsonb_build_object(${view.entities.map((e) => `${quoteLiteral(e)}, c.${quoteIdent(e)}`).join(', ')})`
+  const ts = quoteIdent(view.timestamp)
+  return `${run},
+       (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT ${list('c', view.entities)} FROM ${changes} AS c WHERE NOT c.pgml_kit_full) AS d) AS pending,
+       (SELECT pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.min(c.pgml_kit_captured_at))::float8 FROM ${changes} AS c) AS oldest_seconds,
+       EXISTS (SELECT 1 FROM ${changes} AS c WHERE c.pgml_kit_full) AS full_pending,
+       (SELECT pg_catalog.count(*) FROM ${quoteQualified(view.schema, view.offlineTable)} AS o WHERE o.${ts} > l.last_run_at AND o.${ts} <= pg_catalog.now()) AS due,
+       (SELECT pg_catalog.jsonb_agg(s.entity) FROM (SELECT DISTINCT ${entity} AS entity FROM ${changes} AS c WHERE NOT c.pgml_kit_full LIMIT $1) AS s) AS sample
+FROM (SELECT 1) AS one LEFT JOIN ${runs} AS l ON true`
+}
+
 /** A feature as a training set exposes it: vectors as real[] (what pgml.train takes), scalars as stored. */
 function trainingColumn(view: FeatureViewNode, feature: string): string {
   const type = view.features.find((f) => f.name === feature)?.type ?? ''

@@ -5,6 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { materialize } from '../../src/features/ml.js'
+import { checkFeatures } from '../../src/features/check.js'
+import { runCli } from '../helpers/cli.js'
 import type { DesiredState } from '../../src/model/ir.js'
 import { TestProject } from '../helpers/project.js'
 import { tiers, withClient as withUrlClient, type TestDatabase } from '../helpers/targets.js'
@@ -221,6 +223,44 @@ describe.each(tiers)('feature view change capture on the $name tier', (tier) => 
     await expectInStep(db).catch((error: unknown) => { throw new Error(`seed ${seed}: ${String(error)}`) })
     // A full comparison finds nothing left to fix.
     expect(await run(state, { full: true }), `seed ${seed}`).toMatchObject({ offlineInserted: 0, offlineDeleted: 0, onlineUpserted: 0, onlineDeleted: 0 })
+  })
+
+  it('features check: skew of every kind, lag with the pending entities, the source compared in a rolled-back transaction; status shows lag and last run', async () => {
+    const { state } = await setup()
+    const check = (source = false) => withUrlClient(db.url, (c) => checkFeatures(c, state, [], { source })).then((r) => r[0]!)
+    expect((await check()).lag).toMatchObject({ lastRunAt: null, fullRefreshPending: true, lagSeconds: Infinity })
+    await db.query(`INSERT INTO customer_events (customer_id, event_ts, created_ts, spend, visits) VALUES (1, ${day(1)}, ${day(1)}, 1, 1), (1, ${day(2)}, ${day(2)}, 2, 2), (2, ${day(1)}, ${day(1)}, 3, 3), (3, ${day(1)}, ${day(1)}, 4, 4), (4, ${day(1)}, ${day(1)}, 5, 5)`)
+    await run(state)
+    expect(await check(true)).toMatchObject({ skew: { total: 0 }, lag: { pendingEntities: 0, fullRefreshPending: false, dueRows: 0, lagSeconds: 0, runs: 1 }, source: { offlineInserted: 0, offlineDeleted: 0, onlineUpserted: 0, onlineDeleted: 0 } })
+    // Someone writes the online table by hand: each kind of skew is found.
+    await db.query(`UPDATE features.customer_stats_online SET event_ts = ${day(1)}, spend = 1, visits = 1 WHERE customer_id = 1;
+      UPDATE features.customer_stats_online SET spend = 33 WHERE customer_id = 2;
+      DELETE FROM features.customer_stats_online WHERE customer_id = 3;
+      INSERT INTO features.customer_stats_online VALUES (9, ${day(1)}, ${day(1)}, 9, 9, now())`)
+    // And a source change not yet materialised.
+    await db.query(`INSERT INTO customer_events (customer_id, event_ts, created_ts, spend, visits) VALUES (4, ${day(3)}, ${day(3)}, 6, 6)`)
+    const found = await check()
+    expect(found.skew.total).toBe(4)
+    expect(found.skew.differences.map((d) => [d.kind, d.entity])).toEqual([
+      ['different', { customer_id: 2 }], ['extra', { customer_id: 9 }], ['missing', { customer_id: 3 }], ['stale', { customer_id: 1 }],
+    ])
+    expect(found.lag).toMatchObject({ pendingEntities: 1, sample: [{ customer_id: 4 }] })
+    expect(found.lag.lagSeconds).toBeGreaterThan(0)
+    // --source sees the unmaterialised change (and a hand-written online table), and changes nothing.
+    expect(found.source).toBeNull()
+    expect((await check(true)).source).toMatchObject({ offlineInserted: 1, onlineUpserted: 4, onlineDeleted: 1 })
+    expect(await db.query('SELECT count(*)::int AS n FROM features.customer_stats_changes')).toEqual([{ n: 1 }])
+    const cli = await runCli(['features', 'check'], { cwd: db.cwd, databaseUrl: db.url })
+    expect(cli.code, cli.stderr).toBe(1)
+    expect(cli.stdout).toMatch(/check failed customer_stats: 4 online rows differ from the offline definition; lag [\d.]+ s \(1 entities with unmaterialised changes\)/)
+    expect(cli.stdout).toMatch(/missing +\{"customer_id":3\}/)
+    const status = await runCli(['status'], { cwd: db.cwd, databaseUrl: db.url })
+    expect(status.stdout).toMatch(/customer_stats .* 1 /)
+    // A full refresh repairs all of it; the check passes, also with a lag limit.
+    await run(state, { full: true })
+    const ok = await runCli(['features', 'check', '--source', '--max-lag', '60', '--json'], { cwd: db.cwd, databaseUrl: db.url })
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0)
+    expect(JSON.parse(ok.stdout)).toEqual([expect.objectContaining({ view: 'customer_stats', failed: false, skew: { total: 0, differences: [] } })])
   })
 
   it('upgrades a view generated before change capture in place: the first run recovers what the old materialisation missed; down restores it', async () => {

@@ -9,7 +9,7 @@ import { globals, positiveInt } from '../options.js'
 import type pg from 'pg'
 
 /** Opens the target, hands `fn` a client, and closes both. */
-async function withClient<T>(cmd: Command, name: string, fn: (client: pg.ClientBase, config: Awaited<ReturnType<typeof loadConfig>>) => Promise<T>): Promise<T> {
+export async function withClient<T>(cmd: Command, name: string, fn: (client: pg.ClientBase, config: Awaited<ReturnType<typeof loadConfig>>) => Promise<T>): Promise<T> {
   const g = globals(cmd)
   const config = await loadConfig(g.config)
   const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })

@@ -56,6 +56,15 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           process.stdout.write(`${pc.cyan('next')} ${printable(line)}\n`)
         }
       }
+      if (status.featureViews.length > 0) {
+        const views = new Table({ head: ['feature view', 'last run', 'runs', 'pending entities', 'lag'], style: { head: [], border: [] } })
+        for (const { view, lag } of status.featureViews) {
+          if (!lag) { views.push([printable(view), pc.yellow('not migrated'), '-', '-', '-']); continue }
+          const pending = lag.pendingEntities === null ? 'query source' : `${lag.pendingEntities}${lag.fullRefreshPending ? ' + full refresh' : ''}`
+          views.push([printable(view), printable(lag.lastRunAt ?? 'never'), lag.runs, pending, Number.isFinite(lag.lagSeconds) ? `${lag.lagSeconds.toFixed(1)} s` : 'never materialised'])
+        }
+        process.stdout.write(`${views.toString()}\n`)
+      }
       if (status.queues.length > 0) {
         const queues = new Table({ head: ['queue', 'depth', 'leased', 'retrying', 'oldest job', 'dead letters'], style: { head: [], border: [] } })
         for (const q of status.queues) {

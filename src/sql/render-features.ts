@@ -184,9 +184,10 @@ BEGIN
   -- One materialisation of this view at a time (the key names schema and view apart: "a.b"."c" is not "a"."b.c").
   PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(${quoteLiteral(`pgml-kit materialize ${JSON.stringify([view.schema, view.name])}`)}, 0));
   SELECT r.last_run_at INTO pgml_kit_last FROM ${runs} AS r WHERE r.view_name = ${name};
-${trigger ? `  -- A full refresh when asked, on the first run and after a TRUNCATE of the source (the change log's marker row).
+${trigger ? `  -- A full refresh when asked, on the first run (no run recorded: the view is new, or upgraded from before change capture)
+  -- and after a TRUNCATE of the source (the change log's marker row).
   IF NOT pgml_kit_all THEN
-    pgml_kit_all := EXISTS (SELECT 1 FROM ${changes} AS c WHERE c.pgml_kit_full);
+    pgml_kit_all := pgml_kit_last IS NULL OR EXISTS (SELECT 1 FROM ${changes} AS c WHERE c.pgml_kit_full);
   END IF;
 ` : `  -- The source is a query: no change log, every run compares all of it.
 `}  IF pgml_kit_all THEN
@@ -272,8 +273,6 @@ END
     `-- Change log: the entity keys of every committed change of the source, for the next materialisation to re-read.
 CREATE TABLE ${changes} AS SELECT ${list('s', view.entities)} FROM ${quoteQualified(view.source.schema, view.source.table)} AS s WITH NO DATA;`,
     `${squawkIgnore(['adding-not-nullable-field', 'adding-field-with-default'], NEW_TABLE)}ALTER TABLE ${changes} ADD COLUMN pgml_kit_full boolean NOT NULL DEFAULT false, ADD COLUMN pgml_kit_captured_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp();`,
-    `-- The first materialisation compares the whole source.
-INSERT INTO ${changes} (pgml_kit_full) VALUES (true);`,
     `CREATE FUNCTION ${fn}()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -371,8 +370,7 @@ export function renderDowngradeFeatureView(previous: FeatureViewNode, next: Feat
     `DROP FUNCTION IF EXISTS ${quoteQualified(next.schema, next.materializeFunction)}(boolean);`,
     ...renderDropCapture(next),
     `DELETE FROM ${quoteQualified(next.schema, RUNS_TABLE)} WHERE view_name = ${quoteLiteral(next.name)};`,
-    `DROP INDEX IF EXISTS ${quoteQualified(next.schema, deriveIdentifier([next.name, 'offline', 'by_entity']))};`,
-    `DROP INDEX IF EXISTS ${quoteQualified(next.schema, deriveIdentifier([next.name, 'offline', 'by_time']))};`,
+    ...(['by_entity', 'by_time'] as const).map((suffix) => `${squawkIgnore(['require-concurrent-index-deletion'], 'an index of a feature table only materialisation writes; reverting an upgrade')}DROP INDEX IF EXISTS ${quoteQualified(next.schema, deriveIdentifier([next.name, 'offline', suffix]))};`),
     `${squawkIgnore(['constraint-missing-not-valid', 'disallowed-unique-constraint'], 'restores the key the table had before the upgrade')}ALTER TABLE ${offline} ADD UNIQUE NULLS NOT DISTINCT (${keyColumns(next).map(quoteIdent).join(', ')});`,
     renderLegacyMaterializeFunction(previous),
   ]
@@ -454,7 +452,7 @@ FROM (SELECT 1) AS one LEFT JOIN ${runs} AS l ON true`
   return `${run},
        (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT ${list('c', view.entities)} FROM ${changes} AS c WHERE NOT c.pgml_kit_full) AS d) AS pending,
        (SELECT pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.min(c.pgml_kit_captured_at))::float8 FROM ${changes} AS c) AS oldest_seconds,
-       EXISTS (SELECT 1 FROM ${changes} AS c WHERE c.pgml_kit_full) AS full_pending,
+       (l.last_run_at IS NULL OR EXISTS (SELECT 1 FROM ${changes} AS c WHERE c.pgml_kit_full)) AS full_pending,
        (SELECT pg_catalog.count(*) FROM ${quoteQualified(view.schema, view.offlineTable)} AS o WHERE o.${ts} > l.last_run_at AND o.${ts} <= pg_catalog.now()) AS due,
        (SELECT pg_catalog.jsonb_agg(s.entity) FROM (SELECT DISTINCT ${entity} AS entity FROM ${changes} AS c WHERE NOT c.pgml_kit_full LIMIT $1) AS s) AS sample
 FROM (SELECT 1) AS one LEFT JOIN ${runs} AS l ON true`

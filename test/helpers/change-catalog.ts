@@ -45,7 +45,7 @@ const staged: PgmlKitConfig = {
   features: features('30 days', ['customer stats.spend', 'customer stats.visits']),
 }
 
-export const CHANGE_STEPS: readonly { readonly name: string; readonly config: PgmlKitConfig; readonly options?: ChangeOptions }[] = [
+export const CHANGE_STEPS: readonly { readonly name: string; readonly config: PgmlKitConfig | 'same'; readonly options?: ChangeOptions; readonly fromOlderVersion?: boolean }[] = [
   {
     name: 'create-everything',
     config: {
@@ -84,6 +84,8 @@ export const CHANGE_STEPS: readonly { readonly name: string; readonly config: Pg
       features: features('30 days', ['customer stats.spend', 'customer stats.visits']),
     },
   },
+  // The same config, generated again from a snapshot written before change capture: the feature view is upgraded in place.
+  { name: 'upgrade-feature-views', config: 'same', fromOlderVersion: true },
   // Models change in stages; a mode changes in place (body_vec: app → queue).
   { name: 'stage-model-changes', config: staged },
   { name: 'switch-model-changes', config: staged, options: { switch: 'always' } },
@@ -101,8 +103,12 @@ export interface GeneratedStep {
 export function generatedSteps(): GeneratedStep[] {
   let previous: DesiredState = EMPTY_STATE
   let timestamp = 1_800_000_000_000
-  return CHANGE_STEPS.map(({ name, config, options }) => {
+  let last: PgmlKitConfig = { tables: {} }
+  return CHANGE_STEPS.map(({ name, config: given, options, fromOlderVersion }) => {
+    const config = given === 'same' ? last : given
+    last = config
     const resolved = resolveConfig(config)
+    if (fromOlderVersion) previous = { ...previous, featureViews: previous.featureViews.map(({ changeCapture: _c, changesTable: _t, captureFunction: _f, ...view }) => view) }
     const { plan, desired: next } = planChange(previous, keepExistingNames(previous, resolved.state), { renames: resolved.renames, ...options })
     const files = renderMigrationFiles(plan, { name, timestamp, settings: resolved.migrations })
     timestamp += 1000

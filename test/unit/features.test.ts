@@ -34,7 +34,8 @@ describe('feature views, training sets and models in the config', () => {
     const files = renderMigrationFiles(plan, { name: 'features', timestamp: 1, settings: resolveConfig(base).migrations })
     expect(parseFiles(files)).toBeGreaterThan(10)
     const sql = files[0]!.content
-    expect(sql).toContain('ADD UNIQUE NULLS NOT DISTINCT ("tenant", "customer_id", "event_ts")')
+    expect(sql).toContain('ON "features"."customer stats_offline" ("tenant", "customer_id", "event_ts")')
+    expect(sql).toContain('CREATE FUNCTION "features"."materialize_customer stats"(refresh_all boolean DEFAULT false)')
     expect(sql).toContain('"odd""name"')
     expect(sql).toContain(`o."event_ts" >= l."label_ts" - '30 days'::interval`)
     expect(sql).toContain('"profile"::real[] AS "profile"')

@@ -27,7 +27,7 @@ describe('plan --format markdown', () => {
     const md = renderReviewMarkdown(create!.plan, reviews, { settings, configFile: 'pgml-kit.config.ts' })
     expect(md).toContain('- Needs a superuser: make sure pgml.embed exists')
     expect(md).toMatch(/public\.documents is rewritten under ACCESS EXCLUSIVE, calling pgml\.embed once per row/)
-    expect(md).toMatch(/one transaction takes locks that stop writers on 2 tables \(ACCESS EXCLUSIVE on Other Schema\.Odd "Table"; ACCESS EXCLUSIVE on public\.documents\)/)
+    expect(md).toMatch(/one transaction takes locks that stop writers on 3 tables \(ACCESS EXCLUSIVE on Other Schema\.Odd "Table"; ACCESS EXCLUSIVE on public\.documents; SHARE ROW EXCLUSIVE on crm\.events\)/)
     expect(md).toContain('| **SHARE ROW EXCLUSIVE** on `public.documents` | instant |')
   })
 })

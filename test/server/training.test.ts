@@ -135,7 +135,7 @@ describe('training as code on the server (pgml_compat)', () => {
     try {
       const online = await kit.predictOnline('churn', { customer_id: 7 })
       const expected = await db.query<{ p: number }>(`SELECT pgml.predict('churn', ARRAY[spend, visits]::real[]) AS p FROM features.customer_stats_online WHERE customer_id = 7`)
-      expect(online).toBe(expected[0]!.p)
+      expect(online).toEqual({ status: 'ok', prediction: expected[0]!.p, imputed: [] })
       await expect(kit.predictOnline('churn', {})).rejects.toThrow(/needs customer_id; missing customer_id/)
     } finally {
       await pool.end()

@@ -221,3 +221,16 @@ FROM (SELECT ${at} AS at) AS r
 ${lateral.join('\n')}`
 }
 
+/**
+ * Copies a training set into a new table: the entity keys and the label time (so its rows join
+ * back to the labels), the features as the training set gives them to pgml.train, then the label.
+ */
+export function renderCopyTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[], target: string): { readonly sql: string; readonly columns: readonly string[] } {
+  const features = set.features.map((f) => ({ name: f.feature, sql: trainingColumn(views.find((v) => v.name === f.view)!, f.feature) }))
+  const columns = [...set.entities, set.timestamp].map((c) => ({ name: c, sql: quoteIdent(c) }))
+  const all = [...columns, ...features, { name: set.label, sql: quoteIdent(set.label) }]
+  return {
+    sql: `CREATE TABLE ${target} AS SELECT ${all.map((c) => c.sql).join(', ')} FROM ${quoteQualified(set.schema, set.auditView)}`,
+    columns: all.map((c) => c.name),
+  }
+}

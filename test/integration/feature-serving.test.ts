@@ -3,8 +3,9 @@ import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
-import { materialize } from '../../src/features/ml.js'
+import { materialize, materializeTrainingSet } from '../../src/features/ml.js'
 import { createKit } from '../../src/query/create-kit.js'
+import { runCli } from '../helpers/cli.js'
 import { TestProject } from '../helpers/project.js'
 import { tiers, withClient as withUrlClient, type TestDatabase } from '../helpers/targets.js'
 
@@ -121,7 +122,7 @@ describe.each(tiers)('serving features on the $name tier', (tier) => {
     expect(await calls()).toBe(4)
   })
 
-  it('serves with hostile but legal names everywhere', async () => {
+  it('serves and copies with hostile but legal names everywhere', async () => {
     db = await tier.create()
     const p = new TestProject(db)
     await p.writeMigration('1000000000000_create-tables.sql', `-- Up Migration
@@ -152,5 +153,26 @@ DROP TABLE "Ev ""ents"""; DROP TABLE "la-bels";
     expect(await kit.predictOnline("m'1", { 'Cust;Id': 1 })).toEqual({ status: 'ok', prediction: 10, imputed: [] })
     expect(await kit.predictOnline("m'1", { 'Cust;Id': 1 }, { asOf: new Date(Date.now() - 2 * 86_400_000) })).toEqual({ status: 'ok', prediction: 30, imputed: [] })
     expect(await kit.predictOnline("m'1", { 'Cust;Id': 2 })).toEqual({ status: 'no-features', missing: ['v; DROP TABLE x.$1 spend'] })
+    expect(await withUrlClient(db.url, (c) => materializeTrainingSet(c, config.state, "set's", 'feat "ures.copy; x'))).toEqual({ table: 'feat "ures.copy; x', rows: 1, columns: ['Cust;Id', 'when?', '$1 spend', "y'"] })
+    expect(await db.query(`SELECT "Cust;Id", "$1 spend" FROM "feat ""ures"."copy; x"`)).toEqual([{ 'Cust;Id': 1, '$1 spend': 10 }])
+  })
+
+  it('training-set --to keeps the entity keys and the label time beside the features and the label, and says which columns it wrote', async () => {
+    const { config } = await setup()
+    await db.query(`INSERT INTO customer_events VALUES (1, ${day(1)}, ${day(1)}, 10, 1), (2, ${day(3)}, ${day(3)}, 20, 2)`)
+    await db.query(`INSERT INTO labels VALUES (1, ${day(2)}, 1), (2, ${day(4)}, 0), (3, ${day(4)}, 1)`)
+    await withUrlClient(db.url, (c) => materialize(c, config.state))
+    const columns = ['customer_id', 'label_ts', 'spend', 'visits', 'churned']
+    expect(await withUrlClient(db.url, (c) => materializeTrainingSet(c, config.state, 'churn', 'public.churn_copy'))).toEqual({ table: 'public.churn_copy', rows: 3, columns })
+    expect(await db.query(`SELECT attname AS c FROM pg_attribute WHERE attrelid = 'public.churn_copy'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`)).toEqual(columns.map((c) => ({ c })))
+    // Joins back to the labels it came from.
+    expect(await db.query('SELECT c.customer_id, c.spend, c.churned FROM churn_copy c JOIN labels l USING (customer_id, label_ts) ORDER BY 1')).toEqual([
+      { customer_id: 1, spend: 10, churned: 1 }, { customer_id: 2, spend: 20, churned: 0 }, { customer_id: 3, spend: null, churned: 1 },
+    ])
+    const cli = (...args: string[]) => runCli(args, { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(JSON.parse((await cli('--json', 'training-set', 'churn', '--to', 'churn_cli')).stdout)).toEqual({ trainingSet: 'churn', table: 'churn_cli', rows: 3, columns })
+    const human = await cli('training-set', 'churn', '--to', 'churn_cli2')
+    expect(human.stdout).toContain('wrote 3 rows of training set churn to churn_cli2: customer_id, label_ts, spend, visits, churned')
+    expect(human.stdout).toMatch(/train on "features"\."churn"/)
   })
 })

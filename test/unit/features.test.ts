@@ -4,7 +4,7 @@ import { resolveConfig } from '../../src/model/resolve.js'
 import { planMigration, planOperations } from '../../src/plan/plan-migration.js'
 import { renderMigrationFiles } from '../../src/migrations/render-files.js'
 import { passesGate, renderTrainCall } from '../../src/features/ml.js'
-import { featureRef, renderPredictOnline } from '../../src/sql/render-features.js'
+import { featureRef, renderCopyTrainingSet, renderPredictOnline } from '../../src/sql/render-features.js'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { parseFiles, parseStatements } from '../helpers/sql.js'
 
@@ -122,4 +122,11 @@ LEFT JOIN LATERAL (SELECT o."spend", o."profile", o."odd""name" FROM "features".
     expect(parseStatements(all)).toBe(1)
   })
 
+  it('copies a training set with its entity keys and label time', () => {
+    const { state } = resolveConfig(base)
+    const copy = renderCopyTrainingSet(state.trainingSets[0]!, state.featureViews, '"public"."churn copy"')
+    expect(copy.columns).toEqual(['tenant', 'customer', 'label_ts', 'spend', 'profile', 'odd"name', 'churned'])
+    expect(copy.sql).toBe('CREATE TABLE "public"."churn copy" AS SELECT "tenant", "customer", "label_ts", "spend", "profile"::real[] AS "profile", "odd""name", "churned" FROM "features"."churn_audit"')
+    expect(parseStatements(copy.sql)).toBe(1)
+  })
 })

@@ -3,7 +3,7 @@ import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import type { DesiredState, FeatureViewNode, TrainingSetNode } from '../model/ir.js'
 import type { ModelNode, ResolvedConfig } from '../model/resolve.js'
-import { highWaterColumn, LINEAGE_TABLE } from '../sql/render-features.js'
+import { highWaterColumn, LINEAGE_TABLE, renderCopyTrainingSet } from '../sql/render-features.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js'
 
 /**
@@ -72,14 +72,28 @@ function notUpgraded(error: unknown, view: FeatureViewNode): unknown {
   })
 }
 
-/** Copies a training set (as it is now) into a new table; returns its row count. */
-export async function materializeTrainingSet(client: pg.ClientBase, state: DesiredState, name: string, to: string): Promise<number> {
+export interface TrainingSetCopy {
+  /** The table as given (`name` or `schema.name`). */
+  readonly table: string
+  readonly rows: number
+  /** Its columns in order: the entity keys, the label time, the features, the label. */
+  readonly columns: readonly string[]
+}
+
+/**
+ * Copies a training set (as it is now) into a new table: the entity keys and the label time, so
+ * each row joins back to its label, then the features and the label. For inspection and export:
+ * pgml.train on this table would take the keys and the time for features — train on the training
+ * set's view, which has only the features and the label.
+ */
+export async function materializeTrainingSet(client: pg.ClientBase, state: DesiredState, name: string, to: string): Promise<TrainingSetCopy> {
   const set = setOf(state, name)
   const parts = to.split('.')
   if (parts.length > 2 || parts.some((p) => p === '')) throw new PgmlKitError('TABLE_NAME_INVALID', `--to ${to}: give a table name or schema.table`)
   const target = parts.length === 2 ? quoteQualified(parts[0]!, parts[1]!) : quoteIdent(parts[0]!)
-  const result = await client.query(`CREATE TABLE ${target} AS SELECT * FROM ${quoteQualified(set.schema, set.name)}`)
-  return result.rowCount ?? 0
+  const copy = renderCopyTrainingSet(set, state.featureViews, target)
+  const result = await client.query(copy.sql)
+  return { table: to, rows: result.rowCount ?? 0, columns: copy.columns }
 }
 
 function sha256(value: unknown): string {

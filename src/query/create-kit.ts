@@ -5,13 +5,14 @@ import { localEmbedderLoader } from '../embed/embedder-for-config.js'
 import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig, Distance } from '../config/schema.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
-import type { EmbeddingColumnNode, FullTextNode } from '../model/ir.js'
+import type { EmbeddingColumnNode, FeatureViewNode, FullTextNode } from '../model/ir.js'
+import type { ModelNode } from '../model/resolve.js'
 import {
   SEARCH_CAPABILITIES, distanceExpression, embedTexts, hybridFusion, hybridJoin, predictBatchQuery, predictCall, predictProbaQuery, predictRow,
   renderQueryEmbedding, similarityExpression, tableId,
 } from '../sql/render-search.js'
 import { KitDialect } from './kit-dialect.js'
-import { renderPredictOnline } from '../sql/render-features.js'
+import { featureRef, renderPredictOnline } from '../sql/render-features.js'
 import { CatalogProbe, DistanceOperator, NO_INDEX, QueryVector, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
 import { CatalogCache } from './catalog-cache.js'
 import { PROBE_COLUMN } from './kit-dialect.js'
@@ -60,6 +61,25 @@ export interface HybridSearchOptions extends IndexSettings {
   readonly rrfK?: number
 }
 
+export interface PredictOnlineOptions {
+  /**
+   * Read the features as of this time from the offline tables (the feature history), with the
+   * training set's point-in-time rule, instead of the online tables as of now. The role needs
+   * SELECT on the offline tables (the migration grants `roles.app` only the online ones).
+   */
+  readonly asOf?: Date
+}
+
+/**
+ * What `predictOnline` gives: a prediction (`imputed` names the features that had no value and
+ * that the model imputes, per its `preprocess`), or `no-features` when a feature it does not
+ * impute had no value (`missing` names every feature without one) — an unknown entity, or one
+ * whose rows are all past the TTL. Features are named `view.feature`, as the training set does.
+ */
+export type OnlinePrediction =
+  | { readonly status: 'ok'; readonly prediction: number; readonly imputed: readonly string[] }
+  | { readonly status: 'no-features'; readonly missing: readonly string[] }
+
 export interface KitOptions<DB> {
   /** The application's Kysely instance (PostgreSQL dialect); the kit borrows its connections. */
   readonly db: Kysely<DB>
@@ -101,12 +121,20 @@ export interface Kit<C extends PgmlKitConfig, DB> {
   /** `pgml.predict_proba`: class probabilities. */
   predictProba(project: string, features: readonly number[]): Promise<number[]>
   /**
-   * Predicts for an entity from the online feature store, in one statement: the model's training
-   * set names the features and their order, read from the feature views' online tables (NULL when
-   * missing or older than the view's TTL) — the definitions training used. `entity` gives the
-   * training set's entity columns.
+   * Predicts for an entity from its features, in one statement: the model's training set names the
+   * features and their order — the definitions training used. By default they are read as of now
+   * from the feature views' online tables (as fresh as the last materialisation; never a row dated
+   * after now, nor one older than the view's TTL); with `asOf`, from the offline tables as of that
+   * time, with exactly the training set's point-in-time rule. `entity` gives the training set's
+   * entity columns. When a feature the model does not impute has no value, the result says which
+   * (`no-features`) and pgml.predict is not called.
+   *
+   * @example
+   * const r = await kit.predictOnline('churn', { customer_id: 7 })
+   * if (r.status === 'ok') use(r.prediction)
+   * else console.warn('no features for customer 7:', r.missing)
    */
-  predictOnline(project: string, entity: Readonly<Record<string, string | number | bigint | boolean | Date>>): Promise<number>
+  predictOnline(project: string, entity: Readonly<Record<string, string | number | bigint | boolean | Date>>, options?: PredictOnlineOptions): Promise<OnlinePrediction>
   readonly fn: {
     /** `pgml.predict(project, ARRAY[...]::real[])` as an expression for your own queries. */
     predict(project: string, features: readonly (Expression<unknown> | number)[]): RawBuilder<number>
@@ -122,6 +150,22 @@ function positiveInteger(name: string, value: number): number {
 function finiteNumber(name: string, value: number): number {
   if (!Number.isFinite(value)) throw new RangeError(`${name} must be a finite number, got ${value}`)
   return value
+}
+
+/**
+ * The features whose missing values the model fills itself: those its `preprocess` gives an
+ * `impute` other than `error` (pgml repeats training's preprocessing at pgml.predict; so does
+ * pgml_compat). Vector features never: pgml imputes per column, and a vector is many.
+ */
+function imputedFeatures(model: ModelNode, views: readonly FeatureViewNode[]): ReadonlySet<string> {
+  const out = new Set<string>()
+  for (const f of model.trainingSet?.features ?? []) {
+    const type = views.find((v) => v.name === f.view)?.features.find((x) => x.name === f.feature)?.type ?? ''
+    const options = model.preprocess?.[f.feature]
+    const impute = typeof options === 'object' && options !== null ? (options as Record<string, unknown>).impute : undefined
+    if (typeof impute === 'string' && impute !== 'error' && !/^(?:vector|halfvec)\b/i.test(type)) out.add(featureRef(f))
+  }
+  return out
 }
 
 /**
@@ -276,7 +320,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
       return (rows[0]?.p ?? []).map(Number)
     },
 
-    async predictOnline(project, entity) {
+    async predictOnline(project, entity, predictOptions = {}) {
       const model = resolved.models.find((m) => m.project === project)
       if (!model?.trainingSet) {
         throw new PgmlKitError('MODEL_UNKNOWN', model ? `model "${project}" does not train on a training set of the config, so its online features are unknown` : `no model "${project}" in the config`, {
@@ -284,10 +328,24 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
         })
       }
       const set = model.trainingSet
-      const missing = set.entities.filter((e) => !(e in entity))
-      if (missing.length > 0) throw new PgmlKitError('ENTITY_INCOMPLETE', `predictOnline("${project}") needs ${set.entities.join(', ')}; missing ${missing.join(', ')}`)
-      const result = await kitDb.executeQuery<{ p: number }>(CompiledQuery.raw(renderPredictOnline(set, resolved.state.featureViews), [project, ...set.entities.map((e) => entity[e])]))
-      return Number(result.rows[0]?.p)
+      const absentKeys = set.entities.filter((e) => !(e in entity))
+      if (absentKeys.length > 0) throw new PgmlKitError('ENTITY_INCOMPLETE', `predictOnline("${project}") needs ${set.entities.join(', ')}; missing ${absentKeys.join(', ')}`)
+      const asOf = predictOptions.asOf
+      if (asOf !== undefined && !(asOf instanceof Date && Number.isFinite(asOf.getTime()))) throw new RangeError(`asOf must be a valid Date, got ${String(asOf)}`)
+      const imputed = imputedFeatures(model, resolved.state.featureViews)
+      const text = renderPredictOnline(set, resolved.state.featureViews, { at: asOf ? 'asOf' : 'now', imputed })
+      const parameters = [project, ...set.entities.map((e) => entity[e]), ...(asOf ? [asOf] : [])]
+      const result = await kitDb.executeQuery<{ p: number | null; absent: boolean[] }>(CompiledQuery.raw(text, parameters)).catch((error: unknown) => {
+        const e = error as { code?: string; message?: string }
+        if (!asOf || e.code !== '42501') throw error
+        throw new PgmlKitError('PREDICT_NOT_PERMITTED', `predictOnline("${project}", …, { asOf }) reads the feature views' offline tables: ${e.message ?? 'permission denied'}`, {
+          cause: error, hint: 'grant this role SELECT on the offline tables it reads (the migration grants roles.app only the online ones), or predict as of now',
+        })
+      })
+      const row = result.rows[0]
+      const missing = set.features.filter((_, i) => row?.absent[i] !== false).map(featureRef)
+      if (missing.some((f) => !imputed.has(f))) return { status: 'no-features', missing }
+      return { status: 'ok', prediction: Number(row?.p), imputed: missing }
     },
 
     fn: {

@@ -511,22 +511,71 @@ export function renderDropTrainingSet(set: TrainingSetNode): string[] {
   return [`DROP VIEW IF EXISTS ${quoteQualified(set.schema, set.name)};`, `DROP VIEW IF EXISTS ${quoteQualified(set.schema, set.auditView)};`]
 }
 
+/** How `renderPredictOnline` reads the features: the online table as of now, or the offline table as of a given time. */
+export interface PredictOnlineRead {
+  /** `now`: the online table, never a row dated after now(); `asOf`: the offline table as of the last parameter (timestamptz). */
+  readonly at: 'now' | 'asOf'
+  /** Features (`view.feature`) the model imputes itself (its `preprocess`): their NULLs go to pgml.predict. */
+  readonly imputed: ReadonlySet<string>
+}
+
+/** `view.feature`: how the config, and predictOnline's result, name a feature of a training set. */
+export function featureRef(feature: { readonly view: string; readonly feature: string }): string {
+  return `${feature.view}.${feature.feature}`
+}
+
 /**
- * One statement that predicts for an entity from the online store: each feature of the training
- * set, in its order, read from its view's online table (NULL when the entity has no row, or its row
- * is older than the view's TTL), passed to pgml.predict. `$1` is the project, `$2`… the entity's
- * key values in the training set's `entities` order.
+ * One statement that predicts for an entity: each feature view's row for the entity as of a time
+ * `r.at` — `now()` from the online table (at most one row per entity; never one dated after now,
+ * nor one older than the TTL), or `$n` from the offline table with exactly the training join's
+ * rule (the newest event at or before it and within the TTL, inclusive; ties by the newer created
+ * time, NULL created times last). Selects `absent`, one boolean per feature of the training set in
+ * its order (no value), and `p`, pgml.predict on the features in that order — NULL, without calling
+ * pgml.predict, when a feature the model does not impute has no value. `$1` is the project, `$2`…
+ * the entity's key values in the training set's `entities` order, then the time for `asOf`.
  */
-export function renderPredictOnline(set: TrainingSetNode, views: readonly FeatureViewNode[]): string {
-  const segments = set.features.map((f) => {
-    const view = views.find((v) => v.name === f.view)!
-    const type = view.features.find((x) => x.name === f.feature)?.type ?? ''
-    const where = view.entities.map((e, i) => `o.${quoteIdent(e)} = $${i + 2}`).join(' AND ')
-    const ttl = view.ttl ? ` AND o.${quoteIdent(view.timestamp)} >= pg_catalog.now() - ${quoteLiteral(view.ttl)}::interval` : ''
-    const read = (expression: string) => `(SELECT ${expression} FROM ${quoteQualified(view.schema, view.onlineTable)} AS o WHERE ${where}${ttl})`
-    const dims = /^(?:vector|halfvec)\((\d+)\)/i.exec(type)?.[1]
-    if (dims) return `coalesce(${read(`o.${quoteIdent(f.feature)}::real[]`)}, pg_catalog.array_fill(NULL::real, ARRAY[${Number(dims)}]))`
-    return `ARRAY[${read(`o.${quoteIdent(f.feature)}::real`)}]`
+export function renderPredictOnline(set: TrainingSetNode, views: readonly FeatureViewNode[], read: PredictOnlineRead): string {
+  const used = [...new Set(set.features.map((f) => f.view))]
+  const aliasOf = new Map(used.map((name, i) => [name, `v${i}`]))
+  const lateral = used.map((name) => {
+    const view = views.find((v) => v.name === name)!
+    const ts = `o.${quoteIdent(view.timestamp)}`
+    const features = [...new Set(set.features.filter((f) => f.view === name).map((f) => f.feature))].map((f) => `o.${quoteIdent(f)}`)
+    const where = [
+      ...view.entities.map((e, i) => `o.${quoteIdent(e)} = $${i + 2}`),
+      `${ts} <= r.at`,
+      ...(view.ttl ? [`${ts} >= r.at - ${quoteLiteral(view.ttl)}::interval`] : []),
+    ].join(' AND ')
+    const source = read.at === 'now' ? view.onlineTable : view.offlineTable
+    // The online table has one row per entity (its primary key); the offline table its history.
+    const latest = read.at === 'now' ? '' : `\n    ORDER BY ${newestFirst(view, 'o')} LIMIT 1`
+    return `LEFT JOIN LATERAL (SELECT ${features.join(', ')} FROM ${quoteQualified(view.schema, source)} AS o
+    WHERE ${where}${latest}) AS ${aliasOf.get(name)} ON true`
   })
-  return `SELECT pgml.predict($1::text, (${segments.join(' OPERATOR(pg_catalog.||) ')})::real[]) AS p`
+  const value = (f: TrainingSetNode['features'][number]) => `${aliasOf.get(f.view)}.${quoteIdent(f.feature)}`
+  const segments = set.features.map((f) => {
+    const type = views.find((v) => v.name === f.view)?.features.find((x) => x.name === f.feature)?.type ?? ''
+    return /^(?:vector|halfvec)\b/i.test(type) ? `${value(f)}::real[]` : `ARRAY[${value(f)}::real]`
+  })
+  const predict = `pgml.predict($1::text, (${segments.join(' OPERATOR(pg_catalog.||) ')})::real[])`
+  const required = set.features.filter((f) => !read.imputed.has(featureRef(f))).map((f) => `${value(f)} IS NOT NULL`)
+  const at = read.at === 'now' ? 'pg_catalog.now()' : `$${set.entities.length + 2}::timestamptz`
+  return `SELECT ${required.length > 0 ? `CASE WHEN ${required.join(' AND ')} THEN ${predict} END` : predict} AS p,
+       ARRAY[${set.features.map((f) => `${value(f)} IS NULL`).join(', ')}] AS absent
+FROM (SELECT ${at} AS at) AS r
+${lateral.join('\n')}`
+}
+
+/**
+ * Copies a training set into a new table: the entity keys and the label time (so its rows join
+ * back to the labels), the features as the training set gives them to pgml.train, then the label.
+ */
+export function renderCopyTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[], target: string): { readonly sql: string; readonly columns: readonly string[] } {
+  const features = set.features.map((f) => ({ name: f.feature, sql: trainingColumn(views.find((v) => v.name === f.view)!, f.feature) }))
+  const columns = [...set.entities, set.timestamp].map((c) => ({ name: c, sql: quoteIdent(c) }))
+  const all = [...columns, ...features, { name: set.label, sql: quoteIdent(set.label) }]
+  return {
+    sql: `CREATE TABLE ${target} AS SELECT ${all.map((c) => c.sql).join(', ')} FROM ${quoteQualified(set.schema, set.auditView)}`,
+    columns: all.map((c) => c.name),
+  }
 }

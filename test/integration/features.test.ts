@@ -69,7 +69,7 @@ describe.each(tiers)('feature views and point-in-time training sets on the $name
     // What pgml.train reads: the features in the config's order, then the label.
     expect(await db.query(`SELECT attname AS c FROM pg_attribute WHERE attrelid = 'features.churn'::regclass AND attnum > 0 ORDER BY attnum`)).toEqual([{ c: 'spend' }, { c: 'visits' }, { c: 'churned' }])
 
-    expect(await withClient((c) => materializeTrainingSet(c, config.state, 'churn', 'public.churn_snapshot'))).toBe(5)
+    expect(await withClient((c) => materializeTrainingSet(c, config.state, 'churn', 'public.churn_snapshot'))).toMatchObject({ rows: 5 })
     expect(await db.query('SELECT count(*)::int AS n FROM churn_snapshot WHERE spend IS NOT NULL')).toEqual([{ n: 3 }])
   })
 

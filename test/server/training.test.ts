@@ -120,7 +120,7 @@ describe('training as code on the server (pgml_compat)', () => {
     expect((await cli('deploy', 'churn')).stderr).toMatch(/deploy needs exactly one of --strategy or --model/)
     expect((await cli('deploy', 'churn', '--model', '999999')).stderr).toMatch(/model 999999 is not a model of project "churn"/)
     expect((await cli('materialize')).stdout).toMatch(/materialized customer_stats: 0 new rows/)
-    expect(JSON.parse((await cli('--json', 'training-set', 'churn', '--to', 'churn_snapshot')).stdout)).toEqual({ trainingSet: 'churn', table: 'churn_snapshot', rows: 600 })
+    expect(JSON.parse((await cli('--json', 'training-set', 'churn', '--to', 'churn_snapshot')).stdout)).toEqual({ trainingSet: 'churn', table: 'churn_snapshot', rows: 600, columns: ['customer_id', 'label_ts', 'spend', 'visits', 'churned'] })
 
     // Online, as the application's role: one statement reads the online store with the training set's features.
     // USAGE on schema pgml is the DBA's to grant (pgml-kit did not install pgml here); the online table is granted by the migration.
@@ -135,7 +135,7 @@ describe('training as code on the server (pgml_compat)', () => {
     try {
       const online = await kit.predictOnline('churn', { customer_id: 7 })
       const expected = await db.query<{ p: number }>(`SELECT pgml.predict('churn', ARRAY[spend, visits]::real[]) AS p FROM features.customer_stats_online WHERE customer_id = 7`)
-      expect(online).toBe(expected[0]!.p)
+      expect(online).toEqual({ status: 'ok', prediction: expected[0]!.p, imputed: [] })
       await expect(kit.predictOnline('churn', {})).rejects.toThrow(/needs customer_id; missing customer_id/)
     } finally {
       await pool.end()

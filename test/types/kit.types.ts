@@ -3,7 +3,7 @@
  * @ts-expect-error line must be a compile error, or the type check fails.
  */
 import type { Generated, Kysely } from 'kysely'
-import { createKit, defineConfig } from '../../src/index.js'
+import { createKit, defineConfig, type OnlinePrediction } from '../../src/index.js'
 
 interface DB {
   documents: { id: Generated<number>; title: string; body: string; department: string | null }
@@ -51,4 +51,15 @@ export async function typeTests(db: Kysely<DB>): Promise<void> {
   kit.hybridSearch('notes.text_embedding', 'x')
   // @ts-expect-error: an unknown distance
   kit.search('documents.body_embedding', 'x', { distance: 'dot' })
+
+  // predictOnline: a prediction, or which features had no value; narrowed by status.
+  const served = await kit.predictOnline('churn', { customer_id: 7 }, { asOf: new Date() })
+  if (served.status === 'ok') {
+    type _prediction = Expect<Equal<typeof served.prediction, number>>
+  } else {
+    type _missing = Expect<Equal<typeof served.missing, readonly string[]>>
+    // @ts-expect-error: no prediction without features
+    void served.prediction
+  }
+  type _served = Expect<Equal<typeof served, OnlinePrediction>>
 }

@@ -4,7 +4,7 @@ import { resolveConfig } from '../../src/model/resolve.js'
 import { planMigration, planOperations } from '../../src/plan/plan-migration.js'
 import { renderMigrationFiles } from '../../src/migrations/render-files.js'
 import { passesGate, renderTrainCall } from '../../src/features/ml.js'
-import { renderPredictOnline } from '../../src/sql/render-features.js'
+import { featureRef, renderCopyTrainingSet, renderPredictOnline } from '../../src/sql/render-features.js'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { parseFiles, parseStatements } from '../helpers/sql.js'
 
@@ -99,10 +99,35 @@ describe('feature views, training sets and models in the config', () => {
     expect(passesGate({ metric: 'r2', min: null, margin: null }, { f1: 1 }, null)).toMatchObject({ pass: false, reason: 'the new model has no metric "r2" (it has f1)' })
   })
 
-  it('predicts online in one statement with the training set\'s features in order, vectors padded when missing', () => {
+  it('predicts online in one statement: the training set\'s features in order, as of now from the online table or as of a time from the offline table', () => {
     const { state } = resolveConfig(base)
-    const sql = renderPredictOnline(state.trainingSets[0]!, state.featureViews)
-    expect(parseStatements(sql)).toBe(1)
-    expect(sql).toMatch(/^SELECT pgml\.predict\(\$1::text, \(ARRAY\[\(SELECT o\."spend"::real .*\$2 AND o\."customer_id" = \$3.*OPERATOR\(pg_catalog\.\|\|\) coalesce\(.*"profile"::real\[\].*pg_catalog\.array_fill\(NULL::real, ARRAY\[4\]\)\) OPERATOR\(pg_catalog\.\|\|\) ARRAY\[.*"odd""name"/s)
+    const set = state.trainingSets[0]!
+    const now = renderPredictOnline(set, state.featureViews, { at: 'now', imputed: new Set() })
+    expect(parseStatements(now)).toBe(1)
+    expect(now).toBe(`SELECT CASE WHEN v0."spend" IS NOT NULL AND v0."profile" IS NOT NULL AND v0."odd""name" IS NOT NULL THEN pgml.predict($1::text, (ARRAY[v0."spend"::real] OPERATOR(pg_catalog.||) v0."profile"::real[] OPERATOR(pg_catalog.||) ARRAY[v0."odd""name"::real])::real[]) END AS p,
+       ARRAY[v0."spend" IS NULL, v0."profile" IS NULL, v0."odd""name" IS NULL] AS absent
+FROM (SELECT pg_catalog.now() AS at) AS r
+LEFT JOIN LATERAL (SELECT o."spend", o."profile", o."odd""name" FROM "features"."customer stats_online" AS o
+    WHERE o."tenant" = $2 AND o."customer_id" = $3 AND o."event_ts" <= r.at AND o."event_ts" >= r.at - '30 days'::interval) AS v0 ON true`)
+    // As of a time: the offline table, the training join's rule; a feature the model imputes need not be there.
+    const asOf = renderPredictOnline(set, state.featureViews, { at: 'asOf', imputed: new Set(['customer stats.spend']) })
+    expect(parseStatements(asOf)).toBe(1)
+    expect(asOf).toContain('CASE WHEN v0."profile" IS NOT NULL AND v0."odd""name" IS NOT NULL THEN')
+    expect(asOf).toContain(`FROM (SELECT $4::timestamptz AS at) AS r
+LEFT JOIN LATERAL (SELECT o."spend", o."profile", o."odd""name" FROM "features"."customer stats_offline" AS o
+    WHERE o."tenant" = $2 AND o."customer_id" = $3 AND o."event_ts" <= r.at AND o."event_ts" >= r.at - '30 days'::interval
+    ORDER BY o."event_ts" DESC LIMIT 1) AS v0 ON true`)
+    // Every feature imputed: no condition.
+    const all = renderPredictOnline(set, state.featureViews, { at: 'now', imputed: new Set(set.features.map(featureRef)) })
+    expect(all).toMatch(/^SELECT pgml\.predict\(/)
+    expect(parseStatements(all)).toBe(1)
+  })
+
+  it('copies a training set with its entity keys and label time', () => {
+    const { state } = resolveConfig(base)
+    const copy = renderCopyTrainingSet(state.trainingSets[0]!, state.featureViews, '"public"."churn copy"')
+    expect(copy.columns).toEqual(['tenant', 'customer', 'label_ts', 'spend', 'profile', 'odd"name', 'churned'])
+    expect(copy.sql).toBe('CREATE TABLE "public"."churn copy" AS SELECT "tenant", "customer", "label_ts", "spend", "profile"::real[] AS "profile", "odd""name", "churned" FROM "features"."churn_audit"')
+    expect(parseStatements(copy.sql)).toBe(1)
   })
 })

@@ -7,6 +7,7 @@ import { deploy, listModels, materialize, materializeTrainingSet, train, trainSq
 import { EXIT, printable, printJson } from '../output.js'
 import { globals, positiveInt } from '../options.js'
 import type pg from 'pg'
+import { quoteQualified } from '../../sql/quote.js'
 
 /** Opens the target, hands `fn` a client, and closes both. */
 export async function withClient<T>(cmd: Command, name: string, fn: (client: pg.ClientBase, config: Awaited<ReturnType<typeof loadConfig>>) => Promise<T>): Promise<T> {
@@ -59,15 +60,17 @@ export function registerMl(program: Command): void {
     })
 
   program.command('training-set')
-    .description('copy a training set (the point-in-time join, as it is now) into a new table')
+    .description('copy a training set (the point-in-time join, as it is now) into a new table: entity keys, label time, features, label')
     .argument('<name>', 'training set')
     .requiredOption('--to <table>', 'table to create (name or schema.name)')
     .action(async (name: string, opts: { to: string }, cmd: Command) => {
       const g = globals(cmd)
       await withClient(cmd, 'pgml-kit training-set', async (client, config) => {
-        const rows = await materializeTrainingSet(client, config.state, name, opts.to)
-        if (g.json) return printJson({ trainingSet: name, table: opts.to, rows })
-        process.stdout.write(`${pc.green('wrote')} ${rows} rows of training set ${printable(name)} to ${printable(opts.to)}\n`)
+        const copy = await materializeTrainingSet(client, config.state, name, opts.to)
+        if (g.json) return printJson({ trainingSet: name, table: copy.table, rows: copy.rows, columns: copy.columns })
+        const set = config.state.trainingSets.find((s) => s.name === name)!
+        process.stdout.write(`${pc.green('wrote')} ${copy.rows} rows of training set ${printable(name)} to ${printable(copy.table)}: ${copy.columns.map((c) => printable(c)).join(', ')}\n`)
+        process.stdout.write(`${pc.dim(`the entity keys and the label time are there to join back and inspect; to train, train on ${printable(quoteQualified(set.schema, set.name))} (features and label only)`)}\n`)
       })
     })
 

@@ -90,7 +90,7 @@ describe('training as code on the server (pgml_compat)', () => {
 
   it('materialises, trains on the point-in-time set behind a gate, records lineage, deploys, predicts online; a leaky join scores unrealistically high', async () => {
     const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
-    expect(await materialize(client, loaded.state)).toEqual([expect.objectContaining({ view: 'customer_stats', inserted: 2400, updated: 600 })])
+    expect(await materialize(client, loaded.state)).toEqual([expect.objectContaining({ view: 'customer_stats', offlineInserted: 2400, onlineUpserted: 600, fullRefresh: true })])
 
     // --dry-run prints exactly what train runs.
     const dry = await runCli(['train', 'churn', '--dry-run'], { cwd: db.cwd, databaseUrl: db.databaseUrl })

@@ -116,7 +116,7 @@ LEFT JOIN LATERAL (SELECT o."spend", o."profile", o."odd""name" FROM "features".
     expect(asOf).toContain(`FROM (SELECT $4::timestamptz AS at) AS r
 LEFT JOIN LATERAL (SELECT o."spend", o."profile", o."odd""name" FROM "features"."customer stats_offline" AS o
     WHERE o."tenant" = $2 AND o."customer_id" = $3 AND o."event_ts" <= r.at AND o."event_ts" >= r.at - '30 days'::interval
-    ORDER BY o."event_ts" DESC LIMIT 1) AS v0 ON true`)
+    ORDER BY o."event_ts" DESC, ROW(o."spend", o."odd""name", o."profile")::text DESC LIMIT 1) AS v0 ON true`)
     // Every feature imputed: no condition.
     const all = renderPredictOnline(set, state.featureViews, { at: 'now', imputed: new Set(set.features.map(featureRef)) })
     expect(all).toMatch(/^SELECT pgml\.predict\(/)

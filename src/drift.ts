@@ -1,3 +1,4 @@
+import { captureTriggers } from './sql/render-features.js'
 import type pg from 'pg'
 import { columnKey, columnLabel, objectKey, type DesiredState, type EmbeddingColumnNode } from './model/ir.js'
 import { readIndexHealth } from './indexes/health.js'
@@ -165,7 +166,30 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
     ]
     if (differences.length > 0) out.push({ kind: 'trigger', object, problem: `${differences.join('; ')} (of ${columnLabel(column)}, mode ${column.mode}): writes may not be embedded or queued`, fix: create })
   }
+  // Feature views' change capture: each source's four triggers exist, are enabled and call the view's function.
+  const captured = state.featureViews.filter((v) => v.changeCapture === 'trigger' && v.source.kind === 'table')
+  const sources = captured.map((v) => v.source as { schema: string; table: string })
+  const { rows: captureLive } = sources.length === 0 ? { rows: [] } : await client.query<{ schema_name: string; table_name: string; name: string; enabled: string; function_schema: string; function_name: string }>(READ_TRIGGERS, [
+    sources.map((t) => t.schema), sources.map((t) => t.table)])
+  const captureNames = new Set<string>()
+  for (const view of captured) {
+    const source = view.source as { schema: string; table: string }
+    for (const want of captureTriggers(view)) {
+      captureNames.add(JSON.stringify([source.schema, source.table, want.name]))
+      const found = captureLive.find((t) => t.schema_name === source.schema && t.table_name === source.table && t.name === want.name)
+      const object = `${want.name} on ${source.schema}.${source.table}`
+      const lost = `changes of ${source.schema}.${source.table} are not logged for feature view ${view.name}: materialize misses them`
+      const refresh = `-- then: pgml-kit materialize ${view.name} --full`
+      if (!found) out.push({ kind: 'trigger', object, problem: `missing: ${lost}`, fix: `${want.create}\n${refresh}` })
+      else if (found.function_schema !== view.schema || found.function_name !== view.captureFunction) {
+        out.push({ kind: 'trigger', object, problem: `calls ${found.function_schema}.${found.function_name}(), the snapshot says ${view.schema}.${view.captureFunction}()`, fix: `DROP TRIGGER ${quoteIdent(want.name)} ON ${quoteQualified(source.schema, source.table)};\n${want.create}\n${refresh}` })
+      } else if (found.enabled === 'D') {
+        out.push({ kind: 'trigger', object, problem: `disabled: ${lost}`, fix: `ALTER TABLE ${quoteQualified(source.schema, source.table)} ENABLE TRIGGER ${quoteIdent(want.name)};\n${refresh}` })
+      }
+    }
+  }
   for (const t of triggers) {
+    if (captureNames.has(JSON.stringify([t.schema_name, t.table_name, t.name]))) continue
     if (expected.some((e) => e.column.schema === t.schema_name && e.column.table === t.table_name && e.name === t.name)) continue
     out.push({ kind: 'trigger', object: `${t.name} on ${t.schema_name}.${t.table_name}`, problem: 'extra: a pgml-kit trigger the snapshot does not declare', fix: `DROP TRIGGER ${quoteIdent(t.name)} ON ${quoteQualified(t.schema_name, t.table_name)};` })
   }

@@ -267,8 +267,6 @@ BEGIN
   RETURN NULL;
 END
 `
-  const trigger = (event: 'insert' | 'update' | 'delete' | 'truncate', referencing: string) =>
-    `CREATE TRIGGER ${quoteIdent(triggerName(view, event))}\nAFTER ${event.toUpperCase()} ON ${source}${referencing}\nFOR EACH STATEMENT EXECUTE FUNCTION ${fn}();`
   return [
     `-- Change log: the entity keys of every committed change of the source, for the next materialisation to re-read.
 CREATE TABLE ${changes} AS SELECT ${list('s', view.entities)} FROM ${quoteQualified(view.source.schema, view.source.table)} AS s WITH NO DATA;`,
@@ -280,11 +278,20 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS ${dollarQuote(body)};`,
     `REVOKE EXECUTE ON FUNCTION ${fn}() FROM PUBLIC;`,
-    trigger('insert', ' REFERENCING NEW TABLE AS pgml_kit_new'),
-    trigger('update', ' REFERENCING OLD TABLE AS pgml_kit_old NEW TABLE AS pgml_kit_new'),
-    trigger('delete', ' REFERENCING OLD TABLE AS pgml_kit_old'),
-    trigger('truncate', ''),
+    ...captureTriggers(view).map((t) => t.create),
   ]
+}
+
+/** The change-capture triggers of a table-source view: name and CREATE statement, per event. */
+export function captureTriggers(view: FeatureViewNode): { readonly name: string; readonly create: string }[] {
+  if (view.source.kind !== 'table' || !view.captureFunction) return []
+  const source = quoteQualified(view.source.schema, view.source.table)
+  const fn = quoteQualified(view.schema, view.captureFunction)
+  const referencing = { insert: ' REFERENCING NEW TABLE AS pgml_kit_new', update: ' REFERENCING OLD TABLE AS pgml_kit_old NEW TABLE AS pgml_kit_new', delete: ' REFERENCING OLD TABLE AS pgml_kit_old', truncate: '' }
+  return (['insert', 'update', 'delete', 'truncate'] as const).map((event) => ({
+    name: triggerName(view, event),
+    create: `CREATE TRIGGER ${quoteIdent(triggerName(view, event))}\nAFTER ${event.toUpperCase()} ON ${source}${referencing[event]}\nFOR EACH STATEMENT EXECUTE FUNCTION ${fn}();`,
+  }))
 }
 
 function renderDropCapture(view: FeatureViewNode): string[] {

@@ -178,6 +178,15 @@ describe.each(tiers)('feature view change capture on the $name tier', (tier) => 
     expect(await run(state, { full: true })).toEqual({ view: 'customer_stats', offlineInserted: 1, offlineDeleted: 1, onlineUpserted: 1, onlineDeleted: 1, entities: 2, fullRefresh: true })
     await expectInStep(db)
     expect(await run(state, { full: true })).toMatchObject({ offlineInserted: 0, offlineDeleted: 0, onlineUpserted: 0, onlineDeleted: 0 })
+    // status --drift sees a disabled capture trigger, says what it loses and how to recover.
+    await db.query('ALTER TABLE customer_events DISABLE TRIGGER pgml_kit_capture_customer_stats_update')
+    const drift = await runCli(['status', '--drift'], { cwd: db.cwd, databaseUrl: db.url })
+    expect(drift.code, drift.stdout + drift.stderr).toBe(1)
+    expect(drift.stdout + drift.stderr).toMatch(/pgml_kit_capture_customer_stats_update on public\.customer_events[\s\S]*disabled: changes of public\.customer_events are not logged for feature view customer_stats/)
+    expect(drift.stdout + drift.stderr).toMatch(/ENABLE TRIGGER "pgml_kit_capture_customer_stats_update";[\s\S]*pgml-kit materialize customer_stats --full/)
+    await db.query('ALTER TABLE customer_events ENABLE TRIGGER pgml_kit_capture_customer_stats_update')
+    const clean = await runCli(['status', '--drift'], { cwd: db.cwd, databaseUrl: db.url })
+    expect(clean.code, clean.stdout + clean.stderr).toBe(0)
     // The capture function cannot be attached elsewhere by another role, nor called.
     expect(await db.query(`SELECT has_function_privilege('public', 'features.capture_customer_stats()', 'EXECUTE') AS x`)).toEqual([{ x: false }])
   })

@@ -119,7 +119,7 @@ describe('training as code on the server (pgml_compat)', () => {
     expect((await cli('deploy', 'churn', '--model', String(honest.id))).stdout).toMatch(new RegExp(`deployed model ${honest.id} of churn`))
     expect((await cli('deploy', 'churn')).stderr).toMatch(/deploy needs exactly one of --strategy or --model/)
     expect((await cli('deploy', 'churn', '--model', '999999')).stderr).toMatch(/model 999999 is not a model of project "churn"/)
-    expect((await cli('materialize')).stdout).toMatch(/materialized customer_stats: 0 new rows/)
+    expect((await cli('materialize')).stdout).toMatch(/materialized customer_stats \(0 changed entities\): offline \+0 −0 rows/)
     expect(JSON.parse((await cli('--json', 'training-set', 'churn', '--to', 'churn_snapshot')).stdout)).toEqual({ trainingSet: 'churn', table: 'churn_snapshot', rows: 600, columns: ['customer_id', 'label_ts', 'spend', 'visits', 'churned'] })
 
     // Online, as the application's role: one statement reads the online store with the training set's features.

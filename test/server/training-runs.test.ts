@@ -4,6 +4,7 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { loadConfig } from '../../src/config/load.js'
 import { listModels, materialize, train, type TrainResult } from '../../src/features/ml.js'
 import type { ResolvedConfig } from '../../src/model/resolve.js'
+import { renderUpgradeFeatureSchema } from '../../src/sql/render-features.js'
 import { runCli } from '../helpers/cli.js'
 import { TestProject } from '../helpers/project.js'
 import { tiers, withClient, type TestDatabase } from '../helpers/targets.js'
@@ -157,6 +158,15 @@ describe('training runs that cannot mix (pgml_compat)', () => {
     const unrecorded = await cli('deploy', 'gated', '--model', outside, '--override-gate', 'testing')
     expect(unrecorded.code, unrecorded.stderr).toBe(0)
     expect(unrecorded.stderr).toContain(`the override is not recorded in the database: model ${outside} has no row in features.pgml_kit_model_lineage`)
+
+    // A lineage table an earlier pgml-kit created has no gate columns: the verdict is said not to be recorded; the upgrade adds them, idempotently.
+    await db.query('ALTER TABLE features.pgml_kit_model_lineage DROP COLUMN gate_verdict, DROP COLUMN gate_overrides')
+    const old = await train(client, config, 'gated')
+    expect(old.notes).toEqual(['the gate\'s verdict is not recorded: features.pgml_kit_model_lineage has no gate columns yet (it was created by an earlier pgml-kit; the migration that upgrades the feature schema adds them)'])
+    for (let i = 0; i < 2; i++) for (const statement of renderUpgradeFeatureSchema('features')) await db.query(statement)
+    const upgraded = await train(client, config, 'gated')
+    expect(upgraded.notes).toEqual([])
+    expect((await listModels(client, config, 'gated')).find((m) => m.id === upgraded.gateVerdict!.model)!.lineage!.gateVerdict).toMatchObject({ pass: false })
   }, 240_000)
 
   it('a materialisation committed while a model trains is in neither its data nor its lineage', async () => {

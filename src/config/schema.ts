@@ -207,10 +207,16 @@ export const modelTrainingSchema = z.strictObject({
   testSize: z.number().gt(0, 'must be above 0').lt(1, 'must be below 1').optional(),
   testSampling: z.enum(['random', 'first', 'last', 'stratified']).optional(),
   preprocess: jsonObject.optional(),
-  /** Deploy a newly trained model only if `metric` reaches `min` and/or beats the deployed model's by `margin`. */
+  /**
+   * The deployment gate: deploy a newly trained model (and let `deploy --model` deploy one) only if
+   * `metric` is at least `min` (higher-is-better metrics: r2, f1, accuracy, ...) or at most `max`
+   * (lower-is-better: mean_squared_error, mean_absolute_error, log_loss), and beats the deployed
+   * model's by `margin`.
+   */
   deploy: z.strictObject({
     metric: z.string().regex(/^[a-z_0-9]+$/, 'must be a metric name such as "r2", "f1", "accuracy" or "mean_squared_error"'),
     min: z.number().optional(),
+    max: z.number().optional(),
     margin: z.number().min(0).optional(),
   }).optional(),
 })

@@ -2,6 +2,7 @@ import type { ConfigIssue } from '../errors.js'
 import type { PgmlKitConfig } from '../config/schema.js'
 import { deriveIdentifier, quoteQualified } from '../sql/quote.js'
 import type { FeatureViewNode, RelationNode, TrainingSetNode } from './ir.js'
+import { isLowerBetter, PGML_METRICS } from './metrics.js'
 import type { ModelNode } from './resolve.js'
 
 /** Feature views, training sets and models of a config, checked against each other; problems go to `issues` with their paths. */
@@ -85,14 +86,36 @@ export function resolveModels(config: PgmlKitConfig, sets: readonly TrainingSetN
       issues.push({ path: `${path}.target`, message: `"${model.relation}" is not a training set of this config, so the target column must be given` })
       continue
     }
+    if (model.deploy) checkGate(model.task, model.deploy, `${path}.deploy`, issues)
     const parts = model.relation.split('.')
     const relationName = set ? quoteQualified(set.schema, set.name) : parts.length === 2 ? quoteQualified(parts[0]!, parts[1]!) : quoteQualified('public', model.relation)
     out.push({
       project, task: model.task, trainingSet: set, relationName, target,
       algorithm: model.algorithm ?? null, hyperparams: model.hyperparams ?? null, search: model.search ?? null, searchParams: model.searchParams ?? null,
       searchArgs: model.searchArgs ?? null, testSize: model.testSize ?? null, testSampling: model.testSampling ?? null, preprocess: model.preprocess ?? null,
-      gate: model.deploy ? { metric: model.deploy.metric, min: model.deploy.min ?? null, margin: model.deploy.margin ?? null } : null,
+      gate: model.deploy ? { metric: model.deploy.metric, min: model.deploy.min ?? null, max: model.deploy.max ?? null, margin: model.deploy.margin ?? null } : null,
     })
   }
   return out
+}
+
+/**
+ * A gate names a metric pgml records for the task (a typo would hold back every model, found only
+ * after training), and bounds it from the side that matters: `min` for a higher-is-better metric,
+ * `max` for a lower-is-better one.
+ */
+function checkGate(task: 'regression' | 'classification', gate: { metric: string; min?: number | undefined; max?: number | undefined }, path: string, issues: ConfigIssue[]): void {
+  const known: readonly string[] = PGML_METRICS[task]
+  if (!known.includes(gate.metric)) {
+    const other = task === 'regression' ? 'classification' : 'regression'
+    const hint = (PGML_METRICS[other] as readonly string[]).includes(gate.metric) ? ` ("${gate.metric}" is a ${other} metric)` : ''
+    issues.push({ path: `${path}.metric`, message: `"${gate.metric}" is not a metric pgml records for ${task} models${hint}; it records ${known.join(', ')}` })
+    return
+  }
+  if (isLowerBetter(gate.metric) && gate.min !== undefined) {
+    issues.push({ path: `${path}.min`, message: `${gate.metric} is lower-is-better: a model passes when it is at most a bound, so give max: ${gate.min} instead of min` })
+  }
+  if (!isLowerBetter(gate.metric) && gate.max !== undefined) {
+    issues.push({ path: `${path}.max`, message: `${gate.metric} is higher-is-better: a model passes when it is at least a bound, so give min: ${gate.max} instead of max` })
+  }
 }

@@ -32,7 +32,8 @@ export interface ModelNode {
   readonly testSize: number | null
   readonly testSampling: 'random' | 'first' | 'last' | 'stratified' | null
   readonly preprocess: Readonly<Record<string, unknown>> | null
-  readonly gate: { readonly metric: string; readonly min: number | null; readonly margin: number | null } | null
+  /** The deployment gate (config `deploy`): `min` only for higher-is-better metrics, `max` only for lower-is-better ones. */
+  readonly gate: { readonly metric: string; readonly min: number | null; readonly max: number | null; readonly margin: number | null } | null
 }
 
 /** An embedding column the config says was renamed (`renamedFrom`): a planning hint, not state. */

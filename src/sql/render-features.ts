@@ -30,11 +30,41 @@ export function renderCreateFeatureSchema(schema: string): string[] {
   definition_sha256 text,
   feature_views jsonb NOT NULL DEFAULT '[]',
   train_sql text NOT NULL,
-  trained_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+  trained_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  gate_verdict jsonb,
+  gate_overrides jsonb
 );`,
     `COMMENT ON TABLE ${quoteQualified(schema, LINEAGE_TABLE)} IS 'pgml-kit: for each model pgml-kit trained, the training set definition (sha256) and each feature view''s definition and materialisation high-water mark at training time.';`,
+    // No-ops on the table just created; a table left by an earlier version (IF NOT EXISTS above) gets its columns.
+    ...renderUpgradeFeatureSchema(schema),
   ]
 }
+
+/** The lineage columns added after the table's first version: nullable, so adding them rewrites nothing. */
+const LINEAGE_GATE_COLUMNS = [
+  ['gate_verdict', 'pgml-kit: the deployment gate\'s verdict when pgml-kit train judged this model (metric, value, bound, compared model, pass, reason).'],
+  ['gate_overrides', 'pgml-kit: each deploy --model --override-gate of this model past a failing gate (when, who, reason, the verdict overridden).'],
+] as const
+
+function lineageColumnComments(schema: string): string[] {
+  return LINEAGE_GATE_COLUMNS.map(([column, comment]) => `COMMENT ON COLUMN ${quoteQualified(schema, LINEAGE_TABLE)}.${quoteIdent(column)} IS ${quoteLiteral(comment)};`)
+}
+
+/**
+ * Brings a feature schema's lineage table created by an earlier pgml-kit up to
+ * renderCreateFeatureSchema's: idempotent (`ADD COLUMN IF NOT EXISTS`), for a generated migration
+ * to run before anything records gate verdicts. Until it runs, train and deploy record no verdicts
+ * or overrides there and say so.
+ */
+export function renderUpgradeFeatureSchema(schema: string): string[] {
+  return [
+    ...LINEAGE_GATE_COLUMNS.map(([column]) => `ALTER TABLE ${quoteQualified(schema, LINEAGE_TABLE)} ADD COLUMN IF NOT EXISTS ${quoteIdent(column)} jsonb;`),
+    ...lineageColumnComments(schema),
+  ]
+}
+
+/** The lineage columns train and deploy need for gate verdicts and overrides (see renderUpgradeFeatureSchema). */
+export const LINEAGE_GATE_COLUMN_NAMES: readonly string[] = LINEAGE_GATE_COLUMNS.map(([column]) => column)
 
 export function renderDropFeatureSchema(schema: string): string[] {
   return [`${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(schema, RUNS_TABLE)};`, `${squawkIgnore(['ban-drop-table'], OWN_TABLE_DROP)}DROP TABLE IF EXISTS ${quoteQualified(schema, LINEAGE_TABLE)};`, `DROP SCHEMA IF EXISTS ${quoteIdent(schema)};`]
@@ -365,6 +395,8 @@ END
 `)};`,
     ...renderOfflineIndexes(next, existing),
     renderCreateRunsTable(next.schema),
+    // The lineage table of the same era lacks the gate's columns (idempotent: once per schema is enough, more is harmless).
+    ...renderUpgradeFeatureSchema(next.schema),
     ...renderCapture(next),
     renderMaterializeFunction(next),
   ]

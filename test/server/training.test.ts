@@ -101,7 +101,7 @@ describe('training as code on the server (pgml_compat)', () => {
     const first = await train(client, loaded, 'churn')
     expect(first.models).toHaveLength(1)
     const honest = first.models[0]!
-    expect(first.gate).toMatch(new RegExp(`^deployed: model ${honest.id}: f1 0\\.\\d+ reaches 0\\.55`))
+    expect(first.gate).toMatch(new RegExp(`^deployed: model ${honest.id}: f1 0\\.\\d+ is at least 0\\.55`))
     expect(first.deployed).toBe(honest.id)
     expect(honest.lineage).toMatchObject({ trainingSet: 'churn', featureViews: [{ name: 'customer_stats', highWaterMark: expect.stringMatching(/^2026-04-06/) }] })
 

@@ -92,11 +92,11 @@ describe('feature views, training sets and models in the config', () => {
     expect(parseStatements(sql)).toBe(1)
     const gate = model.gate!
     expect(passesGate(gate, { f1: 0.7 }, null)).toMatchObject({ pass: true })
-    expect(passesGate(gate, { f1: 0.5 }, null)).toMatchObject({ pass: false, reason: 'f1 0.5000 does not reach the minimum 0.6' })
+    expect(passesGate(gate, { f1: 0.5 }, null)).toMatchObject({ pass: false, reason: 'f1 0.5000 is below the minimum 0.6' })
     expect(passesGate(gate, { f1: 0.705 }, { f1: 0.7 })).toMatchObject({ pass: false })
     expect(passesGate(gate, { f1: 0.72 }, { f1: 0.7 })).toMatchObject({ pass: true })
-    expect(passesGate({ metric: 'mean_squared_error', min: 2, margin: null }, { mean_squared_error: 1.5 }, null)).toMatchObject({ pass: true })
-    expect(passesGate({ metric: 'r2', min: null, margin: null }, { f1: 1 }, null)).toMatchObject({ pass: false, reason: 'the new model has no metric "r2" (it has f1)' })
+    expect(passesGate({ metric: 'mean_squared_error', min: null, max: 2, margin: null }, { mean_squared_error: 1.5 }, null)).toMatchObject({ pass: true })
+    expect(passesGate({ metric: 'r2', min: null, max: null, margin: null }, { f1: 1 }, null)).toMatchObject({ pass: false, reason: 'the new model has no metric "r2" (it has f1)' })
   })
 
   it('predicts online in one statement: the training set\'s features in order, as of now from the online table or as of a time from the offline table', () => {

@@ -30,12 +30,18 @@ function metricsText(metrics: Record<string, number>): string {
   return Object.entries(metrics).filter(([, v]) => typeof v === 'number').map(([k, v]) => `${printable(k)} ${v.toFixed(4)}`).join(', ')
 }
 
+function gateText(l: NonNullable<ModelRow['lineage']>): string {
+  const verdict = l.gateVerdict ? `; gate ${l.gateVerdict.pass ? 'passed' : 'failed'}: ${l.gateVerdict.reason}` : ''
+  const overrides = l.gateOverrides.map((o) => `; gate overridden ${o.at.slice(0, 19)} by ${o.role}: ${o.reason}`).join('')
+  return verdict + overrides
+}
+
 function printModels(rows: readonly ModelRow[], lineage: boolean): void {
   const table = new Table({ head: ['model', 'algorithm', 'status', 'metrics', 'created', 'deployed', ...(lineage ? ['lineage'] : [])], style: { head: [], border: [] }, wordWrap: true, colWidths: [8, 12, 11, 40, 12, 10, ...(lineage ? [60] : [])] })
   for (const m of rows) {
     const l = m.lineage
     table.push([m.id, printable(m.algorithm), printable(m.status), metricsText(m.metrics), printable(m.createdAt.slice(0, 10)), m.deployed ? pc.green('deployed') : '', ...(lineage
-      ? [l ? printable(`${l.trainingSet ? `training set ${l.trainingSet} (${l.definitionSha256?.slice(0, 12)})` : l.relation}; ${l.featureViews.map((v) => `${v.name} (${v.definitionSha256.slice(0, 12)}) up to ${v.highWaterMark ?? 'nothing'}`).join('; ')}`) : pc.dim('not trained by pgml-kit')]
+      ? [l ? printable(`${l.trainingSet ? `training set ${l.trainingSet} (${l.definitionSha256?.slice(0, 12)})` : l.relation}; ${l.featureViews.map((v) => `${v.name} (${v.definitionSha256.slice(0, 12)}) up to ${v.highWaterMark ?? 'nothing'}`).join('; ')}${gateText(l)}`) : pc.dim('not trained by pgml-kit')]
       : [])])
   }
   process.stdout.write(`${table.toString()}\n`)
@@ -86,11 +92,15 @@ export function registerMl(program: Command): void {
         return g.json ? printJson({ sql }) : void process.stdout.write(`${sql}\n`)
       }
       await withClient(cmd, 'pgml-kit train', async (client, config) => {
-        const result = await train(client, config, project)
+        const result = await train(client, config, project, {
+          onWait: () => process.stderr.write(`waiting: another train (or a gated deploy) of ${printable(project)} is running in this database; this one starts when it ends\n`),
+          onRetry: (attempt, of) => process.stderr.write(`training again (attempt ${attempt} of ${of}): another session deployed a model while this one trained, and the training was rolled back\n`),
+        })
         if (g.json) return printJson(result)
         for (const m of result.models) process.stdout.write(`${pc.green('trained')} model ${m.id} (${printable(m.algorithm)}): ${metricsText(m.metrics)}\n`)
         if (result.gate) process.stdout.write(`${result.gate.startsWith('deployed') ? pc.green('gate') : pc.yellow('gate')} ${printable(result.gate)}\n`)
         process.stdout.write(`deployed: ${result.deployed === null ? 'none' : `model ${result.deployed}`}\n`)
+        for (const note of result.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
       })
     })
 
@@ -113,16 +123,31 @@ export function registerMl(program: Command): void {
     .argument('<project>', 'pgml project')
     .option('--strategy <strategy>', 'best_score, most_recent or rollback')
     .option('--algorithm <name>', 'with --strategy: only models of this algorithm')
-    .option('--model <id>', 'deploy this model', positiveInt('--model'))
-    .action(async (project: string, opts: { strategy?: string; algorithm?: string; model?: number }, cmd: Command) => {
+    .option('--model <id>', 'deploy this model (held to the project\'s deployment gate, when the config gives one)', positiveInt('--model'))
+    .option('--override-gate <reason>', 'with --model: deploy it even though it fails the gate; the reason is recorded with the model\'s lineage')
+    .action(async (project: string, opts: { strategy?: string; algorithm?: string; model?: number; overrideGate?: string }, cmd: Command) => {
       const g = globals(cmd)
       if ((opts.strategy === undefined) === (opts.model === undefined)) throw new CommanderError(EXIT.usage, 'pgml-kit.option', 'deploy needs exactly one of --strategy or --model')
       if (opts.strategy !== undefined && !['best_score', 'most_recent', 'rollback'].includes(opts.strategy)) throw new CommanderError(EXIT.usage, 'pgml-kit.option', `--strategy must be best_score, most_recent or rollback, got ${opts.strategy}`)
+      if (opts.overrideGate !== undefined && opts.model === undefined) throw new CommanderError(EXIT.usage, 'pgml-kit.option', '--override-gate goes with --model: a strategy is not held to the gate')
+      if (opts.overrideGate !== undefined && opts.overrideGate.trim() === '') throw new CommanderError(EXIT.usage, 'pgml-kit.option', '--override-gate needs a reason, recorded with the deployment')
       await withClient(cmd, 'pgml-kit deploy', async (client, config) => {
-        await deploy(client, project, opts.model !== undefined ? { model: opts.model } : { strategy: opts.strategy as 'best_score', ...(opts.algorithm ? { algorithm: opts.algorithm } : {}) })
-        const deployed = (await listModels(client, config, project)).find((m) => m.deployed)
-        if (g.json) return printJson({ deployed: deployed?.id ?? null })
+        const result = await deploy(client, config, project, opts.model !== undefined ? { model: opts.model } : { strategy: opts.strategy as 'best_score', ...(opts.algorithm ? { algorithm: opts.algorithm } : {}) }, {
+          ...(opts.overrideGate !== undefined ? { overrideGate: opts.overrideGate } : {}),
+          onWait: () => process.stderr.write(`waiting: a train (or a gated deploy) of ${printable(project)} is running in this database; the gate is checked when it ends\n`),
+        })
+        if (g.json) return printJson({ deployed: result.deployed?.id ?? null, gate: result.gate, override: result.override, notes: result.notes })
+        const deployed = result.deployed
+        if (result.override) {
+          process.stderr.write(`${pc.yellow('warning')} gate overridden: model ${result.gate?.model ?? '?'} fails the gate (${printable(result.gate?.reason ?? '')}) and was deployed because: ${printable(result.override.reason)}\n`)
+          process.stderr.write(result.override.recordedIn
+            ? `  recorded in ${printable(result.override.recordedIn)} (gate_overrides of model ${result.gate?.model ?? '?'}); pgml-kit models ${printable(project)} --lineage shows it\n`
+            : '  not recorded in the database (see the note below): keep this output\n')
+        } else if (result.gate) {
+          process.stdout.write(`${pc.green('gate')} passed: ${printable(result.gate.reason)}\n`)
+        }
         process.stdout.write(`${pc.green('deployed')} model ${deployed?.id ?? '?'} of ${printable(project)}${deployed ? ` (${printable(deployed.algorithm)}: ${metricsText(deployed.metrics)})` : ''}\n`)
+        for (const note of result.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
       })
     })
 }

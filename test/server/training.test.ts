@@ -103,7 +103,9 @@ describe('training as code on the server (pgml_compat)', () => {
     const honest = first.models[0]!
     expect(first.gate).toMatch(new RegExp(`^deployed: model ${honest.id}: f1 0\\.\\d+ is at least 0\\.55`))
     expect(first.deployed).toBe(honest.id)
-    expect(honest.lineage).toMatchObject({ trainingSet: 'churn', featureViews: [{ name: 'customer_stats', highWaterMark: expect.stringMatching(/^2026-04-06/) }] })
+    // The mark: the materialisation the training read (its time, as the runs table records it).
+    const [run] = await db.query<{ t: string }>("SELECT last_run_at::text AS t FROM features.pgml_kit_feature_runs WHERE view_name = 'customer_stats'")
+    expect(honest.lineage).toMatchObject({ trainingSet: 'churn', featureViews: [{ name: 'customer_stats', highWaterMark: run!.t }] })
 
     // A second training that must beat the deployed model by 0.5 of f1 cannot: it is trained, not deployed.
     const strict = resolveConfig(config({ metric: 'f1', margin: 0.5 }))

@@ -21,8 +21,13 @@ describe('the lineage table and the marks training records', () => {
     const config = resolveConfig({
       tables: {}, features: { schema: 'f"s', views: { 'v"1': { entities: 'id', source: { table: 'src' }, timestamp: 'ts', createdTimestamp: 'created"ts', features: { x: 'integer' } } } },
     })
+    // With change capture: the last materialisation's time.
     const sql = featureViewMarkSql(config.state.featureViews[0]!)
-    expect(sql).toBe('SELECT pg_catalog.max("created""ts")::text AS high_water_mark FROM "f""s"."v""1_offline"')
+    expect(sql).toBe(`SELECT (SELECT r.last_run_at::text FROM "f""s"."pgml_kit_feature_runs" AS r WHERE r.view_name = 'v"1') AS high_water_mark`)
     expect(parseStatements(sql)).toBe(1)
+    // A view from before it (not upgraded yet): the newest created time in the offline table.
+    const legacy = featureViewMarkSql(config.state.featureViews[0]!, false)
+    expect(legacy).toBe('SELECT pg_catalog.max("created""ts")::text AS high_water_mark FROM "f""s"."v""1_offline"')
+    expect(parseStatements(legacy)).toBe(1)
   })
 })

@@ -1,4 +1,4 @@
-import { captureTriggers } from './sql/render-features.js'
+import { captureFunctionBody, captureTriggers, renderCaptureFunction } from './sql/render-features.js'
 import type pg from 'pg'
 import { columnKey, columnLabel, objectKey, type DesiredState, type EmbeddingColumnNode } from './model/ir.js'
 import { readIndexHealth } from './indexes/health.js'
@@ -183,8 +183,24 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
       if (!found) out.push({ kind: 'trigger', object, problem: `missing: ${lost}`, fix: `${want.create}\n${refresh}` })
       else if (found.function_schema !== view.schema || found.function_name !== view.captureFunction) {
         out.push({ kind: 'trigger', object, problem: `calls ${found.function_schema}.${found.function_name}(), the snapshot says ${view.schema}.${view.captureFunction}()`, fix: `DROP TRIGGER ${quoteIdent(want.name)} ON ${quoteQualified(source.schema, source.table)};\n${want.create}\n${refresh}` })
-      } else if (found.enabled === 'D') {
-        out.push({ kind: 'trigger', object, problem: `disabled: ${lost}`, fix: `ALTER TABLE ${quoteQualified(source.schema, source.table)} ENABLE TRIGGER ${quoteIdent(want.name)};\n${refresh}` })
+      } else if (found.enabled !== 'O' && found.enabled !== 'A') {
+        // D: disabled; R: fires only when session_replication_role = replica, so not for ordinary writes.
+        out.push({ kind: 'trigger', object, problem: `${found.enabled === 'D' ? 'disabled' : 'enabled for replica sessions only'}: ${lost}`, fix: `ALTER TABLE ${quoteQualified(source.schema, source.table)} ENABLE TRIGGER ${quoteIdent(want.name)};\n${refresh}` })
+      }
+    }
+    // The capture function: the body, SECURITY DEFINER and the settings pgml-kit generated.
+    const fn = `${quoteQualified(view.schema, view.captureFunction!)}()`
+    const { rows: [live] } = await client.query<{ source: string; definer: boolean; config: string[] | null }>(
+      'SELECT p.prosrc AS source, p.prosecdef AS definer, p.proconfig AS config FROM pg_catalog.pg_proc AS p WHERE p.oid = pg_catalog.to_regprocedure($1)', [fn])
+    if (live) {
+      const differences = [
+        ...(live.source !== captureFunctionBody(view) ? ['its body is not the one pgml-kit generated for it'] : []),
+        ...(!live.definer ? ['it is not SECURITY DEFINER (writers without a grant on the change log fail)'] : []),
+        ...(!(live.config ?? []).includes('search_path=pg_catalog, pg_temp') ? ['its search_path is not pinned to pg_catalog, pg_temp'] : []),
+      ]
+      if (differences.length > 0) {
+        out.push({ kind: 'trigger', object: `${view.schema}.${view.captureFunction}()`, problem: `${differences.join('; ')}: changes of ${source.schema}.${source.table} may not be logged for feature view ${view.name}`,
+          fix: `${renderCaptureFunction(view, true)}\nREVOKE EXECUTE ON FUNCTION ${fn} FROM PUBLIC;\n-- then: pgml-kit materialize ${view.name} --full` })
       }
     }
   }

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import type { DesiredState, FeatureViewNode } from '../model/ir.js'
-import { renderFeatureLag, renderOnlineSkew } from '../sql/render-features.js'
+import { PINNED_SETTINGS, renderFeatureLag, renderOnlineSkew } from '../sql/render-features.js'
 import { quoteQualified } from '../sql/quote.js'
 import { viewsNamed } from './ml.js'
 
@@ -52,7 +52,7 @@ export async function readFeatureLag(client: pg.ClientBase, view: FeatureViewNod
   const { rows } = await client.query<{
     last_run_at: string | null; last_full_run_at: string | null; runs: string; since_run_seconds: number | null
     pending: string | null; oldest_seconds: number | null; full_pending: boolean | null; due: string | null; sample: Record<string, unknown>[] | null
-  }>(renderFeatureLag(view), [sample])
+  }>(renderFeatureLag(view), view.changeCapture === 'trigger' ? [sample] : [])
   const r = rows[0]!
   const sinceRun = r.last_run_at === null ? Infinity : r.since_run_seconds ?? 0
   const lagSeconds = view.changeCapture !== 'trigger'
@@ -70,22 +70,25 @@ export async function checkFeatures(client: pg.ClientBase, state: DesiredState, 
   const limit = options.limit ?? 20
   const out: FeatureCheck[] = []
   for (const view of viewsNamed(state, names)) {
-    const { rows } = await client.query<{ kind: SkewDifference['kind']; entity: Record<string, unknown>; online_event: string | null; expected_event: string | null; total: string }>(renderOnlineSkew(view), [limit])
-    const lag = await readFeatureLag(client, view, limit)
-    let source: FeatureCheck['source'] = null
-    if (options.source) {
-      await client.query('BEGIN')
-      try {
+    // The settings materialisation runs with (naive timestamps read as UTC, exact float text), in a
+    // transaction that is rolled back: --source runs a full comparison in it and keeps nothing.
+    await client.query('BEGIN')
+    try {
+      for (const [name, value] of PINNED_SETTINGS) await client.query('SELECT pg_catalog.set_config($1, $2, true)', [name, value])
+      const { rows } = await client.query<{ kind: SkewDifference['kind']; entity: Record<string, unknown>; online_event: string | null; expected_event: string | null; total: string }>(renderOnlineSkew(view), [limit])
+      const lag = await readFeatureLag(client, view, limit)
+      let source: FeatureCheck['source'] = null
+      if (options.source) {
         const { rows: r } = await client.query<{ offline_inserted: string; offline_deleted: string; online_upserted: string; online_deleted: string }>(`SELECT * FROM ${quoteQualified(view.schema, view.materializeFunction)}(true)`)
         source = { offlineInserted: Number(r[0]?.offline_inserted), offlineDeleted: Number(r[0]?.offline_deleted), onlineUpserted: Number(r[0]?.online_upserted), onlineDeleted: Number(r[0]?.online_deleted) }
-      } finally {
-        await client.query('ROLLBACK')
       }
+      out.push({
+        view: view.name, lag, source,
+        skew: { total: Number(rows[0]?.total ?? 0), differences: rows.map((d) => ({ kind: d.kind, entity: d.entity, onlineEvent: d.online_event, expectedEvent: d.expected_event })) },
+      })
+    } finally {
+      await client.query('ROLLBACK')
     }
-    out.push({
-      view: view.name, lag, source,
-      skew: { total: Number(rows[0]?.total ?? 0), differences: rows.map((d) => ({ kind: d.kind, entity: d.entity, onlineEvent: d.online_event, expectedEvent: d.expected_event })) },
-    })
   }
   return out
 }

@@ -334,7 +334,8 @@ function planFeatures(previous: DesiredState, next: DesiredState, main: Operatio
   for (const [key, view] of nextViews) {
     const old = prevViews.get(key)
     // Generated before change capture: the same view, upgraded in place.
-    if (old && old.changeCapture === undefined && JSON.stringify({ ...view, changeCapture: undefined, changesTable: undefined, captureFunction: undefined }) === JSON.stringify(old)) {
+    // Its source may turn from a table into a query there (a database view given as a table: change capture needs a plain table).
+    if (old && old.changeCapture === undefined && JSON.stringify({ ...view, source: old.source, changeCapture: undefined, changesTable: undefined, captureFunction: undefined }) === JSON.stringify(old)) {
       upgrades.push([old, view])
       continue
     }

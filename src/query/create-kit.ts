@@ -65,9 +65,11 @@ export interface PredictOnlineOptions {
   /**
    * Read the features as of this time from the offline tables (the feature history), with the
    * training set's point-in-time rule, instead of the online tables as of now. The role needs
-   * SELECT on the offline tables (the migration grants `roles.app` only the online ones).
+   * SELECT on the offline tables (the migration grants `roles.app` only the online ones). A Date
+   * holds milliseconds; to match a label time to the microsecond (as training does), pass the
+   * timestamp as PostgreSQL prints it (`'2026-03-01 10:00:00.000123+00'`).
    */
-  readonly asOf?: Date
+  readonly asOf?: Date | string
 }
 
 /**
@@ -331,7 +333,8 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C, options:
       const absentKeys = set.entities.filter((e) => !(e in entity))
       if (absentKeys.length > 0) throw new PgmlKitError('ENTITY_INCOMPLETE', `predictOnline("${project}") needs ${set.entities.join(', ')}; missing ${absentKeys.join(', ')}`)
       const asOf = predictOptions.asOf
-      if (asOf !== undefined && !(asOf instanceof Date && Number.isFinite(asOf.getTime()))) throw new RangeError(`asOf must be a valid Date, got ${String(asOf)}`)
+      // A string is passed to PostgreSQL as it is (timestamptz input): the microseconds a Date cannot hold, as a label's time read from the database has them.
+      if (asOf !== undefined && !(asOf instanceof Date ? Number.isFinite(asOf.getTime()) : typeof asOf === 'string' && asOf.trim() !== '')) throw new RangeError(`asOf must be a valid Date or a timestamp string, got ${String(asOf)}`)
       const imputed = imputedFeatures(model, resolved.state.featureViews)
       const text = renderPredictOnline(set, resolved.state.featureViews, { at: asOf ? 'asOf' : 'now', imputed })
       const parameters = [project, ...set.entities.map((e) => entity[e]), ...(asOf ? [asOf] : [])]

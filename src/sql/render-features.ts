@@ -111,6 +111,11 @@ function storedColumns(view: FeatureViewNode): string[] {
 
 const list = (alias: string, columns: readonly string[]) => columns.map((c) => `${alias}.${quoteIdent(c)}`).join(', ')
 
+/** A change log row's text keys as a row of the offline table's type (input functions turn the text back into the entity's types). */
+function typedKeys(view: FeatureViewNode, alias: string): string {
+  return `pg_catalog.jsonb_populate_record(NULL::${quoteQualified(view.schema, view.offlineTable)}, pg_catalog.jsonb_build_object(${view.entities.map((e) => `${quoteLiteral(e)}, ${alias}.${quoteIdent(e)}`).join(', ')}))`
+}
+
 /** `(a.e1, a.e2) IN (SELECT k.e1, k.e2 FROM <keys> k)` */
 function entityIn(view: FeatureViewNode, alias: string, keys: string): string {
   return `(${list(alias, view.entities)}) IN (SELECT ${list('k', view.entities)} FROM ${keys} AS k)`
@@ -164,7 +169,8 @@ function syncStatement(view: FeatureViewNode, scope: 'changed' | 'all'): string 
   const keys: string[] = scope === 'changed'
     ? [
         `pgml_kit_claimed AS (DELETE FROM ${quoteQualified(view.schema, view.changesTable!)} AS c WHERE NOT c.pgml_kit_full RETURNING ${list('c', view.entities)})`,
-        `pgml_kit_keys AS (SELECT DISTINCT ${list('c', view.entities)} FROM pgml_kit_claimed AS c)`,
+        // The log holds keys as text; the offline table's row type turns them back into the entity's types.
+        `pgml_kit_keys AS (SELECT DISTINCT ${view.entities.map((e) => `(x.r).${quoteIdent(e)}`).join(', ')} FROM (SELECT ${typedKeys(view, 'c')} AS r FROM pgml_kit_claimed AS c) AS x)`,
       ]
     : []
   const inKeys = (alias: string) => (scope === 'changed' ? entityIn(view, alias, 'pgml_kit_keys') : null)
@@ -252,7 +258,8 @@ function renderMaterializeFunction(view: FeatureViewNode): string {
 -- ${how}; with refresh_all, for everything, and the counts say what differed. Writes only rows that differ; idempotent.
 CREATE FUNCTION ${quoteQualified(view.schema, view.materializeFunction)}(refresh_all boolean DEFAULT false)
 RETURNS TABLE (offline_inserted bigint, offline_deleted bigint, online_upserted bigint, online_deleted bigint, entities bigint, full_refresh boolean)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql
+${pinnedSettings()}
 AS ${dollarQuote(materializeBody(view))};`
 }
 
@@ -267,15 +274,35 @@ function triggerName(view: FeatureViewNode, event: 'insert' | 'update' | 'delete
  * UPDATE logs only entities whose rows changed. It reads keys and compares row text: nothing in the
  * rows is executed.
  */
-function renderCapture(view: FeatureViewNode): string[] {
-  if (view.source.kind !== 'table') return []
-  const source = quoteQualified(view.source.schema, view.source.table)
+/**
+ * Settings every function of a feature view runs with, so that text forms of values (the change
+ * log's keys, row fingerprints) and `timestamp without time zone` comparisons (read as UTC) do not
+ * depend on the session that writes or materialises: exact floats, ISO dates, UTC.
+ */
+export const PINNED_SETTINGS = [['extra_float_digits', '1'], ['DateStyle', 'ISO, MDY'], ['IntervalStyle', 'postgres'], ['TimeZone', 'UTC']] as const
+
+function pinnedSettings(): string {
+  return ['SET search_path = pg_catalog, pg_temp', ...PINNED_SETTINGS.map(([name, value]) => `SET ${name} = ${quoteLiteral(value)}`)].join('\n')
+}
+
+/**
+ * The capture function's body. It runs as the role that migrates (SECURITY DEFINER), on rows of
+ * a table another role may own, whose column types that role may change: so it touches values only
+ * through output functions (`format('%s', …)` and a row's text, which never go through casts,
+ * domain checks or operators a role can define) and writes only text. The log's keys are turned
+ * back into the entity's types by materialisation, which runs with its caller's rights.
+ */
+export function captureFunctionBody(view: FeatureViewNode): string {
+  if (view.source.kind !== 'table') throw new TypeError('a query source has no change capture')
   const changes = quoteQualified(view.schema, view.changesTable!)
-  const fn = quoteQualified(view.schema, view.captureFunction!)
   const entities = view.entities.map(quoteIdent).join(', ')
-  const rowText = (alias: string) => `ROW(${list(alias, storedColumns(view))})::text`
+  const keys = (alias: string) => view.entities.map((e) => `pg_catalog.format('%s', ${alias}.${quoteIdent(e)})`).join(', ')
   const known = (alias: string) => view.entities.map((e) => `${alias}.${quoteIdent(e)} IS NOT NULL`).join(' AND ')
-  const body = `
+  // UPDATE: only rows whose text changed (any column: naming the view's columns here would make a
+  // dropped or renamed source column break every UPDATE of the table, not just materialisation).
+  const changed = (a: string, b: string) => `SELECT ${keys(a)}, ${a}::text FROM ${a === 'n' ? 'pgml_kit_new' : 'pgml_kit_old'} AS ${a} WHERE ${known(a)}
+      EXCEPT ALL SELECT ${keys(b)}, ${b}::text FROM ${b === 'n' ? 'pgml_kit_new' : 'pgml_kit_old'} AS ${b} WHERE ${known(b)}`
+  return `
 BEGIN
   IF TG_TABLE_SCHEMA <> ${quoteLiteral(view.source.schema)} OR TG_TABLE_NAME <> ${quoteLiteral(view.source.table)} THEN
     RAISE EXCEPTION 'pgml-kit: % is the change capture of %, not of %.%', TG_NAME, ${quoteLiteral(`${view.source.schema}.${view.source.table}`)}, TG_TABLE_SCHEMA, TG_TABLE_NAME;
@@ -283,33 +310,69 @@ BEGIN
   IF TG_OP = 'TRUNCATE' THEN
     INSERT INTO ${changes} (pgml_kit_full) VALUES (true);
   ELSIF TG_OP = 'INSERT' THEN
-    INSERT INTO ${changes} (${entities}) SELECT DISTINCT ${list('n', view.entities)} FROM pgml_kit_new AS n WHERE ${known('n')};
+    INSERT INTO ${changes} (${entities}) SELECT DISTINCT ${keys('n')} FROM pgml_kit_new AS n WHERE ${known('n')};
   ELSIF TG_OP = 'DELETE' THEN
-    INSERT INTO ${changes} (${entities}) SELECT DISTINCT ${list('o', view.entities)} FROM pgml_kit_old AS o WHERE ${known('o')};
+    INSERT INTO ${changes} (${entities}) SELECT DISTINCT ${keys('o')} FROM pgml_kit_old AS o WHERE ${known('o')};
   ELSE
     INSERT INTO ${changes} (${entities})
     SELECT DISTINCT ${list('d', view.entities)} FROM (
-      (SELECT ${list('n', view.entities)}, ${rowText('n')} AS pgml_kit_row FROM pgml_kit_new AS n EXCEPT ALL SELECT ${list('o', view.entities)}, ${rowText('o')} FROM pgml_kit_old AS o)
+      (${changed('n', 'o')})
       UNION ALL
-      (SELECT ${list('o', view.entities)}, ${rowText('o')} AS pgml_kit_row FROM pgml_kit_old AS o EXCEPT ALL SELECT ${list('n', view.entities)}, ${rowText('n')} FROM pgml_kit_new AS n)
-    ) AS d WHERE ${known('d')};
+      (${changed('o', 'n')})
+    ) AS d (${[...view.entities.map(quoteIdent), 'pgml_kit_row'].join(', ')});
   END IF;
   RETURN NULL;
 END
 `
+}
+
+/**
+ * The change capture of a table source: a SECURITY DEFINER trigger function (owned by the role that
+ * runs migrations, search_path and settings pinned, EXECUTE revoked from PUBLIC so no other role can
+ * attach it) that logs, as text, the entity keys of each statement's changed rows, in the writer's
+ * transaction. Refused at migrate time for a source that is not a plain table without children:
+ * statement triggers on a view or on a partitioned or inherited table's parent miss writes.
+ */
+function renderCapture(view: FeatureViewNode): string[] {
+  if (view.source.kind !== 'table') return []
+  const changes = quoteQualified(view.schema, view.changesTable!)
+  const fn = quoteQualified(view.schema, view.captureFunction!)
+  const sourceName = `${view.source.schema}.${view.source.table}`
+  const regclass = `${quoteLiteral(quoteQualified(view.source.schema, view.source.table))}::pg_catalog.regclass`
+  const refuse = `
+DECLARE
+  kind "char";
+BEGIN
+  SELECT c.relkind INTO kind FROM pg_catalog.pg_class AS c WHERE c.oid = ${regclass};
+  IF kind <> 'r' OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits AS i WHERE i.inhparent = ${regclass}) THEN
+    RAISE EXCEPTION USING
+      MESSAGE = pg_catalog.format('pgml-kit: features.views.%s.source: %s is %s; change capture needs a plain table without partitions or inheritance children (triggers there do not see every write)', ${quoteLiteral(view.name)}, ${quoteLiteral(sourceName)},
+        CASE kind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view' WHEN 'p' THEN 'a partitioned table' WHEN 'f' THEN 'a foreign table' WHEN 'r' THEN 'a table with inheritance children' ELSE 'not a table' END),
+      HINT = pg_catalog.format('declare the source as a query, { sql: ''SELECT … FROM %s'' }: every materialisation then compares the whole query', ${quoteLiteral(quoteQualified(view.source.schema, view.source.table))});
+  END IF;
+END
+`
   return [
-    `-- Change log: the entity keys of every committed change of the source, for the next materialisation to re-read.
-CREATE TABLE ${changes} AS SELECT ${list('s', view.entities)} FROM ${quoteQualified(view.source.schema, view.source.table)} AS s WITH NO DATA;`,
-    `${squawkIgnore(['adding-not-nullable-field', 'adding-field-with-default'], NEW_TABLE)}ALTER TABLE ${changes} ADD COLUMN pgml_kit_full boolean NOT NULL DEFAULT false, ADD COLUMN pgml_kit_captured_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp();`,
-    `CREATE FUNCTION ${fn}()
-RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS ${dollarQuote(body)};`,
+    `-- Change capture needs a plain table: refused here, before anything is created, for a view or a partitioned or inherited table.
+DO ${dollarQuote(refuse)};`,
+    `-- Change log: the entity keys (as text) of every committed change of the source, for the next materialisation to re-read.
+CREATE TABLE ${changes} (
+  ${[...view.entities.map((e) => `${quoteIdent(e)} text`), 'pgml_kit_full boolean NOT NULL DEFAULT false', 'pgml_kit_captured_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()'].join(',\n  ')}
+);`,
+    renderCaptureFunction(view, false),
     `REVOKE EXECUTE ON FUNCTION ${fn}() FROM PUBLIC;`,
     ...captureTriggers(view).map((t) => t.create),
   ]
+}
+
+/** The capture function's CREATE (OR REPLACE, for the fix `status --drift` prints). */
+export function renderCaptureFunction(view: FeatureViewNode, orReplace: boolean): string {
+  return `CREATE ${orReplace ? 'OR REPLACE ' : ''}FUNCTION ${quoteQualified(view.schema, view.captureFunction!)}()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+${pinnedSettings()}
+AS ${dollarQuote(captureFunctionBody(view))};`
 }
 
 /** The change-capture triggers of a table-source view: name and CREATE statement, per event. */
@@ -486,7 +549,8 @@ export function renderFeatureLag(view: FeatureViewNode): string {
 FROM (SELECT 1) AS one LEFT JOIN ${runs} AS l ON true`
   }
   const changes = quoteQualified(view.schema, view.changesTable!)
-  const entity = `pg_catalog.jsonb_build_object(${view.entities.map((e) => `${quoteLiteral(e)}, c.${quoteIdent(e)}`).join(', ')})`
+  // The log's text keys, typed as the offline table's entity columns (a number shows as a number).
+  const entity = `pg_catalog.jsonb_build_object(${view.entities.map((e) => `${quoteLiteral(e)}, (${typedKeys(view, 'c')}).${quoteIdent(e)}`).join(', ')})`
   const ts = quoteIdent(view.timestamp)
   return `${run},
        (SELECT pg_catalog.count(*) FROM (SELECT DISTINCT ${list('c', view.entities)} FROM ${changes} AS c WHERE NOT c.pgml_kit_full) AS d) AS pending,

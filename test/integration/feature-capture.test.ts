@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readdir } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -184,7 +184,16 @@ describe.each(tiers)('feature view change capture on the $name tier', (tier) => 
     expect(drift.code, drift.stdout + drift.stderr).toBe(1)
     expect(drift.stdout + drift.stderr).toMatch(/pgml_kit_capture_customer_stats_update on public\.customer_events[\s\S]*disabled: changes of public\.customer_events are not logged for feature view customer_stats/)
     expect(drift.stdout + drift.stderr).toMatch(/ENABLE TRIGGER "pgml_kit_capture_customer_stats_update";[\s\S]*pgml-kit materialize customer_stats --full/)
+    await db.query('ALTER TABLE customer_events ENABLE REPLICA TRIGGER pgml_kit_capture_customer_stats_update')
+    const replica = await runCli(['status', '--drift'], { cwd: db.cwd, databaseUrl: db.url })
+    expect(replica.stdout + replica.stderr).toMatch(/enabled for replica sessions only: changes of public\.customer_events are not logged/)
     await db.query('ALTER TABLE customer_events ENABLE TRIGGER pgml_kit_capture_customer_stats_update')
+    // A capture function replaced by hand is found, and the printed fix restores it.
+    await db.query('CREATE OR REPLACE FUNCTION features.capture_customer_stats() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$ BEGIN RETURN NULL; END $$')
+    const replaced = await runCli(['status', '--drift', '--json'], { cwd: db.cwd, databaseUrl: db.url })
+    const item = (JSON.parse(replaced.stdout) as { drift: { object: string; problem: string; fix: string }[] }).drift.find((d) => d.object === 'features.capture_customer_stats()')!
+    expect(item.problem).toMatch(/its body is not the one pgml-kit generated/)
+    await db.query(item.fix.replace(/-- then.*$/s, ''))
     const clean = await runCli(['status', '--drift'], { cwd: db.cwd, databaseUrl: db.url })
     expect(clean.code, clean.stdout + clean.stderr).toBe(0)
     // The capture function cannot be attached elsewhere by another role, nor called.
@@ -270,6 +279,84 @@ describe.each(tiers)('feature view change capture on the $name tier', (tier) => 
     const ok = await runCli(['features', 'check', '--source', '--max-lag', '60', '--json'], { cwd: db.cwd, databaseUrl: db.url })
     expect(ok.code, ok.stdout + ok.stderr).toBe(0)
     expect(JSON.parse(ok.stdout)).toEqual([expect.objectContaining({ view: 'customer_stats', failed: false, skew: { total: 0, differences: [] } })])
+  })
+
+  it('refuses a view or a partitioned table as a table source at migrate time, naming the config path and what to do; nothing is created', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-tables.sql', `${TABLES.replace('-- Down Migration', `CREATE VIEW events_v AS SELECT * FROM customer_events;
+CREATE TABLE pev (customer_id int, event_ts timestamptz NOT NULL, created_ts timestamptz, spend numeric, visits bigint) PARTITION BY RANGE (event_ts);
+CREATE TABLE pev_2026 PARTITION OF pev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+-- Down Migration
+DROP TABLE pev; DROP VIEW events_v;`)}`)
+    for (const [table, what] of [['events_v', 'a view'], ['pev', 'a partitioned table']] as const) {
+      await p.writeConfig(featuresConfig({ table }))
+      await p.generate(`on-${table}`)
+      await expect(p.migrate()).rejects.toThrow(new RegExp(`features\\.views\\.customer_stats\\.source: public\\.${table} is ${what}; change capture needs a plain table`))
+      expect(await db.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'features'`)).toEqual([{ n: 0 }])
+      for (const f of await readdir(p.migrationsDir)) if (f !== '1000000000000_create-tables.sql') await rm(join(p.migrationsDir, f))
+    }
+    // As the hint says: the same rows as a query work (compared whole on every run).
+    await p.writeConfig(featuresConfig({ sql: 'SELECT customer_id, event_ts, created_ts, spend, visits FROM public.pev' }))
+    await p.generate('as-query')
+    await p.migrate()
+    await db.query(`INSERT INTO pev_2026 VALUES (1, ${day(1)}, ${day(1)}, 1, 1)`)
+    const state = (await loadConfig('pgml-kit.config.ts', db.cwd)).state
+    expect(await run(state)).toMatchObject({ offlineInserted: 1, onlineUpserted: 1 })
+    expect((await withUrlClient(db.url, (c) => checkFeatures(c, state, [])))[0]).toMatchObject({ skew: { total: 0 }, lag: { pendingEntities: null, runs: 1 } })
+  })
+
+  it('capture does not depend on the writing session or on columns the view does not need to log a change', async () => {
+    const { state } = await setup()
+    await db.query(`INSERT INTO customer_events (customer_id, event_ts, created_ts, spend, visits) VALUES (1, ${day(1)}, ${day(1)}, 0.1, 1), (2, ${day(1)}, ${day(1)}, 0.5, 1)`)
+    await run(state)
+    // A change only the 17th digit shows, written by a session that prints floats short: logged.
+    await db.query('ALTER TABLE customer_events ALTER COLUMN spend TYPE double precision')
+    await db.query('SET extra_float_digits = 0; UPDATE customer_events SET spend = 0.1 + 1e-16 WHERE customer_id = 1; RESET extra_float_digits')
+    expect(await run(state)).toMatchObject({ entities: 1, offlineInserted: 1, offlineDeleted: 1 })
+    await expectInStep(db)
+    // Dropping a column of the source that the view reads breaks materialisation (it says which), not the application's writes.
+    await db.query('ALTER TABLE customer_events DROP COLUMN visits')
+    await db.query('UPDATE customer_events SET spend = 2 WHERE customer_id = 2')
+    await db.query('DELETE FROM customer_events WHERE customer_id = 1')
+    expect(await db.query('SELECT count(*)::int AS n FROM features.customer_stats_changes')).toEqual([{ n: 2 }])
+    await expect(run(state)).rejects.toThrow(/visits/)
+  })
+
+  it('an event time without time zone is read as UTC, whatever the TimeZone of the session that materialises', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-tables.sql', TABLES.replace('-- Down Migration', 'CREATE TABLE naive (customer_id int, event_ts timestamp NOT NULL, spend numeric);\n-- Down Migration\nDROP TABLE naive;'))
+    await p.writeConfig({ tables: {}, features: { views: { naive_stats: { entities: 'customer_id', source: { table: 'naive' }, timestamp: 'event_ts', features: { spend: 'double precision' } } } } })
+    await p.generate('naive')
+    await p.migrate()
+    const state = (await loadConfig('pgml-kit.config.ts', db.cwd)).state
+    await db.query(`INSERT INTO naive VALUES (1, (now() AT TIME ZONE 'UTC') - interval '1 hour', 1), (1, (now() AT TIME ZONE 'UTC') + interval '3 hours', 2)`)
+    for (const zone of ['Asia/Tokyo', 'America/New_York']) {
+      const r = await withUrlClient(db.url, async (c) => { await c.query(`SET TimeZone = '${zone}'`); return materialize(c, state, [], { full: true }) })
+      expect(r[0], zone).toMatchObject({ offlineDeleted: 0 })
+      expect(await db.query('SELECT spend FROM features.naive_stats_online'), zone).toEqual([{ spend: 1 }])
+    }
+  })
+
+  it('a database view given as a table source (accepted before change capture) is upgraded to a query source in place', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    const fixture = join(import.meta.dirname, '../fixtures/feature-view-before-capture')
+    await mkdir(p.migrationsDir, { recursive: true })
+    for (const file of await readdir(fixture)) await copyFile(join(fixture, file), join(p.migrationsDir, file))
+    await p.writeConfig(featuresConfig({ table: 'customer_events' }, '10 days'))
+    await p.migrate()
+    await db.query(`INSERT INTO customer_events (customer_id, event_ts, created_ts, spend, visits) VALUES (1, ${day(1)}, ${day(1)}, 0.2, 2)`)
+    await db.query('SELECT * FROM features.materialize_customer_stats()')
+    await db.query('UPDATE customer_events SET spend = 0.3')
+    await p.writeConfig(featuresConfig({ sql: 'SELECT customer_id, event_ts, created_ts, spend, visits FROM public.customer_events' }, '10 days'))
+    expect(await p.generate('as-query')).toHaveLength(1)
+    await p.migrate()
+    const state = (await loadConfig('pgml-kit.config.ts', db.cwd)).state
+    expect(await run(state)).toMatchObject({ fullRefresh: true, offlineInserted: 1, offlineDeleted: 1 })
+    await expectInStep(db)
+    expect(await db.query(`SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 'customer_events'::regclass`)).toEqual([{ n: 0 }])
   })
 
   it('upgrades a view generated before change capture in place: the first run recovers what the old materialisation missed; down restores it', async () => {

@@ -47,7 +47,7 @@ async function read(url: string, config: LoadedConfig): Promise<PlanDatabase> {
   try {
     const client = await target.connect('pgml-kit plan sizing')
     try {
-      const live = await readLiveSchema(client, config.state, { dir: config.migrationsDir, settings: config.migrations }, target.description)
+      const live = await readLiveSchema(client, config.state, { dir: config.migrationsDir, settings: config.migrations }, target.description, config.tableRenames)
       // Sizes only matter to embedding columns, indexes and full-text columns.
       if (config.state.embeddingColumns.length + config.state.fullText.length === 0) return { live }
       return { live, sizing: await readPlanSizing(client, config.state, (await readSnapshot(config.migrationsDir)).state, target.description) }

@@ -111,6 +111,13 @@ export const tableSchema = z.strictObject({
   embeddings: z.record(identifier, embeddingSchema),
   /** A generated tsvector column with a GIN index, for full-text and hybrid search. */
   fullText: fullTextSchema.optional(),
+  /**
+   * The table's name before a rename, in the same schema: the next migration renames the table
+   * (and its indexes, trigger functions, catalog rows, queued jobs, dead letters and backfill
+   * checkpoints) instead of dropping and re-adding every embedding and full-text column.
+   * Harmless once applied; remove it whenever you like.
+   */
+  renamedFrom: identifier.optional(),
 })
 
 /** node-pg-migrate writes these names into its SQL between quotes without escaping them. */

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
-import type { ColumnRename } from '../model/resolve.js'
+import type { ColumnRename, TableRename } from '../model/resolve.js'
 import { columnKey, columnLabel, deepFreeze, objectKey } from '../model/ir.js'
 import { quoteIdent } from '../sql/quote.js'
 import { sameFixedParams } from '../plan/compare.js'
@@ -110,14 +110,20 @@ export async function readSizing(client: pg.ClientBase, state: DesiredState, sou
  * values it was built with (a plan never rebuilds an index only because the table grew); a new
  * one gets the advice for the table's rows when `sizing` knows them, else pgvector's defaults.
  */
-export function sizeAutoParameters(previous: DesiredState, next: DesiredState, sizing: Sizing | undefined, renames: readonly ColumnRename[] = []): DesiredState {
+export function sizeAutoParameters(previous: DesiredState, next: DesiredState, sizing: Sizing | undefined, renames: readonly ColumnRename[] = [], tableRenames: readonly TableRename[] = []): DesiredState {
   const before = new Map(previous.indexes.map((i) => [objectKey(i.schema, i.name), i]))
   // A column declared renamed: its indexes are found under the old column name (and, if derived from it, the old index name).
   const renamedFrom = new Map(renames.map((r) => [columnKey({ ...r, column: r.to }), r.from]))
+  // A table declared renamed: its indexes are found under its old name (and, if derived from it, their old names).
+  const tableFrom = new Map(tableRenames.map((r) => [objectKey(r.schema, r.to), r.from]))
   const indexes = next.indexes.map((index) => {
     if (index.auto.length === 0) return index
     const from = renamedFrom.get(columnKey(index))
-    const old = [before.get(objectKey(index.schema, index.name)), ...(from === undefined ? [] : previous.indexes.filter((o) => o.schema === index.schema && o.table === index.table && o.column === from))]
+    const table = tableFrom.get(objectKey(index.schema, index.table))
+    // The recorded indexes, a renamed table's under its new name.
+    const recorded = table === undefined ? previous.indexes : previous.indexes.map((o) => (o.schema === index.schema && o.table === table ? { ...o, table: index.table } : o))
+    const moved = from === undefined && table === undefined ? [] : recorded.filter((o) => o.schema === index.schema && o.table === index.table && (o.column === index.column || o.column === from))
+    const old = [before.get(objectKey(index.schema, index.name)), ...moved]
       .find((o) => o !== undefined && (columnKey(o) === columnKey(index) || (from !== undefined && o.column === from)) && sameFixedParams(o, index))
     if (old) {
       return { ...index, params: { ...index.params, ...Object.fromEntries(index.auto.map((k) => [k, old.params[k] ?? index.params[k]!])) } }

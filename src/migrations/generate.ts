@@ -45,9 +45,9 @@ export async function planFromConfig(config: LoadedConfig, options: PlanFromConf
   const sourceIssues = await checkSourceSql(config.state)
   if (sourceIssues.length > 0) throw new ConfigError(sourceIssues, relative(config.root, config.path) || 'pgml-kit.config.ts')
   const snapshot = await readSnapshot(config.migrationsDir)
-  const wanted = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state), options.sizing, config.renames)
+  const wanted = sizeAutoParameters(snapshot.state, keepExistingNames(snapshot.state, config.state), options.sizing, config.renames, config.tableRenames)
   const { plan, desired } = planChange(snapshot.state, wanted, {
-    renames: config.renames, switch: options.switch ?? 'when-filled', dropPrevious: options.dropPrevious ?? false,
+    renames: config.renames, tableRenames: config.tableRenames, switch: options.switch ?? 'when-filled', dropPrevious: options.dropPrevious ?? false,
     ...(options.sizing ? { sizing: options.sizing } : {}),
   })
   const configFile = relative(config.root, config.path) || 'pgml-kit.config.ts'

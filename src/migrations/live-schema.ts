@@ -12,8 +12,13 @@ import { isGenerated } from './directives.js'
  * tables and roles `state` names, and the project's own migrations in `dir` that the database has
  * not applied. Read-only.
  */
-export async function readLiveSchema(client: pg.ClientBase, state: DesiredState, migrations: { readonly dir: string; readonly settings: MigrationSettings }, source: string): Promise<LiveSchema> {
-  const tables = [...new Map([...state.embeddingColumns, ...state.fullText].map((n) => [`${n.schema}.${n.table}`, n])).values()]
+export async function readLiveSchema(
+  client: pg.ClientBase, state: DesiredState, migrations: { readonly dir: string; readonly settings: MigrationSettings }, source: string,
+  tableRenames: readonly { readonly schema: string; readonly from: string }[] = [],
+): Promise<LiveSchema> {
+  // A table the config renames is read under its old name too (the rename may not be applied there yet).
+  const named = [...state.embeddingColumns, ...state.fullText, ...tableRenames.map((r) => ({ schema: r.schema, table: r.from }))]
+  const tables = [...new Map(named.map((n) => [`${n.schema}.${n.table}`, n])).values()]
   const { rows } = await client.query<{ schema: string; table: string; columns: { name: string; type: string; text: boolean }[]; keys: string[][] }>(
     TABLE_SHAPES, [tables.map((t) => t.schema), tables.map((t) => t.table)])
   const shapes = new Map<string, LiveTable>(rows.map((r) => [`${r.schema}.${r.table}`, {

@@ -46,9 +46,23 @@ export interface ColumnRename {
   readonly path: string
 }
 
+/**
+ * A table the config says was renamed (`tables.<to>.renamedFrom`), within its schema: a planning
+ * hint, not state. Column renames of the same table name it by its new name.
+ */
+export interface TableRename {
+  readonly schema: string
+  readonly from: string
+  readonly to: string
+  /** Where the config says so, for errors. */
+  readonly path: string
+}
+
 export interface ResolvedConfig {
   /** Embedding columns declared as renamed from another name. */
   readonly renames: readonly ColumnRename[]
+  /** Tables declared as renamed from another name. */
+  readonly tableRenames: readonly TableRename[]
   /** Models to train with `pgml-kit train`, by project. */
   readonly models: readonly ModelNode[]
   readonly state: DesiredState
@@ -123,6 +137,8 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
   const indexNames = new Map<string, string>()
   const fullText: FullTextNode[] = []
   const renames: ColumnRename[] = []
+  const tableRenames: TableRename[] = []
+  const declaredTables = new Set(Object.entries(config.tables).map(([table, t]) => objectKey(t.schema ?? 'public', table)))
 
   for (const [table, tableConfig] of Object.entries(config.tables)) {
     const tablePath = `tables.${table}`
@@ -131,6 +147,17 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       continue
     }
     const schema = tableConfig.schema ?? 'public'
+    if (tableConfig.renamedFrom !== undefined) {
+      const from = tableConfig.renamedFrom
+      const path = `${tablePath}.renamedFrom`
+      if (from === table) issues.push({ path, message: 'names the table itself; remove renamedFrom' })
+      else if (declaredTables.has(objectKey(schema, from))) issues.push({ path, message: `${schema}.${from} is still declared in tables; a renamed table's old name must be gone from the config` })
+      else {
+        const other = tableRenames.find((r) => r.schema === schema && r.from === from)
+        if (other) issues.push({ path, message: `${other.path.slice(0, -'.renamedFrom'.length)} is already renamed from ${schema}.${from}; one table can take its place, not two` })
+        else tableRenames.push({ schema, from, to: table, path })
+      }
+    }
     const keyColumns = tableConfig.primaryKey === undefined ? ['id'] : typeof tableConfig.primaryKey === 'string' ? [tableConfig.primaryKey] : [...tableConfig.primaryKey]
     if (new Set(keyColumns).size !== keyColumns.length) issues.push({ path: `${tablePath}.primaryKey`, message: 'lists a column twice' })
     if (tableConfig.fullText) {
@@ -206,6 +233,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
     },
     models,
     renames,
+    tableRenames,
     migrations: {
       dir: m.dir ?? 'migrations',
       table: m.table ?? 'pgmigrations',

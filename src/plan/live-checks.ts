@@ -57,7 +57,9 @@ export function checkAgainstDatabase(checks: PreflightChecks, live: LiveSchema):
     notes.set(subject, `${message}; pending migration${pending.length === 1 ? '' : 's'} ${pending.join(', ')} (not applied there) may change that, so it is not checked now (migrate checks it before changing anything)`)
   }
   const tableOf = (node: { schema: string; table: string }): LiveTable | null => {
-    const table = live.tables.get(`${node.schema}.${node.table}`)
+    // A table the plan renames first is checked under its old name, until that rename is applied.
+    const renamed = checks.renamedTables?.find((r) => r.schema === node.schema && r.to === node.table)
+    const table = live.tables.get(`${node.schema}.${node.table}`) ?? (renamed ? live.tables.get(`${node.schema}.${renamed.from}`) : undefined)
     if (!table) report(tablePath(node), `table ${node.schema}.${node.table} does not exist in ${live.source}`, [node.table], `${node.schema}.${node.table}`)
     return table ?? null
   }

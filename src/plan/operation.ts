@@ -39,6 +39,7 @@ export const OPERATION_KINDS = [
   'update-embedding-mode',
   'switch-embedding-column',
   'check-embedding-filled',
+  'rename-table',
   'rename-embedding-column',
   'rename-vector-index',
   'create-vector-index',

@@ -13,7 +13,7 @@ import { PGML, defineOperation, type Operation } from './operation.js'
 import type { GrantAtom } from './grants.js'
 import { renderGrants, renderRevokes } from '../sql/render-grants.js'
 import { renderPreflight, type PreflightChecks } from '../sql/render-preflight.js'
-import { renderRenameEmbeddingColumn } from '../sql/render-rename.js'
+import { renderRenameEmbeddingColumn, renderRenameTable, reverseTableMove, type TableMove } from '../sql/render-rename.js'
 import { renderRefuseUnfilled, renderSwitch, type SwitchSide } from '../sql/render-rollout.js'
 import { quoteIdent } from '../sql/quote.js'
 import { embeddingPath, featureViewPath, fullTextPath, indexesPath, trainingSetPath } from '../model/config-path.js'
@@ -513,6 +513,29 @@ export function checkEmbeddingFilled(live: EmbeddingColumnNode, dropped: Embeddi
     up: [renderRefuseUnfilled(live, `dropping ${dropped.column} would leave those rows with no vector of either model`, `pgml-kit backfill ${cliColumn(live)}`)],
     down: ['-- (the check before the drop has nothing to undo)'],
     notes: [`one scan of ${live.schema}.${live.table}; migrate refuses, changing nothing, while rows with text have no vector and no queued job`],
+  })
+}
+
+/** `tables.<to>.renamedFrom`: the table and everything pgml-kit keeps about it take the new name; no vector is recomputed. */
+export function renameTable(move: TableMove): Operation {
+  const modes = move.columns.map(([, to]) => to.mode)
+  const kept = [
+    ...(move.columns.length > 0 ? [`${move.columns.length} embedding column(s) with their vectors`] : []),
+    ...(move.indexes.length > 0 ? ['indexes named after it'] : []),
+    ...(modes.some((m) => m === 'trigger' || m === 'queue') ? ['trigger functions'] : []),
+    ...(move.columns.length > 0 ? ['catalog rows, queued jobs, dead letters and backfill checkpoints'] : []),
+  ]
+  return defineOperation({
+    kind: 'rename-table', origin: move.path,
+    summary: `rename table ${move.schema}.${move.from} to ${quoteIdent(move.to)}${kept.length > 0 ? ` (${kept.join(', ')} go with it)` : ''}`,
+    transactional: true, safety: 'safe',
+    requiresPgml: { up: modes.includes('trigger'), down: modes.includes('trigger') },
+    up: renderRenameTable(move),
+    down: renderRenameTable(reverseTableMove(move)),
+    notes: [
+      `takes ACCESS EXCLUSIVE on ${move.schema}.${move.from} for an instant (a catalog change, no rewrite); its indexes, triggers, full-text column and privileges stay with it`,
+      `statements that name "${move.from}" fail from the moment it commits: deploy application code and workers that use the new name with it (the query builders and workers follow the config). A worker still on the old name writes nothing and gives its jobs back; they wait under the new name`,
+    ],
   })
 }
 

@@ -8,7 +8,8 @@ import { grantsFor, grantsMissingFrom } from './grants.js'
 import { isEmptyPreflight, type PreflightChecks } from '../sql/render-preflight.js'
 import { rolePath } from '../model/config-path.js'
 import { sizingNotes, type Sizing } from '../indexes/sizing.js'
-import type { ColumnRename } from '../model/resolve.js'
+import type { ColumnRename, TableRename } from '../model/resolve.js'
+import { applyTableRenames } from './rename-tables.js'
 
 /**
  * A plan in three phases, which become migration files in this order: concurrent index drops
@@ -35,6 +36,8 @@ export interface DeferredIndex {
 export interface PlanOptions {
   /** Embedding columns the config declares as renamed (`renamedFrom`). */
   readonly renames?: readonly ColumnRename[]
+  /** Tables the config declares as renamed (`tables.<table>.renamedFrom`). */
+  readonly tableRenames?: readonly TableRename[]
   /** Sizes of the tables in the database the plan was made against (advice notes, IVFFlat deferral). */
   readonly sizing?: Sizing
   /** Columns that trade places before anything else (the switch of a staged model change; see rollout.ts). */
@@ -76,7 +79,9 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   // Switched columns trade places first (their privileges go with them: PostgreSQL keeps a column's
   // ACL with the column), then renamed columns are renamed; everything after diffs that with the config.
   const recorded = applySwitches(recordedState, options.switches ?? [])
-  const renamed = applyRenames(recorded, next, options.renames ?? [])
+  // Renamed tables first: the column renames and the diff see them under their new names.
+  const moved = applyTableRenames(recorded, next, options.tableRenames ?? [], options.renames ?? [])
+  const renamed = applyRenames(moved.state, next, options.renames ?? [])
   const previous = renamed.state
   const before: Operation[] = []
   const deferred: DeferredIndex[] = []
@@ -97,7 +102,8 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   // to be re-added); their indexes go with them and come back after, explicitly, so down restores them.
   const recreated = new Set<string>()
 
-  const prevGrants = grantsFor(recorded)
+  // A renamed table keeps its privileges (PostgreSQL keeps them with the table).
+  const prevGrants = grantsFor(moved.state)
   const nextGrants = grantsFor(next)
   const added = grantsMissingFrom(nextGrants, prevGrants)
   const removed = grantsMissingFrom(prevGrants, nextGrants)
@@ -143,7 +149,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
     }
     if (!vectorsCarryOver(old, column)) {
       // A shadow whose target model changed again: it starts over (stageRollouts decided so).
-      if (old.rollout?.role !== 'next') refuseModelChange(old, column, (options.renames ?? []).some((r) => r.schema === column.schema && r.table === column.table && r.to === column.column))
+      if (old.rollout?.role !== 'next') refuseModelChange(old, column, moved.previousNames.has(objectKey(column.schema, column.table)) || (options.renames ?? []).some((r) => r.schema === column.schema && r.table === column.table && r.to === column.column))
       recreated.add(key)
       removeColumn(old)
       addColumn(column)
@@ -211,7 +217,9 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   for (const [key, node] of prevFullText) {
     const wanted = nextFullText.get(key)
     if (wanted && JSON.stringify(wanted) === JSON.stringify(node)) continue
-    before.push(ops.dropGinIndex(node))
+    // The GIN index goes before a table rename (in a file of its own): under the table's old name.
+    const renamedTable = moved.previousNames.get(objectKey(node.schema, node.table))
+    before.push(ops.dropGinIndex(renamedTable === undefined ? node : { ...node, table: renamedTable.from }))
     main.push(ops.dropFullTextColumn(node))
   }
   for (const [key, node] of nextFullText) {
@@ -236,8 +244,12 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
     }),
     fullText: [...nextFullText].filter(([key]) => !prevFullText.has(key)).map(([, node]) => node),
     fullTextChanged: [...nextFullText].filter(([key, node]) => prevFullText.has(key) && JSON.stringify(prevFullText.get(key)) !== JSON.stringify(node)).map(([, node]) => node),
+    ...(moved.previousNames.size > 0 ? { renamedTables: [...moved.previousNames.values()] } : {}),
   })
   if (!isEmptyPreflight(checks)) main.unshift(ops.preflight(checks))
+  // Table renames come first of all, so that every check and step after them names the table as
+  // the config does (one transaction: a check that fails undoes them).
+  main.unshift(...moved.operations)
 
   return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after), deferred: Object.freeze(deferred), stages: Object.freeze([]), checks })
 }

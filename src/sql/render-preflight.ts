@@ -20,6 +20,11 @@ export interface PreflightChecks {
   readonly fullText: readonly FullTextNode[]
   /** Full-text columns re-added with other sources or language: the source columns must be text. */
   readonly fullTextChanged: readonly FullTextNode[]
+  /**
+   * Tables the plan renames first (`renamedFrom`): the checks above run after the rename, and so
+   * name the new table; `generate --database-url` looks a table up under its old name.
+   */
+  readonly renamedTables?: readonly { readonly schema: string; readonly from: string; readonly to: string }[]
 }
 
 const textArray = (values: readonly string[]) => `ARRAY[${values.map(quoteLiteral).join(', ')}]::text[]`

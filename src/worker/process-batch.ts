@@ -76,7 +76,7 @@ export interface EmbeddedBatch {
   readonly failures: readonly { readonly id: string; readonly error: string }[]
 }
 
-/** Leases due jobs of `column` (FOR UPDATE SKIP LOCKED) and reads their rows' source text; null when none are due. */
+/** Leases due jobs of `column` (FOR UPDATE SKIP LOCKED) and reads their rows' source text; null when none are due (or a migration just renamed the table or a column away from a guarded claim). */
 export async function claimBatch(client: pg.ClientBase, column: EmbeddingColumnNode, settings: BatchSettings, fingerprint?: string | null): Promise<ClaimedBatch | null> {
   const { workerId } = settings
   const claimed = (await retryTransient(() => client.query<{ id: string; generation: string }>(renderClaimJobs(column), [settings.batchSize, settings.leaseSeconds, workerId]))).rows
@@ -117,6 +117,9 @@ export async function claimBatch(client: pg.ClientBase, column: EmbeddingColumnN
     return { column, ids, jobs, completed, ...(unreadable.length > 0 ? { unreadable } : {}), ...(fingerprint === undefined ? {} : { fingerprint }) }
   } catch (error) {
     await releaseBatch(client, ids, settings)
+    // A migration renamed the table (or a column) between the claim and the read: the jobs, given
+    // back, wait under the new name; the worker reads the catalog again before it claims more.
+    if (fingerprint !== undefined && isRenamedAway(error)) return null
     throw error
   }
 }

@@ -90,6 +90,12 @@ export const CHANGE_STEPS: readonly { readonly name: string; readonly config: Pg
   { name: 'stage-model-changes', config: staged },
   { name: 'switch-model-changes', config: staged, options: { switch: 'always' } },
   { name: 'drop-previous-models', config: staged, options: { dropPrevious: true } },
+  // A table renamed (renamedFrom): every column, index, trigger function and runtime row goes with it.
+  // (documents still keeps a previous model's column, which a table rename refuses.)
+  {
+    name: 'rename-table',
+    config: { ...staged, tables: { documents: staged.tables.documents!, 'Even "Table"': { ...staged.tables['Odd "Table"']!, renamedFrom: 'Odd "Table"' } } },
+  },
   { name: 'remove-everything', config: { tables: {} } },
 ]
 
@@ -109,7 +115,7 @@ export function generatedSteps(): GeneratedStep[] {
     last = config
     const resolved = resolveConfig(config)
     if (fromOlderVersion) previous = { ...previous, featureViews: previous.featureViews.map(({ changeCapture: _c, changesTable: _t, captureFunction: _f, ...view }) => view) }
-    const { plan, desired: next } = planChange(previous, keepExistingNames(previous, resolved.state), { renames: resolved.renames, ...options })
+    const { plan, desired: next } = planChange(previous, keepExistingNames(previous, resolved.state), { renames: resolved.renames, tableRenames: resolved.tableRenames, ...options })
     const files = renderMigrationFiles(plan, { name, timestamp, settings: resolved.migrations })
     timestamp += 1000
     // As generate records it: an index left for later is not in the snapshot.

@@ -35,6 +35,26 @@ describe('resolveConfig', () => {
     ])
   })
 
+  it('checks a table\'s renamedFrom: not the table itself, not a table still declared, not two tables from one', () => {
+    const table = documentsConfig().tables.documents!
+    const issues = issuesOf({ tables: {
+      documents: table,
+      itself: { ...table, renamedFrom: 'itself' },
+      articles: { ...table, renamedFrom: 'documents' },
+      posts: { ...table, renamedFrom: 'old' },
+      notes: { ...table, renamedFrom: 'old' },
+    } })
+    expect(issues).toEqual([
+      { path: 'tables.itself.renamedFrom', message: 'names the table itself; remove renamedFrom' },
+      { path: 'tables.articles.renamedFrom', message: 'public.documents is still declared in tables; a renamed table\'s old name must be gone from the config' },
+      { path: 'tables.notes.renamedFrom', message: 'tables.posts is already renamed from public.old; one table can take its place, not two' },
+    ])
+    // The same name in another schema is another table.
+    expect(resolveConfig({ tables: { documents: { ...table, schema: 'other' }, articles: { ...table, renamedFrom: 'documents' } } }).tableRenames).toEqual([
+      { schema: 'public', from: 'documents', to: 'articles', path: 'tables.articles.renamedFrom' },
+    ])
+  })
+
   it('applies a model preset and defaults', () => {
     const { state, migrations } = resolveConfig(documentsConfig({ model: 'intfloat/e5-small-v2' }))
     expect(state.embeddingColumns).toHaveLength(1)

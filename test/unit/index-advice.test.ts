@@ -64,6 +64,16 @@ describe('plans sized against a database', () => {
     expect(planOperations(planMigration(sized, next, { renames: renamed.renames })).map((op) => op.kind)).toEqual(['rename-embedding-column', 'rename-vector-index', 'rename-vector-index'])
   })
 
+  it('keeps an \'auto\' index\'s parameters through a table\'s renamedFrom (with a column renamed too), so the index is renamed, not rebuilt', () => {
+    const sized = sizeAutoParameters(resolveConfig(withoutIndexes).state, resolveConfig(config).state, sizing(2_000_000))
+    const column = config.tables.documents!.embeddings.body_embedding!
+    const renamed = resolveConfig({ tables: { articles: { renamedFrom: 'documents', embeddings: { body_vec: { ...column, renamedFrom: 'body_embedding' } } } } })
+    const tables = new Map([['public.articles', { rows: 20_000_000, filled: { body_vec: 20_000_000 } }]])
+    const next = sizeAutoParameters(sized, renamed.state, { source: 'test database', tables }, renamed.renames, renamed.tableRenames)
+    expect(next.indexes.map((i) => i.params)).toEqual([{ m: 24, ef_construction: 96 }, { lists: 1414 }])
+    expect(planOperations(planMigration(sized, next, { renames: renamed.renames, tableRenames: renamed.tableRenames })).map((op) => op.kind)).toEqual(['rename-table', 'rename-embedding-column'])
+  })
+
   it('sets the build\'s memory and workers from the table when it runs, resets them after, and every statement parses', () => {
     const previous = resolveConfig(withoutIndexes).state
     const next = sizeAutoParameters(previous, resolveConfig(config).state, sizing(100_000))

@@ -33,6 +33,17 @@ const CONFIG: PgmlKitConfig = {
 }
 
 describe('checkAgainstDatabase: what a generated migration\'s first checks would refuse, found before writing it', () => {
+  it('checks a column added to a table renamed in the same change under the table\'s old name, until the rename is applied', () => {
+    const previous: PgmlKitConfig = { tables: { documents: { embeddings: { e: { source: 'body', model: MODEL, mode: 'app' } } } } }
+    const resolved = resolveConfig({ tables: { articles: { renamedFrom: 'documents', embeddings: { e: { source: 'body', model: MODEL, mode: 'app' }, f: { source: 'title', model: MODEL, mode: 'app' } } } } })
+    const checks = planMigration(resolveConfig(previous).state, resolved.state, { tableRenames: resolved.tableRenames }).checks
+    expect(checks.added.map((c) => `${c.table}.${c.column}`)).toEqual(['articles.f'])
+    const shape = table({ id: 'bigint', title: 'text', body: 'text', e: 'vector(8)' })
+    expect(checkAgainstDatabase(checks, live({ 'public.documents': shape })).problems).toEqual([])
+    expect(checkAgainstDatabase(checks, live({ 'public.articles': shape })).problems).toEqual([])
+    expect(checkAgainstDatabase(checks, live({})).problems).toEqual([{ path: 'tables.articles', message: 'table public.articles does not exist in the test database' }])
+  })
+
   it('reports every problem at once, each with its config path', () => {
     const result = checkAgainstDatabase(checksOf(CONFIG), live({
       'public.documents': table({ id: 'bigint', title: 'text', views: 'integer', search_tsv: 'tsvector' }),

@@ -13,7 +13,7 @@ function filesFor(previous: PgmlKitConfig | null, next: PgmlKitConfig, name = 'c
   const prev = previous ? resolveConfig(previous).state : EMPTY_STATE
   const resolved = resolveConfig(next)
   // As generate plans: staged model changes first, then the diff.
-  const { plan } = planChange(prev, keepExistingNames(prev, resolved.state), { renames: resolved.renames })
+  const { plan } = planChange(prev, keepExistingNames(prev, resolved.state), { renames: resolved.renames, tableRenames: resolved.tableRenames })
   return { plan, files: renderMigrationFiles(plan, { name, timestamp: 1_700_000_000_000, settings: resolved.migrations }) }
 }
 
@@ -85,6 +85,112 @@ describe('planMigration + renderMigrationFiles', () => {
     expect(() => planMigration(both, renamed.state, { renames: renamed.renames })).toThrow(expect.objectContaining({
       code: 'RENAME_TARGET_EXISTS', where: 'tables.documents.embeddings.body_vec.renamedFrom',
     }))
+  })
+
+  describe('a table declared renamedFrom', () => {
+    const model = { id: 'test/double', dimensions: 8 }
+    const table = (extra: Partial<PgmlKitConfig['tables'][string]> = {}): PgmlKitConfig['tables'][string] => ({
+      embeddings: {
+        body_embedding: { source: ['body'], model, mode: 'trigger', indexes: [{ method: 'hnsw', distance: 'cosine' }] },
+        title_embedding: { source: ['title'], model, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l2', name: 'title_vectors' }, { method: 'ivfflat', distance: 'l2', lists: 'auto' }] },
+      },
+      fullText: { source: ['title', { column: 'body', weight: 'B' }] },
+      ...extra,
+    })
+    const before: PgmlKitConfig = { roles: { app: 'web', worker: 'embedder' }, tables: { documents: table() } }
+    const hostile = 'Art "icles"; DROP'
+    const after: PgmlKitConfig = { roles: { app: 'web', worker: 'embedder' }, tables: { [hostile]: table({ renamedFrom: 'documents' }) } }
+
+    it('is renamed, not dropped and re-added: no column, index, backfill or grant changes; every statement parses', () => {
+      const { plan, files } = filesFor(before, after)
+      expect(kinds(plan)).toEqual(['rename-table'])
+      expect(plan.before).toEqual([])
+      expect(plan.after).toEqual([])
+      expect(planOperations(plan).every((op) => op.safety === 'safe')).toBe(true)
+      expect(files).toHaveLength(1)
+      expect(parseFiles(files)).toBeGreaterThan(10)
+      const { up, down } = sections(files[0]!.content)
+      const q = '"Art ""icles""; DROP"'
+      expect(up).toContain(`ALTER TABLE "public"."documents" RENAME TO ${q};`)
+      expect(down).toContain(`ALTER TABLE "public".${q} RENAME TO "documents";`)
+      // Index names derived from the table's follow it; an explicit one stays.
+      expect(up).toContain(`ALTER INDEX "public"."documents_body_embedding_hnsw_cosine_idx" RENAME TO "Art ""icles""; DROP_body_embedding_hnsw_cosine_idx";`)
+      expect(up).toContain(`ALTER INDEX "public"."documents_search_tsv_gin_idx" RENAME TO "Art ""icles""; DROP_search_tsv_gin_idx";`)
+      expect(up).not.toContain('"title_vectors" RENAME')
+      // Trigger functions take the new table's names, and their bodies name it.
+      expect(up).toMatch(/ALTER FUNCTION "pgml_kit"\."embed__documents__body_embedding__[^"]+"\(\) RENAME TO "embed__Art ""icles""; DROP__body_embedding__/)
+      expect(up).toContain(`IF TG_TABLE_SCHEMA <> 'public' OR TG_TABLE_NAME <> 'Art "icles"; DROP' THEN`)
+      expect(up).toContain(`VALUES ('public', 'Art "icles"; DROP', 'title_embedding'`)
+      // Every runtime row that names the table follows it, in both directions.
+      for (const runtime of ['embedding_columns', 'embedding_jobs', 'embedding_dead_letters', 'backfill_checkpoints']) {
+        expect(up).toContain(`UPDATE pgml_kit.${runtime} SET table_name = 'Art "icles"; DROP' WHERE table_schema = 'public' AND table_name = 'documents';`)
+        expect(down).toContain(`UPDATE pgml_kit.${runtime} SET table_name = 'documents' WHERE table_schema = 'public' AND table_name = 'Art "icles"; DROP';`)
+      }
+      // The table is renamed before any runtime row is touched (a worker's write never waits on a row the migration holds).
+      expect(up.indexOf('RENAME TO')).toBeLessThan(up.indexOf('UPDATE pgml_kit.embedding_jobs'))
+      expect(down.indexOf('RENAME TO "documents"')).toBeLessThan(down.indexOf('UPDATE pgml_kit.embedding_jobs'))
+      // (The trigger functions' own REVOKE EXECUTE … FROM PUBLIC comes with their bodies.)
+      expect(files[0]!.content).not.toMatch(/DROP COLUMN|ADD COLUMN|GRANT |REVOKE (?!EXECUTE ON FUNCTION "pgml_kit")|CREATE INDEX|DROP INDEX/)
+    })
+
+    it('is planned once: generating again with renamedFrom still in the config plans nothing', () => {
+      const previous = resolveConfig(before).state
+      const resolved = resolveConfig(after)
+      const { desired } = planChange(previous, keepExistingNames(previous, resolved.state), { tableRenames: resolved.tableRenames })
+      expect(planOperations(planChange(desired, keepExistingNames(desired, resolved.state), { tableRenames: resolved.tableRenames }).plan)).toEqual([])
+    })
+
+    it('goes with a column rename, a new column and a changed index in the same change', () => {
+      const body = table().embeddings.body_embedding!
+      const changed: PgmlKitConfig = { tables: { articles: table({
+        renamedFrom: 'documents',
+        embeddings: { ...table().embeddings, body_vec: { ...body, renamedFrom: 'body_embedding' }, body_embedding: undefined!, extra: { source: 'body', model, mode: 'app', indexes: [{ method: 'hnsw', distance: 'l2', m: 8 }] } },
+      }) } }
+      delete changed.tables.articles!.embeddings.body_embedding
+      changed.tables.articles!.embeddings.title_embedding = { ...table().embeddings.title_embedding!, indexes: [{ method: 'hnsw', distance: 'l2', name: 'title_vectors', m: 32 }] }
+      const { plan, files } = filesFor({ tables: { documents: table() } }, changed)
+      expect(kinds(plan)).toEqual([
+        'drop-vector-index', 'drop-vector-index', 'rename-table', 'preflight', 'rename-embedding-column',
+        'add-embedding-column', 'register-embedding-column', 'create-vector-index', 'create-vector-index',
+      ])
+      expect(parseFiles(files)).toBeGreaterThan(10)
+      // The renamed column's index takes the name derived from both new names in the table's rename.
+      expect(planOperations(plan)[2]!.up.join('\n')).toContain('ALTER INDEX "public"."documents_body_embedding_hnsw_cosine_idx" RENAME TO "articles_body_vec_hnsw_cosine_idx";')
+      // The indexes that go are dropped before the rename, under the old table; their downs build them there.
+      expect(plan.before.map((op) => op.down.join('\n'))).toEqual([expect.stringContaining('ON "public"."documents"'), expect.stringContaining('ON "public"."documents"')])
+      expect(plan.after.map((op) => op.up.join('\n'))).toEqual([expect.stringContaining('ON "public"."articles"'), expect.stringContaining('ON "public"."articles"')])
+    })
+
+    it('refuses what cannot work, naming the config path', () => {
+      const previous = resolveConfig(before).state
+      const refusal = (config: PgmlKitConfig, recorded = previous) => {
+        const resolved = resolveConfig(config)
+        try {
+          planChange(recorded, keepExistingNames(recorded, resolved.state), { tableRenames: resolved.tableRenames })
+        } catch (error) {
+          expect(error).toBeInstanceOf(PlanError)
+          return error as PlanError
+        }
+        throw new Error('expected a PlanError')
+      }
+      expect(refusal({ tables: { articles: table({ renamedFrom: 'docs' }) } })).toMatchObject({
+        code: 'RENAME_SOURCE_MISSING', where: 'tables.articles.renamedFrom',
+        message: 'tables.articles is declared as renamed from public.docs, but the last generated state has no table public.docs; it has public.documents',
+      })
+      expect(refusal({ tables: { articles: table({ schema: 'app', renamedFrom: 'documents' }) } })).toMatchObject({
+        code: 'RENAME_SOURCE_MISSING', where: 'tables.articles.renamedFrom', hint: expect.stringMatching(/moving a table to another schema \(public\) is not supported/),
+      })
+      const both = resolveConfig({ tables: { documents: table(), articles: { embeddings: { body_embedding: table().embeddings.body_embedding! } } } }).state
+      expect(refusal({ tables: { articles: table({ renamedFrom: 'documents' }) } }, both)).toMatchObject({ code: 'RENAME_TARGET_EXISTS', where: 'tables.articles.renamedFrom' })
+      const changedModel = table({ renamedFrom: 'documents' })
+      changedModel.embeddings.body_embedding = { ...changedModel.embeddings.body_embedding!, model: { id: 'other/model', dimensions: 8 } }
+      expect(refusal({ tables: { articles: changedModel } })).toMatchObject({ code: 'MODEL_CHANGE_UNSUPPORTED', hint: expect.stringMatching(/generate the rename first/) })
+      const view = { entities: ['id'], source: { table: 'documents' }, timestamp: 'created_at', features: { n: 'integer' } }
+      const withView = resolveConfig({ tables: { documents: table() }, features: { views: { stats: view } } }).state
+      expect(refusal({ tables: { articles: table({ renamedFrom: 'documents' }) }, features: { views: { stats: { ...view, source: { table: 'articles' } } } } }, withView)).toMatchObject({
+        code: 'RENAME_FEATURE_SOURCE', where: 'features.views.stats.source',
+      })
+    })
   })
 
   it('plans nothing when nothing changed', () => {

@@ -30,7 +30,7 @@ class Running {
 
   /** `dev --json` prints one line for the start and one for every change of who serves the database. */
   get lines(): DevLine[] {
-    return this.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as DevLine)
+    return this.stdout.split(/\n(?=\{)/).filter((l) => l.trim().endsWith('}')).map((l) => JSON.parse(l) as DevLine)
   }
 
   /** Waits (bounded) until `dev --json` has printed `n` lines. */
@@ -96,10 +96,9 @@ describe('pgml-kit dev and the owner of the embedded database', () => {
     const cwd = await project()
     const owner = start(['dev', '--port', '0', '--json'], cwd)
     const owned = await owner.line(1, 'the owner')
-    expect(owned).toMatchObject({ servedBy: 'this process', pid: owner.child.pid })
     const dev = start(['dev', '--port', '0', '--json'], cwd)
     const printed = await dev.line(1, 'dev as a client')
-    expect(printed).toMatchObject({ url: owned.url, servedBy: 'another pgml-kit process', pid: owner.child.pid })
+    expect(printed.url).toBe(owned.url)
     const url = await psqlUrl(printed, cwd)
     await query(url, 'CREATE TABLE kept (id int PRIMARY KEY)')
     await query(url, 'INSERT INTO kept SELECT generate_series(1, 100)')
@@ -108,6 +107,8 @@ describe('pgml-kit dev and the owner of the embedded database', () => {
     await owner.closed
     // The URL dev printed keeps working: dev serves the database now, on the same address.
     expect(await answers<{ n: number }>(url, 'SELECT count(*)::int AS n FROM kept')).toEqual([{ n: 100 }])
+    expect(owned).toMatchObject({ servedBy: 'this process', pid: owner.child.pid })
+    expect(printed).toMatchObject({ servedBy: 'another pgml-kit process', pid: owner.child.pid })
     const change = await dev.line(2, 'the takeover')
     expect(change).toMatchObject({ url: printed.url, servedBy: 'this process', pid: dev.child.pid })
     expect(change.change).toMatch(/took over/)

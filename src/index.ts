@@ -23,6 +23,7 @@ export { checkIndex, readLastChecks, type IndexCheckOptions, type IndexCheckResu
 export { adviseBuild, adviseHnsw, adviseIvfflat, type BuildAdvice, type HnswAdvice, type IvfflatAdvice } from './indexes/advice.js'
 export { readSizing, sizeAutoParameters, type Sizing, type TableSizing } from './indexes/sizing.js'
 export { openTarget, type Target, type TargetOptions, type Connector } from './db/target.js'
+export { keepEmbeddedServed, type KeepServedOptions, type ServedState, type ServedChange } from './db/keep-served.js'
 export type { Capabilities, PgmlKind } from './db/capabilities.js'
 
 // Embedding: the local model, the queue worker, backfill, app-mode writes, parity.
@@ -33,6 +34,7 @@ export { runWorker, type WorkerOptions, type WorkerTotals, type QueueOutlook } f
 export type { BatchResult } from './worker/process-batch.js'
 export { backfill, type BackfillOptions, type BackfillResult, type BackfillProgress } from './worker/backfill.js'
 export { readColumnWithCopies } from './db/live-catalog.js'
+export { columnsToBackfill } from './worker/backfill-columns.js'
 export type { RolloutStage, RolloutStageKind } from './plan/rollout.js'
 export { readQueueStats, retryDeadLetters, type QueueStats } from './worker/queue.js'
 export { createEmbeddingWriter, type EmbeddingWriter, type EmbeddingWriterOptions, type InsertRow, type ConfiguredTable, type SourceColumnOf } from './app/embedding-writer.js'

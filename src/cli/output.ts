@@ -38,7 +38,7 @@ export function printJson(value: unknown): void {
 
 /** Mistakes in how pgml-kit was called or configured: exit 2, like a usage error. */
 const USAGE_CODES = new Set([
-  'CONFIG_INVALID', 'CONFIG_DOES_NOT_MATCH_DATABASE', 'CONFIG_LOAD_FAILED', 'CONFIG_NOT_FOUND', 'NAME_REQUIRED', 'COLUMN_UNKNOWN', 'COLUMN_AMBIGUOUS', 'DATABASE_URL_INVALID',
+  'CONFIG_INVALID', 'CONFIG_DOES_NOT_MATCH_DATABASE', 'CONFIG_LOAD_FAILED', 'CONFIG_NOT_FOUND', 'NAME_REQUIRED', 'COLUMN_UNKNOWN', 'COLUMN_AMBIGUOUS', 'COLUMN_NOT_IN_DATABASE', 'DATABASE_URL_INVALID',
   // A feature view, training set, model project or model id that the config (or the project) does not have.
   'FEATURE_VIEW_UNKNOWN', 'TRAINING_SET_UNKNOWN', 'MODEL_UNKNOWN', 'OVERRIDE_REASON_REQUIRED',
 ])

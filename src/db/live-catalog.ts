@@ -46,6 +46,22 @@ export function liveColumnsOf(rows: readonly CatalogRead[], declared: readonly E
 }
 
 /**
+ * Every embedding column the catalog has — live ones, and the extra columns of staged model changes
+ * — or null when this role cannot read the catalog (or there is none yet). `declared` (the config's
+ * columns) fill what an older runtime's rows lack.
+ */
+export async function readCatalogColumns(url: string | Connector, declared: readonly EmbeddingColumnNode[]): Promise<LiveColumn[] | null> {
+  const client = await toConnector(url).connect('pgml-kit')
+  try {
+    const first = (await rowsOf<{ readable: boolean }>(client, CATALOG_READABLE))[0]
+    if (!first?.readable) return null
+    return liveColumnsOf(await rowsOf<CatalogRead>(client, renderReadCatalog('all')), declared)
+  } finally {
+    await client.end().catch(() => undefined)
+  }
+}
+
+/**
  * A config column as the catalog has it, then the extra columns of its staged model change (the
  * shadow being filled with the new model, or the previous one): what `pgml-kit backfill <column>`
  * fills, in order, and whose first entry `parity` compares. Just the column when the catalog

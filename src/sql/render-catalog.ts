@@ -68,18 +68,18 @@ export function renderCatalogFingerprint(alias: string): string {
 }
 
 /**
- * The catalog rows of some tables as jsonb text, with their fingerprints: of the tables given, or of
- * $1 schemas and $2 tables. jsonb, so the statement runs on every runtime version (older ones lack
+ * The catalog rows of some tables as jsonb text, with their fingerprints: of the tables given, of
+ * $1 schemas and $2 tables, or of every table. jsonb, so the statement runs on every runtime version (older ones lack
  * some fields).
  */
-export function renderReadCatalog(tables: readonly { readonly schema: string; readonly table: string }[] | 'parameters'): string {
+export function renderReadCatalog(tables: readonly { readonly schema: string; readonly table: string }[] | 'parameters' | 'all'): string {
   const [schemas, names] = tables === 'parameters'
     ? ['$1::text[]', '$2::text[]']
-    : [renderTextArray(tables.map((t) => t.schema)), renderTextArray(tables.map((t) => t.table))]
+    : tables === 'all' ? ['', ''] : [renderTextArray(tables.map((t) => t.schema)), renderTextArray(tables.map((t) => t.table))]
   return `SELECT pg_catalog.to_jsonb(c.*)::text AS row, ${renderCatalogFingerprint('c')} AS fingerprint
 FROM ${CATALOG} AS c
-WHERE (c.table_schema, c.table_name) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest(${schemas}), pg_catalog.unnest(${names})))
-ORDER BY c.table_schema, c.table_name, c.column_name`
+${tables === 'all' ? '' : `WHERE (c.table_schema, c.table_name) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest(${schemas}), pg_catalog.unnest(${names})))
+`}ORDER BY c.table_schema, c.table_name, c.column_name`
 }
 
 /**

@@ -158,7 +158,7 @@ describe('the embedded database is private to the user who runs it', () => {
     await release()
     const base = join(cwd, EMBEDDED_DIR)
     expect(await modes(base)).toEqual({
-      '.': '700', data: '700', password: '600', owner: '700', 'owner/g000000000001.json': '600', migrate: '700',
+      '.': '700', data: '700', password: '600', owner: '700', 'owner/g000000000001.json': '600', migrate: '700', port: '600',
     })
     // The lock record holds the URL with the password; PGlite writes its own files 0666.
     expect(((await stat(join(base, 'data', 'postgresql.conf'))).mode & 0o777).toString(8)).toBe('666')

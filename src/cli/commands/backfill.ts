@@ -6,10 +6,7 @@ import { openTarget } from '../../db/target.js'
 import { withoutSecrets } from '../output.js'
 import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { backfill, type BackfillResult } from '../../worker/backfill.js'
-import { readColumnWithCopies } from '../../db/live-catalog.js'
-import { findColumn } from '../../model/find-column.js'
-import { columnLabel } from '../../model/ir.js'
-import { rolloutColumnName } from '../../plan/rollout.js'
+import { columnsToBackfill } from '../../worker/backfill-columns.js'
 import { EXIT, printable, printJson } from '../output.js'
 import { globals, positiveInt, type CommandContext } from '../options.js'
 
@@ -23,18 +20,15 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
     .action(async (arg: string, opts: { all?: boolean; restart?: boolean; batchSize: number }, cmd: Command) => {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
-      const declared = config.state.embeddingColumns
-      // `t.c` fills c and the extra column of its staged model change; `t.c__next` (or `__previous`) only that one.
-      const copies = declared.flatMap((c) => (['next', 'previous'] as const).map((role) => ({ ...c, column: rolloutColumnName(c.column, role), rollout: { role, of: c.column } })))
-      const column = copies.find((c) => arg === `${c.table}.${c.column}` || arg === columnLabel(c)) ?? findColumn(declared, arg)
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       const controller = new AbortController()
       const stop = () => controller.abort()
       process.once('SIGINT', stop)
       try {
         const loadEmbedder = localEmbedderLoader(config.embedder)
-        // The column as the catalog has it, then the new (or previous) model's column of a staged model change.
-        const targets = column.rollout ? [column] : await readColumnWithCopies(target, column)
+        // `t.c`: the column as the catalog has it, then the new (or previous) model's column of a staged
+        // model change; `t.c__next` (or `__previous`): only that one, whichever config is checked out.
+        const targets = await columnsToBackfill(target, config.state.embeddingColumns, arg)
         const results: BackfillResult[] = []
         for (const each of targets) {
           if (controller.signal.aborted) break

@@ -8,7 +8,8 @@
  * triggers) and one not, interleaved, so the ratio is the triggers' cost alone:
  * - bulk: INSERT of 500 rows per statement;
  * - single-row: one UPDATE per statement (the OLTP case; the statement trigger's fixed cost shows);
- * - no-op: an UPDATE of a column the view does not read (logged nothing: the trigger compares rows).
+ * - other column: an UPDATE of a column the view does not read (logged too: the trigger compares
+ *   whole rows, so that dropping a column it does not key on cannot break the table's writes).
  *
  *   npx tsx bench/feature-store.ts                      # embedded PGlite
  *   PGML_KIT_BENCH_DATABASE_URL=postgres://... npx tsx bench/feature-store.ts   # a server too

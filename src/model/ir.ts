@@ -44,6 +44,13 @@ export interface EmbeddingColumnNode {
    */
   readonly triggerFunction: string | null
   /**
+   * The trigger function (SECURITY DEFINER) refuses values of types a role other than a superuser
+   * or the function's owner owns, before touching them: a cast, domain check or operator such a
+   * role defines for its own type must never run with the migrating role's rights. Absent in
+   * snapshots from before it: generate replaces those functions.
+   */
+  readonly typeGuard?: true
+  /**
    * Set on the extra column of a staged model change (absent on the column searches use): `next`
    * is the shadow being filled with the new model, `previous` the old model's column kept after
    * the switch until a separately approved migration drops it. `of` is the live column's name.

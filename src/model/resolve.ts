@@ -307,6 +307,7 @@ function resolveEmbedding(
     schema, table, column, sourceColumns, separator: embedding.separator ?? DEFAULT_SEPARATOR, model, vectorType, mode: embedding.mode,
     keyColumns: [...keyColumns], distance: embedding.indexes?.[0]?.distance ?? 'cosine',
     triggerFunction: triggerFunctionName(embedding.mode, schema, table, column),
+    typeGuard: true,
   }
 }
 

@@ -53,6 +53,7 @@ export const OPERATION_KINDS = [
   'drop-feature-schema',
   'create-feature-view',
   'upgrade-feature-view',
+  'guard-trigger-function',
   'drop-feature-view',
   'create-training-set',
   'drop-training-set',

@@ -325,6 +325,22 @@ export function dropQueueTriggers(column: EmbeddingColumnNode, options: { discar
   })
 }
 
+/**
+ * A trigger or queue function generated before the type guard, replaced in place with one that has
+ * it (same name, same triggers, same privileges): it refuses values of types another role owns
+ * before touching them. Down puts the previous body back.
+ */
+export function guardTriggerFunction(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
+  const create = next.mode === 'trigger' ? renderCreateEmbedFunction : renderCreateEnqueueFunction
+  return defineOperation({
+    kind: 'guard-trigger-function', origin: embeddingPath(next),
+    summary: `replace the ${next.mode} function of ${columnLabel(next)}: it refuses source and key values of types owned by a role that is neither a superuser nor its owner (that role's casts and checks never run with the migrating role's rights)`,
+    transactional: true, safety: 'safe', requiresPgml: next.mode === 'trigger' ? PGML.both : PGML.none,
+    up: [create(next)], down: [create(previous)],
+    notes: ['security fix: the table\'s owner, if another role, could otherwise run its own cast or domain check as the role that migrates'],
+  })
+}
+
 export function replaceQueueTriggers(previous: EmbeddingColumnNode, next: EmbeddingColumnNode): Operation {
   return defineOperation({
     kind: 'replace-queue-triggers', origin: embeddingPath(next),

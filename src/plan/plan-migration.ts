@@ -170,7 +170,11 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
       main.push(ops.updateEmbeddingMode(old, column))
     }
     if (old.model.queryPrefix !== column.model.queryPrefix || old.distance !== column.distance) main.push(ops.updateQuerySettings(old, column))
-    if (sameSource(old, column)) continue
+    if (sameSource(old, column)) {
+      // Generated before the type guard: the function is replaced in place (a new source below re-creates it anyway).
+      if (!modeChanged && (column.mode === 'trigger' || column.mode === 'queue') && old.typeGuard !== column.typeGuard) main.push(ops.guardTriggerFunction(old, column))
+      continue
+    }
     // A mode change created its triggers from the new source already.
     if (!modeChanged && column.mode === 'generated') {
       recreated.add(key)

@@ -74,12 +74,54 @@ function guardedBody(column: EmbeddingColumnNode, body: string): string {
   // it would write the queue or embed as its owner on that role's behalf. EXECUTE is revoked from
   // PUBLIC too, so no other role can attach it (a trigger fires without it).
   if (!body.startsWith('\nBEGIN\n')) throw new TypeError('a trigger function body starts with BEGIN')
-  const guarded = `
+  const guarded = `${column.typeGuard ? '\nDECLARE\n  pgml_kit_foreign text;' : ''}
 BEGIN
   IF TG_TABLE_SCHEMA <> ${quoteLiteral(column.schema)} OR TG_TABLE_NAME <> ${quoteLiteral(column.table)} THEN
     RAISE EXCEPTION 'pgml-kit: % is the trigger function of %, not of %.%', TG_NAME, ${quoteLiteral(`${column.schema}.${column.table}`)}, TG_TABLE_SCHEMA, TG_TABLE_NAME;
-  END IF;${body.slice('\nBEGIN'.length)}`
+  END IF;${column.typeGuard ? typeGuard(column) : ''}${body.slice('\nBEGIN'.length)}`
   return guarded
+}
+
+/**
+ * This function runs as the role that migrates, on a table another role may own and whose column
+ * types that role may change later (to its own enum with a cast to json, a domain whose check
+ * calls its function, ...). Before any value is touched, each column the function reads or writes
+ * must be of a built-in type, an extension's type (pgvector's vector, citext: casts need the type's
+ * owner) or one a superuser or this function's owner owns; `pg_typeof` itself runs nothing of the
+ * type's.
+ */
+function typeGuard(column: EmbeddingColumnNode): string {
+  const columns = (row: 'NEW' | 'OLD') => [...new Set([
+    ...(column.mode === 'queue' ? column.keyColumns : []),
+    ...column.sourceColumns,
+    ...(column.mode === 'trigger' && row === 'NEW' ? [column.column] : []),
+  ])]
+  const foreign = (row: 'NEW' | 'OLD') => columns(row).map((name) => `(${quoteLiteral(name)}, pg_catalog.pg_typeof(${renderField(row, name)}))`).join(', ')
+  // Built-in types (OIDs below FirstNormalObjectId, 16384) pass without a query.
+  const builtIn = (row: 'NEW' | 'OLD') => columns(row).map((name) => `pg_catalog.pg_typeof(${renderField(row, name)})::pg_catalog.oid < 16384`).join(' AND ')
+  const check = (row: 'NEW' | 'OLD', indent: string) => `
+IF NOT (${builtIn(row)}) THEN
+  SELECT pg_catalog.format('%I (%s)', c.name, pg_catalog.format_type(c.type::pg_catalog.oid, NULL)) INTO pgml_kit_foreign
+  FROM (VALUES ${foreign(row)}) AS c(name, type)
+  JOIN pg_catalog.pg_type AS t ON t.oid = c.type::pg_catalog.oid
+  WHERE t.oid >= 16384 AND NOT (t.typowner = (SELECT r.oid FROM pg_catalog.pg_roles AS r WHERE r.rolname = CURRENT_USER)
+                                OR (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.oid = t.typowner)
+                                OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid AND d.deptype = 'e'))
+  LIMIT 1;
+END IF;`.replace(/\n/g, `\n${indent}`)
+  // The queue's function also runs on DELETE (reading OLD); the trigger mode's only BEFORE INSERT OR UPDATE.
+  const checks = column.mode === 'queue'
+    ? `
+  IF TG_OP = 'DELETE' THEN${check('OLD', '    ')}
+  ELSE${check('NEW', '    ')}
+  END IF;`
+    : check('NEW', '  ')
+  return `
+  -- Values of types a role other than a superuser or this function's owner owns are refused untouched (see typeGuard in src/sql/render-trigger.ts).${checks}
+  IF pgml_kit_foreign IS NOT NULL THEN
+    RAISE EXCEPTION 'pgml-kit: %.% column % is of a type owned by a role that is neither a superuser nor the owner of %: pgml-kit''s trigger function (SECURITY DEFINER) does not handle it', TG_TABLE_SCHEMA, TG_TABLE_NAME, pgml_kit_foreign, TG_NAME
+      USING HINT = 'use a built-in type for the key and source columns (text, varchar, bigint, uuid, ...), or have the type owned by the role that runs the migrations';
+  END IF;`
 }
 
 export function renderDropEmbedFunction(column: EmbeddingColumnNode): string {

@@ -84,8 +84,8 @@ export const CHANGE_STEPS: readonly { readonly name: string; readonly config: Pg
       features: features('30 days', ['customer stats.spend', 'customer stats.visits']),
     },
   },
-  // The same config, generated again from a snapshot written before change capture: the feature view is upgraded in place.
-  { name: 'upgrade-feature-views', config: 'same', fromOlderVersion: true },
+  // The same config, generated again from a snapshot an older release wrote: trigger functions get the type guard, the feature view change capture.
+  { name: 'upgrade-from-older-release', config: 'same', fromOlderVersion: true },
   // Models change in stages; a mode changes in place (body_vec: app → queue).
   { name: 'stage-model-changes', config: staged },
   { name: 'switch-model-changes', config: staged, options: { switch: 'always' } },
@@ -114,7 +114,13 @@ export function generatedSteps(): GeneratedStep[] {
     const config = given === 'same' ? last : given
     last = config
     const resolved = resolveConfig(config)
-    if (fromOlderVersion) previous = { ...previous, featureViews: previous.featureViews.map(({ changeCapture: _c, changesTable: _t, captureFunction: _f, ...view }) => view) }
+    if (fromOlderVersion) {
+      previous = {
+        ...previous,
+        embeddingColumns: previous.embeddingColumns.map(({ typeGuard: _g, ...column }) => column),
+        featureViews: previous.featureViews.map(({ changeCapture: _c, changesTable: _t, captureFunction: _f, ...view }) => view),
+      }
+    }
     const { plan, desired: next } = planChange(previous, keepExistingNames(previous, resolved.state), { renames: resolved.renames, tableRenames: resolved.tableRenames, ...options })
     const files = renderMigrationFiles(plan, { name, timestamp, settings: resolved.migrations })
     timestamp += 1000

@@ -1,4 +1,3 @@
-import { captureFunctionBody, captureTriggers, renderCaptureFunction } from './sql/render-features.js'
 import type pg from 'pg'
 import { columnKey, columnLabel, objectKey, type DesiredState, type EmbeddingColumnNode } from './model/ir.js'
 import { readIndexHealth } from './indexes/health.js'
@@ -6,6 +5,7 @@ import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from './sql/rende
 import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn } from './sql/render-catalog.js'
 import { embedTriggerName, renderCreateEmbedFunction, renderCreateEmbedTrigger } from './sql/render-trigger.js'
 import { enqueueTriggerName, renderCreateEnqueueFunction, renderCreateEnqueueTriggers } from './sql/render-queue.js'
+import { captureFunctionBody, captureTriggers, renderCaptureFunction } from './sql/render-features.js'
 import { renderSourceText, renderUnqualifiedSourceText } from './sql/render-source.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './sql/quote.js'
 import { RELATION_EXISTS } from './sql/render-introspection.js'
@@ -19,7 +19,7 @@ import { enqueueFunctionBody } from './sql/render-queue.js'
 import { triggerFunctionSource } from './sql/render-trigger.js'
 import { runtimeInstallSql } from './runtime/assets.js'
 import {
-  COUNT_QUEUED_JOBS, MISSING_RUNTIME_RELATIONS, PGML_EMBED_EXISTS, READ_CATALOG, READ_COLUMNS, READ_RUNTIME_VERSION, READ_TRIGGERS, READ_TRIGGER_FUNCTIONS,
+  COUNT_QUEUED_JOBS, MISSING_RUNTIME_RELATIONS, PGML_EMBED_EXISTS, READ_CATALOG, READ_COLUMNS, READ_RUNTIME_VERSION, READ_FUNCTION, READ_TRIGGERS, READ_TRIGGER_FUNCTIONS,
   RUNTIME_RELATIONS, renderCountMissingVectors, renderDropColumnDefault, renderDropColumnNotNull,
 } from './sql/render-drift.js'
 
@@ -182,16 +182,15 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
       const refresh = `-- then: pgml-kit materialize ${view.name} --full`
       if (!found) out.push({ kind: 'trigger', object, problem: `missing: ${lost}`, fix: `${want.create}\n${refresh}` })
       else if (found.function_schema !== view.schema || found.function_name !== view.captureFunction) {
-        out.push({ kind: 'trigger', object, problem: `calls ${found.function_schema}.${found.function_name}(), the snapshot says ${view.schema}.${view.captureFunction}()`, fix: `DROP TRIGGER ${quoteIdent(want.name)} ON ${quoteQualified(source.schema, source.table)};\n${want.create}\n${refresh}` })
+        out.push({ kind: 'trigger', object, problem: `calls ${found.function_schema}.${found.function_name}(), the snapshot says ${view.schema}.${view.captureFunction}()`, fix: `${want.drop}\n${want.create}\n${refresh}` })
       } else if (found.enabled !== 'O' && found.enabled !== 'A') {
         // D: disabled; R: fires only when session_replication_role = replica, so not for ordinary writes.
-        out.push({ kind: 'trigger', object, problem: `${found.enabled === 'D' ? 'disabled' : 'enabled for replica sessions only'}: ${lost}`, fix: `ALTER TABLE ${quoteQualified(source.schema, source.table)} ENABLE TRIGGER ${quoteIdent(want.name)};\n${refresh}` })
+        out.push({ kind: 'trigger', object, problem: `${found.enabled === 'D' ? 'disabled' : 'enabled for replica sessions only'}: ${lost}`, fix: `${want.enable}\n${refresh}` })
       }
     }
     // The capture function: the body, SECURITY DEFINER and the settings pgml-kit generated.
     const fn = `${quoteQualified(view.schema, view.captureFunction!)}()`
-    const { rows: [live] } = await client.query<{ source: string; definer: boolean; config: string[] | null }>(
-      'SELECT p.prosrc AS source, p.prosecdef AS definer, p.proconfig AS config FROM pg_catalog.pg_proc AS p WHERE p.oid = pg_catalog.to_regprocedure($1)', [fn])
+    const { rows: [live] } = await client.query<{ source: string; definer: boolean; config: string[] | null }>(READ_FUNCTION, [fn])
     if (live) {
       const differences = [
         ...(live.source !== captureFunctionBody(view) ? ['its body is not the one pgml-kit generated for it'] : []),

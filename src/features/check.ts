@@ -1,7 +1,6 @@
 import type pg from 'pg'
 import type { DesiredState, FeatureViewNode } from '../model/ir.js'
-import { PINNED_SETTINGS, renderFeatureLag, renderOnlineSkew } from '../sql/render-features.js'
-import { quoteQualified } from '../sql/quote.js'
+import { PINNED_SETTINGS, renderFeatureLag, renderMaterializeCall, renderOnlineSkew, SET_LOCAL_SETTING } from '../sql/render-features.js'
 import { viewsNamed } from './ml.js'
 
 /**
@@ -74,12 +73,12 @@ export async function checkFeatures(client: pg.ClientBase, state: DesiredState, 
     // transaction that is rolled back: --source runs a full comparison in it and keeps nothing.
     await client.query('BEGIN')
     try {
-      for (const [name, value] of PINNED_SETTINGS) await client.query('SELECT pg_catalog.set_config($1, $2, true)', [name, value])
+      for (const [name, value] of PINNED_SETTINGS) await client.query(SET_LOCAL_SETTING, [name, value])
       const { rows } = await client.query<{ kind: SkewDifference['kind']; entity: Record<string, unknown>; online_event: string | null; expected_event: string | null; total: string }>(renderOnlineSkew(view), [limit])
       const lag = await readFeatureLag(client, view, limit)
       let source: FeatureCheck['source'] = null
       if (options.source) {
-        const { rows: r } = await client.query<{ offline_inserted: string; offline_deleted: string; online_upserted: string; online_deleted: string }>(`SELECT * FROM ${quoteQualified(view.schema, view.materializeFunction)}(true)`)
+        const { rows: r } = await client.query<{ offline_inserted: string; offline_deleted: string; online_upserted: string; online_deleted: string }>(renderMaterializeCall(view), [true])
         source = { offlineInserted: Number(r[0]?.offline_inserted), offlineDeleted: Number(r[0]?.offline_deleted), onlineUpserted: Number(r[0]?.online_upserted), onlineDeleted: Number(r[0]?.online_deleted) }
       }
       out.push({

@@ -4,7 +4,7 @@ import { PgmlKitError } from '../errors.js'
 import type { DesiredState, FeatureViewNode, TrainingSetNode } from '../model/ir.js'
 import type { ModelNode, ResolvedConfig } from '../model/resolve.js'
 import { isLowerBetter } from '../model/metrics.js'
-import { highWaterColumn, LINEAGE_GATE_COLUMN_NAMES, LINEAGE_TABLE, renderCopyTrainingSet, RUNS_TABLE } from '../sql/render-features.js'
+import { LINEAGE_GATE_COLUMN_NAMES, LINEAGE_TABLE, renderCopyTrainingSet, renderFeatureViewMark, renderMaterializeCall, RUNS_TABLE } from '../sql/render-features.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js'
 
 /**
@@ -52,7 +52,7 @@ export async function materialize(client: pg.ClientBase, state: DesiredState, na
   const out: MaterializeResult[] = []
   for (const view of views) {
     const { rows } = await client.query<{ offline_inserted: string; offline_deleted: string; online_upserted: string; online_deleted: string; entities: string; full_refresh: boolean }>(
-      `SELECT * FROM ${quoteQualified(view.schema, view.materializeFunction)}($1::boolean)`, [options.full === true],
+      renderMaterializeCall(view), [options.full === true],
     ).catch((error: unknown) => { throw notUpgraded(error, view) })
     const r = rows[0]
     out.push({
@@ -133,18 +133,8 @@ export function trainSql(config: ResolvedConfig, project: string): string {
   return renderTrainCall(model, model.gate === null)
 }
 
-/**
- * How far a feature view was materialised, as a training reads it: one row, one column
- * `high_water_mark` (text, NULL when never materialised) — the time of the last materialisation,
- * whose result is what the training's snapshot sees of the offline table (views with change capture;
- * `withRuns` false: a view generated before it, whose mark is the newest created, else event, time
- * in the offline table). `train` runs it in the snapshot pgml.train reads, and records the result
- * in the model's lineage.
- */
-export function featureViewMarkSql(view: FeatureViewNode, withRuns = true): string {
-  if (!withRuns) return `SELECT pg_catalog.max(${quoteIdent(highWaterColumn(view))})::text AS high_water_mark FROM ${quoteQualified(view.schema, view.offlineTable)}`
-  return `SELECT (SELECT r.last_run_at::text FROM ${quoteQualified(view.schema, RUNS_TABLE)} AS r WHERE r.view_name = ${quoteLiteral(view.name)}) AS high_water_mark`
-}
+/** The mark a training records for a feature view (see renderFeatureViewMark); `train` runs it in the snapshot pgml.train reads. */
+export const featureViewMarkSql = renderFeatureViewMark
 
 export interface ModelRow {
   readonly id: number

@@ -70,3 +70,6 @@ export function renderDropColumnDefault(column: EmbeddingColumnNode): string {
 export function renderDropColumnNotNull(column: EmbeddingColumnNode): string {
   return `ALTER TABLE ${quoteQualified(column.schema, column.table)} ALTER COLUMN ${quoteIdent(column.column)} DROP NOT NULL;`
 }
+
+/** A function's body, SECURITY DEFINER flag and settings, by its signature ($1, e.g. `s.f()`); no row when it does not exist. */
+export const READ_FUNCTION = 'SELECT p.prosrc AS source, p.prosecdef AS definer, p.proconfig AS config FROM pg_catalog.pg_proc AS p WHERE p.oid = pg_catalog.to_regprocedure($1)'

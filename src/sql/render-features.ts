@@ -376,7 +376,7 @@ AS ${dollarQuote(captureFunctionBody(view))};`
 }
 
 /** The change-capture triggers of a table-source view: name and CREATE statement, per event. */
-export function captureTriggers(view: FeatureViewNode): { readonly name: string; readonly create: string }[] {
+export function captureTriggers(view: FeatureViewNode): { readonly name: string; readonly create: string; readonly drop: string; readonly enable: string }[] {
   if (view.source.kind !== 'table' || !view.captureFunction) return []
   const source = quoteQualified(view.source.schema, view.source.table)
   const fn = quoteQualified(view.schema, view.captureFunction)
@@ -384,8 +384,30 @@ export function captureTriggers(view: FeatureViewNode): { readonly name: string;
   return (['insert', 'update', 'delete', 'truncate'] as const).map((event) => ({
     name: triggerName(view, event),
     create: `CREATE TRIGGER ${quoteIdent(triggerName(view, event))}\nAFTER ${event.toUpperCase()} ON ${source}${referencing[event]}\nFOR EACH STATEMENT EXECUTE FUNCTION ${fn}();`,
+    drop: `DROP TRIGGER ${quoteIdent(triggerName(view, event))} ON ${source};`,
+    enable: `ALTER TABLE ${source} ENABLE TRIGGER ${quoteIdent(triggerName(view, event))};`,
   }))
 }
+
+/** `SELECT * FROM <view's materialize function>($1::boolean)`: $1 whether to compare the whole source. */
+export function renderMaterializeCall(view: FeatureViewNode): string {
+  return `SELECT * FROM ${quoteQualified(view.schema, view.materializeFunction)}($1::boolean)`
+}
+
+/**
+ * How far a feature view was materialised, as a training reads it: one row, one column
+ * `high_water_mark` (text, NULL when never materialised) — the time of the last materialisation,
+ * whose result is what the training's snapshot sees of the offline table (views with change capture;
+ * `withRuns` false: a view generated before it, whose mark is the newest created, else event, time
+ * in the offline table).
+ */
+export function renderFeatureViewMark(view: FeatureViewNode, withRuns = true): string {
+  if (!withRuns) return `SELECT pg_catalog.max(${quoteIdent(highWaterColumn(view))})::text AS high_water_mark FROM ${quoteQualified(view.schema, view.offlineTable)}`
+  return `SELECT (SELECT r.last_run_at::text FROM ${quoteQualified(view.schema, RUNS_TABLE)} AS r WHERE r.view_name = ${quoteLiteral(view.name)}) AS high_water_mark`
+}
+
+/** Sets the settings feature functions pin, for the rest of the transaction ($1 name, $2 value). */
+export const SET_LOCAL_SETTING = 'SELECT pg_catalog.set_config($1, $2, true)'
 
 function renderDropCapture(view: FeatureViewNode): string[] {
   if (view.source.kind !== 'table' || !view.changesTable || !view.captureFunction) return []

@@ -80,6 +80,13 @@ async function expectInStep(db: TestDatabase): Promise<void> {
   }
 }
 
+/** The migrations and snapshot the previous release (1790819) generated for this config: a view before change capture. */
+async function copyPreviousRelease(p: TestProject): Promise<void> {
+  const fixture = join(import.meta.dirname, '../fixtures/feature-view-before-capture')
+  await mkdir(p.migrationsDir, { recursive: true })
+  for (const file of await readdir(fixture)) await copyFile(join(fixture, file), join(p.migrationsDir, file))
+}
+
 describe.each(tiers)('feature view change capture on the $name tier', (tier) => {
   let db: TestDatabase
   afterEach(async () => db?.close())
@@ -342,9 +349,7 @@ DROP TABLE pev; DROP VIEW events_v;`)}`)
   it('a database view given as a table source (accepted before change capture) is upgraded to a query source in place', async () => {
     db = await tier.create()
     const p = new TestProject(db)
-    const fixture = join(import.meta.dirname, '../fixtures/feature-view-before-capture')
-    await mkdir(p.migrationsDir, { recursive: true })
-    for (const file of await readdir(fixture)) await copyFile(join(fixture, file), join(p.migrationsDir, file))
+    await copyPreviousRelease(p)
     await p.writeConfig(featuresConfig({ table: 'customer_events' }, '10 days'))
     await p.migrate()
     await db.query(`INSERT INTO customer_events (customer_id, event_ts, created_ts, spend, visits) VALUES (1, ${day(1)}, ${day(1)}, 0.2, 2)`)
@@ -362,9 +367,7 @@ DROP TABLE pev; DROP VIEW events_v;`)}`)
   it('upgrades a view generated before change capture in place: the first run recovers what the old materialisation missed; down restores it', async () => {
     db = await tier.create()
     const p = new TestProject(db)
-    const fixture = join(import.meta.dirname, '../fixtures/feature-view-before-capture')
-    await mkdir(p.migrationsDir, { recursive: true })
-    for (const file of await readdir(fixture)) await copyFile(join(fixture, file), join(p.migrationsDir, file))
+    await copyPreviousRelease(p)
     await p.writeConfig(featuresConfig({ table: 'customer_events' }, '10 days'))
     await p.migrate()
     await db.query(`INSERT INTO customer_events (customer_id, event_ts, created_ts, spend, visits) VALUES (1, ${day(1)}, ${day(1)}, 0.2, 2), (2, ${day(5)}, ${day(5)}, 0.3, 3)`)

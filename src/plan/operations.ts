@@ -14,7 +14,7 @@ import type { GrantAtom } from './grants.js'
 import { renderGrants, renderRevokes } from '../sql/render-grants.js'
 import { renderPreflight, type PreflightChecks } from '../sql/render-preflight.js'
 import { renderRenameEmbeddingColumn, renderRenameTable, reverseTableMove, type TableMove } from '../sql/render-rename.js'
-import { renderRefuseUnfilled, renderSwitch, type SwitchSide } from '../sql/render-rollout.js'
+import { renderRefuseUnfilled, renderSwitch, renderSwitchFilledCheck, type SwitchSide } from '../sql/render-rollout.js'
 import { quoteIdent } from '../sql/quote.js'
 import { embeddingPath, featureViewPath, fullTextPath, indexesPath, trainingSetPath } from '../model/config-path.js'
 
@@ -511,13 +511,26 @@ export function switchEmbeddingColumn(live: SwitchSide, other: SwitchSide): Oper
     summary: `switch ${columnLabel(live.from)} to ${model(other.from)} (was ${model(live.from)}): ${quoteIdent(other.from.column)} becomes ${quoteIdent(other.to.column)} and the old vectors stay in ${quoteIdent(live.to.column)}`,
     transactional: true, safety: 'safe',
     requiresPgml: { up: live.to.mode === 'trigger' || other.to.mode === 'trigger', down: live.from.mode === 'trigger' || other.from.mode === 'trigger' },
-    up: renderSwitch(live, other, command),
+    // The check that the copy is filled is an operation of its own (checkSwitchFilled), which the plan
+    // puts before every statement of the file that locks writers out; going back, it is part of the down.
+    up: renderSwitch(live, other, command, { checkFilled: false }),
     down: renderSwitch(reverse(other), reverse(live), `pgml-kit backfill ${cliColumn(other.to)}`),
     notes: [
-      `first checks that ${columnLabel(other.from)} is filled (one scan of ${live.from.schema}.${live.from.table}, before any lock that stops writers): migrate refuses, changing nothing, while rows with text have no vector and no queued job, or jobs are dead-lettered`,
-      `then renames in one short transaction (ACCESS EXCLUSIVE on ${live.from.schema}.${live.from.table} for an instant, no rewrite): searches, writes and workers use ${other.from.model.id} from the moment it commits — the query builders, workers and backfill follow the catalog, so application code does not change`,
+      `renames in one short transaction (ACCESS EXCLUSIVE on ${live.from.schema}.${live.from.table} for an instant, no rewrite): searches, writes and workers use ${other.from.model.id} from the moment it commits — the query builders, workers and backfill follow the catalog, so application code does not change`,
       `${quoteIdent(live.to.column)} keeps the old model's vectors in sync until a later migration drops it; down switches back`,
     ],
+  })
+}
+
+/** Before a switch: the copy that becomes the column searches use must hold a vector for every row with text. */
+export function checkSwitchFilled(live: SwitchSide, other: SwitchSide): Operation {
+  return defineOperation({
+    kind: 'check-embedding-filled', origin: `${embeddingPath(live.from)}.model`, table: `${live.from.schema}.${live.from.table}`,
+    summary: `check that ${columnLabel(other.from)} has a vector for every row with text before it becomes ${quoteIdent(live.from.column)}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: [renderSwitchFilledCheck(live, other, `pgml-kit backfill ${cliColumn(other.to)}`)],
+    down: ['-- (the check before the switch has nothing to undo)'],
+    notes: [`one scan of ${live.from.schema}.${live.from.table}, before any statement of this migration that locks writers out: migrate refuses, changing nothing, while rows with text have no vector and no queued job, or jobs are dead-lettered`],
   })
 }
 
@@ -528,7 +541,7 @@ export function checkEmbeddingFilled(live: EmbeddingColumnNode, dropped: Embeddi
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: [renderRefuseUnfilled(live, `dropping ${dropped.column} would leave those rows with no vector of either model`, `pgml-kit backfill ${cliColumn(live)}`)],
     down: ['-- (the check before the drop has nothing to undo)'],
-    notes: [`one scan of ${live.schema}.${live.table}; migrate refuses, changing nothing, while rows with text have no vector and no queued job`],
+    notes: [`one scan of ${live.schema}.${live.table}, before any statement of this migration that locks writers out; migrate refuses, changing nothing, while rows with text have no vector and no queued job`],
   })
 }
 

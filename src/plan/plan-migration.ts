@@ -114,7 +114,14 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   if (previous.runtimeVersion < next.runtimeVersion) main.push(ops.installRuntime(previous.runtimeVersion, next.runtimeVersion, previous.embeddingColumns))
   if (previous.embeddingColumns.length === 0 && next.embeddingColumns.length > 0) main.push(ops.createVectorExtension())
   if (!previous.embeddingColumns.some(needsPgml) && next.embeddingColumns.some(needsPgml)) main.push(ops.ensurePgml())
-  for (const s of options.switches ?? []) main.push(ops.switchEmbeddingColumn(s.live, s.other))
+  // Checks that scan a table (is a column filled?) go before every statement of the file that locks
+  // writers out (a switch's renames, a DROP INDEX, a dropped trigger or column): a check behind such a
+  // lock would stall every write to the table for the length of its scan.
+  const fillChecks: Operation[] = []
+  for (const s of options.switches ?? []) {
+    fillChecks.push(ops.checkSwitchFilled(s.live, s.other))
+    main.push(ops.switchEmbeddingColumn(s.live, s.other))
+  }
   main.push(...renamed.operations)
 
   const removeColumn = (column: EmbeddingColumnNode) => {
@@ -137,7 +144,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
     if (nextColumns.has(key)) continue
     // The old model's column of a finished model change: the live one must hold every vector first.
     const live = column.rollout?.role === 'previous' ? nextColumns.get(columnKey({ ...column, column: column.rollout.of })) : undefined
-    if (live) main.push(ops.checkEmbeddingFilled(live, column))
+    if (live) fillChecks.push(ops.checkEmbeddingFilled(live, column))
     removeColumn(column)
   }
 
@@ -250,6 +257,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
     fullTextChanged: [...nextFullText].filter(([key, node]) => prevFullText.has(key) && JSON.stringify(prevFullText.get(key)) !== JSON.stringify(node)).map(([, node]) => node),
     ...(moved.previousNames.size > 0 ? { renamedTables: [...moved.previousNames.values()] } : {}),
   })
+  main.unshift(...fillChecks)
   if (!isEmptyPreflight(checks)) main.unshift(ops.preflight(checks))
   // Table renames come first of all, so that every check and step after them names the table as
   // the config does (one transaction: a check that fails undoes them).

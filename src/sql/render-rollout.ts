@@ -80,6 +80,11 @@ END
   return `DO ${dollarQuote(body)};`
 }
 
+/** The switch's check that the copy becoming live is filled (a scan of the table: run it before any statement that locks writers out). */
+export function renderSwitchFilledCheck(live: SwitchSide, other: SwitchSide, command: string): string {
+  return renderRefuseUnfilled(other.from, `it would become the column searches use (${live.from.column}) with rows that have no vector`, command)
+}
+
 /** Refuses while the table has a column of that name (the switch renames a column to it). */
 function renderRefuseTaken(column: EmbeddingColumnNode): string {
   const body = `
@@ -110,10 +115,10 @@ export interface SwitchSide {
  * their names; every other statement that names the live column keeps working and now reads the
  * other model's vectors.
  */
-export function renderSwitch(live: SwitchSide, other: SwitchSide, command: string): string[] {
+export function renderSwitch(live: SwitchSide, other: SwitchSide, command: string, options: { readonly checkFilled: boolean } = { checkFilled: true }): string[] {
   const schema = live.from.schema
   return [
-    renderRefuseUnfilled(other.from, `it would become the column searches use (${live.from.column}) with rows that have no vector`, command),
+    ...(options.checkFilled ? [renderSwitchFilledCheck(live, other, command)] : []),
     renderRefuseTaken(live.to),
     ...renderRenameColumn(live.from, live.to, SWITCH),
     ...renderRenameColumn(other.from, other.to, SWITCH),

@@ -64,7 +64,7 @@ describe('a staged model change', () => {
     expect(h.step(documentsConfig({ mode, model: B }), { sizing: filled(200, 0, 3) }).plan.stages[0]?.message).toMatch(/3 job\(s\) .* dead-lettered/)
 
     const switched = h.step(documentsConfig({ mode, model: B }), { sizing: filled(200, 0) })
-    expect(kinds(switched.plan)).toEqual(['switch-embedding-column'])
+    expect(kinds(switched.plan)).toEqual(['check-embedding-filled', 'switch-embedding-column'])
     expect(switched.files).toHaveLength(1)
     expect(columns(h)).toEqual([['body_embedding', 'test/double-b', 'live'], ['body_embedding__previous', 'test/double', 'previous']])
     expect(h.state.indexes.map((i) => [i.name, i.column])).toEqual([['documents_body_embedding_hnsw_cosine_idx', 'body_embedding'], ['documents_body_embedding_hnsw_cosine_idx__previous', 'body_embedding__previous']])
@@ -161,7 +161,7 @@ describe('a staged model change', () => {
     h.step(documentsConfig({ mode: 'queue', model: B }), { switch: 'always' })
     expect(columns(h)).toEqual([['body_embedding', 'test/double-b', 'live'], ['body_embedding__previous', 'test/double', 'previous']])
     const back = h.step(documentsConfig({ mode: 'queue', model: A }), { switch: 'always' })
-    expect(kinds(back.plan)).toEqual(['switch-embedding-column'])
+    expect(kinds(back.plan)).toEqual(['check-embedding-filled', 'switch-embedding-column'])
     expect(columns(h)).toEqual([['body_embedding', 'test/double', 'live'], ['body_embedding__next', 'test/double-b', 'next']])
     expect(h.state.indexes.map((i) => i.name)).toEqual(['documents_body_embedding_hnsw_cosine_idx', 'documents_body_embedding_hnsw_cosine_idx__next'])
     // A third model while the previous one is kept is refused, with what to do.
@@ -181,7 +181,7 @@ describe('a staged model change', () => {
     const build = h.step(documentsConfig({ mode: 'queue', model: B, indexes: ivf }), { sizing: sized })
     expect(kinds(build.plan)).toEqual(['create-vector-index'])
     expect(build.plan.stages[0]?.message).toMatch(/waits for the indexes/)
-    expect(kinds(h.step(documentsConfig({ mode: 'queue', model: B, indexes: ivf }), { sizing: sized }).plan)).toEqual(['switch-embedding-column'])
+    expect(kinds(h.step(documentsConfig({ mode: 'queue', model: B, indexes: ivf }), { sizing: sized }).plan)).toEqual(['check-embedding-filled', 'switch-embedding-column'])
   })
 
   it('refuses a rename during a model change, and a shadow name the table already uses; quotes hostile names', () => {

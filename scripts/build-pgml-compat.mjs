@@ -56,11 +56,20 @@ AS $$ plpy.execute("SELECT pgml._not_supported('${name}')") $$;`
 }).join('\n\n')
 const functions020 = readFileSync(`${dir}sql/functions-0.2.0.sql.in`, 'utf8')
 const security030 = readFileSync(`${dir}sql/security-0.3.0.sql.in`, 'utf8')
+// The per-row prediction functions (every overload), made PARALLEL RESTRICTED in 0.4.0.
+const predictRestricted = [
+  ...predictTypes.map((type) => `pgml.predict(text, ${type})`),
+  'pgml.predict(bigint, real[])', 'pgml.predict(text, anyelement)', 'pgml.predict(bigint, anyelement)',
+  'pgml._predict_row(text, jsonb)', 'pgml._predict_model_row(bigint, jsonb)',
+  'pgml.predict_proba(text, real[])', 'pgml.predict_proba(bigint, real[])',
+].map((signature) => `ALTER FUNCTION ${signature} PARALLEL RESTRICTED;`).join('\n')
+const changes040 = readFileSync(`${dir}sql/changes-0.4.0.sql.in`, 'utf8').replace('{{PREDICT_RESTRICTED}}', () => predictRestricted)
 
 // Replacer functions: a replacement string would give `$'`, `$&` and `$$` in the SQL special meanings.
 const render = (template) => template
   .replace('{{FUNCTIONS_0_2_0}}', () => functions020.replace('{{NOT_SUPPORTED}}', () => notSupportedSql))
   .replace('{{SECURITY_0_3_0}}', () => security030)
+  .replace('{{CHANGES_0_4_0}}', () => changes040)
   .replaceAll('{{VERSION}}', () => version)
   .replaceAll('{{BOOT}}', () => boot)
   .replace('{{PREDICT_OVERLOADS}}', () => predictOverloads)

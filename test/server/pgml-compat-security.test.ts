@@ -286,7 +286,7 @@ describe('pgml_compat security: permission to train is not permission to be supe
       c.on('notice', (n) => notices.push(n.message ?? ''))
       await c.query('ALTER EXTENSION pgml_compat UPDATE')
     })
-    expect(await db.query(`SELECT extversion AS v FROM pg_extension WHERE extname = 'pgml_compat'`)).toEqual([{ v: '0.3.0' }])
+    expect(await db.query(`SELECT extversion AS v FROM pg_extension WHERE extname = 'pgml_compat'`)).toEqual([{ v: '0.4.0' }])
     expect(notices.join('\n')).toMatch(new RegExp(`1 stored model\\(s\\) were left unsigned, and pgml.predict refuses them: ${TRAINER} could write`))
     expect(await db.query(`SELECT has_table_privilege($1, 'pgml.files', 'INSERT') OR has_table_privilege($1, 'pgml.models', 'UPDATE')
       OR has_schema_privilege($1, 'pgml', 'CREATE') AS w`, [TRAINER])).toEqual([{ w: false }])

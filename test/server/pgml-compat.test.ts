@@ -44,7 +44,7 @@ describe('pgml_compat on PostgreSQL (real in-database embedding and training, no
     ])
     const unpinned = await db.query(`SELECT p.oid::regprocedure::text AS sig FROM pg_proc p WHERE p.pronamespace = 'pgml'::regnamespace AND p.proconfig IS NULL`)
     expect(unpinned).toEqual([])
-    expect(await db.query(`SELECT pgml.version() AS v`)).toEqual([{ v: 'pgml_compat 0.3.0' }])
+    expect(await db.query(`SELECT pgml.version() AS v`)).toEqual([{ v: 'pgml_compat 0.4.0' }])
     await db.query('DROP EXTENSION pgml_compat')
     await db.query('CREATE SCHEMA pgml')
     await expect(db.query('CREATE EXTENSION pgml_compat')).rejects.toThrow(/schema pgml already exists/)

@@ -108,9 +108,9 @@ describe('PostgresML conformance of pgml_compat', () => {
     })
   })
 
-  it('ALTER EXTENSION pgml_compat UPDATE brings a 0.1.0 and a 0.2.0 install to the same functions, tables and privileges as a fresh 0.3.0 install', async () => {
+  it('ALTER EXTENSION pgml_compat UPDATE brings a 0.1.0, a 0.2.0 and a 0.3.0 install to the same functions (volatility, parallel safety, settings, privileges), tables and privileges as a fresh install', async () => {
     const state = async (query: Query) => ({
-      functions: (await query<{ f: string }>(`SELECT p.oid::regprocedure::text || ' ' || p.provolatile::text || p.prosecdef::text || coalesce(array_to_string(p.proconfig, ','), '-')
+      functions: (await query<{ f: string }>(`SELECT p.oid::regprocedure::text || ' ' || p.provolatile::text || p.proparallel::text || p.prosecdef::text || coalesce(array_to_string(p.proconfig, ','), '-')
           || ' ' || coalesce(p.proacl::text, 'default') AS f
         FROM pg_proc p WHERE p.pronamespace = 'pgml'::regnamespace ORDER BY 1`)).map((r) => r.f),
       relations: (await query<{ r: string }>(`SELECT c.relname || ' ' || c.relkind::text || ' ' || coalesce(c.relacl::text, 'default') AS r
@@ -121,7 +121,7 @@ describe('PostgresML conformance of pgml_compat', () => {
     const fresh = await withCompat(state)
     expect(fresh.functions.length).toBeGreaterThan(30)
     expect(fresh.keys).toBe(1)
-    for (const from of ['0.1.0', '0.2.0']) {
+    for (const from of ['0.1.0', '0.2.0', '0.3.0']) {
       await db.close()
       db = await server.create()
       const upgraded = await db.session(async (query) => {
@@ -144,6 +144,19 @@ describe('PostgresML conformance of pgml_compat', () => {
         'pgml.predict_proba(text,real[])',
       ])
       expect(new Set(functions.map((f) => f.volatile))).toEqual(new Set(['i']))
+      // Per-row predictions run in the leader only: a parallel worker would import Python and load the
+      // model to predict its share of the rows (the default parallel plan was 2.6× slower than serial).
+      const parallel = await query<{ sig: string; parallel: string }>(`SELECT p.oid::regprocedure::text AS sig, p.proparallel AS parallel FROM pg_proc p
+        WHERE p.pronamespace = 'pgml'::regnamespace AND p.proname IN ('predict', 'predict_proba', '_predict_row', '_predict_model_row') AND p.proparallel <> 'r'`)
+      expect(parallel).toEqual([])
+      await query(`CREATE TABLE items AS SELECT i, random() AS a FROM generate_series(1, 200000) i;
+        CREATE TABLE tiny AS SELECT i::real AS x, (2 * i)::real AS y FROM generate_series(1, 20) i; ANALYZE items`)
+      await query(`SELECT * FROM pgml.train('tiny', 'regression', 'tiny', 'y')`)
+      await query(`SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0`)
+      const plan = (await query<{ 'QUERY PLAN': string }>(`EXPLAIN (VERBOSE, COSTS OFF) SELECT pgml.predict('tiny', ARRAY[a]::real[]) FROM items WHERE a > 0.5`)).map((r) => r['QUERY PLAN']).join('\n')
+      // The scan is parallel; the prediction is not computed in it (the Gather projects it, in the leader).
+      expect(plan).toMatch(/Parallel Seq Scan/)
+      expect(plan.slice(plan.indexOf('Parallel Seq Scan'))).not.toMatch(/pgml\.predict/)
     })
   })
 
@@ -178,7 +191,50 @@ describe('PostgresML conformance of pgml_compat', () => {
         const perRow = await query<{ p: number }>(`SELECT pgml.predict($1, ARRAY[a, b, c]::real[]) AS p FROM d ORDER BY i`, [project])
         const batch = await query<{ p: number }>(`SELECT pgml.predict_batch($1, (SELECT array_agg(ARRAY[a, b, c] ORDER BY i)::real[] FROM d)) AS p`, [project])
         expect(perRow).toHaveLength(600)
-        perRow.forEach((r, n) => expect(r.p, `${project} row ${n}`).toBeCloseTo(batch[n]!.p, 4))
+        // Exactly the same float4: the compiled paths sum in the estimators' own precision and order.
+        expect(perRow.map((r) => r.p), project).toEqual(batch.map((r) => r.p))
+      }
+      // PostgresML's diabetes example (targets in the hundreds, 10 features): before 0.4.0 the compiled
+      // trees summed in float64 and 395 of 442 per-row predictions differed from xgboost's in the last bits.
+      await query(`SELECT * FROM pgml.load_dataset('diabetes')`)
+      await query(`SELECT * FROM pgml.train('Diabetes Progression', 'regression', 'pgml.diabetes', 'target', 'xgboost')`)
+      const columns = 'age, sex, bmi, bp, s1, s2, s3, s4, s5, s6'
+      const perRow = await query<{ p: number }>(`SELECT pgml.predict('Diabetes Progression', ARRAY[${columns}]::real[]) AS p FROM pgml.diabetes ORDER BY ctid`)
+      const batch = await query<{ p: number }>(`SELECT pgml.predict_batch('Diabetes Progression', (SELECT array_agg(ARRAY[${columns}] ORDER BY ctid)::real[] FROM pgml.diabetes)) AS p`)
+      expect(perRow).toHaveLength(442)
+      expect(perRow.map((r) => r.p)).toEqual(batch.map((r) => r.p))
+      // The row form (columns matched by name, and a positional record in the training column order) predicts the same.
+      const [named] = await query<{ p: number }>(`SELECT pgml.predict('Diabetes Progression', d) AS p FROM (SELECT ${columns} FROM pgml.diabetes ORDER BY ctid LIMIT 1) d`)
+      const [positional] = await query<{ p: number }>(`SELECT pgml.predict('Diabetes Progression', (${columns})) AS p FROM (SELECT ${columns} FROM pgml.diabetes ORDER BY ctid LIMIT 1) d`)
+      expect([named!.p, positional!.p]).toEqual([perRow[0]!.p, perRow[0]!.p])
+      await expect(query(`SELECT pgml.predict('Diabetes Progression', (1.0, 2.0))`)).rejects.toThrow(/the row has 2 values; the model was trained on 10 columns, in this order: age, sex, bmi/)
+    })
+  })
+
+  it('a per-row prediction in a new connection imports neither scikit-learn nor xgboost (models trained since 0.4.0), and the estimator loads when a call needs it', async () => {
+    await withCompat(async (query) => {
+      await query(`CREATE TABLE d AS SELECT i, (i * 0.37) % 1 AS a, (i * 0.61) % 1 AS b FROM generate_series(1, 300) i;
+        CREATE VIEW reg AS SELECT a, b, 3 * a - 2 * b AS y FROM d; CREATE VIEW bin AS SELECT a, b, (a > b)::int AS y FROM d`)
+      await query(`SELECT * FROM pgml.train('lin', 'regression', 'reg', 'y', 'linear')`)
+      await query(`SELECT * FROM pgml.train('xgb', 'regression', 'reg', 'y', 'xgboost')`)
+      await query(`SELECT * FROM pgml.train('cls', 'classification', 'bin', 'y', 'linear')`)
+      const expected = await query<{ l: number; x: number; c: number }>(`SELECT pgml.predict('lin', ARRAY[0.2, 0.7]::real[]) AS l, pgml.predict('xgb', ARRAY[0.2, 0.7]::real[]) AS x, pgml.predict('cls', ARRAY[0.2, 0.7]::real[]) AS c`)
+      const fresh = new pg.Client({ connectionString: db.url })
+      await fresh.connect()
+      try {
+        const notices: string[] = []
+        fresh.on('notice', (n) => notices.push(n.message ?? ''))
+        const loaded = async () => {
+          await fresh.query(`DO $$ import sys; plpy.notice(','.join(sorted(m for m in ('sklearn', 'xgboost', 'scipy') if m in sys.modules)) or 'none') $$ LANGUAGE plpython3u`)
+          return notices.pop()
+        }
+        expect((await fresh.query(`SELECT pgml.predict('lin', ARRAY[0.2, 0.7]::real[]) AS l, pgml.predict('xgb', ARRAY[0.2, 0.7]::real[]) AS x, pgml.predict('cls', ARRAY[0.2, 0.7]::real[]) AS c`)).rows).toEqual(expected)
+        expect(await loaded()).toBe('none')
+        // predict_proba needs the estimator: unpickled then, with its library.
+        expect((await fresh.query(`SELECT pgml.predict_proba('cls', ARRAY[0.2, 0.7]::real[]) AS p`)).rows[0].p).toHaveLength(2)
+        expect(await loaded()).toMatch(/sklearn/)
+      } finally {
+        await fresh.end()
       }
     })
   })

@@ -21,7 +21,7 @@ import unicodedata
 
 import numpy as np
 
-VERSION = '0.3.0'
+VERSION = '0.4.0'
 
 # ---------------------------------------------------------------------------------------------
 # Models directory
@@ -87,6 +87,19 @@ def _is_chinese(cp):
             or (0x2B740 <= cp <= 0x2B81F) or (0x2B920 <= cp <= 0x2CEAF) or (0xF900 <= cp <= 0xFAFF) or (0x2F800 <= cp <= 0x2FA1F))
 
 
+class _DecidedTable(dict):
+    """A str.translate table that computes the entry of a code point the first time it is looked up."""
+
+    def __init__(self, decide):
+        super().__init__()
+        self._decide = decide
+
+    def __missing__(self, cp):
+        value = self._decide(cp)
+        self[cp] = value
+        return value
+
+
 class WordPieceTokenizer:
     def __init__(self, path):
         with open(os.path.join(path, 'tokenizer.json'), encoding='utf-8') as f:
@@ -124,45 +137,69 @@ class WordPieceTokenizer:
         with open(os.path.join(path, 'config.json'), encoding='utf-8') as f:
             max_length = min(max_length, int(json.load(f).get('max_position_embeddings', max_length)))
         self.max_length = max_length
+        self._chars = _DecidedTable(self._decide_char)
+        self._marks = _DecidedTable(lambda cp: None if unicodedata.category(chr(cp)) == 'Mn' else chr(cp))
+        self._chunks = {}
+
+    def _decide_char(self, cp):
+        """What the normaliser makes of one code point before accents are stripped: None (removed),
+        or the text it becomes. Decided once per code point (see _normalize)."""
+        ch = chr(cp)
+        if self.clean_text:
+            # Hugging Face removes control, format, private-use and surrogate characters (as of
+            # Unicode 8.0), but keeps code points with no character assigned (they become [UNK]).
+            if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch) in ('Cc', 'Cf', 'Co', 'Cs') and ch not in '\t\n\r'
+                                            and cp not in _FORMAT_AFTER_UNICODE_8):
+                return None
+            if ch in '\t\n\r\u2028\u2029' or unicodedata.category(ch) == 'Zs':
+                ch = ' '
+        if self.chinese and _is_chinese(cp):
+            return ' %s ' % ch
+        return ch
 
     def _normalize(self, text):
-        out = []
-        for ch in text:
-            cp = ord(ch)
-            if self.clean_text:
-                # Hugging Face removes control, format, private-use and surrogate characters (as of
-                # Unicode 8.0), but keeps code points with no character assigned (they become [UNK]).
-                if cp == 0 or cp == 0xFFFD or (unicodedata.category(ch) in ('Cc', 'Cf', 'Co', 'Cs') and ch not in '\t\n\r'
-                                                and cp not in _FORMAT_AFTER_UNICODE_8):
-                    continue
-                if ch in '\t\n\r\u2028\u2029' or unicodedata.category(ch) == 'Zs':
-                    ch = ' '
-            if self.chinese and _is_chinese(cp):
-                out.append(' %s ' % ch)
-            else:
-                out.append(ch)
-        text = ''.join(out)
-        if self.strip_accents:
-            text = ''.join(c for c in unicodedata.normalize('NFD', text) if unicodedata.category(c) != 'Mn')
+        # str.translate with tables that decide each code point on first sight: C speed per
+        # character, Python only for a character not seen before in this backend.
+        text = text.translate(self._chars)
+        if self.strip_accents and not text.isascii():
+            text = unicodedata.normalize('NFD', text).translate(self._marks)
         if self.lowercase:
             text = text.lower()
         return text
 
+    def _split_punctuation(self, chunk):
+        words = []
+        current = ''
+        for ch in chunk:
+            if _is_punctuation(ch):
+                if current:
+                    words.append(current)
+                    current = ''
+                words.append(ch)
+            else:
+                current += ch
+        if current:
+            words.append(current)
+        return words
+
     def _pre_tokenize(self, text):
         words = []
         for chunk in text.split():
-            current = ''
-            for ch in chunk:
-                if _is_punctuation(ch):
-                    if current:
-                        words.append(current)
-                        current = ''
-                    words.append(ch)
-                else:
-                    current += ch
-            if current:
-                words.append(current)
+            words.extend(self._split_punctuation(chunk))
         return words
+
+    def _chunk_ids(self, chunk):
+        """The ids of one whitespace-separated chunk of normalised text (punctuation split off, then
+        word pieces), cached: words repeat, and the cache turns most of a text into dict lookups."""
+        ids = self._chunks.get(chunk)
+        if ids is None:
+            ids = []
+            for word in self._split_punctuation(chunk):
+                ids.extend(self._word_pieces(word))
+            if len(self._chunks) >= 100_000:
+                self._chunks.clear()
+            self._chunks[chunk] = ids
+        return ids
 
     def _word_pieces(self, word):
         if len(word) > self.max_chars:
@@ -205,8 +242,8 @@ class WordPieceTokenizer:
             if added_id is not None:
                 ids.append(added_id)
                 continue
-            for word in self._pre_tokenize(self._normalize(segment)):
-                ids.extend(self._word_pieces(word))
+            for chunk in self._normalize(segment).split():
+                ids.extend(self._chunk_ids(chunk))
         ids = ids[:self.max_length - 2]
         return [self.cls_id] + ids + [self.sep_id]
 
@@ -802,6 +839,81 @@ def _json_object(plpy, name, value):
     return parsed
 
 
+class _Interrupted(BaseException):
+    """Raised in the training thread when PostgreSQL was asked to cancel the statement or end the
+    backend (a BaseException: library code that catches Exception cannot swallow it)."""
+
+
+def _interrupt_flags():
+    """PostgreSQL's interrupt flags (miscadmin.h), read from the server's own symbols: its signal
+    handlers set them when pg_cancel_backend, a client's cancel request (Ctrl-C in psql),
+    statement_timeout or pg_terminate_backend arrives. None where they cannot be read."""
+    flags = _module_cache.get('interrupt_flags')
+    if flags is None:
+        try:
+            import ctypes
+            server = ctypes.CDLL(None)
+            flags = (ctypes.c_int.in_dll(server, 'QueryCancelPending'), ctypes.c_int.in_dll(server, 'ProcDiePending'))
+        except (OSError, ValueError, AttributeError):
+            flags = ()
+        _module_cache['interrupt_flags'] = flags
+    return flags or None
+
+
+_module_cache = {}
+
+
+def _interruptible(plpy, what, fit):
+    """Runs fit() (scikit-learn or xgboost: C code that never checks PostgreSQL's interrupts) so
+    that a cancel, a statement_timeout or a terminate stops it: a watcher thread polls the server's
+    interrupt flags every 50 ms and raises _Interrupted in this thread, which takes effect at the
+    next Python step of the fit (every boosting round, tree, solver iteration or search candidate;
+    a single C call such as libsvm's runs to its end). PostgreSQL then acts on the interrupt itself:
+    the statement fails with its own error (57014, or the backend ends) and the transaction rolls
+    back, so nothing of the run is stored."""
+    flags = _interrupt_flags()
+    if flags is None:
+        return fit()
+    import ctypes
+    import signal
+    import threading
+    stop = threading.Event()
+    target = threading.get_ident()
+
+    def watch():
+        while not stop.wait(0.05):
+            if flags[0].value or flags[1].value:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_Interrupted))
+                return
+
+    # The watcher must not receive the server's signals (its handlers belong to the backend's
+    # thread): it starts with every signal blocked.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        watcher = threading.Thread(target=watch, name='pgml_compat interrupt watcher', daemon=True)
+        watcher.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    interrupted = False
+    result = None
+    try:
+        try:
+            result = fit()
+        finally:
+            stop.set()
+            watcher.join()
+            # The watcher has ended: clear an exception it raised that has not been delivered yet.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
+    except _Interrupted:
+        interrupted = True
+    if interrupted or flags[0].value or flags[1].value:
+        # Any statement checks for interrupts: PostgreSQL raises the cancel or ends the backend.
+        plpy.execute('SELECT 1')
+        if interrupted:
+            raise plpy.Error('%s was interrupted' % what)
+    return result
+
+
 def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
           test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path=None):
     try:
@@ -886,11 +998,11 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
             searcher = GridSearchCV(estimator, search_params, cv=cv, scoring=scoring)
         else:
             searcher = RandomizedSearchCV(estimator, search_params, n_iter=int(search_args.get('n_iter', 10)), cv=cv, scoring=scoring, random_state=0)
-        searcher.fit(x_train, y_train)
+        _interruptible(plpy, 'pgml.train', lambda: searcher.fit(x_train, y_train))
         estimator = searcher.best_estimator_
         chosen.update(searcher.best_params_)
     else:
-        estimator.fit(x_train, y_train)
+        _interruptible(plpy, 'pgml.train', lambda: estimator.fit(x_train, y_train))
     fit_time = time.perf_counter() - started
     scores = _metrics(task, estimator, x_test, y_test)
     scores['fit_time'] = fit_time
@@ -905,7 +1017,10 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
         'project_name': project_name, 'project_id': project_id, 'task': task, 'snapshot_id': snapshot_id, 'snapshot': snapshot,
         'num_features': x.shape[1], 'algorithm': algorithm, 'hyperparams': chosen, 'metrics': scores, 'search': search,
         'search_params': search_params, 'search_args': search_args, 'automatic_deploy': bool(automatic_deploy),
-        'artifact': {'estimator': estimator, 'preprocessor': pre.state(), 'features': feature_names, 'num_features': x.shape[1],
+        # The estimator pickled on its own (a prediction that does not need it never imports its
+        # library), and the per-row path as plain data (see _fast_spec).
+        'artifact': {'estimator_bytes': pickle.dumps(estimator), 'fast_spec': _fast_spec(estimator, pre, x.shape[1]),
+                     'preprocessor': pre.state(), 'features': feature_names, 'num_features': x.shape[1],
                      'task': task, 'classes': classes, 'pgml_compat': VERSION},
     }
     try:
@@ -1228,7 +1343,11 @@ def _artifact(plpy, model_id):
     if cached is None:
         cached = pickle.loads(_verified_model_bytes(plpy, model_id))
         cached['preprocessor'] = Preprocessor.from_state(cached['preprocessor'])
-        cached['fast'] = _fast_predictor(cached)
+        if 'fast_spec' in cached:
+            spec = cached['fast_spec']  # stored by 0.4.0 and later: the estimator stays pickled until needed
+        else:
+            spec = _fast_spec(cached['estimator'], cached['preprocessor'], cached['num_features'])
+        cached['fast'] = _fast_predictor(spec, cached['num_features'])
         _artifacts[model_id] = cached
     return cached
 
@@ -1237,12 +1356,60 @@ _LINEAR_REGRESSORS = ('LinearRegression', 'Ridge', 'Lasso', 'ElasticNet')
 _LINEAR_CLASSIFIERS = ('LogisticRegression', 'RidgeClassifier')
 
 
-def _compile_xgboost(estimator, width):
-    """An xgboost model's trees as one generated Python function of a row — straight-line
-    comparisons, no per-call setup — for single-row predictions (xgboost's own predict costs about
-    150 µs of fixed overhead a call). Regression (reg:squarederror) and classification
-    (binary:logistic, multi:softprob); None for anything else, or if the compiled function does not
-    reproduce xgboost's margins on probe rows."""
+def _forest(trees, width):
+    """An xgboost model's trees (its JSON dump) as one generated Python function of a row —
+    straight-line comparisons, no per-call setup — that returns each tree's leaf value, in tree
+    order (xgboost's own predict costs about 150 µs of fixed overhead a call)."""
+    from array import array
+    f32 = lambda v: array('f', [v])[0]
+    # Features in local variables (the fastest names in CPython).
+    lines = ['def forest(x):', '    %s, = x' % ', '.join('x%d' % i for i in range(width))]
+
+    def emit(node, depth, tree):
+        pad = '    ' * depth
+        if 'leaf' in node:
+            lines.append('%st%d = %r' % (pad, tree, f32(float(node['leaf']))))
+            return
+        feature = int(node['split'].lstrip('f'))
+        if feature >= width:
+            raise ValueError('split on feature %d of %d' % (feature, width))
+        threshold = f32(float(node['split_condition']))
+        children = {c['nodeid']: c for c in node['children']}
+        # NaN compares false: the test is written so that a missing value takes xgboost's default branch.
+        test = 'not (x%d >= %r)' % (feature, threshold) if node['missing'] == node['yes'] else 'x%d < %r' % (feature, threshold)
+        lines.append('%sif %s:' % (pad, test))
+        emit(children[node['yes']], depth + 1, tree)
+        lines.append('%selse:' % pad)
+        emit(children[node['no']], depth + 1, tree)
+
+    for i, tree in enumerate(trees):
+        emit(tree, 1, i)
+    lines.append('    return (%s,)' % ', '.join('t%d' % i for i in range(len(trees))))
+    namespace = {}
+    exec(compile('\n'.join(lines), '<xgboost forest>', 'exec'), namespace)
+    return namespace['forest']
+
+
+def _margins_fn(forest, rounds, groups):
+    """Margins of a row as xgboost's CPU predictor computes them: in float32, base margin first,
+    then tree by tree in order — so the result is xgboost's to the last bit."""
+    from array import array
+
+    def margins(x, base):
+        # Row 0 the base margins, then one row per boosting round (its trees, one per class);
+        # add.accumulate sums down the rows in float32, one addition at a time.
+        table = np.empty((rounds + 1, groups), dtype=np.float32)
+        table[0] = base
+        table[1:] = np.asarray(forest(array('f', x)), dtype=np.float32).reshape(rounds, groups)
+        return np.add.accumulate(table, axis=0)[-1]
+    return margins
+
+
+def _xgboost_spec(estimator, width):
+    """What a per-row prediction of an xgboost model needs, as plain data (the trees, the objective,
+    the base margins, the labels), checked at training time to reproduce xgboost's margins exactly
+    on probe rows; loading it needs neither xgboost nor scikit-learn. Regression
+    (reg:squarederror) and classification (binary:logistic, multi:softprob); None for anything else."""
     from array import array
     booster = estimator.get_booster()
     config = json.loads(booster.save_config())
@@ -1254,35 +1421,11 @@ def _compile_xgboost(estimator, width):
     trees = [json.loads(t) for t in booster.get_dump(dump_format='json')]
     if groups > 1 and len(trees) % groups:
         return None
-    f32 = lambda v: array('f', [v])[0]
-    # Features and sums in local variables (the fastest names in CPython), one sum per class.
-    lines = ['def forest(x):', '    %s, = x' % ', '.join('x%d' % i for i in range(width))]
-    lines += ['    m%d = 0.0' % g for g in range(groups)]
+    forest = _forest(trees, width)
+    rounds = len(trees) // groups
+    margins = _margins_fn(forest, rounds, groups)
 
-    def emit(node, depth, group):
-        pad = '    ' * depth
-        if 'leaf' in node:
-            lines.append('%sm%d += %r' % (pad, group, f32(float(node['leaf']))))
-            return
-        feature = int(node['split'].lstrip('f'))
-        if feature >= width:
-            raise ValueError('split on feature %d of %d' % (feature, width))
-        threshold = f32(float(node['split_condition']))
-        children = {c['nodeid']: c for c in node['children']}
-        # NaN compares false: the test is written so that a missing value takes xgboost's default branch.
-        test = 'not (x%d >= %r)' % (feature, threshold) if node['missing'] == node['yes'] else 'x%d < %r' % (feature, threshold)
-        lines.append('%sif %s:' % (pad, test))
-        emit(children[node['yes']], depth + 1, group)
-        lines.append('%selse:' % pad)
-        emit(children[node['no']], depth + 1, group)
-
-    for i, tree in enumerate(trees):
-        emit(tree, 1, i % groups)
-    lines.append('    return (%s,)' % ', '.join('m%d' % g for g in range(groups)))
-    namespace = {}
-    exec(compile('\n'.join(lines), '<xgboost forest>', 'exec'), namespace)
-    forest = namespace['forest']
-    # Probe rows around the split points: the compiled margins must match xgboost's.
+    # Probe rows around the split points: the compiled margins must match xgboost's exactly.
     rng = np.random.default_rng(0)
     probe = rng.normal(size=(64, width)) * 2
     for tree in trees[:8]:
@@ -1293,59 +1436,104 @@ def _compile_xgboost(estimator, width):
                 probe[rng.integers(0, 64), int(node['split'].lstrip('f'))] = float(node['split_condition'])
                 stack.extend(node['children'])
     probe = probe.astype(np.float32)
-    reference = np.asarray(booster.inplace_predict(probe, predict_type='margin')).reshape(64, -1)
-    base = reference - np.asarray([forest([float(v) for v in row]) for row in probe])
-    if not np.allclose(base, base[0], atol=1e-4):
+    reference = np.asarray(booster.inplace_predict(probe, predict_type='margin'), dtype=np.float32).reshape(64, groups)
+    # The base margin of each class (base_score in margin space, as xgboost rounded it): the float32
+    # value nearest to what the probes imply for which every probe's margin comes out exactly.
+    leaves = np.stack([np.asarray(forest(array('f', row)), dtype=np.float32).reshape(rounds, groups) for row in probe])  # (64, rounds, groups)
+    implied = (reference.astype(np.float64) - leaves.astype(np.float64).sum(axis=1)).mean(axis=0)
+    base = np.empty(groups, dtype=np.float32)
+    for g in range(groups):
+        table = np.empty((rounds + 1, len(probe)), dtype=np.float32)
+        table[1:] = leaves[:, :, g].T
+        start_bits = int(np.float32(implied[g]).view(np.int32))
+        for offset in [0] + [sign * k for k in range(1, 257) for sign in (1, -1)]:
+            table[0] = np.int32(start_bits + offset).view(np.float32)
+            if np.array_equal(np.add.accumulate(table, axis=0)[-1], reference[:, g]):
+                base[g] = table[0, 0]
+                break
+        else:
+            return None
+    if not all(np.array_equal(margins(row, base), ref) for row, ref in zip(probe, reference)):
         return None
-    base = [float(b) for b in base[0]]
-
-    if objective == 'reg:squarederror':
-        base0 = base[0]
-        return lambda x: f32(forest(array('f', x))[0] + base0)
     labels = [float(c) for c in getattr(estimator, 'classes_', range(max(classes, 2)))]
-    if objective == 'binary:logistic':
-        base0 = base[0]
-        return lambda x: labels[1] if forest(array('f', x))[0] + base0 > 0 else labels[0]
+    return {'kind': 'xgboost', 'objective': objective, 'groups': groups, 'trees': trees, 'base': [float(b) for b in base], 'labels': labels}
+
+
+def _xgboost_predictor(spec, width):
+    forest = _forest(spec['trees'], width)
+    groups = spec['groups']
+    margins = _margins_fn(forest, len(spec['trees']) // groups, groups)
+    base = np.asarray(spec['base'], dtype=np.float32)
+    labels = spec['labels']
+    if spec['objective'] == 'reg:squarederror':
+        return lambda x: float(margins(x, base)[0])
+    one = np.float32(1)
+    if spec['objective'] == 'binary:logistic':
+        # XGBClassifier.predict: the probability as xgboost computes it (1 / (expf(-m) + 1), in
+        # float32), then > 0.5 — not the margin's sign, which differs for margins within 1e-7 of 0.
+        def binary(x):
+            m = margins(x, base)[0]
+            return labels[1] if one / (np.exp(np.minimum(-m, np.float32(88.7))) + one) > 0.5 else labels[0]
+        return binary
 
     def multiclass(x):
-        margins = [m + b for m, b in zip(forest(array('f', x)), base)]
-        return labels[margins.index(max(margins))]
+        # Softmax as xgboost computes it in float32, then the first largest probability (np.argmax).
+        m = margins(x, base)
+        e = np.exp(m - m.max())
+        total = np.add.accumulate(e)[-1]
+        return labels[int(np.argmax(e / total))]
     return multiclass
 
 
-def _fast_predictor(artifact):
-    """One row's prediction without scikit-learn's per-call input validation, for linear models
-    with no preprocessing: the same arithmetic as their predict() (x·coef + intercept, and for
-    classifiers the class of the largest decision value). None where there is no such path."""
-    estimator, pre = artifact['estimator'], artifact['preprocessor']
-    name = type(estimator).__name__
-    width = artifact['num_features']
+def _fast_spec(estimator, pre, width):
+    """A model's per-row prediction as plain data, computed when it is trained and stored beside the
+    pickled estimator, so that a backend predicts one row without importing scikit-learn or xgboost
+    (imports that took seconds on the first prediction of every connection) and without their
+    per-call input validation. Linear models and xgboost, with no preprocessing; None otherwise."""
     if pre.fill or pre.scalers:
         return None
+    name = type(estimator).__name__
     if name in ('XGBRegressor', 'XGBClassifier'):
         try:
-            compiled = _compile_xgboost(estimator, width)
+            return _xgboost_spec(estimator, width)
         except Exception:  # an unexpected model layout: the general path serves it
-            compiled = None
-        return (width, compiled, False) if compiled is not None else None
+            return None
     if not hasattr(estimator, 'coef_'):
         return None
     if name in _LINEAR_REGRESSORS and np.ndim(estimator.coef_) == 1:
-        coef, intercept = np.asarray(estimator.coef_, dtype=np.float64), float(np.asarray(estimator.intercept_, dtype=np.float64).reshape(-1)[0])
+        return {'kind': 'linear_regression', 'coef': [float(c) for c in np.asarray(estimator.coef_, dtype=np.float64)],
+                'intercept': float(np.asarray(estimator.intercept_, dtype=np.float64).reshape(-1)[0])}
+    if name in _LINEAR_CLASSIFIERS:
+        return {'kind': 'linear_classifier', 'coef': np.asarray(estimator.coef_, dtype=np.float64).tolist(),
+                'intercept': np.asarray(estimator.intercept_, dtype=np.float64).reshape(-1).tolist(), 'classes': [float(c) for c in estimator.classes_]}
+    return None
+
+
+def _fast_predictor(spec, width):
+    """(width, function of a row, whether it takes a numpy array) from a _fast_spec: the same
+    arithmetic as the estimators' predict() (x·coef + intercept; for classifiers the class of the
+    largest decision value; xgboost's margins in its own float32 order). None where there is no spec."""
+    if spec is None:
+        return None
+    kind = spec['kind']
+    if kind == 'xgboost':
+        return (width, _xgboost_predictor(spec, width), False)
+    if kind == 'linear_regression':
+        intercept = spec['intercept']
         if width <= 32:
             # A few features: plain Python arithmetic beats building a numpy array for one row.
-            weights = [float(c) for c in coef]
+            weights = list(spec['coef'])
 
             def regress_small(x):
                 return math.fsum(map(operator.mul, weights, x)) + intercept
             return (width, regress_small, False)
+        coef = np.asarray(spec['coef'], dtype=np.float64)
 
         def regress(x):
             return float(np.dot(coef, x) + intercept)
         return (width, regress, True)
-    if name in _LINEAR_CLASSIFIERS:
-        coef, intercept = np.asarray(estimator.coef_, dtype=np.float64), np.asarray(estimator.intercept_, dtype=np.float64).reshape(-1)
-        classes = [float(c) for c in estimator.classes_]
+    if kind == 'linear_classifier':
+        coef, intercept, classes = np.asarray(spec['coef'], dtype=np.float64), np.asarray(spec['intercept'], dtype=np.float64), spec['classes']
         if coef.shape[0] == 1:
             w, b = coef[0], float(intercept[0])
 
@@ -1357,6 +1545,16 @@ def _fast_predictor(artifact):
             return classes[int(np.argmax(coef @ x + intercept))]
         return (width, multiclass, True)
     return None
+
+
+def _estimator_of(artifact):
+    """The fitted estimator, unpickled on first use (for models stored by 0.4.0 and later, whose
+    per-row path does not need it)."""
+    estimator = artifact.get('estimator')
+    if estimator is None:
+        estimator = pickle.loads(artifact['estimator_bytes'])
+        artifact['estimator'] = estimator
+    return estimator
 
 
 def _check_missing(plpy, function, artifact, x):
@@ -1382,8 +1580,17 @@ def _matrix(plpy, artifact, features):
 
 
 def _row_features(plpy, artifact, row):
+    names = artifact['features']
+    positional = ['f%d' % (i + 1) for i in range(len(row))]
+    if row and sorted(row) == sorted(positional) and not any(name in row for name in names):
+        # An anonymous record, ROW(...) or (a, b, c), whose fields PostgreSQL names f1, f2, ...:
+        # its values are the features in the order of the training columns (as PostgresML takes them).
+        if len(row) != len(names):
+            raise plpy.Error('pgml.predict: the row has %d values; the model was trained on %d columns, in this order: %s'
+                             % (len(row), len(names), ', '.join(names)))
+        row = {name: row[key] for name, key in zip(names, positional)}
     values = []
-    for name in artifact['features']:
+    for name in names:
         if name not in row:
             raise plpy.Error('pgml.predict: the row has no column %r, which the model was trained on' % name)
         v = row[name]
@@ -1400,12 +1607,12 @@ def predict(plpy, project_name, features, model_id=None):
         flat = _flatten(features) if features and isinstance(features[0], list) else features
         if len(flat) == fast[0] and None not in flat:
             return fast[1](np.asarray(flat, dtype=np.float64) if fast[2] else flat)
-    return float(artifact['estimator'].predict(_matrix(plpy, artifact, features))[0])
+    return float(_estimator_of(artifact).predict(_matrix(plpy, artifact, features))[0])
 
 
 def predict_proba(plpy, project_name, features, model_id=None):
     artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
-    estimator = artifact['estimator']
+    estimator = _estimator_of(artifact)
     if artifact['task'] != 'classification':
         raise plpy.Error('pgml.predict_proba: project %r is not a classification project' % project_name)
     if not hasattr(estimator, 'predict_proba'):
@@ -1488,4 +1695,4 @@ def predict_batch(plpy, project_name, features, model_id=None):
             raise plpy.Error('pgml.predict_batch: %d values are not whole rows of %d features' % (x.size, width))
         x = x.reshape(-1, width)
     x = _check_missing(plpy, 'pgml.predict_batch', artifact, x)
-    return artifact['estimator'].predict(artifact['preprocessor'].transform(x)).astype(np.float64).tolist()
+    return _estimator_of(artifact).predict(artifact['preprocessor'].transform(x)).astype(np.float64).tolist()

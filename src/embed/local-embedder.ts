@@ -5,6 +5,7 @@ import type { ResolvedModel } from '../model/ir.js'
 import { modelDirectoryFor } from '../model/bundled.js'
 import { MODEL_PRESETS } from '../model/presets.js'
 import { chunk, type Embedder } from './embedder.js'
+import { normalizeBert, preTokenizeBert } from './hf-bert-text.js'
 
 export interface LocalEmbedderOptions {
   readonly model: ResolvedModel
@@ -26,37 +27,35 @@ interface TensorLike { readonly data: ArrayLike<number>; readonly dims: readonly
 type Model = ((inputs: Record<string, unknown>) => Promise<Record<string, TensorLike | undefined>>) & { readonly config?: { readonly max_position_embeddings?: number } }
 type TensorConstructor = new (type: 'int64', data: BigInt64Array, dims: number[]) => unknown
 
-/**
- * Format characters Unicode added after 8.0: Hugging Face's tokenizers (and so PostgresML and
- * sentence-transformers) classify characters by Unicode 8.0 tables and keep these (they become
- * [UNK]), where a newer table calls them control characters and drops them.
- */
-const FORMAT_AFTER_UNICODE_8 = new Set([0x0890, 0x0891, 0x08e2, 0x110cd, ...Array.from({ length: 16 }, (_, i) => 0x13430 + i)])
-
-/** Hugging Face's CJK ranges, code point by code point (its 0x2B920 start of extension E included). */
-function isChineseHf(cp: number): boolean {
-  return (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df) || (cp >= 0x2a700 && cp <= 0x2b73f)
-    || (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b920 && cp <= 0x2ceaf) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f)
-}
-
 interface BertNormalizerLike {
-  config?: { type?: string }
-  tokenize_chinese_chars?: (text: string) => string
-  is_control?: (char: string) => boolean
+  config?: { type?: string; clean_text?: boolean; handle_chinese_chars?: boolean; strip_accents?: boolean | null; lowercase?: boolean }
+  normalize?: (text: string) => string
+}
+interface BertPreTokenizerLike {
+  pre_tokenize_text?: (text: string, options?: unknown) => string[]
 }
 
 /**
- * transformers.js's BERT normaliser differs from Hugging Face's in two places: it looks for CJK
- * characters one UTF-16 unit at a time (so it misses CJK extensions B–F, outside the BMP), and it
- * drops format characters Unicode added after 8.0. Both are put right on this tokenizer instance
- * (transformers.js is pinned; test/unit/tokenizer-conformance.test.ts holds the ids to Hugging
- * Face's on a corpus of hostile texts, and fails if an upgrade moves them).
+ * transformers.js's BERT normaliser and pre-tokenizer classify characters by the runtime's Unicode
+ * (and look for CJK one UTF-16 unit at a time, lowercase with a final sigma, strip accents after
+ * lowercasing); Hugging Face's classify by the tables its library was built with. Both are replaced on
+ * this tokenizer instance by Hugging Face's pipeline (hf-bert-text.ts); transformers.js is pinned,
+ * and test/unit/tokenizer-exhaustive.test.ts holds the ids to Hugging Face's on every assigned code
+ * point, so an upgrade that moves them fails there.
  */
 function conformToHuggingFace(tokenizer: unknown): void {
-  const normalizer = (tokenizer as { _tokenizer?: { normalizer?: BertNormalizerLike } })._tokenizer?.normalizer
-  if (normalizer?.config?.type !== 'BertNormalizer' || !normalizer.tokenize_chinese_chars || !normalizer.is_control) return
-  normalizer.tokenize_chinese_chars = (text) => Array.from(text, (ch) => (isChineseHf(ch.codePointAt(0)!) ? ` ${ch} ` : ch)).join('')
-  normalizer.is_control = (ch) => !'\t\n\r'.includes(ch) && !FORMAT_AFTER_UNICODE_8.has(ch.codePointAt(0)!) && /^[\p{Cc}\p{Cf}\p{Co}\p{Cs}]$/u.test(ch)
+  const inner = (tokenizer as { _tokenizer?: { normalizer?: BertNormalizerLike; pre_tokenizer?: BertPreTokenizerLike; tokenizer?: { pre_tokenizer?: { type?: string } | null } } })._tokenizer
+  const normalizer = inner?.normalizer
+  if (normalizer?.config?.type === 'BertNormalizer' && normalizer.normalize) {
+    const c = normalizer.config
+    const options = { cleanText: c.clean_text ?? true, handleChineseChars: c.handle_chinese_chars ?? true, stripAccents: c.strip_accents ?? null, lowercase: c.lowercase ?? true }
+    normalizer.normalize = (text) => normalizeBert(text, options)
+  }
+  const preTokenizer = inner?.pre_tokenizer
+  // (The pre-tokenizer object keeps no config: its type is the tokenizer.json's.)
+  if (inner?.tokenizer?.pre_tokenizer?.type === 'BertPreTokenizer' && preTokenizer?.pre_tokenize_text) {
+    preTokenizer.pre_tokenize_text = (text) => preTokenizeBert(text)
+  }
 }
 
 /** How many special tokens the tokenizer's post-processor puts after a text ([SEP]: 1). */

@@ -10,6 +10,7 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { MODELS_DIR, TINY_16, TINY_32, WORDNET, cosine, loadTiny, loadWordnet, parseVector } from '../helpers/embedders.js'
 import { runCli } from '../helpers/cli.js'
 import { exampleInMode } from '../helpers/example.js'
+import { differences, exhaustiveTexts, huggingFaceIds } from '../helpers/tokenizer-reference.js'
 import { TestProject } from '../helpers/project.js'
 import { server, serverTier, type TestDatabase } from '../helpers/targets.js'
 
@@ -107,6 +108,31 @@ $f$`)
       const got = JSON.parse(row!.ids) as number[][]
       usable.forEach(({ text, i }, n) => expect(got[n], `${model} text ${i}: ${JSON.stringify(text.slice(0, 40))}`).toEqual(expected[i]))
     }
+  })
+
+  it('tokenises every assigned code point — alone, inside a word, between capital sigmas — exactly as Hugging Face tokenizers do', { timeout: 300_000 }, async () => {
+    await compatDatabase()
+    // TEST HELPER: pgml_compat's own tokenizer class, from the installed module, as SQL (loaded once per session).
+    await db.query(`CREATE FUNCTION test_tokenize(model_id text, texts text[]) RETURNS text LANGUAGE plpython3u AS $f$
+import json, types
+if 'tokenizer' not in SD:
+    m = types.ModuleType('pgml_compat_under_test')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    SD['tokenizer'] = m.WordPieceTokenizer(m.model_path(plpy, model_id))
+return json.dumps([SD['tokenizer'].encode(t) for t in texts])
+$f$`)
+    // PostgreSQL text cannot hold U+0000.
+    const texts = exhaustiveTexts().filter((t) => !t.includes('\u0000'))
+    const expected = await huggingFaceIds(join(MODELS_DIR, TINY_16.id, 'tokenizer.json'), texts)
+    const got = await db.session(async (query) => {
+      const ids: number[][] = []
+      for (let i = 0; i < texts.length; i += 50_000) {
+        const [row] = await query<{ ids: string }>('SELECT test_tokenize($1, $2) AS ids', [TINY_16.id, texts.slice(i, i + 50_000)])
+        ids.push(...(JSON.parse(row!.ids) as number[][]))
+      }
+      return ids
+    })
+    expect(differences(texts, got, expected)).toEqual({ count: 0, first: [] })
   })
 
   it('the model pgml-kit ships: tokenises and embeds like the local embedder with each engine, and parity holds on the example table', async () => {
@@ -280,7 +306,7 @@ $f$`)
       expect(p!.proba).toHaveLength(2)
       expect(p!.proba[0]! + p!.proba[1]!).toBeCloseTo(1, 5)
       expect(p!.proba[1]).toBeGreaterThan(0.5)
-      await expect(query(`SELECT * FROM pgml.train('kinds', algorithm => 'knn')`)).rejects.toThrow(/does not support algorithm 'knn' for classification; supported: linear, xgboost, random_forest, svm, ridge, lasso, elastic_net, gradient_boosting_trees/)
+      await expect(query(`SELECT * FROM pgml.train('kinds', algorithm => 'knn')`)).rejects.toThrow(/does not support algorithm 'knn' for classification; supported: linear, xgboost, xgboost_random_forest, random_forest, extra_trees/)
     })
   })
 })

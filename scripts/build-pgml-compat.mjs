@@ -63,6 +63,7 @@ const predictRestricted = [
   'pgml._predict_row(text, jsonb)', 'pgml._predict_model_row(bigint, jsonb)',
   'pgml.predict_proba(text, real[])', 'pgml.predict_proba(bigint, real[])',
 ].map((signature) => `ALTER FUNCTION ${signature} PARALLEL RESTRICTED;`).join('\n')
+const views040 = readFileSync(`${dir}sql/views-0.4.0.sql.in`, 'utf8').trimEnd()
 const changes040 = readFileSync(`${dir}sql/changes-0.4.0.sql.in`, 'utf8').replace('{{PREDICT_RESTRICTED}}', () => predictRestricted)
 
 // Replacer functions: a replacement string would give `$'`, `$&` and `$$` in the SQL special meanings.
@@ -70,6 +71,7 @@ const render = (template) => template
   .replace('{{FUNCTIONS_0_2_0}}', () => functions020.replace('{{NOT_SUPPORTED}}', () => notSupportedSql))
   .replace('{{SECURITY_0_3_0}}', () => security030)
   .replace('{{CHANGES_0_4_0}}', () => changes040)
+  .replace('{{VIEWS}}', () => views040)
   .replaceAll('{{VERSION}}', () => version)
   .replaceAll('{{BOOT}}', () => boot)
   .replace('{{PREDICT_OVERLOADS}}', () => predictOverloads)

@@ -91,6 +91,61 @@ describe('PostgresML conformance of pgml_compat', () => {
     })
   })
 
+  it('trains every algorithm of PostgresML\'s list that scikit-learn and xgboost provide, under its name, with the estimator\'s own hyperparameters; metrics as PostgresML stores them', { timeout: 300_000 }, async () => {
+    await withCompat(async (query) => {
+      await query(`CREATE TABLE d AS SELECT i, (i * 0.37) % 1 AS a, (i * 0.61) % 1 AS b, (i * 0.13) % 1 AS c FROM generate_series(1, 240) i;
+        CREATE VIEW reg AS SELECT a, b, c, 3 * a - 2 * b + c AS y FROM d;
+        CREATE VIEW bin AS SELECT a, b, c, (a + b > c + 0.5)::int AS y FROM d;
+        CREATE VIEW multi AS SELECT a, b, c, (floor(a * 3))::int AS y FROM d`)
+      const regression = ['linear', 'xgboost', 'xgboost_random_forest', 'random_forest', 'extra_trees', 'ada_boost', 'bagging', 'gradient_boosting_trees',
+        'hist_gradient_boosting', 'svm', 'nu_svm', 'linear_svm', 'ridge', 'lasso', 'elastic_net', 'least_angle', 'lasso_least_angle',
+        'orthogonal_matching_pursuit', 'bayesian_ridge', 'automatic_relevance_determination', 'stochastic_gradient_descent', 'passive_aggressive',
+        'ransac', 'theil_sen', 'huber', 'quantile', 'kernel_ridge', 'gaussian_process']
+      const classification = ['linear', 'xgboost', 'xgboost_random_forest', 'random_forest', 'extra_trees', 'ada_boost', 'bagging', 'gradient_boosting_trees',
+        'hist_gradient_boosting', 'svm', 'nu_svm', 'linear_svm', 'ridge', 'stochastic_gradient_descent', 'perceptron', 'passive_aggressive', 'gaussian_process']
+      // A hyperparameter of the estimator's own, where it has an obvious one: stored as given.
+      const hyperparams: Record<string, Record<string, unknown>> = {
+        xgboost: { n_estimators: 7 }, xgboost_random_forest: { n_estimators: 7 }, random_forest: { n_estimators: 7 }, extra_trees: { n_estimators: 7 },
+        ada_boost: { n_estimators: 7 }, bagging: { n_estimators: 7 }, gradient_boosting_trees: { n_estimators: 7 }, hist_gradient_boosting: { max_iter: 7 },
+        huber: { epsilon: 1.5 }, kernel_ridge: { alpha: 0.5 }, ridge: { alpha: 0.5 }, stochastic_gradient_descent: { max_iter: 50 },
+      }
+      for (const [task, view, algorithms] of [['regression', 'reg', regression], ['classification', 'bin', classification], ['classification', 'multi', classification]] as const) {
+        for (const algorithm of algorithms) {
+          const project = `${view} ${algorithm}`
+          const given = hyperparams[algorithm] ?? {}
+          await query(`SELECT * FROM pgml.train($1, $2, $3, 'y', $4, $5::jsonb)`, [project, task, view, algorithm, JSON.stringify(given)])
+          const [model] = await query<{ algorithm: string; hyperparams: Record<string, unknown>; metrics: Record<string, number> }>(
+            `SELECT m.algorithm::text, m.hyperparams, m.metrics FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = $1`, [project])
+          expect(model, project).toMatchObject({ algorithm, hyperparams: given })
+          expect(Object.keys(model!.metrics).sort(), project).toEqual(task === 'regression'
+            ? ['fit_time', 'mean_absolute_error', 'mean_squared_error', 'r2', 'score_time']
+            // As PostgresML: roc_auc and log_loss only for a binary task, and only from a model that gives probabilities.
+            : view === 'bin' && !['linear_svm', 'ridge', 'stochastic_gradient_descent', 'perceptron', 'passive_aggressive'].includes(algorithm)
+              ? ['accuracy', 'f1', 'fit_time', 'log_loss', 'mcc', 'precision', 'recall', 'roc_auc', 'score_time']
+              : ['accuracy', 'f1', 'fit_time', 'mcc', 'precision', 'recall', 'score_time'])
+          // Per-row predictions equal the estimator's own (predict_batch).
+          const perRow = await query<{ p: number }>(`SELECT pgml.predict($1, ARRAY[a, b, c]::real[]) AS p FROM d WHERE i <= 20 ORDER BY i`, [project])
+          const batch = await query<{ p: number }>(`SELECT pgml.predict_batch($1, (SELECT array_agg(ARRAY[a, b, c] ORDER BY i)::real[] FROM d WHERE i <= 20)) AS p`, [project])
+          expect(perRow.map((r) => r.p), project).toEqual(batch.map((r) => r.p))
+        }
+      }
+      // PostgresML's views and columns, runtime included; a search keeps every candidate's scores.
+      await query(`SELECT * FROM pgml.train('searched', 'regression', 'reg', 'y', 'ridge', search => 'grid', search_params => '{"alpha": [0.1, 1, 10]}')`)
+      const [searched] = await query<{ r: { params: unknown[]; mean_test_score: number[]; rank_test_score: number[] } }>(
+        `SELECT m.metrics->'search_results' AS r FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = 'searched'`)
+      expect(searched!.r.params).toEqual([{ alpha: 0.1 }, { alpha: 1 }, { alpha: 10 }])
+      expect(searched!.r.mean_test_score).toHaveLength(3)
+      expect([...searched!.r.rank_test_score].sort()).toEqual([1, 2, 3])
+      expect(Object.keys((await query(`SELECT * FROM pgml.deployed_models WHERE name = 'searched'`))[0]!)).toEqual(['id', 'name', 'task', 'algorithm', 'runtime', 'deployed_at'])
+      expect(Object.keys((await query(`SELECT * FROM pgml.overview WHERE name = 'searched'`))[0]!)).toEqual(
+        ['name', 'deployed_at', 'task', 'algorithm', 'runtime', 'relation_name', 'y_column_name', 'test_sampling', 'test_size'])
+      expect(await query(`SELECT runtime::text FROM pgml.trained_models WHERE name = 'searched'`)).toEqual([{ runtime: 'python' }])
+      await expect(query(`SELECT * FROM pgml.train('x', 'regression', 'reg', 'y', 'lightgbm')`)).rejects.toThrow(/algorithm 'lightgbm' needs LightGBM, which this server does not have/)
+      await expect(query(`SELECT * FROM pgml.train('x', 'classification', 'bin', 'y', 'huber')`)).rejects.toThrow(/does not support algorithm 'huber' for classification \(only for regression, as in PostgresML\)/)
+      await expect(query(`SELECT * FROM pgml.train('x', 'regression', 'reg', 'y', 'huber', '{"n_estimators": 3}')`)).rejects.toThrow(/n_estimators is not a parameter of huber \(HuberRegressor\)/)
+    })
+  })
+
   it('resolves the relation as PostgreSQL does: search_path, temporary tables, other schemas, quoted mixed case', async () => {
     await withCompat(async (query) => {
       await query(`CREATE SCHEMA analytics; CREATE TABLE analytics."Houses" AS SELECT i::real AS size, (2 * i + 1)::real AS price FROM generate_series(1, 40) i;
@@ -117,6 +172,7 @@ describe('PostgresML conformance of pgml_compat', () => {
         FROM pg_class c WHERE c.relnamespace = 'pgml'::regnamespace ORDER BY 1`)).map((r) => r.r),
       schema: (await query<{ a: string }>(`SELECT coalesce(nspacl::text, 'default') AS a FROM pg_namespace WHERE nspname = 'pgml'`))[0]!.a,
       keys: (await query<{ n: number }>(`SELECT count(*)::int AS n FROM pgml._model_keys`))[0]!.n,
+      views: (await query<{ v: string }>(`SELECT c.relname || ': ' || pg_get_viewdef(c.oid) AS v FROM pg_class c WHERE c.relnamespace = 'pgml'::regnamespace AND c.relkind = 'v' ORDER BY 1`)).map((r) => r.v),
     })
     const fresh = await withCompat(state)
     expect(fresh.functions.length).toBeGreaterThan(30)

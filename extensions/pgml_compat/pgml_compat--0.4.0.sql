@@ -776,11 +776,16 @@ ALGORITHMS = {
     'quantile': {'regression': ('sklearn.linear_model', 'QuantileRegressor', {})},
     'kernel_ridge': {'regression': ('sklearn.kernel_ridge', 'KernelRidge', {})},
     'gaussian_process': {'regression': ('sklearn.gaussian_process', 'GaussianProcessRegressor', {}), 'classification': ('sklearn.gaussian_process', 'GaussianProcessClassifier', {})},
+    # Clustering (no label; pgml.predict gives a new row's cluster): the online algorithms PostgresML lists.
+    'kmeans': {'clustering': ('sklearn.cluster', 'KMeans', {})},
+    'mini_batch_kmeans': {'clustering': ('sklearn.cluster', 'MiniBatchKMeans', {})},
+    'birch': {'clustering': ('sklearn.cluster', 'Birch', {})},
+    'affinity_propagation': {'clustering': ('sklearn.cluster', 'AffinityPropagation', {})},
 }
 # Algorithms of pgml.algorithm whose library the server does not have (not packaged for Debian).
 NOT_INSTALLED = {'lightgbm': 'LightGBM', 'catboost': 'CatBoost'}
-SUPPORTED = {task: [a for a, tasks in ALGORITHMS.items() if task in tasks] for task in ('regression', 'classification')}
-KEY_METRIC = {'regression': 'r2', 'classification': 'f1'}
+SUPPORTED = {task: [a for a, tasks in ALGORITHMS.items() if task in tasks] for task in ('regression', 'classification', 'clustering')}
+KEY_METRIC = {'regression': 'r2', 'classification': 'f1', 'clustering': 'silhouette'}
 
 
 def _estimator(plpy, task, algorithm, hyperparams):
@@ -990,6 +995,12 @@ def _metrics(task, estimator, x_test, y_test):
     started = time.perf_counter()
     y_hat = estimator.predict(x_test)
     score_time = time.perf_counter() - started
+    if task == 'clustering':
+        # How well separated the held-out rows' clusters are (silhouette, in [-1, 1]); none with one cluster.
+        scores = {'score_time': score_time}
+        if 1 < len(np.unique(y_hat)) < len(y_hat):
+            scores['silhouette'] = float(metrics.silhouette_score(x_test, y_hat))
+        return scores
     if task == 'regression':
         return {'r2': float(metrics.r2_score(y_test, y_hat)), 'mean_absolute_error': float(metrics.mean_absolute_error(y_test, y_hat)),
                 'mean_squared_error': float(metrics.mean_squared_error(y_test, y_hat)), 'score_time': score_time}
@@ -1128,15 +1139,23 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
             raise plpy.Error('pgml.train: project %r does not exist; give its task (regression or classification) on the first call' % project_name)
         project_id = None  # created by _record_training, with the model
     if task not in SUPPORTED:
-        raise plpy.Error('pgml_compat trains tasks %s, not %r' % (' and '.join(SUPPORTED), task))
+        raise plpy.Error('pgml_compat trains tasks %s, not %r' % (', '.join(SUPPORTED), task))
+    clustering = task == 'clustering'
+    if clustering and algorithm == 'linear':
+        # pgml.train's default algorithm: PostgresML's documented clustering call gives none and gets k-means.
+        algorithm = 'kmeans'
     _estimator(plpy, task, algorithm, hyperparams)  # validates the algorithm and its hyperparameters before any work
+    if clustering and search is not None:
+        raise plpy.Error('pgml.train: search is for regression and classification; a clustering has no label to score candidates on')
 
     if relation_name is not None:
-        if y_column_name is None:
+        if clustering and y_column_name is not None:
+            raise plpy.Error('pgml.train: a clustering learns without a label; drop y_column_name (every column of %s is a feature)' % relation_name)
+        if y_column_name is None and not clustering:
             raise plpy.Error('pgml.train: y_column_name is required with relation_name')
         relation_name = resolve_relation(plpy, relation_name, caller_search_path)
         columns = _relation_columns(plpy, relation_name)
-        if y_column_name not in [c['name'] for c in columns]:
+        if not clustering and y_column_name not in [c['name'] for c in columns]:
             raise plpy.Error('pgml.train: relation %r has no column %r' % (relation_name, y_column_name))
         snapshot_id = None  # written by _record_training
         snapshot = {'relation_name': relation_name, 'y_column_name': y_column_name, 'test_size': test_size, 'test_sampling': test_sampling,
@@ -1154,11 +1173,11 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
         # The stored name is resolved again as a name (never pasted into SQL as it is stored), and
         # read with the caller's privileges, like a first run.
         relation_name = resolve_relation(plpy, last[0]['relation_name'])
-        y_column_name = last[0]['y_column_name'][0]
+        y_column_name = (last[0]['y_column_name'] or [None])[0]
         columns = json.loads(last[0]['columns'])
         test_size, test_sampling = last[0]['test_size'], last[0]['test_sampling']
 
-    x, y, feature_names = _load_dataset(plpy, relation_name, [y_column_name], columns)
+    x, y, feature_names = _load_dataset(plpy, relation_name, [] if y_column_name is None else [y_column_name], columns)
     x_train, x_test, y_train, y_test = _split(x, y, test_size, test_sampling, task)
     pre = Preprocessor(plpy, preprocess, feature_names).fit(x_train)
     x_train, x_test = pre.transform(x_train), pre.transform(x_test)
@@ -1243,7 +1262,7 @@ def record_training(plpy, token):
         snap = pending['snapshot']
         snapshot_id = plpy.execute(plpy.prepare(
             """INSERT INTO pgml.snapshots (relation_name, y_column_name, test_size, test_sampling, status, columns, materialized)
-               VALUES ($1, ARRAY[$2], $3, $4::pgml.sampling, 'successful', $5::jsonb, $6) RETURNING id""",
+               VALUES ($1, CASE WHEN $2 IS NULL THEN NULL ELSE ARRAY[$2] END, $3, $4::pgml.sampling, 'successful', $5::jsonb, $6) RETURNING id""",
             ['text', 'text', 'real', 'text', 'text', 'bool']),
             [snap['relation_name'], snap['y_column_name'], snap['test_size'], snap['test_sampling'], json.dumps(snap['columns']), snap['materialized']])[0]['id']
     model_id = plpy.execute(plpy.prepare(
@@ -1265,7 +1284,9 @@ def record_training(plpy, token):
             """SELECT (m.metrics->>$2)::float8 AS score FROM pgml.deployments d JOIN pgml.models m ON m.id = d.model_id
                WHERE d.project_id = $1 ORDER BY d.id DESC LIMIT 1""", ['bigint', 'text']), [project_id, key])
         # Deploy when at least as good as the deployed model (PostgresML deploys on ties).
-        if not current or current[0]['score'] is None or scores[key] >= current[0]['score']:
+        # (A clustering whose held-out rows fell in one cluster has no silhouette: it replaces nothing scored.)
+        score = scores.get(key)
+        if not current or current[0]['score'] is None or (score is not None and score >= current[0]['score']):
             plpy.execute(plpy.prepare("INSERT INTO pgml.deployments (project_id, model_id, strategy) VALUES ($1, $2, 'new_score')", ['bigint', 'bigint']), [project_id, model_id])
             _forget_deployments()
             deployed = True

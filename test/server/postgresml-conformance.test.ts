@@ -146,6 +146,40 @@ describe('PostgresML conformance of pgml_compat', () => {
     })
   })
 
+  it('runs PostgresML\'s clustering examples: no label, every column a feature, pgml.predict gives a new row\'s cluster', async () => {
+    await withCompat(async (query) => {
+      await query(`SELECT pgml.load_dataset('digits')`)
+      await query(`CREATE VIEW pgml.digit_vectors AS SELECT image FROM pgml.digits`)
+      // As documented: no algorithm given (k-means), then each algorithm by name.
+      expect(await query(`SELECT * FROM pgml.train('Handwritten Digit Clusters', 'clustering', 'pgml.digit_vectors', hyperparams => '{"n_clusters": 10}')`))
+        .toEqual([{ project: 'Handwritten Digit Clusters', task: 'clustering', algorithm: 'kmeans', deployed: true }])
+      for (const [algorithm, hyperparams] of [['birch', '{"n_clusters": 10}'], ['kmeans', '{"n_clusters": 10}'], ['mini_batch_kmeans', '{"n_clusters": 10}'], ['affinity_propagation', '{}']]) {
+        await query(`SELECT * FROM pgml.train('Handwritten Digit Clusters', algorithm => $1::pgml.algorithm, hyperparams => $2::jsonb)`, [algorithm, hyperparams])
+      }
+      const models = await query<{ algorithm: string; silhouette: number | null; y: string[] | null }>(`SELECT m.algorithm::text, (m.metrics->>'silhouette')::float8 AS silhouette, s.y_column_name AS y
+        FROM pgml.models m JOIN pgml.snapshots s ON s.id = m.snapshot_id ORDER BY m.id`)
+      expect(models.map((m) => m.algorithm)).toEqual(['kmeans', 'birch', 'kmeans', 'mini_batch_kmeans', 'affinity_propagation'])
+      for (const m of models) {
+        expect(m.y).toBeNull()
+        expect(m.silhouette, m.algorithm).toBeGreaterThan(0)
+        expect(m.silhouette, m.algorithm).toBeLessThanOrEqual(1)
+      }
+      await query(`SELECT * FROM pgml.deploy('Handwritten Digit Clusters', 'most_recent')`)
+      await query(`SELECT * FROM pgml.deploy(1::bigint)`)
+      const predictions = await query<{ target: number; prediction: number }>(`SELECT target, pgml.predict('Handwritten Digit Clusters', image) AS prediction FROM pgml.digits`)
+      expect(new Set(predictions.map((p) => p.prediction)).size).toBe(10)
+      expect(predictions.every((p) => Number.isInteger(p.prediction) && p.prediction >= 0 && p.prediction < 10)).toBe(true)
+      // The clusters follow the digits: most images of a digit share one cluster.
+      const byDigit = new Map<number, Map<number, number>>()
+      for (const p of predictions) byDigit.set(p.target, (byDigit.get(p.target) ?? new Map()).set(p.prediction, (byDigit.get(p.target)?.get(p.prediction) ?? 0) + 1))
+      const purity = [...byDigit.values()].reduce((sum, counts) => sum + Math.max(...counts.values()), 0) / predictions.length
+      expect(purity).toBeGreaterThan(0.6)
+      await expect(query(`SELECT * FROM pgml.train('labelled', 'clustering', 'pgml.digits', 'target')`)).rejects.toThrow(/a clustering learns without a label; drop y_column_name/)
+      await expect(query(`SELECT * FROM pgml.train('c', 'clustering', 'pgml.digit_vectors', algorithm => 'dbscan')`)).rejects.toThrow(/does not support algorithm 'dbscan' for clustering; supported: kmeans, mini_batch_kmeans, birch, affinity_propagation/)
+      await expect(query(`SELECT * FROM pgml.train('c2', 'clustering', 'pgml.digit_vectors', search => 'grid', search_params => '{"n_clusters": [2, 3]}')`)).rejects.toThrow(/a clustering has no label to score candidates on/)
+    })
+  })
+
   it('resolves the relation as PostgreSQL does: search_path, temporary tables, other schemas, quoted mixed case', async () => {
     await withCompat(async (query) => {
       await query(`CREATE SCHEMA analytics; CREATE TABLE analytics."Houses" AS SELECT i::real AS size, (2 * i + 1)::real AS price FROM generate_series(1, 40) i;

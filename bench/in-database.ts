@@ -1,16 +1,20 @@
 /**
  * In-database inference with pgml_compat, measured honestly:
- *  1. embedding throughput: pgml.embed one row at a time vs pgml.embed(text[]) batches vs the Node
- *     embedder on the same texts;
+ *  1. embedding throughput, two models: pgml.embed one row at a time vs pgml.embed(text[]) batches
+ *     vs the Node embedder on the same texts, interleaved rounds (ratios per round);
  *  2. prediction: pgml.predict over N rows inside the database (per row, and one predict_batch call)
  *     vs pulling the same rows into Node and predicting there with the same linear model.
  *
  *   PGML_KIT_BENCH_DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres npx tsx bench/in-database.ts
  *
- * Needs a server with pgml_compat installed (the docker/postgres image: docker compose -f docker/compose.yaml up). Writes bench/results/in-database.{json,md}.
+ * Needs a server with pgml_compat installed (the docker/postgres image: docker compose -f docker/compose.yaml up).
+ * Writes bench/results/in-database.{json,md}; with BENCH_LOAD=1 (one busy process per CPU beside
+ * the run) bench/results/in-database-loaded.{json,md}.
  */
-import { writeFile } from 'node:fs/promises'
-import { cpus } from 'node:os'
+import { spawn } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
+import { cpus, loadavg } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { LocalEmbedder } from '../src/embed/local-embedder.js'
@@ -23,10 +27,29 @@ if (!ADMIN) {
 // pgml_compat.models_dir comes from the server's configuration (the docker/postgres image, with the
 // fixture models mounted at /var/lib/pgml-kit/models); the Node embedder reads them from here.
 const LOCAL_MODELS_DIR = fileURLToPath(new URL('../test/fixtures/models', import.meta.url))
-const MODEL = 'pgml-kit/tiny-bert-32'
-const TEXTS = Number(process.env.BENCH_TEXTS ?? 1000)
+const SHIPPED_MODELS_DIR = fileURLToPath(new URL('../models', import.meta.url))
+const EMBED_MODELS = [
+  { id: 'pgml-kit/tiny-bert-32', dimensions: 32, pooling: null, localDir: LOCAL_MODELS_DIR },
+  { id: 'pgml-kit/wordnet-static-128', dimensions: 128, pooling: 'mean' as const, localDir: SHIPPED_MODELS_DIR },
+]
+const TEXTS = Number(process.env.BENCH_TEXTS ?? 2000)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+/** BENCH_LOAD=1: the whole run beside one busy process per CPU (a loaded machine). */
+const LOADED = process.env.BENCH_LOAD === '1'
+const OUT = LOADED ? 'in-database-loaded' : 'in-database'
 const ROWS = Number(process.env.BENCH_ROWS ?? 100000)
-const WORDS = 'housing family affordable rent school health care city public park water road tax budget police fire safety library transit bus'.split(' ')
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const summary = (xs: number[]) => ({ median: Math.round(median(xs) * 100) / 100, min: Math.round(Math.min(...xs) * 100) / 100, max: Math.round(Math.max(...xs) * 100) / 100 })
+interface EmbeddingResult {
+  readonly model: string
+  readonly rounds: Record<string, number>[]
+  readonly rowsPerSecond: Record<string, number>
+  readonly batchOverNode: ReturnType<typeof summary>
+  readonly perRowOverBatch: ReturnType<typeof summary>
+}
+const embedding: EmbeddingResult[] = []
+const burners = LOADED ? cpus().map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })) : []
 
 async function time<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const started = performance.now()
@@ -37,6 +60,7 @@ async function time<T>(fn: () => Promise<T>): Promise<[T, number]> {
 const admin = new pg.Client({ connectionString: ADMIN })
 await admin.connect()
 const server = (await admin.query<{ v: string }>(`SELECT current_setting('server_version') AS v`)).rows[0]?.v ?? '?'
+let compatVersion = '?'
 await admin.query('DROP DATABASE IF EXISTS pgml_kit_bench_db')
 await admin.query('CREATE DATABASE pgml_kit_bench_db')
 const url = new URL(ADMIN)
@@ -46,20 +70,64 @@ await db.connect()
 const results: Record<string, number> = {}
 try {
   await db.query('CREATE EXTENSION pgml_compat CASCADE')
+  compatVersion = (await db.query<{ v: string }>(`SELECT extversion AS v FROM pg_extension WHERE extname = 'pgml_compat'`)).rows[0]?.v ?? '?'
+  // Texts with a real vocabulary (Zipf-distributed words of the wordnet model's 68k-word vocabulary,
+  // some capitalised, some followed by punctuation): a fresh set every round, the same set for every
+  // path within a round, the paths' order rotated from round to round (interleaved: a machine whose
+  // load changes during the run changes every path's numbers alike).
+  const vocabulary = Object.keys((JSON.parse(await readFile(join(SHIPPED_MODELS_DIR, 'pgml-kit/wordnet-static-128/tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> } }).model.vocab)
+    .filter((w) => /^[a-z]{3,}$/.test(w))
   let seed = 7
   const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
-  const texts = Array.from({ length: TEXTS }, () => Array.from({ length: 20 + Math.floor(next() * 60) }, () => WORDS[Math.floor(next() * WORDS.length)]).join(' '))
-  await db.query(`SELECT pgml.embed($1, 'warm up')`, [MODEL])
+  for (let i = vocabulary.length - 1; i > 0; i--) { const j = Math.floor(next() * (i + 1)); [vocabulary[i], vocabulary[j]] = [vocabulary[j]!, vocabulary[i]!] }
+  const harmonic = vocabulary.reduce((sum, _, r) => sum + 1 / (r + 1), 0)
+  const zipfWord = () => { let u = next() * harmonic; for (let r = 0; r < vocabulary.length; r++) { u -= 1 / (r + 1); if (u <= 0) return vocabulary[r]! } return vocabulary[0]! }
+  const makeTexts = () => Array.from({ length: TEXTS }, () => Array.from({ length: 20 + Math.floor(next() * 60) }, () => {
+    const w = zipfWord()
+    const x = next()
+    return x < 0.05 ? `${w[0]!.toUpperCase()}${w.slice(1)}` : x < 0.12 ? `${w},` : x < 0.15 ? `${w}.` : w
+  }).join(' '))
 
-  const [, single] = await time(() => db.query(`SELECT pgml.embed($1, t, '{"normalize_embeddings": true}') FROM unnest($2::text[]) AS t`, [MODEL, texts]))
-  results.embed_single_rows_per_s = TEXTS / single
-  const [, batch] = await time(async () => {
-    for (let i = 0; i < TEXTS; i += 32) await db.query(`SELECT pgml.embed($1, $2::text[], '{"normalize_embeddings": true}')`, [MODEL, texts.slice(i, i + 32)])
-  })
-  results.embed_batch32_rows_per_s = TEXTS / batch
-  const local = await LocalEmbedder.load({ model: { id: MODEL, revision: null, dimensions: 32, documentPrefix: '', queryPrefix: '', normalize: true, pooling: null }, modelsDir: LOCAL_MODELS_DIR, batchSize: 32 })
-  const [, node] = await time(() => local.embed(texts))
-  results.embed_node_onnxruntime_rows_per_s = TEXTS / node
+  for (const model of EMBED_MODELS) {
+    const local = await LocalEmbedder.load({ model: { id: model.id, revision: null, dimensions: model.dimensions, documentPrefix: '', queryPrefix: '', normalize: true, pooling: model.pooling }, modelsDir: model.localDir, batchSize: 32 })
+    await db.query(`SELECT pgml.embed($1, 'warm up')`, [model.id])
+    await local.embed(['warm up'])
+    const paths: Record<string, (texts: string[]) => Promise<unknown>> = {
+      db_batch32: async (texts) => { for (let i = 0; i < texts.length; i += 32) await db.query(`SELECT pgml.embed($1, $2::text[], '{"normalize_embeddings": true}')`, [model.id, texts.slice(i, i + 32)]) },
+      db_per_row: (texts) => db.query(`SELECT pgml.embed($1, t, '{"normalize_embeddings": true}') FROM unnest($2::text[]) AS t`, [model.id, texts]),
+      node: (texts) => local.embed(texts),
+    }
+    const names = Object.keys(paths)
+    const rounds: Record<string, number>[] = []
+    for (let round = 0; round < ROUNDS; round++) {
+      const texts = makeTexts()
+      const rates: Record<string, number> = {}
+      for (let k = 0; k < names.length; k++) {
+        const name = names[(k + round) % names.length]!
+        const [, seconds] = await time(() => paths[name]!(texts))
+        rates[name] = TEXTS / seconds
+      }
+      rounds.push(rates)
+    }
+    embedding.push({
+      model: model.id, rounds,
+      rowsPerSecond: Object.fromEntries(names.map((n) => [n, median(rounds.map((r) => r[n]!))])),
+      batchOverNode: summary(rounds.map((r) => r.db_batch32! / r.node!)),
+      perRowOverBatch: summary(rounds.map((r) => r.db_per_row! / r.db_batch32!)),
+    })
+  }
+  // Cold starts: the first call in a new connection (Python imports, the model loaded), median of 3.
+  const coldly = async (sql: string) => {
+    const times: number[] = []
+    for (let i = 0; i < 3; i++) {
+      const cold = new pg.Client({ connectionString: url.toString() })
+      await cold.connect()
+      times.push((await time(() => cold.query(sql)))[1] * 1000)
+      await cold.end()
+    }
+    return median(times)
+  }
+  results.cold_start_first_embed_ms = await coldly(`SELECT pgml.embed('${EMBED_MODELS[0]!.id}', 'a first text')`)
 
   await db.query(`CREATE TABLE items AS SELECT i AS id, random() AS a, random() AS b, NULL::float8 AS y FROM generate_series(1, ${ROWS}) AS i;
     UPDATE items SET y = 3 * a - 2 * b + 1 + random() / 100;
@@ -67,19 +135,23 @@ try {
   // Cold start: the first prediction in a new connection imports numpy, scikit-learn and the model.
   await db.query(`SELECT * FROM pgml.train('bench', 'regression', 'items_training', 'y', 'linear')`)
   await db.query(`SELECT * FROM pgml.train('bench_xgboost', 'regression', 'items_training', 'y', 'xgboost')`)
-  const cold = new pg.Client({ connectionString: url.toString() })
-  await cold.connect()
-  const [, coldStart] = await time(() => cold.query(`SELECT pgml.predict('bench', ARRAY[0.5, 0.5]::real[])`))
-  await cold.end()
-  results.cold_start_first_predict_ms = coldStart * 1000
+  results.cold_start_first_predict_ms = await coldly(`SELECT pgml.predict('bench', ARRAY[0.5, 0.5]::real[])`)
+  results.cold_start_first_predict_xgboost_ms = await coldly(`SELECT pgml.predict('bench_xgboost', ARRAY[0.5, 0.5]::real[])`)
   const perRow = (project: string) => `SELECT count(pgml.predict('${project}', ARRAY[a, b]::real[])) FROM items`
   const batchSql = (project: string) => `SELECT count(*) FROM pgml.predict_batch('${project}', (SELECT array_agg(ARRAY[a, b] ORDER BY id)::real[] FROM items))`
-  // A parallel plan starts worker processes that each import Python and load the model (the cold
-  // start above) for every query: measured once, then the per-backend speed without them.
+  // PostgreSQL's default plan (parallel workers allowed) against a serial plan, interleaved, 3 rounds
+  // each: before 0.4.0 the parallel workers each imported Python and loaded the model on every query.
   await db.query(`SELECT pgml.predict('bench', ARRAY[0.5, 0.5]::real[])`)
-  const [, parallel] = await time(() => db.query(perRow('bench')))
-  results.predict_linear_per_row_parallel_workers_rows_per_s = ROWS / parallel
-  await db.query('SET max_parallel_workers_per_gather = 0')
+  const defaultPlan: number[] = []
+  const serialPlan: number[] = []
+  for (let round = 0; round < 3; round++) {
+    await db.query('RESET max_parallel_workers_per_gather')
+    defaultPlan.push(ROWS / (await time(() => db.query(perRow('bench'))))[1])
+    await db.query('SET max_parallel_workers_per_gather = 0')
+    serialPlan.push(ROWS / (await time(() => db.query(perRow('bench'))))[1])
+  }
+  results.predict_linear_per_row_default_plan_rows_per_s = median(defaultPlan)
+  results.predict_linear_per_row_serial_plan_rows_per_s = median(serialPlan)
   for (const [project, key] of [['bench', 'linear'], ['bench_xgboost', 'xgboost']] as const) {
     await db.query(`SELECT pgml.predict('${project}', ARRAY[0.5, 0.5]::real[])`) // load the model into this backend
     const [, row] = await time(() => db.query(perRow(project)))
@@ -123,29 +195,47 @@ function fitLinear(x: number[][], y: number[]): number[] {
   return beta
 }
 
+for (const burner of burners) burner.kill()
 const rounded = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, Math.round(v)]))
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, PostgreSQL ${server} + pgml_compat`
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, PostgreSQL ${server} + pgml_compat ${compatVersion}; ${LOADED ? `loaded: one busy process per CPU beside the run (load average at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')})` : `no other load (load average at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')})`}`
 const date = new Date().toISOString().slice(0, 10)
-await writeFile(new URL('./results/in-database.json', import.meta.url), `${JSON.stringify({ date, machine, texts: TEXTS, rows: ROWS, model: MODEL, results: rounded }, null, 2)}\n`)
+const roundedEmbedding = embedding.map((e) => ({ ...e, rounds: e.rounds.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Math.round(v)]))), rowsPerSecond: Object.fromEntries(Object.entries(e.rowsPerSecond).map(([k, v]) => [k, Math.round(v)])) }))
+await writeFile(new URL(`./results/${OUT}.json`, import.meta.url), `${JSON.stringify({ date, machine, texts: TEXTS, rounds: ROUNDS, rows: ROWS, embedding: roundedEmbedding, results: rounded }, null, 2)}\n`)
 const r = rounded
-const md = `# In-database inference with pgml_compat (${date})
+const md = `# In-database inference with pgml_compat (${date}${LOADED ? ', loaded machine' : ''})
 
-${machine}. Embedding: ${TEXTS} texts of 20–80 words, fixture model ${MODEL}. Prediction: ${ROWS} rows, 2 features, a linear regression and an xgboost regressor (its defaults: 100 trees of depth ≤ 6).
+${machine}. \`PGML_KIT_BENCH_DATABASE_URL=... ${LOADED ? 'BENCH_LOAD=1 ' : ''}npx tsx bench/in-database.ts\`
+
+## Embedding
+
+${TEXTS} texts of 20–80 words per round (Zipf-distributed words of a 68k-word vocabulary, some capitalised or followed by punctuation; new texts every round), ${ROUNDS} rounds, the three paths interleaved within each round (their order rotated). Medians of the rounds; the ratios are per round (median, min–max).
+
+| model | pgml.embed(text[]), 32 a call | pgml.embed per row (set-based SELECT) | Node embedder (onnxruntime), 32 a batch | batch / Node | per row / batch |
+|---|---:|---:|---:|---:|---:|
+${roundedEmbedding.map((e) => `| ${e.model} | ${e.rowsPerSecond.db_batch32} | ${e.rowsPerSecond.db_per_row} | ${e.rowsPerSecond.node} | ${e.batchOverNode.median}× (${e.batchOverNode.min}–${e.batchOverNode.max}) | ${e.perRowOverBatch.median} (${e.perRowOverBatch.min}–${e.perRowOverBatch.max}) |`).join('\n')}
+
+Rows per second.
+
+## Prediction
+
+${ROWS} rows, 2 features, a linear regression and an xgboost regressor (its defaults: 100 trees of depth ≤ 6).
 
 | what | rows/s |
 |---|---:|
-| pgml.embed, one call per row (SELECT pgml.embed(model, t) FROM ...) | ${r.embed_single_rows_per_s} |
-| pgml.embed(text[]), batches of 32 | ${r.embed_batch32_rows_per_s} |
-| Node embedder (onnxruntime), batches of 32 | ${r.embed_node_onnxruntime_rows_per_s} |
-| pgml.predict per row, linear regression (SELECT pgml.predict(p, ARRAY[a, b]) FROM items) | ${r.predict_linear_per_row_rows_per_s} |
-| the same with PostgreSQL's default parallel plan (2 workers, each importing Python and the model) | ${r.predict_linear_per_row_parallel_workers_rows_per_s} |
+| pgml.predict per row, linear regression, PostgreSQL's default plan (parallel workers allowed) | ${r.predict_linear_per_row_default_plan_rows_per_s} |
+| the same, serial plan (max_parallel_workers_per_gather = 0) | ${r.predict_linear_per_row_serial_plan_rows_per_s} |
+| pgml.predict per row, linear regression (serial) | ${r.predict_linear_per_row_rows_per_s} |
 | pgml.predict_batch, linear regression, one call over a 2-D array | ${r.predict_batch_linear_rows_per_s} |
 | pgml.predict per row, xgboost (100 trees) | ${r.predict_xgboost_per_row_rows_per_s} |
 | pgml.predict_batch, xgboost | ${r.predict_batch_xgboost_rows_per_s} |
 | pull rows into Node, predict there (same linear model in JS) | ${r.predict_pull_into_node_rows_per_s} |
 | predict_batch's query shape alone, no prediction (array_agg(ARRAY[a, b] ORDER BY id), unnest) | ${r.batch_query_shape_without_prediction_rows_per_s} |
 
-Per-row / batch: linear ${(r.predict_linear_per_row_rows_per_s! / r.predict_batch_linear_rows_per_s!).toFixed(2)}, xgboost ${(r.predict_xgboost_per_row_rows_per_s! / r.predict_batch_xgboost_rows_per_s!).toFixed(3)}. predict_batch / pulling into Node (linear): ${(r.predict_batch_linear_rows_per_s! / r.predict_pull_into_node_rows_per_s!).toFixed(2)}×. Cold start (first prediction in a new connection: Python imports and loading the model): ${r.cold_start_first_predict_ms} ms.
+Default plan / serial: ${(r.predict_linear_per_row_default_plan_rows_per_s! / r.predict_linear_per_row_serial_plan_rows_per_s!).toFixed(2)}. Per-row / batch: linear ${(r.predict_linear_per_row_rows_per_s! / r.predict_batch_linear_rows_per_s!).toFixed(2)}, xgboost ${(r.predict_xgboost_per_row_rows_per_s! / r.predict_batch_xgboost_rows_per_s!).toFixed(3)}. predict_batch / pulling into Node (linear): ${(r.predict_batch_linear_rows_per_s! / r.predict_pull_into_node_rows_per_s!).toFixed(2)}×.
+
+## Cold start
+
+The first call in a new connection (PL/Python loads pgml_compat, imports what the call needs, loads the model), median of 3: pgml.embed ${r.cold_start_first_embed_ms} ms, pgml.predict of a linear model ${r.cold_start_first_predict_ms} ms, of an xgboost model ${r.cold_start_first_predict_xgboost_ms} ms.
 `
-await writeFile(new URL('./results/in-database.md', import.meta.url), md)
+await writeFile(new URL(`./results/${OUT}.md`, import.meta.url), md)
 process.stdout.write(md)

@@ -13,9 +13,11 @@ if (python.includes('$pgml_compat_source$') || python.includes('$pgml_compat_fun
 const versionInPython = /^VERSION = '([^']+)'/m.exec(python)?.[1]
 if (versionInPython !== version) throw new Error(`pgml_compat.py VERSION ${versionInPython} differs from the control file's ${version}`)
 
-// Every PL/Python function starts by loading the module into GD once per backend.
+// Every PL/Python function starts by loading the module into GD once per backend — again when the
+// one loaded is another version's (a backend that had loaded the previous version before ALTER
+// EXTENSION UPDATE replaced these functions).
 const boot = `m = GD.get('pgml_compat')
-if m is None:
+if m is None or m.VERSION != '${version}':
     import types
     m = types.ModuleType('pgml_compat')
     exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
@@ -82,11 +84,36 @@ const render = (template) => template
 // upgrade alike, pgml_compat--0.1.0.sql, pgml_compat--0.1.0--0.2.0.sql, ... — stay exactly as they
 // were released (a database may be created at, then updated from, any of them), so they are not
 // rendered again: they embed the Python module of their own version.
-const outputs = [[`${dir}pgml_compat--${version}.sql`, render(readFileSync(`${dir}sql/pgml_compat.sql.in`, 'utf8'))]]
+const install = render(readFileSync(`${dir}sql/pgml_compat.sql.in`, 'utf8'))
+const outputs = [[`${dir}pgml_compat--${version}.sql`, install]]
+
+/** The statements of a script: split on semicolons outside quotes, dollar quotes and comments. */
+function statements(sql) {
+  const out = []
+  let start = 0
+  for (let i = 0; i < sql.length; i++) {
+    const rest = sql.slice(i)
+    if (rest.startsWith('--')) { i = sql.indexOf('\n', i); if (i < 0) break; continue }
+    if (sql[i] === "'") { i = sql.indexOf("'", i + 1); while (sql[i + 1] === "'") i = sql.indexOf("'", i + 2); continue }
+    const tag = /^\$[A-Za-z_]*\$/.exec(rest)?.[0]
+    if (tag) { i = sql.indexOf(tag, i + tag.length) + tag.length - 1; continue }
+    if (sql[i] === ';') { out.push(sql.slice(start, i + 1).trim()); start = i + 1 }
+  }
+  return out
+}
+// Every PL/Python function of this version, to be created again by the upgrade: its body (the boot
+// code above) is what makes a backend that loaded the previous version load this one.
+const installStatements = statements(install.replace(/^\\echo .*$/m, '')).map((st) => st.replace(/^(?:[ \t]*--[^\n]*\n|[ \t]*\n)+/, ''))
+const replacePlpython = [
+  ...installStatements.filter((st) => st.startsWith('CREATE FUNCTION ') && /LANGUAGE plpython3u/.test(st))
+    .map((st) => st.replace(/^CREATE FUNCTION /, 'CREATE OR REPLACE FUNCTION ')),
+  // CREATE OR REPLACE resets what the install script set on them afterwards (SECURITY DEFINER since 0.3.0): set again.
+  ...installStatements.filter((st) => st.startsWith('ALTER FUNCTION ') && !changes040.includes(st)),
+].join('\n\n')
 for (const name of readdirSync(`${dir}sql`)) {
   const match = /^upgrade-(.+)--(.+)\.sql\.in$/.exec(name)
   if (match && match[2] !== version) throw new Error(`${name} upgrades to ${match[2]}, not to this version ${version}: a released upgrade script is not rendered again; remove its template`)
-  if (match) outputs.push([`${dir}pgml_compat--${match[1]}--${match[2]}.sql`, render(readFileSync(`${dir}sql/${name}`, 'utf8'))])
+  if (match) outputs.push([`${dir}pgml_compat--${match[1]}--${match[2]}.sql`, render(readFileSync(`${dir}sql/${name}`, 'utf8')).replace('{{REPLACE_PLPYTHON_FUNCTIONS}}', () => replacePlpython)])
 }
 let outdated = false
 for (const [target, sql] of outputs) {

@@ -888,7 +888,8 @@ def _metrics(task, estimator, x_test, y_test):
         # How well separated the held-out rows' clusters are (silhouette, in [-1, 1]); none with one cluster.
         scores = {'score_time': score_time}
         if 1 < len(np.unique(y_hat)) < len(y_hat):
-            scores['silhouette'] = float(metrics.silhouette_score(x_test, y_hat))
+            # On a sample of at most 10,000 rows: the score is quadratic in the rows.
+            scores['silhouette'] = float(metrics.silhouette_score(x_test, y_hat, sample_size=min(len(y_hat), 10_000), random_state=0))
         return scores
     if task == 'regression':
         return {'r2': float(metrics.r2_score(y_test, y_hat)), 'mean_absolute_error': float(metrics.mean_absolute_error(y_test, y_hat)),
@@ -934,6 +935,11 @@ def _interrupt_flags():
             import ctypes
             server = ctypes.CDLL(None)
             flags = (ctypes.c_int.in_dll(server, 'QueryCancelPending'), ctypes.c_int.in_dll(server, 'ProcDiePending'))
+            try:
+                # PostgreSQL 17's transaction_timeout sets a flag of its own.
+                flags += (ctypes.c_int.in_dll(server, 'TransactionTimeoutPending'),)
+            except ValueError:
+                pass
         except (OSError, ValueError, AttributeError):
             flags = ()
         _module_cache['interrupt_flags'] = flags
@@ -961,10 +967,11 @@ def _interruptible(plpy, what, fit):
     target = threading.get_ident()
 
     def watch():
+        # Raised again every 50 ms while the flag stays set: an exception that lands where Python
+        # discards it (a ctypes callback, a finaliser) must not let the fit run on.
         while not stop.wait(0.05):
-            if flags[0].value or flags[1].value:
+            if any(f.value for f in flags):
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_Interrupted))
-                return
 
     # The watcher must not receive the server's signals (its handlers belong to the backend's
     # thread): it starts with every signal blocked.
@@ -974,22 +981,32 @@ def _interruptible(plpy, what, fit):
         watcher.start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    interrupted = False
+    interrupted = [False]
+
+    def settle():
+        # Stop the watcher and clear an exception it raised that was not delivered yet. One may land
+        # anywhere up to the clearing call (the watcher raises until it sees `stop`): absorb it and
+        # go round again; once the watcher has ended and the pending one is cleared, none is left.
+        while True:
+            try:
+                stop.set()
+                watcher.join()
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
+                return
+            except _Interrupted:
+                interrupted[0] = True
+
     result = None
     try:
-        try:
-            result = fit()
-        finally:
-            stop.set()
-            watcher.join()
-            # The watcher has ended: clear an exception it raised that has not been delivered yet.
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), None)
+        result = fit()
     except _Interrupted:
-        interrupted = True
-    if interrupted or flags[0].value or flags[1].value:
+        interrupted[0] = True
+    finally:
+        settle()
+    if interrupted[0] or any(f.value for f in flags):
         # Any statement checks for interrupts: PostgreSQL raises the cancel or ends the backend.
         plpy.execute('SELECT 1')
-        if interrupted:
+        if interrupted[0]:
             raise plpy.Error('%s was interrupted' % what)
     return result
 
@@ -1098,7 +1115,7 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
     else:
         _interruptible(plpy, 'pgml.train', lambda: estimator.fit(x_train, y_train))
     fit_time = time.perf_counter() - started
-    scores = _metrics(task, estimator, x_test, y_test)
+    scores = _interruptible(plpy, 'pgml.train', lambda: _metrics(task, estimator, x_test, y_test))
     scores['fit_time'] = fit_time
     if search_results is not None:
         scores['search_results'] = json.loads(json.dumps(search_results, default=lambda v: v.item() if hasattr(v, 'item') else str(v)))
@@ -1115,7 +1132,7 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
         'search_params': search_params, 'search_args': search_args, 'automatic_deploy': bool(automatic_deploy),
         # The estimator pickled on its own (a prediction that does not need it never imports its
         # library), and the per-row path as plain data (see _fast_spec).
-        'artifact': {'estimator_bytes': pickle.dumps(estimator), 'fast_spec': _fast_spec(estimator, pre, x.shape[1]),
+        'artifact': {'estimator_bytes': pickle.dumps(estimator), 'fast_spec': _interruptible(plpy, 'pgml.train', lambda: _fast_spec(estimator, pre, x.shape[1])),
                      'preprocessor': pre.state(), 'features': feature_names, 'num_features': x.shape[1],
                      'task': task, 'classes': classes, 'pgml_compat': VERSION},
     }
@@ -1445,7 +1462,10 @@ def _artifact(plpy, model_id):
             spec = cached['fast_spec']  # stored by 0.4.0 and later: the estimator stays pickled until needed
         else:
             spec = _fast_spec(cached['estimator'], cached['preprocessor'], cached['num_features'])
-        cached['fast'] = _fast_predictor(spec, cached['num_features'])
+        try:
+            cached['fast'] = _fast_predictor(spec, cached['num_features'])
+        except Exception:  # a stored path that does not build here: the estimator serves
+            cached['fast'] = None
         _artifacts[model_id] = cached
     return cached
 
@@ -1482,10 +1502,32 @@ def _forest(trees, width):
 
     for i, tree in enumerate(trees):
         emit(tree, 1, i)
+        if len(lines) > _FOREST_LINES_MAX:
+            raise ValueError('a forest of more than %d nodes is predicted by xgboost itself' % _FOREST_LINES_MAX)
     lines.append('    return (%s,)' % ', '.join('t%d' % i for i in range(len(trees))))
     namespace = {}
     exec(compile('\n'.join(lines), '<xgboost forest>', 'exec'), namespace)
     return namespace['forest']
+
+
+# Compiling costs about 12 µs a node, once per backend: above this, xgboost's own predict serves.
+_FOREST_LINES_MAX = 400_000
+
+
+def _expf():
+    """The C library's expf, as xgboost calls it (numpy's float32 exp can differ in the last bit)."""
+    fn = _module_cache.get('expf')
+    if fn is None:
+        try:
+            import ctypes
+            import ctypes.util
+            expf = ctypes.CDLL(ctypes.util.find_library('m') or 'libm.so.6').expf
+            expf.restype, expf.argtypes = ctypes.c_float, [ctypes.c_float]
+            fn = expf
+        except (OSError, AttributeError):
+            fn = lambda v: float(np.float32(math.exp(v)))
+        _module_cache['expf'] = fn
+    return fn
 
 
 def _margins_fn(forest, rounds, groups):
@@ -1514,6 +1556,9 @@ def _xgboost_spec(estimator, width):
     objective = config['learner']['objective']['name']
     if objective not in ('reg:squarederror', 'binary:logistic', 'multi:softprob'):
         return None
+    missing = getattr(estimator, 'missing', np.nan)
+    if not (isinstance(missing, float) and math.isnan(missing)):
+        return None  # a value other than NaN that xgboost treats as missing: its own predict serves
     classes = int(config['learner']['learner_model_param'].get('num_class', '0') or 0)
     groups = classes if objective == 'multi:softprob' else 1
     trees = [json.loads(t) for t in booster.get_dump(dump_format='json')]
@@ -1535,26 +1580,53 @@ def _xgboost_spec(estimator, width):
                 stack.extend(node['children'])
     probe = probe.astype(np.float32)
     reference = np.asarray(booster.inplace_predict(probe, predict_type='margin'), dtype=np.float32).reshape(64, groups)
-    # The base margin of each class (base_score in margin space, as xgboost rounded it): the float32
-    # value nearest to what the probes imply for which every probe's margin comes out exactly.
+    # The base margin of each class: first what the configuration's base_score gives in margin space
+    # (identity, or the logit as xgboost computes it in float32), then the float32 values next to
+    # what the probes imply, one step at a time. A base found by the walk must be the only one that
+    # fits (a base near 0 is absorbed by the first tree's leaf: the probes cannot pin it).
     leaves = np.stack([np.asarray(forest(array('f', row)), dtype=np.float32).reshape(rounds, groups) for row in probe])  # (64, rounds, groups)
     implied = (reference.astype(np.float64) - leaves.astype(np.float64).sum(axis=1)).mean(axis=0)
+    configured = []
+    try:
+        text = str(config['learner']['learner_model_param'].get('base_score', '')).strip('[]')
+        for value in [float(v) for v in text.split(',') if v.strip()][:1]:
+            configured.append(np.float32(value))
+            if 0 < value < 1:
+                f = np.float32(value)
+                configured.append(np.float32(-np.log(np.float32(1) / f - np.float32(1))))
+                configured.append(np.float32(-math.log(1.0 / value - 1.0)))
+    except (TypeError, ValueError, KeyError):
+        pass
     base = np.empty(groups, dtype=np.float32)
     for g in range(groups):
         table = np.empty((rounds + 1, len(probe)), dtype=np.float32)
         table[1:] = leaves[:, :, g].T
-        start_bits = int(np.float32(implied[g]).view(np.int32))
-        for offset in [0] + [sign * k for k in range(1, 257) for sign in (1, -1)]:
-            table[0] = np.int32(start_bits + offset).view(np.float32)
-            if np.array_equal(np.add.accumulate(table, axis=0)[-1], reference[:, g]):
-                base[g] = table[0, 0]
-                break
-        else:
-            return None
+
+        def fits(candidate):
+            table[0] = candidate
+            return bool(np.array_equal(np.add.accumulate(table, axis=0)[-1], reference[:, g]))
+        found = next((c for c in configured if fits(c)), None)
+        if found is None:
+            up = down = np.float32(implied[g])
+            walk = [up]
+            for _ in range(256):
+                up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(-np.inf))
+                walk += [up, down]
+            found = next((c for c in walk if np.isfinite(c) and fits(c)), None)
+            if found is None or fits(np.nextafter(found, np.float32(np.inf))) or fits(np.nextafter(found, np.float32(-np.inf))):
+                return None
+        base[g] = found
     if not all(np.array_equal(margins(row, base), ref) for row, ref in zip(probe, reference)):
         return None
     labels = [float(c) for c in getattr(estimator, 'classes_', range(max(classes, 2)))]
-    return {'kind': 'xgboost', 'objective': objective, 'groups': groups, 'trees': trees, 'base': [float(b) for b in base], 'labels': labels}
+    spec = {'kind': 'xgboost', 'objective': objective, 'groups': groups, 'trees': trees, 'base': [float(b) for b in base], 'labels': labels}
+    if objective != 'reg:squarederror':
+        # The classes too, against the estimator's own predict: on the probes, and on rows whose
+        # margins sit at the decision boundary (the float32 sigmoid and softmax decide there).
+        predictor = _xgboost_predictor(spec, width)
+        if [predictor(row) for row in probe] != [float(v) for v in estimator.predict(probe)]:
+            return None
+    return spec
 
 
 def _xgboost_predictor(spec, width):
@@ -1566,20 +1638,24 @@ def _xgboost_predictor(spec, width):
     if spec['objective'] == 'reg:squarederror':
         return lambda x: float(margins(x, base)[0])
     one = np.float32(1)
+    expf = _expf()
     if spec['objective'] == 'binary:logistic':
-        # XGBClassifier.predict: the probability as xgboost computes it (1 / (expf(-m) + 1), in
-        # float32), then > 0.5 — not the margin's sign, which differs for margins within 1e-7 of 0.
+        # XGBClassifier.predict: the probability as xgboost computes it (1 / (expf(-m) + 1) in
+        # float32, with the C library's expf), then > 0.5 — not the margin's sign, which differs for
+        # margins within about 1e-7 of 0.
         def binary(x):
             m = margins(x, base)[0]
-            return labels[1] if one / (np.exp(np.minimum(-m, np.float32(88.7))) + one) > 0.5 else labels[0]
+            return labels[1] if one / (np.float32(expf(float(min(-m, np.float32(88.7))))) + one) > np.float32(0.5) else labels[0]
         return binary
 
     def multiclass(x):
-        # Softmax as xgboost computes it in float32, then the first largest probability (np.argmax).
+        # xgboost's Softmax: expf of each margin less the largest (float32), summed in double, each
+        # divided by the sum as float32; then the first largest probability (np.argmax).
         m = margins(x, base)
-        e = np.exp(m - m.max())
-        total = np.add.accumulate(e)[-1]
-        return labels[int(np.argmax(e / total))]
+        top = m.max()
+        e = [np.float32(expf(float(np.float32(v - top)))) for v in m]
+        total = np.float32(sum(float(v) for v in e))
+        return labels[int(np.argmax(np.asarray([v / total for v in e], dtype=np.float32)))]
     return multiclass
 
 
@@ -1819,6 +1895,361 @@ JOIN pgml.deployed_models dm ON dm.name = p.name
 JOIN pgml.models m ON m.id = dm.id
 LEFT JOIN pgml.snapshots s ON s.id = m.snapshot_id;
 GRANT SELECT ON pgml.deployed_models, pgml.trained_models, pgml.overview TO pgml_trainer;
+
+-- Every PL/Python function again: their boot code loads this version's module in a backend that
+-- had loaded 0.3.0's before the update (it kept using it, and failed on models trained since).
+CREATE OR REPLACE FUNCTION pgml.version() RETURNS text
+LANGUAGE plpython3u IMMUTABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return 'pgml_compat ' + m.VERSION
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.embed(transformer text, "text" text, kwargs jsonb DEFAULT '{}') RETURNS real[]
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.embed(plpy, transformer, text, kwargs)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.embed(transformer text, inputs text[], kwargs jsonb DEFAULT '{}') RETURNS SETOF real[]
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.embed_batch(plpy, transformer, inputs, kwargs)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.normalize_l2(vector real[]) RETURNS real[]
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.normalize_l2(vector)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.train(
+  project_name text, task text DEFAULT NULL, relation_name text DEFAULT NULL, y_column_name text DEFAULT NULL,
+  algorithm pgml.algorithm DEFAULT 'linear', hyperparams jsonb DEFAULT '{}', search pgml.search DEFAULT NULL,
+  search_params jsonb DEFAULT '{}', search_args jsonb DEFAULT '{}', test_size real DEFAULT 0.25,
+  test_sampling pgml.sampling DEFAULT 'stratified', runtime pgml.runtime DEFAULT NULL, automatic_deploy boolean DEFAULT true,
+  materialize_snapshot boolean DEFAULT false, preprocess jsonb DEFAULT '{}',
+  caller_search_path text DEFAULT pg_catalog.current_setting('search_path'))
+RETURNS TABLE(project text, task text, algorithm text, deployed boolean)
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
+               test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.load_dataset(source text, subset text DEFAULT NULL, "limit" bigint DEFAULT NULL, kwargs jsonb DEFAULT '{}')
+RETURNS TABLE(table_name text, "rows" bigint)
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.load_dataset(plpy, source, subset, limit, kwargs)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features real[]) RETURNS real[]
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict_proba(plpy, None, features, model_id=model_id)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml._predict_batch(project_name text, features bytea) RETURNS real[]
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict_batch_binary(plpy, project_name, features)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict_batch(model_id bigint, features real[]) RETURNS real[]
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict_batch(plpy, None, features, model_id=model_id)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml._predict_model_row(model_id bigint, "row" jsonb) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+import json
+return m.predict(plpy, None, json.loads(row), model_id=model_id)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.train_joint(project_name text, task text DEFAULT NULL, relation_name text DEFAULT NULL, y_column_name text[] DEFAULT NULL,
+  algorithm pgml.algorithm DEFAULT 'linear', hyperparams jsonb DEFAULT '{}', search pgml.search DEFAULT NULL,
+  search_params jsonb DEFAULT '{}', search_args jsonb DEFAULT '{}', test_size real DEFAULT 0.25,
+  test_sampling pgml.sampling DEFAULT 'stratified', runtime pgml.runtime DEFAULT NULL, automatic_deploy boolean DEFAULT true,
+  materialize_snapshot boolean DEFAULT false, preprocess jsonb DEFAULT '{}') RETURNS TABLE(project text, task text, algorithm text, deployed boolean)
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('train_joint')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.predict_joint(project_name text, features real[]) RETURNS real[]
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('predict_joint')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.predict_joint(model_id bigint, features real[]) RETURNS real[]
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('predict_joint')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.decompose(project_name text, vector real[]) RETURNS real[]
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('decompose')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.transform(task jsonb, args jsonb DEFAULT '{}', inputs text[] DEFAULT ARRAY[]::text[], cache boolean DEFAULT false) RETURNS jsonb
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('transform')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.transform(task text, args jsonb DEFAULT '{}', inputs text[] DEFAULT ARRAY[]::text[], cache boolean DEFAULT false) RETURNS jsonb
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('transform')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.transform(task jsonb, args jsonb DEFAULT '{}', inputs jsonb[] DEFAULT ARRAY[]::jsonb[], cache boolean DEFAULT false) RETURNS jsonb
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('transform')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.transform(task text, args jsonb DEFAULT '{}', inputs jsonb[] DEFAULT ARRAY[]::jsonb[], cache boolean DEFAULT false) RETURNS jsonb
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('transform')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.transform_stream(task jsonb, args jsonb DEFAULT '{}', input text DEFAULT '', cache boolean DEFAULT false) RETURNS SETOF jsonb
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('transform_stream')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.transform_stream(task text, args jsonb DEFAULT '{}', input text DEFAULT '', cache boolean DEFAULT false) RETURNS SETOF jsonb
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('transform_stream')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.chunk(splitter text, text text, kwargs jsonb DEFAULT '{}') RETURNS TABLE(chunk_index bigint, chunk text)
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('chunk')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.rank(transformer text, query text, documents text[], kwargs jsonb DEFAULT '{}') RETURNS TABLE(corpus_id bigint, score double precision, text text)
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ plpy.execute("SELECT pgml._not_supported('rank')") $$;
+
+CREATE OR REPLACE FUNCTION pgml.deploy(model_id bigint) RETURNS TABLE(project text, strategy text, algorithm text)
+LANGUAGE plpython3u VOLATILE STRICT SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.deploy_model(plpy, model_id)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.deploy(project_name text, strategy pgml.strategy, algorithm pgml.algorithm DEFAULT NULL)
+RETURNS TABLE(project text, strategy text, algorithm text)
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.deploy_strategy(plpy, project_name, strategy, algorithm)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features real[]) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict(plpy, project_name, features)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features double precision[]) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict(plpy, project_name, features)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features integer[]) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict(plpy, project_name, features)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features bigint[]) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict(plpy, project_name, features)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features smallint[]) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict(plpy, project_name, features)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features boolean[]) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict(plpy, project_name, features)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features real[]) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict(plpy, None, features, model_id=model_id)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml._predict_row(project_name text, "row" jsonb) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+import json
+return m.predict(plpy, project_name, json.loads(row))
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features real[]) RETURNS real[]
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.predict_proba(plpy, project_name, features)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml._add_model_key() RETURNS integer
+LANGUAGE plpython3u VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+import os
+return plpy.execute(plpy.prepare('INSERT INTO pgml._model_keys (key) VALUES ($1) RETURNING id', ['bytea']), [os.urandom(32)])[0]['id']
+$$;
+
+CREATE OR REPLACE FUNCTION pgml._record_training(token text) RETURNS boolean
+LANGUAGE plpython3u VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.record_training(plpy, token)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml.sign_model(model_id bigint) RETURNS boolean
+LANGUAGE plpython3u VOLATILE STRICT SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.4.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.sign_model(plpy, model_id)
+$$;
+
+ALTER FUNCTION pgml.deploy(bigint) SECURITY DEFINER;
+
+ALTER FUNCTION pgml.deploy(text, pgml.strategy, pgml.algorithm) SECURITY DEFINER;
+
+ALTER FUNCTION pgml.load_dataset(text, text, bigint, jsonb) SECURITY DEFINER;
 
 -- Changed in 0.4.0: part of the install script and of the 0.3.0 → 0.4.0 upgrade.
 

@@ -275,7 +275,7 @@ $f$`)
       expect(rollback!.algorithm).toBe(best.algorithm)
       expect(await query(`SELECT * FROM pgml.deploy('prices', 'best_score', 'ridge')`)).toEqual([{ project: 'prices', strategy: 'best_score', algorithm: 'ridge' }])
 
-      await expect(query(`SELECT * FROM pgml.train('prices', algorithm => 'kmeans')`)).rejects.toThrow(/does not support algorithm 'kmeans' for regression; supported: linear, xgboost/)
+      await expect(query(`SELECT * FROM pgml.train('prices', algorithm => 'kmeans')`)).rejects.toThrow(/does not support algorithm 'kmeans' for regression \(only for clustering, as in PostgresML\); supported: linear, xgboost/)
       await expect(query(`SELECT * FROM pgml.train('nope')`)).rejects.toThrow(/give its task/)
     })
   })

@@ -223,6 +223,25 @@ describe('PostgresML conformance of pgml_compat', () => {
     }
   })
 
+  it('a connection that loaded the 0.3.0 module before ALTER EXTENSION UPDATE runs 0.4.0 after it, and predicts with models trained since', async () => {
+    db = await server.create()
+    await db.query(`CREATE EXTENSION pgml_compat VERSION '0.3.0' CASCADE`)
+    await db.query(`CREATE TABLE d AS SELECT i::real AS x, (2 * i)::real AS y FROM generate_series(1, 50) i`)
+    const pooled = new pg.Client({ connectionString: db.url })
+    await pooled.connect()
+    try {
+      // A pooled connection: its backend has 0.3.0's module in PL/Python's GD.
+      expect((await pooled.query(`SELECT pgml.version() AS v`)).rows).toEqual([{ v: 'pgml_compat 0.3.0' }])
+      await db.query(`ALTER EXTENSION pgml_compat UPDATE`)
+      // A model stored in 0.4.0's format (the estimator pickled apart, the per-row path as data).
+      await db.query(`SELECT * FROM pgml.train('p', 'regression', 'd', 'y', 'linear')`)
+      expect((await pooled.query(`SELECT pgml.version() AS v`)).rows).toEqual([{ v: 'pgml_compat 0.4.0' }])
+      expect((await pooled.query(`SELECT pgml.predict('p', ARRAY[3]::real[]) AS p`)).rows[0].p).toBeCloseTo(6, 3)
+    } finally {
+      await pooled.end()
+    }
+  })
+
   it('declares the prediction functions IMMUTABLE, and has PostgresML\'s overloads', async () => {
     await withCompat(async (query) => {
       const functions = await query<{ sig: string; volatile: string }>(`SELECT p.oid::regprocedure::text AS sig, p.provolatile AS volatile FROM pg_proc p

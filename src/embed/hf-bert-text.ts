@@ -52,6 +52,7 @@ const isWhitespace = decided((cp) => inRanges(HF_WHITESPACE, cp))
 const keptWhole = decided((cp) => !inRanges(HF_DECOMPOSABLE, cp) && String.fromCodePoint(cp).normalize('NFD') !== String.fromCodePoint(cp))
 
 const PRINTABLE_ASCII = /^[\x20-\x7e]*$/
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
 
 export interface BertNormalizerOptions {
   readonly cleanText: boolean
@@ -80,6 +81,8 @@ function nfd(text: string): string {
 export function normalizeBert(text: string, options: BertNormalizerOptions): string {
   // Printable ASCII: nothing to clean, strip or space out; lowercase is the same everywhere.
   if (PRINTABLE_ASCII.test(text)) return options.lowercase ? text.toLowerCase() : text
+  // A lone surrogate (a JavaScript string can hold one) is U+FFFD in UTF-8, as Hugging Face and the database see it.
+  text = text.replace(LONE_SURROGATE, '\ufffd')
   let out = ''
   for (const ch of text) {
     const cp = ch.codePointAt(0)!

@@ -14,7 +14,8 @@ export function exhaustiveTexts(): string[] {
     if (/\p{Cn}/u.test(c)) continue
     texts.push(c, `a${c}b`, `Σ${c}Σ`)
   }
-  texts.push('ΟΔΟΣ ΟΔΟΣ. ΣΑΣ', 'ΚΑΛΗΜΕΡΑ ΣΑΣ', 'İSTANBUL ıstanbul', 'ǅemal Ǆ', 'ΑΣ.', 'Σ')
+  // Casing in context (Greek final sigma, Turkish dotted I, titlecase digraphs); lone surrogates (a JavaScript string can hold one; UTF-8 has U+FFFD there).
+  texts.push('ΟΔΟΣ ΟΔΟΣ. ΣΑΣ', 'ΚΑΛΗΜΕΡΑ ΣΑΣ', 'İSTANBUL ıstanbul', 'ǅemal Ǆ', 'ΑΣ.', 'Σ', 'a\ud800b', '\udc00', 'x\ud83dy')
   return texts
 }
 

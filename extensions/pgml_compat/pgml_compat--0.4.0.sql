@@ -343,12 +343,6 @@ class WordPieceTokenizer:
             words.append(current)
         return words
 
-    def _pre_tokenize(self, text):
-        words = []
-        for chunk in _HF_WHITESPACE.split(text):
-            words.extend(self._split_punctuation(chunk))
-        return words
-
     def _chunk_ids(self, chunk):
         """The ids of one whitespace-separated chunk of normalised text (punctuation split off, then
         word pieces), cached: words repeat, and the cache turns most of a text into dict lookups."""

@@ -29,7 +29,7 @@ export async function huggingFaceIds(tokenizerJson: string, texts: readonly stri
   return ids
 }
 
-/** The texts whose ids differ, as `U+XXXX in "…": got … expected …` (the first `limit`), and how many. */
+/** How many texts' ids differ, and the first `limit` of them as `U+0061 U+061D U+0062: got [ids], Hugging Face [ids]`. */
 export function differences(texts: readonly string[], got: readonly (readonly number[])[], expected: readonly (readonly number[])[], limit = 10): { count: number; first: string[] } {
   const first: string[] = []
   let count = 0

@@ -33,21 +33,12 @@ $$;`).join('\n\n')
 
 // PostgresML functions pgml_compat does not implement, with PostgresML's signatures (pgml-extension/src/api.rs).
 const notSupported = [
-  ['train_joint', `project_name text, task text DEFAULT NULL, relation_name text DEFAULT NULL, y_column_name text[] DEFAULT NULL,
-  algorithm pgml.algorithm DEFAULT 'linear', hyperparams jsonb DEFAULT '{}', search pgml.search DEFAULT NULL,
-  search_params jsonb DEFAULT '{}', search_args jsonb DEFAULT '{}', test_size real DEFAULT 0.25,
-  test_sampling pgml.sampling DEFAULT 'stratified', runtime pgml.runtime DEFAULT NULL, automatic_deploy boolean DEFAULT true,
-  materialize_snapshot boolean DEFAULT false, preprocess jsonb DEFAULT '{}'`, 'TABLE(project text, task text, algorithm text, deployed boolean)'],
-  ['predict_joint', 'project_name text, features real[]', 'real[]'],
-  ['predict_joint', 'model_id bigint, features real[]', 'real[]'],
-  ['decompose', 'project_name text, vector real[]', 'real[]'],
   ['transform', "task jsonb, args jsonb DEFAULT '{}', inputs text[] DEFAULT ARRAY[]::text[], cache boolean DEFAULT false", 'jsonb'],
   ['transform', "task text, args jsonb DEFAULT '{}', inputs text[] DEFAULT ARRAY[]::text[], cache boolean DEFAULT false", 'jsonb'],
   ['transform', "task jsonb, args jsonb DEFAULT '{}', inputs jsonb[] DEFAULT ARRAY[]::jsonb[], cache boolean DEFAULT false", 'jsonb'],
   ['transform', "task text, args jsonb DEFAULT '{}', inputs jsonb[] DEFAULT ARRAY[]::jsonb[], cache boolean DEFAULT false", 'jsonb'],
   ['transform_stream', "task jsonb, args jsonb DEFAULT '{}', input text DEFAULT '', cache boolean DEFAULT false", 'SETOF jsonb'],
   ['transform_stream', "task text, args jsonb DEFAULT '{}', input text DEFAULT '', cache boolean DEFAULT false", 'SETOF jsonb'],
-  ['chunk', "splitter text, text text, kwargs jsonb DEFAULT '{}'", 'TABLE(chunk_index bigint, chunk text)'],
   ['rank', "transformer text, query text, documents text[], kwargs jsonb DEFAULT '{}'", 'TABLE(corpus_id bigint, score double precision, text text)'],
 ]
 const notSupportedSql = notSupported.map(([name, args, returns]) => {
@@ -66,6 +57,68 @@ const predictRestricted = [
   'pgml.predict_proba(text, real[])', 'pgml.predict_proba(bigint, real[])',
 ].map((signature) => `ALTER FUNCTION ${signature} PARALLEL RESTRICTED;`).join('\n')
 const views040 = readFileSync(`${dir}sql/views-0.4.0.sql.in`, 'utf8').trimEnd()
+
+// PostgresML's vector functions and aggregates, for each of its element types (f32 and f64).
+const vectorFunctions = ['real', 'double precision'].map((t) => {
+  const fn = (name, args, returns, body) => `CREATE${name === 'normalize_l2' && t === 'real' ? ' OR REPLACE' : ''} FUNCTION pgml.${name}(${args}) RETURNS ${returns}
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ ${body} $$;`
+  const error = (name, message, type = `${t}[]`) => `pgml._vector_error('${name}', ${message})::${type}`
+  const nulls = (name, array, type = `${t}[]`) => `WHEN EXISTS (SELECT FROM pg_catalog.unnest(${array}) AS e(x) WHERE x IS NULL) THEN ${error(name, `'${array} has a NULL element'`, type)}`
+  // An array's elements, flattened in storage order (a multidimensional array as one vector).
+  const elements = (array) => `pg_catalog.unnest(${array}) WITH ORDINALITY AS u(v, i)`
+  const each = (name, arg, expr) => fn(name, `vector ${t}[], ${arg} ${t}`, `${t}[]`,
+    `SELECT CASE ${nulls(name, 'vector')} ELSE (SELECT coalesce(pg_catalog.array_agg(${expr} ORDER BY i), '{}') FROM ${elements('vector')}) END`)
+  const lengths = (name, other, type) => `WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(${other}) THEN ${error(name,
+    `pg_catalog.format('vector has %s elements and ${other} %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(${other}))`, type)}`
+  // Two arrays side by side (element i of each), in storage order.
+  const zipped = (other) => `ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(${other})) WITH ORDINALITY AS u(a, b, i)`
+  const pair = (name, other, returns, aggregate) => fn(name, `vector ${t}[], ${other} ${t}[]`, returns,
+    `SELECT CASE ${lengths(name, other, returns)} ${nulls(name, 'vector', returns)} ${nulls(name, other, returns)} ELSE (SELECT ${aggregate} FROM ${zipped(other)}) END`)
+  const norm = (name, aggregate) => fn(name, `vector ${t}[]`, t,
+    `SELECT CASE ${nulls(name, 'vector', t)} ELSE (SELECT ${aggregate} FROM ${elements('vector')}) END`)
+  const normalize = (name, aggregate) => fn(name, `vector ${t}[]`, `${t}[]`,
+    `SELECT CASE ${nulls(name, 'vector')} ELSE (SELECT coalesce(pg_catalog.array_agg(CASE WHEN n.norm = 0 THEN v ELSE v / n.norm END ORDER BY i), '{}')
+  FROM ${elements('vector')}, (SELECT ${aggregate} AS norm FROM pg_catalog.unnest(vector) AS w(v)) AS n) END`)
+  const sqrt = (x) => `pg_catalog.sqrt(${x})::${t}`
+  const accumulate = (name, combine, first = 'v') => `CREATE FUNCTION pgml._vector_${name}(state ${t}[], vector ${t}[]) RETURNS ${t}[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN vector IS NULL THEN state
+  ${nulls(name, 'vector')}
+  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(${first} ORDER BY i), '{}') FROM ${elements('vector')})
+  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('${name}', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::${t}[]
+  ELSE (SELECT pg_catalog.array_agg(${combine} ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+CREATE AGGREGATE pgml.${name}(${t}[]) (SFUNC = pgml._vector_${name}, STYPE = ${t}[], COMBINEFUNC = pgml._vector_${name}, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);`
+  return [
+    ...[['add', 'addend', '+'], ['subtract', 'subtahend', '-'], ['multiply', 'multiplicand', '*'], ['divide', 'dividend', '/']].flatMap(([name, arg, op]) => [
+      each(name, arg, `v ${op} ${arg}`),
+      pair(name, arg, `${t}[]`, `coalesce(pg_catalog.array_agg(a ${op} b ORDER BY i), '{}')`),
+    ]),
+    norm('norm_l0', `pg_catalog.count(*) FILTER (WHERE v <> 0)::${t}`),
+    norm('norm_l1', `coalesce(pg_catalog.sum(pg_catalog.abs(v)), 0)`),
+    norm('norm_l2', sqrt(`coalesce(pg_catalog.sum(v * v), 0)`)),
+    norm('norm_max', `coalesce(pg_catalog.max(pg_catalog.abs(v)), 0)`),
+    normalize('normalize_l1', 'pg_catalog.sum(pg_catalog.abs(v))'),
+    normalize('normalize_l2', sqrt('pg_catalog.sum(v * v)')),
+    normalize('normalize_max', 'pg_catalog.max(pg_catalog.abs(v))'),
+    pair('distance_l1', 'other', t, `coalesce(pg_catalog.sum(pg_catalog.abs(a - b)), 0)`),
+    pair('distance_l2', 'other', t, sqrt(`coalesce(pg_catalog.sum((a - b) * (a - b)), 0)`)),
+    pair('dot_product', 'other', t, `coalesce(pg_catalog.sum(a * b), 0)`),
+    // NaN for a zero vector, as PostgresML's 0/0.
+    pair('cosine_similarity', 'other', t, `CASE WHEN pg_catalog.sum(a * a) = 0 OR pg_catalog.sum(b * b) = 0 THEN 'NaN'::${t}
+  ELSE (pg_catalog.sum(a * b) / (pg_catalog.sqrt(pg_catalog.sum(a * a)) * pg_catalog.sqrt(pg_catalog.sum(b * b))))::${t} END`),
+    // Aggregates: NULL rows are skipped; no rows (or only NULLs) give an empty array.
+    `CREATE FUNCTION pgml._vector_final(state ${t}[]) RETURNS ${t}[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(state, '{}') $$;`,
+    accumulate('sum', 'a + b'),
+    accumulate('min', 'LEAST(a, b)'),
+    accumulate('max', 'GREATEST(a, b)'),
+    accumulate('min_abs', 'LEAST(a, pg_catalog.abs(b))', 'pg_catalog.abs(v)'),
+    accumulate('max_abs', 'GREATEST(a, pg_catalog.abs(b))', 'pg_catalog.abs(v)'),
+  ].join('\n\n')
+}).join('\n\n')
+const functions050 = readFileSync(`${dir}sql/functions-0.5.0.sql.in`, 'utf8').replace('{{VECTOR_FUNCTIONS}}', () => vectorFunctions)
 const changes040 = readFileSync(`${dir}sql/changes-0.4.0.sql.in`, 'utf8').replace('{{PREDICT_RESTRICTED}}', () => predictRestricted)
 
 // Replacer functions: a replacement string would give `$'`, `$&` and `$$` in the SQL special meanings.
@@ -73,6 +126,7 @@ const render = (template) => template
   .replace('{{FUNCTIONS_0_2_0}}', () => functions020.replace('{{NOT_SUPPORTED}}', () => notSupportedSql))
   .replace('{{SECURITY_0_3_0}}', () => security030)
   .replace('{{CHANGES_0_4_0}}', () => changes040)
+  .replace('{{FUNCTIONS_0_5_0}}', () => functions050)
   .replace('{{VIEWS}}', () => views040)
   .replaceAll('{{VERSION}}', () => version)
   .replaceAll('{{BOOT}}', () => boot)
@@ -104,11 +158,13 @@ function statements(sql) {
 // Every PL/Python function of this version, to be created again by the upgrade: its body (the boot
 // code above) is what makes a backend that loaded the previous version load this one.
 const installStatements = statements(install.replace(/^\\echo .*$/m, '')).map((st) => st.replace(/^(?:[ \t]*--[^\n]*\n|[ \t]*\n)+/, ''))
+// The functions new in this version are created by the upgrade as they are in the install script.
+const functions050Sql = render(functions050)
 const replacePlpython = [
-  ...installStatements.filter((st) => st.startsWith('CREATE FUNCTION ') && /LANGUAGE plpython3u/.test(st))
+  ...installStatements.filter((st) => st.startsWith('CREATE FUNCTION ') && /LANGUAGE plpython3u/.test(st) && !functions050Sql.includes(st))
     .map((st) => st.replace(/^CREATE FUNCTION /, 'CREATE OR REPLACE FUNCTION ')),
   // CREATE OR REPLACE resets what the install script set on them afterwards (SECURITY DEFINER since 0.3.0): set again.
-  ...installStatements.filter((st) => st.startsWith('ALTER FUNCTION ') && !changes040.includes(st)),
+  ...installStatements.filter((st) => st.startsWith('ALTER FUNCTION ')),
 ].join('\n\n')
 for (const name of readdirSync(`${dir}sql`)) {
   const match = /^upgrade-(.+)--(.+)\.sql\.in$/.exec(name)

@@ -84,6 +84,18 @@ describe('pgml_compat security: permission to train is not permission to be supe
     expect(p!.p).toBeCloseTo(24, 0)
     await expect(asApp(`SELECT * FROM pgml.train('x', 'regression', 'training.houses', 'price')`)).rejects.toThrow(/permission denied for function train/)
     await expect(asApp(`SELECT * FROM pgml.deploy(1)`)).rejects.toThrow(/permission denied for function deploy/)
+    // PostgresML's suite functions of 0.5.0 follow the same lines: train_joint and a decomposition
+    // for the trainer, predict_joint and decompose for any role, chunk and the vector functions need nothing.
+    expect(await asTrainer(`SELECT project, task, algorithm FROM pgml.train_joint('both', 'regression', 'training.houses', ARRAY['price', 'age'])`))
+      .toEqual([{ project: 'both', task: 'regression', algorithm: 'linear' }])
+    await asTrainer(`CREATE VIEW training.shapes AS SELECT size, age FROM training.houses`)
+    expect(await asTrainer(`SELECT project, task, algorithm FROM pgml.train('shapes', 'decomposition', 'training.shapes')`)).toEqual([{ project: 'shapes', task: 'decomposition', algorithm: 'pca' }])
+    const [app] = await asApp(`SELECT pgml.predict_joint('both', ARRAY[10]::real[]) AS j, pgml.decompose('shapes', ARRAY[10, 3]::real[]) AS d,
+      (SELECT count(*)::int FROM pgml.chunk('recursive_character', 'aa bb cc', '{"chunk_size": 3, "chunk_overlap": 0}')) AS c, pgml.dot_product(ARRAY[1, 2]::real[], ARRAY[3, 4]::real[]) AS dot`)
+    expect(app!.j).toHaveLength(2)
+    expect(app!.d).toHaveLength(2)
+    expect([app!.c, app!.dot]).toEqual([3, 11])
+    await expect(asApp(`SELECT * FROM pgml.train_joint('x', 'regression', 'training.houses', ARRAY['price', 'age'])`)).rejects.toThrow(/permission denied for function train_joint/)
 
     // The trainer writes nothing directly, reads no model bytes or keys, creates nothing in pgml.
     for (const sql of [
@@ -207,13 +219,20 @@ describe('pgml_compat security: permission to train is not permission to be supe
              coalesce((SELECT string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE r.rolname END, ',' ORDER BY 1)
                        FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a LEFT JOIN pg_roles r ON r.oid = a.grantee
                        WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner), 'owner only') AS execute
-      FROM pg_proc p WHERE p.pronamespace = 'pgml'::regnamespace ORDER BY 1`)
+      FROM pg_proc p WHERE p.pronamespace = 'pgml'::regnamespace AND p.prokind <> 'a' ORDER BY 1`)
     expect(functions.filter((f) => JSON.stringify(f.config) !== '["search_path=pg_catalog, pg_temp"]')).toEqual([])
+    // The vector aggregates (which cannot pin a search_path) run only functions that do.
+    const aggregates = await db.query<{ a: string; support: string[] }>(`SELECT a.aggfnoid::regprocedure::text AS a,
+        ARRAY(SELECT coalesce(array_to_string(p.proconfig, ','), '-') FROM pg_proc p WHERE p.oid IN (a.aggtransfn, a.aggcombinefn, a.aggfinalfn) ORDER BY p.oid) AS support
+      FROM pg_aggregate a JOIN pg_proc f ON f.oid = a.aggfnoid WHERE f.pronamespace = 'pgml'::regnamespace ORDER BY 1`)
+    expect(aggregates.map((a) => a.a).sort()).toEqual(['max', 'max_abs', 'min', 'min_abs', 'sum'].flatMap((n) => [`pgml.${n}(double precision[])`, `pgml.${n}(real[])`]).sort())
+    for (const a of aggregates) expect(a.support, a.a).toEqual(['search_path=pg_catalog, pg_temp', 'search_path=pg_catalog, pg_temp'])
     const definers = Object.fromEntries(functions.filter((f) => f.definer).map((f) => [f.f, f.execute]))
     const predict = Object.fromEntries(['real[]', 'double precision[]', 'integer[]', 'bigint[]', 'smallint[]', 'boolean[]'].map((t) => [`pgml.predict(text,${t})`, 'PUBLIC']))
     expect(definers).toEqual({
       // Read-only, for every role that may use schema pgml (an application role embeds and predicts).
-      'pgml.version()': 'PUBLIC', 'pgml.embed(text,text,jsonb)': 'PUBLIC', 'pgml.embed(text,text[],jsonb)': 'PUBLIC', 'pgml.normalize_l2(real[])': 'PUBLIC',
+      'pgml.version()': 'PUBLIC', 'pgml.embed(text,text,jsonb)': 'PUBLIC', 'pgml.embed(text,text[],jsonb)': 'PUBLIC',
+      'pgml.predict_joint(text,real[])': 'PUBLIC', 'pgml.predict_joint(bigint,real[])': 'PUBLIC', 'pgml.decompose(text,real[])': 'PUBLIC',
       ...predict, 'pgml.predict(bigint,real[])': 'PUBLIC', 'pgml._predict_row(text,jsonb)': 'PUBLIC', 'pgml._predict_model_row(bigint,jsonb)': 'PUBLIC',
       'pgml.predict_proba(text,real[])': 'PUBLIC', 'pgml.predict_proba(bigint,real[])': 'PUBLIC', 'pgml._predict_batch(text,bytea)': 'PUBLIC',
       'pgml.predict_batch(bigint,real[])': 'PUBLIC',
@@ -226,6 +245,7 @@ describe('pgml_compat security: permission to train is not permission to be supe
     const invokers = Object.fromEntries(functions.filter((f) => !f.definer && f.execute !== 'PUBLIC').map((f) => [f.f, f.execute]))
     expect(invokers).toEqual({
       'pgml.train(text,text,text,text,pgml.algorithm,jsonb,pgml.search,jsonb,jsonb,real,pgml.sampling,pgml.runtime,boolean,boolean,jsonb,text)': 'pgml_trainer',
+      'pgml.train_joint(text,text,text,text[],pgml.algorithm,jsonb,pgml.search,jsonb,jsonb,real,pgml.sampling,pgml.runtime,boolean,boolean,jsonb,text)': 'pgml_trainer',
       'pgml.sign_model(bigint)': 'owner only', 'pgml._add_model_key()': 'owner only',
     })
     // pgml's tables: nobody but the owner writes them; pgml_trainer reads what training needs.
@@ -286,7 +306,7 @@ describe('pgml_compat security: permission to train is not permission to be supe
       c.on('notice', (n) => notices.push(n.message ?? ''))
       await c.query('ALTER EXTENSION pgml_compat UPDATE')
     })
-    expect(await db.query(`SELECT extversion AS v FROM pg_extension WHERE extname = 'pgml_compat'`)).toEqual([{ v: '0.4.0' }])
+    expect(await db.query(`SELECT extversion AS v FROM pg_extension WHERE extname = 'pgml_compat'`)).toEqual([{ v: '0.5.0' }])
     expect(notices.join('\n')).toMatch(new RegExp(`1 stored model\\(s\\) were left unsigned, and pgml.predict refuses them: ${TRAINER} could write`))
     expect(await db.query(`SELECT has_table_privilege($1, 'pgml.files', 'INSERT') OR has_table_privilege($1, 'pgml.models', 'UPDATE')
       OR has_schema_privilege($1, 'pgml', 'CREATE') AS w`, [TRAINER])).toEqual([{ w: false }])

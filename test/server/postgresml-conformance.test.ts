@@ -197,7 +197,7 @@ describe('PostgresML conformance of pgml_compat', () => {
     })
   })
 
-  it('ALTER EXTENSION pgml_compat UPDATE brings a 0.1.0, a 0.2.0 and a 0.3.0 install to the same functions (volatility, parallel safety, settings, privileges), tables and privileges as a fresh install', async () => {
+  it('ALTER EXTENSION pgml_compat UPDATE brings a 0.1.0, 0.2.0, 0.3.0 and 0.4.0 install to the same functions (volatility, parallel safety, settings, privileges), tables and privileges as a fresh install', async () => {
     const state = async (query: Query) => ({
       functions: (await query<{ f: string }>(`SELECT p.oid::regprocedure::text || ' ' || p.provolatile::text || p.proparallel::text || p.prosecdef::text || coalesce(array_to_string(p.proconfig, ','), '-')
           || ' ' || coalesce(p.proacl::text, 'default') AS f
@@ -211,7 +211,7 @@ describe('PostgresML conformance of pgml_compat', () => {
     const fresh = await withCompat(state)
     expect(fresh.functions.length).toBeGreaterThan(30)
     expect(fresh.keys).toBe(1)
-    for (const from of ['0.1.0', '0.2.0', '0.3.0']) {
+    for (const from of ['0.1.0', '0.2.0', '0.3.0', '0.4.0']) {
       await db.close()
       db = await server.create()
       const upgraded = await db.session(async (query) => {
@@ -223,20 +223,25 @@ describe('PostgresML conformance of pgml_compat', () => {
     }
   })
 
-  it('a connection that loaded the 0.3.0 module before ALTER EXTENSION UPDATE runs 0.4.0 after it, and predicts with models trained since', async () => {
+  it('a connection that loaded the 0.4.0 module before ALTER EXTENSION UPDATE runs 0.5.0 after it, and predicts with models trained since', async () => {
     db = await server.create()
-    await db.query(`CREATE EXTENSION pgml_compat VERSION '0.3.0' CASCADE`)
+    await db.query(`CREATE EXTENSION pgml_compat VERSION '0.4.0' CASCADE`)
     await db.query(`CREATE TABLE d AS SELECT i::real AS x, (2 * i)::real AS y FROM generate_series(1, 50) i`)
     const pooled = new pg.Client({ connectionString: db.url })
     await pooled.connect()
     try {
-      // A pooled connection: its backend has 0.3.0's module in PL/Python's GD.
-      expect((await pooled.query(`SELECT pgml.version() AS v`)).rows).toEqual([{ v: 'pgml_compat 0.3.0' }])
-      await db.query(`ALTER EXTENSION pgml_compat UPDATE`)
-      // A model stored in 0.4.0's format (the estimator pickled apart, the per-row path as data).
-      await db.query(`SELECT * FROM pgml.train('p', 'regression', 'd', 'y', 'linear')`)
+      // A pooled connection: its backend has 0.4.0's module in PL/Python's GD.
       expect((await pooled.query(`SELECT pgml.version() AS v`)).rows).toEqual([{ v: 'pgml_compat 0.4.0' }])
+      await db.query(`ALTER EXTENSION pgml_compat UPDATE`)
+      // Models stored by 0.5.0 (a joint model's targets in its artifact).
+      await db.query(`SELECT * FROM pgml.train('p', 'regression', 'd', 'y', 'linear')`)
+      await db.query(`CREATE TABLE e AS SELECT i::real AS x, (2 * i)::real AS y, (3 * i)::real AS z FROM generate_series(1, 50) i`)
+      await db.query(`SELECT * FROM pgml.train_joint('j', 'regression', 'e', ARRAY['y', 'z'], 'linear')`)
+      expect((await pooled.query(`SELECT pgml.version() AS v`)).rows).toEqual([{ v: 'pgml_compat 0.5.0' }])
       expect((await pooled.query(`SELECT pgml.predict('p', ARRAY[3]::real[]) AS p`)).rows[0].p).toBeCloseTo(6, 3)
+      const joint = (await pooled.query(`SELECT pgml.predict_joint('j', ARRAY[3]::real[]) AS p`)).rows[0].p as number[]
+      expect(joint[0]).toBeCloseTo(6, 3)
+      expect(joint[1]).toBeCloseTo(9, 3)
     } finally {
       await pooled.end()
     }
@@ -381,8 +386,8 @@ describe('PostgresML conformance of pgml_compat', () => {
         CREATE VIEW t_null AS SELECT x, CASE WHEN x::int % 5 = 0 THEN NULL ELSE y END AS y_null FROM t;
         CREATE VIEW t_text AS SELECT x, y::text AS y_text FROM t`)
       await expect(query(`SELECT pgml.transform('text-classification', inputs => ARRAY['I love it'])`)).rejects.toThrow(/pgml.transform is not supported by pgml_compat/)
-      await expect(query(`SELECT * FROM pgml.train_joint('j', 'regression', 't', ARRAY['x', 'y'])`)).rejects.toThrow(/pgml.train_joint is not supported by pgml_compat/)
-      await expect(query(`SELECT * FROM pgml.chunk('recursive_character', 'some text')`)).rejects.toThrow(/pgml.chunk is not supported by pgml_compat/)
+      await expect(query(`SELECT * FROM pgml.rank('cross-encoder/ms-marco-MiniLM-L-6-v2', 'q', ARRAY['a', 'b'])`)).rejects.toThrow(/pgml.rank is not supported by pgml_compat/)
+      await expect(query(`SELECT * FROM pgml.transform_stream('text-generation', input => 'x')`)).rejects.toThrow(/pgml.transform_stream is not supported by pgml_compat/)
       await expect(query(`SELECT * FROM pgml.train('p', 'classification', 't_null', 'y_null')`)).rejects.toThrow(/label column y_null is NULL in 10 of 50 rows/)
       await expect(query(`SELECT * FROM pgml.train('p', 'classification', 't_text', 'y_text')`)).rejects.toThrow(/label column 'y_text' is text; pgml_compat learns numeric or boolean labels/)
       await expect(query(`SELECT * FROM pgml.train('p', 'classification', 't', 'y', hyperparams => '{"bogus": 1}')`)).rejects.toThrow(/hyperparams bogus is not a parameter of linear \(LogisticRegression\); its parameters: C, /)

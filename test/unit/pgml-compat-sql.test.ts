@@ -15,9 +15,9 @@ describe('the pgml_compat install script', () => {
   })
 
   it('parses with the PostgreSQL parser (after the psql guard line), install and upgrade scripts', async () => {
-    const sql = await readFile(join(ROOT, 'extensions/pgml_compat/pgml_compat--0.4.0.sql'), 'utf8')
+    const sql = await readFile(join(ROOT, 'extensions/pgml_compat/pgml_compat--0.5.0.sql'), 'utf8')
     expect(parseStatements(sql.replace(/^\\echo .*$/m, ''))).toBeGreaterThan(30)
-    const upgrade = await readFile(join(ROOT, 'extensions/pgml_compat/pgml_compat--0.3.0--0.4.0.sql'), 'utf8')
+    const upgrade = await readFile(join(ROOT, 'extensions/pgml_compat/pgml_compat--0.4.0--0.5.0.sql'), 'utf8')
     expect(parseStatements(upgrade.replace(/^\\echo .*$/m, ''))).toBeGreaterThan(10)
   })
 
@@ -30,7 +30,7 @@ describe('the pgml_compat install script', () => {
       await chmod(fake, 0o755)
       const result = await installPgmlCompat({ pgConfig: fake })
       expect(result.extensionDir).toBe(join(dir, 'share', 'extension'))
-      expect((await readdir(result.extensionDir)).sort()).toEqual(['pgml_compat--0.1.0--0.2.0.sql', 'pgml_compat--0.1.0.sql', 'pgml_compat--0.2.0--0.3.0.sql', 'pgml_compat--0.2.0.sql', 'pgml_compat--0.3.0--0.4.0.sql', 'pgml_compat--0.3.0.sql', 'pgml_compat--0.4.0.sql', 'pgml_compat.control'])
+      expect((await readdir(result.extensionDir)).sort()).toEqual(['pgml_compat--0.1.0--0.2.0.sql', 'pgml_compat--0.1.0.sql', 'pgml_compat--0.2.0--0.3.0.sql', 'pgml_compat--0.2.0.sql', 'pgml_compat--0.3.0--0.4.0.sql', 'pgml_compat--0.3.0.sql', 'pgml_compat--0.4.0--0.5.0.sql', 'pgml_compat--0.4.0.sql', 'pgml_compat--0.5.0.sql', 'pgml_compat.control'])
       // …and the models pgml-kit ships, where pgml_compat.models_dir can point.
       expect(result.modelsDir).toBe(join(dir, 'share', 'pgml_compat', 'models'))
       expect((await readdir(join(result.modelsDir, 'pgml-kit', 'wordnet-static-128', 'onnx')))).toEqual(['model.onnx'])

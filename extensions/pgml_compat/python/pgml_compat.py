@@ -21,7 +21,7 @@ import unicodedata
 
 import numpy as np
 
-VERSION = '0.4.0'
+VERSION = '0.5.0'
 
 # ---------------------------------------------------------------------------------------------
 # Models directory
@@ -554,6 +554,10 @@ def _embed_kwargs(plpy, kwargs):
         raise plpy.Error('pgml_compat.embed: kwargs must be a JSON object, got %r' % kwargs)
     if not isinstance(options, dict):
         raise plpy.Error('pgml_compat.embed: kwargs must be a JSON object such as \'{"normalize_embeddings": true}\', got %s' % kwargs)
+    if 'instruction' in options:
+        # PostgresML hands INSTRUCTOR models (hkunlp/instructor-*) to the InstructorEmbedding library with this.
+        raise plpy.Error('pgml_compat.embed: kwargs instruction is for INSTRUCTOR models, which PostgresML runs with the InstructorEmbedding '
+                         'library; pgml_compat does not have it (it is not packaged for Debian) and runs BERT-family models only')
     unknown = set(options) - set(EMBED_KWARGS)
     if unknown:
         raise plpy.Error('pgml_compat.embed: unsupported kwargs %s (supported: %s)' % (', '.join(sorted(unknown)), ', '.join(EMBED_KWARGS)))
@@ -605,10 +609,169 @@ def embed_batch(plpy, transformer, inputs, kwargs):
     return [[float(x) for x in v] for v in vectors]
 
 
-def normalize_l2(vector):
-    v = np.asarray(vector, dtype=np.float64)
-    norm = np.linalg.norm(v)
-    return [float(x) for x in (v / norm if norm > 0 else v)]
+# ---------------------------------------------------------------------------------------------
+# Text splitters (pgml.chunk)
+#
+# PostgresML's pgml.chunk calls LangChain's text splitters (langchain-text-splitters 0.3, the
+# version its requirements pin). The same algorithm here, without LangChain (not packaged for
+# Debian): the text is cut at the first separator of the list that occurs in it, pieces shorter
+# than chunk_size are merged back up to chunk_size (joined by the separator, or by nothing when the
+# separator is kept on the pieces), carrying up to chunk_overlap characters of the previous chunk
+# into the next, and a piece too long is cut again with the next separators. Lengths are counted
+# in characters (Python's len, code points), as LangChain's default length function does.
+
+
+# The separators of LangChain's language splitters. Its MarkdownTextSplitter, LatexTextSplitter and
+# PythonCodeTextSplitter match them literally (they do not set is_separator_regex), so "\n#{1,6} "
+# is a literal string there too; RecursiveCharacterTextSplitter.from_language would treat them as
+# patterns, which pgml.chunk never does.
+_SPLITTER_SEPARATORS = {
+    'recursive_character': ['\n\n', '\n', ' ', ''],
+    'markdown': ['\n#{1,6} ', '```\n', '\n\\*\\*\\*+\n', '\n---+\n', '\n___+\n', '\n\n', '\n', ' ', ''],
+    'latex': ['\n\\\\chapter{', '\n\\\\section{', '\n\\\\subsection{', '\n\\\\subsubsection{', '\n\\\\begin{enumerate}',
+              '\n\\\\begin{itemize}', '\n\\\\begin{description}', '\n\\\\begin{list}', '\n\\\\begin{quote}', '\n\\\\begin{quotation}',
+              '\n\\\\begin{verse}', '\n\\\\begin{verbatim}', '\n\\\begin{align}', '$$', '$', ' ', ''],
+    'python': ['\nclass ', '\ndef ', '\n\tdef ', '\n\n', '\n', ' ', ''],
+}
+# LangChain splitters that need a library Debian does not package (and, for nltk, data downloaded at run time).
+_SPLITTERS_NOT_INSTALLED = {'nltk': 'NLTK and its punkt data', 'spacy': 'spaCy and a spaCy pipeline'}
+_SPLITTER_ARGS = {
+    'character': ('chunk_size', 'chunk_overlap', 'keep_separator', 'strip_whitespace', 'add_start_index', 'separator', 'is_separator_regex'),
+    'recursive_character': ('chunk_size', 'chunk_overlap', 'keep_separator', 'strip_whitespace', 'add_start_index', 'separators', 'is_separator_regex'),
+}
+
+
+class _Splitter:
+    def __init__(self, kind, args):
+        defaults = {'chunk_size': 4000, 'chunk_overlap': 200, 'strip_whitespace': True, 'is_separator_regex': False,
+                    # LangChain's CharacterTextSplitter drops its separator by default; the recursive ones keep it at the start of a piece.
+                    'keep_separator': kind != 'character'}
+        # The language splitters (markdown, latex, python) take their separators from the list above.
+        allowed = _SPLITTER_ARGS.get(kind, _SPLITTER_ARGS['recursive_character'][:5] + ('is_separator_regex',))
+        unknown = sorted(set(args) - set(allowed))
+        if unknown:
+            raise TrainError('pgml.chunk: splitter %r takes %s; not %s' % (kind, ', '.join(allowed), ', '.join(unknown)))
+        options = dict(defaults, **args)
+        for name in ('chunk_size', 'chunk_overlap'):
+            if isinstance(options[name], bool) or not isinstance(options[name], int):
+                raise TrainError('pgml.chunk: %s must be a whole number, got %s' % (name, json.dumps(options[name])))
+        if options['chunk_size'] < 1:
+            raise TrainError('pgml.chunk: chunk_size must be 1 or more, got %d' % options['chunk_size'])
+        if options['chunk_overlap'] < 0 or options['chunk_overlap'] > options['chunk_size']:
+            raise TrainError('pgml.chunk: chunk_overlap must be between 0 and chunk_size (%d), got %d' % (options['chunk_size'], options['chunk_overlap']))
+        if options['keep_separator'] not in (True, False, 'start', 'end'):
+            raise TrainError('pgml.chunk: keep_separator must be true, false, "start" or "end", got %s' % json.dumps(options['keep_separator']))
+        if kind == 'character':
+            separators = [options.get('separator', '\n\n')]
+        else:
+            separators = options.get('separators') or _SPLITTER_SEPARATORS[kind]
+        if not isinstance(separators, list) or not all(isinstance(x, str) for x in separators):
+            raise TrainError('pgml.chunk: %s must be %s' % (('separator', 'a string') if kind == 'character' else ('separators', 'an array of strings')))
+        self.kind, self.size, self.overlap = kind, options['chunk_size'], options['chunk_overlap']
+        self.keep, self.strip, self.regex = options['keep_separator'], bool(options['strip_whitespace']), bool(options['is_separator_regex'])
+        self.separators = separators
+        if self.regex:
+            for pattern in separators:
+                try:
+                    re.compile(pattern)
+                except re.error as error:
+                    raise TrainError('pgml.chunk: separator %s is not a valid regular expression (%s)' % (json.dumps(pattern), error))
+
+    def _pattern(self, separator):
+        return separator if self.regex else re.escape(separator)
+
+    def _pieces(self, text, separator):
+        """The text cut at the separator (a pattern), the separator kept at the start or end of a piece, or dropped."""
+        if not separator:
+            return [ch for ch in text]
+        if not self.keep:
+            parts = re.split(separator, text)
+        else:
+            cut = re.split('(%s)' % separator, text)  # text, sep, text, sep, ..., text
+            texts, seps = cut[0::2], cut[1::2]
+            if self.keep == 'end':
+                parts = [t + s for t, s in zip(texts, seps)] + [texts[-1]]
+            else:
+                parts = [texts[0]] + [s + t for s, t in zip(seps, texts[1:])]
+        return [p for p in parts if p != '']
+
+    def _join(self, pieces, separator):
+        text = separator.join(pieces)
+        if self.strip:
+            text = text.strip()
+        return text or None
+
+    def _merge(self, pieces, separator):
+        """Pieces merged into chunks of at most chunk_size (one piece longer than that stays whole),
+        each chunk starting with up to chunk_overlap characters of the one before."""
+        gap = len(separator)
+        chunks, window, total = [], [], 0
+        for piece in pieces:
+            n = len(piece)
+            if window and total + n + gap > self.size:
+                chunk = self._join(window, separator)
+                if chunk is not None:
+                    chunks.append(chunk)
+                while window and (total > self.overlap or total + n + gap > self.size):
+                    total -= len(window[0]) + (gap if len(window) > 1 else 0)
+                    window.pop(0)
+            window.append(piece)
+            total += n + (gap if len(window) > 1 else 0)
+        chunk = self._join(window, separator)
+        if chunk is not None:
+            chunks.append(chunk)
+        return chunks
+
+    def split(self, text):
+        if self.kind == 'character':
+            separator = self.separators[0]
+            return self._merge(self._pieces(text, self._pattern(separator)), '' if self.keep else separator)
+        return self._recursive(text, self.separators)
+
+    def _recursive(self, text, separators):
+        chosen, rest = separators[-1], []
+        for i, separator in enumerate(separators):
+            if separator == '':
+                chosen = separator
+                break
+            if re.search(self._pattern(separator), text):
+                chosen, rest = separator, separators[i + 1:]
+                break
+        joiner = '' if self.keep else chosen
+        chunks, short = [], []
+        for piece in self._pieces(text, self._pattern(chosen)):
+            if len(piece) < self.size:
+                short.append(piece)
+                continue
+            if short:
+                chunks.extend(self._merge(short, joiner))
+                short = []
+            chunks.extend(self._recursive(piece, rest) if rest else [piece])
+        if short:
+            chunks.extend(self._merge(short, joiner))
+        return chunks
+
+
+def chunk(plpy, splitter, text, kwargs):
+    """pgml.chunk(splitter, text, kwargs): (chunk_index from 1, chunk) rows, as PostgresML's."""
+    if splitter in _SPLITTERS_NOT_INSTALLED:
+        raise plpy.Error('pgml.chunk: splitter %r needs %s, which this server does not have; splitters: %s'
+                         % (splitter, _SPLITTERS_NOT_INSTALLED[splitter], ', '.join(['character'] + sorted(_SPLITTER_SEPARATORS))))
+    if splitter != 'character' and splitter not in _SPLITTER_SEPARATORS:
+        raise plpy.Error('pgml.chunk: unknown splitter %r; splitters: %s' % (splitter, ', '.join(['character'] + sorted(_SPLITTER_SEPARATORS))))
+    try:
+        args = json.loads(kwargs) if kwargs else {}
+    except ValueError:
+        raise plpy.Error('pgml.chunk: kwargs must be a JSON object')
+    if not isinstance(args, dict):
+        raise plpy.Error('pgml.chunk: kwargs must be a JSON object such as \'{"chunk_size": 1000, "chunk_overlap": 200}\', got %s' % kwargs)
+    if text is None:
+        return []
+    try:
+        pieces = _Splitter(splitter, args).split(text)
+    except TrainError as error:
+        raise plpy.Error(str(error))
+    return [(i + 1, piece) for i, piece in enumerate(pieces)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,11 +818,31 @@ ALGORITHMS = {
     'mini_batch_kmeans': {'clustering': ('sklearn.cluster', 'MiniBatchKMeans', {})},
     'birch': {'clustering': ('sklearn.cluster', 'Birch', {})},
     'affinity_propagation': {'clustering': ('sklearn.cluster', 'AffinityPropagation', {})},
+    # Decomposition (no label; pgml.decompose gives a row's components, pgml.predict its first).
+    'pca': {'decomposition': ('sklearn.decomposition', 'PCA', {})},
 }
 # Algorithms of pgml.algorithm whose library the server does not have (not packaged for Debian).
 NOT_INSTALLED = {'lightgbm': 'LightGBM', 'catboost': 'CatBoost'}
-SUPPORTED = {task: [a for a, tasks in ALGORITHMS.items() if task in tasks] for task in ('regression', 'classification', 'clustering')}
-KEY_METRIC = {'regression': 'r2', 'classification': 'f1', 'clustering': 'silhouette'}
+SUPPORTED = {task: [a for a, tasks in ALGORITHMS.items() if task in tasks] for task in ('regression', 'classification', 'clustering', 'decomposition')}
+KEY_METRIC = {'regression': 'r2', 'classification': 'f1', 'clustering': 'silhouette', 'decomposition': 'cumulative_explained_variance'}
+# Tasks that learn without a label: every column of the relation is a feature.
+UNSUPERVISED = ('clustering', 'decomposition')
+# The default algorithm of an unsupervised task, given for pgml.train's default ('linear'), as PostgresML does.
+DEFAULT_ALGORITHM = {'clustering': 'kmeans', 'decomposition': 'pca'}
+# Regressors PostgresML fits one per target in a joint model (scikit-learn's MultiOutputRegressor):
+# those that learn one target at a time. The others learn all the targets together.
+_ONE_TARGET_AT_A_TIME = ('bayesian_ridge', 'automatic_relevance_determination', 'stochastic_gradient_descent', 'passive_aggressive',
+                         'theil_sen', 'huber', 'quantile', 'svm', 'nu_svm', 'linear_svm', 'ada_boost', 'gradient_boosting_trees',
+                         'hist_gradient_boosting')
+
+
+def _joint_estimator(algorithm, estimator):
+    """The estimator of a joint (multi-target) regression: as it is where it learns several targets
+    at once, else one copy per target."""
+    if algorithm in _ONE_TARGET_AT_A_TIME:
+        from sklearn.multioutput import MultiOutputRegressor
+        return MultiOutputRegressor(estimator)
+    return estimator
 
 
 def _estimator(plpy, task, algorithm, hyperparams):
@@ -743,6 +926,8 @@ def _flatten(value):
 
 def _load_dataset(plpy, relation_name, y_columns, columns):
     features = [c for c in columns if c['name'] not in y_columns]
+    if not features:
+        raise plpy.Error('pgml.train: relation %s has no feature columns (every column is a label: %s)' % (relation_name, ', '.join(y_columns)))
     for name in y_columns:
         label = next(c for c in columns if c['name'] == name)
         if label['category'] not in ('N', 'B'):
@@ -867,8 +1052,15 @@ def _metrics(task, estimator, x_test, y_test):
     log_loss from the class probabilities where the model gives them."""
     from sklearn import metrics
     started = time.perf_counter()
+    if task == 'decomposition':
+        # As PostgresML: the share of the variance the components keep (of the rows they were fitted on).
+        estimator.transform(x_test)
+        return {'cumulative_explained_variance': float(np.sum(estimator.explained_variance_ratio_)), 'score_time': time.perf_counter() - started}
     y_hat = estimator.predict(x_test)
     score_time = time.perf_counter() - started
+    if task == 'regression' and np.ndim(y_test) == 2:
+        # A joint model: PostgresML scores every target's predictions as one sequence (row by row).
+        y_test, y_hat = np.asarray(y_test).reshape(-1), np.asarray(y_hat).reshape(-1)
     if task == 'clustering':
         # How well separated the held-out rows' clusters are (silhouette, in [-1, 1]); none with one cluster.
         scores = {'score_time': score_time}
@@ -1005,8 +1197,26 @@ def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyp
         raise plpy.Error(str(error))
 
 
+def train_joint(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
+                test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path=None):
+    """pgml.train_joint: a regression of several label columns at once (y_column_name text[]);
+    pgml.predict_joint gives every target of a row."""
+    if y_column_name is not None:
+        if not y_column_name or any(name is None for name in y_column_name):
+            raise plpy.Error('pgml.train_joint: y_column_name must name one or more label columns, got %r' % (y_column_name,))
+        duplicated = sorted(set(n for n in y_column_name if y_column_name.count(n) > 1))
+        if duplicated:
+            raise plpy.Error('pgml.train_joint: y_column_name names %s more than once' % ', '.join(duplicated))
+    try:
+        return _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
+                      test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path, joint=True)
+    except TrainError as error:
+        raise plpy.Error(str(error))
+
+
 def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
-           test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path):
+           test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path, joint=False):
+    function = 'pgml.train_joint' if joint else 'pgml.train'
     if runtime not in (None, 'python'):
         raise plpy.Error("pgml_compat runs the 'python' runtime only")
     hyperparams = _json_object(plpy, 'hyperparams', hyperparams)
@@ -1031,25 +1241,29 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
         project_id = None  # created by _record_training, with the model
     if task not in SUPPORTED:
         raise plpy.Error('pgml_compat trains tasks %s, not %r' % (', '.join(SUPPORTED), task))
-    clustering = task == 'clustering'
-    if clustering and algorithm == 'linear':
-        # pgml.train's default algorithm: PostgresML's documented clustering call gives none and gets k-means.
-        algorithm = 'kmeans'
+    if joint and task != 'regression':
+        raise plpy.Error('pgml.train_joint: a joint model is a regression of several label columns; project %r is a %s project' % (project_name, task))
+    unsupervised = task in UNSUPERVISED
+    if unsupervised and algorithm == 'linear':
+        # pgml.train's default algorithm: PostgresML's documented calls give none and get k-means or PCA.
+        algorithm = DEFAULT_ALGORITHM[task]
     _estimator(plpy, task, algorithm, hyperparams)  # validates the algorithm and its hyperparameters before any work
-    if clustering and search is not None:
-        raise plpy.Error('pgml.train: search is for regression and classification; a clustering has no label to score candidates on')
+    if unsupervised and search is not None:
+        raise plpy.Error('pgml.train: search is for regression and classification; a %s has no label to score candidates on' % task)
 
     if relation_name is not None:
-        if clustering and y_column_name is not None:
-            raise plpy.Error('pgml.train: a clustering learns without a label; drop y_column_name (every column of %s is a feature)' % relation_name)
-        if y_column_name is None and not clustering:
-            raise plpy.Error('pgml.train: y_column_name is required with relation_name')
+        if unsupervised and y_column_name is not None:
+            raise plpy.Error('pgml.train: a %s learns without a label; drop y_column_name (every column of %s is a feature)' % (task, relation_name))
+        if y_column_name is None and not unsupervised:
+            raise plpy.Error('%s: y_column_name is required with relation_name' % function)
+        y_columns = [] if y_column_name is None else list(y_column_name) if joint else [y_column_name]
         relation_name = resolve_relation(plpy, relation_name, caller_search_path)
         columns = _relation_columns(plpy, relation_name)
-        if not clustering and y_column_name not in [c['name'] for c in columns]:
-            raise plpy.Error('pgml.train: relation %r has no column %r' % (relation_name, y_column_name))
+        missing = [n for n in y_columns if n not in [c['name'] for c in columns]]
+        if missing:
+            raise plpy.Error('%s: relation %r has no column %r' % (function, relation_name, missing[0]))
         snapshot_id = None  # written by _record_training
-        snapshot = {'relation_name': relation_name, 'y_column_name': y_column_name, 'test_size': test_size, 'test_sampling': test_sampling,
+        snapshot = {'relation_name': relation_name, 'y_column_name': y_columns or None, 'test_size': test_size, 'test_sampling': test_sampling,
                     'columns': columns, 'materialized': bool(materialize_snapshot)}
     else:
         # A follow-up run: the project's last snapshot, with its test size and sampling, so every
@@ -1064,11 +1278,17 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
         # The stored name is resolved again as a name (never pasted into SQL as it is stored), and
         # read with the caller's privileges, like a first run.
         relation_name = resolve_relation(plpy, last[0]['relation_name'])
-        y_column_name = (last[0]['y_column_name'] or [None])[0]
+        y_columns = list(last[0]['y_column_name'] or [])
+        if len(y_columns) > 1 and not joint:
+            raise plpy.Error('pgml.train: project %r learns %d label columns at once (%s); train it with pgml.train_joint'
+                             % (project_name, len(y_columns), ', '.join(y_columns)))
         columns = json.loads(last[0]['columns'])
         test_size, test_sampling = last[0]['test_size'], last[0]['test_sampling']
+    y_column_name = ', '.join(y_columns)
 
-    x, y, feature_names = _load_dataset(plpy, relation_name, [] if y_column_name is None else [y_column_name], columns)
+    x, y, feature_names = _load_dataset(plpy, relation_name, y_columns, columns)
+    if joint and y.ndim == 1:
+        y = y.reshape(-1, 1)
     x_train, x_test, y_train, y_test = _split(x, y, test_size, test_sampling, task)
     pre = Preprocessor(plpy, preprocess, feature_names).fit(x_train)
     x_train, x_test = pre.transform(x_train), pre.transform(x_test)
@@ -1078,6 +1298,8 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
     if task == 'classification' and not np.all(np.equal(np.mod(y, 1), 0)):
         raise plpy.Error('pgml.train: classification labels must be whole numbers (class ids); %s has fractional values' % y_column_name)
     estimator = _estimator(plpy, task, algorithm, hyperparams)
+    if joint:
+        estimator = _joint_estimator(algorithm, estimator)
     started = time.perf_counter()
     chosen = dict(hyperparams)
     search_results = None
@@ -1119,7 +1341,7 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
         # library), and the per-row path as plain data (see _fast_spec).
         'artifact': {'estimator_bytes': pickle.dumps(estimator), 'fast_spec': _interruptible(plpy, 'pgml.train', lambda: _fast_spec(estimator, pre, x.shape[1])),
                      'preprocessor': pre.state(), 'features': feature_names, 'num_features': x.shape[1],
-                     'task': task, 'classes': classes, 'pgml_compat': VERSION},
+                     'task': task, 'classes': classes, 'pgml_compat': VERSION, 'targets': y_columns},
     }
     try:
         deployed = plpy.execute(plpy.prepare('SELECT pgml._record_training($1) AS deployed', ['text']), [token])[0]['deployed']
@@ -1153,8 +1375,8 @@ def record_training(plpy, token):
         snap = pending['snapshot']
         snapshot_id = plpy.execute(plpy.prepare(
             """INSERT INTO pgml.snapshots (relation_name, y_column_name, test_size, test_sampling, status, columns, materialized)
-               VALUES ($1, CASE WHEN $2 IS NULL THEN NULL ELSE ARRAY[$2] END, $3, $4::pgml.sampling, 'successful', $5::jsonb, $6) RETURNING id""",
-            ['text', 'text', 'real', 'text', 'text', 'bool']),
+               VALUES ($1, $2, $3, $4::pgml.sampling, 'successful', $5::jsonb, $6) RETURNING id""",
+            ['text', 'text[]', 'real', 'text', 'text', 'bool']),
             [snap['relation_name'], snap['y_column_name'], snap['test_size'], snap['test_sampling'], json.dumps(snap['columns']), snap['materialized']])[0]['id']
     model_id = plpy.execute(plpy.prepare(
         """INSERT INTO pgml.models (project_id, snapshot_id, num_features, algorithm, runtime, hyperparams, status, metrics, search, search_params, search_args)
@@ -1364,7 +1586,25 @@ def load_dataset(plpy, source, subset, limit, kwargs):
     if limit is not None:
         count = min(count, int(limit))
     table = 'pgml.%s' % _quote_ident(source)
-    plpy.execute('DROP TABLE IF EXISTS %s' % table)
+    # Loading again replaces the table and, as PostgresML does (DROP ... CASCADE), the views built
+    # on it — only those of roles the caller acts for: this runs as the extension's owner, and must
+    # not let a trainer drop another role's objects.
+    dependents = plpy.execute(plpy.prepare(
+        """SELECT DISTINCT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name, pg_catalog.pg_get_userbyid(c.relowner) AS owner,
+                  pg_catalog.pg_has_role(session_user, c.relowner, 'USAGE') AS mine
+           FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+           JOIN pg_catalog.pg_class c ON c.oid = r.ev_class JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = pg_catalog.to_regclass($1) AND c.oid <> d.refobjid
+           UNION
+           SELECT p.oid::pg_catalog.regprocedure::text, pg_catalog.pg_get_userbyid(p.proowner), pg_catalog.pg_has_role(session_user, p.proowner, 'USAGE')
+           FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+           WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = pg_catalog.to_regclass($1)""",
+        ['text']), [table])
+    foreign = ['%s (owned by %s)' % (r['name'], r['owner']) for r in dependents if not r['mine']]
+    if foreign:
+        raise plpy.Error('pgml.load_dataset: %s is loaded again by dropping it, and views of other roles depend on it: %s; '
+                         'they must drop them (or load the dataset as a role that may)' % (table, ', '.join(sorted(foreign))))
+    plpy.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
     plpy.execute('CREATE TABLE %s (%s)' % (table, ', '.join('%s %s' % (_quote_ident(n), t) for n, t in columns)))
     # load_dataset runs as the owner (pgml_trainer's members call it): scikit-learn's public
     # datasets are readable by every role that may use schema pgml, as in PostgresML.
@@ -1757,6 +1997,14 @@ def _row_features(plpy, artifact, row):
     return values
 
 
+def _outputs(artifact, x):
+    """Every output for the rows of x, one row each: a decomposition's components, a joint
+    model's targets, else the one prediction."""
+    estimator = _estimator_of(artifact)
+    y = estimator.transform(x) if artifact['task'] == 'decomposition' else estimator.predict(x)
+    return np.asarray(y, dtype=np.float64).reshape(x.shape[0], -1)
+
+
 def predict(plpy, project_name, features, model_id=None):
     artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
     if isinstance(features, dict):
@@ -1766,7 +2014,26 @@ def predict(plpy, project_name, features, model_id=None):
         flat = _flatten(features) if features and isinstance(features[0], list) else features
         if len(flat) == fast[0] and None not in flat:
             return fast[1](np.asarray(flat, dtype=np.float64) if fast[2] else flat)
-    return float(_estimator_of(artifact).predict(_matrix(plpy, artifact, features))[0])
+    # A joint model's first target, a decomposition's first component (as PostgresML's pgml.predict).
+    return float(_outputs(artifact, _matrix(plpy, artifact, features))[0, 0])
+
+
+def predict_joint(plpy, project_name, features, model_id=None):
+    """pgml.predict_joint: every target of a joint (multi-target) regression for one row."""
+    artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
+    if artifact['task'] != 'regression':
+        raise plpy.Error('pgml.predict_joint: %s is a %s model; predict_joint is for regressions (pgml.train_joint)'
+                         % ('project %r' % project_name if model_id is None else 'model %s' % model_id, artifact['task']))
+    return [float(v) for v in _outputs(artifact, _matrix(plpy, artifact, features))[0]]
+
+
+def decompose(plpy, project_name, vector):
+    """pgml.decompose: a row's components in the deployed decomposition (PCA) of the project."""
+    artifact = _deployed_artifact(plpy, project_name)
+    if artifact['task'] != 'decomposition':
+        raise plpy.Error('pgml.decompose: project %r is a %s project; decompose is for decomposition projects (pgml.train(..., \'decomposition\', ...))'
+                         % (project_name, artifact['task']))
+    return [float(v) for v in _outputs(artifact, _matrix(plpy, artifact, vector))[0]]
 
 
 def predict_proba(plpy, project_name, features, model_id=None):
@@ -1854,4 +2121,4 @@ def predict_batch(plpy, project_name, features, model_id=None):
             raise plpy.Error('pgml.predict_batch: %d values are not whole rows of %d features' % (x.size, width))
         x = x.reshape(-1, width)
     x = _check_missing(plpy, 'pgml.predict_batch', artifact, x)
-    return _estimator_of(artifact).predict(artifact['preprocessor'].transform(x)).astype(np.float64).tolist()
+    return _outputs(artifact, artifact['preprocessor'].transform(x))[:, 0].tolist()

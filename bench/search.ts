@@ -122,6 +122,8 @@ async function build(client: pg.Client, node: typeof hnswNode, name: string, wit
 
 interface OverheadRow {
   readonly efSearch: number | null
+  /** Hand-written SQL at its best: one connection of its own whose session has the setting, one round trip per search. */
+  readonly rawSession: { p50: number; p95: number }
   readonly raw: { p50: number; p95: number }
   readonly kysely: { p50: number; p95: number }
   readonly kit: { p50: number; p95: number }
@@ -130,24 +132,38 @@ interface OverheadRow {
   readonly pairedRatio: number
   /** Median of kit − raw, ms. */
   readonly pairedExtraMs: number
+  /** The same against rawSession. */
+  readonly pairedRatioSession: number
+  readonly pairedExtraMsSession: number
 }
 
-/** kit.search vs raw SQL (node-postgres) vs Kysely's sql template, same query, interleaved per query. */
+/**
+ * kit.search vs raw SQL (node-postgres: with a pooled connection and SET LOCAL in a transaction,
+ * and on a session of its own that holds the setting) vs Kysely's sql template, same query,
+ * interleaved per query.
+ */
 async function overhead(url: string, queries: readonly number[][], efSearch: number | null): Promise<OverheadRow> {
   const pool = new pg.Pool({ connectionString: url, max: 1 })
   const db = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool }) })
   const kit = createKit(config, { db, embedIn: 'local' })
   const text = `SELECT id, embedding <=> $1::vector(${DIMS}) AS distance FROM items ORDER BY embedding <=> $1::vector(${DIMS}) LIMIT 10`
-  const times = { raw: [] as number[], kysely: [] as number[], kit: [] as number[] }
+  const session = new pg.Client({ connectionString: url })
+  await session.connect()
+  if (efSearch !== null) await session.query(`SET hnsw.ef_search = ${efSearch}`)
+  const times = { rawSession: [] as number[], raw: [] as number[], kysely: [] as number[], kit: [] as number[] }
+  const VARIANTS = 4
   try {
     for (let i = 0; i < LATENCY_RUNS + 20; i += 1) {
       const q = queries[i % queries.length]!
       const literal = `[${q.join(',')}]`
-      // Each variant goes first, second and third equally often: the first query on a new vector pays for cold caches.
-      const order = [i % 3, (i + 1) % 3, (i + 2) % 3]
+      // Each variant goes first, second, ... equally often: the first query on a new vector pays for cold caches.
+      const order = Array.from({ length: VARIANTS }, (_, k) => (i + k) % VARIANTS)
       for (const which of order) {
         const start = performance.now()
-        if (which === 0) {
+        if (which === 3) {
+          await session.query(text, [literal])
+          if (i >= 20) times.rawSession.push(performance.now() - start)
+        } else if (which === 0) {
           const c = await pool.connect()
           try {
             if (efSearch === null) await c.query(text, [literal])
@@ -175,12 +191,14 @@ async function overhead(url: string, queries: readonly number[][], efSearch: num
     }
   } finally {
     await db.destroy()
+    await session.end()
   }
   const stats = (t: number[]) => ({ p50: round(percentile(t, 0.5)), p95: round(percentile(t, 0.95)) })
-  const result = { raw: stats(times.raw), kysely: stats(times.kysely), kit: stats(times.kit) }
-  const ratios = times.kit.map((k, i) => k / times.raw[i]!)
-  const extras = times.kit.map((k, i) => k - times.raw[i]!)
-  return { efSearch, ...result, kitOverP50: round(result.kit.p50 / result.raw.p50), pairedRatio: round(percentile(ratios, 0.5)), pairedExtraMs: round(percentile(extras, 0.5)) }
+  const result = { rawSession: stats(times.rawSession), raw: stats(times.raw), kysely: stats(times.kysely), kit: stats(times.kit) }
+  const paired = (base: number[]) => ({ ratio: round(percentile(times.kit.map((k, i) => k / base[i]!), 0.5)), extra: round(percentile(times.kit.map((k, i) => k - base[i]!), 0.5)) })
+  const vsRaw = paired(times.raw)
+  const vsSession = paired(times.rawSession)
+  return { efSearch, ...result, kitOverP50: round(result.kit.p50 / result.raw.p50), pairedRatio: vsRaw.ratio, pairedExtraMs: vsRaw.extra, pairedRatioSession: vsSession.ratio, pairedExtraMsSession: vsSession.extra }
 }
 
 async function run(target: Target, name: 'server' | 'embedded') {
@@ -193,6 +211,13 @@ async function run(target: Target, name: 'server' | 'embedded') {
     process.stderr.write(`[${name}] ${ROWS} rows generated in ${generateSeconds.toFixed(1)} s\n`)
     out.pgvector = (await client.query<{ v: string }>(`SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'`)).rows[0]?.v
 
+    if (process.env.BENCH_ONLY === 'overhead') {
+      // Only the builder's overhead (section 4), on an HNSW index built with the kit's settings.
+      await build(client, hnswNode, hnswNode!.name, true)
+      out.overhead = [await overhead(target.url, queries.tuning, null), await overhead(target.url, queries.tuning, 40)]
+      process.stderr.write(`[${name}] overhead: ${JSON.stringify(out.overhead)}\n`)
+      return
+    }
     // 1. Builds: defaults, then the kit's 'auto' settings (the index that stays).
     const defaults = await build(client, hnswNode, 'items_hnsw_defaults', false)
     await client.query('DROP INDEX items_hnsw_defaults')
@@ -235,6 +260,7 @@ async function run(target: Target, name: 'server' | 'embedded') {
     await client.query('DROP TABLE IF EXISTS items, bench_centers, bench_queries, bench_basis').catch(() => undefined)
     await client.end()
   }
+  if (process.env.BENCH_ONLY === 'overhead') return
   const file = new URL(`./results/search-${name}${ROWS === 100_000 ? '' : `-${ROWS}`}.json`, import.meta.url)
   await writeFile(file, `${JSON.stringify(out, null, 2)}\n`)
   process.stderr.write(`[${name}] wrote ${file.pathname}\n`)

@@ -1,5 +1,5 @@
 import {
-  CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, SelectQueryNode,
+  CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, QueryNode, SelectQueryNode, sql as kyselySql,
   type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type RootOperationNode, type TransactionSettings,
 } from 'kysely'
 import { CatalogProbe, DistanceOperator, QueryVector, effectiveSettings, settingsToApply, type SearchCapabilities } from './query-vector.js'
@@ -35,8 +35,9 @@ const STALE_CATALOG = new Set(['42703', '22000', '42883'])
  * A Kysely dialect that runs on connections borrowed from the application's own `Kysely<DB>`
  * (same pool, same driver). A query that carries a QueryVector gets its vector resolved first; if
  * it needs index settings (ef_search, probes, iterative scans) they are set with
- * `set_config(name, value, true)` — SET LOCAL — inside a transaction, so they never leak to other
- * queries on a pooled connection. A query that needs none runs as it is, in one round trip.
+ * `set_config(name, value, true)` — SET LOCAL — in the search's own statement (see `withSettings`),
+ * so a search is one round trip with or without settings, and its settings never outlive it on a
+ * pooled connection.
  */
 export class KitDialect implements Dialect {
   readonly #db: Kysely<unknown>
@@ -116,6 +117,23 @@ class KitQueryCompiler extends PostgresQueryCompiler {
 function current(compiled: CompiledQuery, catalog: CatalogCache): CompiledQuery {
   if (compiledFrom.get(compiled) === catalog.version) return compiled
   return new KitQueryCompiler(catalog).compileQuery(compiled.query, compiled.queryId)
+}
+
+/**
+ * The search with its settings applied by the statement itself: `WHERE (SELECT set_config(name,
+ * $n, true) ...) IS NOT NULL` on the outermost SELECT. The condition has no column in it, so
+ * PostgreSQL evaluates it once, as a one-time filter above the whole plan, before any scan starts
+ * (an index scan reads ef_search, probes and the iterative-scan settings when it starts); and
+ * `true` makes them local to the statement's transaction — outside an explicit one, the statement
+ * itself. One round trip, a plain parameterised statement (a driver may prepare it), nothing left
+ * behind on the connection. Null when the query is not a SELECT.
+ */
+function withSettings(compiled: CompiledQuery, settings: readonly (readonly [string, string])[], catalog: CatalogCache): CompiledQuery | null {
+  if (!SelectQueryNode.is(compiled.query)) return null
+  const assignments = settings.map(([name, value]) => kyselySql`pg_catalog.set_config(${name}, ${value}, true)`)
+  const gate = kyselySql`(SELECT pg_catalog.concat(${kyselySql.join(assignments)})) IS NOT NULL`
+  const gated = QueryNode.cloneWithWhere(compiled.query, gate.toOperationNode())
+  return new KitQueryCompiler(catalog).compileQuery(gated, compiled.queryId)
 }
 
 /** Whether the query's own rows are filtered (a `where` on the select that orders by distance). */
@@ -245,14 +263,18 @@ class KitConnection implements DatabaseConnection {
     // IVFFlat's iterative scan returns rows only nearly in distance order: sort the page again.
     const resort = effective.some((s, i) => s.iterativeScan === 'relaxed_order' && markers[i]!.index.method === 'ivfflat' && markers[i]!.settings.iterativeScan === undefined)
       && selectsDistance(compiled.query)
-    const sql = resort ? `SELECT * FROM (${compiled.sql}) AS pgml_kit_sorted ORDER BY "distance"` : compiled.sql
+    const sorted = (query: CompiledQuery) => (resort ? `SELECT * FROM (${query.sql}) AS pgml_kit_sorted ORDER BY "distance"` : query.sql)
 
-    const resolveAll = async () => {
+    const resolveAll = async (query: CompiledQuery) => {
       const resolved = new Map<QueryVector, string>()
       for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#runtime.resolve(marker, columnOf(marker), run))
-      return compiled.parameters.map((p) => (p instanceof QueryVector ? resolved.get(p) : p))
+      return query.parameters.map((p) => (p instanceof QueryVector ? resolved.get(p) : p))
     }
-    if (settings.length === 0) return this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
+    if (settings.length === 0) return this.#target().executeQuery<R>(CompiledQuery.raw(sorted(compiled), await resolveAll(compiled)))
+    // Outside a transaction: the settings in the search's own statement, one round trip.
+    const gated = this.inTransaction ? null : withSettings(compiled, settings, this.#runtime.catalog)
+    if (gated) return this.#target().executeQuery<R>(CompiledQuery.raw(sorted(gated), await resolveAll(gated)))
+    const sql = sorted(compiled)
 
     const assignments = settings.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(', ')
     if (this.inTransaction) {
@@ -261,7 +283,7 @@ class KitConnection implements DatabaseConnection {
       const names = settings.map(([name]) => name)
       const before = (await this.run(`SELECT ${names.map((n, i) => `pg_catalog.current_setting(${quoteLiteral(n)}, true) AS v${i}`).join(', ')}`)).rows[0] ?? {}
       await this.run(`SELECT ${assignments}`)
-      const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
+      const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll(compiled)))
       await this.run(`SELECT ${names.map((n, i) => {
         const value = before[`v${i}`] as string | null | undefined
         return value
@@ -275,7 +297,7 @@ class KitConnection implements DatabaseConnection {
     try {
       await this.#begin(assignments)
       try {
-        const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll()))
+        const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll(compiled)))
         await this.run('COMMIT')
         return result
       } catch (error) {

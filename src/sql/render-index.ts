@@ -145,8 +145,10 @@ export function renderBuildSettings(index: VectorIndexNode, column: BuildColumn)
   }
   if (build.memory !== null) reset.push('RESET maintenance_work_mem;')
   if (build.parallelWorkers === 'auto') {
-    assignments.push(`pg_catalog.set_config('max_parallel_maintenance_workers', least(pg_catalog.current_setting('max_parallel_workers')::int,
-           CASE WHEN r.n < 100000 THEN 0 ELSE least(7, r.n / 100000) END)::text, false) AS max_parallel_maintenance_workers`)
+    // One worker per 100,000 rows (at most 7, within max_parallel_workers), never fewer than the
+    // server's own setting: 'auto' only ever raises it, as it does memory.
+    assignments.push(`pg_catalog.set_config('max_parallel_maintenance_workers', greatest(pg_catalog.current_setting('max_parallel_maintenance_workers')::int,
+           least(pg_catalog.current_setting('max_parallel_workers')::int, least(7, r.n / 100000)))::text, false) AS max_parallel_maintenance_workers`)
   } else if (build.parallelWorkers !== null) {
     assignments.push(`pg_catalog.set_config('max_parallel_maintenance_workers', ${quoteLiteral(renderInteger(build.parallelWorkers))}, false) AS max_parallel_maintenance_workers`)
   }

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
+import { renderBuildSettings } from '../../src/sql/render-index.js'
 import type { IndexConfig } from '../../src/config/schema.js'
 import { checkIndex, checkIndexReconnecting, recordCheck } from '../../src/indexes/check.js'
 import { toConnector, type Connector } from '../../src/db/connect.js'
@@ -51,6 +52,23 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     // READ ONLY: a filter that writes is refused, and nothing changed.
     await expect(withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', where: `nextval('documents_id_seq') > 0`, grid: [1] })))
       .rejects.toThrow(/cannot execute nextval\(\) in a read-only transaction/)
+  })
+
+  it('build: \'auto\' never asks for fewer parallel workers or less memory than the server\'s own settings', async () => {
+    const config = await project([{ method: 'ivfflat', distance: 'l2', lists: 20, build: 'auto' }])
+    const column = config.state.embeddingColumns[0]!
+    const { set } = renderBuildSettings(config.state.indexes[0]!, { dimensions: column.model.dimensions, vectorType: column.vectorType })
+    const after = async (c: pg.Client) => {
+      for (const statement of set) await c.query(statement)
+      return (await c.query(`SELECT current_setting('max_parallel_maintenance_workers') AS workers, current_setting('maintenance_work_mem') AS memory`)).rows[0]
+    }
+    await withClient(async (c) => {
+      // 2,000 rows want no worker and little memory: the server's (or the session's) settings stay.
+      const defaults = (await c.query(`SELECT current_setting('max_parallel_maintenance_workers') AS workers`)).rows[0]
+      expect(await after(c)).toEqual({ workers: defaults.workers, memory: '64MB' })
+      await c.query(`SET max_parallel_maintenance_workers = 3; SET maintenance_work_mem = '200MB'`)
+      expect(await after(c)).toEqual({ workers: '3', memory: '200MB' })
+    })
   })
 
   it('a connection lost in the middle of a check: measured again from the start on a new connection, and kept', async () => {

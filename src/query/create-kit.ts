@@ -4,6 +4,7 @@ import { toVectorLiteral } from '../embed/embedder.js'
 import { localEmbedderLoader } from '../embed/embedder-for-config.js'
 import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig, Distance } from '../config/schema.js'
+import type { LoadedConfig } from '../config/load.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { EmbeddingColumnNode, FeatureViewNode, FullTextNode } from '../model/ir.js'
 import type { ModelNode } from '../model/resolve.js'
@@ -97,6 +98,11 @@ export interface KitOptions<DB> {
 }
 
 
+/** Whether `config` is what loadConfig returned (resolved, with its file's location), not a config object. */
+function isLoadedConfig(config: PgmlKitConfig | LoadedConfig): config is LoadedConfig {
+  return 'state' in config && 'source' in config && 'root' in config
+}
+
 export interface Kit<C extends PgmlKitConfig, DB> {
   /** The kit's Kysely (same connections as yours); use it for queries that mix in kit expressions. */
   readonly db: Kysely<DB>
@@ -181,11 +187,16 @@ function imputedFeatures(model: ModelNode, views: readonly FeatureViewNode[]): R
  *   .select(['id', 'title'])
  *   .execute()
  */
-export function createKit<const C extends PgmlKitConfig, DB>(config: C, options: KitOptions<DB>): Kit<C, DB> {
-  const resolved = resolveConfig(config)
+export function createKit<DB>(config: LoadedConfig, options: KitOptions<DB>): Kit<PgmlKitConfig, DB>
+export function createKit<const C extends PgmlKitConfig, DB>(config: C, options: KitOptions<DB>): Kit<C, DB>
+export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedConfig, options: KitOptions<DB>): Kit<C, DB> {
+  // A config the application loaded as the CLI does (loadConfig) is resolved already; a relative
+  // modelsDir in it is relative to the config file.
+  const loaded = isLoadedConfig(config) ? config : null
+  const resolved = loaded ?? resolveConfig(config)
   // The model, prefixes and type each column holds in the database (the catalog), read on first need.
   const catalog = new CatalogCache(resolved.state.embeddingColumns)
-  const loadEmbedder = options.loadEmbedder ?? localEmbedderLoader(embedderSettingsAt(resolved.embedder, options.cwd ?? process.cwd()))
+  const loadEmbedder = options.loadEmbedder ?? localEmbedderLoader(embedderSettingsAt(resolved.embedder, options.cwd ?? loaded?.root ?? process.cwd()))
   const embedIn = options.embedIn ?? 'auto'
   type Run = (text: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>
   let probed: Promise<{ pgmlEmbed: boolean } & SearchCapabilities> | undefined

@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import pg from 'pg'
 import { Kysely, PostgresDialect, sql, type Generated } from 'kysely'
+import { relative } from 'node:path'
 import { createKit } from '../../src/query/create-kit.js'
+import { loadConfig } from '../../src/config/load.js'
 import { registerVectorTypes } from '../../src/query/vector-types.js'
 import { defineConfig } from '../../src/config/define-config.js'
 import { toVectorLiteral } from '../../src/embed/embedder.js'
@@ -280,6 +282,18 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(textOnly.map((r) => r.title).sort()).toEqual(['Far', 'Parks'])
     const filtered = await kit.hybridSearch('documents.body_embedding', 'parks').where('department', '=', 'c').select(['title']).execute()
     expect(filtered.map((r) => r.title)).toEqual(['Far'])
+  })
+
+  it('builds from the config loadConfig returns (as the CLI loads it), its modelsDir relative to the config file', async () => {
+    const { kysely } = await setup()
+    await insert([{ title: 'near', body: 'b', department: 'x', vector: direction(0) }, { title: 'far', body: 'b', department: 'x', vector: direction(5) }])
+    // The models directory written relative to the project, which is not the process's directory.
+    await new TestProject(db).writeConfig({ ...config, embedder: { ...config.embedder, modelsDir: relative(db.cwd, MODELS_DIR) } })
+    expect(relative(process.cwd(), db.cwd)).not.toBe('')
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const kit = createKit(loaded, { db: kysely, embedIn: 'local' })
+    expect((await kit.search('documents.body_embedding', direction(0), { k: 1, efSearch: 20 }).select(['title']).execute()).map((r) => r.title)).toEqual(['near'])
+    expect((await kit.search('documents.body_embedding', 'homes', { k: 2 }).select(['title']).execute())).toHaveLength(2)
   })
 
   it('registerVectorTypes returns vector columns as number[]', async () => {

@@ -301,6 +301,10 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
         .select(['pgml_kit_fused.score as score', 'pgml_kit_fused.vector_rank as vector_rank', 'pgml_kit_fused.text_rank as text_rank'] as never)
         .select(probeOf(column))
         .orderBy('pgml_kit_fused.score' as never, 'desc')
+        // Equal scores (a row first by vector and second by text beside one the other way round):
+        // the better vector rank first, then the better text rank, then the key.
+        .orderBy(sql`pgml_kit_fused.vector_rank ASC NULLS LAST, pgml_kit_fused.text_rank ASC NULLS LAST`)
+        .orderBy(sql.join(column.keyColumns.map((key) => sql.ref(`${column.table}.${key}`))))
         .limit(k) as never
     },
 

@@ -51,10 +51,14 @@ export function hybridFusion(column: EmbeddingColumnNode, fullText: FullTextNode
   const tsquery = sql`pg_catalog.websearch_to_tsquery(${sql.lit(fullText.language)}::regconfig, ${query})`
   // `q.query`, never a bare `q`: the table may have a column of that name, which would be ambiguous.
   const rank = sql`pg_catalog.ts_rank_cd(${sql.id('t', fullText.column)}, q.query)`
+  // Equal text ranks are common (short texts): the key orders them, so a row's text rank does not
+  // depend on the plan. (The vector list keeps the index's order: adding the key there would sort
+  // the whole table.)
+  const byRank = sql`${rank} DESC, ${sql.join(keys.map((key) => sql`${sql.id('t', key)}`))}`
   return sql`(
     WITH v AS (SELECT ${keyList('t')}, pg_catalog.row_number() OVER (ORDER BY ${d}) AS r FROM ${tableId(column)} AS t ORDER BY ${d} LIMIT ${settings.candidates}),
-         x AS (SELECT ${keyList('t')}, pg_catalog.row_number() OVER (ORDER BY ${rank} DESC) AS r FROM ${tableId(column)} AS t, ${tsquery} AS q(query)
-               WHERE ${sql.id('t', fullText.column)} @@ q.query ORDER BY ${rank} DESC LIMIT ${settings.candidates})
+         x AS (SELECT ${keyList('t')}, pg_catalog.row_number() OVER (ORDER BY ${byRank}) AS r FROM ${tableId(column)} AS t, ${tsquery} AS q(query)
+               WHERE ${sql.id('t', fullText.column)} @@ q.query ORDER BY ${byRank} LIMIT ${settings.candidates})
     SELECT ${sql.join(keys.map((_, i) => sql`coalesce(${sql.id('v', `k${i}`)}, ${sql.id('x', `k${i}`)}) AS ${sql.id(`pgml_kit_key_${i}`)}`))},
            coalesce(${settings.weights.vector}::float8 / (${settings.rrfK} + v.r)::float8, 0) + coalesce(${settings.weights.text}::float8 / (${settings.rrfK} + x.r)::float8, 0) AS score,
            v.r::int AS vector_rank, x.r::int AS text_rank

@@ -282,6 +282,33 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(textOnly.map((r) => r.title).sort()).toEqual(['Far', 'Parks'])
     const filtered = await kit.hybridSearch('documents.body_embedding', 'parks').where('department', '=', 'c').select(['title']).execute()
     expect(filtered.map((r) => r.title)).toEqual(['Far'])
+
+    // Ties: 'Nearby' (second by vector) and 'Far' (first by text among the others) can score alike;
+    // two rows with the same text tie in the text ranking. The order is the same on every call.
+    await insert([
+      { title: 'Twin A', body: 'gardens', department: 'd', vector: far },
+      { title: 'Twin B', body: 'gardens', department: 'd', vector: far },
+    ])
+    // Twin A's row now lies after Twin B's in the table: scan order is not what decides.
+    await db.query(`UPDATE documents SET department = 'e' WHERE title = 'Twin A'`)
+    const orders = new Set<string>()
+    for (let i = 0; i < 6; i++) {
+      const rows = await kit.hybridSearch('documents.body_embedding', 'gardens parks', { k: 5, weights: { vector: 0, text: 1 } }).select(['title']).execute()
+      orders.add(rows.map((r) => `${r.title}:${r.text_rank}`).join(','))
+    }
+    expect(orders.size).toBe(1)
+    const swapped = await kit.hybridSearch('documents.body_embedding', 'gardens', { k: 5, weights: { vector: 0, text: 1 } }).select(['id', 'title']).execute()
+    const twins = swapped.filter((r) => r.title?.startsWith('Twin'))
+    // Equal text ranks: the key (id) decides, in the ranking and in the final order.
+    expect(twins.map((r) => r.title)).toEqual(['Twin A', 'Twin B'])
+    expect(Number(twins[0]!.id)).toBeLessThan(Number(twins[1]!.id))
+    expect(twins[1]!.text_rank).toBe(twins[0]!.text_rank! + 1)
+    const equal = await kit.hybridSearch('documents.body_embedding', 'parks', { k: 5 }).select(['title']).execute()
+    const scores = equal.map((r) => r.score)
+    expect(scores).toEqual([...scores].sort((a, b) => b - a))
+    for (let i = 1; i < equal.length; i++) {
+      if (equal[i]!.score === equal[i - 1]!.score) expect((equal[i - 1]!.vector_rank ?? Infinity) <= (equal[i]!.vector_rank ?? Infinity)).toBe(true)
+    }
   })
 
   it('builds from the config loadConfig returns (as the CLI loads it), its modelsDir relative to the config file', async () => {

@@ -58,64 +58,41 @@ const predictRestricted = [
 ].map((signature) => `ALTER FUNCTION ${signature} PARALLEL RESTRICTED;`).join('\n')
 const views040 = readFileSync(`${dir}sql/views-0.4.0.sql.in`, 'utf8').trimEnd()
 
-// PostgresML's vector functions and aggregates, for each of its element types (f32 and f64).
+// PostgresML's vector functions and aggregates, for each of its element types (f32 and f64), with
+// its argument names (pgml-extension/src/vectors.rs); the arithmetic is the module's (numpy). A
+// function that returns an array is SQL over a PL/Python one that returns the array's text (see
+// _array_text in the module).
 const vectorFunctions = ['real', 'double precision'].map((t) => {
-  const fn = (name, args, returns, body) => `CREATE${name === 'normalize_l2' && t === 'real' ? ' OR REPLACE' : ''} FUNCTION pgml.${name}(${args}) RETURNS ${returns}
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ ${body} $$;`
-  const error = (name, message, type = `${t}[]`) => `pgml._vector_error('${name}', ${message})::${type}`
-  const nulls = (name, array, type = `${t}[]`) => `WHEN EXISTS (SELECT FROM pg_catalog.unnest(${array}) AS e(x) WHERE x IS NULL) THEN ${error(name, `'${array} has a NULL element'`, type)}`
-  // An array's elements, flattened in storage order (a multidimensional array as one vector).
-  const elements = (array) => `pg_catalog.unnest(${array}) WITH ORDINALITY AS u(v, i)`
-  const each = (name, arg, expr) => fn(name, `vector ${t}[], ${arg} ${t}`, `${t}[]`,
-    `SELECT CASE ${nulls(name, 'vector')} ELSE (SELECT coalesce(pg_catalog.array_agg(${expr} ORDER BY i), '{}') FROM ${elements('vector')}) END`)
-  const lengths = (name, other, type) => `WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(${other}) THEN ${error(name,
-    `pg_catalog.format('vector has %s elements and ${other} %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(${other}))`, type)}`
-  // Two arrays side by side (element i of each), in storage order.
-  const zipped = (other) => `ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(${other})) WITH ORDINALITY AS u(a, b, i)`
-  const pair = (name, other, returns, aggregate) => fn(name, `vector ${t}[], ${other} ${t}[]`, returns,
-    `SELECT CASE ${lengths(name, other, returns)} ${nulls(name, 'vector', returns)} ${nulls(name, other, returns)} ELSE (SELECT ${aggregate} FROM ${zipped(other)}) END`)
-  const norm = (name, aggregate) => fn(name, `vector ${t}[]`, t,
-    `SELECT CASE ${nulls(name, 'vector', t)} ELSE (SELECT ${aggregate} FROM ${elements('vector')}) END`)
-  const normalize = (name, aggregate) => fn(name, `vector ${t}[]`, `${t}[]`,
-    `SELECT CASE ${nulls(name, 'vector')} ELSE (SELECT coalesce(pg_catalog.array_agg(CASE WHEN n.norm = 0 THEN v ELSE v / n.norm END ORDER BY i), '{}')
-  FROM ${elements('vector')}, (SELECT ${aggregate} AS norm FROM pg_catalog.unnest(vector) AS w(v)) AS n) END`)
-  const sqrt = (x) => `pg_catalog.sqrt(${x})::${t}`
-  const accumulate = (name, combine, first = 'v') => `CREATE FUNCTION pgml._vector_${name}(state ${t}[], vector ${t}[]) RETURNS ${t}[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  ${nulls(name, 'vector')}
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(${first} ORDER BY i), '{}') FROM ${elements('vector')})
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('${name}', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::${t}[]
-  ELSE (SELECT pg_catalog.array_agg(${combine} ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
-CREATE AGGREGATE pgml.${name}(${t}[]) (SFUNC = pgml._vector_${name}, STYPE = ${t}[], COMBINEFUNC = pgml._vector_${name}, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);`
+  const python = (name, args, returns, call, { strict = true } = {}) => `CREATE FUNCTION pgml.${name}(${args}) RETURNS ${returns}
+LANGUAGE plpython3u IMMUTABLE${strict ? ' STRICT' : ''} PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+{{BOOT}}
+return m.${call}
+$$;`
+  const sql = (name, args, body, { strict = true } = {}) => `CREATE${name === 'normalize_l2' && t === 'real' ? ' OR REPLACE' : ''} FUNCTION pgml.${name}(${args}) RETURNS ${t}[]
+LANGUAGE sql IMMUTABLE${strict ? ' STRICT' : ''} PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ${body}::${t}[] $$;`
+  const type = `'${t}'`
   return [
-    ...[['add', 'addend', '+'], ['subtract', 'subtahend', '-'], ['multiply', 'multiplicand', '*'], ['divide', 'dividend', '/']].flatMap(([name, arg, op]) => [
-      each(name, arg, `v ${op} ${arg}`),
-      pair(name, arg, `${t}[]`, `coalesce(pg_catalog.array_agg(a ${op} b ORDER BY i), '{}')`),
+    python('_vector_scalar', `function_name text, vector ${t}[], scalar ${t}`, 'text', `vector_scalar(plpy, function_name, vector, scalar, ${type})`),
+    python('_vector_pair', `function_name text, vector ${t}[], other ${t}[], other_name text`, 'text', `vector_pair(plpy, function_name, vector, other, ${type}, other_name)`),
+    python('_vector_normalize', `function_name text, vector ${t}[]`, 'text', `vector_normalize(plpy, function_name, vector, ${type})`),
+    python('_vector_accumulate', `function_name text, state ${t}[], vector ${t}[]`, 'text', `vector_accumulate(plpy, function_name, state, vector, ${type})`, { strict: false }),
+    ...[['add', 'addend'], ['subtract', 'subtahend'], ['multiply', 'multiplicand'], ['divide', 'dividend']].flatMap(([name, arg]) => [
+      sql(name, `vector ${t}[], ${arg} ${t}`, `pgml._vector_scalar('${name}', vector, ${arg})`),
+      sql(name, `vector ${t}[], ${arg} ${t}[]`, `pgml._vector_pair('${name}', vector, ${arg}, '${arg}')`),
     ]),
-    norm('norm_l0', `pg_catalog.count(*) FILTER (WHERE v <> 0)::${t}`),
-    norm('norm_l1', `coalesce(pg_catalog.sum(pg_catalog.abs(v)), 0)`),
-    norm('norm_l2', sqrt(`coalesce(pg_catalog.sum(v * v), 0)`)),
-    norm('norm_max', `coalesce(pg_catalog.max(pg_catalog.abs(v)), 0)`),
-    normalize('normalize_l1', 'pg_catalog.sum(pg_catalog.abs(v))'),
-    normalize('normalize_l2', sqrt('pg_catalog.sum(v * v)')),
-    normalize('normalize_max', 'pg_catalog.max(pg_catalog.abs(v))'),
-    pair('distance_l1', 'other', t, `coalesce(pg_catalog.sum(pg_catalog.abs(a - b)), 0)`),
-    pair('distance_l2', 'other', t, sqrt(`coalesce(pg_catalog.sum((a - b) * (a - b)), 0)`)),
-    pair('dot_product', 'other', t, `coalesce(pg_catalog.sum(a * b), 0)`),
-    // NaN for a zero vector, as PostgresML's 0/0.
-    pair('cosine_similarity', 'other', t, `CASE WHEN pg_catalog.sum(a * a) = 0 OR pg_catalog.sum(b * b) = 0 THEN 'NaN'::${t}
-  ELSE (pg_catalog.sum(a * b) / (pg_catalog.sqrt(pg_catalog.sum(a * a)) * pg_catalog.sqrt(pg_catalog.sum(b * b))))::${t} END`),
+    ...['norm_l0', 'norm_l1', 'norm_l2', 'norm_max'].map((name) => python(name, `vector ${t}[]`, t, `vector_norm(plpy, '${name}', vector, ${type})`)),
+    ...['normalize_l1', 'normalize_l2', 'normalize_max'].map((name) => sql(name, `vector ${t}[]`, `pgml._vector_normalize('${name}', vector)`)),
+    ...['distance_l1', 'distance_l2', 'dot_product', 'cosine_similarity'].map((name) => python(name, `vector ${t}[], other ${t}[]`, t, `vector_pair(plpy, '${name}', vector, other, ${type}, 'other')`)),
     // Aggregates: NULL rows are skipped; no rows (or only NULLs) give an empty array.
     `CREATE FUNCTION pgml._vector_final(state ${t}[]) RETURNS ${t}[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $$ SELECT coalesce(state, '{}') $$;`,
-    accumulate('sum', 'a + b'),
-    accumulate('min', 'LEAST(a, b)'),
-    accumulate('max', 'GREATEST(a, b)'),
-    accumulate('min_abs', 'LEAST(a, pg_catalog.abs(b))', 'pg_catalog.abs(v)'),
-    accumulate('max_abs', 'GREATEST(a, pg_catalog.abs(b))', 'pg_catalog.abs(v)'),
+    ...['sum', 'min', 'max', 'min_abs', 'max_abs'].flatMap((name) => [
+      sql(`_vector_${name}`, `state ${t}[], vector ${t}[]`, `pgml._vector_accumulate('${name}', state, vector)`, { strict: false }),
+      `CREATE AGGREGATE pgml.${name}(${t}[]) (SFUNC = pgml._vector_${name}, STYPE = ${t}[], COMBINEFUNC = pgml._vector_${name}, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);`,
+    ]),
   ].join('\n\n')
 }).join('\n\n')
 const functions050 = readFileSync(`${dir}sql/functions-0.5.0.sql.in`, 'utf8').replace('{{VECTOR_FUNCTIONS}}', () => vectorFunctions)

@@ -730,6 +730,113 @@ def embed_batch(plpy, transformer, inputs, kwargs):
 
 
 # ---------------------------------------------------------------------------------------------
+# Vector functions (pgml.add, ..., pgml.cosine_similarity, and the aggregates pgml.sum, min, max,
+# min_abs, max_abs): PostgresML's, for real[] (float32) and double precision[] (float64). IEEE
+# arithmetic as PostgresML's (BLAS) gives it: elementwise results in the element type (an overflow
+# is infinity, a division by zero infinity or NaN, never an error); norms, distances and dot
+# products summed in float64 and returned in the element type. A NULL element, or arrays of
+# different lengths, is an error naming it; a multidimensional array is one vector in storage order.
+
+
+_VECTOR_TYPES = {'real': np.float32, 'double precision': np.float64}
+
+
+def _array_text(values):
+    """An array's text form ('{1.5,inf,nan}'), which the SQL function casts to real[] or
+    double precision[]: PostgreSQL parses it in one call, where PL/Python would convert a returned
+    list element by element (ten times slower on 384 elements). repr() round-trips every float32 and
+    float64 value exactly."""
+    return '{%s}' % ','.join(map(repr, np.asarray(values, dtype=np.float64).tolist()))
+
+
+def _vector(plpy, function, name, value, dtype):
+    flat = _flatten(value) if value and isinstance(value[0], list) else value
+    if any(v is None for v in flat):
+        raise plpy.Error('pgml.%s: %s has a NULL element' % (function, name))
+    return np.asarray(flat, dtype=dtype)
+
+
+def _same_length(plpy, function, a, b, names):
+    if a.shape[0] != b.shape[0]:
+        raise plpy.Error('pgml.%s: %s has %d elements and %s %d' % (function, names[0], a.shape[0], names[1], b.shape[0]))
+
+
+_ELEMENTWISE = {'add': np.add, 'subtract': np.subtract, 'multiply': np.multiply, 'divide': np.divide}
+
+
+def vector_scalar(plpy, function, vector, scalar, type_name):
+    dtype = _VECTOR_TYPES[type_name]
+    with np.errstate(all='ignore'):
+        return _array_text(_ELEMENTWISE[function](_vector(plpy, function, 'vector', vector, dtype), dtype(scalar)))
+
+
+def vector_pair(plpy, function, vector, other, type_name, other_name):
+    dtype = _VECTOR_TYPES[type_name]
+    a, b = _vector(plpy, function, 'vector', vector, dtype), _vector(plpy, function, other_name, other, dtype)
+    _same_length(plpy, function, a, b, ('vector', other_name))
+    with np.errstate(all='ignore'):
+        if function in _ELEMENTWISE:
+            return _array_text(_ELEMENTWISE[function](a, b))
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        if function == 'distance_l1':
+            value = np.abs(a64 - b64).sum()
+        elif function == 'distance_l2':
+            value = math.sqrt(np.square(a64 - b64).sum())
+        elif function == 'dot_product':
+            value = a64 @ b64
+        else:  # cosine_similarity: NaN for a zero (or empty) vector, as PostgresML's 0/0
+            value = np.float64(a64 @ b64) / (np.sqrt(a64 @ a64) * np.sqrt(b64 @ b64))
+        return float(dtype(value))
+
+
+def _norm(function, v):
+    v64 = np.abs(v.astype(np.float64))
+    if function.endswith('l0'):
+        return float(np.count_nonzero(v))
+    if function.endswith('l1'):
+        return v64.sum()
+    if function.endswith('l2'):
+        return math.sqrt(np.square(v64).sum())
+    return v64.max() if v64.size else 0.0
+
+
+def vector_norm(plpy, function, vector, type_name):
+    dtype = _VECTOR_TYPES[type_name]
+    with np.errstate(all='ignore'):
+        return float(dtype(_norm(function, _vector(plpy, function, 'vector', vector, dtype))))
+
+
+def vector_normalize(plpy, function, vector, type_name):
+    """normalize_l1, normalize_l2, normalize_max: the vector over its norm; a zero vector stays as it is."""
+    dtype = _VECTOR_TYPES[type_name]
+    v = _vector(plpy, function, 'vector', vector, dtype)
+    with np.errstate(all='ignore'):
+        norm = dtype(_norm(function.replace('normalize', 'norm'), v))
+        return _array_text(v if norm == 0 else v / norm)
+
+
+_ACCUMULATE = {'sum': np.add, 'min': np.fmin, 'max': np.fmax, 'min_abs': np.fmin, 'max_abs': np.fmax}
+
+
+def vector_accumulate(plpy, function, state, vector, type_name):
+    """The transition (and combine) function of pgml.sum, min, max, min_abs and max_abs: NULL rows
+    are skipped; min and max ignore a NaN element beside a number (numpy's fmin/fmax)."""
+    if vector is None:
+        return None if state is None else _array_text(state)
+    dtype = _VECTOR_TYPES[type_name]
+    v = _vector(plpy, function, 'a row', vector, dtype)
+    if function.endswith('_abs'):
+        v = np.abs(v)
+    if state is None:
+        return _array_text(v)
+    current = np.asarray(state, dtype=dtype)
+    if current.shape[0] != v.shape[0]:
+        raise plpy.Error('pgml.%s: the vectors have different lengths (%d and %d)' % (function, current.shape[0], v.shape[0]))
+    with np.errstate(all='ignore'):
+        return _array_text(_ACCUMULATE[function](current, v))
+
+
+# ---------------------------------------------------------------------------------------------
 # Text splitters (pgml.chunk)
 #
 # PostgresML's pgml.chunk calls LangChain's text splitters (langchain-text-splitters 0.3, the
@@ -781,6 +888,11 @@ class _Splitter:
             raise TrainError('pgml.chunk: chunk_overlap must be between 0 and chunk_size (%d), got %d' % (options['chunk_size'], options['chunk_overlap']))
         if options['keep_separator'] not in (True, False, 'start', 'end'):
             raise TrainError('pgml.chunk: keep_separator must be true, false, "start" or "end", got %s' % json.dumps(options['keep_separator']))
+        if options['is_separator_regex']:
+            # Python's regular expressions run in C without checking for interrupts: a pattern that
+            # backtracks exponentially would hold the backend past statement_timeout and cancels.
+            raise TrainError('pgml.chunk: is_separator_regex is not supported: a regular expression could run for hours in a way a cancel or '
+                             'statement_timeout cannot stop; give literal separators (separator, separators)')
         if kind == 'character':
             separators = [options.get('separator', '\n\n')]
         else:
@@ -790,12 +902,6 @@ class _Splitter:
         self.kind, self.size, self.overlap = kind, options['chunk_size'], options['chunk_overlap']
         self.keep, self.strip, self.regex = options['keep_separator'], bool(options['strip_whitespace']), bool(options['is_separator_regex'])
         self.separators = separators
-        if self.regex:
-            for pattern in separators:
-                try:
-                    re.compile(pattern)
-                except re.error as error:
-                    raise TrainError('pgml.chunk: separator %s is not a valid regular expression (%s)' % (json.dumps(pattern), error))
 
     def _pattern(self, separator):
         return separator if self.regex else re.escape(separator)
@@ -888,9 +994,11 @@ def chunk(plpy, splitter, text, kwargs):
     if text is None:
         return []
     try:
-        pieces = _Splitter(splitter, args).split(text)
+        split = _Splitter(splitter, args)
     except TrainError as error:
         raise plpy.Error(str(error))
+    # A long text makes many pieces: the split stops on a cancel or statement_timeout, as training does.
+    pieces = _interruptible(plpy, 'pgml.chunk', lambda: split.split(text))
     return [(i + 1, piece) for i, piece in enumerate(pieces)]
 
 
@@ -1308,6 +1416,15 @@ def _interruptible(plpy, what, fit):
     return result
 
 
+def _fit(plpy, algorithm, fit):
+    """A fit (or search), interruptible; what the library refuses about the data or the parameters
+    (n_components above the number of features, a parameter out of range) said as pgml.train's error."""
+    try:
+        return _interruptible(plpy, 'pgml.train', fit)
+    except (ValueError, TypeError) as error:
+        raise plpy.Error('pgml.train: %s could not be trained on this data with these hyperparameters: %s' % (algorithm, error))
+
+
 def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
           test_size, test_sampling, runtime, automatic_deploy, materialize_snapshot, preprocess, caller_search_path=None):
     try:
@@ -1427,11 +1544,14 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
         from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
         scoring = 'r2' if task == 'regression' else 'f1_macro'
         cv = int(search_args.get('cv', 3))
+        if joint and algorithm in _ONE_TARGET_AT_A_TIME:
+            # One estimator per target: the search's parameters are those of each (scikit-learn's estimator__ prefix).
+            search_params = {k if k.startswith('estimator__') else 'estimator__' + k: v for k, v in search_params.items()}
         if search == 'grid':
             searcher = GridSearchCV(estimator, search_params, cv=cv, scoring=scoring)
         else:
             searcher = RandomizedSearchCV(estimator, search_params, n_iter=int(search_args.get('n_iter', 10)), cv=cv, scoring=scoring, random_state=0)
-        _interruptible(plpy, 'pgml.train', lambda: searcher.fit(x_train, y_train))
+        _fit(plpy, algorithm, lambda: searcher.fit(x_train, y_train))
         estimator = searcher.best_estimator_
         chosen.update(searcher.best_params_)
         # Every candidate's cross-validation scores, as PostgresML keeps them (metrics.search_results).
@@ -1440,7 +1560,7 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
                           **{key: [float(v) for v in results[key]] for key in ('mean_test_score', 'std_test_score', 'mean_fit_time', 'std_fit_time') if key in results},
                           'rank_test_score': [int(v) for v in results['rank_test_score']]}
     else:
-        _interruptible(plpy, 'pgml.train', lambda: estimator.fit(x_train, y_train))
+        _fit(plpy, algorithm, lambda: estimator.fit(x_train, y_train))
     fit_time = time.perf_counter() - started
     scores = _interruptible(plpy, 'pgml.train', lambda: _metrics(task, estimator, x_test, y_test))
     scores['fit_time'] = fit_time
@@ -1706,30 +1826,31 @@ def load_dataset(plpy, source, subset, limit, kwargs):
     if limit is not None:
         count = min(count, int(limit))
     table = 'pgml.%s' % _quote_ident(source)
-    # Loading again replaces the table and, as PostgresML does (DROP ... CASCADE), the views built
-    # on it — only those of roles the caller acts for: this runs as the extension's owner, and must
-    # not let a trainer drop another role's objects.
-    dependents = plpy.execute(plpy.prepare(
-        """SELECT DISTINCT pg_catalog.format('%I.%I', n.nspname, c.relname) AS name, pg_catalog.pg_get_userbyid(c.relowner) AS owner,
-                  pg_catalog.pg_has_role(session_user, c.relowner, 'USAGE') AS mine
-           FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-           JOIN pg_catalog.pg_class c ON c.oid = r.ev_class JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-           WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = pg_catalog.to_regclass($1) AND c.oid <> d.refobjid
-           UNION
-           SELECT p.oid::pg_catalog.regprocedure::text, pg_catalog.pg_get_userbyid(p.proowner), pg_catalog.pg_has_role(session_user, p.proowner, 'USAGE')
-           FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-           WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = pg_catalog.to_regclass($1)""",
-        ['text']), [table])
-    foreign = ['%s (owned by %s)' % (r['name'], r['owner']) for r in dependents if not r['mine']]
-    if foreign:
-        raise plpy.Error('pgml.load_dataset: %s is loaded again by dropping it, and views of other roles depend on it: %s; '
-                         'they must drop them (or load the dataset as a role that may)' % (table, ', '.join(sorted(foreign))))
-    plpy.execute('DROP TABLE IF EXISTS %s CASCADE' % table)
-    plpy.execute('CREATE TABLE %s (%s)' % (table, ', '.join('%s %s' % (_quote_ident(n), t) for n, t in columns)))
-    # load_dataset runs as the owner (pgml_trainer's members call it): scikit-learn's public
-    # datasets are readable by every role that may use schema pgml, as in PostgresML.
-    plpy.execute('GRANT SELECT ON %s TO PUBLIC' % table)
     names = [n for n, _ in columns]
+    # Loading again keeps the table, and so whatever other roles built on it (views, columns of its
+    # row type, policies, functions): emptied and filled again, never dropped with CASCADE, which
+    # as this function's owner would drop other roles' objects. A table whose columns were changed
+    # is dropped without CASCADE: PostgreSQL refuses, naming what depends on it.
+    existing = plpy.execute(plpy.prepare(
+        """SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) AS names, pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum) AS types
+           FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped""", ['text']), [table])[0]
+    wanted_types = [{'FLOAT4': 'real', 'INT4': 'integer', 'BOOLEAN': 'boolean', 'SMALLINT': 'smallint', 'SMALLINT[][]': 'smallint[]'}[t] for _, t in columns]
+    if existing['names'] is not None and list(existing['names']) == names and list(existing['types']) == wanted_types:
+        plpy.execute('TRUNCATE %s' % table)
+    else:
+        if existing['names'] is not None:
+            try:
+                plpy.execute('DROP TABLE %s' % table)
+            except plpy.SPIError as error:
+                # PostgreSQL's list of what depends on the table is the error's detail (spidata[1]).
+                detail = getattr(error, 'detail', None) or (getattr(error, 'spidata', None) or (None, None))[1]
+                raise plpy.Error('pgml.load_dataset: pgml.%s has other columns than the dataset (%s) and cannot be replaced: %s%s'
+                                 % (source, ', '.join(names), error.args[0] if error.args else error,
+                                    ' (%s)' % detail.replace('\n', '; ') if detail else ''))
+        plpy.execute('CREATE TABLE %s (%s)' % (table, ', '.join('%s %s' % (_quote_ident(n), t) for n, t in columns)))
+        # load_dataset runs as the owner (pgml_trainer's members call it): scikit-learn's public
+        # datasets are readable by every role that may use schema pgml, as in PostgresML.
+        plpy.execute('GRANT SELECT ON %s TO PUBLIC' % table)
     if source == 'digits':
         texts = [json.dumps(image).replace('[', '{').replace(']', '}') for image in data['image'][:count]]
         plan = plpy.prepare('INSERT INTO %s (image, target) SELECT i::smallint[], t FROM unnest($1::text[], $2::smallint[]) AS u(i, t)' % table, ['text[]', 'smallint[]'])
@@ -1766,7 +1887,7 @@ _BACK_TO_BACK = 50e-6
 _REUSE_AT_MOST = 2e-3
 
 
-def _deployed_artifact(plpy, project_name):
+def _deployed_artifact(plpy, project_name, function='pgml.predict'):
     # A new deployment, in any backend, takes effect for the next statement: the deployment looked
     # up last is reused only while pgml._deployment_generation (bumped by every change to
     # pgml.deployments; xmin tells a rolled-back bump apart) shows the same row version, and that
@@ -1786,7 +1907,7 @@ def _deployed_artifact(plpy, project_name):
     rows = plpy.execute(_plan(plpy, 'deployed', """SELECT d.model_id FROM pgml.deployments d JOIN pgml.projects p ON p.id = d.project_id
            WHERE p.name = $1 ORDER BY d.id DESC LIMIT 1""", ['pg_catalog.text']), [project_name], 1)
     if not rows:
-        raise plpy.Error('pgml.predict: project %r has no deployed model (pgml.train it first)' % project_name)
+        raise plpy.Error('%s: project %r has no deployed model (pgml.train it first)' % (function, project_name))
     _deployed[project_name] = (key, rows[0]['model_id'], now)
     _last_call[0] = time.perf_counter()
     return _artifact(plpy, rows[0]['model_id'])
@@ -2077,7 +2198,12 @@ def _estimator_of(artifact):
 
 
 def _check_missing(plpy, function, artifact, x):
-    """NULL features reach the estimator only where training imputed that column."""
+    """NULL features reach the estimator only where training imputed that column; an infinite one never."""
+    infinite = np.isinf(x).any(axis=0)
+    if infinite.any():
+        i = int(np.flatnonzero(infinite)[0])
+        names = artifact['features']
+        raise plpy.Error('%s: a feature is infinite (%s); the model takes finite numbers' % (function, names[i] if len(names) == x.shape[1] else 'feature %d' % (i + 1)))
     missing = np.isnan(x).any(axis=0)
     if missing.any():
         names = artifact['features']
@@ -2085,17 +2211,17 @@ def _check_missing(plpy, function, artifact, x):
         bare = [i for i in np.flatnonzero(missing) if i not in fill]
         if bare:
             column = names[bare[0]] if bare[0] < len(names) and len(names) == x.shape[1] else 'feature %d' % (bare[0] + 1)
-            raise plpy.Error('%s: a feature is NULL (%s) and the model was trained without imputing it; '
+            raise plpy.Error('%s: a feature is NULL or NaN (%s) and the model was trained without imputing it; '
                              'train with preprocess => \'{"<column>": {"impute": "mean"}}\' to predict with missing values, or filter the NULLs out'
                              % (function, column))
     return x
 
 
-def _matrix(plpy, artifact, features):
+def _matrix(plpy, artifact, features, function='pgml.predict'):
     x = np.asarray([[float('nan') if v is None else float(v) for v in _flatten(features)]], dtype=np.float64)
     if x.shape[1] != artifact['num_features']:
-        raise plpy.Error('pgml.predict: the model takes %d features, got %d' % (artifact['num_features'], x.shape[1]))
-    return artifact['preprocessor'].transform(_check_missing(plpy, 'pgml.predict', artifact, x))
+        raise plpy.Error('%s: the model takes %d features, got %d' % (function, artifact['num_features'], x.shape[1]))
+    return artifact['preprocessor'].transform(_check_missing(plpy, function, artifact, x))
 
 
 def _row_features(plpy, artifact, row):
@@ -2140,30 +2266,30 @@ def predict(plpy, project_name, features, model_id=None):
 
 def predict_joint(plpy, project_name, features, model_id=None):
     """pgml.predict_joint: every target of a joint (multi-target) regression for one row."""
-    artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
+    artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name, 'pgml.predict_joint')
     if artifact['task'] != 'regression':
         raise plpy.Error('pgml.predict_joint: %s is a %s model; predict_joint is for regressions (pgml.train_joint)'
                          % ('project %r' % project_name if model_id is None else 'model %s' % model_id, artifact['task']))
-    return [float(v) for v in _outputs(artifact, _matrix(plpy, artifact, features))[0]]
+    return [float(v) for v in _outputs(artifact, _matrix(plpy, artifact, features, 'pgml.predict_joint'))[0]]
 
 
 def decompose(plpy, project_name, vector):
     """pgml.decompose: a row's components in the deployed decomposition (PCA) of the project."""
-    artifact = _deployed_artifact(plpy, project_name)
+    artifact = _deployed_artifact(plpy, project_name, 'pgml.decompose')
     if artifact['task'] != 'decomposition':
         raise plpy.Error('pgml.decompose: project %r is a %s project; decompose is for decomposition projects (pgml.train(..., \'decomposition\', ...))'
                          % (project_name, artifact['task']))
-    return [float(v) for v in _outputs(artifact, _matrix(plpy, artifact, vector))[0]]
+    return [float(v) for v in _outputs(artifact, _matrix(plpy, artifact, vector, 'pgml.decompose'))[0]]
 
 
 def predict_proba(plpy, project_name, features, model_id=None):
     artifact = _artifact(plpy, model_id) if model_id is not None else _deployed_artifact(plpy, project_name)
     estimator = _estimator_of(artifact)
     if artifact['task'] != 'classification':
-        raise plpy.Error('pgml.predict_proba: project %r is not a classification project' % project_name)
+        raise plpy.Error('pgml.predict_proba: %s is a %s model, not a classification' % ('project %r' % project_name if model_id is None else 'model %s' % model_id, artifact['task']))
     if not hasattr(estimator, 'predict_proba'):
         raise plpy.Error('pgml.predict_proba: the deployed %s model gives no probabilities' % type(estimator).__name__)
-    return [float(p) for p in estimator.predict_proba(_matrix(plpy, artifact, features))[0]]
+    return [float(p) for p in estimator.predict_proba(_matrix(plpy, artifact, features, 'pgml.predict_proba'))[0]]
 
 
 def _float4_array(data):
@@ -2851,95 +2977,198 @@ if m is None or m.VERSION != '0.5.0':
 return m.chunk(plpy, splitter, text, kwargs)
 $$;
 
--- PostgresML's vector functions (pgml-extension/src/vectors.rs), for real[] and double precision[],
--- in SQL: no Python, and no privileges needed. A NULL element, or two arrays of different lengths,
--- is an error that says so (PostgresML panics on the first and ignores the extra elements of the
--- second). A zero vector normalises to itself, as pgml_compat's normalize_l2 always did.
-CREATE FUNCTION pgml._vector_error(function_name text, message text) RETURNS text
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
-AS $$ BEGIN
-  RAISE EXCEPTION 'pgml.%: %', function_name, message USING ERRCODE = 'invalid_parameter_value';
-END $$;
+-- PostgresML's vector functions (pgml-extension/src/vectors.rs), for real[] and double precision[]:
+-- IEEE arithmetic as PostgresML's (numpy), no privileges needed. A NULL element, or two arrays of
+-- different lengths, is an error that says so (PostgresML panics on the first and ignores the
+-- extra elements of the second). A zero vector normalises to itself, as pgml_compat's
+-- normalize_l2 always did.
+CREATE FUNCTION pgml._vector_scalar(function_name text, vector real[], scalar real) RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_scalar(plpy, function_name, vector, scalar, 'real')
+$$;
+
+CREATE FUNCTION pgml._vector_pair(function_name text, vector real[], other real[], other_name text) RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, function_name, vector, other, 'real', other_name)
+$$;
+
+CREATE FUNCTION pgml._vector_normalize(function_name text, vector real[]) RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_normalize(plpy, function_name, vector, 'real')
+$$;
+
+CREATE FUNCTION pgml._vector_accumulate(function_name text, state real[], vector real[]) RETURNS text
+LANGUAGE plpython3u IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_accumulate(plpy, function_name, state, vector, 'real')
+$$;
 
 CREATE FUNCTION pgml.add(vector real[], addend real) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('add', 'vector has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(v + addend ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+AS $$ SELECT pgml._vector_scalar('add', vector, addend)::real[] $$;
 
 CREATE FUNCTION pgml.add(vector real[], addend real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(addend) THEN pgml._vector_error('add', pg_catalog.format('vector has %s elements and addend %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(addend)))::real[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('add', 'vector has a NULL element')::real[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(addend) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('add', 'addend has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(a + b ORDER BY i), '{}') FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(addend)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_pair('add', vector, addend, 'addend')::real[] $$;
 
 CREATE FUNCTION pgml.subtract(vector real[], subtahend real) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('subtract', 'vector has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(v - subtahend ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+AS $$ SELECT pgml._vector_scalar('subtract', vector, subtahend)::real[] $$;
 
 CREATE FUNCTION pgml.subtract(vector real[], subtahend real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(subtahend) THEN pgml._vector_error('subtract', pg_catalog.format('vector has %s elements and subtahend %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(subtahend)))::real[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('subtract', 'vector has a NULL element')::real[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(subtahend) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('subtract', 'subtahend has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(a - b ORDER BY i), '{}') FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(subtahend)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_pair('subtract', vector, subtahend, 'subtahend')::real[] $$;
 
 CREATE FUNCTION pgml.multiply(vector real[], multiplicand real) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('multiply', 'vector has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(v * multiplicand ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+AS $$ SELECT pgml._vector_scalar('multiply', vector, multiplicand)::real[] $$;
 
 CREATE FUNCTION pgml.multiply(vector real[], multiplicand real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(multiplicand) THEN pgml._vector_error('multiply', pg_catalog.format('vector has %s elements and multiplicand %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(multiplicand)))::real[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('multiply', 'vector has a NULL element')::real[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(multiplicand) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('multiply', 'multiplicand has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(a * b ORDER BY i), '{}') FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(multiplicand)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_pair('multiply', vector, multiplicand, 'multiplicand')::real[] $$;
 
 CREATE FUNCTION pgml.divide(vector real[], dividend real) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('divide', 'vector has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(v / dividend ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+AS $$ SELECT pgml._vector_scalar('divide', vector, dividend)::real[] $$;
 
 CREATE FUNCTION pgml.divide(vector real[], dividend real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(dividend) THEN pgml._vector_error('divide', pg_catalog.format('vector has %s elements and dividend %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(dividend)))::real[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('divide', 'vector has a NULL element')::real[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(dividend) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('divide', 'dividend has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(a / b ORDER BY i), '{}') FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(dividend)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_pair('divide', vector, dividend, 'dividend')::real[] $$;
 
 CREATE FUNCTION pgml.norm_l0(vector real[]) RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('norm_l0', 'vector has a NULL element')::real ELSE (SELECT pg_catalog.count(*) FILTER (WHERE v <> 0)::real FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, 'norm_l0', vector, 'real')
+$$;
 
 CREATE FUNCTION pgml.norm_l1(vector real[]) RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('norm_l1', 'vector has a NULL element')::real ELSE (SELECT coalesce(pg_catalog.sum(pg_catalog.abs(v)), 0) FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, 'norm_l1', vector, 'real')
+$$;
 
 CREATE FUNCTION pgml.norm_l2(vector real[]) RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('norm_l2', 'vector has a NULL element')::real ELSE (SELECT pg_catalog.sqrt(coalesce(pg_catalog.sum(v * v), 0))::real FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, 'norm_l2', vector, 'real')
+$$;
 
 CREATE FUNCTION pgml.norm_max(vector real[]) RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('norm_max', 'vector has a NULL element')::real ELSE (SELECT coalesce(pg_catalog.max(pg_catalog.abs(v)), 0) FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, 'norm_max', vector, 'real')
+$$;
 
 CREATE FUNCTION pgml.normalize_l1(vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('normalize_l1', 'vector has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(CASE WHEN n.norm = 0 THEN v ELSE v / n.norm END ORDER BY i), '{}')
-  FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i), (SELECT pg_catalog.sum(pg_catalog.abs(v)) AS norm FROM pg_catalog.unnest(vector) AS w(v)) AS n) END $$;
+AS $$ SELECT pgml._vector_normalize('normalize_l1', vector)::real[] $$;
 
 CREATE OR REPLACE FUNCTION pgml.normalize_l2(vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('normalize_l2', 'vector has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(CASE WHEN n.norm = 0 THEN v ELSE v / n.norm END ORDER BY i), '{}')
-  FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i), (SELECT pg_catalog.sqrt(pg_catalog.sum(v * v))::real AS norm FROM pg_catalog.unnest(vector) AS w(v)) AS n) END $$;
+AS $$ SELECT pgml._vector_normalize('normalize_l2', vector)::real[] $$;
 
 CREATE FUNCTION pgml.normalize_max(vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('normalize_max', 'vector has a NULL element')::real[] ELSE (SELECT coalesce(pg_catalog.array_agg(CASE WHEN n.norm = 0 THEN v ELSE v / n.norm END ORDER BY i), '{}')
-  FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i), (SELECT pg_catalog.max(pg_catalog.abs(v)) AS norm FROM pg_catalog.unnest(vector) AS w(v)) AS n) END $$;
+AS $$ SELECT pgml._vector_normalize('normalize_max', vector)::real[] $$;
 
 CREATE FUNCTION pgml.distance_l1(vector real[], other real[]) RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(other) THEN pgml._vector_error('distance_l1', pg_catalog.format('vector has %s elements and other %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(other)))::real WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('distance_l1', 'vector has a NULL element')::real WHEN EXISTS (SELECT FROM pg_catalog.unnest(other) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('distance_l1', 'other has a NULL element')::real ELSE (SELECT coalesce(pg_catalog.sum(pg_catalog.abs(a - b)), 0) FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(other)) WITH ORDINALITY AS u(a, b, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, 'distance_l1', vector, other, 'real', 'other')
+$$;
 
 CREATE FUNCTION pgml.distance_l2(vector real[], other real[]) RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(other) THEN pgml._vector_error('distance_l2', pg_catalog.format('vector has %s elements and other %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(other)))::real WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('distance_l2', 'vector has a NULL element')::real WHEN EXISTS (SELECT FROM pg_catalog.unnest(other) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('distance_l2', 'other has a NULL element')::real ELSE (SELECT pg_catalog.sqrt(coalesce(pg_catalog.sum((a - b) * (a - b)), 0))::real FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(other)) WITH ORDINALITY AS u(a, b, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, 'distance_l2', vector, other, 'real', 'other')
+$$;
 
 CREATE FUNCTION pgml.dot_product(vector real[], other real[]) RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(other) THEN pgml._vector_error('dot_product', pg_catalog.format('vector has %s elements and other %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(other)))::real WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('dot_product', 'vector has a NULL element')::real WHEN EXISTS (SELECT FROM pg_catalog.unnest(other) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('dot_product', 'other has a NULL element')::real ELSE (SELECT coalesce(pg_catalog.sum(a * b), 0) FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(other)) WITH ORDINALITY AS u(a, b, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, 'dot_product', vector, other, 'real', 'other')
+$$;
 
 CREATE FUNCTION pgml.cosine_similarity(vector real[], other real[]) RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(other) THEN pgml._vector_error('cosine_similarity', pg_catalog.format('vector has %s elements and other %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(other)))::real WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('cosine_similarity', 'vector has a NULL element')::real WHEN EXISTS (SELECT FROM pg_catalog.unnest(other) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('cosine_similarity', 'other has a NULL element')::real ELSE (SELECT CASE WHEN pg_catalog.sum(a * a) = 0 OR pg_catalog.sum(b * b) = 0 THEN 'NaN'::real
-  ELSE (pg_catalog.sum(a * b) / (pg_catalog.sqrt(pg_catalog.sum(a * a)) * pg_catalog.sqrt(pg_catalog.sum(b * b))))::real END FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(other)) WITH ORDINALITY AS u(a, b, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, 'cosine_similarity', vector, other, 'real', 'other')
+$$;
 
 CREATE FUNCTION pgml._vector_final(state real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
@@ -2947,128 +3176,221 @@ AS $$ SELECT coalesce(state, '{}') $$;
 
 CREATE FUNCTION pgml._vector_sum(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('sum', 'vector has a NULL element')::real[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(v ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('sum', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::real[]
-  ELSE (SELECT pg_catalog.array_agg(a + b ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('sum', state, vector)::real[] $$;
+
 CREATE AGGREGATE pgml.sum(real[]) (SFUNC = pgml._vector_sum, STYPE = real[], COMBINEFUNC = pgml._vector_sum, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_min(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('min', 'vector has a NULL element')::real[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(v ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('min', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::real[]
-  ELSE (SELECT pg_catalog.array_agg(LEAST(a, b) ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('min', state, vector)::real[] $$;
+
 CREATE AGGREGATE pgml.min(real[]) (SFUNC = pgml._vector_min, STYPE = real[], COMBINEFUNC = pgml._vector_min, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_max(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('max', 'vector has a NULL element')::real[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(v ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('max', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::real[]
-  ELSE (SELECT pg_catalog.array_agg(GREATEST(a, b) ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('max', state, vector)::real[] $$;
+
 CREATE AGGREGATE pgml.max(real[]) (SFUNC = pgml._vector_max, STYPE = real[], COMBINEFUNC = pgml._vector_max, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_min_abs(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('min_abs', 'vector has a NULL element')::real[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(pg_catalog.abs(v) ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('min_abs', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::real[]
-  ELSE (SELECT pg_catalog.array_agg(LEAST(a, pg_catalog.abs(b)) ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('min_abs', state, vector)::real[] $$;
+
 CREATE AGGREGATE pgml.min_abs(real[]) (SFUNC = pgml._vector_min_abs, STYPE = real[], COMBINEFUNC = pgml._vector_min_abs, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_max_abs(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('max_abs', 'vector has a NULL element')::real[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(pg_catalog.abs(v) ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('max_abs', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::real[]
-  ELSE (SELECT pg_catalog.array_agg(GREATEST(a, pg_catalog.abs(b)) ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('max_abs', state, vector)::real[] $$;
+
 CREATE AGGREGATE pgml.max_abs(real[]) (SFUNC = pgml._vector_max_abs, STYPE = real[], COMBINEFUNC = pgml._vector_max_abs, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
+
+CREATE FUNCTION pgml._vector_scalar(function_name text, vector double precision[], scalar double precision) RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_scalar(plpy, function_name, vector, scalar, 'double precision')
+$$;
+
+CREATE FUNCTION pgml._vector_pair(function_name text, vector double precision[], other double precision[], other_name text) RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, function_name, vector, other, 'double precision', other_name)
+$$;
+
+CREATE FUNCTION pgml._vector_normalize(function_name text, vector double precision[]) RETURNS text
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_normalize(plpy, function_name, vector, 'double precision')
+$$;
+
+CREATE FUNCTION pgml._vector_accumulate(function_name text, state double precision[], vector double precision[]) RETURNS text
+LANGUAGE plpython3u IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_accumulate(plpy, function_name, state, vector, 'double precision')
+$$;
 
 CREATE FUNCTION pgml.add(vector double precision[], addend double precision) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('add', 'vector has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(v + addend ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+AS $$ SELECT pgml._vector_scalar('add', vector, addend)::double precision[] $$;
 
 CREATE FUNCTION pgml.add(vector double precision[], addend double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(addend) THEN pgml._vector_error('add', pg_catalog.format('vector has %s elements and addend %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(addend)))::double precision[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('add', 'vector has a NULL element')::double precision[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(addend) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('add', 'addend has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(a + b ORDER BY i), '{}') FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(addend)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_pair('add', vector, addend, 'addend')::double precision[] $$;
 
 CREATE FUNCTION pgml.subtract(vector double precision[], subtahend double precision) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('subtract', 'vector has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(v - subtahend ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+AS $$ SELECT pgml._vector_scalar('subtract', vector, subtahend)::double precision[] $$;
 
 CREATE FUNCTION pgml.subtract(vector double precision[], subtahend double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(subtahend) THEN pgml._vector_error('subtract', pg_catalog.format('vector has %s elements and subtahend %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(subtahend)))::double precision[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('subtract', 'vector has a NULL element')::double precision[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(subtahend) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('subtract', 'subtahend has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(a - b ORDER BY i), '{}') FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(subtahend)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_pair('subtract', vector, subtahend, 'subtahend')::double precision[] $$;
 
 CREATE FUNCTION pgml.multiply(vector double precision[], multiplicand double precision) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('multiply', 'vector has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(v * multiplicand ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+AS $$ SELECT pgml._vector_scalar('multiply', vector, multiplicand)::double precision[] $$;
 
 CREATE FUNCTION pgml.multiply(vector double precision[], multiplicand double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(multiplicand) THEN pgml._vector_error('multiply', pg_catalog.format('vector has %s elements and multiplicand %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(multiplicand)))::double precision[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('multiply', 'vector has a NULL element')::double precision[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(multiplicand) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('multiply', 'multiplicand has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(a * b ORDER BY i), '{}') FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(multiplicand)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_pair('multiply', vector, multiplicand, 'multiplicand')::double precision[] $$;
 
 CREATE FUNCTION pgml.divide(vector double precision[], dividend double precision) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('divide', 'vector has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(v / dividend ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+AS $$ SELECT pgml._vector_scalar('divide', vector, dividend)::double precision[] $$;
 
 CREATE FUNCTION pgml.divide(vector double precision[], dividend double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(dividend) THEN pgml._vector_error('divide', pg_catalog.format('vector has %s elements and dividend %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(dividend)))::double precision[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('divide', 'vector has a NULL element')::double precision[] WHEN EXISTS (SELECT FROM pg_catalog.unnest(dividend) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('divide', 'dividend has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(a / b ORDER BY i), '{}') FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(dividend)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_pair('divide', vector, dividend, 'dividend')::double precision[] $$;
 
 CREATE FUNCTION pgml.norm_l0(vector double precision[]) RETURNS double precision
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('norm_l0', 'vector has a NULL element')::double precision ELSE (SELECT pg_catalog.count(*) FILTER (WHERE v <> 0)::double precision FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, 'norm_l0', vector, 'double precision')
+$$;
 
 CREATE FUNCTION pgml.norm_l1(vector double precision[]) RETURNS double precision
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('norm_l1', 'vector has a NULL element')::double precision ELSE (SELECT coalesce(pg_catalog.sum(pg_catalog.abs(v)), 0) FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, 'norm_l1', vector, 'double precision')
+$$;
 
 CREATE FUNCTION pgml.norm_l2(vector double precision[]) RETURNS double precision
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('norm_l2', 'vector has a NULL element')::double precision ELSE (SELECT pg_catalog.sqrt(coalesce(pg_catalog.sum(v * v), 0))::double precision FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, 'norm_l2', vector, 'double precision')
+$$;
 
 CREATE FUNCTION pgml.norm_max(vector double precision[]) RETURNS double precision
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('norm_max', 'vector has a NULL element')::double precision ELSE (SELECT coalesce(pg_catalog.max(pg_catalog.abs(v)), 0) FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, 'norm_max', vector, 'double precision')
+$$;
 
 CREATE FUNCTION pgml.normalize_l1(vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('normalize_l1', 'vector has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(CASE WHEN n.norm = 0 THEN v ELSE v / n.norm END ORDER BY i), '{}')
-  FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i), (SELECT pg_catalog.sum(pg_catalog.abs(v)) AS norm FROM pg_catalog.unnest(vector) AS w(v)) AS n) END $$;
+AS $$ SELECT pgml._vector_normalize('normalize_l1', vector)::double precision[] $$;
 
 CREATE FUNCTION pgml.normalize_l2(vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('normalize_l2', 'vector has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(CASE WHEN n.norm = 0 THEN v ELSE v / n.norm END ORDER BY i), '{}')
-  FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i), (SELECT pg_catalog.sqrt(pg_catalog.sum(v * v))::double precision AS norm FROM pg_catalog.unnest(vector) AS w(v)) AS n) END $$;
+AS $$ SELECT pgml._vector_normalize('normalize_l2', vector)::double precision[] $$;
 
 CREATE FUNCTION pgml.normalize_max(vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('normalize_max', 'vector has a NULL element')::double precision[] ELSE (SELECT coalesce(pg_catalog.array_agg(CASE WHEN n.norm = 0 THEN v ELSE v / n.norm END ORDER BY i), '{}')
-  FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i), (SELECT pg_catalog.max(pg_catalog.abs(v)) AS norm FROM pg_catalog.unnest(vector) AS w(v)) AS n) END $$;
+AS $$ SELECT pgml._vector_normalize('normalize_max', vector)::double precision[] $$;
 
 CREATE FUNCTION pgml.distance_l1(vector double precision[], other double precision[]) RETURNS double precision
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(other) THEN pgml._vector_error('distance_l1', pg_catalog.format('vector has %s elements and other %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(other)))::double precision WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('distance_l1', 'vector has a NULL element')::double precision WHEN EXISTS (SELECT FROM pg_catalog.unnest(other) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('distance_l1', 'other has a NULL element')::double precision ELSE (SELECT coalesce(pg_catalog.sum(pg_catalog.abs(a - b)), 0) FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(other)) WITH ORDINALITY AS u(a, b, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, 'distance_l1', vector, other, 'double precision', 'other')
+$$;
 
 CREATE FUNCTION pgml.distance_l2(vector double precision[], other double precision[]) RETURNS double precision
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(other) THEN pgml._vector_error('distance_l2', pg_catalog.format('vector has %s elements and other %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(other)))::double precision WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('distance_l2', 'vector has a NULL element')::double precision WHEN EXISTS (SELECT FROM pg_catalog.unnest(other) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('distance_l2', 'other has a NULL element')::double precision ELSE (SELECT pg_catalog.sqrt(coalesce(pg_catalog.sum((a - b) * (a - b)), 0))::double precision FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(other)) WITH ORDINALITY AS u(a, b, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, 'distance_l2', vector, other, 'double precision', 'other')
+$$;
 
 CREATE FUNCTION pgml.dot_product(vector double precision[], other double precision[]) RETURNS double precision
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(other) THEN pgml._vector_error('dot_product', pg_catalog.format('vector has %s elements and other %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(other)))::double precision WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('dot_product', 'vector has a NULL element')::double precision WHEN EXISTS (SELECT FROM pg_catalog.unnest(other) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('dot_product', 'other has a NULL element')::double precision ELSE (SELECT coalesce(pg_catalog.sum(a * b), 0) FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(other)) WITH ORDINALITY AS u(a, b, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, 'dot_product', vector, other, 'double precision', 'other')
+$$;
 
 CREATE FUNCTION pgml.cosine_similarity(vector double precision[], other double precision[]) RETURNS double precision
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) <> pg_catalog.cardinality(other) THEN pgml._vector_error('cosine_similarity', pg_catalog.format('vector has %s elements and other %s', pg_catalog.cardinality(vector), pg_catalog.cardinality(other)))::double precision WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('cosine_similarity', 'vector has a NULL element')::double precision WHEN EXISTS (SELECT FROM pg_catalog.unnest(other) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('cosine_similarity', 'other has a NULL element')::double precision ELSE (SELECT CASE WHEN pg_catalog.sum(a * a) = 0 OR pg_catalog.sum(b * b) = 0 THEN 'NaN'::double precision
-  ELSE (pg_catalog.sum(a * b) / (pg_catalog.sqrt(pg_catalog.sum(a * a)) * pg_catalog.sqrt(pg_catalog.sum(b * b))))::double precision END FROM ROWS FROM (pg_catalog.unnest(vector), pg_catalog.unnest(other)) WITH ORDINALITY AS u(a, b, i)) END $$;
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, 'cosine_similarity', vector, other, 'double precision', 'other')
+$$;
 
 CREATE FUNCTION pgml._vector_final(state double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
@@ -3076,47 +3398,32 @@ AS $$ SELECT coalesce(state, '{}') $$;
 
 CREATE FUNCTION pgml._vector_sum(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('sum', 'vector has a NULL element')::double precision[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(v ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('sum', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::double precision[]
-  ELSE (SELECT pg_catalog.array_agg(a + b ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('sum', state, vector)::double precision[] $$;
+
 CREATE AGGREGATE pgml.sum(double precision[]) (SFUNC = pgml._vector_sum, STYPE = double precision[], COMBINEFUNC = pgml._vector_sum, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_min(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('min', 'vector has a NULL element')::double precision[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(v ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('min', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::double precision[]
-  ELSE (SELECT pg_catalog.array_agg(LEAST(a, b) ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('min', state, vector)::double precision[] $$;
+
 CREATE AGGREGATE pgml.min(double precision[]) (SFUNC = pgml._vector_min, STYPE = double precision[], COMBINEFUNC = pgml._vector_min, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_max(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('max', 'vector has a NULL element')::double precision[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(v ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('max', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::double precision[]
-  ELSE (SELECT pg_catalog.array_agg(GREATEST(a, b) ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('max', state, vector)::double precision[] $$;
+
 CREATE AGGREGATE pgml.max(double precision[]) (SFUNC = pgml._vector_max, STYPE = double precision[], COMBINEFUNC = pgml._vector_max, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_min_abs(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('min_abs', 'vector has a NULL element')::double precision[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(pg_catalog.abs(v) ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('min_abs', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::double precision[]
-  ELSE (SELECT pg_catalog.array_agg(LEAST(a, pg_catalog.abs(b)) ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('min_abs', state, vector)::double precision[] $$;
+
 CREATE AGGREGATE pgml.min_abs(double precision[]) (SFUNC = pgml._vector_min_abs, STYPE = double precision[], COMBINEFUNC = pgml._vector_min_abs, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_max_abs(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN vector IS NULL THEN state
-  WHEN EXISTS (SELECT FROM pg_catalog.unnest(vector) AS e(x) WHERE x IS NULL) THEN pgml._vector_error('max_abs', 'vector has a NULL element')::double precision[]
-  WHEN state IS NULL THEN (SELECT coalesce(pg_catalog.array_agg(pg_catalog.abs(v) ORDER BY i), '{}') FROM pg_catalog.unnest(vector) WITH ORDINALITY AS u(v, i))
-  WHEN pg_catalog.cardinality(state) <> pg_catalog.cardinality(vector) THEN pgml._vector_error('max_abs', pg_catalog.format('the vectors have different lengths (%s and %s)', pg_catalog.cardinality(state), pg_catalog.cardinality(vector)))::double precision[]
-  ELSE (SELECT pg_catalog.array_agg(GREATEST(a, pg_catalog.abs(b)) ORDER BY i) FROM ROWS FROM (pg_catalog.unnest(state), pg_catalog.unnest(vector)) WITH ORDINALITY AS u(a, b, i)) END $$;
+AS $$ SELECT pgml._vector_accumulate('max_abs', state, vector)::double precision[] $$;
+
 CREATE AGGREGATE pgml.max_abs(double precision[]) (SFUNC = pgml._vector_max_abs, STYPE = double precision[], COMBINEFUNC = pgml._vector_max_abs, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE OR REPLACE FUNCTION pgml._not_supported(name text) RETURNS void

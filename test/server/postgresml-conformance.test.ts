@@ -197,7 +197,7 @@ describe('PostgresML conformance of pgml_compat', () => {
     })
   })
 
-  it('ALTER EXTENSION pgml_compat UPDATE brings a 0.1.0, 0.2.0, 0.3.0 and 0.4.0 install to the same functions (volatility, parallel safety, settings, privileges), tables and privileges as a fresh install', async () => {
+  it('ALTER EXTENSION pgml_compat UPDATE, in a connection that has used the extension, brings a 0.1.0, 0.2.0, 0.3.0 and 0.4.0 install to the same functions (volatility, parallel safety, settings, privileges), tables and privileges as a fresh install', async () => {
     const state = async (query: Query) => ({
       functions: (await query<{ f: string }>(`SELECT p.oid::regprocedure::text || ' ' || p.provolatile::text || p.proparallel::text || p.prosecdef::text || coalesce(array_to_string(p.proconfig, ','), '-')
           || ' ' || coalesce(p.proacl::text, 'default') AS f
@@ -216,7 +216,13 @@ describe('PostgresML conformance of pgml_compat', () => {
       db = await server.create()
       const upgraded = await db.session(async (query) => {
         await query(`CREATE EXTENSION pgml_compat VERSION '${from}' CASCADE`)
+        // The extension in use in this very connection (its module loaded), as on a live server.
+        await query(`CREATE TABLE before_t AS SELECT i::real AS x, (2 * i)::real AS y FROM generate_series(1, 60) i`)
+        await query(`SELECT * FROM pgml.train('before', 'regression', 'before_t', 'y')`)
         await query(`ALTER EXTENSION pgml_compat UPDATE`)
+        expect((await query<{ p: number }>(`SELECT pgml.predict('before', ARRAY[3]::real[]) AS p`))[0]!.p, from).toBeCloseTo(6, 3)
+        await query(`DROP TABLE before_t`)
+        await query(`DELETE FROM pgml.projects`)
         return state(query)
       })
       expect(upgraded, `from ${from}`).toEqual(fresh)
@@ -398,7 +404,7 @@ describe('PostgresML conformance of pgml_compat', () => {
       expect(await query(`SELECT count(*)::int AS n FROM pgml.projects`)).toEqual([{ n: 0 }])
       await query(`SELECT * FROM pgml.train('no gaps', 'regression', 't', 'y', 'svm')`)
       for (const call of [`pgml.predict_batch('no gaps', ARRAY[0.5, NULL]::real[])`, `pgml.predict('no gaps', ARRAY[NULL]::real[])`]) {
-        await expect(query(`SELECT ${call}`), call).rejects.toThrow(/a feature is NULL \(x\) and the model was trained without imputing it/)
+        await expect(query(`SELECT ${call}`), call).rejects.toThrow(/a feature is NULL or NaN \(x\) and the model was trained without imputing it/)
       }
       await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '{"batch_size": 0}')`)).rejects.toThrow(/batch_size must be a positive integer, got 0/)
       await expect(query(`SELECT pgml.embed('pgml-kit/tiny-bert-16', 'x', '[]')`)).rejects.toThrow(/kwargs must be a JSON object/)

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { adviseBuild, adviseHnsw, adviseIvfflat, adviseParallelWorkers, hnswBuildBytes } from '../../src/indexes/advice.js'
 import { sizeAutoParameters, type Sizing } from '../../src/indexes/sizing.js'
+import { PREDICTIVE_MARGIN_SE, recommendSetting } from '../../src/indexes/check.js'
 import { EMPTY_STATE } from '../../src/model/ir.js'
 import { resolveConfig } from '../../src/model/resolve.js'
 import { planMigration, planOperations } from '../../src/plan/plan-migration.js'
@@ -115,3 +116,19 @@ describe('plans sized against a database', () => {
       .toThrow(/indexes\[0\]\.build.*memory size/)
   })
 })
+
+describe('index check\'s recommendation', () => {
+  const row = (setting: number, recall: number, recallStdErr: number, iterative: boolean | null = null) => ({ setting, iterative, recall, recallStdErr, p50Ms: 1, p95Ms: 1, short: 0 })
+  it('asks the measured recall to clear the target by the one-sided 95% bound on the mean of another sample of queries (2.33 standard errors)', () => {
+    // bench/index-advice.ts: ef_search 40 measured 0.97 ± 0.014 for target 0.95 — one standard error cleared it, held-out queries reached 0.942.
+    const rows = [row(20, 0.949, 0.0156), row(40, 0.97, 0.0142), row(80, 0.987, 0.0101), row(200, 0.99, 0.01), row(800, 1, 0)]
+    expect(PREDICTIVE_MARGIN_SE).toBeCloseTo(2.326, 3)
+    expect(recommendSetting(rows, 0.95)?.setting).toBe(80)
+    expect(recommendSetting(rows, 0.9)?.setting).toBe(20)
+    expect(recommendSetting(rows, 0.99)?.setting).toBe(800)
+    expect(recommendSetting(rows.slice(0, 4), 0.99)).toBeNull()
+    // Equal settings: without iterative scans first (they cost more when not needed).
+    expect(recommendSetting([row(40, 0.99, 0, true), row(40, 0.99, 0, false)], 0.95)).toMatchObject({ setting: 40, iterative: false })
+  })
+})
+

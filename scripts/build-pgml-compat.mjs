@@ -59,9 +59,11 @@ const predictRestricted = [
 const views040 = readFileSync(`${dir}sql/views-0.4.0.sql.in`, 'utf8').trimEnd()
 
 // PostgresML's vector functions and aggregates, for each of its element types (f32 and f64), with
-// its argument names (pgml-extension/src/vectors.rs); the arithmetic is the module's (numpy). A
-// function that returns an array is SQL over a PL/Python one that returns the array's text (see
-// _array_text in the module).
+// its argument names (pgml-extension/src/vectors.rs); the arithmetic is the module's (numpy). Each
+// is SQL over a PL/Python function: the SQL refuses an array over VECTOR_MAX elements before
+// PL/Python converts it (a conversion no cancel can interrupt), and casts the text an
+// array-returning one gives back (see _array_text in the module).
+const VECTOR_MAX = 1_000_000
 const vectorFunctions = ['real', 'double precision'].map((t) => {
   const python = (name, args, returns, call, { strict = true } = {}) => `CREATE FUNCTION pgml.${name}(${args}) RETURNS ${returns}
 LANGUAGE plpython3u IMMUTABLE${strict ? ' STRICT' : ''} PARALLEL SAFE SET search_path = pg_catalog, pg_temp
@@ -69,29 +71,33 @@ AS $$
 {{BOOT}}
 return m.${call}
 $$;`
-  const sql = (name, args, body, { strict = true } = {}) => `CREATE${name === 'normalize_l2' && t === 'real' ? ' OR REPLACE' : ''} FUNCTION pgml.${name}(${args}) RETURNS ${t}[]
+  const guard = (name, arrays, returns) => arrays.map((a) => `WHEN pg_catalog.cardinality(${a}) > ${VECTOR_MAX} THEN pgml._vector_too_long('${name}', '${a}', pg_catalog.cardinality(${a}))::${returns}`).join(' ')
+  const sql = (name, args, arrays, body, returns, { strict = true } = {}) => `CREATE${name === 'normalize_l2' && t === 'real' ? ' OR REPLACE' : ''} FUNCTION pgml.${name}(${args}) RETURNS ${returns}
 LANGUAGE sql IMMUTABLE${strict ? ' STRICT' : ''} PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ${body}::${t}[] $$;`
+AS $$ SELECT CASE ${guard(name, arrays, returns)} ELSE ${body}::${returns} END $$;`
   const type = `'${t}'`
+  const array = `${t}[]`
   return [
-    python('_vector_scalar', `function_name text, vector ${t}[], scalar ${t}`, 'text', `vector_scalar(plpy, function_name, vector, scalar, ${type})`),
-    python('_vector_pair', `function_name text, vector ${t}[], other ${t}[], other_name text`, 'text', `vector_pair(plpy, function_name, vector, other, ${type}, other_name)`),
-    python('_vector_normalize', `function_name text, vector ${t}[]`, 'text', `vector_normalize(plpy, function_name, vector, ${type})`),
-    python('_vector_accumulate', `function_name text, state ${t}[], vector ${t}[]`, 'text', `vector_accumulate(plpy, function_name, state, vector, ${type})`, { strict: false }),
+    python('_vector_scalar', `function_name text, vector ${array}, scalar ${t}`, 'text', `vector_scalar(plpy, function_name, vector, scalar, ${type})`),
+    python('_vector_pair', `function_name text, vector ${array}, other ${array}, other_name text`, 'text', `vector_pair(plpy, function_name, vector, other, ${type}, other_name)`),
+    python('_vector_measure', `function_name text, vector ${array}, other ${array}`, t, `vector_pair(plpy, function_name, vector, other, ${type}, 'other')`),
+    python('_vector_norm', `function_name text, vector ${array}`, t, `vector_norm(plpy, function_name, vector, ${type})`),
+    python('_vector_normalize', `function_name text, vector ${array}`, 'text', `vector_normalize(plpy, function_name, vector, ${type})`),
+    python('_vector_accumulate', `function_name text, state ${array}, vector ${array}`, 'text', `vector_accumulate(plpy, function_name, state, vector, ${type})`, { strict: false }),
     ...[['add', 'addend'], ['subtract', 'subtahend'], ['multiply', 'multiplicand'], ['divide', 'dividend']].flatMap(([name, arg]) => [
-      sql(name, `vector ${t}[], ${arg} ${t}`, `pgml._vector_scalar('${name}', vector, ${arg})`),
-      sql(name, `vector ${t}[], ${arg} ${t}[]`, `pgml._vector_pair('${name}', vector, ${arg}, '${arg}')`),
+      sql(name, `vector ${array}, ${arg} ${t}`, ['vector'], `pgml._vector_scalar('${name}', vector, ${arg})`, array),
+      sql(name, `vector ${array}, ${arg} ${array}`, ['vector', arg], `pgml._vector_pair('${name}', vector, ${arg}, '${arg}')`, array),
     ]),
-    ...['norm_l0', 'norm_l1', 'norm_l2', 'norm_max'].map((name) => python(name, `vector ${t}[]`, t, `vector_norm(plpy, '${name}', vector, ${type})`)),
-    ...['normalize_l1', 'normalize_l2', 'normalize_max'].map((name) => sql(name, `vector ${t}[]`, `pgml._vector_normalize('${name}', vector)`)),
-    ...['distance_l1', 'distance_l2', 'dot_product', 'cosine_similarity'].map((name) => python(name, `vector ${t}[], other ${t}[]`, t, `vector_pair(plpy, '${name}', vector, other, ${type}, 'other')`)),
+    ...['norm_l0', 'norm_l1', 'norm_l2', 'norm_max'].map((name) => sql(name, `vector ${array}`, ['vector'], `pgml._vector_norm('${name}', vector)`, t)),
+    ...['normalize_l1', 'normalize_l2', 'normalize_max'].map((name) => sql(name, `vector ${array}`, ['vector'], `pgml._vector_normalize('${name}', vector)`, array)),
+    ...['distance_l1', 'distance_l2', 'dot_product', 'cosine_similarity'].map((name) => sql(name, `vector ${array}, other ${array}`, ['vector', 'other'], `pgml._vector_measure('${name}', vector, other)`, t)),
     // Aggregates: NULL rows are skipped; no rows (or only NULLs) give an empty array.
-    `CREATE FUNCTION pgml._vector_final(state ${t}[]) RETURNS ${t}[]
+    `CREATE FUNCTION pgml._vector_final(state ${array}) RETURNS ${array}
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $$ SELECT coalesce(state, '{}') $$;`,
     ...['sum', 'min', 'max', 'min_abs', 'max_abs'].flatMap((name) => [
-      sql(`_vector_${name}`, `state ${t}[], vector ${t}[]`, `pgml._vector_accumulate('${name}', state, vector)`, { strict: false }),
-      `CREATE AGGREGATE pgml.${name}(${t}[]) (SFUNC = pgml._vector_${name}, STYPE = ${t}[], COMBINEFUNC = pgml._vector_${name}, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);`,
+      sql(`_vector_${name}`, `state ${array}, vector ${array}`, ['vector'], `pgml._vector_accumulate('${name}', state, vector)`, array, { strict: false }),
+      `CREATE AGGREGATE pgml.${name}(${array}) (SFUNC = pgml._vector_${name}, STYPE = ${array}, COMBINEFUNC = pgml._vector_${name}, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);`,
     ]),
   ].join('\n\n')
 }).join('\n\n')

@@ -868,8 +868,17 @@ _SPLITTER_ARGS = {
 }
 
 
+# Bounds of one pgml.chunk call: the text's length, and what the chunks may add up to (an overlap
+# close to chunk_size repeats nearly every character in nearly every chunk).
+CHUNK_TEXT_MAX = 10_000_000
+CHUNK_OUTPUT_FACTOR = 20
+CHUNK_OUTPUT_MIN = 10_000_000
+
+
 class _Splitter:
-    def __init__(self, kind, args):
+    def __init__(self, kind, args, max_output=None):
+        self.max_output = max_output
+        self.emitted = 0
         defaults = {'chunk_size': 4000, 'chunk_overlap': 200, 'strip_whitespace': True, 'is_separator_regex': False,
                     # LangChain's CharacterTextSplitter drops its separator by default; the recursive ones keep it at the start of a piece.
                     'keep_separator': kind != 'character'}
@@ -925,6 +934,10 @@ class _Splitter:
         text = separator.join(pieces)
         if self.strip:
             text = text.strip()
+        self.emitted += len(text)
+        if self.max_output is not None and self.emitted > self.max_output:
+            raise TrainError('pgml.chunk: the chunks would add up to more than %d characters (chunk_overlap %d of chunk_size %d repeats most of the text '
+                             'in every chunk); use a smaller overlap' % (self.max_output, self.overlap, self.size))
         return text or None
 
     def _merge(self, pieces, separator):
@@ -993,12 +1006,18 @@ def chunk(plpy, splitter, text, kwargs):
         raise plpy.Error('pgml.chunk: kwargs must be a JSON object such as \'{"chunk_size": 1000, "chunk_overlap": 200}\', got %s' % kwargs)
     if text is None:
         return []
+    if len(text) > CHUNK_TEXT_MAX:
+        # One split of the whole text is a single C call a cancel cannot interrupt: bounded by the text's length.
+        raise plpy.Error('pgml.chunk: the text has %d characters; pgml_compat splits at most %d in one call (split the document first)' % (len(text), CHUNK_TEXT_MAX))
     try:
-        split = _Splitter(splitter, args)
+        split = _Splitter(splitter, args, max_output=max(CHUNK_OUTPUT_FACTOR * len(text), CHUNK_OUTPUT_MIN))
     except TrainError as error:
         raise plpy.Error(str(error))
     # A long text makes many pieces: the split stops on a cancel or statement_timeout, as training does.
-    pieces = _interruptible(plpy, 'pgml.chunk', lambda: split.split(text))
+    try:
+        pieces = _interruptible(plpy, 'pgml.chunk', lambda: split.split(text))
+    except TrainError as error:
+        raise plpy.Error(str(error))
     return [(i + 1, piece) for i, piece in enumerate(pieces)]
 
 
@@ -1416,13 +1435,13 @@ def _interruptible(plpy, what, fit):
     return result
 
 
-def _fit(plpy, algorithm, fit):
+def _fit(plpy, algorithm, fit, function='pgml.train'):
     """A fit (or search), interruptible; what the library refuses about the data or the parameters
     (n_components above the number of features, a parameter out of range) said as pgml.train's error."""
     try:
-        return _interruptible(plpy, 'pgml.train', fit)
+        return _interruptible(plpy, function, fit)
     except (ValueError, TypeError) as error:
-        raise plpy.Error('pgml.train: %s could not be trained on this data with these hyperparameters: %s' % (algorithm, error))
+        raise plpy.Error('%s: %s could not be trained on this data with these hyperparameters: %s' % (function, algorithm, error))
 
 
 def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
@@ -1551,7 +1570,7 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
             searcher = GridSearchCV(estimator, search_params, cv=cv, scoring=scoring)
         else:
             searcher = RandomizedSearchCV(estimator, search_params, n_iter=int(search_args.get('n_iter', 10)), cv=cv, scoring=scoring, random_state=0)
-        _fit(plpy, algorithm, lambda: searcher.fit(x_train, y_train))
+        _fit(plpy, algorithm, lambda: searcher.fit(x_train, y_train), function)
         estimator = searcher.best_estimator_
         chosen.update(searcher.best_params_)
         # Every candidate's cross-validation scores, as PostgresML keeps them (metrics.search_results).
@@ -1560,7 +1579,7 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
                           **{key: [float(v) for v in results[key]] for key in ('mean_test_score', 'std_test_score', 'mean_fit_time', 'std_fit_time') if key in results},
                           'rank_test_score': [int(v) for v in results['rank_test_score']]}
     else:
-        _fit(plpy, algorithm, lambda: estimator.fit(x_train, y_train))
+        _fit(plpy, algorithm, lambda: estimator.fit(x_train, y_train), function)
     fit_time = time.perf_counter() - started
     scores = _interruptible(plpy, 'pgml.train', lambda: _metrics(task, estimator, x_test, y_test))
     scores['fit_time'] = fit_time
@@ -1831,6 +1850,17 @@ def load_dataset(plpy, source, subset, limit, kwargs):
     # row type, policies, functions): emptied and filled again, never dropped with CASCADE, which
     # as this function's owner would drop other roles' objects. A table whose columns were changed
     # is dropped without CASCADE: PostgreSQL refuses, naming what depends on it.
+    # Only a table of the extension's owner (who runs this function) is reloaded or dropped: another
+    # role's table (one 0.2.0 let a role create, or one an administrator gave away) may carry
+    # triggers, rules or constraints that would run as the owner, a superuser.
+    found = plpy.execute(plpy.prepare(
+        """SELECT c.relkind::text AS kind, pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) AS ours
+           FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)""", ['text']), [table])
+    if found and (found[0]['kind'] != 'r' or not found[0]['ours']):
+        raise plpy.Error('pgml.load_dataset: pgml.%s exists and is %s, so it is not reloaded: its triggers, rules and constraints would run with the '
+                         "extension owner's rights. An administrator decides: drop it, or give it to the extension's owner (ALTER TABLE pgml.%s OWNER TO %s)"
+                         % (source, 'owned by %s, not by the extension\'s owner' % found[0]['owner'] if found[0]['kind'] == 'r' else 'not a table',
+                            _quote_ident(source), plpy.execute('SELECT current_user AS u')[0]['u']))
     existing = plpy.execute(plpy.prepare(
         """SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) AS names, pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum) AS types
            FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped""", ['text']), [table])[0]
@@ -2982,6 +3012,13 @@ $$;
 -- different lengths, is an error that says so (PostgresML panics on the first and ignores the
 -- extra elements of the second). A zero vector normalises to itself, as pgml_compat's
 -- normalize_l2 always did.
+CREATE FUNCTION pgml._vector_too_long(function_name text, argument text, elements integer) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN
+  RAISE EXCEPTION 'pgml.%: % has % elements; the vector functions take at most 1,000,000', function_name, argument, elements
+    USING ERRCODE = 'program_limit_exceeded';
+END $$;
+
 CREATE FUNCTION pgml._vector_scalar(function_name text, vector real[], scalar real) RETURNS text
 LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -3004,6 +3041,30 @@ if m is None or m.VERSION != '0.5.0':
     exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
     GD['pgml_compat'] = m
 return m.vector_pair(plpy, function_name, vector, other, 'real', other_name)
+$$;
+
+CREATE FUNCTION pgml._vector_measure(function_name text, vector real[], other real[]) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, function_name, vector, other, 'real', 'other')
+$$;
+
+CREATE FUNCTION pgml._vector_norm(function_name text, vector real[]) RETURNS real
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, function_name, vector, 'real')
 $$;
 
 CREATE FUNCTION pgml._vector_normalize(function_name text, vector real[]) RETURNS text
@@ -3032,143 +3093,79 @@ $$;
 
 CREATE FUNCTION pgml.add(vector real[], addend real) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_scalar('add', vector, addend)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('add', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_scalar('add', vector, addend)::real[] END $$;
 
 CREATE FUNCTION pgml.add(vector real[], addend real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_pair('add', vector, addend, 'addend')::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('add', 'vector', pg_catalog.cardinality(vector))::real[] WHEN pg_catalog.cardinality(addend) > 1000000 THEN pgml._vector_too_long('add', 'addend', pg_catalog.cardinality(addend))::real[] ELSE pgml._vector_pair('add', vector, addend, 'addend')::real[] END $$;
 
 CREATE FUNCTION pgml.subtract(vector real[], subtahend real) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_scalar('subtract', vector, subtahend)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('subtract', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_scalar('subtract', vector, subtahend)::real[] END $$;
 
 CREATE FUNCTION pgml.subtract(vector real[], subtahend real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_pair('subtract', vector, subtahend, 'subtahend')::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('subtract', 'vector', pg_catalog.cardinality(vector))::real[] WHEN pg_catalog.cardinality(subtahend) > 1000000 THEN pgml._vector_too_long('subtract', 'subtahend', pg_catalog.cardinality(subtahend))::real[] ELSE pgml._vector_pair('subtract', vector, subtahend, 'subtahend')::real[] END $$;
 
 CREATE FUNCTION pgml.multiply(vector real[], multiplicand real) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_scalar('multiply', vector, multiplicand)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('multiply', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_scalar('multiply', vector, multiplicand)::real[] END $$;
 
 CREATE FUNCTION pgml.multiply(vector real[], multiplicand real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_pair('multiply', vector, multiplicand, 'multiplicand')::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('multiply', 'vector', pg_catalog.cardinality(vector))::real[] WHEN pg_catalog.cardinality(multiplicand) > 1000000 THEN pgml._vector_too_long('multiply', 'multiplicand', pg_catalog.cardinality(multiplicand))::real[] ELSE pgml._vector_pair('multiply', vector, multiplicand, 'multiplicand')::real[] END $$;
 
 CREATE FUNCTION pgml.divide(vector real[], dividend real) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_scalar('divide', vector, dividend)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('divide', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_scalar('divide', vector, dividend)::real[] END $$;
 
 CREATE FUNCTION pgml.divide(vector real[], dividend real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_pair('divide', vector, dividend, 'dividend')::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('divide', 'vector', pg_catalog.cardinality(vector))::real[] WHEN pg_catalog.cardinality(dividend) > 1000000 THEN pgml._vector_too_long('divide', 'dividend', pg_catalog.cardinality(dividend))::real[] ELSE pgml._vector_pair('divide', vector, dividend, 'dividend')::real[] END $$;
 
 CREATE FUNCTION pgml.norm_l0(vector real[]) RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_norm(plpy, 'norm_l0', vector, 'real')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('norm_l0', 'vector', pg_catalog.cardinality(vector))::real ELSE pgml._vector_norm('norm_l0', vector)::real END $$;
 
 CREATE FUNCTION pgml.norm_l1(vector real[]) RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_norm(plpy, 'norm_l1', vector, 'real')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('norm_l1', 'vector', pg_catalog.cardinality(vector))::real ELSE pgml._vector_norm('norm_l1', vector)::real END $$;
 
 CREATE FUNCTION pgml.norm_l2(vector real[]) RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_norm(plpy, 'norm_l2', vector, 'real')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('norm_l2', 'vector', pg_catalog.cardinality(vector))::real ELSE pgml._vector_norm('norm_l2', vector)::real END $$;
 
 CREATE FUNCTION pgml.norm_max(vector real[]) RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_norm(plpy, 'norm_max', vector, 'real')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('norm_max', 'vector', pg_catalog.cardinality(vector))::real ELSE pgml._vector_norm('norm_max', vector)::real END $$;
 
 CREATE FUNCTION pgml.normalize_l1(vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_normalize('normalize_l1', vector)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('normalize_l1', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_normalize('normalize_l1', vector)::real[] END $$;
 
 CREATE OR REPLACE FUNCTION pgml.normalize_l2(vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_normalize('normalize_l2', vector)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('normalize_l2', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_normalize('normalize_l2', vector)::real[] END $$;
 
 CREATE FUNCTION pgml.normalize_max(vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_normalize('normalize_max', vector)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('normalize_max', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_normalize('normalize_max', vector)::real[] END $$;
 
 CREATE FUNCTION pgml.distance_l1(vector real[], other real[]) RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_pair(plpy, 'distance_l1', vector, other, 'real', 'other')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('distance_l1', 'vector', pg_catalog.cardinality(vector))::real WHEN pg_catalog.cardinality(other) > 1000000 THEN pgml._vector_too_long('distance_l1', 'other', pg_catalog.cardinality(other))::real ELSE pgml._vector_measure('distance_l1', vector, other)::real END $$;
 
 CREATE FUNCTION pgml.distance_l2(vector real[], other real[]) RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_pair(plpy, 'distance_l2', vector, other, 'real', 'other')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('distance_l2', 'vector', pg_catalog.cardinality(vector))::real WHEN pg_catalog.cardinality(other) > 1000000 THEN pgml._vector_too_long('distance_l2', 'other', pg_catalog.cardinality(other))::real ELSE pgml._vector_measure('distance_l2', vector, other)::real END $$;
 
 CREATE FUNCTION pgml.dot_product(vector real[], other real[]) RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_pair(plpy, 'dot_product', vector, other, 'real', 'other')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('dot_product', 'vector', pg_catalog.cardinality(vector))::real WHEN pg_catalog.cardinality(other) > 1000000 THEN pgml._vector_too_long('dot_product', 'other', pg_catalog.cardinality(other))::real ELSE pgml._vector_measure('dot_product', vector, other)::real END $$;
 
 CREATE FUNCTION pgml.cosine_similarity(vector real[], other real[]) RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_pair(plpy, 'cosine_similarity', vector, other, 'real', 'other')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('cosine_similarity', 'vector', pg_catalog.cardinality(vector))::real WHEN pg_catalog.cardinality(other) > 1000000 THEN pgml._vector_too_long('cosine_similarity', 'other', pg_catalog.cardinality(other))::real ELSE pgml._vector_measure('cosine_similarity', vector, other)::real END $$;
 
 CREATE FUNCTION pgml._vector_final(state real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
@@ -3176,31 +3173,31 @@ AS $$ SELECT coalesce(state, '{}') $$;
 
 CREATE FUNCTION pgml._vector_sum(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('sum', state, vector)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_sum', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_accumulate('sum', state, vector)::real[] END $$;
 
 CREATE AGGREGATE pgml.sum(real[]) (SFUNC = pgml._vector_sum, STYPE = real[], COMBINEFUNC = pgml._vector_sum, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_min(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('min', state, vector)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_min', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_accumulate('min', state, vector)::real[] END $$;
 
 CREATE AGGREGATE pgml.min(real[]) (SFUNC = pgml._vector_min, STYPE = real[], COMBINEFUNC = pgml._vector_min, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_max(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('max', state, vector)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_max', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_accumulate('max', state, vector)::real[] END $$;
 
 CREATE AGGREGATE pgml.max(real[]) (SFUNC = pgml._vector_max, STYPE = real[], COMBINEFUNC = pgml._vector_max, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_min_abs(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('min_abs', state, vector)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_min_abs', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_accumulate('min_abs', state, vector)::real[] END $$;
 
 CREATE AGGREGATE pgml.min_abs(real[]) (SFUNC = pgml._vector_min_abs, STYPE = real[], COMBINEFUNC = pgml._vector_min_abs, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_max_abs(state real[], vector real[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('max_abs', state, vector)::real[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_max_abs', 'vector', pg_catalog.cardinality(vector))::real[] ELSE pgml._vector_accumulate('max_abs', state, vector)::real[] END $$;
 
 CREATE AGGREGATE pgml.max_abs(real[]) (SFUNC = pgml._vector_max_abs, STYPE = real[], COMBINEFUNC = pgml._vector_max_abs, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
@@ -3226,6 +3223,30 @@ if m is None or m.VERSION != '0.5.0':
     exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
     GD['pgml_compat'] = m
 return m.vector_pair(plpy, function_name, vector, other, 'double precision', other_name)
+$$;
+
+CREATE FUNCTION pgml._vector_measure(function_name text, vector double precision[], other double precision[]) RETURNS double precision
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_pair(plpy, function_name, vector, other, 'double precision', 'other')
+$$;
+
+CREATE FUNCTION pgml._vector_norm(function_name text, vector double precision[]) RETURNS double precision
+LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+m = GD.get('pgml_compat')
+if m is None or m.VERSION != '0.5.0':
+    import types
+    m = types.ModuleType('pgml_compat')
+    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
+    GD['pgml_compat'] = m
+return m.vector_norm(plpy, function_name, vector, 'double precision')
 $$;
 
 CREATE FUNCTION pgml._vector_normalize(function_name text, vector double precision[]) RETURNS text
@@ -3254,143 +3275,79 @@ $$;
 
 CREATE FUNCTION pgml.add(vector double precision[], addend double precision) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_scalar('add', vector, addend)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('add', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_scalar('add', vector, addend)::double precision[] END $$;
 
 CREATE FUNCTION pgml.add(vector double precision[], addend double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_pair('add', vector, addend, 'addend')::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('add', 'vector', pg_catalog.cardinality(vector))::double precision[] WHEN pg_catalog.cardinality(addend) > 1000000 THEN pgml._vector_too_long('add', 'addend', pg_catalog.cardinality(addend))::double precision[] ELSE pgml._vector_pair('add', vector, addend, 'addend')::double precision[] END $$;
 
 CREATE FUNCTION pgml.subtract(vector double precision[], subtahend double precision) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_scalar('subtract', vector, subtahend)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('subtract', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_scalar('subtract', vector, subtahend)::double precision[] END $$;
 
 CREATE FUNCTION pgml.subtract(vector double precision[], subtahend double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_pair('subtract', vector, subtahend, 'subtahend')::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('subtract', 'vector', pg_catalog.cardinality(vector))::double precision[] WHEN pg_catalog.cardinality(subtahend) > 1000000 THEN pgml._vector_too_long('subtract', 'subtahend', pg_catalog.cardinality(subtahend))::double precision[] ELSE pgml._vector_pair('subtract', vector, subtahend, 'subtahend')::double precision[] END $$;
 
 CREATE FUNCTION pgml.multiply(vector double precision[], multiplicand double precision) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_scalar('multiply', vector, multiplicand)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('multiply', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_scalar('multiply', vector, multiplicand)::double precision[] END $$;
 
 CREATE FUNCTION pgml.multiply(vector double precision[], multiplicand double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_pair('multiply', vector, multiplicand, 'multiplicand')::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('multiply', 'vector', pg_catalog.cardinality(vector))::double precision[] WHEN pg_catalog.cardinality(multiplicand) > 1000000 THEN pgml._vector_too_long('multiply', 'multiplicand', pg_catalog.cardinality(multiplicand))::double precision[] ELSE pgml._vector_pair('multiply', vector, multiplicand, 'multiplicand')::double precision[] END $$;
 
 CREATE FUNCTION pgml.divide(vector double precision[], dividend double precision) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_scalar('divide', vector, dividend)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('divide', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_scalar('divide', vector, dividend)::double precision[] END $$;
 
 CREATE FUNCTION pgml.divide(vector double precision[], dividend double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_pair('divide', vector, dividend, 'dividend')::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('divide', 'vector', pg_catalog.cardinality(vector))::double precision[] WHEN pg_catalog.cardinality(dividend) > 1000000 THEN pgml._vector_too_long('divide', 'dividend', pg_catalog.cardinality(dividend))::double precision[] ELSE pgml._vector_pair('divide', vector, dividend, 'dividend')::double precision[] END $$;
 
 CREATE FUNCTION pgml.norm_l0(vector double precision[]) RETURNS double precision
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_norm(plpy, 'norm_l0', vector, 'double precision')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('norm_l0', 'vector', pg_catalog.cardinality(vector))::double precision ELSE pgml._vector_norm('norm_l0', vector)::double precision END $$;
 
 CREATE FUNCTION pgml.norm_l1(vector double precision[]) RETURNS double precision
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_norm(plpy, 'norm_l1', vector, 'double precision')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('norm_l1', 'vector', pg_catalog.cardinality(vector))::double precision ELSE pgml._vector_norm('norm_l1', vector)::double precision END $$;
 
 CREATE FUNCTION pgml.norm_l2(vector double precision[]) RETURNS double precision
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_norm(plpy, 'norm_l2', vector, 'double precision')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('norm_l2', 'vector', pg_catalog.cardinality(vector))::double precision ELSE pgml._vector_norm('norm_l2', vector)::double precision END $$;
 
 CREATE FUNCTION pgml.norm_max(vector double precision[]) RETURNS double precision
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_norm(plpy, 'norm_max', vector, 'double precision')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('norm_max', 'vector', pg_catalog.cardinality(vector))::double precision ELSE pgml._vector_norm('norm_max', vector)::double precision END $$;
 
 CREATE FUNCTION pgml.normalize_l1(vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_normalize('normalize_l1', vector)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('normalize_l1', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_normalize('normalize_l1', vector)::double precision[] END $$;
 
 CREATE FUNCTION pgml.normalize_l2(vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_normalize('normalize_l2', vector)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('normalize_l2', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_normalize('normalize_l2', vector)::double precision[] END $$;
 
 CREATE FUNCTION pgml.normalize_max(vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_normalize('normalize_max', vector)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('normalize_max', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_normalize('normalize_max', vector)::double precision[] END $$;
 
 CREATE FUNCTION pgml.distance_l1(vector double precision[], other double precision[]) RETURNS double precision
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_pair(plpy, 'distance_l1', vector, other, 'double precision', 'other')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('distance_l1', 'vector', pg_catalog.cardinality(vector))::double precision WHEN pg_catalog.cardinality(other) > 1000000 THEN pgml._vector_too_long('distance_l1', 'other', pg_catalog.cardinality(other))::double precision ELSE pgml._vector_measure('distance_l1', vector, other)::double precision END $$;
 
 CREATE FUNCTION pgml.distance_l2(vector double precision[], other double precision[]) RETURNS double precision
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_pair(plpy, 'distance_l2', vector, other, 'double precision', 'other')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('distance_l2', 'vector', pg_catalog.cardinality(vector))::double precision WHEN pg_catalog.cardinality(other) > 1000000 THEN pgml._vector_too_long('distance_l2', 'other', pg_catalog.cardinality(other))::double precision ELSE pgml._vector_measure('distance_l2', vector, other)::double precision END $$;
 
 CREATE FUNCTION pgml.dot_product(vector double precision[], other double precision[]) RETURNS double precision
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_pair(plpy, 'dot_product', vector, other, 'double precision', 'other')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('dot_product', 'vector', pg_catalog.cardinality(vector))::double precision WHEN pg_catalog.cardinality(other) > 1000000 THEN pgml._vector_too_long('dot_product', 'other', pg_catalog.cardinality(other))::double precision ELSE pgml._vector_measure('dot_product', vector, other)::double precision END $$;
 
 CREATE FUNCTION pgml.cosine_similarity(vector double precision[], other double precision[]) RETURNS double precision
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$
-m = GD.get('pgml_compat')
-if m is None or m.VERSION != '0.5.0':
-    import types
-    m = types.ModuleType('pgml_compat')
-    exec(compile(plpy.execute('SELECT pgml._source() AS s')[0]['s'], 'pgml_compat.py', 'exec'), m.__dict__)
-    GD['pgml_compat'] = m
-return m.vector_pair(plpy, 'cosine_similarity', vector, other, 'double precision', 'other')
-$$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('cosine_similarity', 'vector', pg_catalog.cardinality(vector))::double precision WHEN pg_catalog.cardinality(other) > 1000000 THEN pgml._vector_too_long('cosine_similarity', 'other', pg_catalog.cardinality(other))::double precision ELSE pgml._vector_measure('cosine_similarity', vector, other)::double precision END $$;
 
 CREATE FUNCTION pgml._vector_final(state double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
@@ -3398,31 +3355,31 @@ AS $$ SELECT coalesce(state, '{}') $$;
 
 CREATE FUNCTION pgml._vector_sum(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('sum', state, vector)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_sum', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_accumulate('sum', state, vector)::double precision[] END $$;
 
 CREATE AGGREGATE pgml.sum(double precision[]) (SFUNC = pgml._vector_sum, STYPE = double precision[], COMBINEFUNC = pgml._vector_sum, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_min(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('min', state, vector)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_min', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_accumulate('min', state, vector)::double precision[] END $$;
 
 CREATE AGGREGATE pgml.min(double precision[]) (SFUNC = pgml._vector_min, STYPE = double precision[], COMBINEFUNC = pgml._vector_min, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_max(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('max', state, vector)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_max', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_accumulate('max', state, vector)::double precision[] END $$;
 
 CREATE AGGREGATE pgml.max(double precision[]) (SFUNC = pgml._vector_max, STYPE = double precision[], COMBINEFUNC = pgml._vector_max, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_min_abs(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('min_abs', state, vector)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_min_abs', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_accumulate('min_abs', state, vector)::double precision[] END $$;
 
 CREATE AGGREGATE pgml.min_abs(double precision[]) (SFUNC = pgml._vector_min_abs, STYPE = double precision[], COMBINEFUNC = pgml._vector_min_abs, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 
 CREATE FUNCTION pgml._vector_max_abs(state double precision[], vector double precision[]) RETURNS double precision[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-AS $$ SELECT pgml._vector_accumulate('max_abs', state, vector)::double precision[] $$;
+AS $$ SELECT CASE WHEN pg_catalog.cardinality(vector) > 1000000 THEN pgml._vector_too_long('_vector_max_abs', 'vector', pg_catalog.cardinality(vector))::double precision[] ELSE pgml._vector_accumulate('max_abs', state, vector)::double precision[] END $$;
 
 CREATE AGGREGATE pgml.max_abs(double precision[]) (SFUNC = pgml._vector_max_abs, STYPE = double precision[], COMBINEFUNC = pgml._vector_max_abs, FINALFUNC = pgml._vector_final, PARALLEL = SAFE);
 

@@ -134,6 +134,7 @@ result = {'predictions': [e.predict(x).tolist() for e in fitted],
       const [searched] = await query<{ c: number; n: number }>(`SELECT (hyperparams->>'estimator__C')::float8 AS c, jsonb_array_length(metrics->'search_results'->'params') AS n FROM pgml.models ORDER BY id DESC LIMIT 1`)
       expect([0.5, 2]).toContain(searched!.c)
       expect(searched!.n).toBe(2)
+      await expect(query(`SELECT * FROM pgml.train_joint('Exercise', algorithm => 'svm', hyperparams => '{"C": -1}')`)).rejects.toThrow(/pgml.train_joint: svm could not be trained on this data with these hyperparameters/)
       await expect(query(`SELECT * FROM pgml.train('Exercise', algorithm => 'ridge')`)).rejects.toThrow(/project 'Exercise' learns 3 label columns at once \(weight, waist, pulse\); train it with pgml.train_joint/)
       await expect(query(`SELECT * FROM pgml.train_joint('j', 'regression', 'pgml.linnerud', ARRAY['weight', 'girth'])`)).rejects.toThrow(/relation 'pgml.linnerud' has no column 'girth'/)
       await query(`CREATE TABLE labels_only AS SELECT weight, waist FROM pgml.linnerud`)
@@ -222,6 +223,11 @@ for a, b in pairs:
       await expect(query(`SELECT pgml.add(ARRAY[1, 2]::real[], ARRAY[1, 2, 3]::real[])`)).rejects.toThrow(/pgml.add: vector has 2 elements and addend 3/)
       await expect(query(`SELECT pgml.dot_product(ARRAY[1, NULL]::float8[], ARRAY[1, 2]::float8[])`)).rejects.toThrow(/pgml.dot_product: vector has a NULL element/)
       await expect(query(`SELECT pgml.sum(v) FROM (VALUES (ARRAY[1, 2]::real[]), (ARRAY[1, 2, 3]::real[])) t(v)`)).rejects.toThrow(/pgml.sum: the vectors have different lengths \(2 and 3\)/)
+      // Bounded before PL/Python converts the array (a conversion no cancel interrupts).
+      for (const call of [`pgml.norm_l2(array_fill(1::real, ARRAY[1000001]))`, `pgml.add(ARRAY[1]::float8[], array_fill(1::float8, ARRAY[1000001]))`,
+        `pgml.sum(v) FROM (SELECT array_fill(1::real, ARRAY[1000001]) AS v) t`]) {
+        await expect(query(`SELECT ${call}`), call).rejects.toThrow(/has 1000001 elements; the vector functions take at most 1,000,000/)
+      }
       // IEEE arithmetic, as PostgresML's: tiny and huge elements, division by zero, NaN — values, never errors.
       expect(await query(`SELECT pgml.normalize_l2(ARRAY[1e-30]::real[]) AS n, pgml.norm_l2(ARRAY[1e20]::real[]) AS big,
         pgml.cosine_similarity(ARRAY[1e-25, 1]::real[], ARRAY[1, 1]::real[]) AS c, pgml.divide(ARRAY[1, -2, 0]::real[], 0::real)::text AS d,
@@ -283,6 +289,9 @@ for a, b in pairs:
       await expect(chunks('nltk', 'x', {})).rejects.toThrow(/splitter 'nltk' needs NLTK and its punkt data, which this server does not have/)
       await expect(chunks('recursive_character', 'x', { chunk_size: 10, chunk_overlap: 11 })).rejects.toThrow(/chunk_overlap must be between 0 and chunk_size \(10\), got 11/)
       await expect(chunks('recursive_character', 'x', { chunk_size: 0 })).rejects.toThrow(/chunk_size must be 1 or more, got 0/)
+      // Bounded: the text, and what the chunks add up to (an overlap next to chunk_size repeats the text in every chunk).
+      await expect(query(`SELECT count(*) FROM pgml.chunk('character', repeat('a ', 5000001), '{"separator": " "}')`)).rejects.toThrow(/the text has 10000002 characters; pgml_compat splits at most 10000000 in one call/)
+      await expect(chunks('recursive_character', 'x'.repeat(40000), { chunk_size: 20000, chunk_overlap: 19999 })).rejects.toThrow(/the chunks would add up to more than 10000000 characters \(chunk_overlap 19999 of chunk_size 20000/)
       await expect(chunks('character', 'x', { separators: ['-'] })).rejects.toThrow(/splitter 'character' takes chunk_size, chunk_overlap, .*separator, is_separator_regex; not separators/)
       await expect(chunks('recursive_character', 'x', { separators: ['-+'], is_separator_regex: true })).rejects.toThrow(/is_separator_regex is not supported: a regular expression could run for hours in a way a cancel or statement_timeout cannot stop/)
       // A split of a long text stops at statement_timeout, as training does.
@@ -323,6 +332,20 @@ for a, b in pairs:
       await query(`DROP VIEW pgml.digit_like; DROP VIEW ${victim}.setosa; ALTER TABLE ${victim}.samples DROP COLUMN r`)
       expect(await query(`SELECT * FROM pgml.load_dataset('iris')`)).toEqual([{ table_name: 'pgml.iris', rows: '150' }])
       expect(await query(`SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'pgml.iris'::regclass AND attname = 'extra'`)).toEqual([{ n: 0 }])
+
+      // A dataset table another role owns (0.2.0 let roles create them; an administrator can give one away) is never
+      // reloaded or dropped: its owner's triggers, rules and constraints would run as the extension's owner, a superuser.
+      await query(`ALTER TABLE pgml.iris OWNER TO ${victim}`)
+      await query(`SET ROLE ${victim};
+        CREATE FUNCTION ${victim}.grab() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN CREATE TABLE public.ran_as_superuser (); RETURN NULL; END $$;
+        CREATE TRIGGER grab BEFORE TRUNCATE ON pgml.iris FOR EACH STATEMENT EXECUTE FUNCTION ${victim}.grab();
+        RESET ROLE`)
+      await query(`SET SESSION AUTHORIZATION trainer_${suffix}`)
+      await expect(query(`SELECT * FROM pgml.load_dataset('iris')`)).rejects.toThrow(new RegExp(`pgml.iris exists and is owned by ${victim}, not by the extension's owner, so it is not reloaded`))
+      await query(`RESET SESSION AUTHORIZATION`)
+      expect(await query(`SELECT to_regclass('public.ran_as_superuser') AS t, (SELECT count(*)::int FROM pgml.iris) AS n`)).toEqual([{ t: null, n: 150 }])
+      await query(`CREATE VIEW pgml.wine AS SELECT 1 AS x`)
+      await expect(query(`SELECT * FROM pgml.load_dataset('wine')`)).rejects.toThrow(/pgml.wine exists and is not a table, so it is not reloaded/)
     })
   })
 })

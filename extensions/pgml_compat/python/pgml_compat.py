@@ -748,8 +748,17 @@ _SPLITTER_ARGS = {
 }
 
 
+# Bounds of one pgml.chunk call: the text's length, and what the chunks may add up to (an overlap
+# close to chunk_size repeats nearly every character in nearly every chunk).
+CHUNK_TEXT_MAX = 10_000_000
+CHUNK_OUTPUT_FACTOR = 20
+CHUNK_OUTPUT_MIN = 10_000_000
+
+
 class _Splitter:
-    def __init__(self, kind, args):
+    def __init__(self, kind, args, max_output=None):
+        self.max_output = max_output
+        self.emitted = 0
         defaults = {'chunk_size': 4000, 'chunk_overlap': 200, 'strip_whitespace': True, 'is_separator_regex': False,
                     # LangChain's CharacterTextSplitter drops its separator by default; the recursive ones keep it at the start of a piece.
                     'keep_separator': kind != 'character'}
@@ -805,6 +814,10 @@ class _Splitter:
         text = separator.join(pieces)
         if self.strip:
             text = text.strip()
+        self.emitted += len(text)
+        if self.max_output is not None and self.emitted > self.max_output:
+            raise TrainError('pgml.chunk: the chunks would add up to more than %d characters (chunk_overlap %d of chunk_size %d repeats most of the text '
+                             'in every chunk); use a smaller overlap' % (self.max_output, self.overlap, self.size))
         return text or None
 
     def _merge(self, pieces, separator):
@@ -873,12 +886,18 @@ def chunk(plpy, splitter, text, kwargs):
         raise plpy.Error('pgml.chunk: kwargs must be a JSON object such as \'{"chunk_size": 1000, "chunk_overlap": 200}\', got %s' % kwargs)
     if text is None:
         return []
+    if len(text) > CHUNK_TEXT_MAX:
+        # One split of the whole text is a single C call a cancel cannot interrupt: bounded by the text's length.
+        raise plpy.Error('pgml.chunk: the text has %d characters; pgml_compat splits at most %d in one call (split the document first)' % (len(text), CHUNK_TEXT_MAX))
     try:
-        split = _Splitter(splitter, args)
+        split = _Splitter(splitter, args, max_output=max(CHUNK_OUTPUT_FACTOR * len(text), CHUNK_OUTPUT_MIN))
     except TrainError as error:
         raise plpy.Error(str(error))
     # A long text makes many pieces: the split stops on a cancel or statement_timeout, as training does.
-    pieces = _interruptible(plpy, 'pgml.chunk', lambda: split.split(text))
+    try:
+        pieces = _interruptible(plpy, 'pgml.chunk', lambda: split.split(text))
+    except TrainError as error:
+        raise plpy.Error(str(error))
     return [(i + 1, piece) for i, piece in enumerate(pieces)]
 
 
@@ -1296,13 +1315,13 @@ def _interruptible(plpy, what, fit):
     return result
 
 
-def _fit(plpy, algorithm, fit):
+def _fit(plpy, algorithm, fit, function='pgml.train'):
     """A fit (or search), interruptible; what the library refuses about the data or the parameters
     (n_components above the number of features, a parameter out of range) said as pgml.train's error."""
     try:
-        return _interruptible(plpy, 'pgml.train', fit)
+        return _interruptible(plpy, function, fit)
     except (ValueError, TypeError) as error:
-        raise plpy.Error('pgml.train: %s could not be trained on this data with these hyperparameters: %s' % (algorithm, error))
+        raise plpy.Error('%s: %s could not be trained on this data with these hyperparameters: %s' % (function, algorithm, error))
 
 
 def train(plpy, project_name, task, relation_name, y_column_name, algorithm, hyperparams, search, search_params, search_args,
@@ -1431,7 +1450,7 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
             searcher = GridSearchCV(estimator, search_params, cv=cv, scoring=scoring)
         else:
             searcher = RandomizedSearchCV(estimator, search_params, n_iter=int(search_args.get('n_iter', 10)), cv=cv, scoring=scoring, random_state=0)
-        _fit(plpy, algorithm, lambda: searcher.fit(x_train, y_train))
+        _fit(plpy, algorithm, lambda: searcher.fit(x_train, y_train), function)
         estimator = searcher.best_estimator_
         chosen.update(searcher.best_params_)
         # Every candidate's cross-validation scores, as PostgresML keeps them (metrics.search_results).
@@ -1440,7 +1459,7 @@ def _train(plpy, project_name, task, relation_name, y_column_name, algorithm, hy
                           **{key: [float(v) for v in results[key]] for key in ('mean_test_score', 'std_test_score', 'mean_fit_time', 'std_fit_time') if key in results},
                           'rank_test_score': [int(v) for v in results['rank_test_score']]}
     else:
-        _fit(plpy, algorithm, lambda: estimator.fit(x_train, y_train))
+        _fit(plpy, algorithm, lambda: estimator.fit(x_train, y_train), function)
     fit_time = time.perf_counter() - started
     scores = _interruptible(plpy, 'pgml.train', lambda: _metrics(task, estimator, x_test, y_test))
     scores['fit_time'] = fit_time
@@ -1711,6 +1730,17 @@ def load_dataset(plpy, source, subset, limit, kwargs):
     # row type, policies, functions): emptied and filled again, never dropped with CASCADE, which
     # as this function's owner would drop other roles' objects. A table whose columns were changed
     # is dropped without CASCADE: PostgreSQL refuses, naming what depends on it.
+    # Only a table of the extension's owner (who runs this function) is reloaded or dropped: another
+    # role's table (one 0.2.0 let a role create, or one an administrator gave away) may carry
+    # triggers, rules or constraints that would run as the owner, a superuser.
+    found = plpy.execute(plpy.prepare(
+        """SELECT c.relkind::text AS kind, pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.relowner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) AS ours
+           FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)""", ['text']), [table])
+    if found and (found[0]['kind'] != 'r' or not found[0]['ours']):
+        raise plpy.Error('pgml.load_dataset: pgml.%s exists and is %s, so it is not reloaded: its triggers, rules and constraints would run with the '
+                         "extension owner's rights. An administrator decides: drop it, or give it to the extension's owner (ALTER TABLE pgml.%s OWNER TO %s)"
+                         % (source, 'owned by %s, not by the extension\'s owner' % found[0]['owner'] if found[0]['kind'] == 'r' else 'not a table',
+                            _quote_ident(source), plpy.execute('SELECT current_user AS u')[0]['u']))
     existing = plpy.execute(plpy.prepare(
         """SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) AS names, pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, NULL) ORDER BY a.attnum) AS types
            FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped""", ['text']), [table])[0]

@@ -1,10 +1,11 @@
 import {
-  CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, QueryNode, SelectQueryNode, sql as kyselySql,
+  CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, QueryNode, SelectQueryNode,
   type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type RootOperationNode, type TransactionSettings,
 } from 'kysely'
 import { CatalogProbe, DistanceOperator, QueryVector, effectiveSettings, settingsToApply, type SearchCapabilities } from './query-vector.js'
 import { quoteLiteral } from '../sql/quote.js'
 import { renderCatalogProbe } from '../sql/render-catalog.js'
+import { renderSortedByDistance, settingsGate } from '../sql/render-search.js'
 import { renderVectorType } from '../sql/render-source.js'
 import { renderDistanceOperator } from '../sql/render-index.js'
 import { PgmlKitError } from '../errors.js'
@@ -120,19 +121,16 @@ function current(compiled: CompiledQuery, catalog: CatalogCache): CompiledQuery 
 }
 
 /**
- * The search with its settings applied by the statement itself: `WHERE (SELECT set_config(name,
- * $n, true) ...) IS NOT NULL` on the outermost SELECT. The condition has no column in it, so
- * PostgreSQL evaluates it once, as a one-time filter above the whole plan, before any scan starts
- * (an index scan reads ef_search, probes and the iterative-scan settings when it starts); and
- * `true` makes them local to the statement's transaction — outside an explicit one, the statement
- * itself. One round trip, a plain parameterised statement (a driver may prepare it), nothing left
- * behind on the connection. Null when the query is not a SELECT.
+ * The search with its settings applied by the statement itself: settingsGate's condition ANDed
+ * into the outermost SELECT's WHERE. PostgreSQL evaluates it before any scan starts (an index scan
+ * reads ef_search, probes and the iterative-scan settings when it starts), and the settings are
+ * local to the statement's transaction — outside an explicit one, the statement itself. One round
+ * trip, a plain parameterised statement (a driver may prepare it), nothing left behind on the
+ * connection. Null when the query is not a SELECT.
  */
 function withSettings(compiled: CompiledQuery, settings: readonly (readonly [string, string])[], catalog: CatalogCache): CompiledQuery | null {
   if (!SelectQueryNode.is(compiled.query)) return null
-  const assignments = settings.map(([name, value]) => kyselySql`pg_catalog.set_config(${name}, ${value}, true)`)
-  const gate = kyselySql`(SELECT pg_catalog.concat(${kyselySql.join(assignments)})) IS NOT NULL`
-  const gated = QueryNode.cloneWithWhere(compiled.query, gate.toOperationNode())
+  const gated = QueryNode.cloneWithWhere(compiled.query, settingsGate(settings).toOperationNode())
   return new KitQueryCompiler(catalog).compileQuery(gated, compiled.queryId)
 }
 
@@ -263,7 +261,7 @@ class KitConnection implements DatabaseConnection {
     // IVFFlat's iterative scan returns rows only nearly in distance order: sort the page again.
     const resort = effective.some((s, i) => s.iterativeScan === 'relaxed_order' && markers[i]!.index.method === 'ivfflat' && markers[i]!.settings.iterativeScan === undefined)
       && selectsDistance(compiled.query)
-    const sorted = (query: CompiledQuery) => (resort ? `SELECT * FROM (${query.sql}) AS pgml_kit_sorted ORDER BY "distance"` : query.sql)
+    const sorted = (query: CompiledQuery) => (resort ? renderSortedByDistance(query.sql) : query.sql)
 
     const resolveAll = async (query: CompiledQuery) => {
       const resolved = new Map<QueryVector, string>()

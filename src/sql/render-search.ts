@@ -106,3 +106,19 @@ export function predictBatchQuery(project: string, flat: readonly number[]): Raw
 export function predictProbaQuery(project: string, features: readonly number[]): RawBuilder<{ p: number[] }> {
   return sql<{ p: number[] }>`SELECT pgml.predict_proba(${project}::text, ${[...features]}::real[]) AS p`
 }
+
+/**
+ * The condition that sets a search's index settings from within its own statement (see
+ * `withSettings` in the kit's dialect): no column in it, so PostgreSQL evaluates it once, as a
+ * one-time filter above the plan, before any scan starts; `true` makes each setting local to the
+ * statement's transaction. Names and values are bound as parameters.
+ */
+export function settingsGate(settings: readonly (readonly [string, string])[]): RawBuilder<boolean> {
+  const assignments = settings.map(([name, value]) => sql`pg_catalog.set_config(${name}, ${value}, true)`)
+  return sql<boolean>`(SELECT pg_catalog.concat(${sql.join(assignments)})) IS NOT NULL`
+}
+
+/** A search's page sorted again by its `distance` column (IVFFlat's relaxed iterative scans return it only nearly in order). */
+export function renderSortedByDistance(search: string): string {
+  return `SELECT * FROM (${search}) AS pgml_kit_sorted ORDER BY "distance"`
+}

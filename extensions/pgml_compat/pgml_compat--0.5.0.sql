@@ -909,11 +909,13 @@ class _Splitter:
         if not isinstance(separators, list) or not all(isinstance(x, str) for x in separators):
             raise TrainError('pgml.chunk: %s must be %s' % (('separator', 'a string') if kind == 'character' else ('separators', 'an array of strings')))
         self.kind, self.size, self.overlap = kind, options['chunk_size'], options['chunk_overlap']
-        self.keep, self.strip, self.regex = options['keep_separator'], bool(options['strip_whitespace']), bool(options['is_separator_regex'])
+        self.keep, self.strip = options['keep_separator'], bool(options['strip_whitespace'])
         self.separators = separators
 
-    def _pattern(self, separator):
-        return separator if self.regex else re.escape(separator)
+    @staticmethod
+    def _pattern(separator):
+        # Separators are literal (regular expressions are refused above).
+        return re.escape(separator)
 
     def _pieces(self, text, separator):
         """The text cut at the separator (a pattern), the separator kept at the start or end of a piece, or dropped."""

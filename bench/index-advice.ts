@@ -18,6 +18,7 @@ import { checkIndex, recommendSetting, type IndexCheckRow } from '../src/indexes
 import { resolveConfig } from '../src/model/resolve.js'
 import { renderBuildSettings, renderCreateIndexConcurrently } from '../src/sql/render-index.js'
 import type { PgmlKitConfig } from '../src/config/schema.js'
+import { anisotropicDataset, CLUSTERS, DIMS, SUBSPACE } from './datasets/anisotropic.js'
 
 const URL_ = process.env.PGML_KIT_BENCH_DATABASE_URL
 if (!URL_) {
@@ -25,54 +26,12 @@ if (!URL_) {
   process.exit(2)
 }
 const ROWS = Number(process.env.BENCH_ROWS ?? 100_000)
-const DIMS = 384
-const SUBSPACE = 64
-const CLUSTERS = 200
 const QUERIES = 100
 const TARGETS = [0.9, 0.95, 0.99]
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 8)
 const GRID = [10, 20, 40, 80, 120, 200, 400]
 
-/** mulberry32: a small seeded generator; normal() by Box–Muller. */
-function generator(seed: number) {
-  let a = seed >>> 0
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const normal = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform())
-  return { uniform, normal }
-}
-
-const rng = generator(20261206)
-// The subspace: 64 random directions of the 384-dimensional space.
-const basis = Array.from({ length: SUBSPACE }, () => Float64Array.from({ length: DIMS }, () => rng.normal() / Math.sqrt(DIMS)))
-// Clusters: a centre, and a spread of its own in each of the 64 directions (log-uniform, 0.05–1): anisotropic.
-const clusters = Array.from({ length: CLUSTERS }, () => ({
-  centre: Float64Array.from({ length: SUBSPACE }, () => rng.normal()),
-  spread: Float64Array.from({ length: SUBSPACE }, () => Math.exp(Math.log(0.05) + rng.uniform() * Math.log(20))),
-}))
-// Zipf-like sizes: cluster c holds a share ∝ 1 / (c + 1).
-const weights = clusters.map((_, c) => 1 / (c + 1))
-const total = weights.reduce((a, b) => a + b, 0)
-const cumulative = weights.map((w, c) => weights.slice(0, c + 1).reduce((a, b) => a + b, 0) / total)
-const NOISE = 0.05
-
-function point(): number[] {
-  const u = rng.uniform()
-  const c = clusters[cumulative.findIndex((x) => u <= x)] ?? clusters[CLUSTERS - 1]!
-  const inSubspace = Array.from({ length: SUBSPACE }, (_, j) => c.centre[j]! + rng.normal() * c.spread[j]!)
-  const v = new Array<number>(DIMS).fill(0)
-  for (let j = 0; j < SUBSPACE; j++) {
-    const w = inSubspace[j]!
-    const b = basis[j]!
-    for (let d = 0; d < DIMS; d++) v[d] = v[d]! + w * b[d]!
-  }
-  return v.map((x) => Math.fround(x + rng.normal() * NOISE))
-}
+const { point } = anisotropicDataset(20261206)
 
 const config = {
   tables: { items: { embeddings: { embedding: { source: 'body', model: { id: 'bench/hard', dimensions: DIMS }, mode: 'app', indexes: [{ method: 'hnsw', distance: 'cosine', build: 'auto' }] } } } },

@@ -127,6 +127,8 @@ interface OverheadRow {
   readonly raw: { p50: number; p95: number }
   readonly kysely: { p50: number; p95: number }
   readonly kit: { p50: number; p95: number }
+  /** kit.prepareSearch: compiled once, the vector bound per call. */
+  readonly prepared: { p50: number; p95: number }
   readonly kitOverP50: number
   /** Median over iterations of kit ÷ raw for the same query run back to back: robust to the machine's drift. */
   readonly pairedRatio: number
@@ -135,6 +137,10 @@ interface OverheadRow {
   /** The same against rawSession. */
   readonly pairedRatioSession: number
   readonly pairedExtraMsSession: number
+  /** kit.prepareSearch against raw (pooled) and against rawSession. */
+  readonly preparedPairedRatio: number
+  readonly preparedPairedExtraMs: number
+  readonly preparedPairedRatioSession: number
 }
 
 /**
@@ -150,8 +156,9 @@ async function overhead(url: string, queries: readonly number[][], efSearch: num
   const session = new pg.Client({ connectionString: url })
   await session.connect()
   if (efSearch !== null) await session.query(`SET hnsw.ef_search = ${efSearch}`)
-  const times = { rawSession: [] as number[], raw: [] as number[], kysely: [] as number[], kit: [] as number[] }
-  const VARIANTS = 4
+  const times = { rawSession: [] as number[], raw: [] as number[], kysely: [] as number[], kit: [] as number[], prepared: [] as number[] }
+  const prepared = kit.prepareSearch('items.embedding', { k: 10, ...(efSearch === null ? {} : { efSearch }) }, (search) => search.select(['id']))
+  const VARIANTS = 5
   try {
     for (let i = 0; i < LATENCY_RUNS + 20; i += 1) {
       const q = queries[i % queries.length]!
@@ -160,7 +167,10 @@ async function overhead(url: string, queries: readonly number[][], efSearch: num
       const order = Array.from({ length: VARIANTS }, (_, k) => (i + k) % VARIANTS)
       for (const which of order) {
         const start = performance.now()
-        if (which === 3) {
+        if (which === 4) {
+          await prepared.execute(q)
+          if (i >= 20) times.prepared.push(performance.now() - start)
+        } else if (which === 3) {
           await session.query(text, [literal])
           if (i >= 20) times.rawSession.push(performance.now() - start)
         } else if (which === 0) {
@@ -194,11 +204,16 @@ async function overhead(url: string, queries: readonly number[][], efSearch: num
     await session.end()
   }
   const stats = (t: number[]) => ({ p50: round(percentile(t, 0.5)), p95: round(percentile(t, 0.95)) })
-  const result = { rawSession: stats(times.rawSession), raw: stats(times.raw), kysely: stats(times.kysely), kit: stats(times.kit) }
-  const paired = (base: number[]) => ({ ratio: round(percentile(times.kit.map((k, i) => k / base[i]!), 0.5)), extra: round(percentile(times.kit.map((k, i) => k - base[i]!), 0.5)) })
+  const result = { rawSession: stats(times.rawSession), raw: stats(times.raw), kysely: stats(times.kysely), kit: stats(times.kit), prepared: stats(times.prepared) }
+  const paired = (base: number[], of = times.kit) => ({ ratio: round(percentile(of.map((k, i) => k / base[i]!), 0.5)), extra: round(percentile(of.map((k, i) => k - base[i]!), 0.5)) })
   const vsRaw = paired(times.raw)
   const vsSession = paired(times.rawSession)
-  return { efSearch, ...result, kitOverP50: round(result.kit.p50 / result.raw.p50), pairedRatio: vsRaw.ratio, pairedExtraMs: vsRaw.extra, pairedRatioSession: vsSession.ratio, pairedExtraMsSession: vsSession.extra }
+  const preparedVsRaw = paired(times.raw, times.prepared)
+  const preparedVsSession = paired(times.rawSession, times.prepared)
+  return {
+    efSearch, ...result, kitOverP50: round(result.kit.p50 / result.raw.p50), pairedRatio: vsRaw.ratio, pairedExtraMs: vsRaw.extra, pairedRatioSession: vsSession.ratio, pairedExtraMsSession: vsSession.extra,
+    preparedPairedRatio: preparedVsRaw.ratio, preparedPairedExtraMs: preparedVsRaw.extra, preparedPairedRatioSession: preparedVsSession.ratio,
+  }
 }
 
 async function run(target: Target, name: 'server' | 'embedded') {

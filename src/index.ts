@@ -42,8 +42,8 @@ export { checkParity, type ParityOptions, type ParityReport, type ParityRow } fr
 export { installPgmlCompat, type InstallResult } from './extension/install.js'
 
 // Search and predictions from application code.
-export { createKit, type Kit, type KitOptions, type SearchOptions, type HybridSearchOptions, type EmbeddingColumnRef, type HybridColumnRef, type SearchSelection, type OnlinePrediction, type PredictOnlineOptions } from './query/create-kit.js'
-export type { IndexSettings } from './query/query-vector.js'
+export { createKit, type Kit, type KitOptions, type SearchOptions, type HybridSearchOptions, type EmbeddingColumnRef, type HybridColumnRef, type SearchSelection, type OnlinePrediction, type PredictOnlineOptions, type PreparedSearch } from './query/create-kit.js'
+export type { IndexSettings, FilterStrategy } from './query/query-vector.js'
 export { registerVectorTypes } from './query/vector-types.js'
 
 // Errors: every one pgml-kit raises for a user mistake or an unusable target has a stable `code`.

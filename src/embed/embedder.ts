@@ -16,13 +16,12 @@ export interface Embedder {
 
 /** Serialises a vector the way pgvector reads it: `[0.1,0.2,...]`. */
 export function toVectorLiteral(vector: ArrayLike<number>): string {
-  let out = '['
   for (let i = 0; i < vector.length; i++) {
     const value = vector[i] as number
     if (!Number.isFinite(value)) throw new RangeError(`vector component ${i} is ${value}; pgvector accepts only finite numbers`)
-    out += (i === 0 ? '' : ',') + String(value)
   }
-  return `${out}]`
+  // join writes each number as String(number) does: the shortest text that reads back as the same value.
+  return `[${Array.prototype.join.call(vector, ',')}]`
 }
 
 /** Splits a list into chunks of at most `size`. */

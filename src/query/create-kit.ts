@@ -1,4 +1,4 @@
-import { CompiledQuery, Kysely, sql, type Expression, type QueryResult, type RawBuilder, type SelectQueryBuilder } from 'kysely'
+import { CompiledQuery, Kysely, sql, type Compilable, type Expression, type QueryResult, type RawBuilder, type SelectQueryBuilder } from 'kysely'
 import type { Embedder } from '../embed/embedder.js'
 import { toVectorLiteral } from '../embed/embedder.js'
 import { localEmbedderLoader } from '../embed/embedder-for-config.js'
@@ -12,9 +12,9 @@ import {
   SEARCH_CAPABILITIES, distanceExpression, embedTexts, hybridFusion, hybridJoin, predictBatchQuery, predictCall, predictProbaQuery, predictRow,
   renderQueryEmbedding, similarityExpression, tableId,
 } from '../sql/render-search.js'
-import { KitDialect } from './kit-dialect.js'
+import { KitDialect, withParameters } from './kit-dialect.js'
 import { featureRef, renderPredictOnline } from '../sql/render-features.js'
-import { CatalogProbe, DistanceOperator, NO_INDEX, QueryVector, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
+import { CatalogProbe, DistanceOperator, NO_INDEX, Placeholder, QueryVector, type FilterStrategy, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
 import { CatalogCache } from './catalog-cache.js'
 import { PROBE_COLUMN } from './kit-dialect.js'
 
@@ -50,6 +50,26 @@ export interface SearchOptions<D extends Distance = Distance> extends IndexSetti
    * `where` and keep the best `k`. An alternative to iterative scans for selective filters.
    */
   readonly overFetch?: number
+  /**
+   * How a search with a `where` reads its rows (default `auto`): `auto` scans the rows the filter
+   * keeps exactly when the planner estimates that cheaper than an iterative index scan (a
+   * selective filter, with an index on its column), else uses the vector index; `index` always
+   * the vector index (iterative scans); `exact` always the exact scan.
+   */
+  readonly filterStrategy?: FilterStrategy
+}
+
+/**
+ * A search compiled once (`kit.prepareSearch`): each `execute` binds only the query's vector and
+ * the placeholders' values, and runs it in one round trip, as hand-written SQL would.
+ */
+export interface PreparedSearch<O> {
+  /** Runs the search for `query` (a text, embedded as a query, or a vector) with the placeholders' values. */
+  execute(query: string | ArrayLike<number>, values?: Readonly<Record<string, unknown>>): Promise<O[]>
+  /** The names of its placeholders. */
+  readonly placeholders: readonly string[]
+  /** Its SQL, as compiled from the config (the driver qualifies pgvector's names from the catalog when it runs). */
+  readonly sql: string
 }
 
 export interface HybridSearchOptions extends IndexSettings {
@@ -113,6 +133,23 @@ export interface Kit<C extends PgmlKitConfig, DB> {
   search<R extends EmbeddingColumnRef<C>, D extends Distance = FirstDistance<EmbeddingOf<C, R>> & Distance>(
     column: R, query: string | ArrayLike<number>, options?: SearchOptions<D>,
   ): SelectQueryBuilder<DB, TableOf<R> & keyof DB & string, SearchSelection<C, R, D>>
+  /**
+   * A search compiled once, to run many times: `build` shapes it as for `search` (selections,
+   * joins, `where` with `kit.placeholder(...)` for the values that change); `execute` binds the
+   * query and the placeholders. The same rows as `search`, without building and compiling the
+   * query at every call.
+   *
+   * @example
+   * const nearest = kit.prepareSearch('documents.body_embedding', { k: 5 }, (q) =>
+   *   q.where('department', '=', kit.placeholder<string>('department')).select(['id', 'title']))
+   * const hits = await nearest.execute('affordable housing', { department: 'housing' })
+   */
+  prepareSearch<R extends EmbeddingColumnRef<C>, O = SearchSelection<C, R>, D extends Distance = FirstDistance<EmbeddingOf<C, R>> & Distance>(
+    column: R, options?: SearchOptions<D>,
+    build?: (search: SelectQueryBuilder<DB, TableOf<R> & keyof DB & string, SearchSelection<C, R, D>>) => Compilable<O>,
+  ): PreparedSearch<O>
+  /** A named value of a prepared search, given at each `execute` (an expression of type T for `where`, `select`, ...). */
+  placeholder<T = unknown>(name: string): RawBuilder<T>
   /**
    * Vector search and full-text search fused by reciprocal rank fusion; rows carry `score`
    * and their rank in each list (null when absent from it).
@@ -266,7 +303,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
       const column = columnOf(ref)
       const distance = searchOptions.distance ?? column.distance
       const k = positiveInteger('k', searchOptions.k ?? 10)
-      const marker = new QueryVector(column, query, searchOptions, defaultsFor(column, distance))
+      const marker = new QueryVector(column, query, searchOptions, defaultsFor(column, distance), searchOptions.filterStrategy)
       const d = distanceExpression(column, new DistanceOperator(distance), marker, column.table)
       const similarity = similarityExpression(distance, d)
       let builder
@@ -282,6 +319,32 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
         builder = builder.select(probeOf(column)).orderBy(d).limit(k)
       }
       return builder as never
+    },
+
+    prepareSearch(ref, searchOptions, build) {
+      const search = kit.search(ref, [], searchOptions)
+      const compiled = (build ? build(search as never) : search).compile()
+      const template = compiled.parameters.find((p): p is QueryVector => p instanceof QueryVector)
+      if (!template) throw new PgmlKitError('PREPARED_SEARCH', `prepareSearch("${ref}"): the built query no longer holds the search's vector`, { hint: 'build on the search builder it is given' })
+      const placeholders = [...new Set(compiled.parameters.filter((p): p is Placeholder => p instanceof Placeholder).map((p) => p.name))]
+      return {
+        placeholders,
+        sql: compiled.sql,
+        async execute(query, values = {}) {
+          const unknown = Object.keys(values).filter((name) => !placeholders.includes(name))
+          if (unknown.length > 0) throw new PgmlKitError('PLACEHOLDER_UNKNOWN', `prepareSearch("${ref}").execute: no placeholder ${unknown.map((n) => `"${n}"`).join(', ')}`, { hint: `its placeholders: ${placeholders.join(', ') || 'none'}` })
+          const missing = placeholders.filter((name) => !(name in values))
+          if (missing.length > 0) throw new PgmlKitError('PLACEHOLDER_UNBOUND', `prepareSearch("${ref}").execute: no value for placeholder ${missing.map((n) => `"${n}"`).join(', ')}`)
+          const marker = template.withQuery(query)
+          const parameters = compiled.parameters.map((p) => (p === template ? marker : p instanceof Placeholder ? values[p.name] : p))
+          const result = await kitDb.executeQuery(withParameters(compiled, parameters))
+          return result.rows as never
+        },
+      }
+    },
+
+    placeholder<T = unknown>(name: string) {
+      return sql<T>`${new Placeholder(name)}`
     },
 
     hybridSearch(ref, query, hybridOptions = {}) {

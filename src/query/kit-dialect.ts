@@ -2,10 +2,10 @@ import {
   CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, QueryNode, SelectQueryNode,
   type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type RootOperationNode, type TransactionSettings,
 } from 'kysely'
-import { CatalogProbe, DistanceOperator, QueryVector, effectiveSettings, settingsToApply, type SearchCapabilities } from './query-vector.js'
+import { CatalogProbe, DistanceOperator, Placeholder, QueryVector, effectiveSettings, exactIsCheaper, settingsToApply, type SearchCapabilities } from './query-vector.js'
 import { quoteLiteral } from '../sql/quote.js'
 import { renderCatalogProbe } from '../sql/render-catalog.js'
-import { renderSortedByDistance, settingsGate } from '../sql/render-search.js'
+import { TABLE_ROWS, renderExactSearch, renderExplain, renderSortedByDistance, settingsGate } from '../sql/render-search.js'
 import { renderVectorType } from '../sql/render-source.js'
 import { renderDistanceOperator } from '../sql/render-index.js'
 import { PgmlKitError } from '../errors.js'
@@ -43,8 +43,7 @@ const STALE_CATALOG = new Set(['42703', '22000', '42883'])
 export class KitDialect implements Dialect {
   readonly #db: Kysely<unknown>
   readonly #runtime: KitRuntime
-  /** Whether the driver runs `BEGIN; SELECT ...` as one simple query (node-postgres does); learnt on first use. */
-  readonly #multiStatement = { ok: true }
+  readonly #shared = new KitShared()
 
   constructor(db: Kysely<unknown>, runtime: KitRuntime) {
     this.#db = db
@@ -52,7 +51,7 @@ export class KitDialect implements Dialect {
   }
 
   createDriver(): Driver {
-    return new KitDriver(this.#db, this.#runtime, this.#multiStatement)
+    return new KitDriver(this.#db, this.#runtime, this.#shared)
   }
 
   createQueryCompiler() {
@@ -114,10 +113,80 @@ class KitQueryCompiler extends PostgresQueryCompiler {
   }
 }
 
-/** The query compiled from the catalog copy as it is now (compiled again if it changed since). */
-function current(compiled: CompiledQuery, catalog: CatalogCache): CompiledQuery {
-  if (compiledFrom.get(compiled) === catalog.version) return compiled
-  return new KitQueryCompiler(catalog).compileQuery(compiled.query, compiled.queryId)
+/** A small least-recently-used map from SQL text to what was derived from it. */
+class TextCache<V> {
+  readonly #map = new Map<string, V>()
+  readonly #max: number
+
+  constructor(max: number) {
+    this.#max = max
+  }
+
+  get(key: string): V | undefined {
+    const value = this.#map.get(key)
+    if (value !== undefined) {
+      this.#map.delete(key)
+      this.#map.set(key, value)
+    }
+    return value
+  }
+
+  set(key: string, value: V): void {
+    this.#map.delete(key)
+    this.#map.set(key, value)
+    if (this.#map.size > this.#max) this.#map.delete(this.#map.keys().next().value as string)
+  }
+}
+
+/** How long the planner's estimate for a filtered search (and a table's row count) is used. */
+const ESTIMATE_TTL_MS = 60_000
+
+/**
+ * What a kit's connections share: the statements derived from a search's SQL (compiled again from
+ * a newer catalog copy, with its settings gate, its exact form), each compiled once per query
+ * shape — the search's SQL text — instead of once per call; the planner's estimates for filtered
+ * searches; and what the driver learnt of multi-statement queries.
+ */
+class KitShared {
+  /** Whether the driver runs `BEGIN; SELECT ...` as one simple query (node-postgres does); learnt on first use. */
+  readonly multiStatement = { ok: true }
+  readonly recompiled = new TextCache<{ readonly version: number; readonly sql: string }>(500)
+  readonly gated = new TextCache<string>(500)
+  readonly exact = new TextCache<ExactForm | null>(500)
+  readonly estimates = new TextCache<FilterDecision & { readonly at: number }>(5000)
+  readonly tableRows = new Map<string, { readonly at: number; readonly n: number }>()
+}
+
+/** What the planner's estimate decided for a filtered search: exact or not, and the share of rows the filter keeps (null: unknown). */
+interface FilterDecision {
+  readonly exact: boolean
+  readonly selectivity: number | null
+}
+
+/** A filtered search as an exact scan: its SQL, which takes the search's own parameters. */
+interface ExactForm {
+  readonly sql: string
+}
+
+/** The search's SQL as the catalog copy says now (compiled again, once per shape, if the copy changed since it was compiled). */
+function currentSql(compiled: CompiledQuery, catalog: CatalogCache, shared: KitShared): string {
+  if (compiledFrom.get(compiled) === catalog.version) return compiled.sql
+  const hit = shared.recompiled.get(compiled.sql)
+  if (hit?.version === catalog.version) return hit.sql
+  const sql = new KitQueryCompiler(catalog).compileQuery(compiled.query, compiled.queryId).sql
+  shared.recompiled.set(compiled.sql, { version: catalog.version, sql })
+  return sql
+}
+
+/**
+ * A compiled search with other parameter values (a prepared search's query vector and
+ * placeholders): the same SQL and query, known to be compiled from the same catalog copy.
+ */
+export function withParameters(compiled: CompiledQuery, parameters: readonly unknown[]): CompiledQuery {
+  const bound: CompiledQuery = { ...compiled, parameters }
+  const version = compiledFrom.get(compiled)
+  if (version !== undefined) compiledFrom.set(bound, version)
+  return bound
 }
 
 /**
@@ -125,13 +194,46 @@ function current(compiled: CompiledQuery, catalog: CatalogCache): CompiledQuery 
  * into the outermost SELECT's WHERE. PostgreSQL evaluates it before any scan starts (an index scan
  * reads ef_search, probes and the iterative-scan settings when it starts), and the settings are
  * local to the statement's transaction — outside an explicit one, the statement itself. One round
- * trip, a plain parameterised statement (a driver may prepare it), nothing left behind on the
- * connection. Null when the query is not a SELECT.
+ * trip, a plain parameterised statement with the search's own parameters (a driver may prepare
+ * it), nothing left behind on the connection. Null when the query is not a SELECT.
  */
-function withSettings(compiled: CompiledQuery, settings: readonly (readonly [string, string])[], catalog: CatalogCache): CompiledQuery | null {
-  if (!SelectQueryNode.is(compiled.query)) return null
-  const gated = QueryNode.cloneWithWhere(compiled.query, settingsGate(settings).toOperationNode())
-  return new KitQueryCompiler(catalog).compileQuery(gated, compiled.queryId)
+function withSettings(query: RootOperationNode, queryId: CompiledQuery['queryId'], settings: readonly (readonly [string, string])[], catalog: CatalogCache): string | null {
+  if (!SelectQueryNode.is(query)) return null
+  const gated = QueryNode.cloneWithWhere(query, settingsGate(settings).toOperationNode())
+  return new KitQueryCompiler(catalog).compileQuery(gated, queryId).sql
+}
+
+/**
+ * The exact form of a search shaped as `kit.search` builds it — ordered by its distance alone,
+ * with a LIMIT and nothing that works on the ordered rows (OFFSET, GROUP BY, DISTINCT, set
+ * operations) — or null for any other query: the search without its ORDER BY and LIMIT, fenced,
+ * sorted by `distance` and limited outside (renderExactSearch).
+ */
+function exactForm(compiled: CompiledQuery, catalog: CatalogCache): ExactForm | null {
+  const query = compiled.query
+  if (!SelectQueryNode.is(query) || !selectsDistance(query)) return null
+  if (query.orderBy?.items.length !== 1 || !query.limit || query.offset || query.groupBy || query.having || query.distinctOn || query.setOperations || query.fetch || query.top) return null
+  if ((query.frontModifiers ?? []).length > 0 || (query.endModifiers ?? []).length > 0) return null
+  const limit = query.limit.limit as { kind: string; value?: unknown }
+  if (limit.kind !== 'ValueNode' || typeof limit.value !== 'number' || !Number.isSafeInteger(limit.value) || limit.value < 1) return null
+  const full = new KitQueryCompiler(catalog).compileQuery(query, compiled.queryId)
+  const inner = new KitQueryCompiler(catalog).compileQuery(Object.freeze({ ...query, orderBy: undefined, limit: undefined }), compiled.queryId)
+  // The inner statement must take the search's parameters but the LIMIT's (the last), in the same order.
+  const kept = full.parameters.length - 1
+  if (inner.parameters.length !== kept || full.parameters[kept] !== limit.value || inner.parameters.some((p, i) => p !== full.parameters[i])) return null
+  return { sql: renderExactSearch(inner.sql, kept + 1) }
+}
+
+/** The column the planner reads the estimate from: the first node of the plan that sorts, its input's rows. */
+function planEstimate(plan: unknown): { cost: number; matches: number } | null {
+  const top = (plan as { Plan?: Record<string, unknown> } | undefined)?.Plan
+  if (!top) return null
+  const cost = Number(top['Total Cost'])
+  let node: Record<string, unknown> | undefined = top
+  while (node && node['Node Type'] !== 'Sort' && node['Node Type'] !== 'Incremental Sort') node = (node.Plans as Record<string, unknown>[] | undefined)?.[0]
+  const input = (node?.Plans as Record<string, unknown>[] | undefined)?.[0]
+  if (!input) return null
+  return { cost, matches: Number(input['Plan Rows']) }
 }
 
 /** Whether the query's own rows are filtered (a `where` on the select that orders by distance). */
@@ -158,14 +260,14 @@ function selectsDistance(query: RootOperationNode): boolean {
 class KitConnection implements DatabaseConnection {
   readonly #db: Kysely<unknown>
   readonly #runtime: KitRuntime
-  readonly #multiStatement: { ok: boolean }
+  readonly #shared: KitShared
   #pinned: { readonly conn: Kysely<unknown>; readonly release: () => void } | null = null
   inTransaction = false
 
-  constructor(db: Kysely<unknown>, runtime: KitRuntime, multiStatement: { ok: boolean }) {
+  constructor(db: Kysely<unknown>, runtime: KitRuntime, shared: KitShared) {
     this.#db = db
     this.#runtime = runtime
-    this.#multiStatement = multiStatement
+    this.#shared = shared
   }
 
   /** Borrows one of the application's connections until `unpin`. */
@@ -197,14 +299,14 @@ class KitConnection implements DatabaseConnection {
 
   /** BEGIN and the settings in one round trip where the driver allows it, else two. */
   async #begin(assignments: string): Promise<void> {
-    if (this.#multiStatement.ok) {
+    if (this.#shared.multiStatement.ok) {
       try {
         await this.run(`BEGIN; SELECT ${assignments}`)
         return
       } catch (error) {
         // 42601: this driver prepares every query, and a prepared statement holds one command; nothing ran.
         if ((error as { code?: string }).code !== '42601') throw error
-        this.#multiStatement.ok = false
+        this.#shared.multiStatement.ok = false
       }
     }
     await this.run('BEGIN')
@@ -226,12 +328,12 @@ class KitConnection implements DatabaseConnection {
     for (let attempt = 0; ; attempt++) {
       // One copy of the catalog for the SQL's cast, the query's embedding and the fingerprint to expect.
       const version = catalog.version
-      const compiled = current(original, catalog)
+      const compiledSql = currentSql(original, catalog, this.#shared)
       const columns = new Map(markers.map((m) => [m, catalog.column(m.column)]))
       const expected = columns.get(markers[0]!)!.fingerprint
       let result: QueryResult<R>
       try {
-        result = await this.#search<R>(compiled, markers, (m) => columns.get(m)!.node, run)
+        result = await this.#search<R>(original, compiledSql, markers, (m) => columns.get(m)!.node, run)
       } catch (error) {
         // Inside the caller's transaction a failed statement aborts it: nothing can run again there.
         const stale = attempt === 0 && !this.inTransaction && STALE_CATALOG.has((error as { code?: string }).code ?? '')
@@ -252,27 +354,97 @@ class KitConnection implements DatabaseConnection {
     }
   }
 
-  async #search<R>(compiled: CompiledQuery, markers: readonly QueryVector[], columnOf: (marker: QueryVector) => EmbeddingColumnNode, run: Run): Promise<QueryResult<R>> {
+  /**
+   * Runs a search: `compiled` is the query as built (its node and parameters), `compiledSql` its
+   * SQL as the catalog copy says now.
+   */
+  async #search<R>(compiled: CompiledQuery, compiledSql: string, markers: readonly QueryVector[], columnOf: (marker: QueryVector) => EmbeddingColumnNode, run: Run): Promise<QueryResult<R>> {
+    const resolveAll = async (parameters: readonly unknown[]) => {
+      const resolved = new Map<QueryVector, string>()
+      for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#runtime.resolve(marker, columnOf(marker), run))
+      return parameters.map((p) => {
+        if (p instanceof QueryVector) return resolved.get(p)
+        if (p instanceof Placeholder) throw new PgmlKitError('PLACEHOLDER_UNBOUND', `placeholder "${p.name}" has no value: it belongs to a prepared search (kit.prepareSearch), whose execute gives it one`)
+        return p
+      })
+    }
     const filtered = isFiltered(compiled.query)
+    const indexed = markers.some((m) => m.index.method !== null)
+    const { catalog } = this.#runtime
+    if (filtered && indexed) {
+      // A filter that keeps few rows: scan them exactly, as a planner would (see FilterStrategy).
+      const strategy = markers[0]!.filter
+      const exact = strategy === 'index' ? null : this.#exactForm(compiled, compiledSql)
+      if (exact) {
+        const parameters = await resolveAll(compiled.parameters)
+        // The estimate does not depend on the query's vector: it is kept per shape and the other parameters.
+        const key = `${compiledSql}\0${JSON.stringify(compiled.parameters.map((p, i) => (p instanceof QueryVector ? null : parameters[i])), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`
+        const decision = strategy === 'exact' ? { exact: true, selectivity: null } : await this.#estimate(exact, parameters, markers[0]!.column, key, run)
+        if (decision.exact) return this.#target().executeQuery<R>(CompiledQuery.raw(exact.sql, parameters))
+        return this.#searchIndexed<R>(compiled, compiledSql, markers, filtered, run, parameters, decision.selectivity)
+      }
+    }
+    return this.#searchIndexed<R>(compiled, compiledSql, markers, filtered, run, await resolveAll(compiled.parameters))
+  }
+
+  #exactForm(compiled: CompiledQuery, compiledSql: string): ExactForm | null {
+    let form = this.#shared.exact.get(compiledSql)
+    if (form === undefined) {
+      form = exactForm(compiled, this.#runtime.catalog)
+      this.#shared.exact.set(compiledSql, form)
+    }
+    return form
+  }
+
+  /**
+   * The planner's estimate for the exact form with these parameters (one EXPLAIN, kept for a
+   * minute per query shape and filter values, and the table's row count, kept for a minute),
+   * weighed by exactIsCheaper.
+   */
+  async #estimate(exact: ExactForm, parameters: readonly unknown[], column: EmbeddingColumnNode, key: string, run: Run): Promise<FilterDecision> {
+    const now = Date.now()
+    const hit = this.#shared.estimates.get(key)
+    if (hit && now - hit.at < ESTIMATE_TTL_MS) return hit
+    const table = `${column.schema}\0${column.table}`
+    let rows = this.#shared.tableRows.get(table)
+    if (!rows || now - rows.at >= ESTIMATE_TTL_MS) {
+      const result = await run(TABLE_ROWS, [column.schema, column.table])
+      rows = { at: now, n: Number(result.rows[0]?.n ?? -1) }
+      this.#shared.tableRows.set(table, rows)
+    }
+    const plan = (await run(renderExplain(exact.sql), parameters)).rows[0]?.['QUERY PLAN']
+    const estimate = planEstimate(Array.isArray(plan) ? plan[0] : undefined)
+    const decision: FilterDecision = {
+      exact: estimate !== null && exactIsCheaper({ exactCost: estimate.cost, matches: estimate.matches, tableRows: rows.n }),
+      selectivity: estimate !== null && rows.n > 0 ? Math.min(1, Math.max(estimate.matches, 1) / rows.n) : null,
+    }
+    this.#shared.estimates.set(key, { ...decision, at: now })
+    return decision
+  }
+
+  /** The search through the vector index, with its settings (ef_search, probes, iterative scans). */
+  async #searchIndexed<R>(compiled: CompiledQuery, compiledSql: string, markers: readonly QueryVector[], filtered: boolean, run: Run, parameters: readonly unknown[], selectivity: number | null = null): Promise<QueryResult<R>> {
     const wantsIterative = filtered && markers.some((m) => m.settings.iterativeScan === undefined && m.index.method !== null)
     const capabilities = wantsIterative ? await this.#runtime.capabilities(run) : null
-    const effective = markers.map((m) => effectiveSettings(m, filtered, capabilities))
+    const effective = markers.map((m) => effectiveSettings(m, filtered, capabilities, selectivity))
     const settings = [...new Map(effective.flatMap((s) => settingsToApply(s))).entries()]
     // IVFFlat's iterative scan returns rows only nearly in distance order: sort the page again.
     const resort = effective.some((s, i) => s.iterativeScan === 'relaxed_order' && markers[i]!.index.method === 'ivfflat' && markers[i]!.settings.iterativeScan === undefined)
       && selectsDistance(compiled.query)
-    const sorted = (query: CompiledQuery) => (resort ? renderSortedByDistance(query.sql) : query.sql)
+    const sorted = (text: string) => (resort ? renderSortedByDistance(text) : text)
 
-    const resolveAll = async (query: CompiledQuery) => {
-      const resolved = new Map<QueryVector, string>()
-      for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#runtime.resolve(marker, columnOf(marker), run))
-      return query.parameters.map((p) => (p instanceof QueryVector ? resolved.get(p) : p))
-    }
-    if (settings.length === 0) return this.#target().executeQuery<R>(CompiledQuery.raw(sorted(compiled), await resolveAll(compiled)))
+    if (settings.length === 0) return this.#target().executeQuery<R>(CompiledQuery.raw(sorted(compiledSql), [...parameters]))
     // Outside a transaction: the settings in the search's own statement, one round trip.
-    const gated = this.inTransaction ? null : withSettings(compiled, settings, this.#runtime.catalog)
-    if (gated) return this.#target().executeQuery<R>(CompiledQuery.raw(sorted(gated), await resolveAll(gated)))
-    const sql = sorted(compiled)
+    if (!this.inTransaction) {
+      const key = `${compiledSql}\0${settings.map(([n, v]) => `${n}=${v}`).join(',')}`
+      let gated = this.#shared.gated.get(key)
+      if (gated === undefined) {
+        gated = withSettings(compiled.query, compiled.queryId, settings, this.#runtime.catalog) ?? ''
+        this.#shared.gated.set(key, gated)
+      }
+      if (gated) return this.#target().executeQuery<R>(CompiledQuery.raw(sorted(gated), [...parameters]))
+    }
+    const sql = sorted(compiledSql)
 
     const assignments = settings.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(', ')
     if (this.inTransaction) {
@@ -281,7 +453,7 @@ class KitConnection implements DatabaseConnection {
       const names = settings.map(([name]) => name)
       const before = (await this.run(`SELECT ${names.map((n, i) => `pg_catalog.current_setting(${quoteLiteral(n)}, true) AS v${i}`).join(', ')}`)).rows[0] ?? {}
       await this.run(`SELECT ${assignments}`)
-      const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll(compiled)))
+      const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, [...parameters]))
       await this.run(`SELECT ${names.map((n, i) => {
         const value = before[`v${i}`] as string | null | undefined
         return value
@@ -295,7 +467,7 @@ class KitConnection implements DatabaseConnection {
     try {
       await this.#begin(assignments)
       try {
-        const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, await resolveAll(compiled)))
+        const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, [...parameters]))
         await this.run('COMMIT')
         return result
       } catch (error) {
@@ -316,19 +488,19 @@ class KitConnection implements DatabaseConnection {
 class KitDriver implements Driver {
   readonly #db: Kysely<unknown>
   readonly #runtime: KitRuntime
-  readonly #multiStatement: { ok: boolean }
+  readonly #shared: KitShared
 
-  constructor(db: Kysely<unknown>, runtime: KitRuntime, multiStatement: { ok: boolean }) {
+  constructor(db: Kysely<unknown>, runtime: KitRuntime, shared: KitShared) {
     this.#db = db
     this.#runtime = runtime
-    this.#multiStatement = multiStatement
+    this.#shared = shared
   }
 
   async init(): Promise<void> {}
 
   /** A connection that borrows one of the application's only when it must (see KitConnection). */
   async acquireConnection(): Promise<DatabaseConnection> {
-    return new KitConnection(this.#db, this.#runtime, this.#multiStatement)
+    return new KitConnection(this.#db, this.#runtime, this.#shared)
   }
 
   /** A transaction holds one of the application's connections from BEGIN to its end. */

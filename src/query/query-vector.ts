@@ -24,6 +24,18 @@ export interface IndexDefaults {
   readonly probes: number | null
 }
 
+/**
+ * How a search with a `where` reads its rows:
+ * - `auto` (default): as a planner would — the kit asks PostgreSQL's planner how many rows the
+ *   filter keeps and what an exact scan of them costs, and scans them exactly (every row the
+ *   filter keeps, sorted by distance: recall 1) when that is cheaper than an iterative index scan
+ *   would be for a filter that selective; otherwise the index, with iterative scans. The estimate
+ *   is one `EXPLAIN` per query shape and filter values, kept for a minute.
+ * - `index`: always the vector index, with iterative scans (no estimate).
+ * - `exact`: always the exact scan.
+ */
+export type FilterStrategy = 'auto' | 'index' | 'exact'
+
 export const NO_INDEX: IndexDefaults = Object.freeze({ method: null, efSearch: null, probes: null })
 
 /**
@@ -37,14 +49,79 @@ export class QueryVector {
   readonly vector: readonly number[] | null
   readonly settings: IndexSettings
   readonly index: IndexDefaults
+  readonly filter: FilterStrategy
 
-  constructor(column: EmbeddingColumnNode, query: string | ArrayLike<number>, settings: IndexSettings, index: IndexDefaults = NO_INDEX) {
+  constructor(column: EmbeddingColumnNode, query: string | ArrayLike<number>, settings: IndexSettings, index: IndexDefaults = NO_INDEX, filter: FilterStrategy = 'auto') {
+    if (!['auto', 'index', 'exact'].includes(filter)) throw new RangeError(`filterStrategy must be auto, index or exact, got ${String(filter)}`)
     this.column = column
     this.text = typeof query === 'string' ? query : null
     this.vector = typeof query === 'string' ? null : Array.from(query)
     this.settings = settings
     this.index = index
+    this.filter = filter
   }
+
+  /** The same search (column, settings, index) for another query: what a prepared search runs. */
+  withQuery(query: string | ArrayLike<number>): QueryVector {
+    return new QueryVector(this.column, query, this.settings, this.index, this.filter)
+  }
+}
+
+/**
+ * A named parameter of a prepared search (`kit.placeholder('tenant')`): compiled as a bind
+ * parameter, given its value at each `execute`.
+ */
+export class Placeholder {
+  readonly name: string
+
+  constructor(name: string) {
+    if (typeof name !== 'string' || name === '') throw new RangeError('a placeholder needs a name')
+    this.name = name
+  }
+}
+
+/**
+ * Cost, in the planner's units, of an iterative index scan per unit of inverse selectivity: an
+ * HNSW scan with a filter that keeps a share s of the rows visits about k / s of them before it
+ * has k, so its cost grows as 1 / s while an exact scan of the rows the filter keeps costs what
+ * the planner says (small with an index on the filter column, a full table scan without one).
+ * Calibrated with bench/filtered-search.ts on its tuning queries (the planner's units are about
+ * 2 µs there; an iterative scan costs about 0.16 ms per unit of 1 / s) and judged on its held-out
+ * queries; see bench/results/filtered-search.md.
+ */
+export const ITERATIVE_COST_PER_INVERSE_SELECTIVITY = 80
+
+/** pgvector's default `hnsw.ef_search`. */
+export const PGVECTOR_EF_SEARCH = 40
+
+/**
+ * ef_search for an iterative HNSW scan under a filter that keeps a share `selectivity` of the
+ * rows, when the caller did not set one: the column's own, times 1 + log10(1 / selectivity) (× 2
+ * at 10 %, × 3 at 1 %), at most pgvector's 1000. A filtered scan's candidates are mostly rows the
+ * filter drops; set on bench/filtered-search.ts's tuning queries, where ef 40 at 10 % lost about
+ * 0.01 of recall against the unfiltered search and ef 80–100 did not.
+ */
+export function filteredEfSearch(base: number, selectivity: number): number {
+  if (!(selectivity > 0) || selectivity >= 1) return base
+  return Math.min(1000, Math.ceil(base * (1 + Math.log10(1 / selectivity))))
+}
+
+/** What the planner estimated for the exact form of a filtered search. */
+export interface FilterEstimate {
+  /** Total cost of the exact scan (planner units). */
+  readonly exactCost: number
+  /** Rows the filter keeps, as the planner estimates. */
+  readonly matches: number
+  /** Rows of the table (`reltuples`; ≤ 0 when never analysed). */
+  readonly tableRows: number
+}
+
+/** Whether a filtered search is cheaper as an exact scan than as an iterative index scan. */
+export function exactIsCheaper(estimate: FilterEstimate): boolean {
+  const { exactCost, matches, tableRows } = estimate
+  if (!(tableRows > 0) || !Number.isFinite(exactCost)) return false
+  const inverseSelectivity = tableRows / Math.max(matches, 1)
+  return exactCost <= ITERATIVE_COST_PER_INVERSE_SELECTIVITY * inverseSelectivity
 }
 
 /** What the database can do for a search, learnt once per kit. */
@@ -59,9 +136,10 @@ export interface SearchCapabilities {
  * does not starve the index scan of rows (pgvector ≥ 0.8). HNSW scans keep strict distance order;
  * IVFFlat has only relaxed order, which the kit puts back in order (see KitDialect).
  */
-export function effectiveSettings(marker: QueryVector, filtered: boolean, capabilities: SearchCapabilities | null): IndexSettings {
+export function effectiveSettings(marker: QueryVector, filtered: boolean, capabilities: SearchCapabilities | null, selectivity: number | null = null): IndexSettings {
   const { settings, index } = marker
   let out: IndexSettings = settings
+  if (out.efSearch === undefined && index.method === 'hnsw' && filtered && selectivity !== null) out = { ...out, efSearch: filteredEfSearch(index.efSearch ?? PGVECTOR_EF_SEARCH, selectivity) }
   if (out.efSearch === undefined && index.method === 'hnsw' && index.efSearch !== null) out = { ...out, efSearch: index.efSearch }
   if (out.probes === undefined && index.method === 'ivfflat' && index.probes !== null) out = { ...out, probes: index.probes }
   if (out.iterativeScan === undefined && filtered && index.method !== null && capabilities?.iterativeScan) {

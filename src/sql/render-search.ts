@@ -111,10 +111,12 @@ export function predictProbaQuery(project: string, features: readonly number[]):
  * The condition that sets a search's index settings from within its own statement (see
  * `withSettings` in the kit's dialect): no column in it, so PostgreSQL evaluates it once, as a
  * one-time filter above the plan, before any scan starts; `true` makes each setting local to the
- * statement's transaction. Names and values are bound as parameters.
+ * statement's transaction. Names and values are written as quoted literals — the names are the
+ * kit's own, the values integers or words `settingsToApply` checked — so the gated statement has
+ * the same parameters, in the same order, as the search: the driver caches it per query shape.
  */
 export function settingsGate(settings: readonly (readonly [string, string])[]): RawBuilder<boolean> {
-  const assignments = settings.map(([name, value]) => sql`pg_catalog.set_config(${name}, ${value}, true)`)
+  const assignments = settings.map(([name, value]) => sql`pg_catalog.set_config(${sql.lit(name)}, ${sql.lit(value)}, true)`)
   return sql<boolean>`(SELECT pg_catalog.concat(${sql.join(assignments)})) IS NOT NULL`
 }
 
@@ -122,3 +124,24 @@ export function settingsGate(settings: readonly (readonly [string, string])[]): 
 export function renderSortedByDistance(search: string): string {
   return `SELECT * FROM (${search}) AS pgml_kit_sorted ORDER BY "distance"`
 }
+
+/**
+ * A filtered search run as an exact scan: `inner` is the search without its ORDER BY and LIMIT
+ * (its rows: those the filter keeps, each with its `distance`). `OFFSET 0` keeps PostgreSQL from
+ * pulling the subquery up, so the vector index cannot serve the ORDER BY: the filter is applied
+ * (by the filter column's own index where there is one), and the rows are sorted by their exact
+ * distance. The LIMIT is the search's own parameter, `$limitParameter` (the one after inner's).
+ */
+export function renderExactSearch(inner: string, limitParameter: number): string {
+  if (!Number.isSafeInteger(limitParameter) || limitParameter < 1) throw new RangeError(`an exact search's limit parameter must be a positive integer, got ${limitParameter}`)
+  return `SELECT * FROM (${inner} OFFSET 0) AS pgml_kit_exact ORDER BY "distance" LIMIT $${limitParameter}`
+}
+
+/** The planner's estimate of a statement, as JSON (it is planned, not run). */
+export function renderExplain(statement: string): string {
+  return `EXPLAIN (FORMAT JSON) ${statement}`
+}
+
+/** $1 schema, $2 table → the planner's row count of the table (`reltuples`; −1 before the first ANALYZE). */
+export const TABLE_ROWS = `SELECT c.reltuples::float8 AS n FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+  WHERE s.nspname = $1 AND c.relname = $2`

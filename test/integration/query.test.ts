@@ -153,10 +153,69 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     await insert(Array.from({ length: 300 }, (_, i) => ({ title: `p${i}`, body: 'b', department: 'parks', vector: direction(0, 1 + (i % 5), 0.01 + i / 3000) })))
     await insert(Array.from({ length: 5 }, (_, i) => ({ title: `h${i}`, body: 'b', department: 'housing', vector: direction(0, 7, 1 + i) })))
     const expected = ['h0', 'h1', 'h2', 'h3', 'h4']
-    const iterative = await kit.search('documents.body_embedding', direction(0), { k: 5, efSearch: 10, iterativeScan: 'relaxed_order' }).where('department', '=', 'housing').select(['title']).execute()
+    const iterative = await kit.search('documents.body_embedding', direction(0), { k: 5, efSearch: 10, iterativeScan: 'relaxed_order', filterStrategy: 'index' }).where('department', '=', 'housing').select(['title']).execute()
     expect(iterative.map((r) => r.title)).toEqual(expected)
     const overFetch = await kit.search('documents.body_embedding', direction(0), { k: 5, overFetch: 100 }).where('department', '=', 'housing').select(['title']).execute()
     expect(overFetch.map((r) => r.title)).toEqual(expected)
+  })
+
+  it('a filter that keeps few rows is scanned exactly (filterStrategy auto, as a planner would); index and exact force either way', async () => {
+    const { kit, kysely } = await setup()
+    // 300 "parks" rows crowd the query's neighbourhood; 5 "housing" rows lie further away; an index on the filter column.
+    await insert(Array.from({ length: 300 }, (_, i) => ({ title: `p${i}`, body: 'b', department: 'parks', vector: direction(0, 1 + (i % 5), 0.01 + i / 3000) })))
+    await insert(Array.from({ length: 5 }, (_, i) => ({ title: `h${i}`, body: 'b', department: 'housing', vector: direction(0, 7, 1 + i) })))
+    await db.query('CREATE INDEX documents_department ON documents (department)')
+    await db.query('ANALYZE documents')
+    const sent: string[] = []
+    const logged = new Kysely<DB>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: db.url, max: 1 }) }), log: (event) => { sent.push(event.query.sql) } })
+    const watched = createKit(config, { db: logged, embedIn: 'local' })
+    const expected = ['h0', 'h1', 'h2', 'h3', 'h4']
+    // ef_search 10 with no iterative scan would starve an index scan of housing rows (see the test
+    // above); with the default strategy the 5 rows the filter keeps are scanned exactly.
+    const auto = await watched.search('documents.body_embedding', direction(0), { k: 5, efSearch: 10, iterativeScan: 'off' }).where('department', '=', 'housing').select(['title']).execute()
+    expect(auto.map((r) => r.title)).toEqual(expected)
+    expect(sent.at(-1)).toMatch(/^SELECT \* FROM \(select .* where "department" = \$2 OFFSET 0\) AS pgml_kit_exact ORDER BY "distance" LIMIT \$3$/)
+    // The exact form is valid PostgreSQL that never uses the vector index.
+    const plan = await db.query(`EXPLAIN ${sent.at(-1)!.replaceAll('$1', `'${toVectorLiteral(direction(0))}'`).replaceAll('$2', "'housing'").replaceAll('$3', '5')}`)
+    expect(plan.map((r) => String(r['QUERY PLAN'])).join('\n')).not.toMatch(/documents_body_embedding/)
+    // exact: always the exact scan, no estimate asked.
+    sent.length = 0
+    const exact = await watched.search('documents.body_embedding', direction(0), { k: 3, filterStrategy: 'exact' }).where('department', '=', 'parks').select(['title']).execute()
+    expect(sent).toHaveLength(1)
+    expect(sent[0]).toMatch(/pgml_kit_exact ORDER BY "distance" LIMIT \$3$/)
+    const truth = await db.query(`SELECT title FROM documents WHERE department = 'parks' ORDER BY body_embedding <=> $1 LIMIT 3`, [toVectorLiteral(direction(0))])
+    expect(exact.map((r) => r.title)).toEqual(truth.map((r) => r.title))
+    // A search with an offset (a second page) is not rewritten: the index serves it, with iterative scans.
+    sent.length = 0
+    const page = await watched.search('documents.body_embedding', direction(0), { k: 2 }).where('department', '=', 'housing').offset(2).select(['title']).execute()
+    expect(page.map((r) => r.title)).toEqual(['h2', 'h3'])
+    expect(sent.join('\n')).not.toMatch(/pgml_kit_exact|EXPLAIN/)
+    expect(() => kit.search('documents.body_embedding', direction(0), { filterStrategy: 'fast' as 'auto' })).toThrow(/filterStrategy must be auto, index or exact, got fast/)
+    await logged.destroy()
+    void kysely
+  })
+
+  it('prepareSearch: compiled once, the vector and the placeholders bound per execute, the same rows as search', async () => {
+    const { kit } = await setup()
+    await insert(Array.from({ length: 40 }, (_, i) => ({ title: `t${i}`, body: 'b', department: i % 2 === 0 ? 'even' : 'odd', vector: direction(i % 16, (i + 5) % 16, (i % 3) / 3) })))
+    const nearest = kit.prepareSearch('documents.body_embedding', { k: 4, efSearch: 60 }, (q) =>
+      q.where('department', '=', kit.placeholder<string>('department')).select(['title', 'department']))
+    expect(nearest.placeholders).toEqual(['department'])
+    for (const [axis, department] of [[0, 'even'], [3, 'odd'], [7, 'even']] as const) {
+      const prepared = await nearest.execute(direction(axis), { department })
+      const built = await kit.search('documents.body_embedding', direction(axis), { k: 4, efSearch: 60 }).where('department', '=', department).select(['title', 'department']).execute()
+      expect(prepared).toEqual(built)
+      expect(prepared.every((r) => r.department === department)).toBe(true)
+      const distances = prepared.map((r) => r.distance)
+      expect(distances).toEqual([...distances].sort((a, b) => a - b))
+    }
+    // A text query is embedded, with the model's query prefix, as search does it.
+    const byText = await kit.prepareSearch('documents.body_embedding', { k: 3 }, (q) => q.select(['title'])).execute('street lights')
+    expect(byText.map((r) => r.title)).toEqual((await kit.search('documents.body_embedding', 'street lights', { k: 3 }).select(['title']).execute()).map((r) => r.title))
+    await expect(nearest.execute(direction(0), {})).rejects.toThrow(/no value for placeholder "department"/)
+    await expect(nearest.execute(direction(0), { department: 'even', tenant: 1 })).rejects.toThrow(/no placeholder "tenant"/)
+    // A placeholder outside a prepared search is refused with its name, not sent as an object.
+    await expect(kit.search('documents.body_embedding', direction(0), { k: 1 }).where('department', '=', kit.placeholder<string>('d')).execute()).rejects.toThrow(/placeholder "d" has no value/)
   })
 
   it('switches iterative scans on for a filtered search by default; a search is one round trip, with or without settings; config defaults apply', async () => {
@@ -174,18 +233,29 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     const kit = createKit(withDefault, { db: kysely, embedIn: 'local' })
     await insert(Array.from({ length: 300 }, (_, i) => ({ title: `p${i}`, body: 'b', department: 'parks', vector: direction(0, 1 + (i % 5), 0.01 + i / 3000) })))
     await insert(Array.from({ length: 5 }, (_, i) => ({ title: `h${i}`, body: 'b', department: 'housing', vector: direction(0, 7, 1 + i) })))
-    const housing = (options: { iterativeScan?: 'off' }) => kit.search('documents.body_embedding', direction(0), { k: 5, ...options }).where('department', '=', 'housing').select(['title']).execute()
+    const housing = (options: { iterativeScan?: 'off'; filterStrategy?: 'index' }) => kit.search('documents.body_embedding', direction(0), { k: 5, ...options }).where('department', '=', 'housing').select(['title']).execute()
 
     // The config's efSearch 10 starves the filtered scan unless iterative scans keep it going.
-    expect((await housing({ iterativeScan: 'off' })).length).toBeLessThan(5)
+    expect((await housing({ iterativeScan: 'off', filterStrategy: 'index' })).length).toBeLessThan(5)
+    sent.length = 0
+    parameters.length = 0
+    expect((await housing({})).map((r) => r.title)).toEqual(['h0', 'h1', 'h2', 'h3', 'h4'])
+    // The first filtered search asks, once per kit, which pgvector the database has; and, with the
+    // default filterStrategy 'auto', what the planner estimates for its exact form (kept for a
+    // minute per filter values) and the table's row count (kept for a minute). Here the exact
+    // scan costs a disabled sequential scan: the index it is.
+    expect(sent.filter((q) => /EXPLAIN \(FORMAT JSON\) SELECT \* FROM \(select .* OFFSET 0\) AS pgml_kit_exact ORDER BY "distance" LIMIT \$3$/.test(q))).toHaveLength(1)
+    expect(sent.filter((q) => /reltuples/.test(q))).toHaveLength(1)
     sent.length = 0
     parameters.length = 0
     expect((await housing({})).map((r) => r.title)).toEqual(['h0', 'h1', 'h2', 'h3', 'h4'])
     // The settings are set by the search's own statement (a one-time filter that runs before the scan): one round trip.
-    // (The first filtered search also asks, once per kit, which pgvector the database has.)
-    expect(sent.filter((q) => !/vector_version/.test(q))).toHaveLength(1)
-    expect(sent.at(-1)).toMatch(/where "department" = \$\d+ and \(SELECT pg_catalog\.concat\((pg_catalog\.set_config\(\$\d+, \$\d+, true\)(, )?)+\)\) IS NOT NULL order by/)
-    expect(parameters.at(-1)).toEqual(expect.arrayContaining(['hnsw.ef_search', '10', 'hnsw.iterative_scan', 'strict_order']))
+    expect(sent).toHaveLength(1)
+    expect(sent[0]).toMatch(/where "department" = \$\d+ and \(SELECT pg_catalog\.concat\((pg_catalog\.set_config\('[a-z_.]+', '[a-z_0-9]+', true\)(, )?)+\)\) IS NOT NULL order by/)
+    expect(sent[0]).toContain("pg_catalog.set_config('hnsw.ef_search', '10', true)")
+    expect(sent[0]).toContain("pg_catalog.set_config('hnsw.iterative_scan', 'strict_order', true)")
+    // The gate's settings are literals: the statement has the search's own parameters (vector, department, limit).
+    expect(parameters[0]).toHaveLength(3)
     expect(sent.join('\n')).not.toMatch(/BEGIN/)
 
     sent.length = 0
@@ -203,7 +273,7 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(Object.keys(rows[0]!).sort()).toEqual(['distance', 'similarity', 'title'])
   })
 
-  it('IVFFlat filtered search: relaxed iterative scans by default, the page sorted again by distance', async () => {
+  it('IVFFlat filtered search through the index: relaxed iterative scans by default, the page sorted again by distance', async () => {
     db = await tier.create()
     const ivf = { tables: { documents: { ...config.tables.documents, embeddings: { body_embedding: { ...config.tables.documents.embeddings.body_embedding, indexes: [{ method: 'ivfflat' as const, distance: 'cosine' as const, lists: 4, probes: 1 }] } } } } }
     const p = await new TestProject(db).withDocumentsTable({ ...ivf, tables: { documents: { ...ivf.tables.documents, embeddings: { body_embedding: { ...ivf.tables.documents.embeddings.body_embedding, indexes: [] } } } } })
@@ -219,10 +289,10 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     pool.on('connect', (client) => void client.query('SET enable_seqscan = off'))
     kysely = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), log: (event) => { sent.push(event.query.sql); parameters.push([...event.query.parameters]) } })
     const kit = createKit(ivf, { db: kysely, embedIn: 'local' })
-    const rows = await kit.search('documents.body_embedding', direction(0), { k: 10 }).where('department', '=', 'housing').select(['title']).execute()
+    const rows = await kit.search('documents.body_embedding', direction(0), { k: 10, filterStrategy: 'index' }).where('department', '=', 'housing').select(['title']).execute()
     const search = sent.find((q) => q.includes('pgml_kit_sorted'))!
-    expect(search).toMatch(/^SELECT \* FROM \(select .* and \(SELECT pg_catalog\.concat\((pg_catalog\.set_config\(\$\d+, \$\d+, true\)(, )?){3}\)\) IS NOT NULL order by .*\) AS pgml_kit_sorted ORDER BY "distance"$/)
-    expect(parameters[sent.indexOf(search)]).toEqual(expect.arrayContaining(['ivfflat.probes', '1', 'hnsw.iterative_scan', 'relaxed_order', 'ivfflat.iterative_scan', 'relaxed_order']))
+    expect(search).toMatch(/^SELECT \* FROM \(select .* and \(SELECT pg_catalog\.concat\((pg_catalog\.set_config\('[a-z_.]+', '[a-z_0-9]+', true\)(, )?){3}\)\) IS NOT NULL order by .*\) AS pgml_kit_sorted ORDER BY "distance"$/)
+    for (const [name, value] of [['ivfflat.probes', '1'], ['hnsw.iterative_scan', 'relaxed_order'], ['ivfflat.iterative_scan', 'relaxed_order']]) expect(search).toContain(`pg_catalog.set_config('${name}', '${value}', true)`)
     // Ten rows (one list alone would not hold ten housing rows near the query), in distance order.
     expect(rows).toHaveLength(10)
     const distances = rows.map((r) => r.distance)

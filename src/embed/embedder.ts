@@ -20,8 +20,28 @@ export function toVectorLiteral(vector: ArrayLike<number>): string {
     const value = vector[i] as number
     if (!Number.isFinite(value)) throw new RangeError(`vector component ${i} is ${value}; pgvector accepts only finite numbers`)
   }
-  // join writes each number as String(number) does: the shortest text that reads back as the same value.
-  return `[${Array.prototype.join.call(vector, ',')}]`
+  // Both write each number as String(number) does: the shortest text that reads back as the same
+  // value. JSON.stringify of an array of numbers is pgvector's text form already, and fast.
+  return Array.isArray(vector) ? JSON.stringify(vector) : `[${Array.prototype.join.call(vector, ',')}]`
+}
+
+/**
+ * A vector in pgvector's binary form (vector_recv: the dimensions and a reserved word as 16-bit
+ * integers, then each component as a big-endian float4), for a parameter the driver sends in
+ * binary (node-postgres sends a Buffer so): no text to format here or to parse on the server.
+ * Each component is rounded to float4 as pgvector's text input does.
+ */
+export function toVectorBinary(vector: ArrayLike<number>): Buffer {
+  if (vector.length > 0xffff) throw new RangeError(`a vector of ${vector.length} dimensions is longer than pgvector allows`)
+  const out = Buffer.allocUnsafe(4 + 4 * vector.length)
+  out.writeUInt16BE(vector.length, 0)
+  out.writeUInt16BE(0, 2)
+  for (let i = 0; i < vector.length; i++) {
+    const value = vector[i] as number
+    if (!Number.isFinite(value)) throw new RangeError(`vector component ${i} is ${value}; pgvector accepts only finite numbers`)
+    out.writeFloatBE(value, 4 + 4 * i)
+  }
+  return out
 }
 
 /** Splits a list into chunks of at most `size`. */

@@ -44,6 +44,11 @@ export class CatalogCache {
     return this.#vectorSchema
   }
 
+  /** Whether the catalog was read. */
+  get loaded(): boolean {
+    return this.#columns !== null
+  }
+
   /** Reads the catalog unless it was read already. */
   async ensure(query: Query): Promise<void> {
     if (this.#columns === null) await this.refresh(query)

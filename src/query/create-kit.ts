@@ -274,8 +274,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
     return node
   }
 
-  const kitDb = new Kysely<DB>({
-    dialect: new KitDialect(options.db as Kysely<unknown>, {
+  const dialect = new KitDialect(options.db as Kysely<unknown>, {
       async resolve(marker, column, run) {
         if (marker.vector) return toVectorLiteral(marker.vector)
         if (await embedsInDatabase(run)) {
@@ -287,8 +286,8 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
       },
       capabilities: (run) => probe(run),
       catalog,
-    }),
-  })
+    })
+  const kitDb = new Kysely<DB>({ dialect })
   // Kysely's builder types cannot follow a table chosen at run time; the public signatures carry the types.
   const untyped = kitDb as unknown as Kysely<Record<string, Record<string, unknown>>>
   /** The column's table under its own name, so your `where('documents.x', ...)` and `select` refer to it as usual. */
@@ -337,7 +336,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
           if (missing.length > 0) throw new PgmlKitError('PLACEHOLDER_UNBOUND', `prepareSearch("${ref}").execute: no value for placeholder ${missing.map((n) => `"${n}"`).join(', ')}`)
           const marker = template.withQuery(query)
           const parameters = compiled.parameters.map((p) => (p === template ? marker : p instanceof Placeholder ? values[p.name] : p))
-          const result = await kitDb.executeQuery(withParameters(compiled, parameters))
+          const result = await dialect.execute(withParameters(compiled, parameters))
           return result.rows as never
         },
       }

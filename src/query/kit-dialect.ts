@@ -9,6 +9,7 @@ import { TABLE_ROWS, renderExactSearch, renderExplain, renderSortedByDistance, s
 import { renderVectorType } from '../sql/render-source.js'
 import { renderDistanceOperator } from '../sql/render-index.js'
 import { PgmlKitError } from '../errors.js'
+import { toVectorBinary, toVectorLiteral } from '../embed/embedder.js'
 import type { CatalogCache } from './catalog-cache.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 
@@ -33,6 +34,13 @@ export const PROBE_COLUMN = 'pgml_kit_catalog'
 const STALE_CATALOG = new Set(['42703', '22000', '42883'])
 
 /**
+ * SQLSTATEs of a query vector's binary form refused by a driver that does not send a Buffer in
+ * binary: no cast from bytea (42846), datatype mismatch (42804), not a vector's text (22P02),
+ * not its binary form (22P03), a malformed message (08P01).
+ */
+const BINARY_REFUSED = new Set(['42846', '42804', '22P02', '22P03', '08P01'])
+
+/**
  * A Kysely dialect that runs on connections borrowed from the application's own `Kysely<DB>`
  * (same pool, same driver). A query that carries a QueryVector gets its vector resolved first; if
  * it needs index settings (ef_search, probes, iterative scans) they are set with
@@ -52,6 +60,16 @@ export class KitDialect implements Dialect {
 
   createDriver(): Driver {
     return new KitDriver(this.#db, this.#runtime, this.#shared)
+  }
+
+  /** Runs a compiled search as the kit's driver does, without a Kysely executor around it (prepared searches). */
+  async execute<R>(compiled: CompiledQuery): Promise<QueryResult<R>> {
+    const connection = new KitConnection(this.#db, this.#runtime, this.#shared)
+    try {
+      return await connection.executeQuery<R>(compiled)
+    } finally {
+      connection.unpin()
+    }
   }
 
   createQueryCompiler() {
@@ -150,6 +168,11 @@ const ESTIMATE_TTL_MS = 60_000
 class KitShared {
   /** Whether the driver runs `BEGIN; SELECT ...` as one simple query (node-postgres does); learnt on first use. */
   readonly multiStatement = { ok: true }
+  /**
+   * Whether the driver sends a Buffer parameter in binary, so a query vector can go in pgvector's
+   * binary form (node-postgres does): `unknown` until a search outside a transaction tried it.
+   */
+  binaryVectors: 'unknown' | 'yes' | 'no' = 'unknown'
   readonly recompiled = new TextCache<{ readonly version: number; readonly sql: string }>(500)
   readonly gated = new TextCache<string>(500)
   readonly exact = new TextCache<ExactForm | null>(500)
@@ -293,6 +316,15 @@ class KitConnection implements DatabaseConnection {
     return this.#pinned?.conn ?? this.#db
   }
 
+  /**
+   * A search's statement on the application's driver, as it returns rows: not through the
+   * application's Kysely plugins (the kit's builder did not compile with them either, and a plugin
+   * that renames result columns would hide the catalog probe).
+   */
+  #send<R>(sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.#target().getExecutor().provideConnection((connection) => connection.executeQuery<R>(CompiledQuery.raw(sql, [...parameters])))
+  }
+
   run(sql: string, parameters: readonly unknown[] = []): Promise<QueryResult<Record<string, unknown>>> {
     return this.#target().executeQuery(CompiledQuery.raw(sql, [...parameters]))
   }
@@ -322,7 +354,7 @@ class KitConnection implements DatabaseConnection {
     }
     const run: Run = (sql, params) => this.run(sql, params)
     const { catalog } = this.#runtime
-    await catalog.ensure(run)
+    if (!catalog.loaded) await catalog.ensure(run)
     // The column's catalog row changed since the kit read it (a staged model change switched it):
     // read it again and run the search again, with the model, prefix and type it says now. Once.
     for (let attempt = 0; ; attempt++) {
@@ -359,9 +391,18 @@ class KitConnection implements DatabaseConnection {
    * SQL as the catalog copy says now.
    */
   async #search<R>(compiled: CompiledQuery, compiledSql: string, markers: readonly QueryVector[], columnOf: (marker: QueryVector) => EmbeddingColumnNode, run: Run): Promise<QueryResult<R>> {
-    const resolveAll = async (parameters: readonly unknown[]) => {
-      const resolved = new Map<QueryVector, string>()
-      for (const marker of markers) if (!resolved.has(marker)) resolved.set(marker, await this.#runtime.resolve(marker, columnOf(marker), run))
+    const shared = this.#shared
+    // A vector the caller gave goes in binary where the driver allows it (learnt on the first
+    // search outside a transaction, where a refused parameter aborts nothing); a text is embedded.
+    const binary = shared.binaryVectors === 'yes' || (shared.binaryVectors === 'unknown' && !this.inTransaction)
+    const resolveAll = async (parameters: readonly unknown[], asBinary = binary) => {
+      const resolved = new Map<QueryVector, string | Buffer>()
+      for (const marker of markers) {
+        if (resolved.has(marker)) continue
+        const vector = marker.vector
+        if (vector) resolved.set(marker, asBinary && columnOf(marker).vectorType === 'vector' ? toVectorBinary(vector) : toVectorLiteral(vector))
+        else resolved.set(marker, await this.#runtime.resolve(marker, columnOf(marker), run))
+      }
       return parameters.map((p) => {
         if (p instanceof QueryVector) return resolved.get(p)
         if (p instanceof Placeholder) throw new PgmlKitError('PLACEHOLDER_UNBOUND', `placeholder "${p.name}" has no value: it belongs to a prepared search (kit.prepareSearch), whose execute gives it one`)
@@ -370,21 +411,35 @@ class KitConnection implements DatabaseConnection {
     }
     const filtered = isFiltered(compiled.query)
     const indexed = markers.some((m) => m.index.method !== null)
-    const { catalog } = this.#runtime
-    if (filtered && indexed) {
-      // A filter that keeps few rows: scan them exactly, as a planner would (see FilterStrategy).
-      const strategy = markers[0]!.filter
-      const exact = strategy === 'index' ? null : this.#exactForm(compiled, compiledSql)
-      if (exact) {
-        const parameters = await resolveAll(compiled.parameters)
-        // The estimate does not depend on the query's vector: it is kept per shape and the other parameters.
-        const key = `${compiledSql}\0${JSON.stringify(compiled.parameters.map((p, i) => (p instanceof QueryVector ? null : parameters[i])), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`
-        const decision = strategy === 'exact' ? { exact: true, selectivity: null } : await this.#estimate(exact, parameters, markers[0]!.column, key, run)
-        if (decision.exact) return this.#target().executeQuery<R>(CompiledQuery.raw(exact.sql, parameters))
-        return this.#searchIndexed<R>(compiled, compiledSql, markers, filtered, run, parameters, decision.selectivity)
+    const attempt = async (asBinary: boolean): Promise<QueryResult<R>> => {
+      const parameters = await resolveAll(compiled.parameters, asBinary)
+      if (filtered && indexed) {
+        // A filter that keeps few rows: scan them exactly, as a planner would (see FilterStrategy).
+        const strategy = markers[0]!.filter
+        const exact = strategy === 'index' ? null : this.#exactForm(compiled, compiledSql)
+        if (exact) {
+          // The estimate does not depend on the query's vector: it is kept per shape and the other parameters.
+          const key = `${compiledSql}\0${JSON.stringify(compiled.parameters.map((p, i) => (p instanceof QueryVector ? null : parameters[i])), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`
+          const decision = strategy === 'exact' ? { exact: true, selectivity: null } : await this.#estimate(exact, parameters, markers[0]!.column, key, run)
+          if (decision.exact) return this.#send<R>(exact.sql, parameters)
+          return this.#searchIndexed<R>(compiled, compiledSql, markers, filtered, run, parameters, decision.selectivity)
+        }
       }
+      return this.#searchIndexed<R>(compiled, compiledSql, markers, filtered, run, parameters)
     }
-    return this.#searchIndexed<R>(compiled, compiledSql, markers, filtered, run, await resolveAll(compiled.parameters))
+    const triesBinary = binary && shared.binaryVectors === 'unknown' && markers.some((m) => m.vector !== null && columnOf(m).vectorType === 'vector')
+    if (!triesBinary) return attempt(binary)
+    try {
+      const result = await attempt(true)
+      shared.binaryVectors = 'yes'
+      return result
+    } catch (error) {
+      // A driver that sends a Buffer otherwise (as bytea, or as text) gets a cast or input error: text from now on, if text works.
+      if (!BINARY_REFUSED.has((error as { code?: string }).code ?? '')) throw error
+      const result = await attempt(false)
+      shared.binaryVectors = 'no'
+      return result
+    }
   }
 
   #exactForm(compiled: CompiledQuery, compiledSql: string): ExactForm | null {
@@ -433,7 +488,7 @@ class KitConnection implements DatabaseConnection {
       && selectsDistance(compiled.query)
     const sorted = (text: string) => (resort ? renderSortedByDistance(text) : text)
 
-    if (settings.length === 0) return this.#target().executeQuery<R>(CompiledQuery.raw(sorted(compiledSql), [...parameters]))
+    if (settings.length === 0) return this.#send<R>(sorted(compiledSql), parameters)
     // Outside a transaction: the settings in the search's own statement, one round trip.
     if (!this.inTransaction) {
       const key = `${compiledSql}\0${settings.map(([n, v]) => `${n}=${v}`).join(',')}`
@@ -442,7 +497,7 @@ class KitConnection implements DatabaseConnection {
         gated = withSettings(compiled.query, compiled.queryId, settings, this.#runtime.catalog) ?? ''
         this.#shared.gated.set(key, gated)
       }
-      if (gated) return this.#target().executeQuery<R>(CompiledQuery.raw(sorted(gated), [...parameters]))
+      if (gated) return this.#send<R>(sorted(gated), parameters)
     }
     const sql = sorted(compiledSql)
 
@@ -453,7 +508,7 @@ class KitConnection implements DatabaseConnection {
       const names = settings.map(([name]) => name)
       const before = (await this.run(`SELECT ${names.map((n, i) => `pg_catalog.current_setting(${quoteLiteral(n)}, true) AS v${i}`).join(', ')}`)).rows[0] ?? {}
       await this.run(`SELECT ${assignments}`)
-      const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, [...parameters]))
+      const result = await this.#send<R>(sql, parameters)
       await this.run(`SELECT ${names.map((n, i) => {
         const value = before[`v${i}`] as string | null | undefined
         return value
@@ -467,7 +522,7 @@ class KitConnection implements DatabaseConnection {
     try {
       await this.#begin(assignments)
       try {
-        const result = await this.#target().executeQuery<R>(CompiledQuery.raw(sql, [...parameters]))
+        const result = await this.#send<R>(sql, parameters)
         await this.run('COMMIT')
         return result
       } catch (error) {

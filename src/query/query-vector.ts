@@ -51,19 +51,20 @@ export class QueryVector {
   readonly index: IndexDefaults
   readonly filter: FilterStrategy
 
-  constructor(column: EmbeddingColumnNode, query: string | ArrayLike<number>, settings: IndexSettings, index: IndexDefaults = NO_INDEX, filter: FilterStrategy = 'auto') {
-    if (!['auto', 'index', 'exact'].includes(filter)) throw new RangeError(`filterStrategy must be auto, index or exact, got ${String(filter)}`)
+  /** `query`'s vector is copied (the search may run later than it is built), unless `copy` is false (it runs now). */
+  constructor(column: EmbeddingColumnNode, query: string | ArrayLike<number>, settings: IndexSettings, index: IndexDefaults = NO_INDEX, filter: FilterStrategy = 'auto', copy = true) {
+    if (filter !== 'auto' && filter !== 'index' && filter !== 'exact') throw new RangeError(`filterStrategy must be auto, index or exact, got ${String(filter)}`)
     this.column = column
     this.text = typeof query === 'string' ? query : null
-    this.vector = typeof query === 'string' ? null : Array.from(query)
+    this.vector = typeof query === 'string' ? null : copy || !Array.isArray(query) ? Array.from(query) : (query as readonly number[])
     this.settings = settings
     this.index = index
     this.filter = filter
   }
 
-  /** The same search (column, settings, index) for another query: what a prepared search runs. */
+  /** The same search (column, settings, index) for another query, run at once: what a prepared search's execute runs. */
   withQuery(query: string | ArrayLike<number>): QueryVector {
-    return new QueryVector(this.column, query, this.settings, this.index, this.filter)
+    return new QueryVector(this.column, query, this.settings, this.index, this.filter, false)
   }
 }
 

@@ -299,6 +299,41 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(distances).toEqual([...distances].sort((a, b) => a - b))
   })
 
+  it('sends a query vector in pgvector\'s binary form where the driver sends Buffers in binary, and as text on a driver that does not', async () => {
+    const { kit, pool: real } = await setup()
+    real.on('error', () => undefined)
+    await insert([{ title: 'near', body: 'b', department: 'x', vector: direction(0) }, { title: 'far', body: 'b', department: 'x', vector: direction(5) }])
+    const sent: unknown[][] = []
+    const watching = new Kysely<DB>({ dialect: new PostgresDialect({ pool: real }), log: (event) => { sent.push([...event.query.parameters]) } })
+    const binary = createKit(config, { db: watching, embedIn: 'local' })
+    const expected = await db.query(`SELECT title, (body_embedding <=> $1)::float8 AS distance FROM documents ORDER BY 2`, [toVectorLiteral(direction(0, 3, 0.3))])
+    for (let i = 0; i < 2; i++) {
+      const rows = await binary.search('documents.body_embedding', direction(0, 3, 0.3), { k: 2 }).select(['title']).execute()
+      expect(rows.map((r) => r.title)).toEqual(expected.map((r) => r.title))
+      rows.forEach((r, j) => expect(r.distance).toBeCloseTo(Number(expected[j]!.distance), 6))
+    }
+    expect(sent.at(-1)![0]).toBeInstanceOf(Buffer)
+    // A driver that sends a Buffer as text (bytea's hex form, as some do): refused once, then text for good.
+    const hexing = {
+      connect: async () => {
+        const client = await real.connect()
+        return { query: (text: string, values: unknown[] = []) => client.query(text, values.map((v) => (Buffer.isBuffer(v) ? `\\x${v.toString('hex')}` : v))), release: () => client.release() }
+      },
+      end: async () => undefined,
+    }
+    const textOnly = new Kysely<DB>({ dialect: new PostgresDialect({ pool: hexing as unknown as pg.Pool }), log: (event) => { sent.push([...event.query.parameters]) } })
+    const fallback = createKit(config, { db: textOnly, embedIn: 'local' })
+    for (let i = 0; i < 2; i++) {
+      sent.length = 0
+      const rows = await fallback.search('documents.body_embedding', direction(0, 3, 0.3), { k: 2 }).select(['title']).execute()
+      expect(rows.map((r) => r.title)).toEqual(expected.map((r) => r.title))
+    }
+    expect(sent).toHaveLength(1)
+    expect(typeof sent[0]![0]).toBe('string')
+    await watching.destroy().catch(() => undefined)
+    void kit
+  })
+
   it('works on a driver that prepares every statement: the settings go in the search\'s own statement; in a transaction, BEGIN and the settings go separately', async () => {
     const { pool: real } = await setup()
     // Teardown drops the database WITH (FORCE): a client of this pool still closing hears about it.

@@ -25,7 +25,11 @@ interface Result {
   readonly generateSeconds: number
   readonly build: { hnswDefaultsSeconds: number; hnswAutoSeconds: number; hnswSpeedup: number; ivfflatSeconds: number; ivfflatLists: number }
   readonly indexBytes: Record<string, number>
-  readonly overhead: readonly { efSearch: number | null; raw: Stats; kysely: Stats; kit: Stats; kitOverP50: number; pairedRatio: number; pairedExtraMs: number }[]
+  readonly overhead: readonly {
+    efSearch: number | null; raw: Stats; rawSession?: Stats; kysely: Stats; kit: Stats; prepared?: Stats; kitOverP50: number; pairedRatio: number; pairedExtraMs: number
+    pairedRatioSession?: number; preparedPairedRatio?: number; preparedPairedRatioSession?: number
+    cpuMicros?: { rawSession: number; raw: number; kysely: number; kit: number; prepared: number }
+  }[]
   readonly hnsw: { tuning: IndexCheckResult; heldOut: IndexCheckRow | null; sampledFromTable: IndexCheckRow | null; filtered: readonly IndexCheckRow[] }
   readonly ivfflat: { tuning: IndexCheckResult; heldOut: IndexCheckRow | null; filtered: readonly IndexCheckRow[] }
 }
@@ -68,9 +72,12 @@ for (const r of results) {
   for (const [name, rows, parameter] of [['HNSW', r.hnsw.filtered, 'ef_search'], ['IVFFlat', r.ivfflat.filtered, 'probes']] as const) {
     for (const row of rows) lines.push(`| ${name} | ${parameter} ${row.setting} | ${row.iterative ? 'on' : 'off'} | ${row.recall.toFixed(3)} | ${row.short} | ${row.p50Ms.toFixed(2)} |`)
   }
-  lines.push('', 'The query builder against the same query written by hand (HNSW, k 10, one connection, interleaved; milliseconds):', '')
-  lines.push('| ef_search | raw SQL (node-postgres) p50 / p95 | Kysely `sql` p50 / p95 | `kit.search` p50 / p95 | kit ÷ raw, p50s | kit ÷ raw, median of pairs | kit − raw, median of pairs (ms) |', '|---|---|---|---|---|---|---|')
-  for (const o of r.overhead) lines.push(`| ${o.efSearch ?? 'default (no SET)'} | ${o.raw.p50} / ${o.raw.p95} | ${o.kysely.p50} / ${o.kysely.p95} | ${o.kit.p50} / ${o.kit.p95} | ${o.kitOverP50} | ${o.pairedRatio} | ${o.pairedExtraMs} |`)
+  lines.push('', 'The query builders against the same query written by hand (HNSW, k 10, interleaved; the hand-written code formats its vector with JSON.stringify, as pgvector\'s Node client does, inside the timing). Raw, pooled: node-postgres on the pool the kit also uses, with `BEGIN`, `set_config`, the query and `COMMIT` when there is a setting; raw, session: a connection of its own whose session holds the setting. Wall clock in milliseconds; client CPU per search in µs (process.cpuUsage around each call, GC included), which the machine\'s scheduling noise does not blur:', '')
+  lines.push('| ef_search | raw, pooled p50 / p95 | raw, session p50 / p95 | Kysely `sql` p50 / p95 | `kit.search` p50 / p95 | `kit.prepareSearch` p50 / p95 | kit ÷ raw pooled, median of pairs | prepared ÷ raw pooled / ÷ raw session, median of pairs | client CPU µs: raw pooled / session / kit / prepared |', '|---|---|---|---|---|---|---|---|---|')
+  for (const o of r.overhead) {
+    const s = (x: Stats | undefined) => (x ? `${x.p50} / ${x.p95}` : '—')
+    lines.push(`| ${o.efSearch ?? 'default (no SET)'} | ${s(o.raw)} | ${s(o.rawSession)} | ${s(o.kysely)} | ${s(o.kit)} | ${s(o.prepared)} | ${o.pairedRatio} | ${o.preparedPairedRatio ?? '—'} / ${o.preparedPairedRatioSession ?? '—'} | ${o.cpuMicros ? `${o.cpuMicros.raw} / ${o.cpuMicros.rawSession} / ${o.cpuMicros.kit} / ${o.cpuMicros.prepared}` : '—'} |`)
+  }
   lines.push('')
 }
 await writeFile(new URL('./results/search.md', import.meta.url), `${lines.join('\n')}\n`)

@@ -120,6 +120,23 @@ async function build(client: pg.Client, node: typeof hnswNode, name: string, wit
   return seconds
 }
 
+/** A seeded Fisher–Yates shuffle (mulberry32), so every run interleaves the same way. */
+let shuffleState = 20261206
+function shuffle<T>(items: T[]): T[] {
+  const next = () => {
+    shuffleState = (shuffleState + 0x6d2b79f5) >>> 0
+    let t = shuffleState
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1))
+    ;[items[i], items[j]] = [items[j]!, items[i]!]
+  }
+  return items
+}
+
 interface OverheadRow {
   readonly efSearch: number | null
   /** Hand-written SQL at its best: one connection of its own whose session has the setting, one round trip per search. */
@@ -172,8 +189,10 @@ async function overhead(url: string, queries: readonly number[][], efSearch: num
       const q = queries[i % queries.length]!
       // Hand-written code formats the vector as pgvector's own Node client does (toSql: JSON.stringify), inside the timing, as the kit does.
       let literal = ''
-      // Each variant goes first, second, ... equally often: the first query on a new vector pays for cold caches.
-      const order = Array.from({ length: VARIANTS }, (_, k) => (i + k) % VARIANTS)
+      // A shuffled order every iteration (seeded): each variant goes first equally often (the first
+      // query on a new vector pays for cold caches) and follows every other one (a variant that
+      // always followed the one on the other connection always paid for waking this one up).
+      const order = shuffle(Array.from({ length: VARIANTS }, (_, k) => k))
       for (const which of order) {
         const cpuStart = process.cpuUsage()
         const start = performance.now()

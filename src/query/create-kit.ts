@@ -302,7 +302,9 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
       const column = columnOf(ref)
       const distance = searchOptions.distance ?? column.distance
       const k = positiveInteger('k', searchOptions.k ?? 10)
-      const marker = new QueryVector(column, query, searchOptions, defaultsFor(column, distance), searchOptions.filterStrategy)
+      // overFetch is a strategy of its own: the index's candidates, then the filter (nothing to estimate).
+      const filter = searchOptions.filterStrategy ?? (searchOptions.overFetch !== undefined ? 'index' : 'auto')
+      const marker = new QueryVector(column, query, searchOptions, defaultsFor(column, distance), filter)
       const d = distanceExpression(column, new DistanceOperator(distance), marker, column.table)
       const similarity = similarityExpression(distance, d)
       let builder

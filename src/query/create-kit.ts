@@ -14,6 +14,7 @@ import {
 } from '../sql/render-search.js'
 import { KitDialect, withParameters } from './kit-dialect.js'
 import { featureRef, renderPredictOnline } from '../sql/render-features.js'
+import { DISTANCE_OPERATOR } from '../sql/render-index.js'
 import { CatalogProbe, DistanceOperator, NO_INDEX, Placeholder, QueryVector, type FilterStrategy, type IndexDefaults, type IndexSettings, type SearchCapabilities } from './query-vector.js'
 import { CatalogCache } from './catalog-cache.js'
 import { PROBE_COLUMN } from './kit-dialect.js'
@@ -301,6 +302,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
     search(ref, query, searchOptions = {}) {
       const column = columnOf(ref)
       const distance = searchOptions.distance ?? column.distance
+      if (!Object.hasOwn(DISTANCE_OPERATOR, distance)) throw new RangeError(`distance must be one of ${Object.keys(DISTANCE_OPERATOR).join(', ')}, got ${String(distance)}`)
       const k = positiveInteger('k', searchOptions.k ?? 10)
       // overFetch is a strategy of its own: the index's candidates, then the filter (nothing to estimate).
       const filter = searchOptions.filterStrategy ?? (searchOptions.overFetch !== undefined ? 'index' : 'auto')
@@ -334,7 +336,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
         async execute(query, values = {}) {
           const unknown = Object.keys(values).filter((name) => !placeholders.includes(name))
           if (unknown.length > 0) throw new PgmlKitError('PLACEHOLDER_UNKNOWN', `prepareSearch("${ref}").execute: no placeholder ${unknown.map((n) => `"${n}"`).join(', ')}`, { hint: `its placeholders: ${placeholders.join(', ') || 'none'}` })
-          const missing = placeholders.filter((name) => !(name in values))
+          const missing = placeholders.filter((name) => !Object.hasOwn(values, name) || values[name] === undefined)
           if (missing.length > 0) throw new PgmlKitError('PLACEHOLDER_UNBOUND', `prepareSearch("${ref}").execute: no value for placeholder ${missing.map((n) => `"${n}"`).join(', ')}`)
           const marker = template.withQuery(query)
           const parameters = compiled.parameters.map((p) => (p === template ? marker : p instanceof Placeholder ? values[p.name] : p))

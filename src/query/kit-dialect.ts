@@ -1,15 +1,16 @@
 import {
-  CompiledQuery, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, QueryNode, SelectQueryNode,
+  AliasNode, CompiledQuery, IdentifierNode, ParensNode, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, QueryNode, RawNode, SelectionNode, SelectQueryNode, ValueNode, WhereNode,
   type DatabaseConnection, type Dialect, type Driver, type Kysely, type QueryResult, type RootOperationNode, type TransactionSettings,
 } from 'kysely'
 import { CatalogProbe, DistanceOperator, Placeholder, QueryVector, effectiveSettings, exactIsCheaper, settingsToApply, type SearchCapabilities } from './query-vector.js'
 import { quoteLiteral } from '../sql/quote.js'
 import { renderCatalogProbe } from '../sql/render-catalog.js'
-import { TABLE_ROWS, renderExactSearch, renderExplain, renderSortedByDistance, settingsGate } from '../sql/render-search.js'
+import { EXACT_DISTANCE_COLUMN, TABLE_ROWS, renderExactSearch, renderExplain, renderSortedByDistance, settingsGate } from '../sql/render-search.js'
 import { renderVectorType } from '../sql/render-source.js'
 import { renderDistanceOperator } from '../sql/render-index.js'
 import { PgmlKitError } from '../errors.js'
 import { toVectorBinary, toVectorLiteral } from '../embed/embedder.js'
+import { createHash } from 'node:crypto'
 import type { CatalogCache } from './catalog-cache.js'
 import type { EmbeddingColumnNode } from '../model/ir.js'
 
@@ -177,13 +178,15 @@ class KitShared {
   readonly gated = new TextCache<string>(500)
   readonly exact = new TextCache<ExactForm | null>(500)
   readonly estimates = new TextCache<FilterDecision & { readonly at: number }>(5000)
-  readonly tableRows = new Map<string, { readonly at: number; readonly n: number }>()
+  readonly tableRows = new Map<string, { readonly at: number; readonly n: number; readonly efSearch: number | null }>()
 }
 
 /** What the planner's estimate decided for a filtered search: exact or not, and the share of rows the filter keeps (null: unknown). */
 interface FilterDecision {
   readonly exact: boolean
   readonly selectivity: number | null
+  /** The session's `hnsw.ef_search` (a server, database or role default), null when unknown. */
+  readonly sessionEfSearch: number | null
 }
 
 /** A filtered search as an exact scan: its SQL, which takes the search's own parameters. */
@@ -222,28 +225,57 @@ export function withParameters(compiled: CompiledQuery, parameters: readonly unk
  */
 function withSettings(query: RootOperationNode, queryId: CompiledQuery['queryId'], settings: readonly (readonly [string, string])[], catalog: CatalogCache): string | null {
   if (!SelectQueryNode.is(query)) return null
-  const gated = QueryNode.cloneWithWhere(query, settingsGate(settings).toOperationNode())
+  // The search's own condition in parentheses: ANDed to a raw `a OR b`, the gate would otherwise bind to b alone.
+  const own = query.where ? { ...query, where: WhereNode.create(ParensNode.create(query.where.where)) } : query
+  const gated = QueryNode.cloneWithWhere(own, settingsGate(settings).toOperationNode())
   return new KitQueryCompiler(catalog).compileQuery(gated, queryId).sql
 }
 
+/** Whether a raw expression holds a query vector (the search's distance does; `sql.val` nests it in a raw node of its own). */
+function holdsQueryVector(node: RawNode): boolean {
+  return node.parameters.some((p) => (ValueNode.is(p) && p.value instanceof QueryVector) || (RawNode.is(p) && holdsQueryVector(p)))
+}
+
+/** Why a search cannot be run as an exact scan, or null when it can (see exactForm). */
+function exactRefusal(query: RootOperationNode): string | null {
+  if (!SelectQueryNode.is(query)) return 'it is not a SELECT'
+  const items = query.orderBy?.items ?? []
+  const item = items[0]
+  // Ordered by the search's own distance, ascending, and nothing else.
+  const own = item && items.length === 1 && RawNode.is(item.orderBy) && holdsQueryVector(item.orderBy)
+    && (item.direction === undefined || (RawNode.is(item.direction) && item.direction.sqlFragments.join('').trim().toLowerCase() === 'asc'))
+    && item.nulls === undefined
+  if (!own) return 'it is not ordered by its distance alone (ascending)'
+  if (!query.limit) return 'it has no limit'
+  const limit = query.limit.limit
+  if (!ValueNode.is(limit) || typeof limit.value !== 'number' || !Number.isSafeInteger(limit.value) || limit.value < 1) return 'its limit is not a number given when it is built'
+  if (query.offset) return 'it has an offset'
+  if (query.groupBy || query.having || query.distinctOn || query.setOperations || query.fetch || query.top || (query.frontModifiers ?? []).length > 0 || (query.endModifiers ?? []).length > 0) {
+    return 'it groups, has DISTINCT, a set operation or a modifier'
+  }
+  // From the table itself (overFetch reads a subquery of the index's candidates).
+  if ((query.from?.froms ?? []).some((f) => SelectQueryNode.is(AliasNode.is(f) ? f.node : f))) return 'it reads a subquery (overFetch)'
+  return null
+}
+
 /**
- * The exact form of a search shaped as `kit.search` builds it — ordered by its distance alone,
- * with a LIMIT and nothing that works on the ordered rows (OFFSET, GROUP BY, DISTINCT, set
- * operations) — or null for any other query: the search without its ORDER BY and LIMIT, fenced,
- * sorted by `distance` and limited outside (renderExactSearch).
+ * The exact form of a search shaped as `kit.search` builds it — ordered by its own distance alone,
+ * with a limit, from the table itself, and nothing that works on the ordered rows (OFFSET, GROUP
+ * BY, DISTINCT, set operations) — or null for any other query: the search without its ORDER BY and
+ * LIMIT, selecting its distance once more under a name of its own, fenced, sorted by that and
+ * limited outside (renderExactSearch); the driver removes that column from the rows.
  */
 function exactForm(compiled: CompiledQuery, catalog: CatalogCache): ExactForm | null {
   const query = compiled.query
-  if (!SelectQueryNode.is(query) || !selectsDistance(query)) return null
-  if (query.orderBy?.items.length !== 1 || !query.limit || query.offset || query.groupBy || query.having || query.distinctOn || query.setOperations || query.fetch || query.top) return null
-  if ((query.frontModifiers ?? []).length > 0 || (query.endModifiers ?? []).length > 0) return null
-  const limit = query.limit.limit as { kind: string; value?: unknown }
-  if (limit.kind !== 'ValueNode' || typeof limit.value !== 'number' || !Number.isSafeInteger(limit.value) || limit.value < 1) return null
+  if (exactRefusal(query) !== null || !SelectQueryNode.is(query)) return null
+  const distance = query.orderBy!.items[0]!.orderBy
+  const limit = (query.limit!.limit as ValueNode).value as number
+  const selections = [...(query.selections ?? []), SelectionNode.create(AliasNode.create(distance, IdentifierNode.create(EXACT_DISTANCE_COLUMN)))]
   const full = new KitQueryCompiler(catalog).compileQuery(query, compiled.queryId)
-  const inner = new KitQueryCompiler(catalog).compileQuery(Object.freeze({ ...query, orderBy: undefined, limit: undefined }), compiled.queryId)
+  const inner = new KitQueryCompiler(catalog).compileQuery(Object.freeze({ ...query, selections, orderBy: undefined, limit: undefined }), compiled.queryId)
   // The inner statement must take the search's parameters but the LIMIT's (the last), in the same order.
   const kept = full.parameters.length - 1
-  if (inner.parameters.length !== kept || full.parameters[kept] !== limit.value || inner.parameters.some((p, i) => p !== full.parameters[i])) return null
+  if (inner.parameters.length !== kept || full.parameters[kept] !== limit || inner.parameters.some((p, i) => p !== full.parameters[i])) return null
   return { sql: renderExactSearch(inner.sql, kept + 1) }
 }
 
@@ -325,8 +357,9 @@ class KitConnection implements DatabaseConnection {
     return this.#target().getExecutor().provideConnection((connection) => connection.executeQuery<R>(CompiledQuery.raw(sql, [...parameters])))
   }
 
+  /** The kit's own statements (the catalog, capabilities, estimates, BEGIN/COMMIT): on the driver, not through the application's Kysely plugins, which may rename their columns. */
   run(sql: string, parameters: readonly unknown[] = []): Promise<QueryResult<Record<string, unknown>>> {
-    return this.#target().executeQuery(CompiledQuery.raw(sql, [...parameters]))
+    return this.#send(sql, parameters)
   }
 
   /** BEGIN and the settings in one round trip where the driver allows it, else two. */
@@ -347,6 +380,11 @@ class KitConnection implements DatabaseConnection {
 
   async executeQuery<R>(original: CompiledQuery): Promise<QueryResult<R>> {
     const markers = original.parameters.filter((p): p is QueryVector => p instanceof QueryVector)
+    // A prepared search's execute binds its placeholders before it gets here: one left is not bound.
+    const placeholder = original.parameters.find((p): p is Placeholder => p instanceof Placeholder)
+    if (placeholder) {
+      throw new PgmlKitError('PLACEHOLDER_UNBOUND', `placeholder "${placeholder.name}" has no value: placeholders belong to a prepared search (kit.prepareSearch), whose execute gives them one`)
+    }
     if (markers.length === 0) {
       // Your own queries through kit.db keep the connection they ran on, as Kysely's connection() promises.
       await this.pin()
@@ -381,7 +419,10 @@ class KitConnection implements DatabaseConnection {
       if (moved) {
         throw new PgmlKitError('CATALOG_CHANGING', `the catalog row of ${markers[0]!.column.table}.${markers[0]!.column.column} changed twice while one search ran`, { hint: 'a migration is switching the column: run the search again' })
       }
-      for (const row of rows) delete row[PROBE_COLUMN]
+      for (const row of rows) {
+        delete row[PROBE_COLUMN]
+        delete row[EXACT_DISTANCE_COLUMN]
+      }
       return result
     }
   }
@@ -413,16 +454,22 @@ class KitConnection implements DatabaseConnection {
     const indexed = markers.some((m) => m.index.method !== null)
     const attempt = async (asBinary: boolean): Promise<QueryResult<R>> => {
       const parameters = await resolveAll(compiled.parameters, asBinary)
-      if (filtered && indexed) {
+      const strategy = markers[0]!.filter
+      if (strategy === 'exact' || (filtered && indexed && strategy === 'auto')) {
         // A filter that keeps few rows: scan them exactly, as a planner would (see FilterStrategy).
-        const strategy = markers[0]!.filter
-        const exact = strategy === 'index' ? null : this.#exactForm(compiled, compiledSql)
+        const exact = this.#exactForm(compiled, compiledSql)
+        if (!exact && strategy === 'exact') {
+          throw new PgmlKitError('EXACT_SCAN_UNSUPPORTED', `filterStrategy 'exact' cannot scan this search exactly: ${exactRefusal(compiled.query) ?? 'its parameters could not be kept in order'}`, {
+            hint: "an exact scan needs the search as kit.search builds it (ordered by its distance, with a limit, from the table itself); use filterStrategy 'auto' or 'index'",
+          })
+        }
         if (exact) {
           // The estimate does not depend on the query's vector: it is kept per shape and the other parameters.
-          const key = `${compiledSql}\0${JSON.stringify(compiled.parameters.map((p, i) => (p instanceof QueryVector ? null : parameters[i])), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`
-          const decision = strategy === 'exact' ? { exact: true, selectivity: null } : await this.#estimate(exact, parameters, markers[0]!.column, key, run)
+          // Hashed: an IN list of thousands of values is a long key.
+          const key = createHash('sha1').update(compiledSql).update('\0').update(JSON.stringify(compiled.parameters.map((p, i) => (p instanceof QueryVector ? null : parameters[i])), (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))).digest('base64')
+          const decision: FilterDecision = strategy === 'exact' ? { exact: true, selectivity: null, sessionEfSearch: null } : await this.#estimate(exact, parameters, markers[0]!.column, key, run)
           if (decision.exact) return this.#send<R>(exact.sql, parameters)
-          return this.#searchIndexed<R>(compiled, compiledSql, markers, filtered, run, parameters, decision.selectivity)
+          return this.#searchIndexed<R>(compiled, compiledSql, markers, filtered, run, parameters, decision)
         }
       }
       return this.#searchIndexed<R>(compiled, compiledSql, markers, filtered, run, parameters)
@@ -464,7 +511,8 @@ class KitConnection implements DatabaseConnection {
     let rows = this.#shared.tableRows.get(table)
     if (!rows || now - rows.at >= ESTIMATE_TTL_MS) {
       const result = await run(TABLE_ROWS, [column.schema, column.table])
-      rows = { at: now, n: Number(result.rows[0]?.n ?? -1) }
+      const ef = Number(result.rows[0]?.ef_search)
+      rows = { at: now, n: Number(result.rows[0]?.n ?? -1), efSearch: Number.isInteger(ef) && ef > 0 ? ef : null }
       this.#shared.tableRows.set(table, rows)
     }
     const plan = (await run(renderExplain(exact.sql), parameters)).rows[0]?.['QUERY PLAN']
@@ -472,16 +520,17 @@ class KitConnection implements DatabaseConnection {
     const decision: FilterDecision = {
       exact: estimate !== null && exactIsCheaper({ exactCost: estimate.cost, matches: estimate.matches, tableRows: rows.n }),
       selectivity: estimate !== null && rows.n > 0 ? Math.min(1, Math.max(estimate.matches, 1) / rows.n) : null,
+      sessionEfSearch: rows.efSearch,
     }
     this.#shared.estimates.set(key, { ...decision, at: now })
     return decision
   }
 
   /** The search through the vector index, with its settings (ef_search, probes, iterative scans). */
-  async #searchIndexed<R>(compiled: CompiledQuery, compiledSql: string, markers: readonly QueryVector[], filtered: boolean, run: Run, parameters: readonly unknown[], selectivity: number | null = null): Promise<QueryResult<R>> {
+  async #searchIndexed<R>(compiled: CompiledQuery, compiledSql: string, markers: readonly QueryVector[], filtered: boolean, run: Run, parameters: readonly unknown[], decision: FilterDecision | null = null): Promise<QueryResult<R>> {
     const wantsIterative = filtered && markers.some((m) => m.settings.iterativeScan === undefined && m.index.method !== null)
     const capabilities = wantsIterative ? await this.#runtime.capabilities(run) : null
-    const effective = markers.map((m) => effectiveSettings(m, filtered, capabilities, selectivity))
+    const effective = markers.map((m) => effectiveSettings(m, filtered, capabilities, decision?.selectivity ?? null, decision?.sessionEfSearch ?? null))
     const settings = [...new Map(effective.flatMap((s) => settingsToApply(s))).entries()]
     // IVFFlat's iterative scan returns rows only nearly in distance order: sort the page again.
     const resort = effective.some((s, i) => s.iterativeScan === 'relaxed_order' && markers[i]!.index.method === 'ivfflat' && markers[i]!.settings.iterativeScan === undefined)

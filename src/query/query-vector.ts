@@ -51,12 +51,14 @@ export class QueryVector {
   readonly index: IndexDefaults
   readonly filter: FilterStrategy
 
-  /** `query`'s vector is copied (the search may run later than it is built), unless `copy` is false (it runs now). */
-  constructor(column: EmbeddingColumnNode, query: string | ArrayLike<number>, settings: IndexSettings, index: IndexDefaults = NO_INDEX, filter: FilterStrategy = 'auto', copy = true) {
+  /** `query`'s vector is copied: the search runs after awaits, the caller's array may change meanwhile. */
+  constructor(column: EmbeddingColumnNode, query: string | ArrayLike<number>, settings: IndexSettings, index: IndexDefaults = NO_INDEX, filter: FilterStrategy = 'auto') {
     if (filter !== 'auto' && filter !== 'index' && filter !== 'exact') throw new RangeError(`filterStrategy must be auto, index or exact, got ${String(filter)}`)
+    // Checked now, whichever way the search runs (an exact scan uses none of them).
+    settingsToApply(settings)
     this.column = column
     this.text = typeof query === 'string' ? query : null
-    this.vector = typeof query === 'string' ? null : copy || !Array.isArray(query) ? Array.from(query) : (query as readonly number[])
+    this.vector = typeof query === 'string' ? null : Array.from(query)
     this.settings = settings
     this.index = index
     this.filter = filter
@@ -64,7 +66,7 @@ export class QueryVector {
 
   /** The same search (column, settings, index) for another query, run at once: what a prepared search's execute runs. */
   withQuery(query: string | ArrayLike<number>): QueryVector {
-    return new QueryVector(this.column, query, this.settings, this.index, this.filter, false)
+    return new QueryVector(this.column, query, this.settings, this.index, this.filter)
   }
 }
 
@@ -137,10 +139,14 @@ export interface SearchCapabilities {
  * does not starve the index scan of rows (pgvector ≥ 0.8). HNSW scans keep strict distance order;
  * IVFFlat has only relaxed order, which the kit puts back in order (see KitDialect).
  */
-export function effectiveSettings(marker: QueryVector, filtered: boolean, capabilities: SearchCapabilities | null, selectivity: number | null = null): IndexSettings {
+export function effectiveSettings(marker: QueryVector, filtered: boolean, capabilities: SearchCapabilities | null, selectivity: number | null = null, sessionEfSearch: number | null = null): IndexSettings {
   const { settings, index } = marker
   let out: IndexSettings = settings
-  if (out.efSearch === undefined && index.method === 'hnsw' && filtered && selectivity !== null) out = { ...out, efSearch: filteredEfSearch(index.efSearch ?? PGVECTOR_EF_SEARCH, selectivity) }
+  if (out.efSearch === undefined && index.method === 'hnsw' && filtered && selectivity !== null) {
+    // From the config's ef_search, else the session's (a server, database or role default), never below the latter unless the config says so.
+    const raised = filteredEfSearch(index.efSearch ?? sessionEfSearch ?? PGVECTOR_EF_SEARCH, selectivity)
+    out = { ...out, efSearch: index.efSearch === null ? Math.max(raised, sessionEfSearch ?? 0) : raised }
+  }
   if (out.efSearch === undefined && index.method === 'hnsw' && index.efSearch !== null) out = { ...out, efSearch: index.efSearch }
   if (out.probes === undefined && index.method === 'ivfflat' && index.probes !== null) out = { ...out, probes: index.probes }
   if (out.iterativeScan === undefined && filtered && index.method !== null && capabilities?.iterativeScan) {

@@ -125,16 +125,20 @@ export function renderSortedByDistance(search: string): string {
   return `SELECT * FROM (${search}) AS pgml_kit_sorted ORDER BY "distance"`
 }
 
+/** The column an exact scan sorts by: the search's distance selected once more under a name of its own (the driver removes it from the rows). */
+export const EXACT_DISTANCE_COLUMN = 'pgml_kit_distance'
+
 /**
- * A filtered search run as an exact scan: `inner` is the search without its ORDER BY and LIMIT
- * (its rows: those the filter keeps, each with its `distance`). `OFFSET 0` keeps PostgreSQL from
- * pulling the subquery up, so the vector index cannot serve the ORDER BY: the filter is applied
- * (by the filter column's own index where there is one), and the rows are sorted by their exact
- * distance. The LIMIT is the search's own parameter, `$limitParameter` (the one after inner's).
+ * A filtered search run as an exact scan: `inner` is the search without its ORDER BY and LIMIT,
+ * its distance selected once more as EXACT_DISTANCE_COLUMN (its rows: those the filter keeps).
+ * `OFFSET 0` keeps PostgreSQL from pulling the subquery up, so the vector index cannot serve the
+ * ORDER BY: the filter is applied (by the filter column's own index where there is one), rows
+ * without a vector are left out (as an index scan leaves them), and the rest are sorted by their
+ * exact distance. The LIMIT is the search's own parameter, `$limitParameter` (the one after inner's).
  */
 export function renderExactSearch(inner: string, limitParameter: number): string {
   if (!Number.isSafeInteger(limitParameter) || limitParameter < 1) throw new RangeError(`an exact search's limit parameter must be a positive integer, got ${limitParameter}`)
-  return `SELECT * FROM (${inner} OFFSET 0) AS pgml_kit_exact ORDER BY "distance" LIMIT $${limitParameter}`
+  return `SELECT * FROM (${inner} OFFSET 0) AS pgml_kit_exact WHERE "${EXACT_DISTANCE_COLUMN}" IS NOT NULL ORDER BY "${EXACT_DISTANCE_COLUMN}" LIMIT $${limitParameter}`
 }
 
 /** The planner's estimate of a statement, as JSON (it is planned, not run). */
@@ -142,6 +146,9 @@ export function renderExplain(statement: string): string {
   return `EXPLAIN (FORMAT JSON) ${statement}`
 }
 
-/** $1 schema, $2 table → the planner's row count of the table (`reltuples`; −1 before the first ANALYZE). */
-export const TABLE_ROWS = `SELECT c.reltuples::float8 AS n FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
-  WHERE s.nspname = $1 AND c.relname = $2`
+/**
+ * $1 schema, $2 table → the planner's row count of the table (`reltuples`; −1 before the first
+ * ANALYZE) and the session's `hnsw.ef_search` (null until pgvector is loaded in the session).
+ */
+export const TABLE_ROWS = `SELECT (SELECT c.reltuples::float8 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace
+  WHERE s.nspname = $1 AND c.relname = $2) AS n, pg_catalog.current_setting('hnsw.ef_search', true) AS ef_search`

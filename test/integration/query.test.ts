@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import pg from 'pg'
-import { Kysely, PostgresDialect, sql, type Generated } from 'kysely'
+import { CamelCasePlugin, Kysely, PostgresDialect, sql, type Generated } from 'kysely'
 import { relative } from 'node:path'
 import { createKit } from '../../src/query/create-kit.js'
 import { loadConfig } from '../../src/config/load.js'
@@ -123,8 +123,8 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
       expect((await sql<{ ef: string }>`SELECT current_setting('hnsw.ef_search') AS ef`.execute(trx)).rows).toEqual([{ ef: '40' }])
     })
     expect((await sql<{ ef: string }>`SELECT current_setting('hnsw.ef_search') AS ef`.execute(kysely)).rows).toEqual([{ ef: '40' }])
-    expect(() => kit.search('documents.body_embedding', direction(0), { efSearch: 5000 }).compile()).not.toThrow()
-    await expect(kit.search('documents.body_embedding', direction(0), { efSearch: 5000 }).execute()).rejects.toThrow(/hnsw.ef_search must be an integer from 1 to 1000/)
+    // Checked when the search is built, whichever way it would run.
+    expect(() => kit.search('documents.body_embedding', direction(0), { efSearch: 5000 })).toThrow(/hnsw.ef_search must be an integer from 1 to 1000/)
   })
 
   it('applies efSearch inside a caller\'s transaction on a connection that has not used pgvector yet', async () => {
@@ -174,7 +174,7 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     // above); with the default strategy the 5 rows the filter keeps are scanned exactly.
     const auto = await watched.search('documents.body_embedding', direction(0), { k: 5, efSearch: 10, iterativeScan: 'off' }).where('department', '=', 'housing').select(['title']).execute()
     expect(auto.map((r) => r.title)).toEqual(expected)
-    expect(sent.at(-1)).toMatch(/^SELECT \* FROM \(select .* where "department" = \$2 OFFSET 0\) AS pgml_kit_exact ORDER BY "distance" LIMIT \$3$/)
+    expect(sent.at(-1)).toMatch(/^SELECT \* FROM \(select .* as "pgml_kit_distance" from "public"\."documents" as "documents" where "department" = \$2 OFFSET 0\) AS pgml_kit_exact WHERE "pgml_kit_distance" IS NOT NULL ORDER BY "pgml_kit_distance" LIMIT \$3$/)
     // The exact form is valid PostgreSQL that never uses the vector index.
     const plan = await db.query(`EXPLAIN ${sent.at(-1)!.replaceAll('$1', `'${toVectorLiteral(direction(0))}'`).replaceAll('$2', "'housing'").replaceAll('$3', '5')}`)
     expect(plan.map((r) => String(r['QUERY PLAN'])).join('\n')).not.toMatch(/documents_body_embedding/)
@@ -182,7 +182,7 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     sent.length = 0
     const exact = await watched.search('documents.body_embedding', direction(0), { k: 3, filterStrategy: 'exact' }).where('department', '=', 'parks').select(['title']).execute()
     expect(sent).toHaveLength(1)
-    expect(sent[0]).toMatch(/pgml_kit_exact ORDER BY "distance" LIMIT \$3$/)
+    expect(sent[0]).toMatch(/pgml_kit_exact WHERE "pgml_kit_distance" IS NOT NULL ORDER BY "pgml_kit_distance" LIMIT \$3$/)
     const truth = await db.query(`SELECT title FROM documents WHERE department = 'parks' ORDER BY body_embedding <=> $1 LIMIT 3`, [toVectorLiteral(direction(0))])
     expect(exact.map((r) => r.title)).toEqual(truth.map((r) => r.title))
     // A search with an offset (a second page) is not rewritten: the index serves it, with iterative scans.
@@ -193,6 +193,59 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(() => kit.search('documents.body_embedding', direction(0), { filterStrategy: 'fast' as 'auto' })).toThrow(/filterStrategy must be auto, index or exact, got fast/)
     await logged.destroy()
     void kysely
+  })
+
+  it('rewrites only what it can scan exactly: the caller\'s own ordering, overFetch, a raw OR, a second distance column, rows without a vector', async () => {
+    const { kit } = await setup()
+    await insert(Array.from({ length: 40 }, (_, i) => ({ title: `t${String(i).padStart(2, '0')}`, body: 'b', department: i % 4 === 0 ? 'a' : 'b', vector: direction(i % 16, (i + 5) % 16, (i % 3) / 3) })))
+    await db.query(`INSERT INTO documents (title, body, department) VALUES ('no vector', 'b', 'a')`)
+    await db.query('CREATE INDEX documents_department ON documents (department)')
+    await db.query('ANALYZE documents')
+    const truth = async (where: string, k: number) => (await db.query<{ title: string }>(`SELECT title FROM documents WHERE ${where} AND body_embedding IS NOT NULL ORDER BY body_embedding <=> $1, title LIMIT ${k}`, [toVectorLiteral(direction(0))])).map((r) => r.title)
+    // Ordered by the caller (by title): never re-sorted by distance (rows without a vector are rows of that query); 'exact' says why it cannot.
+    const byTitle = await kit.search('documents.body_embedding', direction(0), { k: 3 }).where('department', '=', 'a').clearOrderBy().orderBy('title').select(['title']).execute()
+    expect(byTitle.map((r) => r.title)).toEqual(['no vector', 't00', 't04'])
+    await expect(kit.search('documents.body_embedding', direction(0), { k: 3, filterStrategy: 'exact' }).where('department', '=', 'a').clearOrderBy().orderBy('title').select(['title']).execute())
+      .rejects.toThrow(/filterStrategy 'exact' cannot scan this search exactly: it is not ordered by its distance alone/)
+    await expect(kit.search('documents.body_embedding', direction(0), { k: 3, overFetch: 4, filterStrategy: 'exact' }).where('department', '=', 'a').select(['title']).execute())
+      .rejects.toThrow(/it reads a subquery \(overFetch\)/)
+    // A second column called distance: the exact scan sorts by its own copy of the distance.
+    const twice = await kit.search('documents.body_embedding', direction(0), { k: 3, filterStrategy: 'exact' }).where('department', '=', 'a').select(['title', sql<number>`0`.as('distance')]).execute()
+    expect(twice.map((r) => r.title)).toEqual(['t00', 't16', 't32'])
+    expect(Object.keys(twice[0]!)).not.toContain('pgml_kit_distance')
+    // A row without a vector is never a result (an index scan leaves it out too), even when fewer than k rows qualify.
+    const all = await kit.search('documents.body_embedding', direction(0), { k: 20, filterStrategy: 'exact' }).where('department', '=', 'a').select(['title']).execute()
+    expect(all.map((r) => r.title).sort()).toEqual((await truth(`department = 'a'`, 20)).sort())
+    expect(all.map((r) => r.title)).not.toContain('no vector')
+    // A raw OR keeps the settings' gate outside it (in the index path).
+    const sent: string[] = []
+    const logged = new Kysely<DB>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: db.url, max: 1 }) }), log: (event) => { sent.push(event.query.sql) } })
+    try {
+      const watched = createKit(config, { db: logged, embedIn: 'local' })
+      const either = await watched.search('documents.body_embedding', direction(0), { k: 5, efSearch: 30, filterStrategy: 'index' }).where(sql<boolean>`department = 'a' or department = 'c'`).select(['title']).execute()
+      expect(either).toHaveLength(5)
+      expect(sent.at(-1)).toMatch(/where \(department = 'a' or department = 'c'\) and \(SELECT pg_catalog\.concat\(/)
+    } finally {
+      await logged.destroy()
+    }
+    // Options are checked when the search is built, whichever way it would run.
+    expect(() => kit.search('documents.body_embedding', direction(0), { efSearch: '100' as unknown as number })).toThrow(/hnsw\.ef_search must be an integer/)
+    expect(() => kit.search('documents.body_embedding', direction(0), { distance: 'constructor' as 'l2' })).toThrow(/distance must be one of l2, inner_product, cosine, l1, got constructor/)
+  })
+
+  it('keeps working beside the application\'s Kysely plugins (CamelCasePlugin): the kit\'s own statements are not renamed', async () => {
+    const { pool: real } = await setup()
+    real.on('error', () => undefined)
+    await insert(Array.from({ length: 20 }, (_, i) => ({ title: `t${i}`, body: 'b', department: i % 2 === 0 ? 'even' : 'odd', vector: direction(i % 16) })))
+    const sent: string[] = []
+    const camel = new Kysely<DB>({ dialect: new PostgresDialect({ pool: real }), plugins: [new CamelCasePlugin()], log: (event) => { sent.push(event.query.sql) } })
+    const kit = createKit(config, { db: camel, embedIn: 'local' })
+    // t0 and t16 hold the query's own vector (direction(i % 16)).
+    const rows = await kit.search('documents.body_embedding', direction(0), { k: 2, filterStrategy: 'index' }).where('department', '=', 'even').select(['title']).execute()
+    expect(rows.map((r) => r.title).sort()).toEqual(['t0', 't16'])
+    // pgvector's schema and version were read: the operator is qualified and iterative scans are on.
+    expect(sent.at(-1)).toContain('OPERATOR("public".<=>)')
+    expect(sent.at(-1)).toContain("pg_catalog.set_config('hnsw.iterative_scan', 'strict_order', true)")
   })
 
   it('prepareSearch: compiled once, the vector and the placeholders bound per execute, the same rows as search', async () => {
@@ -214,6 +267,9 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect(byText.map((r) => r.title)).toEqual((await kit.search('documents.body_embedding', 'street lights', { k: 3 }).select(['title']).execute()).map((r) => r.title))
     await expect(nearest.execute(direction(0), {})).rejects.toThrow(/no value for placeholder "department"/)
     await expect(nearest.execute(direction(0), { department: 'even', tenant: 1 })).rejects.toThrow(/no placeholder "tenant"/)
+    await expect(nearest.execute(direction(0), { department: undefined })).rejects.toThrow(/no value for placeholder "department"/)
+    const inherited = kit.prepareSearch('documents.body_embedding', { k: 1 }, (q) => q.where('department', '=', kit.placeholder<string>('constructor')).select(['title']))
+    await expect(inherited.execute(direction(0), {})).rejects.toThrow(/no value for placeholder "constructor"/)
     // A placeholder outside a prepared search is refused with its name, not sent as an object.
     await expect(kit.search('documents.body_embedding', direction(0), { k: 1 }).where('department', '=', kit.placeholder<string>('d')).execute()).rejects.toThrow(/placeholder "d" has no value/)
   })
@@ -244,14 +300,14 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     // default filterStrategy 'auto', what the planner estimates for its exact form (kept for a
     // minute per filter values) and the table's row count (kept for a minute). Here the exact
     // scan costs a disabled sequential scan: the index it is.
-    expect(sent.filter((q) => /EXPLAIN \(FORMAT JSON\) SELECT \* FROM \(select .* OFFSET 0\) AS pgml_kit_exact ORDER BY "distance" LIMIT \$3$/.test(q))).toHaveLength(1)
+    expect(sent.filter((q) => /EXPLAIN \(FORMAT JSON\) SELECT \* FROM \(select .* OFFSET 0\) AS pgml_kit_exact WHERE "pgml_kit_distance" IS NOT NULL ORDER BY "pgml_kit_distance" LIMIT \$3$/.test(q))).toHaveLength(1)
     expect(sent.filter((q) => /reltuples/.test(q))).toHaveLength(1)
     sent.length = 0
     parameters.length = 0
     expect((await housing({})).map((r) => r.title)).toEqual(['h0', 'h1', 'h2', 'h3', 'h4'])
     // The settings are set by the search's own statement (a one-time filter that runs before the scan): one round trip.
     expect(sent).toHaveLength(1)
-    expect(sent[0]).toMatch(/where "department" = \$\d+ and \(SELECT pg_catalog\.concat\((pg_catalog\.set_config\('[a-z_.]+', '[a-z_0-9]+', true\)(, )?)+\)\) IS NOT NULL order by/)
+    expect(sent[0]).toMatch(/where \("department" = \$\d+\) and \(SELECT pg_catalog\.concat\((pg_catalog\.set_config\('[a-z_.]+', '[a-z_0-9]+', true\)(, )?)+\)\) IS NOT NULL order by/)
     expect(sent[0]).toContain("pg_catalog.set_config('hnsw.ef_search', '10', true)")
     expect(sent[0]).toContain("pg_catalog.set_config('hnsw.iterative_scan', 'strict_order', true)")
     // The gate's settings are literals: the statement has the search's own parameters (vector, department, limit).

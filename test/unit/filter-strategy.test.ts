@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ITERATIVE_COST_PER_INVERSE_SELECTIVITY, exactIsCheaper, filteredEfSearch } from '../../src/query/query-vector.js'
+import { ITERATIVE_COST_PER_INVERSE_SELECTIVITY, QueryVector, effectiveSettings, exactIsCheaper, filteredEfSearch } from '../../src/query/query-vector.js'
 import { renderExactSearch } from '../../src/sql/render-search.js'
 import { parseStatements } from '../helpers/sql.js'
 
@@ -30,10 +30,22 @@ describe('the filtered-search rule', () => {
   })
 
   it('renders the exact form as valid PostgreSQL, its limit the search\'s own parameter', () => {
-    const text = renderExactSearch('select "id", ("t"."e" <=> $1::vector(3)) as "distance" from "t" where "x" = $2', 3)
-    expect(text).toBe('SELECT * FROM (select "id", ("t"."e" <=> $1::vector(3)) as "distance" from "t" where "x" = $2 OFFSET 0) AS pgml_kit_exact ORDER BY "distance" LIMIT $3')
+    const text = renderExactSearch('select "id", ("t"."e" <=> $1::vector(3)) as "distance", ("t"."e" <=> $1::vector(3)) as "pgml_kit_distance" from "t" where "x" = $2', 3)
+    expect(text).toBe('SELECT * FROM (select "id", ("t"."e" <=> $1::vector(3)) as "distance", ("t"."e" <=> $1::vector(3)) as "pgml_kit_distance" from "t" where "x" = $2 OFFSET 0) AS pgml_kit_exact WHERE "pgml_kit_distance" IS NOT NULL ORDER BY "pgml_kit_distance" LIMIT $3')
     expect(parseStatements(text)).toBe(1)
     expect(() => renderExactSearch('select 1', 0)).toThrow(RangeError)
     expect(() => renderExactSearch('select 1', 1.5)).toThrow(RangeError)
+  })
+})
+
+describe('ef_search for a filtered iterative scan', () => {
+  const column = { table: 'documents', column: 'e', schema: 'public' } as unknown as ConstructorParameters<typeof QueryVector>[0]
+  const marker = (efSearch: number | null) => new QueryVector(column, [1, 0], {}, { method: 'hnsw', efSearch, probes: null })
+  it('starts from the config\'s, else the session\'s, and never lowers the session\'s own default unless the config says so', () => {
+    expect(effectiveSettings(marker(null), true, null, 0.1, 400).efSearch).toBe(800)
+    expect(effectiveSettings(marker(null), true, null, 1, 400).efSearch).toBe(400)
+    expect(effectiveSettings(marker(null), true, null, 0.1, null).efSearch).toBe(80)
+    expect(effectiveSettings(marker(40), true, null, 0.1, 400).efSearch).toBe(80)
+    expect(effectiveSettings(marker(null), false, null, 0.1, 400).efSearch).toBeUndefined()
   })
 })

@@ -53,7 +53,8 @@ describe('a cancelled concurrent index build', () => {
     return error
   }
 
-  it('migrate run again drops the INVALID leftover, builds the index and records the migration', async () => {
+  /** A table with vectors and a generated, unapplied migration that builds its HNSW index. */
+  async function withPendingIndex(): Promise<{ p: TestProject; migration: string }> {
     db = await server.create()
     const p = await new TestProject(db).withDocumentsTable(documentsConfig({ indexes: [] }))
     await p.generate('add-embeddings')
@@ -61,26 +62,25 @@ describe('a cancelled concurrent index build', () => {
     await db.query(`INSERT INTO documents (title, body, body_embedding) SELECT 't' || i, 'b', ('[' || i || ',1,0,0,0,0,0,0]')::vector FROM generate_series(1, 50) AS i`)
     await p.writeConfig(documentsConfig())
     const [file] = await p.generate('add-index')
+    return { p, migration: basename(file!, '.sql') }
+  }
+
+  it('migrate run again drops the INVALID leftover, builds the index and records the migration', async () => {
+    const { p, migration } = await withPendingIndex()
     const error = await cancelBuild(p)
     expect(String((error as Error).message)).toMatch(/canceling statement due to user request/)
     expect(await state()).toEqual([{ valid: false }])
-    expect((await db.query<{ name: string }>('SELECT name FROM pgmigrations')).map((r) => r.name)).not.toContain(basename(file!, '.sql'))
+    expect((await db.query<{ name: string }>('SELECT name FROM pgmigrations')).map((r) => r.name)).not.toContain(migration)
 
     const again = await p.migrate()
-    expect(again.ran).toEqual([basename(file!, '.sql')])
+    expect(again.ran).toEqual([migration])
     expect(await state()).toEqual([{ valid: true }])
     expect((await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE '%pgml_kit_invalid%'`))[0]!.n).toBe(0)
     expect((await p.migrate()).ran).toEqual([])
   })
 
   it('index repair rebuilds what the cancelled build left; the migration then finds the index and is recorded', async () => {
-    db = await server.create()
-    const p = await new TestProject(db).withDocumentsTable(documentsConfig({ indexes: [] }))
-    await p.generate('add-embeddings')
-    await p.migrate()
-    await db.query(`INSERT INTO documents (title, body, body_embedding) SELECT 't' || i, 'b', ('[' || i || ',1,0,0,0,0,0,0]')::vector FROM generate_series(1, 50) AS i`)
-    await p.writeConfig(documentsConfig())
-    const [file] = await p.generate('add-index')
+    const { p, migration } = await withPendingIndex()
     await cancelBuild(p)
     expect(await state()).toEqual([{ valid: false }])
 
@@ -89,7 +89,7 @@ describe('a cancelled concurrent index build', () => {
     const result = await repairIndexes(client, config.state)
     expect(result.repaired.map((r) => r.state)).toEqual(['invalid'])
     expect(await readIndexHealth(client, config.state)).toEqual([expect.objectContaining({ state: 'ok' })])
-    expect((await p.migrate()).ran).toEqual([basename(file!, '.sql')])
+    expect((await p.migrate()).ran).toEqual([migration])
     expect(await state()).toEqual([{ valid: true }])
   })
 })

@@ -30,6 +30,8 @@ interface Result {
     pairedRatioSession?: number; preparedPairedRatio?: number; preparedPairedRatioSession?: number
     cpuMicros?: { rawSession: number; raw: number; kysely: number; kit: number; prepared: number }
   }[]
+  /** Where the overhead section came from, when not from the same run as the rest. */
+  readonly overheadNote?: string
   readonly hnsw: { tuning: IndexCheckResult; heldOut: IndexCheckRow | null; sampledFromTable: IndexCheckRow | null; filtered: readonly IndexCheckRow[] }
   readonly ivfflat: { tuning: IndexCheckResult; heldOut: IndexCheckRow | null; filtered: readonly IndexCheckRow[] }
 }
@@ -74,6 +76,7 @@ for (const r of results) {
   }
   lines.push('', 'The query builders against the same query written by hand (HNSW, k 10, interleaved; the hand-written code formats its vector with JSON.stringify, as pgvector\'s Node client does, inside the timing). Raw, pooled: node-postgres on the pool the kit also uses, with `BEGIN`, `set_config`, the query and `COMMIT` when there is a setting; raw, session: a connection of its own whose session holds the setting. Wall clock in milliseconds; client CPU per search in µs (process.cpuUsage around each call, GC included), which the machine\'s scheduling noise does not blur:', '')
   lines.push('| ef_search | raw, pooled p50 / p95 | raw, session p50 / p95 | Kysely `sql` p50 / p95 | `kit.search` p50 / p95 | `kit.prepareSearch` p50 / p95 | kit ÷ raw pooled, median of pairs | prepared ÷ raw pooled / ÷ raw session, median of pairs | client CPU µs: raw pooled / session / kit / prepared |', '|---|---|---|---|---|---|---|---|---|')
+  if (r.overheadNote) lines.push(`(${r.overheadNote}.)`, '')
   for (const o of r.overhead) {
     const s = (x: Stats | undefined) => (x ? `${x.p50} / ${x.p95}` : '—')
     lines.push(`| ${o.efSearch ?? 'default (no SET)'} | ${s(o.raw)} | ${s(o.rawSession)} | ${s(o.kysely)} | ${s(o.kit)} | ${s(o.prepared)} | ${o.pairedRatio} | ${o.preparedPairedRatio ?? '—'} / ${o.preparedPairedRatioSession ?? '—'} | ${o.cpuMicros ? `${o.cpuMicros.raw} / ${o.cpuMicros.rawSession} / ${o.cpuMicros.kit} / ${o.cpuMicros.prepared}` : '—'} |`)

@@ -289,6 +289,8 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     const kit = createKit(withDefault, { db: kysely, embedIn: 'local' })
     await insert(Array.from({ length: 300 }, (_, i) => ({ title: `p${i}`, body: 'b', department: 'parks', vector: direction(0, 1 + (i % 5), 0.01 + i / 3000) })))
     await insert(Array.from({ length: 5 }, (_, i) => ({ title: `h${i}`, body: 'b', department: 'housing', vector: direction(0, 7, 1 + i) })))
+    // Statistics now, not whenever autovacuum gets to it: the planner's estimate of the filter sets the ef_search below.
+    await db.query('ANALYZE documents')
     const housing = (options: { iterativeScan?: 'off'; filterStrategy?: 'index' }) => kit.search('documents.body_embedding', direction(0), { k: 5, ...options }).where('department', '=', 'housing').select(['title']).execute()
 
     // The config's efSearch 10 starves the filtered scan unless iterative scans keep it going.
@@ -298,14 +300,24 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     expect((await housing({})).map((r) => r.title)).toEqual(['h0', 'h1', 'h2', 'h3', 'h4'])
     // The first filtered search asks, once per kit, which pgvector the database has; and, with the
     // default filterStrategy 'auto', what the planner estimates for its exact form (kept for a
-    // minute per filter values) and the table's row count (kept for a minute). Here the exact
-    // scan costs a disabled sequential scan: the index it is.
+    // minute per filter values) and the table's row count (kept for a minute). Which way it goes
+    // here depends on the server (PostgreSQL 17 costs the disabled sequential scan, 18 does not).
     expect(sent.filter((q) => /EXPLAIN \(FORMAT JSON\) SELECT \* FROM \(select .* OFFSET 0\) AS pgml_kit_exact WHERE "pgml_kit_distance" IS NOT NULL ORDER BY "pgml_kit_distance" LIMIT \$3$/.test(q))).toHaveLength(1)
     expect(sent.filter((q) => /reltuples/.test(q))).toHaveLength(1)
     sent.length = 0
-    parameters.length = 0
     expect((await housing({})).map((r) => r.title)).toEqual(['h0', 'h1', 'h2', 'h3', 'h4'])
-    // The settings are set by the search's own statement (a one-time filter that runs before the scan): one round trip.
+    // The same search again: the estimate is kept, one round trip.
+    expect(sent).toHaveLength(1)
+    sent.length = 0
+    parameters.length = 0
+    expect((await housing({ filterStrategy: 'index' })).map((r) => r.title)).toEqual(['h0', 'h1', 'h2', 'h3', 'h4'])
+    // Through the index, the settings are set by the search's own statement (a one-time filter that runs before the scan): one round trip.
+    // (Where the search went exactly above, this is the kit's first iterative scan: it asks, once, which pgvector the database has.)
+    const capabilities = sent.findIndex((q) => /vector_version/.test(q))
+    if (capabilities >= 0) {
+      sent.splice(capabilities, 1)
+      parameters.splice(capabilities, 1)
+    }
     expect(sent).toHaveLength(1)
     expect(sent[0]).toMatch(/where \("department" = \$\d+\) and \(SELECT pg_catalog\.concat\((pg_catalog\.set_config\('[a-z_.]+', '[a-z_0-9]+', true\)(, )?)+\)\) IS NOT NULL order by/)
     expect(sent[0]).toContain("pg_catalog.set_config('hnsw.ef_search', '10', true)")

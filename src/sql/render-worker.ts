@@ -87,35 +87,65 @@ export function renderWriteVectors(column: EmbeddingColumnNode, vectorSchema: st
 SELECT (SELECT pg_catalog.count(*) FROM written)::int AS written, (SELECT pg_catalog.count(*) FROM done)::int AS completed${guarded ? `, true${guard} AS catalog_ok` : ''}`
 }
 
-/** $1 ids, $2 worker id: jobs whose row is gone are finished. */
-export const DELETE_LEASED_JOBS = `DELETE FROM pgml_kit.embedding_jobs WHERE id = ANY($1::bigint[]) AND leased_by = $2`
+/*
+ * Every statement below that changes several job rows takes their locks with SKIP LOCKED and
+ * never waits for one. An application's multi-row write upserts the jobs of its rows (the queue
+ * trigger) in the order it meets them; a worker statement that held some job rows while waiting
+ * for another could close a cycle with it, and PostgreSQL would end one of the two with "deadlock
+ * detected" — the application's write as likely as the worker's. A job skipped here is one an
+ * application transaction is changing right now: its change supersedes what the worker was doing.
+ */
 
-/** $1 ids, $2 worker id: gives back leases still held (stale writes, shutdown). */
-export const RELEASE_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_until = NULL, leased_by = NULL WHERE id = ANY($1::bigint[]) AND leased_by = $2`
+/** The jobs of $1 this worker ($2) holds, locked in id order, skipping those another transaction holds. */
+function ownJobs(alias: string): string {
+  return `SELECT ${alias}.id FROM pgml_kit.embedding_jobs AS ${alias} WHERE ${alias}.id = ANY($1::bigint[]) AND ${alias}.leased_by = $2 ORDER BY ${alias}.id FOR UPDATE SKIP LOCKED`
+}
 
-/** $1 worker id: gives back every lease of this worker (after it lost its connection mid-batch). */
-export const RELEASE_WORKER_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_until = NULL, leased_by = NULL WHERE leased_by = $1`
+/** $1 ids, $2 worker id: jobs whose row is gone are finished (those another transaction holds stay leased; see RELEASE_LEASES). */
+export const DELETE_LEASED_JOBS = `DELETE FROM pgml_kit.embedding_jobs WHERE id IN (${ownJobs('j')})`
+
+/**
+ * $1 ids, $2 worker id: gives back leases still held (stale writes, shutdown). Returns the ids it
+ * could not give back because another transaction holds them: the worker tries them again later
+ * (their lease runs out in any case).
+ */
+export const RELEASE_LEASES = `WITH free AS (${ownJobs('j')}),
+released AS (
+  UPDATE pgml_kit.embedding_jobs AS job SET leased_until = NULL, leased_by = NULL FROM free WHERE job.id = free.id RETURNING job.id
+)
+SELECT job.id FROM pgml_kit.embedding_jobs AS job
+WHERE job.id = ANY($1::bigint[]) AND job.leased_by = $2 AND NOT EXISTS (SELECT 1 FROM released WHERE released.id = job.id)`
+
+/** $1 worker id: gives back every lease of this worker (after it lost its connection mid-batch); leases another transaction holds run out. */
+export const RELEASE_WORKER_LEASES = `UPDATE pgml_kit.embedding_jobs AS job SET leased_until = NULL, leased_by = NULL
+WHERE job.id IN (SELECT j.id FROM pgml_kit.embedding_jobs AS j WHERE j.leased_by = $1 ORDER BY j.id FOR UPDATE SKIP LOCKED)`
 
 /**
  * The heartbeat of a live worker: $1 ids it is working on, $2 worker id, $3 lease seconds. Leases
- * can then be short, so the jobs of a worker that died are taken over soon.
+ * can then be short, so the jobs of a worker that died are taken over soon. (A job skipped is
+ * being changed by a writer; if its lease runs out, the worker's write checks the lease.)
  */
 export const EXTEND_LEASES = `UPDATE pgml_kit.embedding_jobs SET leased_until = pg_catalog.now() + pg_catalog.make_interval(secs => $3::double precision)
-WHERE id = ANY($1::bigint[]) AND leased_by = $2`
+WHERE id IN (${ownJobs('j')})`
 
 /**
  * Records failures: attempts + 1, the error, and the next attempt after an exponential back-off
- * ($4 base seconds × 2^(attempts), at most $5 seconds). $1 ids, $2 errors, $3 worker id.
+ * ($4 base seconds × 2^(attempts), at most $5 seconds). $1 ids, $2 errors, $3 worker id. Returns
+ * the ids recorded: a job another transaction holds is being re-queued or deleted by it, which
+ * supersedes the failure.
  */
 export const FAIL_JOBS = `UPDATE pgml_kit.embedding_jobs AS job
 SET attempts = job.attempts + 1, last_error = e.error, leased_until = NULL, leased_by = NULL,
     next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => least($5::double precision, $4::double precision * pg_catalog.power(2, job.attempts)))
 FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[])) AS e(id, error)
-WHERE job.id = e.id AND job.leased_by = $3`
+WHERE job.id = e.id AND job.id IN (
+  SELECT j.id FROM pgml_kit.embedding_jobs AS j WHERE j.id = ANY($1::bigint[]) AND j.leased_by = $3 ORDER BY j.id FOR UPDATE SKIP LOCKED)
+RETURNING job.id`
 
 /**
- * Moves jobs that have failed $2 times to the dead-letter table ($1 ids). A separate statement
- * from FAIL_JOBS: one statement cannot modify the same row twice.
+ * Moves jobs that have failed $2 times to the dead-letter table ($1 ids: those FAIL_JOBS recorded,
+ * in the same transaction, so their rows are already locked by it). A separate statement from
+ * FAIL_JOBS: one statement cannot modify the same row twice.
  */
 export const DEAD_LETTER_JOBS = `WITH dead AS (
   DELETE FROM pgml_kit.embedding_jobs

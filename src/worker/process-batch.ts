@@ -19,8 +19,15 @@ export interface BatchSettings {
   readonly backoffMaxSeconds: number
   /** Schema of the pgvector extension (types are qualified with it). */
   readonly vectorSchema: string
-  /** Told which jobs this worker holds, so a heartbeat can keep their leases alive. */
-  readonly leases?: { hold(ids: readonly string[]): void; drop(ids: readonly string[]): void }
+  /**
+   * Told which jobs this worker holds, so a heartbeat can keep their leases alive, and which leases
+   * it could not give back (another transaction held the job), so they are given back later.
+   */
+  readonly leases?: {
+    hold(ids: readonly string[]): void
+    drop(ids: readonly string[]): void
+    releaseLater?(ids: readonly string[]): void
+  }
 }
 
 export interface BatchResult {
@@ -148,10 +155,22 @@ export async function embedBatch(claimed: ClaimedBatch, embedder: Embedder): Pro
   return { claimed, ready, failures }
 }
 
-/** Gives back whatever leases of these jobs this worker still holds. */
-export async function releaseBatch(client: pg.ClientBase, ids: readonly string[], settings: BatchSettings): Promise<void> {
+/**
+ * Gives back whatever leases of these jobs this worker still holds, without waiting for a job
+ * another transaction holds (a writer re-queuing it): those are handed to `settings.leases`
+ * to give back later, or otherwise run out. Returns the ids not given back.
+ */
+export async function releaseBatch(client: pg.ClientBase, ids: readonly string[], settings: BatchSettings): Promise<readonly string[]> {
   settings.leases?.drop(ids)
-  await client.query(RELEASE_LEASES, [ids, settings.workerId]).catch(() => undefined)
+  if (ids.length === 0) return []
+  try {
+    const held = (await client.query<{ id: string }>(RELEASE_LEASES, [ids, settings.workerId])).rows.map((r) => r.id)
+    if (held.length > 0) settings.leases?.releaseLater?.(held)
+    return held
+  } catch {
+    // A lost connection: the leases run out, or the worker gives all of them back when it reconnects.
+    return ids
+  }
 }
 
 /**
@@ -191,8 +210,8 @@ export async function finishBatch(client: pg.ClientBase, embedded: EmbeddedBatch
       deadLettered = await retryTransient(async () => {
         await client.query('BEGIN')
         try {
-          await client.query(FAIL_JOBS, [failures.map((f) => f.id), failures.map((f) => f.error), workerId, settings.backoffBaseSeconds, settings.backoffMaxSeconds])
-          const dead = (await client.query(DEAD_LETTER_JOBS, [failures.map((f) => f.id), settings.maxAttempts])).rowCount ?? 0
+          const recorded = (await client.query<{ id: string }>(FAIL_JOBS, [failures.map((f) => f.id), failures.map((f) => f.error), workerId, settings.backoffBaseSeconds, settings.backoffMaxSeconds])).rows.map((r) => r.id)
+          const dead = recorded.length === 0 ? 0 : (await client.query(DEAD_LETTER_JOBS, [recorded, settings.maxAttempts])).rowCount ?? 0
           await client.query('COMMIT')
           return dead
         } catch (error) {

@@ -107,6 +107,20 @@ class LeaseHeartbeat {
     for (const id of ids) this.#held.delete(id)
   }
 
+  /** Leases not given back because a writer held the job at that moment: given back before the next claim. */
+  readonly #unreleased = new Set<string>()
+
+  releaseLater(ids: readonly string[]): void {
+    for (const id of ids) this.#unreleased.add(id)
+  }
+
+  /** The leases to give back now: not those of jobs claimed again since (their lease ran out meanwhile). */
+  takeUnreleased(): string[] {
+    const ids = [...this.#unreleased].filter((id) => !this.#held.has(id))
+    this.#unreleased.clear()
+    return ids
+  }
+
   stop(): void {
     clearInterval(this.#timer)
     this.#timer = undefined
@@ -228,6 +242,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
     let turn = 0
     const nextColumn = () => served[turn++ % Math.max(1, served.length)]
     const claimOne = async (): Promise<ClaimedBatch | null> => {
+      // Jobs a writer held when their batch ended: free now, unless it still holds them (then later).
+      const unreleased = heartbeat.takeUnreleased()
+      if (unreleased.length > 0) await releaseBatch(conn, unreleased, settings)
       const live = nextColumn()
       return live ? claimBatch(conn, live.node, settings, live.fingerprint) : null
     }

@@ -135,14 +135,20 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
     const { column, embedder } = await setup()
     const controller = new AbortController()
     const worker = runWorker({ url: db.url, columns: [column], loadEmbedder: async () => embedder, batchSize: 8, pollIntervalMs: 20, signal: controller.signal })
-    for (let round = 0; round < 5; round++) {
-      await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'round ${round} body ' || i FROM generate_series(1, 40) AS i`)
-      await db.query(`UPDATE documents SET body = body || ' edit ${round}' WHERE id % 3 = ${round % 3}`)
-      await db.query(`UPDATE documents SET title = NULL, body = NULL WHERE id = 7`)
-      await new Promise((r) => setTimeout(r, 30))
+    try {
+      // Multi-row writes beside the running worker: never a deadlock (test/server/worker-lock-order.test.ts).
+      for (let round = 0; round < 5; round++) {
+        await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'round ${round} body ' || i FROM generate_series(1, 40) AS i`)
+        await db.query(`UPDATE documents SET body = body || ' edit ${round}' WHERE id % 3 = ${round % 3}`)
+        await db.query(`UPDATE documents SET title = NULL, body = NULL WHERE id = 7`)
+        await new Promise((r) => setTimeout(r, 30))
+      }
+      for (let i = 0; i < 600 && (await jobs()) > 0; i++) await new Promise((r) => setTimeout(r, 50))
+    } finally {
+      // Stopped before the database is dropped, also when a write above failed.
+      controller.abort()
+      await worker.catch(() => undefined)
     }
-    for (let i = 0; i < 600 && (await jobs()) > 0; i++) await new Promise((r) => setTimeout(r, 50))
-    controller.abort()
     const totals = await worker
     expect(await jobs()).toBe(0)
     expect(totals.written).toBeGreaterThanOrEqual(200)

@@ -46,5 +46,15 @@ export { createKit, type Kit, type KitOptions, type SearchOptions, type HybridSe
 export type { IndexSettings, FilterStrategy } from './query/query-vector.js'
 export { registerVectorTypes } from './query/vector-types.js'
 
+// Training, deployment and the model registry (what `pgml-kit train`, `deploy`, `materialize` and `models` run).
+export {
+  train, deploy, listModels, materialize, trainSql,
+  type TrainOptions, type TrainResult, type DeployChoice, type DeployOptions, type DeployResult, type ModelRow, type MaterializeResult, type GateRecord, type LineageRow,
+} from './features/ml.js'
+export {
+  CHAMPION, listVersions, modelHistory, setAlias, removeAlias, archiveVersion, describeVersion, syncVersions, registryInstalled, parseModelReference,
+  type ModelVersion, type RegistryEvent, type RegistryEventKind, type ModelReference,
+} from './features/registry.js'
+
 // Errors: every one pgml-kit raises for a user mistake or an unusable target has a stable `code`.
 export { PgmlKitError, ConfigError, PlanError, TargetError, MigrationError, type ConfigIssue } from './errors.js'

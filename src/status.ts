@@ -47,7 +47,7 @@ const COUNT_LIMIT = 1_000_000
 export interface MissingPrivilege {
   readonly role: string
   /** What the role is for. */
-  readonly purpose: 'app' | 'worker'
+  readonly purpose: 'app' | 'worker' | 'trainer'
   /** `USAGE on schema pgml_kit`, `SELECT (title) on public.documents`, or `role does not exist`. */
   readonly missing: string
   /**

@@ -1,5 +1,6 @@
 -- Removes the pgml_kit runtime schema when nothing uses it any more: no embedding column is
--- registered by any pgml-kit project in this database, and no pgml-kit trigger function is left.
+-- registered by any pgml-kit project in this database, no pgml-kit trigger function is left, and the
+-- model registry records no model (its history is kept: drop it by hand if you mean to).
 -- Otherwise it stays as it is. The schema itself is dropped without CASCADE, so anything else put
 -- in it keeps it (and this step fails, changing nothing, rather than drop what is not ours).
 DO $pgml_kit$
@@ -9,6 +10,16 @@ BEGIN
                 WHERE n.nspname = 'pgml_kit' AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype::pg_catalog.oid) THEN
     RAISE NOTICE 'pgml-kit: the pgml_kit schema is still used (embedding columns or trigger functions of another pgml-kit project); it stays';
     RETURN;
+  END IF;
+  IF pg_catalog.to_regclass('pgml_kit.model_versions') IS NOT NULL THEN
+    IF EXISTS (SELECT 1 FROM pgml_kit.model_versions) THEN
+      RAISE NOTICE 'pgml-kit: the pgml_kit schema keeps the model registry''s history (pgml_kit.model_versions has rows); it stays';
+      RETURN;
+    END IF;
+    DROP FUNCTION IF EXISTS pgml_kit.model_id(text);
+    DROP TABLE IF EXISTS pgml_kit.model_events;
+    DROP TABLE IF EXISTS pgml_kit.model_aliases;
+    DROP TABLE IF EXISTS pgml_kit.model_versions;
   END IF;
   DROP TABLE IF EXISTS pgml_kit.created_extensions;
   DROP TABLE IF EXISTS pgml_kit.backfill_checkpoints;

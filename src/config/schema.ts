@@ -154,6 +154,12 @@ export const rolesSchema = z.strictObject({
   app: roleList.optional(),
   /** Roles that run `pgml-kit worker`, `backfill` and `queue retry`: granted exactly what those do. */
   worker: roleList.optional(),
+  /**
+   * Roles that run `pgml-kit train`, `deploy` and `models` (alias, archive, describe): granted
+   * reading and writing the model registry in schema pgml_kit. Training itself needs pgml's own
+   * grant (with pgml_compat: GRANT pgml_trainer TO <role>).
+   */
+  trainer: roleList.optional(),
 })
 
 /** A column type written into generated SQL as is: a type name, optionally with a modifier, e.g. `double precision`, `numeric(10,2)`, `vector(128)`. */
@@ -240,7 +246,7 @@ export const configSchema = z.strictObject({
     trainingSets: z.record(identifier, trainingSetSchema).optional(),
   }).optional(),
   /** Models trained in the database, by pgml project name. */
-  models: z.record(z.string().min(1), modelTrainingSchema).optional(),
+  models: z.record(z.string().min(1).regex(/^[^@]*$/, 'must not contain "@": project@alias and project@v3 name versions in the model registry'), modelTrainingSchema).optional(),
 })
 
 export type Distance = z.infer<typeof distanceSchema>

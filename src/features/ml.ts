@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type pg from 'pg'
+import { CHAMPION, listVersions as listVersionsInTransaction, recordDeployment, registerMissingInTransaction as syncInTransaction, registryInstalled } from './registry.js'
 import { PgmlKitError } from '../errors.js'
 import type { DesiredState, FeatureViewNode, TrainingSetNode } from '../model/ir.js'
 import type { ModelNode, ResolvedConfig } from '../model/resolve.js'
@@ -197,6 +198,8 @@ export interface TrainResult {
   readonly gate: string | null
   /** The gate's verdict (null without a gate). */
   readonly gateVerdict: GateRecord | null
+  /** The registry versions the new models got (empty when the database has no registry). */
+  readonly versions: readonly number[]
   /** What the user should know and the result does not say: a verdict that could not be recorded, a training run again. */
   readonly notes: readonly string[]
 }
@@ -404,13 +407,50 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
       const verdict = passesGate(g, best.metrics, current?.metrics ?? null)
       gate = `${verdict.pass ? 'deployed' : 'not deployed'}: model ${best.id}: ${verdict.reason}`
       gateVerdict = gateRecord(g, best, current, verdict)
-      if (verdict.pass) await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
+      if (verdict.pass) {
+        await deployRecorded(client, project, notes, { strategy: 'specific', gate: gateVerdict, by: 'pgml-kit train' }, null, async () => {
+          await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
+        })
+      }
       if (lineage?.gateColumns) await client.query(`UPDATE ${lineage.name} SET gate_verdict = $2::jsonb WHERE model_id = $1`, [best.id, JSON.stringify(gateVerdict)])
       else if (lineage) notes.push(`the gate's verdict is not recorded: ${lineage.display} ${NOT_UPGRADED}`)
     }
+    // The new models get their versions; pgml.train's own automatic deployment moves champion.
+    const versions = await registerTrained(client, project, model.gate === null, notes)
     const after = await listModels(client, config, project)
-    return { sql, models: after.filter((m) => ids.has(m.id)), deployed: after.find((m) => m.deployed)?.id ?? null, gate, gateVerdict, notes }
+    return { sql, models: after.filter((m) => ids.has(m.id)), deployed: after.find((m) => m.deployed)?.id ?? null, gate, gateVerdict, versions, notes }
   })
+}
+
+/**
+ * After training: registers the project's new models in the registry; with pgml.train's automatic
+ * deployment (no gate), records the deployment it made, if it made one. Returns the new versions.
+ */
+async function registerTrained(client: pg.ClientBase, project: string, automaticDeploy: boolean, notes: string[]): Promise<number[]> {
+  if (!(await registryInstalled(client))) {
+    notes.push('the new models are not in the model registry: this database has none yet (pgml-kit generate && pgml-kit migrate install it)')
+    return []
+  }
+  await client.query('BEGIN')
+  try {
+    const versions = await syncInTransaction(client, project)
+    if (automaticDeploy) {
+      const live = await listVersionsInTransaction(client, project, { sync: false })
+      const champion = live.find((v) => v.aliases.includes(CHAMPION))
+      const deployed = live.find((v) => v.deployed)
+      if (deployed && deployed.version !== champion?.version) await recordDeployment(client, project, { detail: { strategy: 'automatic', by: 'pgml.train automatic_deploy' } })
+    }
+    await client.query('COMMIT')
+    return versions
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined)
+    // The training itself is committed: a role that may not write the registry is told so, and
+    // the next `pgml-kit models` (as a role that may) registers the models.
+    const code = (error as { code?: unknown }).code
+    if (code !== '42501' && !(error instanceof PgmlKitError && error.code === 'REGISTRY_NOT_PERMITTED')) throw error
+    notes.push('the new models are not in the model registry yet: this role may not write it (add it to roles.trainer, generate and migrate); pgml-kit models run by a role that may registers them')
+    return []
+  }
 }
 
 /** The marks, pgml.train and the lineage rows in one REPEATABLE READ transaction; the ids of the models it created. */
@@ -474,6 +514,8 @@ export interface DeployResult {
   readonly gate: GateRecord | null
   /** Set when the model failed its gate and `overrideGate` deployed it anyway. */
   readonly override: { readonly reason: string; readonly recordedIn: string | null } | null
+  /** The registry version deployed (now `@champion`) and the one it replaced; null when the database has no registry. */
+  readonly registry: { readonly version: number; readonly fromVersion: number | null } | null
   readonly notes: readonly string[]
 }
 
@@ -491,14 +533,14 @@ export async function deploy(client: pg.ClientBase, config: ResolvedConfig, proj
       const { rows } = await client.query<{ ok: boolean }>('SELECT EXISTS (SELECT 1 FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = $1 AND m.id = $2) AS ok', [project, choice.model])
       if (!rows[0]?.ok) throw new PgmlKitError('MODEL_UNKNOWN', `model ${choice.model} is not a model of project "${project}"`, { hint: `pgml-kit models ${project}` })
       if (model?.gate) return await withProjectLock(client, project, options.onWait, () => deployGated(client, config, model, choice.model, options))
-      await client.query('SELECT * FROM pgml.deploy($1::bigint)', [choice.model])
-    } else if (choice.algorithm) {
-      await client.query('SELECT * FROM pgml.deploy($1, $2::pgml.strategy, $3::pgml.algorithm)', [project, choice.strategy, choice.algorithm])
-    } else {
-      await client.query('SELECT * FROM pgml.deploy($1, $2::pgml.strategy)', [project, choice.strategy])
     }
     const notes = options.overrideGate !== undefined ? [model?.gate ? '--override-gate applies to a model chosen by id (--model); nothing was overridden' : `project "${project}" has no gate in the config; nothing was overridden`] : []
-    return { deployed: (await listModels(client, config, project)).find((m) => m.deployed) ?? null, gate: null, override: null, notes }
+    const registry = await deployRecorded(client, project, notes, { strategy: 'model' in choice ? 'specific' : choice.strategy, ...('algorithm' in choice && choice.algorithm ? { algorithm: choice.algorithm } : {}) }, null, async () => {
+      if ('model' in choice) await client.query('SELECT * FROM pgml.deploy($1::bigint)', [choice.model])
+      else if (choice.algorithm) await client.query('SELECT * FROM pgml.deploy($1, $2::pgml.strategy, $3::pgml.algorithm)', [project, choice.strategy, choice.algorithm])
+      else await client.query('SELECT * FROM pgml.deploy($1, $2::pgml.strategy)', [project, choice.strategy])
+    })
+    return { deployed: (await listModels(client, config, project)).find((m) => m.deployed) ?? null, gate: null, override: null, registry, notes }
   } catch (error) {
     throw notPermitted(error, 'deploy', project)
   }
@@ -510,9 +552,9 @@ async function deployGated(client: pg.ClientBase, config: ResolvedConfig, model:
   const current = await deployedModelOf(client, project)
   const notes: string[] = []
   if (current?.id === id) {
-    await client.query('SELECT * FROM pgml.deploy($1::bigint)', [id])
+    const registry = await deployRecorded(client, project, notes, { strategy: 'specific' }, null, async () => { await client.query('SELECT * FROM pgml.deploy($1::bigint)', [id]) })
     if (options.overrideGate !== undefined) notes.push(`model ${id} was deployed already; nothing was overridden`)
-    return { deployed: (await listModels(client, config, project)).find((m) => m.deployed) ?? null, gate: null, override: null, notes }
+    return { deployed: (await listModels(client, config, project)).find((m) => m.deployed) ?? null, gate: null, override: null, registry, notes }
   }
   const { rows } = await client.query<{ metrics: Record<string, unknown> | null }>('SELECT m.metrics FROM pgml.models m WHERE m.id = $1', [id])
   const verdict = passesGate(gate, rows[0]?.metrics ?? {}, current?.metrics ?? null)
@@ -524,9 +566,12 @@ async function deployGated(client: pg.ClientBase, config: ResolvedConfig, model:
     })
   }
   let override: DeployResult['override'] = null
+  let registry: DeployResult['registry'] = null
   await client.query('BEGIN')
   try {
     await client.query('SELECT * FROM pgml.deploy($1::bigint)', [id])
+    registry = await recordDeployment(client, project, { reason: verdict.pass ? null : options.overrideGate!, detail: { strategy: 'specific', gate: record, ...(verdict.pass ? {} : { gate_overridden: true }) } })
+    if (registry === null) notes.push(REGISTRY_NOT_INSTALLED)
     if (!verdict.pass) {
       const reason = options.overrideGate!
       const lineage = await lineageTableOf(client, model)
@@ -552,5 +597,26 @@ async function deployGated(client: pg.ClientBase, config: ResolvedConfig, model:
     await client.query('ROLLBACK').catch(() => undefined)
     throw error
   }
-  return { deployed: (await listModels(client, config, project)).find((m) => m.deployed) ?? null, gate: record, override, notes }
+  return { deployed: (await listModels(client, config, project)).find((m) => m.deployed) ?? null, gate: record, override, registry, notes }
+}
+
+const REGISTRY_NOT_INSTALLED = 'the deployment is not recorded in the model registry: this database has none yet (pgml-kit generate && pgml-kit migrate install it)'
+
+/**
+ * Runs `deployStatement` (a pgml.deploy) and records it in the model registry (champion moved, a
+ * `deployed` event) in one transaction: a deployment the registry refuses (an archived version)
+ * or may not record (a role without roles.trainer) is rolled back.
+ */
+async function deployRecorded(client: pg.ClientBase, project: string, notes: string[], detail: Record<string, unknown>, reason: string | null, deployStatement: () => Promise<void>): Promise<DeployResult['registry']> {
+  await client.query('BEGIN')
+  try {
+    await deployStatement()
+    const registry = await recordDeployment(client, project, { reason, detail })
+    if (registry === null) notes.push(REGISTRY_NOT_INSTALLED)
+    await client.query('COMMIT')
+    return registry
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined)
+    throw error
+  }
 }

@@ -178,11 +178,15 @@ export interface DesiredState {
   readonly roles: RolesNode
   readonly featureViews: readonly FeatureViewNode[]
   readonly trainingSets: readonly TrainingSetNode[]
+  /** The pgml projects the config trains (`models`), sorted: the runtime's model registry serves them. Absent in snapshots from before the registry. */
+  readonly models?: readonly string[]
 }
 
 export interface RolesNode {
   readonly app: readonly string[]
   readonly worker: readonly string[]
+  /** Roles that run `pgml-kit train`, `deploy` and `models`: granted writing the model registry. Absent in snapshots from before it. */
+  readonly trainer?: readonly string[]
 }
 
 export const EMPTY_STATE: DesiredState = Object.freeze({
@@ -196,7 +200,10 @@ export const EMPTY_STATE: DesiredState = Object.freeze({
   trainingSets: Object.freeze([]),
 })
 
-export const RUNTIME_VERSION = 5
+export const RUNTIME_VERSION = 6
+
+/** The runtime version that has the model registry (pgml_kit.model_versions, model_aliases, model_events, model_id()). */
+export const REGISTRY_RUNTIME_VERSION = 6
 
 /**
  * A column's identity as a key (of a Map, a Set, a comparison): schema, table and column kept

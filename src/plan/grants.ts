@@ -16,7 +16,7 @@ export interface GrantAtom {
   /** A column privilege, or null for the whole table (or schema). */
   readonly column: string | null
   /** Who needs it, for the plan's summary. */
-  readonly purpose: 'app' | 'worker'
+  readonly purpose: 'app' | 'worker' | 'trainer'
 }
 
 export function grantKey(atom: GrantAtom): string {
@@ -25,6 +25,15 @@ export function grantKey(atom: GrantAtom): string {
 }
 
 const RUNTIME = 'pgml_kit'
+
+/** What resolving an alias reads. */
+const REGISTRY_READ = ['model_versions', 'model_aliases'] as const
+/** What train, deploy and `models` write: versions registered and described, aliases moved, events appended (never changed). */
+const REGISTRY_WRITE: readonly (readonly [string, readonly GrantAtom['privilege'][]])[] = [
+  ['model_versions', ['SELECT', 'INSERT', 'UPDATE']],
+  ['model_aliases', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
+  ['model_events', ['SELECT', 'INSERT']],
+]
 
 /** The atoms a state asks for. */
 export function grantsFor(state: DesiredState): GrantAtom[] {
@@ -37,9 +46,20 @@ export function grantsFor(state: DesiredState): GrantAtom[] {
       add({ role, on: { kind: 'table', schema: view.schema, table: view.onlineTable }, privilege: 'SELECT', column: null, purpose: 'app' })
     }
   }
+  const table = (name: string) => ({ kind: 'table', schema: RUNTIME, table: name }) as const
+  // The model registry: applications resolve aliases (pgml_kit.model_id); trainers move them.
+  if ((state.models ?? []).length > 0) {
+    for (const role of state.roles.app) {
+      add({ role, on: { kind: 'schema', schema: RUNTIME }, privilege: 'USAGE', column: null, purpose: 'app' })
+      for (const name of REGISTRY_READ) add({ role, on: table(name), privilege: 'SELECT', column: null, purpose: 'app' })
+    }
+    for (const role of state.roles.trainer ?? []) {
+      add({ role, on: { kind: 'schema', schema: RUNTIME }, privilege: 'USAGE', column: null, purpose: 'trainer' })
+      for (const [name, privileges] of REGISTRY_WRITE) for (const privilege of privileges) add({ role, on: table(name), privilege, column: null, purpose: 'trainer' })
+    }
+  }
   if (state.embeddingColumns.length === 0) return [...atoms.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))
   const usesPgml = state.embeddingColumns.some(needsPgml)
-  const table = (name: string) => ({ kind: 'table', schema: RUNTIME, table: name }) as const
 
   for (const role of state.roles.app) {
     // The catalog: which model and prefixes produced each column.

@@ -214,11 +214,10 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   }
 
   // The last embedding column went: what the first one brought in goes too (each only if unused).
-  if (previous.embeddingColumns.length > 0 && next.embeddingColumns.length === 0) {
-    main.push(ops.releaseVectorExtension())
-    // Its down reinstalls the current runtime: re-creating pgvector records itself there.
-    if (previous.runtimeVersion > 0) main.push(ops.releaseRuntime(RUNTIME_VERSION))
-  }
+  if (previous.embeddingColumns.length > 0 && next.embeddingColumns.length === 0) main.push(ops.releaseVectorExtension())
+  // The runtime goes when neither embedding columns nor models (the registry) need it. Its down
+  // reinstalls the current runtime: re-creating pgvector records itself there.
+  if (previous.runtimeVersion > 0 && next.runtimeVersion === 0) main.push(ops.releaseRuntime(RUNTIME_VERSION))
 
 
   // Full-text columns: identified by table and column; any change re-adds the generated column.

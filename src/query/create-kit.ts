@@ -2,6 +2,7 @@ import { CompiledQuery, Kysely, sql, type Compilable, type Expression, type Quer
 import type { Embedder } from '../embed/embedder.js'
 import { toVectorLiteral } from '../embed/embedder.js'
 import { localEmbedderLoader } from '../embed/embedder-for-config.js'
+import { parseModelReference } from '../features/registry.js'
 import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig, Distance } from '../config/schema.js'
 import type { LoadedConfig } from '../config/load.js'
@@ -160,11 +161,16 @@ export interface Kit<C extends PgmlKitConfig, DB> {
   ): SelectQueryBuilder<DB, TableOf<R> & keyof DB & string, { score: number; vector_rank: number | null; text_rank: number | null }>
   /** Embeds texts (as queries or documents) the way searches do. */
   embed(column: EmbeddingColumnRef<C>, texts: readonly string[], options?: { readonly as?: 'query' | 'document' }): Promise<number[][]>
-  /** `pgml.predict(project, features)`. */
+  /**
+   * `pgml.predict(project, features)`: the model pgml deployed for the project. A registry
+   * reference — `'churn@champion'`, `'churn@challenger'` (any alias), `'churn@v3'` (a version) —
+   * predicts with the model it names, resolved in the same statement (`pgml_kit.model_id`), so an
+   * alias moved by another session is followed at once; an archived version is refused.
+   */
   predict(project: string, features: readonly number[]): Promise<number>
-  /** `pgml.predict_batch`: one prediction per row of features. */
+  /** `pgml.predict_batch`: one prediction per row of features (a project, or a registry reference as for `predict`). */
   predictBatch(project: string, rows: readonly (readonly number[])[]): Promise<number[]>
-  /** `pgml.predict_proba`: class probabilities. */
+  /** `pgml.predict_proba`: class probabilities (a project, or a registry reference as for `predict`). */
   predictProba(project: string, features: readonly number[]): Promise<number[]>
   /**
    * Predicts for an entity from its features, in one statement: the model's training set names the
@@ -404,7 +410,9 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
     },
 
     async predictOnline(project, entity, predictOptions = {}) {
-      const model = resolved.models.find((m) => m.project === project)
+      // 'churn@challenger': the config's model churn, predicted with the version the alias names.
+      const reference = parseModelReference(project)
+      const model = resolved.models.find((m) => m.project === (reference?.project ?? project))
       if (!model?.trainingSet) {
         throw new PgmlKitError('MODEL_UNKNOWN', model ? `model "${project}" does not train on a training set of the config, so its online features are unknown` : `no model "${project}" in the config`, {
           hint: 'declare models.<project>.relation as one of features.trainingSets',
@@ -417,7 +425,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
       // A string is passed to PostgreSQL as it is (timestamptz input): the microseconds a Date cannot hold, as a label's time read from the database has them.
       if (asOf !== undefined && !(asOf instanceof Date ? Number.isFinite(asOf.getTime()) : typeof asOf === 'string' && asOf.trim() !== '')) throw new RangeError(`asOf must be a valid Date or a timestamp string, got ${String(asOf)}`)
       const imputed = imputedFeatures(model, resolved.state.featureViews)
-      const text = renderPredictOnline(set, resolved.state.featureViews, { at: asOf ? 'asOf' : 'now', imputed })
+      const text = renderPredictOnline(set, resolved.state.featureViews, { at: asOf ? 'asOf' : 'now', imputed, byReference: reference !== null })
       const parameters = [project, ...set.entities.map((e) => entity[e]), ...(asOf ? [asOf] : [])]
       const result = await kitDb.executeQuery<{ p: number | null; absent: boolean[] }>(CompiledQuery.raw(text, parameters)).catch((error: unknown) => {
         const e = error as { code?: string; message?: string }

@@ -642,6 +642,8 @@ export interface PredictOnlineRead {
   readonly at: 'now' | 'asOf'
   /** Features (`view.feature`) the model imputes itself (its `preprocess`): their NULLs go to pgml.predict. */
   readonly imputed: ReadonlySet<string>
+  /** `$1` is a registry reference (`project@alias`, `project@v3`): the model pgml_kit.model_id names, not the project's deployed one. */
+  readonly byReference?: boolean
 }
 
 /** `view.feature`: how the config, and predictOnline's result, name a feature of a training set. */
@@ -682,7 +684,8 @@ export function renderPredictOnline(set: TrainingSetNode, views: readonly Featur
     const type = views.find((v) => v.name === f.view)?.features.find((x) => x.name === f.feature)?.type ?? ''
     return /^(?:vector|halfvec)\b/i.test(type) ? `${value(f)}::real[]` : `ARRAY[${value(f)}::real]`
   })
-  const predict = `pgml.predict($1::text, (${segments.join(' OPERATOR(pg_catalog.||) ')})::real[])`
+  const model = read.byReference ? 'pgml_kit.model_id($1::text)' : '$1::text'
+  const predict = `pgml.predict(${model}, (${segments.join(' OPERATOR(pg_catalog.||) ')})::real[])`
   const required = set.features.filter((f) => !read.imputed.has(featureRef(f))).map((f) => `${value(f)} IS NOT NULL`)
   const at = read.at === 'now' ? 'pg_catalog.now()' : `$${set.entities.length + 2}::timestamptz`
   return `SELECT ${required.length > 0 ? `CASE WHEN ${required.join(' AND ')} THEN ${predict} END` : predict} AS p,

@@ -90,21 +90,32 @@ export const SEARCH_CAPABILITIES = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_p
     AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) AS ok,
   (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector') AS vector_version`
 
+/**
+ * What pgml's predict functions are called with for a model reference: a project name as is (the
+ * model pgml deployed), or `project@alias` / `project@v3` as the model id the registry names
+ * (pgml_kit.model_id, which refuses an unknown or archived one). Split at the last `@`.
+ */
+function modelArgument(reference: string): RawBuilder<unknown> {
+  return reference.includes('@') ? sql`pgml_kit.model_id(${reference}::text)` : sql`${reference}::text`
+}
+
 export function predictCall(project: string, features: Expression<unknown> | readonly number[]): RawBuilder<number> {
-  return sql<number>`pgml.predict(${project}::text, ${Array.isArray(features) ? sql`${[...features]}::real[]` : features})`
+  return sql<number>`pgml.predict(${modelArgument(project)}, ${Array.isArray(features) ? sql`${[...features]}::real[]` : features})`
 }
 
 export function predictRow(project: string, features: readonly (Expression<unknown> | number)[]): RawBuilder<number> {
   const values = features.map((f) => (typeof f === 'number' ? sql`${f}` : f))
-  return sql<number>`pgml.predict(${project}::text, ARRAY[${sql.join(values)}]::real[])`
+  return sql<number>`pgml.predict(${modelArgument(project)}, ARRAY[${sql.join(values)}]::real[])`
 }
 
 export function predictBatchQuery(project: string, flat: readonly number[]): RawBuilder<{ p: number }> {
+  // By model id pgml returns the batch as one array; by project name, as a set.
+  if (project.includes('@')) return sql<{ p: number }>`SELECT pg_catalog.unnest(pgml.predict_batch(${modelArgument(project)}, ${[...flat]}::real[])) AS p`
   return sql<{ p: number }>`SELECT pgml.predict_batch(${project}::text, ${[...flat]}::real[]) AS p`
 }
 
 export function predictProbaQuery(project: string, features: readonly number[]): RawBuilder<{ p: number[] }> {
-  return sql<{ p: number[] }>`SELECT pgml.predict_proba(${project}::text, ${[...features]}::real[]) AS p`
+  return sql<{ p: number[] }>`SELECT pgml.predict_proba(${modelArgument(project)}, ${[...features]}::real[]) AS p`
 }
 
 /**

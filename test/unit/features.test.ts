@@ -30,7 +30,8 @@ describe('feature views, training sets and models in the config', () => {
   it('plans schema, views and training sets whose every statement parses, and reverses them', () => {
     const { state } = resolveConfig(base)
     const plan = planMigration(EMPTY_STATE, state)
-    expect(planOperations(plan).map((op) => op.kind)).toEqual(['create-feature-schema', 'create-feature-view', 'create-training-set'])
+    // The models the config trains need the runtime's model registry.
+    expect(planOperations(plan).map((op) => op.kind)).toEqual(['install-runtime', 'create-feature-schema', 'create-feature-view', 'create-training-set'])
     const files = renderMigrationFiles(plan, { name: 'features', timestamp: 1, settings: resolveConfig(base).migrations })
     expect(parseFiles(files)).toBeGreaterThan(10)
     const sql = files[0]!.content
@@ -41,7 +42,7 @@ describe('feature views, training sets and models in the config', () => {
     expect(sql).toContain('"profile"::real[] AS "profile"')
     // Removing them all is the mirror image, drops last.
     const down = planMigration(state, EMPTY_STATE)
-    expect(planOperations(down).map((op) => [op.kind, op.safety])).toEqual([['drop-training-set', 'safe'], ['drop-feature-view', 'destructive'], ['drop-feature-schema', 'destructive']])
+    expect(planOperations(down).map((op) => [op.kind, op.safety])).toEqual([['release-runtime', 'safe'], ['drop-training-set', 'safe'], ['drop-feature-view', 'destructive'], ['drop-feature-schema', 'destructive']])
     expect(planOperations(planMigration(state, state))).toEqual([])
   })
 

@@ -4,6 +4,7 @@ import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { deploy, listModels, materialize, materializeTrainingSet, train, trainSql, type ModelRow } from '../../features/ml.js'
+import { CHAMPION, archiveVersion, describeVersion, listVersions, modelHistory, registryInstalled, removeAlias, setAlias, type ModelVersion } from '../../features/registry.js'
 import { EXIT, printable, printJson } from '../output.js'
 import { globals, positiveInt } from '../options.js'
 import type pg from 'pg'
@@ -36,11 +37,21 @@ function gateText(l: NonNullable<ModelRow['lineage']>): string {
   return verdict + overrides
 }
 
-function printModels(rows: readonly ModelRow[], lineage: boolean): void {
-  const table = new Table({ head: ['model', 'algorithm', 'status', 'metrics', 'created', 'deployed', ...(lineage ? ['lineage'] : [])], style: { head: [], border: [] }, wordWrap: true, colWidths: [8, 12, 11, 40, 12, 10, ...(lineage ? [60] : [])] })
+function printModels(rows: readonly ModelRow[], lineage: boolean, versions: readonly ModelVersion[] | null): void {
+  const registry = versions !== null
+  const table = new Table({
+    head: [...(registry ? ['version'] : []), 'model', 'algorithm', 'status', 'metrics', 'created', 'deployed', ...(registry ? ['aliases', 'tags / description'] : []), ...(lineage ? ['lineage'] : [])],
+    style: { head: [], border: [] }, wordWrap: true,
+    colWidths: [...(registry ? [12] : []), 8, 12, 11, 40, 12, 10, ...(registry ? [26, 30] : []), ...(lineage ? [60] : [])],
+  })
   for (const m of rows) {
     const l = m.lineage
-    table.push([m.id, printable(m.algorithm), printable(m.status), metricsText(m.metrics), printable(m.createdAt.slice(0, 10)), m.deployed ? pc.green('deployed') : '', ...(lineage
+    const v = versions?.find((x) => x.modelId === m.id)
+    const registryCells = registry
+      ? [v ? (v.archived ? pc.dim(`${v.version} archived`) : String(v.version)) : '', printable((v?.aliases ?? []).map((a) => `@${a}`).join(' ')),
+        printable([...Object.entries(v?.tags ?? {}).map(([k, x]) => `${k}=${x}`), ...(v?.description ? [v.description] : [])].join('; '))]
+      : []
+    table.push([...registryCells.slice(0, 1), m.id, printable(m.algorithm), printable(m.status), metricsText(m.metrics), printable(m.createdAt.slice(0, 10)), m.deployed ? pc.green('deployed') : '', ...registryCells.slice(1), ...(lineage
       ? [l ? printable(`${l.trainingSet ? `training set ${l.trainingSet} (${l.definitionSha256?.slice(0, 12)})` : l.relation}; ${l.featureViews.map((v) => `${v.name} (${v.definitionSha256.slice(0, 12)}) up to ${v.highWaterMark ?? 'nothing'}`).join('; ')}${gateText(l)}`) : pc.dim('not trained by pgml-kit')]
       : [])])
   }
@@ -104,17 +115,97 @@ export function registerMl(program: Command): void {
       })
     })
 
-  program.command('models')
-    .description('the models of a project, their metrics, which one is deployed')
+  const models = program.command('models')
+    .description('the models of a project: registry versions and aliases, metrics, which one is deployed (subcommands: alias, unalias, archive, describe, history)')
     .argument('<project>', 'pgml project')
     .option('--lineage', 'with the training set and feature views (definitions and high-water marks) each model was trained on')
     .action(async (project: string, opts: { lineage?: boolean }, cmd: Command) => {
       const g = globals(cmd)
       await withClient(cmd, 'pgml-kit models', async (client, config) => {
         const rows = await listModels(client, config, project)
-        if (g.json) return printJson(rows)
+        const versions = await registryInstalled(client) ? await listVersions(client, project) : null
+        if (g.json) return printJson(versions === null ? rows : rows.map((m) => ({ ...m, registry: versions.find((v) => v.modelId === m.id) ?? null })))
         if (rows.length === 0) return void process.stdout.write(`no models for project ${printable(project)}\n`)
-        printModels(rows, Boolean(opts.lineage))
+        printModels(rows, Boolean(opts.lineage), versions)
+        const champion = versions?.find((v) => v.aliases.includes(CHAMPION))
+        const deployed = versions?.find((v) => v.deployed)
+        if (versions && deployed && champion?.version !== deployed.version) {
+          process.stderr.write(`${pc.yellow('note')} pgml serves version ${deployed.version} (model ${deployed.modelId}), but @${CHAMPION} names ${champion ? `version ${champion.version}` : 'none'}: a deployment outside pgml-kit (pgml.deploy in SQL). pgml-kit deploy ${printable(project)} --model ${deployed.modelId} records it\n`)
+        }
+      })
+    })
+
+  const done = (text: string) => process.stdout.write(`${pc.green('done')} ${printable(text)}\n`)
+  models.command('alias')
+    .description('point an alias of a project (challenger, staging, ...) at a version; applications predict with kit.predict(\'<project>@<alias>\', …) or pgml.predict(pgml_kit.model_id(\'<project>@<alias>\'), …)')
+    .argument('<project>', 'pgml project')
+    .argument('<alias>', 'lower-case name; champion moves only with pgml-kit deploy')
+    .argument('<version>', 'version number (pgml-kit models <project> lists them)', positiveInt('<version>'))
+    .option('--reason <text>', 'why, recorded with the move')
+    .action(async (project: string, alias: string, version: number, opts: { reason?: string }, cmd: Command) => {
+      await withClient(cmd, 'pgml-kit models alias', async (client) => {
+        const { fromVersion } = await setAlias(client, project, alias, version, opts.reason !== undefined ? { reason: opts.reason } : {})
+        done(`${project}@${alias} → version ${version}${fromVersion === null ? ' (new alias)' : ` (was version ${fromVersion})`}`)
+      })
+    })
+  models.command('unalias')
+    .description('remove an alias of a project')
+    .argument('<project>', 'pgml project')
+    .argument('<alias>', 'the alias')
+    .option('--reason <text>', 'why, recorded')
+    .action(async (project: string, alias: string, opts: { reason?: string }, cmd: Command) => {
+      await withClient(cmd, 'pgml-kit models unalias', async (client) => {
+        await removeAlias(client, project, alias, opts.reason !== undefined ? { reason: opts.reason } : {})
+        done(`${project}@${alias} removed`)
+      })
+    })
+  models.command('archive')
+    .description('archive a version: kept with its history, never served again (refused while an alias names it or it is deployed)')
+    .argument('<project>', 'pgml project')
+    .argument('<version>', 'version number', positiveInt('<version>'))
+    .requiredOption('--reason <text>', 'why, recorded with it')
+    .action(async (project: string, version: number, opts: { reason: string }, cmd: Command) => {
+      await withClient(cmd, 'pgml-kit models archive', async (client) => {
+        await archiveVersion(client, project, version, { reason: opts.reason })
+        done(`version ${version} of ${project} archived`)
+      })
+    })
+  models.command('describe')
+    .description('set the description and tags of a version')
+    .argument('<project>', 'pgml project')
+    .argument('<version>', 'version number', positiveInt('<version>'))
+    .option('--description <text>', 'the description (an empty one removes it)')
+    .option('--tag <key=value...>', 'set tags')
+    .option('--untag <key...>', 'remove tags')
+    .action(async (project: string, version: number, opts: { description?: string; tag?: string[]; untag?: string[] }, cmd: Command) => {
+      const tags: Record<string, string | null> = {}
+      for (const t of opts.tag ?? []) {
+        const eq = t.indexOf('=')
+        if (eq <= 0) throw new CommanderError(EXIT.usage, 'pgml-kit.option', `--tag needs key=value, got ${t}`)
+        tags[t.slice(0, eq)] = t.slice(eq + 1)
+      }
+      for (const key of opts.untag ?? []) tags[key] = null
+      if (opts.description === undefined && Object.keys(tags).length === 0) throw new CommanderError(EXIT.usage, 'pgml-kit.option', 'describe needs --description, --tag or --untag')
+      await withClient(cmd, 'pgml-kit models describe', async (client) => {
+        const v = await describeVersion(client, project, version, {
+          ...(opts.description !== undefined ? { description: opts.description === '' ? null : opts.description } : {}),
+          ...(Object.keys(tags).length > 0 ? { tags } : {}),
+        })
+        if (globals(cmd).json) return printJson(v)
+        done(`version ${version} of ${project}: ${v.description ?? 'no description'}; tags ${JSON.stringify(v.tags)}`)
+      })
+    })
+  models.command('history')
+    .description('every registration, deployment, alias move, description, tag and archive of a project: who, when, why')
+    .argument('<project>', 'pgml project')
+    .action(async (project: string, _opts: unknown, cmd: Command) => {
+      await withClient(cmd, 'pgml-kit models history', async (client) => {
+        const events = await modelHistory(client, project)
+        if (globals(cmd).json) return printJson(events)
+        if (events.length === 0) return void process.stdout.write(`no registry events for project ${printable(project)}\n`)
+        const table = new Table({ head: ['when', 'who', 'event', 'version', 'alias', 'from', 'reason'], style: { head: [], border: [] } })
+        for (const e of events) table.push([printable(e.at.slice(0, 19).replace('T', ' ')), printable(e.actor), e.event, e.version ?? '', printable(e.alias ?? ''), e.fromVersion ?? '', printable(e.reason ?? '')])
+        process.stdout.write(`${table.toString()}\n`)
       })
     })
 
@@ -136,7 +227,7 @@ export function registerMl(program: Command): void {
           ...(opts.overrideGate !== undefined ? { overrideGate: opts.overrideGate } : {}),
           onWait: () => process.stderr.write(`waiting: a train (or a gated deploy) of ${printable(project)} is running in this database; the gate is checked when it ends\n`),
         })
-        if (g.json) return printJson({ deployed: result.deployed?.id ?? null, gate: result.gate, override: result.override, notes: result.notes })
+        if (g.json) return printJson({ deployed: result.deployed?.id ?? null, version: result.registry?.version ?? null, fromVersion: result.registry?.fromVersion ?? null, gate: result.gate, override: result.override, notes: result.notes })
         const deployed = result.deployed
         if (result.override) {
           process.stderr.write(`${pc.yellow('warning')} gate overridden: model ${result.gate?.model ?? '?'} fails the gate (${printable(result.gate?.reason ?? '')}) and was deployed because: ${printable(result.override.reason)}\n`)
@@ -146,7 +237,7 @@ export function registerMl(program: Command): void {
         } else if (result.gate) {
           process.stdout.write(`${pc.green('gate')} passed: ${printable(result.gate.reason)}\n`)
         }
-        process.stdout.write(`${pc.green('deployed')} model ${deployed?.id ?? '?'} of ${printable(project)}${deployed ? ` (${printable(deployed.algorithm)}: ${metricsText(deployed.metrics)})` : ''}\n`)
+        process.stdout.write(`${pc.green('deployed')} model ${deployed?.id ?? '?'}${result.registry ? ` (version ${result.registry.version}, now @${CHAMPION}${result.registry.fromVersion !== null && result.registry.fromVersion !== result.registry.version ? `; was version ${result.registry.fromVersion}` : ''})` : ''} of ${printable(project)}${deployed ? ` (${printable(deployed.algorithm)}: ${metricsText(deployed.metrics)})` : ''}\n`)
         for (const note of result.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
       })
     })

@@ -1,0 +1,83 @@
+/**
+ * The statements of the model registry (runtime version 6, sql/runtime/6.up.sql): versions per
+ * project, aliases, events. Values are bind parameters throughout.
+ */
+
+/** Read from the catalogs, so that a role without USAGE on pgml_kit learns it exists (and then that it may not write it). */
+export const REGISTRY_EXISTS = `SELECT pg_catalog.count(*) = 2 AS ok FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = 'pgml_kit' AND c.relname IN ('model_versions', 'model_events')`
+
+/** $1 project: serialises registry changes of one project (numbering, alias moves) until the transaction ends. */
+export const LOCK_REGISTRY_PROJECT = `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgml_kit.model_versions'), pg_catalog.hashtext($1))`
+
+/**
+ * $1 project: gives each of its pgml models without a version the next version numbers, in the
+ * order pgml trained them (model id), each with a `registered` event → the versions registered.
+ */
+export const REGISTER_MISSING_VERSIONS = `WITH missing AS (
+  SELECT m.id FROM pgml.models AS m JOIN pgml.projects AS p ON p.id = m.project_id
+  WHERE p.name = $1 AND NOT EXISTS (SELECT 1 FROM pgml_kit.model_versions AS v WHERE v.model_id = m.id)
+), numbered AS (
+  SELECT missing.id, (SELECT coalesce(pg_catalog.max(v.version), 0) FROM pgml_kit.model_versions AS v WHERE v.project = $1)
+    + (pg_catalog.row_number() OVER (ORDER BY missing.id))::integer AS version
+  FROM missing
+), registered AS (
+  INSERT INTO pgml_kit.model_versions (project, version, model_id) SELECT $1, numbered.version, numbered.id FROM numbered
+  RETURNING version, model_id
+)
+INSERT INTO pgml_kit.model_events (project, version, event, detail)
+SELECT $1, registered.version, 'registered', pg_catalog.jsonb_build_object('model_id', registered.model_id) FROM registered
+RETURNING version`
+
+/** $1 project → the model pgml serves for it now (its latest deployment), or no row. */
+export const DEPLOYED_MODEL = `SELECT d.model_id::text AS model_id FROM pgml.deployments AS d JOIN pgml.projects AS p ON p.id = d.project_id
+WHERE p.name = $1 ORDER BY d.id DESC LIMIT 1`
+
+/** $1 project, $2 model id → its version and whether it is archived. */
+export const VERSION_OF_MODEL = `SELECT v.version, v.archived_at IS NOT NULL AS archived FROM pgml_kit.model_versions AS v WHERE v.project = $1 AND v.model_id = $2`
+
+/** $1 project, $2 version → the version's model id and whether it is archived. */
+export const READ_VERSION = `SELECT v.model_id::text AS model_id, v.archived_at IS NOT NULL AS archived, v.tags, v.description FROM pgml_kit.model_versions AS v
+WHERE v.project = $1 AND v.version = $2 FOR UPDATE`
+
+/** $1 project, $2 alias → the version it names (locked until the transaction ends), or no row. */
+export const READ_ALIAS = `SELECT a.version FROM pgml_kit.model_aliases AS a WHERE a.project = $1 AND a.alias = $2 FOR UPDATE`
+
+/** $1 project, $2 version → the aliases that name it. */
+export const ALIASES_OF_VERSION = `SELECT a.alias FROM pgml_kit.model_aliases AS a WHERE a.project = $1 AND a.version = $2 ORDER BY a.alias`
+
+/** $1 project, $2 alias, $3 version: points the alias at the version. */
+export const SET_ALIAS = `INSERT INTO pgml_kit.model_aliases AS a (project, alias, version) VALUES ($1, $2, $3)
+ON CONFLICT (project, alias) DO UPDATE SET version = EXCLUDED.version, set_at = pg_catalog.now(), set_by = session_user`
+
+/** $1 project, $2 alias. */
+export const REMOVE_ALIAS = `DELETE FROM pgml_kit.model_aliases WHERE project = $1 AND alias = $2`
+
+/** $1 project, $2 version, $3 event, $4 alias, $5 from version, $6 reason, $7 detail (jsonb text) → the event's id. */
+export const RECORD_EVENT = `INSERT INTO pgml_kit.model_events (project, version, event, alias, from_version, reason, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id::text AS id`
+
+/** $1 project, $2 version, $3 reason. */
+export const ARCHIVE_VERSION = `UPDATE pgml_kit.model_versions SET archived_at = pg_catalog.now(), archived_by = session_user, archive_reason = $3
+WHERE project = $1 AND version = $2 AND archived_at IS NULL`
+
+/** $1 project, $2 version, $3 description, $4 tags (jsonb text). */
+export const DESCRIBE_VERSION = `UPDATE pgml_kit.model_versions SET description = $3, tags = $4::jsonb WHERE project = $1 AND version = $2`
+
+/**
+ * $1 project → every version with what pgml knows of its model (NULL when pgml no longer has it),
+ * its aliases, and whether pgml serves it now.
+ */
+export const LIST_VERSIONS = `SELECT v.version, v.model_id::text AS model_id, m.algorithm::text AS algorithm, m.status::text AS status, m.metrics, m.created_at,
+  v.description, v.tags, v.registered_at, v.registered_by::text AS registered_by, v.archived_at, v.archived_by::text AS archived_by, v.archive_reason,
+  coalesce((SELECT pg_catalog.array_agg(a.alias ORDER BY a.alias) FROM pgml_kit.model_aliases AS a WHERE a.project = v.project AND a.version = v.version), '{}') AS aliases,
+  coalesce(v.model_id = (SELECT d.model_id FROM pgml.deployments AS d JOIN pgml.projects AS p ON p.id = d.project_id WHERE p.name = v.project ORDER BY d.id DESC LIMIT 1), false) AS deployed
+FROM pgml_kit.model_versions AS v LEFT JOIN pgml.models AS m ON m.id = v.model_id
+WHERE v.project = $1 ORDER BY v.version`
+
+/** $1 project → its events, oldest first. */
+export const LIST_EVENTS = `SELECT e.id::text AS id, e.version, e.event, e.alias, e.from_version, e.actor::text AS actor, e.at, e.reason, e.detail
+FROM pgml_kit.model_events AS e WHERE e.project = $1 ORDER BY e.id`
+
+/** $1 reference (project@alias, project@v3) → the model id it names; errors for unknown or archived ones. */
+export const RESOLVE_REFERENCE = `SELECT pgml_kit.model_id($1)::text AS model_id`

@@ -1,0 +1,189 @@
+import { Kysely, PostgresDialect } from 'kysely'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { PgmlKitConfig } from '../../src/config/schema.js'
+import { loadConfig } from '../../src/config/load.js'
+import { deploy, train } from '../../src/features/ml.js'
+import { archiveVersion, describeVersion, listVersions, modelHistory, setAlias } from '../../src/features/registry.js'
+import { createKit } from '../../src/query/create-kit.js'
+import { runCli } from '../helpers/cli.js'
+import { TestProject } from '../helpers/project.js'
+import { requireServerTier, tiers, withClient, type TestDatabase } from '../helpers/targets.js'
+
+/**
+ * The model registry on the server with pgml_compat: versions numbered per project whatever the
+ * global model ids, aliases an application (not the owner) predicts with, moved by a trainer role
+ * (not the owner) and refused to a role the config does not name, every move an event with who and
+ * why, archived versions never served, deployments that move `champion` or are rolled back.
+ */
+const serverUrl = requireServerTier().url
+const server = tiers.find((t) => t.name === 'server')!
+const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+const APP = `pgml_kit_reg_app_${suffix}`
+const TRAINER = `pgml_kit_reg_trainer_${suffix}`
+const OUTSIDER = `pgml_kit_reg_outsider_${suffix}`
+
+const TABLES = `-- Up Migration
+CREATE TABLE houses (size real NOT NULL, rooms real NOT NULL, price real NOT NULL);
+CREATE TABLE cars (age real NOT NULL, value real NOT NULL);
+-- Down Migration
+DROP TABLE houses; DROP TABLE cars;
+`
+
+const config: PgmlKitConfig = {
+  roles: { app: APP, trainer: TRAINER },
+  tables: {},
+  models: {
+    // A project name with a space and a quote: quoted and bound everywhere.
+    "house price's": { task: 'regression', relation: 'public.houses', target: 'price', algorithm: 'linear', testSize: 0.25, testSampling: 'last' },
+    cars: { task: 'regression', relation: 'public.cars', target: 'value', algorithm: 'linear', testSize: 0.25, testSampling: 'last' },
+  },
+}
+const P = "house price's"
+
+describe('the model registry on the server (pgml_compat)', () => {
+  let db: TestDatabase
+  let owner: pg.Client
+  const as = (role: string) => {
+    const u = new URL(db.url)
+    u.username = role
+    u.password = 'pw'
+    return u.toString()
+  }
+  beforeAll(async () => {
+    db = await server.create()
+    for (const role of [APP, TRAINER, OUTSIDER]) await db.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`)
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-tables.sql', TABLES)
+    await p.writeConfig(config)
+    await p.generate('registry')
+    await db.query('CREATE EXTENSION IF NOT EXISTS pgml_compat CASCADE')
+    await p.migrate()
+    await db.query(`GRANT pgml_trainer TO ${TRAINER}, ${OUTSIDER}`)
+    await db.query(`GRANT USAGE ON SCHEMA pgml TO ${APP}`)
+    await db.query(`INSERT INTO houses SELECT s, r, 1000 * s + 50 * r FROM generate_series(1, 40) AS s, generate_series(1, 4) AS r`)
+    await db.query(`INSERT INTO cars SELECT a, 20000 - 1000 * a FROM generate_series(1, 60) AS a`)
+    owner = new pg.Client({ connectionString: db.url })
+    await owner.connect()
+  }, 240_000)
+  afterAll(async () => {
+    await owner?.end()
+    await db?.close()
+    await withClient(serverUrl, async (c) => {
+      for (const role of [APP, TRAINER, OUTSIDER]) await c.query(`DROP ROLE IF EXISTS ${role}`)
+    })
+  })
+
+  it('numbers versions per project, serves aliases to the application, records every move, archives without serving', async () => {
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    // Version 1, then a model of another project (global ids interleave), then version 2 on data
+    // whose prices doubled, then version 3 trained outside pgml-kit (plain SQL, not deployed).
+    const first = await train(owner, loaded, P)
+    expect(first.versions).toEqual([1])
+    await train(owner, loaded, 'cars')
+    await db.query('UPDATE houses SET price = price * 2')
+    const second = await train(owner, loaded, P)
+    expect(second.versions).toEqual([2])
+    await db.query(`SELECT * FROM pgml.train($1, relation_name => 'public.houses', y_column_name => 'price', algorithm => 'linear', test_size => 0.25, test_sampling => 'last', automatic_deploy => false)`, [P])
+
+    let versions = await listVersions(owner, P)
+    expect(versions.map((v) => v.version)).toEqual([1, 2, 3])
+    expect(versions.map((v) => v.modelId)).toEqual([...versions.map((v) => v.modelId)].sort((a, b) => a - b))
+    expect((await listVersions(owner, 'cars')).map((v) => v.version)).toEqual([1])
+    // pgml.train deployed the better model automatically each time; champion followed.
+    const champion = versions.find((v) => v.aliases.includes('champion'))!
+    expect(champion.deployed).toBe(true)
+
+    // The trainer role (not the owner) points challenger at version 1, with a reason.
+    const trainer = new pg.Client({ connectionString: as(TRAINER) })
+    await trainer.connect()
+    try {
+      expect(await setAlias(trainer, P, 'challenger', 1, { reason: 'compare the cheaper prices' })).toEqual({ fromVersion: null })
+      expect(await setAlias(trainer, P, 'challenger', 3)).toEqual({ fromVersion: 1 })
+      expect(await setAlias(trainer, P, 'challenger', 1)).toEqual({ fromVersion: 3 })
+      await describeVersion(trainer, P, 1, { description: 'before the price change', tags: { data: 'v2026-01', owner: 'pricing' } })
+      const described = await describeVersion(trainer, P, 1, { tags: { owner: null } })
+      expect(described).toMatchObject({ description: 'before the price change', tags: { data: 'v2026-01' } })
+      await expect(setAlias(trainer, P, 'champion', 1)).rejects.toMatchObject({ code: 'ALIAS_RESERVED' })
+      await expect(setAlias(trainer, P, 'v2', 1)).rejects.toMatchObject({ code: 'ALIAS_INVALID' })
+      await expect(setAlias(trainer, P, 'challenger', 9)).rejects.toMatchObject({ code: 'MODEL_VERSION_UNKNOWN' })
+    } finally {
+      await trainer.end()
+    }
+    // A role that may train in pgml but is not in roles.trainer moves nothing.
+    const outsider = new pg.Client({ connectionString: as(OUTSIDER) })
+    await outsider.connect()
+    try {
+      await expect(setAlias(outsider, P, 'challenger', 2)).rejects.toMatchObject({ code: 'REGISTRY_NOT_PERMITTED', where: 'roles.trainer' })
+    } finally {
+      await outsider.end()
+    }
+
+    // The application (not the owner) predicts with the alias, in the library and in SQL; the
+    // champion (prices doubled) predicts about twice the challenger.
+    const pool = new pg.Pool({ connectionString: as(APP), max: 1 })
+    const kysely = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool }) })
+    try {
+      const kit = createKit(config, { db: kysely })
+      const features = [20, 3]
+      const challenger = await kit.predict(`${P}@challenger`, features)
+      const byVersion = await kit.predict(`${P}@v1`, features)
+      const deployed = await kit.predict(P, features)
+      expect(challenger).toBeCloseTo(20150, -2)
+      expect(byVersion).toBe(challenger)
+      expect(deployed).toBeCloseTo(2 * 20150, -2)
+      expect(await kit.predict(`${P}@champion`, features)).toBe(deployed)
+      expect(await kit.predictBatch(`${P}@challenger`, [features, [10, 1]])).toEqual([challenger, await kit.predict(`${P}@v1`, [10, 1])])
+      const sqlPath = await withClient(as(APP), (c) => c.query<{ p: number }>(`SELECT pgml.predict(pgml_kit.model_id($1), ARRAY[20, 3]::real[]) AS p`, [`${P}@challenger`]))
+      expect(sqlPath.rows[0]!.p).toBe(challenger)
+      await expect(kit.predict(`${P}@nobody`, features)).rejects.toThrow(/project 'house price''s' has no alias 'nobody'/)
+
+      // Deploying version 1 by id moves champion and records from which version; version 2, no
+      // longer aliased or deployed, is archived and never served again; deploying it is refused and
+      // changes nothing.
+      const v1 = versions.find((v) => v.version === 1)!
+      const deployment = await deploy(owner, loaded, P, { model: v1.modelId })
+      expect(deployment.registry).toEqual({ version: 1, fromVersion: champion.version })
+      await archiveVersion(owner, P, 2, { reason: 'trained on the doubled prices by mistake' })
+      await expect(kit.predict(`${P}@v2`, features)).rejects.toThrow(/version 2 of project 'house price''s' is archived/)
+      const v2 = versions.find((v) => v.version === 2)!
+      await expect(deploy(owner, loaded, P, { model: v2.modelId })).rejects.toMatchObject({ code: 'MODEL_ARCHIVED' })
+      expect((await listVersions(owner, P)).find((v) => v.deployed)?.version).toBe(1)
+      await expect(archiveVersion(owner, P, 1, { reason: 'x' })).rejects.toMatchObject({ code: 'MODEL_VERSION_IN_USE' })
+      await expect(setAlias(owner, P, 'staging', 2)).rejects.toMatchObject({ code: 'MODEL_ARCHIVED' })
+    } finally {
+      await kysely.destroy()
+    }
+
+    versions = await listVersions(owner, P)
+    expect(versions.map((v) => [v.version, v.aliases, v.archived?.reason ?? null])).toEqual([
+      [1, ['challenger', 'champion'], null], [2, [], 'trained on the doubled prices by mistake'], [3, [], null],
+    ])
+    const history = await modelHistory(owner, P)
+    const moves = history.filter((e) => e.event === 'alias_set').map((e) => [e.actor, e.alias, e.fromVersion, e.version, e.reason])
+    expect(moves).toEqual([[TRAINER, 'challenger', null, 1, 'compare the cheaper prices'], [TRAINER, 'challenger', 1, 3, null], [TRAINER, 'challenger', 3, 1, null]])
+    expect(history.filter((e) => e.event === 'registered').map((e) => e.version)).toEqual([1, 2, 3])
+    expect(history.at(-1)).toMatchObject({ event: 'archived', version: 2, actor: 'postgres', reason: 'trained on the doubled prices by mistake' })
+    const lastDeploy = history.filter((e) => e.event === 'deployed').at(-1)!
+    expect(lastDeploy).toMatchObject({ version: 1, fromVersion: champion.version, alias: 'champion', detail: { model_id: versions[0]!.modelId, strategy: 'specific' } })
+
+    // The CLI shows it.
+    const shown = await runCli(['models', P], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(shown.code).toBe(0)
+    expect(shown.stdout).toMatch(/@challenger @champion/)
+    expect(shown.stdout).toMatch(/2 archived/)
+    const events = await runCli(['models', 'history', P], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(events.stdout).toMatch(new RegExp(`${TRAINER}.*alias_set.*compare the cheaper prices`))
+  }, 240_000)
+
+  it('a migration down keeps the registry and its history; up again serves the same aliases', async () => {
+    const before = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.model_events')
+    expect(before[0]!.n).toBeGreaterThan(0)
+    const down = await runCli(['migrate', 'down', '--count', '1'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(down.code, down.stderr).toBe(0)
+    expect(await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.model_events')).toEqual(before)
+    const up = await runCli(['migrate'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(up.code, up.stderr).toBe(0)
+    expect(await db.query<{ v: string }>(`SELECT pgml_kit.model_id($1)::text AS v`, [`${P}@challenger`])).toHaveLength(1)
+  }, 120_000)
+})

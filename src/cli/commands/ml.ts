@@ -237,7 +237,11 @@ export function registerMl(program: Command): void {
         } else if (result.gate) {
           process.stdout.write(`${pc.green('gate')} passed: ${printable(result.gate.reason)}\n`)
         }
-        process.stdout.write(`${pc.green('deployed')} model ${deployed?.id ?? '?'}${result.registry ? ` (version ${result.registry.version}, now @${CHAMPION}${result.registry.fromVersion !== null && result.registry.fromVersion !== result.registry.version ? `; was version ${result.registry.fromVersion}` : ''})` : ''} of ${printable(project)}${deployed ? ` (${printable(deployed.algorithm)}: ${metricsText(deployed.metrics)})` : ''}\n`)
+        process.stdout.write(`${pc.green('deployed')} model ${deployed?.id ?? '?'} of ${printable(project)}${deployed ? ` (${printable(deployed.algorithm)}: ${metricsText(deployed.metrics)})` : ''}\n`)
+        if (result.registry) {
+          const was = result.registry.fromVersion !== null && result.registry.fromVersion !== result.registry.version ? ` (was version ${result.registry.fromVersion})` : ''
+          process.stdout.write(`  registry: version ${result.registry.version} is now ${printable(project)}@${CHAMPION}${was}\n`)
+        }
         for (const note of result.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
       })
     })

@@ -52,6 +52,37 @@ CREATE TABLE IF NOT EXISTS pgml_kit.model_events (
 CREATE INDEX IF NOT EXISTS model_events_project_idx ON pgml_kit.model_events (project, id);
 COMMENT ON TABLE pgml_kit.model_events IS 'pgml-kit model registry: every registration, deployment, alias move, description, tag and archive, with who (session_user), when, why and the version it moved from. Append-only.';
 
+CREATE TABLE IF NOT EXISTS pgml_kit.model_lineage (
+  model_id bigint PRIMARY KEY,
+  project text NOT NULL,
+  relation text NOT NULL,
+  row_count bigint,
+  rows_sha256 text,
+  training_config jsonb NOT NULL,
+  feature_views jsonb NOT NULL DEFAULT '[]',
+  environment jsonb NOT NULL DEFAULT '{}',
+  train_sql text NOT NULL,
+  trained_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  trained_by name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE pgml_kit.model_lineage IS 'pgml-kit model registry: for each model pgml-kit train trained, the rows it trained on (count, and a sha256 over their sorted md5s, read in the snapshot pgml.train read), its config, each feature view''s definition and materialisation mark, and the versions of pgml, its extensions and pgml-kit.';
+
+-- Lineage as a graph: one row per edge artifact -> execution -> artifact. The execution is the
+-- training run (pgml-kit train) that made a model; its inputs are the relation's rows (by digest)
+-- and each feature view (by definition and high-water mark); its output, the model's version.
+CREATE OR REPLACE VIEW pgml_kit.lineage_edges AS
+SELECT 'train:' || l.model_id::text AS execution, 'relation'::text AS input_kind,
+       l.relation AS input, pg_catalog.jsonb_build_object('rows', l.row_count, 'sha256', l.rows_sha256) AS input_identity,
+       'model'::text AS output_kind, l.project || '@v' || v.version::text AS output, l.model_id, l.trained_at, l.trained_by
+FROM pgml_kit.model_lineage AS l LEFT JOIN pgml_kit.model_versions AS v ON v.model_id = l.model_id
+UNION ALL
+SELECT 'train:' || l.model_id::text, 'feature_view', f.value ->> 'name',
+       pg_catalog.jsonb_build_object('definition_sha256', f.value -> 'definitionSha256', 'high_water_mark', f.value -> 'highWaterMark'),
+       'model', l.project || '@v' || v.version::text, l.model_id, l.trained_at, l.trained_by
+FROM pgml_kit.model_lineage AS l LEFT JOIN pgml_kit.model_versions AS v ON v.model_id = l.model_id
+CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(l.feature_views) AS f(value);
+COMMENT ON VIEW pgml_kit.lineage_edges IS 'pgml-kit model registry: lineage as edges input artifact -> execution (a training run) -> output artifact (a model version).';
+
 -- The model a reference names: 'project@alias' (an alias of the registry), 'project@v3' (version 3).
 -- An archived version is never served: naming it, or an alias of it, is an error. A project name
 -- may itself contain '@': the reference is split at its last one.

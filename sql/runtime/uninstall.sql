@@ -17,6 +17,8 @@ BEGIN
       RETURN;
     END IF;
     DROP FUNCTION IF EXISTS pgml_kit.model_id(text);
+    DROP VIEW IF EXISTS pgml_kit.lineage_edges;
+    DROP TABLE IF EXISTS pgml_kit.model_lineage;
     DROP TABLE IF EXISTS pgml_kit.model_events;
     DROP TABLE IF EXISTS pgml_kit.model_aliases;
     DROP TABLE IF EXISTS pgml_kit.model_versions;

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import type pg from 'pg'
+import { CAN_READ_LINEAGE, CAN_READ_RELATION, CAN_RECORD_LINEAGE, INSERT_MODEL_LINEAGE, PGML_VERSION, READ_MODEL_LINEAGE, TRAINING_ENVIRONMENT, renderRowsDigest } from '../sql/render-registry.js'
 import { CHAMPION, listVersions as listVersionsInTransaction, recordDeployment, registerMissingInTransaction as syncInTransaction, registryInstalled } from './registry.js'
 import { PgmlKitError } from '../errors.js'
 import type { DesiredState, FeatureViewNode, TrainingSetNode } from '../model/ir.js'
@@ -145,6 +147,19 @@ export interface ModelRow {
   readonly createdAt: string
   readonly deployed: boolean
   readonly lineage: LineageRow | null
+  /** What `pgml-kit train` recorded in the registry's lineage (pgml_kit.model_lineage): null for a model it did not train, or before the registry. */
+  readonly provenance: Provenance | null
+}
+
+/** The rows a model trained on (count; sha256 over their sorted md5s, null when the training role could not read them) and what trained it. */
+export interface Provenance {
+  readonly relation: string
+  readonly rowCount: number | null
+  readonly rowsSha256: string | null
+  /** Server version, pgml / pgml_compat / pgvector extension versions, pgml.version(), pgml-kit's version. */
+  readonly environment: Readonly<Record<string, unknown>>
+  readonly trainedBy: string
+  readonly trainedAt: string
 }
 
 export interface FeatureViewMark {
@@ -235,8 +250,16 @@ export async function listModels(client: pg.ClientBase, config: ResolvedConfig, 
             m.id = (SELECT d.model_id FROM pgml.deployments d WHERE d.project_id = p.id ORDER BY d.id DESC LIMIT 1) AS deployed,
             ${lineage ? `(SELECT pg_catalog.to_jsonb(l) FROM ${lineage.name} l WHERE l.model_id = m.id)` : 'NULL::jsonb'} AS lineage
      FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = $1 ORDER BY m.id`, [project])
+  const provenance = new Map<string, Provenance>()
+  if (await registryInstalled(client) && (await client.query<{ ok: boolean }>(CAN_READ_LINEAGE)).rows[0]?.ok) {
+    const { rows: lineageRows } = await client.query<{ model_id: string; lineage: { relation: string; row_count: number | null; rows_sha256: string | null; environment: Record<string, unknown>; trained_by: string; trained_at: string } }>(READ_MODEL_LINEAGE, [project])
+    for (const { model_id, lineage: l } of lineageRows) {
+      provenance.set(model_id, { relation: l.relation, rowCount: l.row_count === null ? null : Number(l.row_count), rowsSha256: l.rows_sha256, environment: l.environment, trainedBy: l.trained_by, trainedAt: l.trained_at })
+    }
+  }
   return rows.map((r) => ({
     id: Number(r.id), algorithm: r.algorithm, status: r.status, metrics: r.metrics ?? {}, createdAt: new Date(r.created_at).toISOString(), deployed: Boolean(r.deployed),
+    provenance: provenance.get(String(r.id)) ?? null,
     lineage: r.lineage ? {
       relation: String(r.lineage.relation), trainingSet: (r.lineage.training_set as string | null) ?? null, definitionSha256: (r.lineage.definition_sha256 as string | null) ?? null,
       featureViews: (r.lineage.feature_views as LineageRow['featureViews']) ?? [], trainedAt: String(r.lineage.trained_at),
@@ -384,10 +407,11 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
   return withProjectLock(client, project, options.onWait, async () => {
     const lineage = await lineageTableOf(client, model)
     const notes: string[] = []
+    const recordsProvenance = await registryInstalled(client) && (await client.query<{ ok: boolean }>(CAN_RECORD_LINEAGE)).rows[0]?.ok === true
     let createdIds: Set<number> | undefined
     for (let attempt = 1; createdIds === undefined; attempt++) {
       try {
-        createdIds = await trainInOneSnapshot(client, model, project, sql, views, lineage)
+        createdIds = await trainInOneSnapshot(client, model, project, sql, views, lineage, recordsProvenance ? notes : null)
       } catch (error) {
         if ((error as { code?: unknown }).code !== '40001' || attempt >= SERIALIZATION_ATTEMPTS) throw error
         options.onRetry?.(attempt + 1, SERIALIZATION_ATTEMPTS)
@@ -454,7 +478,7 @@ async function registerTrained(client: pg.ClientBase, project: string, automatic
 }
 
 /** The marks, pgml.train and the lineage rows in one REPEATABLE READ transaction; the ids of the models it created. */
-async function trainInOneSnapshot(client: pg.ClientBase, model: ModelNode, project: string, sql: string, views: readonly FeatureViewNode[], lineage: LineageTable | null): Promise<Set<number>> {
+async function trainInOneSnapshot(client: pg.ClientBase, model: ModelNode, project: string, sql: string, views: readonly FeatureViewNode[], lineage: LineageTable | null, provenanceNotes: string[] | null): Promise<Set<number>> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ')
   try {
     // The first statement takes the snapshot every later one (pgml.train's reads included) sees.
@@ -464,10 +488,18 @@ async function trainInOneSnapshot(client: pg.ClientBase, model: ModelNode, proje
       const { rows } = await client.query<{ high_water_mark: string | null }>(featureViewMarkSql(view, runs[0]?.ok === true))
       marks.push({ name: view.name, definitionSha256: sha256(view), highWaterMark: rows[0]?.high_water_mark ?? null })
     }
+    // The rows pgml.train is about to read, in its snapshot: their count and digest.
+    const provenance = provenanceNotes ? await readProvenance(client, model, provenanceNotes) : null
     const before = await visibleModelIds(client, project)
     await client.query(sql).catch((error: unknown) => { throw notPermitted(error, 'train', project) })
     const created = [...await visibleModelIds(client, project)].filter((id) => !before.has(id)).sort((a, b) => a - b)
     if (created.length === 0) throw new PgmlKitError('TRAIN_NO_MODEL', `pgml.train created no model for "${project}"`)
+    if (provenance) {
+      const config = { model, featureViews: views }
+      for (const id of created) {
+        await client.query(INSERT_MODEL_LINEAGE, [id, project, model.relationName, provenance.rowCount, provenance.rowsSha256, JSON.stringify(config), JSON.stringify(marks), JSON.stringify(provenance.environment), sql])
+      }
+    }
     if (lineage) {
       for (const id of created) {
         await client.query(`INSERT INTO ${lineage.name} (model_id, project, relation, training_set, definition_sha256, feature_views, train_sql) VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -480,6 +512,35 @@ async function trainInOneSnapshot(client: pg.ClientBase, model: ModelNode, proje
     await client.query('ROLLBACK').catch(() => undefined)
     throw error
   }
+}
+
+interface ReadProvenance {
+  readonly rowCount: string | null
+  readonly rowsSha256: string | null
+  readonly environment: Record<string, unknown>
+}
+
+/** The count and digest of the relation's rows in this snapshot, and the versions that train; what cannot be read is a note. */
+async function readProvenance(client: pg.ClientBase, model: ModelNode, notes: string[]): Promise<ReadProvenance> {
+  let rowCount: string | null = null
+  let rowsSha256: string | null = null
+  if ((await client.query<{ ok: boolean }>(CAN_READ_RELATION, [model.relationName])).rows[0]?.ok) {
+    const { rows } = await client.query<{ row_count: string; rows_sha256: string }>(renderRowsDigest(model.relationName))
+    rowCount = rows[0]!.row_count
+    rowsSha256 = rows[0]!.rows_sha256
+  } else {
+    notes.push(`the lineage has no digest of the rows trained on: this role may not read ${model.relationName} itself`)
+  }
+  const { rows: env } = await client.query<{ environment: Record<string, unknown>; has_version: boolean }>(TRAINING_ENVIRONMENT)
+  const environment: Record<string, unknown> = { ...env[0]!.environment, pgml_kit: packageVersion() }
+  if (env[0]!.has_version) environment.pgml_version = (await client.query<{ v: string }>(PGML_VERSION)).rows[0]?.v ?? null
+  return { rowCount, rowsSha256, environment }
+}
+
+let cachedVersion: string | undefined
+function packageVersion(): string {
+  cachedVersion ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  return cachedVersion
 }
 
 /**

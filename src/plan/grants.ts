@@ -33,6 +33,8 @@ const REGISTRY_WRITE: readonly (readonly [string, readonly GrantAtom['privilege'
   ['model_versions', ['SELECT', 'INSERT', 'UPDATE']],
   ['model_aliases', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
   ['model_events', ['SELECT', 'INSERT']],
+  ['model_lineage', ['SELECT', 'INSERT']],
+  ['lineage_edges', ['SELECT']],
 ]
 
 /** The atoms a state asks for. */

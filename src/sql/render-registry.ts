@@ -81,3 +81,39 @@ FROM pgml_kit.model_events AS e WHERE e.project = $1 ORDER BY e.id`
 
 /** $1 reference (project@alias, project@v3) → the model id it names; errors for unknown or archived ones. */
 export const RESOLVE_REFERENCE = `SELECT pgml_kit.model_id($1)::text AS model_id`
+
+/** $1 relation (as pgml.train names it) → whether this role may read it (so its rows can be digested). */
+export const CAN_READ_RELATION = `SELECT coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass($1), 'SELECT'), false) AS ok`
+
+/**
+ * The rows of `relation` (a name as pgml.train is given it, quoted by the resolver) in the current
+ * snapshot: how many, and a sha256 over their md5s sorted — the same rows give the same digest
+ * whatever order a scan returns them in.
+ */
+export function renderRowsDigest(relation: string): string {
+  return `SELECT pg_catalog.count(*)::text AS row_count,
+  pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(coalesce(pg_catalog.string_agg(r.h, '' ORDER BY r.h), ''), 'UTF8')), 'hex') AS rows_sha256
+FROM (SELECT pg_catalog.md5(t::text) AS h FROM ${relation} AS t) AS r`
+}
+
+/** What trained a model: the server, pgml and its extensions' versions; `pgml_version` when pgml.version() may be called. */
+export const TRAINING_ENVIRONMENT = `SELECT pg_catalog.jsonb_build_object(
+  'server_version', pg_catalog.current_setting('server_version'),
+  'extensions', (SELECT pg_catalog.jsonb_object_agg(e.extname, e.extversion) FROM pg_catalog.pg_extension AS e WHERE e.extname IN ('pgml', 'pgml_compat', 'vector'))
+) AS environment,
+coalesce(pg_catalog.has_function_privilege(pg_catalog.to_regprocedure('pgml.version()'), 'EXECUTE'), false) AS has_version`
+
+export const PGML_VERSION = `SELECT pgml.version() AS v`
+
+/** Whether this role may record lineage (roles.trainer, or the owner). */
+export const CAN_RECORD_LINEAGE = `SELECT coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass('pgml_kit.model_lineage'), 'INSERT'), false) AS ok`
+
+/** $1 model id, $2 project, $3 relation, $4 row count, $5 sha256, $6 config (jsonb), $7 feature views (jsonb), $8 environment (jsonb), $9 train SQL. */
+export const INSERT_MODEL_LINEAGE = `INSERT INTO pgml_kit.model_lineage (model_id, project, relation, row_count, rows_sha256, training_config, feature_views, environment, train_sql)
+VALUES ($1, $2, $3, $4::bigint, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9) ON CONFLICT (model_id) DO NOTHING`
+
+/** Whether this role may read the registry's lineage. */
+export const CAN_READ_LINEAGE = `SELECT coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass('pgml_kit.model_lineage'), 'SELECT'), false) AS ok`
+
+/** $1 project → lineage rows of its models, as json. */
+export const READ_MODEL_LINEAGE = `SELECT l.model_id::text AS model_id, pg_catalog.to_jsonb(l) AS lineage FROM pgml_kit.model_lineage AS l WHERE l.project = $1`

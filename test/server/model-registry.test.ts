@@ -86,6 +86,17 @@ describe('the model registry on the server (pgml_compat)', () => {
     expect(second.versions).toEqual([2])
     await db.query(`SELECT * FROM pgml.train($1, relation_name => 'public.houses', y_column_name => 'price', algorithm => 'linear', test_size => 0.25, test_sampling => 'last', automatic_deploy => false)`, [P])
 
+    // Lineage: exactly the rows each version trained on (160 before the prices doubled, the same
+    // 160 rows after: another digest), in the snapshot pgml.train read; none for the SQL-trained one.
+    const digestNow = (await db.query<{ d: string }>(`SELECT encode(sha256(convert_to(string_agg(h, '' ORDER BY h), 'UTF8')), 'hex') AS d FROM (SELECT md5(houses::text) AS h FROM houses) AS x`))[0]!.d
+    const lineage = await db.query<{ output: string; input: string; identity: { rows: number; sha256: string } }>(
+      `SELECT output, input, input_identity AS identity FROM pgml_kit.lineage_edges WHERE input_kind = 'relation' AND output LIKE $1 ORDER BY model_id`, [`${P}@v%`])
+    expect(lineage.map((e) => [e.output, e.input, e.identity.rows])).toEqual([[`${P}@v1`, '"public"."houses"', 160], [`${P}@v2`, '"public"."houses"', 160]])
+    expect(lineage[1]!.identity.sha256).toBe(digestNow)
+    expect(lineage[0]!.identity.sha256).not.toBe(digestNow)
+    const env = await db.query<{ e: { extensions: Record<string, string>; pgml_version: string; pgml_kit: string } }>(`SELECT environment AS e FROM pgml_kit.model_lineage LIMIT 1`)
+    expect(env[0]!.e).toMatchObject({ extensions: { pgml_compat: expect.any(String) }, pgml_version: expect.stringMatching(/^pgml_compat /), pgml_kit: expect.any(String) })
+
     let versions = await listVersions(owner, P)
     expect(versions.map((v) => v.version)).toEqual([1, 2, 3])
     expect(versions.map((v) => v.modelId)).toEqual([...versions.map((v) => v.modelId)].sort((a, b) => a - b))
@@ -172,6 +183,8 @@ describe('the model registry on the server (pgml_compat)', () => {
     expect(shown.code).toBe(0)
     expect(shown.stdout).toMatch(/@challenger @champion/)
     expect(shown.stdout).toMatch(/2 archived/)
+    const withLineage = await runCli(['models', P, '--lineage'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(withLineage.stdout.replace(/[│\s]+/g, ' ')).toContain(`"public"."houses": 160 rows, sha256 ${lineage[0]!.identity.sha256.slice(0, 12)}`)
     const events = await runCli(['models', 'history', P], { cwd: db.cwd, databaseUrl: db.databaseUrl })
     expect(events.stdout).toMatch(new RegExp(`${TRAINER}.*alias_set.*compare the cheaper prices`))
   }, 240_000)

@@ -37,6 +37,13 @@ function gateText(l: NonNullable<ModelRow['lineage']>): string {
   return verdict + overrides
 }
 
+function provenanceText(p: ModelRow['provenance']): string {
+  if (!p) return ''
+  const env = p.environment as { extensions?: Record<string, string>; pgml_version?: string; pgml_kit?: string; server_version?: string }
+  const rows = p.rowCount === null ? `${p.relation} (rows not readable by the training role)` : `${p.relation}: ${p.rowCount} rows, sha256 ${p.rowsSha256?.slice(0, 12)}`
+  return `${rows}; by ${p.trainedBy}; ${env.pgml_version ?? Object.entries(env.extensions ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')}; pgml-kit ${env.pgml_kit ?? '?'}; PostgreSQL ${env.server_version ?? '?'}`
+}
+
 function printModels(rows: readonly ModelRow[], lineage: boolean, versions: readonly ModelVersion[] | null): void {
   const registry = versions !== null
   const table = new Table({
@@ -52,7 +59,7 @@ function printModels(rows: readonly ModelRow[], lineage: boolean, versions: read
         printable([...Object.entries(v?.tags ?? {}).map(([k, x]) => `${k}=${x}`), ...(v?.description ? [v.description] : [])].join('; '))]
       : []
     table.push([...registryCells.slice(0, 1), m.id, printable(m.algorithm), printable(m.status), metricsText(m.metrics), printable(m.createdAt.slice(0, 10)), m.deployed ? pc.green('deployed') : '', ...registryCells.slice(1), ...(lineage
-      ? [l ? printable(`${l.trainingSet ? `training set ${l.trainingSet} (${l.definitionSha256?.slice(0, 12)})` : l.relation}; ${l.featureViews.map((v) => `${v.name} (${v.definitionSha256.slice(0, 12)}) up to ${v.highWaterMark ?? 'nothing'}`).join('; ')}${gateText(l)}`) : pc.dim('not trained by pgml-kit')]
+      ? [l || m.provenance ? printable([provenanceText(m.provenance), l ? `${l.trainingSet ? `training set ${l.trainingSet} (${l.definitionSha256?.slice(0, 12)})` : l.relation}; ${l.featureViews.map((v) => `${v.name} (${v.definitionSha256.slice(0, 12)}) up to ${v.highWaterMark ?? 'nothing'}`).join('; ')}${gateText(l)}` : ''].filter((x) => x !== '').join('; ')) : pc.dim('not trained by pgml-kit')]
       : [])])
   }
   process.stdout.write(`${table.toString()}\n`)

@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS pgml_kit.model_lineage (
   feature_views jsonb NOT NULL DEFAULT '[]',
   environment jsonb NOT NULL DEFAULT '{}',
   train_sql text NOT NULL,
+  baseline jsonb,
   trained_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
   trained_by name NOT NULL DEFAULT session_user
 );
@@ -82,6 +83,100 @@ SELECT 'train:' || l.model_id::text, 'feature_view', f.value ->> 'name',
 FROM pgml_kit.model_lineage AS l LEFT JOIN pgml_kit.model_versions AS v ON v.model_id = l.model_id
 CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(l.feature_views) AS f(value);
 COMMENT ON VIEW pgml_kit.lineage_edges IS 'pgml-kit model registry: lineage as edges input artifact -> execution (a training run) -> output artifact (a model version).';
+
+CREATE TABLE IF NOT EXISTS pgml_kit.monitor_runs (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  project text NOT NULL,
+  -- squawk-ignore prefer-bigint-over-int -- a version number of one project
+  version integer,
+  model_id bigint NOT NULL,
+  at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  run_by name NOT NULL DEFAULT session_user,
+  current_rows bigint NOT NULL,
+  alarms text[] NOT NULL,
+  metrics jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS monitor_runs_project_idx ON pgml_kit.monitor_runs (project, at);
+COMMENT ON TABLE pgml_kit.monitor_runs IS 'pgml-kit monitor: each run per deployed project: feature and prediction drift (PSI, KS) against the training baseline, the alarms raised.';
+
+-- What the registry keeps true whoever writes it (roles.trainer are granted writing its tables):
+-- an event's actor and time are session_user and now(), and events are never changed or removed;
+-- a version names a model of its own project and keeps its number, model and registration; an
+-- archived version stays archived; every alias move is an event, written here, so none is left
+-- unrecorded (pgml-kit says which kind and why through the transaction-local settings
+-- pgml_kit.alias_event, pgml_kit.reason and pgml_kit.detail). Not SECURITY DEFINER: each check runs
+-- with the rights of the role that writes.
+CREATE OR REPLACE FUNCTION pgml_kit.registry_guard() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $pgml_kit$
+BEGIN
+  IF TG_TABLE_NAME = 'model_events' THEN
+    IF TG_OP <> 'INSERT' THEN
+      RAISE EXCEPTION 'pgml-kit: the model registry''s events are never changed or removed' USING ERRCODE = '42501';
+    END IF;
+    NEW.actor := session_user;
+    NEW.at := pg_catalog.clock_timestamp();
+    RETURN NEW;
+  END IF;
+  IF TG_TABLE_NAME = 'model_versions' THEN
+    IF TG_OP = 'DELETE' THEN
+      RAISE EXCEPTION 'pgml-kit: versions of the model registry are never removed (archive them)' USING ERRCODE = '42501';
+    ELSIF TG_OP = 'INSERT' THEN
+      IF NOT EXISTS (SELECT 1 FROM pgml.models AS m JOIN pgml.projects AS p ON p.id = m.project_id WHERE m.id = NEW.model_id AND p.name = NEW.project) THEN
+        RAISE EXCEPTION 'pgml-kit: model % is not a model of project %', NEW.model_id, pg_catalog.quote_literal(NEW.project) USING ERRCODE = '23514';
+      END IF;
+      NEW.registered_by := session_user;
+      NEW.registered_at := pg_catalog.now();
+      NEW.archived_at := NULL;
+      NEW.archived_by := NULL;
+      NEW.archive_reason := NULL;
+    ELSE
+      IF (NEW.project, NEW.version, NEW.model_id, NEW.registered_at, NEW.registered_by) IS DISTINCT FROM (OLD.project, OLD.version, OLD.model_id, OLD.registered_at, OLD.registered_by) THEN
+        RAISE EXCEPTION 'pgml-kit: a registry version keeps its project, number, model and registration' USING ERRCODE = '42501';
+      END IF;
+      IF OLD.archived_at IS NOT NULL AND (NEW.archived_at, NEW.archived_by, NEW.archive_reason) IS DISTINCT FROM (OLD.archived_at, OLD.archived_by, OLD.archive_reason) THEN
+        RAISE EXCEPTION 'pgml-kit: version % of project % is archived and stays archived', OLD.version, pg_catalog.quote_literal(OLD.project) USING ERRCODE = '42501';
+      END IF;
+      IF OLD.archived_at IS NULL AND NEW.archived_at IS NOT NULL THEN
+        NEW.archived_at := pg_catalog.now();
+        NEW.archived_by := session_user;
+      END IF;
+    END IF;
+    RETURN NEW;
+  END IF;
+  -- model_aliases
+  IF TG_WHEN = 'BEFORE' THEN
+    IF TG_OP = 'DELETE' THEN
+      RETURN OLD;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pgml_kit.model_versions AS v WHERE v.project = NEW.project AND v.version = NEW.version AND v.archived_at IS NOT NULL) THEN
+      RAISE EXCEPTION 'pgml-kit: version % of project % is archived; no alias may name it', NEW.version, pg_catalog.quote_literal(NEW.project) USING ERRCODE = '23514';
+    END IF;
+    NEW.set_by := session_user;
+    NEW.set_at := pg_catalog.now();
+    RETURN NEW;
+  END IF;
+  INSERT INTO pgml_kit.model_events (project, version, event, alias, from_version, reason, detail)
+  VALUES (
+    CASE WHEN TG_OP = 'DELETE' THEN OLD.project ELSE NEW.project END,
+    CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE NEW.version END,
+    coalesce(NULLIF(pg_catalog.current_setting('pgml_kit.alias_event', true), ''), CASE WHEN TG_OP = 'DELETE' THEN 'alias_removed' ELSE 'alias_set' END),
+    CASE WHEN TG_OP = 'DELETE' THEN OLD.alias ELSE NEW.alias END,
+    CASE WHEN TG_OP = 'INSERT' THEN NULL ELSE OLD.version END,
+    NULLIF(pg_catalog.current_setting('pgml_kit.reason', true), ''),
+    coalesce(NULLIF(pg_catalog.current_setting('pgml_kit.detail', true), '')::jsonb, '{}'::jsonb));
+  RETURN NULL;
+END
+$pgml_kit$;
+DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.model_events;
+CREATE TRIGGER registry_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_events FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
+DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.model_versions;
+CREATE TRIGGER registry_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_versions FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
+DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.model_aliases;
+CREATE TRIGGER registry_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_aliases FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
+DROP TRIGGER IF EXISTS registry_record ON pgml_kit.model_aliases;
+CREATE TRIGGER registry_record AFTER INSERT OR UPDATE OR DELETE ON pgml_kit.model_aliases FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
 
 -- The model a reference names: 'project@alias' (an alias of the registry), 'project@v3' (version 3).
 -- An archived version is never served: naming it, or an alias of it, is an error. A project name
@@ -105,7 +200,7 @@ BEGIN
   END IF;
   project_name := pg_catalog.left(reference, at_sign - 1);
   alias_name := pg_catalog.substr(reference, at_sign + 1);
-  IF alias_name ~ '^v[0-9]{1,9}$' THEN
+  IF alias_name ~ '^v[1-9][0-9]{0,8}$' THEN
     SELECT v.model_id, v.version, v.archived_at INTO found FROM pgml_kit.model_versions AS v
     WHERE v.project = project_name AND v.version = pg_catalog.substr(alias_name, 2)::integer;
   ELSE

@@ -7,7 +7,7 @@ DO $pgml_kit$
 BEGIN
   IF EXISTS (SELECT 1 FROM pgml_kit.embedding_columns)
      OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-                WHERE n.nspname = 'pgml_kit' AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype::pg_catalog.oid) THEN
+                WHERE n.nspname = 'pgml_kit' AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype::pg_catalog.oid AND p.proname <> 'registry_guard') THEN
     RAISE NOTICE 'pgml-kit: the pgml_kit schema is still used (embedding columns or trigger functions of another pgml-kit project); it stays';
     RETURN;
   END IF;
@@ -18,10 +18,12 @@ BEGIN
     END IF;
     DROP FUNCTION IF EXISTS pgml_kit.model_id(text);
     DROP VIEW IF EXISTS pgml_kit.lineage_edges;
+    DROP TABLE IF EXISTS pgml_kit.monitor_runs;
     DROP TABLE IF EXISTS pgml_kit.model_lineage;
     DROP TABLE IF EXISTS pgml_kit.model_events;
     DROP TABLE IF EXISTS pgml_kit.model_aliases;
     DROP TABLE IF EXISTS pgml_kit.model_versions;
+    DROP FUNCTION IF EXISTS pgml_kit.registry_guard();
   END IF;
   DROP TABLE IF EXISTS pgml_kit.created_extensions;
   DROP TABLE IF EXISTS pgml_kit.backfill_checkpoints;

@@ -53,7 +53,7 @@ export function buildProgram(exit: { code: number }): Command {
   registerSearch(program)
   registerParity(program, ctx)
   registerExtension(program)
-  registerMl(program)
+  registerMl(program, ctx)
   registerFeatures(program, ctx)
   return program
 }

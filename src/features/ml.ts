@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type pg from 'pg'
-import { CAN_READ_LINEAGE, CAN_READ_RELATION, CAN_RECORD_LINEAGE, INSERT_MODEL_LINEAGE, PGML_VERSION, READ_MODEL_LINEAGE, TRAINING_ENVIRONMENT, renderRowsDigest } from '../sql/render-registry.js'
-import { CHAMPION, listVersions as listVersionsInTransaction, recordDeployment, registerMissingInTransaction as syncInTransaction, registryInstalled } from './registry.js'
+import { captureBaseline } from './monitor.js'
+import { VERSIONS_OF_MODELS, CAN_READ_LINEAGE, CAN_READ_RELATION, CAN_RECORD_LINEAGE, INSERT_MODEL_LINEAGE, PGML_VERSION, READ_MODEL_LINEAGE, TRAINING_ENVIRONMENT, renderRowsDigest } from '../sql/render-registry.js'
+import { BEGIN_REGISTRY, lockRegistryProject, recordDeployment, registerMissingInTransaction as syncInTransaction, registryInstalled } from './registry.js'
 import { PgmlKitError } from '../errors.js'
 import type { DesiredState, FeatureViewNode, TrainingSetNode } from '../model/ir.js'
 import type { ModelNode, ResolvedConfig } from '../model/resolve.js'
@@ -133,7 +134,8 @@ function modelOf(config: ResolvedConfig, project: string): ModelNode {
 /** The SQL `pgml-kit train` runs for a project (what `--dry-run` prints). */
 export function trainSql(config: ResolvedConfig, project: string): string {
   const model = modelOf(config, project)
-  return renderTrainCall(model, model.gate === null)
+  // Never pgml's automatic deployment: train deploys itself, in a transaction with the registry (see `train`).
+  return renderTrainCall(model, false)
 }
 
 /** The mark a training records for a feature view (see renderFeatureViewMark); `train` runs it in the snapshot pgml.train reads. */
@@ -438,40 +440,52 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
       }
       if (lineage?.gateColumns) await client.query(`UPDATE ${lineage.name} SET gate_verdict = $2::jsonb WHERE model_id = $1`, [best.id, JSON.stringify(gateVerdict)])
       else if (lineage) notes.push(`the gate's verdict is not recorded: ${lineage.display} ${NOT_UPGRADED}`)
+    } else {
+      // pgml's automatic deployment rule — the task's key metric (r2, f1) beats the deployed
+      // model's or matches it, or nothing is deployed — applied here rather than inside pgml.train, so that the
+      // deployment and its registry record are one transaction.
+      const key = model.task === 'regression' ? 'r2' : 'f1'
+      const created = (await listModels(client, config, project)).filter((m) => ids.has(m.id))
+      const best = [...created].filter((m) => Number.isFinite(m.metrics[key])).sort((a, b) => b.metrics[key]! - a.metrics[key]!)[0] ?? created[0]!
+      const current = await deployedModelOf(client, project)
+      const now = current?.metrics[key]
+      const value = best.metrics[key]
+      if (!current || typeof now !== 'number' || !Number.isFinite(now) || (typeof value === 'number' && value >= now)) {
+        try {
+          await deployRecorded(client, project, notes, { strategy: 'automatic', rule: `${key} at least the deployed model's`, by: 'pgml-kit train' }, null, async () => {
+            await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
+          })
+        } catch (error) {
+          if (!(error instanceof PgmlKitError && error.code === 'REGISTRY_NOT_PERMITTED')) throw error
+          notes.push(`model ${best.id} is trained but not deployed: ${error.message} (a deployment is recorded in the registry or not made)`)
+        }
+      }
     }
-    // The new models get their versions; pgml.train's own automatic deployment moves champion.
-    const versions = await registerTrained(client, project, model.gate === null, notes)
+    // The new models get their versions.
+    const versions = await registerTrained(client, project, [...ids], notes)
     const after = await listModels(client, config, project)
     return { sql, models: after.filter((m) => ids.has(m.id)), deployed: after.find((m) => m.deployed)?.id ?? null, gate, gateVerdict, versions, notes }
   })
 }
 
-/**
- * After training: registers the project's new models in the registry; with pgml.train's automatic
- * deployment (no gate), records the deployment it made, if it made one. Returns the new versions.
- */
-async function registerTrained(client: pg.ClientBase, project: string, automaticDeploy: boolean, notes: string[]): Promise<number[]> {
+/** After training: registers the project's new models (`ids`) in the registry. Returns their versions. */
+async function registerTrained(client: pg.ClientBase, project: string, ids: readonly number[], notes: string[]): Promise<number[]> {
   if (!(await registryInstalled(client))) {
     notes.push('the new models are not in the model registry: this database has none yet (pgml-kit generate && pgml-kit migrate install it)')
     return []
   }
-  await client.query('BEGIN')
+  await client.query(BEGIN_REGISTRY)
   try {
-    const versions = await syncInTransaction(client, project)
-    if (automaticDeploy) {
-      const live = await listVersionsInTransaction(client, project, { sync: false })
-      const champion = live.find((v) => v.aliases.includes(CHAMPION))
-      const deployed = live.find((v) => v.deployed)
-      if (deployed && deployed.version !== champion?.version) await recordDeployment(client, project, { detail: { strategy: 'automatic', by: 'pgml.train automatic_deploy' } })
-    }
+    await syncInTransaction(client, project)
+    // Registered now, or already by the deployment that followed the training.
+    const { rows } = await client.query<{ version: number }>(VERSIONS_OF_MODELS, [project, ids])
     await client.query('COMMIT')
-    return versions
+    return rows.map((r) => r.version)
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined)
     // The training itself is committed: a role that may not write the registry is told so, and
     // the next `pgml-kit models` (as a role that may) registers the models.
-    const code = (error as { code?: unknown }).code
-    if (code !== '42501' && !(error instanceof PgmlKitError && error.code === 'REGISTRY_NOT_PERMITTED')) throw error
+    if ((error as { code?: unknown }).code !== '42501') throw error
     notes.push('the new models are not in the model registry yet: this role may not write it (add it to roles.trainer, generate and migrate); pgml-kit models run by a role that may registers them')
     return []
   }
@@ -498,6 +512,17 @@ async function trainInOneSnapshot(client: pg.ClientBase, model: ModelNode, proje
       const config = { model, featureViews: views }
       for (const id of created) {
         await client.query(INSERT_MODEL_LINEAGE, [id, project, model.relationName, provenance.rowCount, provenance.rowsSha256, JSON.stringify(config), JSON.stringify(marks), JSON.stringify(provenance.environment), sql])
+        // The drift baseline (pgml-kit monitor): the same snapshot's rows. Its failure costs the baseline, not the training.
+        if (provenance.rowCount !== null) {
+          await client.query('SAVEPOINT pgml_kit_baseline')
+          try {
+            await captureBaseline(client, model, id)
+            await client.query('RELEASE SAVEPOINT pgml_kit_baseline')
+          } catch (error) {
+            await client.query('ROLLBACK TO SAVEPOINT pgml_kit_baseline')
+            provenanceNotes!.push(`model ${id} has no drift baseline (pgml-kit monitor cannot compare it): ${(error as Error).message}`)
+          }
+        }
       }
     }
     if (lineage) {
@@ -628,8 +653,9 @@ async function deployGated(client: pg.ClientBase, config: ResolvedConfig, model:
   }
   let override: DeployResult['override'] = null
   let registry: DeployResult['registry'] = null
-  await client.query('BEGIN')
+  await client.query(BEGIN_REGISTRY)
   try {
+    await lockRegistryProject(client, project)
     await client.query('SELECT * FROM pgml.deploy($1::bigint)', [id])
     registry = await recordDeployment(client, project, { reason: verdict.pass ? null : options.overrideGate!, detail: { strategy: 'specific', gate: record, ...(verdict.pass ? {} : { gate_overridden: true }) } })
     if (registry === null) notes.push(REGISTRY_NOT_INSTALLED)
@@ -669,8 +695,10 @@ const REGISTRY_NOT_INSTALLED = 'the deployment is not recorded in the model regi
  * or may not record (a role without roles.trainer) is rolled back.
  */
 async function deployRecorded(client: pg.ClientBase, project: string, notes: string[], detail: Record<string, unknown>, reason: string | null, deployStatement: () => Promise<void>): Promise<DeployResult['registry']> {
-  await client.query('BEGIN')
+  await client.query(BEGIN_REGISTRY)
   try {
+    // The registry's lock first: waiting for it while pgml.deploy holds pgml's own locks would hold up every project's deployments.
+    await lockRegistryProject(client, project)
     await deployStatement()
     const registry = await recordDeployment(client, project, { reason, detail })
     if (registry === null) notes.push(REGISTRY_NOT_INSTALLED)

@@ -2,7 +2,7 @@ import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import {
   ALIASES_OF_VERSION, ARCHIVE_VERSION, DEPLOYED_MODEL, DESCRIBE_VERSION, LIST_EVENTS, LIST_VERSIONS, LOCK_REGISTRY_PROJECT, READ_ALIAS,
-  READ_VERSION, RECORD_EVENT, REGISTER_MISSING_VERSIONS, REGISTRY_EXISTS, REMOVE_ALIAS, SET_ALIAS, VERSION_OF_MODEL,
+  CAN_READ_PGML_MODELS, READ_VERSION, RECORD_EVENT, REGISTER_MISSING_VERSIONS, SET_ALIAS_EVENT, REGISTRY_EXISTS, REMOVE_ALIAS, SET_ALIAS, VERSION_OF_MODEL,
 } from '../sql/render-registry.js'
 
 /**
@@ -13,11 +13,16 @@ import {
  * is an event with who (session_user), when, why and the version it moved from.
  */
 
+/** Registry changes read what other sessions committed (the next version number, the alias's current version), whatever the role's default isolation. */
+export const BEGIN_REGISTRY = 'BEGIN ISOLATION LEVEL READ COMMITTED'
+
 /** The alias every deployment through pgml-kit moves to the deployed version. */
 export const CHAMPION = 'champion'
 
 const ALIAS_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/
-const VERSION_REFERENCE = /^v([0-9]{1,9})$/
+/** `v3`: a version (no leading zero, at most 9 digits); every `v<digits>` is reserved, never an alias. */
+const VERSION_REFERENCE = /^v([1-9][0-9]{0,8})$/
+const RESERVED_ALIAS = /^v[0-9]+$/
 
 export interface ModelVersion {
   readonly project: string
@@ -68,11 +73,13 @@ export function parseModelReference(reference: string): ModelReference | null {
     throw new PgmlKitError('MODEL_REFERENCE_INVALID', `"${reference}" is not a model reference`, { hint: 'write project@alias (e.g. churn@champion) or project@v3' })
   }
   const version = VERSION_REFERENCE.exec(name)
-  return version ? { project, version: Number(version[1]) } : { project, alias: name }
+  if (version) return { project, version: Number(version[1]) }
+  if (RESERVED_ALIAS.test(name)) throw new PgmlKitError('MODEL_REFERENCE_INVALID', `"${reference}" is not a model reference`, { hint: 'a version is v followed by its number without leading zeros (v3), at most 9 digits' })
+  return { project, alias: name }
 }
 
 function checkAlias(alias: string): void {
-  if (!ALIAS_PATTERN.test(alias) || VERSION_REFERENCE.test(alias)) {
+  if (!ALIAS_PATTERN.test(alias) || RESERVED_ALIAS.test(alias)) {
     throw new PgmlKitError('ALIAS_INVALID', `alias "${alias}" is not allowed`, {
       hint: 'an alias is lower-case letters, digits, "_" and "-", starting with a letter, at most 63 characters; v<number> names a version',
     })
@@ -97,15 +104,19 @@ async function requireRegistry(client: pg.ClientBase): Promise<void> {
 function registryNotPermitted(error: unknown, what: string): unknown {
   const e = error as { code?: string; message?: string }
   if (e.code !== '42501') return error
+  // pgml's own catalog (reading a model's project) is pgml's grant, not the registry's.
+  const onPgml = /\b(schema|table|relation|view) "?pgml"?(\.|\s|$)/.test(e.message ?? '') || /\bpgml\.(models|projects|deployments)\b/.test(e.message ?? '')
   return new PgmlKitError('REGISTRY_NOT_PERMITTED', `this role may not ${what}: ${e.message ?? 'permission denied'}`, {
-    cause: error, where: 'roles.trainer',
-    hint: 'add the role to roles.trainer in the config, then pgml-kit generate && pgml-kit migrate (the migration grants it the registry)',
+    cause: error, where: onPgml ? 'pgml' : 'roles.trainer',
+    hint: onPgml
+      ? 'it needs to read pgml\'s catalog too: with pgml_compat, an administrator runs GRANT pgml_trainer TO <this role>'
+      : 'add the role to roles.trainer in the config (or roles.app to read it), then pgml-kit generate && pgml-kit migrate (the migration grants it the registry)',
   })
 }
 
-/** Runs `fn` in a transaction (READ COMMITTED) holding the project's registry lock. `client` must not be in a transaction. */
+/** Runs `fn` in a transaction (READ COMMITTED, whatever the role's default) holding the project's registry lock. `client` must not be in a transaction. */
 async function inRegistryTransaction<T>(client: pg.ClientBase, project: string, what: string, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN')
+  await client.query(BEGIN_REGISTRY)
   try {
     await client.query(LOCK_REGISTRY_PROJECT, [project])
     const result = await fn()
@@ -123,8 +134,15 @@ async function inRegistryTransaction<T>(client: pg.ClientBase, project: string, 
  */
 export async function registerMissingInTransaction(client: pg.ClientBase, project: string): Promise<number[]> {
   await client.query(LOCK_REGISTRY_PROJECT, [project])
+  // A role that may not read pgml's catalog (moving aliases needs only the registry) registers nothing.
+  if (!(await client.query<{ ok: boolean }>(CAN_READ_PGML_MODELS)).rows[0]?.ok) return []
   const { rows } = await client.query<{ version: number }>(REGISTER_MISSING_VERSIONS, [project])
   return rows.map((r) => r.version).sort((a, b) => a - b)
+}
+
+/** Inside the caller's transaction: takes the project's registry lock, when the database has a registry. */
+export async function lockRegistryProject(client: pg.ClientBase, project: string): Promise<void> {
+  if (await registryInstalled(client)) await client.query(LOCK_REGISTRY_PROJECT, [project])
 }
 
 /** Registers every model pgml has for the project that has no version yet; returns their versions. */
@@ -155,12 +173,18 @@ export async function recordDeployment(client: pg.ClientBase, project: string, o
     }
     const { rows: before } = await client.query<{ version: number }>(READ_ALIAS, [project, CHAMPION])
     const fromVersion = before[0]?.version ?? null
-    await client.query(SET_ALIAS, [project, CHAMPION, version])
-    await client.query(RECORD_EVENT, [project, version, 'deployed', CHAMPION, fromVersion, options.reason ?? null, JSON.stringify({ model_id: Number(modelId), ...options.detail })])
+    await moveAlias(client, project, CHAMPION, version, 'deployed', options.reason ?? null, { model_id: Number(modelId), ...options.detail })
     return { version, fromVersion }
   } catch (error) {
     throw registryNotPermitted(error, `record the deployment of "${project}" in the model registry`)
   }
+}
+
+/** Points the alias at the version; the registry's trigger records the event (kind, reason, detail as given, who and the version before from the row). */
+async function moveAlias(client: pg.ClientBase, project: string, alias: string, version: number, event: 'alias_set' | 'deployed', reason: string | null, detail: Readonly<Record<string, unknown>>): Promise<void> {
+  await client.query(SET_ALIAS_EVENT, [event, reason ?? '', JSON.stringify(detail)])
+  await client.query(SET_ALIAS, [project, alias, version])
+  await client.query(SET_ALIAS_EVENT, ['', '', ''])
 }
 
 async function liveVersion(client: pg.ClientBase, project: string, version: number): Promise<{ modelId: string; tags: Record<string, string>; description: string | null }> {
@@ -187,8 +211,7 @@ export async function setAlias(client: pg.ClientBase, project: string, alias: st
     await liveVersion(client, project, version)
     const { rows } = await client.query<{ version: number }>(READ_ALIAS, [project, alias])
     const fromVersion = rows[0]?.version ?? null
-    await client.query(SET_ALIAS, [project, alias, version])
-    await client.query(RECORD_EVENT, [project, version, 'alias_set', alias, fromVersion, options.reason ?? null, '{}'])
+    await moveAlias(client, project, alias, version, 'alias_set', options.reason ?? null, {})
     return { fromVersion }
   })
 }
@@ -201,8 +224,9 @@ export async function removeAlias(client: pg.ClientBase, project: string, alias:
   await inRegistryTransaction(client, project, `move aliases of "${project}"`, async () => {
     const { rows } = await client.query<{ version: number }>(READ_ALIAS, [project, alias])
     if (!rows[0]) throw new PgmlKitError('ALIAS_UNKNOWN', `project "${project}" has no alias "${alias}"`, { hint: `pgml-kit models ${project}` })
+    await client.query(SET_ALIAS_EVENT, ['alias_removed', options.reason ?? '', '{}'])
     await client.query(REMOVE_ALIAS, [project, alias])
-    await client.query(RECORD_EVENT, [project, null, 'alias_removed', alias, rows[0].version, options.reason ?? null, '{}'])
+    await client.query(SET_ALIAS_EVENT, ['', '', ''])
   })
 }
 
@@ -273,7 +297,7 @@ export async function listVersions(client: pg.ClientBase, project: string, optio
       if (!(error instanceof PgmlKitError && error.code === 'REGISTRY_NOT_PERMITTED')) throw error
     })
   }
-  const { rows } = await client.query<VersionRow>(LIST_VERSIONS, [project])
+  const { rows } = await client.query<VersionRow>(LIST_VERSIONS, [project]).catch((error: unknown) => { throw registryNotPermitted(error, `read the registry of "${project}"`) })
   const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString())
   return rows.map((r) => ({
     project, version: r.version, modelId: Number(r.model_id), algorithm: r.algorithm, status: r.status, metrics: r.metrics ?? {}, trainedAt: iso(r.created_at),
@@ -286,6 +310,6 @@ export async function listVersions(client: pg.ClientBase, project: string, optio
 /** Every registry event of the project, oldest first. */
 export async function modelHistory(client: pg.ClientBase, project: string): Promise<RegistryEvent[]> {
   await requireRegistry(client)
-  const { rows } = await client.query<{ id: string; version: number | null; event: RegistryEventKind; alias: string | null; from_version: number | null; actor: string; at: Date; reason: string | null; detail: Record<string, unknown> }>(LIST_EVENTS, [project])
+  const { rows } = await client.query<{ id: string; version: number | null; event: RegistryEventKind; alias: string | null; from_version: number | null; actor: string; at: Date; reason: string | null; detail: Record<string, unknown> }>(LIST_EVENTS, [project]).catch((error: unknown) => { throw registryNotPermitted(error, `read the registry of "${project}"`) })
   return rows.map((r) => ({ id: r.id, version: r.version, event: r.event, alias: r.alias, fromVersion: r.from_version, actor: r.actor, at: new Date(r.at).toISOString(), reason: r.reason, detail: r.detail }))
 }

@@ -25,7 +25,7 @@ export async function readLiveSchema(
     columns: new Map(r.columns.map((c) => [c.name, { type: c.type, text: c.text }])),
     keys: r.keys,
   }]))
-  const names = [...new Set([...state.roles.app, ...state.roles.worker])]
+  const names = [...new Set([...state.roles.app, ...state.roles.worker, ...(state.roles.trainer ?? [])])]
   const roles = new Set((await client.query<{ name: string }>(EXISTING_ROLES, [names])).rows.map((r) => r.name))
   const applied = new Set((await readApplied(client, migrations.settings)).map((a) => a.name))
   const pending: { name: string; text: string }[] = []

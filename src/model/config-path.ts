@@ -47,5 +47,5 @@ export function trainingSetPath(set: { readonly name: string }): string {
 
 /** `roles.app` or `roles.worker`: the first list that names the role. */
 export function rolePath(roles: RolesNode, role: string): string {
-  return roles.app.includes(role) ? 'roles.app' : 'roles.worker'
+  return roles.app.includes(role) ? 'roles.app' : roles.worker.includes(role) ? 'roles.worker' : 'roles.trainer'
 }

@@ -94,6 +94,7 @@ export function resolveModels(config: PgmlKitConfig, sets: readonly TrainingSetN
       algorithm: model.algorithm ?? null, hyperparams: model.hyperparams ?? null, search: model.search ?? null, searchParams: model.searchParams ?? null,
       searchArgs: model.searchArgs ?? null, testSize: model.testSize ?? null, testSampling: model.testSampling ?? null, preprocess: model.preprocess ?? null,
       gate: model.deploy ? { metric: model.deploy.metric, min: model.deploy.min ?? null, max: model.deploy.max ?? null, margin: model.deploy.margin ?? null } : null,
+      monitor: { timestamp: model.monitor?.timestamp ?? null, window: model.monitor?.window ?? null, psi: model.monitor?.psi ?? 0.2, alpha: model.monitor?.alpha ?? 0.01 },
     })
   }
   return out

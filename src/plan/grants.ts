@@ -35,6 +35,7 @@ const REGISTRY_WRITE: readonly (readonly [string, readonly GrantAtom['privilege'
   ['model_events', ['SELECT', 'INSERT']],
   ['model_lineage', ['SELECT', 'INSERT']],
   ['lineage_edges', ['SELECT']],
+  ['monitor_runs', ['SELECT', 'INSERT']],
 ]
 
 /** The atoms a state asks for. */

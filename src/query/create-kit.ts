@@ -393,11 +393,13 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
     },
 
     async predict(project, features) {
+      parseModelReference(project) // a malformed reference ('churn@') is an error that says so
       const { rows } = await sql<{ p: number }>`SELECT ${predictCall(project, features)} AS p`.execute(kitDb)
       return Number(rows[0]?.p)
     },
 
     async predictBatch(project, rows) {
+      parseModelReference(project)
       const width = rows[0]?.length ?? 0
       if (rows.some((r) => r.length !== width)) throw new RangeError('predictBatch needs rows of equal length')
       const result = await predictBatchQuery(project, rows.flat()).execute(kitDb)
@@ -405,6 +407,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
     },
 
     async predictProba(project, features) {
+      parseModelReference(project)
       const { rows } = await predictProbaQuery(project, features).execute(kitDb)
       return (rows[0]?.p ?? []).map(Number)
     },

@@ -1,3 +1,5 @@
+import { quoteIdent } from './quote.js'
+
 /**
  * The statements of the model registry (runtime version 6, sql/runtime/6.up.sql): versions per
  * project, aliases, events. Values are bind parameters throughout.
@@ -29,12 +31,19 @@ INSERT INTO pgml_kit.model_events (project, version, event, detail)
 SELECT $1, registered.version, 'registered', pg_catalog.jsonb_build_object('model_id', registered.model_id) FROM registered
 RETURNING version`
 
+/** Whether this role may read pgml's models and projects (to register them). */
+export const CAN_READ_PGML_MODELS = `SELECT coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass('pgml.models'), 'SELECT')
+  AND pg_catalog.has_table_privilege(pg_catalog.to_regclass('pgml.projects'), 'SELECT'), false) AS ok`
+
 /** $1 project → the model pgml serves for it now (its latest deployment), or no row. */
 export const DEPLOYED_MODEL = `SELECT d.model_id::text AS model_id FROM pgml.deployments AS d JOIN pgml.projects AS p ON p.id = d.project_id
 WHERE p.name = $1 ORDER BY d.id DESC LIMIT 1`
 
 /** $1 project, $2 model id → its version and whether it is archived. */
 export const VERSION_OF_MODEL = `SELECT v.version, v.archived_at IS NOT NULL AS archived FROM pgml_kit.model_versions AS v WHERE v.project = $1 AND v.model_id = $2`
+
+/** $1 project, $2 model ids → their versions, in order. */
+export const VERSIONS_OF_MODELS = `SELECT v.version FROM pgml_kit.model_versions AS v WHERE v.project = $1 AND v.model_id = ANY ($2::bigint[]) ORDER BY v.version`
 
 /** $1 project, $2 version → the version's model id and whether it is archived. */
 export const READ_VERSION = `SELECT v.model_id::text AS model_id, v.archived_at IS NOT NULL AS archived, v.tags, v.description FROM pgml_kit.model_versions AS v
@@ -49,6 +58,13 @@ export const ALIASES_OF_VERSION = `SELECT a.alias FROM pgml_kit.model_aliases AS
 /** $1 project, $2 alias, $3 version: points the alias at the version. */
 export const SET_ALIAS = `INSERT INTO pgml_kit.model_aliases AS a (project, alias, version) VALUES ($1, $2, $3)
 ON CONFLICT (project, alias) DO UPDATE SET version = EXCLUDED.version, set_at = pg_catalog.now(), set_by = session_user`
+
+/**
+ * $1 event kind (alias_set, deployed, alias_removed; '' for the default), $2 reason, $3 detail (jsonb
+ * text): what the next alias change of this transaction records (the registry's trigger writes the
+ * event; see sql/runtime/6.up.sql).
+ */
+export const SET_ALIAS_EVENT = `SELECT pg_catalog.set_config('pgml_kit.alias_event', $1, true), pg_catalog.set_config('pgml_kit.reason', $2, true), pg_catalog.set_config('pgml_kit.detail', $3, true)`
 
 /** $1 project, $2 alias. */
 export const REMOVE_ALIAS = `DELETE FROM pgml_kit.model_aliases WHERE project = $1 AND alias = $2`
@@ -117,3 +133,39 @@ export const CAN_READ_LINEAGE = `SELECT coalesce(pg_catalog.has_table_privilege(
 
 /** $1 project → lineage rows of its models, as json. */
 export const READ_MODEL_LINEAGE = `SELECT l.model_id::text AS model_id, pg_catalog.to_jsonb(l) AS lineage FROM pgml_kit.model_lineage AS l WHERE l.project = $1`
+
+/** How many rows a drift baseline or a monitor run samples. */
+export const DRIFT_SAMPLE_ROWS = 1000
+
+/** $1 relation → its columns in order, and whether each is a number pgml takes as is. */
+export const RELATION_COLUMNS = `SELECT a.attname::text AS name,
+  a.atttypid IN ('pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype, 'pg_catalog.int8'::pg_catalog.regtype,
+                 'pg_catalog.float4'::pg_catalog.regtype, 'pg_catalog.float8'::pg_catalog.regtype, 'pg_catalog.numeric'::pg_catalog.regtype) AS is_number
+FROM pg_catalog.pg_attribute AS a WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`
+
+/**
+ * A deterministic sample of the relation's rows (ordered by the md5 of the whole row, so the same
+ * rows give the same sample): `features` as double precision, and with `predictWith` ($1, a model
+ * id) that model's prediction on them in the order pgml takes them. `since`: only rows whose
+ * `timestamp` column is newer than now() minus the interval ($2 when predicting, else $1).
+ */
+export function renderDriftSample(relation: string, features: readonly string[], options: { readonly predict: boolean; readonly since?: { readonly timestamp: string } }): string {
+  const cols = features.map((f, i) => `t.${quoteIdent(f)}::double precision AS c${i}`)
+  const prediction = options.predict ? [`pgml.predict($1::bigint, ARRAY[${features.map((f) => `t.${quoteIdent(f)}`).join(', ')}]::real[])::double precision AS p`] : []
+  const where = options.since ? ` WHERE s.${quoteIdent(options.since.timestamp)} > pg_catalog.now() - ${options.predict ? '$2' : '$1'}::interval` : ''
+  return `SELECT ${[...cols, ...prediction].join(', ')}
+FROM (SELECT * FROM ${relation} AS s${where} ORDER BY pg_catalog.md5(s::text) LIMIT ${DRIFT_SAMPLE_ROWS}) AS t`
+}
+
+/** $1 model id, $2 baseline (jsonb text): sets the drift baseline of a lineage row. */
+export const SET_BASELINE = `UPDATE pgml_kit.model_lineage SET baseline = $2::jsonb WHERE model_id = $1`
+
+/** $1 model id → its lineage's relation and drift baseline. */
+export const READ_BASELINE = `SELECT l.relation, l.baseline FROM pgml_kit.model_lineage AS l WHERE l.model_id = $1`
+
+/** $1 project, $2 version, $3 model id, $4 rows compared, $5 alarms, $6 metrics (jsonb text). */
+export const RECORD_MONITOR_RUN = `INSERT INTO pgml_kit.monitor_runs (project, version, model_id, current_rows, alarms, metrics) VALUES ($1, $2, $3, $4, $5::text[], $6::jsonb) RETURNING id::text AS id, at`
+
+/** $1 project → its monitor runs, oldest first. */
+export const LIST_MONITOR_RUNS = `SELECT r.id::text AS id, r.version, r.model_id::text AS model_id, r.at, r.run_by::text AS run_by, r.current_rows::int AS current_rows, r.alarms, r.metrics
+FROM pgml_kit.monitor_runs AS r WHERE r.project = $1 ORDER BY r.at, r.id`

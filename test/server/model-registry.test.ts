@@ -189,6 +189,28 @@ describe('the model registry on the server (pgml_compat)', () => {
     expect(events.stdout).toMatch(new RegExp(`${TRAINER}.*alias_set.*compare the cheaper prices`))
   }, 240_000)
 
+  it('keeps its rules against a trainer writing its tables directly: actors, history, archives, models of the project', async () => {
+    const trainer = (sql: string, params: unknown[] = []) => withClient(as(TRAINER), (c) => c.query(sql, params))
+    const cars = (await db.query<{ id: string }>(`SELECT m.id::text AS id FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = 'cars'`))[0]!.id
+    // An event claiming another actor and time is recorded as who wrote it, now.
+    await trainer(`INSERT INTO pgml_kit.model_events (project, version, event, actor, at, reason) VALUES ($1, 1, 'deployed', 'alice', '2020-01-01', 'forged')`, [P])
+    const forged = (await db.query<{ actor: string; at: Date }>(`SELECT actor::text, at FROM pgml_kit.model_events WHERE reason = 'forged'`))[0]!
+    expect(forged.actor).toBe(TRAINER)
+    expect(new Date(forged.at).getFullYear()).toBeGreaterThan(2025)
+    await expect(trainer(`UPDATE pgml_kit.model_events SET reason = 'rewritten'`)).rejects.toThrow(/permission denied|never changed/)
+    // A version keeps its model; an archived one stays archived; a version names only a model of its project.
+    await expect(trainer(`UPDATE pgml_kit.model_versions SET model_id = $2 WHERE project = $1 AND version = 1`, [P, cars])).rejects.toThrow(/keeps its project, number, model/)
+    await expect(trainer(`UPDATE pgml_kit.model_versions SET archived_at = NULL WHERE project = $1 AND version = 2`, [P])).rejects.toThrow(/is archived and stays archived/)
+    await expect(trainer(`INSERT INTO pgml_kit.model_versions (project, version, model_id) VALUES ($1, 50, $2)`, [P, cars])).rejects.toThrow(/is not a model of project/)
+    await expect(trainer(`INSERT INTO pgml_kit.model_versions (project, version, model_id) VALUES ($1, 51, 999999)`, [P])).rejects.toThrow(/is not a model of project/)
+    // An alias moved by hand is still an event, with who and from which version; none may name an archived version.
+    await trainer(`UPDATE pgml_kit.model_aliases SET version = 3, set_by = 'bob' WHERE project = $1 AND alias = 'challenger'`, [P])
+    const last = (await modelHistory(owner, P)).at(-1)!
+    expect(last).toMatchObject({ event: 'alias_set', alias: 'challenger', version: 3, fromVersion: 1, actor: TRAINER })
+    expect((await db.query<{ by: string }>(`SELECT set_by::text AS by FROM pgml_kit.model_aliases WHERE project = $1 AND alias = 'challenger'`, [P]))[0]!.by).toBe(TRAINER)
+    await expect(trainer(`UPDATE pgml_kit.model_aliases SET version = 2 WHERE project = $1 AND alias = 'challenger'`, [P])).rejects.toThrow(/archived; no alias may name it/)
+  }, 120_000)
+
   it('a migration down keeps the registry and its history; up again serves the same aliases', async () => {
     const before = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.model_events')
     expect(before[0]!.n).toBeGreaterThan(0)

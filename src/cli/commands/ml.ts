@@ -4,10 +4,12 @@ import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { deploy, listModels, materialize, materializeTrainingSet, train, trainSql, type ModelRow } from '../../features/ml.js'
+import { monitorHistory, monitorModels } from '../../features/monitor.js'
 import { CHAMPION, archiveVersion, describeVersion, listVersions, modelHistory, registryInstalled, removeAlias, setAlias, type ModelVersion } from '../../features/registry.js'
 import { EXIT, printable, printJson } from '../output.js'
-import { globals, positiveInt } from '../options.js'
+import { globals, positiveInt, type CommandContext } from '../options.js'
 import type pg from 'pg'
+import { PgmlKitError } from '../../errors.js'
 import { quoteQualified } from '../../sql/quote.js'
 
 /** Opens the target, hands `fn` a client, and closes both. */
@@ -65,7 +67,7 @@ function printModels(rows: readonly ModelRow[], lineage: boolean, versions: read
   process.stdout.write(`${table.toString()}\n`)
 }
 
-export function registerMl(program: Command): void {
+export function registerMl(program: Command, ctx: CommandContext): void {
   program.command('materialize')
     .description('bring the feature views\' offline and online tables up to date with every committed insert, update and delete of their sources')
     .argument('[views...]', 'feature views (default: all)')
@@ -130,13 +132,23 @@ export function registerMl(program: Command): void {
       const g = globals(cmd)
       await withClient(cmd, 'pgml-kit models', async (client, config) => {
         const rows = await listModels(client, config, project)
-        const versions = await registryInstalled(client) ? await listVersions(client, project) : null
+        let versions: ModelVersion[] | null = null
+        if (await registryInstalled(client)) {
+          try {
+            versions = await listVersions(client, project)
+          } catch (error) {
+            if (!(error instanceof PgmlKitError && error.code === 'REGISTRY_NOT_PERMITTED')) throw error
+            process.stderr.write(`${pc.yellow('note')} no registry versions shown: ${printable(error.message)}\n`)
+          }
+        }
         if (g.json) return printJson(versions === null ? rows : rows.map((m) => ({ ...m, registry: versions.find((v) => v.modelId === m.id) ?? null })))
         if (rows.length === 0) return void process.stdout.write(`no models for project ${printable(project)}\n`)
         printModels(rows, Boolean(opts.lineage), versions)
         const champion = versions?.find((v) => v.aliases.includes(CHAMPION))
         const deployed = versions?.find((v) => v.deployed)
-        if (versions && deployed && champion?.version !== deployed.version) {
+        if (deployed?.archived) {
+          process.stderr.write(`${pc.red('warning')} pgml serves version ${deployed.version} (model ${deployed.modelId}), which is ARCHIVED: it was deployed outside pgml-kit (pgml.deploy in SQL). Deploy a live version: pgml-kit deploy ${printable(project)} --model <id>\n`)
+        } else if (versions && deployed && champion?.version !== deployed.version) {
           process.stderr.write(`${pc.yellow('note')} pgml serves version ${deployed.version} (model ${deployed.modelId}), but @${CHAMPION} names ${champion ? `version ${champion.version}` : 'none'}: a deployment outside pgml-kit (pgml.deploy in SQL). pgml-kit deploy ${printable(project)} --model ${deployed.modelId} records it\n`)
         }
       })
@@ -213,6 +225,43 @@ export function registerMl(program: Command): void {
         const table = new Table({ head: ['when', 'who', 'event', 'version', 'alias', 'from', 'reason'], style: { head: [], border: [] } })
         for (const e of events) table.push([printable(e.at.slice(0, 19).replace('T', ' ')), printable(e.actor), e.event, e.version ?? '', printable(e.alias ?? ''), e.fromVersion ?? '', printable(e.reason ?? '')])
         process.stdout.write(`${table.toString()}\n`)
+      })
+    })
+
+  program.command('monitor')
+    .description('compare the rows of each deployed model\'s relation now with its training baseline: feature and prediction drift (PSI, KS), feature-store skew; exit 1 on an alarm (for cron)')
+    .argument('[projects...]', 'models of the config (default: every one with a deployed version)')
+    .option('--history', 'the recorded runs of each project instead, oldest first')
+    .action(async (projects: string[], opts: { history?: boolean }, cmd: Command) => {
+      const g = globals(cmd)
+      await withClient(cmd, 'pgml-kit monitor', async (client, config) => {
+        if (opts.history) {
+          const names = projects.length > 0 ? projects : config.models.map((m) => m.project)
+          const runs = Object.fromEntries(await Promise.all(names.map(async (p) => [p, await monitorHistory(client, p)] as const)))
+          if (g.json) return printJson(runs)
+          for (const [project, list] of Object.entries(runs)) {
+            process.stdout.write(`${printable(project)}: ${list.length} run(s)\n`)
+            for (const r of list) {
+              const worst = r.metrics.reduce((m, x) => (Number.isFinite(x.psi) && x.psi > m.psi ? x : m), { name: '-', psi: 0 } as { name: string; psi: number })
+              process.stdout.write(`  ${r.at.slice(0, 19).replace('T', ' ')}  v${r.version ?? '?'}  ${r.currentRows} rows  max PSI ${worst.psi.toFixed(3)} (${printable(worst.name)})  ${r.alarms.length > 0 ? pc.red(`alarm: ${printable(r.alarms.join(', '))}`) : pc.green('ok')}\n`)
+            }
+          }
+          return
+        }
+        const reports = await monitorModels(client, config, projects)
+        const alarmed = reports.some((r) => r.alarms.length > 0)
+        if (g.json) printJson(reports)
+        else if (reports.length === 0) process.stdout.write('no deployed model to monitor\n')
+        for (const r of g.json ? [] : reports) {
+          process.stdout.write(`${printable(r.project)} version ${r.version ?? '?'} (model ${r.modelId}): ${r.currentRows} rows now against ${r.baselineRows} at training: ${r.alarms.length > 0 ? pc.red(`DRIFT ${printable(r.alarms.join(', '))}`) : pc.green('no drift')}\n`)
+          const table = new Table({ head: ['', 'PSI', 'KS D', 'KS p', ''], style: { head: [], border: [] } })
+          for (const m of r.metrics) table.push([printable(m.name), m.psi.toFixed(3), m.ksD.toFixed(3), m.ksP < 1e-4 ? m.ksP.toExponential(1) : m.ksP.toFixed(4), m.alarm ? pc.red('alarm') : ''])
+          if (r.metrics.length > 0) process.stdout.write(`${table.toString()}\n`)
+          for (const v of r.skew) process.stdout.write(`  skew ${printable(v.view)}: ${v.differences === 0 ? 'online rows match the offline table' : pc.red(`${v.differences} online row(s) differ (pgml-kit features check ${printable(v.view)})`)}\n`)
+          process.stdout.write(pc.dim(`  alarm at PSI ≥ ${r.psiThreshold} or KS p < ${r.alphaPerTest.toPrecision(2)} per test\n`))
+          for (const note of r.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
+        }
+        if (alarmed) ctx.exit.code = EXIT.checkFailed
       })
     })
 

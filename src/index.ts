@@ -55,6 +55,7 @@ export {
   CHAMPION, listVersions, modelHistory, setAlias, removeAlias, archiveVersion, describeVersion, syncVersions, registryInstalled, parseModelReference,
   type ModelVersion, type RegistryEvent, type RegistryEventKind, type ModelReference,
 } from './features/registry.js'
+export { monitorModels, monitorHistory, psi, ks, type MonitorReport, type MonitorRun, type DriftMetric, type DriftBaseline } from './features/monitor.js'
 
 // Errors: every one pgml-kit raises for a user mistake or an unusable target has a stable `code`.
 export { PgmlKitError, ConfigError, PlanError, TargetError, MigrationError, type ConfigIssue } from './errors.js'

@@ -99,26 +99,54 @@ CREATE TABLE IF NOT EXISTS pgml_kit.monitor_runs (
 CREATE INDEX IF NOT EXISTS monitor_runs_project_idx ON pgml_kit.monitor_runs (project, at);
 COMMENT ON TABLE pgml_kit.monitor_runs IS 'pgml-kit monitor: each run per deployed project: feature and prediction drift (PSI, KS) against the training baseline, the alarms raised.';
 
--- What the registry keeps true whoever writes it (roles.trainer are granted writing its tables):
--- an event's actor and time are session_user and now(), and events are never changed or removed;
--- a version names a model of its own project and keeps its number, model and registration; an
--- archived version stays archived; every alias move is an event, written here, so none is left
--- unrecorded (pgml-kit says which kind and why through the transaction-local settings
--- pgml_kit.alias_event, pgml_kit.reason and pgml_kit.detail). Not SECURITY DEFINER: each check runs
--- with the rights of the role that writes.
+-- What the registry keeps true whoever writes it (roles.trainer are granted writing its tables,
+-- column by column: never an id, an actor or a time). Every event is written here, as the
+-- consequence of the change it describes — a version registered, described, tagged or archived,
+-- an alias set, moved or removed — never inserted on its own; its actor and time are session_user
+-- and the clock, and it is never changed or removed. A version names a model of its own project
+-- and keeps its number and model; an archived version stays archived, and is archived only with a
+-- reason, while no alias names it and pgml does not serve it; an alias keeps its project and name;
+-- `champion` names only the version pgml serves; lineage is recorded for models of the project,
+-- once. pgml-kit passes the kind (`deployed` for champion), reason and detail of an alias move
+-- through the transaction-local settings pgml_kit.alias_event, pgml_kit.reason and pgml_kit.detail.
+-- Not SECURITY DEFINER: each check runs with the rights of the role that writes.
 CREATE OR REPLACE FUNCTION pgml_kit.registry_guard() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $pgml_kit$
+DECLARE
+  kind text;
+  served bigint;
 BEGIN
   IF TG_TABLE_NAME = 'model_events' THEN
     IF TG_OP <> 'INSERT' THEN
       RAISE EXCEPTION 'pgml-kit: the model registry''s events are never changed or removed' USING ERRCODE = '42501';
     END IF;
+    IF pg_catalog.pg_trigger_depth() < 2 OR current_user IS DISTINCT FROM (SELECT c.relowner::pg_catalog.regrole::pg_catalog.name FROM pg_catalog.pg_class AS c WHERE c.oid = TG_RELID) THEN
+      RAISE EXCEPTION 'pgml-kit: the model registry writes its events itself, from the change they record' USING ERRCODE = '42501';
+    END IF;
     NEW.actor := session_user;
     NEW.at := pg_catalog.clock_timestamp();
     RETURN NEW;
   END IF;
+
+  IF TG_TABLE_NAME IN ('model_lineage', 'monitor_runs') THEN
+    IF TG_OP <> 'INSERT' THEN
+      RAISE EXCEPTION 'pgml-kit: % rows are never changed or removed', TG_TABLE_NAME USING ERRCODE = '42501';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pgml.models AS m JOIN pgml.projects AS p ON p.id = m.project_id WHERE m.id = NEW.model_id AND p.name = NEW.project) THEN
+      RAISE EXCEPTION 'pgml-kit: model % is not a model of project %', NEW.model_id, pg_catalog.quote_literal(NEW.project) USING ERRCODE = '23514';
+    END IF;
+    IF TG_TABLE_NAME = 'model_lineage' THEN
+      NEW.trained_by := session_user;
+      NEW.trained_at := pg_catalog.now();
+    ELSE
+      NEW.run_by := session_user;
+      NEW.at := pg_catalog.now();
+    END IF;
+    RETURN NEW;
+  END IF;
+
   IF TG_TABLE_NAME = 'model_versions' THEN
     IF TG_OP = 'DELETE' THEN
       RAISE EXCEPTION 'pgml-kit: versions of the model registry are never removed (archive them)' USING ERRCODE = '42501';
@@ -139,29 +167,89 @@ BEGIN
         RAISE EXCEPTION 'pgml-kit: version % of project % is archived and stays archived', OLD.version, pg_catalog.quote_literal(OLD.project) USING ERRCODE = '42501';
       END IF;
       IF OLD.archived_at IS NULL AND NEW.archived_at IS NOT NULL THEN
+        IF pg_catalog.btrim(coalesce(NEW.archive_reason, '')) = '' THEN
+          RAISE EXCEPTION 'pgml-kit: archiving version % of project % needs a reason', NEW.version, pg_catalog.quote_literal(NEW.project) USING ERRCODE = '23514';
+        END IF;
+        IF EXISTS (SELECT 1 FROM pgml_kit.model_aliases AS a WHERE a.project = NEW.project AND a.version = NEW.version) THEN
+          RAISE EXCEPTION 'pgml-kit: version % of project % is named by an alias; move it first', NEW.version, pg_catalog.quote_literal(NEW.project) USING ERRCODE = '23514';
+        END IF;
+        SELECT d.model_id INTO served FROM pgml.deployments AS d JOIN pgml.projects AS p ON p.id = d.project_id WHERE p.name = NEW.project ORDER BY d.id DESC LIMIT 1;
+        IF served = NEW.model_id THEN
+          RAISE EXCEPTION 'pgml-kit: version % of project % is the model pgml serves; deploy another first', NEW.version, pg_catalog.quote_literal(NEW.project) USING ERRCODE = '23514';
+        END IF;
         NEW.archived_at := pg_catalog.now();
         NEW.archived_by := session_user;
       END IF;
     END IF;
     RETURN NEW;
   END IF;
+
   -- model_aliases
   IF TG_WHEN = 'BEFORE' THEN
     IF TG_OP = 'DELETE' THEN
+      IF OLD.alias = 'champion' AND pg_catalog.current_setting('pgml_kit.alias_event', true) IS DISTINCT FROM 'deployed' THEN
+        RAISE EXCEPTION 'pgml-kit: champion is the version pgml serves; it is never removed' USING ERRCODE = '23514';
+      END IF;
       RETURN OLD;
+    END IF;
+    IF TG_OP = 'UPDATE' AND (NEW.project, NEW.alias) IS DISTINCT FROM (OLD.project, OLD.alias) THEN
+      RAISE EXCEPTION 'pgml-kit: an alias keeps its project and name (remove it, and set another)' USING ERRCODE = '42501';
     END IF;
     IF EXISTS (SELECT 1 FROM pgml_kit.model_versions AS v WHERE v.project = NEW.project AND v.version = NEW.version AND v.archived_at IS NOT NULL) THEN
       RAISE EXCEPTION 'pgml-kit: version % of project % is archived; no alias may name it', NEW.version, pg_catalog.quote_literal(NEW.project) USING ERRCODE = '23514';
+    END IF;
+    IF NEW.alias = 'champion' THEN
+      SELECT d.model_id INTO served FROM pgml.deployments AS d JOIN pgml.projects AS p ON p.id = d.project_id WHERE p.name = NEW.project ORDER BY d.id DESC LIMIT 1;
+      IF served IS DISTINCT FROM (SELECT v.model_id FROM pgml_kit.model_versions AS v WHERE v.project = NEW.project AND v.version = NEW.version) THEN
+        RAISE EXCEPTION 'pgml-kit: champion names the version pgml serves for %; deploy version % to make it champion', pg_catalog.quote_literal(NEW.project), NEW.version USING ERRCODE = '23514';
+      END IF;
     END IF;
     NEW.set_by := session_user;
     NEW.set_at := pg_catalog.now();
     RETURN NEW;
   END IF;
+  RETURN NULL;
+END
+$pgml_kit$;
+
+-- The events, written as the owner (SECURITY DEFINER, pinned search_path): nobody else may insert
+-- into model_events. It runs no code and reads no name from what it records — only the row's
+-- values, session_user and pgml-kit's three transaction-local settings, as data.
+CREATE OR REPLACE FUNCTION pgml_kit.registry_record() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $pgml_kit$
+DECLARE
+  kind text;
+BEGIN
+  IF TG_TABLE_NAME = 'model_versions' THEN
+      IF TG_OP = 'INSERT' THEN
+        INSERT INTO pgml_kit.model_events (project, version, event, detail) VALUES (NEW.project, NEW.version, 'registered', pg_catalog.jsonb_build_object('model_id', NEW.model_id));
+      ELSE
+        IF OLD.archived_at IS NULL AND NEW.archived_at IS NOT NULL THEN
+          INSERT INTO pgml_kit.model_events (project, version, event, reason) VALUES (NEW.project, NEW.version, 'archived', NEW.archive_reason);
+        END IF;
+        IF NEW.description IS DISTINCT FROM OLD.description THEN
+          INSERT INTO pgml_kit.model_events (project, version, event, detail) VALUES (NEW.project, NEW.version, 'described', pg_catalog.jsonb_build_object('description', NEW.description));
+        END IF;
+        IF NEW.tags IS DISTINCT FROM OLD.tags THEN
+          INSERT INTO pgml_kit.model_events (project, version, event, detail) VALUES (NEW.project, NEW.version, 'tagged', pg_catalog.jsonb_build_object('tags', NEW.tags, 'before', OLD.tags));
+        END IF;
+      END IF;
+    RETURN NULL;
+  END IF;
+  kind := NULLIF(pg_catalog.current_setting('pgml_kit.alias_event', true), '');
+  IF kind IS NOT NULL AND kind NOT IN ('alias_set', 'alias_removed', 'deployed') OR (kind = 'deployed' AND (CASE WHEN TG_OP = 'DELETE' THEN OLD.alias ELSE NEW.alias END) <> 'champion') THEN
+    RAISE EXCEPTION 'pgml-kit: an alias change is recorded as alias_set, alias_removed or (champion) deployed, not %', pg_catalog.quote_literal(kind) USING ERRCODE = '22023';
+  END IF;
+  IF kind IS NULL AND TG_OP <> 'DELETE' AND NEW.alias = 'champion' THEN
+    kind := 'deployed';
+  END IF;
   INSERT INTO pgml_kit.model_events (project, version, event, alias, from_version, reason, detail)
   VALUES (
     CASE WHEN TG_OP = 'DELETE' THEN OLD.project ELSE NEW.project END,
     CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE NEW.version END,
-    coalesce(NULLIF(pg_catalog.current_setting('pgml_kit.alias_event', true), ''), CASE WHEN TG_OP = 'DELETE' THEN 'alias_removed' ELSE 'alias_set' END),
+    coalesce(kind, CASE WHEN TG_OP = 'DELETE' THEN 'alias_removed' ELSE 'alias_set' END),
     CASE WHEN TG_OP = 'DELETE' THEN OLD.alias ELSE NEW.alias END,
     CASE WHEN TG_OP = 'INSERT' THEN NULL ELSE OLD.version END,
     NULLIF(pg_catalog.current_setting('pgml_kit.reason', true), ''),
@@ -173,10 +261,16 @@ DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.model_events;
 CREATE TRIGGER registry_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_events FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
 DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.model_versions;
 CREATE TRIGGER registry_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_versions FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
+DROP TRIGGER IF EXISTS registry_record ON pgml_kit.model_versions;
+CREATE TRIGGER registry_record AFTER INSERT OR UPDATE ON pgml_kit.model_versions FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_record();
 DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.model_aliases;
 CREATE TRIGGER registry_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_aliases FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
 DROP TRIGGER IF EXISTS registry_record ON pgml_kit.model_aliases;
-CREATE TRIGGER registry_record AFTER INSERT OR UPDATE OR DELETE ON pgml_kit.model_aliases FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
+CREATE TRIGGER registry_record AFTER INSERT OR UPDATE OR DELETE ON pgml_kit.model_aliases FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_record();
+DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.model_lineage;
+CREATE TRIGGER registry_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_lineage FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
+DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.monitor_runs;
+CREATE TRIGGER registry_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.monitor_runs FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
 
 -- The model a reference names: 'project@alias' (an alias of the registry), 'project@v3' (version 3).
 -- An archived version is never served: naming it, or an alias of it, is an error. A project name

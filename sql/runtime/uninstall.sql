@@ -7,7 +7,7 @@ DO $pgml_kit$
 BEGIN
   IF EXISTS (SELECT 1 FROM pgml_kit.embedding_columns)
      OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-                WHERE n.nspname = 'pgml_kit' AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype::pg_catalog.oid AND p.proname <> 'registry_guard') THEN
+                WHERE n.nspname = 'pgml_kit' AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype::pg_catalog.oid AND p.proname NOT IN ('registry_guard', 'registry_record')) THEN
     RAISE NOTICE 'pgml-kit: the pgml_kit schema is still used (embedding columns or trigger functions of another pgml-kit project); it stays';
     RETURN;
   END IF;
@@ -24,6 +24,7 @@ BEGIN
     DROP TABLE IF EXISTS pgml_kit.model_aliases;
     DROP TABLE IF EXISTS pgml_kit.model_versions;
     DROP FUNCTION IF EXISTS pgml_kit.registry_guard();
+    DROP FUNCTION IF EXISTS pgml_kit.registry_record();
   END IF;
   DROP TABLE IF EXISTS pgml_kit.created_extensions;
   DROP TABLE IF EXISTS pgml_kit.backfill_checkpoints;

@@ -227,17 +227,17 @@ export const modelTrainingSchema = z.strictObject({
    * model's by `margin`.
    */
   /**
-   * `pgml-kit monitor`: the rows to compare with the training baseline (`timestamp` and `window`:
-   * only rows of the relation newer than that; default all its rows now) and when to raise an
-   * alarm: a feature's or the predictions' PSI of at least `psi` (default 0.2), or a KS test
-   * rejecting "same distribution" at level `alpha` (default 0.01, split over the features tested).
+   * `pgml-kit monitor`: the rows to compare with the training baseline — `relation`, a table or
+   * view with the model's feature columns (e.g. a view of the last week's rows; default: the
+   * training relation as it is now) — and when to raise an alarm: a feature's or the predictions'
+   * PSI of at least `psi` (default 0.2), or a KS test rejecting "same distribution" at level
+   * `alpha` (default 0.01, split over the tests).
    */
   monitor: z.strictObject({
-    timestamp: identifier.optional(),
-    window: interval.optional(),
+    relation: z.string().regex(/^[^.]+(\.[^.]+)?$/, 'must be a table or view, "schema.name" or "name"').optional(),
     psi: z.number().gt(0, 'must be above 0').optional(),
     alpha: z.number().gt(0, 'must be above 0').lt(1, 'must be below 1').optional(),
-  }).refine((m) => (m.timestamp === undefined) === (m.window === undefined), 'timestamp and window go together').optional(),
+  }).optional(),
   deploy: z.strictObject({
     metric: z.string().regex(/^[a-z_0-9]+$/, 'must be a metric name such as "r2", "f1", "accuracy" or "mean_squared_error"'),
     min: z.number().optional(),

@@ -434,9 +434,15 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
       gate = `${verdict.pass ? 'deployed' : 'not deployed'}: model ${best.id}: ${verdict.reason}`
       gateVerdict = gateRecord(g, best, current, verdict)
       if (verdict.pass) {
-        await deployRecorded(client, project, notes, { strategy: 'specific', gate: gateVerdict, by: 'pgml-kit train' }, null, async () => {
-          await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
-        })
+        try {
+          await deployRecorded(client, project, notes, { strategy: 'specific', gate: gateVerdict, by: 'pgml-kit train' }, null, async () => {
+            await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
+          })
+        } catch (error) {
+          if (!(error instanceof PgmlKitError && error.code === 'REGISTRY_NOT_PERMITTED')) throw error
+          gate = `not deployed: model ${best.id} passes the gate (${verdict.reason}), but ${error.message}`
+          notes.push(`model ${best.id} is trained but not deployed: a deployment is recorded in the registry or not made (roles.trainer)`)
+        }
       }
       if (lineage?.gateColumns) await client.query(`UPDATE ${lineage.name} SET gate_verdict = $2::jsonb WHERE model_id = $1`, [best.id, JSON.stringify(gateVerdict)])
       else if (lineage) notes.push(`the gate's verdict is not recorded: ${lineage.display} ${NOT_UPGRADED}`)
@@ -511,18 +517,19 @@ async function trainInOneSnapshot(client: pg.ClientBase, model: ModelNode, proje
     if (provenance) {
       const config = { model, featureViews: views }
       for (const id of created) {
-        await client.query(INSERT_MODEL_LINEAGE, [id, project, model.relationName, provenance.rowCount, provenance.rowsSha256, JSON.stringify(config), JSON.stringify(marks), JSON.stringify(provenance.environment), sql])
         // The drift baseline (pgml-kit monitor): the same snapshot's rows. Its failure costs the baseline, not the training.
+        let baseline: unknown = null
         if (provenance.rowCount !== null) {
           await client.query('SAVEPOINT pgml_kit_baseline')
           try {
-            await captureBaseline(client, model, id)
+            baseline = await captureBaseline(client, model, id)
             await client.query('RELEASE SAVEPOINT pgml_kit_baseline')
           } catch (error) {
             await client.query('ROLLBACK TO SAVEPOINT pgml_kit_baseline')
             provenanceNotes!.push(`model ${id} has no drift baseline (pgml-kit monitor cannot compare it): ${(error as Error).message}`)
           }
         }
+        await client.query(INSERT_MODEL_LINEAGE, [id, project, model.relationName, provenance.rowCount, provenance.rowsSha256, JSON.stringify(config), JSON.stringify(marks), JSON.stringify(provenance.environment), sql, baseline === null ? null : JSON.stringify(baseline)])
       }
     }
     if (lineage) {

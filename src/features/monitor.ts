@@ -2,7 +2,7 @@ import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import type { ModelNode, ResolvedConfig } from '../model/resolve.js'
 import {
-  LIST_MONITOR_RUNS, READ_BASELINE, RECORD_MONITOR_RUN, RELATION_COLUMNS, SET_BASELINE, renderDriftSample,
+  LIST_MONITOR_RUNS, READ_BASELINE, RECORD_MONITOR_RUN, RELATION_COLUMNS, renderDriftSample,
 } from '../sql/render-registry.js'
 import { listVersions, registryInstalled } from './registry.js'
 import { checkFeatures } from './check.js'
@@ -22,6 +22,8 @@ export interface DriftBaseline {
   readonly rows: number
   /** Numeric feature → its sampled values (NULLs left out). */
   readonly features: Readonly<Record<string, readonly number[]>>
+  /** Numeric feature → the share of the sampled rows where it is NULL (absent in baselines from before it was kept). */
+  readonly nulls?: Readonly<Record<string, number>>
   /** The model's predictions on the sampled rows (null when a feature is not numeric: pgml would encode it). */
   readonly predictions: readonly number[] | null
   /** Features not compared (not numbers). */
@@ -35,10 +37,19 @@ const PSI_FLOOR = 1e-4
 export function psi(baseline: readonly number[], current: readonly number[], bins = 10): number {
   if (baseline.length === 0 || current.length === 0) return Number.NaN
   const sorted = [...baseline].sort((a, b) => a - b)
-  const edges = [...new Set(Array.from({ length: bins - 1 }, (_, i) => sorted[Math.floor(((i + 1) * sorted.length) / bins)]!))]
+  const distinct = [...new Set(sorted)]
+  // Few distinct values (a flag, a count): one bin per value and one for anything else, so that a
+  // shift between values the deciles would merge (0 and 1 of a rare flag) is seen.
+  const categorical = distinct.length <= bins
+  const edges = categorical ? distinct : [...new Set(Array.from({ length: bins - 1 }, (_, i) => sorted[Math.floor(((i + 1) * sorted.length) / bins)]!))]
   const share = (values: readonly number[]) => {
     const counts = new Array<number>(edges.length + 1).fill(0)
     for (const v of values) {
+      if (categorical) {
+        const at = edges.indexOf(v)
+        counts[at < 0 ? edges.length : at]!++
+        continue
+      }
       let b = 0
       while (b < edges.length && v >= edges[b]!) b++
       counts[b]!++
@@ -69,6 +80,27 @@ export function ks(a: readonly number[], b: readonly number[]): { readonly d: nu
   return { d, p: kolmogorovQ(lambda) }
 }
 
+/**
+ * Whether two shares of NULLs (of n1 and n2 rows) differ at level `alpha`: the two-proportion z
+ * test, two-sided, with the pooled share.
+ */
+export function proportionsDiffer(p1: number, n1: number, p2: number, n2: number, alpha: number): boolean {
+  if (n1 === 0 || n2 === 0 || p1 === p2) return false
+  const pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+  const se = Math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+  if (se === 0) return true
+  const z = Math.abs(p1 - p2) / se
+  return 2 * normalTail(z) < alpha
+}
+
+/** P(Z > z) for a standard normal Z (Abramowitz and Stegun 7.1.26 via erfc, error below 1.5e-7). */
+function normalTail(z: number): number {
+  const x = z / Math.SQRT2
+  const t = 1 / (1 + 0.3275911 * x)
+  const erfc = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))) * Math.exp(-x * x)
+  return erfc / 2
+}
+
 /** Q_KS(λ) = 2 Σ (-1)^(k-1) exp(-2k²λ²): the probability of a D at least this large when both samples come from one distribution. */
 function kolmogorovQ(lambda: number): number {
   if (lambda < 1e-3) return 1
@@ -83,7 +115,7 @@ function kolmogorovQ(lambda: number): number {
 
 /**
  * Inside the training's transaction (its snapshot), after pgml.train: the baseline of `modelId`
- * on `model.relationName`. Returns null when the relation has no numeric feature.
+ * on `model.relationName`, for its lineage row. Returns null when the relation has no numeric feature.
  */
 export async function captureBaseline(client: pg.ClientBase, model: ModelNode, modelId: number): Promise<DriftBaseline | null> {
   const { rows: columns } = await client.query<{ name: string; is_number: boolean }>(RELATION_COLUMNS, [model.relationName])
@@ -96,9 +128,9 @@ export async function captureBaseline(client: pg.ClientBase, model: ModelNode, m
     rows: rows.length,
     features: Object.fromEntries(numeric.map((name, i) => [name, rows.map((r) => r[`c${i}`]).filter((v): v is number => v !== null).map(Number)])),
     predictions: predict ? rows.map((r) => r.p).filter((v): v is number => v !== null).map(Number) : null,
+    nulls: Object.fromEntries(numeric.map((name, i) => [name, rows.length === 0 ? 0 : rows.filter((r) => r[`c${i}`] === null).length / rows.length])),
     skipped: features.filter((c) => !c.is_number).map((c) => c.name),
   }
-  await client.query(SET_BASELINE, [modelId, JSON.stringify(baseline)])
   return baseline
 }
 
@@ -108,8 +140,16 @@ export interface DriftMetric {
   readonly psi: number
   readonly ksD: number
   readonly ksP: number
+  /** Share of rows where the feature is NULL, at training and now (null for predictions, or an old baseline). */
+  readonly nullsBefore: number | null
+  readonly nullsNow: number | null
+  /** Why it alarms: `psi`, `ks`, `nulls` (the NULL share changed: a two-proportion test), `no values` (all NULL now). */
+  readonly reasons: readonly string[]
   readonly alarm: boolean
 }
+
+/** Below this many rows on either side PSI is too noisy to alarm on (its expected value under no drift grows as 1/n); KS still can. */
+export const PSI_MIN_ROWS = 200
 
 export interface MonitorReport {
   readonly project: string
@@ -130,6 +170,13 @@ export interface MonitorReport {
   readonly notes: readonly string[]
   /** When the run was recorded (null: this role may not record it). */
   readonly recordedAt: string | null
+  /** Set when this project could not be checked (no baseline, a relation gone, a refused read): the rest is empty. */
+  readonly error?: string
+  readonly hint?: string
+}
+
+const EMPTY_REPORT: Omit<MonitorReport, 'project'> = {
+  version: null, modelId: 0, currentRows: 0, baselineRows: 0, metrics: [], skew: [], alarms: [], alphaPerTest: 0, psiThreshold: 0, notes: [], recordedAt: null,
 }
 
 /**
@@ -146,12 +193,18 @@ export async function monitorModels(client: pg.ClientBase, config: ResolvedConfi
   const chosen = config.models.filter((m) => projects.length === 0 || projects.includes(m.project))
   const reports: MonitorReport[] = []
   for (const model of chosen) {
-    const deployed = (await listVersions(client, model.project)).find((v) => v.deployed)
-    if (!deployed) {
-      if (projects.length > 0) throw new PgmlKitError('MODEL_NOT_DEPLOYED', `"${model.project}" has no deployed model to monitor`, { hint: `pgml-kit deploy ${model.project} --strategy best_score` })
-      continue
+    try {
+      const deployed = (await listVersions(client, model.project)).find((v) => v.deployed)
+      if (!deployed) {
+        if (projects.length > 0) throw new PgmlKitError('MODEL_NOT_DEPLOYED', `"${model.project}" has no deployed model to monitor`, { hint: `pgml-kit deploy ${model.project} --strategy best_score` })
+        continue
+      }
+      reports.push(await monitorOne(client, config, model, deployed.modelId, deployed.version))
+    } catch (error) {
+      // One project that cannot be checked (no baseline, a relation gone) does not stop the others.
+      if (!(error instanceof PgmlKitError) && typeof (error as { code?: unknown }).code !== 'string') throw error
+      reports.push({ ...EMPTY_REPORT, project: model.project, error: (error as Error).message, ...(error instanceof PgmlKitError && error.hint ? { hint: error.hint } : {}) })
     }
-    reports.push(await monitorOne(client, config, model, deployed.modelId, deployed.version))
   }
   return reports
 }
@@ -167,25 +220,35 @@ async function monitorOne(client: pg.ClientBase, config: ResolvedConfig, model: 
   }
   const numeric = Object.keys(baseline.features)
   const predict = baseline.predictions !== null
-  const since = model.monitor.timestamp && model.monitor.window ? { timestamp: model.monitor.timestamp } : undefined
-  const params = [...(predict ? [modelId] : []), ...(since ? [model.monitor.window] : [])]
-  const { rows: current } = await client.query<Record<string, number | null>>(renderDriftSample(model.relationName, numeric, { predict, ...(since ? { since } : {}) }), params)
+  const relation = model.monitor.relation ?? model.relationName
+  const { rows: current } = await client.query<Record<string, number | null>>(renderDriftSample(relation, numeric, { predict }), predict ? [modelId] : [])
   const notes: string[] = []
   if (baseline.skipped.length > 0) notes.push(`not compared (not numbers): ${baseline.skipped.join(', ')}`)
   const tests = numeric.length + (predict ? 1 : 0)
   const alphaPerTest = model.monitor.alpha / tests
-  const metric = (name: string, base: readonly number[], now: readonly number[]): DriftMetric => {
+  const values = (key: string) => current.map((r) => r[key]).filter((v): v is number => v !== null).map(Number)
+  const metric = (name: string, base: readonly number[], now: readonly number[], nulls: { before: number; now: number } | null): DriftMetric => {
     const p = psi(base, now)
     const k = ks(base, now)
-    return { name, psi: p, ksD: k.d, ksP: k.p, alarm: p >= model.monitor.psi || k.p < alphaPerTest }
+    const reasons: string[] = []
+    if (now.length === 0 && base.length > 0) reasons.push('no values')
+    if (Number.isFinite(p) && p >= model.monitor.psi && Math.min(base.length, now.length) >= PSI_MIN_ROWS) reasons.push('psi')
+    if (Number.isFinite(k.p) && k.p < alphaPerTest) reasons.push('ks')
+    if (nulls && proportionsDiffer(nulls.before, baseline.rows, nulls.now, current.length, alphaPerTest)) reasons.push('nulls')
+    return { name, psi: p, ksD: k.d, ksP: k.p, nullsBefore: nulls?.before ?? null, nullsNow: nulls?.now ?? null, reasons, alarm: reasons.length > 0 }
   }
-  const values = (key: string) => current.map((r) => r[key]).filter((v): v is number => v !== null).map(Number)
   const metrics = current.length === 0 ? [] : [
-    ...numeric.map((name, i) => metric(name, baseline.features[name]!, values(`c${i}`))),
-    ...(predict ? [metric('prediction', baseline.predictions!, values('p'))] : []),
+    ...numeric.map((name, i) => {
+      const before = baseline.nulls?.[name]
+      const now = current.filter((r) => r[`c${i}`] === null).length / current.length
+      return metric(name, baseline.features[name]!, values(`c${i}`), before === undefined ? null : { before, now })
+    }),
+    ...(predict ? [metric('prediction', baseline.predictions!, values('p'), null)] : []),
   ]
-  if (current.length === 0) notes.push(since ? `no rows newer than ${model.monitor.window}: nothing to compare` : 'the relation has no rows: nothing to compare')
-  else if (current.length < 100) notes.push(`only ${current.length} rows to compare: the tests have little power`)
+  if (current.length === 0) notes.push(`${relation} has no rows: nothing to compare`)
+  if (Math.min(current.length, baseline.rows) > 0 && Math.min(current.length, baseline.rows) < PSI_MIN_ROWS) {
+    notes.push(`only ${Math.min(current.length, baseline.rows)} rows on one side: PSI is too noisy below ${PSI_MIN_ROWS} and raises no alarm; KS still does`)
+  }
   // Online/offline skew of the feature views the model is served from (the feature store's own check).
   const views = model.trainingSet ? [...new Set(model.trainingSet.features.map((f) => f.view))] : []
   const skew = views.length === 0 ? [] : (await checkFeatures(client, config.state, views, { limit: 5 })).map((c) => ({ view: c.view, differences: c.skew.total }))
@@ -214,6 +277,9 @@ export interface MonitorRun {
 
 /** The project's recorded monitor runs, oldest first. */
 export async function monitorHistory(client: pg.ClientBase, project: string): Promise<MonitorRun[]> {
-  const { rows } = await client.query<{ id: string; version: number | null; model_id: string; at: Date; run_by: string; current_rows: number; alarms: string[]; metrics: { metrics: DriftMetric[] } }>(LIST_MONITOR_RUNS, [project])
+  const { rows } = await client.query<{ id: string; version: number | null; model_id: string; at: Date; run_by: string; current_rows: number; alarms: string[]; metrics: { metrics: DriftMetric[] } }>(LIST_MONITOR_RUNS, [project]).catch((error: unknown) => {
+    if ((error as { code?: unknown }).code !== '42501') throw error
+    throw new PgmlKitError('REGISTRY_NOT_PERMITTED', `this role may not read the monitor runs of "${project}": ${(error as Error).message}`, { cause: error, where: 'roles.trainer', hint: 'add the role to roles.trainer, then pgml-kit generate && pgml-kit migrate' })
+  })
   return rows.map((r) => ({ id: r.id, version: r.version, modelId: Number(r.model_id), at: new Date(r.at).toISOString(), runBy: r.run_by, currentRows: r.current_rows, alarms: r.alarms, metrics: r.metrics.metrics }))
 }

@@ -2,7 +2,7 @@ import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import {
   ALIASES_OF_VERSION, ARCHIVE_VERSION, DEPLOYED_MODEL, DESCRIBE_VERSION, LIST_EVENTS, LIST_VERSIONS, LOCK_REGISTRY_PROJECT, READ_ALIAS,
-  CAN_READ_PGML_MODELS, READ_VERSION, RECORD_EVENT, REGISTER_MISSING_VERSIONS, SET_ALIAS_EVENT, REGISTRY_EXISTS, REMOVE_ALIAS, SET_ALIAS, VERSION_OF_MODEL,
+  CAN_READ_PGML_MODELS, READ_VERSION, REGISTER_MISSING_VERSIONS, SET_ALIAS_EVENT, REGISTRY_EXISTS, REMOVE_ALIAS, SET_ALIAS, VERSION_OF_MODEL,
 } from '../sql/render-registry.js'
 
 /**
@@ -250,8 +250,8 @@ export async function archiveVersion(client: pg.ClientBase, project: string, ver
     if (deployed[0]?.model_id === modelId) {
       throw new PgmlKitError('MODEL_VERSION_IN_USE', `version ${version} of "${project}" is the model pgml serves for it; not archived`, { hint: `deploy another version first (pgml-kit deploy ${project} --model <id>)` })
     }
+    // The registry's trigger records the event (and checks again what is checked above).
     await client.query(ARCHIVE_VERSION, [project, version, options.reason])
-    await client.query(RECORD_EVENT, [project, version, 'archived', null, null, options.reason, '{}'])
   })
 }
 
@@ -273,9 +273,8 @@ export async function describeVersion(client: pg.ClientBase, project: string, ve
       else tags[key] = value
     }
     const description = change.description === undefined ? row.description : change.description
+    // The registry's trigger records what changed (described, tagged).
     await client.query(DESCRIBE_VERSION, [project, version, description, JSON.stringify(tags)])
-    if (change.description !== undefined) await client.query(RECORD_EVENT, [project, version, 'described', null, null, null, JSON.stringify({ description })])
-    if (change.tags !== undefined) await client.query(RECORD_EVENT, [project, version, 'tagged', null, null, null, JSON.stringify({ tags: change.tags })])
   })
   return (await listVersions(client, project, { sync: false })).find((v) => v.version === version)!
 }

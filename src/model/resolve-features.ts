@@ -87,6 +87,10 @@ export function resolveModels(config: PgmlKitConfig, sets: readonly TrainingSetN
       continue
     }
     if (model.deploy) checkGate(model.task, model.deploy, `${path}.deploy`, issues)
+    const qualified = (name: string) => {
+      const parts = name.split('.')
+      return parts.length === 2 ? quoteQualified(parts[0]!, parts[1]!) : quoteQualified('public', name)
+    }
     const parts = model.relation.split('.')
     const relationName = set ? quoteQualified(set.schema, set.name) : parts.length === 2 ? quoteQualified(parts[0]!, parts[1]!) : quoteQualified('public', model.relation)
     out.push({
@@ -94,7 +98,7 @@ export function resolveModels(config: PgmlKitConfig, sets: readonly TrainingSetN
       algorithm: model.algorithm ?? null, hyperparams: model.hyperparams ?? null, search: model.search ?? null, searchParams: model.searchParams ?? null,
       searchArgs: model.searchArgs ?? null, testSize: model.testSize ?? null, testSampling: model.testSampling ?? null, preprocess: model.preprocess ?? null,
       gate: model.deploy ? { metric: model.deploy.metric, min: model.deploy.min ?? null, max: model.deploy.max ?? null, margin: model.deploy.margin ?? null } : null,
-      monitor: { timestamp: model.monitor?.timestamp ?? null, window: model.monitor?.window ?? null, psi: model.monitor?.psi ?? 0.2, alpha: model.monitor?.alpha ?? 0.01 },
+      monitor: { relation: model.monitor?.relation ? qualified(model.monitor.relation) : null, psi: model.monitor?.psi ?? 0.2, alpha: model.monitor?.alpha ?? 0.01 },
     })
   }
   return out

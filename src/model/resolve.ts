@@ -34,8 +34,8 @@ export interface ModelNode {
   readonly preprocess: Readonly<Record<string, unknown>> | null
   /** The deployment gate (config `deploy`): `min` only for higher-is-better metrics, `max` only for lower-is-better ones. */
   readonly gate: { readonly metric: string; readonly min: number | null; readonly max: number | null; readonly margin: number | null } | null
-  /** `pgml-kit monitor`: which rows are compared with the training baseline, and the alarm thresholds (config `monitor`, with defaults). */
-  readonly monitor: { readonly timestamp: string | null; readonly window: string | null; readonly psi: number; readonly alpha: number }
+  /** `pgml-kit monitor`: the relation whose rows are compared with the training baseline (null: the training relation, quoted otherwise), and the alarm thresholds (config `monitor`, with defaults). */
+  readonly monitor: { readonly relation: string | null; readonly psi: number; readonly alpha: number }
 }
 
 /** An embedding column the config says was renamed (`renamedFrom`): a planning hint, not state. */

@@ -28,14 +28,24 @@ const RUNTIME = 'pgml_kit'
 
 /** What resolving an alias reads. */
 const REGISTRY_READ = ['model_versions', 'model_aliases'] as const
-/** What train, deploy and `models` write: versions registered and described, aliases moved, events appended (never changed). */
-const REGISTRY_WRITE: readonly (readonly [string, readonly GrantAtom['privilege'][]])[] = [
-  ['model_versions', ['SELECT', 'INSERT', 'UPDATE']],
-  ['model_aliases', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
-  ['model_events', ['SELECT', 'INSERT']],
-  ['model_lineage', ['SELECT', 'INSERT']],
-  ['lineage_edges', ['SELECT']],
-  ['monitor_runs', ['SELECT', 'INSERT']],
+/**
+ * What train, deploy, `models` and `monitor` write, column by column: never an id, an actor or a
+ * time (the registry's trigger sets those), and never an event (the registry writes its own).
+ */
+const REGISTRY_WRITE: readonly (readonly [string, GrantAtom['privilege'], readonly (string | null)[]])[] = [
+  ['model_versions', 'SELECT', [null]],
+  ['model_versions', 'INSERT', ['project', 'version', 'model_id']],
+  ['model_versions', 'UPDATE', ['description', 'tags', 'archived_at', 'archive_reason']],
+  ['model_aliases', 'SELECT', [null]],
+  ['model_aliases', 'INSERT', ['project', 'alias', 'version']],
+  ['model_aliases', 'UPDATE', ['version']],
+  ['model_aliases', 'DELETE', [null]],
+  ['model_events', 'SELECT', [null]],
+  ['model_lineage', 'SELECT', [null]],
+  ['model_lineage', 'INSERT', ['model_id', 'project', 'relation', 'row_count', 'rows_sha256', 'training_config', 'feature_views', 'environment', 'train_sql', 'baseline']],
+  ['lineage_edges', 'SELECT', [null]],
+  ['monitor_runs', 'SELECT', [null]],
+  ['monitor_runs', 'INSERT', ['project', 'version', 'model_id', 'current_rows', 'alarms', 'metrics']],
 ]
 
 /** The atoms a state asks for. */
@@ -58,7 +68,7 @@ export function grantsFor(state: DesiredState): GrantAtom[] {
     }
     for (const role of state.roles.trainer ?? []) {
       add({ role, on: { kind: 'schema', schema: RUNTIME }, privilege: 'USAGE', column: null, purpose: 'trainer' })
-      for (const [name, privileges] of REGISTRY_WRITE) for (const privilege of privileges) add({ role, on: table(name), privilege, column: null, purpose: 'trainer' })
+      for (const [name, privilege, columns] of REGISTRY_WRITE) for (const column of columns) add({ role, on: table(name), privilege, column, purpose: 'trainer' })
     }
   }
   if (state.embeddingColumns.length === 0) return [...atoms.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))

@@ -9,6 +9,15 @@ import { quoteIdent } from './quote.js'
 export const REGISTRY_EXISTS = `SELECT pg_catalog.count(*) = 2 AS ok FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 WHERE n.nspname = 'pgml_kit' AND c.relname IN ('model_versions', 'model_events')`
 
+/**
+ * Whether this role has `privilege` on a registry relation, read from the catalogs by oid: a role
+ * without USAGE on pgml_kit gets false, not the error a name lookup would raise.
+ */
+function renderRegistryPrivilege(relation: string, privilege: 'SELECT' | 'INSERT'): string {
+  return `SELECT coalesce((SELECT pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_any_column_privilege(c.oid, '${privilege}')
+  FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = 'pgml_kit' AND c.relname = '${relation}'), false) AS ok`
+}
+
 /** $1 project: serialises registry changes of one project (numbering, alias moves) until the transaction ends. */
 export const LOCK_REGISTRY_PROJECT = `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgml_kit.model_versions'), pg_catalog.hashtext($1))`
 
@@ -23,17 +32,13 @@ export const REGISTER_MISSING_VERSIONS = `WITH missing AS (
   SELECT missing.id, (SELECT coalesce(pg_catalog.max(v.version), 0) FROM pgml_kit.model_versions AS v WHERE v.project = $1)
     + (pg_catalog.row_number() OVER (ORDER BY missing.id))::integer AS version
   FROM missing
-), registered AS (
-  INSERT INTO pgml_kit.model_versions (project, version, model_id) SELECT $1, numbered.version, numbered.id FROM numbered
-  RETURNING version, model_id
 )
-INSERT INTO pgml_kit.model_events (project, version, event, detail)
-SELECT $1, registered.version, 'registered', pg_catalog.jsonb_build_object('model_id', registered.model_id) FROM registered
+INSERT INTO pgml_kit.model_versions (project, version, model_id) SELECT $1, numbered.version, numbered.id FROM numbered
 RETURNING version`
 
 /** Whether this role may read pgml's models and projects (to register them). */
-export const CAN_READ_PGML_MODELS = `SELECT coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass('pgml.models'), 'SELECT')
-  AND pg_catalog.has_table_privilege(pg_catalog.to_regclass('pgml.projects'), 'SELECT'), false) AS ok`
+export const CAN_READ_PGML_MODELS = `SELECT coalesce((SELECT pg_catalog.bool_and(pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT')) AND pg_catalog.count(*) = 2
+  FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = 'pgml' AND c.relname IN ('models', 'projects')), false) AS ok`
 
 /** $1 project → the model pgml serves for it now (its latest deployment), or no row. */
 export const DEPLOYED_MODEL = `SELECT d.model_id::text AS model_id FROM pgml.deployments AS d JOIN pgml.projects AS p ON p.id = d.project_id
@@ -57,7 +62,7 @@ export const ALIASES_OF_VERSION = `SELECT a.alias FROM pgml_kit.model_aliases AS
 
 /** $1 project, $2 alias, $3 version: points the alias at the version. */
 export const SET_ALIAS = `INSERT INTO pgml_kit.model_aliases AS a (project, alias, version) VALUES ($1, $2, $3)
-ON CONFLICT (project, alias) DO UPDATE SET version = EXCLUDED.version, set_at = pg_catalog.now(), set_by = session_user`
+ON CONFLICT (project, alias) DO UPDATE SET version = EXCLUDED.version`
 
 /**
  * $1 event kind (alias_set, deployed, alias_removed; '' for the default), $2 reason, $3 detail (jsonb
@@ -69,12 +74,8 @@ export const SET_ALIAS_EVENT = `SELECT pg_catalog.set_config('pgml_kit.alias_eve
 /** $1 project, $2 alias. */
 export const REMOVE_ALIAS = `DELETE FROM pgml_kit.model_aliases WHERE project = $1 AND alias = $2`
 
-/** $1 project, $2 version, $3 event, $4 alias, $5 from version, $6 reason, $7 detail (jsonb text) → the event's id. */
-export const RECORD_EVENT = `INSERT INTO pgml_kit.model_events (project, version, event, alias, from_version, reason, detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id::text AS id`
-
 /** $1 project, $2 version, $3 reason. */
-export const ARCHIVE_VERSION = `UPDATE pgml_kit.model_versions SET archived_at = pg_catalog.now(), archived_by = session_user, archive_reason = $3
+export const ARCHIVE_VERSION = `UPDATE pgml_kit.model_versions SET archived_at = pg_catalog.now(), archive_reason = $3
 WHERE project = $1 AND version = $2 AND archived_at IS NULL`
 
 /** $1 project, $2 version, $3 description, $4 tags (jsonb text). */
@@ -122,14 +123,14 @@ coalesce(pg_catalog.has_function_privilege(pg_catalog.to_regprocedure('pgml.vers
 export const PGML_VERSION = `SELECT pgml.version() AS v`
 
 /** Whether this role may record lineage (roles.trainer, or the owner). */
-export const CAN_RECORD_LINEAGE = `SELECT coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass('pgml_kit.model_lineage'), 'INSERT'), false) AS ok`
+export const CAN_RECORD_LINEAGE = renderRegistryPrivilege('model_lineage', 'INSERT')
 
-/** $1 model id, $2 project, $3 relation, $4 row count, $5 sha256, $6 config (jsonb), $7 feature views (jsonb), $8 environment (jsonb), $9 train SQL. */
-export const INSERT_MODEL_LINEAGE = `INSERT INTO pgml_kit.model_lineage (model_id, project, relation, row_count, rows_sha256, training_config, feature_views, environment, train_sql)
-VALUES ($1, $2, $3, $4::bigint, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9) ON CONFLICT (model_id) DO NOTHING`
+/** $1 model id, $2 project, $3 relation, $4 row count, $5 sha256, $6 config (jsonb), $7 feature views (jsonb), $8 environment (jsonb), $9 train SQL, $10 drift baseline (jsonb). */
+export const INSERT_MODEL_LINEAGE = `INSERT INTO pgml_kit.model_lineage (model_id, project, relation, row_count, rows_sha256, training_config, feature_views, environment, train_sql, baseline)
+VALUES ($1, $2, $3, $4::bigint, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10::jsonb)`
 
 /** Whether this role may read the registry's lineage. */
-export const CAN_READ_LINEAGE = `SELECT coalesce(pg_catalog.has_table_privilege(pg_catalog.to_regclass('pgml_kit.model_lineage'), 'SELECT'), false) AS ok`
+export const CAN_READ_LINEAGE = renderRegistryPrivilege('model_lineage', 'SELECT')
 
 /** $1 project → lineage rows of its models, as json. */
 export const READ_MODEL_LINEAGE = `SELECT l.model_id::text AS model_id, pg_catalog.to_jsonb(l) AS lineage FROM pgml_kit.model_lineage AS l WHERE l.project = $1`
@@ -145,20 +146,15 @@ FROM pg_catalog.pg_attribute AS a WHERE a.attrelid = pg_catalog.to_regclass($1) 
 
 /**
  * A deterministic sample of the relation's rows (ordered by the md5 of the whole row, so the same
- * rows give the same sample): `features` as double precision, and with `predictWith` ($1, a model
- * id) that model's prediction on them in the order pgml takes them. `since`: only rows whose
- * `timestamp` column is newer than now() minus the interval ($2 when predicting, else $1).
+ * rows give the same sample): `features` as double precision, and with `predict` the prediction of
+ * the model $1 on them, its features in the order pgml takes them.
  */
-export function renderDriftSample(relation: string, features: readonly string[], options: { readonly predict: boolean; readonly since?: { readonly timestamp: string } }): string {
+export function renderDriftSample(relation: string, features: readonly string[], options: { readonly predict: boolean }): string {
   const cols = features.map((f, i) => `t.${quoteIdent(f)}::double precision AS c${i}`)
   const prediction = options.predict ? [`pgml.predict($1::bigint, ARRAY[${features.map((f) => `t.${quoteIdent(f)}`).join(', ')}]::real[])::double precision AS p`] : []
-  const where = options.since ? ` WHERE s.${quoteIdent(options.since.timestamp)} > pg_catalog.now() - ${options.predict ? '$2' : '$1'}::interval` : ''
   return `SELECT ${[...cols, ...prediction].join(', ')}
-FROM (SELECT * FROM ${relation} AS s${where} ORDER BY pg_catalog.md5(s::text) LIMIT ${DRIFT_SAMPLE_ROWS}) AS t`
+FROM (SELECT * FROM ${relation} AS s ORDER BY pg_catalog.md5(s::text) LIMIT ${DRIFT_SAMPLE_ROWS}) AS t`
 }
-
-/** $1 model id, $2 baseline (jsonb text): sets the drift baseline of a lineage row. */
-export const SET_BASELINE = `UPDATE pgml_kit.model_lineage SET baseline = $2::jsonb WHERE model_id = $1`
 
 /** $1 model id → its lineage's relation and drift baseline. */
 export const READ_BASELINE = `SELECT l.relation, l.baseline FROM pgml_kit.model_lineage AS l WHERE l.model_id = $1`

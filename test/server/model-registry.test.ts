@@ -192,24 +192,60 @@ describe('the model registry on the server (pgml_compat)', () => {
   it('keeps its rules against a trainer writing its tables directly: actors, history, archives, models of the project', async () => {
     const trainer = (sql: string, params: unknown[] = []) => withClient(as(TRAINER), (c) => c.query(sql, params))
     const cars = (await db.query<{ id: string }>(`SELECT m.id::text AS id FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = 'cars'`))[0]!.id
-    // An event claiming another actor and time is recorded as who wrote it, now.
-    await trainer(`INSERT INTO pgml_kit.model_events (project, version, event, actor, at, reason) VALUES ($1, 1, 'deployed', 'alice', '2020-01-01', 'forged')`, [P])
-    const forged = (await db.query<{ actor: string; at: Date }>(`SELECT actor::text, at FROM pgml_kit.model_events WHERE reason = 'forged'`))[0]!
-    expect(forged.actor).toBe(TRAINER)
-    expect(new Date(forged.at).getFullYear()).toBeGreaterThan(2025)
-    await expect(trainer(`UPDATE pgml_kit.model_events SET reason = 'rewritten'`)).rejects.toThrow(/permission denied|never changed/)
+    const eventsBefore = (await modelHistory(owner, P)).length
+    // Events are the registry's own: no role inserts one, changes one or removes one.
+    await expect(trainer(`INSERT INTO pgml_kit.model_events (project, version, event, reason) VALUES ($1, 1, 'deployed', 'forged')`, [P])).rejects.toThrow(/permission denied/)
+    await expect(db.query(`INSERT INTO pgml_kit.model_events (project, version, event, reason) VALUES ($1, 1, 'deployed', 'forged')`, [P])).rejects.toThrow(/writes its events itself/)
+    await expect(trainer(`UPDATE pgml_kit.model_events SET reason = 'rewritten'`)).rejects.toThrow(/permission denied/)
+    await expect(db.query(`DELETE FROM pgml_kit.model_events`)).rejects.toThrow(/never changed or removed/)
     // A version keeps its model; an archived one stays archived; a version names only a model of its project.
-    await expect(trainer(`UPDATE pgml_kit.model_versions SET model_id = $2 WHERE project = $1 AND version = 1`, [P, cars])).rejects.toThrow(/keeps its project, number, model/)
+    await expect(trainer(`UPDATE pgml_kit.model_versions SET model_id = $2 WHERE project = $1 AND version = 1`, [P, cars])).rejects.toThrow(/permission denied/)
+    await expect(db.query(`UPDATE pgml_kit.model_versions SET model_id = $2 WHERE project = $1 AND version = 1`, [P, cars])).rejects.toThrow(/keeps its project, number, model/)
     await expect(trainer(`UPDATE pgml_kit.model_versions SET archived_at = NULL WHERE project = $1 AND version = 2`, [P])).rejects.toThrow(/is archived and stays archived/)
     await expect(trainer(`INSERT INTO pgml_kit.model_versions (project, version, model_id) VALUES ($1, 50, $2)`, [P, cars])).rejects.toThrow(/is not a model of project/)
     await expect(trainer(`INSERT INTO pgml_kit.model_versions (project, version, model_id) VALUES ($1, 51, 999999)`, [P])).rejects.toThrow(/is not a model of project/)
-    // An alias moved by hand is still an event, with who and from which version; none may name an archived version.
-    await trainer(`UPDATE pgml_kit.model_aliases SET version = 3, set_by = 'bob' WHERE project = $1 AND alias = 'challenger'`, [P])
-    const last = (await modelHistory(owner, P)).at(-1)!
-    expect(last).toMatchObject({ event: 'alias_set', alias: 'challenger', version: 3, fromVersion: 1, actor: TRAINER })
-    expect((await db.query<{ by: string }>(`SELECT set_by::text AS by FROM pgml_kit.model_aliases WHERE project = $1 AND alias = 'challenger'`, [P]))[0]!.by).toBe(TRAINER)
+    // Archiving by hand: not while an alias names the version, not without a reason.
+    await expect(trainer(`UPDATE pgml_kit.model_versions SET archived_at = now(), archive_reason = 'x' WHERE project = $1 AND version = 1`, [P])).rejects.toThrow(/named by an alias/)
+    await expect(trainer(`UPDATE pgml_kit.model_versions SET archived_at = now() WHERE project = $1 AND version = 3`, [P])).rejects.toThrow(/needs a reason/)
+    // An alias moved by hand is an event, with who and from which version; it keeps its project and
+    // name; none names an archived version; champion names only what pgml serves.
+    await trainer(`UPDATE pgml_kit.model_aliases SET version = 3 WHERE project = $1 AND alias = 'challenger'`, [P])
+    const history = await modelHistory(owner, P)
+    expect(history).toHaveLength(eventsBefore + 1)
+    expect(history.at(-1)).toMatchObject({ event: 'alias_set', alias: 'challenger', version: 3, fromVersion: 1, actor: TRAINER })
     await expect(trainer(`UPDATE pgml_kit.model_aliases SET version = 2 WHERE project = $1 AND alias = 'challenger'`, [P])).rejects.toThrow(/archived; no alias may name it/)
+    await expect(db.query(`UPDATE pgml_kit.model_aliases SET project = 'cars' WHERE project = $1 AND alias = 'challenger'`, [P])).rejects.toThrow(/keeps its project and name/)
+    await expect(trainer(`UPDATE pgml_kit.model_aliases SET version = 3 WHERE project = $1 AND alias = 'champion'`, [P])).rejects.toThrow(/champion names the version pgml serves/)
+    await expect(trainer(`SELECT set_config('pgml_kit.alias_event', 'archived', true); UPDATE pgml_kit.model_aliases SET version = 1 WHERE project = $1 AND alias = 'challenger'`.replace('$1', `'${P.replace(/'/g, "''")}'`))).rejects.toThrow(/recorded as alias_set, alias_removed or \(champion\) deployed/)
+    // Lineage and monitor runs: written once, for models of the project, by whoever writes them.
+    await expect(trainer(`INSERT INTO pgml_kit.model_lineage (model_id, project, relation, training_config, train_sql) VALUES (999999, $1, 'x', '{}', 'x')`, [P])).rejects.toThrow(/is not a model of project/)
   }, 120_000)
+
+  it('a trainer trains with a lineage and a drift baseline; a role pgml lets train but the config does not name trains without deploying', async () => {
+    await db.query(`GRANT SELECT ON cars TO ${TRAINER}, ${OUTSIDER}`)
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const trainer = new pg.Client({ connectionString: as(TRAINER) })
+    await trainer.connect()
+    try {
+      const result = await train(trainer, loaded, 'cars')
+      expect(result.versions).toEqual([2])
+      const lineage = await db.query<{ by: string; rows: string; baseline: boolean }>(`SELECT trained_by::text AS by, row_count::text AS rows, baseline IS NOT NULL AS baseline FROM pgml_kit.model_lineage WHERE model_id = $1`, [result.models[0]!.id])
+      expect(lineage).toEqual([{ by: TRAINER, rows: '60', baseline: true }])
+    } finally {
+      await trainer.end()
+    }
+    const outsider = new pg.Client({ connectionString: as(OUTSIDER) })
+    await outsider.connect()
+    try {
+      const deployedBefore = (await listVersions(owner, 'cars')).find((v) => v.deployed)!.modelId
+      const result = await train(outsider, loaded, 'cars')
+      expect(result.models).toHaveLength(1)
+      expect(result.notes.join('\n')).toMatch(/trained but not deployed[\s\S]*roles\.trainer|may not write it/)
+      expect((await listVersions(owner, 'cars')).find((v) => v.deployed)!.modelId).toBe(deployedBefore)
+    } finally {
+      await outsider.end()
+    }
+  }, 180_000)
 
   it('a migration down keeps the registry and its history; up again serves the same aliases', async () => {
     const before = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.model_events')

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ks, psi } from '../../src/features/monitor.js'
+import { ks, proportionsDiffer, psi } from '../../src/features/monitor.js'
 import { renderDriftSample } from '../../src/sql/render-registry.js'
 import { parseStatements } from '../helpers/sql.js'
 
@@ -31,7 +31,7 @@ describe('drift statistics', () => {
     expect(shifted.d).toBeGreaterThan(0.08)
   })
 
-  it('PSI: near 0 without drift, above 0.2 for a one-sd shift, finite with empty bins', () => {
+  it('PSI: near 0 without drift, above 0.2 for a one-sd shift, finite with empty bins, one bin per value of a flag', () => {
     const r = rng(11)
     expect(psi(normal(r, 1000), normal(r, 1000))).toBeLessThan(0.05)
     expect(psi(normal(r, 1000), normal(r, 1000, 1))).toBeGreaterThan(0.2)
@@ -39,12 +39,23 @@ describe('drift statistics', () => {
     expect(Number.isFinite(allHigh)).toBe(true)
     expect(allHigh).toBeGreaterThan(1)
     expect(psi([], [1])).toBeNaN()
+    // A rare flag that becomes common: deciles would all collapse to 0 and see nothing.
+    const flag = (share: number, n: number) => Array.from({ length: n }, (_, i) => (i < share * n ? 1 : 0))
+    expect(psi(flag(0.05, 1000), flag(0.5, 1000))).toBeGreaterThan(0.5)
+    expect(psi(flag(0.05, 1000), flag(0.05, 1000))).toBeLessThan(1e-9)
+  })
+
+  it('NULL shares: the two-proportion test', () => {
+    expect(proportionsDiffer(0, 1000, 1, 1000, 0.01)).toBe(true)
+    expect(proportionsDiffer(0.1, 1000, 0.12, 1000, 0.01)).toBe(false)
+    expect(proportionsDiffer(0.1, 1000, 0.2, 1000, 0.01)).toBe(true)
+    expect(proportionsDiffer(0, 1000, 0, 1000, 0.01)).toBe(false)
   })
 
   it('renders a sample statement that parses, with every name quoted', () => {
-    const sql = renderDriftSample('"public"."odd ""t"""', ['x"1', 'select'], { predict: true, since: { timestamp: 'at"' } })
+    const sql = renderDriftSample(`"public"."odd ""t"""`, ['x"1', 'select'], { predict: true })
     expect(sql).toContain('t."x""1"::double precision AS c0')
-    expect(sql).toContain('s."at""" > pg_catalog.now() - $2::interval')
+    expect(sql).toContain('pgml.predict($1::bigint, ARRAY[t."x""1", t."select"]::real[])')
     expect(parseStatements(sql)).toBe(1)
   })
 })

@@ -4,7 +4,7 @@ import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { deploy, listModels, materialize, materializeTrainingSet, train, trainSql, type ModelRow } from '../../features/ml.js'
-import { monitorHistory, monitorModels } from '../../features/monitor.js'
+import { PSI_MIN_ROWS, monitorHistory, monitorModels } from '../../features/monitor.js'
 import { CHAMPION, archiveVersion, describeVersion, listVersions, modelHistory, registryInstalled, removeAlias, setAlias, type ModelVersion } from '../../features/registry.js'
 import { EXIT, printable, printJson } from '../output.js'
 import { globals, positiveInt, type CommandContext } from '../options.js'
@@ -235,6 +235,8 @@ export function registerMl(program: Command, ctx: CommandContext): void {
     .action(async (projects: string[], opts: { history?: boolean }, cmd: Command) => {
       const g = globals(cmd)
       await withClient(cmd, 'pgml-kit monitor', async (client, config) => {
+        const unknown = projects.filter((p) => !config.models.some((m) => m.project === p))
+        if (unknown.length > 0) throw new PgmlKitError('MODEL_UNKNOWN', `no model ${unknown.map((p) => `"${p}"`).join(', ')} in the config`, { hint: `models: ${config.models.map((m) => m.project).join(', ') || 'none'}` })
         if (opts.history) {
           const names = projects.length > 0 ? projects : config.models.map((m) => m.project)
           const runs = Object.fromEntries(await Promise.all(names.map(async (p) => [p, await monitorHistory(client, p)] as const)))
@@ -253,15 +255,21 @@ export function registerMl(program: Command, ctx: CommandContext): void {
         if (g.json) printJson(reports)
         else if (reports.length === 0) process.stdout.write('no deployed model to monitor\n')
         for (const r of g.json ? [] : reports) {
+          if (r.error !== undefined) {
+            process.stderr.write(`${pc.red('error')} ${printable(r.project)}: not checked: ${printable(r.error)}${r.hint ? `\n  hint: ${printable(r.hint)}` : ''}\n`)
+            continue
+          }
           process.stdout.write(`${printable(r.project)} version ${r.version ?? '?'} (model ${r.modelId}): ${r.currentRows} rows now against ${r.baselineRows} at training: ${r.alarms.length > 0 ? pc.red(`DRIFT ${printable(r.alarms.join(', '))}`) : pc.green('no drift')}\n`)
-          const table = new Table({ head: ['', 'PSI', 'KS D', 'KS p', ''], style: { head: [], border: [] } })
-          for (const m of r.metrics) table.push([printable(m.name), m.psi.toFixed(3), m.ksD.toFixed(3), m.ksP < 1e-4 ? m.ksP.toExponential(1) : m.ksP.toFixed(4), m.alarm ? pc.red('alarm') : ''])
+          const table = new Table({ head: ['', 'PSI', 'KS D', 'KS p', 'NULL', ''], style: { head: [], border: [] } })
+          for (const m of r.metrics) table.push([printable(m.name), m.psi.toFixed(3), m.ksD.toFixed(3), m.ksP < 1e-4 ? m.ksP.toExponential(1) : m.ksP.toFixed(4), m.nullsNow === null ? '' : `${(100 * (m.nullsBefore ?? 0)).toFixed(1)}% → ${(100 * m.nullsNow).toFixed(1)}%`, m.alarm ? pc.red(`alarm: ${m.reasons.join(', ')}`) : ''])
           if (r.metrics.length > 0) process.stdout.write(`${table.toString()}\n`)
           for (const v of r.skew) process.stdout.write(`  skew ${printable(v.view)}: ${v.differences === 0 ? 'online rows match the offline table' : pc.red(`${v.differences} online row(s) differ (pgml-kit features check ${printable(v.view)})`)}\n`)
-          process.stdout.write(pc.dim(`  alarm at PSI ≥ ${r.psiThreshold} or KS p < ${r.alphaPerTest.toPrecision(2)} per test\n`))
+          process.stdout.write(pc.dim(`  alarm at PSI ≥ ${r.psiThreshold} (${PSI_MIN_ROWS} rows or more on each side), KS p < ${r.alphaPerTest.toPrecision(2)} per test, or a NULL share that changed at that level\n`))
           for (const note of r.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
         }
-        if (alarmed) ctx.exit.code = EXIT.checkFailed
+        // 1: drift (an alarm); 3: a project could not be checked. Cron tells the two apart.
+        if (reports.some((r) => r.error !== undefined)) ctx.exit.code = 3
+        else if (alarmed) ctx.exit.code = EXIT.checkFailed
       })
     })
 

@@ -436,6 +436,12 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
       if (verdict.pass) {
         try {
           await deployRecorded(client, project, notes, { strategy: 'specific', gate: gateVerdict, by: 'pgml-kit train' }, null, async () => {
+            // Another deployment between the verdict and the lock: judged again against it.
+            const now = await deployedModelOf(client, project)
+            if (now?.id !== current?.id && !passesGate(g, best.metrics, now?.metrics ?? null).pass) {
+              gate = `not deployed: model ${best.id}: model ${now?.id ?? '?'} was deployed meanwhile, and ${passesGate(g, best.metrics, now?.metrics ?? null).reason}`
+              return false
+            }
             await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
           })
         } catch (error) {
@@ -459,6 +465,13 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
       if (!current || typeof now !== 'number' || !Number.isFinite(now) || (typeof value === 'number' && value >= now)) {
         try {
           await deployRecorded(client, project, notes, { strategy: 'automatic', rule: `${key} at least the deployed model's`, by: 'pgml-kit train' }, null, async () => {
+            // Another deployment between the decision and the lock: the rule again, against it.
+            const again = await deployedModelOf(client, project)
+            const then = again?.metrics[key]
+            if (again && again.id !== current?.id && typeof then === 'number' && Number.isFinite(then) && !(typeof value === 'number' && value >= then)) {
+              notes.push(`model ${best.id} is not deployed: model ${again.id} was deployed meanwhile with a better ${key}`)
+              return false
+            }
             await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
           })
         } catch (error) {
@@ -701,12 +714,16 @@ const REGISTRY_NOT_INSTALLED = 'the deployment is not recorded in the model regi
  * `deployed` event) in one transaction: a deployment the registry refuses (an archived version)
  * or may not record (a role without roles.trainer) is rolled back.
  */
-async function deployRecorded(client: pg.ClientBase, project: string, notes: string[], detail: Record<string, unknown>, reason: string | null, deployStatement: () => Promise<void>): Promise<DeployResult['registry']> {
+async function deployRecorded(client: pg.ClientBase, project: string, notes: string[], detail: Record<string, unknown>, reason: string | null, deployStatement: () => Promise<void | false>): Promise<DeployResult['registry']> {
   await client.query(BEGIN_REGISTRY)
   try {
     // The registry's lock first: waiting for it while pgml.deploy holds pgml's own locks would hold up every project's deployments.
     await lockRegistryProject(client, project)
-    await deployStatement()
+    // `false`: the statement looked again under the lock and no longer wants to deploy.
+    if ((await deployStatement()) === false) {
+      await client.query('ROLLBACK')
+      return null
+    }
     const registry = await recordDeployment(client, project, { reason, detail })
     if (registry === null) notes.push(REGISTRY_NOT_INSTALLED)
     await client.query('COMMIT')

@@ -277,7 +277,9 @@ describe('pgml_compat security: permission to train is not permission to be supe
              has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
       FROM pg_proc p WHERE p.prosecdef AND p.pronamespace NOT IN ('pgml'::regnamespace, 'pg_catalog'::regnamespace) ORDER BY 1`)
     expect(generated.map((f) => [f.returns, f.config, f.public_execute])).toEqual(generated.map(() => ['trigger', ['search_path=pg_catalog, pg_temp'], false]))
-    expect(generated.length).toBe(2)
+    // The two trigger functions of the columns, and the model registry's event recorder.
+    expect(generated.map((f) => f.f)).toContain('pgml_kit.registry_record()')
+    expect(generated.length).toBe(3)
     // Another role cannot attach them to a table of its own (its TEMP table, say) to write the
     // queue or embed on its behalf as their owner; attached elsewhere by anyone, they refuse to run.
     await db.query(`GRANT USAGE ON SCHEMA pgml_kit TO ${APP}`)
@@ -287,7 +289,7 @@ describe('pgml_compat security: permission to train is not permission to be supe
       await db.session(async (query) => {
         await query(`CREATE TEMP TABLE fake (id bigint, title text, body text, queued vector(16), in_db vector(16));
           CREATE TRIGGER t BEFORE INSERT ON fake FOR EACH ROW EXECUTE FUNCTION ${f.f}`)
-        await expect(query(`INSERT INTO fake (id, title, body) VALUES (1, 'a', 'b')`), f.f).rejects.toThrow(/is the trigger function of public.documents, not of pg_temp_\d+.fake/)
+        await expect(query(`INSERT INTO fake (id, title, body) VALUES (1, 'a', 'b')`), f.f).rejects.toThrow(/is the trigger function of (public.documents|pgml_kit.model_versions and pgml_kit.model_aliases), not of pg_temp_\d+.fake/)
       })
     }
     await db.query(`INSERT INTO documents (title, body) VALUES ('Homes', 'for families')`)

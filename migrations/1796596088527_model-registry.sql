@@ -88,8 +88,8 @@ SELECT 'train:' || l.model_id::text AS execution, 'relation'::text AS input_kind
        'model'::text AS output_kind, l.project || '@v' || v.version::text AS output, l.model_id, l.trained_at, l.trained_by
 FROM pgml_kit.model_lineage AS l LEFT JOIN pgml_kit.model_versions AS v ON v.model_id = l.model_id
 UNION ALL
-SELECT 'train:' || l.model_id::text, 'feature_view', f.value ->> 'name',
-       pg_catalog.jsonb_build_object('definition_sha256', f.value -> 'definitionSha256', 'high_water_mark', f.value -> 'highWaterMark'),
+SELECT 'train:' || l.model_id::text, 'feature_view', f.value OPERATOR(pg_catalog.->>) 'name'::text,
+       pg_catalog.jsonb_build_object('definition_sha256', f.value OPERATOR(pg_catalog.->) 'definitionSha256'::text, 'high_water_mark', f.value OPERATOR(pg_catalog.->) 'highWaterMark'::text),
        'model', l.project || '@v' || v.version::text, l.model_id, l.trained_at, l.trained_by
 FROM pgml_kit.model_lineage AS l LEFT JOIN pgml_kit.model_versions AS v ON v.model_id = l.model_id
 CROSS JOIN LATERAL pg_catalog.jsonb_array_elements(l.feature_views) AS f(value);
@@ -233,6 +233,10 @@ AS $pgml_kit$
 DECLARE
   kind text;
 BEGIN
+  -- Attached by its owner to anything else (anyone else may not execute it), it refuses to run.
+  IF TG_RELID IS DISTINCT FROM 'pgml_kit.model_versions'::pg_catalog.regclass AND TG_RELID IS DISTINCT FROM 'pgml_kit.model_aliases'::pg_catalog.regclass THEN
+    RAISE EXCEPTION 'pgml-kit: % is the trigger function of pgml_kit.model_versions and pgml_kit.model_aliases, not of %', 'pgml_kit.registry_record()', pg_catalog.format('%s.%s', TG_TABLE_SCHEMA, TG_TABLE_NAME) USING ERRCODE = '42501';
+  END IF;
   IF TG_TABLE_NAME = 'model_versions' THEN
       IF TG_OP = 'INSERT' THEN
         INSERT INTO pgml_kit.model_events (project, version, event, detail) VALUES (NEW.project, NEW.version, 'registered', pg_catalog.jsonb_build_object('model_id', NEW.model_id));
@@ -268,6 +272,8 @@ BEGIN
   RETURN NULL;
 END
 $pgml_kit$;
+REVOKE ALL ON FUNCTION pgml_kit.registry_record() FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgml_kit.registry_guard() FROM PUBLIC;
 DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.model_events;
 CREATE TRIGGER registry_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_events FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_guard();
 DROP TRIGGER IF EXISTS registry_guard ON pgml_kit.model_versions;

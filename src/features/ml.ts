@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type pg from 'pg'
 import { captureBaseline } from './monitor.js'
-import { VERSIONS_OF_MODELS, CAN_READ_LINEAGE, CAN_READ_RELATION, CAN_RECORD_LINEAGE, INSERT_MODEL_LINEAGE, PGML_VERSION, READ_MODEL_LINEAGE, TRAINING_ENVIRONMENT, renderRowsDigest } from '../sql/render-registry.js'
+import { DEPLOY_MODEL, renderDeployByStrategy, VERSIONS_OF_MODELS, CAN_READ_LINEAGE, CAN_READ_RELATION, CAN_RECORD_LINEAGE, INSERT_MODEL_LINEAGE, PGML_VERSION, READ_MODEL_LINEAGE, TRAINING_ENVIRONMENT, renderRowsDigest } from '../sql/render-registry.js'
 import { BEGIN_REGISTRY, lockRegistryProject, recordDeployment, registerMissingInTransaction as syncInTransaction, registryInstalled } from './registry.js'
 import { PgmlKitError } from '../errors.js'
 import type { DesiredState, FeatureViewNode, TrainingSetNode } from '../model/ir.js'
@@ -442,7 +442,7 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
               gate = `not deployed: model ${best.id}: model ${now?.id ?? '?'} was deployed meanwhile, and ${passesGate(g, best.metrics, now?.metrics ?? null).reason}`
               return false
             }
-            await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
+            await deployById(client, project, best.id)
           })
         } catch (error) {
           if (!(error instanceof PgmlKitError && error.code === 'REGISTRY_NOT_PERMITTED')) throw error
@@ -472,7 +472,7 @@ export async function train(client: pg.ClientBase, config: ResolvedConfig, proje
               notes.push(`model ${best.id} is not deployed: model ${again.id} was deployed meanwhile with a better ${key}`)
               return false
             }
-            await client.query('SELECT * FROM pgml.deploy($1::bigint)', [best.id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
+            await deployById(client, project, best.id)
           })
         } catch (error) {
           if (!(error instanceof PgmlKitError && error.code === 'REGISTRY_NOT_PERMITTED')) throw error
@@ -588,6 +588,11 @@ function packageVersion(): string {
   return cachedVersion
 }
 
+/** pgml.deploy of one model, a refusal said with the grant to ask for. */
+async function deployById(client: pg.ClientBase, project: string, id: number): Promise<void> {
+  await client.query(DEPLOY_MODEL, [id]).catch((error: unknown) => { throw notPermitted(error, 'deploy', project) })
+}
+
 /**
  * pgml_compat lets members of pgml_trainer train and deploy (README: Security model); PostgresML,
  * whoever may write its tables. A role that may not gets that said, with the grant to ask for.
@@ -642,9 +647,8 @@ export async function deploy(client: pg.ClientBase, config: ResolvedConfig, proj
     }
     const notes = options.overrideGate !== undefined ? [model?.gate ? '--override-gate applies to a model chosen by id (--model); nothing was overridden' : `project "${project}" has no gate in the config; nothing was overridden`] : []
     const registry = await deployRecorded(client, project, notes, { strategy: 'model' in choice ? 'specific' : choice.strategy, ...('algorithm' in choice && choice.algorithm ? { algorithm: choice.algorithm } : {}) }, null, async () => {
-      if ('model' in choice) await client.query('SELECT * FROM pgml.deploy($1::bigint)', [choice.model])
-      else if (choice.algorithm) await client.query('SELECT * FROM pgml.deploy($1, $2::pgml.strategy, $3::pgml.algorithm)', [project, choice.strategy, choice.algorithm])
-      else await client.query('SELECT * FROM pgml.deploy($1, $2::pgml.strategy)', [project, choice.strategy])
+      if ('model' in choice) await client.query(DEPLOY_MODEL, [choice.model])
+      else await client.query(renderDeployByStrategy(choice.algorithm !== undefined), [project, choice.strategy, ...(choice.algorithm !== undefined ? [choice.algorithm] : [])])
     })
     return { deployed: (await listModels(client, config, project)).find((m) => m.deployed) ?? null, gate: null, override: null, registry, notes }
   } catch (error) {
@@ -658,7 +662,7 @@ async function deployGated(client: pg.ClientBase, config: ResolvedConfig, model:
   const current = await deployedModelOf(client, project)
   const notes: string[] = []
   if (current?.id === id) {
-    const registry = await deployRecorded(client, project, notes, { strategy: 'specific' }, null, async () => { await client.query('SELECT * FROM pgml.deploy($1::bigint)', [id]) })
+    const registry = await deployRecorded(client, project, notes, { strategy: 'specific' }, null, async () => { await client.query(DEPLOY_MODEL, [id]) })
     if (options.overrideGate !== undefined) notes.push(`model ${id} was deployed already; nothing was overridden`)
     return { deployed: (await listModels(client, config, project)).find((m) => m.deployed) ?? null, gate: null, override: null, registry, notes }
   }
@@ -676,7 +680,7 @@ async function deployGated(client: pg.ClientBase, config: ResolvedConfig, model:
   await client.query(BEGIN_REGISTRY)
   try {
     await lockRegistryProject(client, project)
-    await client.query('SELECT * FROM pgml.deploy($1::bigint)', [id])
+    await client.query(DEPLOY_MODEL, [id])
     registry = await recordDeployment(client, project, { reason: verdict.pass ? null : options.overrideGate!, detail: { strategy: 'specific', gate: record, ...(verdict.pass ? {} : { gate_overridden: true }) } })
     if (registry === null) notes.push(REGISTRY_NOT_INSTALLED)
     if (!verdict.pass) {

@@ -40,6 +40,14 @@ RETURNING version`
 export const CAN_READ_PGML_MODELS = `SELECT coalesce((SELECT pg_catalog.bool_and(pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT')) AND pg_catalog.count(*) = 2
   FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = 'pgml' AND c.relname IN ('models', 'projects')), false) AS ok`
 
+/** $1 model id: pgml serves this model for its project. */
+export const DEPLOY_MODEL = `SELECT * FROM pgml.deploy($1::bigint)`
+
+/** $1 project, $2 strategy (best_score, most_recent, rollback), and with `algorithm` $3 the algorithm it picks among. */
+export function renderDeployByStrategy(algorithm: boolean): string {
+  return algorithm ? `SELECT * FROM pgml.deploy($1, $2::pgml.strategy, $3::pgml.algorithm)` : `SELECT * FROM pgml.deploy($1, $2::pgml.strategy)`
+}
+
 /** $1 project → the model pgml serves for it now (its latest deployment), or no row. */
 export const DEPLOYED_MODEL = `SELECT d.model_id::text AS model_id FROM pgml.deployments AS d JOIN pgml.projects AS p ON p.id = d.project_id
 WHERE p.name = $1 ORDER BY d.id DESC LIMIT 1`

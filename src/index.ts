@@ -42,7 +42,7 @@ export { checkParity, type ParityOptions, type ParityReport, type ParityRow } fr
 export { installPgmlCompat, type InstallResult } from './extension/install.js'
 
 // Search and predictions from application code.
-export { createKit, type Kit, type KitOptions, type SearchOptions, type HybridSearchOptions, type EmbeddingColumnRef, type HybridColumnRef, type SearchSelection, type OnlinePrediction, type PredictOnlineOptions, type PreparedSearch } from './query/create-kit.js'
+export { createKit, type Kit, type KitOptions, type SearchOptions, type HybridSearchOptions, type EmbeddingColumnRef, type HybridColumnRef, type SearchSelection, type OnlinePrediction, type PredictOnlineOptions, type PredictOptions, type PreparedSearch } from './query/create-kit.js'
 export type { IndexSettings, FilterStrategy } from './query/query-vector.js'
 export { registerVectorTypes } from './query/vector-types.js'
 
@@ -56,6 +56,7 @@ export {
   type ModelVersion, type RegistryEvent, type RegistryEventKind, type ModelReference,
 } from './features/registry.js'
 export { monitorModels, monitorHistory, psi, ks, type MonitorReport, type MonitorRun, type DriftMetric, type DriftBaseline } from './features/monitor.js'
+export { setRoute, removeRoute, readRoute, compareModels, maintainPredictionLog, servingInstalled, type ModelRoute, type RouteMode, type ModelComparison, type ArmReport } from './features/serving.js'
 
 // Errors: every one pgml-kit raises for a user mistake or an unusable target has a stable `code`.
 export { PgmlKitError, ConfigError, PlanError, TargetError, MigrationError, type ConfigIssue } from './errors.js'

@@ -7,7 +7,7 @@ DO $pgml_kit$
 BEGIN
   IF EXISTS (SELECT 1 FROM pgml_kit.embedding_columns)
      OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-                WHERE n.nspname = 'pgml_kit' AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype::pg_catalog.oid AND p.proname NOT IN ('registry_guard', 'registry_record')) THEN
+                WHERE n.nspname = 'pgml_kit' AND p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype::pg_catalog.oid AND p.proname NOT IN ('registry_guard', 'registry_record', 'route_guard')) THEN
     RAISE NOTICE 'pgml-kit: the pgml_kit schema is still used (embedding columns or trigger functions of another pgml-kit project); it stays';
     RETURN;
   END IF;
@@ -16,6 +16,13 @@ BEGIN
       RAISE NOTICE 'pgml-kit: the pgml_kit schema keeps the model registry''s history (pgml_kit.model_versions has rows); it stays';
       RETURN;
     END IF;
+    DROP FUNCTION IF EXISTS pgml_kit.predict(text, real[], text);
+    DROP FUNCTION IF EXISTS pgml_kit.maintain_prediction_log(integer, interval);
+    DROP FUNCTION IF EXISTS pgml_kit.traffic_bucket(text, text);
+    DROP TABLE IF EXISTS pgml_kit.prediction_log;
+    DROP TABLE IF EXISTS pgml_kit.prediction_log_settings;
+    DROP TABLE IF EXISTS pgml_kit.model_routes;
+    DROP FUNCTION IF EXISTS pgml_kit.route_guard();
     DROP FUNCTION IF EXISTS pgml_kit.model_id(text);
     DROP VIEW IF EXISTS pgml_kit.lineage_edges;
     DROP TABLE IF EXISTS pgml_kit.monitor_runs;

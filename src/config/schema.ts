@@ -238,6 +238,25 @@ export const modelTrainingSchema = z.strictObject({
     psi: z.number().gt(0, 'must be above 0').optional(),
     alpha: z.number().gt(0, 'must be above 0').lt(1, 'must be below 1').optional(),
   }).optional(),
+  /**
+   * Serving through the registry: `kit.predict` and `predictOnline` call pgml_kit.predict, which
+   * follows the project's route (a challenger alias in shadow or as a canary, set with
+   * `pgml-kit models route`) and, with `log`, logs a `sample` of the requests (default 1: all)
+   * for `retentionDays` (default 30) — the prediction log `models compare` and `monitor` read.
+   * `labels`: where the true outcomes arrive (a table or view, its entity-key column, its label
+   * column), for `models compare` to score each arm on the labelled requests.
+   */
+  serving: z.strictObject({
+    log: z.strictObject({
+      sample: z.number().gt(0, 'must be above 0').max(1, 'must be at most 1').optional(),
+      retentionDays: z.number().int('must be a whole number of days').min(1, 'must be at least 1 day').max(3650, 'must be at most 3650 days').optional(),
+    }).optional(),
+    labels: z.strictObject({
+      relation: z.string().regex(/^[^.]+(\.[^.]+)?$/, 'must be a table or view, "schema.name" or "name"'),
+      key: identifier,
+      label: identifier,
+    }).optional(),
+  }).optional(),
   deploy: z.strictObject({
     metric: z.string().regex(/^[a-z_0-9]+$/, 'must be a metric name such as "r2", "f1", "accuracy" or "mean_squared_error"'),
     min: z.number().optional(),

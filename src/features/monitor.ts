@@ -6,6 +6,12 @@ import {
 } from '../sql/render-registry.js'
 import { listVersions, registryInstalled } from './registry.js'
 import { checkFeatures } from './check.js'
+import { LOGGED_PREDICTIONS, READ_LOG_SETTINGS } from '../sql/render-serving.js'
+import { servingInstalled } from './serving.js'
+
+/** The served traffic monitor compares: the deployed version's logged predictions of the last 24 hours, at most this many (the latest). */
+const LOGGED_WINDOW_MS = 86_400_000
+const LOGGED_SAMPLE_ROWS = 5000
 
 /**
  * Drift monitoring of deployed models. When `pgml-kit train` trains a model it keeps a baseline: a
@@ -224,7 +230,25 @@ async function monitorOne(client: pg.ClientBase, config: ResolvedConfig, model: 
   const { rows: current } = await client.query<Record<string, number | null>>(renderDriftSample(relation, numeric, { predict }), predict ? [modelId] : [])
   const notes: string[] = []
   if (baseline.skipped.length > 0) notes.push(`not compared (not numbers): ${baseline.skipped.join(', ')}`)
-  const tests = numeric.length + (predict ? 1 : 0)
+  // Prediction drift on the traffic served: the deployed version's logged predictions of the last day.
+  let logged: number[] = []
+  if (predict && await servingInstalled(client)) {
+    const { rows: on } = await client.query(READ_LOG_SETTINGS, [model.project]).catch((error: unknown) => {
+      if ((error as { code?: unknown }).code !== '42501') throw error
+      notes.push('the prediction log is not compared: this role may not read pgml_kit.prediction_log_settings (roles.trainer)')
+      return { rows: [] }
+    })
+    if (on.length > 0) {
+      const since = new Date(Date.now() - LOGGED_WINDOW_MS)
+      logged = (await client.query<{ p: number }>(LOGGED_PREDICTIONS, [model.project, modelId, since, LOGGED_SAMPLE_ROWS]).catch((error: unknown) => {
+        if ((error as { code?: unknown }).code !== '42501') throw error
+        notes.push('the prediction log is not compared: this role may not read pgml_kit.prediction_log (roles.trainer)')
+        return { rows: [] }
+      })).rows.map((r) => Number(r.p))
+      if (logged.length === 0) notes.push(`nothing logged for version ${version} in the last 24 hours: no prediction drift on served traffic`)
+    }
+  }
+  const tests = numeric.length + (predict ? 1 : 0) + (logged.length > 0 ? 1 : 0)
   const alphaPerTest = model.monitor.alpha / tests
   const values = (key: string) => current.map((r) => r[key]).filter((v): v is number => v !== null).map(Number)
   const metric = (name: string, base: readonly number[], now: readonly number[], nulls: { before: number; now: number } | null): DriftMetric => {
@@ -237,13 +261,14 @@ async function monitorOne(client: pg.ClientBase, config: ResolvedConfig, model: 
     if (nulls && proportionsDiffer(nulls.before, baseline.rows, nulls.now, current.length, alphaPerTest)) reasons.push('nulls')
     return { name, psi: p, ksD: k.d, ksP: k.p, nullsBefore: nulls?.before ?? null, nullsNow: nulls?.now ?? null, reasons, alarm: reasons.length > 0 }
   }
-  const metrics = current.length === 0 ? [] : [
+  const metrics = current.length === 0 && logged.length === 0 ? [] : [
     ...numeric.map((name, i) => {
       const before = baseline.nulls?.[name]
       const now = current.filter((r) => r[`c${i}`] === null).length / current.length
       return metric(name, baseline.features[name]!, values(`c${i}`), before === undefined ? null : { before, now })
     }),
-    ...(predict ? [metric('prediction', baseline.predictions!, values('p'), null)] : []),
+    ...(predict && current.length > 0 ? [metric('prediction', baseline.predictions!, values('p'), null)] : []),
+    ...(logged.length > 0 ? [metric('prediction (served)', baseline.predictions!, logged, null)] : []),
   ]
   if (current.length === 0) notes.push(`${relation} has no rows: nothing to compare`)
   if (Math.min(current.length, baseline.rows) > 0 && Math.min(current.length, baseline.rows) < PSI_MIN_ROWS) {

@@ -4,6 +4,7 @@ import {
   ALIASES_OF_VERSION, ARCHIVE_VERSION, DEPLOYED_MODEL, DESCRIBE_VERSION, LIST_EVENTS, LIST_VERSIONS, LOCK_REGISTRY_PROJECT, READ_ALIAS,
   CAN_READ_PGML_MODELS, READ_VERSION, REGISTER_MISSING_VERSIONS, SET_ALIAS_EVENT, REGISTRY_EXISTS, REMOVE_ALIAS, SET_ALIAS, VERSION_OF_MODEL,
 } from '../sql/render-registry.js'
+import { ROUTE_OF_ALIAS, SERVING_EXISTS } from '../sql/render-serving.js'
 
 /**
  * The model registry (runtime schema version 6): each model pgml trained for a project gets a
@@ -45,7 +46,7 @@ export interface ModelVersion {
   readonly deployed: boolean
 }
 
-export type RegistryEventKind = 'registered' | 'deployed' | 'alias_set' | 'alias_removed' | 'described' | 'tagged' | 'archived'
+export type RegistryEventKind = 'registered' | 'deployed' | 'alias_set' | 'alias_removed' | 'described' | 'tagged' | 'archived' | 'route_set' | 'route_removed'
 
 export interface RegistryEvent {
   readonly id: string
@@ -92,7 +93,7 @@ export async function registryInstalled(client: pg.ClientBase): Promise<boolean>
   return rows[0]?.ok === true
 }
 
-async function requireRegistry(client: pg.ClientBase): Promise<void> {
+export async function requireRegistry(client: pg.ClientBase): Promise<void> {
   if (!(await registryInstalled(client))) {
     throw new PgmlKitError('REGISTRY_MISSING', 'this database has no model registry (pgml_kit.model_versions)', {
       hint: 'declare the model under models in the config, then pgml-kit generate && pgml-kit migrate',
@@ -101,7 +102,7 @@ async function requireRegistry(client: pg.ClientBase): Promise<void> {
 }
 
 /** A permission error on the registry's tables, said with the config setting that grants it. */
-function registryNotPermitted(error: unknown, what: string): unknown {
+export function registryNotPermitted(error: unknown, what: string): unknown {
   const e = error as { code?: string; message?: string }
   if (e.code !== '42501') return error
   // pgml's own catalog (reading a model's project) is pgml's grant, not the registry's.
@@ -115,7 +116,7 @@ function registryNotPermitted(error: unknown, what: string): unknown {
 }
 
 /** Runs `fn` in a transaction (READ COMMITTED, whatever the role's default) holding the project's registry lock. `client` must not be in a transaction. */
-async function inRegistryTransaction<T>(client: pg.ClientBase, project: string, what: string, fn: () => Promise<T>): Promise<T> {
+export async function inRegistryTransaction<T>(client: pg.ClientBase, project: string, what: string, fn: () => Promise<T>): Promise<T> {
   await client.query(BEGIN_REGISTRY)
   try {
     await client.query(LOCK_REGISTRY_PROJECT, [project])
@@ -224,6 +225,9 @@ export async function removeAlias(client: pg.ClientBase, project: string, alias:
   await inRegistryTransaction(client, project, `move aliases of "${project}"`, async () => {
     const { rows } = await client.query<{ version: number }>(READ_ALIAS, [project, alias])
     if (!rows[0]) throw new PgmlKitError('ALIAS_UNKNOWN', `project "${project}" has no alias "${alias}"`, { hint: `pgml-kit models ${project}` })
+    const serving = (await client.query<{ ok: boolean }>(SERVING_EXISTS)).rows[0]?.ok === true
+    const routed = serving ? (await client.query<{ alias: string }>(ROUTE_OF_ALIAS, [project, alias])).rows : []
+    if (routed[0]) throw new PgmlKitError('ALIAS_ROUTED', `"${project}@${alias}" is the challenger of the project's route; remove the route first`, { hint: `pgml-kit models unroute ${project}` })
     await client.query(SET_ALIAS_EVENT, ['alias_removed', options.reason ?? '', '{}'])
     await client.query(REMOVE_ALIAS, [project, alias])
     await client.query(SET_ALIAS_EVENT, ['', '', ''])

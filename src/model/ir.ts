@@ -180,6 +180,15 @@ export interface DesiredState {
   readonly trainingSets: readonly TrainingSetNode[]
   /** The pgml projects the config trains (`models`), sorted: the runtime's model registry serves them. Absent in snapshots from before the registry. */
   readonly models?: readonly string[]
+  /** The projects whose predictions pgml_kit.predict logs (`models.<p>.serving.log`), sorted. Absent when none does. */
+  readonly predictionLogs?: readonly PredictionLogNode[]
+}
+
+export interface PredictionLogNode {
+  readonly project: string
+  /** The share of requests logged, in (0, 1]. */
+  readonly sample: number
+  readonly retentionDays: number
 }
 
 export interface RolesNode {
@@ -200,10 +209,13 @@ export const EMPTY_STATE: DesiredState = Object.freeze({
   trainingSets: Object.freeze([]),
 })
 
-export const RUNTIME_VERSION = 6
+export const RUNTIME_VERSION = 7
 
 /** The runtime version that has the model registry (pgml_kit.model_versions, model_aliases, model_events, model_id()). */
 export const REGISTRY_RUNTIME_VERSION = 6
+
+/** The runtime version that serves through the registry (pgml_kit.predict, model_routes, prediction_log). */
+export const SERVING_RUNTIME_VERSION = 7
 
 /**
  * A column's identity as a key (of a Map, a Set, a comparison): schema, table and column kept

@@ -99,6 +99,10 @@ export function resolveModels(config: PgmlKitConfig, sets: readonly TrainingSetN
       searchArgs: model.searchArgs ?? null, testSize: model.testSize ?? null, testSampling: model.testSampling ?? null, preprocess: model.preprocess ?? null,
       gate: model.deploy ? { metric: model.deploy.metric, min: model.deploy.min ?? null, max: model.deploy.max ?? null, margin: model.deploy.margin ?? null } : null,
       monitor: { relation: model.monitor?.relation ? qualified(model.monitor.relation) : null, psi: model.monitor?.psi ?? 0.2, alpha: model.monitor?.alpha ?? 0.01 },
+      serving: model.serving ? {
+        log: model.serving.log ? { sample: model.serving.log.sample ?? 1, retentionDays: model.serving.log.retentionDays ?? 30 } : null,
+        labels: model.serving.labels ? { relation: qualified(model.serving.labels.relation), key: model.serving.labels.key, label: model.serving.labels.label } : null,
+      } : null,
     })
   }
   return out

@@ -36,6 +36,11 @@ export interface ModelNode {
   readonly gate: { readonly metric: string; readonly min: number | null; readonly max: number | null; readonly margin: number | null } | null
   /** `pgml-kit monitor`: the relation whose rows are compared with the training baseline (null: the training relation, quoted otherwise), and the alarm thresholds (config `monitor`, with defaults). */
   readonly monitor: { readonly relation: string | null; readonly psi: number; readonly alpha: number }
+  /** Config `serving`: null when predictions go straight to pgml.predict; `log` null when nothing is logged; `labels.relation` quoted. */
+  readonly serving: {
+    readonly log: { readonly sample: number; readonly retentionDays: number } | null
+    readonly labels: { readonly relation: string; readonly key: string; readonly label: string } | null
+  } | null
 }
 
 /** An embedding column the config says was renamed (`renamedFrom`): a planning hint, not state. */
@@ -236,6 +241,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       featureViews,
       trainingSets,
       ...(Object.keys(config.models ?? {}).length > 0 ? { models: Object.keys(config.models ?? {}).sort() } : {}),
+      ...(models.some((m) => m.serving?.log) ? { predictionLogs: models.filter((m) => m.serving?.log).map((m) => ({ project: m.project, ...m.serving!.log! })).sort((a, b) => a.project.localeCompare(b.project)) } : {}),
     },
     models,
     renames,

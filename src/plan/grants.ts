@@ -1,4 +1,4 @@
-import { needsPgml, type DesiredState } from '../model/ir.js'
+import { SERVING_RUNTIME_VERSION, needsPgml, type DesiredState } from '../model/ir.js'
 
 /**
  * What the roles declared in the config are granted, as atoms: one privilege of one role on one
@@ -48,6 +48,23 @@ const REGISTRY_WRITE: readonly (readonly [string, GrantAtom['privilege'], readon
   ['monitor_runs', 'INSERT', ['project', 'version', 'model_id', 'current_rows', 'alarms', 'metrics']],
 ]
 
+/** What pgml_kit.predict reads and writes as the application (runtime 7): the routes, the log's settings, a logged request (never its time). */
+const SERVING_APP: readonly (readonly [string, GrantAtom['privilege'], readonly (string | null)[]])[] = [
+  ['model_routes', 'SELECT', [null]],
+  ['prediction_log_settings', 'SELECT', [null]],
+  ['prediction_log', 'INSERT', ['request_id', 'project', 'model_id', 'version', 'arm', 'entity_key', 'features', 'prediction', 'error']],
+]
+
+/** What `models route`, `models compare` and `monitor` need (runtime 7): routes written column by column (never who or when), the log read. */
+const SERVING_TRAINER: readonly (readonly [string, GrantAtom['privilege'], readonly (string | null)[]])[] = [
+  ['model_routes', 'SELECT', [null]],
+  ['model_routes', 'INSERT', ['project', 'alias', 'mode', 'share']],
+  ['model_routes', 'UPDATE', ['alias', 'mode', 'share']],
+  ['model_routes', 'DELETE', [null]],
+  ['prediction_log_settings', 'SELECT', [null]],
+  ['prediction_log', 'SELECT', [null]],
+]
+
 /** The atoms a state asks for. */
 export function grantsFor(state: DesiredState): GrantAtom[] {
   const atoms = new Map<string, GrantAtom>()
@@ -65,10 +82,12 @@ export function grantsFor(state: DesiredState): GrantAtom[] {
     for (const role of state.roles.app) {
       add({ role, on: { kind: 'schema', schema: RUNTIME }, privilege: 'USAGE', column: null, purpose: 'app' })
       for (const name of REGISTRY_READ) add({ role, on: table(name), privilege: 'SELECT', column: null, purpose: 'app' })
+      if (state.runtimeVersion >= SERVING_RUNTIME_VERSION) for (const [name, privilege, columns] of SERVING_APP) for (const column of columns) add({ role, on: table(name), privilege, column, purpose: 'app' })
     }
     for (const role of state.roles.trainer ?? []) {
       add({ role, on: { kind: 'schema', schema: RUNTIME }, privilege: 'USAGE', column: null, purpose: 'trainer' })
       for (const [name, privilege, columns] of REGISTRY_WRITE) for (const column of columns) add({ role, on: table(name), privilege, column, purpose: 'trainer' })
+      if (state.runtimeVersion >= SERVING_RUNTIME_VERSION) for (const [name, privilege, columns] of SERVING_TRAINER) for (const column of columns) add({ role, on: table(name), privilege, column, purpose: 'trainer' })
     }
   }
   if (state.embeddingColumns.length === 0) return [...atoms.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))

@@ -57,6 +57,8 @@ export const OPERATION_KINDS = [
   'drop-feature-view',
   'create-training-set',
   'drop-training-set',
+  'set-prediction-log',
+  'remove-prediction-log',
 ] as const
 
 export type OperationKind = (typeof OPERATION_KINDS)[number]

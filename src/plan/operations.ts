@@ -1,8 +1,9 @@
-import type { EmbeddingColumnNode, FeatureViewNode, FullTextNode, TrainingSetNode, VectorIndexNode } from '../model/ir.js'
+import type { EmbeddingColumnNode, FeatureViewNode, PredictionLogNode, FullTextNode, TrainingSetNode, VectorIndexNode } from '../model/ir.js'
 import { renderCreateFeatureSchema, renderCreateFeatureView, renderCreateTrainingSet, renderDropFeatureSchema, renderDropFeatureView, renderDropTrainingSet, renderDowngradeFeatureView, renderUpgradeFeatureView } from '../sql/render-features.js'
 import { renderAddFullTextColumn, renderCreateGinIndexConcurrently, renderDropFullTextColumn } from '../sql/render-full-text.js'
 import { columnLabel } from '../model/ir.js'
 import { runtimeInstallSql, runtimeUninstallSql } from '../runtime/assets.js'
+import { renderRemovePredictionLog, renderSetPredictionLog } from '../sql/render-serving.js'
 import { renderCreateVectorExtension, renderDropVectorExtension, renderEnsurePgml, renderKeepPgml } from '../sql/render-extension.js'
 import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from '../sql/render-embedding-column.js'
 import { renderCreateEmbedFunction, renderCreateEmbedTrigger, renderDropEmbedFunction, renderDropEmbedTrigger } from '../sql/render-trigger.js'
@@ -591,5 +592,29 @@ export function renameVectorIndex(from: VectorIndexNode, to: VectorIndexNode): O
     up: [renderRenameIndex(from.schema, from.name, to.name)],
     down: [renderRenameIndex(to.schema, to.name, from.name)],
     notes: [],
+  })
+}
+
+/** A project's prediction log turned on (`old` null) or changed; down puts back what was there. */
+export function setPredictionLog(old: PredictionLogNode | null, node: PredictionLogNode): Operation {
+  return defineOperation({
+    kind: 'set-prediction-log', origin: `models.${node.project}.serving.log`,
+    summary: `${old ? 'change' : 'turn on'} the prediction log of ${node.project}: ${node.sample * 100}% of requests, kept ${node.retentionDays} days`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: renderSetPredictionLog(node),
+    down: old ? renderSetPredictionLog(old) : renderRemovePredictionLog(node.project),
+    notes: ['pgml_kit.predict logs a sample of requests into pgml_kit.prediction_log, partitioned by day; pgml-kit monitor (or SELECT pgml_kit.maintain_prediction_log()) adds the coming days\' partitions and drops what is past retention'],
+  })
+}
+
+/** A project's prediction log turned off: nothing more is logged; what was logged ages out with the longest retention. */
+export function removePredictionLog(node: PredictionLogNode): Operation {
+  const set = setPredictionLog(null, node)
+  return defineOperation({
+    kind: 'remove-prediction-log', origin: `models.${node.project}.serving.log`,
+    summary: `turn off the prediction log of ${node.project}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: set.down, down: set.up,
+    notes: ['rows already logged stay until the longest retention of the log passes'],
   })
 }

@@ -215,6 +215,14 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
 
   // The last embedding column went: what the first one brought in goes too (each only if unused).
   if (previous.embeddingColumns.length > 0 && next.embeddingColumns.length === 0) main.push(ops.releaseVectorExtension())
+  // Prediction logs: after the runtime that holds them, before the grants on it, and before the runtime goes.
+  const prevLogs = new Map((previous.predictionLogs ?? []).map((l) => [l.project, l]))
+  const nextLogs = new Map((next.predictionLogs ?? []).map((l) => [l.project, l]))
+  for (const [project, log] of prevLogs) if (!nextLogs.has(project)) main.push(ops.removePredictionLog(log))
+  for (const [project, log] of nextLogs) {
+    const old = prevLogs.get(project) ?? null
+    if (!old || old.sample !== log.sample || old.retentionDays !== log.retentionDays) main.push(ops.setPredictionLog(old, log))
+  }
   // The runtime goes when neither embedding columns nor models (the registry) need it. Its down
   // reinstalls the current runtime: re-creating pgvector records itself there.
   if (previous.runtimeVersion > 0 && next.runtimeVersion === 0) main.push(ops.releaseRuntime(RUNTIME_VERSION))
@@ -240,6 +248,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   }
 
   planFeatures(previous, next, main)
+
 
   // Grants last: on objects this plan creates too.
   if (added.length > 0) main.push(ops.grantPrivileges(added))

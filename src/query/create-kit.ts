@@ -10,7 +10,7 @@ import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { EmbeddingColumnNode, FeatureViewNode, FullTextNode } from '../model/ir.js'
 import type { ModelNode } from '../model/resolve.js'
 import {
-  SEARCH_CAPABILITIES, distanceExpression, embedTexts, hybridFusion, hybridJoin, predictBatchQuery, predictCall, predictProbaQuery, predictRow,
+  SEARCH_CAPABILITIES, distanceExpression, embedTexts, hybridFusion, hybridJoin, predictBatchQuery, predictCall, predictProbaQuery, predictRow, servedPredictCall,
   renderQueryEmbedding, similarityExpression, tableId,
 } from '../sql/render-search.js'
 import { KitDialect, withParameters } from './kit-dialect.js'
@@ -105,6 +105,15 @@ export type OnlinePrediction =
   | { readonly status: 'ok'; readonly prediction: number; readonly imputed: readonly string[] }
   | { readonly status: 'no-features'; readonly missing: readonly string[] }
 
+export interface PredictOptions {
+  /**
+   * The entity the prediction is for (a customer id, say), for projects served through the
+   * registry (config `models.<p>.serving`): a canary serves the same keys every time (a stable
+   * hash), and the prediction log records it. Without it a canary takes a random share of requests.
+   */
+  readonly key?: string | number | bigint
+}
+
 export interface KitOptions<DB> {
   /** The application's Kysely instance (PostgreSQL dialect); the kit borrows its connections. */
   readonly db: Kysely<DB>
@@ -167,7 +176,7 @@ export interface Kit<C extends PgmlKitConfig, DB> {
    * predicts with the model it names, resolved in the same statement (`pgml_kit.model_id`), so an
    * alias moved by another session is followed at once; an archived version is refused.
    */
-  predict(project: string, features: readonly number[]): Promise<number>
+  predict(project: string, features: readonly number[], options?: PredictOptions): Promise<number>
   /** `pgml.predict_batch`: one prediction per row of features (a project, or a registry reference as for `predict`). */
   predictBatch(project: string, rows: readonly (readonly number[])[]): Promise<number[]>
   /** `pgml.predict_proba`: class probabilities (a project, or a registry reference as for `predict`). */
@@ -191,6 +200,12 @@ export interface Kit<C extends PgmlKitConfig, DB> {
     /** `pgml.predict(project, ARRAY[...]::real[])` as an expression for your own queries. */
     predict(project: string, features: readonly (Expression<unknown> | number)[]): RawBuilder<number>
   }
+}
+
+/** An entity's key as the prediction log records it (and `serving.labels.key` is compared with, as text): the value of a one-column key, else its values as a JSON array. */
+export function entityKeyText(values: readonly (string | number | bigint | boolean | Date)[]): string {
+  const text = (v: string | number | bigint | boolean | Date) => (v instanceof Date ? v.toISOString() : String(v))
+  return values.length === 1 ? text(values[0]!) : JSON.stringify(values.map(text))
 }
 
 /** A positive integer option, or a RangeError naming it. */
@@ -242,6 +257,8 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
   const catalog = new CatalogCache(resolved.state.embeddingColumns)
   const loadEmbedder = options.loadEmbedder ?? localEmbedderLoader(embedderSettingsAt(resolved.embedder, options.cwd ?? loaded?.root ?? process.cwd()))
   const embedIn = options.embedIn ?? 'auto'
+  /** Whether the config serves the project through the registry (pgml_kit.predict: routes, prediction log). */
+  const servedThroughRegistry = (project: string) => resolved.models.some((m) => m.project === project && m.serving !== null)
   type Run = (text: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>
   let probed: Promise<{ pgmlEmbed: boolean } & SearchCapabilities> | undefined
 
@@ -392,9 +409,16 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
       return (await (await loadEmbedder(column)).embed(texts, { as })).map((v) => Array.from(v))
     },
 
-    async predict(project, features) {
-      parseModelReference(project) // a malformed reference ('churn@') is an error that says so
-      const { rows } = await sql<{ p: number }>`SELECT ${predictCall(project, features)} AS p`.execute(kitDb)
+    async predict(project, features, predictOptions = {}) {
+      const reference = parseModelReference(project) // a malformed reference ('churn@') is an error that says so
+      const served = servedThroughRegistry(reference?.project ?? project)
+      if (predictOptions.key !== undefined && !served) {
+        throw new PgmlKitError('SERVING_OFF', `predict("${project}", …, { key }): the key routes and logs only projects served through the registry`, {
+          where: `models.${reference?.project ?? project}.serving`, hint: 'declare serving: {} (routes) or serving: { log: {} } (routes and the prediction log) for the model, then pgml-kit generate && pgml-kit migrate',
+        })
+      }
+      const call = served ? servedPredictCall(project, features, predictOptions.key === undefined ? null : String(predictOptions.key)) : predictCall(project, features)
+      const { rows } = await sql<{ p: number }>`SELECT ${call} AS p`.execute(kitDb)
       return Number(rows[0]?.p)
     },
 
@@ -428,8 +452,9 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
       // A string is passed to PostgreSQL as it is (timestamptz input): the microseconds a Date cannot hold, as a label's time read from the database has them.
       if (asOf !== undefined && !(asOf instanceof Date ? Number.isFinite(asOf.getTime()) : typeof asOf === 'string' && asOf.trim() !== '')) throw new RangeError(`asOf must be a valid Date or a timestamp string, got ${String(asOf)}`)
       const imputed = imputedFeatures(model, resolved.state.featureViews)
-      const text = renderPredictOnline(set, resolved.state.featureViews, { at: asOf ? 'asOf' : 'now', imputed, byReference: reference !== null })
-      const parameters = [project, ...set.entities.map((e) => entity[e]), ...(asOf ? [asOf] : [])]
+      const served = model.serving !== null
+      const text = renderPredictOnline(set, resolved.state.featureViews, { at: asOf ? 'asOf' : 'now', imputed, byReference: reference !== null, served })
+      const parameters = [project, ...set.entities.map((e) => entity[e]), ...(asOf ? [asOf] : []), ...(served ? [entityKeyText(set.entities.map((e) => entity[e]!))] : [])]
       const result = await kitDb.executeQuery<{ p: number | null; absent: boolean[] }>(CompiledQuery.raw(text, parameters)).catch((error: unknown) => {
         const e = error as { code?: string; message?: string }
         if (!asOf || e.code !== '42501') throw error

@@ -644,6 +644,8 @@ export interface PredictOnlineRead {
   readonly imputed: ReadonlySet<string>
   /** `$1` is a registry reference (`project@alias`, `project@v3`): the model pgml_kit.model_id names, not the project's deployed one. */
   readonly byReference?: boolean
+  /** Through the registry (config `serving`): pgml_kit.predict($1, features, entity key), the key being the last parameter (text). */
+  readonly served?: boolean
 }
 
 /** `view.feature`: how the config, and predictOnline's result, name a feature of a training set. */
@@ -685,7 +687,11 @@ export function renderPredictOnline(set: TrainingSetNode, views: readonly Featur
     return /^(?:vector|halfvec)\b/i.test(type) ? `${value(f)}::real[]` : `ARRAY[${value(f)}::real]`
   })
   const model = read.byReference ? 'pgml_kit.model_id($1::text)' : '$1::text'
-  const predict = `pgml.predict(${model}, (${segments.join(' OPERATOR(pg_catalog.||) ')})::real[])`
+  const vector = `(${segments.join(' OPERATOR(pg_catalog.||) ')})::real[]`
+  // Served through the registry: the entity key, as text, is the statement's last parameter.
+  const predict = read.served
+    ? `pgml_kit.predict($1::text, ${vector}, $${set.entities.length + (read.at === 'now' ? 2 : 3)}::text)`
+    : `pgml.predict(${model}, ${vector})`
   const required = set.features.filter((f) => !read.imputed.has(featureRef(f))).map((f) => `${value(f)} IS NOT NULL`)
   const at = read.at === 'now' ? 'pg_catalog.now()' : `$${set.entities.length + 2}::timestamptz`
   return `SELECT ${required.length > 0 ? `CASE WHEN ${required.join(' AND ')} THEN ${predict} END` : predict} AS p,

@@ -103,6 +103,14 @@ export function predictCall(project: string, features: Expression<unknown> | rea
   return sql<number>`pgml.predict(${modelArgument(project)}, ${Array.isArray(features) ? sql`${[...features]}::real[]` : features})`
 }
 
+/**
+ * pgml_kit.predict: through the registry — the route (champion, canary, shadow) and the project's
+ * prediction log; `key` is the entity key the canary hashes and the log records.
+ */
+export function servedPredictCall(reference: string, features: readonly number[], key: string | null): RawBuilder<number> {
+  return sql<number>`pgml_kit.predict(${reference}::text, ${[...features]}::real[], ${key}::text)`
+}
+
 export function predictRow(project: string, features: readonly (Expression<unknown> | number)[]): RawBuilder<number> {
   const values = features.map((f) => (typeof f === 'number' ? sql`${f}` : f))
   return sql<number>`pgml.predict(${modelArgument(project)}, ARRAY[${sql.join(values)}]::real[])`

@@ -68,7 +68,7 @@ describe.each(tiers)('renamedFrom on the $name tier (pgml.embed test double)', (
     ])
     expect(await db.query('SELECT id, body_vec::text AS v FROM documents ORDER BY id')).toEqual(vectorsBefore)
     // The trigger functions take the new names too (their triggers follow them).
-    const functions = async () => (await db.query<{ f: string }>(`SELECT proname::text AS f FROM pg_proc WHERE pronamespace = 'pgml_kit'::regnamespace AND prorettype = 'trigger'::regtype AND proname NOT IN ('registry_guard', 'registry_record') ORDER BY 1`)).map((r) => r.f)
+    const functions = async () => (await db.query<{ f: string }>(`SELECT proname::text AS f FROM pg_proc WHERE pronamespace = 'pgml_kit'::regnamespace AND prorettype = 'trigger'::regtype AND proname NOT IN ('registry_guard', 'registry_record', 'route_guard') ORDER BY 1`)).map((r) => r.f)
     expect(await functions()).toEqual([expect.stringMatching(/^embed__documents__body_vec__/), expect.stringMatching(/^enqueue__documents__headline_vec__/)])
 
     // The trigger writes the renamed column; the queue records jobs under the new name.

@@ -185,7 +185,7 @@ SELECT 1;
     expect(await db.query(`SELECT ${quoteIdent(BODY)} IS NOT NULL AS ok FROM ${table(OLD)} WHERE title = 'after down'`)).toEqual([{ ok: true }])
     expect(await search(OLD)).toEqual({ byVector: 10, hybridFirst: 'title 7' })
     // The trigger functions are back under the names the old table's columns had.
-    expect((await db.query<{ f: string }>(`SELECT proname::text AS f FROM pg_proc WHERE pronamespace = 'pgml_kit'::regnamespace AND prorettype = 'trigger'::regtype AND proname NOT IN ('registry_guard', 'registry_record') ORDER BY 1`)).map((r) => r.f))
+    expect((await db.query<{ f: string }>(`SELECT proname::text AS f FROM pg_proc WHERE pronamespace = 'pgml_kit'::regnamespace AND prorettype = 'trigger'::regtype AND proname NOT IN ('registry_guard', 'registry_record', 'route_guard') ORDER BY 1`)).map((r) => r.f))
       .toEqual(resolveConfig(config(OLD, false)).state.embeddingColumns.map((c) => c.triggerFunction).sort())
     expect(created.length).toBeGreaterThan(1)
   })

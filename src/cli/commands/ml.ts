@@ -7,7 +7,8 @@ import { deploy, listModels, materialize, materializeTrainingSet, train, trainSq
 import { PSI_MIN_ROWS, monitorHistory, monitorModels } from '../../features/monitor.js'
 import { CHAMPION, archiveVersion, describeVersion, listVersions, modelHistory, registryInstalled, removeAlias, setAlias, type ModelVersion } from '../../features/registry.js'
 import { EXIT, printable, printJson } from '../output.js'
-import { globals, positiveInt, type CommandContext } from '../options.js'
+import { globals, nonNegativeNumber, positiveInt, shareOption, sinceOption, type CommandContext } from '../options.js'
+import { compareModels, maintainPredictionLog, readRoute, removeRoute, servingInstalled, setRoute } from '../../features/serving.js'
 import type pg from 'pg'
 import { PgmlKitError } from '../../errors.js'
 import { quoteQualified } from '../../sql/quote.js'
@@ -144,6 +145,8 @@ export function registerMl(program: Command, ctx: CommandContext): void {
         if (g.json) return printJson(versions === null ? rows : rows.map((m) => ({ ...m, registry: versions.find((v) => v.modelId === m.id) ?? null })))
         if (rows.length === 0) return void process.stdout.write(`no models for project ${printable(project)}\n`)
         printModels(rows, Boolean(opts.lineage), versions)
+        const route = versions ? await readRoute(client, project).catch(() => null) : null
+        if (route) process.stdout.write(`route: ${route.mode === 'shadow' ? 'shadow' : `canary ${(route.share * 100).toFixed(1)}% of entity keys`} → @${printable(route.alias)} (version ${route.version}), set by ${printable(route.setBy)} at ${route.setAt.slice(0, 19).replace('T', ' ')}\n`)
         const champion = versions?.find((v) => v.aliases.includes(CHAMPION))
         const deployed = versions?.find((v) => v.deployed)
         if (deployed?.archived) {
@@ -228,6 +231,60 @@ export function registerMl(program: Command, ctx: CommandContext): void {
       })
     })
 
+  models.command('route')
+    .description('route a project\'s traffic to a challenger alias: --shadow (predicted beside the champion on logged requests, never returned) or --canary <share> (serves that share of entity keys, by a stable hash); for kit.predict / predictOnline of projects with serving in the config, and pgml_kit.predict in SQL')
+    .argument('<project>', 'pgml project')
+    .argument('<alias>', 'the challenger: an alias other than champion (pgml-kit models alias <project> challenger <version>)')
+    .option('--shadow', 'run the challenger in shadow')
+    .option('--canary <share>', 'serve the challenger to this share of entity keys (0.1 or 10%)', shareOption('--canary'))
+    .option('--reason <text>', 'why, recorded with the route')
+    .action(async (project: string, alias: string, opts: { shadow?: boolean; canary?: number; reason?: string }, cmd: Command) => {
+      if (Boolean(opts.shadow) === (opts.canary !== undefined)) throw new CommanderError(EXIT.usage, 'pgml-kit.option', 'route needs exactly one of --shadow and --canary <share>')
+      await withClient(cmd, 'pgml-kit models route', async (client, config) => {
+        const route = await setRoute(client, project, alias, opts.shadow ? 'shadow' : 'canary', { ...(opts.canary !== undefined ? { share: opts.canary } : {}), ...(opts.reason !== undefined ? { reason: opts.reason } : {}) })
+        if (globals(cmd).json) return printJson(route)
+        done(`${project}: ${route.mode === 'shadow' ? `${project}@${alias} (version ${route.version}) runs in shadow` : `${project}@${alias} (version ${route.version}) serves ${(route.share * 100).toFixed(1)}% of entity keys`}`)
+        const model = config.models.find((m) => m.project === project)
+        if (!model?.serving) process.stderr.write(`${pc.yellow('note')} models.${printable(project)}.serving is not in the config: kit.predict goes straight to pgml.predict and does not follow the route (SQL callers of pgml_kit.predict do)\n`)
+        else if (route.mode === 'shadow' && !model.serving.log) process.stderr.write(`${pc.yellow('note')} a shadow runs only on logged requests: declare models.${printable(project)}.serving.log\n`)
+      })
+    })
+  models.command('unroute')
+    .description('send all of a project\'s traffic to its champion again')
+    .argument('<project>', 'pgml project')
+    .option('--reason <text>', 'why, recorded')
+    .action(async (project: string, opts: { reason?: string }, cmd: Command) => {
+      await withClient(cmd, 'pgml-kit models unroute', async (client) => {
+        const removed = await removeRoute(client, project, opts.reason !== undefined ? { reason: opts.reason } : {})
+        done(removed ? `${project}: ${removed.mode} of @${removed.alias} removed; all traffic to @${CHAMPION}` : `${project} had no route`)
+      })
+    })
+  models.command('compare')
+    .description('the arms of a project\'s logged traffic: requests, errors, mean prediction per version; the shadow\'s agreement with the champion; each arm\'s score on labelled requests (serving.labels)')
+    .argument('<project>', 'pgml project')
+    .option('--since <when>', 'logged since (30m, 24h, 7d, or a timestamp)', sinceOption('--since'))
+    .option('--tolerance <x>', 'regression: two predictions agree when within this of each other (default 0)', nonNegativeNumber('--tolerance'))
+    .action(async (project: string, opts: { since?: Date; tolerance?: number }, cmd: Command) => {
+      await withClient(cmd, 'pgml-kit models compare', async (client, config) => {
+        const c = await compareModels(client, config, project, { ...(opts.since ? { since: opts.since } : {}), ...(opts.tolerance !== undefined ? { tolerance: opts.tolerance } : {}) })
+        if (globals(cmd).json) return printJson(c)
+        const route = c.route ? `${c.route.mode === 'shadow' ? 'shadow' : `canary ${(c.route.share * 100).toFixed(1)}%`} of @${printable(c.route.alias)} (version ${c.route.version})` : 'no route'
+        process.stdout.write(`${printable(project)} since ${c.since.slice(0, 19).replace('T', ' ')}: ${route}\n`)
+        if (c.arms.length > 0) {
+          const score = c.task === 'classification' ? ['accuracy'] : ['RMSE', 'MAE']
+          const table = new Table({ head: ['arm', 'version', 'model', 'requests', 'errors', 'mean prediction', 'labelled', ...score], style: { head: [], border: [] } })
+          const num = (x: number | null) => (x === null ? '' : x.toFixed(4))
+          for (const a of c.arms) table.push([a.arm, a.version ?? '', a.modelId ?? '', a.requests, a.errors, num(a.meanPrediction), a.labelled, ...(c.task === 'classification' ? [num(a.accuracy)] : [num(a.rmse), num(a.mae)])])
+          process.stdout.write(`${table.toString()}\n`)
+        }
+        if (c.shadow) {
+          const s = c.shadow
+          process.stdout.write(`shadow against champion on ${s.pairs} requests: agreement ${s.agreement === null ? '-' : `${(s.agreement * 100).toFixed(1)}%`}${c.task === 'regression' ? ` (within ${s.tolerance})` : ''}, mean |difference| ${s.meanAbsoluteDifference?.toFixed(4) ?? '-'}, correlation ${s.correlation?.toFixed(4) ?? '-'}\n`)
+        }
+        for (const note of c.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
+      })
+    })
+
   program.command('monitor')
     .description('compare the rows of each deployed model\'s relation now with its training baseline: feature and prediction drift (PSI, KS), feature-store skew; exit 1 on an alarm (for cron)')
     .argument('[projects...]', 'models of the config (default: every one with a deployed version)')
@@ -249,6 +306,16 @@ export function registerMl(program: Command, ctx: CommandContext): void {
             }
           }
           return
+        }
+        // The prediction log's coming partitions, and what is past retention, as monitor runs from cron.
+        if (await servingInstalled(client)) {
+          try {
+            const m = await maintainPredictionLog(client)
+            if (!g.json && m.created + m.dropped + m.deleted > 0) process.stderr.write(`${pc.dim(`prediction log: ${m.created} partition(s) added, ${m.dropped} dropped, ${m.deleted} row(s) past retention deleted`)}\n`)
+          } catch (error) {
+            if (!(error instanceof PgmlKitError) && (error as { code?: unknown }).code !== '55P03') throw error
+            if (!g.json) process.stderr.write(`${pc.yellow('note')} the prediction log was not maintained: ${printable((error as Error).message)}\n`)
+          }
         }
         const reports = await monitorModels(client, config, projects)
         const alarmed = reports.some((r) => r.alarms.length > 0)

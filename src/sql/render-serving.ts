@@ -1,0 +1,88 @@
+import type { PredictionLogNode } from '../model/ir.js'
+import { quoteIdent, quoteLiteral } from './quote.js'
+
+/**
+ * The statements of serving through the registry (runtime version 7, sql/runtime/7.up.sql):
+ * routes (shadow, canary), the prediction log's settings and maintenance, and what `models compare`
+ * and `monitor` read from the log. Values are bind parameters, except in migrations (literals).
+ */
+
+/** A project's prediction log turned on or changed (migration, as the owner), and its partitions made. */
+export function renderSetPredictionLog(node: PredictionLogNode): string[] {
+  return [
+    `INSERT INTO pgml_kit.prediction_log_settings (project, sample, retention_days) VALUES (${quoteLiteral(node.project)}, ${node.sample}, ${node.retentionDays})
+  ON CONFLICT (project) DO UPDATE SET sample = EXCLUDED.sample, retention_days = EXCLUDED.retention_days;`,
+    'SELECT created, dropped, deleted FROM pgml_kit.maintain_prediction_log();',
+  ]
+}
+
+/** A project's prediction log turned off: nothing more is logged; what was logged is kept until the longest retention. */
+export function renderRemovePredictionLog(project: string): string[] {
+  return [`DELETE FROM pgml_kit.prediction_log_settings WHERE project = ${quoteLiteral(project)};`]
+}
+
+/** $1 days ahead → created, dropped, deleted. */
+export const MAINTAIN_PREDICTION_LOG = 'SELECT created, dropped, deleted FROM pgml_kit.maintain_prediction_log($1::integer)'
+
+/** Whether the runtime serves through the registry (version 7: pgml_kit.model_routes exists). */
+export const SERVING_EXISTS = `SELECT pg_catalog.count(*) = 2 AS ok FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = 'pgml_kit' AND c.relname IN ('model_routes', 'prediction_log')`
+
+/** $1 project, $2 alias, $3 mode, $4 share: sets (or changes) the project's route; the registry records route_set. */
+export const SET_ROUTE = `INSERT INTO pgml_kit.model_routes (project, alias, mode, share) VALUES ($1, $2, $3, $4)
+ON CONFLICT (project) DO UPDATE SET alias = EXCLUDED.alias, mode = EXCLUDED.mode, share = EXCLUDED.share
+RETURNING alias, mode, share, set_at, set_by::text AS set_by`
+
+/** $1 project: removes its route (route_removed) → the route it had. */
+export const REMOVE_ROUTE = 'DELETE FROM pgml_kit.model_routes WHERE project = $1 RETURNING alias, mode, share'
+
+/** $1 project → its route, with the version the alias names. */
+export const READ_ROUTE = `SELECT r.alias, r.mode, r.share, r.set_at, r.set_by::text AS set_by, a.version
+FROM pgml_kit.model_routes AS r JOIN pgml_kit.model_aliases AS a ON a.project = r.project AND a.alias = r.alias
+WHERE r.project = $1`
+
+/** $1 project, $2 alias → the route that names it (runtime ≥ 7: check SERVING_EXISTS first). */
+export const ROUTE_OF_ALIAS = 'SELECT r.alias FROM pgml_kit.model_routes AS r WHERE r.project = $1 AND r.alias = $2'
+
+/** $1 project → its log settings, if on. */
+export const READ_LOG_SETTINGS = 'SELECT sample, retention_days FROM pgml_kit.prediction_log_settings WHERE project = $1'
+
+/**
+ * $1 project, $2 since → per arm and version: requests logged, predictions' mean, errors; and for
+ * the shadow's pairs (the same request_id), how often the two agree (classification: the same
+ * class; regression: within $3 of each other), their mean absolute difference and correlation.
+ */
+export const COMPARE_ARMS = `SELECT l.arm, l.version, l.model_id, pg_catalog.count(*)::bigint AS requests,
+  pg_catalog.count(l.error)::bigint AS errors, pg_catalog.avg(l.prediction)::float8 AS mean,
+  pg_catalog.min(l.at) AS first_at, pg_catalog.max(l.at) AS last_at
+FROM pgml_kit.prediction_log AS l WHERE l.project = $1 AND l.at >= $2
+GROUP BY l.arm, l.version, l.model_id ORDER BY l.arm, l.version`
+
+export const COMPARE_SHADOW = `SELECT pg_catalog.count(*)::bigint AS pairs,
+  pg_catalog.avg(CASE WHEN pg_catalog.abs(c.prediction - s.prediction) <= $3 THEN 1.0 ELSE 0.0 END)::float8 AS agreement,
+  pg_catalog.avg(pg_catalog.abs(c.prediction - s.prediction))::float8 AS mean_abs_difference,
+  pg_catalog.corr(c.prediction, s.prediction)::float8 AS correlation
+FROM pgml_kit.prediction_log AS c
+JOIN pgml_kit.prediction_log AS s ON s.request_id = c.request_id AND s.project = c.project AND s.at = c.at AND s.arm = 'shadow'
+WHERE c.project = $1 AND c.at >= $2 AND c.arm = 'champion' AND s.prediction IS NOT NULL AND c.prediction IS NOT NULL`
+
+/**
+ * The same arms scored on the requests whose outcome `labels` holds (its key column, as text,
+ * equal to the logged entity key): classification accuracy, regression RMSE and MAE. $1 project,
+ * $2 since. `relation` is quoted by the config's resolution; key and label are identifiers.
+ */
+export function renderCompareLabelled(relation: string, key: string, label: string): string {
+  return `SELECT l.arm, l.version, pg_catalog.count(*)::bigint AS labelled,
+  pg_catalog.avg(CASE WHEN l.prediction::float8 = y.label THEN 1.0 ELSE 0.0 END)::float8 AS accuracy,
+  pg_catalog.sqrt(pg_catalog.avg((l.prediction::float8 - y.label) ^ 2))::float8 AS rmse,
+  pg_catalog.avg(pg_catalog.abs(l.prediction::float8 - y.label))::float8 AS mae
+FROM pgml_kit.prediction_log AS l
+JOIN (SELECT t.${quoteIdent(key)}::text AS key, t.${quoteIdent(label)}::float8 AS label FROM ${relation} AS t) AS y ON y.key = l.entity_key
+WHERE l.project = $1 AND l.at >= $2 AND l.prediction IS NOT NULL AND y.label IS NOT NULL
+GROUP BY l.arm, l.version ORDER BY l.arm, l.version`
+}
+
+/** $1 project, $2 model id, $3 since, $4 limit → the latest logged predictions of that model as served (champion or canary). */
+export const LOGGED_PREDICTIONS = `SELECT l.prediction::float8 AS p FROM pgml_kit.prediction_log AS l
+WHERE l.project = $1 AND l.model_id = $2 AND l.at >= $3 AND l.arm IN ('champion', 'canary', 'pinned') AND l.prediction IS NOT NULL
+ORDER BY l.at DESC LIMIT $4`

@@ -1,0 +1,202 @@
+import { Kysely, PostgresDialect } from 'kysely'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { PgmlKitConfig } from '../../src/config/schema.js'
+import { loadConfig } from '../../src/config/load.js'
+import { train } from '../../src/features/ml.js'
+import { monitorModels } from '../../src/features/monitor.js'
+import { listVersions, modelHistory, removeAlias, setAlias } from '../../src/features/registry.js'
+import { compareModels, maintainPredictionLog, removeRoute, setRoute } from '../../src/features/serving.js'
+import { createKit } from '../../src/query/create-kit.js'
+import { runCli } from '../helpers/cli.js'
+import { TestProject } from '../helpers/project.js'
+import { requireServerTier, tiers, withClient, type TestDatabase } from '../helpers/targets.js'
+
+/**
+ * Serving through the registry on the server with pgml_compat: a challenger in shadow (logged
+ * beside the champion, never returned) and as a canary (a stable share of entity keys), the
+ * prediction log (sampled, partitioned by day, kept for its retention), `models compare` on the
+ * logged traffic with labelled outcomes, and prediction drift on served traffic — as an
+ * application role and a trainer role that are not the owner.
+ */
+const serverUrl = requireServerTier().url
+const server = tiers.find((t) => t.name === 'server')!
+const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+const APP = `pgml_kit_srv_app_${suffix}`
+const TRAINER = `pgml_kit_srv_trainer_${suffix}`
+
+const TABLES = `-- Up Migration
+CREATE TABLE houses (size real NOT NULL, rooms real NOT NULL, price real NOT NULL);
+CREATE TABLE cars (age real NOT NULL, value real NOT NULL);
+CREATE TABLE outcomes (house_id text PRIMARY KEY, price real NOT NULL);
+-- Down Migration
+DROP TABLE houses; DROP TABLE cars; DROP TABLE outcomes;
+`
+
+// A project name with a space and a quote: quoted and bound everywhere.
+const P = "house price's"
+const config: PgmlKitConfig = {
+  roles: { app: APP, trainer: TRAINER },
+  tables: {},
+  models: {
+    [P]: {
+      task: 'regression', relation: 'public.houses', target: 'price', algorithm: 'linear', testSize: 0.25, testSampling: 'last',
+      serving: { log: { sample: 1, retentionDays: 3 }, labels: { relation: 'public.outcomes', key: 'house_id', label: 'price' } },
+    },
+    cars: { task: 'regression', relation: 'public.cars', target: 'value', algorithm: 'linear', testSize: 0.25, testSampling: 'last', serving: { log: { sample: 0.25 } } },
+  },
+}
+
+describe('serving through the registry on the server (pgml_compat)', () => {
+  let db: TestDatabase
+  let owner: pg.Client
+  const as = (role: string) => {
+    const u = new URL(db.url)
+    u.username = role
+    u.password = 'pw'
+    return u.toString()
+  }
+  beforeAll(async () => {
+    db = await server.create()
+    for (const role of [APP, TRAINER]) await db.query(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`)
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-tables.sql', TABLES)
+    await p.writeConfig(config)
+    await p.generate('serving')
+    await db.query('CREATE EXTENSION IF NOT EXISTS pgml_compat CASCADE')
+    await p.migrate()
+    await db.query(`GRANT pgml_trainer TO ${TRAINER}`)
+    await db.query(`GRANT USAGE ON SCHEMA pgml TO ${APP}`)
+    await db.query(`GRANT SELECT ON outcomes TO ${TRAINER}`)
+    await db.query(`INSERT INTO houses SELECT s, r, 1000 * s + 50 * r FROM generate_series(1, 40) AS s, generate_series(1, 4) AS r`)
+    await db.query(`INSERT INTO cars SELECT a, 20000 - 1000 * a FROM generate_series(1, 60) AS a`)
+    owner = new pg.Client({ connectionString: db.url })
+    await owner.connect()
+  }, 240_000)
+  afterAll(async () => {
+    await owner?.end()
+    await db?.close()
+    await withClient(serverUrl, async (c) => {
+      for (const role of [APP, TRAINER]) await c.query(`DROP ROLE IF EXISTS ${role}`)
+    })
+  })
+
+  it('runs a challenger in shadow and as a canary, logs a sample of requests, compares the arms, and keeps the log for its retention', async () => {
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    // Version 1 on today's prices; version 2 (the champion) after they doubled.
+    await train(owner, loaded, P)
+    await db.query('UPDATE houses SET price = price * 2')
+    const second = await train(owner, loaded, P)
+    expect(second.versions).toEqual([2])
+    expect((await listVersions(owner, P)).find((v) => v.aliases.includes('champion'))!.version).toBe(2)
+    await train(owner, loaded, 'cars')
+
+    // The migration made the log's partitions: today and the coming week.
+    const parts = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'pgml_kit.prediction_log'::regclass AND inhrelid::regclass::text LIKE 'pgml_kit.prediction_log_p%'`)
+    expect(parts[0]!.n).toBe(8)
+
+    const trainer = new pg.Client({ connectionString: as(TRAINER) })
+    await trainer.connect()
+    const pool = new pg.Pool({ connectionString: as(APP), max: 2 })
+    const kysely = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool }) })
+    const kit = createKit(config, { db: kysely })
+    const grid = Array.from({ length: 160 }, (_, i) => ({ key: `h${i}`, features: [1 + (i % 40), 1 + (Math.floor(i / 40) % 4)] }))
+    try {
+      await setAlias(trainer, P, 'challenger', 1)
+      // The application may not route traffic; the trainer (not the owner) may, with a reason.
+      const app = new pg.Client({ connectionString: as(APP) })
+      await app.connect()
+      try {
+        await expect(setRoute(app, P, 'challenger', 'shadow')).rejects.toMatchObject({ code: 'REGISTRY_NOT_PERMITTED', where: 'roles.trainer' })
+        await expect(app.query('SELECT * FROM pgml_kit.prediction_log')).rejects.toThrow(/permission denied/)
+        // Nor write a log row's time: a forged history is not for the application to write.
+        await expect(app.query(`INSERT INTO pgml_kit.prediction_log (at, request_id, project, arm) VALUES (now() - interval '1 year', gen_random_uuid(), 'x', 'champion')`)).rejects.toThrow(/permission denied/)
+      } finally {
+        await app.end()
+      }
+      await expect(setRoute(trainer, P, 'champion', 'shadow')).rejects.toMatchObject({ code: 'ROUTE_INVALID' })
+      await expect(setRoute(trainer, P, 'nobody', 'shadow')).rejects.toMatchObject({ code: 'ALIAS_UNKNOWN' })
+      await expect(setRoute(trainer, P, 'challenger', 'canary', { share: 1.5 })).rejects.toMatchObject({ code: 'ROUTE_INVALID' })
+      const shadow = await setRoute(trainer, P, 'challenger', 'shadow', { reason: 'try last month\'s model' })
+      expect(shadow).toMatchObject({ alias: 'challenger', version: 1, mode: 'shadow', share: 1, setBy: TRAINER })
+      // The routed alias is not removed from under the route.
+      await expect(removeAlias(trainer, P, 'challenger')).rejects.toMatchObject({ code: 'ALIAS_ROUTED' })
+
+      // Shadow: the application gets the champion's predictions (prices doubled) every time.
+      for (const g of grid) expect(await kit.predict(P, g.features, { key: g.key })).toBeCloseTo(2 * (1000 * g.features[0]! + 50 * g.features[1]!), -1)
+      // Outcomes arrive for half the houses: the champion's prices are right.
+      await db.query(`INSERT INTO outcomes SELECT 'h' || i, 2 * (1000 * (1 + i % 40) + 50 * (1 + (i / 40) % 4)) FROM generate_series(0, 79) AS i`)
+      let c = await compareModels(trainer, loaded, P)
+      expect(c.route).toMatchObject({ mode: 'shadow', alias: 'challenger' })
+      const arm = (name: string) => c.arms.find((a) => a.arm === name)
+      expect(arm('champion')).toMatchObject({ version: 2, requests: 160, errors: 0, labelled: 80 })
+      expect(arm('shadow')).toMatchObject({ version: 1, requests: 160, errors: 0, labelled: 80 })
+      expect(arm('champion')!.rmse!).toBeLessThan(1)
+      expect(arm('shadow')!.rmse!).toBeGreaterThan(10_000)
+      expect(c.shadow).toMatchObject({ pairs: 160, agreement: 0 })
+      expect(c.shadow!.correlation!).toBeGreaterThan(0.999)
+      expect(c.shadow!.meanAbsoluteDifference!).toBeCloseTo(arm('champion')!.meanPrediction! / 2, -1)
+
+      // Canary: 30% of the keys, the same keys every time, whatever the session.
+      await setRoute(trainer, P, 'challenger', 'canary', { share: 0.3 })
+      const served = async () => Promise.all(grid.map(async (g) => (await kit.predict(P, g.features, { key: g.key })) < 1.5 * (1000 * g.features[0]! + 50 * g.features[1]!)))
+      const first = await served()
+      expect(await served()).toEqual(first)
+      const share = first.filter(Boolean).length / grid.length
+      expect(share).toBeGreaterThan(0.15)
+      expect(share).toBeLessThan(0.45)
+      // The same buckets in SQL, computed by the database.
+      const buckets = await db.query<{ b: number }>(`SELECT pgml_kit.traffic_bucket($1, k) AS b FROM unnest($2::text[]) AS k`, [P, grid.map((g) => g.key)])
+      expect(buckets.map((b) => b.b < 0.3)).toEqual(first)
+      c = await compareModels(trainer, loaded, P)
+      expect(arm('canary')!.requests).toBe(2 * first.filter(Boolean).length)
+      expect(arm('champion')!.requests).toBe(160 + 2 * first.filter((x) => !x).length)
+
+      // Back to the champion; the route's history is in the registry's events.
+      expect(await removeRoute(trainer, P, { reason: 'canary done' })).toMatchObject({ alias: 'challenger', mode: 'canary' })
+      const events = (await modelHistory(owner, P)).filter((e) => e.event.startsWith('route'))
+      expect(events.map((e) => [e.event, e.actor, e.reason, e.detail['mode']])).toEqual([
+        ['route_set', TRAINER, 'try last month\'s model', 'shadow'], ['route_set', TRAINER, null, 'canary'], ['route_removed', TRAINER, 'canary done', 'canary'],
+      ])
+      expect(await kit.predict(P, [10, 1], { key: grid[0]!.key })).toBeCloseTo(2 * 10_050, -1)
+
+      // Sampling: a quarter of the cars' requests are logged (400 requests: 100 expected).
+      for (let i = 0; i < 400; i++) await kit.predict('cars', [1 + (i % 60)], { key: String(i) })
+      const logged = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pgml_kit.prediction_log WHERE project = 'cars'`)
+      expect(logged[0]!.n).toBeGreaterThan(55)
+      expect(logged[0]!.n).toBeLessThan(145)
+    } finally {
+      await trainer.end()
+      await kysely.destroy()
+    }
+
+    // Retention: rows older than the project's 3 days go; a day without its partition waits in the
+    // default partition and is moved into its own when maintenance makes it — nothing lost.
+    await db.query(`INSERT INTO pgml_kit.prediction_log (at, request_id, project, arm, prediction) VALUES
+      (now() - interval '5 days', gen_random_uuid(), $1, 'champion', 1), (now() - interval '2 days', gen_random_uuid(), $1, 'champion', 2),
+      (now() - interval '5 days', gen_random_uuid(), 'cars', 'champion', 3), (now() + interval '10 days', gen_random_uuid(), $1, 'champion', 4)`, [P])
+    const where = async (prediction: number) => (await db.query<{ part: string }>(`SELECT tableoid::regclass::text AS part FROM pgml_kit.prediction_log WHERE prediction = $1`, [prediction])).map((r) => r.part)
+    expect(await where(4)).toEqual(['pgml_kit.prediction_log_default'])
+    const maintained = await maintainPredictionLog(owner, { daysAhead: 12 })
+    expect(maintained.created).toBe(5)
+    expect(maintained.deleted).toBe(1)
+    expect(await where(1)).toEqual([])
+    expect(await where(2)).toHaveLength(1)
+    expect(await where(3)).toHaveLength(1)
+    expect((await where(4))[0]).toMatch(/^pgml_kit\.prediction_log_p\d{8}$/)
+
+    // monitor: served predictions of the champion against its training baseline — in distribution
+    // (the grid covers the training rows exactly) no alarm; traffic of houses twice as large, an alarm.
+    let [report] = await monitorModels(owner, loaded, [P])
+    expect(report!.metrics.map((m) => m.name)).toContain('prediction (served)')
+    expect(report!.alarms).not.toContain('prediction (served)')
+    await db.query(`SELECT pgml_kit.predict($1, ARRAY[40 + i % 40, 1 + i % 4]::real[], 'big' || i) FROM generate_series(0, 399) AS i`, [P])
+    ;[report] = await monitorModels(owner, loaded, [P])
+    expect(report!.alarms).toContain('prediction (served)')
+
+    // The CLI: the route, the comparison.
+    const cli = await runCli(['models', 'compare', P, '--since', '1h'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(cli.stdout).toMatch(/champion/)
+    expect(cli.code, cli.stderr).toBe(0)
+  }, 300_000)
+})

@@ -63,6 +63,8 @@ export const CHANGE_STEPS: readonly { readonly name: string; readonly config: Pg
         'Odd "Table"': { schema: 'Other Schema', primaryKey: ['tenant', 'key'], embeddings: { 'Vec; col': { source: 'Text', model, mode: 'queue' } } },
       },
       features: features('30 days', ['customer stats.spend', 'customer stats.profile']),
+      // A model whose predictions are logged: its log turned on, changed, then off (staged has no models).
+      models: { "odd 'model'": { task: 'regression', relation: 'Other Schema.Odd "Table"', target: 'score', serving: { log: { sample: 0.5 } } } },
     },
   },
   {
@@ -82,6 +84,7 @@ export const CHANGE_STEPS: readonly { readonly name: string; readonly config: Pg
         'Odd "Table"': { schema: 'Other Schema', primaryKey: ['tenant', 'key'], embeddings: { 'Vec; col': { source: 'Text', model, mode: 'queue' } } },
       },
       features: features('30 days', ['customer stats.spend', 'customer stats.visits']),
+      models: { "odd 'model'": { task: 'regression', relation: 'Other Schema.Odd "Table"', target: 'score', serving: { log: { sample: 0.25, retentionDays: 7 } } } },
     },
   },
   // The same config, generated again from a snapshot an older release wrote: trigger functions get the type guard, the feature view change capture.

@@ -339,10 +339,10 @@ describe('queue mode plans', () => {
     both.tables.documents!.embeddings.title_embedding = { source: 'title', model: { id: 'test/double', dimensions: 8 }, mode: 'queue' }
     const plan = planMigration(previous, resolveConfig(both).state)
     expect(kinds(plan)).toEqual(['preflight', 'install-runtime', 'add-embedding-column', 'create-queue-triggers', 'register-embedding-column'])
-    expect(planOperations(plan)[1]?.summary).toMatch(/upgrade the pgml_kit runtime schema to version 6/)
-    // Versions 2 to 6, each idempotent, then the pooling and distance of the column registered before 5; the shared schema is not downgraded by a down.
-    expect(planOperations(plan)[1]?.up).toHaveLength(6)
-    expect(planOperations(plan)[1]?.up[5]).toMatch(/^UPDATE pgml_kit\.embedding_columns SET pooling = NULL, distance = 'cosine' WHERE table_schema = 'public' AND table_name = 'documents' AND column_name = 'body_embedding';$/)
+    expect(planOperations(plan)[1]?.summary).toMatch(/upgrade the pgml_kit runtime schema to version 7/)
+    // Versions 2 to 7, each idempotent, then the pooling and distance of the column registered before 5; the shared schema is not downgraded by a down.
+    expect(planOperations(plan)[1]?.up).toHaveLength(7)
+    expect(planOperations(plan)[1]?.up[6]).toMatch(/^UPDATE pgml_kit\.embedding_columns SET pooling = NULL, distance = 'cosine' WHERE table_schema = 'public' AND table_name = 'documents' AND column_name = 'body_embedding';$/)
     expect(planOperations(plan)[1]?.down.join('\n')).not.toMatch(/DROP/)
   })
 

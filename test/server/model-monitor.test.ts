@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { PgmlKitConfig } from '../../src/config/schema.js'
@@ -83,7 +85,12 @@ describe('pgml-kit monitor on the server (pgml_compat)', () => {
     // Every run is recorded, for the history (and a chart) over time.
     const history = await monitorHistory(client, 'sensor')
     expect(history.map((r) => r.alarms.length > 0)).toEqual([false, false, false, false, false, false, true, true])
-    const shown = await runCli(['monitor', '--history'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    const shown = await runCli(['monitor', '--history', '--chart', 'charts'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
     expect(shown.stdout).toMatch(/sensor: 8 run\(s\)/)
+    // The chart: a line per metric over the eight runs, the threshold, the alarmed runs in red.
+    const svg = await readFile(join(db.cwd, 'charts', 'sensor.svg'), 'utf8')
+    expect(svg.match(/<polyline /g)).toHaveLength(3)
+    expect(svg).toMatch(/alarm at PSI 0.2/)
+    expect(svg.match(/<circle [^>]*r="4" fill="#d62728"><title>/g)).toHaveLength(history.filter((r) => r.alarms.length > 0).length)
   }, 240_000)
 })

@@ -5,6 +5,9 @@ import { loadConfig } from '../../config/load.js'
 import { openTarget } from '../../db/target.js'
 import { deploy, listModels, materialize, materializeTrainingSet, train, trainSql, type ModelRow } from '../../features/ml.js'
 import { PSI_MIN_ROWS, monitorHistory, monitorModels } from '../../features/monitor.js'
+import { renderDriftChart } from '../../features/monitor-chart.js'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { CHAMPION, archiveVersion, describeVersion, listVersions, modelHistory, registryInstalled, removeAlias, setAlias, type ModelVersion } from '../../features/registry.js'
 import { EXIT, printable, printJson } from '../output.js'
 import { globals, nonNegativeNumber, positiveInt, shareOption, sinceOption, type CommandContext } from '../options.js'
@@ -12,6 +15,11 @@ import { compareModels, maintainPredictionLog, readRoute, removeRoute, servingIn
 import type pg from 'pg'
 import { PgmlKitError } from '../../errors.js'
 import { quoteQualified } from '../../sql/quote.js'
+
+/** A project name as a file name: anything but letters, digits, `-`, `_` and `.` becomes `_` (and a leading `.` too), so that no name writes outside the directory. */
+export function chartFileName(project: string): string {
+  return project.replace(/[^\p{L}\p{N}_.-]/gu, '_').replace(/^\./, '_')
+}
 
 /** Opens the target, hands `fn` a client, and closes both. */
 export async function withClient<T>(cmd: Command, name: string, fn: (client: pg.ClientBase, config: Awaited<ReturnType<typeof loadConfig>>) => Promise<T>): Promise<T> {
@@ -289,7 +297,9 @@ export function registerMl(program: Command, ctx: CommandContext): void {
     .description('compare the rows of each deployed model\'s relation now with its training baseline: feature and prediction drift (PSI, KS), feature-store skew; exit 1 on an alarm (for cron)')
     .argument('[projects...]', 'models of the config (default: every one with a deployed version)')
     .option('--history', 'the recorded runs of each project instead, oldest first')
-    .action(async (projects: string[], opts: { history?: boolean }, cmd: Command) => {
+    .option('--chart <dir>', 'with --history: write <dir>/<project>.svg, each metric\'s PSI over the runs with the alarm threshold and the runs that alarmed')
+    .action(async (projects: string[], opts: { history?: boolean; chart?: string }, cmd: Command) => {
+      if (opts.chart !== undefined && !opts.history) throw new CommanderError(EXIT.usage, 'pgml-kit.option', '--chart goes with --history')
       const g = globals(cmd)
       await withClient(cmd, 'pgml-kit monitor', async (client, config) => {
         const unknown = projects.filter((p) => !config.models.some((m) => m.project === p))
@@ -297,6 +307,14 @@ export function registerMl(program: Command, ctx: CommandContext): void {
         if (opts.history) {
           const names = projects.length > 0 ? projects : config.models.map((m) => m.project)
           const runs = Object.fromEntries(await Promise.all(names.map(async (p) => [p, await monitorHistory(client, p)] as const)))
+          if (opts.chart !== undefined) {
+            await mkdir(opts.chart, { recursive: true })
+            for (const [project, list] of Object.entries(runs)) {
+              const file = join(opts.chart, `${chartFileName(project)}.svg`)
+              await writeFile(file, renderDriftChart(project, list, config.models.find((m) => m.project === project)!.monitor.psi))
+              if (!g.json) process.stderr.write(`${pc.dim(`wrote ${printable(file)}`)}\n`)
+            }
+          }
           if (g.json) return printJson(runs)
           for (const [project, list] of Object.entries(runs)) {
             process.stdout.write(`${printable(project)}: ${list.length} run(s)\n`)

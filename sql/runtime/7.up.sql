@@ -289,5 +289,21 @@ CREATE TRIGGER route_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_r
 DROP TRIGGER IF EXISTS registry_record ON pgml_kit.model_routes;
 CREATE TRIGGER registry_record AFTER INSERT OR UPDATE OR DELETE ON pgml_kit.model_routes FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_record();
 
+-- Embedding drift (`pgml-kit monitor` for embedding columns with `monitor` in the config): the
+-- baseline a column is compared with — a sample's size, centroid, spread (mean squared distance to
+-- the centroid), effective dimensions, and each sampled row's distance to its nearest neighbour.
+CREATE TABLE IF NOT EXISTS pgml_kit.embedding_baselines (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  table_schema name NOT NULL,
+  table_name name NOT NULL,
+  column_name name NOT NULL,
+  captured_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  captured_by name NOT NULL DEFAULT session_user,
+  row_count bigint NOT NULL,
+  baseline jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS embedding_baselines_column_idx ON pgml_kit.embedding_baselines (table_schema, table_name, column_name, id);
+COMMENT ON TABLE pgml_kit.embedding_baselines IS 'pgml-kit monitor: the baselines embedding columns are compared with (centroid, spread, nearest-neighbour distances of a sample); the latest per column is used.';
+
 -- Today's and the coming week's partitions of the log.
 SELECT created FROM pgml_kit.maintain_prediction_log();

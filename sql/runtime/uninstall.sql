@@ -33,6 +33,7 @@ BEGIN
     DROP FUNCTION IF EXISTS pgml_kit.registry_guard();
     DROP FUNCTION IF EXISTS pgml_kit.registry_record();
   END IF;
+  DROP TABLE IF EXISTS pgml_kit.embedding_baselines;
   DROP TABLE IF EXISTS pgml_kit.created_extensions;
   DROP TABLE IF EXISTS pgml_kit.backfill_checkpoints;
   DROP TABLE IF EXISTS pgml_kit.embedding_dead_letters;

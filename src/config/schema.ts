@@ -91,6 +91,18 @@ export const embeddingSchema = z.strictObject({
    * Harmless once applied; remove it whenever you like.
    */
   renamedFrom: identifier.optional(),
+  /**
+   * `pgml-kit monitor` for this column: a sample of `rows` rows (default 500) — the newest by the
+   * `recent` column when given (a timestamp or a growing id), else a fixed hash sample of the
+   * table — compared with the baseline the first run keeps (`monitor --baseline` keeps a new one):
+   * the shift of the centroid (a test of equal means) and of the nearest-neighbour distances (KS),
+   * each alarming below `alpha` (default 0.01, split over the two).
+   */
+  monitor: z.strictObject({
+    recent: identifier.optional(),
+    rows: z.number().int('must be a whole number').min(50, 'must be at least 50 rows').max(5000, 'must be at most 5000 rows').optional(),
+    alpha: z.number().gt(0, 'must be above 0').lt(1, 'must be below 1').optional(),
+  }).optional(),
 })
 
 const textSearchConfig = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, 'must be a text search configuration name such as "english" or "simple"')

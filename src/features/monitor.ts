@@ -100,7 +100,7 @@ export function proportionsDiffer(p1: number, n1: number, p2: number, n2: number
 }
 
 /** P(Z > z) for a standard normal Z (Abramowitz and Stegun 7.1.26 via erfc, error below 1.5e-7). */
-function normalTail(z: number): number {
+export function normalTail(z: number): number {
   const x = z / Math.SQRT2
   const t = 1 / (1 + 0.3275911 * x)
   const erfc = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))) * Math.exp(-x * x)

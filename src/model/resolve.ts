@@ -43,6 +43,14 @@ export interface ModelNode {
   } | null
 }
 
+/** An embedding column watched for drift: its sample (size, and the column that orders rows newest first, or null for a hash sample) and alarm level. */
+export interface EmbeddingMonitorNode {
+  readonly column: EmbeddingColumnNode
+  readonly recent: string | null
+  readonly rows: number
+  readonly alpha: number
+}
+
 /** An embedding column the config says was renamed (`renamedFrom`): a planning hint, not state. */
 export interface ColumnRename {
   readonly schema: string
@@ -72,6 +80,8 @@ export interface ResolvedConfig {
   readonly tableRenames: readonly TableRename[]
   /** Models to train with `pgml-kit train`, by project. */
   readonly models: readonly ModelNode[]
+  /** Embedding columns `pgml-kit monitor` watches for drift (config `monitor`). */
+  readonly embeddingMonitors: readonly EmbeddingMonitorNode[]
   readonly state: DesiredState
   readonly migrations: MigrationSettings
   /** Embedder settings; `modelsDir` is as written in the config (relative to it). */
@@ -140,6 +150,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
   const config: PgmlKitConfig = parsed.data
   const issues: ConfigIssue[] = []
   const columns: EmbeddingColumnNode[] = []
+  const embeddingMonitors: EmbeddingMonitorNode[] = []
   const indexes: VectorIndexNode[] = []
   const indexNames = new Map<string, string>()
   const fullText: FullTextNode[] = []
@@ -188,6 +199,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       if (keyColumns.includes(column)) issues.push({ path, message: `"${column}" is the table's primary key and cannot be an embedding column` })
       const node = resolveEmbedding(schema, table, column, keyColumns, embedding, path, issues)
       if (node) columns.push(node)
+      if (node && embedding.monitor) embeddingMonitors.push({ column: node, recent: embedding.monitor.recent ?? null, rows: embedding.monitor.rows ?? 500, alpha: embedding.monitor.alpha ?? 0.01 })
       if (embedding.renamedFrom !== undefined) {
         const from = embedding.renamedFrom
         if (from === column) issues.push({ path: `${path}.renamedFrom`, message: 'names the column itself; remove renamedFrom' })
@@ -244,6 +256,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
       ...(models.some((m) => m.serving?.log) ? { predictionLogs: models.filter((m) => m.serving?.log).map((m) => ({ project: m.project, ...m.serving!.log! })).sort((a, b) => a.project.localeCompare(b.project)) } : {}),
     },
     models,
+    embeddingMonitors,
     renames,
     tableRenames,
     migrations: {

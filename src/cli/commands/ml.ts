@@ -6,6 +6,7 @@ import { openTarget } from '../../db/target.js'
 import { deploy, listModels, materialize, materializeTrainingSet, train, trainSql, type ModelRow } from '../../features/ml.js'
 import { PSI_MIN_ROWS, monitorHistory, monitorModels } from '../../features/monitor.js'
 import { renderDriftChart } from '../../features/monitor-chart.js'
+import { monitorEmbeddings } from '../../features/embedding-drift.js'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CHAMPION, archiveVersion, describeVersion, listVersions, modelHistory, registryInstalled, removeAlias, setAlias, type ModelVersion } from '../../features/registry.js'
@@ -294,11 +295,12 @@ export function registerMl(program: Command, ctx: CommandContext): void {
     })
 
   program.command('monitor')
-    .description('compare the rows of each deployed model\'s relation now with its training baseline: feature and prediction drift (PSI, KS), feature-store skew; exit 1 on an alarm (for cron)')
+    .description('compare the rows of each deployed model\'s relation now with its training baseline: feature and prediction drift (PSI, KS) and prediction drift on served traffic, feature-store skew; and embedding columns with monitor in the config with their baselines (centroid, nearest-neighbour distances); exit 1 on an alarm (for cron)')
     .argument('[projects...]', 'models of the config (default: every one with a deployed version)')
     .option('--history', 'the recorded runs of each project instead, oldest first')
+    .option('--baseline', 'keep this run\'s samples of the embedding columns as their new baselines')
     .option('--chart <dir>', 'with --history: write <dir>/<project>.svg, each metric\'s PSI over the runs with the alarm threshold and the runs that alarmed')
-    .action(async (projects: string[], opts: { history?: boolean; chart?: string }, cmd: Command) => {
+    .action(async (projects: string[], opts: { history?: boolean; chart?: string; baseline?: boolean }, cmd: Command) => {
       if (opts.chart !== undefined && !opts.history) throw new CommanderError(EXIT.usage, 'pgml-kit.option', '--chart goes with --history')
       const g = globals(cmd)
       await withClient(cmd, 'pgml-kit monitor', async (client, config) => {
@@ -335,10 +337,12 @@ export function registerMl(program: Command, ctx: CommandContext): void {
             if (!g.json) process.stderr.write(`${pc.yellow('note')} the prediction log was not maintained: ${printable((error as Error).message)}\n`)
           }
         }
-        const reports = await monitorModels(client, config, projects)
-        const alarmed = reports.some((r) => r.alarms.length > 0)
-        if (g.json) printJson(reports)
-        else if (reports.length === 0) process.stdout.write('no deployed model to monitor\n')
+        const reports = config.models.length > 0 || projects.length > 0 ? await monitorModels(client, config, projects) : []
+        // Embedding columns with monitor in the config, when no project is named.
+        const columns = projects.length === 0 ? await monitorEmbeddings(client, config, { newBaseline: Boolean(opts.baseline) }) : []
+        const alarmed = reports.some((r) => r.alarms.length > 0) || columns.some((c) => c.alarms.length > 0)
+        if (g.json) printJson([...reports, ...columns])
+        else if (reports.length === 0 && columns.length === 0) process.stdout.write(config.embeddingMonitors.length === 0 && config.models.length === 0 ? 'nothing to monitor: no models, and no embedding column with monitor in the config\n' : 'no deployed model to monitor\n')
         for (const r of g.json ? [] : reports) {
           if (r.error !== undefined) {
             process.stderr.write(`${pc.red('error')} ${printable(r.project)}: not checked: ${printable(r.error)}${r.hint ? `\n  hint: ${printable(r.hint)}` : ''}\n`)
@@ -351,6 +355,19 @@ export function registerMl(program: Command, ctx: CommandContext): void {
           for (const v of r.skew) process.stdout.write(`  skew ${printable(v.view)}: ${v.differences === 0 ? 'online rows match the offline table' : pc.red(`${v.differences} online row(s) differ (pgml-kit features check ${printable(v.view)})`)}\n`)
           process.stdout.write(pc.dim(`  alarm at PSI ≥ ${r.psiThreshold} (${PSI_MIN_ROWS} rows or more on each side), KS p < ${r.alphaPerTest.toPrecision(2)} per test, or a NULL share that changed at that level\n`))
           for (const note of r.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
+        }
+        for (const c of g.json ? [] : columns) {
+          const head = `${printable(c.column)}: ${c.sampled} of ${c.rowsNow} vectors sampled`
+          if (c.baseline === null) {
+            process.stdout.write(`${head}: ${c.baselineCaptured ? pc.cyan('baseline kept') : 'not compared'}\n`)
+          } else {
+            process.stdout.write(`${head} against the baseline of ${c.baseline.capturedAt.slice(0, 19).replace('T', ' ')} (${c.baseline.sampled} vectors): ${c.alarms.length > 0 ? pc.red(`DRIFT ${c.alarms.join(', ')}`) : pc.green('no drift')}\n`)
+            const p = (x: number | null) => (x === null ? '-' : x < 1e-4 ? x.toExponential(1) : x.toFixed(4))
+            process.stdout.write(`  centroid: shift ${c.centroidShift === null ? '-' : c.centroidShift.toFixed(4)} (1 − cosine), ${c.centroidRatio === null ? '-' : c.centroidRatio.toFixed(2)}× the change expected without drift, p ${p(c.centroidP)}${c.alarms.includes('centroid') ? pc.red(' alarm') : ''}\n`)
+            process.stdout.write(`  nearest neighbours: median distance ${c.nnMedianBefore?.toFixed(4) ?? '-'} → ${c.nnMedianNow?.toFixed(4) ?? '-'}, KS D ${c.nnKsD?.toFixed(3) ?? '-'}, p ${p(c.nnKsP)}${c.alarms.includes('neighbours') ? pc.red(' alarm') : ''}\n`)
+            process.stdout.write(pc.dim(`  alarm at p < ${(c.alpha / 2).toPrecision(2)} per test\n`))
+          }
+          for (const note of c.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
         }
         // 1: drift (an alarm); 3: a project could not be checked. Cron tells the two apart.
         if (reports.some((r) => r.error !== undefined)) ctx.exit.code = 3

@@ -7,6 +7,8 @@ import {
   EMBEDDING_BASELINES_EXIST, READ_EMBEDDING_BASELINE, RECORD_EMBEDDING_BASELINE, renderCountVectors, renderEmbeddingSample,
 } from '../sql/render-embedding-drift.js'
 import { ks, normalTail } from './monitor.js'
+import { requireTrustedRelation } from './trust.js'
+import { quoteQualified } from '../sql/quote.js'
 
 /**
  * Drift of embedding columns. A sample of a column's vectors (the newest by `monitor.recent`, or a
@@ -153,6 +155,7 @@ async function monitorColumn(client: pg.ClientBase, node: EmbeddingMonitorNode, 
   const c = node.column
   const label = columnLabel(c)
   const where = `tables.${c.table}.embeddings.${c.column}.monitor`
+  await requireTrustedRelation(client, quoteQualified(c.schema, c.table), [c.column, ...c.keyColumns, ...(node.recent ? [node.recent] : [])], where)
   const sample = await client.query<{ v: string }>(renderEmbeddingSample(c, node.rows, node.recent)).catch((error: unknown) => {
     const e = error as { code?: string; message?: string }
     if (e.code !== '42703' && e.code !== '42P01' && e.code !== '42501') throw error

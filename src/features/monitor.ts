@@ -6,6 +6,7 @@ import {
 } from '../sql/render-registry.js'
 import { listVersions, registryInstalled } from './registry.js'
 import { checkFeatures } from './check.js'
+import { requireTrustedRelation } from './trust.js'
 import { LOGGED_PREDICTIONS, READ_LOG_SETTINGS } from '../sql/render-serving.js'
 import { servingInstalled } from './serving.js'
 
@@ -39,8 +40,13 @@ export interface DriftBaseline {
 /** Bins with no rows get this share, so that PSI stays finite (the usual convention). */
 const PSI_FLOOR = 1e-4
 
-/** Population stability index of `current` against `baseline`, over the baseline's deciles. */
-export function psi(baseline: readonly number[], current: readonly number[], bins = 10): number {
+/** The values that can be ordered: NaN (a real or double precision column, or a prediction, may hold it) is left out. */
+const ordered = (values: readonly number[]) => values.filter((v) => !Number.isNaN(v))
+
+/** Population stability index of `current` against `baseline`, over the baseline's deciles. NaN values are left out. */
+export function psi(baselineValues: readonly number[], currentValues: readonly number[], bins = 10): number {
+  const baseline = ordered(baselineValues)
+  const current = ordered(currentValues)
   if (baseline.length === 0 || current.length === 0) return Number.NaN
   const sorted = [...baseline].sort((a, b) => a - b)
   const distinct = [...new Set(sorted)]
@@ -67,8 +73,10 @@ export function psi(baseline: readonly number[], current: readonly number[], bin
   return expected.reduce((sum, e, i) => sum + (actual[i]! - e) * Math.log(actual[i]! / e), 0)
 }
 
-/** The two-sample Kolmogorov–Smirnov statistic D and its asymptotic p-value. */
-export function ks(a: readonly number[], b: readonly number[]): { readonly d: number; readonly p: number } {
+/** The two-sample Kolmogorov–Smirnov statistic D and its asymptotic p-value. NaN values are left out. */
+export function ks(aValues: readonly number[], bValues: readonly number[]): { readonly d: number; readonly p: number } {
+  const a = ordered(aValues)
+  const b = ordered(bValues)
   if (a.length === 0 || b.length === 0) return { d: Number.NaN, p: Number.NaN }
   const x = [...a].sort((p, q) => p - q)
   const y = [...b].sort((p, q) => p - q)
@@ -227,6 +235,7 @@ async function monitorOne(client: pg.ClientBase, config: ResolvedConfig, model: 
   const numeric = Object.keys(baseline.features)
   const predict = baseline.predictions !== null
   const relation = model.monitor.relation ?? model.relationName
+  await requireTrustedRelation(client, relation, numeric, model.monitor.relation ? `models.${model.project}.monitor.relation` : `models.${model.project}.relation`)
   const { rows: current } = await client.query<Record<string, number | null>>(renderDriftSample(relation, numeric, { predict }), predict ? [modelId] : [])
   const notes: string[] = []
   if (baseline.skipped.length > 0) notes.push(`not compared (not numbers): ${baseline.skipped.join(', ')}`)

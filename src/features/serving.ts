@@ -3,8 +3,9 @@ import { PgmlKitError } from '../errors.js'
 import type { ModelNode, ResolvedConfig } from '../model/resolve.js'
 import { READ_ALIAS, SET_ALIAS_EVENT } from '../sql/render-registry.js'
 import {
-  COMPARE_ARMS, COMPARE_SHADOW, MAINTAIN_PREDICTION_LOG, READ_LOG_SETTINGS, READ_ROUTE, REMOVE_ROUTE, SERVING_EXISTS, SET_ROUTE, renderCompareLabelled,
+  COMPARE_ARMS, COMPARE_SHADOW, DROP_PARTITION_LOCK_TIMEOUT, EXPIRED_PARTITION, MAINTAIN_PREDICTION_LOG, renderDropLogPartition, READ_LOG_SETTINGS, READ_ROUTE, REMOVE_ROUTE, SERVING_EXISTS, SET_ROUTE, renderCompareLabelled,
 } from '../sql/render-serving.js'
+import { requireTrustedRelation } from './trust.js'
 import { CHAMPION, inRegistryTransaction, registerMissingInTransaction, registryNotPermitted, requireRegistry } from './registry.js'
 
 /**
@@ -157,6 +158,7 @@ export async function compareModels(client: pg.ClientBase, config: ResolvedConfi
 
 async function scoreLabelled(client: pg.ClientBase, model: ModelNode, since: Date) {
   const labels = model.serving!.labels!
+  await requireTrustedRelation(client, labels.relation, [labels.key, labels.label], `models.${model.project}.serving.labels`)
   const { rows } = await client.query<{ arm: string; version: number | null; labelled: string; accuracy: number | null; rmse: number | null; mae: number | null }>(renderCompareLabelled(labels.relation, labels.key, labels.label), [model.project, since])
     .catch((error: unknown) => {
       const e = error as { code?: string; message?: string }
@@ -167,17 +169,35 @@ async function scoreLabelled(client: pg.ClientBase, model: ModelNode, since: Dat
 }
 
 /**
- * Adds the prediction log's partitions for today and the next `daysAhead` days (UTC), moving what
- * waited in the default partition into them, and drops or deletes what is past retention. As the
- * log's owner (the role that migrates). Returns what it did.
+ * Maintains the prediction log, as its owner (the role that migrates): adds the partitions of the
+ * next `daysAhead` days (UTC), moves earlier days' rows out of the default partition, deletes rows
+ * past each project's retention — then drops each partition wholly past the longest retention, one
+ * per transaction, waiting at most 200 ms for the log's lock (requests that log wait behind it
+ * meanwhile); one it cannot drop now is left for the next run (`kept`).
  */
-export async function maintainPredictionLog(client: pg.ClientBase, options: { readonly daysAhead?: number } = {}): Promise<{ readonly created: number; readonly dropped: number; readonly deleted: number }> {
+export async function maintainPredictionLog(client: pg.ClientBase, options: { readonly daysAhead?: number } = {}): Promise<{ readonly created: number; readonly moved: number; readonly deleted: number; readonly dropped: number; readonly kept: readonly string[] }> {
   await requireServing(client)
-  const { rows } = await client.query<{ created: number; dropped: number; deleted: string }>(MAINTAIN_PREDICTION_LOG, [options.daysAhead ?? 7]).catch((error: unknown) => {
+  const notPermitted = (error: unknown) => {
     const e = error as { code?: string; message?: string }
-    if (e.code !== '42501') throw error
-    throw new PgmlKitError('REGISTRY_NOT_PERMITTED', `this role may not maintain the prediction log: ${e.message ?? 'permission denied'}`, { cause: error, hint: 'run it as the role that migrates (the owner of pgml_kit)' })
-  })
+    if (e.code !== '42501') return error
+    return new PgmlKitError('REGISTRY_NOT_PERMITTED', `this role may not maintain the prediction log: ${e.message ?? 'permission denied'}`, { cause: error, hint: 'run it as the role that migrates (the owner of pgml_kit)' })
+  }
+  const { rows } = await client.query<{ created: number; moved: string; deleted: string; expired: string[] }>(MAINTAIN_PREDICTION_LOG, [options.daysAhead ?? 7]).catch((error: unknown) => { throw notPermitted(error) })
   const r = rows[0]!
-  return { created: r.created, dropped: r.dropped, deleted: Number(r.deleted) }
+  let dropped = 0
+  const kept: string[] = []
+  for (const name of r.expired.filter((n) => EXPIRED_PARTITION.test(n))) {
+    await client.query('BEGIN')
+    try {
+      await client.query(DROP_PARTITION_LOCK_TIMEOUT)
+      await client.query(renderDropLogPartition(name))
+      await client.query('COMMIT')
+      dropped++
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined)
+      if ((error as { code?: string }).code !== '55P03') throw notPermitted(error)
+      kept.push(name)
+    }
+  }
+  return { created: r.created, moved: Number(r.moved), deleted: Number(r.deleted), dropped, kept }
 }

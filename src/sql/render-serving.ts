@@ -12,7 +12,7 @@ export function renderSetPredictionLog(node: PredictionLogNode): string[] {
   return [
     `INSERT INTO pgml_kit.prediction_log_settings (project, sample, retention_days) VALUES (${quoteLiteral(node.project)}, ${node.sample}, ${node.retentionDays})
   ON CONFLICT (project) DO UPDATE SET sample = EXCLUDED.sample, retention_days = EXCLUDED.retention_days;`,
-    'SELECT created, dropped, deleted FROM pgml_kit.maintain_prediction_log();',
+    'SELECT created, moved, deleted FROM pgml_kit.maintain_prediction_log();',
   ]
 }
 
@@ -21,8 +21,19 @@ export function renderRemovePredictionLog(project: string): string[] {
   return [`DELETE FROM pgml_kit.prediction_log_settings WHERE project = ${quoteLiteral(project)};`]
 }
 
-/** $1 days ahead → created, dropped, deleted. */
-export const MAINTAIN_PREDICTION_LOG = 'SELECT created, dropped, deleted FROM pgml_kit.maintain_prediction_log($1::integer)'
+/** $1 days ahead → partitions created, rows moved out of the default partition, rows deleted, partitions past retention (to drop). */
+export const MAINTAIN_PREDICTION_LOG = 'SELECT created, moved, deleted, expired FROM pgml_kit.maintain_prediction_log($1::integer)'
+
+/** The partition of the log a maintenance run named as expired (a name it made: prediction_log_pYYYYMMDD). */
+export const EXPIRED_PARTITION = /^prediction_log_p\d{8}$/
+
+/** Drops one expired partition of the log; run in a transaction of its own with a short lock_timeout (it needs the log's lock for a moment). */
+export function renderDropLogPartition(name: string): string {
+  return `DROP TABLE pgml_kit.${quoteIdent(name)}`
+}
+
+/** How long dropping one expired partition may wait for the log's lock: requests that log wait behind it meanwhile. */
+export const DROP_PARTITION_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '200ms'"
 
 /** Whether the runtime serves through the registry (version 7: pgml_kit.model_routes exists). */
 export const SERVING_EXISTS = `SELECT pg_catalog.count(*) = 2 AS ok FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
@@ -86,3 +97,22 @@ GROUP BY l.arm, l.version ORDER BY l.arm, l.version`
 export const LOGGED_PREDICTIONS = `SELECT l.prediction::float8 AS p FROM pgml_kit.prediction_log AS l
 WHERE l.project = $1 AND l.model_id = $2 AND l.at >= $3 AND l.arm IN ('champion', 'canary', 'pinned') AND l.prediction IS NOT NULL
 ORDER BY l.at DESC LIMIT $4`
+
+/**
+ * $1 relation (qualified, quoted), $2 columns → whether it exists; its owner; whether the owner is
+ * trusted by this role (itself, a superuser, a member of this role, or the owner of schema pgml_kit);
+ * which of the columns are of a type whose owner is not (built-in types and those of extensions a
+ * superuser created are).
+ */
+export const RELATION_TRUST = `WITH trusted AS (
+  SELECT r.oid FROM pg_catalog.pg_roles AS r
+  WHERE r.rolname = current_user OR r.rolsuper OR pg_catalog.pg_has_role(r.oid, current_user, 'MEMBER')
+     OR r.oid = (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.nspname = 'pgml_kit')
+)
+SELECT c.oid IS NOT NULL AS found, pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
+  c.relowner IN (SELECT trusted.oid FROM trusted) AS trusted,
+  ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute AS a JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY ($2::text[])
+          AND t.typowner NOT IN (SELECT trusted.oid FROM trusted) ORDER BY a.attnum) AS foreign_types
+FROM (SELECT pg_catalog.to_regclass($1) AS oid) AS r
+LEFT JOIN pg_catalog.pg_class AS c ON c.oid = r.oid`

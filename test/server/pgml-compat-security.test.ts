@@ -289,7 +289,7 @@ describe('pgml_compat security: permission to train is not permission to be supe
       await db.session(async (query) => {
         await query(`CREATE TEMP TABLE fake (id bigint, title text, body text, queued vector(16), in_db vector(16));
           CREATE TRIGGER t BEFORE INSERT ON fake FOR EACH ROW EXECUTE FUNCTION ${f.f}`)
-        await expect(query(`INSERT INTO fake (id, title, body) VALUES (1, 'a', 'b')`), f.f).rejects.toThrow(/is the trigger function of (public.documents|pgml_kit.model_versions and pgml_kit.model_aliases), not of pg_temp_\d+.fake/)
+        await expect(query(`INSERT INTO fake (id, title, body) VALUES (1, 'a', 'b')`), f.f).rejects.toThrow(/is the trigger function of (public.documents|pgml_kit.model_versions, model_aliases and model_routes), not of pg_temp_\d+.fake/)
       })
     }
     await db.query(`INSERT INTO documents (title, body) VALUES ('Homes', 'for families')`)

@@ -59,3 +59,14 @@ describe('drift statistics', () => {
     expect(parseStatements(sql)).toBe(1)
   })
 })
+
+describe('drift statistics on values that cannot be ordered', () => {
+  it('leaves NaN out of KS and PSI instead of looping forever or calling it drift', () => {
+    const base = Array.from({ length: 300 }, (_, i) => i % 50)
+    const withNaN = [...base, Number.NaN, Number.NaN]
+    expect(ks(base, withNaN)).toEqual(ks(base, base))
+    expect(psi(base, withNaN)).toBeCloseTo(psi(base, base), 10)
+    expect(ks([1, 2, 3], [2, Number.NaN]).d).toBeGreaterThanOrEqual(0)
+    expect(Number.isNaN(ks([Number.NaN], [1]).p)).toBe(true)
+  })
+})

@@ -331,7 +331,8 @@ export function registerMl(program: Command, ctx: CommandContext): void {
         if (await servingInstalled(client)) {
           try {
             const m = await maintainPredictionLog(client)
-            if (!g.json && m.created + m.dropped + m.deleted > 0) process.stderr.write(`${pc.dim(`prediction log: ${m.created} partition(s) added, ${m.dropped} dropped, ${m.deleted} row(s) past retention deleted`)}\n`)
+            if (!g.json && m.created + m.dropped + m.deleted + m.moved > 0) process.stderr.write(`${pc.dim(`prediction log: ${m.created} partition(s) added (${m.moved} row(s) moved out of the default partition), ${m.dropped} past retention dropped, ${m.deleted} row(s) past retention deleted`)}\n`)
+            if (!g.json && m.kept.length > 0) process.stderr.write(`${pc.yellow('note')} prediction log: ${m.kept.length} partition(s) past retention not dropped now (the log was busy); the next run drops them\n`)
           } catch (error) {
             if (!(error instanceof PgmlKitError) && (error as { code?: unknown }).code !== '55P03') throw error
             if (!g.json) process.stderr.write(`${pc.yellow('note')} the prediction log was not maintained: ${printable((error as Error).message)}\n`)

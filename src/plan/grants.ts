@@ -1,4 +1,5 @@
 import { SERVING_RUNTIME_VERSION, needsPgml, type DesiredState } from '../model/ir.js'
+import { LINEAGE_TABLE, RUNS_TABLE } from '../sql/render-features.js'
 
 /**
  * What the roles declared in the config are granted, as atoms: one privilege of one role on one
@@ -88,6 +89,19 @@ export function grantsFor(state: DesiredState): GrantAtom[] {
       add({ role, on: { kind: 'schema', schema: RUNTIME }, privilege: 'USAGE', column: null, purpose: 'trainer' })
       for (const [name, privilege, columns] of REGISTRY_WRITE) for (const column of columns) add({ role, on: table(name), privilege, column, purpose: 'trainer' })
       if (state.runtimeVersion >= SERVING_RUNTIME_VERSION) for (const [name, privilege, columns] of SERVING_TRAINER) for (const column of columns) add({ role, on: table(name), privilege, column, purpose: 'trainer' })
+    }
+    // Training on a training set: the set's view (its rows, read with the view owner's rights), the
+    // materialisation marks the lineage records, and the feature schema's lineage table.
+    for (const role of state.roles.trainer ?? []) {
+      for (const set of state.trainingSets ?? []) {
+        const on = (name: string) => ({ kind: 'table', schema: set.schema, table: name }) as const
+        add({ role, on: { kind: 'schema', schema: set.schema }, privilege: 'USAGE', column: null, purpose: 'trainer' })
+        add({ role, on: on(set.name), privilege: 'SELECT', column: null, purpose: 'trainer' })
+        add({ role, on: on(RUNS_TABLE), privilege: 'SELECT', column: null, purpose: 'trainer' })
+        add({ role, on: on(LINEAGE_TABLE), privilege: 'SELECT', column: null, purpose: 'trainer' })
+        for (const column of ['model_id', 'project', 'relation', 'training_set', 'definition_sha256', 'feature_views', 'train_sql']) add({ role, on: on(LINEAGE_TABLE), privilege: 'INSERT', column, purpose: 'trainer' })
+        for (const column of ['gate_verdict', 'gate_overrides']) add({ role, on: on(LINEAGE_TABLE), privilege: 'UPDATE', column, purpose: 'trainer' })
+      }
     }
   }
   if (state.embeddingColumns.length === 0) return [...atoms.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))

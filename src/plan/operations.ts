@@ -445,17 +445,23 @@ export function dropFeatureView(view: FeatureViewNode): Operation {
   })
 }
 
-export function createTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[]): Operation {
+/**
+ * `trainers` (roles.trainer) read the set's view to train on it: a view made again (the set changed,
+ * or a down puts the old one back) is granted to them again in the step that makes it, since
+ * dropping a view drops its privileges.
+ */
+export function createTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[], trainers: readonly string[] = []): Operation {
+  const grants = renderGrants(trainers.map((role) => ({ role, on: { kind: 'table', schema: set.schema, table: set.name }, privilege: 'SELECT', column: null, purpose: 'trainer' }) as const))
   return defineOperation({
     kind: 'create-training-set', origin: trainingSetPath(set),
     summary: `create training set ${set.schema}.${set.name}: ${set.label} with ${set.features.map((f) => `${f.view}.${f.feature}`).join(', ')} as of each label's ${set.timestamp}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
-    up: renderCreateTrainingSet(set, views), down: renderDropTrainingSet(set), notes: [],
+    up: [...renderCreateTrainingSet(set, views), ...grants], down: renderDropTrainingSet(set), notes: [],
   })
 }
 
-export function dropTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[]): Operation {
-  const create = createTrainingSet(set, views)
+export function dropTrainingSet(set: TrainingSetNode, views: readonly FeatureViewNode[], trainers: readonly string[] = []): Operation {
+  const create = createTrainingSet(set, views, trainers)
   return defineOperation({
     kind: 'drop-training-set', origin: trainingSetPath(set), summary: `drop training set ${set.schema}.${set.name}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none, up: create.down, down: create.up, notes: [],

@@ -385,11 +385,13 @@ function planFeatures(previous: DesiredState, next: DesiredState, main: Operatio
     const now = nextSets.get(key)
     return !now || !old || JSON.stringify(old) !== JSON.stringify(now)
   }
-  for (const [key, set] of prevSets) if (changedSet(key)) main.push(ops.dropTrainingSet(set, previous.featureViews))
+  // With models, trainers read the sets' views (see grants.ts); a view made again is granted again.
+  const trainers = (state: DesiredState) => ((state.models ?? []).length > 0 ? state.roles.trainer ?? [] : [])
+  for (const [key, set] of prevSets) if (changedSet(key)) main.push(ops.dropTrainingSet(set, previous.featureViews, trainers(previous)))
   for (const [key, view] of prevViews) if (!nextViews.has(key)) main.push(ops.dropFeatureView(view))
   for (const schema of [...nextSchemas].sort()) if (!prevSchemas.has(schema)) main.push(ops.createFeatureSchema(schema))
   for (const [key, view] of nextViews) if (!prevViews.has(key)) main.push(ops.createFeatureView(view))
   for (const [previousView, view] of upgrades) main.push(ops.upgradeFeatureView(previousView, view))
-  for (const [key, set] of nextSets) if (changedSet(key)) main.push(ops.createTrainingSet(set, next.featureViews))
+  for (const [key, set] of nextSets) if (changedSet(key)) main.push(ops.createTrainingSet(set, next.featureViews, trainers(next)))
   for (const schema of [...prevSchemas].sort()) if (!nextSchemas.has(schema)) main.push(ops.dropFeatureSchema(schema))
 }

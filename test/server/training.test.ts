@@ -44,9 +44,11 @@ FROM labels l;`
 
 /** The application's role: not the owner; granted by the migration only what online predictions read. */
 const APP = `pgml_kit_app_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
+/** A role that trains (roles.trainer), not the owner: granted by the migration what training on the training set reads and records. */
+const TRAINER = `pgml_kit_trainer_${process.pid}_${Math.random().toString(36).slice(2, 8)}`
 
 const config = (deploy: { metric: string; min?: number; margin?: number }): PgmlKitConfig => ({
-  roles: { app: APP },
+  roles: { app: APP, trainer: TRAINER },
   tables: {},
   features: {
     views: {
@@ -72,6 +74,7 @@ describe('training as code on the server (pgml_compat)', () => {
   beforeAll(async () => {
     db = await server.create()
     await db.query(`CREATE ROLE ${APP} LOGIN PASSWORD 'app'`)
+    await db.query(`CREATE ROLE ${TRAINER} LOGIN PASSWORD 'trainer'`)
     const p = new TestProject(db)
     await p.writeMigration('1000000000000_create-tables.sql', TABLES)
     await p.writeConfig(config({ metric: 'f1', min: 0.55 }))
@@ -85,7 +88,10 @@ describe('training as code on the server (pgml_compat)', () => {
   afterAll(async () => {
     await client?.end()
     await db?.close()
-    await withClient(serverUrl, (c) => c.query(`DROP ROLE IF EXISTS ${APP}`))
+    await withClient(serverUrl, async (c) => {
+      await c.query(`DROP ROLE IF EXISTS ${APP}`)
+      await c.query(`DROP ROLE IF EXISTS ${TRAINER}`)
+    })
   })
 
   it('materialises, trains on the point-in-time set behind a gate, records lineage, deploys, predicts online; a leaky join scores unrealistically high', async () => {
@@ -152,5 +158,18 @@ describe('training as code on the server (pgml_compat)', () => {
     expect(leakyF1).toBeGreaterThan(0.95)
     expect(leakyF1 - honestF1).toBeGreaterThan(0.15)
     expect((await listModels(client, loaded, 'churn')).filter((m) => m.deployed).map((m) => m.id)).toEqual([honest.id])
+
+    // The trainer (not the owner) trains on the training set: the migration granted it the set's
+    // view, the materialisation marks and the lineage table; its model's lineage has the 600 rows.
+    await db.query(`GRANT pgml_trainer TO ${TRAINER}`)
+    const asTrainer = new URL(db.url)
+    asTrainer.username = TRAINER
+    asTrainer.password = 'trainer'
+    const byTrainer = await withClient(asTrainer.toString(), (c) => train(c, loaded, 'churn'))
+    expect(byTrainer.models).toHaveLength(1)
+    expect(byTrainer.notes.filter((n) => /not permitted|may not|permission/i.test(n))).toEqual([])
+    const trainerModel = byTrainer.models[0]!.id
+    expect(await db.query(`SELECT training_set, feature_views->0->>'name' AS view FROM features.pgml_kit_model_lineage WHERE model_id = $1`, [trainerModel])).toEqual([{ training_set: 'churn', view: 'customer_stats' }])
+    expect(await db.query(`SELECT row_count::int AS n, trained_by::text AS who, baseline IS NOT NULL AS baseline FROM pgml_kit.model_lineage WHERE model_id = $1`, [trainerModel])).toEqual([{ n: 600, who: TRAINER, baseline: true }])
   }, 240_000)
 })

@@ -66,6 +66,23 @@ describe('feature views, training sets and models in the config', () => {
     expect(planOperations(planMigration(state, resolveConfig(reordered).state)).map((op) => op.kind)).toEqual(['drop-training-set', 'create-training-set'])
   })
 
+  it('grants trainers the training set they train on, again when the set is made again (a dropped view loses its grants), and on down', () => {
+    const withTrainer = { ...structuredClone(base), roles: { trainer: 'ml ops' } }
+    const { state } = resolveConfig(withTrainer)
+    const first = planOperations(planMigration(EMPTY_STATE, state))
+    const granted = first.find((op) => op.kind === 'grant-privileges')!.up.join('\n')
+    expect(granted).toContain('GRANT SELECT ON TABLE "features"."churn" TO "ml ops";')
+    expect(granted).toContain('GRANT INSERT ("definition_sha256", "feature_views", "model_id", "project", "relation", "train_sql", "training_set"), UPDATE ("gate_overrides", "gate_verdict") ON TABLE "features"."pgml_kit_model_lineage" TO "ml ops";')
+    const reordered = structuredClone(withTrainer)
+    reordered.features!.trainingSets!.churn!.features = ['customer stats.profile', 'customer stats.spend']
+    const ops = planOperations(planMigration(state, resolveConfig(reordered).state))
+    expect(ops.map((op) => op.kind)).toEqual(['drop-training-set', 'create-training-set'])
+    expect(ops[1]!.up.at(-1)).toBe('GRANT SELECT ON TABLE "features"."churn" TO "ml ops";')
+    // The down of the drop puts the old view back, granted.
+    expect(ops[0]!.down.at(-1)).toBe('GRANT SELECT ON TABLE "features"."churn" TO "ml ops";')
+    expect(parseStatements([...ops[0]!.down, ...ops[1]!.up].join('\n'))).toBeGreaterThan(3)
+  })
+
   it('names what is wrong and where', () => {
     const bad = structuredClone(base)
     bad.features!.trainingSets!.churn!.features = ['nope.spend', 'customer stats.nothing']

@@ -253,6 +253,8 @@ export function registerMl(program: Command, ctx: CommandContext): void {
         const route = await setRoute(client, project, alias, opts.shadow ? 'shadow' : 'canary', { ...(opts.canary !== undefined ? { share: opts.canary } : {}), ...(opts.reason !== undefined ? { reason: opts.reason } : {}) })
         if (globals(cmd).json) return printJson(route)
         done(`${project}: ${route.mode === 'shadow' ? `${project}@${alias} (version ${route.version}) runs in shadow` : `${project}@${alias} (version ${route.version}) serves ${(route.share * 100).toFixed(1)}% of entity keys`}`)
+        const champion = (await listVersions(client, project)).find((v) => v.aliases.includes(CHAMPION))
+        if (champion?.version === route.version) process.stderr.write(`${pc.yellow('note')} @${printable(alias)} names version ${route.version}, the champion's own: the route changes nothing until one of them moves\n`)
         const model = config.models.find((m) => m.project === project)
         if (!model?.serving) process.stderr.write(`${pc.yellow('note')} models.${printable(project)}.serving is not in the config: kit.predict goes straight to pgml.predict and does not follow the route (SQL callers of pgml_kit.predict do)\n`)
         else if (route.mode === 'shadow' && !model.serving.log) process.stderr.write(`${pc.yellow('note')} a shadow runs only on logged requests: declare models.${printable(project)}.serving.log\n`)

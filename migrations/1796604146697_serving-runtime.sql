@@ -55,7 +55,10 @@ CREATE TABLE IF NOT EXISTS pgml_kit.prediction_log (
   entity_key text,
   features real[],
   prediction real,
-  error text
+  error text,
+  -- Who logged it: the application writes the other columns itself (pgml_kit.predict runs with its
+  -- rights), so a row is as trustworthy as the role that wrote it; this one it cannot choose.
+  logged_by name NOT NULL DEFAULT session_user
 ) PARTITION BY RANGE (at);
 CREATE TABLE IF NOT EXISTS pgml_kit.prediction_log_default PARTITION OF pgml_kit.prediction_log DEFAULT;
 CREATE INDEX IF NOT EXISTS prediction_log_project_idx ON pgml_kit.prediction_log (project, at);
@@ -124,88 +127,107 @@ BEGIN
   SELECT s.sample INTO sample FROM pgml_kit.prediction_log_settings AS s WHERE s.project = project_name;
   IF sample IS NOT NULL AND pg_catalog.random() < sample THEN
     request := pg_catalog.gen_random_uuid();
-    INSERT INTO pgml_kit.prediction_log (request_id, project, model_id, version, arm, entity_key, features, prediction)
-    VALUES (request, project_name, served_id, served_version, arm, entity_key, features, result);
     IF arm = 'champion' THEN
       IF route.mode = 'shadow' THEN
-      BEGIN
-        shadow := pgml.predict(route.model_id, features);
-      EXCEPTION WHEN OTHERS THEN
-        shadow_error := SQLERRM;
-      END;
-      INSERT INTO pgml_kit.prediction_log (request_id, project, model_id, version, arm, entity_key, features, prediction, error)
-      VALUES (request, project_name, route.model_id, route.version, 'shadow', entity_key, features, shadow, shadow_error);
+        BEGIN
+          shadow := pgml.predict(route.model_id, features);
+        EXCEPTION WHEN OTHERS THEN
+          shadow_error := SQLERRM;
+        END;
       END IF;
     END IF;
+    -- Logging never fails the prediction: a row that cannot be written is reported, not raised.
+    BEGIN
+      INSERT INTO pgml_kit.prediction_log (request_id, project, model_id, version, arm, entity_key, features, prediction)
+      VALUES (request, project_name, served_id, served_version, arm, entity_key, features, result);
+      IF arm = 'champion' THEN
+        IF route.mode = 'shadow' THEN
+          INSERT INTO pgml_kit.prediction_log (request_id, project, model_id, version, arm, entity_key, features, prediction, error)
+          VALUES (request, project_name, route.model_id, route.version, 'shadow', entity_key, features, shadow, shadow_error);
+        END IF;
+      END IF;
+    EXCEPTION WHEN OTHERS THEN
+      RAISE WARNING 'pgml-kit: prediction of % not logged: %', pg_catalog.quote_literal(project_name), SQLERRM;
+    END;
   END IF;
   RETURN result;
 END
 $pgml_kit$;
 COMMENT ON FUNCTION pgml_kit.predict(text, real[], text) IS 'pgml-kit serving: pgml.predict through the registry — the champion, or the canary challenger for its share of entity keys; logs a sample of requests (with the shadow challenger''s prediction) when the project''s log is on.';
 
--- Adds the partitions of the log from today to `days_ahead` days on (UTC), moving rows the default
--- partition holds for those days into them; drops the partitions past the longest retention and
--- deletes the rows of each project past its own. Run by the owner of the log (pgml-kit migrate
--- and pgml-kit monitor do); waits at most `wait` for the locks it needs, then fails, changing nothing.
+-- Keeps the log's partitions (UTC days): adds those of the coming `days_ahead` days — never today's
+-- or yesterday's, which requests may be logging into the default partition right now (a request's
+-- time is its transaction's start), except when the log has no partition at all (its first run) —
+-- and moves the rows the default partition holds for earlier days into partitions of their own.
+-- Deletes each project's rows past its retention; returns the partitions wholly past the longest
+-- retention, for the caller to drop one by one (pgml-kit monitor does, each in a transaction of its
+-- own that waits at most a moment for the log's lock). Run by the owner of the log (pgml-kit migrate
+-- and pgml-kit monitor do); waits at most `wait` for each lock it needs, then fails, changing nothing.
 CREATE OR REPLACE FUNCTION pgml_kit.maintain_prediction_log(days_ahead integer DEFAULT 7, wait interval DEFAULT '5 seconds')
-RETURNS TABLE (created integer, dropped integer, deleted bigint)
+RETURNS TABLE (created integer, moved bigint, deleted bigint, expired text[])
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $pgml_kit$
 DECLARE
   today date := (pg_catalog.now() AT TIME ZONE 'UTC')::date;
+  first_run boolean;
   day date;
   part text;
   keep integer;
   n bigint;
-  child record;
   setting record;
   previous_timeout text := pg_catalog.current_setting('lock_timeout');
 BEGIN
   created := 0;
-  dropped := 0;
+  moved := 0;
   deleted := 0;
   PERFORM pg_catalog.set_config('lock_timeout', (pg_catalog.date_part('epoch', wait) * 1000)::bigint::text, true);
-  FOR i IN 0 .. greatest(days_ahead, 0) LOOP
-    day := today + i;
-    part := 'prediction_log_p' || pg_catalog.to_char(day, 'YYYYMMDD');
-    CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('pgml_kit.%I', part)) IS NOT NULL;
-    -- No row may reach the default partition for this day while its rows move out of it.
-    LOCK TABLE pgml_kit.prediction_log_default IN SHARE ROW EXCLUSIVE MODE;
-    EXECUTE pg_catalog.format('CREATE TABLE pgml_kit.%I (LIKE pgml_kit.prediction_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
-    EXECUTE pg_catalog.format('INSERT INTO pgml_kit.%I SELECT * FROM pgml_kit.prediction_log_default WHERE at >= $1 AND at < $2', part)
-      USING (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC');
-    DELETE FROM pgml_kit.prediction_log_default WHERE at >= (day::timestamp AT TIME ZONE 'UTC') AND at < ((day + 1)::timestamp AT TIME ZONE 'UTC');
-    EXECUTE pg_catalog.format('ALTER TABLE pgml_kit.prediction_log ATTACH PARTITION pgml_kit.%I FOR VALUES FROM (%L) TO (%L)', part,
-      (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC'));
-    created := created + 1;
-  END LOOP;
   -- The longest retention (30 days when no project logs): also that of rows of projects no longer logged.
   SELECT pg_catalog.max(s.retention_days) INTO keep FROM pgml_kit.prediction_log_settings AS s;
   keep := coalesce(keep, 30);
-  FOR child IN
-    SELECT c.relname FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
-    WHERE i.inhparent = 'pgml_kit.prediction_log'::pg_catalog.regclass AND c.relname ~ '^prediction_log_p[0-9]{8}$'
-  LOOP
-    -- A day's partition goes when its last instant is older than the longest retention.
-    CONTINUE WHEN pg_catalog.to_date(pg_catalog.substr(child.relname, 17), 'YYYYMMDD') + 1 > today - keep;
-    EXECUTE pg_catalog.format('DROP TABLE pgml_kit.%I', child.relname);
-    dropped := dropped + 1;
-  END LOOP;
   FOR setting IN SELECT s.project, s.retention_days FROM pgml_kit.prediction_log_settings AS s WHERE s.retention_days < keep LOOP
     DELETE FROM pgml_kit.prediction_log AS l WHERE l.project = setting.project AND l.at < pg_catalog.now() - pg_catalog.make_interval(days => setting.retention_days);
     GET DIAGNOSTICS n = ROW_COUNT;
     deleted := deleted + n;
   END LOOP;
-  DELETE FROM pgml_kit.prediction_log AS l WHERE l.at < pg_catalog.now() - pg_catalog.make_interval(days => keep);
+  DELETE FROM pgml_kit.prediction_log_default AS l WHERE l.at < pg_catalog.now() - pg_catalog.make_interval(days => keep);
   GET DIAGNOSTICS n = ROW_COUNT;
   deleted := deleted + n;
+  first_run := NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+                           WHERE i.inhparent = 'pgml_kit.prediction_log'::pg_catalog.regclass AND c.relname ~ '^prediction_log_p[0-9]{8}$')
+               AND NOT EXISTS (SELECT 1 FROM pgml_kit.prediction_log_default);
+  FOR day IN
+    SELECT d.day FROM (
+      SELECT DISTINCT (l.at AT TIME ZONE 'UTC')::date AS day FROM pgml_kit.prediction_log_default AS l
+      WHERE l.at < ((today - 1)::timestamp AT TIME ZONE 'UTC')
+      UNION
+      SELECT today + g FROM pg_catalog.generate_series(CASE WHEN first_run THEN 0 ELSE 1 END, greatest(days_ahead, 0)) AS g
+    ) AS d ORDER BY d.day
+  LOOP
+    part := 'prediction_log_p' || pg_catalog.to_char(day, 'YYYYMMDD');
+    CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('pgml_kit.%I', part)) IS NOT NULL;
+    LOCK TABLE pgml_kit.prediction_log_default IN SHARE ROW EXCLUSIVE MODE;
+    EXECUTE pg_catalog.format('CREATE TABLE pgml_kit.%I (LIKE pgml_kit.prediction_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+    EXECUTE pg_catalog.format('INSERT INTO pgml_kit.%I SELECT * FROM pgml_kit.prediction_log_default WHERE at >= $1 AND at < $2', part)
+      USING (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    moved := moved + n;
+    DELETE FROM pgml_kit.prediction_log_default WHERE at >= (day::timestamp AT TIME ZONE 'UTC') AND at < ((day + 1)::timestamp AT TIME ZONE 'UTC');
+    EXECUTE pg_catalog.format('ALTER TABLE pgml_kit.prediction_log ATTACH PARTITION pgml_kit.%I FOR VALUES FROM (%L) TO (%L)', part,
+      (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC'));
+    created := created + 1;
+  END LOOP;
+  -- A day's partition expires when its last instant is older than the longest retention.
+  SELECT coalesce(pg_catalog.array_agg(c.relname::text ORDER BY c.relname), '{}') INTO expired
+  FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhrelid
+  WHERE i.inhparent = 'pgml_kit.prediction_log'::pg_catalog.regclass AND c.relname ~ '^prediction_log_p[0-9]{8}$'
+    AND pg_catalog.to_date(pg_catalog.substr(c.relname, 17), 'YYYYMMDD') + 1 <= today - keep;
   PERFORM pg_catalog.set_config('lock_timeout', previous_timeout, true);
   RETURN NEXT;
 END
 $pgml_kit$;
 REVOKE ALL ON FUNCTION pgml_kit.maintain_prediction_log(integer, interval) FROM PUBLIC;
-COMMENT ON FUNCTION pgml_kit.maintain_prediction_log(integer, interval) IS 'pgml-kit serving: adds the prediction log''s partitions for the coming days (moving rows out of the default partition), drops and deletes what is past retention.';
+COMMENT ON FUNCTION pgml_kit.maintain_prediction_log(integer, interval) IS 'pgml-kit serving: adds the prediction log''s partitions for the coming days, moves earlier days'' rows out of the default partition, deletes rows past retention; returns the partitions to drop.';
 
 -- Routes: who sets them is session_user, when is the clock; the challenger must be a live alias
 -- other than champion. Not SECURITY DEFINER: each check runs with the rights of the role that writes.
@@ -300,8 +322,24 @@ CREATE TRIGGER route_guard BEFORE INSERT OR UPDATE OR DELETE ON pgml_kit.model_r
 DROP TRIGGER IF EXISTS registry_record ON pgml_kit.model_routes;
 CREATE TRIGGER registry_record AFTER INSERT OR UPDATE OR DELETE ON pgml_kit.model_routes FOR EACH ROW EXECUTE FUNCTION pgml_kit.registry_record();
 
+-- Embedding drift (`pgml-kit monitor` for embedding columns with `monitor` in the config): the
+-- baseline a column is compared with — a sample's size, centroid, spread (mean squared distance to
+-- the centroid), effective dimensions, and each sampled row's distance to its nearest neighbour.
+CREATE TABLE IF NOT EXISTS pgml_kit.embedding_baselines (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  table_schema name NOT NULL,
+  table_name name NOT NULL,
+  column_name name NOT NULL,
+  captured_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  captured_by name NOT NULL DEFAULT session_user,
+  row_count bigint NOT NULL,
+  baseline jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS embedding_baselines_column_idx ON pgml_kit.embedding_baselines (table_schema, table_name, column_name, id);
+COMMENT ON TABLE pgml_kit.embedding_baselines IS 'pgml-kit monitor: the baselines embedding columns are compared with (centroid, spread, nearest-neighbour distances of a sample); the latest per column is used.';
+
 -- Today's and the coming week's partitions of the log.
-SELECT created FROM pgml_kit.maintain_prediction_log();
+SELECT created, moved, deleted FROM pgml_kit.maintain_prediction_log();
 
 -- Down Migration
 SET LOCAL lock_timeout = '5s';

@@ -18,6 +18,9 @@ import { columnsOfConfig } from './model/catalog-column.js'
 import { readFeatureLag, type FeatureLag } from './features/check.js'
 import { RUNS_TABLE } from './sql/render-features.js'
 import { quoteQualified } from './sql/quote.js'
+import { registryInstalled } from './features/registry.js'
+import { servingInstalled } from './features/serving.js'
+import { renderModelsStatus } from './sql/render-serving.js'
 
 export interface CatalogEntry {
   readonly table: string
@@ -60,6 +63,15 @@ export interface MissingPrivilege {
   readonly fix: string
 }
 
+export interface ModelStatus {
+  readonly project: string
+  readonly champion: number | null
+  readonly versions: number
+  readonly route: { readonly alias: string; readonly mode: 'shadow' | 'canary'; readonly share: number } | null
+  readonly log: { readonly sample: number; readonly retentionDays: number } | null
+  readonly lastMonitor: { readonly at: string; readonly alarms: readonly string[] } | null
+}
+
 export interface Status {
   readonly target: { readonly kind: 'server' | 'embedded'; readonly description: string }
   readonly capabilities: Capabilities
@@ -76,6 +88,8 @@ export interface Status {
   readonly indexes: readonly (IndexHealth & { readonly lastCheck: LastCheck | null })[]
   /** With `drift`: how the live database differs from the snapshot (empty: no drift); else null. */
   readonly drift: readonly DriftItem[] | null
+  /** Each model of the config: its champion version, versions, route, prediction log and latest monitor run (empty without a registry, or when this role may not read it). */
+  readonly models: readonly ModelStatus[]
   /** Each feature view of the config: its last materialisation and lag (null until migrated with change capture). */
   readonly featureViews: readonly { readonly view: string; readonly lag: FeatureLag | null }[]
 }
@@ -181,6 +195,7 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
         indexes: options.state ? await withLastChecks(client, await readIndexHealth(client, options.state)) : [],
         drift,
         featureViews: await readFeatureViews(client, options.state),
+        models: await readModels(client, options.state),
       }
     } finally {
       await client.end()
@@ -203,4 +218,18 @@ async function readProgress(client: pg.ClientBase, column: EmbeddingColumnNode):
 async function withLastChecks(client: pg.ClientBase, health: readonly IndexHealth[]): Promise<(IndexHealth & { lastCheck: LastCheck | null })[]> {
   const checks = health.length > 0 ? await readLastChecks(client) : new Map<string, LastCheck>()
   return health.map((h) => ({ ...h, lastCheck: checks.get(h.index) ?? null }))
+}
+
+async function readModels(client: pg.ClientBase, state: DesiredState | undefined): Promise<ModelStatus[]> {
+  const projects = state?.models ?? []
+  if (projects.length === 0 || !(await registryInstalled(client))) return []
+  try {
+    const { rows } = await client.query<{ project: string; champion: number | null; versions: number; route: ModelStatus['route']; log: ModelStatus['log']; last_monitor: { at: string; alarms: string[] } | null }>(
+      renderModelsStatus(await servingInstalled(client)), [[...projects]])
+    return rows.map((r) => ({ project: r.project, champion: r.champion, versions: r.versions, route: r.route, log: r.log, lastMonitor: r.last_monitor ? { at: new Date(r.last_monitor.at).toISOString(), alarms: r.last_monitor.alarms } : null }))
+  } catch (error) {
+    // A role that may not read the registry sees no models in status (its grants section says what it lacks).
+    if ((error as { code?: unknown }).code === '42501') return []
+    throw error
+  }
 }

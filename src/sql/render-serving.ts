@@ -116,3 +116,17 @@ SELECT c.oid IS NOT NULL AS found, pg_catalog.pg_get_userbyid(c.relowner)::text 
           AND t.typowner NOT IN (SELECT trusted.oid FROM trusted) ORDER BY a.attnum) AS foreign_types
 FROM (SELECT pg_catalog.to_regclass($1) AS oid) AS r
 LEFT JOIN pg_catalog.pg_class AS c ON c.oid = r.oid`
+
+/**
+ * `status`: per project ($1), the champion's version, how many versions, the route and the log's
+ * settings (runtime 7; null before), and the latest monitor run (when, alarms).
+ */
+export function renderModelsStatus(serving: boolean): string {
+  return `SELECT p.project,
+  (SELECT a.version FROM pgml_kit.model_aliases AS a WHERE a.project = p.project AND a.alias = 'champion') AS champion,
+  (SELECT pg_catalog.count(*)::int FROM pgml_kit.model_versions AS v WHERE v.project = p.project) AS versions,
+  ${serving ? `(SELECT pg_catalog.jsonb_build_object('alias', r.alias, 'mode', r.mode, 'share', r.share) FROM pgml_kit.model_routes AS r WHERE r.project = p.project)` : 'NULL::jsonb'} AS route,
+  ${serving ? `(SELECT pg_catalog.jsonb_build_object('sample', s.sample, 'retentionDays', s.retention_days) FROM pgml_kit.prediction_log_settings AS s WHERE s.project = p.project)` : 'NULL::jsonb'} AS log,
+  (SELECT pg_catalog.jsonb_build_object('at', m.at, 'alarms', m.alarms) FROM pgml_kit.monitor_runs AS m WHERE m.project = p.project ORDER BY m.at DESC, m.id DESC LIMIT 1) AS last_monitor
+FROM pg_catalog.unnest($1::text[]) AS p(project) ORDER BY p.project`
+}

@@ -262,5 +262,10 @@ describe('serving through the registry on the server (pgml_compat)', () => {
     const cli = await runCli(['models', 'compare', P, '--since', '1h'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
     expect(cli.stdout).toMatch(/champion/)
     expect(cli.code, cli.stderr).toBe(0)
+    // status: each model's champion, versions, route, log and latest monitor run.
+    const status = await runCli(['--json', 'status'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    const models = (JSON.parse(status.stdout) as { models: { project: string; champion: number; versions: number; route: unknown; log: unknown; lastMonitor: { alarms: string[] } | null }[] }).models
+    expect(models.find((m) => m.project === P)).toMatchObject({ champion: 2, versions: 2, route: null, log: { sample: 1, retentionDays: 3 }, lastMonitor: { alarms: ['prediction (served)'] } })
+    expect(models.find((m) => m.project === 'cars')).toMatchObject({ champion: 1, log: { sample: 0.25, retentionDays: 30 }, lastMonitor: null })
   }, 300_000)
 })

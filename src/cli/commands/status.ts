@@ -65,6 +65,16 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
         }
         process.stdout.write(`${views.toString()}\n`)
       }
+      if (status.models.length > 0) {
+        const models = new Table({ head: ['model', 'champion', 'versions', 'route', 'prediction log', 'last monitor'], style: { head: [], border: [] } })
+        for (const m of status.models) {
+          const route = m.route === null ? '-' : m.route.mode === 'shadow' ? printable(`shadow @${m.route.alias}`) : printable(`canary @${m.route.alias} ${(m.route.share * 100).toFixed(1)}%`)
+          const log = m.log === null ? '-' : `${(m.log.sample * 100).toFixed(1)}%, ${m.log.retentionDays} days`
+          const monitor = m.lastMonitor === null ? pc.dim('never (pgml-kit monitor)') : `${printable(m.lastMonitor.at.slice(0, 16).replace('T', ' '))} ${m.lastMonitor.alarms.length > 0 ? pc.red(printable(`alarm: ${m.lastMonitor.alarms.join(', ')}`)) : pc.green('ok')}`
+          models.push([printable(m.project), m.champion === null ? pc.dim('none') : `v${m.champion}`, m.versions, route, log, monitor])
+        }
+        process.stdout.write(`${models.toString()}\n`)
+      }
       if (status.queues.length > 0) {
         const queues = new Table({ head: ['queue', 'depth', 'leased', 'retrying', 'oldest job', 'dead letters'], style: { head: [], border: [] } })
         for (const q of status.queues) {

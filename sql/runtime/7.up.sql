@@ -79,7 +79,10 @@ DECLARE
   served_id bigint;
   served_version integer;
   arm text := 'champion';
-  route record;
+  route_mode text;
+  route_share double precision;
+  route_model_id bigint;
+  route_version integer;
   result real;
   shadow real;
   shadow_error text;
@@ -95,16 +98,23 @@ BEGIN
     SELECT v.version INTO served_version FROM pgml_kit.model_versions AS v WHERE v.model_id = served_id;
     arm := 'pinned';
   ELSE
-    SELECT v.model_id, v.version INTO served_id, served_version FROM pgml_kit.model_aliases AS a
-    JOIN pgml_kit.model_versions AS v ON v.project = a.project AND v.version = a.version
-    WHERE a.project = project_name AND a.alias = 'champion' AND v.archived_at IS NULL;
-    SELECT r.mode, r.share, v.model_id, v.version INTO route FROM pgml_kit.model_routes AS r
-    JOIN pgml_kit.model_aliases AS a ON a.project = r.project AND a.alias = r.alias
-    JOIN pgml_kit.model_versions AS v ON v.project = a.project AND v.version = a.version
-    WHERE r.project = project_name AND v.archived_at IS NULL AND v.model_id IS DISTINCT FROM served_id;
-    IF route.mode = 'canary' AND coalesce(pgml_kit.traffic_bucket(project_name, entity_key), pg_catalog.random()) < route.share THEN
-      served_id := route.model_id;
-      served_version := route.version;
+    -- One lookup: the champion, the route's challenger (when it is another live version) and the log's sample.
+    SELECT c.model_id, c.version, r.mode, r.share, r.model_id, r.version, s.sample
+    INTO served_id, served_version, route_mode, route_share, route_model_id, route_version, sample
+    FROM (SELECT project_name AS project) AS p
+    LEFT JOIN LATERAL (
+      SELECT v.model_id, v.version FROM pgml_kit.model_aliases AS a
+      JOIN pgml_kit.model_versions AS v ON v.project = a.project AND v.version = a.version
+      WHERE a.project = p.project AND a.alias = 'champion' AND v.archived_at IS NULL) AS c ON true
+    LEFT JOIN LATERAL (
+      SELECT rt.mode, rt.share, v.model_id, v.version FROM pgml_kit.model_routes AS rt
+      JOIN pgml_kit.model_aliases AS a ON a.project = rt.project AND a.alias = rt.alias
+      JOIN pgml_kit.model_versions AS v ON v.project = a.project AND v.version = a.version
+      WHERE rt.project = p.project AND v.archived_at IS NULL) AS r ON r.model_id IS DISTINCT FROM c.model_id
+    LEFT JOIN pgml_kit.prediction_log_settings AS s ON s.project = p.project;
+    IF route_mode = 'canary' AND coalesce(pgml_kit.traffic_bucket(project_name, entity_key), pg_catalog.random()) < route_share THEN
+      served_id := route_model_id;
+      served_version := route_version;
       arm := 'canary';
     END IF;
   END IF;
@@ -113,13 +123,15 @@ BEGIN
   ELSE
     result := pgml.predict(served_id, features);
   END IF;
-  SELECT s.sample INTO sample FROM pgml_kit.prediction_log_settings AS s WHERE s.project = project_name;
+  IF arm = 'pinned' THEN
+    SELECT s.sample INTO sample FROM pgml_kit.prediction_log_settings AS s WHERE s.project = project_name;
+  END IF;
   IF sample IS NOT NULL AND pg_catalog.random() < sample THEN
     request := pg_catalog.gen_random_uuid();
     IF arm = 'champion' THEN
-      IF route.mode = 'shadow' THEN
+      IF route_mode = 'shadow' THEN
         BEGIN
-          shadow := pgml.predict(route.model_id, features);
+          shadow := pgml.predict(route_model_id, features);
         EXCEPTION WHEN OTHERS THEN
           shadow_error := SQLERRM;
         END;
@@ -130,9 +142,9 @@ BEGIN
       INSERT INTO pgml_kit.prediction_log (request_id, project, model_id, version, arm, entity_key, features, prediction)
       VALUES (request, project_name, served_id, served_version, arm, entity_key, features, result);
       IF arm = 'champion' THEN
-        IF route.mode = 'shadow' THEN
+        IF route_mode = 'shadow' THEN
           INSERT INTO pgml_kit.prediction_log (request_id, project, model_id, version, arm, entity_key, features, prediction, error)
-          VALUES (request, project_name, route.model_id, route.version, 'shadow', entity_key, features, shadow, shadow_error);
+          VALUES (request, project_name, route_model_id, route_version, 'shadow', entity_key, features, shadow, shadow_error);
         END IF;
       END IF;
     EXCEPTION WHEN OTHERS THEN

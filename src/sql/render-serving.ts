@@ -99,23 +99,51 @@ WHERE l.project = $1 AND l.model_id = $2 AND l.at >= $3 AND l.arm IN ('champion'
 ORDER BY l.at DESC LIMIT $4`
 
 /**
- * $1 relation (qualified, quoted), $2 columns → whether it exists; its owner; whether the owner is
- * trusted by this role (itself, a superuser, a member of this role, or the owner of schema pgml_kit);
- * which of the columns are of a type whose owner is not (built-in types and those of extensions a
- * superuser created are).
+ * $1 relation (qualified, quoted), $2 columns → whether it exists; its owner; whether that owner is
+ * trusted by this role (itself, a superuser, a role that inherits this role's rights, or the owner
+ * of schema pgml_kit); which of the columns are of a type an untrusted role owns; and what a read of
+ * it would run that an untrusted role owns — following views (and materialised views) down through
+ * every relation, function, operator and type their rules depend on, since a function in a view
+ * runs with the reader's rights whoever owns the outer view, and a table's row-level security
+ * policies are its owner's (so an untrusted table anywhere below is refused).
  */
-export const RELATION_TRUST = `WITH trusted AS (
+export const RELATION_TRUST = `WITH RECURSIVE trusted AS (
   SELECT r.oid FROM pg_catalog.pg_roles AS r
-  WHERE r.rolname = current_user OR r.rolsuper OR pg_catalog.pg_has_role(r.oid, current_user, 'MEMBER')
+  WHERE r.rolname = current_user OR r.rolsuper OR pg_catalog.pg_has_role(r.oid, current_user, 'USAGE')
      OR r.oid = (SELECT n.nspowner FROM pg_catalog.pg_namespace AS n WHERE n.nspname = 'pgml_kit')
+), start AS (
+  SELECT pg_catalog.to_regclass($1) AS oid
+), closure(oid) AS (
+  SELECT start.oid FROM start WHERE start.oid IS NOT NULL
+  UNION
+  SELECT d.refobjid FROM closure
+  JOIN pg_catalog.pg_rewrite AS w ON w.ev_class = closure.oid
+  JOIN pg_catalog.pg_depend AS d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = w.oid
+  WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid <> closure.oid
+), used AS (
+  SELECT 'relation ' || c.oid::pg_catalog.regclass::text AS what, c.relowner AS owner FROM closure JOIN pg_catalog.pg_class AS c ON c.oid = closure.oid
+  UNION ALL
+  SELECT CASE d.refclassid
+      WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN 'function ' || d.refobjid::pg_catalog.regprocedure::text
+      WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN 'operator ' || d.refobjid::pg_catalog.regoperator::text
+      ELSE 'type ' || d.refobjid::pg_catalog.regtype::text END,
+    CASE d.refclassid
+      WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN (SELECT f.proowner FROM pg_catalog.pg_proc AS f WHERE f.oid = d.refobjid)
+      WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN (SELECT o.oprowner FROM pg_catalog.pg_operator AS o WHERE o.oid = d.refobjid)
+      ELSE (SELECT t.typowner FROM pg_catalog.pg_type AS t WHERE t.oid = d.refobjid) END
+  FROM closure
+  JOIN pg_catalog.pg_rewrite AS w ON w.ev_class = closure.oid
+  JOIN pg_catalog.pg_depend AS d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = w.oid
+  WHERE d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass, 'pg_catalog.pg_type'::pg_catalog.regclass)
 )
 SELECT c.oid IS NOT NULL AS found, pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
   c.relowner IN (SELECT trusted.oid FROM trusted) AS trusted,
   ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute AS a JOIN pg_catalog.pg_type AS t ON t.oid = a.atttypid
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY ($2::text[])
-          AND t.typowner NOT IN (SELECT trusted.oid FROM trusted) ORDER BY a.attnum) AS foreign_types
-FROM (SELECT pg_catalog.to_regclass($1) AS oid) AS r
-LEFT JOIN pg_catalog.pg_class AS c ON c.oid = r.oid`
+          AND t.typowner NOT IN (SELECT trusted.oid FROM trusted) ORDER BY a.attnum) AS foreign_types,
+  ARRAY(SELECT DISTINCT u.what || ' (owned by ' || pg_catalog.pg_get_userbyid(u.owner)::text || ')' FROM used AS u
+        WHERE u.owner NOT IN (SELECT trusted.oid FROM trusted) ORDER BY 1) AS untrusted_uses
+FROM start LEFT JOIN pg_catalog.pg_class AS c ON c.oid = start.oid`
 
 /**
  * `status`: per project ($1), the champion's version, how many versions, the route and the log's

@@ -254,6 +254,11 @@ describe('serving through the registry on the server (pgml_compat)', () => {
     await db.query('ALTER TABLE outcomes ADD COLUMN score app_types.score')
     const hostile = { ...loaded, models: loaded.models.map((m) => (m.project === P ? { ...m, serving: { ...m.serving!, labels: { relation: '"public"."outcomes"', key: 'house_id', label: 'score' } } } : m)) }
     await expect(compareModels(owner, hostile, P)).rejects.toMatchObject({ code: 'RELATION_UNTRUSTED', message: expect.stringMatching(/score is of a type another role owns/) })
+    // A view the owner made, over a function the application owns (which it can change at any time), is refused too.
+    await withClient(as(APP), (c) => c.query('CREATE FUNCTION app_types.keep() RETURNS boolean LANGUAGE sql AS $$ SELECT true $$'))
+    await db.query(`CREATE VIEW recent_outcomes AS SELECT house_id, price FROM outcomes WHERE app_types.keep()`)
+    const viaView = { ...loaded, models: loaded.models.map((m) => (m.project === P ? { ...m, serving: { ...m.serving!, labels: { relation: '"public"."recent_outcomes"', key: 'house_id', label: 'price' } } } : m)) }
+    await expect(compareModels(owner, viaView, P)).rejects.toMatchObject({ code: 'RELATION_UNTRUSTED', message: expect.stringMatching(/reads what another role owns: function app_types\.keep\(\) \(owned by /) })
     await db.query(`ALTER TABLE houses OWNER TO ${APP}`)
     expect((await monitorModels(owner, loaded, [P]).catch((e: Error) => [{ error: e.message }]))[0]).toMatchObject({ error: expect.stringMatching(/"public"."houses" is owned by role/) })
     await db.query(`ALTER TABLE houses OWNER TO CURRENT_USER`)

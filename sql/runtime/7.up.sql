@@ -156,16 +156,20 @@ END
 $pgml_kit$;
 COMMENT ON FUNCTION pgml_kit.predict(text, real[], text) IS 'pgml-kit serving: pgml.predict through the registry — the champion, or the canary challenger for its share of entity keys; logs a sample of requests (with the shadow challenger''s prediction) when the project''s log is on.';
 
--- Keeps the log's partitions (UTC days): adds those of the coming `days_ahead` days — never today's
--- or yesterday's, which requests may be logging into the default partition right now (a request's
--- time is its transaction's start), except when the log has no partition at all (its first run) —
--- and moves the rows the default partition holds for earlier days into partitions of their own.
--- Deletes each project's rows past its retention; returns the partitions wholly past the longest
--- retention, for the caller to drop one by one (pgml-kit monitor does, each in a transaction of its
--- own that waits at most a moment for the log's lock). Run by the owner of the log (pgml-kit migrate
--- and pgml-kit monitor do); waits at most `wait` for each lock it needs, then fails, changing nothing.
-CREATE OR REPLACE FUNCTION pgml_kit.maintain_prediction_log(days_ahead integer DEFAULT 7, wait interval DEFAULT '5 seconds')
-RETURNS TABLE (created integer, moved bigint, deleted bigint, expired text[])
+-- Keeps the log's partitions (UTC days): adds those of the coming `days_ahead` days — and today's
+-- when it is missing (the log's first run, or maintenance that lapsed for more than a week: until
+-- then today's requests log into the default partition) — and moves the rows the default partition
+-- holds for earlier days into partitions of their own (never yesterday's: a request's time is its
+-- transaction's start, and a long one may still be logging it). Each day's step waits at most
+-- `wait` for the default partition's lock and, if it cannot have it, is left for the next run
+-- (`skipped`) — requests that log into the default partition (only when today's partition is
+-- missing) wait behind it meanwhile, and one caught moving to a new partition is not logged (a
+-- warning; the prediction is returned). Deletes each project's rows past its retention; returns
+-- the partitions wholly past the longest retention, for the caller to drop one by one (pgml-kit
+-- monitor does, each in a transaction of its own that waits at most a moment for the log's lock).
+-- Run by the owner of the log (pgml-kit migrate and pgml-kit monitor do).
+CREATE OR REPLACE FUNCTION pgml_kit.maintain_prediction_log(days_ahead integer DEFAULT 7, wait interval DEFAULT '1 second')
+RETURNS TABLE (created integer, moved bigint, deleted bigint, skipped integer, expired text[])
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $pgml_kit$
@@ -182,6 +186,7 @@ BEGIN
   created := 0;
   moved := 0;
   deleted := 0;
+  skipped := 0;
   PERFORM pg_catalog.set_config('lock_timeout', (pg_catalog.date_part('epoch', wait) * 1000)::bigint::text, true);
   -- The longest retention (30 days when no project logs): also that of rows of projects no longer logged.
   SELECT pg_catalog.max(s.retention_days) INTO keep FROM pgml_kit.prediction_log_settings AS s;
@@ -202,21 +207,28 @@ BEGIN
       SELECT DISTINCT (l.at AT TIME ZONE 'UTC')::date AS day FROM pgml_kit.prediction_log_default AS l
       WHERE l.at < ((today - 1)::timestamp AT TIME ZONE 'UTC')
       UNION
-      SELECT today + g FROM pg_catalog.generate_series(CASE WHEN first_run THEN 0 ELSE 1 END, greatest(days_ahead, 0)) AS g
+      SELECT today + g FROM pg_catalog.generate_series(
+        CASE WHEN first_run OR pg_catalog.to_regclass(pg_catalog.format('pgml_kit.%I', 'prediction_log_p' || pg_catalog.to_char(today, 'YYYYMMDD'))) IS NULL THEN 0 ELSE 1 END,
+        greatest(days_ahead, 0)) AS g
     ) AS d ORDER BY d.day
   LOOP
     part := 'prediction_log_p' || pg_catalog.to_char(day, 'YYYYMMDD');
     CONTINUE WHEN pg_catalog.to_regclass(pg_catalog.format('pgml_kit.%I', part)) IS NOT NULL;
-    LOCK TABLE pgml_kit.prediction_log_default IN SHARE ROW EXCLUSIVE MODE;
-    EXECUTE pg_catalog.format('CREATE TABLE pgml_kit.%I (LIKE pgml_kit.prediction_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
-    EXECUTE pg_catalog.format('INSERT INTO pgml_kit.%I SELECT * FROM pgml_kit.prediction_log_default WHERE at >= $1 AND at < $2', part)
-      USING (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC');
-    GET DIAGNOSTICS n = ROW_COUNT;
-    moved := moved + n;
-    DELETE FROM pgml_kit.prediction_log_default WHERE at >= (day::timestamp AT TIME ZONE 'UTC') AND at < ((day + 1)::timestamp AT TIME ZONE 'UTC');
-    EXECUTE pg_catalog.format('ALTER TABLE pgml_kit.prediction_log ATTACH PARTITION pgml_kit.%I FOR VALUES FROM (%L) TO (%L)', part,
-      (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC'));
-    created := created + 1;
+    BEGIN
+      -- No row may reach the default partition for this day while its rows move out of it.
+      LOCK TABLE pgml_kit.prediction_log_default IN SHARE ROW EXCLUSIVE MODE;
+      EXECUTE pg_catalog.format('CREATE TABLE pgml_kit.%I (LIKE pgml_kit.prediction_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+      EXECUTE pg_catalog.format('INSERT INTO pgml_kit.%I SELECT * FROM pgml_kit.prediction_log_default WHERE at >= $1 AND at < $2', part)
+        USING (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC');
+      GET DIAGNOSTICS n = ROW_COUNT;
+      DELETE FROM pgml_kit.prediction_log_default WHERE at >= (day::timestamp AT TIME ZONE 'UTC') AND at < ((day + 1)::timestamp AT TIME ZONE 'UTC');
+      EXECUTE pg_catalog.format('ALTER TABLE pgml_kit.prediction_log ATTACH PARTITION pgml_kit.%I FOR VALUES FROM (%L) TO (%L)', part,
+        (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC'));
+      moved := moved + n;
+      created := created + 1;
+    EXCEPTION WHEN lock_not_available THEN
+      skipped := skipped + 1;
+    END;
   END LOOP;
   -- A day's partition expires when its last instant is older than the longest retention.
   SELECT coalesce(pg_catalog.array_agg(c.relname::text ORDER BY c.relname), '{}') INTO expired
@@ -340,4 +352,4 @@ CREATE INDEX IF NOT EXISTS embedding_baselines_column_idx ON pgml_kit.embedding_
 COMMENT ON TABLE pgml_kit.embedding_baselines IS 'pgml-kit monitor: the baselines embedding columns are compared with (centroid, spread, nearest-neighbour distances of a sample); the latest per column is used.';
 
 -- Today's and the coming week's partitions of the log.
-SELECT created, moved, deleted FROM pgml_kit.maintain_prediction_log();
+SELECT created, moved, deleted, skipped FROM pgml_kit.maintain_prediction_log();

@@ -170,19 +170,21 @@ async function scoreLabelled(client: pg.ClientBase, model: ModelNode, since: Dat
 
 /**
  * Maintains the prediction log, as its owner (the role that migrates): adds the partitions of the
- * next `daysAhead` days (UTC), moves earlier days' rows out of the default partition, deletes rows
+ * next `daysAhead` days (UTC) — and today's when it is missing — moves earlier days' rows out of the
+ * default partition (a day whose lock it cannot have within a second is left for the next run:
+ * `skipped`), deletes rows
  * past each project's retention — then drops each partition wholly past the longest retention, one
  * per transaction, waiting at most 200 ms for the log's lock (requests that log wait behind it
  * meanwhile); one it cannot drop now is left for the next run (`kept`).
  */
-export async function maintainPredictionLog(client: pg.ClientBase, options: { readonly daysAhead?: number } = {}): Promise<{ readonly created: number; readonly moved: number; readonly deleted: number; readonly dropped: number; readonly kept: readonly string[] }> {
+export async function maintainPredictionLog(client: pg.ClientBase, options: { readonly daysAhead?: number } = {}): Promise<{ readonly created: number; readonly moved: number; readonly deleted: number; readonly skipped: number; readonly dropped: number; readonly kept: readonly string[] }> {
   await requireServing(client)
   const notPermitted = (error: unknown) => {
     const e = error as { code?: string; message?: string }
     if (e.code !== '42501') return error
     return new PgmlKitError('REGISTRY_NOT_PERMITTED', `this role may not maintain the prediction log: ${e.message ?? 'permission denied'}`, { cause: error, hint: 'run it as the role that migrates (the owner of pgml_kit)' })
   }
-  const { rows } = await client.query<{ created: number; moved: string; deleted: string; expired: string[] }>(MAINTAIN_PREDICTION_LOG, [options.daysAhead ?? 7]).catch((error: unknown) => { throw notPermitted(error) })
+  const { rows } = await client.query<{ created: number; moved: string; deleted: string; skipped: number; expired: string[] }>(MAINTAIN_PREDICTION_LOG, [options.daysAhead ?? 7]).catch((error: unknown) => { throw notPermitted(error) })
   const r = rows[0]!
   let dropped = 0
   const kept: string[] = []
@@ -199,5 +201,5 @@ export async function maintainPredictionLog(client: pg.ClientBase, options: { re
       kept.push(name)
     }
   }
-  return { created: r.created, moved: Number(r.moved), deleted: Number(r.deleted), dropped, kept }
+  return { created: r.created, moved: Number(r.moved), deleted: Number(r.deleted), skipped: r.skipped, dropped, kept }
 }

@@ -12,7 +12,7 @@ export function renderSetPredictionLog(node: PredictionLogNode): string[] {
   return [
     `INSERT INTO pgml_kit.prediction_log_settings (project, sample, retention_days) VALUES (${quoteLiteral(node.project)}, ${node.sample}, ${node.retentionDays})
   ON CONFLICT (project) DO UPDATE SET sample = EXCLUDED.sample, retention_days = EXCLUDED.retention_days;`,
-    'SELECT created, moved, deleted FROM pgml_kit.maintain_prediction_log();',
+    'SELECT created, moved, deleted, skipped FROM pgml_kit.maintain_prediction_log();',
   ]
 }
 
@@ -21,8 +21,8 @@ export function renderRemovePredictionLog(project: string): string[] {
   return [`DELETE FROM pgml_kit.prediction_log_settings WHERE project = ${quoteLiteral(project)};`]
 }
 
-/** $1 days ahead → partitions created, rows moved out of the default partition, rows deleted, partitions past retention (to drop). */
-export const MAINTAIN_PREDICTION_LOG = 'SELECT created, moved, deleted, expired FROM pgml_kit.maintain_prediction_log($1::integer)'
+/** $1 days ahead → partitions created, rows moved out of the default partition, rows deleted, days left for the next run (a lock not had in time), partitions past retention (to drop). */
+export const MAINTAIN_PREDICTION_LOG = 'SELECT created, moved, deleted, skipped, expired FROM pgml_kit.maintain_prediction_log($1::integer)'
 
 /** The partition of the log a maintenance run named as expired (a name it made: prediction_log_pYYYYMMDD). */
 export const EXPIRED_PARTITION = /^prediction_log_p\d{8}$/

@@ -245,6 +245,27 @@ describe('serving through the registry on the server (pgml_compat)', () => {
     } finally {
       await load.end()
     }
+    // Maintenance that lapsed: today's partition gone, today's requests logging into the default
+    // partition. An application transaction holding it open makes maintenance leave today for the
+    // next run within about a second (no failure); then today's partition is made and its rows moved.
+    const today = `prediction_log_p${new Date().toISOString().slice(0, 10).replaceAll('-', '')}`
+    await db.query(`ALTER TABLE pgml_kit.prediction_log DETACH PARTITION pgml_kit.${today}`)
+    await db.query(`DROP TABLE pgml_kit.${today}`)
+    const holder = new pg.Client({ connectionString: as(APP) })
+    await holder.connect()
+    try {
+      await holder.query('BEGIN')
+      await holder.query(`SELECT pgml_kit.predict($1, ARRAY[2, 2]::real[], 'lapsed')`, [P])
+      const started = Date.now()
+      expect(await maintainPredictionLog(owner)).toMatchObject({ created: 0, skipped: 1 })
+      expect(Date.now() - started).toBeLessThan(5000)
+      await holder.query('COMMIT')
+    } finally {
+      await holder.end()
+    }
+    expect(await maintainPredictionLog(owner)).toMatchObject({ created: 1, moved: 1, skipped: 0 })
+    expect((await db.query<{ part: string }>(`SELECT tableoid::regclass::text AS part FROM pgml_kit.prediction_log WHERE entity_key = 'lapsed'`)).map((r) => r.part)).toEqual([`pgml_kit.${today}`])
+
     // Untrusted relations are not read: the outcomes table handed to the application, a label column of its type.
     await db.query(`ALTER TABLE outcomes OWNER TO ${APP}`)
     await expect(compareModels(owner, loaded, P)).rejects.toMatchObject({ code: 'RELATION_UNTRUSTED', where: `models.${P}.serving.labels` })

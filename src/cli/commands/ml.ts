@@ -334,6 +334,7 @@ export function registerMl(program: Command, ctx: CommandContext): void {
           try {
             const m = await maintainPredictionLog(client)
             if (!g.json && m.created + m.dropped + m.deleted + m.moved > 0) process.stderr.write(`${pc.dim(`prediction log: ${m.created} partition(s) added (${m.moved} row(s) moved out of the default partition), ${m.dropped} past retention dropped, ${m.deleted} row(s) past retention deleted`)}\n`)
+            if (!g.json && m.skipped > 0) process.stderr.write(`${pc.yellow('note')} prediction log: ${m.skipped} day(s) not partitioned now (the default partition was busy); the next run does them\n`)
             if (!g.json && m.kept.length > 0) process.stderr.write(`${pc.yellow('note')} prediction log: ${m.kept.length} partition(s) past retention not dropped now (the log was busy); the next run drops them\n`)
           } catch (error) {
             if (!(error instanceof PgmlKitError) && (error as { code?: unknown }).code !== '55P03') throw error

@@ -57,7 +57,7 @@ export {
 } from './features/registry.js'
 export { monitorModels, monitorHistory, psi, ks, type MonitorReport, type MonitorRun, type DriftMetric, type DriftBaseline } from './features/monitor.js'
 export { setRoute, removeRoute, readRoute, compareModels, maintainPredictionLog, servingInstalled, type ModelRoute, type RouteMode, type ModelComparison, type ArmReport } from './features/serving.js'
-export { monitorEmbeddings, summarise as summariseEmbeddings, compareSummaries as compareEmbeddingSummaries, type EmbeddingDriftReport, type EmbeddingSummary } from './features/embedding-drift.js'
+export { monitorEmbeddings, summarise as summariseEmbeddings, compareWithBaseline as compareEmbeddingsWithBaseline, type EmbeddingDriftReport, type EmbeddingSummary } from './features/embedding-drift.js'
 export { renderDriftChart } from './features/monitor-chart.js'
 
 // Errors: every one pgml-kit raises for a user mistake or an unusable target has a stable `code`.

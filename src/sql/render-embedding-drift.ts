@@ -10,7 +10,7 @@ export function renderEmbeddingSample(column: EmbeddingColumnNode, rows: number,
   const order = recent !== null
     ? `t.${quoteIdent(recent)} DESC NULLS LAST`
     : `pg_catalog.md5(ROW(${column.keyColumns.map((k) => `t.${quoteIdent(k)}`).join(', ')})::text)`
-  return `SELECT t.${quoteIdent(column.column)}::text AS v FROM ${quoteQualified(column.schema, column.table)} AS t
+  return `SELECT t.${quoteIdent(column.column)}::text AS v, pg_catalog.md5(ROW(${column.keyColumns.map((k) => `t.${quoteIdent(k)}`).join(', ')})::text) AS k FROM ${quoteQualified(column.schema, column.table)} AS t
 WHERE t.${quoteIdent(column.column)} IS NOT NULL ORDER BY ${order} LIMIT ${Math.trunc(rows)}`
 }
 

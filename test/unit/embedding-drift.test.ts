@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { chiSquareTail, compareSummaries, summarise } from '../../src/features/embedding-drift.js'
+import { chiSquareTail, compareWithBaseline, summarise } from '../../src/features/embedding-drift.js'
 
 /** A seeded generator (mulberry32) and standard normals (Box–Muller). */
 function rng(seed: number) {
@@ -40,11 +40,11 @@ describe('embedding drift statistics', () => {
     const trials = 60
     for (let t = 0; t < trials; t++) {
       const base = summarise(sample(n, d, 1000 + t), 'l2')
-      const same = compareSummaries(base, summarise(sample(n, d, 5000 + t), 'l2'))
+      const same = compareWithBaseline(base, sample(n, d, 5000 + t))
       if (same.p < alpha / 2 || (same.nn && same.nn.p < alpha / 2)) falseAlarms++
-      // A shift of 0.35 along the widest direction: about a third of its standard deviation (at
-      // 0.25, a quarter, this test finds about half: the power of 200 rows against 24 dimensions).
-      const moved = compareSummaries(base, summarise(sample(n, d, 9000 + t, [0.35]), 'l2'))
+      // A shift of half the widest direction's standard deviation (at a third, the permutation test
+      // finds about two in three: the power of 200 rows against 24 dimensions).
+      const moved = compareWithBaseline(base, sample(n, d, 9000 + t, [0.5]))
       if (moved.p < alpha / 2) found++
     }
     // Two tests at alpha/2 each: about 1% expected; 3 in 60 would be far above it.
@@ -57,10 +57,10 @@ describe('embedding drift statistics', () => {
     expect(base.centroid.reduce((s, x) => s + x * x, 0)).toBeLessThan(1)
     // A third of the vectors scaled up 10×: the same directions, so cosine sees no change at all.
     const scaled = sample(300, 16, 2).map((v, i) => (i % 3 === 0 ? v.map((x) => 10 * x) : v))
-    const cosine = compareSummaries(base, summarise(scaled, 'cosine'))
+    const cosine = compareWithBaseline(base, scaled)
     expect(cosine.p).toBeGreaterThan(0.005)
     // Under l2 the scaled third sits far from everything: neighbours alarm.
-    const l2 = compareSummaries(summarise(sample(300, 16, 1), 'l2'), summarise(scaled, 'l2'))
+    const l2 = compareWithBaseline(summarise(sample(300, 16, 1), 'l2'), scaled)
     expect(l2.nn!.p).toBeLessThan(1e-6)
   })
 })

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { shellArg } from '../shell.js'
 import { readFileSync } from 'node:fs'
 import type pg from 'pg'
 import { captureBaseline } from './monitor.js'
@@ -642,7 +643,7 @@ export async function deploy(client: pg.ClientBase, config: ResolvedConfig, proj
     const model = config.models.find((m) => m.project === project)
     if ('model' in choice) {
       const { rows } = await client.query<{ ok: boolean }>('SELECT EXISTS (SELECT 1 FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id WHERE p.name = $1 AND m.id = $2) AS ok', [project, choice.model])
-      if (!rows[0]?.ok) throw new PgmlKitError('MODEL_UNKNOWN', `model ${choice.model} is not a model of project "${project}"`, { hint: `pgml-kit models ${project}` })
+      if (!rows[0]?.ok) throw new PgmlKitError('MODEL_UNKNOWN', `model ${choice.model} is not a model of project "${project}"`, { hint: `pgml-kit models ${shellArg(project)}` })
       if (model?.gate) return await withProjectLock(client, project, options.onWait, () => deployGated(client, config, model, choice.model, options))
     }
     const notes = options.overrideGate !== undefined ? [model?.gate ? '--override-gate applies to a model chosen by id (--model); nothing was overridden' : `project "${project}" has no gate in the config; nothing was overridden`] : []
@@ -672,7 +673,7 @@ async function deployGated(client: pg.ClientBase, config: ResolvedConfig, model:
   if (!verdict.pass && options.overrideGate === undefined) {
     throw new PgmlKitError('DEPLOY_GATE_FAILED', `model ${id} fails the deployment gate of models.${project}.deploy: ${verdict.reason}; not deployed`, {
       where: `models.${project}.deploy`,
-      hint: `to deploy it anyway, with the reason recorded: pgml-kit deploy ${project} --model ${id} --override-gate "<why>"`,
+      hint: `to deploy it anyway, with the reason recorded: pgml-kit deploy ${shellArg(project)} --model ${id} --override-gate "<why>"`,
     })
   }
   let override: DeployResult['override'] = null

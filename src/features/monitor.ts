@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { shellArg } from '../shell.js'
 import { PgmlKitError } from '../errors.js'
 import type { ModelNode, ResolvedConfig } from '../model/resolve.js'
 import {
@@ -210,7 +211,7 @@ export async function monitorModels(client: pg.ClientBase, config: ResolvedConfi
     try {
       const deployed = (await listVersions(client, model.project)).find((v) => v.deployed)
       if (!deployed) {
-        if (projects.length > 0) throw new PgmlKitError('MODEL_NOT_DEPLOYED', `"${model.project}" has no deployed model to monitor`, { hint: `pgml-kit deploy ${model.project} --strategy best_score` })
+        if (projects.length > 0) throw new PgmlKitError('MODEL_NOT_DEPLOYED', `"${model.project}" has no deployed model to monitor`, { hint: `pgml-kit deploy ${shellArg(model.project)} --strategy best_score` })
         continue
       }
       reports.push(await monitorOne(client, config, model, deployed.modelId, deployed.version))

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { shellArg } from '../shell.js'
 import { PgmlKitError } from '../errors.js'
 import {
   ALIASES_OF_VERSION, ARCHIVE_VERSION, DEPLOYED_MODEL, DESCRIBE_VERSION, LIST_EVENTS, LIST_VERSIONS, LOCK_REGISTRY_PROJECT, READ_ALIAS,
@@ -169,7 +170,7 @@ export async function recordDeployment(client: pg.ClientBase, project: string, o
     const version = rows[0]!.version
     if (rows[0]!.archived) {
       throw new PgmlKitError('MODEL_ARCHIVED', `version ${version} of "${project}" (model ${modelId}) is archived and is never served again; not deployed`, {
-        hint: `pgml-kit models ${project} lists the live versions; deploy one of them by id (pgml-kit deploy ${project} --model <id>)`,
+        hint: `pgml-kit models ${shellArg(project)} lists the live versions; deploy one of them by id (pgml-kit deploy ${shellArg(project)} --model <id>)`,
       })
     }
     const { rows: before } = await client.query<{ version: number }>(READ_ALIAS, [project, CHAMPION])
@@ -191,8 +192,8 @@ async function moveAlias(client: pg.ClientBase, project: string, alias: string, 
 async function liveVersion(client: pg.ClientBase, project: string, version: number): Promise<{ modelId: string; tags: Record<string, string>; description: string | null }> {
   const { rows } = await client.query<{ model_id: string; archived: boolean; tags: Record<string, string>; description: string | null }>(READ_VERSION, [project, version])
   const row = rows[0]
-  if (!row) throw new PgmlKitError('MODEL_VERSION_UNKNOWN', `project "${project}" has no version ${version}`, { hint: `pgml-kit models ${project} lists its versions` })
-  if (row.archived) throw new PgmlKitError('MODEL_ARCHIVED', `version ${version} of "${project}" is archived and is never served again`, { hint: `pgml-kit models ${project} lists the live versions` })
+  if (!row) throw new PgmlKitError('MODEL_VERSION_UNKNOWN', `project "${project}" has no version ${version}`, { hint: `pgml-kit models ${shellArg(project)} lists its versions` })
+  if (row.archived) throw new PgmlKitError('MODEL_ARCHIVED', `version ${version} of "${project}" is archived and is never served again`, { hint: `pgml-kit models ${shellArg(project)} lists the live versions` })
   return { modelId: row.model_id, tags: row.tags, description: row.description }
 }
 
@@ -204,7 +205,7 @@ async function liveVersion(client: pg.ClientBase, project: string, version: numb
 export async function setAlias(client: pg.ClientBase, project: string, alias: string, version: number, options: { readonly reason?: string } = {}): Promise<{ readonly fromVersion: number | null }> {
   checkAlias(alias)
   if (alias === CHAMPION) {
-    throw new PgmlKitError('ALIAS_RESERVED', `"${CHAMPION}" is the version pgml-kit deployed last; it moves with a deployment`, { hint: `pgml-kit deploy ${project} --model <model id of the version>` })
+    throw new PgmlKitError('ALIAS_RESERVED', `"${CHAMPION}" is the version pgml-kit deployed last; it moves with a deployment`, { hint: `pgml-kit deploy ${shellArg(project)} --model <model id of the version>` })
   }
   await requireRegistry(client)
   return inRegistryTransaction(client, project, `move aliases of "${project}"`, async () => {
@@ -224,10 +225,10 @@ export async function removeAlias(client: pg.ClientBase, project: string, alias:
   await requireRegistry(client)
   await inRegistryTransaction(client, project, `move aliases of "${project}"`, async () => {
     const { rows } = await client.query<{ version: number }>(READ_ALIAS, [project, alias])
-    if (!rows[0]) throw new PgmlKitError('ALIAS_UNKNOWN', `project "${project}" has no alias "${alias}"`, { hint: `pgml-kit models ${project}` })
+    if (!rows[0]) throw new PgmlKitError('ALIAS_UNKNOWN', `project "${project}" has no alias "${alias}"`, { hint: `pgml-kit models ${shellArg(project)}` })
     const serving = (await client.query<{ ok: boolean }>(SERVING_EXISTS)).rows[0]?.ok === true
     const routed = serving ? (await client.query<{ alias: string }>(ROUTE_OF_ALIAS, [project, alias])).rows : []
-    if (routed[0]) throw new PgmlKitError('ALIAS_ROUTED', `"${project}@${alias}" is the challenger of the project's route; remove the route first`, { hint: `pgml-kit models unroute ${project}` })
+    if (routed[0]) throw new PgmlKitError('ALIAS_ROUTED', `"${project}@${alias}" is the challenger of the project's route; remove the route first`, { hint: `pgml-kit models unroute ${shellArg(project)}` })
     await client.query(SET_ALIAS_EVENT, ['alias_removed', options.reason ?? '', '{}'])
     await client.query(REMOVE_ALIAS, [project, alias])
     await client.query(SET_ALIAS_EVENT, ['', '', ''])
@@ -247,12 +248,12 @@ export async function archiveVersion(client: pg.ClientBase, project: string, ver
     const { rows: aliases } = await client.query<{ alias: string }>(ALIASES_OF_VERSION, [project, version])
     if (aliases.length > 0) {
       throw new PgmlKitError('MODEL_VERSION_IN_USE', `version ${version} of "${project}" is named by ${aliases.map((a) => `@${a.alias}`).join(', ')}; not archived`, {
-        hint: aliases.some((a) => a.alias === CHAMPION) ? `deploy another version first (pgml-kit deploy ${project} --model <id>)` : `move the alias first: pgml-kit models alias ${project} <alias> <version>`,
+        hint: aliases.some((a) => a.alias === CHAMPION) ? `deploy another version first (pgml-kit deploy ${shellArg(project)} --model <id>)` : `move the alias first: pgml-kit models alias ${shellArg(project)} <alias> <version>`,
       })
     }
     const { rows: deployed } = await client.query<{ model_id: string }>(DEPLOYED_MODEL, [project])
     if (deployed[0]?.model_id === modelId) {
-      throw new PgmlKitError('MODEL_VERSION_IN_USE', `version ${version} of "${project}" is the model pgml serves for it; not archived`, { hint: `deploy another version first (pgml-kit deploy ${project} --model <id>)` })
+      throw new PgmlKitError('MODEL_VERSION_IN_USE', `version ${version} of "${project}" is the model pgml serves for it; not archived`, { hint: `deploy another version first (pgml-kit deploy ${shellArg(project)} --model <id>)` })
     }
     // The registry's trigger records the event (and checks again what is checked above).
     await client.query(ARCHIVE_VERSION, [project, version, options.reason])
@@ -269,7 +270,7 @@ export async function describeVersion(client: pg.ClientBase, project: string, ve
     await registerMissingInTransaction(client, project)
     const { rows } = await client.query<{ tags: Record<string, string>; description: string | null }>(READ_VERSION, [project, version])
     const row = rows[0]
-    if (!row) throw new PgmlKitError('MODEL_VERSION_UNKNOWN', `project "${project}" has no version ${version}`, { hint: `pgml-kit models ${project} lists its versions` })
+    if (!row) throw new PgmlKitError('MODEL_VERSION_UNKNOWN', `project "${project}" has no version ${version}`, { hint: `pgml-kit models ${shellArg(project)} lists its versions` })
     const tags: Record<string, string> = { ...row.tags }
     for (const [key, value] of Object.entries(change.tags ?? {})) {
       if (key === '') throw new PgmlKitError('TAG_INVALID', 'a tag needs a name')

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { shellArg } from '../shell.js'
 import { PgmlKitError } from '../errors.js'
 import type { ModelNode, ResolvedConfig } from '../model/resolve.js'
 import { READ_ALIAS, SET_ALIAS_EVENT } from '../sql/render-registry.js'
@@ -52,7 +53,7 @@ async function requireServing(client: pg.ClientBase): Promise<void> {
  * `route_set` event with who, when, why and the route before.
  */
 export async function setRoute(client: pg.ClientBase, project: string, alias: string, mode: RouteMode, options: { readonly share?: number; readonly reason?: string } = {}): Promise<ModelRoute> {
-  if (alias === CHAMPION) throw new PgmlKitError('ROUTE_INVALID', 'the challenger of a route is an alias other than champion (champion serves the rest)', { hint: `pgml-kit models alias ${project} challenger <version>` })
+  if (alias === CHAMPION) throw new PgmlKitError('ROUTE_INVALID', 'the challenger of a route is an alias other than champion (champion serves the rest)', { hint: `pgml-kit models alias ${shellArg(project)} challenger <version>` })
   const share = mode === 'shadow' ? 1 : options.share
   if (share === undefined || !(share > 0 && share <= 1)) {
     throw new PgmlKitError('ROUTE_INVALID', `a canary serves a share of traffic above 0 and at most 1, got ${String(options.share)}`, { hint: '--canary 0.1 sends 10% of entity keys to the challenger' })
@@ -61,7 +62,7 @@ export async function setRoute(client: pg.ClientBase, project: string, alias: st
   return inRegistryTransaction(client, project, `route the traffic of "${project}"`, async () => {
     await registerMissingInTransaction(client, project)
     const { rows: aliased } = await client.query<{ version: number }>(READ_ALIAS, [project, alias])
-    if (!aliased[0]) throw new PgmlKitError('ALIAS_UNKNOWN', `project "${project}" has no alias "${alias}"`, { hint: `pgml-kit models alias ${project} ${alias} <version> first` })
+    if (!aliased[0]) throw new PgmlKitError('ALIAS_UNKNOWN', `project "${project}" has no alias "${alias}"`, { hint: `pgml-kit models alias ${shellArg(project)} ${alias} <version> first` })
     await client.query(SET_ALIAS_EVENT, ['', options.reason ?? '', ''])
     const { rows } = await client.query<{ alias: string; mode: RouteMode; share: number; set_at: Date; set_by: string }>(SET_ROUTE, [project, alias, mode, share])
     await client.query(SET_ALIAS_EVENT, ['', '', ''])

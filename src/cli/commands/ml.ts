@@ -1,4 +1,5 @@
 import Table from 'cli-table3'
+import { shellArg } from '../../shell.js'
 import { CommanderError, type Command } from 'commander'
 import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
@@ -159,9 +160,9 @@ export function registerMl(program: Command, ctx: CommandContext): void {
         const champion = versions?.find((v) => v.aliases.includes(CHAMPION))
         const deployed = versions?.find((v) => v.deployed)
         if (deployed?.archived) {
-          process.stderr.write(`${pc.red('warning')} pgml serves version ${deployed.version} (model ${deployed.modelId}), which is ARCHIVED: it was deployed outside pgml-kit (pgml.deploy in SQL). Deploy a live version: pgml-kit deploy ${printable(project)} --model <id>\n`)
+          process.stderr.write(`${pc.red('warning')} pgml serves version ${deployed.version} (model ${deployed.modelId}), which is ARCHIVED: it was deployed outside pgml-kit (pgml.deploy in SQL). Deploy a live version: pgml-kit deploy ${printable(shellArg(project))} --model <id>\n`)
         } else if (versions && deployed && champion?.version !== deployed.version) {
-          process.stderr.write(`${pc.yellow('note')} pgml serves version ${deployed.version} (model ${deployed.modelId}), but @${CHAMPION} names ${champion ? `version ${champion.version}` : 'none'}: a deployment outside pgml-kit (pgml.deploy in SQL). pgml-kit deploy ${printable(project)} --model ${deployed.modelId} records it\n`)
+          process.stderr.write(`${pc.yellow('note')} pgml serves version ${deployed.version} (model ${deployed.modelId}), but @${CHAMPION} names ${champion ? `version ${champion.version}` : 'none'}: a deployment outside pgml-kit (pgml.deploy in SQL). pgml-kit deploy ${printable(shellArg(project))} --model ${deployed.modelId} records it\n`)
         }
       })
     })
@@ -402,7 +403,7 @@ export function registerMl(program: Command, ctx: CommandContext): void {
         if (result.override) {
           process.stderr.write(`${pc.yellow('warning')} gate overridden: model ${result.gate?.model ?? '?'} fails the gate (${printable(result.gate?.reason ?? '')}) and was deployed because: ${printable(result.override.reason)}\n`)
           process.stderr.write(result.override.recordedIn
-            ? `  recorded in ${printable(result.override.recordedIn)} (gate_overrides of model ${result.gate?.model ?? '?'}); pgml-kit models ${printable(project)} --lineage shows it\n`
+            ? `  recorded in ${printable(result.override.recordedIn)} (gate_overrides of model ${result.gate?.model ?? '?'}); pgml-kit models ${printable(shellArg(project))} --lineage shows it\n`
             : '  not recorded in the database (see the note below): keep this output\n')
         } else if (result.gate) {
           process.stdout.write(`${pc.green('gate')} passed: ${printable(result.gate.reason)}\n`)

@@ -202,6 +202,18 @@ export interface Kit<C extends PgmlKitConfig, DB> {
   }
 }
 
+/** A served prediction's failure said with what to do: the runtime not migrated yet, or a role the config does not name as an application. */
+function servingError(error: unknown, project: string): unknown {
+  const e = error as { code?: string; message?: string }
+  if (e.code === '42883' && /pgml_kit\.predict/.test(e.message ?? '') || e.code === '3F000' && /pgml_kit/.test(e.message ?? '')) {
+    return new PgmlKitError('SERVING_MISSING', `models.${project}.serving is in the config, but this database has no pgml_kit.predict (runtime schema version 7)`, { cause: error, where: `models.${project}.serving`, hint: 'pgml-kit generate && pgml-kit migrate' })
+  }
+  if (e.code === '42501' && /pgml_kit|model_routes|prediction_log/.test(e.message ?? '')) {
+    return new PgmlKitError('PREDICT_NOT_PERMITTED', `predicting "${project}" through the registry: ${e.message ?? 'permission denied'}`, { cause: error, where: 'roles.app', hint: 'add this role to roles.app, then pgml-kit generate && pgml-kit migrate (the migration grants it the routes and the log)' })
+  }
+  return error
+}
+
 /** An entity's key as the prediction log records it (and `serving.labels.key` is compared with, as text): the value of a one-column key, else its values as a JSON array. */
 export function entityKeyText(values: readonly (string | number | bigint | boolean | Date)[]): string {
   const text = (v: string | number | bigint | boolean | Date) => (v instanceof Date ? v.toISOString() : String(v))
@@ -418,7 +430,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
         })
       }
       const call = served ? servedPredictCall(project, features, predictOptions.key === undefined ? null : String(predictOptions.key)) : predictCall(project, features)
-      const { rows } = await sql<{ p: number }>`SELECT ${call} AS p`.execute(kitDb)
+      const { rows } = await sql<{ p: number }>`SELECT ${call} AS p`.execute(kitDb).catch((error: unknown) => { throw served ? servingError(error, reference?.project ?? project) : error })
       return Number(rows[0]?.p)
     },
 
@@ -457,6 +469,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
       const parameters = [project, ...set.entities.map((e) => entity[e]), ...(asOf ? [asOf] : []), ...(served ? [entityKeyText(set.entities.map((e) => entity[e]!))] : [])]
       const result = await kitDb.executeQuery<{ p: number | null; absent: boolean[] }>(CompiledQuery.raw(text, parameters)).catch((error: unknown) => {
         const e = error as { code?: string; message?: string }
+        if (served && /pgml_kit|model_routes|prediction_log/.test(e.message ?? '')) throw servingError(error, reference?.project ?? project)
         if (!asOf || e.code !== '42501') throw error
         throw new PgmlKitError('PREDICT_NOT_PERMITTED', `predictOnline("${project}", …, { asOf }) reads the feature views' offline tables: ${e.message ?? 'permission denied'}`, {
           cause: error, hint: 'grant this role SELECT on the offline tables it reads (the migration grants roles.app only the online ones), or predict as of now',

@@ -137,6 +137,8 @@ describe('serving through the registry on the server (pgml_compat)', () => {
       expect(c.shadow!.correlation!).toBeGreaterThan(0.999)
       expect(c.shadow!.meanAbsoluteDifference!).toBeCloseTo(arm('champion')!.meanPrediction! / 2, -1)
 
+      // Setting the same route again moves nothing and records nothing.
+      await setRoute(trainer, P, 'challenger', 'shadow')
       // Canary: 30% of the keys, the same keys every time, whatever the session.
       await setRoute(trainer, P, 'challenger', 'canary', { share: 0.3 })
       const served = async () => Promise.all(grid.map(async (g) => (await kit.predict(P, g.features, { key: g.key })) < 1.5 * (1000 * g.features[0]! + 50 * g.features[1]!)))

@@ -294,6 +294,10 @@ BEGIN
     RAISE EXCEPTION 'pgml-kit: % is the trigger function of pgml_kit.model_versions, model_aliases and model_routes, not of %', 'pgml_kit.registry_record()', pg_catalog.format('%s.%s', TG_TABLE_SCHEMA, TG_TABLE_NAME) USING ERRCODE = '42501';
   END IF;
   IF TG_TABLE_NAME = 'model_routes' THEN
+    -- An update that changes nothing moves nothing, and is no event.
+    IF TG_OP = 'UPDATE' AND (NEW.alias, NEW.mode, NEW.share) IS NOT DISTINCT FROM (OLD.alias, OLD.mode, OLD.share) THEN
+      RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' THEN
       INSERT INTO pgml_kit.model_events (project, event, alias, reason, detail)
       VALUES (OLD.project, 'route_removed', OLD.alias, NULLIF(pg_catalog.current_setting('pgml_kit.reason', true), ''), pg_catalog.jsonb_build_object('mode', OLD.mode, 'share', OLD.share));

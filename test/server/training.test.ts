@@ -63,7 +63,8 @@ const config = (deploy: { metric: string; min?: number; margin?: number }): Pgml
     },
   },
   models: {
-    churn: { task: 'classification', relation: 'churn', algorithm: 'linear', testSize: 0.25, testSampling: 'random', deploy },
+    // Served through the registry: predictOnline goes through pgml_kit.predict, the entity its key, and logs the request.
+    churn: { task: 'classification', relation: 'churn', algorithm: 'linear', testSize: 0.25, testSampling: 'random', deploy, serving: { log: {} } },
     churn_leaky: { task: 'classification', relation: 'public.churn_leaky', target: 'churned', algorithm: 'linear', testSize: 0.25, testSampling: 'random' },
   },
 })
@@ -144,6 +145,7 @@ describe('training as code on the server (pgml_compat)', () => {
       const online = await kit.predictOnline('churn', { customer_id: 7 })
       const expected = await db.query<{ p: number }>(`SELECT pgml.predict('churn', ARRAY[spend, visits]::real[]) AS p FROM features.customer_stats_online WHERE customer_id = 7`)
       expect(online).toEqual({ status: 'ok', prediction: expected[0]!.p, imputed: [] })
+      expect(await db.query(`SELECT arm, entity_key, prediction FROM pgml_kit.prediction_log WHERE project = 'churn'`)).toEqual([{ arm: 'champion', entity_key: '7', prediction: expected[0]!.p }])
       await expect(kit.predictOnline('churn', {})).rejects.toThrow(/needs customer_id; missing customer_id/)
     } finally {
       await pool.end()

@@ -1,19 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { chiSquareTail, compareWithBaseline, summarise } from '../../src/features/embedding-drift.js'
-
-/** A seeded generator (mulberry32) and standard normals (Box–Muller). */
-function rng(seed: number) {
-  let a = seed >>> 0
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const normal = () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform())
-  return { uniform, normal }
-}
+import { generator as rng } from '../../bench/datasets/anisotropic.js'
 
 /** n vectors of d dimensions around `mean`, far from isotropic (standard deviations 1, 1/2, 1/3, ...), as embeddings are. */
 function sample(n: number, d: number, seed: number, mean: readonly number[] = []): number[][] {

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks'
+import jstat from 'jstat'
 import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import { isConnectionLost, type Connector } from '../db/connect.js'
@@ -25,7 +26,11 @@ export interface IndexCheckOptions {
   /** The index to check (its name); default: the column's first index. */
   readonly index?: string
   readonly k?: number
-  /** Query vectors sampled from the column (default 100), unless `queryVectors` are given. */
+  /**
+   * Query vectors sampled from the column, unless `queryVectors` are given (default: enough for a
+   * sample without a miss to show the target on unseen queries — defaultQueryCount). Each sampled
+   * row is left out of its own answers: it is not its own nearest neighbour, as a new query is not.
+   */
   readonly queries?: number
   readonly queryVectors?: readonly (readonly number[])[]
   readonly targetRecall?: number
@@ -43,9 +48,17 @@ export interface IndexCheckRow {
   readonly setting: number
   /** Iterative scan, when a filter is given (null without one). */
   readonly iterative: boolean | null
+  /** The mean of the queries' recall@k (a query counts its share of the rows exact search found for it). */
   readonly recall: number
-  /** Standard error of `recall` (the spread of per-query recall over √queries): how much another sample of queries may differ. */
+  /** Standard error of `recall` (the spread of per-query recall over √queries). */
   readonly recallStdErr: number
+  /**
+   * The recall that queries it was not measured on reach on average, at 95% confidence, whatever
+   * the shape of per-query recall (see recallBound): what the recommendation is judged by.
+   */
+  readonly recallBound: number
+  /** Each query's recall@k, in the order of the queries (those exact search found rows for). */
+  readonly perQuery: readonly number[]
   readonly p50Ms: number
   readonly p95Ms: number
   /** Queries that returned fewer than k rows although exact search found k. */
@@ -76,23 +89,102 @@ export interface IndexCheckResult {
 
 const HNSW_GRID = [10, 20, 40, 80, 120, 200, 400, 800, 1000]
 
+/** The confidence of recallBound. */
+export const RECALL_CONFIDENCE = 0.95
+
 /**
- * How far below the measured mean the recall of another sample of as many queries can fall, in
- * standard errors of the measured mean: the two means differ by a standard deviation of √2 SE
- * (two independent samples), and 1.645 of those is the one-sided 95% bound.
+ * A lower bound, at 95% confidence, on the mean recall of queries not measured — from the recall
+ * of each measured query, without assuming its shape. Per-query recall is no bell curve: an HNSW
+ * graph finds all k rows for most queries and none for a few it cannot reach (a small cluster far
+ * from the rest), and at a low ef_search that few is a couple per hundred. A sample of 100 may
+ * hold none of them — its mean high, its standard error tiny — while the next 100 hold five: the
+ * mean less 2.33 standard errors (the rule before) still chose ef_search 40 where held-out queries
+ * got 0.907 for a target of 0.95. The bound counts the misses as a rate: each query misses a share
+ * 1 − recall of its rows (in [0, 1]), and the Clopper–Pearson upper limit of a rate with that many
+ * misses in that many queries bounds the mean miss — a rate no sample can show to be lower than
+ * about 3 / queries when it holds no miss at all, so recall 0.99 needs several hundred queries.
  */
-export const PREDICTIVE_MARGIN_SE = 1.645 * Math.SQRT2
+export function recallBound(perQuery: readonly number[]): number {
+  const n = perQuery.length
+  if (n === 0) return 0
+  const misses = perQuery.reduce((a, r) => a + (1 - r), 0)
+  if (misses >= n) return 0
+  return 1 - jstat.jStat.beta.inv(RECALL_CONFIDENCE, misses + 1, n - misses)
+}
+
+/** The bound at `count` queries with a miss rate of `rate`. */
+function boundAt(rate: number, count: number): number {
+  return 1 - jstat.jStat.beta.inv(RECALL_CONFIDENCE, rate * count + 1, count - rate * count)
+}
+
+/**
+ * Queries to sample by default for a target below 1: enough that a sample in which every query
+ * finds all its rows shows the target with about half of the target's miss rate to spare (at
+ * least 100, at most 1,000): 100 for 0.9, 117 for 0.95, 597 for 0.99.
+ */
+export function defaultQueryCount(targetRecall: number): number {
+  if (!(targetRecall > 0 && targetRecall < 1)) throw new RangeError(`target recall must be in (0, 1), got ${targetRecall}`)
+  const n = Math.ceil(2 * Math.log(1 / (1 - RECALL_CONFIDENCE)) / -Math.log(targetRecall))
+  return Math.min(1000, Math.max(100, n))
+}
+
+/** Above this many queries `queriesToShow` gives up. */
+export const MAX_QUERIES_TO_SHOW = 100_000
+
+/**
+ * How many queries would show the target for a row: the smallest count at which the bound of a
+ * sample whose miss rate lies halfway between the row's and the target's (a margin: the next sample
+ * misses a little more, or a little less) reaches the target. 'miss rate' when the row's miss rate
+ * is at or above the target's (no count shows it: the index must improve), 'too many' above
+ * MAX_QUERIES_TO_SHOW.
+ */
+export function queriesToShow(row: Pick<IndexCheckRow, 'perQuery'>, targetRecall: number): number | 'miss rate' | 'too many' {
+  const n = row.perQuery.length
+  const measured = n === 0 ? 0 : row.perQuery.reduce((a, r) => a + (1 - r), 0) / n
+  if (!(targetRecall < 1) || measured >= 1 - targetRecall) return 'miss rate'
+  const rate = (measured + (1 - targetRecall)) / 2
+  // The bound rises with the count at a fixed rate: double to a count that reaches, then halve the gap.
+  let high = 1
+  while (boundAt(rate, high) < targetRecall) {
+    high *= 2
+    if (high > 2 * MAX_QUERIES_TO_SHOW) return 'too many'
+  }
+  let low = Math.floor(high / 2)
+  while (high - low > 1) {
+    const mid = Math.floor((low + high) / 2)
+    if (boundAt(rate, mid) >= targetRecall) high = mid
+    else low = mid
+  }
+  return high > MAX_QUERIES_TO_SHOW ? 'too many' : high
+}
+
+/**
+ * A grid row's recall figures from its per-query recall: `recall` is their mean, `recallBound`
+ * is rounded down (the recommendation compares it with the target), 0 without a query to judge.
+ */
+export function summariseRecall(perQuery: readonly number[]): Pick<IndexCheckRow, 'recall' | 'recallStdErr' | 'recallBound' | 'perQuery'> {
+  const n = perQuery.length
+  const mean = n === 0 ? 1 : perQuery.reduce((a, b) => a + b, 0) / n
+  const sd = n < 2 ? 0 : Math.sqrt(perQuery.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1))
+  return { recall: round(mean, 4), recallStdErr: round(sd / Math.sqrt(Math.max(1, n)), 4), recallBound: Math.floor(recallBound(perQuery) * 1e4) / 1e4, perQuery }
+}
+
+/**
+ * A sampled row's answers without the row itself: `rows` were read with one more than k, each
+ * with its identity (table oid and ctid); the row's own is dropped, or the last when it is absent.
+ */
+export function withoutOwn<R extends { readonly t: string }>(rows: readonly R[], own: string | null, k: number): R[] {
+  if (own === null) return rows.slice(0, k)
+  return rows.filter((r) => r.t !== own).slice(0, k)
+}
 
 /**
  * The cheapest row whose recall reaches the target on queries it was not measured on: the lowest
- * setting (then without iterative scans, which cost more when not needed) whose measured recall
- * less PREDICTIVE_MARGIN_SE standard errors reaches it, so that the mean recall of the next
- * queries reaches the target 19 times in 20. One standard error — the rule before — did not:
- * per-query recall has a long tail (a few queries far below the rest), and held-out queries fell
- * 0.04 short (bench/index-advice.ts).
+ * setting (then without iterative scans, which cost more when not needed) whose recallBound
+ * reaches it (bench/index-advice.ts judges the rule on held-out queries).
  */
 export function recommendSetting(rows: readonly IndexCheckRow[], targetRecall: number): IndexCheckRow | null {
-  const reaching = rows.filter((r) => r.recall - PREDICTIVE_MARGIN_SE * r.recallStdErr >= targetRecall)
+  const reaching = rows.filter((r) => r.recallBound >= targetRecall)
     .sort((a, b) => a.setting - b.setting || Number(a.iterative) - Number(b.iterative))
   return reaching[0] ?? null
 }
@@ -129,6 +221,28 @@ export function findIndex(state: DesiredState, column: string, name?: string): {
   return { column: node, index }
 }
 
+/**
+ * What to do when no row's bound reaches the target: more queries when the index's recall would
+ * do (or queries from a file, when the column holds too few rows to sample them), else a rebuild.
+ */
+function adviceFor(rows: readonly IndexCheckRow[], method: 'hnsw' | 'ivfflat', targetRecall: number, sampled: { readonly asked: number; readonly got: number } | null): string {
+  const parameter = method === 'hnsw' ? 'ef_search' : 'probes'
+  if (rows.length > 0 && rows.every((r) => r.perQuery.length === 0)) return 'exact search found no row for any query: the filter leaves no rows to find'
+  const best = [...rows].sort((a, b) => b.recall - a.recall || a.setting - b.setting)[0]
+  const needed = best ? queriesToShow(best, targetRecall) : 'miss rate'
+  if (best && typeof needed === 'number') {
+    const judged = best.perQuery.length
+    const how = sampled && sampled.got < sampled.asked
+      ? `the column holds only ${sampled.got} vectors to sample: give ${needed} queries or more in --queries-file`
+      : `run again with ${needed} queries or more (--queries ${needed}, or a larger --queries-file)`
+    return `${parameter} ${best.setting} measured recall ${best.recall} on ${judged} queries, but ${judged} queries show only ${best.recallBound} as the mean recall of queries like them (95% confidence): ${how}`
+  }
+  if (best && needed === 'too many') return `${parameter} ${best.setting} measured recall ${best.recall}, but showing ${targetRecall} on queries not measured would take more than ${MAX_QUERIES_TO_SHOW.toLocaleString('en')} queries: choose a lower target`
+  return method === 'hnsw'
+    ? `no ef_search reaches recall ${targetRecall} (best ${best?.recall ?? 0}): rebuild with a larger m or ef_construction`
+    : `no probes value reaches recall ${targetRecall} (best ${best?.recall ?? 0}): rebuild with lists sized to the data (lists: 'auto')`
+}
+
 function vectorText(vector: readonly number[]): string {
   for (const x of vector) if (!Number.isFinite(x)) throw new RangeError('query vectors must hold finite numbers')
   return `[${vector.join(',')}]`
@@ -139,7 +253,7 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
   const k = options.k ?? 10
   const targetRecall = options.targetRecall ?? 0.95
   if (!Number.isInteger(k) || k < 1 || k > 1000) throw new RangeError(`k must be an integer from 1 to 1000, got ${k}`)
-  if (!(targetRecall > 0 && targetRecall <= 1)) throw new RangeError(`target recall must be in (0, 1], got ${targetRecall}`)
+  if (!(targetRecall > 0 && targetRecall < 1)) throw new RangeError(`target recall must be in (0, 1), got ${targetRecall}: no sample of queries shows recall 1 on queries it has not measured`)
   const table = quoteQualified(column.schema, column.table)
   const col = quoteIdent(column.column)
   // pgvector's operator and type qualified with its schema: found whatever this session's search_path.
@@ -147,9 +261,14 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
   const type = renderVectorType(column, vectorSchema ?? undefined)
   const distance = `${col} ${renderDistanceOperator(index.distance, vectorSchema)} $1::${type}`
   const filter = options.where ? ` AND (${options.where})` : ''
-  const search = `SELECT ${distance} AS d FROM ${table} WHERE ${col} IS NOT NULL${filter} ORDER BY ${distance} LIMIT ${k}`
+  // A sampled query row is left out of its own answers: one more row is read, and the row itself
+  // (by ctid, read in the same READ ONLY transaction) dropped, or the last one when it is absent.
+  const search = (extra: number) => `SELECT ${distance} AS d, tableoid::int8::text AS o, ctid::text AS t FROM ${table} WHERE ${col} IS NOT NULL${filter} ORDER BY ${distance} LIMIT ${k + extra}`
   const set = (name: string, value: string) => client.query('SELECT pg_catalog.set_config($1, $2, true)', [name, value])
 
+  // READ COMMITTED: a snapshot per statement, so a long check holds back neither vacuum on a
+  // primary nor recovery on a standby. (A sampled row updated meanwhile moves: it is then not
+  // recognised among its own answers, and counts as found, as before rows were left out.)
   await client.query('BEGIN READ ONLY')
   try {
     const live = await client.query<{ valid: boolean; options: string[] | null }>(
@@ -160,17 +279,20 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
     if (!found.valid) throw new PgmlKitError('INDEX_INVALID', `index ${index.schema}.${index.name} is INVALID (a build failed or was cancelled)`, { hint: `pgml-kit index repair ${column.table}.${column.column}` })
     const lists = Number((found.options ?? []).find((o) => o.startsWith('lists='))?.split('=')[1] ?? index.params.lists ?? 100)
 
-    let queries: string[]
+    // Each query: its vector, and the row it was sampled from (null for a given vector).
+    let queries: { readonly v: string; readonly own: string | null }[]
+    let sampled: { readonly asked: number; readonly got: number } | null = null
     if (options.queryVectors) {
       queries = options.queryVectors.map((v) => {
         if (v.length !== column.model.dimensions) throw new RangeError(`query vectors must have ${column.model.dimensions} dimensions (${columnLabel(column)}), one has ${v.length}`)
-        return vectorText(v)
+        return { v: vectorText(v), own: null }
       })
     } else {
-      const n = options.queries ?? 100
+      const n = options.queries ?? defaultQueryCount(targetRecall)
       if (!Number.isInteger(n) || n < 1) throw new RangeError(`queries must be a positive integer, got ${n}`)
       await client.query('SELECT pg_catalog.setseed($1)', [options.seed ?? 0.5])
-      queries = (await client.query<{ v: string }>(`SELECT ${col}::text AS v FROM ${table} WHERE ${col} IS NOT NULL ORDER BY pg_catalog.random() LIMIT ${n}`)).rows.map((r) => r.v)
+      queries = (await client.query<{ v: string; o: string; t: string }>(`SELECT ${col}::text AS v, tableoid::int8::text AS o, ctid::text AS t FROM ${table} WHERE ${col} IS NOT NULL ORDER BY pg_catalog.random() LIMIT ${n}`)).rows.map((r) => ({ v: r.v, own: `${r.o}:${r.t}` }))
+      sampled = { asked: n, got: queries.length }
     }
     if (queries.length === 0) throw new PgmlKitError('NO_DATA', `${columnLabel(column)} holds no vectors to sample queries from`, { hint: 'backfill the column first, or pass --queries-file' })
 
@@ -178,13 +300,14 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
     const modes: (boolean | null)[] = options.where ? [false, true] : [null]
     const total = queries.length * (1 + grid.length * modes.length)
     let done = 0
-    const time = async (q: string) => {
+    const time = async (q: { readonly v: string; readonly own: string | null }) => {
       const start = performance.now()
-      const { rows } = await client.query<{ d: number }>(search, [q])
+      const { rows } = await client.query<{ d: number; o: string; t: string }>(search(q.own === null ? 0 : 1), [q.v])
       const ms = performance.now() - start
       done += 1
       options.onProgress?.(done, total)
-      return { ms, distances: rows.map((r) => Number(r.d)) }
+      const others = withoutOwn(rows.map((r) => ({ d: r.d, t: `${r.o}:${r.t}` })), q.own, k)
+      return { ms, distances: others.map((r) => Number(r.d)) }
     }
 
     // Exact answers: the planner may not use any index.
@@ -205,11 +328,11 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
         await set('ivfflat.iterative_scan', iterative ? 'relaxed_order' : 'off')
       }
       for (const setting of grid) {
-        await set(parameter, String(setting))
+        // HNSW returns at most ef_search rows, and a sampled row finds itself among them: one more
+        // candidate leaves it as many for the others as a query not in the table gets.
+        await set(parameter, String(sampled && index.method === 'hnsw' ? Math.min(1000, setting + 1) : setting))
         await time(queries[0]!) // warm the setting's path once; not counted
         done -= 1
-        let found = 0
-        let wanted = 0
         let short = 0
         const latencies: number[] = []
         const perQuery: number[] = []
@@ -221,24 +344,17 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
           const kth = truth[truth.length - 1]!
           const tolerance = 1e-6 * Math.max(1, Math.abs(kth))
           const hits = Math.min(truth.length, result.distances.filter((d) => d <= kth + tolerance).length)
-          wanted += truth.length
-          found += hits
           perQuery.push(hits / truth.length)
           if (result.distances.length < truth.length) short += 1
         }
-        const mean = perQuery.length === 0 ? 1 : perQuery.reduce((a, b) => a + b, 0) / perQuery.length
-        const sd = perQuery.length < 2 ? 0 : Math.sqrt(perQuery.reduce((a, b) => a + (b - mean) ** 2, 0) / (perQuery.length - 1))
-        rows.push({ setting, iterative, recall: wanted === 0 ? 1 : round(found / wanted, 4), recallStdErr: round(sd / Math.sqrt(Math.max(1, perQuery.length)), 4), p50Ms: round(percentile(latencies, 0.5), 3), p95Ms: round(percentile(latencies, 0.95), 3), short })
+        rows.push({ setting, iterative, ...summariseRecall(perQuery), p50Ms: round(percentile(latencies, 0.5), 3), p95Ms: round(percentile(latencies, 0.95), 3), short })
       }
     }
     await client.query('ROLLBACK')
 
     const recommendation = recommendSetting(rows, targetRecall)
     const best = [...rows].sort((a, b) => b.recall - a.recall)[0]
-    const advice = recommendation ? null
-      : index.method === 'hnsw'
-        ? `no ef_search reaches recall ${targetRecall} (best ${best?.recall ?? 0}): rebuild with a larger m or ef_construction`
-        : `no probes value reaches recall ${targetRecall} (best ${best?.recall ?? 0}): rebuild with lists sized to the data (lists: 'auto')`
+    const advice = recommendation ? null : adviceFor(rows, index.method, targetRecall, sampled)
     return {
       index: `${index.schema}.${index.name}`, column: columnLabel(column), method: index.method, parameter: index.method === 'hnsw' ? 'ef_search' : 'probes',
       k, queries: queries.length, where: options.where ?? null, targetRecall,
@@ -269,7 +385,7 @@ export async function recordCheck(client: pg.ClientBase, state: DesiredState, re
   const entry = {
     checked_at: new Date().toISOString(), k: result.k, queries: result.queries, filter: result.where, target_recall: result.targetRecall, parameter: result.parameter,
     recommended: result.recommendation?.setting ?? null, recommended_iterative: result.recommendation?.iterative ?? null,
-    recall: result.recommendation?.recall ?? Math.max(...result.rows.map((r) => r.recall)), p50_ms: result.recommendation?.p50Ms ?? null, results: result.rows,
+    recall: result.recommendation?.recall ?? Math.max(...result.rows.map((r) => r.recall)), p50_ms: result.recommendation?.p50Ms ?? null, results: result.rows.map(({ perQuery: _, ...row }) => row),
   }
   const updated = await client.query(`UPDATE pgml_kit.embedding_columns SET index_checks = index_checks || pg_catalog.jsonb_build_object($4::text, $5::jsonb)
     WHERE table_schema = $1 AND table_name = $2 AND column_name = $3`, [column.schema, column.table, column.column, name, JSON.stringify(entry)])

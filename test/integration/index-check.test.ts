@@ -41,12 +41,19 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
 
   it('measures recall against exact search: all lists probed is exact, one is not; the build ran with its \'auto\' settings', async () => {
     const config = await project([{ method: 'ivfflat', distance: 'l2', lists: 20, build: 'auto' }])
-    const result = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 40, grid: [1, 20] }))
-    expect(result).toMatchObject({ method: 'ivfflat', parameter: 'probes', k: 10, queries: 40, index: 'public.documents_body_embedding_ivfflat_l2_idx' })
+    const result = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 80, grid: [1, 20] }))
+    expect(result).toMatchObject({ method: 'ivfflat', parameter: 'probes', k: 10, queries: 80, index: 'public.documents_body_embedding_ivfflat_l2_idx' })
     const [one, all] = result.rows
     expect(all).toMatchObject({ setting: 20, recall: 1, short: 0 })
+    expect(all!.perQuery).toHaveLength(80)
+    expect(all!.recallBound).toBeCloseTo(0.05 ** (1 / 80), 3)
     expect(one!.recall).toBeLessThan(0.9)
     expect(result.recommendation?.setting).toBe(20)
+    // 40 queries without a miss cannot show 0.95 on queries not measured: no recommendation, and how many would.
+    const few = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 40, grid: [20] }))
+    expect(few.rows[0]).toMatchObject({ recall: 1 })
+    expect(few.recommendation).toBeNull()
+    expect(few.advice).toMatch(/probes 20 measured recall 1 on 40 queries, but 40 queries show only 0\.92\d* as the mean recall of queries like them \(95% confidence\): run again with 223 queries or more/)
     // The build step set maintenance_work_mem for its session and put it back.
     expect(await db.query(`SELECT current_setting('maintenance_work_mem') AS v`)).toEqual([{ v: '64MB' }])
     // READ ONLY: a filter that writes is refused, and nothing changed.
@@ -105,11 +112,11 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
 
   it('shows a tiny ef_search losing recall, a filter starving the index scan, iterative scans curing it; status keeps the last check', async () => {
     const config = await project([{ method: 'hnsw', distance: 'cosine', m: 4, efConstruction: 8 }])
-    const result = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 30, grid: [1, 400] }))
+    const result = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 80, grid: [1, 400] }))
     expect(result.rows.map((r) => r.setting)).toEqual([1, 400])
     // ef_search 1 returns at most one row of the ten asked for.
     expect(result.rows[0]!.recall).toBeLessThanOrEqual(0.1)
-    expect(result.rows[0]!.short).toBe(30)
+    expect(result.rows[0]!.short).toBe(80)
     expect(result.rows[1]!.recall).toBeGreaterThanOrEqual(0.95)
     expect(result.recommendation?.setting).toBe(400)
 
@@ -128,10 +135,10 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
 
   it('pgml-kit index check prints the table and chart, keeps the result, and --write puts the setting into the config', async () => {
     const config = await project([{ method: 'hnsw', distance: 'cosine' }])
-    const run = await runCli(['index', 'check', 'documents.body_embedding', '--queries', '20', '--grid', '1,200', '--write'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    const run = await runCli(['index', 'check', 'documents.body_embedding', '--queries', '80', '--grid', '1,200', '--write'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/ef_search[\s\S]*recall@10[\s\S]*recommended ef_search 200/)
+    expect(run.stdout).toMatch(/ef_search[\s\S]*recall@10[\s\S]*unseen queries ≥[\s\S]*recommended ef_search 200: recall@10 1\.000 on these 80 queries, at least 0\.963 as the mean recall of queries like them/)
     expect(run.stdout).toMatch(/wrote tables\.documents\.embeddings\.body_embedding\.indexes: efSearch 200/)
     expect(await readFile(join(db.cwd, 'pgml-kit.config.ts'), 'utf8')).toMatch(/efSearch: 200/)
     const reloaded = await loadConfig('pgml-kit.config.ts', db.cwd)
@@ -139,14 +146,31 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     // A query-time default changes no migration.
     expect((await runCli(['generate', '--check'], { cwd: db.cwd, databaseUrl: db.databaseUrl })).code).toBe(0)
 
-    const json = await runCli(['--json', 'index', 'check', 'documents.body_embedding', '--queries', '5', '--grid', '40'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
-    expect(JSON.parse(json.stdout)).toMatchObject({ parameter: 'ef_search', queries: 5, recorded: true, rows: [{ setting: 40 }] })
+    const json = await runCli(['--json', 'index', 'check', 'documents.body_embedding', '--queries', '80', '--grid', '40'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(JSON.parse(json.stdout)).toMatchObject({ parameter: 'ef_search', queries: 80, recorded: true, rows: [{ setting: 40 }] })
     const status = await runCli(['status'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
     expect(status.stdout).toMatch(/recall@10 [\d.]+ at ef_search 40/)
+    // Too few queries to show the target: status says so, not that the recall is below it.
+    await runCli(['index', 'check', 'documents.body_embedding', '--queries', '5', '--grid', '40'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect((await runCli(['status'], { cwd: db.cwd, databaseUrl: db.databaseUrl })).stdout).toMatch(/recall@10 [\d.]+, 0\.95 not shown on unseen queries/)
     const unknown = await runCli(['index', 'check', 'documents.title'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
     expect(unknown.code).toBe(2)
     expect(unknown.stderr).toMatch(/"documents.title" is not an embedding column in the config/)
     void config
+  })
+
+  it('a query sampled from the table is left out of its own answers: the index must find its neighbours, not the row itself', async () => {
+    const config = await project([{ method: 'ivfflat', distance: 'l2', lists: 20 }])
+    // IVFFlat with one probe reads the list of the centroid nearest the query: a row of the table is
+    // always in it, its nearest other row often in another list.
+    const sampled = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', k: 1, queries: 200, grid: [1, 20] }))
+    const [one, all] = sampled.rows
+    expect(one!.recall).toBeLessThan(0.95)
+    expect(all).toMatchObject({ recall: 1, short: 0 })
+    // The same rows given as vectors (not left out): each query finds itself at distance 0, with any probe.
+    const vectors = (await db.query<{ v: string }>(`SELECT body_embedding::text AS v FROM documents ORDER BY id LIMIT 100`)).map((r) => JSON.parse(r.v) as number[])
+    const given = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', k: 1, queryVectors: vectors, grid: [1] }))
+    expect(given.rows[0]!.recall).toBe(1)
   })
 
   it('plan and generate --database-url size \'auto\' parameters from the table and say why', async () => {

@@ -88,7 +88,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           const state = i.state === 'ok' ? pc.green('ok') : `${pc.red(printable(i.state))}: ${printable(i.detail)}${status.pending.length === 0 ? ' — pgml-kit index repair' : ''}`
           const c = i.lastCheck
           const check = c === null ? pc.dim('never (pgml-kit index check)')
-            : printable(`recall@${c.k} ${c.recall ?? '-'}`) + (c.recommended === null ? pc.red(printable(` below ${c.targetRecall}`)) : printable(` at ${c.parameter} ${c.recommended}`)) + printable(`${c.filter ? ' (filtered)' : ''}, ${c.checkedAt.slice(0, 10)}`)
+            : printable(`recall@${c.k} ${c.recall ?? '-'}`) + (c.recommended === null ? pc.red(printable(c.recall !== null && c.recall < c.targetRecall ? ` below ${c.targetRecall}` : `, ${c.targetRecall} not shown on unseen queries`)) : printable(` at ${c.parameter} ${c.recommended}`)) + printable(`${c.filter ? ' (filtered)' : ''}, ${c.checkedAt.slice(0, 10)}`)
           indexes.push([printable(i.index), printable(i.column), state, i.sizeBytes === null ? '-' : formatBytes(i.sizeBytes), check])
         }
         process.stdout.write(`${indexes.toString()}\n`)

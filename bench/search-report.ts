@@ -56,8 +56,8 @@ for (const r of results) {
   lines.push(`| IVFFlat, lists ${r.build.ivfflatLists} (\`lists: 'auto'\`), \`build: 'auto'\` | ${r.build.ivfflatSeconds} |`, '')
   const table = (title: string, check: IndexCheckResult) => {
     lines.push(`${title} — recall@${check.k} against exact search (sequential scan, p50 ${check.exact.p50Ms} ms), ${check.queries} tuning queries not in the table:`, '')
-    lines.push(`| ${check.parameter} | recall@10 ± standard error | p50 ms | p95 ms |`, '|---|---|---|---|')
-    for (const row of check.rows) lines.push(`| ${row.setting}${row === check.recommendation || (check.recommendation && row.setting === check.recommendation.setting && row.iterative === check.recommendation.iterative) ? ' ← recommended' : ''} | ${row.recall.toFixed(3)}${row.recallStdErr === undefined ? '' : ` ± ${row.recallStdErr.toFixed(3)}`} | ${row.p50Ms.toFixed(2)} | ${row.p95Ms.toFixed(2)} |`)
+    lines.push(`| ${check.parameter} | recall@10 ± standard error | queries like these, 95% lower bound | p50 ms | p95 ms |`, '|---|---|---|---|---|')
+    for (const row of check.rows) lines.push(`| ${row.setting}${row === check.recommendation || (check.recommendation && row.setting === check.recommendation.setting && row.iterative === check.recommendation.iterative) ? ' ← recommended' : ''} | ${row.recall.toFixed(3)}${row.recallStdErr === undefined ? '' : ` ± ${row.recallStdErr.toFixed(3)}`} | ${row.recallBound === undefined ? '—' : row.recallBound.toFixed(3)} | ${row.p50Ms.toFixed(2)} | ${row.p95Ms.toFixed(2)} |`)
     lines.push('')
   }
   table('HNSW', r.hnsw.tuning)

@@ -122,3 +122,52 @@ export function splitText(text: string, options: SplitOptions): string[] {
   const o = checked(options)
   return recursive(text, o.separators, o)
 }
+
+export interface DocumentSplitOptions extends SplitOptions {
+  /**
+   * Content-defined sections, split one by one (default 4; 0: none, the whole text split at once
+   * as LangChain does). Splitting a whole text packs its pieces greedily, so an edit that changes a
+   * paragraph's length moves every chunk boundary after it — and every later chunk's text, and
+   * vector, with it. So the text is first cut into sections at paragraph breaks chosen by content
+   * alone: after a paragraph whose hash is divisible by `sectionEvery` (a section holds that many
+   * paragraphs on average), and before a markdown heading. An edit then changes only the chunks of
+   * its own section; the boundaries after it do not move. Chunks do not overlap across sections.
+   */
+  readonly sectionEvery?: number
+}
+
+/** FNV-1a over a string's UTF-16 units: a small hash that depends on the text alone. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i)
+    h = Math.imul(h, 0x01000193) >>> 0
+  }
+  return h
+}
+
+/** The text cut into content-defined sections (see DocumentSplitOptions.sectionEvery). */
+export function sections(text: string, every: number): string[] {
+  if (!Number.isSafeInteger(every) || every < 0) throw new RangeError(`sectionEvery must be a whole number of 0 or more, got ${every}`)
+  if (every === 0) return [text]
+  const paragraphs = text.split('\n\n')
+  const out: string[] = []
+  let current: string[] = []
+  const close = () => {
+    if (current.length > 0) out.push(current.join('\n\n'))
+    current = []
+  }
+  for (const paragraph of paragraphs) {
+    if (/^\s*#{1,6}\s/.test(paragraph)) close()
+    current.push(paragraph)
+    if (fnv1a(paragraph.trim()) % every === 0) close()
+  }
+  close()
+  return out
+}
+
+/** The chunks of a document: its content-defined sections, each split as splitText does. */
+export function splitDocument(text: string, options: DocumentSplitOptions): string[] {
+  checked(options)
+  return sections(text, options.sectionEvery ?? 4).flatMap((section) => splitText(section, options))
+}

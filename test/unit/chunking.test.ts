@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { RecursiveCharacterTextSplitter } from '@langchain/textsplitters'
 import { describe, expect, it } from 'vitest'
-import { MARKDOWN_SEPARATORS, RECURSIVE_SEPARATORS, splitText } from '../../src/chunking/split.js'
+import { MARKDOWN_SEPARATORS, RECURSIVE_SEPARATORS, sections, splitDocument, splitText } from '../../src/chunking/split.js'
 import { chunkHash, formatChunk, planChunks, type NextChunk } from '../../src/chunking/plan.js'
 import { generator } from '../../bench/datasets/anisotropic.js'
 
@@ -63,6 +63,29 @@ describe('splitting text into chunks', () => {
     expect(Math.max(...chunks.map(tokens))).toBeLessThanOrEqual(64)
     // Every word is in some chunk, in order.
     expect(chunks.join(' ').split(' ').filter((w, i, all) => all.indexOf(w) === i)).toEqual(text.split(' '))
+  })
+
+  it('cuts a document into sections by content alone: an edit moves no boundary outside its own section', () => {
+    const paragraphs = Array.from({ length: 200 }, (_, i) => `paragraph ${i} ${'text '.repeat(i % 7)}`)
+    const cut = sections(paragraphs.join('\n\n'), 4)
+    // About one section per four paragraphs, and nothing lost.
+    expect(cut.length).toBeGreaterThan(30)
+    expect(cut.length).toBeLessThan(80)
+    expect(cut.join('\n\n')).toBe(paragraphs.join('\n\n'))
+    // Editing paragraph 100 changes at most the section holding it (and merges with the next when the edit removed its anchor).
+    const edited = [...paragraphs]
+    edited[100] = 'something else entirely'
+    const after = sections(edited.join('\n\n'), 4)
+    const changed = after.filter((s) => !cut.includes(s))
+    expect(changed.length).toBeLessThanOrEqual(2)
+    // A heading always starts a section; 1: a paragraph each; 0: the whole text.
+    expect(sections('intro\n\n## Parks\n\nabout parks', 1000003)).toEqual(['intro', '## Parks\n\nabout parks'])
+    expect(sections('a\n\nb\n\nc', 1)).toEqual(['a', 'b', 'c'])
+    expect(sections('a\n\nb', 0)).toEqual(['a\n\nb'])
+    expect(() => sections('a', -1)).toThrow(/sectionEvery must be a whole number of 0 or more, got -1/)
+    // splitDocument: each section split on its own, within the size.
+    const chunks = splitDocument(paragraphs.join('\n\n'), { size: 120, overlap: 20 })
+    expect(Math.max(...chunks.map((c) => c.length))).toBeLessThanOrEqual(120)
   })
 
   it('refuses a size or overlap that cannot split, naming it', () => {

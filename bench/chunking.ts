@@ -1,0 +1,145 @@
+/**
+ * Chunked documents, edited: how many chunks are embedded again (issue 29).
+ *
+ * 1,000 generated documents (seeded) of 2 to 40 chunks; one paragraph of each is edited (three of
+ * its words changed and a sentence added). Counted, for the edit:
+ *  - pgai's rule: every chunk of a changed row is deleted and embedded again (its recursive
+ *    splitter, size 800, overlap 400, over the whole text);
+ *  - the whole text split as LangChain does (size 800, overlap 200), then only the chunks whose
+ *    text hash is new embedded (planChunks) — greedy packing moves the boundaries after the edit;
+ *  - pgml-kit: content-defined sections first (splitDocument, same size and overlap), then only the
+ *    chunks whose text hash is new — the chunks that actually changed.
+ * The pgml-kit way is then run for real on the embedded database: every document synced into a
+ * chunk store (syncDocument) with the model pgml-kit ships (wordnet-static-128), then every edit
+ * synced, timed, against embedding every chunk of every edited document; and the store's size.
+ *
+ *   npx tsx bench/chunking.ts        (BENCH_DOCS=200 for a quick run)
+ *
+ * Writes bench/results/chunking.{json,md}.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { openTarget } from '../src/db/target.js'
+import { LocalEmbedder } from '../src/embed/local-embedder.js'
+import { splitDocument, splitText } from '../src/chunking/split.js'
+import { chunkHash, planChunks } from '../src/chunking/plan.js'
+import { syncDocument } from '../src/chunking/store.js'
+import { renderCreateChunkTable, type ChunkStore } from '../src/sql/render-chunks.js'
+import { generator } from './datasets/anisotropic.js'
+
+const DOCS = Number(process.env.BENCH_DOCS ?? 1000)
+const SIZE = 800
+const rng = generator(290)
+const pick = <T>(xs: readonly T[]) => xs[Math.floor(rng.uniform() * xs.length)]!
+const VOCABULARY = ('city council housing park budget transit school water library permit zoning street tree bridge tax vote '
+  + 'report plan district service public safety energy waste health meeting policy grant project repair road bus').split(' ')
+const sentence = () => `${Array.from({ length: 6 + Math.floor(rng.uniform() * 14) }, () => pick(VOCABULARY)).join(' ')}.`
+const paragraph = () => Array.from({ length: 2 + Math.floor(rng.uniform() * 6) }, sentence).join(' ')
+
+interface Doc { readonly paragraphs: string[]; readonly edited: string[] }
+const docs: Doc[] = []
+for (let d = 0; d < DOCS; d++) {
+  // 2 to 40 chunks of about 800 characters: roughly 3 paragraphs each.
+  const chunks = 2 + Math.floor(rng.uniform() * 39)
+  const paragraphs = Array.from({ length: Math.max(2, Math.round(chunks * 1.25)) }, paragraph)
+  const edited = [...paragraphs]
+  // The edit: three words changed and a sentence added to one paragraph.
+  const at = Math.floor(rng.uniform() * paragraphs.length)
+  const words = edited[at]!.split(' ')
+  for (let k = 0; k < 3; k++) words[Math.floor(rng.uniform() * words.length)] = pick(VOCABULARY)
+  edited[at] = `${words.join(' ')} ${sentence()}`
+  docs.push({ paragraphs, edited })
+}
+const text = (ps: readonly string[]) => ps.join('\n\n')
+const pgai = (t: string) => splitText(t, { size: SIZE, overlap: 400 })
+const whole = (t: string) => splitText(t, { size: SIZE, overlap: 200 })
+const ours = (t: string) => splitDocument(t, { size: SIZE, overlap: 200 })
+const hashed = (cs: string[]) => cs.map((c) => ({ text: c, hash: chunkHash(c) }))
+const reembedded = (split: (t: string) => string[], doc: Doc) => {
+  const before = split(text(doc.paragraphs))
+  return { before: before.length, embed: planChunks(before.map((c, seq) => ({ seq, hash: chunkHash(c) })), hashed(split(text(doc.edited)))).embed.length }
+}
+
+const counts = { pgai: 0, wholeSplit: 0, ours: 0, oursChunks: 0, pgaiChunks: 0 }
+const perDocChunks: number[] = []
+for (const doc of docs) {
+  counts.pgai += pgai(text(doc.edited)).length
+  counts.pgaiChunks += pgai(text(doc.paragraphs)).length
+  counts.wholeSplit += reembedded(whole, doc).embed
+  const o = reembedded(ours, doc)
+  counts.ours += o.embed
+  counts.oursChunks += o.before
+  perDocChunks.push(o.before)
+}
+process.stderr.write(`${JSON.stringify(counts)}\n`)
+
+// For real, on the embedded database, with the model pgml-kit ships.
+const embedder = await LocalEmbedder.load({ model: { id: 'pgml-kit/wordnet-static-128', revision: null, dimensions: 128, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean' }, modelsDir: null, allowRemoteModels: false, batchSize: 64 })
+const cwd = await mkdtemp(join(tmpdir(), 'pgml-kit-bench-chunking-'))
+const target = await openTarget({ cwd, databaseUrl: '' })
+const client = await target.connect('pgml-kit bench chunking')
+const store: ChunkStore = { schema: 'public', table: 'documents', key: [{ name: 'id', type: 'integer' }], chunkTable: 'documents_body_chunks', vectorType: 'vector(128)' }
+let embedCalls = 0
+const embed = async (texts: readonly string[]) => {
+  embedCalls += texts.length
+  return embedder.embed(texts, { as: 'document' })
+}
+const timed = async (fn: () => Promise<void>) => {
+  const start = performance.now()
+  await fn()
+  return (performance.now() - start) / 1000
+}
+let out: Record<string, unknown>
+try {
+  await client.query('CREATE EXTENSION IF NOT EXISTS vector')
+  await client.query('CREATE TABLE documents (id integer PRIMARY KEY, body text NOT NULL)')
+  await client.query(renderCreateChunkTable(store))
+  for (let start = 0; start < DOCS; start += 500) {
+    const ids = docs.slice(start, start + 500).map((_, i) => start + i)
+    await client.query('INSERT INTO documents SELECT * FROM unnest($1::int[], $2::text[])', [ids, ids.map((i) => text(docs[i]!.paragraphs))])
+  }
+  const initial = await timed(async () => { for (const [id, doc] of docs.entries()) await syncDocument(client, store, [id], ours(text(doc.paragraphs)), { model: embedder.modelId, embed }) })
+  embedCalls = 0
+  let embedded = 0
+  const editSync = await timed(async () => {
+    for (const [id, doc] of docs.entries()) {
+      await client.query('UPDATE documents SET body = $2 WHERE id = $1', [id, text(doc.edited)])
+      embedded += (await syncDocument(client, store, [id], ours(text(doc.edited)), { model: embedder.modelId, embed })).embedded
+    }
+  })
+  // What pgai's rule embeds for the same edits: every chunk of every edited document, by the same model.
+  const everyChunk = await timed(async () => { for (const doc of docs) await embedder.embed(pgai(text(doc.edited)), { as: 'document' }) })
+  const size = (await client.query<{ bytes: string; rows: string }>(`SELECT pg_total_relation_size('documents_body_chunks') AS bytes, (SELECT count(*) FROM documents_body_chunks) AS rows`)).rows[0]!
+  // Nothing stale: every stored chunk is a chunk of its document as edited, at its position.
+  const stored = (await client.query<{ id: number; seq: number; chunk: string }>('SELECT id, chunk_seq AS seq, chunk FROM documents_body_chunks ORDER BY id, chunk_seq')).rows
+  const stale = stored.filter((r) => ours(text(docs[r.id]!.edited))[r.seq] !== r.chunk).length
+  out = {
+    measured: new Date().toISOString(), docs: DOCS, size: SIZE, chunksPerDoc: { min: Math.min(...perDocChunks), max: Math.max(...perDocChunks), total: counts.oursChunks },
+    reembedded: { pgaiRule: counts.pgai, wholeTextHashPlan: counts.wholeSplit, pgmlKit: counts.ours }, ratioPgaiToPgmlKit: Math.round(counts.pgai / counts.ours * 10) / 10,
+    real: { model: embedder.modelId, initialSyncSeconds: Math.round(initial * 10) / 10, editSyncSeconds: Math.round(editSync * 10) / 10, embeddedOnEdit: embedded, embedCallsOnEdit: embedCalls, everyChunkEmbedSeconds: Math.round(everyChunk * 10) / 10, storeBytes: Number(size.bytes), storeRows: Number(size.rows), staleChunks: stale },
+  }
+} finally {
+  await client.end()
+  await target.close()
+  await rm(cwd, { recursive: true, force: true })
+}
+await writeFile(new URL('./results/chunking.json', import.meta.url), `${JSON.stringify(out, null, 2)}\n`)
+const r = out as { reembedded: Record<string, number>; real: Record<string, number | string>; chunksPerDoc: { min: number; max: number; total: number }; ratioPgaiToPgmlKit: number; measured: string }
+const md = [
+  '# Chunked documents: chunks embedded again after an edit',
+  '',
+  `Written by \`bench/chunking.ts\`, ${r.measured}. ${DOCS.toLocaleString('en')} generated documents (seeded) of ${r.chunksPerDoc.min}–${r.chunksPerDoc.max} chunks (${r.chunksPerDoc.total.toLocaleString('en')} in all, size ${SIZE} characters); one paragraph of each edited (three words changed, a sentence added).`,
+  '',
+  `| rule | chunks embedded for the ${DOCS.toLocaleString('en')} edits |`,
+  '|---|---:|',
+  `| pgai's vectorizer: every chunk of a changed row (recursive splitter, size 800, overlap 400) | ${r.reembedded.pgaiRule!.toLocaleString('en')} |`,
+  `| the whole text split (LangChain, overlap 200), only new chunk hashes embedded | ${r.reembedded.wholeTextHashPlan!.toLocaleString('en')} |`,
+  `| **pgml-kit: content-defined sections, only new chunk hashes embedded** | **${r.reembedded.pgmlKit!.toLocaleString('en')}** (${r.ratioPgaiToPgmlKit}× fewer than pgai's rule) |`,
+  '',
+  `For real on the embedded database (PGlite) with ${r.real.model}: the first sync of every document took ${r.real.initialSyncSeconds} s; syncing the ${DOCS.toLocaleString('en')} edits ${r.real.editSyncSeconds} s, embedding ${r.real.embeddedOnEdit} chunks; embedding every chunk of every edited document (pgai's rule) takes ${r.real.everyChunkEmbedSeconds} s of model time alone. The chunk store: ${r.real.storeRows} rows, ${(Number(r.real.storeBytes) / 1048576).toFixed(1)} MB. Stale chunks after the edits (a stored chunk that is not its document's chunk at that position): ${r.real.staleChunks}.`,
+  '',
+].join('\n')
+await writeFile(new URL('./results/chunking.md', import.meta.url), md)
+process.stdout.write(md)

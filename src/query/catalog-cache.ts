@@ -49,30 +49,36 @@ export class CatalogCache {
     return this.#columns !== null
   }
 
-  /** Reads the catalog unless it was read already. */
-  async ensure(query: Query): Promise<void> {
-    if (this.#columns === null) await this.refresh(query)
+  /** Reads the catalog unless it was read already (`own`: see refresh). */
+  async ensure(query: Query, own = false): Promise<void> {
+    if (this.#columns === null) await this.refresh(query, own)
   }
 
-  /** Reads the catalog again; true when anything a search uses changed. Concurrent callers share one read. */
-  refresh(query: Query): Promise<boolean> {
-    this.#loading ??= (async () => {
-      try {
-        const { live, vectorSchema } = await readSearchCatalog(query, this.#declared)
-        const next = new Map((live ?? []).filter((l) => !l.node.rollout).map((l) => [columnKey(l.node), l]))
-        const before = this.#columns
-        const changed = before === null || this.#readable !== (live !== null) || next.size !== before.size || this.#vectorSchema !== vectorSchema
-          || [...next].some(([key, l]) => before.get(key)?.fingerprint !== l.fingerprint)
-        this.#columns = next
-        this.#readable = live !== null
-        this.#vectorSchema = vectorSchema
-        if (changed) this.version++
-        return changed
-      } finally {
-        this.#loading = null
-      }
-    })()
+  /**
+   * Reads the catalog again; true when anything a search uses changed. Concurrent callers share one
+   * read — except a caller that holds a connection of its own (`own`: a transaction, a pinned
+   * session), which reads on it: waiting for a read another caller started would wait for a free
+   * connection of the pool, which the holders of all of them would never give back.
+   */
+  refresh(query: Query, own = false): Promise<boolean> {
+    if (own) return this.#read(query)
+    this.#loading ??= this.#read(query).finally(() => {
+      this.#loading = null
+    })
     return this.#loading
+  }
+
+  async #read(query: Query): Promise<boolean> {
+    const { live, vectorSchema } = await readSearchCatalog(query, this.#declared)
+    const next = new Map((live ?? []).filter((l) => !l.node.rollout).map((l) => [columnKey(l.node), l]))
+    const before = this.#columns
+    const changed = before === null || this.#readable !== (live !== null) || next.size !== before.size || this.#vectorSchema !== vectorSchema
+      || [...next].some(([key, l]) => before.get(key)?.fingerprint !== l.fingerprint)
+    this.#columns = next
+    this.#readable = live !== null
+    this.#vectorSchema = vectorSchema
+    if (changed) this.version++
+    return changed
   }
 
   /** The column as searches use it now: the catalog's row, or the config's column when there is none (or it cannot be read). */

@@ -273,20 +273,36 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
   const servedThroughRegistry = (project: string) => resolved.models.some((m) => m.project === project && m.serving !== null)
   type Run = (text: string, parameters: readonly unknown[]) => Promise<QueryResult<Record<string, unknown>>>
   let probed: Promise<{ pgmlEmbed: boolean } & SearchCapabilities> | undefined
+  let probedValue: ({ pgmlEmbed: boolean } & SearchCapabilities) | undefined
 
-  /** What the database offers (pgml.embed, pgvector's version): asked once per kit, on first need. */
-  function probe(run: Run) {
-    probed ??= run(SEARCH_CAPABILITIES, []).then((r) => {
+  /**
+   * What the database offers (pgml.embed, pgvector's version): asked once per kit, on first need.
+   * A caller holding a connection of its own (`own`) asks on it rather than wait for an answer
+   * another caller is getting on another connection of the pool (see CatalogCache.refresh).
+   */
+  function probe(run: Run, own = false) {
+    const ask = () => run(SEARCH_CAPABILITIES, []).then((r) => {
       const version = String(r.rows[0]?.vector_version ?? '0').split('.').map(Number)
       return { pgmlEmbed: Boolean(r.rows[0]?.ok), iterativeScan: (version[0] ?? 0) > 0 || (version[1] ?? 0) >= 8 }
+    })
+    if (own && probedValue === undefined) {
+      return ask().then((value) => {
+        probedValue ??= value
+        return value
+      })
+    }
+    if (probedValue !== undefined) return Promise.resolve(probedValue)
+    probed ??= ask().then((value) => {
+      probedValue ??= value
+      return value
     })
     probed.catch(() => { probed = undefined })
     return probed
   }
 
   /** Whether texts are embedded by pgml.embed: decided once per kit, from `embedIn` and the database. */
-  async function embedsInDatabase(run: Run): Promise<boolean> {
-    const inDatabase = embedIn !== 'local' && (await probe(run)).pgmlEmbed
+  async function embedsInDatabase(run: Run, own = false): Promise<boolean> {
+    const inDatabase = embedIn !== 'local' && (await probe(run, own)).pgmlEmbed
     if (!inDatabase && embedIn === 'database') throw new PgmlKitError('PGML_MISSING', 'embedIn is "database" but the database has no pgml.embed', { hint: 'install pgml_compat or PostgresML, or use embedIn: "auto" or "local"' })
     return inDatabase
   }
@@ -311,16 +327,16 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
   }
 
   const dialect = new KitDialect(options.db as Kysely<unknown>, {
-      async resolve(marker, column, run) {
+      async resolve(marker, column, run, own) {
         if (marker.vector) return toVectorLiteral(marker.vector)
-        if (await embedsInDatabase(run)) {
+        if (await embedsInDatabase(run, own)) {
           const { rows } = await run(renderQueryEmbedding(column), [marker.text ?? ''])
           return rows[0]?.v as string
         }
         const [vector] = await (await loadEmbedder(column)).embed([marker.text ?? ''], { as: 'query' })
         return toVectorLiteral(vector as Float32Array)
       },
-      capabilities: (run) => probe(run),
+      capabilities: (run, own) => probe(run, own),
       catalog,
     })
   const kitDb = new Kysely<DB>({ dialect })

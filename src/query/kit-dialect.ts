@@ -18,9 +18,14 @@ type Run = (sql: string, parameters: readonly unknown[]) => Promise<QueryResult<
 
 /** What the kit's driver asks of the kit: query vectors, the catalog, and (once) what the database can do. */
 export interface KitRuntime {
-  /** Turns a QueryVector into the vector literal, embedding a text with `column` (the column as the catalog has it), on the connection the query will run on. */
-  resolve(marker: QueryVector, column: EmbeddingColumnNode, run: Run): Promise<string>
-  capabilities(run: Run): Promise<SearchCapabilities>
+  /**
+   * Turns a QueryVector into the vector literal, embedding a text with `column` (the column as the
+   * catalog has it), on the connection the query will run on. `own`: the caller holds that
+   * connection (a transaction, a pinned session) and must not wait for a read another caller
+   * started on another connection of the pool.
+   */
+  resolve(marker: QueryVector, column: EmbeddingColumnNode, run: Run, own: boolean): Promise<string>
+  capabilities(run: Run, own: boolean): Promise<SearchCapabilities>
   /** The kit's copy of the catalog: the query vector's type and the probe are compiled from it. */
   readonly catalog: CatalogCache
 }
@@ -392,7 +397,9 @@ class KitConnection implements DatabaseConnection {
     }
     const run: Run = (sql, params) => this.run(sql, params)
     const { catalog } = this.#runtime
-    if (!catalog.loaded) await catalog.ensure(run)
+    // A caller holding a connection (a transaction) reads on it, never waiting for another caller's read.
+    const own = this.#pinned !== null
+    if (!catalog.loaded) await catalog.ensure(run, own)
     // The column's catalog row changed since the kit read it (a staged model change switched it):
     // read it again and run the search again, with the model, prefix and type it says now. Once.
     for (let attempt = 0; ; attempt++) {
@@ -407,13 +414,13 @@ class KitConnection implements DatabaseConnection {
       } catch (error) {
         // Inside the caller's transaction a failed statement aborts it: nothing can run again there.
         const stale = attempt === 0 && !this.inTransaction && STALE_CATALOG.has((error as { code?: string }).code ?? '')
-        if (stale && ((await catalog.refresh(run)) || catalog.version !== version)) continue
+        if (stale && ((await catalog.refresh(run, this.#pinned !== null)) || catalog.version !== version)) continue
         throw error
       }
       const rows = result.rows as Record<string, unknown>[]
       const moved = expected !== undefined && rows.some((row) => PROBE_COLUMN in row && row[PROBE_COLUMN] !== expected)
       if (moved && attempt === 0) {
-        await catalog.refresh(run)
+        await catalog.refresh(run, this.#pinned !== null)
         continue
       }
       if (moved) {
@@ -442,7 +449,7 @@ class KitConnection implements DatabaseConnection {
         if (resolved.has(marker)) continue
         const vector = marker.vector
         if (vector) resolved.set(marker, asBinary && columnOf(marker).vectorType === 'vector' ? toVectorBinary(vector) : toVectorLiteral(vector))
-        else resolved.set(marker, await this.#runtime.resolve(marker, columnOf(marker), run))
+        else resolved.set(marker, await this.#runtime.resolve(marker, columnOf(marker), run, this.#pinned !== null))
       }
       return parameters.map((p) => {
         if (p instanceof QueryVector) return resolved.get(p)
@@ -529,7 +536,7 @@ class KitConnection implements DatabaseConnection {
   /** The search through the vector index, with its settings (ef_search, probes, iterative scans). */
   async #searchIndexed<R>(compiled: CompiledQuery, compiledSql: string, markers: readonly QueryVector[], filtered: boolean, run: Run, parameters: readonly unknown[], decision: FilterDecision | null = null): Promise<QueryResult<R>> {
     const wantsIterative = filtered && markers.some((m) => m.settings.iterativeScan === undefined && m.index.method !== null)
-    const capabilities = wantsIterative ? await this.#runtime.capabilities(run) : null
+    const capabilities = wantsIterative ? await this.#runtime.capabilities(run, this.#pinned !== null) : null
     const effective = markers.map((m) => effectiveSettings(m, filtered, capabilities, decision?.selectivity ?? null, decision?.sessionEfSearch ?? null))
     const settings = [...new Map(effective.flatMap((s) => settingsToApply(s))).entries()]
     // IVFFlat's iterative scan returns rows only nearly in distance order: sort the page again.

@@ -66,6 +66,27 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     }
   }
 
+  it('a fresh kit whose pool is held by transactions that search, beside a plain search: each reads the catalog on its own connection, none waits forever', async () => {
+    for (const max of [1, 3]) {
+      const { kit, kysely: k } = await setup(max)
+      await insert([{ title: 'A', body: 'a', department: 'housing', vector: direction(0) }])
+      // The plain search starts the shared catalog read and waits for a connection; every
+      // connection is held by a transaction whose own search needs the catalog too.
+      const searches = [kit.search('documents.body_embedding', direction(0), { k: 1 }).select(['title']).execute()]
+      for (let i = 0; i < max; i++) {
+        searches.push(kit.db.transaction().execute((trx) => trx.executeQuery(kit.search('documents.body_embedding', direction(0), { k: 1, efSearch: 40 }).where('department', '=', 'housing').select(['title']))).then((r) => r.rows as { title: string | null }[]))
+      }
+      let timer: NodeJS.Timeout | undefined
+      const hung = new Promise<'hung'>((resolve) => { timer = setTimeout(() => resolve('hung'), 20_000) })
+      const outcome = await Promise.race([Promise.all(searches), hung]).finally(() => clearTimeout(timer))
+      expect(outcome, `pool of ${max}`).not.toBe('hung')
+      expect((outcome as { title: string | null }[][]).map((rows) => rows.map((r) => r.title))).toEqual(Array.from({ length: max + 1 }, () => ['A']))
+      await k.destroy()
+      kysely = undefined
+      await db.close()
+    }
+  })
+
   it('searches by vector with Kysely\'s own where/select, typed results, distance and similarity', async () => {
     const { kit } = await setup()
     await insert([

@@ -222,6 +222,31 @@ export function findIndex(state: DesiredState, column: string, name?: string): {
 }
 
 /**
+ * Whether pgml_kit.embedding_columns has its index_checks column (runtime version 4) and this role
+ * may use it so — false, not an error, for a role without USAGE on schema pgml_kit, or without it.
+ */
+function renderCatalogColumnUsable(privilege: 'SELECT' | 'UPDATE'): string {
+  return `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
+      JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+    WHERE n.nspname OPERATOR(pg_catalog.=) 'pgml_kit' AND c.relname OPERATOR(pg_catalog.=) 'embedding_columns'
+      AND a.attname OPERATOR(pg_catalog.=) 'index_checks' AND NOT a.attisdropped
+      AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_column_privilege(c.oid, a.attnum, '${privilege}')) AS ok`
+}
+
+/** Whether an EXPLAIN (FORMAT JSON) plan reads the index named `name`. */
+function usesIndex(plan: unknown, name: string): boolean {
+  const visit = (node: unknown): boolean => {
+    if (node === null || typeof node !== 'object') return false
+    if (Array.isArray(node)) return node.some(visit)
+    const n = node as Record<string, unknown>
+    if (n['Index Name'] === name) return true
+    return visit(n.Plan) || visit(n.Plans)
+  }
+  return visit(plan)
+}
+
+/**
  * What to do when no row's bound reaches the target: more queries when the index's recall would
  * do (or queries from a file, when the column holds too few rows to sample them), else a rebuild.
  */
@@ -236,6 +261,10 @@ function adviceFor(rows: readonly IndexCheckRow[], method: 'hnsw' | 'ivfflat', t
       ? `the column holds only ${sampled.got} vectors to sample: give ${needed} queries or more in --queries-file`
       : `run again with ${needed} queries or more (--queries ${needed}, or a larger --queries-file)`
     return `${parameter} ${best.setting} measured recall ${best.recall} on ${judged} queries, but ${judged} queries show only ${best.recallBound} as the mean recall of queries like them (95% confidence): ${how}`
+  }
+  const short = rows.find((r) => r.iterative === true && r.short > 0)
+  if (short) {
+    return `with iterative scans ${short.short} of ${short.perQuery.length} queries still came back with fewer than k rows: the filter keeps too few rows for the index scan to find them within hnsw.max_scan_tuples / ivfflat.max_probes — index the filter's column so searches scan the rows it keeps exactly (kit.search does so with filterStrategy 'auto'), or raise those settings`
   }
   if (best && needed === 'too many') return `${parameter} ${best.setting} measured recall ${best.recall}, but showing ${targetRecall} on queries not measured would take more than ${MAX_QUERIES_TO_SHOW.toLocaleString('en')} queries: choose a lower target`
   return method === 'hnsw'
@@ -256,14 +285,6 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
   if (!(targetRecall > 0 && targetRecall < 1)) throw new RangeError(`target recall must be in (0, 1), got ${targetRecall}: no sample of queries shows recall 1 on queries it has not measured`)
   const table = quoteQualified(column.schema, column.table)
   const col = quoteIdent(column.column)
-  // pgvector's operator and type qualified with its schema: found whatever this session's search_path.
-  const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema ?? null
-  const type = renderVectorType(column, vectorSchema ?? undefined)
-  const distance = `${col} ${renderDistanceOperator(index.distance, vectorSchema)} $1::${type}`
-  const filter = options.where ? ` AND (${options.where})` : ''
-  // A sampled query row is left out of its own answers: one more row is read, and the row itself
-  // (by ctid, read in the same READ ONLY transaction) dropped, or the last one when it is absent.
-  const search = (extra: number) => `SELECT ${distance} AS d, tableoid::int8::text AS o, ctid::text AS t FROM ${table} WHERE ${col} IS NOT NULL${filter} ORDER BY ${distance} LIMIT ${k + extra}`
   const set = (name: string, value: string) => client.query('SELECT pg_catalog.set_config($1, $2, true)', [name, value])
 
   // READ COMMITTED: a snapshot per statement, so a long check holds back neither vacuum on a
@@ -271,6 +292,19 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
   // recognised among its own answers, and counts as found, as before rows were left out.)
   await client.query('BEGIN READ ONLY')
   try {
+    // pg_catalog first in this transaction's search_path: an operator or function someone put in a
+    // schema the session searches before it never stands in for a built-in in the check's
+    // statements (the caller's --where still finds its names, after pg_catalog). JIT off: a search
+    // is short, and a plan costed high by enable_seqscan off would otherwise be compiled at each query.
+    await client.query(`SELECT pg_catalog.set_config('search_path', 'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.current_setting('search_path'), true), pg_catalog.set_config('jit', 'off', true)`)
+    // pgvector's operator and type qualified with its schema: found whatever this session's search_path.
+    const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema ?? null
+    const type = renderVectorType(column, vectorSchema ?? undefined)
+    const distance = `${col} ${renderDistanceOperator(index.distance, vectorSchema)} $1::${type}`
+    const filter = options.where ? ` AND (${options.where})` : ''
+    // A sampled query row is left out of its own answers: one more row is read, and the row itself
+    // (by table oid and ctid) dropped, or the last one when it is absent.
+    const search = (extra: number) => `SELECT ${distance} AS d, tableoid::int8::text AS o, ctid::text AS t FROM ${table} WHERE ${col} IS NOT NULL${filter} ORDER BY ${distance} LIMIT ${k + extra}`
     const live = await client.query<{ valid: boolean; options: string[] | null }>(
       `SELECT i.indisvalid AS valid, c.reloptions AS options FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
        WHERE c.oid = pg_catalog.to_regclass(${quoteLiteral(quoteQualified(index.schema, index.name))})::oid`)
@@ -296,7 +330,12 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
     }
     if (queries.length === 0) throw new PgmlKitError('NO_DATA', `${columnLabel(column)} holds no vectors to sample queries from`, { hint: 'backfill the column first, or pass --queries-file' })
 
-    const grid = (options.grid ?? defaultGrid(index, lists)).filter((g) => index.method === 'hnsw' ? g >= 1 && g <= 1000 : g >= 1 && g <= lists)
+    const asked = options.grid ?? defaultGrid(index, lists)
+    const grid = asked.filter((g) => Number.isInteger(g) && (index.method === 'hnsw' ? g >= 1 && g <= 1000 : g >= 1 && g <= lists))
+    const outside = asked.filter((g) => !grid.includes(g))
+    if (outside.length > 0) {
+      throw new RangeError(`${index.method === 'hnsw' ? 'ef_search' : 'probes'} ${outside.join(', ')} outside what ${index.schema}.${index.name} takes (${index.method === 'hnsw' ? '1 to 1000' : `1 to its ${lists} lists`})`)
+    }
     const modes: (boolean | null)[] = options.where ? [false, true] : [null]
     const total = queries.length * (1 + grid.length * modes.length)
     let done = 0
@@ -326,6 +365,14 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
       if (iterative !== null) {
         await set('hnsw.iterative_scan', iterative ? 'strict_order' : 'off')
         await set('ivfflat.iterative_scan', iterative ? 'relaxed_order' : 'off')
+      }
+      // The plan must read the vector index: with a filter, the planner may prefer another index
+      // (a B-tree on the filter's column) and sort — an exact scan, whose recall is not the index's.
+      const plan = (await client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${search(0)}`, [queries[0]!.v])).rows[0]?.['QUERY PLAN']
+      if (!usesIndex(plan, index.name)) {
+        throw new PgmlKitError('INDEX_NOT_USED', `${options.where ? `with --where ${options.where}, ` : ''}the planner does not read ${index.schema}.${index.name} for this search${iterative ? ' (iterative scans on)' : ''}: recall measured so would not be the index's`, {
+          hint: options.where ? 'a filter this selective is searched best without the vector index (kit.search does so with filterStrategy \'auto\'); check the index without --where, or with a filter that keeps more rows' : 'the index may not suit the distance the config declares: run pgml-kit index repair',
+        })
       }
       for (const setting of grid) {
         // HNSW returns at most ef_search rows, and a sampled row finds itself among them: one more
@@ -377,19 +424,28 @@ export async function recordCheck(client: pg.ClientBase, state: DesiredState, re
   const index = state.indexes.find((i) => `${i.schema}.${i.name}` === result.index && columnLabel(i) === result.column)
   const column = index && state.embeddingColumns.find((c) => columnKey(c) === columnKey(index))
   if (!index || !column) return false
-  const { rows } = await client.query<{ ok: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-      WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns')::oid AND attname = 'index_checks' AND NOT attisdropped)
-    AND pg_catalog.has_column_privilege('pgml_kit.embedding_columns', 'index_checks', 'UPDATE') AS ok`)
-  if (!rows[0]?.ok) return false
-  const name = index.name
-  const entry = {
-    checked_at: new Date().toISOString(), k: result.k, queries: result.queries, filter: result.where, target_recall: result.targetRecall, parameter: result.parameter,
-    recommended: result.recommendation?.setting ?? null, recommended_iterative: result.recommendation?.iterative ?? null,
-    recall: result.recommendation?.recall ?? Math.max(...result.rows.map((r) => r.recall)), p50_ms: result.recommendation?.p50Ms ?? null, results: result.rows.map(({ perQuery: _, ...row }) => row),
+  await client.query('BEGIN')
+  try {
+    // pg_catalog alone on the path: nothing of another schema stands in for a built-in here.
+    await client.query(`SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)`)
+    const { rows } = await client.query<{ ok: boolean }>(renderCatalogColumnUsable('UPDATE'))
+    if (!rows[0]?.ok) {
+      await client.query('ROLLBACK')
+      return false
+    }
+    const entry = {
+      checked_at: new Date().toISOString(), k: result.k, queries: result.queries, filter: result.where, target_recall: result.targetRecall, parameter: result.parameter,
+      recommended: result.recommendation?.setting ?? null, recommended_iterative: result.recommendation?.iterative ?? null,
+      recall: result.recommendation?.recall ?? Math.max(...result.rows.map((r) => r.recall)), p50_ms: result.recommendation?.p50Ms ?? null, results: result.rows.map(({ perQuery: _, ...row }) => row),
+    }
+    const updated = await client.query(`UPDATE pgml_kit.embedding_columns SET index_checks = index_checks || pg_catalog.jsonb_build_object($4::text, $5::jsonb)
+      WHERE table_schema = $1 AND table_name = $2 AND column_name = $3`, [column.schema, column.table, column.column, index.name, JSON.stringify(entry)])
+    await client.query('COMMIT')
+    return (updated.rowCount ?? 0) > 0
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined)
+    throw error
   }
-  const updated = await client.query(`UPDATE pgml_kit.embedding_columns SET index_checks = index_checks || pg_catalog.jsonb_build_object($4::text, $5::jsonb)
-    WHERE table_schema = $1 AND table_name = $2 AND column_name = $3`, [column.schema, column.table, column.column, name, JSON.stringify(entry)])
-  return (updated.rowCount ?? 0) > 0
 }
 
 export interface LastCheck {
@@ -405,9 +461,7 @@ export interface LastCheck {
 /** The last check of each index (`schema.name` → result), or an empty map before runtime version 4. */
 export async function readLastChecks(client: pg.ClientBase): Promise<Map<string, LastCheck>> {
   const out = new Map<string, LastCheck>()
-  const exists = await client.query<{ ok: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-      WHERE attrelid = pg_catalog.to_regclass('pgml_kit.embedding_columns')::oid AND attname = 'index_checks' AND NOT attisdropped)
-    AND pg_catalog.has_column_privilege('pgml_kit.embedding_columns', 'index_checks', 'SELECT') AS ok`)
+  const exists = await client.query<{ ok: boolean }>(renderCatalogColumnUsable('SELECT'))
   if (!exists.rows[0]?.ok) return out
   const { rows } = await client.query<{ schema: string; name: string; c: Record<string, unknown> }>(
     'SELECT c.table_schema AS schema, e.key AS name, e.value AS c FROM pgml_kit.embedding_columns c, pg_catalog.jsonb_each(c.index_checks) AS e')

@@ -114,8 +114,9 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     const config = await project([{ method: 'hnsw', distance: 'cosine', m: 4, efConstruction: 8 }])
     const result = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 80, grid: [1, 400] }))
     expect(result.rows.map((r) => r.setting)).toEqual([1, 400])
-    // ef_search 1 returns at most one row of the ten asked for.
-    expect(result.rows[0]!.recall).toBeLessThanOrEqual(0.1)
+    // ef_search 1 returns at most one row of the ten asked for (a sampled row is searched with one
+    // more candidate, as it finds itself: two, one of them usually itself).
+    expect(result.rows[0]!.recall).toBeLessThanOrEqual(0.2)
     expect(result.rows[0]!.short).toBe(80)
     expect(result.rows[1]!.recall).toBeGreaterThanOrEqual(0.95)
     expect(result.recommendation?.setting).toBe(400)
@@ -171,6 +172,43 @@ describe.each(tiers)('index check on the $name tier', (tier) => {
     const vectors = (await db.query<{ v: string }>(`SELECT body_embedding::text AS v FROM documents ORDER BY id LIMIT 100`)).map((r) => JSON.parse(r.v) as number[])
     const given = await withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', k: 1, queryVectors: vectors, grid: [1] }))
     expect(given.rows[0]!.recall).toBe(1)
+  })
+
+  it('refuses to measure a plan that does not read the vector index, or settings it does not take; a role that may only read, and a hostile search_path, change nothing', async () => {
+    const config = await project([{ method: 'hnsw', distance: 'l2' }])
+    // A filter the primary key serves: the planner reads the B-tree and sorts — an exact scan.
+    await expect(withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 20, grid: [10], where: 'id < 20' })))
+      .rejects.toThrow(/with --where id < 20, the planner does not read public\.documents_body_embedding_hnsw_l2_idx for this search/)
+    await expect(withClient((c) => checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 20, grid: [10, 2000] })))
+      .rejects.toThrow(/ef_search 2000 outside what public\.documents_body_embedding_hnsw_l2_idx takes \(1 to 1000\)/)
+    const write = await runCli(['index', 'check', 'documents.body_embedding', '--where', "department = 'tenth'", '--write'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(write.code).toBe(2)
+    expect(write.stderr).toMatch(/--write with --where: a setting measured on filtered searches is no default/)
+    const k = await runCli(['index', 'check', 'documents.body_embedding', '-k', '2000'], { cwd: db.cwd, databaseUrl: db.databaseUrl })
+    expect(k.code).toBe(2)
+    expect(k.stderr).toMatch(/--k must be at most 1000/)
+    // Operators planted in a schema the session searches before pg_catalog, counting their calls.
+    await db.query(`CREATE SCHEMA evil; CREATE SEQUENCE evil.calls;
+      CREATE FUNCTION evil.eq(oid, oid) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_catalog.nextval('evil.calls'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+      CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.eq);
+      CREATE FUNCTION evil.eqn(name, name) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_catalog.nextval('evil.calls'); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+      CREATE OPERATOR evil.= (LEFTARG = name, RIGHTARG = name, FUNCTION = evil.eqn);
+      CREATE ROLE reader; GRANT SELECT ON documents TO reader; GRANT USAGE ON SCHEMA evil TO reader`)
+    const recorded = await withClient(async (c) => {
+      await c.query('SET search_path = evil, pg_catalog, public')
+      const result = await checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 20, grid: [40] })
+      return recordCheck(c, config.state, result)
+    })
+    expect(recorded).toBe(true)
+    expect(await db.query(`SELECT is_called FROM evil.calls`)).toEqual([{ is_called: false }])
+    // A role that may read the table and nothing of pgml_kit: measured, and not kept (no error).
+    const asReader = await withClient(async (c) => {
+      await c.query('SET ROLE reader')
+      const result = await checkIndex(c, config.state, { column: 'documents.body_embedding', queries: 20, grid: [40] })
+      return { result, kept: await recordCheck(c, config.state, result) }
+    })
+    expect(asReader.result.rows).toHaveLength(1)
+    expect(asReader.kept).toBe(false)
   })
 
   it('plan and generate --database-url size \'auto\' parameters from the table and say why', async () => {

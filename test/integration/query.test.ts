@@ -72,7 +72,7 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
       await insert([{ title: 'A', body: 'a', department: 'housing', vector: direction(0) }])
       // The plain search starts the shared catalog read and waits for a connection; every
       // connection is held by a transaction whose own search needs the catalog too.
-      const searches = [kit.search('documents.body_embedding', direction(0), { k: 1 }).select(['title']).execute()]
+      const searches: Promise<{ title: string | null }[]>[] = [kit.search('documents.body_embedding', direction(0), { k: 1 }).select(['title']).execute()]
       for (let i = 0; i < max; i++) {
         searches.push(kit.db.transaction().execute((trx) => trx.executeQuery(kit.search('documents.body_embedding', direction(0), { k: 1, efSearch: 40 }).where('department', '=', 'housing').select(['title']))).then((r) => r.rows as { title: string | null }[]))
       }

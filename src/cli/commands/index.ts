@@ -42,7 +42,8 @@ function printCheck(result: IndexCheckResult): void {
   const table = new Table({ head: [result.parameter, ...(filtered ? ['iterative scan'] : []), `recall@${result.k}`, 'unseen queries ≥', 'p50 ms', 'p95 ms', 'short'], style: { head: [], border: [] } })
   for (const r of result.rows) {
     const mark = r === result.recommendation ? pc.green(' ←') : ''
-    table.push([`${r.setting}${mark}`, ...(filtered ? [r.iterative ? 'on' : 'off'] : []), `${r.recall.toFixed(3)} ±${r.recallStdErr.toFixed(3)}`, r.recallBound >= result.targetRecall ? pc.green(r.recallBound.toFixed(3)) : r.recallBound.toFixed(3), r.p50Ms.toFixed(2), r.p95Ms.toFixed(2), r.short])
+    const judged = r.perQuery.length > 0
+    table.push([`${r.setting}${mark}`, ...(filtered ? [r.iterative ? 'on' : 'off'] : []), judged ? `${r.recall.toFixed(3)} ±${r.recallStdErr.toFixed(3)}` : '—', !judged ? '—' : r.recallBound >= result.targetRecall ? pc.green(r.recallBound.toFixed(3)) : r.recallBound.toFixed(3), r.p50Ms.toFixed(2), r.p95Ms.toFixed(2), r.short])
   }
   process.stdout.write(`${printable(result.index)} on ${printable(result.column)}: ${result.queries} queries, k ${result.k}${filtered ? `, where ${printable(result.where)}` : ''}; exact search p50 ${result.exact.p50Ms.toFixed(2)} ms\n`)
   process.stdout.write(`${table.toString()}\n`)
@@ -50,7 +51,7 @@ function printCheck(result: IndexCheckResult): void {
   if (series[0]!.length > 1) {
     const settings = result.rows.filter((r) => r.iterative === (filtered ? false : null)).map((r) => r.setting)
     process.stdout.write(`\nrecall@${result.k} by ${result.parameter}${filtered ? ` (${pc.blue('iterative off')}, ${pc.green('iterative on')})` : ''}\n`)
-    process.stdout.write(`${asciichart.plot([...series, series[0]!.map(() => result.targetRecall)], { height: 10, min: 0, max: 1, colors: [asciichart.blue, asciichart.green, asciichart.red].slice(0, series.length).concat([asciichart.red]), format: (x: number) => x.toFixed(2).padStart(6) })}\n`)
+    process.stdout.write(`${asciichart.plot([...series, series[0]!.map(() => result.targetRecall)], { height: 10, min: 0, max: 1, ...(pc.isColorSupported ? { colors: [asciichart.blue, asciichart.green, asciichart.red].slice(0, series.length).concat([asciichart.red]) } : {}), format: (x: number) => x.toFixed(2).padStart(6) })}\n`)
     process.stdout.write(`        ${settings.join('  ')}  (${result.parameter}; red: target ${result.targetRecall})\n`)
   }
   if (result.recommendation) {
@@ -67,7 +68,11 @@ export function registerIndex(program: Command): void {
     .description('measure recall@k of a vector index against exact search, for each ef_search (HNSW) or probes (IVFFlat), and recommend the smallest setting whose recall on queries not measured reaches the target (a 95% lower bound)')
     .argument('<column>', 'table.column (or schema.table.column) of the index')
     .option('--index <name>', 'which of the column\'s indexes (default: its first)')
-    .option('-k, --k <n>', 'rows per query', positiveInt('--k'), 10)
+    .option('-k, --k <n>', 'rows per query (1 to 1000)', (value: string) => {
+      const k = positiveInt('--k')(value)
+      if (k > 1000) throw new CommanderError(EXIT.usage, 'pgml-kit.option', `--k must be at most 1000 (pgvector's ef_search limit), got ${value}`)
+      return k
+    }, 10)
     .option('--queries <n>', 'query vectors sampled from the column, each left out of its own answers (default: 100 for a target up to 0.9, about 120 for 0.95, 600 for 0.99)', positiveInt('--queries'))
     .option('--queries-file <path>', 'query vectors from a JSON file (an array of arrays of numbers) instead of a sample')
     .option('--target-recall <r>', 'the recall@k to reach', recallOption, 0.95)
@@ -76,6 +81,9 @@ export function registerIndex(program: Command): void {
     .option('--write', 'write the recommended setting into the config (efSearch / probes), so the query builders use it')
     .action(async (column: string, opts: { index?: string; k: number; queries?: number; queriesFile?: string; targetRecall: number; where?: string; grid?: number[]; write?: boolean }, cmd: Command) => {
       const g = globals(cmd)
+      if (opts.write && opts.where) {
+        throw new CommanderError(EXIT.usage, 'pgml-kit.option', '--write with --where: a setting measured on filtered searches is no default for every search of the column; give it to the filtered searches (efSearch / probes in their options)')
+      }
       const config = await loadConfig(g.config)
       // The indexes as the migrations have them: during a staged model change, the live column's own.
       const state = await generatedState(config)

@@ -298,11 +298,19 @@ function spellings(secret: string): string[] {
  * spellings) replaced by `***`: for driver messages, stacks and anything else not built from masked
  * parts.
  */
+/** Secrets shorter than this are masked only where they stand alone (see redactSecrets). */
+const SHORT_SECRET = 6
+
 export function redactSecrets(text: string, secrets: readonly string[]): string {
   // The known values first, whole (a password with a space in it would otherwise be cut in two below).
   let out = text
   const all = [...new Set(secrets.filter((s) => s !== '').flatMap(spellings))].sort((a, b) => b.length - a.length)
-  for (const secret of all) out = out.split(secret).join(MASK)
+  for (const secret of all) {
+    // A short secret is masked where it stands alone, not inside a word: a password "x" would
+    // otherwise turn "index" into "inde***".
+    if (secret.length >= SHORT_SECRET) out = out.split(secret).join(MASK)
+    else out = out.replace(new RegExp(`(?<![\\p{L}\\p{N}_])${secret.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\p{L}\\p{N}_])`, 'gu'), MASK)
+  }
   // A URL in a sentence ends before the punctuation that follows it ("cannot connect to <url>: ...").
   return out.replace(URL_IN_TEXT, (found) => {
     const url = found.replace(/[.,;:!)\]]+$/, '')

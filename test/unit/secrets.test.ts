@@ -93,6 +93,14 @@ describe('connectionSecrets and redactSecrets', () => {
     }
   })
 
+  it('mask a short password where it stands alone, not inside the words around it', () => {
+    const secrets = connectionSecrets('postgres://app:x@db.internal/app')
+    expect(redactSecrets('index check found the cause; the password x was refused (x+y)', secrets))
+      .toBe('index check found the cause; the password *** was refused (***+y)')
+    // A long one is masked wherever it occurs, inside words too.
+    expect(redactSecrets('prefix-s3cretpass-suffix', connectionSecrets('postgres://app:s3cretpass@db/app'))).toBe('prefix-***-suffix')
+  })
+
   it('keep $PGPASSWORD out too', () => {
     const secrets = connectionSecrets('postgres://app@db.example/app', { PGPASSWORD: 'Zq env Xy' })
     expect(secrets).toContain('Zq env Xy')

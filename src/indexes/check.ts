@@ -11,6 +11,7 @@ import { renderVectorType } from '../sql/render-source.js'
 import { renderDistanceOperator } from '../sql/render-index.js'
 import { VECTOR_SCHEMA } from '../sql/render-vector-schema.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from '../sql/quote.js'
+import { PIN_CATALOG_ONLY, PIN_CHECK_SESSION, RECORD_CHECK, renderCatalogColumnUsable, renderCheckPlan, renderCheckSearch, renderSampleQueries } from '../sql/render-index-check.js'
 
 /**
  * `pgml-kit index check`: how well an index finds what exact search finds, on the user's data.
@@ -221,19 +222,6 @@ export function findIndex(state: DesiredState, column: string, name?: string): {
   return { column: node, index }
 }
 
-/**
- * Whether pgml_kit.embedding_columns has its index_checks column (runtime version 4) and this role
- * may use it so — false, not an error, for a role without USAGE on schema pgml_kit, or without it.
- */
-function renderCatalogColumnUsable(privilege: 'SELECT' | 'UPDATE'): string {
-  return `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace n
-      JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
-      JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-    WHERE n.nspname OPERATOR(pg_catalog.=) 'pgml_kit' AND c.relname OPERATOR(pg_catalog.=) 'embedding_columns'
-      AND a.attname OPERATOR(pg_catalog.=) 'index_checks' AND NOT a.attisdropped
-      AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_column_privilege(c.oid, a.attnum, '${privilege}')) AS ok`
-}
-
 /** Whether an EXPLAIN (FORMAT JSON) plan reads the index named `name`. */
 function usesIndex(plan: unknown, name: string): boolean {
   const visit = (node: unknown): boolean => {
@@ -292,11 +280,8 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
   // recognised among its own answers, and counts as found, as before rows were left out.)
   await client.query('BEGIN READ ONLY')
   try {
-    // pg_catalog first in this transaction's search_path: an operator or function someone put in a
-    // schema the session searches before it never stands in for a built-in in the check's
-    // statements (the caller's --where still finds its names, after pg_catalog). JIT off: a search
-    // is short, and a plan costed high by enable_seqscan off would otherwise be compiled at each query.
-    await client.query(`SELECT pg_catalog.set_config('search_path', 'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.current_setting('search_path'), true), pg_catalog.set_config('jit', 'off', true)`)
+    // pg_catalog first on the path, JIT off (see PIN_CHECK_SESSION).
+    await client.query(PIN_CHECK_SESSION)
     // pgvector's operator and type qualified with its schema: found whatever this session's search_path.
     const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema ?? null
     const type = renderVectorType(column, vectorSchema ?? undefined)
@@ -304,7 +289,7 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
     const filter = options.where ? ` AND (${options.where})` : ''
     // A sampled query row is left out of its own answers: one more row is read, and the row itself
     // (by table oid and ctid) dropped, or the last one when it is absent.
-    const search = (extra: number) => `SELECT ${distance} AS d, tableoid::int8::text AS o, ctid::text AS t FROM ${table} WHERE ${col} IS NOT NULL${filter} ORDER BY ${distance} LIMIT ${k + extra}`
+    const search = (extra: number) => renderCheckSearch(table, col, distance, filter, k + extra)
     const live = await client.query<{ valid: boolean; options: string[] | null }>(
       `SELECT i.indisvalid AS valid, c.reloptions AS options FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
        WHERE c.oid = pg_catalog.to_regclass(${quoteLiteral(quoteQualified(index.schema, index.name))})::oid`)
@@ -325,7 +310,7 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
       const n = options.queries ?? defaultQueryCount(targetRecall)
       if (!Number.isInteger(n) || n < 1) throw new RangeError(`queries must be a positive integer, got ${n}`)
       await client.query('SELECT pg_catalog.setseed($1)', [options.seed ?? 0.5])
-      queries = (await client.query<{ v: string; o: string; t: string }>(`SELECT ${col}::text AS v, tableoid::int8::text AS o, ctid::text AS t FROM ${table} WHERE ${col} IS NOT NULL ORDER BY pg_catalog.random() LIMIT ${n}`)).rows.map((r) => ({ v: r.v, own: `${r.o}:${r.t}` }))
+      queries = (await client.query<{ v: string; o: string; t: string }>(renderSampleQueries(table, col, n))).rows.map((r) => ({ v: r.v, own: `${r.o}:${r.t}` }))
       sampled = { asked: n, got: queries.length }
     }
     if (queries.length === 0) throw new PgmlKitError('NO_DATA', `${columnLabel(column)} holds no vectors to sample queries from`, { hint: 'backfill the column first, or pass --queries-file' })
@@ -368,7 +353,7 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
       }
       // The plan must read the vector index: with a filter, the planner may prefer another index
       // (a B-tree on the filter's column) and sort — an exact scan, whose recall is not the index's.
-      const plan = (await client.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${search(0)}`, [queries[0]!.v])).rows[0]?.['QUERY PLAN']
+      const plan = (await client.query<{ 'QUERY PLAN': unknown }>(renderCheckPlan(search(0)), [queries[0]!.v])).rows[0]?.['QUERY PLAN']
       if (!usesIndex(plan, index.name)) {
         throw new PgmlKitError('INDEX_NOT_USED', `${options.where ? `with --where ${options.where}, ` : ''}the planner does not read ${index.schema}.${index.name} for this search${iterative ? ' (iterative scans on)' : ''}: recall measured so would not be the index's`, {
           hint: options.where ? 'a filter this selective is searched best without the vector index (kit.search does so with filterStrategy \'auto\'); check the index without --where, or with a filter that keeps more rows' : 'the index may not suit the distance the config declares: run pgml-kit index repair',
@@ -427,7 +412,7 @@ export async function recordCheck(client: pg.ClientBase, state: DesiredState, re
   await client.query('BEGIN')
   try {
     // pg_catalog alone on the path: nothing of another schema stands in for a built-in here.
-    await client.query(`SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)`)
+    await client.query(PIN_CATALOG_ONLY)
     const { rows } = await client.query<{ ok: boolean }>(renderCatalogColumnUsable('UPDATE'))
     if (!rows[0]?.ok) {
       await client.query('ROLLBACK')
@@ -438,8 +423,7 @@ export async function recordCheck(client: pg.ClientBase, state: DesiredState, re
       recommended: result.recommendation?.setting ?? null, recommended_iterative: result.recommendation?.iterative ?? null,
       recall: result.recommendation?.recall ?? Math.max(...result.rows.map((r) => r.recall)), p50_ms: result.recommendation?.p50Ms ?? null, results: result.rows.map(({ perQuery: _, ...row }) => row),
     }
-    const updated = await client.query(`UPDATE pgml_kit.embedding_columns SET index_checks = index_checks || pg_catalog.jsonb_build_object($4::text, $5::jsonb)
-      WHERE table_schema = $1 AND table_name = $2 AND column_name = $3`, [column.schema, column.table, column.column, index.name, JSON.stringify(entry)])
+    const updated = await client.query(RECORD_CHECK, [column.schema, column.table, column.column, index.name, JSON.stringify(entry)])
     await client.query('COMMIT')
     return (updated.rowCount ?? 0) > 0
   } catch (error) {

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks'
-import jstat from 'jstat'
+import { createRequire } from 'node:module'
 import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import { isConnectionLost, type Connector } from '../db/connect.js'
@@ -90,6 +90,13 @@ export interface IndexCheckResult {
 
 const HNSW_GRID = [10, 20, 40, 80, 120, 200, 400, 800, 1000]
 
+/** jstat's beta quantile, loaded on first use (not at every CLI start: about 9 ms). */
+let betaInverse: ((p: number, a: number, b: number) => number) | undefined
+function betaQuantile(p: number, a: number, b: number): number {
+  betaInverse ??= (createRequire(import.meta.url)('jstat') as typeof import('jstat').default).jStat.beta.inv
+  return betaInverse(p, a, b)
+}
+
 /** The confidence of recallBound. */
 export const RECALL_CONFIDENCE = 0.95
 
@@ -110,12 +117,12 @@ export function recallBound(perQuery: readonly number[]): number {
   if (n === 0) return 0
   const misses = perQuery.reduce((a, r) => a + (1 - r), 0)
   if (misses >= n) return 0
-  return 1 - jstat.jStat.beta.inv(RECALL_CONFIDENCE, misses + 1, n - misses)
+  return 1 - betaQuantile(RECALL_CONFIDENCE, misses + 1, n - misses)
 }
 
 /** The bound at `count` queries with a miss rate of `rate`. */
 function boundAt(rate: number, count: number): number {
-  return 1 - jstat.jStat.beta.inv(RECALL_CONFIDENCE, rate * count + 1, count - rate * count)
+  return 1 - betaQuantile(RECALL_CONFIDENCE, rate * count + 1, count - rate * count)
 }
 
 /**

@@ -80,7 +80,7 @@ const embedder = await LocalEmbedder.load({ model: { id: 'pgml-kit/wordnet-stati
 const cwd = await mkdtemp(join(tmpdir(), 'pgml-kit-bench-chunking-'))
 const target = await openTarget({ cwd, databaseUrl: '' })
 const client = await target.connect('pgml-kit bench chunking')
-const store: ChunkStore = { schema: 'public', table: 'documents', key: [{ name: 'id', type: 'integer' }], chunkTable: 'documents_body_chunks', vectorType: 'vector(128)' }
+const store: ChunkStore = { schema: 'public', table: 'documents', keyColumns: ['id'], chunkTable: 'documents_body_chunks', vectorType: 'vector(128)' }
 let embedCalls = 0
 const embed = async (texts: readonly string[]) => {
   embedCalls += texts.length
@@ -95,18 +95,18 @@ let out: Record<string, unknown>
 try {
   await client.query('CREATE EXTENSION IF NOT EXISTS vector')
   await client.query('CREATE TABLE documents (id integer PRIMARY KEY, body text NOT NULL)')
-  await client.query(renderCreateChunkTable(store))
+  for (const statement of renderCreateChunkTable(store)) await client.query(statement)
   for (let start = 0; start < DOCS; start += 500) {
     const ids = docs.slice(start, start + 500).map((_, i) => start + i)
     await client.query('INSERT INTO documents SELECT * FROM unnest($1::int[], $2::text[])', [ids, ids.map((i) => text(docs[i]!.paragraphs))])
   }
-  const initial = await timed(async () => { for (const [id, doc] of docs.entries()) await syncDocument(client, store, [id], ours(text(doc.paragraphs)), { model: embedder.modelId, embed }) })
+  const initial = await timed(async () => { for (const [id, doc] of docs.entries()) await syncDocument(client, store, { id }, ours(text(doc.paragraphs)).map((t) => ({ chunk: t, embedded: t })), { model: embedder.modelId, embed }) })
   embedCalls = 0
   let embedded = 0
   const editSync = await timed(async () => {
     for (const [id, doc] of docs.entries()) {
       await client.query('UPDATE documents SET body = $2 WHERE id = $1', [id, text(doc.edited)])
-      embedded += (await syncDocument(client, store, [id], ours(text(doc.edited)), { model: embedder.modelId, embed })).embedded
+      embedded += (await syncDocument(client, store, { id }, ours(text(doc.edited)).map((t) => ({ chunk: t, embedded: t })), { model: embedder.modelId, embed })).embedded
     }
   })
   // What pgai's rule embeds for the same edits: every chunk of every edited document, by the same model.

@@ -74,6 +74,31 @@ export const modelSchema = z.union([z.string().min(1, 'must not be empty'), mode
   error: 'must be a model id (string) or { id, dimensions, documentPrefix?, queryPrefix?, normalize?, pooling? }',
 })
 
+/**
+ * Chunked embeddings (issue 29): the column's text is split into chunks, each embedded on its own
+ * and stored in a chunk table beside the source table, so a long document is embedded whole and an
+ * edit embeds again only the chunks whose text changed. Modes `queue` and `app` (the splitter runs
+ * in Node, not in the database).
+ */
+export const chunkingSchema = z.strictObject({
+  /** `recursive` by characters (default), `markdown` by headings then paragraphs, `tokens` by the model's own tokenizer (no chunk exceeds its window). */
+  splitter: z.enum(['recursive', 'markdown', 'tokens'], { error: 'must be "recursive", "markdown" or "tokens"' }).optional(),
+  /** Largest chunk: characters (recursive, markdown; default 800) or tokens (tokens; default: what the model's window leaves). */
+  size: z.number().int('must be a whole number').min(1, 'must be at least 1').max(1_000_000, 'must be at most 1000000').optional(),
+  /** How much of the end of one chunk the next repeats, in the same unit (default 0). */
+  overlap: z.number().int('must be a whole number').min(0, 'must be at least 0').optional(),
+  /** Separators the recursive splitter tries, in order (default paragraph, line, space, character). */
+  separators: z.array(z.string()).min(1, 'needs at least one separator').optional(),
+  /** What is embedded for each chunk: `{chunk}` is its text, `{column}` another column of the row (e.g. "{title}: {chunk}"). Default "{chunk}". */
+  template: z.string().refine((t) => t.includes('{chunk}'), 'must contain {chunk}').optional(),
+  /** Paragraphs per content-defined section, on average (default 4; 0: split the whole text at once, as LangChain does). */
+  sectionEvery: z.number().int('must be a whole number').min(0, 'must be at least 0').max(1000, 'must be at most 1000').optional(),
+  /** The chunk table's name (default `<table>_<column>`), in the table's schema. */
+  table: identifier.optional(),
+  /** A text search configuration: the chunk table gets a tsvector of each chunk with a GIN index, for hybrid search over chunks. */
+  fullText: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, 'must be a text search configuration name such as "english" or "simple"').optional(),
+})
+
 export const embeddingModes = ['trigger', 'generated', 'queue', 'app'] as const
 
 export const embeddingSchema = z.strictObject({
@@ -85,6 +110,8 @@ export const embeddingSchema = z.strictObject({
   mode: z.enum(embeddingModes, { error: 'must be one of "trigger", "generated", "queue", "app"' }),
   type: z.enum(['vector', 'halfvec'], { error: 'must be "vector" or "halfvec"' }).optional(),
   indexes: z.array(indexSchema).optional(),
+  /** Split the text into chunks and embed each (a chunk table instead of a vector column): see chunkingSchema. */
+  chunking: chunkingSchema.optional(),
   /**
    * The column's name before a rename: the next migration renames the column (and its indexes,
    * triggers, catalog row and queued jobs) instead of dropping it and embedding every row again.
@@ -300,6 +327,7 @@ export type IndexBuildConfig = z.infer<typeof buildSchema>
 export type ModelConfig = z.infer<typeof modelSchema>
 export type EmbeddingMode = (typeof embeddingModes)[number]
 export type EmbeddingConfig = z.infer<typeof embeddingSchema>
+export type ChunkingConfig = z.infer<typeof chunkingSchema>
 export type TableConfig = z.infer<typeof tableSchema>
 export type FullTextConfig = z.infer<typeof fullTextSchema>
 export type MigrationsConfig = z.infer<typeof migrationsSchema>

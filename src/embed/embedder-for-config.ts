@@ -6,7 +6,7 @@ import { LocalEmbedder } from './local-embedder.js'
  * The local embedders for a config's columns, one per model (shared by columns that use the same
  * model), loaded on first use.
  */
-export function localEmbedderLoader(settings: EmbedderSettings): (column: EmbeddingColumnNode) => Promise<Embedder> {
+export function localEmbedderLoader(settings: EmbedderSettings): (column: Pick<EmbeddingColumnNode, 'model'>) => Promise<Embedder> {
   const cache = new Map<string, Promise<Embedder>>()
   return (column) => {
     const key = JSON.stringify(column.model)

@@ -12,6 +12,10 @@ export interface Embedder {
    */
   embed(texts: readonly string[], options?: { readonly as?: 'document' | 'query' }): Promise<Float32Array[]>
   close?(): Promise<void>
+  /** Tokens the model sees for a document text (its prefix and special tokens included, before truncation); absent when the embedder cannot tell. */
+  countTokens?(text: string): number
+  /** The most tokens the model sees of one text; absent when unknown. */
+  readonly maxTokens?: number
 }
 
 /** Serialises a vector the way pgvector reads it: `[0.1,0.2,...]`. */

@@ -163,6 +163,16 @@ export class LocalEmbedder implements Embedder {
     return new LocalEmbedder(model, parts, dimensions, pooling, options.batchSize ?? 32)
   }
 
+  /** How many tokens the model would see for `text` with the document prefix, special tokens included, before any truncation. */
+  countTokens(text: string): number {
+    return this.#tokenizer.encode(this.#model.documentPrefix + text).length
+  }
+
+  /** The model's window: the most tokens it sees of one text (maxLength). */
+  get maxTokens(): number {
+    return this.maxLength
+  }
+
   /**
    * The token ids the model sees for each text (prefix not added), truncated as Hugging Face's
    * tokenizers truncate: the text's tokens are cut and the special tokens around them kept

@@ -63,6 +63,50 @@ export interface RolloutRole {
   readonly of: string
 }
 
+/** How a chunked column's text becomes chunks (see chunkingSchema). */
+export interface ChunkingNode {
+  readonly splitter: 'recursive' | 'markdown' | 'tokens'
+  /** Characters, or tokens for `tokens`; null: what the model's window leaves (tokens only). */
+  readonly size: number | null
+  readonly overlap: number
+  /** null: the splitter's own. */
+  readonly separators: readonly string[] | null
+  readonly template: string
+  readonly sectionEvery: number
+}
+
+/**
+ * An embedding column declared with `chunking` (issue 29): no vector column on the table, but a
+ * chunk table in the table's schema — the source row's key, `chunk_seq`, `chunk` (the text),
+ * `content_hash` (of the text embedded: the chunk as the template formats it), `embedding`,
+ * `model` — whose foreign key deletes chunks with their row and moves them with a changed key, a
+ * view of chunks beside their row's columns, and the chunk table's vector indexes. `column` is the
+ * config's name for it: the queue's jobs carry it.
+ */
+export interface ChunkedColumnNode {
+  readonly schema: string
+  readonly table: string
+  readonly column: string
+  readonly sourceColumns: readonly string[]
+  readonly separator: string
+  readonly model: ResolvedModel
+  readonly vectorType: VectorType
+  readonly mode: 'queue' | 'app'
+  readonly keyColumns: readonly string[]
+  readonly distance: Distance
+  readonly chunking: ChunkingNode
+  /** Columns the template names besides {chunk}: a change to them embeds the chunks again. */
+  readonly templateColumns: readonly string[]
+  readonly chunkTable: string
+  readonly view: string
+  /** Text search configuration of the chunks' tsvector column (`chunk_tsv`), or null for none. */
+  readonly fullText: string | null
+  /** Vector indexes on the chunk table's `embedding` (their `table` is the chunk table). */
+  readonly indexes: readonly VectorIndexNode[]
+  /** The queue trigger function in pgml_kit (mode `queue`), else null. */
+  readonly triggerFunction: string | null
+}
+
 export interface VectorIndexNode {
   readonly name: string
   readonly schema: string
@@ -172,6 +216,8 @@ export interface DesiredState {
   /** Version of the `pgml_kit` runtime schema these objects need (0: none). */
   readonly runtimeVersion: number
   readonly embeddingColumns: readonly EmbeddingColumnNode[]
+  /** Chunked embedding columns, sorted. Absent when there are none (and in snapshots from before them). */
+  readonly chunkedColumns?: readonly ChunkedColumnNode[]
   readonly indexes: readonly VectorIndexNode[]
   readonly fullText: readonly FullTextNode[]
   /** Roles granted what the application (`app`) and the worker (`worker`) need; sorted. */

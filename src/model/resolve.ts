@@ -2,10 +2,10 @@ import { resolve as resolvePath } from 'node:path'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { configSchema, type EmbeddingConfig, type IndexConfig, type PgmlKitConfig } from '../config/schema.js'
 import { resolveFeatureViews, resolveModels, resolveTrainingSets } from './resolve-features.js'
-import { deriveIdentifier } from '../sql/quote.js'
+import { deriveIdentifier, ownedIdentifier } from '../sql/quote.js'
 import {
   RUNTIME_VERSION, deepFreeze, objectKey, triggerFunctionName,
-  type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type IndexBuildSettings, type TrainingSetNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
+  type ChunkedColumnNode, type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type IndexBuildSettings, type TrainingSetNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,
 } from './ir.js'
 import { MODEL_PRESETS } from './presets.js'
 
@@ -150,6 +150,7 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
   const config: PgmlKitConfig = parsed.data
   const issues: ConfigIssue[] = []
   const columns: EmbeddingColumnNode[] = []
+  const chunkedColumns: ChunkedColumnNode[] = []
   const embeddingMonitors: EmbeddingMonitorNode[] = []
   const indexes: VectorIndexNode[] = []
   const indexNames = new Map<string, string>()
@@ -197,6 +198,11 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
     for (const [column, embedding] of Object.entries(tableConfig.embeddings)) {
       const path = `${tablePath}.embeddings.${column}`
       if (keyColumns.includes(column)) issues.push({ path, message: `"${column}" is the table's primary key and cannot be an embedding column` })
+      if (embedding.chunking) {
+        const chunked = resolveChunked(schema, table, column, keyColumns, embedding, path, issues, indexNames)
+        if (chunked) chunkedColumns.push(chunked)
+        continue
+      }
       const node = resolveEmbedding(schema, table, column, keyColumns, embedding, path, issues)
       if (node) columns.push(node)
       if (node && embedding.monitor) embeddingMonitors.push({ column: node, recent: embedding.monitor.recent ?? null, rows: embedding.monitor.rows ?? 500, alpha: embedding.monitor.alpha ?? 0.01 })
@@ -234,6 +240,18 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
   const byKey = (a: { schema: string; table: string; column: string }, b: typeof a) =>
     a.schema.localeCompare(b.schema) || a.table.localeCompare(b.table) || a.column.localeCompare(b.column)
   columns.sort(byKey)
+  chunkedColumns.sort(byKey)
+  // Two chunked columns, or a chunked column and another object of the config, cannot share a table or view name.
+  const taken = new Map<string, string>()
+  for (const c of chunkedColumns) {
+    for (const name of [c.chunkTable, c.view]) {
+      const key = objectKey(c.schema, name)
+      const other = taken.get(key) ?? (declaredTables.has(key) ? `tables.${name}` : undefined)
+      if (other !== undefined) issues.push({ path: `tables.${c.table}.embeddings.${c.column}.chunking.table`, message: `${c.schema}.${name} is already used by ${other}; give the chunk table another name` })
+      taken.set(key, `tables.${c.table}.embeddings.${c.column}`)
+    }
+  }
+  if (issues.length > 0) throw new ConfigError(issues, source)
   indexes.sort((a, b) => byKey(a, b) || a.name.localeCompare(b.name))
 
   const m = config.migrations ?? {}
@@ -242,8 +260,9 @@ export function resolveConfig(input: unknown, source = 'pgml-kit.config.ts'): Re
     embedder: { modelsDir: e.modelsDir ?? null, allowRemoteModels: e.allowRemoteModels ?? true, batchSize: e.batchSize ?? 32 },
     state: {
       formatVersion: 1,
-      runtimeVersion: columns.length > 0 || Object.keys(config.models ?? {}).length > 0 ? RUNTIME_VERSION : 0,
+      runtimeVersion: columns.length > 0 || chunkedColumns.length > 0 || Object.keys(config.models ?? {}).length > 0 ? RUNTIME_VERSION : 0,
       embeddingColumns: columns,
+      ...(chunkedColumns.length > 0 ? { chunkedColumns } : {}),
       indexes,
       fullText: fullText.sort((a, b) => a.schema.localeCompare(b.schema) || a.table.localeCompare(b.table)),
       roles: {
@@ -333,6 +352,71 @@ function resolveEmbedding(
     keyColumns: [...keyColumns], distance: embedding.indexes?.[0]?.distance ?? 'cosine',
     triggerFunction: triggerFunctionName(embedding.mode, schema, table, column),
     typeGuard: true,
+  }
+}
+
+/** Chunk table columns a source, template or key column must not be named like (the view shows them side by side). */
+const CHUNK_TABLE_COLUMNS = ['chunk_seq', 'chunk', 'content_hash', 'embedding', 'model', 'chunk_tsv']
+
+function resolveChunked(
+  schema: string, table: string, column: string, keyColumns: readonly string[], embedding: EmbeddingConfig, path: string, issues: ConfigIssue[],
+  indexNames: Map<string, string>,
+): ChunkedColumnNode | undefined {
+  const before = issues.length
+  const c = embedding.chunking!
+  if (embedding.mode !== 'queue' && embedding.mode !== 'app') {
+    issues.push({ path: `${path}.mode`, message: `a chunked column is kept in sync in mode "queue" (the worker splits and embeds) or "app" (the embedding writer does), not "${embedding.mode}": the splitter runs in Node, not in the database` })
+  }
+  if (embedding.renamedFrom !== undefined) issues.push({ path: `${path}.renamedFrom`, message: 'a chunked column cannot be renamed yet; add the new one beside it, let it fill, then remove the old one' })
+  if (embedding.monitor !== undefined) issues.push({ path: `${path}.monitor`, message: 'monitor is not available for chunked columns yet' })
+  const splitter = c.splitter ?? 'recursive'
+  const size = c.size ?? (splitter === 'tokens' ? null : 800)
+  const overlap = c.overlap ?? 0
+  if (size !== null && overlap >= size) issues.push({ path: `${path}.chunking.overlap`, message: `must be smaller than size (${size})` })
+  if (c.separators !== undefined && splitter !== 'recursive') issues.push({ path: `${path}.chunking.separators`, message: `only the "recursive" splitter takes separators (this one is "${splitter}")` })
+  const template = c.template ?? '{chunk}'
+  const templateColumns: string[] = []
+  for (const m of template.replace(/\{\{|\}\}/g, '').matchAll(/\{([^{}]*)\}/g)) {
+    const name = m[1]!
+    if (name !== 'chunk' && !templateColumns.includes(name)) templateColumns.push(name)
+  }
+  const sourceColumns = typeof embedding.source === 'string' ? [embedding.source] : [...embedding.source]
+  if (new Set(sourceColumns).size !== sourceColumns.length) issues.push({ path: `${path}.source`, message: 'lists a column twice' })
+  for (const name of [...keyColumns, ...sourceColumns, ...templateColumns]) {
+    if (CHUNK_TABLE_COLUMNS.includes(name)) issues.push({ path: `${path}.chunking`, message: `column "${name}" of ${table} has the name of a chunk table column (${CHUNK_TABLE_COLUMNS.join(', ')}); the view shows both` })
+  }
+  const model = resolveModel(embedding.model, `${path}.model`, issues)
+  const vectorType: VectorType = embedding.type ?? 'vector'
+  if (model && (embedding.indexes?.length ?? 0) > 0 && model.dimensions > INDEXABLE_DIMENSIONS[vectorType]) {
+    issues.push({ path: `${path}.indexes`, message: `pgvector indexes ${vectorType} columns of at most ${INDEXABLE_DIMENSIONS[vectorType]} dimensions, and model "${model.id}" has ${model.dimensions}` })
+  }
+  const chunkTable = c.table ?? deriveIdentifier([table, column])
+  const indexes: VectorIndexNode[] = []
+  for (const [i, indexConfig] of (embedding.indexes ?? []).entries()) {
+    if (indexConfig.method === 'ivfflat') {
+      issues.push({ path: `${path}.indexes[${i}].method`, message: 'a chunked column takes HNSW indexes: IVFFlat learns its lists from the rows present when it is built, and a chunk table starts empty' })
+      continue
+    }
+    const index = resolveIndex({ schema, table: chunkTable, column: 'embedding' }, indexConfig.name ? indexConfig : { ...indexConfig, name: deriveIdentifier([chunkTable, indexConfig.method, DISTANCE_SUFFIX[indexConfig.distance], 'idx']) }, `${path}.indexes[${i}]`, issues)
+    if (!index) continue
+    const qualified = objectKey(schema, index.name)
+    const previous = indexNames.get(qualified)
+    if (previous !== undefined) {
+      issues.push({ path: `${path}.indexes[${i}]`, message: `index name "${index.name}" is already used by ${previous}; give one of them a distinct "name"` })
+      continue
+    }
+    indexNames.set(qualified, `${path}.indexes[${i}]`)
+    indexes.push(index)
+  }
+  if (issues.length > before || !model) return undefined
+  const mode = embedding.mode as 'queue' | 'app'
+  return {
+    schema, table, column, sourceColumns, separator: embedding.separator ?? DEFAULT_SEPARATOR, model, vectorType, mode,
+    keyColumns: [...keyColumns], distance: embedding.indexes?.[0]?.distance ?? 'cosine',
+    chunking: { splitter, size, overlap, separators: c.separators ? [...c.separators] : null, template, sectionEvery: c.sectionEvery ?? 4 },
+    templateColumns, chunkTable, view: deriveIdentifier([chunkTable, 'view']), fullText: c.fullText ?? null,
+    indexes: indexes.sort((a, b) => a.name.localeCompare(b.name)),
+    triggerFunction: mode === 'queue' ? ownedIdentifier('enqueue_chunks', [schema, table, column]) : null,
   }
 }
 

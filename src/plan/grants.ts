@@ -104,7 +104,7 @@ export function grantsFor(state: DesiredState): GrantAtom[] {
       }
     }
   }
-  if (state.embeddingColumns.length === 0) return [...atoms.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))
+  if (state.embeddingColumns.length === 0 && (state.chunkedColumns ?? []).length === 0) return [...atoms.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))
   const usesPgml = state.embeddingColumns.some(needsPgml)
 
   for (const role of state.roles.app) {
@@ -131,6 +131,21 @@ export function grantsFor(state: DesiredState): GrantAtom[] {
       add({ role, on, privilege: 'UPDATE', column: c.column, purpose: 'worker' })
       // A generated column is recomputed by rewriting its first source column with itself.
       if (c.mode === 'generated' && c.sourceColumns[0]) add({ role, on, privilege: 'UPDATE', column: c.sourceColumns[0], purpose: 'worker' })
+    }
+  }
+  // Chunked columns: applications search the chunk table (and write it in mode `app`, through the
+  // embedding writer); workers read the rows' key, source and template columns and write chunks.
+  for (const node of state.chunkedColumns ?? []) {
+    const chunks = { kind: 'table', schema: node.schema, table: node.chunkTable } as const
+    const writes: GrantAtom['privilege'][] = ['SELECT', 'INSERT', 'UPDATE', 'DELETE']
+    for (const role of state.roles.app) {
+      for (const privilege of node.mode === 'app' ? writes : ['SELECT' as const]) add({ role, on: chunks, privilege, column: null, purpose: 'app' })
+    }
+    if (node.mode !== 'queue') continue
+    for (const role of state.roles.worker) {
+      const source = { kind: 'table', schema: node.schema, table: node.table } as const
+      for (const column of new Set([...node.keyColumns, ...node.sourceColumns, ...node.templateColumns])) add({ role, on: source, privilege: 'SELECT', column, purpose: 'worker' })
+      for (const privilege of writes) add({ role, on: chunks, privilege, column: null, purpose: 'worker' })
     }
   }
   return [...atoms.values()].sort((a, b) => grantKey(a).localeCompare(grantKey(b)))

@@ -58,6 +58,8 @@ export const OPERATION_KINDS = [
   'create-training-set',
   'drop-training-set',
   'set-prediction-log',
+  'create-chunked-column',
+  'drop-chunked-column',
   'remove-prediction-log',
 ] as const
 

@@ -1,4 +1,4 @@
-import type { EmbeddingColumnNode, FeatureViewNode, PredictionLogNode, FullTextNode, TrainingSetNode, VectorIndexNode } from '../model/ir.js'
+import type { ChunkedColumnNode, EmbeddingColumnNode, FeatureViewNode, PredictionLogNode, FullTextNode, TrainingSetNode, VectorIndexNode } from '../model/ir.js'
 import { renderCreateFeatureSchema, renderCreateFeatureView, renderCreateTrainingSet, renderDropFeatureSchema, renderDropFeatureView, renderDropTrainingSet, renderDowngradeFeatureView, renderUpgradeFeatureView } from '../sql/render-features.js'
 import { renderAddFullTextColumn, renderCreateGinIndexConcurrently, renderDropFullTextColumn } from '../sql/render-full-text.js'
 import { columnLabel } from '../model/ir.js'
@@ -17,6 +17,10 @@ import { renderPreflight, type PreflightChecks } from '../sql/render-preflight.j
 import { renderRenameEmbeddingColumn, renderRenameTable, reverseTableMove, type TableMove } from '../sql/render-rename.js'
 import { renderRefuseUnfilled, renderSwitch, renderSwitchFilledCheck, type SwitchSide } from '../sql/render-rollout.js'
 import { quoteIdent } from '../sql/quote.js'
+import {
+  chunkStoreOf, renderCreateChunkEnqueueFunction, renderCreateChunkEnqueueTriggers, renderCreateChunkTable, renderCreateChunkView, renderDeleteChunkJobs,
+  renderDropChunkEnqueueFunction, renderDropChunkEnqueueTriggers, renderDropChunkTable, renderDropChunkView, renderEnqueueEveryRow,
+} from '../sql/render-chunks.js'
 import { embeddingPath, featureViewPath, fullTextPath, indexesPath, trainingSetPath } from '../model/config-path.js'
 
 /** Operation factories: one per kind, each building its up and its down from the same nodes. */
@@ -622,5 +626,55 @@ export function removePredictionLog(node: PredictionLogNode): Operation {
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
     up: set.down, down: set.up,
     notes: ['rows already logged stay until the longest retention of the log passes'],
+  })
+}
+
+function describeChunking(node: ChunkedColumnNode): string {
+  const c = node.chunking
+  const size = c.size === null ? 'the model\'s window' : `${c.size}${c.splitter === 'tokens' ? ' tokens' : ' characters'}`
+  return `${c.splitter} splitter, size ${size}, overlap ${c.overlap}${c.template === '{chunk}' ? '' : `, template ${JSON.stringify(c.template)}`}`
+}
+
+/**
+ * A chunked column: its chunk table (empty, keyed like the table, with the foreign key that
+ * deletes and moves chunks with their row), the tsvector of each chunk when asked, the view of
+ * chunks beside their rows, and in mode `queue` the triggers that queue every write and a job for
+ * every row already there. Its vector indexes are built concurrently after it (createVectorIndex).
+ */
+export function createChunkedColumn(node: ChunkedColumnNode): Operation {
+  const store = chunkStoreOf(node)
+  const queue = node.mode === 'queue'
+  return defineOperation({
+    kind: 'create-chunked-column', origin: embeddingPath(node),
+    summary: `create chunk table ${node.schema}.${node.chunkTable} for ${columnLabel(node)} (${node.model.id}, ${describeChunking(node)}; mode ${node.mode}) and view ${node.schema}.${node.view}`,
+    transactional: true, safety: queue ? 'slows-writes' : 'needs-backfill', requiresPgml: PGML.none,
+    up: [
+      ...renderCreateChunkTable(store),
+      renderCreateChunkView(node),
+      ...(queue ? [renderCreateChunkEnqueueFunction(node), ...renderCreateChunkEnqueueTriggers(node), renderEnqueueEveryRow(node)] : []),
+    ],
+    down: [
+      ...(queue ? [...renderDropChunkEnqueueTriggers(node), renderDropChunkEnqueueFunction(node), ...renderDeleteChunkJobs(node)] : []),
+      renderDropChunkView(node),
+      renderDropChunkTable(store),
+    ],
+    notes: [
+      queue
+        ? `every INSERT, DELETE, and UPDATE of ${[...new Set([...node.keyColumns, ...node.sourceColumns, ...node.templateColumns])].join(', ')} of ${node.schema}.${node.table} also writes one row of pgml_kit.embedding_jobs; the rows already there are queued by this migration (one job each, written while writes to the table wait): \`pgml-kit worker\` chunks and embeds them`
+        : `the application writes chunks through createEmbeddingWriter; rows already there are chunked by \`pgml-kit backfill ${node.table}.${node.column}\``,
+      `view ${node.schema}.${node.view} reads with its owner's rights and is granted to no one: grant it where you grant ${node.schema}.${node.table}`,
+    ],
+  })
+}
+
+/** Removes a chunked column: its triggers, jobs, view and chunk table (the chunks' vectors are lost; down queues every row to embed them again). */
+export function dropChunkedColumn(node: ChunkedColumnNode): Operation {
+  const create = createChunkedColumn(node)
+  return defineOperation({
+    kind: 'drop-chunked-column', origin: embeddingPath(node),
+    summary: `drop chunk table ${node.schema}.${node.chunkTable} of ${columnLabel(node)} and its view${node.mode === 'queue' ? ', triggers and queued jobs' : ''}`,
+    transactional: true, safety: 'destructive', requiresPgml: PGML.none,
+    up: create.down, down: create.up,
+    notes: [`the chunks and their vectors are deleted; down re-creates the table empty${node.mode === 'queue' ? ' and queues every row for the worker' : ' (run pgml-kit backfill to chunk the rows again)'}`],
   })
 }

@@ -10,6 +10,7 @@ import { rolePath } from '../model/config-path.js'
 import { sizingNotes, type Sizing } from '../indexes/sizing.js'
 import type { ColumnRename, TableRename } from '../model/resolve.js'
 import { applyTableRenames } from './rename-tables.js'
+import { hasVectors, planChunkedColumns } from './plan-chunks.js'
 
 /**
  * A plan in three phases, which become migration files in this order: concurrent index drops
@@ -112,7 +113,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
 
   // The runtime schema first: the extension steps record in it what they create.
   if (previous.runtimeVersion < next.runtimeVersion) main.push(ops.installRuntime(previous.runtimeVersion, next.runtimeVersion, previous.embeddingColumns))
-  if (previous.embeddingColumns.length === 0 && next.embeddingColumns.length > 0) main.push(ops.createVectorExtension())
+  if (!hasVectors(previous) && hasVectors(next)) main.push(ops.createVectorExtension())
   if (!previous.embeddingColumns.some(needsPgml) && next.embeddingColumns.some(needsPgml)) main.push(ops.ensurePgml())
   // Checks that scan a table (is a column filled?) go before every statement of the file that locks
   // writers out (a switch's renames, a DROP INDEX, a dropped trigger or column): a check behind such a
@@ -214,7 +215,8 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   }
 
   // The last embedding column went: what the first one brought in goes too (each only if unused).
-  if (previous.embeddingColumns.length > 0 && next.embeddingColumns.length === 0) main.push(ops.releaseVectorExtension())
+  planChunkedColumns(previous, next, { before, main, after }, new Set(moved.previousNames.keys()))
+  if (hasVectors(previous) && !hasVectors(next)) main.push(ops.releaseVectorExtension())
   // Prediction logs: after the runtime that holds them, before the grants on it, and before the runtime goes.
   const prevLogs = new Map((previous.predictionLogs ?? []).map((l) => [l.project, l]))
   const nextLogs = new Map((next.predictionLogs ?? []).map((l) => [l.project, l]))

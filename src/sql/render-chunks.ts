@@ -1,81 +1,249 @@
-import { quoteIdent, quoteQualified } from './quote.js'
+import type { ChunkedColumnNode, EmbeddingColumnNode } from '../model/ir.js'
+import { deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.js'
+import { renderKeyMatch, renderRowKey } from './render-row-key.js'
+import { renderSourceText, renderVectorType } from './render-source.js'
+import { renderTriggerFunction, triggerFunctionOf } from './render-trigger.js'
 
 /**
- * The chunk store of a chunked embedding column (issue 29, in progress): one row per chunk —
- * the source row's key, its position, its text, the hash of the text that was embedded, the
- * vector and the model that made it — with a foreign key to the source row that deletes the
- * chunks with it and moves them with a changed key.
+ * The chunk store of a chunked embedding column: one row per chunk — the source row's key, its
+ * position, its text, the hash of the text that was embedded, the vector and the model that made
+ * it — with a foreign key to the source row that deletes the chunks with it and moves them with a
+ * changed key. Statements that touch one document take its key as one jsonb parameter, read back
+ * as the source table's own key types (render-row-key.ts), so keys of every type stay exact.
  */
 export interface ChunkStore {
   /** The source table. */
   readonly schema: string
   readonly table: string
-  /** The source table's key columns and their SQL types, in order. */
-  readonly key: readonly { readonly name: string; readonly type: string }[]
+  /** The source table's key columns, in order. */
+  readonly keyColumns: readonly string[]
   /** The chunk table (in the source table's schema). */
   readonly chunkTable: string
-  /** The vector column's type, e.g. `vector(384)` (qualified by the caller where pgvector's schema needs it). */
+  /** The vector column's type, e.g. `vector(384)`. */
   readonly vectorType: string
+  /** Text search configuration of the chunks' tsvector column, or null for none. */
+  readonly fullText?: string | null
 }
 
 /** Column names of the chunk table (the key columns keep their source names). */
-export const CHUNK_COLUMNS = { seq: 'chunk_seq', text: 'chunk', hash: 'content_hash', vector: 'embedding', model: 'model' } as const
+export const CHUNK_COLUMNS = { seq: 'chunk_seq', text: 'chunk', hash: 'content_hash', vector: 'embedding', model: 'model', tsv: 'chunk_tsv' } as const
 
-const keyList = (store: ChunkStore, prefix = '') => store.key.map((k) => `${prefix}${quoteIdent(k.name)}`).join(', ')
-const keyMatch = (store: ChunkStore, firstParam: number) => store.key.map((k, i) => `${quoteIdent(k.name)} = $${firstParam + i}::${k.type}`).join(' AND ')
+/** The store of a chunked column. */
+export function chunkStoreOf(node: ChunkedColumnNode): ChunkStore {
+  return { schema: node.schema, table: node.table, keyColumns: node.keyColumns, chunkTable: node.chunkTable, vectorType: renderVectorType(node), fullText: node.fullText }
+}
 
-/** CREATE TABLE of the chunk store, with its foreign key (ON DELETE / ON UPDATE CASCADE). */
-export function renderCreateChunkTable(store: ChunkStore): string {
+const keyList = (store: ChunkStore, prefix = '') => store.keyColumns.map((k) => `${prefix}${quoteIdent(k)}`).join(', ')
+/** The document's chunks: the chunk table's key columns equal to $1's, read back as the source's types. */
+const keyMatch = (store: ChunkStore, alias: string, param = '$1') => renderKeyMatch({ schema: store.schema, table: store.table, keyColumns: store.keyColumns }, alias, `${param}::jsonb`)
+
+/**
+ * The chunk table, created empty from the source table's key columns (so they have its types,
+ * typmods and collations, whatever they are), then given its columns, primary key and foreign key
+ * (ON DELETE / ON UPDATE CASCADE), and the tsvector of each chunk when the column asks for one.
+ */
+export function renderCreateChunkTable(store: ChunkStore): string[] {
   const c = CHUNK_COLUMNS
   const table = quoteQualified(store.schema, store.chunkTable)
+  const source = quoteQualified(store.schema, store.table)
+  const columns = [
+    ...store.keyColumns.map((k) => `ALTER COLUMN ${quoteIdent(k)} SET NOT NULL`),
+    `ADD COLUMN ${c.seq} integer NOT NULL`,
+    `ADD COLUMN ${c.text} text NOT NULL`,
+    `ADD COLUMN ${c.hash} text NOT NULL`,
+    `ADD COLUMN ${c.vector} ${store.vectorType}`,
+    `ADD COLUMN ${c.model} text`,
+    ...(store.fullText ? [`ADD COLUMN ${c.tsv} tsvector GENERATED ALWAYS AS (pg_catalog.to_tsvector(${quoteLiteral(store.fullText)}::regconfig, ${c.text})) STORED`] : []),
+    `ADD PRIMARY KEY (${keyList(store)}, ${c.seq})`,
+    `ADD FOREIGN KEY (${keyList(store)}) REFERENCES ${source} (${keyList(store)}) ON DELETE CASCADE ON UPDATE CASCADE`,
+  ]
   return [
-    `CREATE TABLE ${table} (`,
-    ...store.key.map((k) => `  ${quoteIdent(k.name)} ${k.type} NOT NULL,`),
-    `  ${c.seq} integer NOT NULL,`,
-    `  ${c.text} text NOT NULL,`,
-    `  ${c.hash} text NOT NULL,`,
-    `  ${c.vector} ${store.vectorType},`,
-    `  ${c.model} text,`,
-    `  PRIMARY KEY (${keyList(store)}, ${c.seq}),`,
-    `  FOREIGN KEY (${keyList(store)}) REFERENCES ${quoteQualified(store.schema, store.table)} (${keyList(store)}) ON DELETE CASCADE ON UPDATE CASCADE`,
-    ')',
-  ].join('\n')
+    `CREATE TABLE ${table} AS SELECT ${keyList(store)} FROM ${source} WITH NO DATA;`,
+    `ALTER TABLE ${table}\n  ${columns.join(',\n  ')};`,
+    ...(store.fullText ? [`CREATE INDEX ${quoteIdent(chunkGinIndexName(store))} ON ${table} USING gin (${c.tsv});`] : []),
+  ]
+}
+
+/** The GIN index of the chunks' tsvector. */
+export function chunkGinIndexName(store: ChunkStore): string {
+  return deriveIdentifier([store.chunkTable, CHUNK_COLUMNS.tsv, 'idx'])
 }
 
 export function renderDropChunkTable(store: ChunkStore): string {
-  return `DROP TABLE ${quoteQualified(store.schema, store.chunkTable)}`
-}
-
-/** A document's stored chunks, locked ($1… its key): position and hash. */
-export function renderReadChunks(store: ChunkStore, lock: boolean): string {
-  const c = CHUNK_COLUMNS
-  return `SELECT ${c.seq} AS seq, ${c.hash} AS hash FROM ${quoteQualified(store.schema, store.chunkTable)} WHERE ${keyMatch(store, 1)} ORDER BY ${c.seq}${lock ? ' FOR UPDATE' : ''}`
-}
-
-/** Whether the source row exists, locked against a concurrent delete or key change ($1… its key). */
-export function renderLockSource(store: ChunkStore): string {
-  return `SELECT true AS present FROM ${quoteQualified(store.schema, store.table)} WHERE ${keyMatch(store, 1)} FOR KEY SHARE`
+  return `DROP TABLE ${quoteQualified(store.schema, store.chunkTable)};`
 }
 
 /**
- * The plan applied to a document's chunks, four statements ($1… the key, then their own):
- * `remove` ($n positions int[]), `hide` ($n positions int[]) and `move` ($n from int[], $n+1 to
+ * The view of each chunk beside its row's key, source and template columns. It reads with its
+ * owner's rights (PostgreSQL 14 has no security_invoker), so pgml-kit grants it to no one: grant it
+ * where you would grant the source table.
+ */
+export function renderCreateChunkView(node: ChunkedColumnNode): string {
+  const c = CHUNK_COLUMNS
+  const store = chunkStoreOf(node)
+  const rowColumns = [...new Set([...node.sourceColumns, ...node.templateColumns])].filter((n) => !node.keyColumns.includes(n))
+  const match = node.keyColumns.map((k) => `t.${quoteIdent(k)} = c.${quoteIdent(k)}`).join(' AND ')
+  return `CREATE VIEW ${quoteQualified(node.schema, node.view)} AS
+SELECT ${keyList(store, 'c.')}, c.${c.seq}, c.${c.text}, c.${c.hash}, c.${c.vector}, c.${c.model}${rowColumns.map((n) => `, t.${quoteIdent(n)}`).join('')}
+FROM ${quoteQualified(node.schema, node.chunkTable)} AS c JOIN ${quoteQualified(node.schema, node.table)} AS t ON ${match};`
+}
+
+export function renderDropChunkView(node: ChunkedColumnNode): string {
+  return `DROP VIEW ${quoteQualified(node.schema, node.view)};`
+}
+
+/** A document's stored chunks ($1 its key as jsonb): position and hash, optionally locked. */
+export function renderReadChunks(store: ChunkStore, lock: boolean): string {
+  const c = CHUNK_COLUMNS
+  return `SELECT ${c.seq} AS seq, ${c.hash} AS hash FROM ${quoteQualified(store.schema, store.chunkTable)} AS c WHERE ${keyMatch(store, 'c')} ORDER BY ${c.seq}${lock ? ' FOR UPDATE' : ''}`
+}
+
+/**
+ * Whether the source row exists ($1 its key as jsonb). Not locked (a row lock needs UPDATE on the
+ * table, which the worker is not granted): the chunks' foreign key checks the row again when they
+ * are written, and a row deleted or re-keyed in between fails that check (SQLSTATE 23503).
+ */
+export function renderSourceExists(store: ChunkStore): string {
+  return `SELECT true AS present FROM ${quoteQualified(store.schema, store.table)} AS t WHERE ${keyMatch(store, 't')}`
+}
+
+/**
+ * The plan applied to a document's chunks, four statements ($1 the key as jsonb, then their own):
+ * `remove` ($2 positions int[]), `hide` ($2 positions int[]) and `move` ($2 from int[], $3 to
  * int[]) — a move goes through a negative position first, so a permutation never meets the
- * primary key halfway — and `insert` ($n positions, $n+1 texts, $n+2 hashes, $n+3 vectors as
- * text, $n+4 the model).
+ * primary key halfway — and `insert` ($2 positions, $3 texts, $4 hashes, $5 vectors as text,
+ * $6 the model).
  */
 export function renderApplyChunks(store: ChunkStore): { remove: string; hide: string; move: string; insert: string } {
   const c = CHUNK_COLUMNS
   const table = quoteQualified(store.schema, store.chunkTable)
-  const n = store.key.length + 1
-  const match = keyMatch(store, 1)
+  const keyed = { schema: store.schema, table: store.table, keyColumns: store.keyColumns }
+  const keyValues = store.keyColumns.map((k) => `(pg_catalog.jsonb_populate_record(NULL::${quoteQualified(store.schema, store.table)}, $1::jsonb)).${quoteIdent(k)}`).join(', ')
   return {
-    remove: `DELETE FROM ${table} WHERE ${match} AND ${c.seq} = ANY ($${n}::integer[])`,
-    hide: `UPDATE ${table} SET ${c.seq} = -1 - ${c.seq} WHERE ${match} AND ${c.seq} = ANY ($${n}::integer[])`,
-    move: `UPDATE ${table} AS t SET ${c.seq} = m.to_seq FROM ROWS FROM (pg_catalog.unnest($${n}::integer[]), pg_catalog.unnest($${n + 1}::integer[])) AS m(from_seq, to_seq)
-  WHERE ${store.key.map((k, i) => `t.${quoteIdent(k.name)} = $${1 + i}::${k.type}`).join(' AND ')} AND t.${c.seq} = -1 - m.from_seq`,
+    remove: `DELETE FROM ${table} AS c WHERE ${keyMatch(store, 'c')} AND c.${c.seq} = ANY ($2::integer[])`,
+    hide: `UPDATE ${table} AS c SET ${c.seq} = -1 - c.${c.seq} WHERE ${keyMatch(store, 'c')} AND c.${c.seq} = ANY ($2::integer[])`,
+    move: `UPDATE ${table} AS c SET ${c.seq} = m.to_seq FROM ROWS FROM (pg_catalog.unnest($2::integer[]), pg_catalog.unnest($3::integer[])) AS m(from_seq, to_seq)
+  WHERE ${renderKeyMatch(keyed, 'c', '$1::jsonb')} AND c.${c.seq} = -1 - m.from_seq`,
     insert: `INSERT INTO ${table} (${keyList(store)}, ${c.seq}, ${c.text}, ${c.hash}, ${c.vector}, ${c.model})
-  SELECT ${store.key.map((k, i) => `$${1 + i}::${k.type}`).join(', ')}, u.seq, u.chunk, u.hash, u.v::${store.vectorType}, $${n + 4}::text
-  FROM ROWS FROM (pg_catalog.unnest($${n}::integer[]), pg_catalog.unnest($${n + 1}::text[]), pg_catalog.unnest($${n + 2}::text[]), pg_catalog.unnest($${n + 3}::text[])) AS u(seq, chunk, hash, v)`,
+  SELECT ${keyValues}, u.seq, u.chunk, u.hash, u.v::${store.vectorType}, $6::text
+  FROM ROWS FROM (pg_catalog.unnest($2::integer[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[])) AS u(seq, chunk, hash, v)`,
   }
 }
+
+/*
+ * The `queue` mode of a chunked column: triggers keep a job per row in pgml_kit.embedding_jobs
+ * (column_name: the config's name of the chunked column), the worker splits, embeds what is new
+ * and syncs the chunks (src/chunking/worker.ts).
+ */
+
+/** The chunked column as the queue trigger function's guard sees it: key, source and template columns are what it reads. */
+function asQueueColumn(node: ChunkedColumnNode): EmbeddingColumnNode {
+  return {
+    schema: node.schema, table: node.table, column: node.column, sourceColumns: [...new Set([...node.sourceColumns, ...node.templateColumns])],
+    separator: node.separator, model: node.model, vectorType: node.vectorType, mode: 'queue', keyColumns: node.keyColumns,
+    distance: node.distance, triggerFunction: node.triggerFunction, typeGuard: true,
+  }
+}
+
+/** Columns whose change re-queues the row: the key (its chunks moved, the job follows), the sources, the template's columns. */
+function watchedColumns(node: ChunkedColumnNode): string[] {
+  return [...new Set([...node.keyColumns, ...node.sourceColumns, ...node.templateColumns])]
+}
+
+const jobOf = (node: ChunkedColumnNode) => `table_schema = ${quoteLiteral(node.schema)} AND table_name = ${quoteLiteral(node.table)} AND column_name = ${quoteLiteral(node.column)}`
+
+/**
+ * On INSERT, and on UPDATE when the key, a source or a template column really changed, upserts the
+ * row's job (a newer change bumps its generation); a changed key drops the old key's job (the
+ * foreign key moved the chunks); on DELETE, drops the job (the foreign key deleted the chunks).
+ * SECURITY DEFINER with its search_path pinned and the type guard of every trigger function.
+ */
+export function renderCreateChunkEnqueueFunction(node: ChunkedColumnNode): string {
+  const changed = watchedColumns(node).map((name) => `${renderField('NEW', name)} IS DISTINCT FROM ${renderField('OLD', name)}`).join('\n        OR ')
+  const keyChanged = node.keyColumns.map((name) => `${renderField('NEW', name)} IS DISTINCT FROM ${renderField('OLD', name)}`).join(' OR ')
+  const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
+  const body = `
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    DELETE FROM pgml_kit.embedding_jobs WHERE ${jobOf(node)} AND row_key = ${renderRowKey(keyed, 'OLD')};
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF NOT (${changed}) THEN
+      RETURN NEW;
+    END IF;
+    IF ${keyChanged} THEN
+      DELETE FROM pgml_kit.embedding_jobs WHERE ${jobOf(node)} AND row_key = ${renderRowKey(keyed, 'OLD')};
+    END IF;
+  END IF;
+  INSERT INTO pgml_kit.embedding_jobs AS job (table_schema, table_name, column_name, row_key)
+  VALUES (${quoteLiteral(node.schema)}, ${quoteLiteral(node.table)}, ${quoteLiteral(node.column)}, ${renderRowKey(keyed, 'NEW')})
+  ON CONFLICT (table_schema, table_name, column_name, row_key) DO UPDATE
+    SET generation = job.generation + 1, enqueued_at = pg_catalog.now(), attempts = 0, next_attempt_at = pg_catalog.now(), last_error = NULL;
+  RETURN NEW;
+END
+`
+  return renderTriggerFunction(asQueueColumn(node), body)
+}
+
+export function renderDropChunkEnqueueFunction(node: ChunkedColumnNode): string {
+  return `DROP FUNCTION ${triggerFunctionOf(asQueueColumn(node))}();`
+}
+
+function chunkTriggerName(node: ChunkedColumnNode, event: 'write' | 'delete'): string {
+  return deriveIdentifier(['pgml_kit_chunks', node.column, event])
+}
+
+export function renderCreateChunkEnqueueTriggers(node: ChunkedColumnNode): string[] {
+  const table = quoteQualified(node.schema, node.table)
+  const fn = triggerFunctionOf(asQueueColumn(node))
+  return [
+    `CREATE TRIGGER ${quoteIdent(chunkTriggerName(node, 'write'))}
+AFTER INSERT OR UPDATE OF ${watchedColumns(node).map(quoteIdent).join(', ')} ON ${table}
+FOR EACH ROW EXECUTE FUNCTION ${fn}();`,
+    `CREATE TRIGGER ${quoteIdent(chunkTriggerName(node, 'delete'))}
+AFTER DELETE ON ${table}
+FOR EACH ROW EXECUTE FUNCTION ${fn}();`,
+  ]
+}
+
+export function renderDropChunkEnqueueTriggers(node: ChunkedColumnNode): string[] {
+  const table = quoteQualified(node.schema, node.table)
+  return [
+    `DROP TRIGGER ${quoteIdent(chunkTriggerName(node, 'delete'))} ON ${table};`,
+    `DROP TRIGGER ${quoteIdent(chunkTriggerName(node, 'write'))} ON ${table};`,
+  ]
+}
+
+/** A job for every row of the table (the rows there before the column): the worker chunks them. */
+export function renderEnqueueEveryRow(node: ChunkedColumnNode): string {
+  const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
+  return `INSERT INTO pgml_kit.embedding_jobs (table_schema, table_name, column_name, row_key)
+SELECT ${quoteLiteral(node.schema)}, ${quoteLiteral(node.table)}, ${quoteLiteral(node.column)}, ${renderRowKey(keyed, 't')}
+FROM ${quoteQualified(node.schema, node.table)} AS t
+ON CONFLICT (table_schema, table_name, column_name, row_key) DO NOTHING;`
+}
+
+/** The chunked column's jobs and dead letters go with it. */
+export function renderDeleteChunkJobs(node: ChunkedColumnNode): string[] {
+  return [
+    `DELETE FROM pgml_kit.embedding_jobs WHERE ${jobOf(node)};`,
+    `DELETE FROM pgml_kit.embedding_dead_letters WHERE ${jobOf(node)};`,
+  ]
+}
+
+/**
+ * $1 job ids → id, the row's key (jsonb, as text), its source text and the template's columns
+ * (jsonb object, as text); rows that no longer exist are absent.
+ */
+export function renderFetchChunkSources(node: ChunkedColumnNode): string {
+  const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
+  const fields = node.templateColumns.length === 0 ? `'{}'` : `pg_catalog.jsonb_build_object(${node.templateColumns.map((n) => `${quoteLiteral(n)}, ${renderField('t', n)}`).join(', ')})::text`
+  return `SELECT job.id, job.row_key::text AS row_key, (${renderSourceText(node, 't')})::text AS source_text, ${fields} AS fields
+FROM pgml_kit.embedding_jobs AS job
+JOIN ${quoteQualified(node.schema, node.table)} AS t ON ${renderKeyMatch(keyed, 't', 'job.row_key')}
+WHERE job.id = ANY($1::bigint[])`
+}
+
+/** $1 job id, $2 generation, $3 worker id: the job ends with the sync that read its row, unless a newer change re-queued it. */
+export const COMPLETE_CHUNK_JOB = 'DELETE FROM pgml_kit.embedding_jobs WHERE id = $1::bigint AND generation = $2::bigint AND leased_by = $3'

@@ -10,7 +10,7 @@ import { quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.j
  */
 const CONCAT = 'OPERATOR(pg_catalog.||)'
 
-function joinSources(column: EmbeddingColumnNode, rowRef: string | null, concat: string): string {
+function joinSources(column: Pick<EmbeddingColumnNode, 'sourceColumns' | 'separator'>, rowRef: string | null, concat: string): string {
   const refs = column.sourceColumns.map((name) => (rowRef ? renderField(rowRef, name) : quoteIdent(name)))
   const [first] = refs
   if (refs.length === 1 && first !== undefined) return first
@@ -27,7 +27,7 @@ function joinSources(column: EmbeddingColumnNode, rowRef: string | null, concat:
  *
  * @param rowRef `NEW` inside a trigger, `t` for an alias, or null for a bare column reference.
  */
-export function renderSourceText(column: EmbeddingColumnNode, rowRef: string | null = null): string {
+export function renderSourceText(column: Pick<EmbeddingColumnNode, 'sourceColumns' | 'separator'>, rowRef: string | null = null): string {
   return joinSources(column, rowRef, CONCAT)
 }
 
@@ -71,7 +71,7 @@ export function renderRowEmbedCall(column: EmbeddingColumnNode, rowRef: string |
  * The column's type, `vector(384)` or `halfvec(768)`; qualified with pgvector's schema when it is
  * given (statements that run with any search_path: the worker's and backfill's).
  */
-export function renderVectorType(column: EmbeddingColumnNode, vectorSchema?: string): string {
+export function renderVectorType(column: Pick<EmbeddingColumnNode, 'vectorType' | 'model'>, vectorSchema?: string): string {
   const type = vectorSchema === undefined ? column.vectorType : quoteQualified(vectorSchema, column.vectorType)
   return `${type}(${column.model.dimensions})`
 }

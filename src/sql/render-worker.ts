@@ -10,12 +10,12 @@ import { renderCatalogGuard } from './render-catalog.js'
  * quoted here; values are always bind parameters.
  */
 
-function jobIdentity(column: EmbeddingColumnNode, alias = 'job'): string {
+function jobIdentity(column: Pick<EmbeddingColumnNode, 'schema' | 'table' | 'column'>, alias = 'job'): string {
   return `${alias}.table_schema = ${quoteLiteral(column.schema)} AND ${alias}.table_name = ${quoteLiteral(column.table)} AND ${alias}.column_name = ${quoteLiteral(column.column)}`
 }
 
 /** $1 batch size, $2 lease seconds, $3 worker id → id, generation, attempts of the leased jobs. */
-export function renderClaimJobs(column: EmbeddingColumnNode): string {
+export function renderClaimJobs(column: Pick<EmbeddingColumnNode, 'schema' | 'table' | 'column'>): string {
   return `WITH due AS (
   SELECT job.id FROM pgml_kit.embedding_jobs AS job
   WHERE ${jobIdentity(column)}

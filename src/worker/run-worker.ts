@@ -2,7 +2,8 @@ import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import type { Embedder } from '../embed/embedder.js'
-import type { EmbeddingColumnNode } from '../model/ir.js'
+import type { ChunkedColumnNode, EmbeddingColumnNode } from '../model/ir.js'
+import { processChunkBatch } from '../chunking/worker.js'
 import { EXTEND_LEASES, QUEUE_OUTLOOK, RELEASE_WORKER_LEASES, VECTOR_SCHEMA } from '../sql/render-worker.js'
 import { PgmlKitError } from '../errors.js'
 import { isConnectionLost, toConnector, type Connector } from '../db/connect.js'
@@ -24,6 +25,14 @@ export interface WorkerOptions {
   readonly columns: readonly EmbeddingColumnNode[]
   /** Returns the embedder for a column (called once per model, before any of its jobs is claimed). */
   readonly loadEmbedder: (column: EmbeddingColumnNode) => Promise<Embedder>
+  /**
+   * The config's chunked columns (mode `queue` ones are served: split, embedded where the text is
+   * new, synced), and the embedder for each (`localEmbedderLoader` serves both).
+   */
+  readonly chunked?: readonly ChunkedColumnNode[]
+  readonly loadChunkEmbedder?: (column: ChunkedColumnNode) => Promise<Embedder>
+  /** Told after each batch of a chunked column (`written`: chunks embedded). */
+  readonly onChunkBatch?: (column: ChunkedColumnNode, result: BatchResult) => void
   readonly batchSize?: number
   /** Seconds a claimed job stays reserved without a heartbeat (default 30); a live worker renews it every third of that. */
   readonly leaseSeconds?: number
@@ -127,7 +136,7 @@ class LeaseHeartbeat {
   }
 }
 
-async function readOutlook(client: pg.Client, columns: readonly EmbeddingColumnNode[]): Promise<QueueOutlook> {
+async function readOutlook(client: pg.Client, columns: readonly Pick<EmbeddingColumnNode, 'schema' | 'table' | 'column'>[]): Promise<QueueOutlook> {
   const { rows } = await client.query<{ leased: number; leases_end_in: number | null; waiting: number; next_due_in: number | null }>(QUEUE_OUTLOOK, [
     columns.map((c) => c.schema), columns.map((c) => c.table), columns.map((c) => c.column),
   ])
@@ -172,10 +181,19 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
   // One embedder per model (a staged model change serves two); loaded before any of its jobs is claimed,
   // so a wrong model or dimension stops the worker before it writes anything.
   const embedders = new Map<string, Embedder>()
-  const modelKey = (column: EmbeddingColumnNode) => JSON.stringify(column.model)
+  const modelKey = (column: { model: unknown }) => JSON.stringify(column.model)
   /** What the worker serves; `fingerprint` undefined: not from the catalog (it cannot be read), the writes are not guarded. */
   let served: readonly { readonly node: EmbeddingColumnNode; readonly fingerprint?: string | null }[] = []
   let catalogChanged = false
+  const chunked = (options.chunked ?? []).filter((c) => c.mode === 'queue')
+  const chunkEmbedders = new Map<string, Embedder>()
+  const loadChunkEmbedders = async () => {
+    for (const node of chunked) {
+      if (chunkEmbedders.has(modelKey(node))) continue
+      if (!options.loadChunkEmbedder) throw new PgmlKitError('NO_CHUNK_EMBEDDER', `the worker serves the chunked column ${node.table}.${node.column} and was given no loadChunkEmbedder`)
+      chunkEmbedders.set(modelKey(node), await options.loadChunkEmbedder(node))
+    }
+  }
   /** The columns as the catalog has them now (and their embedders). */
   const refresh = async (client: pg.Client) => {
     const live = await readLiveColumns(client, options.columns)
@@ -199,8 +217,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
       try {
         client = await connector.connect('pgml-kit worker')
         await refresh(client)
+        await loadChunkEmbedders()
         // Nothing in mode "queue", in the catalog or (not migrated yet) in the config: nothing will ever be queued.
-        if (served.length === 0 && !options.columns.some((c) => c.mode === 'queue')) {
+        if (served.length === 0 && !options.columns.some((c) => c.mode === 'queue') && chunked.length === 0) {
           throw new PgmlKitError('NO_QUEUE_COLUMNS', 'the config has no embedding column with mode "queue", so the worker has nothing to do', { hint: 'set mode: "queue" on an embedding column, generate and migrate' })
         }
         vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema
@@ -315,9 +334,24 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
       }
       await finishing
     }
+    /** Works the chunked columns' queues until a whole round of them has nothing due. */
+    const drainChunks = async (): Promise<void> => {
+      for (let busy = true; busy && !options.signal?.aborted;) {
+        busy = false
+        for (const node of chunked) {
+          if (options.signal?.aborted) break
+          const result = await processChunkBatch(conn, node, chunkEmbedders.get(modelKey(node)) as Embedder, settings)
+          if (result.claimed === 0) continue
+          busy = true
+          totals = add(totals, result)
+          options.onChunkBatch?.(node, result)
+        }
+      }
+    }
     while (!options.signal?.aborted) {
       try {
         await drain()
+        await drainChunks()
         failuresInARow = 0
         // What the catalog says now: a staged model change adds, switches and drops columns while workers run.
         const changed = catalogChanged
@@ -348,7 +382,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
       }
       if (options.signal?.aborted) break
       if (options.once) {
-        totals = { ...totals, outlook: await readOutlook(conn, served.map((l) => l.node)) }
+        totals = { ...totals, outlook: await readOutlook(conn, [...served.map((l) => l.node), ...chunked]) }
         break
       }
       await sleep(options.pollIntervalMs ?? 1000, options.signal)

@@ -87,7 +87,10 @@ export class TestProject {
   /** As `pgml-kit worker --once`: the config's columns as the catalog has them, with the local models the config names. */
   async work(options: { batchSize?: number } = {}): Promise<WorkerTotals> {
     const config = await loadConfig('pgml-kit.config.ts', this.db.cwd)
-    return runWorker({ url: this.db.url, columns: config.state.embeddingColumns, loadEmbedder: localEmbedderLoader(config.embedder), once: true, ...options })
+    return runWorker({
+      url: this.db.url, columns: config.state.embeddingColumns, loadEmbedder: localEmbedderLoader(config.embedder),
+      chunked: config.state.chunkedColumns ?? [], loadChunkEmbedder: localEmbedderLoader(config.embedder), once: true, ...options,
+    })
   }
 
   /** As `pgml-kit backfill <table>.<column>` for the config's first column: it, then the copies of its staged model change. */

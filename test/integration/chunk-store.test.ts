@@ -6,17 +6,19 @@ import { quoteIdent, quoteQualified } from '../../src/sql/quote.js'
 import { tiers, withClient, type TestDatabase } from '../helpers/targets.js'
 
 /**
- * The chunk store of a chunked embedding column (issue 29, in progress: the store and its sync,
- * not yet generated from the config), on a real database: only new texts are embedded, kept chunks
+ * The chunk store of a chunked embedding column (the store and its sync, apart from the
+ * config: test/integration/chunked-columns.test.ts generates it), on a real database: only new texts are embedded, kept chunks
  * keep their vectors at their new positions, the source row's delete and key change carry the
  * chunks, a concurrent sync never leaves a stale chunk.
  */
 
 // A hostile but legal schema, table and key.
 const store: ChunkStore = {
-  schema: 'Doc "store"', table: "Doc's table", key: [{ name: 'Tenant id', type: 'text' }, { name: 'n', type: 'integer' }],
+  schema: 'Doc "store"', table: "Doc's table", keyColumns: ['Tenant id', 'n'],
   chunkTable: "Doc's table_body_chunks", vectorType: 'vector(3)',
 }
+const keyOf = (key: [string, number]) => ({ 'Tenant id': key[0], n: key[1] })
+const asChunks = (texts: readonly string[]) => texts.map((t) => ({ chunk: t, embedded: t }))
 const T = quoteQualified(store.schema, store.table)
 const C = quoteQualified(store.schema, store.chunkTable)
 
@@ -38,13 +40,13 @@ describe.each(tiers)('the chunk store on the $name tier', (tier) => {
   async function setup() {
     db = await tier.create()
     await db.query(`CREATE EXTENSION IF NOT EXISTS vector; CREATE SCHEMA ${quoteIdent(store.schema)}; CREATE TABLE ${T} ("Tenant id" text, n integer, body text, PRIMARY KEY ("Tenant id", n))`)
-    await db.query(renderCreateChunkTable(store))
+    for (const statement of renderCreateChunkTable(store)) await db.query(statement)
     await db.query(`INSERT INTO ${T} VALUES ('a''b', 1, 'x'), ('a''b', 2, 'y')`)
   }
   const stored = (key: [string, number]) => db.query<{ seq: number; chunk: string; embedding: string; model: string }>(
     `SELECT chunk_seq AS seq, chunk, embedding::text AS embedding, model FROM ${C} WHERE "Tenant id" = $1 AND n = $2 ORDER BY chunk_seq`, key)
   const sync = (texts: string[], e: ReturnType<typeof standIn>, key: [string, number] = ["a'b", 1]) =>
-    withClient(db.url, (c) => syncDocument(c, store, key, texts, { model: 'test/double', embed: e.embed }))
+    withClient(db.url, (c) => syncDocument(c, store, keyOf(key), asChunks(texts), { model: 'test/double', embed: e.embed }))
   /** Every stored chunk is the text at its position, with the vector of that text: nothing stale. */
   async function expectExactly(texts: string[], e: ReturnType<typeof standIn>, key: [string, number] = ["a'b", 1]) {
     const rows = await stored(key)
@@ -137,7 +139,7 @@ describe.each(tiers)('the chunk store on the $name tier', (tier) => {
         return e.embed(texts)
       },
     }
-    const result = await withClient(db.url, (c) => syncDocument(c, store, ["a'b", 1], ['one', 'two', 'three', 'four'], { model: 'test/double', embed: racing.embed }))
+    const result = await withClient(db.url, (c) => syncDocument(c, store, keyOf(["a'b", 1]), asChunks(['one', 'two', 'three', 'four']), { model: 'test/double', embed: racing.embed }))
     expect(result.attempts).toBe(2)
     await expectExactly(['one', 'two', 'three', 'four'], e)
     // Concurrent syncs of one row from several connections: the last to commit wins, whole.

@@ -25,7 +25,10 @@ export function registerWorker(program: Command): void {
       // Every column of the config: the worker serves those the catalog has in mode "queue" (during a
       // staged model change, the live column and its shadow may be in different modes).
       const declared = config.state.embeddingColumns
-      const columns = opts.column ? opts.column.map((arg) => findColumn(declared, arg)) : declared
+      const declaredChunked = config.state.chunkedColumns ?? []
+      const chunkedNamed = (arg: string) => declaredChunked.find((c) => arg === `${c.table}.${c.column}` || arg === `${c.schema}.${c.table}.${c.column}`)
+      const columns = opts.column ? opts.column.filter((arg) => !chunkedNamed(arg)).map((arg) => findColumn(declared, arg)) : declared
+      const chunked = opts.column ? opts.column.flatMap((arg) => chunkedNamed(arg) ?? []) : declaredChunked
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       const controller = new AbortController()
       let stops = 0
@@ -39,9 +42,13 @@ export function registerWorker(program: Command): void {
       process.on('SIGINT', stop)
       process.on('SIGTERM', stop)
       try {
-        if (!g.json) process.stderr.write(`worker on ${printable(target.description)}: ${columns.filter((c) => c.mode === 'queue').map((c) => printable(`${c.table}.${c.column}`)).join(', ') || '(queue-mode columns of staged model changes)'}\n`)
+        if (!g.json) process.stderr.write(`worker on ${printable(target.description)}: ${[...columns, ...chunked].filter((c) => c.mode === 'queue').map((c) => printable(`${c.table}.${c.column}`)).join(', ') || '(queue-mode columns of staged model changes)'}\n`)
         const totals = await runWorker({
-          url: target, columns, loadEmbedder: localEmbedderLoader(config.embedder),
+          url: target, columns, loadEmbedder: localEmbedderLoader(config.embedder), chunked, loadChunkEmbedder: localEmbedderLoader(config.embedder),
+          onChunkBatch: g.json ? undefined : (node, r) => {
+            process.stderr.write(`${printable(`${node.table}.${node.column}`)}: ${r.completed} rows synced, ${r.written} chunks embedded, ${r.stale} left for newer changes, ${r.failed} failed, ${r.deadLettered} dead-lettered\n`)
+            for (const f of (r.failures ?? []).slice(0, 5)) process.stderr.write(`  ${pc.red('failed')} job ${f.jobId}: ${printable(withoutSecrets(f.error, g.databaseUrl))}\n`)
+          },
           batchSize: opts.batchSize, maxAttempts: opts.maxAttempts, leaseSeconds: opts.lease, pollIntervalMs: opts.poll,
           once: opts.once ?? false, signal: controller.signal,
           onBatch: g.json ? undefined : (column, r) => {

@@ -1,0 +1,223 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import pg from 'pg'
+import type { PgmlKitConfig } from '../../src/config/schema.js'
+import { loadConfig } from '../../src/config/load.js'
+import type { ChunkedColumnNode } from '../../src/model/ir.js'
+import { chunkRow } from '../../src/chunking/document.js'
+import { runWorker } from '../../src/worker/run-worker.js'
+import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
+import type { LocalEmbedder } from '../../src/embed/local-embedder.js'
+import { MODELS_DIR, TINY_16, loadTiny, parseVector } from '../helpers/embedders.js'
+import { TestProject } from '../helpers/project.js'
+import { tiers, withClient, type TestDatabase } from '../helpers/targets.js'
+
+/**
+ * Chunked embedding columns generated from the config, on both tiers, with hostile but legal names
+ * (a schema and table with quotes, a composite key with a space): the migration creates the chunk
+ * table, its foreign key, view, index and queue; the worker splits and embeds only the chunks whose
+ * text changed; deletes and key changes carry the chunks; concurrent edits leave no stale chunk;
+ * up/down/up.
+ */
+
+const SCHEMA = 'Doc "store"'
+const TABLE = "Doc's pages"
+const Q = `"Doc ""store"""."Doc's pages"`
+const CHUNKS = `"Doc ""store"""."Doc's pages_body_chunks"`
+
+const SOURCE_TABLE = `
+-- Up Migration
+CREATE SCHEMA "Doc ""store""";
+CREATE TABLE ${Q} ("Tenant id" text NOT NULL, n bigint NOT NULL, title text, body text, department text, PRIMARY KEY ("Tenant id", n));
+-- Down Migration
+DROP SCHEMA "Doc ""store""" CASCADE;
+`
+
+function config(mode: 'queue' | 'app' = 'queue', chunking: Record<string, unknown> = {}): PgmlKitConfig {
+  return {
+    embedder: { modelsDir: MODELS_DIR, allowRemoteModels: false },
+    tables: {
+      [TABLE]: {
+        schema: SCHEMA,
+        primaryKey: ['Tenant id', 'n'],
+        embeddings: {
+          body_chunks: {
+            source: 'body',
+            model: { id: TINY_16.id, dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' },
+            mode,
+            chunking: { size: 120, template: '{title}: {chunk}', sectionEvery: 3, fullText: 'simple', ...chunking },
+            indexes: [{ method: 'hnsw', distance: 'cosine' }],
+          },
+        },
+      },
+    },
+  }
+}
+
+/** A document of `n` paragraphs whose words depend on `seed`. */
+function doc(n: number, seed = 0): string[] {
+  const words = ['river', 'bridge', 'tax', 'permit', 'library', 'park', 'school', 'tram', 'waste', 'garden', 'noise', 'parking']
+  return Array.from({ length: n }, (_, i) => Array.from({ length: 8 + ((i * 7 + seed) % 9) }, (_, j) => words[(i * 5 + j * 3 + seed) % words.length]).join(' ') + ` (paragraph ${i})`)
+}
+
+describe.each(tiers)('chunked embedding columns on the $name tier', (tier) => {
+  let db: TestDatabase
+  let embedder: LocalEmbedder
+  afterEach(async () => db?.close())
+
+  async function setup(c = config()) {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-pages.sql', SOURCE_TABLE)
+    await p.writeConfig(c)
+    embedder ??= await loadTiny()
+    return p
+  }
+  const node = async (): Promise<ChunkedColumnNode> => (await loadConfig('pgml-kit.config.ts', db.cwd)).state.chunkedColumns![0]!
+  type Row = { tenant: string; n: string; title: string | null; body: string | null }
+  const rows = () => db.query<Row>(`SELECT "Tenant id" AS tenant, n::text AS n, title, body FROM ${Q} ORDER BY 1, 2`)
+  const chunks = () => db.query<{ tenant: string; n: string; seq: number; chunk: string; hash: string; embedding: string; model: string }>(
+    `SELECT "Tenant id" AS tenant, n::text AS n, chunk_seq AS seq, chunk, content_hash AS hash, embedding::text AS embedding, model FROM ${CHUNKS} ORDER BY 1, 2, 3`)
+  const jobs = () => db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs').then((r) => r[0]!.n)
+
+  /** Every row's stored chunks are exactly its chunks as they are now, each with a fresh embedding of its formatted text: nothing stale, nothing missing. */
+  async function expectInSync() {
+    const n = await node()
+    const stored = await chunks()
+    for (const row of await rows()) {
+      const want = chunkRow(n, row.body, { title: row.title }, embedder)
+      const have = stored.filter((c) => c.tenant === row.tenant && c.n === row.n)
+      expect(have.map((c) => [c.seq, c.chunk]), `chunks of ${row.tenant}/${row.n}`).toEqual(want.map((w, i) => [i, w.chunk]))
+      if (want.length === 0) continue
+      const fresh = await embedder.embed(want.map((w) => w.embedded), { as: 'document' })
+      have.forEach((c, i) => {
+        const v = parseVector(c.embedding)
+        v.forEach((x, k) => expect(Math.abs(x - fresh[i]![k]!)).toBeLessThan(1e-5))
+        expect(c.model).toBe(TINY_16.id)
+      })
+    }
+    // No chunk of a row that is gone.
+    const keys = new Set((await rows()).map((r) => `${r.tenant}/${r.n}`))
+    expect(stored.filter((c) => !keys.has(`${c.tenant}/${c.n}`))).toEqual([])
+  }
+
+  it('queue mode: rows there before are queued; inserts, edits at the start, middle and end embed only changed chunks; other columns change nothing; key changes and deletes carry the chunks', async () => {
+    const p = await setup()
+    await p.migrate()
+    await db.query(`INSERT INTO ${Q} VALUES ('a''b', 1, 'Before', $1, 'x')`, [doc(10).join('\n\n')])
+    await p.generate('chunks')
+    await p.migrate()
+    // The view shows chunks beside their rows; the GIN index and the vector index exist.
+    expect(await jobs()).toBe(1)
+    let totals = await p.work()
+    expect(totals.failed).toBe(0)
+    await expectInSync()
+    const first = (await chunks()).length
+    expect(first).toBeGreaterThan(5)
+    expect(totals.written).toBe(first)
+    expect(await jobs()).toBe(0)
+    const view = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "Doc ""store"""."Doc's pages_body_chunks_view" WHERE title = 'Before'`)
+    expect(view[0]!.n).toBe(first)
+
+    // Inserts.
+    await db.query(`INSERT INTO ${Q} VALUES ('a''b', 2, 'Second', $1, 'y'), ('c', 3, NULL, NULL, 'z')`, [doc(6, 3).join('\n\n')])
+    totals = await p.work()
+    await expectInSync()
+
+    // Edits of one paragraph: at the start, in the middle, at the end — only the chunks whose text changed are embedded.
+    const n = await node()
+    for (const at of [0, 5, 9]) {
+      const [row] = await db.query<{ body: string; title: string }>(`SELECT body, title FROM ${Q} WHERE n = 1`)
+      const paragraphs = row!.body.split('\n\n')
+      paragraphs[at] = `rewritten paragraph ${at} about the harbour`
+      const before = new Set(chunkRow(n, row!.body, { title: row!.title }, embedder).map((c) => c.embedded))
+      const after = chunkRow(n, paragraphs.join('\n\n'), { title: row!.title }, embedder)
+      const changed = after.filter((c) => !before.has(c.embedded)).length
+      await db.query(`UPDATE ${Q} SET body = $1 WHERE n = 1`, [paragraphs.join('\n\n')])
+      totals = await p.work()
+      expect(totals.written, `edit at paragraph ${at}`).toBe(changed)
+      expect(changed).toBeLessThan(after.length / 2)
+      await expectInSync()
+    }
+
+    // A column the chunks do not use: no job, nothing embedded.
+    await db.query(`UPDATE ${Q} SET department = 'other'`)
+    expect(await jobs()).toBe(0)
+    // The template's column: every chunk of the row is embedded again.
+    await db.query(`UPDATE ${Q} SET title = 'Renamed' WHERE n = 2`)
+    totals = await p.work()
+    expect(totals.written).toBe((await chunks()).filter((c) => c.n === '2').length)
+    await expectInSync()
+
+    // A key change moves the chunks (nothing embedded); a delete takes them.
+    const ofTwo = (await chunks()).filter((c) => c.n === '2').map((c) => c.hash)
+    await db.query(`UPDATE ${Q} SET n = 20 WHERE n = 2`)
+    expect((await chunks()).filter((c) => c.n === '20').map((c) => c.hash)).toEqual(ofTwo)
+    totals = await p.work()
+    expect(totals.written).toBe(0)
+    await expectInSync()
+    await db.query(`DELETE FROM ${Q} WHERE n = 20`)
+    expect((await chunks()).filter((c) => c.n === '20')).toEqual([])
+    expect(await jobs()).toBe(0)
+    await expectInSync()
+  })
+
+  it('queue mode: concurrent edits from several connections while the worker runs leave no stale chunk', async () => {
+    const p = await setup()
+    await p.generate('chunks')
+    await p.migrate()
+    for (let i = 0; i < 6; i++) await db.query(`INSERT INTO ${Q} VALUES ('t', $1, $2, $3, NULL)`, [i, `Title ${i}`, doc(6 + i, i).join('\n\n')])
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const controller = new AbortController()
+    const worker = runWorker({
+      url: db.url, columns: [], chunked: loaded.state.chunkedColumns, loadEmbedder: localEmbedderLoader(loaded.embedder), loadChunkEmbedder: localEmbedderLoader(loaded.embedder),
+      pollIntervalMs: 20, batchSize: 2, signal: controller.signal,
+    })
+    // Three writers, each editing random paragraphs of random rows 8 times.
+    const writer = async (w: number) => withClient(db.url, async (c: pg.Client) => {
+      for (let k = 0; k < 8; k++) {
+        const id = (w * 5 + k * 3) % 6
+        await c.query('BEGIN')
+        const { rows: [row] } = await c.query<{ body: string }>(`SELECT body FROM ${Q} WHERE n = $1 FOR UPDATE`, [id])
+        const paragraphs = row!.body.split('\n\n')
+        paragraphs[(k * 7 + w) % paragraphs.length] = `writer ${w} edit ${k} ${doc(1, w + k)[0]}`
+        if (k % 3 === 2) paragraphs.unshift(`new opening by ${w}`)
+        await c.query(`UPDATE ${Q} SET body = $2 WHERE n = $1`, [id, paragraphs.join('\n\n')])
+        await c.query('COMMIT')
+        await new Promise((r) => setTimeout(r, 5))
+      }
+    })
+    await Promise.all([0, 1, 2].map(writer))
+    // The queue drains after the last write.
+    for (let i = 0; i < 400 && (await jobs()) > 0; i++) await new Promise((r) => setTimeout(r, 50))
+    controller.abort()
+    const totals = await worker
+    expect(totals.failed).toBe(0)
+    expect(await jobs()).toBe(0)
+    await expectInSync()
+  })
+
+  it('up/down/up: down drops the chunk table, view, triggers and jobs; up again queues every row and the worker refills it', async () => {
+    const p = await setup()
+    await p.migrate()
+    await db.query(`INSERT INTO ${Q} VALUES ('a', 1, 'T', $1, NULL)`, [doc(5).join('\n\n')])
+    await p.generate('chunks')
+    await p.migrate()
+    await p.work()
+    await expectInSync()
+    // Down: the chunks migration's files (the index build, then the table).
+    const objects = () => db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = $1 AND c.relname LIKE 'Doc''s pages\\_body\\_chunks%'`, [SCHEMA])
+    expect((await objects())[0]!.n).toBeGreaterThanOrEqual(4)
+    const plan = await p.generateWith('noop')
+    expect(plan.written).toEqual([])
+    await p.migrate('down', 2)
+    expect((await objects())[0]!.n).toBe(0)
+    expect(await db.query(`SELECT tgname FROM pg_trigger WHERE tgrelid = '${Q.replace(/'/g, "''")}'::regclass AND NOT tgisinternal`)).toEqual([])
+    // The runtime went with the last column that needed it; writes go on untouched.
+    expect(await db.query(`SELECT pg_catalog.to_regclass('pgml_kit.embedding_jobs') AS t`)).toEqual([{ t: null }])
+    await db.query(`UPDATE ${Q} SET body = body || ' more'`)
+    await p.migrate()
+    expect(await jobs()).toBe(1)
+    await p.work()
+    await expectInSync()
+  })
+})

@@ -5,7 +5,9 @@ import { sourceTextOf } from '../embed/source-text.js'
 import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig } from '../config/schema.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
-import type { EmbeddingColumnNode } from '../model/ir.js'
+import type { ChunkedColumnNode, EmbeddingColumnNode } from '../model/ir.js'
+import type { KeyedTable } from '../sql/render-row-key.js'
+import { chunkInputs, embedChunksAhead, syncRowChunks, type ChunkVectors } from '../chunking/app-sync.js'
 import { INSIDE_TRANSACTION, MAX_PARAMETERS, renderEndWrite, renderInsertRows, renderLockForInsert, renderLockSources, renderOpenWrite, renderUndoWrite, renderUpdatePatch } from '../sql/render-app-writer.js'
 import { liveColumnsOf, readLiveColumns, type CatalogRead } from '../db/live-catalog.js'
 import { columnsOfConfig, type LiveColumn } from '../model/catalog-column.js'
@@ -31,6 +33,8 @@ export interface EmbeddingWriterOptions {
   readonly db: pg.Pool | pg.ClientBase
   /** Embedder per column; default: the local ONNX model, as configured under `embedder`. */
   readonly loadEmbedder?: (column: EmbeddingColumnNode) => Promise<Embedder>
+  /** Embedder per chunked column; default: as `loadEmbedder`, else the local ONNX model. */
+  readonly loadChunkEmbedder?: (column: ChunkedColumnNode) => Promise<Embedder>
   /** Base directory for a relative `embedder.modelsDir` (default: the current directory). */
   readonly cwd?: string
 }
@@ -67,10 +71,25 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
   const resolved = resolveConfig(config)
   const load = options.loadEmbedder ?? localEmbedderLoader(embedderSettingsAt(resolved.embedder, options.cwd ?? process.cwd()))
   const declaredOf = (table: string) => resolved.state.embeddingColumns.filter((c) => c.table === table)
-  const tableOf = (table: string) => {
-    const first = declaredOf(table)[0]
+  /** The table's chunked columns in mode `app`: the writer syncs their chunks in the write's transaction. */
+  const chunkedOf = (table: string) => (resolved.state.chunkedColumns ?? []).filter((c) => c.table === table && c.mode === 'app')
+  const tableOf = (table: string): KeyedTable => {
+    const first = declaredOf(table)[0] ?? (resolved.state.chunkedColumns ?? []).find((c) => c.table === table)
     if (!first) throw new PgmlKitError('TABLE_UNKNOWN', `table "${table}" has no embedding columns in the config`)
     return first
+  }
+  const chunkEmbedders = new Map<string, Promise<Embedder>>()
+  const chunkEmbedderOf = (node: ChunkedColumnNode) => {
+    const key = JSON.stringify(node.model)
+    if (!chunkEmbedders.has(key)) chunkEmbedders.set(key, (options.loadChunkEmbedder ?? load)(node))
+    return chunkEmbedders.get(key)!
+  }
+  /** Syncs the chunks of written rows (read back with every column chunking needs). */
+  const syncChunks = async (db: pg.ClientBase, table: string, rows: readonly Record<string, unknown>[], ahead: ChunkVectors) => {
+    for (const node of chunkedOf(table)) {
+      const embedder = await chunkEmbedderOf(node)
+      for (const row of rows) await syncRowChunks(db, node, row, embedder, ahead)
+    }
   }
   /** Per table, what the catalog said last (null: it cannot be read; undefined: not read yet). */
   const known = new Map<string, { readonly fingerprints: string; readonly columns: readonly EmbeddingColumnNode[] } | null>()
@@ -140,10 +159,15 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
       }
       const before = known.get(table)
       await embedAll(before?.columns ?? appColumnsFrom(table, null))
+      const chunked = chunkedOf(table)
+      const ahead: ChunkVectors = new Map()
+      for (const node of chunked) await embedChunksAhead(node, rows, await chunkEmbedderOf(node), ahead)
+      const asked = insertOptions.returning ?? null
       const write = async (db: pg.ClientBase) => {
         const columns = [...new Set(records.flatMap((r) => Object.keys(r)))]
         const present = records.map((r) => columns.map((c) => c in r && r[c] !== undefined))
-        const returning = insertOptions.returning ?? null
+        // Chunking reads the rows back as written: their key (a default may make it), sources and template columns.
+        const returning = asked === null || chunked.length === 0 ? asked : [...new Set([...asked, ...chunked.flatMap(chunkInputs)])]
         // One statement unless the rows need more parameters than PostgreSQL allows in one (one transaction either way).
         const perRow = Math.max(1, columns.length)
         const inserted: Record<string, unknown>[] = []
@@ -153,7 +177,9 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
           const { rows: out } = await db.query(renderInsertRows(ref, columns, present.slice(start, end), returning), values)
           inserted.push(...(out as Record<string, unknown>[]))
         }
-        return inserted
+        if (chunked.length === 0) return inserted
+        await syncChunks(db, table, inserted, ahead)
+        return asked === null ? inserted : inserted.map((row) => Object.fromEntries(asked.map((c) => [c, row[c]])))
       }
       if (before === null) {
         // The catalog cannot be read by this role: the config's columns, as before.
@@ -194,6 +220,13 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
         const columns = Object.keys(record)
         if (columns.length === 0) return 0
         const { rowCount } = await db.query(renderUpdatePatch(ref, columns), [JSON.stringify(key), JSON.stringify(record)])
+        // Chunked columns whose key, sources or template columns the patch touched: the row as it is now, re-chunked.
+        const chunked = chunkedOf(table).filter((node) => chunkInputs(node).some((c) => c in patch))
+        if ((rowCount ?? 0) > 0 && chunked.length > 0) {
+          const now = { ...key, ...Object.fromEntries(keyColumns.filter((k) => k in patch).map((k) => [k, patch[k]])) }
+          const { rows: [row] } = await db.query(renderLockSources(ref, [...new Set(chunked.flatMap(chunkInputs))]), [JSON.stringify(now)])
+          if (row) for (const node of chunked) await syncRowChunks(db, node, row as Record<string, unknown>, await chunkEmbedderOf(node), new Map())
+        }
         return rowCount ?? 0
       })
     },

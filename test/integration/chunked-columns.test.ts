@@ -7,6 +7,8 @@ import { chunkRow } from '../../src/chunking/document.js'
 import { runWorker } from '../../src/worker/run-worker.js'
 import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import type { LocalEmbedder } from '../../src/embed/local-embedder.js'
+import type { Embedder } from '../../src/embed/embedder.js'
+import { createEmbeddingWriter } from '../../src/app/embedding-writer.js'
 import { MODELS_DIR, TINY_16, loadTiny, parseVector } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
 import { tiers, withClient, type TestDatabase } from '../helpers/targets.js'
@@ -194,6 +196,57 @@ describe.each(tiers)('chunked embedding columns on the $name tier', (tier) => {
     expect(totals.failed).toBe(0)
     expect(await jobs()).toBe(0)
     await expectInSync()
+  })
+
+  it('app mode: the embedding writer writes rows and their chunks in one transaction, embedding only the chunks whose text is new', async () => {
+    const p = await setup(config('app'))
+    await p.generate('chunks')
+    await p.migrate()
+    const appConfig = config('app')
+    // Counts what the model is asked to embed (the real model computes it).
+    const asked: string[] = []
+    const counting: Embedder = { modelId: embedder.modelId, dimensions: embedder.dimensions, maxTokens: embedder.maxTokens, countTokens: (t) => embedder.countTokens(t), embed: async (texts, o) => { asked.push(...texts); return embedder.embed(texts, o) } }
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 })
+    try {
+      const writer = createEmbeddingWriter(appConfig, { db: pool, loadChunkEmbedder: async () => counting })
+      const inserted = await writer.insert(TABLE, [{ 'Tenant id': 'w', n: '1', title: 'One', body: doc(8).join('\n\n') }, { 'Tenant id': 'w', n: '2', title: 'Two', body: doc(4, 1).join('\n\n') }], { returning: ['n'] })
+      expect(inserted).toEqual([{ n: '1' }, { n: '2' }])
+      await expectInSync()
+      const all = (await chunks()).length
+      expect(new Set(asked).size).toBe(all)
+      // An edit in the middle: only the chunks whose text changed are embedded.
+      const n = await node()
+      const paragraphs = doc(8)
+      paragraphs[4] = 'a new paragraph about the harbour and its ferries'
+      const before = new Set(chunkRow(n, doc(8).join('\n\n'), { title: 'One' }, embedder).map((c) => c.embedded))
+      const changed = chunkRow(n, paragraphs.join('\n\n'), { title: 'One' }, embedder).filter((c) => !before.has(c.embedded)).length
+      asked.length = 0
+      expect(await writer.update(TABLE, { 'Tenant id': 'w', n: 1 }, { body: paragraphs.join('\n\n') })).toBe(1)
+      expect(asked.length).toBe(changed)
+      expect(changed).toBeGreaterThan(0)
+      await expectInSync()
+      // A column the chunks do not use, and a key change: nothing embedded; the chunks moved.
+      asked.length = 0
+      await writer.update(TABLE, { 'Tenant id': 'w', n: 1 }, { department: 'x' })
+      await writer.update(TABLE, { 'Tenant id': 'w', n: 1 }, { n: 10 })
+      expect(asked).toEqual([])
+      await expectInSync()
+      expect((await chunks()).some((c) => c.n === '10')).toBe(true)
+      // Inside the caller's transaction: rolled back with it, rows and chunks alike.
+      await withClient(db.url, async (c) => {
+        await c.query('BEGIN')
+        await createEmbeddingWriter(appConfig, { db: c, loadChunkEmbedder: async () => counting }).insert(TABLE, [{ 'Tenant id': 'w', n: '3', title: 'T', body: 'gone with the rollback' }])
+        await c.query('ROLLBACK')
+      })
+      expect((await chunks()).filter((c) => c.n === '3')).toEqual([])
+      // A failed embedding writes nothing.
+      const failing: Embedder = { ...counting, embed: async () => { throw new Error('model failed') } }
+      await expect(createEmbeddingWriter(appConfig, { db: pool, loadChunkEmbedder: async () => failing }).insert(TABLE, [{ 'Tenant id': 'w', n: '4', title: 'T', body: 'never written' }])).rejects.toThrow(/model failed/)
+      expect(await db.query(`SELECT n FROM ${Q} WHERE n = 4`)).toEqual([])
+      await expectInSync()
+    } finally {
+      await pool.end()
+    }
   })
 
   it('up/down/up: down drops the chunk table, view, triggers and jobs; up again queues every row and the worker refills it', async () => {

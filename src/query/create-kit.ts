@@ -7,7 +7,9 @@ import { PgmlKitError } from '../errors.js'
 import type { PgmlKitConfig, Distance } from '../config/schema.js'
 import type { LoadedConfig } from '../config/load.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
-import type { EmbeddingColumnNode, FeatureViewNode, FullTextNode } from '../model/ir.js'
+import type { ChunkedColumnNode, EmbeddingColumnNode, FeatureViewNode, FullTextNode } from '../model/ir.js'
+import { CHUNK_HIT, CHUNK_SEARCH_SETTINGS, renderHybridChunks, renderSearchChunks, renderSearchDocuments } from '../sql/render-chunk-search.js'
+import { VECTOR_SCHEMA } from '../sql/render-vector-schema.js'
 import type { ModelNode } from '../model/resolve.js'
 import {
   SEARCH_CAPABILITIES, distanceExpression, embedTexts, hybridFusion, hybridJoin, predictBatchQuery, predictCall, predictProbaQuery, predictRow, servedPredictCall,
@@ -32,6 +34,48 @@ export type EmbeddingColumnRef<C extends PgmlKitConfig> = {
 export type HybridColumnRef<C extends PgmlKitConfig> = {
   [T in TableName<C>]: Tables<C>[T] extends { fullText: object } ? `${T}.${keyof Tables<C>[T]['embeddings'] & string}` : never
 }[TableName<C>]
+
+/** Chunked embedding columns (declared with `chunking`), as `table.column`. */
+export type ChunkedColumnRef<C extends PgmlKitConfig> = {
+  [T in TableName<C>]: { [E in keyof Tables<C>[T]['embeddings'] & string]: Tables<C>[T]['embeddings'][E] extends { chunking: object } ? `${T}.${E}` : never }[keyof Tables<C>[T]['embeddings'] & string]
+}[TableName<C>]
+
+/** Options of a search over chunks. */
+export interface ChunkSearchOptions<A extends 'documents' | 'chunks' = 'documents' | 'chunks'> {
+  /** Documents (default: each with its best chunk, for citations) or chunks. */
+  readonly return?: A
+  /** How many (default 10). */
+  readonly k?: number
+  /** Chunks read from the vector index before documents are picked from them (default max(40, 8 × k)); more finds documents whose best chunk ranks lower. */
+  readonly candidates?: number
+  /** HNSW's ef_search for this search (default: the index's efSearch, at least `candidates`), set for its own transaction only. */
+  readonly efSearch?: number
+  /** The document's columns to return (default all). */
+  readonly columns?: readonly string[]
+}
+
+export interface HybridChunkSearchOptions<A extends 'documents' | 'chunks' = 'documents' | 'chunks'> extends ChunkSearchOptions<A> {
+  readonly rrfK?: number
+  readonly weights?: { readonly vector?: number; readonly text?: number }
+}
+
+/** A chunk found: its row's key, its position in the document, its text and distance (and, from hybrid search, its fused score and ranks). */
+export interface ChunkHit {
+  readonly key: Readonly<Record<string, unknown>>
+  readonly seq: number
+  readonly chunk: string
+  /** null: found by full text only (hybrid). */
+  readonly distance: number | null
+  readonly score?: number
+  readonly vectorRank?: number | null
+  readonly textRank?: number | null
+}
+
+/** A document found, with its best chunk. */
+export interface DocumentHit<Row = Record<string, unknown>> {
+  readonly document: Row
+  readonly chunk: { readonly seq: number; readonly text: string; readonly distance: number | null; readonly score?: number; readonly vectorRank?: number | null; readonly textRank?: number | null }
+}
 
 type TableOf<R extends string> = R extends `${infer T}.${string}` ? T : never
 type ColumnOf<R extends string> = R extends `${string}.${infer Col}` ? Col : never
@@ -168,8 +212,25 @@ export interface Kit<C extends PgmlKitConfig, DB> {
   hybridSearch<R extends HybridColumnRef<C>>(
     column: R, query: string, options?: HybridSearchOptions,
   ): SelectQueryBuilder<DB, TableOf<R> & keyof DB & string, { score: number; vector_rank: number | null; text_rank: number | null }>
+  /**
+   * Nearest chunks of a chunked column to a text (embedded with the model's query prefix) or a
+   * vector: documents (default), each with its best chunk — its position and text, for citations —
+   * or the chunks themselves. HNSW's settings are set for the search's own transaction only.
+   *
+   * @example
+   * const hits = await kit.searchChunks('pages.body_chunks', 'opening hours', { k: 5 })
+   * hits[0].document.title; hits[0].chunk.text
+   */
+  searchChunks<R extends ChunkedColumnRef<C>>(column: R, query: string | ArrayLike<number>, options: ChunkSearchOptions<'chunks'> & { readonly return: 'chunks' }): Promise<ChunkHit[]>
+  searchChunks<R extends ChunkedColumnRef<C>>(column: R, query: string | ArrayLike<number>, options?: ChunkSearchOptions<'documents'>): Promise<DocumentHit<Record<string, unknown>>[]>
+  /**
+   * Vector and full-text search over the chunks (`chunking.fullText`), fused by reciprocal rank
+   * fusion per chunk: documents (each with its best-scoring chunk) or chunks.
+   */
+  hybridSearchChunks<R extends ChunkedColumnRef<C>>(column: R, query: string, options: HybridChunkSearchOptions<'chunks'> & { readonly return: 'chunks' }): Promise<ChunkHit[]>
+  hybridSearchChunks<R extends ChunkedColumnRef<C>>(column: R, query: string, options?: HybridChunkSearchOptions<'documents'>): Promise<DocumentHit<Record<string, unknown>>[]>
   /** Embeds texts (as queries or documents) the way searches do. */
-  embed(column: EmbeddingColumnRef<C>, texts: readonly string[], options?: { readonly as?: 'query' | 'document' }): Promise<number[][]>
+  embed(column: EmbeddingColumnRef<C> | ChunkedColumnRef<C>, texts: readonly string[], options?: { readonly as?: 'query' | 'document' }): Promise<number[][]>
   /**
    * `pgml.predict(project, features)`: the model pgml deployed for the project. A registry
    * reference — `'churn@champion'`, `'churn@challenger'` (any alias), `'churn@v3'` (a version) —
@@ -317,6 +378,9 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
 
   const columnOf = (ref: string): EmbeddingColumnNode => {
     const column = resolved.state.embeddingColumns.find((c) => `${c.table}.${c.column}` === ref)
+    if (!column && (resolved.state.chunkedColumns ?? []).some((c) => `${c.table}.${c.column}` === ref)) {
+      throw new PgmlKitError('CHUNKED_COLUMN', `"${ref}" is a chunked column: its vectors are in its chunk table`, { hint: 'search it with kit.searchChunks or kit.hybridSearchChunks' })
+    }
     if (!column) throw new PgmlKitError('COLUMN_UNKNOWN', `"${ref}" is not an embedding column in the config`)
     return column
   }
@@ -346,6 +410,68 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
   const from = (column: EmbeddingColumnNode) => tableId(column).as(column.table)
   /** The column's catalog fingerprint, selected by every search so the driver sees a switch that committed meanwhile. */
   const probeOf = (column: EmbeddingColumnNode) => sql<string>`${new CatalogProbe(column)}`.as(PROBE_COLUMN)
+
+  const chunkedOf = (ref: string): ChunkedColumnNode => {
+    const node = (resolved.state.chunkedColumns ?? []).find((c) => `${c.table}.${c.column}` === ref)
+    if (!node) throw new PgmlKitError('COLUMN_UNKNOWN', `"${ref}" is not a chunked embedding column in the config (one with chunking)`)
+    return node
+  }
+  let vectorSchema: Promise<string> | undefined
+  /** A search over chunks, in a transaction of its own (its HNSW settings end with it); `hybrid` null: vector only. */
+  async function runChunkSearch(ref: string, query: string | ArrayLike<number>, o: ChunkSearchOptions, hybrid: HybridChunkSearchOptions | null): Promise<ChunkHit[] | DocumentHit[]> {
+    const node = chunkedOf(ref)
+    if (hybrid && !node.fullText) throw new PgmlKitError('FULL_TEXT_MISSING', `hybrid search over ${ref} needs chunking.fullText in the config`, { where: `tables.${node.table}.embeddings.${node.column}.chunking.fullText` })
+    if (hybrid && typeof query !== 'string') throw new TypeError('hybridSearchChunks needs a text query')
+    const as = o.return ?? 'documents'
+    if (as !== 'documents' && as !== 'chunks') throw new RangeError(`return must be "documents" or "chunks", got ${String(as)}`)
+    const k = positiveInteger('k', o.k ?? 10)
+    const candidates = positiveInteger('candidates', o.candidates ?? Math.max(40, 8 * k))
+    const index = node.indexes.find((i) => i.distance === node.distance)
+    const efSearch = Math.min(1000, Math.max(positiveInteger('efSearch', o.efSearch ?? index?.search.efSearch ?? 40), as === 'chunks' && !hybrid ? k : candidates))
+    const run: Run = (text, parameters) => kitDb.executeQuery(CompiledQuery.raw(text, [...parameters]))
+    vectorSchema ??= run(VECTOR_SCHEMA, []).then((r) => {
+      const schema = r.rows[0]?.schema
+      if (typeof schema !== 'string') throw new PgmlKitError('PGVECTOR_MISSING', 'the database has no pgvector extension', { hint: 'pgml-kit migrate' })
+      return schema
+    })
+    vectorSchema.catch(() => { vectorSchema = undefined })
+    const schema = await vectorSchema
+    const asColumn = node as unknown as EmbeddingColumnNode
+    let vector: string
+    if (typeof query !== 'string') vector = toVectorLiteral(query)
+    else if (await embedsInDatabase(run)) vector = (await run(renderQueryEmbedding(asColumn), [query])).rows[0]?.v as string
+    else vector = toVectorLiteral((await (await loadEmbedder(asColumn)).embed([query], { as: 'query' }))[0] as Float32Array)
+    const iterative = (await probe(run)).iterativeScan && candidates > efSearch
+    const inTransaction = <T>(fn: (trx: Kysely<DB>) => Promise<T>): Promise<T> => (options.db.isTransaction ? fn(options.db) : options.db.transaction().execute(fn))
+    // Inside the caller's transaction, the settings hold until it ends (SET LOCAL); otherwise in the search's own.
+    const rows: Record<string, unknown>[] = await inTransaction(async (trx) => {
+      const q = (text: string, parameters: readonly unknown[]) => trx.executeQuery<Record<string, unknown>>(CompiledQuery.raw(text, [...parameters]))
+      await q(CHUNK_SEARCH_SETTINGS, [efSearch, iterative])
+      if (hybrid) {
+        const rrfK = finiteNumber('rrfK', hybrid.rrfK ?? 60)
+        const weights = [finiteNumber('weights.vector', hybrid.weights?.vector ?? 1), finiteNumber('weights.text', hybrid.weights?.text ?? 1)]
+        return (await q(renderHybridChunks(node, node.distance, schema, as, o.columns ?? null), [vector, candidates, query, rrfK, ...weights, k])).rows
+      }
+      if (as === 'chunks') return (await q(renderSearchChunks(node, node.distance, schema), [vector, k])).rows
+      return (await q(renderSearchDocuments(node, node.distance, schema, o.columns ?? null), [vector, candidates, k])).rows
+    })
+    const extra = (r: Record<string, unknown>) => ({
+      ...(CHUNK_HIT.score in r ? { score: Number(r[CHUNK_HIT.score]) } : {}),
+      ...(CHUNK_HIT.vectorRank in r ? { vectorRank: r[CHUNK_HIT.vectorRank] as number | null, textRank: r[CHUNK_HIT.textRank] as number | null } : {}),
+    })
+    const distanceOf = (r: Record<string, unknown>) => (r[CHUNK_HIT.distance] === null ? null : Number(r[CHUNK_HIT.distance]))
+    if (as === 'chunks') {
+      return rows.map((r) => ({
+        key: Object.fromEntries(node.keyColumns.map((name, i) => [name, r[`pgml_kit_key_${i}`]])),
+        seq: Number(r[CHUNK_HIT.seq]), chunk: String(r[CHUNK_HIT.text]), distance: distanceOf(r), ...extra(r),
+      }))
+    }
+    const ours = new Set<string>([...Object.values(CHUNK_HIT), 'pgml_kit_documents'])
+    return rows.map((r) => ({
+      document: Object.fromEntries(Object.entries(r).filter(([name]) => !ours.has(name))),
+      chunk: { seq: Number(r[CHUNK_HIT.seq]), text: String(r[CHUNK_HIT.text]), distance: distanceOf(r), ...extra(r) },
+    }))
+  }
 
   const kit: Kit<C, DB> = {
     db: kitDb,
@@ -425,11 +551,16 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
         .limit(k) as never
     },
 
+    searchChunks: ((ref: string, query: string | ArrayLike<number>, o: ChunkSearchOptions = {}) => runChunkSearch(ref, query, o, null)) as Kit<C, DB>['searchChunks'],
+    hybridSearchChunks: ((ref: string, query: string, o: HybridChunkSearchOptions = {}) => runChunkSearch(ref, query, o, o)) as Kit<C, DB>['hybridSearchChunks'],
+
     async embed(ref, texts, embedOptions = {}) {
       const as = embedOptions.as ?? 'query'
       const run: Run = (text, parameters) => kitDb.executeQuery(CompiledQuery.raw(text, [...parameters]))
-      await catalog.ensure(run)
-      const { node: column } = catalog.column(columnOf(ref))
+      const chunked = (resolved.state.chunkedColumns ?? []).find((c) => `${c.table}.${c.column}` === ref)
+      // A chunked column has no catalog row: its model is the config's (each chunk records the model that embedded it).
+      if (!chunked) await catalog.ensure(run)
+      const column = chunked ? (chunked as unknown as EmbeddingColumnNode) : catalog.column(columnOf(ref)).node
       if (await embedsInDatabase(run)) {
         const result = await embedTexts(column, texts, as).execute(kitDb)
         return result.rows.map((r) => r.v.map(Number))

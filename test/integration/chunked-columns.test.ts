@@ -9,8 +9,11 @@ import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import type { LocalEmbedder } from '../../src/embed/local-embedder.js'
 import type { Embedder } from '../../src/embed/embedder.js'
 import { createEmbeddingWriter } from '../../src/app/embedding-writer.js'
+import { createKit } from '../../src/query/create-kit.js'
+import { Kysely, PostgresDialect, sql } from 'kysely'
 import { MODELS_DIR, TINY_16, loadTiny, parseVector } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
+import { runCli } from '../helpers/cli.js'
 import { tiers, withClient, type TestDatabase } from '../helpers/targets.js'
 
 /**
@@ -79,6 +82,11 @@ describe.each(tiers)('chunked embedding columns on the $name tier', (tier) => {
   const rows = () => db.query<Row>(`SELECT "Tenant id" AS tenant, n::text AS n, title, body FROM ${Q} ORDER BY 1, 2`)
   const chunks = () => db.query<{ tenant: string; n: string; seq: number; chunk: string; hash: string; embedding: string; model: string }>(
     `SELECT "Tenant id" AS tenant, n::text AS n, chunk_seq AS seq, chunk, content_hash AS hash, embedding::text AS embedding, model FROM ${CHUNKS} ORDER BY 1, 2, 3`)
+  const runOk = async (args: string[]) => {
+    const r = await runCli(args, { cwd: db.cwd, databaseUrl: db.databaseUrl || undefined })
+    expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(0)
+    return r
+  }
   const jobs = () => db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs').then((r) => r[0]!.n)
 
   /** Every row's stored chunks are exactly its chunks as they are now, each with a fresh embedding of its formatted text: nothing stale, nothing missing. */
@@ -247,6 +255,79 @@ describe.each(tiers)('chunked embedding columns on the $name tier', (tier) => {
     } finally {
       await pool.end()
     }
+  })
+
+  it('search over chunks: documents with their best chunk, or chunks; hybrid with full text over chunks; the same order as an exact scan; settings end with the search', async () => {
+    const p = await setup()
+    await p.generate('chunks')
+    await p.migrate()
+    const topics: Record<string, string> = {
+      1: 'Opening hours of the central library and its reading rooms',
+      2: 'Parking permits for residents near the river bridge',
+      3: 'Waste collection days and garden waste containers',
+    }
+    for (const [n, topic] of Object.entries(topics)) {
+      const paragraphs = doc(9, Number(n))
+      paragraphs[6] = `${topic}. ${topic.toLowerCase()} are listed here.`
+      await db.query(`INSERT INTO ${Q} VALUES ('s', $1, $2, $3, NULL)`, [n, `Page ${n}`, paragraphs.join('\n\n')])
+    }
+    await p.work()
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 })
+    const kysely = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool }) })
+    try {
+      const kit = createKit(config(), { db: kysely })
+      const ref = `${TABLE}.body_chunks` as const
+      // (The tiny test model ranks by little meaning: the order is checked against an exact scan, not by topic.)
+      const text = 'parking permits for residents'
+      const [query] = await kit.embed(ref as never, [text])
+      const v = JSON.stringify(query)
+      const docs = await kit.searchChunks(ref as never, text, { k: 3 })
+      expect(docs).toHaveLength(3)
+      const exactDocs = await db.query<{ n: string; seq: number }>(`SELECT DISTINCT ON (n) n::text AS n, chunk_seq AS seq, embedding <=> $1::vector AS d FROM ${CHUNKS} ORDER BY n, embedding <=> $1::vector, chunk_seq`, [v])
+      exactDocs.sort((a, b) => Number((a as unknown as { d: number }).d) - Number((b as unknown as { d: number }).d))
+      expect(docs.map((d) => [d.document.n, d.chunk.seq])).toEqual(exactDocs.map((e) => [e.n, e.seq]))
+      expect(docs[0]!.document).toMatchObject({ 'Tenant id': 's', title: `Page ${exactDocs[0]!.n}` })
+      const [bestText] = await db.query<{ chunk: string }>(`SELECT chunk FROM ${CHUNKS} WHERE n = $1 AND chunk_seq = $2`, [exactDocs[0]!.n, exactDocs[0]!.seq])
+      expect(docs[0]!.chunk.text).toBe(bestText!.chunk)
+      // Chunks: the nearest chunks with their row's key, in the order an exact scan gives.
+      const hits = await kit.searchChunks(ref as never, text, { return: 'chunks', k: 8 })
+      const exact = await db.query<{ n: string; seq: number }>(`SELECT n::text AS n, chunk_seq AS seq FROM ${CHUNKS} ORDER BY embedding <=> $1::vector, n, chunk_seq LIMIT 8`, [v])
+      expect(hits.map((h) => [h.key.n, h.seq])).toEqual(exact.map((e) => [e.n, e.seq]))
+      expect(hits[0]!.key['Tenant id']).toBe('s')
+      // Hybrid: a rare word only full text knows finds its page, with the chunk that holds it.
+      const hybrid = await kit.hybridSearchChunks(ref as never, 'containers', { k: 2, columns: ['n', 'title'] })
+      expect(hybrid[0]!.document).toEqual({ n: '3', title: 'Page 3' })
+      expect(hybrid[0]!.chunk.text).toContain('containers')
+      expect(hybrid[0]!.chunk.textRank).toBe(1)
+      const hybridChunks = await kit.hybridSearchChunks(ref as never, 'containers', { return: 'chunks', k: 3 })
+      expect(hybridChunks[0]!.chunk).toContain('containers')
+      // The search's settings ended with its transaction (one connection in the pool).
+      expect((await sql<{ v: string }>`SELECT pg_catalog.current_setting('hnsw.ef_search') AS v`.execute(kysely)).rows[0]!.v).toBe('40')
+      await expect(kit.searchChunks(ref as never, 'x', { k: 0 })).rejects.toThrow(/k must be a positive integer/)
+      await expect(kit.searchChunks(`${TABLE}.nope` as never, 'x')).rejects.toThrow(/not a chunked embedding column/)
+    } finally {
+      await kysely.destroy()
+    }
+  })
+
+  it('the CLI: generate, migrate, worker --once, search documents and chunks, hybrid', async () => {
+    const p = await setup()
+    await runOk(['migrate'])
+    await db.query(`INSERT INTO ${Q} VALUES ('c', 1, 'Bins', $1, NULL)`, ['Green containers take garden waste.\n\n' + doc(4).join('\n\n')])
+    const generated = await runOk(['generate', '--name', 'chunks'])
+    expect(generated.stdout + generated.stderr).toMatch(/create chunk table/)
+    await runOk(['migrate'])
+    const worker = await runOk(['worker', '--once'])
+    expect(worker.stderr).toMatch(/body_chunks: 1 rows synced, \d+ chunks embedded/)
+    const search = await runOk(['search', `${TABLE}.body_chunks`, 'garden waste containers', '-k', '1'])
+    expect(search.stdout).toMatch(/Bins/)
+    const chunksJson = JSON.parse((await runOk(['search', `${TABLE}.body_chunks`, 'garden', '--chunks', '-k', '2', '--json'])).stdout) as { key: Record<string, unknown>; chunk: string }[]
+    expect(chunksJson).toHaveLength(2)
+    expect(chunksJson[0]!.key).toEqual({ 'Tenant id': 'c', n: '1' })
+    const hybrid = JSON.parse((await runOk(['search', `${TABLE}.body_chunks`, 'containers', '--hybrid', '--json'])).stdout) as { document: Record<string, unknown>; chunk: { seq: number; text: string } }[]
+    expect(hybrid[0]!.chunk).toMatchObject({ seq: 0 })
+    expect(hybrid[0]!.chunk.text).toContain('Green containers')
+    void p
   })
 
   it('up/down/up: down drops the chunk table, view, triggers and jobs; up again queues every row and the worker refills it', async () => {

@@ -9,15 +9,17 @@
  *    text hash is new embedded (planChunks) — greedy packing moves the boundaries after the edit;
  *  - pgml-kit: content-defined sections first (splitDocument, same size and overlap), then only the
  *    chunks whose text hash is new — the chunks that actually changed.
- * The pgml-kit way is then run for real on the embedded database: every document synced into a
- * chunk store (syncDocument) with the model pgml-kit ships (wordnet-static-128), then every edit
- * synced, timed, against embedding every chunk of every edited document; and the store's size.
+ * The pgml-kit way is then run for real, through the product, on the embedded database: a config
+ * with a chunked column (mode queue), generate, migrate, the documents inserted and the worker
+ * (runWorker) draining the queue with the model pgml-kit ships (wordnet-static-128); then the edits
+ * written as UPDATEs and the worker again, timed, against embedding every chunk of every edited
+ * document; the chunk table's size; and a check that no chunk is stale or missing.
  *
  *   npx tsx bench/chunking.ts        (BENCH_DOCS=200 for a quick run)
  *
  * Writes bench/results/chunking.{json,md}.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -25,8 +27,11 @@ import { openTarget } from '../src/db/target.js'
 import { LocalEmbedder } from '../src/embed/local-embedder.js'
 import { splitDocument, splitText } from '../src/chunking/split.js'
 import { chunkHash, planChunks } from '../src/chunking/plan.js'
-import { syncDocument } from '../src/chunking/store.js'
-import { renderCreateChunkTable, type ChunkStore } from '../src/sql/render-chunks.js'
+import { chunkRow } from '../src/chunking/document.js'
+import { loadConfig } from '../src/config/load.js'
+import { generate } from '../src/migrations/generate.js'
+import { migrate } from '../src/migrations/run.js'
+import { runWorker } from '../src/worker/run-worker.js'
 import { generator } from './datasets/anisotropic.js'
 
 const DOCS = Number(process.env.BENCH_DOCS ?? 1000)
@@ -75,50 +80,63 @@ for (const doc of docs) {
 }
 process.stderr.write(`${JSON.stringify(counts)}\n`)
 
-// For real, on the embedded database, with the model pgml-kit ships.
-const embedder = await LocalEmbedder.load({ model: { id: 'pgml-kit/wordnet-static-128', revision: null, dimensions: 128, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean' }, modelsDir: null, allowRemoteModels: false, batchSize: 64 })
+// For real, through the product: a config with a chunked column (mode queue), generate, migrate,
+// the rows inserted, \`runWorker\` drains the queue; the edits written as UPDATEs, the worker again.
+const MODEL = 'pgml-kit/wordnet-static-128'
+const embedder = await LocalEmbedder.load({ model: { id: MODEL, revision: null, dimensions: 128, documentPrefix: '', queryPrefix: '', normalize: true, pooling: 'mean' }, modelsDir: null, allowRemoteModels: false, batchSize: 64 })
 const cwd = await mkdtemp(join(tmpdir(), 'pgml-kit-bench-chunking-'))
+await mkdir(join(cwd, 'migrations'))
+await writeFile(join(cwd, 'migrations', '1000000000000_documents.sql'), '-- Up Migration\nCREATE TABLE documents (id integer PRIMARY KEY, body text NOT NULL);\n-- Down Migration\nDROP TABLE documents;\n')
+await writeFile(join(cwd, 'pgml-kit.config.ts'), `export default ${JSON.stringify({
+  embedder: { allowRemoteModels: false },
+  tables: { documents: { embeddings: { body_chunks: { source: 'body', model: MODEL, mode: 'queue', chunking: { size: SIZE, overlap: 200 }, indexes: [{ method: 'hnsw', distance: 'cosine' }] } } } },
+}, null, 2)}\n`)
+const config = await loadConfig('pgml-kit.config.ts', cwd)
+await generate(config, { name: 'chunks', timestamp: 2_000_000_000_000 })
+await migrate({ databaseUrl: '', cwd, dir: config.migrationsDir, settings: config.migrations })
+const node = config.state.chunkedColumns![0]!
 const target = await openTarget({ cwd, databaseUrl: '' })
 const client = await target.connect('pgml-kit bench chunking')
-const store: ChunkStore = { schema: 'public', table: 'documents', keyColumns: ['id'], chunkTable: 'documents_body_chunks', vectorType: 'vector(128)' }
 let embedCalls = 0
-const embed = async (texts: readonly string[]) => {
-  embedCalls += texts.length
-  return embedder.embed(texts, { as: 'document' })
-}
-const timed = async (fn: () => Promise<void>) => {
+const counting = { modelId: embedder.modelId, dimensions: embedder.dimensions, maxTokens: embedder.maxTokens, countTokens: (t: string) => embedder.countTokens(t),
+  embed: async (texts: readonly string[], o?: { as?: 'document' | 'query' }) => { embedCalls += texts.length; return embedder.embed(texts, o) } }
+const work = () => runWorker({ url: target, columns: [], chunked: config.state.chunkedColumns, loadEmbedder: async () => counting, loadChunkEmbedder: async () => counting, once: true, batchSize: 32 })
+const timed = async <T>(fn: () => Promise<T>) => {
   const start = performance.now()
-  await fn()
-  return (performance.now() - start) / 1000
+  const value = await fn()
+  return { value, seconds: (performance.now() - start) / 1000 }
 }
 let out: Record<string, unknown>
 try {
-  await client.query('CREATE EXTENSION IF NOT EXISTS vector')
-  await client.query('CREATE TABLE documents (id integer PRIMARY KEY, body text NOT NULL)')
-  for (const statement of renderCreateChunkTable(store)) await client.query(statement)
   for (let start = 0; start < DOCS; start += 500) {
     const ids = docs.slice(start, start + 500).map((_, i) => start + i)
     await client.query('INSERT INTO documents SELECT * FROM unnest($1::int[], $2::text[])', [ids, ids.map((i) => text(docs[i]!.paragraphs))])
   }
-  const initial = await timed(async () => { for (const [id, doc] of docs.entries()) await syncDocument(client, store, { id }, ours(text(doc.paragraphs)).map((t) => ({ chunk: t, embedded: t })), { model: embedder.modelId, embed }) })
+  const initial = await timed(work)
+  if (initial.value.failed > 0) throw new Error(`${initial.value.failed} rows failed`)
   embedCalls = 0
-  let embedded = 0
-  const editSync = await timed(async () => {
-    for (const [id, doc] of docs.entries()) {
-      await client.query('UPDATE documents SET body = $2 WHERE id = $1', [id, text(doc.edited)])
-      embedded += (await syncDocument(client, store, { id }, ours(text(doc.edited)).map((t) => ({ chunk: t, embedded: t })), { model: embedder.modelId, embed })).embedded
-    }
-  })
+  for (let start = 0; start < DOCS; start += 500) {
+    const ids = docs.slice(start, start + 500).map((_, i) => start + i)
+    await client.query('UPDATE documents AS d SET body = u.body FROM unnest($1::int[], $2::text[]) AS u(id, body) WHERE d.id = u.id', [ids, ids.map((i) => text(docs[i]!.edited))])
+  }
+  const edit = await timed(work)
+  const embeddedOnEdit = edit.value.written
   // What pgai's rule embeds for the same edits: every chunk of every edited document, by the same model.
   const everyChunk = await timed(async () => { for (const doc of docs) await embedder.embed(pgai(text(doc.edited)), { as: 'document' }) })
   const size = (await client.query<{ bytes: string; rows: string }>(`SELECT pg_total_relation_size('documents_body_chunks') AS bytes, (SELECT count(*) FROM documents_body_chunks) AS rows`)).rows[0]!
-  // Nothing stale: every stored chunk is a chunk of its document as edited, at its position.
+  // Nothing stale: every stored chunk is its document's chunk at that position, as edited.
   const stored = (await client.query<{ id: number; seq: number; chunk: string }>('SELECT id, chunk_seq AS seq, chunk FROM documents_body_chunks ORDER BY id, chunk_seq')).rows
-  const stale = stored.filter((r) => ours(text(docs[r.id]!.edited))[r.seq] !== r.chunk).length
+  const expected = new Map(docs.map((doc, id) => [id, chunkRow(node, text(doc.edited), {}, embedder).map((c) => c.chunk)]))
+  const stale = stored.filter((r) => expected.get(r.id)![r.seq] !== r.chunk).length
+  const missing = [...expected.values()].reduce((n, cs) => n + cs.length, 0) - stored.length
   out = {
     measured: new Date().toISOString(), docs: DOCS, size: SIZE, chunksPerDoc: { min: Math.min(...perDocChunks), max: Math.max(...perDocChunks), total: counts.oursChunks },
     reembedded: { pgaiRule: counts.pgai, wholeTextHashPlan: counts.wholeSplit, pgmlKit: counts.ours }, ratioPgaiToPgmlKit: Math.round(counts.pgai / counts.ours * 10) / 10,
-    real: { model: embedder.modelId, initialSyncSeconds: Math.round(initial * 10) / 10, editSyncSeconds: Math.round(editSync * 10) / 10, embeddedOnEdit: embedded, embedCallsOnEdit: embedCalls, everyChunkEmbedSeconds: Math.round(everyChunk * 10) / 10, storeBytes: Number(size.bytes), storeRows: Number(size.rows), staleChunks: stale },
+    real: {
+      model: embedder.modelId, via: 'generate, migrate, runWorker (queue mode)', initialSyncSeconds: Math.round(initial.seconds * 10) / 10, initialEmbedded: initial.value.written,
+      editSyncSeconds: Math.round(edit.seconds * 10) / 10, embeddedOnEdit, embedCallsOnEdit: embedCalls, rowsSyncedOnEdit: edit.value.completed,
+      everyChunkEmbedSeconds: Math.round(everyChunk.seconds * 10) / 10, storeBytes: Number(size.bytes), storeRows: Number(size.rows), staleChunks: stale, missingChunks: missing,
+    },
   }
 } finally {
   await client.end()
@@ -138,7 +156,7 @@ const md = [
   `| the whole text split (LangChain, overlap 200), only new chunk hashes embedded | ${r.reembedded.wholeTextHashPlan!.toLocaleString('en')} |`,
   `| **pgml-kit: content-defined sections, only new chunk hashes embedded** | **${r.reembedded.pgmlKit!.toLocaleString('en')}** (${r.ratioPgaiToPgmlKit}× fewer than pgai's rule) |`,
   '',
-  `For real on the embedded database (PGlite) with ${r.real.model}: the first sync of every document took ${r.real.initialSyncSeconds} s; syncing the ${DOCS.toLocaleString('en')} edits ${r.real.editSyncSeconds} s, embedding ${r.real.embeddedOnEdit} chunks; embedding every chunk of every edited document (pgai's rule) takes ${r.real.everyChunkEmbedSeconds} s of model time alone. The chunk store: ${r.real.storeRows} rows, ${(Number(r.real.storeBytes) / 1048576).toFixed(1)} MB. Stale chunks after the edits (a stored chunk that is not its document's chunk at that position): ${r.real.staleChunks}.`,
+  `For real through the product on the embedded database (PGlite) — a chunked column in mode queue, \`generate\`, \`migrate\`, the rows inserted, \`runWorker\` — with ${r.real.model}: the first sync of every document took ${r.real.initialSyncSeconds} s (${r.real.initialEmbedded} chunks); after the ${DOCS.toLocaleString('en')} edits (UPDATEs), the worker synced ${r.real.rowsSyncedOnEdit} rows in ${r.real.editSyncSeconds} s, embedding ${r.real.embeddedOnEdit} chunks (the count above: ${r.reembedded.pgmlKit}); embedding every chunk of every edited document (pgai's rule) takes ${r.real.everyChunkEmbedSeconds} s of model time alone. The chunk store: ${r.real.storeRows} rows, ${(Number(r.real.storeBytes) / 1048576).toFixed(1)} MB. Stale chunks after the edits (a stored chunk that is not its document's chunk at that position): ${r.real.staleChunks}; missing: ${r.real.missingChunks}.`,
   '',
 ].join('\n')
 await writeFile(new URL('./results/chunking.md', import.meta.url), md)

@@ -21,6 +21,9 @@ import { quoteQualified } from './sql/quote.js'
 import { registryInstalled } from './features/registry.js'
 import { servingInstalled } from './features/serving.js'
 import { renderModelsStatus } from './sql/render-serving.js'
+import { renderChunkProgress } from './sql/render-chunks.js'
+import { countTruncated, type Truncation } from './embed/truncation.js'
+import type { Embedder } from './embed/embedder.js'
 
 export interface CatalogEntry {
   readonly table: string
@@ -41,6 +44,19 @@ export interface CatalogEntry {
    * on larger ones, or for other projects' columns).
    */
   readonly progress: { readonly withText: number; readonly missing: number } | null
+  /** With `truncation`: rows whose text is longer than the model's window (the model saw only its start); null when the model cannot count tokens. */
+  readonly truncation?: Truncation | null
+}
+
+/** A chunked column of the config: its chunk table, documents with and without chunks, and chunks. */
+export interface ChunkedStatus {
+  readonly table: string
+  readonly column: string
+  readonly chunkTable: string
+  readonly mode: string
+  readonly model: string
+  /** Null until migrated (or when this role may not read the chunk table). */
+  readonly counts: { readonly rowsWithText: number; readonly rowsWithoutChunks: number; readonly chunks: number; readonly chunksOfOtherModels: number } | null
 }
 
 /** Tables up to this many rows (pg_class.reltuples) get an exact backfill count in `status`. */
@@ -80,6 +96,8 @@ export interface Status {
   /** Applied migrations whose file is no longer in the migrations directory. */
   readonly missing: readonly string[]
   readonly embeddingColumns: readonly CatalogEntry[]
+  /** The config's chunked columns. */
+  readonly chunkedColumns: readonly ChunkedStatus[]
   /** Per queue-mode column: depth, leased, retrying, oldest job age, dead letters. */
   readonly queues: readonly QueueStats[]
   /** Privileges the roles declared in the config lack (empty when none are declared, or all are there). */
@@ -141,7 +159,11 @@ async function checkPrivileges(client: pg.ClientBase, needs: readonly PrivilegeN
  * Applied and pending migrations, what the target can do, the embedding columns its `pgml_kit`
  * catalog records, the queues, and — given the config's state — the privileges its declared roles lack.
  */
-export async function readStatus(options: TargetOptions & { dir: string; settings: MigrationSettings; state?: DesiredState; drift?: DesiredState }): Promise<Status> {
+export async function readStatus(options: TargetOptions & {
+  dir: string; settings: MigrationSettings; state?: DesiredState; drift?: DesiredState
+  /** Count the rows each embedding column's model truncates (reads every text longer than the window; loads the models). */
+  truncation?: { readonly loadEmbedder: (column: EmbeddingColumnNode) => Promise<Embedder> }
+}): Promise<Status> {
   const target = await openTarget(options)
   try {
     const client = await target.connect('pgml-kit status')
@@ -166,6 +188,7 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
             table: `${r.table_schema}.${r.table_name}`, column: r.column_name, model: r.model_id, dimensions: r.dimensions, vectorType: r.vector_type, mode: r.mode, sourceColumns: r.source_columns,
             rollout: role ? { role, of: of ?? r.column_name } : null,
             progress: ours && (estimates.get(`${ours.schema}.${ours.table}`)?.reltuples ?? 0) <= COUNT_LIMIT ? await readProgress(client, ours) : null,
+            ...(options.truncation && ours ? { truncation: await countTruncated(client, ours, await options.truncation.loadEmbedder(ours)) } : {}),
           })
         }
       }
@@ -190,6 +213,7 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
         pending,
         missing: applied.filter((a) => !onDisk.has(a.name)).map((a) => a.name),
         embeddingColumns,
+        chunkedColumns: await readChunked(client, options.state),
         queues: await readQueueStats(client),
         missingPrivileges,
         indexes: options.state ? await withLastChecks(client, await readIndexHealth(client, options.state)) : [],
@@ -203,6 +227,22 @@ export async function readStatus(options: TargetOptions & { dir: string; setting
   } finally {
     await target.close()
   }
+}
+
+async function readChunked(client: pg.ClientBase, state: DesiredState | undefined): Promise<ChunkedStatus[]> {
+  const out: ChunkedStatus[] = []
+  for (const node of state?.chunkedColumns ?? []) {
+    let counts: ChunkedStatus['counts'] = null
+    try {
+      const { rows } = await client.query<{ with_text: string; without: string; chunks: string; other: string }>(renderChunkProgress(node), [node.model.id])
+      const r = rows[0]
+      if (r) counts = { rowsWithText: Number(r.with_text), rowsWithoutChunks: Number(r.without), chunks: Number(r.chunks), chunksOfOtherModels: Number(r.other) }
+    } catch {
+      counts = null
+    }
+    out.push({ table: `${node.schema}.${node.table}`, column: node.column, chunkTable: `${node.schema}.${node.chunkTable}`, mode: node.mode, model: node.model.id, counts })
+  }
+  return out
 }
 
 /** Exact backfill progress of a column (a full scan); null when its columns differ from the config's. */

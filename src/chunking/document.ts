@@ -34,13 +34,25 @@ export function chunkRow(node: ChunkedColumnNode, text: string | null, row: Read
   if (size === null) throw new TypeError('a character splitter always has a size')
   const separators = chunking.splitter === 'markdown' ? MARKDOWN_SEPARATORS : chunking.separators ?? RECURSIVE_SEPARATORS
   const overlap = Math.min(chunking.overlap, size - 1)
-  const chunks = splitDocument(text, { size, overlap, separators, sectionEvery: chunking.sectionEvery, ...(length ? { length } : {}) })
+  let chunks = splitDocument(text, { size, overlap, separators, sectionEvery: chunking.sectionEvery, ...(length ? { length } : {}) })
+  // Never truncated: a chunk by characters that the model would cut (a dense text, a small window)
+  // is split again by the model's own tokens, as the "tokens" splitter would.
+  const count = embedder?.countTokens?.bind(embedder)
+  const window = embedder?.maxTokens
+  if (chunking.splitter !== 'tokens' && count && window !== undefined) {
+    const bare = count('')
+    chunks = chunks.flatMap((chunk) => {
+      if (count(formatChunk(chunking.template, chunk, row)) <= window) return [chunk]
+      const budget = window - count(formatChunk(chunking.template, '', row)) - 2
+      if (budget < 1) throw new PgmlKitError('CHUNK_TEMPLATE_TOO_LONG', `the chunk template of ${node.table}.${node.column}, formatted for one row, leaves none of the model's ${window} tokens for the chunk`, { where: `${where}.template` })
+      return splitDocument(chunk, { size: budget, overlap: 0, separators, sectionEvery: 0, length: (s) => count(s) - bare })
+    })
+  }
   const out = chunks.map((chunk) => ({ chunk, embedded: formatChunk(chunking.template, chunk, row) }))
-  if (chunking.splitter === 'tokens') {
-    // Never truncated silently: a chunk the model would cut is an error, not a shorter vector.
-    const window = embedder!.maxTokens!
-    const over = out.findIndex((c) => embedder!.countTokens!(c.embedded) > window)
-    if (over >= 0) throw new PgmlKitError('CHUNK_EXCEEDS_WINDOW', `chunk ${over} of a ${node.table} row measures ${embedder!.countTokens!(out[over]!.embedded)} tokens, more than the model's ${window}`, { where, hint: 'set a smaller chunking.size' })
+  if (count && window !== undefined) {
+    // Never truncated silently: a chunk the model would still cut is an error, not a shorter vector.
+    const over = out.findIndex((c) => count(c.embedded) > window)
+    if (over >= 0) throw new PgmlKitError('CHUNK_EXCEEDS_WINDOW', `chunk ${over} of a ${node.table} row measures ${count(out[over]!.embedded)} tokens, more than the model's ${window}`, { where, hint: 'set a smaller chunking.size' })
   }
   return out
 }

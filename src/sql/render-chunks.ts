@@ -247,3 +247,20 @@ WHERE job.id = ANY($1::bigint[])`
 
 /** $1 job id, $2 generation, $3 worker id: the job ends with the sync that read its row, unless a newer change re-queued it. */
 export const COMPLETE_CHUNK_JOB = 'DELETE FROM pgml_kit.embedding_jobs WHERE id = $1::bigint AND generation = $2::bigint AND leased_by = $3'
+
+/**
+ * A chunked column's progress ($1 the config's model): rows with text (something besides white
+ * space), those of them without chunks, the chunks, and chunks embedded by another model.
+ */
+export function renderChunkProgress(node: ChunkedColumnNode): string {
+  const source = renderSourceText(node, 't')
+  const match = node.keyColumns.map((k) => `c.${quoteIdent(k)} = t.${quoteIdent(k)}`).join(' AND ')
+  const table = quoteQualified(node.schema, node.table)
+  const chunks = quoteQualified(node.schema, node.chunkTable)
+  const hasText = `(${source})::text OPERATOR(pg_catalog.~) '[^[:space:]]'`
+  return `SELECT
+  (SELECT pg_catalog.count(*) FROM ${table} AS t WHERE ${hasText}) AS with_text,
+  (SELECT pg_catalog.count(*) FROM ${table} AS t WHERE ${hasText} AND NOT EXISTS (SELECT 1 FROM ${chunks} AS c WHERE ${match})) AS without,
+  (SELECT pg_catalog.count(*) FROM ${chunks}) AS chunks,
+  (SELECT pg_catalog.count(*) FROM ${chunks} AS c WHERE c.${CHUNK_COLUMNS.model} IS DISTINCT FROM $1::text) AS other`
+}

@@ -14,6 +14,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely'
 import { MODELS_DIR, TINY_16, loadTiny, parseVector } from '../helpers/embedders.js'
 import { TestProject } from '../helpers/project.js'
 import { runCli } from '../helpers/cli.js'
+import { readStatus } from '../../src/status.js'
 import { tiers, withClient, type TestDatabase } from '../helpers/targets.js'
 
 /**
@@ -328,6 +329,31 @@ describe.each(tiers)('chunked embedding columns on the $name tier', (tier) => {
     expect(hybrid[0]!.chunk).toMatchObject({ seq: 0 })
     expect(hybrid[0]!.chunk.text).toContain('Green containers')
     void p
+  })
+
+  it('status: rows an unchunked column\'s model truncates are counted; a chunked column reports rows without chunks; chunks never exceed the window', async () => {
+    const c = config()
+    // An unchunked column beside the chunked one, on the same long texts: the model sees only their start.
+    c.tables[TABLE]!.embeddings.body_embedding = { source: 'body', model: { id: TINY_16.id, dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' }, mode: 'app' }
+    const p = await setup(c)
+    await p.generate('chunks')
+    await p.migrate()
+    const bodies = [doc(2).join('\n\n'), doc(30, 1).join('\n\n'), 'short', null, 'déjà vu '.repeat(40), '😀'.repeat(100)]
+    for (const [i, body] of bodies.entries()) await db.query(`INSERT INTO ${Q} VALUES ('s', $1, 'T', $2, NULL)`, [i, body])
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const read = () => readStatus({ databaseUrl: db.databaseUrl, cwd: db.cwd, dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state, truncation: { loadEmbedder: localEmbedderLoader(loaded.embedder) } })
+    let status = await read()
+    const expected = bodies.filter((b) => b !== null && embedder.countTokens(b) > embedder.maxTokens).length
+    expect(expected).toBeGreaterThanOrEqual(2)
+    const column = status.embeddingColumns.find((e) => e.column === 'body_embedding')!
+    expect(column.truncation).toMatchObject({ truncated: expected, window: embedder.maxTokens })
+    expect(status.chunkedColumns).toEqual([expect.objectContaining({ column: 'body_chunks', counts: { rowsWithText: 5, rowsWithoutChunks: 5, chunks: 0, chunksOfOtherModels: 0 } })])
+    await p.work()
+    status = await read()
+    expect(status.chunkedColumns[0]!.counts).toMatchObject({ rowsWithText: 5, rowsWithoutChunks: 0 })
+    // No stored chunk, as embedded, is longer than the model's window.
+    for (const row of await chunks()) expect(embedder.countTokens(`T: ${row.chunk}`)).toBeLessThanOrEqual(embedder.maxTokens)
+    await expectInSync()
   })
 
   it('up/down/up: down drops the chunk table, view, triggers and jobs; up again queues every row and the worker refills it', async () => {

@@ -163,4 +163,38 @@ DROP TABLE documents;
     expect(error?.hint).toContain(`GRANT USAGE ON SCHEMA "Vec Ext" TO "${WORKER}";`)
     expect(await db.query(`SELECT to_regclass('public.pgmigrations') AS t`)).toEqual([{ t: null }])
   })
+
+  it('chunked columns: the worker role syncs chunks with only what pgml-kit grants; the app role searches them and cannot write them (queue) or writes them through the writer (app)', async () => {
+    const chunked = (mode: 'queue' | 'app') => ({ source: 'body', model: MODEL, mode, chunking: { size: 60, template: '{title}: {chunk}', fullText: 'simple' }, indexes: [{ method: 'hnsw' as const, distance: 'cosine' as const }] })
+    const p = await setup(config({ body_chunks: chunked('queue'), title_chunks: { ...chunked('app'), source: 'title', chunking: { size: 60 } } }))
+    const body = Array.from({ length: 6 }, (_, i) => `paragraph ${i} about parks and libraries and the river`).join('\n\n')
+    await query(asApp(), `INSERT INTO documents (title, body) SELECT 'title ' || i, $1 FROM generate_series(1, 5) AS i`, [body])
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const embedder = await loadTiny()
+    const totals = await runWorker({ url: asWorker(), columns: [], chunked: loaded.state.chunkedColumns, loadEmbedder: async () => embedder, loadChunkEmbedder: async () => embedder, once: true })
+    expect(totals).toMatchObject({ failed: 0, completed: 5 })
+    expect(await db.query('SELECT count(DISTINCT id)::int AS n FROM documents_body_chunks')).toEqual([{ n: 5 }])
+    // The app role reads chunks but cannot write or delete them in mode queue, nor read the view.
+    await expect(query(asApp(), `INSERT INTO documents_body_chunks (id, chunk_seq, chunk, content_hash) VALUES (1, 99, 'planted', 'x')`)).rejects.toThrow(/permission denied/)
+    await expect(query(asApp(), 'DELETE FROM documents_body_chunks')).rejects.toThrow(/permission denied/)
+    await expect(query(asApp(), 'SELECT * FROM documents_body_chunks_view')).rejects.toThrow(/permission denied/)
+    // The worker role cannot write the table it reads.
+    await expect(query(asWorker(), `UPDATE documents SET body = 'x'`)).rejects.toThrow(/permission denied/)
+    // The app role deletes and re-keys its rows: the chunks follow (the foreign key acts as the chunk table's owner).
+    await query(asApp(), 'DELETE FROM documents WHERE id = 5')
+    expect(await db.query('SELECT count(*)::int AS n FROM documents_body_chunks WHERE id = 5')).toEqual([{ n: 0 }])
+    // Search as the app role.
+    const pool = new pg.Pool({ connectionString: asApp(), max: 1 })
+    pools.push(pool)
+    const kit = createKit(loaded, { db: new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool }) }), loadEmbedder: async () => embedder })
+    const hits = await kit.searchChunks('documents.body_chunks' as never, 'parks', { k: 3, columns: ['id', 'title'] })
+    expect(hits).toHaveLength(3)
+    const hybrid = await kit.hybridSearchChunks('documents.body_chunks' as never, 'river', { k: 2 })
+    expect(hybrid[0]!.chunk.text).toContain('river')
+    // Mode app: the app role writes rows and their chunks through the writer.
+    const writer = createEmbeddingWriter(config({ body_chunks: chunked('queue'), title_chunks: { ...chunked('app'), source: 'title', chunking: { size: 60 } } }), { db: pool, loadChunkEmbedder: async () => embedder })
+    await writer.insert('documents', [{ title: 'a written title', body: 'a body' }])
+    expect(await db.query(`SELECT count(*)::int AS n FROM documents_title_chunks c JOIN documents d USING (id) WHERE d.title = 'a written title'`)).toEqual([{ n: 1 }])
+    void p
+  })
 })

@@ -12,12 +12,13 @@ import { generatedState } from '../../migrations/generate.js'
 export function registerStatus(program: Command, ctx: CommandContext): void {
   program.command('status')
     .description('applied and pending migrations, target capabilities, managed embedding columns')
+    .option('--truncation', 'count the rows whose text is longer than their model\'s window (the model embeds only the start of those): reads every long text and loads the models')
     .option('--drift', 'compare the live database with the migrations\' snapshot (columns, triggers, indexes, catalog, grants), print the fix for each difference, and exit 1 if there is any')
-    .action(async (opts: { drift?: boolean }, cmd: Command) => {
+    .action(async (opts: { drift?: boolean; truncation?: boolean }, cmd: Command) => {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
       const snapshot = opts.drift ? await readSnapshot(config.migrationsDir) : null
-      const status = await readStatus({ databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations, state: await generatedState(config), ...(snapshot ? { drift: snapshot.state } : {}) })
+      const status = await readStatus({ databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations, state: await generatedState(config), ...(snapshot ? { drift: snapshot.state } : {}), ...(opts.truncation ? { truncation: { loadEmbedder: (await import('../../embed/embedder-for-config.js')).localEmbedderLoader(config.embedder) } } : {}) })
       // Warnings (rows without vectors yet) are printed, not failed on: nothing is broken.
       if (status.drift && status.drift.some((d) => d.severity !== 'warning')) ctx.exit.code = EXIT.checkFailed
       if (g.json) return printJson(status)
@@ -33,14 +34,17 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       for (const m of status.missing) table.push([printable(m), pc.red('applied, file missing')])
       process.stdout.write(`${table.toString()}\n`)
       if (status.embeddingColumns.length > 0) {
-        const columns = new Table({ head: ['embedding column', 'stage', 'model', 'type', 'mode', 'source', 'vectors'], style: { head: [], border: [] } })
+        const truncation = status.embeddingColumns.some((e) => e.truncation !== undefined)
+        const columns = new Table({ head: ['embedding column', 'stage', 'model', 'type', 'mode', 'source', 'vectors', ...(truncation ? ['truncated'] : [])], style: { head: [], border: [] } })
         const short = (table: string, column: string) => printable(`${table.replace(/^public\./, '')}.${column}`)
         for (const e of status.embeddingColumns) {
           const p = e.progress
           const vectors = p === null ? pc.dim('-') : p.missing === 0 ? pc.green(`all ${p.withText}`)
             : `${pc.yellow(`${Math.floor((100 * (p.withText - p.missing)) / Math.max(1, p.withText))}%`)}, ${p.missing} missing (pgml-kit backfill ${short(e.table, e.rollout?.of ?? e.column)})`
           const stage = e.rollout === null ? 'live' : e.rollout.role === 'next' ? `next model of ${e.rollout.of}` : `previous model of ${e.rollout.of}`
-          columns.push([printable(`${e.table}.${e.column}`), printable(stage), printable(e.model), printable(`${e.vectorType}(${e.dimensions})`), printable(e.mode), e.sourceColumns.map((s) => printable(s)).join(', '), vectors])
+          const t = e.truncation
+          const truncated = t === undefined ? [] : [t === null ? pc.dim('-') : t.truncated === 0 ? pc.green('none') : pc.yellow(`${t.truncated} rows past ${t.window} tokens`)]
+          columns.push([printable(`${e.table}.${e.column}`), printable(stage), printable(e.model), printable(`${e.vectorType}(${e.dimensions})`), printable(e.mode), e.sourceColumns.map((s) => printable(s)).join(', '), vectors, ...truncated])
         }
         process.stdout.write(`${columns.toString()}\n`)
         // What each staged model change needs next.
@@ -55,6 +59,19 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
             : `model change of ${of} switched: ${e.column} keeps the previous model (${e.model}) in sync so the switch can be undone (pgml-kit migrate down); pgml-kit generate --allow-destructive drops it`
           process.stdout.write(`${pc.cyan('next')} ${printable(line)}\n`)
         }
+      }
+      if (status.embeddingColumns.some((e) => (e.truncation?.truncated ?? 0) > 0)) {
+        process.stdout.write(`${pc.cyan('note')} a truncated row is embedded from its first tokens only: declare chunking on the column to embed whole texts\n`)
+      }
+      if (status.chunkedColumns.length > 0) {
+        const chunked = new Table({ head: ['chunked column', 'chunk table', 'model', 'mode', 'rows', 'chunks'], style: { head: [], border: [] } })
+        for (const c of status.chunkedColumns) {
+          const n = c.counts
+          const rows = n === null ? pc.yellow('not migrated') : n.rowsWithoutChunks === 0 ? pc.green(`all ${n.rowsWithText}`) : pc.yellow(`${n.rowsWithoutChunks} of ${n.rowsWithText} without chunks${c.mode === 'queue' ? ' (pgml-kit worker)' : ''}`)
+          const chunks = n === null ? '-' : `${n.chunks}${n.chunksOfOtherModels > 0 ? pc.yellow(` (${n.chunksOfOtherModels} by another model)`) : ''}`
+          chunked.push([printable(`${c.table}.${c.column}`), printable(c.chunkTable), printable(c.model), printable(c.mode), rows, chunks])
+        }
+        process.stdout.write(`${chunked.toString()}\n`)
       }
       if (status.featureViews.length > 0) {
         const views = new Table({ head: ['feature view', 'last run', 'runs', 'pending entities', 'lag'], style: { head: [], border: [] } })

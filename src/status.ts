@@ -237,7 +237,9 @@ async function readChunked(client: pg.ClientBase, state: DesiredState | undefine
       const { rows } = await client.query<{ with_text: string; without: string; chunks: string; other: string }>(renderChunkProgress(node), [node.model.id])
       const r = rows[0]
       if (r) counts = { rowsWithText: Number(r.with_text), rowsWithoutChunks: Number(r.without), chunks: Number(r.chunks), chunksOfOtherModels: Number(r.other) }
-    } catch {
+    } catch (error) {
+      // Not migrated yet (no such table or column), or not readable by this role: null. Anything else is an error.
+      if (!['42P01', '42703', '42501'].includes(String((error as { code?: unknown }).code))) throw error
       counts = null
     }
     out.push({ table: `${node.schema}.${node.table}`, column: node.column, chunkTable: `${node.schema}.${node.chunkTable}`, mode: node.mode, model: node.model.id, counts })

@@ -1,8 +1,9 @@
 import type { ChunkedColumnNode, EmbeddingColumnNode } from '../model/ir.js'
 import { deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.js'
-import { renderKeyMatch, renderRowKey } from './render-row-key.js'
+import { renderAfterKey, renderKeyColumns, renderKeyMatch, renderRowKey } from './render-row-key.js'
 import { renderSourceText, renderVectorType } from './render-source.js'
 import { renderTriggerFunction, triggerFunctionOf } from './render-trigger.js'
+import { squawkIgnore } from './squawk.js'
 
 /**
  * The chunk store of a chunked embedding column: one row per chunk — the source row's key, its
@@ -46,21 +47,20 @@ export function renderCreateChunkTable(store: ChunkStore): string[] {
   const c = CHUNK_COLUMNS
   const table = quoteQualified(store.schema, store.chunkTable)
   const source = quoteQualified(store.schema, store.table)
-  const columns = [
-    ...store.keyColumns.map((k) => `ALTER COLUMN ${quoteIdent(k)} SET NOT NULL`),
-    `ADD COLUMN ${c.seq} integer NOT NULL`,
-    `ADD COLUMN ${c.text} text NOT NULL`,
-    `ADD COLUMN ${c.hash} text NOT NULL`,
-    `ADD COLUMN ${c.vector} ${store.vectorType}`,
-    `ADD COLUMN ${c.model} text`,
-    ...(store.fullText ? [`ADD COLUMN ${c.tsv} tsvector GENERATED ALWAYS AS (pg_catalog.to_tsvector(${quoteLiteral(store.fullText)}::regconfig, ${c.text})) STORED`] : []),
-    `ADD PRIMARY KEY (${keyList(store)}, ${c.seq})`,
-    `ADD FOREIGN KEY (${keyList(store)}) REFERENCES ${source} (${keyList(store)}) ON DELETE CASCADE ON UPDATE CASCADE`,
-  ]
+  const empty = 'the chunk table is created empty by the statement before, in this transaction: nothing to scan, no reader or writer to block'
+  const alter = (rules: readonly string[], reason: string, change: string) => `${squawkIgnore(rules, reason)}ALTER TABLE ${table} ${change};`
   return [
     `CREATE TABLE ${table} AS SELECT ${keyList(store)} FROM ${source} WITH NO DATA;`,
-    `ALTER TABLE ${table}\n  ${columns.join(',\n  ')};`,
-    ...(store.fullText ? [`CREATE INDEX ${quoteIdent(chunkGinIndexName(store))} ON ${table} USING gin (${c.tsv});`] : []),
+    alter(['adding-not-nullable-field', 'adding-required-field', 'prefer-bigint-over-int'], `${empty}; chunk_seq counts the chunks of one document`, [
+      ...store.keyColumns.map((k) => `ALTER COLUMN ${quoteIdent(k)} SET NOT NULL`),
+      `ADD COLUMN ${c.seq} integer NOT NULL`, `ADD COLUMN ${c.text} text NOT NULL`, `ADD COLUMN ${c.hash} text NOT NULL`,
+      `ADD COLUMN ${c.vector} ${store.vectorType}`, `ADD COLUMN ${c.model} text`,
+    ].join(', ')),
+    ...(store.fullText ? [alter(['adding-field-with-default'], empty, `ADD COLUMN ${c.tsv} tsvector GENERATED ALWAYS AS (pg_catalog.to_tsvector(${quoteLiteral(store.fullText)}::regconfig, ${c.text})) STORED`)] : []),
+    alter(['adding-serial-primary-key-field', 'constraint-missing-not-valid'], empty, `ADD PRIMARY KEY (${keyList(store)}, ${c.seq})`),
+    alter(['adding-foreign-key-constraint', 'constraint-missing-not-valid'], `${empty}; the lock it takes on the source table is brief, and waits at most lock_timeout`,
+      `ADD FOREIGN KEY (${keyList(store)}) REFERENCES ${source} (${keyList(store)}) ON DELETE CASCADE ON UPDATE CASCADE`),
+    ...(store.fullText ? [`${squawkIgnore(['require-concurrent-index-creation'], empty)}CREATE INDEX ${quoteIdent(chunkGinIndexName(store))} ON ${table} USING gin (${c.tsv});`] : []),
   ]
 }
 
@@ -70,7 +70,7 @@ export function chunkGinIndexName(store: ChunkStore): string {
 }
 
 export function renderDropChunkTable(store: ChunkStore): string {
-  return `DROP TABLE ${quoteQualified(store.schema, store.chunkTable)};`
+  return `${squawkIgnore(['ban-drop-table'], 'the chunk table of a chunked column the config removes (generate writes it only with --allow-destructive)')}DROP TABLE ${quoteQualified(store.schema, store.chunkTable)};`
 }
 
 /**
@@ -263,4 +263,22 @@ export function renderChunkProgress(node: ChunkedColumnNode): string {
   (SELECT pg_catalog.count(*) FROM ${table} AS t WHERE ${hasText} AND NOT EXISTS (SELECT 1 FROM ${chunks} AS c WHERE ${match})) AS without,
   (SELECT pg_catalog.count(*) FROM ${chunks}) AS chunks,
   (SELECT pg_catalog.count(*) FROM ${chunks} AS c WHERE c.${CHUNK_COLUMNS.model} IS DISTINCT FROM $1::text) AS other`
+}
+
+/**
+ * A page of rows to chunk ($1 the key after which to start, jsonb or NULL; $2 rows): key (jsonb
+ * text), source text and the template's columns, in key order; with `missingOnly`, only rows with
+ * text and no chunk yet.
+ */
+export function renderChunkBackfillPage(node: ChunkedColumnNode, missingOnly: boolean): string {
+  const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
+  const source = renderSourceText(node, 't')
+  const fields = node.templateColumns.length === 0 ? `'{}'` : `pg_catalog.jsonb_build_object(${node.templateColumns.map((n) => `${quoteLiteral(n)}, ${renderField('t', n)}`).join(', ')})::text`
+  const match = node.keyColumns.map((k) => `c.${quoteIdent(k)} = t.${quoteIdent(k)}`).join(' AND ')
+  const missing = missingOnly ? `\n  AND (${source})::text OPERATOR(pg_catalog.~) '[^[:space:]]' AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${match})` : ''
+  return `SELECT ${renderRowKey(keyed, 't')}::text AS row_key, (${source})::text AS source_text, ${fields} AS fields
+FROM ${quoteQualified(node.schema, node.table)} AS t
+WHERE ($1::jsonb IS NULL OR ${renderAfterKey(keyed, 't', '$1::jsonb')})${missing}
+ORDER BY ${renderKeyColumns(keyed, 't')}
+LIMIT $2::int`
 }

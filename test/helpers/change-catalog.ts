@@ -27,6 +27,11 @@ const features = (ttl: string, setFeatures: string[]): NonNullable<PgmlKitConfig
 
 const modelB = { id: 'test/double-b', dimensions: 16 }
 
+/** A chunked column (its chunk table, view, queue and index), whose index changes once. */
+const chunked = (m: number): PgmlKitConfig['tables'][string]['embeddings'][string] => ({
+  source: 'body', model, mode: 'queue', chunking: { template: '{title}: {chunk}', fullText: 'simple' }, indexes: [{ method: 'hnsw', distance: 'cosine', m }],
+})
+
 /** The config after change-everything, with models and modes changed as a staged model change does them. */
 const staged: PgmlKitConfig = {
   roles: { app: ['web', 'reports'] },
@@ -37,6 +42,7 @@ const staged: PgmlKitConfig = {
         title_embedding: { source: ['title', 'summary'], model: modelB, mode: 'app', indexes: [{ method: 'hnsw', distance: 'l2' }] },
         summary_embedding: { source: ['summary', 'title'], model, mode: 'trigger', type: 'halfvec', indexes: [{ method: 'hnsw', distance: 'inner_product' }, { method: 'ivfflat', distance: 'l2', lists: 'auto', build: 'auto' }] },
         body_vec: { source: ['title', 'body'], model: { ...model, queryPrefix: 'search_query: ' }, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l1' }] },
+        body_chunks: chunked(24),
       },
       fullText: { language: 'simple', source: ['title', 'body'] },
     },
@@ -57,6 +63,7 @@ export const CHANGE_STEPS: readonly { readonly name: string; readonly config: Pg
             title_embedding: { source: 'title', model, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l2' }] },
             summary_embedding: { source: 'summary', model, mode: 'generated', type: 'halfvec', indexes: [{ method: 'hnsw', distance: 'inner_product' }, { method: 'ivfflat', distance: 'l2', lists: 'auto', build: 'auto' }] },
             app_embedding: { source: 'body', model: { ...model, queryPrefix: 'query: ' }, mode: 'app', indexes: [{ method: 'hnsw', distance: 'l1' }] },
+            body_chunks: chunked(16),
           },
           fullText: { source: ['title', { column: 'body', weight: 'B' }] },
         },
@@ -78,6 +85,7 @@ export const CHANGE_STEPS: readonly { readonly name: string; readonly config: Pg
             title_embedding: { source: ['title', 'summary'], model, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l2' }] },
             summary_embedding: { source: ['summary', 'title'], model, mode: 'generated', type: 'halfvec', indexes: [{ method: 'hnsw', distance: 'inner_product' }, { method: 'ivfflat', distance: 'l2', lists: 'auto', build: 'auto' }] },
             body_vec: { source: ['title', 'body'], model: { ...model, queryPrefix: 'search_query: ' }, mode: 'app', indexes: [{ method: 'hnsw', distance: 'l1' }], renamedFrom: 'app_embedding' },
+            body_chunks: chunked(24),
           },
           fullText: { language: 'simple', source: ['title', 'body'] },
         },

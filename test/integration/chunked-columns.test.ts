@@ -258,6 +258,25 @@ describe.each(tiers)('chunked embedding columns on the $name tier', (tier) => {
     }
   })
 
+  it('backfill: rows written around the writer (mode app) are chunked by pgml-kit backfill; a second run, or --all, embeds nothing new', async () => {
+    const p = await setup(config('app'))
+    await p.migrate()
+    for (let i = 0; i < 7; i++) await db.query(`INSERT INTO ${Q} VALUES ('b', $1, $2, $3, NULL)`, [i, `T${i}`, i === 3 ? '   ' : doc(4 + i, i).join('\n\n')])
+    await p.generate('chunks')
+    await p.migrate()
+    const first = await runOk(['backfill', `${TABLE}.body_chunks`, '--batch-size', '3'])
+    expect(first.stdout).toMatch(/6 rows synced, \d+ chunks embedded \(6 rows read\)/)
+    await expectInSync()
+    expect((await runOk(['backfill', `${TABLE}.body_chunks`])).stdout).toMatch(/0 rows synced, 0 chunks embedded \(0 rows read\)/)
+    // --all reads every row again and embeds only chunks whose text is new: none.
+    await db.query(`UPDATE ${Q} SET body = body || '\n\nan added closing paragraph' WHERE n = 2`)
+    const all = JSON.parse((await runOk(['backfill', `${TABLE}.body_chunks`, '--all', '--json'])).stdout) as { rows: number; embedded: number; failed: unknown[] }
+    expect(all).toMatchObject({ rows: 7, failed: [] })
+    expect(all.embedded).toBeGreaterThan(0)
+    expect(all.embedded).toBeLessThanOrEqual(2)
+    await expectInSync()
+  })
+
   it('search over chunks: documents with their best chunk, or chunks; hybrid with full text over chunks; the same order as an exact scan; settings end with the search', async () => {
     const p = await setup()
     await p.generate('chunks')

@@ -7,6 +7,7 @@ import { withoutSecrets } from '../output.js'
 import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { backfill, type BackfillResult } from '../../worker/backfill.js'
 import { columnsToBackfill } from '../../worker/backfill-columns.js'
+import { backfillChunks } from '../../chunking/backfill.js'
 import { EXIT, printable, printJson } from '../output.js'
 import { globals, positiveInt, type CommandContext } from '../options.js'
 
@@ -26,6 +27,18 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
       process.once('SIGINT', stop)
       try {
         const loadEmbedder = localEmbedderLoader(config.embedder)
+        const chunked = (config.state.chunkedColumns ?? []).find((c) => arg === `${c.table}.${c.column}` || arg === `${c.schema}.${c.table}.${c.column}`)
+        if (chunked) {
+          // A chunked column: its rows without chunks (--all: every row; only chunks whose text is new are embedded).
+          const result = await backfillChunks({ url: target, node: chunked, loadEmbedder, all: opts.all ?? false, batchSize: opts.batchSize, signal: controller.signal })
+          if (g.json) printJson(result)
+          else {
+            process.stdout.write(`${printable(result.column)}: ${result.synced} rows synced, ${result.embedded} chunks embedded (${result.rows} rows read) in ${result.seconds.toFixed(1)} s${result.interrupted ? '; interrupted: run it again to continue' : ''}\n`)
+            for (const f of result.failed) process.stderr.write(`  ${pc.red('failed')} ${printable(f.key)}: ${printable(f.error)}\n`)
+          }
+          if (result.failed.length > 0 || result.interrupted) ctx.exit.code = EXIT.checkFailed
+          return
+        }
         // `t.c`: the column as the catalog has it, then the new (or previous) model's column of a staged
         // model change; `t.c__next` (or `__previous`): only that one, whichever config is checked out.
         const targets = await columnsToBackfill(target, config.state.embeddingColumns, arg)

@@ -1,10 +1,11 @@
 import type pg from 'pg'
-import { columnKey, columnLabel, objectKey, type DesiredState, type EmbeddingColumnNode } from './model/ir.js'
+import { columnKey, columnLabel, objectKey, type ChunkedColumnNode, type DesiredState, type EmbeddingColumnNode } from './model/ir.js'
 import { readIndexHealth } from './indexes/health.js'
 import { renderAddEmbeddingColumn, renderDropEmbeddingColumn } from './sql/render-embedding-column.js'
 import { renderRegisterEmbeddingColumn, renderUnregisterEmbeddingColumn } from './sql/render-catalog.js'
 import { embedTriggerName, renderCreateEmbedFunction, renderCreateEmbedTrigger } from './sql/render-trigger.js'
 import { enqueueTriggerName, renderCreateEnqueueFunction, renderCreateEnqueueTriggers } from './sql/render-queue.js'
+import { CHUNK_TABLES_PRESENT, asQueueColumn, chunkEnqueueSource, chunkTriggerName, renderCreateChunkEnqueueFunction, renderCreateChunkEnqueueTriggers } from './sql/render-chunks.js'
 import { captureFunctionBody, captureTriggers, renderCaptureFunction } from './sql/render-features.js'
 import { renderSourceText, renderUnqualifiedSourceText } from './sql/render-source.js'
 import { quoteIdent, quoteLiteral, quoteQualified } from './sql/quote.js'
@@ -29,8 +30,8 @@ import {
  * carries the statement(s) that put it right. Read-only.
  */
 export interface DriftItem {
-  /** What kind of object: column, trigger, index, catalog, runtime, grant, migrations. */
-  readonly kind: 'column' | 'trigger' | 'index' | 'catalog' | 'runtime' | 'grant' | 'migrations'
+  /** What kind of object: column, table (a chunk table), trigger, index, catalog, runtime, grant, migrations. */
+  readonly kind: 'column' | 'table' | 'trigger' | 'index' | 'catalog' | 'runtime' | 'grant' | 'migrations'
   /** The object (`schema.table.column`, a trigger or index name). */
   readonly object: string
   readonly problem: string
@@ -67,6 +68,21 @@ interface ExpectedTrigger {
   readonly column: EmbeddingColumnNode
   readonly name: string
   readonly create: string[]
+  /** The function's source when it is not the column mode's own (a chunked column's queue). */
+  readonly source?: string
+}
+
+/** A chunked column's queue triggers (mode `queue`), checked like a queue column's. */
+function expectedChunkTriggers(node: ChunkedColumnNode): ExpectedTrigger[] {
+  if (node.mode !== 'queue') return []
+  const column = asQueueColumn(node)
+  const [write, remove] = renderCreateChunkEnqueueTriggers(node)
+  const create = renderCreateChunkEnqueueFunction(node)
+  const source = chunkEnqueueSource(node)
+  return [
+    { column, name: chunkTriggerName(node, 'write'), create: [create, write!], source },
+    { column, name: chunkTriggerName(node, 'delete'), create: [create, remove!], source },
+  ]
 }
 
 function expectedTriggers(column: EmbeddingColumnNode): ExpectedTrigger[] {
@@ -85,7 +101,8 @@ function expectedTriggers(column: EmbeddingColumnNode): ExpectedTrigger[] {
 export async function readDrift(client: pg.ClientBase, state: DesiredState): Promise<DriftItem[]> {
   const out: DriftItem[] = []
   const columns = state.embeddingColumns
-  const tables = [...new Map(columns.map((c) => [objectKey(c.schema, c.table), c])).values()]
+  const chunked = state.chunkedColumns ?? []
+  const tables = [...new Map([...columns, ...chunked].map((c) => [objectKey(c.schema, c.table), { schema: c.schema, table: c.table }])).values()]
   // Fixes name pgvector's types qualified: they run wherever a DBA pastes them.
   const vectorSchema = (await client.query<{ schema: string }>(VECTOR_SCHEMA)).rows[0]?.schema
 
@@ -132,7 +149,13 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
   // Triggers: the mode's triggers exist, are enabled and call the column's function; no other pgml-kit trigger.
   const { rows: triggers } = await client.query<{ schema_name: string; table_name: string; name: string; enabled: string; function_schema: string; function_name: string }>(READ_TRIGGERS, [
     tables.map((t) => t.schema), tables.map((t) => t.table)])
-  const expected = columns.filter((c) => present.has(columnKey(c))).flatMap(expectedTriggers)
+  // A chunked column's chunk table: present (its triggers are checked with the others).
+  const chunkTables = chunked.length === 0 ? [] : (await client.query<{ ok: boolean }>(CHUNK_TABLES_PRESENT, [chunked.map((n) => n.schema), chunked.map((n) => n.chunkTable)])).rows
+  chunked.forEach((node, i) => {
+    if (chunkTables[i]?.ok) return
+    out.push({ kind: 'table', object: `${node.schema}.${node.chunkTable}`, problem: `missing: the chunk table of ${columnLabel(node)} (its chunks and vectors)`, fix: 'pgml-kit migrate down to before the migration that created it, then pgml-kit migrate (the rows are queued and chunked again)' })
+  })
+  const expected = [...columns.filter((c) => present.has(columnKey(c))).flatMap(expectedTriggers), ...chunked.filter((_, i) => chunkTables[i]?.ok).flatMap(expectedChunkTriggers)]
   for (const want of expected) {
     const { column } = want
     const table = quoteQualified(column.schema, column.table)
@@ -151,7 +174,7 @@ export async function readDrift(client: pg.ClientBase, state: DesiredState): Pro
   const { rows: functions } = await client.query<{ name: string; source: string; definer: boolean; config: string[] | null }>(READ_TRIGGER_FUNCTIONS, [withFunctions.map((e) => e.column.triggerFunction)])
   for (const want of withFunctions) {
     const { column } = want
-    const source = triggerFunctionSource(column, enqueueFunctionBody)
+    const source = want.source ?? triggerFunctionSource(column, enqueueFunctionBody)
     const live = functions.find((f) => f.name === column.triggerFunction)
     const object = `pgml_kit.${column.triggerFunction}()`
     const create = want.create[0]!

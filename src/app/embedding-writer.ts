@@ -7,7 +7,8 @@ import type { PgmlKitConfig } from '../config/schema.js'
 import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { ChunkedColumnNode, EmbeddingColumnNode } from '../model/ir.js'
 import type { KeyedTable } from '../sql/render-row-key.js'
-import { chunkInputs, embedChunksAhead, syncRowChunks, type ChunkVectors } from '../chunking/app-sync.js'
+import { chunkInputsOf, embedChunksAhead, isChunkInput, syncRowChunks, type ChunkVectors } from '../chunking/app-sync.js'
+import { renderChunkInputs } from '../sql/render-chunks.js'
 import { INSIDE_TRANSACTION, MAX_PARAMETERS, renderEndWrite, renderInsertRows, renderLockForInsert, renderLockSources, renderOpenWrite, renderUndoWrite, renderUpdatePatch } from '../sql/render-app-writer.js'
 import { liveColumnsOf, readLiveColumns, type CatalogRead } from '../db/live-catalog.js'
 import { columnsOfConfig, type LiveColumn } from '../model/catalog-column.js'
@@ -84,13 +85,18 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
     if (!chunkEmbedders.has(key)) chunkEmbedders.set(key, (options.loadChunkEmbedder ?? load)(node))
     return chunkEmbedders.get(key)!
   }
-  /** Syncs the chunks of written rows (read back with every column chunking needs). */
-  const syncChunks = async (db: pg.ClientBase, table: string, rows: readonly Record<string, unknown>[], ahead: ChunkVectors) => {
-    for (const node of chunkedOf(table)) {
+  /** Columns a row's chunks are made from: its key, sources and the template's columns. */
+  const chunkColumns = (node: ChunkedColumnNode) => [...node.keyColumns, ...node.sourceColumns, ...node.templateColumns]
+  /** What each chunked column needs read back from a written row (renderChunkInputs), numbered as `nodes`. */
+  const chunkReturning = (nodes: readonly ChunkedColumnNode[]) => nodes.flatMap((node, i) => renderChunkInputs(node, i))
+  /** Syncs the chunks of written rows, from what the database read back of them. */
+  const syncChunks = async (db: pg.ClientBase, nodes: readonly ChunkedColumnNode[], rows: readonly Record<string, unknown>[], ahead: ChunkVectors) => {
+    for (const [i, node] of nodes.entries()) {
       const embedder = await chunkEmbedderOf(node)
-      for (const row of rows) await syncRowChunks(db, node, row, embedder, ahead)
+      for (const row of rows) await syncRowChunks(db, node, chunkInputsOf(row, i), embedder, ahead)
     }
   }
+  const withoutChunkInputs = (row: Record<string, unknown>) => Object.fromEntries(Object.entries(row).filter(([name]) => !isChunkInput(name)))
   /** Per table, what the catalog said last (null: it cannot be read; undefined: not read yet). */
   const known = new Map<string, { readonly fingerprints: string; readonly columns: readonly EmbeddingColumnNode[] } | null>()
   const appColumnsFrom = (table: string, live: readonly LiveColumn[] | null) => live === null
@@ -166,20 +172,20 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
       const write = async (db: pg.ClientBase) => {
         const columns = [...new Set(records.flatMap((r) => Object.keys(r)))]
         const present = records.map((r) => columns.map((c) => c in r && r[c] !== undefined))
-        // Chunking reads the rows back as written: their key (a default may make it), sources and template columns.
-        const returning = asked === null || chunked.length === 0 ? asked : [...new Set([...asked, ...chunked.flatMap(chunkInputs)])]
+        // Chunking reads the rows back as written (a default may make their key or a template column).
+        const returning = asked
         // One statement unless the rows need more parameters than PostgreSQL allows in one (one transaction either way).
         const perRow = Math.max(1, columns.length)
         const inserted: Record<string, unknown>[] = []
         for (let start = 0; start < records.length; start += Math.floor(MAX_PARAMETERS / perRow)) {
           const end = Math.min(records.length, start + Math.floor(MAX_PARAMETERS / perRow))
           const values = records.slice(start, end).flatMap((r, i) => columns.filter((_, c) => present[start + i]![c]).map((c) => r[c]))
-          const { rows: out } = await db.query(renderInsertRows(ref, columns, present.slice(start, end), returning), values)
+          const { rows: out } = await db.query(renderInsertRows(ref, columns, present.slice(start, end), returning, chunkReturning(chunked)), values)
           inserted.push(...(out as Record<string, unknown>[]))
         }
         if (chunked.length === 0) return inserted
-        await syncChunks(db, table, inserted, ahead)
-        return asked === null ? inserted : inserted.map((row) => Object.fromEntries(asked.map((c) => [c, row[c]])))
+        await syncChunks(db, chunked, inserted, ahead)
+        return inserted.map(withoutChunkInputs)
       }
       if (before === null) {
         // The catalog cannot be read by this role: the config's columns, as before.
@@ -219,14 +225,10 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
         }
         const columns = Object.keys(record)
         if (columns.length === 0) return 0
-        const { rowCount } = await db.query(renderUpdatePatch(ref, columns), [JSON.stringify(key), JSON.stringify(record)])
-        // Chunked columns whose key, sources or template columns the patch touched: the row as it is now, re-chunked.
-        const chunked = chunkedOf(table).filter((node) => chunkInputs(node).some((c) => c in patch))
-        if ((rowCount ?? 0) > 0 && chunked.length > 0) {
-          const now = { ...key, ...Object.fromEntries(keyColumns.filter((k) => k in patch).map((k) => [k, patch[k]])) }
-          const { rows: [row] } = await db.query(renderLockSources(ref, [...new Set(chunked.flatMap(chunkInputs))]), [JSON.stringify(now)])
-          if (row) for (const node of chunked) await syncRowChunks(db, node, row as Record<string, unknown>, await chunkEmbedderOf(node), new Map())
-        }
+        // Chunked columns whose key, sources or template columns the patch touches: the row as updated, read back, re-chunked.
+        const chunked = chunkedOf(table).filter((node) => chunkColumns(node).some((c) => c in patch))
+        const { rowCount, rows: updated } = await db.query(renderUpdatePatch(ref, columns, chunkReturning(chunked)), [JSON.stringify(key), JSON.stringify(record)])
+        if (chunked.length > 0) await syncChunks(db, chunked, updated as Record<string, unknown>[], new Map())
         return rowCount ?? 0
       })
     },

@@ -15,32 +15,47 @@ import { syncDocumentHere, type SyncResult } from './store.js'
  */
 export type ChunkVectors = Map<string, ArrayLike<number>>
 
-/** Columns a row must have (read back) to be chunked: its key, sources and the template's columns. */
-export function chunkInputs(node: ChunkedColumnNode): string[] {
-  return [...new Set([...node.keyColumns, ...node.sourceColumns, ...node.templateColumns])]
+/** A written row's chunk inputs as the database read them back (renderChunkInputs). */
+export interface ChunkInputs {
+  readonly key: string
+  readonly source: string | null
+  readonly fields: Readonly<Record<string, string | null>>
 }
 
-function chunksOf(node: ChunkedColumnNode, row: Readonly<Record<string, unknown>>, embedder: Embedder) {
-  const text = sourceTextOf({ ...node, sourceColumns: node.sourceColumns, separator: node.separator } as Parameters<typeof sourceTextOf>[0], row)
-  return chunkRow(node, text, row, embedder)
+/** The inputs of chunked column number `i` in a row returned with renderChunkInputs. */
+export function chunkInputsOf(row: Readonly<Record<string, unknown>>, i: number): ChunkInputs {
+  return { key: String(row[`pgml_kit_key_${i}`]), source: (row[`pgml_kit_source_${i}`] as string | null) ?? null, fields: JSON.parse(String(row[`pgml_kit_fields_${i}`])) as Record<string, string | null> }
 }
 
-/** Embeds the chunks of `rows` (as given) for `node`, each distinct text once. */
+/** Fields the writer adds to a returned row (stripped before the caller sees it). */
+export const isChunkInput = (name: string): boolean => /^pgml_kit_(key|source|fields)_\d+$/.test(name)
+
+/**
+ * Embeds the chunks of `rows` (as the caller gave them) ahead of the transaction, each distinct
+ * text once. A row without a template column (left to its default) is embedded in the
+ * transaction instead; so is a row whose text reads differently in the database.
+ */
 export async function embedChunksAhead(node: ChunkedColumnNode, rows: readonly Readonly<Record<string, unknown>>[], embedder: Embedder, into: ChunkVectors): Promise<void> {
-  const texts = [...new Set(rows.flatMap((row) => chunksOf(node, row, embedder).map((c) => c.embedded)))].filter((t) => !into.has(t))
-  if (texts.length === 0) return
-  const vectors = await embedder.embed(texts, { as: 'document' })
-  texts.forEach((t, i) => into.set(t, vectors[i]!))
+  const texts = new Set<string>()
+  for (const row of rows) {
+    if (!node.templateColumns.every((c) => Object.hasOwn(row, c))) continue
+    const fields = Object.fromEntries(node.templateColumns.map((c) => [c, row[c] === null || row[c] === undefined ? null : String(row[c])]))
+    const source = sourceTextOf({ ...node } as Parameters<typeof sourceTextOf>[0], row)
+    for (const c of chunkRow(node, source, fields, embedder)) if (!into.has(c.embedded)) texts.add(c.embedded)
+  }
+  if (texts.size === 0) return
+  const list = [...texts]
+  const vectors = await embedder.embed(list, { as: 'document' })
+  list.forEach((t, i) => into.set(t, vectors[i]!))
 }
 
 /** Syncs one written row's chunks inside the writer's transaction. */
-export async function syncRowChunks(db: pg.ClientBase, node: ChunkedColumnNode, row: Readonly<Record<string, unknown>>, embedder: Embedder, ahead: ChunkVectors): Promise<SyncResult> {
-  const chunks = chunksOf(node, row, embedder)
-  const key = Object.fromEntries(node.keyColumns.map((k) => [k, row[k]]))
-  return syncDocumentHere(db, chunkStoreOf(node), key, chunks, {
+export async function syncRowChunks(db: pg.ClientBase, node: ChunkedColumnNode, inputs: ChunkInputs, embedder: Embedder, ahead: ChunkVectors): Promise<SyncResult> {
+  const chunks = chunkRow(node, inputs.source, inputs.fields, embedder)
+  return syncDocumentHere(db, chunkStoreOf(node), { json: inputs.key }, chunks, {
     model: embedder.modelId,
     embed: async (texts) => {
-      const missing = texts.filter((t) => !ahead.has(t))
+      const missing = [...new Set(texts.filter((t) => !ahead.has(t)))]
       if (missing.length > 0) {
         const vectors = await embedder.embed(missing, { as: 'document' })
         missing.forEach((t, i) => ahead.set(t, vectors[i]!))

@@ -1,7 +1,7 @@
 import type { Embedder } from '../embed/embedder.js'
 import type { ChunkedColumnNode } from '../model/ir.js'
 import { toConnector, type Connector } from '../db/connect.js'
-import { chunkStoreOf, renderChunkBackfillPage } from '../sql/render-chunks.js'
+import { chunkStoreOf, renderChunkBackfillPage, renderReadFingerprint } from '../sql/render-chunks.js'
 import { errorText } from '../worker/resilience.js'
 import { chunkRow } from './document.js'
 import { syncDocument } from './store.js'
@@ -47,7 +47,7 @@ export async function backfillChunks(options: {
   let after: string | null = null
   try {
     while (!options.signal?.aborted) {
-      type Row = { row_key: string; source_text: string | null; fields: string }
+      type Row = { row_key: string; source_text: string | null; fields: string; fingerprint: string }
       const page: Row[] = (await client.query<Row>(renderChunkBackfillPage(node, !options.all), [after, options.batchSize ?? 64])).rows
       if (page.length === 0) break
       for (const row of page) {
@@ -57,8 +57,10 @@ export async function backfillChunks(options: {
         try {
           const result = await syncDocument(client, store, { json: row.row_key }, chunkRow(node, row.source_text, JSON.parse(row.fields) as Record<string, unknown>, embedder), {
             model: embedder.modelId, embed: (texts) => embedder.embed(texts, { as: 'document' }),
+            source: { sql: renderReadFingerprint(node), fingerprint: row.fingerprint },
           })
-          if (!result.gone) synced++
+          // A row changed meanwhile is left to its own path (its queue job, or the writer that changed it).
+          if (!result.gone && !result.changed) synced++
           embedded += result.embedded
         } catch (error) {
           failed.push({ key: row.row_key, error: errorText(error) })

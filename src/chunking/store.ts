@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
-import { renderApplyChunks, renderSourceExists, renderReadChunks, type ChunkStore } from '../sql/render-chunks.js'
+import { TEMPORARY_SEQ, renderApplyChunks, renderSourceExists, renderReadChunks, type ChunkStore } from '../sql/render-chunks.js'
 import { chunkHash, planChunks, type ChunkPlan } from './plan.js'
 
 /**
@@ -20,6 +20,8 @@ export interface SyncResult {
   readonly gone: boolean
   /** Plans made (more than one when a concurrent sync changed the chunks in between). */
   readonly attempts: number
+  /** The row changed since its text was read (`source`): nothing was written; a newer job syncs it. */
+  readonly changed?: boolean
 }
 
 /** One chunk of a document: its text (stored, shown to readers) and what is embedded for it (the text as the column's template formats it). */
@@ -37,6 +39,11 @@ export interface SyncOptions {
    * completes the document's job there, so the chunks and the job's end commit together).
    */
   readonly beforeCommit?: (client: pg.ClientBase) => Promise<void>
+  /**
+   * What the chunks were made from: `sql` ($1 the key) reads the row's fingerprint now, `fingerprint`
+   * is the one read with its text. When they differ the sync writes nothing (`changed`).
+   */
+  readonly source?: { readonly sql: string; readonly fingerprint: string }
 }
 
 /**
@@ -66,26 +73,37 @@ export async function syncDocument(client: pg.ClientBase, store: ChunkStore, key
     if (vectors.length !== plan.embed.length) throw new PgmlKitError('EMBED_FAILED', `the embedder returned ${vectors.length} vectors for ${plan.embed.length} chunks of ${store.table}`)
     await client.query('BEGIN')
     try {
-      const present = (await client.query(renderSourceExists(store), [k])).rows.length > 0
-      if (!present) {
-        if (options.beforeCommit) await options.beforeCommit(client)
-        await client.query('COMMIT')
+      // The row as it is now: gone, or changed since its text was split (another sync, of a newer
+      // change, may have written its chunks already: this one must not overwrite them).
+      const source = options.source
+      const found = (await client.query<{ fingerprint?: string }>(source ? source.sql : renderSourceExists(store), [k])).rows
+      if (found.length === 0) {
+        await client.query('ROLLBACK')
         return { embedded: 0, kept: 0, removed: 0, gone: true, attempts: attempt }
       }
-      const now = (await client.query<{ seq: number; hash: string }>(renderReadChunks(store, true), [k])).rows
-      if (!sameChunks(stored, now)) {
+      if (source && found[0]!.fingerprint !== source.fingerprint) {
         await client.query('ROLLBACK')
-        if (attempt >= attempts) throw new PgmlKitError('CHUNKS_CHANGING', `the chunks of one ${store.table} row changed under ${attempt} syncs in a row`, { hint: 'another writer syncs the same row: run again' })
-        continue
+        return { embedded: 0, kept: 0, removed: 0, gone: false, changed: true, attempts: attempt }
       }
+      // New chunks first, below every position: their foreign key locks the row (KEY SHARE) before any
+      // chunk row is locked, so a DELETE or key change of the row by the application — which locks the
+      // row, then its chunks — waits for this transaction instead of deadlocking with it.
+      let inserted: boolean
       try {
-        await apply(client, store, k, plan, next, vectors, options.model)
+        inserted = await insertNew(client, store, k, plan, next, vectors, options.model)
       } catch (error) {
         // The row went (or took another key) after it was found: its chunks went or moved with it.
         if ((error as { code?: unknown }).code !== '23503') throw error
         await client.query('ROLLBACK')
         return { embedded: 0, kept: 0, removed: 0, gone: true, attempts: attempt }
       }
+      const now = (await client.query<{ seq: number; hash: string }>(renderReadChunks(store, true), [k])).rows.filter((r) => r.seq >= 0)
+      if (!sameChunks(stored, now)) {
+        await client.query('ROLLBACK')
+        if (attempt >= attempts) throw new PgmlKitError('CHUNKS_CHANGING', `the chunks of one ${store.table} row changed under ${attempt} syncs in a row`, { hint: 'another writer syncs the same row: run again' })
+        continue
+      }
+      await settle(client, store, k, plan, inserted)
       if (options.beforeCommit) await options.beforeCommit(client)
       await client.query('COMMIT')
       return { embedded: plan.embed.length, kept: plan.keep.length, removed: plan.remove.length, gone: false, attempts: attempt }
@@ -108,7 +126,8 @@ export async function syncDocumentHere(client: pg.ClientBase, store: ChunkStore,
   const plan = planChunks(stored, next)
   const vectors = plan.embed.length > 0 ? await options.embed(plan.embed.map((e) => e.text)) : []
   if (vectors.length !== plan.embed.length) throw new PgmlKitError('EMBED_FAILED', `the embedder returned ${vectors.length} vectors for ${plan.embed.length} chunks of ${store.table}`)
-  await apply(client, store, k, plan, next, vectors, options.model)
+  const inserted = await insertNew(client, store, k, plan, next, vectors, options.model)
+  await settle(client, store, k, plan, inserted)
   return { embedded: plan.embed.length, kept: plan.keep.length, removed: plan.remove.length, gone: false, attempts: 1 }
 }
 
@@ -116,20 +135,26 @@ function sameChunks(a: readonly { seq: number; hash: string }[], b: readonly { s
   return a.length === b.length && a.every((x, i) => x.seq === b[i]!.seq && x.hash === b[i]!.hash)
 }
 
-async function apply(client: pg.ClientBase, store: ChunkStore, key: string, plan: ChunkPlan, next: readonly { chunk: string }[], vectors: readonly ArrayLike<number>[], model: string): Promise<void> {
-  const sql = renderApplyChunks(store)
-  const moved = plan.keep.filter((k) => k.from !== k.to)
+/** Inserts the plan's new chunks at temporary positions (below TEMPORARY_SEQ); whether there were any. */
+async function insertNew(client: pg.ClientBase, store: ChunkStore, key: string, plan: ChunkPlan, next: readonly { chunk: string }[], vectors: readonly ArrayLike<number>[], model: string): Promise<boolean> {
+  if (plan.embed.length === 0) return false
   const vector = (v: ArrayLike<number>) => {
     const values = Array.from(v)
     if (values.some((x) => !Number.isFinite(x))) throw new PgmlKitError('EMBED_FAILED', `the embedder returned a vector with a value that is not a finite number for ${store.table}`)
     return `[${values.join(',')}]`
   }
+  await client.query(renderApplyChunks(store).insert, [key, plan.embed.map((e) => TEMPORARY_SEQ - e.seq), plan.embed.map((e) => next[e.seq]!.chunk), plan.embed.map((e) => e.hash), vectors.map(vector), model])
+  return true
+}
+
+/** The rest of the plan: chunks that go, kept chunks moved to their positions, new ones to theirs. */
+async function settle(client: pg.ClientBase, store: ChunkStore, key: string, plan: ChunkPlan, inserted: boolean): Promise<void> {
+  const sql = renderApplyChunks(store)
+  const moved = plan.keep.filter((k) => k.from !== k.to)
   if (plan.remove.length > 0) await client.query(sql.remove, [key, plan.remove])
   if (moved.length > 0) {
     await client.query(sql.hide, [key, moved.map((m) => m.from)])
     await client.query(sql.move, [key, moved.map((m) => m.from), moved.map((m) => m.to)])
   }
-  if (plan.embed.length > 0) {
-    await client.query(sql.insert, [key, plan.embed.map((e) => e.seq), plan.embed.map((e) => next[e.seq]!.chunk), plan.embed.map((e) => e.hash), vectors.map(vector), model])
-  }
+  if (inserted) await client.query(sql.settle, [key])
 }

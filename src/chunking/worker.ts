@@ -2,7 +2,7 @@ import type pg from 'pg'
 import type { Embedder } from '../embed/embedder.js'
 import type { ChunkedColumnNode } from '../model/ir.js'
 import { isConnectionLost } from '../db/connect.js'
-import { COMPLETE_CHUNK_JOB, chunkStoreOf, renderFetchChunkSources } from '../sql/render-chunks.js'
+import { COMPLETE_CHUNK_JOB, chunkStoreOf, renderFetchChunkSources, renderReadFingerprint } from '../sql/render-chunks.js'
 import { DEAD_LETTER_JOBS, DELETE_LEASED_JOBS, FAIL_JOBS, renderClaimJobs } from '../sql/render-worker.js'
 import { EMPTY_BATCH, releaseBatch, type BatchResult, type BatchSettings } from '../worker/process-batch.js'
 import { errorText, retryTransient } from '../worker/resilience.js'
@@ -25,7 +25,7 @@ export async function processChunkBatch(client: pg.ClientBase, node: ChunkedColu
   settings.leases?.hold(ids)
   const store = chunkStoreOf(node)
   try {
-    type Source = { id: string; row_key: string; source_text: string | null; fields: string }
+    type Source = { id: string; row_key: string; source_text: string | null; fields: string; fingerprint: string }
     const rows = new Map((await client.query<Source>(renderFetchChunkSources(node), [ids])).rows.map((r) => [r.id, r]))
     const gone = claimed.filter((j) => !rows.has(j.id)).map((j) => j.id)
     let completed = gone.length > 0 ? (await retryTransient(() => client.query(DELETE_LEASED_JOBS, [gone, workerId]))).rowCount ?? 0 : 0
@@ -40,6 +40,7 @@ export async function processChunkBatch(client: pg.ClientBase, node: ChunkedColu
         let ended = false
         const result = await syncDocument(client, store, { json: row.row_key }, chunks, {
           model: embedder.modelId,
+          source: { sql: renderReadFingerprint(node), fingerprint: row.fingerprint },
           embed: (texts) => embedder.embed(texts, { as: 'document' }),
           beforeCommit: async (c) => { ended = ((await c.query(COMPLETE_CHUNK_JOB, [job.id, job.generation, workerId])).rowCount ?? 0) > 0 },
         })

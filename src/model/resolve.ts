@@ -376,9 +376,16 @@ function resolveChunked(
   if (c.separators !== undefined && splitter !== 'recursive') issues.push({ path: `${path}.chunking.separators`, message: `only the "recursive" splitter takes separators (this one is "${splitter}")` })
   const template = c.template ?? '{chunk}'
   const templateColumns: string[] = []
-  for (const m of template.replace(/\{\{|\}\}/g, '').matchAll(/\{([^{}]*)\}/g)) {
-    const name = m[1]!
-    if (name !== 'chunk' && !templateColumns.includes(name)) templateColumns.push(name)
+  // Placeholders as formatChunk reads them: `{{` and `}}` are literal braces.
+  const placeholders = [...template.matchAll(/\{\{|\}\}|\{([^{}]*)\}/g)].filter((m) => m[0] !== '{{' && m[0] !== '}}').map((m) => m[1]!)
+  if (!placeholders.includes('chunk')) issues.push({ path: `${path}.chunking.template`, message: 'must contain the placeholder {chunk} (written {{chunk}} it is literal text)' })
+  for (const name of placeholders) {
+    if (name === 'chunk' || templateColumns.includes(name)) continue
+    if (name === '' || Buffer.byteLength(name, 'utf8') > 63 || name.includes('\0')) {
+      issues.push({ path: `${path}.chunking.template`, message: `{${name}} is not a column name: write {column} for a column of the row, {chunk} for the chunk, {{ and }} for braces` })
+      continue
+    }
+    templateColumns.push(name)
   }
   const sourceColumns = typeof embedding.source === 'string' ? [embedding.source] : [...embedding.source]
   if (new Set(sourceColumns).size !== sourceColumns.length) issues.push({ path: `${path}.source`, message: 'lists a column twice' })

@@ -179,7 +179,14 @@ export function privilegeNeeds(state: DesiredState, vectorSchema: string | null 
     }
     for (const role of state.roles.worker) yours({ role, on: { kind: 'schema', schema: c.schema }, privilege: 'USAGE', column: null, purpose: 'worker' })
   }
-  if (vectorSchema !== null && state.embeddingColumns.length > 0) {
+  for (const c of state.chunkedColumns ?? []) {
+    for (const role of state.roles.app) {
+      yours({ role, on: { kind: 'schema', schema: c.schema }, privilege: 'USAGE', column: null, purpose: 'app' })
+      yours({ role, on: { kind: 'table', schema: c.schema, table: c.table }, privilege: 'SELECT', column: null, purpose: 'app' })
+    }
+    if (c.mode === 'queue') for (const role of state.roles.worker) yours({ role, on: { kind: 'schema', schema: c.schema }, privilege: 'USAGE', column: null, purpose: 'worker' })
+  }
+  if (vectorSchema !== null && (state.embeddingColumns.length > 0 || (state.chunkedColumns ?? []).length > 0)) {
     for (const role of state.roles.app) yours({ role, on: { kind: 'schema', schema: vectorSchema }, privilege: 'USAGE', column: null, purpose: 'app' })
     for (const role of state.roles.worker) yours({ role, on: { kind: 'schema', schema: vectorSchema }, privilege: 'USAGE', column: null, purpose: 'worker' })
   }

@@ -427,7 +427,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
     const k = positiveInteger('k', o.k ?? 10)
     const candidates = positiveInteger('candidates', o.candidates ?? Math.max(40, 8 * k))
     const index = node.indexes.find((i) => i.distance === node.distance)
-    const efSearch = Math.min(1000, Math.max(positiveInteger('efSearch', o.efSearch ?? index?.search.efSearch ?? 40), as === 'chunks' && !hybrid ? k : candidates))
+    const baseEf = positiveInteger('efSearch', o.efSearch ?? index?.search.efSearch ?? 40)
     const run: Run = (text, parameters) => kitDb.executeQuery(CompiledQuery.raw(text, [...parameters]))
     vectorSchema ??= run(VECTOR_SCHEMA, []).then((r) => {
       const schema = r.rows[0]?.schema
@@ -438,23 +438,39 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
     const schema = await vectorSchema
     const asColumn = node as unknown as EmbeddingColumnNode
     let vector: string
-    if (typeof query !== 'string') vector = toVectorLiteral(query)
+    if (typeof query !== 'string') {
+      if (query.length !== node.model.dimensions) throw new RangeError(`the query vector has ${query.length} dimensions, and ${ref} holds vectors of ${node.model.dimensions}`)
+      vector = toVectorLiteral(query)
+    }
     else if (await embedsInDatabase(run)) vector = (await run(renderQueryEmbedding(asColumn), [query])).rows[0]?.v as string
     else vector = toVectorLiteral((await (await loadEmbedder(asColumn)).embed([query], { as: 'query' }))[0] as Float32Array)
-    const iterative = (await probe(run)).iterativeScan && candidates > efSearch
+    const canIterate = (await probe(run)).iterativeScan
     const inTransaction = <T>(fn: (trx: Kysely<DB>) => Promise<T>): Promise<T> => (options.db.isTransaction ? fn(options.db) : options.db.transaction().execute(fn))
-    // Inside the caller's transaction, the settings hold until it ends (SET LOCAL); otherwise in the search's own.
-    const rows: Record<string, unknown>[] = await inTransaction(async (trx) => {
+    /** One search reading `c` chunks from the index (chunks: k). ef_search covers them, and pgvector 0.8's iterative scan goes past 1000. */
+    const searchWith = (c: number) => inTransaction(async (trx) => {
+      const needed = as === 'chunks' && !hybrid ? k : c
+      const efSearch = Math.min(1000, Math.max(baseEf, needed))
       const q = (text: string, parameters: readonly unknown[]) => trx.executeQuery<Record<string, unknown>>(CompiledQuery.raw(text, [...parameters]))
-      await q(CHUNK_SEARCH_SETTINGS, [efSearch, iterative])
+      // Inside the caller's transaction, the settings hold until it ends (SET LOCAL); otherwise in the search's own.
+      await q(CHUNK_SEARCH_SETTINGS, [efSearch, canIterate && needed > efSearch])
       if (hybrid) {
         const rrfK = finiteNumber('rrfK', hybrid.rrfK ?? 60)
         const weights = [finiteNumber('weights.vector', hybrid.weights?.vector ?? 1), finiteNumber('weights.text', hybrid.weights?.text ?? 1)]
-        return (await q(renderHybridChunks(node, node.distance, schema, as, o.columns ?? null), [vector, candidates, query, rrfK, ...weights, k])).rows
+        return (await q(renderHybridChunks(node, node.distance, schema, as, o.columns ?? null), [vector, c, query, rrfK, ...weights, k])).rows
       }
       if (as === 'chunks') return (await q(renderSearchChunks(node, node.distance, schema), [vector, k])).rows
-      return (await q(renderSearchDocuments(node, node.distance, schema, o.columns ?? null), [vector, candidates, k])).rows
+      return (await q(renderSearchDocuments(node, node.distance, schema, o.columns ?? null), [vector, c, k])).rows
     })
+    // Documents: when the candidate chunks held fewer than k documents (a long document's chunks
+    // crowd the others out) and the index has more, read four times as many, up to what the index
+    // gives in one scan. A `candidates` the caller set is kept as given.
+    const most = canIterate ? 20_000 : 1000
+    let c = candidates
+    let rows: Record<string, unknown>[] = await searchWith(c)
+    while (as === 'documents' && o.candidates === undefined && rows.length < k && rows.length > 0 && Number(rows[0]![CHUNK_HIT.hits]) >= c && c < most) {
+      c = Math.min(most, c * 4)
+      rows = await searchWith(c)
+    }
     const extra = (r: Record<string, unknown>) => ({
       ...(CHUNK_HIT.score in r ? { score: Number(r[CHUNK_HIT.score]) } : {}),
       ...(CHUNK_HIT.vectorRank in r ? { vectorRank: r[CHUNK_HIT.vectorRank] as number | null, textRank: r[CHUNK_HIT.textRank] as number | null } : {}),
@@ -466,7 +482,7 @@ export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedC
         seq: Number(r[CHUNK_HIT.seq]), chunk: String(r[CHUNK_HIT.text]), distance: distanceOf(r), ...extra(r),
       }))
     }
-    const ours = new Set<string>([...Object.values(CHUNK_HIT), 'pgml_kit_documents'])
+    const ours = new Set<string>(Object.values(CHUNK_HIT))
     return rows.map((r) => ({
       document: Object.fromEntries(Object.entries(r).filter(([name]) => !ours.has(name))),
       chunk: { seq: Number(r[CHUNK_HIT.seq]), text: String(r[CHUNK_HIT.text]), distance: distanceOf(r), ...extra(r) },

@@ -13,11 +13,11 @@ export const MAX_PARAMETERS = 65_535
  * out gets its DEFAULT (an identity, a timestamp), not a NULL. `present[r][c]` says whether row r
  * has column c; parameters are numbered in row order over the present values.
  */
-export function renderInsertRows(table: KeyedTable, columns: readonly string[], present: readonly (readonly boolean[])[], returning: readonly string[] | null): string {
+export function renderInsertRows(table: KeyedTable, columns: readonly string[], present: readonly (readonly boolean[])[], returning: readonly string[] | null, extra: readonly string[] = []): string {
   let n = 0
   const rows = present.map((row) => `(${columns.map((_, c) => (row[c] ? `$${++n}` : 'DEFAULT')).join(', ')})`)
-  const returned = returning === null ? '*' : returning.map(quoteIdent).join(', ')
-  return `INSERT INTO ${quoteQualified(table.schema, table.table)} (${columns.map(quoteIdent).join(', ')}) VALUES ${rows.join(', ')} RETURNING ${returned}`
+  const returned = [returning === null ? 't.*' : returning.map((c) => `t.${quoteIdent(c)}`).join(', '), ...extra].filter((x) => x !== '').join(', ')
+  return `INSERT INTO ${quoteQualified(table.schema, table.table)} AS t (${columns.map(quoteIdent).join(', ')}) VALUES ${rows.join(', ')} RETURNING ${returned}`
 }
 
 /** $1 the row's key (jsonb): locks the row and reads the given source columns. */
@@ -26,9 +26,9 @@ export function renderLockSources(table: KeyedTable, sources: readonly string[])
 }
 
 /** $1 the row's key (jsonb), $2 the new values (jsonb, read as the table's row type). */
-export function renderUpdatePatch(table: KeyedTable, columns: readonly string[]): string {
+export function renderUpdatePatch(table: KeyedTable, columns: readonly string[], returning: readonly string[] = []): string {
   const name = quoteQualified(table.schema, table.table)
-  return `UPDATE ${name} AS t SET (${columns.map(quoteIdent).join(', ')}) = (SELECT ${columns.map((c) => `p.${quoteIdent(c)}`).join(', ')} FROM pg_catalog.jsonb_populate_record(NULL::${name}, $2::jsonb) AS p) WHERE ${renderKeyMatch(table, 't', '$1::jsonb')}`
+  return `UPDATE ${name} AS t SET (${columns.map(quoteIdent).join(', ')}) = (SELECT ${columns.map((c) => `p.${quoteIdent(c)}`).join(', ')} FROM pg_catalog.jsonb_populate_record(NULL::${name}, $2::jsonb) AS p) WHERE ${renderKeyMatch(table, 't', '$1::jsonb')}${returning.length > 0 ? ` RETURNING ${returning.join(', ')}` : ''}`
 }
 
 /**

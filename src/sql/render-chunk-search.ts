@@ -13,7 +13,7 @@ import { CHUNK_COLUMNS } from './render-chunks.js'
  */
 
 /** Names of the fields a document row carries besides the table's columns. */
-export const CHUNK_HIT = { seq: 'pgml_kit_chunk_seq', text: 'pgml_kit_chunk', distance: 'pgml_kit_distance', score: 'pgml_kit_score', vectorRank: 'pgml_kit_vector_rank', textRank: 'pgml_kit_text_rank' } as const
+export const CHUNK_HIT = { seq: 'pgml_kit_chunk_seq', text: 'pgml_kit_chunk', distance: 'pgml_kit_distance', score: 'pgml_kit_score', vectorRank: 'pgml_kit_vector_rank', textRank: 'pgml_kit_text_rank', hits: 'pgml_kit_hits' } as const
 
 const keyAs = (node: ChunkedColumnNode, alias: string) => node.keyColumns.map((k, i) => `${alias}.${quoteIdent(k)} AS pgml_kit_key_${i}`).join(', ')
 const keyRefs = (node: ChunkedColumnNode, alias: string) => node.keyColumns.map((_, i) => `${alias}.pgml_kit_key_${i}`).join(', ')
@@ -34,7 +34,8 @@ function nearestChunks(node: ChunkedColumnNode, distance: Distance, vectorSchema
 
 /** Chunks: $1 vector, $2 k → key columns (pgml_kit_key_<i>), position, text, distance. */
 export function renderSearchChunks(node: ChunkedColumnNode, distance: Distance, vectorSchema: string): string {
-  return nearestChunks(node, distance, vectorSchema)
+  // Sorted again: an iterative scan (relaxed order) may return its rows slightly out of order.
+  return `SELECT * FROM (${nearestChunks(node, distance, vectorSchema)}) AS n ORDER BY n.${CHUNK_HIT.distance}, ${keyRefs(node, 'n')}, n.${CHUNK_HIT.seq}`
 }
 
 /**
@@ -47,7 +48,7 @@ export function renderSearchDocuments(node: ChunkedColumnNode, distance: Distanc
 ), best AS (
   SELECT DISTINCT ON (${keyRefs(node, 'h')}) h.* FROM hits AS h ORDER BY ${keyRefs(node, 'h')}, h.${CHUNK_HIT.distance}, h.${CHUNK_HIT.seq}
 )
-SELECT ${columnList(columns)}, best.${CHUNK_HIT.seq}, best.${CHUNK_HIT.text}, best.${CHUNK_HIT.distance}, (SELECT pg_catalog.count(DISTINCT (${keyRefs(node, 'x')})) FROM hits AS x)::int AS pgml_kit_documents
+SELECT ${columnList(columns)}, best.${CHUNK_HIT.seq}, best.${CHUNK_HIT.text}, best.${CHUNK_HIT.distance}, (SELECT pg_catalog.count(*) FROM hits)::int AS ${CHUNK_HIT.hits}
 FROM best JOIN ${quoteQualified(node.schema, node.table)} AS t ON ${joinKey(node, 't', 'best')}
 ORDER BY best.${CHUNK_HIT.distance}, ${node.keyColumns.map((k) => `t.${quoteIdent(k)}`).join(', ')}
 LIMIT $3`
@@ -86,7 +87,7 @@ SELECT * FROM fused ORDER BY ${CHUNK_HIT.score} DESC, ${keyRefs(node, 'fused')},
   return `${fused}, best AS (
   SELECT DISTINCT ON (${keyRefs(node, 'f')}) f.* FROM fused AS f ORDER BY ${keyRefs(node, 'f')}, f.${CHUNK_HIT.score} DESC, f.${CHUNK_HIT.seq}
 )
-SELECT ${columnList(columns)}, best.${CHUNK_HIT.seq}, best.${CHUNK_HIT.text}, best.${CHUNK_HIT.distance}, best.${CHUNK_HIT.score}, best.${CHUNK_HIT.vectorRank}, best.${CHUNK_HIT.textRank}
+SELECT ${columnList(columns)}, best.${CHUNK_HIT.seq}, best.${CHUNK_HIT.text}, best.${CHUNK_HIT.distance}, best.${CHUNK_HIT.score}, best.${CHUNK_HIT.vectorRank}, best.${CHUNK_HIT.textRank}, (SELECT pg_catalog.count(*) FROM v)::int AS ${CHUNK_HIT.hits}
 FROM best JOIN ${quoteQualified(node.schema, node.table)} AS t ON ${joinKey(node, 't', 'best')}
 ORDER BY best.${CHUNK_HIT.score} DESC, ${node.keyColumns.map((k) => `t.${quoteIdent(k)}`).join(', ')}
 LIMIT $7`

@@ -2,7 +2,7 @@ import type { ChunkedColumnNode, EmbeddingColumnNode } from '../model/ir.js'
 import { deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.js'
 import { renderAfterKey, renderKeyColumns, renderKeyMatch, renderRowKey } from './render-row-key.js'
 import { renderSourceText, renderVectorType } from './render-source.js'
-import { renderTriggerFunction, triggerFunctionOf } from './render-trigger.js'
+import { guardedBody, renderTriggerFunction, triggerFunctionOf } from './render-trigger.js'
 import { squawkIgnore } from './squawk.js'
 
 /**
@@ -28,6 +28,13 @@ export interface ChunkStore {
 
 /** Column names of the chunk table (the key columns keep their source names). */
 export const CHUNK_COLUMNS = { seq: 'chunk_seq', text: 'chunk', hash: 'content_hash', vector: 'embedding', model: 'model', tsv: 'chunk_tsv' } as const
+
+/**
+ * A text with something besides white space: the characters JavaScript's \\s matches (which the
+ * splitter drops), in PostgreSQL's regular expressions, so status and backfill count as "with
+ * text" exactly the rows that get chunks, in every locale.
+ */
+const HAS_TEXT = `'[^ \\t\\n\\v\\f\\r\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]'`
 
 /** The store of a chunked column. */
 export function chunkStoreOf(node: ChunkedColumnNode): ChunkStore {
@@ -114,7 +121,10 @@ export function renderSourceExists(store: ChunkStore): string {
  * primary key halfway — and `insert` ($2 positions, $3 texts, $4 hashes, $5 vectors as text,
  * $6 the model).
  */
-export function renderApplyChunks(store: ChunkStore): { remove: string; hide: string; move: string; insert: string } {
+/** New chunks are inserted below this position first, then moved to theirs (see syncDocument). */
+export const TEMPORARY_SEQ = -1_000_000_000
+
+export function renderApplyChunks(store: ChunkStore): { remove: string; hide: string; move: string; insert: string; settle: string } {
   const c = CHUNK_COLUMNS
   const table = quoteQualified(store.schema, store.chunkTable)
   const keyed = { schema: store.schema, table: store.table, keyColumns: store.keyColumns }
@@ -124,6 +134,7 @@ export function renderApplyChunks(store: ChunkStore): { remove: string; hide: st
     hide: `UPDATE ${table} AS c SET ${c.seq} = -1 - c.${c.seq} WHERE ${keyMatch(store, 'c')} AND c.${c.seq} = ANY ($2::integer[])`,
     move: `UPDATE ${table} AS c SET ${c.seq} = m.to_seq FROM ROWS FROM (pg_catalog.unnest($2::integer[]), pg_catalog.unnest($3::integer[])) AS m(from_seq, to_seq)
   WHERE ${renderKeyMatch(keyed, 'c', '$1::jsonb')} AND c.${c.seq} = -1 - m.from_seq`,
+    settle: `UPDATE ${table} AS c SET ${c.seq} = ${TEMPORARY_SEQ} - c.${c.seq} WHERE ${keyMatch(store, 'c')} AND c.${c.seq} <= ${TEMPORARY_SEQ}`,
     insert: `INSERT INTO ${table} (${keyList(store)}, ${c.seq}, ${c.text}, ${c.hash}, ${c.vector}, ${c.model})
   SELECT ${keyValues}, u.seq, u.chunk, u.hash, u.v::${store.vectorType}, $6::text
   FROM ROWS FROM (pg_catalog.unnest($2::integer[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]), pg_catalog.unnest($5::text[])) AS u(seq, chunk, hash, v)`,
@@ -137,7 +148,7 @@ export function renderApplyChunks(store: ChunkStore): { remove: string; hide: st
  */
 
 /** The chunked column as the queue trigger function's guard sees it: key, source and template columns are what it reads. */
-function asQueueColumn(node: ChunkedColumnNode): EmbeddingColumnNode {
+export function asQueueColumn(node: ChunkedColumnNode): EmbeddingColumnNode {
   return {
     schema: node.schema, table: node.table, column: node.column, sourceColumns: [...new Set([...node.sourceColumns, ...node.templateColumns])],
     separator: node.separator, model: node.model, vectorType: node.vectorType, mode: 'queue', keyColumns: node.keyColumns,
@@ -159,6 +170,15 @@ const jobOf = (node: ChunkedColumnNode) => `table_schema = ${quoteLiteral(node.s
  * SECURITY DEFINER with its search_path pinned and the type guard of every trigger function.
  */
 export function renderCreateChunkEnqueueFunction(node: ChunkedColumnNode): string {
+  return renderTriggerFunction(asQueueColumn(node), chunkEnqueueBody(node))
+}
+
+/** The queue function's source as pgml-kit generates it (`pg_proc.prosrc`), for drift checks. */
+export function chunkEnqueueSource(node: ChunkedColumnNode): string {
+  return guardedBody(asQueueColumn(node), chunkEnqueueBody(node))
+}
+
+function chunkEnqueueBody(node: ChunkedColumnNode): string {
   const changed = watchedColumns(node).map((name) => `${renderField('NEW', name)} IS DISTINCT FROM ${renderField('OLD', name)}`).join('\n        OR ')
   const keyChanged = node.keyColumns.map((name) => `${renderField('NEW', name)} IS DISTINCT FROM ${renderField('OLD', name)}`).join(' OR ')
   const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
@@ -183,14 +203,14 @@ BEGIN
   RETURN NEW;
 END
 `
-  return renderTriggerFunction(asQueueColumn(node), body)
+  return body
 }
 
 export function renderDropChunkEnqueueFunction(node: ChunkedColumnNode): string {
   return `DROP FUNCTION ${triggerFunctionOf(asQueueColumn(node))}();`
 }
 
-function chunkTriggerName(node: ChunkedColumnNode, event: 'write' | 'delete'): string {
+export function chunkTriggerName(node: ChunkedColumnNode, event: 'write' | 'delete'): string {
   return deriveIdentifier(['pgml_kit_chunks', node.column, event])
 }
 
@@ -238,8 +258,8 @@ export function renderDeleteChunkJobs(node: ChunkedColumnNode): string[] {
  */
 export function renderFetchChunkSources(node: ChunkedColumnNode): string {
   const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
-  const fields = node.templateColumns.length === 0 ? `'{}'` : `pg_catalog.jsonb_build_object(${node.templateColumns.map((n) => `${quoteLiteral(n)}, ${renderField('t', n)}`).join(', ')})::text`
-  return `SELECT job.id, job.row_key::text AS row_key, (${renderSourceText(node, 't')})::text AS source_text, ${fields} AS fields
+  const fields = renderTemplateFields(node)
+  return `SELECT job.id, job.row_key::text AS row_key, (${renderSourceText(node, 't')})::text AS source_text, ${fields}::text AS fields, ${renderSourceFingerprint(node)} AS fingerprint
 FROM pgml_kit.embedding_jobs AS job
 JOIN ${quoteQualified(node.schema, node.table)} AS t ON ${renderKeyMatch(keyed, 't', 'job.row_key')}
 WHERE job.id = ANY($1::bigint[])`
@@ -257,7 +277,7 @@ export function renderChunkProgress(node: ChunkedColumnNode): string {
   const match = node.keyColumns.map((k) => `c.${quoteIdent(k)} = t.${quoteIdent(k)}`).join(' AND ')
   const table = quoteQualified(node.schema, node.table)
   const chunks = quoteQualified(node.schema, node.chunkTable)
-  const hasText = `(${source})::text OPERATOR(pg_catalog.~) '[^[:space:]]'`
+  const hasText = `(${source})::text OPERATOR(pg_catalog.~) ${HAS_TEXT}`
   return `SELECT
   (SELECT pg_catalog.count(*) FROM ${table} AS t WHERE ${hasText}) AS with_text,
   (SELECT pg_catalog.count(*) FROM ${table} AS t WHERE ${hasText} AND NOT EXISTS (SELECT 1 FROM ${chunks} AS c WHERE ${match})) AS without,
@@ -273,12 +293,50 @@ export function renderChunkProgress(node: ChunkedColumnNode): string {
 export function renderChunkBackfillPage(node: ChunkedColumnNode, missingOnly: boolean): string {
   const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
   const source = renderSourceText(node, 't')
-  const fields = node.templateColumns.length === 0 ? `'{}'` : `pg_catalog.jsonb_build_object(${node.templateColumns.map((n) => `${quoteLiteral(n)}, ${renderField('t', n)}`).join(', ')})::text`
+  const fields = renderTemplateFields(node)
   const match = node.keyColumns.map((k) => `c.${quoteIdent(k)} = t.${quoteIdent(k)}`).join(' AND ')
-  const missing = missingOnly ? `\n  AND (${source})::text OPERATOR(pg_catalog.~) '[^[:space:]]' AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${match})` : ''
-  return `SELECT ${renderRowKey(keyed, 't')}::text AS row_key, (${source})::text AS source_text, ${fields} AS fields
+  const missing = missingOnly ? `\n  AND (${source})::text OPERATOR(pg_catalog.~) ${HAS_TEXT} AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${match})` : ''
+  return `SELECT ${renderRowKey(keyed, 't')}::text AS row_key, (${source})::text AS source_text, ${fields}::text AS fields, ${renderSourceFingerprint(node)} AS fingerprint
 FROM ${quoteQualified(node.schema, node.table)} AS t
 WHERE ($1::jsonb IS NULL OR ${renderAfterKey(keyed, 't', '$1::jsonb')})${missing}
 ORDER BY ${renderKeyColumns(keyed, 't')}
 LIMIT $2::int`
+}
+
+/** $1 schemas, $2 chunk tables → one row each, in order: whether the table exists. */
+export const CHUNK_TABLES_PRESENT = `SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(c.s) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.t)) IS NOT NULL AS ok
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS c(s, t, n) ORDER BY c.n`
+
+/**
+ * The template's columns of row `t` as a jsonb object of their text (`::text`: what the database
+ * prints, so keys, dates, numbers and json read the same in every mode and time zone).
+ */
+export function renderTemplateFields(node: ChunkedColumnNode): string {
+  if (node.templateColumns.length === 0) return `'{}'::jsonb`
+  return `pg_catalog.jsonb_build_object(${node.templateColumns.map((n) => `${quoteLiteral(n)}, (${renderField('t', n)})::text`).join(', ')})`
+}
+
+/** What a row's chunks are made from (its source text and template columns), hashed: a sync writes chunks only while it is unchanged. */
+export function renderSourceFingerprint(node: ChunkedColumnNode): string {
+  return `pg_catalog.md5(pg_catalog.jsonb_build_array((${renderSourceText(node, 't')})::text, ${renderTemplateFields(node)})::text)`
+}
+
+/** $1 the row's key (jsonb) → the fingerprint of what its chunks are made from; no row: the row is gone. */
+export function renderReadFingerprint(node: ChunkedColumnNode): string {
+  const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
+  return `SELECT ${renderSourceFingerprint(node)} AS fingerprint FROM ${quoteQualified(node.schema, node.table)} AS t WHERE ${renderKeyMatch(keyed, 't', '$1::jsonb')}`
+}
+
+/**
+ * What the embedding writer reads back of a written row `t` for chunked column number `i`: the
+ * row's key (jsonb text, exact for every key type), its source text and template columns as the
+ * database prints them — the same inputs the worker reads.
+ */
+export function renderChunkInputs(node: ChunkedColumnNode, i: number): string[] {
+  const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
+  return [
+    `${renderRowKey(keyed, 't')}::text AS pgml_kit_key_${i}`,
+    `(${renderSourceText(node, 't')})::text AS pgml_kit_source_${i}`,
+    `${renderTemplateFields(node)}::text AS pgml_kit_fields_${i}`,
+  ]
 }

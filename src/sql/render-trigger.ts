@@ -69,7 +69,8 @@ export function triggerFunctionSource(column: EmbeddingColumnNode, enqueueBody: 
   return null
 }
 
-function guardedBody(column: EmbeddingColumnNode, body: string): string {
+/** The source (`pg_proc.prosrc`) renderTriggerFunction gives a body: with the table check and, when asked, the type guard. */
+export function guardedBody(column: EmbeddingColumnNode, body: string): string {
   // Only for the table it was made for: attached to another table (a role's own TEMP table, say),
   // it would write the queue or embed as its owner on that role's behalf. EXECUTE is revoked from
   // PUBLIC too, so no other role can attach it (a trigger fires without it).

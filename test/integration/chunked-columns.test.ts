@@ -4,6 +4,7 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { loadConfig } from '../../src/config/load.js'
 import type { ChunkedColumnNode } from '../../src/model/ir.js'
 import { chunkRow } from '../../src/chunking/document.js'
+import { chunkHash } from '../../src/chunking/plan.js'
 import { runWorker } from '../../src/worker/run-worker.js'
 import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
 import type { LocalEmbedder } from '../../src/embed/local-embedder.js'
@@ -373,6 +374,116 @@ describe.each(tiers)('chunked embedding columns on the $name tier', (tier) => {
     // No stored chunk, as embedded, is longer than the model's window.
     for (const row of await chunks()) expect(embedder.countTokens(`T: ${row.chunk}`)).toBeLessThanOrEqual(embedder.maxTokens)
     await expectInSync()
+  })
+
+  it('queue mode, two workers: a row deleted and inserted again (a new job) while one worker embeds its old text is never overwritten with it; application deletes and key changes never deadlock with a worker', async () => {
+    const p = await setup()
+    await p.generate('chunks')
+    await p.migrate()
+    await db.query(`INSERT INTO ${Q} VALUES ('r', 1, 'Old', $1, NULL)`, ['old text about rivers and bridges\n\nand the old town'])
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    // TEST DOUBLE around the real model: the first call waits until released (a slow embedding).
+    let release!: () => void
+    const released = new Promise<void>((r) => { release = r })
+    let paused!: () => void
+    const pausedAt = new Promise<void>((r) => { paused = r })
+    let first = true
+    const slow: Embedder = { modelId: embedder.modelId, dimensions: embedder.dimensions, maxTokens: embedder.maxTokens, countTokens: (t) => embedder.countTokens(t),
+      embed: async (texts, o) => { if (first) { first = false; paused(); await released } return embedder.embed(texts, o) } }
+    const one = runWorker({ url: db.url, columns: [], chunked: loaded.state.chunkedColumns, loadEmbedder: async () => slow, loadChunkEmbedder: async () => slow, once: true, workerId: 'slow' })
+    await pausedAt
+    await db.query(`BEGIN; DELETE FROM ${Q} WHERE n = 1; INSERT INTO ${Q} VALUES ('r', 1, 'New', 'new text about taxes and permits', NULL); COMMIT`)
+    await p.work()
+    release()
+    await one
+    expect(await jobs()).toBe(0)
+    await expectInSync()
+    expect((await chunks()).map((c) => c.chunk).join(' ')).toContain('taxes')
+
+    // Churn: writers delete, re-insert, re-key and edit rows while two workers sync them.
+    for (let i = 0; i < 8; i++) await db.query(`INSERT INTO ${Q} VALUES ('c', $1, 'T', $2, NULL)`, [i, doc(5, i).join('\n\n')])
+    const controller = new AbortController()
+    const worker = (id: string) => runWorker({ url: db.url, columns: [], chunked: loaded.state.chunkedColumns, loadEmbedder: async () => embedder, loadChunkEmbedder: async () => embedder, pollIntervalMs: 10, batchSize: 2, signal: controller.signal, workerId: id })
+    const workers = [worker('w1'), worker('w2')]
+    const failures: string[] = []
+    const writer = (w: number) => withClient(db.url, async (c: pg.Client) => {
+      for (let k = 0; k < 12; k++) {
+        const n = (w * 3 + k) % 8
+        try {
+          if (k % 3 === 0) await c.query(`BEGIN; DELETE FROM ${Q} WHERE "Tenant id" = 'c' AND n = ${n}; INSERT INTO ${Q} VALUES ('c', ${n}, 'T', $$${doc(4, w + k).join('\n\n')}$$, NULL); COMMIT`)
+          else if (k % 3 === 1) await c.query(`UPDATE ${Q} SET n = n + 100 WHERE "Tenant id" = 'c' AND n = $1`, [n]).then(() => c.query(`UPDATE ${Q} SET n = n - 100 WHERE "Tenant id" = 'c' AND n = $1`, [n + 100]))
+          else await c.query(`UPDATE ${Q} SET body = body || $2 WHERE "Tenant id" = 'c' AND n = $1`, [n, `\n\nedit ${w} ${k}`])
+        } catch (error) {
+          failures.push(String((error as Error).message))
+          await c.query('ROLLBACK').catch(() => undefined)
+        }
+      }
+    })
+    await Promise.all([0, 1, 2].map(writer))
+    for (let i = 0; i < 400 && (await jobs()) > 0; i++) await new Promise((r) => setTimeout(r, 50))
+    controller.abort()
+    const totals = await Promise.all(workers)
+    expect(failures).toEqual([])
+    expect(totals.every((t) => t.failed === 0)).toBe(true)
+    expect(await jobs()).toBe(0)
+    await expectInSync()
+  })
+
+  it('documents mode reads more candidate chunks when a long document crowds out the others; a wrong-dimension vector is refused', async () => {
+    const p = await setup()
+    await p.generate('chunks')
+    await p.migrate()
+    // One long document whose every chunk is about the query, and eleven short ones.
+    await db.query(`INSERT INTO ${Q} VALUES ('d', 0, 'Long', $1, NULL)`, [Array.from({ length: 120 }, (_, i) => `river bridge river bridge number ${i}`).join('\n\n')])
+    for (let i = 1; i <= 11; i++) await db.query(`INSERT INTO ${Q} VALUES ('d', $1, 'Short', $2, NULL)`, [i, `a note on ${doc(1, i)[0]} and a river`])
+    await p.work()
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 })
+    const kysely = new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool }) })
+    try {
+      const kit = createKit(config(), { db: kysely })
+      const ref = `${TABLE}.body_chunks` as never
+      const docs = await kit.searchChunks(ref, 'river bridge', { k: 5 })
+      expect(docs).toHaveLength(5)
+      expect(new Set(docs.map((d) => d.document.n)).size).toBe(5)
+      await expect(kit.searchChunks(ref, [1, 2, 3])).rejects.toThrow(/the query vector has 3 dimensions, and .* holds vectors of 16/)
+    } finally {
+      await kysely.destroy()
+    }
+  })
+
+  it('app mode: keys and template columns are read back from the database (dates and timestamps in any time zone, defaults)', async () => {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_events.sql', `-- Up Migration
+CREATE TABLE events (day date, at timestamptz, created timestamptz DEFAULT '2024-01-02 03:04:05.678901+00', body text, PRIMARY KEY (day, at));
+-- Down Migration
+DROP TABLE events;
+`)
+    const c: PgmlKitConfig = {
+      embedder: { modelsDir: MODELS_DIR, allowRemoteModels: false },
+      tables: { events: { primaryKey: ['day', 'at'], embeddings: { body_chunks: { source: 'body', model: { id: TINY_16.id, dimensions: 16 }, mode: 'app', chunking: { size: 80, template: '{created} {chunk}' } } } } },
+    }
+    await p.writeConfig(c)
+    embedder ??= await loadTiny()
+    await p.generate('chunks')
+    await p.migrate()
+    const tz = process.env.TZ
+    process.env.TZ = 'Asia/Tokyo'
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 })
+    try {
+      const writer = createEmbeddingWriter(c, { db: pool })
+      await writer.insert('events', [{ day: '2024-03-01', at: '2024-03-01 10:00:00.123456+00', body: 'alpha document about rivers' }])
+      await writer.update('events', { day: '2024-03-01', at: '2024-03-01 10:00:00.123456+00' }, { body: 'alpha document about rivers and bridges' })
+    } finally {
+      process.env.TZ = tz
+      await pool.end()
+    }
+    const rows = await db.query<{ chunk: string; matched: boolean }>(`SELECT c.chunk, e.body IS NOT NULL AS matched FROM events_body_chunks c LEFT JOIN events e USING (day, at)`)
+    expect(rows).toEqual([{ chunk: 'alpha document about rivers and bridges', matched: true }])
+    // The template's column (left to its default) as the database prints it, microseconds and all.
+    const [row] = await db.query<{ h: string; created: string }>('SELECT c.content_hash AS h, e.created::text AS created FROM events_body_chunks c JOIN events e USING (day, at)')
+    expect(row!.created).toMatch(/\.678901/)
+    expect(row!.h).toBe(chunkHash(`${row!.created} alpha document about rivers and bridges`))
   })
 
   it('up/down/up: down drops the chunk table, view, triggers and jobs; up again queues every row and the worker refills it', async () => {

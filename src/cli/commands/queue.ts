@@ -15,7 +15,9 @@ export function registerQueue(program: Command): void {
     .action(async (arg: string | undefined, _opts, cmd: Command) => {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
-      const column = arg ? findColumn(config.state.embeddingColumns, arg) : undefined
+      // A chunked column's jobs carry its name as an embedding column's do.
+      const chunked = arg === undefined ? undefined : (config.state.chunkedColumns ?? []).find((c) => arg === `${c.table}.${c.column}` || arg === `${c.schema}.${c.table}.${c.column}`)
+      const column = arg === undefined ? undefined : chunked ?? findColumn(config.state.embeddingColumns, arg, config.state.chunkedColumns)
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       try {
         const requeued = await withClient(target, 'pgml-kit queue', (client) => retryDeadLetters(client, column))

@@ -26,7 +26,7 @@ export function registerSearch(program: Command): void {
       const chunked = (config.state.chunkedColumns ?? []).find((c) => arg === `${c.table}.${c.column}` || arg === `${c.schema}.${c.table}.${c.column}`)
       if (chunked) return searchChunked(chunked, query, opts, g, config)
       if (opts.chunks || opts.hybrid) throw new PgmlKitError('NOT_CHUNKED', `${arg} is not a chunked column: --chunks and --hybrid search chunks`, { hint: 'declare chunking on the column, or leave the option out' })
-      const column = findColumn(config.state.embeddingColumns, arg)
+      const column = findColumn(config.state.embeddingColumns, arg, config.state.chunkedColumns)
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       // Kysely and the query builders load only here: importing them takes about 0.3 s that no other command needs.
       const [{ Kysely, PostgresDialect }, { createKit }] = await Promise.all([import('kysely'), import('../../query/create-kit.js')])

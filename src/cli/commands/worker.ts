@@ -27,7 +27,7 @@ export function registerWorker(program: Command): void {
       const declared = config.state.embeddingColumns
       const declaredChunked = config.state.chunkedColumns ?? []
       const chunkedNamed = (arg: string) => declaredChunked.find((c) => arg === `${c.table}.${c.column}` || arg === `${c.schema}.${c.table}.${c.column}`)
-      const columns = opts.column ? opts.column.filter((arg) => !chunkedNamed(arg)).map((arg) => findColumn(declared, arg)) : declared
+      const columns = opts.column ? opts.column.filter((arg) => !chunkedNamed(arg)).map((arg) => findColumn(declared, arg, declaredChunked)) : declared
       const chunked = opts.column ? opts.column.flatMap((arg) => chunkedNamed(arg) ?? []) : declaredChunked
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
       const controller = new AbortController()

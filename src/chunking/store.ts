@@ -85,12 +85,14 @@ export async function syncDocument(client: pg.ClientBase, store: ChunkStore, key
         await client.query('ROLLBACK')
         return { embedded: 0, kept: 0, removed: 0, gone: false, changed: true, attempts: attempt }
       }
-      // New chunks first, below every position: their foreign key locks the row (KEY SHARE) before any
-      // chunk row is locked, so a DELETE or key change of the row by the application — which locks the
-      // row, then its chunks — waits for this transaction instead of deadlocking with it.
-      let inserted: boolean
+      // A placeholder first (no text, no vector, below every position): its foreign key check locks
+      // the row (KEY SHARE) before any chunk row is locked, so a DELETE or key change of the row by
+      // the application — which locks the row, then its chunks — waits for this transaction instead
+      // of deadlocking with it. (Only a sync that inserts checks the foreign key, and so waits.)
+      const sql = renderApplyChunks(store)
+      const inserts = plan.embed.length > 0
       try {
-        inserted = await insertNew(client, store, k, plan, next, vectors, options.model)
+        if (inserts) await client.query(sql.lock, [k])
       } catch (error) {
         // The row went (or took another key) after it was found: its chunks went or moved with it.
         if ((error as { code?: unknown }).code !== '23503') throw error
@@ -103,7 +105,8 @@ export async function syncDocument(client: pg.ClientBase, store: ChunkStore, key
         if (attempt >= attempts) throw new PgmlKitError('CHUNKS_CHANGING', `the chunks of one ${store.table} row changed under ${attempt} syncs in a row`, { hint: 'another writer syncs the same row: run again' })
         continue
       }
-      await settle(client, store, k, plan, inserted)
+      await apply(client, store, k, plan, next, vectors, options.model)
+      if (inserts) await client.query(sql.unlock, [k])
       if (options.beforeCommit) await options.beforeCommit(client)
       await client.query('COMMIT')
       return { embedded: plan.embed.length, kept: plan.keep.length, removed: plan.remove.length, gone: false, attempts: attempt }
@@ -126,8 +129,7 @@ export async function syncDocumentHere(client: pg.ClientBase, store: ChunkStore,
   const plan = planChunks(stored, next)
   const vectors = plan.embed.length > 0 ? await options.embed(plan.embed.map((e) => e.text)) : []
   if (vectors.length !== plan.embed.length) throw new PgmlKitError('EMBED_FAILED', `the embedder returned ${vectors.length} vectors for ${plan.embed.length} chunks of ${store.table}`)
-  const inserted = await insertNew(client, store, k, plan, next, vectors, options.model)
-  await settle(client, store, k, plan, inserted)
+  await apply(client, store, k, plan, next, vectors, options.model)
   return { embedded: plan.embed.length, kept: plan.keep.length, removed: plan.remove.length, gone: false, attempts: 1 }
 }
 
@@ -135,26 +137,18 @@ function sameChunks(a: readonly { seq: number; hash: string }[], b: readonly { s
   return a.length === b.length && a.every((x, i) => x.seq === b[i]!.seq && x.hash === b[i]!.hash)
 }
 
-/** Inserts the plan's new chunks at temporary positions (below TEMPORARY_SEQ); whether there were any. */
-async function insertNew(client: pg.ClientBase, store: ChunkStore, key: string, plan: ChunkPlan, next: readonly { chunk: string }[], vectors: readonly ArrayLike<number>[], model: string): Promise<boolean> {
-  if (plan.embed.length === 0) return false
+/** The plan applied: chunks that go, kept chunks moved to their positions, new ones inserted at theirs. */
+async function apply(client: pg.ClientBase, store: ChunkStore, key: string, plan: ChunkPlan, next: readonly { chunk: string }[], vectors: readonly ArrayLike<number>[], model: string): Promise<void> {
+  const sql = renderApplyChunks(store)
+  const moved = plan.keep.filter((k) => k.from !== k.to)
   const vector = (v: ArrayLike<number>) => {
     const values = Array.from(v)
     if (values.some((x) => !Number.isFinite(x))) throw new PgmlKitError('EMBED_FAILED', `the embedder returned a vector with a value that is not a finite number for ${store.table}`)
     return `[${values.join(',')}]`
   }
-  await client.query(renderApplyChunks(store).insert, [key, plan.embed.map((e) => TEMPORARY_SEQ - e.seq), plan.embed.map((e) => next[e.seq]!.chunk), plan.embed.map((e) => e.hash), vectors.map(vector), model])
-  return true
-}
-
-/** The rest of the plan: chunks that go, kept chunks moved to their positions, new ones to theirs. */
-async function settle(client: pg.ClientBase, store: ChunkStore, key: string, plan: ChunkPlan, inserted: boolean): Promise<void> {
-  const sql = renderApplyChunks(store)
-  const moved = plan.keep.filter((k) => k.from !== k.to)
   if (plan.remove.length > 0) await client.query(sql.remove, [key, plan.remove])
-  if (moved.length > 0) {
-    await client.query(sql.hide, [key, moved.map((m) => m.from)])
-    await client.query(sql.move, [key, moved.map((m) => m.from), moved.map((m) => m.to)])
+  if (moved.length > 0) await client.query(sql.move, [key, moved.map((m) => m.from), moved.map((m) => m.to)])
+  if (plan.embed.length > 0) {
+    await client.query(sql.insert, [key, plan.embed.map((e) => e.seq), plan.embed.map((e) => next[e.seq]!.chunk), plan.embed.map((e) => e.hash), vectors.map(vector), model])
   }
-  if (inserted) await client.query(sql.settle, [key])
 }

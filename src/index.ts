@@ -42,7 +42,9 @@ export { checkParity, type ParityOptions, type ParityReport, type ParityRow } fr
 export { installPgmlCompat, type InstallResult } from './extension/install.js'
 
 // Search and predictions from application code.
-export { createKit, type Kit, type KitOptions, type SearchOptions, type HybridSearchOptions, type EmbeddingColumnRef, type HybridColumnRef, type SearchSelection, type OnlinePrediction, type PredictOnlineOptions, type PredictOptions, type PreparedSearch } from './query/create-kit.js'
+export { createKit, type Kit, type KitOptions, type SearchOptions, type HybridSearchOptions, type EmbeddingColumnRef, type HybridColumnRef, type SearchSelection, type OnlinePrediction, type PredictOnlineOptions, type PredictOptions, type PreparedSearch, type ChunkedColumnRef, type ChunkSearchOptions, type HybridChunkSearchOptions, type ChunkHit, type DocumentHit } from './query/create-kit.js'
+// Chunked documents: backfill of rows written around the writer (the worker and the writer sync the rest).
+export { backfillChunks, type ChunkBackfillResult } from './chunking/backfill.js'
 export type { IndexSettings, FilterStrategy } from './query/query-vector.js'
 export { registerVectorTypes } from './query/vector-types.js'
 

@@ -27,12 +27,12 @@ type TableName<C extends PgmlKitConfig> = keyof Tables<C> & string
 
 /** `'<table>.<embedding column>'` for every embedding column the config declares. */
 export type EmbeddingColumnRef<C extends PgmlKitConfig> = {
-  [T in TableName<C>]: `${T}.${keyof Tables<C>[T]['embeddings'] & string}`
+  [T in TableName<C>]: { [E in keyof Tables<C>[T]['embeddings'] & string]: Tables<C>[T]['embeddings'][E] extends { chunking: object } ? never : `${T}.${E}` }[keyof Tables<C>[T]['embeddings'] & string]
 }[TableName<C>]
 
 /** Embedding columns of tables that declare `fullText` (hybrid search needs both). */
 export type HybridColumnRef<C extends PgmlKitConfig> = {
-  [T in TableName<C>]: Tables<C>[T] extends { fullText: object } ? `${T}.${keyof Tables<C>[T]['embeddings'] & string}` : never
+  [T in TableName<C>]: Tables<C>[T] extends { fullText: object } ? EmbeddingColumnRef<C> & `${T}.${string}` : never
 }[TableName<C>]
 
 /** Chunked embedding columns (declared with `chunking`), as `table.column`. */

@@ -147,7 +147,10 @@ async function apply(client: pg.ClientBase, store: ChunkStore, key: string, plan
     return `[${values.join(',')}]`
   }
   if (plan.remove.length > 0) await client.query(sql.remove, [key, plan.remove])
-  if (moved.length > 0) await client.query(sql.move, [key, moved.map((m) => m.from), moved.map((m) => m.to)])
+  if (moved.length > 0) {
+    await client.query(sql.hide, [key, moved.map((m) => m.from)])
+    await client.query(sql.move, [key, moved.map((m) => m.from), moved.map((m) => m.to)])
+  }
   if (plan.embed.length > 0) {
     await client.query(sql.insert, [key, plan.embed.map((e) => e.seq), plan.embed.map((e) => next[e.seq]!.chunk), plan.embed.map((e) => e.hash), vectors.map(vector), model])
   }

@@ -64,7 +64,7 @@ export function renderCreateChunkTable(store: ChunkStore): string[] {
       `ADD COLUMN ${c.vector} ${store.vectorType}`, `ADD COLUMN ${c.model} text`,
     ].join(', ')),
     ...(store.fullText ? [alter(['adding-field-with-default'], empty, `ADD COLUMN ${c.tsv} tsvector GENERATED ALWAYS AS (pg_catalog.to_tsvector(${quoteLiteral(store.fullText)}::regconfig, ${c.text})) STORED`)] : []),
-    alter(['adding-serial-primary-key-field', 'constraint-missing-not-valid'], empty, `ADD PRIMARY KEY (${keyList(store)}, ${c.seq}) DEFERRABLE INITIALLY IMMEDIATE`),
+    alter(['adding-serial-primary-key-field', 'constraint-missing-not-valid'], empty, `ADD PRIMARY KEY (${keyList(store)}, ${c.seq})`),
     alter(['adding-foreign-key-constraint', 'constraint-missing-not-valid'], `${empty}; the lock it takes on the source table is brief, and waits at most lock_timeout`,
       `ADD FOREIGN KEY (${keyList(store)}) REFERENCES ${source} (${keyList(store)}) ON DELETE CASCADE ON UPDATE CASCADE`),
     ...(store.fullText ? [`${squawkIgnore(['require-concurrent-index-creation'], empty)}CREATE INDEX ${quoteIdent(chunkGinIndexName(store))} ON ${table} USING gin (${c.tsv});`] : []),
@@ -116,10 +116,12 @@ export function renderSourceExists(store: ChunkStore): string {
 
 /**
  * The plan applied to a document's chunks ($1 the key as jsonb, then their own): `remove` ($2
- * positions int[]), `move` ($2 from int[], $3 to int[]: one statement, as the primary key is
- * checked at its end — DEFERRABLE INITIALLY IMMEDIATE — so a permutation never meets it halfway,
- * and each moved row is written once), `insert` ($2 positions, $3 texts, $4 hashes, $5 vectors as
- * text, $6 the model), and the placeholder's `lock` and `unlock` (TEMPORARY_SEQ).
+ * positions int[]), `hide` ($2 positions int[]) and `move` ($2 from int[], $3 to int[]) — a move
+ * goes through a negative position first, so a permutation never meets the primary key halfway —
+ * `insert` ($2 positions, $3 texts, $4 hashes, $5 vectors as text, $6 the model), and the
+ * placeholder's `lock` and `unlock` (TEMPORARY_SEQ). The primary key is not deferrable: a second
+ * sync of the same document waits at its placeholder, holding nothing the first needs (a deferred
+ * check would have each wait for the other at the end of its statement: a deadlock).
  */
 /**
  * The position of the placeholder a sync inserts first (no text, no vector: no vector index entry)
@@ -131,15 +133,16 @@ export const TEMPORARY_SEQ = -1_000_000_000
 /** The key columns' values from $1 (jsonb), as the source table's types. */
 const keyValuesOf = (store: ChunkStore) => store.keyColumns.map((k) => `(pg_catalog.jsonb_populate_record(NULL::${quoteQualified(store.schema, store.table)}, $1::jsonb)).${quoteIdent(k)}`).join(', ')
 
-export function renderApplyChunks(store: ChunkStore): { remove: string; move: string; insert: string; lock: string; unlock: string } {
+export function renderApplyChunks(store: ChunkStore): { remove: string; hide: string; move: string; insert: string; lock: string; unlock: string } {
   const c = CHUNK_COLUMNS
   const table = quoteQualified(store.schema, store.chunkTable)
   const keyed = { schema: store.schema, table: store.table, keyColumns: store.keyColumns }
   const keyValues = keyValuesOf(store)
   return {
     remove: `DELETE FROM ${table} AS c WHERE ${keyMatch(store, 'c')} AND c.${c.seq} = ANY ($2::integer[])`,
+    hide: `UPDATE ${table} AS c SET ${c.seq} = -1 - c.${c.seq} WHERE ${keyMatch(store, 'c')} AND c.${c.seq} = ANY ($2::integer[])`,
     move: `UPDATE ${table} AS c SET ${c.seq} = m.to_seq FROM ROWS FROM (pg_catalog.unnest($2::integer[]), pg_catalog.unnest($3::integer[])) AS m(from_seq, to_seq)
-  WHERE ${renderKeyMatch(keyed, 'c', '$1::jsonb')} AND c.${c.seq} = m.from_seq`,
+  WHERE ${renderKeyMatch(keyed, 'c', '$1::jsonb')} AND c.${c.seq} = -1 - m.from_seq`,
     lock: `INSERT INTO ${table} (${keyList(store)}, ${c.seq}, ${c.text}, ${c.hash}) SELECT ${keyValuesOf(store)}, ${TEMPORARY_SEQ}, '', ''`,
     unlock: `DELETE FROM ${table} AS c WHERE ${keyMatch(store, 'c')} AND c.${c.seq} = ${TEMPORARY_SEQ}`,
     insert: `INSERT INTO ${table} (${keyList(store)}, ${c.seq}, ${c.text}, ${c.hash}, ${c.vector}, ${c.model})

@@ -49,6 +49,11 @@ export async function processChunkBatch(client: pg.ClientBase, node: ChunkedColu
         else stale++
       } catch (error) {
         if (isConnectionLost(error)) throw error
+        // Other syncs of the row kept changing its chunks: not the row's fault; its job is given back, no attempt counted.
+        if ((error as { code?: unknown }).code === 'CHUNKS_CHANGING') {
+          stale++
+          continue
+        }
         failures.push({ id: job.id, error: errorText(error) })
       }
     }

@@ -401,14 +401,15 @@ describe.each(tiers)('chunked embedding columns on the $name tier', (tier) => {
     expect((await chunks()).map((c) => c.chunk).join(' ')).toContain('taxes')
 
     // Churn: writers delete, re-insert, re-key and edit rows while two workers sync them.
-    for (let i = 0; i < 8; i++) await db.query(`INSERT INTO ${Q} VALUES ('c', $1, 'T', $2, NULL)`, [i, doc(5, i).join('\n\n')])
+    for (let i = 0; i < 9; i++) await db.query(`INSERT INTO ${Q} VALUES ('c', $1, 'T', $2, NULL)`, [i, doc(5, i).join('\n\n')])
     const controller = new AbortController()
     const worker = (id: string) => runWorker({ url: db.url, columns: [], chunked: loaded.state.chunkedColumns, loadEmbedder: async () => embedder, loadChunkEmbedder: async () => embedder, pollIntervalMs: 10, batchSize: 2, signal: controller.signal, workerId: id })
     const workers = [worker('w1'), worker('w2')]
     const failures: string[] = []
     const writer = (w: number) => withClient(db.url, async (c: pg.Client) => {
       for (let k = 0; k < 12; k++) {
-        const n = (w * 3 + k) % 8
+        // Each writer its own rows: the writers race the workers, not each other.
+        const n = w * 3 + (k % 3)
         try {
           if (k % 3 === 0) await c.query(`BEGIN; DELETE FROM ${Q} WHERE "Tenant id" = 'c' AND n = ${n}; INSERT INTO ${Q} VALUES ('c', ${n}, 'T', $$${doc(4, w + k).join('\n\n')}$$, NULL); COMMIT`)
           else if (k % 3 === 1) await c.query(`UPDATE ${Q} SET n = n + 100 WHERE "Tenant id" = 'c' AND n = $1`, [n]).then(() => c.query(`UPDATE ${Q} SET n = n - 100 WHERE "Tenant id" = 'c' AND n = $1`, [n + 100]))

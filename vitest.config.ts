@@ -16,5 +16,7 @@ export default defineConfig({
     // Integration tests start WASM PostgreSQL instances and child processes; two cores.
     maxWorkers: 2,
     globalSetup: ['test/helpers/global-setup.ts'],
+    // Its teardown stops and removes the server container; vitest exits when this runs out.
+    teardownTimeout: 60_000,
   },
 })

@@ -57,8 +57,15 @@ cat "$prep_log" >&2
 engine=$(cat .cache/docker-host)
 export DOCKER_HOST="${engine#DOCKER_HOST=}"
 
+testcontainers() { /usr/bin/docker ps -aq --no-trunc --filter label=org.testcontainers=true | sort; }
+# Containers another run on this engine left (one killed half-way) are not this run's doing.
+before=$(testcontainers)
 echo "== Node $(node --version): all tiers" >&2
 npm test
-# The run removes its server container whatever the tests did; a leftover is a bug.
-left=$(/usr/bin/docker ps -aq --filter label=org.testcontainers=true)
-if [ -n "$left" ]; then echo "the test run left containers behind: $left" >&2; exit 1; fi
+# The run removes its server container whatever the tests did; a leftover of this run is a bug.
+left=$(comm -13 <(echo "$before") <(testcontainers))
+if [ -n "$left" ]; then
+  echo "the test run left containers behind:" >&2
+  /usr/bin/docker ps -a --filter label=org.testcontainers=true >&2
+  exit 1
+fi

@@ -31,4 +31,7 @@ CONF
   echo "pgml-kit-postgres: initialised $PGDATA (PostgreSQL $PG_MAJOR, pgvector, PL/Python, pgml_compat available)" >&2
 fi
 
-exec runuser -u postgres -- postgres -D "$PGDATA" "$@"
+# setpriv executes postgres in this process (PID 1): `docker stop`'s SIGINT reaches it and it shuts
+# down fast and clean. runuser would stay as PID 1 without passing the signal on, and Docker would
+# kill PostgreSQL 10 s later (crash recovery at the next start).
+exec setpriv --reuid=postgres --regid=postgres --init-groups -- postgres -D "$PGDATA" "$@"

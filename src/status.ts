@@ -1,3 +1,4 @@
+import { servedChunkedColumns, type ServedChunks } from './chunking/served.js'
 import type pg from 'pg'
 import { detectCapabilities, type Capabilities } from './db/capabilities.js'
 import { openTarget, type TargetOptions } from './db/target.js'
@@ -55,6 +56,10 @@ export interface ChunkedStatus {
   readonly chunkTable: string
   readonly mode: string
   readonly model: string
+  /** A staged chunking change's copy: `next` (filling) or `previous` (the chunks before the switch); absent for the live table. */
+  readonly role?: 'next' | 'previous'
+  /** The splitter settings its chunks are made with (the table's own, during a staged change). */
+  readonly chunking: string
   /** Null until migrated (or when this role may not read the chunk table). */
   readonly counts: { readonly rowsWithText: number; readonly rowsWithoutChunks: number; readonly chunks: number; readonly chunksOfOtherModels: number } | null
 }
@@ -231,7 +236,14 @@ export async function readStatus(options: TargetOptions & {
 
 async function readChunked(client: pg.ClientBase, state: DesiredState | undefined): Promise<ChunkedStatus[]> {
   const out: ChunkedStatus[] = []
-  for (const node of state?.chunkedColumns ?? []) {
+  let served: ServedChunks[]
+  try {
+    served = await servedChunkedColumns(client, state?.chunkedColumns ?? [])
+  } catch (error) {
+    if (String((error as { code?: unknown }).code) !== 'CHUNK_MODEL_MISMATCH') throw error
+    served = (state?.chunkedColumns ?? []).map((node) => ({ node, comment: null, present: false }))
+  }
+  for (const { node } of served) {
     let counts: ChunkedStatus['counts'] = null
     try {
       const { rows } = await client.query<{ with_text: string; without: string; chunks: string; other: string }>(renderChunkProgress(node), [node.model.id])
@@ -242,7 +254,9 @@ async function readChunked(client: pg.ClientBase, state: DesiredState | undefine
       if (!['42P01', '42703', '42501'].includes(String((error as { code?: unknown }).code))) throw error
       counts = null
     }
-    out.push({ table: `${node.schema}.${node.table}`, column: node.column, chunkTable: `${node.schema}.${node.chunkTable}`, mode: node.mode, model: node.model.id, counts })
+    const k = node.chunking
+    const chunking = `${k.splitter} ${k.size ?? 'window'}/${k.overlap}${k.template === '{chunk}' ? '' : ` ${k.template}`}`
+    out.push({ table: `${node.schema}.${node.table}`, column: node.column, chunkTable: `${node.schema}.${node.chunkTable}`, mode: node.mode, model: node.model.id, ...(node.rollout ? { role: node.rollout.role } : {}), chunking, counts })
   }
   return out
 }

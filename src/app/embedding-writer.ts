@@ -8,7 +8,9 @@ import { embedderSettingsAt, resolveConfig } from '../model/resolve.js'
 import type { ChunkedColumnNode, EmbeddingColumnNode } from '../model/ir.js'
 import type { KeyedTable } from '../sql/render-row-key.js'
 import { chunkInputsOf, embedChunksAhead, isChunkInput, syncRowChunks, type ChunkVectors } from '../chunking/app-sync.js'
-import { renderChunkInputs } from '../sql/render-chunks.js'
+import { renderChunkInputs, renderReadChunkInputs } from '../sql/render-chunks.js'
+import { lockedChunkTables, servedChunkedColumns } from '../chunking/served.js'
+import { sameChunkSettings } from '../model/chunk-rollout.js'
 import { INSIDE_TRANSACTION, MAX_PARAMETERS, renderEndWrite, renderInsertRows, renderLockForInsert, renderLockSources, renderOpenWrite, renderUndoWrite, renderUpdatePatch } from '../sql/render-app-writer.js'
 import { liveColumnsOf, readLiveColumns, type CatalogRead } from '../db/live-catalog.js'
 import { columnsOfConfig, type LiveColumn } from '../model/catalog-column.js'
@@ -90,11 +92,29 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
   /** What each chunked column needs read back from a written row (renderChunkInputs), numbered as `nodes`. */
   const chunkReturning = (nodes: readonly ChunkedColumnNode[]) => nodes.flatMap((node, i) => renderChunkInputs(node, i))
   /** Syncs the chunks of written rows, from what the database read back of them. */
+  // Each chunk table with the settings it records (a staged chunking change keeps two): the
+  // config's, read back with the write, or the row's inputs read again for the other's.
   const syncChunks = async (db: pg.ClientBase, nodes: readonly ChunkedColumnNode[], rows: readonly Record<string, unknown>[], ahead: ChunkVectors) => {
     for (const [i, node] of nodes.entries()) {
       const embedder = await chunkEmbedderOf(node)
-      for (const row of rows) await syncRowChunks(db, node, chunkInputsOf(row, i), embedder, ahead)
+      for (const served of await lockedChunkTables(db, node)) {
+        const own = sameChunkSettings(served.node, node)
+        for (const row of rows) {
+          const inputs = chunkInputsOf(row, i)
+          const read = own ? [row] : (await db.query(renderReadChunkInputs(served.node), [inputs.key])).rows
+          if (read[0]) await syncRowChunks(db, served.node, own ? inputs : chunkInputsOf(read[0], 0), embedder, ahead)
+        }
+      }
     }
+  }
+  /** The chunked columns an update of `patch` re-chunks: those with a chunk table made from a column it touches. */
+  const chunkedTouched = async (db: pg.ClientBase, table: string, patch: Readonly<Record<string, unknown>>) => {
+    const out: ChunkedColumnNode[] = []
+    for (const node of chunkedOf(table)) {
+      const served = await servedChunkedColumns(db, [node])
+      if (served.some((s) => chunkColumns(s.node).some((c) => c in patch))) out.push(node)
+    }
+    return out
   }
   const withoutChunkInputs = (row: Record<string, unknown>) => Object.fromEntries(Object.entries(row).filter(([name]) => !isChunkInput(name)))
   /** Per table, what the catalog said last (null: it cannot be read; undefined: not read yet). */
@@ -226,7 +246,7 @@ export function createEmbeddingWriter<const C extends PgmlKitConfig>(config: C, 
         const columns = Object.keys(record)
         if (columns.length === 0) return 0
         // Chunked columns whose key, sources or template columns the patch touches: the row as updated, read back, re-chunked.
-        const chunked = chunkedOf(table).filter((node) => chunkColumns(node).some((c) => c in patch))
+        const chunked = await chunkedTouched(db, table, patch)
         const { rowCount, rows: updated } = await db.query(renderUpdatePatch(ref, columns, chunkReturning(chunked)), [JSON.stringify(key), JSON.stringify(record)])
         if (chunked.length > 0) await syncChunks(db, chunked, updated as Record<string, unknown>[], new Map())
         return rowCount ?? 0

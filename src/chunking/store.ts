@@ -2,6 +2,7 @@ import type pg from 'pg'
 import { PgmlKitError } from '../errors.js'
 import { TEMPORARY_SEQ, renderApplyChunks, renderSourceExists, renderReadChunks, type ChunkStore } from '../sql/render-chunks.js'
 import { chunkHash, planChunks, type ChunkPlan } from './plan.js'
+import { checkChunkSettings, type ChunkSettingsGuard } from './served.js'
 
 /**
  * Brings one document's stored chunks to `texts` (its chunks as embedded, in order), embedding
@@ -22,6 +23,8 @@ export interface SyncResult {
   readonly attempts: number
   /** The row changed since its text was read (`source`): nothing was written; a newer job syncs it. */
   readonly changed?: boolean
+  /** The chunk table's settings changed since they were read (a staged change's switch, `guard`): nothing was written. */
+  readonly settingsChanged?: boolean
 }
 
 /** One chunk of a document: its text (stored, shown to readers) and what is embedded for it (the text as the column's template formats it). */
@@ -44,6 +47,8 @@ export interface SyncOptions {
    * is the one read with its text. When they differ the sync writes nothing (`changed`).
    */
   readonly source?: { readonly sql: string; readonly fingerprint: string }
+  /** The chunk table's settings, checked first in the transaction (served.ts): a switch since they were read writes nothing (`settingsChanged`). */
+  readonly guard?: ChunkSettingsGuard
 }
 
 /**
@@ -85,6 +90,13 @@ export async function syncDocument(client: pg.ClientBase, store: ChunkStore, key
         await client.query('ROLLBACK')
         return { embedded: 0, kept: 0, removed: 0, gone: false, changed: true, attempts: attempt }
       }
+      // The chunk table's settings, after the source table is read: every transaction that writes
+      // both (the application's, whose cascades reach the chunk table; this one) locks the source
+      // table first, as a switch does, so none of them waits for another in the other order.
+      if (options.guard && !(await checkChunkSettings(client, options.guard))) {
+        await client.query('ROLLBACK')
+        return { embedded: 0, kept: 0, removed: 0, gone: false, changed: true, settingsChanged: true, attempts: attempt }
+      }
       // A placeholder first (no text, no vector, below every position): its foreign key check locks
       // the row (KEY SHARE) before any chunk row is locked, so a DELETE or key change of the row by
       // the application — which locks the row, then its chunks — waits for this transaction instead
@@ -122,7 +134,7 @@ export async function syncDocument(client: pg.ClientBase, store: ChunkStore, key
  * row locked; the stored chunks are locked, planned against and brought to `chunks`, embedding only
  * what is new.
  */
-export async function syncDocumentHere(client: pg.ClientBase, store: ChunkStore, key: RowKey, chunks: readonly DocumentChunk[], options: Omit<SyncOptions, 'attempts' | 'beforeCommit'>): Promise<SyncResult> {
+export async function syncDocumentHere(client: pg.ClientBase, store: ChunkStore, key: RowKey, chunks: readonly DocumentChunk[], options: Omit<SyncOptions, 'attempts' | 'beforeCommit' | 'guard' | 'source'>): Promise<SyncResult> {
   const k = keyParam(store, key)
   const next = nextOf(chunks)
   const stored = (await client.query<{ seq: number; hash: string }>(renderReadChunks(store, true), [k])).rows

@@ -8,6 +8,7 @@ import { EMPTY_BATCH, releaseBatch, type BatchResult, type BatchSettings } from 
 import { errorText, retryTransient } from '../worker/resilience.js'
 import { chunkRow } from './document.js'
 import { syncDocument } from './store.js'
+import type { ChunkSettingsGuard } from './served.js'
 
 /**
  * One round of the queue for a chunked column: lease due jobs (FOR UPDATE SKIP LOCKED), read their
@@ -15,9 +16,10 @@ import { syncDocument } from './store.js'
  * transaction), then in one short transaction write them, drop the chunks past the new end, move
  * the kept ones, and end the job unless a newer change re-queued it meanwhile (then the next round
  * syncs the row again, from its newer text). A row the splitter or the model fails on fails alone:
- * retried with back-off, then dead-lettered.
+ * retried with back-off, then dead-lettered. `guard`: the chunk table's settings as `node` has them,
+ * checked in each write (a staged change's switch since they were read: the job is given back).
  */
-export async function processChunkBatch(client: pg.ClientBase, node: ChunkedColumnNode, embedder: Embedder, settings: BatchSettings): Promise<BatchResult> {
+export async function processChunkBatch(client: pg.ClientBase, node: ChunkedColumnNode, embedder: Embedder, settings: BatchSettings, guard?: ChunkSettingsGuard): Promise<BatchResult> {
   const { workerId } = settings
   const claimed = (await retryTransient(() => client.query<{ id: string; generation: string }>(renderClaimJobs(node), [settings.batchSize, settings.leaseSeconds, workerId]))).rows
   if (claimed.length === 0) return EMPTY_BATCH
@@ -43,6 +45,7 @@ export async function processChunkBatch(client: pg.ClientBase, node: ChunkedColu
           source: { sql: renderReadFingerprint(node), fingerprint: row.fingerprint },
           embed: (texts) => embedder.embed(texts, { as: 'document' }),
           beforeCommit: async (c) => { ended = ((await c.query(COMPLETE_CHUNK_JOB, [job.id, job.generation, workerId])).rowCount ?? 0) > 0 },
+          ...(guard ? { guard } : {}),
         })
         written += result.embedded
         if (ended) completed++
@@ -53,6 +56,12 @@ export async function processChunkBatch(client: pg.ClientBase, node: ChunkedColu
         if ((error as { code?: unknown }).code === 'CHUNKS_CHANGING') {
           stale++
           continue
+        }
+        // A staged change's copy renamed or dropped since this round read the tables (a switch, its
+        // down, the drop of the previous chunks): its jobs moved with it; these are given back.
+        if (node.rollout && (error as { code?: unknown }).code === '42P01') {
+          stale++
+          break
         }
         failures.push({ id: job.id, error: errorText(error) })
       }

@@ -3,7 +3,7 @@ import type { LoadedConfig } from '../config/load.js'
 import { openTarget } from '../db/target.js'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { readFill, readPlanSizing, type Sizing } from '../indexes/sizing.js'
+import { readFill, readChunkFill, readPlanSizing, type Sizing } from '../indexes/sizing.js'
 import { EMBEDDED_DIR } from '../db/embedded.js'
 import { readSnapshot } from '../migrations/snapshot.js'
 import type { GlobalOptions } from './options.js'
@@ -66,13 +66,15 @@ async function read(url: string, config: LoadedConfig): Promise<PlanDatabase> {
  * from a database given explicitly, never from a development copy.
  */
 async function embeddedFill(config: LoadedConfig): Promise<Sizing | undefined> {
-  const copies = (await readSnapshot(config.migrationsDir)).state.embeddingColumns.filter((c) => c.rollout)
-  if (copies.length === 0 || !existsSync(join(config.root, EMBEDDED_DIR, 'data'))) return undefined
+  const state = (await readSnapshot(config.migrationsDir)).state
+  const copies = state.embeddingColumns.filter((c) => c.rollout)
+  const chunkCopies = (state.chunkedColumns ?? []).filter((c) => c.rollout)
+  if (copies.length + chunkCopies.length === 0 || !existsSync(join(config.root, EMBEDDED_DIR, 'data'))) return undefined
   const target = await openTarget({ databaseUrl: '', cwd: config.root })
   try {
     const client = await target.connect('pgml-kit plan')
     try {
-      return { source: target.description, tables: new Map(), fill: await readFill(client, copies) }
+      return { source: target.description, tables: new Map(), fill: new Map([...await readFill(client, copies), ...await readChunkFill(client, chunkCopies)]) }
     } finally {
       await client.end()
     }

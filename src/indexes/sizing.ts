@@ -1,10 +1,11 @@
 import type pg from 'pg'
-import type { DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
+import type { ChunkedColumnNode, DesiredState, EmbeddingColumnNode, VectorIndexNode } from '../model/ir.js'
 import type { ColumnRename, TableRename } from '../model/resolve.js'
 import { columnKey, columnLabel, deepFreeze, objectKey } from '../model/ir.js'
 import { quoteIdent } from '../sql/quote.js'
 import { sameFixedParams } from '../plan/compare.js'
 import { renderReadFill } from '../sql/render-rollout.js'
+import { READ_CHUNK_TABLES, renderReadChunkFill } from '../sql/render-chunks.js'
 import { COLUMNS_EXIST } from '../sql/render-introspection.js'
 import { adviseBuild, adviseHnsw, adviseIvfflat, DEFAULT_MAINTENANCE_WORK_MEM, formatBytes, formatCount } from './advice.js'
 
@@ -37,6 +38,8 @@ export interface ColumnFill {
   /** Rows with text, no vector, and no queued job that would write one. */
   readonly missing: number
   readonly deadLetters: number
+  /** Rows with text and no chunks whose job is queued (chunk tables: a shadow starts with every row queued). */
+  readonly queued?: number
 }
 
 /**
@@ -47,7 +50,22 @@ export interface ColumnFill {
 export async function readPlanSizing(client: pg.ClientBase, state: DesiredState, recorded: DesiredState, source: string): Promise<Sizing> {
   const sizing = await readSizing(client, state, source)
   const copies = recorded.embeddingColumns.filter((c) => c.rollout)
-  return copies.length > 0 ? { ...sizing, fill: await readFill(client, copies) } : sizing
+  const chunkCopies = (recorded.chunkedColumns ?? []).filter((c) => c.rollout)
+  return copies.length + chunkCopies.length > 0 ? { ...sizing, fill: new Map([...await readFill(client, copies), ...await readChunkFill(client, chunkCopies)]) } : sizing
+}
+
+/** Exact fill counts (one scan each) of the chunk tables a staged chunking change switches to, those the database has. */
+export async function readChunkFill(client: pg.ClientBase, columns: readonly ChunkedColumnNode[]): Promise<Map<string, ColumnFill>> {
+  const out = new Map<string, ColumnFill>()
+  if (columns.length === 0) return out
+  const { rows } = await client.query<{ present: boolean }>(READ_CHUNK_TABLES, [columns.map((c) => c.schema), columns.map((c) => c.chunkTable)])
+  for (const [i, row] of rows.entries()) {
+    const column = columns[i]
+    if (!column || !row.present) continue
+    const fill = (await client.query<{ with_text: string; missing: string; dead_letters: string; queued: string }>(renderReadChunkFill(column))).rows[0]
+    out.set(columnLabel(column), { withText: Number(fill?.with_text ?? 0), missing: Number(fill?.missing ?? 0), deadLetters: Number(fill?.dead_letters ?? 0), queued: Number(fill?.queued ?? 0) })
+  }
+  return out
 }
 
 /**

@@ -7,7 +7,7 @@ import { lockMigrations, openTarget, type Target, type TargetOptions } from '../
 import { quoteIdent } from '../sql/quote.js'
 import { MIGRATION_LOCK_HOLDER, RELATION_EXISTS, RELEASE_MIGRATION_LOCK, TRY_MIGRATION_LOCK, UNTRUSTED_RUNTIME_OBJECTS, renderAppliedMigrations } from '../sql/render-introspection.js'
 import { RESET_MIGRATION_SETTINGS } from './render-files.js'
-import { PIN_SEARCH_PATH, SEARCH_PATH_WITH_VECTOR, SET_SEARCH_PATH } from '../sql/render-vector-schema.js'
+import { PIN_SEARCH_PATH, PIN_SEARCH_PATH_LOCAL, SEARCH_PATH_WITH_VECTOR, SET_SEARCH_PATH } from '../sql/render-vector-schema.js'
 import { listMigrations, type MigrationOnDisk } from './files.js'
 import type { IndexBuildProgress } from './wait-monitor.js'
 import { isMigrationStep, sqlLoaderStrategy, sqlSection } from './loader.js'
@@ -287,12 +287,16 @@ async function runFiles(
   // node-pg-migrate uses nothing of a client it is given but query(): the first statement that fails is recorded.
   let failedSql: string | null = null
   const steps = new Set<string>()
+  // Whether node-pg-migrate has a transaction open (it sends BEGIN, COMMIT and ROLLBACK through query()).
+  let inTransaction = false
   const recording = {
     query: (text: string | { text: string }, values?: unknown[]) => {
       const sql = typeof text === 'string' ? text : text.text
+      const control = /^\s*(BEGIN|START TRANSACTION|COMMIT|END|ROLLBACK)\s*;?\s*$/i.exec(sql)?.[1]?.toUpperCase()
+      if (control) inTransaction = control === 'BEGIN' || control === 'START TRANSACTION'
       // node-pg-migrate's own statements on its history table run pinned; the migrations' own — the
       // SQL files' steps and whatever a hand-written JavaScript migration sends — keep the session's search_path.
-      const run = !isMigrationStep(steps, sql) && isBookkeeping(sql, options.settings) ? runPinned(client, sql, values) : client.query(sql, values)
+      const run = !isMigrationStep(steps, sql) && isBookkeeping(sql, options.settings) ? runPinned(client, sql, values, inTransaction) : client.query(sql, values)
       return run.catch((error: unknown) => {
         failedSql ??= sql
         throw error
@@ -389,13 +393,28 @@ export function isBookkeeping(sql: string, settings: MigrationSettings): boolean
  * the session's search_path, an `=(varchar, varchar)` that a role with CREATE on a schema on it had
  * defined would run as the migrating role. The migrations' own statements keep the session's
  * search_path (hand-written files rely on it). Inside a transaction that then fails, the rollback
- * puts the search_path back by itself.
+ * puts the search_path back by itself. Outside one, the statement runs in a transaction of its own
+ * with the search_path pinned for that transaction only: on the embedded database every
+ * connection shares one session, and a session-wide pin would reach another connection's
+ * statements between this one's (a worker's `vector` cast found no type).
  */
-async function runPinned(client: pg.Client, sql: string, values?: unknown[]): Promise<pg.QueryResult> {
-  const { rows } = await client.query<{ previous: string }>(PIN_SEARCH_PATH)
-  const result = await client.query(sql, values)
-  await client.query(SET_SEARCH_PATH, [rows[0]?.previous ?? ''])
-  return result
+async function runPinned(client: pg.Client, sql: string, values: unknown[] | undefined, inTransaction: boolean): Promise<pg.QueryResult> {
+  if (inTransaction) {
+    const { rows } = await client.query<{ previous: string }>(PIN_SEARCH_PATH)
+    const result = await client.query(sql, values)
+    await client.query(SET_SEARCH_PATH, [rows[0]?.previous ?? ''])
+    return result
+  }
+  await client.query('BEGIN')
+  try {
+    await client.query(PIN_SEARCH_PATH_LOCAL)
+    const result = await client.query(sql, values)
+    await client.query('COMMIT')
+    return result
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined)
+    throw error
+  }
 }
 
 /**

@@ -105,6 +105,8 @@ export interface ChunkedColumnNode {
   readonly indexes: readonly VectorIndexNode[]
   /** The queue trigger function in pgml_kit (mode `queue`), else null. */
   readonly triggerFunction: string | null
+  /** A staged chunking change's extra copy (`<column>__next` / `<column>__previous`): its role and the live column it belongs to. */
+  readonly rollout?: RolloutRole
 }
 
 export interface VectorIndexNode {

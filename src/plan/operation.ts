@@ -60,6 +60,8 @@ export const OPERATION_KINDS = [
   'set-prediction-log',
   'create-chunked-column',
   'drop-chunked-column',
+  'check-chunks-filled',
+  'switch-chunked-column',
   'remove-prediction-log',
 ] as const
 

@@ -20,6 +20,7 @@ import { quoteIdent } from '../sql/quote.js'
 import {
   chunkStoreOf, renderCreateChunkEnqueueFunction, renderCreateChunkEnqueueTriggers, renderCreateChunkTable, renderCreateChunkView, renderDeleteChunkJobs,
   renderDropChunkEnqueueFunction, renderDropChunkEnqueueTriggers, renderDropChunkTable, renderDropChunkView, renderEnqueueEveryRow,
+  renderChunkSwitch, renderCommentChunkTable, renderRefuseChunksUnfilled, type ChunkSwitchSide,
 } from '../sql/render-chunks.js'
 import { embeddingPath, featureViewPath, fullTextPath, indexesPath, trainingSetPath } from '../model/config-path.js'
 
@@ -650,6 +651,7 @@ export function createChunkedColumn(node: ChunkedColumnNode): Operation {
     transactional: true, safety: queue ? 'slows-writes' : 'needs-backfill', requiresPgml: PGML.none,
     up: [
       ...renderCreateChunkTable(store),
+      renderCommentChunkTable(node),
       renderCreateChunkView(node),
       ...(queue ? [renderCreateChunkEnqueueFunction(node), ...renderCreateChunkEnqueueTriggers(node), renderEnqueueEveryRow(node)] : []),
     ],
@@ -676,5 +678,47 @@ export function dropChunkedColumn(node: ChunkedColumnNode): Operation {
     transactional: true, safety: 'destructive', requiresPgml: PGML.none,
     up: create.down, down: create.up,
     notes: [`the chunks and their vectors are deleted; down re-creates the table empty${node.mode === 'queue' ? ' and queues every row for the worker' : ' (run pgml-kit backfill to chunk the rows again)'}`],
+  })
+}
+
+/** `pgml-kit backfill <table>.<column>` for a chunked column (its copies are filled with it). */
+function chunkBackfillCommand(node: ChunkedColumnNode): string {
+  return `pgml-kit ${node.mode === 'queue' ? 'worker (or pgml-kit backfill' : 'backfill'} ${node.table}.${node.rollout?.of ?? node.column}${node.mode === 'queue' ? ')' : ''}`
+}
+
+/** Before a chunked switch: the copy that becomes the chunk table searches read must have chunks for every row with text. */
+export function checkChunksFilled(node: ChunkedColumnNode, becomes: string): Operation {
+  return defineOperation({
+    kind: 'check-chunks-filled', origin: embeddingPath(node), table: `${node.schema}.${node.table}`,
+    summary: `check that ${node.schema}.${node.chunkTable} has chunks for every row with text before it becomes ${quoteIdent(becomes)}`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: [renderRefuseChunksUnfilled(node, `it would become the chunk table searches read with rows that have no chunks`, chunkBackfillCommand(node))],
+    down: ['-- (the check before the switch has nothing to undo)'],
+    notes: [`one scan of ${node.schema}.${node.table}, before any statement of this migration that locks writers out: migrate refuses, changing nothing, while rows with text have no chunks and no queued job, or jobs are dead-lettered`],
+  })
+}
+
+/**
+ * A staged chunking change's switch: `first` (the live chunked column) takes its copy's suffixed
+ * names, `second` (the filled copy) the live ones, in one short transaction. Down switches back,
+ * after checking that the column it makes live again is filled.
+ */
+export function switchChunkedColumn(first: ChunkSwitchSide, second: ChunkSwitchSide, indexes: readonly (readonly [string, string])[]): Operation {
+  const back = (side: ChunkSwitchSide): ChunkSwitchSide => ({ from: side.to, to: side.from })
+  const undo = indexes.map(([a, b]) => [b, a] as const)
+  const live = first.from
+  return defineOperation({
+    kind: 'switch-chunked-column', origin: embeddingPath(live), table: `${live.schema}.${live.table}`,
+    summary: `switch ${columnLabel(live)} to the chunks of ${second.from.schema}.${second.from.chunkTable} (${describeChunking(second.to)}): it becomes ${live.chunkTable}, the current chunks stay in ${first.to.chunkTable}`,
+    transactional: true, safety: 'slows-writes', requiresPgml: PGML.none,
+    up: renderChunkSwitch(first, second, indexes),
+    down: [
+      renderRefuseChunksUnfilled(first.to, `switching back would make it the chunk table searches read with rows that have no chunks`, chunkBackfillCommand(first.to)),
+      ...renderChunkSwitch(back(second), back(first), [...undo.slice(first.from.indexes.length), ...undo.slice(0, first.from.indexes.length)]),
+    ],
+    notes: [
+      `renames under ACCESS EXCLUSIVE on both chunk tables${live.mode === 'queue' ? ` and SHARE ROW EXCLUSIVE on ${live.schema}.${live.table} (its triggers are made again for the new names)` : ''}: an instant, no rewrite; searches read the new chunks from the moment it commits`,
+      `${first.to.chunkTable} keeps the current chunks in sync until a later pgml-kit generate --allow-destructive drops it; down switches back`,
+    ],
   })
 }

@@ -44,9 +44,22 @@ export function planChunkedColumns(previous: DesiredState, next: DesiredState, p
       continue
     }
     if (chunksOf(old) !== chunksOf(node)) {
-      throw new PlanError('CHUNKING_CHANGE_UNSUPPORTED', `${columnLabel(node)} changes how its chunks are made or embedded (splitter, size, overlap, separators, template, sources, model, type or mode); that would embed every chunk again in place`, {
+      if (old.rollout && node.rollout) {
+        // A staged change's shadow whose target settings changed again: it starts over (stageChunkRollouts decided so).
+        for (const index of old.indexes) phases.before.push(withOrigin(ops.dropVectorIndex(index, context(old)), old))
+        phases.main.push(ops.dropChunkedColumn(old), ops.createChunkedColumn(node))
+        for (const index of node.indexes) phases.after.push(withOrigin(ops.createVectorIndex(index, context(node)), node))
+        continue
+      }
+      const change = describeChange(old, node)
+      if (change === '') {
+        throw new PlanError('CHUNKING_CHANGE_UNSUPPORTED', `planMigration does not chunk ${columnLabel(node)} again in place with its new splitter settings`, {
+          where: embeddingPath(node), hint: 'plan it with planChange, which stages it (a second chunk table fills, then a switch); generate and plan do',
+        })
+      }
+      throw new PlanError('CHUNKING_CHANGE_UNSUPPORTED', `${columnLabel(node)} changes its ${change}; that would embed every chunk again in place`, {
         where: embeddingPath(node),
-        hint: 'add the new settings as another chunked column beside this one (its own chunk table), let it fill, search it, then remove this one',
+        hint: 'a change of the splitter, its size, overlap, separators, template or sources is staged (a second chunk table fills, then a switch); for this one, add the new settings as another chunked column beside this one, let it fill, search it, then remove this one',
       })
     }
     const before = new Map(old.indexes.map((i) => [i.name, i]))
@@ -58,6 +71,17 @@ export function planChunkedColumns(previous: DesiredState, next: DesiredState, p
       else if (!sameIndex(was, index)) phases.after.push(withOrigin(ops.rebuildVectorIndex(was, index, context(node)), node))
     }
   }
+}
+
+function describeChange(a: ChunkedColumnNode, b: ChunkedColumnNode): string {
+  const out: string[] = []
+  if (JSON.stringify(a.model) !== JSON.stringify(b.model)) out.push(a.model.id === b.model.id ? `model settings (prefixes, normalisation, pooling, revision or dimensions of ${a.model.id})` : `model ${a.model.id} → ${b.model.id}`)
+  if (a.vectorType !== b.vectorType) out.push(`type ${a.vectorType} → ${b.vectorType}`)
+  if (a.mode !== b.mode) out.push(`mode ${a.mode} → ${b.mode}`)
+  if (a.fullText !== b.fullText) out.push(`full text ${a.fullText ?? 'none'} → ${b.fullText ?? 'none'}`)
+  if (a.chunkTable !== b.chunkTable) out.push(`chunk table ${a.chunkTable} → ${b.chunkTable}`)
+  if (JSON.stringify(a.keyColumns) !== JSON.stringify(b.keyColumns)) out.push(`key columns ${a.keyColumns.join(', ')} → ${b.keyColumns.join(', ')}`)
+  return out.join(', ')
 }
 
 /** Whether a state has any vector column (plain or chunked): pgvector is needed. */

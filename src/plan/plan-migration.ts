@@ -3,6 +3,7 @@ import { RUNTIME_VERSION, columnKey, columnLabel, deepFreeze, needsPgml, objectK
 import type { Operation } from './operation.js'
 import { sameIndex, sameSource, vectorsCarryOver } from './compare.js'
 import { applySwitches, stageRollouts, type ColumnSwitch, type RolloutOptions, type RolloutStage } from './rollout.js'
+import { applyChunkSwitches, stageChunkRollouts, type ChunkSwitch } from './rollout-chunks.js'
 import * as ops from './operations.js'
 import { grantsFor, grantsMissingFrom } from './grants.js'
 import { isEmptyPreflight, type PreflightChecks } from '../sql/render-preflight.js'
@@ -43,6 +44,8 @@ export interface PlanOptions {
   readonly sizing?: Sizing
   /** Columns that trade places before anything else (the switch of a staged model change; see rollout.ts). */
   readonly switches?: readonly ColumnSwitch[]
+  /** Chunk tables that trade places (the switch of a staged chunking change; see rollout-chunks.ts). */
+  readonly chunkSwitches?: readonly ChunkSwitch[]
 }
 
 export function planOperations(plan: Plan): readonly Operation[] {
@@ -79,7 +82,7 @@ function refuseModelChange(previous: EmbeddingColumnNode, next: EmbeddingColumnN
 export function planMigration(recordedState: DesiredState, next: DesiredState, options: PlanOptions = {}): Plan {
   // Switched columns trade places first (their privileges go with them: PostgreSQL keeps a column's
   // ACL with the column), then renamed columns are renamed; everything after diffs that with the config.
-  const recorded = applySwitches(recordedState, options.switches ?? [])
+  const recorded = applyChunkSwitches(applySwitches(recordedState, options.switches ?? []), options.chunkSwitches ?? [])
   // Renamed tables first: the column renames and the diff see them under their new names.
   const moved = applyTableRenames(recorded, next, options.tableRenames ?? [], options.renames ?? [])
   const renamed = applyRenames(moved.state, next, options.renames ?? [])
@@ -122,6 +125,10 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   for (const s of options.switches ?? []) {
     fillChecks.push(ops.checkSwitchFilled(s.live, s.other))
     main.push(ops.switchEmbeddingColumn(s.live, s.other))
+  }
+  for (const s of options.chunkSwitches ?? []) {
+    fillChecks.push(ops.checkChunksFilled(s.second.from, s.first.from.chunkTable))
+    main.push(ops.switchChunkedColumn(s.first, s.second, s.indexes))
   }
   main.push(...renamed.operations)
 
@@ -276,7 +283,7 @@ export function planMigration(recordedState: DesiredState, next: DesiredState, o
   return Object.freeze({ before: Object.freeze(before), main: Object.freeze(main), after: Object.freeze(after), deferred: Object.freeze(deferred), stages: Object.freeze([]), checks })
 }
 
-export interface ChangeOptions extends Omit<PlanOptions, 'switches'>, Partial<Omit<RolloutOptions, 'sizing' | 'renames'>> {}
+export interface ChangeOptions extends Omit<PlanOptions, 'switches' | 'chunkSwitches'>, Partial<Omit<RolloutOptions, 'sizing' | 'renames'>> {}
 
 /**
  * The plan from the recorded state to the config's: staged model changes decided first (which
@@ -290,8 +297,12 @@ export function planChange(recorded: DesiredState, config: DesiredState, options
     switch: options.switch ?? 'when-filled', dropPrevious: options.dropPrevious ?? false,
     ...(options.sizing ? { sizing: options.sizing } : {}), ...(options.renames ? { renames: options.renames } : {}),
   })
-  const plan = planMigration(recorded, staged.desired, { ...options, switches: staged.switches })
-  return { plan: Object.freeze({ ...plan, stages: Object.freeze([...staged.stages]) }), desired: staged.desired }
+  const chunks = stageChunkRollouts(recorded, config, {
+    switch: options.switch ?? 'when-filled', dropPrevious: options.dropPrevious ?? false, ...(options.sizing ? { sizing: options.sizing } : {}),
+  })
+  const desired: DesiredState = config.chunkedColumns === undefined && chunks.chunkedColumns.length === 0 ? staged.desired : { ...staged.desired, chunkedColumns: chunks.chunkedColumns }
+  const plan = planMigration(recorded, desired, { ...options, switches: staged.switches, chunkSwitches: chunks.switches })
+  return { plan: Object.freeze({ ...plan, stages: Object.freeze([...staged.stages, ...chunks.stages]) }), desired }
 }
 
 /**

@@ -1,5 +1,7 @@
 import type { ChunkedColumnNode, EmbeddingColumnNode } from '../model/ir.js'
-import { deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.js'
+import { chunkTableComment } from '../model/chunk-rollout.js'
+import { dollarQuote, deriveIdentifier, quoteIdent, quoteLiteral, quoteQualified, renderField } from './quote.js'
+import { renderRenameIndex } from './render-index.js'
 import { renderAfterKey, renderKeyColumns, renderKeyMatch, renderRowKey } from './render-row-key.js'
 import { renderSourceText, renderVectorType } from './render-source.js'
 import { guardedBody, renderTriggerFunction, triggerFunctionOf } from './render-trigger.js'
@@ -64,11 +66,40 @@ export function renderCreateChunkTable(store: ChunkStore): string[] {
       `ADD COLUMN ${c.vector} ${store.vectorType}`, `ADD COLUMN ${c.model} text`,
     ].join(', ')),
     ...(store.fullText ? [alter(['adding-field-with-default'], empty, `ADD COLUMN ${c.tsv} tsvector GENERATED ALWAYS AS (pg_catalog.to_tsvector(${quoteLiteral(store.fullText)}::regconfig, ${c.text})) STORED`)] : []),
-    alter(['adding-serial-primary-key-field', 'constraint-missing-not-valid'], empty, `ADD PRIMARY KEY (${keyList(store)}, ${c.seq})`),
+    alter(['adding-serial-primary-key-field', 'constraint-missing-not-valid'], empty, `ADD CONSTRAINT ${quoteIdent(chunkPrimaryKeyName(store))} PRIMARY KEY (${keyList(store)}, ${c.seq})`),
     alter(['adding-foreign-key-constraint', 'constraint-missing-not-valid'], `${empty}; the lock it takes on the source table is brief, and waits at most lock_timeout`,
       `ADD FOREIGN KEY (${keyList(store)}) REFERENCES ${source} (${keyList(store)}) ON DELETE CASCADE ON UPDATE CASCADE`),
     ...(store.fullText ? [`${squawkIgnore(['require-concurrent-index-creation'], empty)}CREATE INDEX ${quoteIdent(chunkGinIndexName(store))} ON ${table} USING gin (${c.tsv});`] : []),
   ]
+}
+
+/** The chunk table's primary key (and its index): named after the table, so a staged change's switch renames it with the table. */
+export function chunkPrimaryKeyName(store: Pick<ChunkStore, 'chunkTable'>): string {
+  return deriveIdentifier([store.chunkTable, 'pkey'])
+}
+
+/** The settings the chunk table's chunks are made with, as its comment (src/model/chunk-rollout.ts). */
+export function renderCommentChunkTable(node: ChunkedColumnNode): string {
+  return `COMMENT ON TABLE ${quoteQualified(node.schema, node.chunkTable)} IS ${quoteLiteral(chunkTableComment(node))};`
+}
+
+/** $1 schemas, $2 tables → one row each, in order: whether the table exists, and its comment. */
+export const READ_CHUNK_TABLES = `SELECT r.oid IS NOT NULL AS present, pg_catalog.obj_description(r.oid, 'pg_class') AS comment
+FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS c(s, t, n)
+LEFT JOIN LATERAL (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(c.s) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.t))::oid AS oid) AS r ON true
+ORDER BY c.n`
+
+/** $1 a table's qualified name → its comment (null: none, or no such table). */
+export const READ_CHUNK_TABLE_COMMENT = `SELECT pg_catalog.obj_description(pg_catalog.to_regclass($1::text)::oid, 'pg_class') AS comment`
+
+/**
+ * Chunk tables locked against a switch (ROW EXCLUSIVE: what writing them takes anyway, so writers
+ * never wait for each other), before their comments are read in the same transaction: a staged
+ * change's switch renames them under ACCESS EXCLUSIVE, so a write either ends before the switch or
+ * reads the settings the switch left.
+ */
+export function renderLockChunkTables(stores: readonly Pick<ChunkStore, 'schema' | 'chunkTable'>[]): string {
+  return `LOCK TABLE ${stores.map((s) => quoteQualified(s.schema, s.chunkTable)).join(', ')} IN ROW EXCLUSIVE MODE`
 }
 
 /** The GIN index of the chunks' tsvector. */
@@ -171,7 +202,10 @@ function watchedColumns(node: ChunkedColumnNode): string[] {
   return [...new Set([...node.keyColumns, ...node.sourceColumns, ...node.templateColumns])]
 }
 
-const jobOf = (node: ChunkedColumnNode) => `table_schema = ${quoteLiteral(node.schema)} AND table_name = ${quoteLiteral(node.table)} AND column_name = ${quoteLiteral(node.column)}`
+const jobOf = (node: ChunkedColumnNode, alias = '') => {
+  const a = alias ? `${alias}.` : ''
+  return `${a}table_schema = ${quoteLiteral(node.schema)} AND ${a}table_name = ${quoteLiteral(node.table)} AND ${a}column_name = ${quoteLiteral(node.column)}`
+}
 
 /**
  * On INSERT, and on UPDATE when the key, a source or a template column really changed, upserts the
@@ -349,4 +383,103 @@ export function renderChunkInputs(node: ChunkedColumnNode, i: number): string[] 
     `(${renderSourceText(node, 't')})::text AS pgml_kit_source_${i}`,
     `${renderTemplateFields(node)}::text AS pgml_kit_fields_${i}`,
   ]
+}
+
+/*
+ * A staged chunking change (src/model/chunk-rollout.ts, src/plan/rollout-chunks.ts): the copy's
+ * fill check and the switch.
+ */
+
+const chunkMatch = (node: ChunkedColumnNode) => node.keyColumns.map((k) => `c.${quoteIdent(k)} = t.${quoteIdent(k)}`).join(' AND ')
+
+/**
+ * How far a chunked column is filled: rows with text, those of them with no chunk that nothing is
+ * going to chunk (a queued job counts as on its way), and its dead-lettered jobs. One scan.
+ */
+function chunkFillCounts(node: ChunkedColumnNode): { counts: readonly [string, string, string]; from: string } {
+  const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
+  const hasText = `(${renderSourceText(node, 't')})::text OPERATOR(pg_catalog.~) ${HAS_TEXT}`
+  const queued = node.mode === 'queue' ? ` AND NOT EXISTS (SELECT 1 FROM pgml_kit.embedding_jobs AS j WHERE ${jobOf(node, 'j')} AND j.row_key = ${renderRowKey(keyed, 't')})` : ''
+  return {
+    counts: [
+      `pg_catalog.count(*) FILTER (WHERE ${hasText})`,
+      `pg_catalog.count(*) FILTER (WHERE ${hasText} AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${chunkMatch(node)})${queued})`,
+      `(SELECT pg_catalog.count(*) FROM pgml_kit.embedding_dead_letters AS d WHERE ${jobOf(node, 'd')})`,
+    ],
+    from: `${quoteQualified(node.schema, node.table)} AS t`,
+  }
+}
+
+/** → with_text, missing, dead_letters, and queued: rows with text and no chunks whose job is queued (bigint); see chunkFillCounts. */
+export function renderReadChunkFill(node: ChunkedColumnNode): string {
+  const { counts: [withText, missing, dead], from } = chunkFillCounts(node)
+  const hasText = `(${renderSourceText(node, 't')})::text OPERATOR(pg_catalog.~) ${HAS_TEXT}`
+  const queued = `pg_catalog.count(*) FILTER (WHERE ${hasText} AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${chunkMatch(node)}))`
+  return `SELECT ${withText} AS with_text, ${missing} AS missing, ${dead} AS dead_letters, ${queued} - ${missing} AS queued FROM ${from}`
+}
+
+/** Refuses (the migration rolls back, changing nothing) while `node` has rows with text and no chunks that nothing is going to chunk, or dead-lettered jobs. */
+export function renderRefuseChunksUnfilled(node: ChunkedColumnNode, why: string, command: string): string {
+  const { counts, from } = chunkFillCounts(node)
+  const name = `${node.schema}.${node.table}.${node.column}`
+  const body = `
+DECLARE
+  with_text bigint;
+  missing bigint;
+  dead bigint;
+BEGIN
+  SELECT ${counts.join(',\n         ')}
+    INTO with_text, missing, dead
+    FROM ${from};
+  IF missing > 0 THEN
+    RAISE EXCEPTION 'pgml-kit: % is not filled: % of % rows with text have no chunks yet; %', ${quoteLiteral(name)}, missing, with_text, ${quoteLiteral(why)}
+      USING HINT = ${quoteLiteral(`run ${command}, then migrate again (pgml-kit status shows how far it is)`)};
+  END IF;
+  IF dead > 0 THEN
+    RAISE EXCEPTION 'pgml-kit: % has % dead-lettered job(s): those rows have no current chunks; %', ${quoteLiteral(name)}, dead, ${quoteLiteral(why)}
+      USING HINT = 'see their errors in pgml_kit.embedding_dead_letters, fix them, then pgml-kit queue retry, run the worker, and migrate again';
+  END IF;
+END
+`
+  return `DO ${dollarQuote(body)};`
+}
+
+/** One side of a chunked switch: a chunked column as it is, and as it will be (other names, another role). */
+export interface ChunkSwitchSide {
+  readonly from: ChunkedColumnNode
+  readonly to: ChunkedColumnNode
+}
+
+const SWITCH_REASON = 'a staged chunking change: the chunk table searches read changes in one short transaction'
+
+/**
+ * The switch: the live chunk table takes the copy's suffixed names and role, the copy (checked
+ * filled before) takes the live names — tables, views, primary keys, full-text and vector indexes
+ * — the live side first so no name is taken twice; queued jobs and dead letters follow their
+ * column; in mode `queue` each side's trigger function (whose body names the column) and triggers
+ * are dropped and made again for its new name. Comments, privileges and the foreign key go with
+ * the tables. `indexes`: each side's vector index renames, `[from, to]`.
+ */
+export function renderChunkSwitch(first: ChunkSwitchSide, second: ChunkSwitchSide, indexes: readonly (readonly [string, string])[]): string[] {
+  const sides = [first, second]
+  const schema = first.from.schema
+  const out: string[] = []
+  for (const { from } of sides) if (from.mode === 'queue') out.push(...renderDropChunkEnqueueTriggers(from), renderDropChunkEnqueueFunction(from))
+  for (const { from, to } of sides) {
+    out.push(`${squawkIgnore(['renaming-table'], SWITCH_REASON)}ALTER TABLE ${quoteQualified(schema, from.chunkTable)} RENAME TO ${quoteIdent(to.chunkTable)};`)
+    out.push(`ALTER VIEW ${quoteQualified(schema, from.view)} RENAME TO ${quoteIdent(to.view)};`)
+    out.push(`ALTER INDEX ${quoteQualified(schema, chunkPrimaryKeyName(from))} RENAME TO ${quoteIdent(chunkPrimaryKeyName(to))};`)
+    if (from.fullText) out.push(`ALTER INDEX ${quoteQualified(schema, chunkGinIndexName(chunkStoreOf(from)))} RENAME TO ${quoteIdent(chunkGinIndexName(chunkStoreOf(to)))};`)
+    out.push(`UPDATE pgml_kit.embedding_jobs SET column_name = ${quoteLiteral(to.column)} WHERE ${jobOf(from)};`)
+    out.push(`UPDATE pgml_kit.embedding_dead_letters SET column_name = ${quoteLiteral(to.column)} WHERE ${jobOf(from)};`)
+  }
+  for (const [from, to] of indexes) out.push(renderRenameIndex(schema, from, to))
+  for (const { to } of sides) if (to.mode === 'queue') out.push(renderCreateChunkEnqueueFunction(to), ...renderCreateChunkEnqueueTriggers(to))
+  return out
+}
+
+/** $1 a row's key (jsonb) → its chunk inputs for `node` as renderChunkInputs names them (number 0); no row: the row is gone. */
+export function renderReadChunkInputs(node: ChunkedColumnNode): string {
+  const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
+  return `SELECT ${renderChunkInputs(node, 0).join(', ')} FROM ${quoteQualified(node.schema, node.table)} AS t WHERE ${renderKeyMatch(keyed, 't', '$1::jsonb')}`
 }

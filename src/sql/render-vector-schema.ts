@@ -28,3 +28,6 @@ export const SET_SEARCH_PATH = `SELECT pg_catalog.set_config('search_path', $1, 
  * that run next find no function or operator outside pg_catalog by an unqualified name.
  */
 export const PIN_SEARCH_PATH = `SELECT pg_catalog.current_setting('search_path') AS previous, pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS pinned`
+
+/** pg_catalog alone for the rest of the current transaction (put back by its end). */
+export const PIN_SEARCH_PATH_LOCAL = `SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true) AS pinned`

@@ -4,6 +4,7 @@ import type pg from 'pg'
 import type { Embedder } from '../embed/embedder.js'
 import type { ChunkedColumnNode, EmbeddingColumnNode } from '../model/ir.js'
 import { processChunkBatch } from '../chunking/worker.js'
+import { chunkSettingsGuard, servedChunkedColumns } from '../chunking/served.js'
 import { EXTEND_LEASES, QUEUE_OUTLOOK, RELEASE_WORKER_LEASES, VECTOR_SCHEMA } from '../sql/render-worker.js'
 import { PgmlKitError } from '../errors.js'
 import { isConnectionLost, toConnector, type Connector } from '../db/connect.js'
@@ -338,9 +339,11 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerTotals> {
     const drainChunks = async (): Promise<void> => {
       for (let busy = true; busy && !options.signal?.aborted;) {
         busy = false
-        for (const node of chunked) {
+        // Each round as the database has the chunk tables now: a staged chunking change adds, switches and drops them while workers run.
+        for (const served of await servedChunkedColumns(conn, chunked)) {
           if (options.signal?.aborted) break
-          const result = await processChunkBatch(conn, node, chunkEmbedders.get(modelKey(node)) as Embedder, settings)
+          const node = served.node
+          const result = await processChunkBatch(conn, node, chunkEmbedders.get(modelKey(node)) as Embedder, settings, chunkSettingsGuard(served))
           if (result.claimed === 0) continue
           busy = true
           totals = add(totals, result)

@@ -8,7 +8,7 @@ import { renderMigrationFiles, type MigrationFile } from '../../src/migrations/r
 /**
  * A large config taken through every kind of change pgml-kit plans: created from nothing, changed
  * in every way a column, index, full-text column, role list, feature view or training set can
- * change, models changed in stages (shadow, switch, drop of the previous column) and modes in
+ * change, models and a chunked column's splitter changed in stages (shadow, switch, drop of the previous column or chunk table) and modes in
  * place, and removed again. `generatedSteps()` renders each step's files as `generate` would.
  */
 const model = { id: 'test/double', dimensions: 8 }
@@ -42,7 +42,8 @@ const staged: PgmlKitConfig = {
         title_embedding: { source: ['title', 'summary'], model: modelB, mode: 'app', indexes: [{ method: 'hnsw', distance: 'l2' }] },
         summary_embedding: { source: ['summary', 'title'], model, mode: 'trigger', type: 'halfvec', indexes: [{ method: 'hnsw', distance: 'inner_product' }, { method: 'ivfflat', distance: 'l2', lists: 'auto', build: 'auto' }] },
         body_vec: { source: ['title', 'body'], model: { ...model, queryPrefix: 'search_query: ' }, mode: 'queue', indexes: [{ method: 'hnsw', distance: 'l1' }] },
-        body_chunks: chunked(24),
+        // A staged chunking change: another size, overlap and template.
+        body_chunks: { ...chunked(24), chunking: { template: '{summary} / {title}: {chunk}', fullText: 'simple', size: 400, overlap: 40 } },
       },
       fullText: { language: 'simple', source: ['title', 'body'] },
     },

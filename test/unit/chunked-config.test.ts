@@ -3,7 +3,7 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { ConfigError, PlanError } from '../../src/errors.js'
 import { EMPTY_STATE } from '../../src/model/ir.js'
 import { resolveConfig } from '../../src/model/resolve.js'
-import { planMigration, planOperations } from '../../src/plan/plan-migration.js'
+import { planChange, planMigration, planOperations } from '../../src/plan/plan-migration.js'
 import { grantsFor } from '../../src/plan/grants.js'
 import { renderMigrationFiles } from '../../src/migrations/render-files.js'
 import { parseFiles, sections, splitStatements } from '../helpers/sql.js'
@@ -119,18 +119,74 @@ describe('planning chunked columns', () => {
     expect(removed.before.map((o) => o.kind)).toEqual(['drop-vector-index'])
     expect(removed.main.map((o) => o.kind)).toContain('drop-chunked-column')
     expect(removed.main.find((o) => o.kind === 'drop-chunked-column')!.safety).toBe('destructive')
-    for (const change of [{ chunking: { size: 400, template: '{title}: {chunk}' } }, { chunking: { splitter: 'markdown' as const, template: '{title}: {chunk}' } }, { model: { id: 'pgml-kit/tiny-bert-16', dimensions: 16 } }, { mode: 'app' as const }]) {
+    // A splitter change is staged by planChange (generate, plan); planMigration alone refuses it, saying so.
+    expect(() => planMigration(before, resolveConfig(config({ chunking: { size: 400, template: '{title}: {chunk}' } })).state)).toThrow(/planMigration does not chunk .* again in place/)
+    for (const change of [{ model: { id: 'pgml-kit/tiny-bert-16', dimensions: 16 } }, { mode: 'app' as const }, { chunking: { template: '{title}: {chunk}', table: 'other_chunks' } }]) {
       let error: unknown
       try {
-        planMigration(before, resolveConfig(config(change as Partial<Embedding>)).state)
+        planChange(before, resolveConfig(config(change as Partial<Embedding>)).state)
       } catch (e) {
         error = e
       }
       expect(error, JSON.stringify(change)).toBeInstanceOf(PlanError)
-      expect(String((error as PlanError).message)).toMatch(/changes how its chunks are made or embedded/)
+      expect(String((error as PlanError).message)).toMatch(/changes its (model|mode|chunk table)/)
       expect((error as PlanError).hint).toMatch(/another chunked column beside this one/)
     }
     // Unchanged: nothing to do.
     expect(planOperations(planMigration(before, resolveConfig(config()).state))).toEqual([])
+  })
+
+  it('a splitter change goes in stages: shadow, waiting, switch, the previous table kept, then dropped; back to the live settings drops the shadow; a third setting waits for the drop', () => {
+    const live = resolveConfig(config()).state
+    const changed = resolveConfig(config({ chunking: { size: 300, overlap: 30, template: '{title} | {chunk}' } })).state
+    const kinds = (p: { plan: Parameters<typeof planOperations>[0] }) => planOperations(p.plan).map((o) => o.kind)
+    const shadow = planChange(live, changed, { switch: 'never' })
+    expect(shadow.plan.stages.map((s) => s.stage)).toEqual(['shadow'])
+    expect(kinds(shadow)).toEqual(['preflight', 'create-chunked-column', 'grant-privileges', 'create-vector-index'])
+    expect(shadow.desired.chunkedColumns!.map((c) => [c.column, c.chunkTable, c.rollout?.role ?? 'live', c.chunking.size])).toEqual([
+      ['body_chunks', 'pages_body_chunks', 'live', 800], ['body_chunks__next', 'pages_body_chunks__next', 'next', 300],
+    ])
+    // The next generate: waits (told why) until the database says the shadow is filled; --switch writes it without looking.
+    const waits = planChange(shadow.desired, changed, { switch: 'when-filled' })
+    expect(kinds(waits)).toEqual([])
+    expect(waits.plan.stages[0]).toMatchObject({ stage: 'waits-for-switch', waiting: true })
+    expect(waits.plan.stages[0]!.message).toMatch(/give --database-url/)
+    const filled = { source: 'test', tables: new Map(), fill: new Map([['public.pages.body_chunks__next', { withText: 200, missing: 0, deadLetters: 0, queued: 2 }]]) }
+    expect(planChange(shadow.desired, changed, { sizing: { ...filled, fill: new Map([['public.pages.body_chunks__next', { withText: 200, missing: 0, deadLetters: 0, queued: 120 }]]) } }).plan.stages[0]!.message)
+      .toMatch(/40\.0% filled \(120 of 200 rows with text are queued/)
+    const switched = planChange(shadow.desired, changed, { sizing: filled })
+    expect(switched.plan.stages.map((s) => s.stage)).toEqual(['switch'])
+    expect(kinds(switched)).toEqual(['check-chunks-filled', 'switch-chunked-column'])
+    expect(switched.desired.chunkedColumns!.map((c) => [c.column, c.chunkTable, c.chunking.size, c.indexes.map((i) => i.name)])).toEqual([
+      ['body_chunks', 'pages_body_chunks', 300, ['pages_body_chunks_hnsw_cosine_idx']],
+      ['body_chunks__previous', 'pages_body_chunks__previous', 800, ['pages_body_chunks_hnsw_cosine_idx__previous']],
+    ])
+    // Renames in the switch: the live side first (its names freed), then the shadow's; down the other way round.
+    const op = planOperations(switched.plan).find((o) => o.kind === 'switch-chunked-column')!
+    const renames = (sql: readonly string[]) => sql.flatMap((s) => [...s.matchAll(/ALTER (?:TABLE|INDEX IF EXISTS) "public"\."([^"]+)" RENAME TO "([^"]+)"/g)].map((m) => `${m[1]} → ${m[2]}`))
+    expect(renames(op.up)).toEqual([
+      'pages_body_chunks → pages_body_chunks__previous', 'pages_body_chunks__next → pages_body_chunks',
+      'pages_body_chunks_hnsw_cosine_idx → pages_body_chunks_hnsw_cosine_idx__previous', 'pages_body_chunks_hnsw_cosine_idx__next → pages_body_chunks_hnsw_cosine_idx',
+    ])
+    expect(renames(op.down)).toEqual([
+      'pages_body_chunks → pages_body_chunks__next', 'pages_body_chunks__previous → pages_body_chunks',
+      'pages_body_chunks_hnsw_cosine_idx → pages_body_chunks_hnsw_cosine_idx__next', 'pages_body_chunks_hnsw_cosine_idx__previous → pages_body_chunks_hnsw_cosine_idx',
+    ])
+    // The previous table waits for --allow-destructive.
+    const keeps = planChange(switched.desired, changed)
+    expect(kinds(keeps)).toEqual([])
+    expect(keeps.plan.stages[0]).toMatchObject({ stage: 'keeps-previous', waiting: true })
+    const dropped = planChange(switched.desired, changed, { dropPrevious: true })
+    expect(kinds(dropped)).toEqual(['drop-vector-index', 'revoke-privileges', 'drop-chunked-column'])
+    expect(dropped.desired.chunkedColumns!.map((c) => c.column)).toEqual(['body_chunks'])
+    // A third setting while the previous table is kept: refused until it is dropped.
+    expect(() => planChange(switched.desired, resolveConfig(config({ chunking: { size: 200, template: '{title}: {chunk}' } })).state)).toThrow(/keeps the previous chunks/)
+    // Back to the live settings during the shadow: the shadow goes; a third setting replaces it.
+    const abandon = planChange(shadow.desired, live)
+    expect(abandon.plan.stages[0]!.stage).toBe('abandon')
+    expect(kinds(abandon)).toEqual(['drop-vector-index', 'revoke-privileges', 'drop-chunked-column'])
+    const replaced = planChange(shadow.desired, resolveConfig(config({ chunking: { size: 200, template: '{title}: {chunk}' } })).state)
+    expect(replaced.plan.stages[0]!.stage).toBe('replace-shadow')
+    expect(kinds(replaced)).toEqual(['drop-vector-index', 'drop-chunked-column', 'create-chunked-column', 'create-vector-index'])
   })
 })

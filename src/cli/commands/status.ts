@@ -64,12 +64,13 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
         process.stdout.write(`${pc.cyan('note')} a truncated row is embedded from its first tokens only: declare chunking on the column to embed whole texts\n`)
       }
       if (status.chunkedColumns.length > 0) {
-        const chunked = new Table({ head: ['chunked column', 'chunk table', 'model', 'mode', 'rows', 'chunks'], style: { head: [], border: [] } })
+        const chunked = new Table({ head: ['chunked column', 'chunk table', 'chunking', 'model', 'mode', 'rows', 'chunks'], style: { head: [], border: [] } })
         for (const c of status.chunkedColumns) {
           const n = c.counts
           const rows = n === null ? pc.yellow('not migrated') : n.rowsWithoutChunks === 0 ? pc.green(`all ${n.rowsWithText}`) : pc.yellow(`${n.rowsWithoutChunks} of ${n.rowsWithText} without chunks${c.mode === 'queue' ? ' (pgml-kit worker)' : ''}`)
           const chunks = n === null ? '-' : `${n.chunks}${n.chunksOfOtherModels > 0 ? pc.yellow(` (${n.chunksOfOtherModels} by another model)`) : ''}`
-          chunked.push([printable(`${c.table}.${c.column}`), printable(c.chunkTable), printable(c.model), printable(c.mode), rows, chunks])
+          const role = c.role === 'next' ? pc.cyan(' (next: filling)') : c.role === 'previous' ? pc.dim(' (previous)') : ''
+          chunked.push([printable(`${c.table}.${c.column}`) + role, printable(c.chunkTable), printable(c.chunking), printable(c.model), printable(c.mode), rows, chunks])
         }
         process.stdout.write(`${chunked.toString()}\n`)
       }

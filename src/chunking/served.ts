@@ -1,0 +1,89 @@
+import type pg from 'pg'
+import { PgmlKitError } from '../errors.js'
+import { chunkedCopy, parseChunkTableComment, withChunkSettings, type ChunkSettings } from '../model/chunk-rollout.js'
+import type { ChunkedColumnNode } from '../model/ir.js'
+import { quoteQualified } from '../sql/quote.js'
+import { READ_CHUNK_TABLE_COMMENT, READ_CHUNK_TABLES, renderLockChunkTables } from '../sql/render-chunks.js'
+
+/**
+ * A chunk table as the database has it: the config's chunked column (or a staged change's copy of
+ * it, `<column>__next` / `<column>__previous`) with the settings the table's comment records — the
+ * ones its chunks are made with, which during a staged change are not the config's for the live
+ * table — and that comment, which a write checks again under its lock (chunkSettingsGuard).
+ */
+export interface ServedChunks {
+  readonly node: ChunkedColumnNode
+  /** The table's comment when it was read (null: none, a table from before settings were recorded: the config's settings are used). */
+  readonly comment: string | null
+  /** Whether the table exists (a live table not migrated yet does not). */
+  readonly present: boolean
+}
+
+/**
+ * The chunk tables of the config's chunked columns that the database has — each live table, and
+ * the copies of a staged chunking change — with their own settings. A live table not migrated yet
+ * is served with the config's settings (its jobs cannot exist yet). A table whose recorded model
+ * is not the config's is refused: its chunks would be embedded with another model than searches use.
+ */
+export async function servedChunkedColumns(client: pg.ClientBase, columns: readonly ChunkedColumnNode[]): Promise<ServedChunks[]> {
+  if (columns.length === 0) return []
+  const candidates = columns.flatMap((c) => [c, chunkedCopy(c, 'next'), chunkedCopy(c, 'previous')])
+  const { rows } = await client.query<{ present: boolean; comment: string | null }>(READ_CHUNK_TABLES, [candidates.map((c) => c.schema), candidates.map((c) => c.chunkTable)])
+  const out: ServedChunks[] = []
+  for (const [i, candidate] of candidates.entries()) {
+    const row = rows[i]
+    if (!row?.present) {
+      if (!candidate.rollout) out.push({ node: candidate, comment: null, present: false })
+      continue
+    }
+    const settings = parseChunkTableComment(row.comment)
+    out.push({ node: settings ? applySettings(candidate, settings) : candidate, comment: row.comment, present: true })
+  }
+  return out
+}
+
+function applySettings(node: ChunkedColumnNode, settings: ChunkSettings): ChunkedColumnNode {
+  const m = settings.model
+  if (m.id !== node.model.id || m.revision !== node.model.revision || m.dimensions !== node.model.dimensions || settings.vectorType !== node.vectorType) {
+    throw new PgmlKitError('CHUNK_MODEL_MISMATCH', `the chunk table ${node.schema}.${node.chunkTable} holds ${m.id}${m.revision ? `@${m.revision}` : ''} ${settings.vectorType}(${m.dimensions}) vectors, and the config says ${node.model.id}${node.model.revision ? `@${node.model.revision}` : ''} ${node.vectorType}(${node.model.dimensions}) for ${node.table}.${node.rollout?.of ?? node.column}`, {
+      hint: 'run with the config the database was migrated with (pgml-kit generate and migrate first)',
+    })
+  }
+  return withChunkSettings(node, { ...node, sourceColumns: settings.sourceColumns, separator: settings.separator, templateColumns: settings.templateColumns, chunking: settings.chunking })
+}
+
+/**
+ * What a write of `served`'s chunks checks first in its transaction: the chunk table locked against
+ * a switch (ROW EXCLUSIVE, as writing takes anyway), then its comment read again; a different one
+ * means a staged change's switch renamed the tables since the settings were read — the chunks made
+ * are not this table's, and nothing is written.
+ */
+export interface ChunkSettingsGuard {
+  readonly lock: string
+  readonly read: string
+  readonly table: string
+  readonly expected: string | null
+}
+
+export function chunkSettingsGuard(served: ServedChunks): ChunkSettingsGuard {
+  return { lock: renderLockChunkTables([served.node]), read: READ_CHUNK_TABLE_COMMENT, table: quoteQualified(served.node.schema, served.node.chunkTable), expected: served.comment }
+}
+
+/** Runs the guard in the caller's open transaction: true when the table still has the settings the chunks were made with. */
+export async function checkChunkSettings(client: pg.ClientBase, guard: ChunkSettingsGuard): Promise<boolean> {
+  await client.query(guard.lock)
+  const comment = (await client.query<{ comment: string | null }>(guard.read, [guard.table])).rows[0]?.comment ?? null
+  return comment === guard.expected
+}
+
+/**
+ * The chunk tables of `node` in the caller's transaction, locked against a switch (ROW EXCLUSIVE)
+ * and read again under the lock: the embedding writer writes each with its own settings, and a
+ * switch waits for the write's transaction (or went before it, and is what is read).
+ */
+export async function lockedChunkTables(client: pg.ClientBase, node: ChunkedColumnNode): Promise<ServedChunks[]> {
+  const present = (await servedChunkedColumns(client, [node])).filter((s) => s.present)
+  if (present.length === 0) return []
+  await client.query(renderLockChunkTables(present.map((s) => s.node)))
+  return (await servedChunkedColumns(client, [node])).filter((s) => s.present)
+}

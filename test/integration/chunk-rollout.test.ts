@@ -1,0 +1,254 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import pg from 'pg'
+import { Kysely, PostgresDialect } from 'kysely'
+import type { PgmlKitConfig } from '../../src/config/schema.js'
+import { loadConfig } from '../../src/config/load.js'
+import type { ChunkedColumnNode } from '../../src/model/ir.js'
+import { chunkRow } from '../../src/chunking/document.js'
+import { runWorker } from '../../src/worker/run-worker.js'
+import { localEmbedderLoader } from '../../src/embed/embedder-for-config.js'
+import type { LocalEmbedder } from '../../src/embed/local-embedder.js'
+import { createEmbeddingWriter } from '../../src/app/embedding-writer.js'
+import { backfillChunks } from '../../src/chunking/backfill.js'
+import { createKit } from '../../src/query/create-kit.js'
+import { MODELS_DIR, TINY_16, loadTiny, parseVector } from '../helpers/embedders.js'
+import { TestProject } from '../helpers/project.js'
+import { runCli } from '../helpers/cli.js'
+import { tiers, withClient, type TestDatabase } from '../helpers/targets.js'
+
+/**
+ * A staged chunking change (issue 29), on both tiers, with hostile but legal names: the splitter's
+ * size and the template change; `generate` adds a shadow chunk table with the new settings while
+ * searches go on reading the live one, kept with the old settings; writes during the shadow reach
+ * both tables, each chunked its own way; the switch is generated once the database says the
+ * shadow is filled, and trades the tables in one transaction; down switches back exactly; the
+ * previous table is dropped only with --allow-destructive. Every table is checked against a fresh
+ * chunking and embedding of every row with the settings it records: nothing stale, nothing missing.
+ */
+
+const SCHEMA = 'Doc "store"'
+const TABLE = "Doc's pages"
+const Q = `"Doc ""store"""."Doc's pages"`
+const LIVE = 'Doc\'s pages_body_chunks'
+const chunkTable = (name: string) => `"Doc ""store"""."${name}"`
+
+const SOURCE_TABLE = `
+-- Up Migration
+CREATE SCHEMA "Doc ""store""";
+CREATE TABLE ${Q} ("Tenant id" text NOT NULL, n bigint NOT NULL, title text, body text, department text, PRIMARY KEY ("Tenant id", n));
+-- Down Migration
+DROP SCHEMA "Doc ""store""" CASCADE;
+`
+
+const OLD = { size: 120, template: '{title}: {chunk}' }
+const NEW = { size: 70, overlap: 10, template: '{department} / {title}: {chunk}' }
+
+function config(mode: 'queue' | 'app', chunking: Record<string, unknown>): PgmlKitConfig {
+  return {
+    embedder: { modelsDir: MODELS_DIR, allowRemoteModels: false },
+    tables: {
+      [TABLE]: {
+        schema: SCHEMA,
+        primaryKey: ['Tenant id', 'n'],
+        embeddings: {
+          body_chunks: {
+            source: 'body',
+            model: { id: TINY_16.id, dimensions: 16, documentPrefix: 'passage: ', queryPrefix: 'query: ' },
+            mode,
+            chunking: { sectionEvery: 3, fullText: 'simple', ...chunking },
+            indexes: [{ method: 'hnsw', distance: 'cosine' }],
+          },
+        },
+      },
+    },
+  }
+}
+
+function doc(n: number, seed = 0): string {
+  const words = ['river', 'bridge', 'tax', 'permit', 'library', 'park', 'school', 'tram', 'waste', 'garden', 'noise', 'parking']
+  return Array.from({ length: n }, (_, i) => Array.from({ length: 8 + ((i * 7 + seed) % 9) }, (_, j) => words[(i * 5 + j * 3 + seed) % words.length]).join(' ') + ` (paragraph ${i})`).join('\n\n')
+}
+
+describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
+  let db: TestDatabase
+  let embedder: LocalEmbedder
+  afterEach(async () => db?.close())
+
+  async function setup(mode: 'queue' | 'app') {
+    db = await tier.create()
+    const p = new TestProject(db)
+    await p.writeMigration('1000000000000_create-pages.sql', SOURCE_TABLE)
+    await p.writeConfig(config(mode, OLD))
+    embedder ??= await loadTiny()
+    return p
+  }
+  const nodeOf = async (): Promise<ChunkedColumnNode> => (await loadConfig('pgml-kit.config.ts', db.cwd)).state.chunkedColumns![0]!
+  const tables = async () => (await db.query<{ name: string }>(`SELECT relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND relkind = 'r' AND relname LIKE '%chunks%' ORDER BY 1`, [SCHEMA])).map((r) => r.name)
+  const jobs = (column: string) => db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs WHERE column_name = $1', [column]).then((r) => r[0]!.n)
+
+  /** Table `name` holds exactly every row's chunks as `settings` makes them, each with a fresh embedding. */
+  async function expectInSync(name: string, settings: ChunkedColumnNode) {
+    const stored = await db.query<{ tenant: string; n: string; seq: number; chunk: string; embedding: string }>(
+      `SELECT "Tenant id" AS tenant, n::text AS n, chunk_seq AS seq, chunk, embedding::text AS embedding FROM ${chunkTable(name)} ORDER BY 1, 2, 3`)
+    const rows = await db.query<{ tenant: string; n: string; title: string | null; body: string | null; department: string | null }>(`SELECT "Tenant id" AS tenant, n::text AS n, title, body, department FROM ${Q} ORDER BY 1, 2`)
+    for (const row of rows) {
+      const want = chunkRow(settings, row.body, { title: row.title, department: row.department }, embedder)
+      const have = stored.filter((c) => c.tenant === row.tenant && c.n === row.n)
+      expect(have.map((c) => [c.seq, c.chunk]), `${name}: chunks of ${row.tenant}/${row.n}`).toEqual(want.map((w, i) => [i, w.chunk]))
+      if (want.length === 0) continue
+      const fresh = await embedder.embed(want.map((w) => w.embedded), { as: 'document' })
+      have.forEach((c, i) => parseVector(c.embedding).forEach((x, k) => expect(Math.abs(x - fresh[i]![k]!), `${name}: vector of ${row.n}/${i}`).toBeLessThan(1e-5)))
+    }
+    const keys = new Set(rows.map((r) => `${r.tenant}/${r.n}`))
+    expect(stored.filter((c) => !keys.has(`${c.tenant}/${c.n}`))).toEqual([])
+  }
+
+  it('queue mode: shadow, writes during it, the switch once filled (with a worker running across it), down and up, then the drop', async () => {
+    const p = await setup('queue')
+    await p.migrate()
+    for (let n = 1; n <= 5; n++) await db.query(`INSERT INTO ${Q} VALUES ('a''b', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`])
+    await p.generate('chunks')
+    await p.migrate()
+    await p.work()
+    const oldNode = await nodeOf()
+    await expectInSync(LIVE, oldNode)
+
+    // 1. The shadow: the config changes the size, overlap and template (a new template column).
+    await p.writeConfig(config('queue', NEW))
+    const newNode = await nodeOf()
+    const shadow = await p.generateWith('resize', { sized: true })
+    expect(shadow.plan.stages.map((s) => s.stage)).toEqual(['shadow'])
+    await p.migrate()
+    expect(await tables()).toEqual([LIVE, `${LIVE}__next`])
+    // Every row queued for the shadow; the live table untouched and still searched.
+    expect(await jobs('body_chunks__next')).toBe(5)
+    await expectInSync(LIVE, oldNode)
+    // generate without a filled shadow: the switch waits, saying how far it is.
+    const waiting = await p.generateWith('too-early', { sized: true })
+    expect(waiting.written).toEqual([])
+    expect(waiting.plan.stages[0]).toMatchObject({ stage: 'waits-for-switch', waiting: true })
+    expect(waiting.plan.stages[0]!.message).toMatch(/0\.0% filled \(5 of 5 rows with text are queued and have no chunks yet\)/)
+
+    // Writes during the shadow: each table is kept with its own settings.
+    await db.query(`UPDATE ${Q} SET body = $1 WHERE n = 1`, [doc(6, 11)])
+    await db.query(`UPDATE ${Q} SET department = 'renamed' WHERE n = 2`)
+    await db.query(`INSERT INTO ${Q} VALUES ('x', 9, 'Nine', $1, 'dept 9')`, [doc(5, 9)])
+    await db.query(`DELETE FROM ${Q} WHERE n = 3`)
+    await p.work()
+    await expectInSync(LIVE, oldNode)
+    await expectInSync(`${LIVE}__next`, newNode)
+
+    // 2. The switch, with a worker running and writers writing across it.
+    const switched = await p.generateWith('resize-switch', { sized: true })
+    expect(switched.plan.stages.map((s) => s.stage)).toEqual(['switch'])
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const controller = new AbortController()
+    const failures: string[] = []
+    const worker = runWorker({
+      url: db.url, columns: [], chunked: loaded.state.chunkedColumns, loadEmbedder: async () => embedder, loadChunkEmbedder: async () => embedder,
+      pollIntervalMs: 10, batchSize: 2, signal: controller.signal,
+      onChunkBatch: (_node, r) => failures.push(...(r.failures ?? []).map((f) => f.error)),
+    })
+    const writes = withClient(db.url, async (c: pg.Client) => {
+      for (let k = 0; k < 12; k++) {
+        await c.query(`UPDATE ${Q} SET body = $1 WHERE n = $2`, [doc(4 + (k % 4), 100 + k), 1 + (k % 2)])
+        // A delete (its chunks go by the foreign key's cascade, from the source table to the chunk tables) and the row again.
+        if (k % 3 === 0) await c.query(`BEGIN; DELETE FROM ${Q} WHERE n = 5; INSERT INTO ${Q} VALUES ('a''b', 5, 'Page 5', '${doc(4, k)}', 'dept 5'); COMMIT`)
+        await new Promise((r) => setTimeout(r, 15))
+      }
+    })
+    await p.migrate()
+    await writes
+    // Let the worker drain what the writers queued, then stop it.
+    for (let i = 0; i < 200 && (await jobs('body_chunks')) + (await jobs('body_chunks__previous')) > 0; i++) await new Promise((r) => setTimeout(r, 50))
+    controller.abort()
+    const totals = await worker
+    expect(failures).toEqual([])
+    expect(totals.failed).toBe(0)
+    expect(await tables()).toEqual([LIVE, `${LIVE}__previous`])
+    await expectInSync(LIVE, newNode)
+    await expectInSync(`${LIVE}__previous`, oldNode)
+    // Searches read the new chunks, through the kit built from the config, with no change to it.
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 })
+    const kit = createKit(config('queue', NEW), { db: new Kysely<Record<string, never>>({ dialect: new PostgresDialect({ pool }) }) })
+    try {
+      const hits = await kit.searchChunks(`${TABLE}.body_chunks` as never, 'parking permits', { return: 'chunks', k: 500 })
+      const all = await db.query<{ chunk: string }>(`SELECT chunk FROM ${chunkTable(LIVE)}`)
+      expect(hits.length).toBe(all.length)
+      expect(new Set(hits.map((h) => h.chunk))).toEqual(new Set(all.map((r) => r.chunk)))
+    } finally {
+      await pool.end()
+    }
+
+    // 3. Down switches back exactly; up again.
+    await p.migrate('down', 1)
+    expect(await tables()).toEqual([LIVE, `${LIVE}__next`])
+    await db.query(`UPDATE ${Q} SET title = 'Retitled' WHERE n = 4`)
+    await p.work()
+    await expectInSync(LIVE, oldNode)
+    await expectInSync(`${LIVE}__next`, newNode)
+    await p.migrate()
+    await expectInSync(LIVE, newNode)
+
+    // 4. The previous table waits for --allow-destructive, then goes with its jobs and triggers.
+    const kept = await p.generateWith('done', { allowDestructive: false, sized: true })
+    expect(kept.written).toEqual([])
+    expect(kept.plan.stages[0]).toMatchObject({ stage: 'keeps-previous', waiting: true })
+    const dropped = await p.generateWith('done', { allowDestructive: true, sized: true })
+    expect(dropped.plan.stages.map((s) => s.stage)).toEqual(['drop-previous'])
+    await p.migrate()
+    expect(await tables()).toEqual([LIVE])
+    await db.query(`UPDATE ${Q} SET body = $1 WHERE n = 2`, [doc(3, 77)])
+    expect(await jobs('body_chunks__previous')).toBe(0)
+    await p.work()
+    await expectInSync(LIVE, newNode)
+    const check = await runCli(['generate', '--check'], { cwd: db.cwd, databaseUrl: db.databaseUrl || undefined })
+    expect(check.code, check.stdout + check.stderr).toBe(0)
+  })
+
+  it('app mode: the embedding writer keeps both tables, backfill fills the shadow; a switch refused while unfilled changes nothing', async () => {
+    const p = await setup('app')
+    await p.migrate()
+    for (let n = 1; n <= 4; n++) await db.query(`INSERT INTO ${Q} VALUES ('t', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`])
+    await p.generate('chunks')
+    await p.migrate()
+    const loadEmbedder = async () => embedder
+    await backfillChunks({ url: db.url, node: await nodeOf(), loadEmbedder })
+    const oldNode = await nodeOf()
+    await expectInSync(LIVE, oldNode)
+
+    await p.writeConfig(config('app', NEW))
+    const newNode = await nodeOf()
+    await p.generate('resize')
+    await p.migrate()
+    expect(await tables()).toEqual([LIVE, `${LIVE}__next`])
+
+    // The writer, built from the new config, writes the live table with the settings it records and the shadow with the new ones.
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 })
+    const writer = createEmbeddingWriter(config('app', NEW), { db: pool, loadChunkEmbedder: loadEmbedder })
+    try {
+      await writer.insert(TABLE, [{ 'Tenant id': 't', n: '7', title: 'Seven', body: doc(6, 7), department: 'dept 7' }])
+      await writer.update(TABLE, { 'Tenant id': 't', n: 1 }, { department: 'moved' })
+      await writer.update(TABLE, { 'Tenant id': 't', n: 2 }, { body: doc(5, 22) })
+    } finally {
+      await pool.end()
+    }
+    await expectInSync(LIVE, oldNode)
+    const shadowRows = await db.query<{ n: string }>(`SELECT DISTINCT n::text AS n FROM ${chunkTable(`${LIVE}__next`)} ORDER BY 1`)
+    expect(shadowRows.map((r) => r.n)).toEqual(['1', '2', '7'])
+
+    // A switch written without looking (generate --switch) is refused by migrate while the shadow is not filled, changing nothing.
+    await p.generate('resize-switch', { switch: 'always' })
+    await expect(p.migrate()).rejects.toThrow(/body_chunks__next is not filled: 2 of 5 rows with text have no chunks yet/)
+    expect(await tables()).toEqual([LIVE, `${LIVE}__next`])
+    await expectInSync(LIVE, oldNode)
+
+    // Backfill fills it (the live table first, then the shadow); the same switch now runs.
+    await backfillChunks({ url: db.url, node: newNode, loadEmbedder })
+    await expectInSync(`${LIVE}__next`, newNode)
+    await p.migrate()
+    expect(await tables()).toEqual([LIVE, `${LIVE}__previous`])
+    await expectInSync(LIVE, newNode)
+    await expectInSync(`${LIVE}__previous`, oldNode)
+  })
+})

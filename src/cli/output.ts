@@ -105,3 +105,20 @@ export function reportError(error: unknown, json: boolean, databaseUrl?: string)
   process.stderr.write(`${pc.red('internal error')} ${printable(withoutSecrets((error as Error)?.stack ?? String(error), databaseUrl), { lines: true })}\n`)
   return EXIT.checkFailed
 }
+
+/**
+ * A cli-table3 table as text: a rule under the header and none between rows (as psql prints), so a
+ * long listing reads as one; `rules` keeps a rule between rows whose cells wrap over several lines
+ * (search results), where it shows where one row ends.
+ */
+export function tableText(table: { toString(): string }, options: { readonly rules?: boolean } = {}): string {
+  const text = table.toString()
+  if (options.rules) return `${text}\n`
+  let header = true
+  return `${text.split('\n').filter((line) => {
+    if (!line.startsWith('├')) return true
+    const keep = header
+    header = false
+    return keep
+  }).join('\n')}\n`
+}

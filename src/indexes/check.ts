@@ -268,7 +268,7 @@ function adviceFor(rows: readonly IndexCheckRow[], method: 'hnsw' | 'ivfflat', t
 }
 
 function vectorText(vector: readonly number[]): string {
-  for (const x of vector) if (!Number.isFinite(x)) throw new RangeError('query vectors must hold finite numbers')
+  for (const x of vector) if (!Number.isFinite(x)) throw new PgmlKitError('QUERY_VECTORS', 'query vectors must hold finite numbers', { where: '--queries-file' })
   return `[${vector.join(',')}]`
 }
 
@@ -309,8 +309,12 @@ export async function checkIndex(client: pg.ClientBase, state: DesiredState, opt
     let queries: { readonly v: string; readonly own: string | null }[]
     let sampled: { readonly asked: number; readonly got: number } | null = null
     if (options.queryVectors) {
-      queries = options.queryVectors.map((v) => {
-        if (v.length !== column.model.dimensions) throw new RangeError(`query vectors must have ${column.model.dimensions} dimensions (${columnLabel(column)}), one has ${v.length}`)
+      queries = options.queryVectors.map((v, i) => {
+        if (v.length !== column.model.dimensions) {
+          throw new PgmlKitError('QUERY_VECTORS', `query vector ${i + 1} has ${v.length} dimensions, and ${columnLabel(column)} holds ${column.model.dimensions}`, {
+            where: '--queries-file', hint: `give vectors of the column's model (${column.model.id}), e.g. from kit.embed`,
+          })
+        }
         return { v: vectorText(v), own: null }
       })
     } else {

@@ -97,7 +97,7 @@ export async function generate(config: LoadedConfig, options: PlanFromConfigOpti
   if (isEmptyPlan(plan)) return { written: [], plan, notes }
   const destructive = planOperations(plan).filter((op) => op.safety === 'destructive')
   if (destructive.length > 0 && !options.allowDestructive) {
-    throw new PlanError('DESTRUCTIVE_CHANGE', `the config removes data; generate writes such a migration only when told to:\n${destructive.map((op) => `  - ${op.summary}${op.notes.length ? ` (${op.notes.join('; ')})` : ''}`).join('\n')}`, {
+    throw new PlanError('DESTRUCTIVE_CHANGE', ['the config removes data; generate writes such a migration only when told to:', ...destructive.map((op) => `  - ${op.summary}${op.notes.length ? ` (${op.notes.join('; ')})` : ''}`)], {
       hint: 'review it with pgml-kit plan, then: pgml-kit generate --name <change> --allow-destructive',
     })
   }

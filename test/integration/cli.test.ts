@@ -61,6 +61,8 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     const migrate = await runCli(['migrate'], { cwd, databaseUrl })
     expect(migrate.code, migrate.stderr).toBe(0)
     expect(migrate.stdout.match(/^applied /gm)).toHaveLength(3)
+    // Each file once (node-pg-migrate's own "### MIGRATION …" lines are not passed through).
+    expect(migrate.stdout + migrate.stderr).not.toMatch(/### MIGRATION/)
 
     const status = await runCli(['status', '--json'], { cwd, databaseUrl })
     expect(status.code).toBe(0)
@@ -85,9 +87,27 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     expect(edited.code).toBe(1)
     expect(JSON.parse(edited.stdout)).toEqual({ ok: false, problems: [expect.stringMatching(/add-doc-embeddings\.sql was changed after it was generated/)], waiting: [] })
 
+    // status's tables: a rule under the header, none between rows.
+    const human = await runCli(['status'], { cwd, databaseUrl })
+    const migrations = human.stdout.split('\n').slice(human.stdout.split('\n').findIndex((l) => l.includes('│ migration')))
+    expect(migrations.slice(0, 5).map((l) => l[0])).toEqual(['│', '├', '│', '│', '│'])
+
+    // Query vectors of the wrong size: an error naming the option and the dimensions, no stack trace.
+    await writeFile(join(cwd, 'q.json'), '[[1, 2, 3]]')
+    const check = await runCli(['index', 'check', 'documents.body_embedding', '--queries-file', 'q.json'], { cwd, databaseUrl })
+    expect(check.code).not.toBe(0)
+    expect(check.stderr).toMatch(/query vector 1 has 3 dimensions, and public\.documents\.body_embedding holds 128\n {2}at --queries-file/)
+    expect(check.stderr).not.toMatch(/internal error|    at /)
+
     const down = await runCli(['migrate', 'down', '--count', '2'], { cwd, databaseUrl })
     expect(down.code, down.stderr).toBe(0)
     expect(down.stdout.match(/^reverted /gm)).toHaveLength(2)
+
+    // A destructive change is refused with one line per step (not a literal "\n").
+    await writeFile(configPath, (await readFile(configPath, 'utf8')).replaceAll('body_embedding', 'body_vec'))
+    const destructive = await runCli(['generate', '--name', 'rename-by-drop'], { cwd, databaseUrl })
+    expect(destructive.code).not.toBe(0)
+    expect(destructive.stderr).toMatch(/only when told to:\n {2}- drop embedding column public\.documents\.body_embedding/)
   })
 
   it('plan --format markdown is a review document: locks, durations, timeouts, privileges, rollback, and row counts from --database-url', async () => {

@@ -6,7 +6,7 @@ import { CommanderError, type Command } from 'commander'
 import pc from 'picocolors'
 import { checkIndexReconnecting, findIndex, type IndexCheckResult } from '../../indexes/check.js'
 import { writeSearchDefault } from '../../indexes/write-setting.js'
-import { EXIT, printable, printJson, withoutSecrets } from '../output.js'
+import { EXIT, printable, printJson, withoutSecrets, tableText } from '../output.js'
 import { positiveInt } from '../options.js'
 import { loadConfig } from '../../config/load.js'
 import { generatedState } from '../../migrations/generate.js'
@@ -46,7 +46,7 @@ function printCheck(result: IndexCheckResult): void {
     table.push([`${r.setting}${mark}`, ...(filtered ? [r.iterative ? 'on' : 'off'] : []), judged ? `${r.recall.toFixed(3)} ±${r.recallStdErr.toFixed(3)}` : '—', !judged ? '—' : r.recallBound >= result.targetRecall ? pc.green(r.recallBound.toFixed(3)) : r.recallBound.toFixed(3), r.p50Ms.toFixed(2), r.p95Ms.toFixed(2), r.short])
   }
   process.stdout.write(`${printable(result.index)} on ${printable(result.column)}: ${result.queries} queries, k ${result.k}${filtered ? `, where ${printable(result.where)}` : ''}; exact search p50 ${result.exact.p50Ms.toFixed(2)} ms\n`)
-  process.stdout.write(`${table.toString()}\n`)
+  process.stdout.write(tableText(table))
   const series = filtered ? [false, true].map((it) => result.rows.filter((r) => r.iterative === it).map((r) => r.recall)) : [result.rows.map((r) => r.recall)]
   if (series[0]!.length > 1) {
     const settings = result.rows.filter((r) => r.iterative === (filtered ? false : null)).map((r) => r.setting)

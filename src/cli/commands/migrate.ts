@@ -16,7 +16,21 @@ export function registerMigrate(program: Command): void {
       if (direction !== 'up' && direction !== 'down') throw new CommanderError(EXIT.usage, 'pgml-kit.direction', `direction must be "up" or "down", got "${direction}"`)
       const g = globals(cmd)
       const config = await loadConfig(g.config)
-      const log = g.json ? () => undefined : (m: string) => { if (m.startsWith('### MIGRATION')) process.stderr.write(`${pc.dim(printable(m))}\n`) }
+      // Each file once, when it is done: node-pg-migrate says when it starts the next one (the last is done when migrate returns).
+      const verb = pc.green(direction === 'up' ? 'applied' : 'reverted')
+      const printed = new Set<string>()
+      const done = (name: string) => {
+        if (printed.has(name)) return
+        printed.add(name)
+        process.stdout.write(`${verb} ${printable(name)}\n`)
+      }
+      let started: string | null = null
+      const log = g.json ? () => undefined : (m: string) => {
+        const file = /^### MIGRATION (.+) \((?:UP|DOWN)\) ###$/.exec(m)?.[1]
+        if (file === undefined) return
+        if (started !== null) done(started)
+        started = file
+      }
       const progress = indexProgressPrinter()
       const result = await migrate({
         databaseUrl: g.databaseUrl, cwd: config.root, dir: config.migrationsDir, settings: config.migrations,
@@ -29,6 +43,6 @@ export function registerMigrate(program: Command): void {
       }).finally(() => progress.done())
       if (g.json) return printJson(result)
       if (result.ran.length === 0) process.stdout.write(`Nothing to migrate ${direction} on ${printable(result.target)}.\n`)
-      for (const name of result.ran) process.stdout.write(`${pc.green(direction === 'up' ? 'applied' : 'reverted')} ${printable(name)}\n`)
+      for (const name of result.ran) done(name)
     })
 }

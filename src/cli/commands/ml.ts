@@ -11,7 +11,7 @@ import { monitorEmbeddings } from '../../features/embedding-drift.js'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CHAMPION, archiveVersion, describeVersion, listVersions, modelHistory, registryInstalled, removeAlias, setAlias, type ModelVersion } from '../../features/registry.js'
-import { EXIT, printable, printJson } from '../output.js'
+import { EXIT, printable, printJson, tableText } from '../output.js'
 import { globals, nonNegativeNumber, positiveInt, shareOption, sinceOption, type CommandContext } from '../options.js'
 import { compareModels, maintainPredictionLog, readRoute, removeRoute, servingInstalled, setRoute } from '../../features/serving.js'
 import type pg from 'pg'
@@ -60,9 +60,10 @@ function provenanceText(p: ModelRow['provenance']): string {
 function printModels(rows: readonly ModelRow[], lineage: boolean, versions: readonly ModelVersion[] | null): void {
   const registry = versions !== null
   const table = new Table({
-    head: [...(registry ? ['version'] : []), 'model', 'algorithm', 'status', 'metrics', 'created', 'deployed', ...(registry ? ['aliases', 'tags / description'] : []), ...(lineage ? ['lineage'] : [])],
+    head: [...(registry ? ['version'] : []), 'model', 'algorithm', 'status', 'metrics', 'created (UTC)', 'deployed', ...(registry ? ['aliases', 'tags / description'] : []), ...(lineage ? ['lineage'] : [])],
     style: { head: [], border: [] }, wordWrap: true,
-    colWidths: [...(registry ? [12] : []), 8, 12, 11, 40, 12, 10, ...(registry ? [26, 30] : []), ...(lineage ? [60] : [])],
+    // Wide enough for pgml's longest status ("successful") and a date with its time.
+    colWidths: [...(registry ? [12] : []), 8, 12, 13, 40, 18, 10, ...(registry ? [26, 30] : []), ...(lineage ? [60] : [])],
   })
   for (const m of rows) {
     const l = m.lineage
@@ -71,11 +72,11 @@ function printModels(rows: readonly ModelRow[], lineage: boolean, versions: read
       ? [v ? (v.archived ? pc.dim(`${v.version} archived`) : String(v.version)) : '', printable((v?.aliases ?? []).map((a) => `@${a}`).join(' ')),
         printable([...Object.entries(v?.tags ?? {}).map(([k, x]) => `${k}=${x}`), ...(v?.description ? [v.description] : [])].join('; '))]
       : []
-    table.push([...registryCells.slice(0, 1), m.id, printable(m.algorithm), printable(m.status), metricsText(m.metrics), printable(m.createdAt.slice(0, 10)), m.deployed ? pc.green('deployed') : '', ...registryCells.slice(1), ...(lineage
+    table.push([...registryCells.slice(0, 1), m.id, printable(m.algorithm), printable(m.status), metricsText(m.metrics), printable(utcMinute(m.createdAt)), m.deployed ? pc.green('deployed') : '', ...registryCells.slice(1), ...(lineage
       ? [l || m.provenance ? printable([provenanceText(m.provenance), l ? `${l.trainingSet ? `training set ${l.trainingSet} (${l.definitionSha256?.slice(0, 12)})` : l.relation}; ${l.featureViews.map((v) => `${v.name} (${v.definitionSha256.slice(0, 12)}) up to ${v.highWaterMark ?? 'nothing'}`).join('; ')}${gateText(l)}` : ''].filter((x) => x !== '').join('; ')) : pc.dim('not trained by pgml-kit')]
       : [])])
   }
-  process.stdout.write(`${table.toString()}\n`)
+  process.stdout.write(tableText(table))
 }
 
 export function registerMl(program: Command, ctx: CommandContext): void {
@@ -237,7 +238,7 @@ export function registerMl(program: Command, ctx: CommandContext): void {
         if (events.length === 0) return void process.stdout.write(`no registry events for project ${printable(project)}\n`)
         const table = new Table({ head: ['when', 'who', 'event', 'version', 'alias', 'from', 'reason'], style: { head: [], border: [] } })
         for (const e of events) table.push([printable(e.at.slice(0, 19).replace('T', ' ')), printable(e.actor), e.event, e.version ?? '', printable(e.alias ?? ''), e.fromVersion ?? '', printable(e.reason ?? '')])
-        process.stdout.write(`${table.toString()}\n`)
+        process.stdout.write(tableText(table))
       })
     })
 
@@ -287,7 +288,7 @@ export function registerMl(program: Command, ctx: CommandContext): void {
           const table = new Table({ head: ['arm', 'version', 'model', 'requests', 'errors', 'mean prediction', 'labelled', ...score], style: { head: [], border: [] } })
           const num = (x: number | null) => (x === null ? '' : x.toFixed(4))
           for (const a of c.arms) table.push([a.arm, a.version ?? '', a.modelId ?? '', a.requests, a.errors, num(a.meanPrediction), a.labelled, ...(c.task === 'classification' ? [num(a.accuracy)] : [num(a.rmse), num(a.mae)])])
-          process.stdout.write(`${table.toString()}\n`)
+          process.stdout.write(tableText(table))
         }
         if (c.shadow) {
           const s = c.shadow
@@ -356,7 +357,7 @@ export function registerMl(program: Command, ctx: CommandContext): void {
           process.stdout.write(`${printable(r.project)} version ${r.version ?? '?'} (model ${r.modelId}): ${r.currentRows} rows now against ${r.baselineRows} at training: ${r.alarms.length > 0 ? pc.red(`DRIFT ${printable(r.alarms.join(', '))}`) : pc.green('no drift')}\n`)
           const table = new Table({ head: ['', 'PSI', 'KS D', 'KS p', 'NULL', ''], style: { head: [], border: [] } })
           for (const m of r.metrics) table.push([printable(m.name), m.psi.toFixed(3), m.ksD.toFixed(3), m.ksP < 1e-4 ? m.ksP.toExponential(1) : m.ksP.toFixed(4), m.nullsNow === null ? '' : `${(100 * (m.nullsBefore ?? 0)).toFixed(1)}% → ${(100 * m.nullsNow).toFixed(1)}%`, m.alarm ? pc.red(`alarm: ${m.reasons.join(', ')}`) : ''])
-          if (r.metrics.length > 0) process.stdout.write(`${table.toString()}\n`)
+          if (r.metrics.length > 0) process.stdout.write(tableText(table))
           for (const v of r.skew) process.stdout.write(`  skew ${printable(v.view)}: ${v.differences === 0 ? 'online rows match the offline table' : pc.red(`${v.differences} online row(s) differ (pgml-kit features check ${printable(v.view)})`)}\n`)
           process.stdout.write(pc.dim(`  alarm at PSI ≥ ${r.psiThreshold} (${PSI_MIN_ROWS} rows or more on each side), KS p < ${r.alphaPerTest.toPrecision(2)} per test, or a NULL share that changed at that level\n`))
           for (const note of r.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
@@ -416,4 +417,10 @@ export function registerMl(program: Command, ctx: CommandContext): void {
         for (const note of result.notes) process.stderr.write(`${pc.yellow('note')} ${printable(note)}\n`)
       })
     })
+}
+
+/** An ISO timestamp as `YYYY-MM-DD HH:MM` in UTC (what the database gave, to the minute). */
+function utcMinute(iso: string): string {
+  const at = new Date(iso)
+  return Number.isNaN(at.getTime()) ? iso : at.toISOString().slice(0, 16).replace('T', ' ')
 }

@@ -4,7 +4,7 @@ import { loadConfig } from '../../config/load.js'
 import { oneConnectionPool } from '../../db/connect.js'
 import { openTarget } from '../../db/target.js'
 import { findColumn } from '../../model/find-column.js'
-import { printable, printJson } from '../output.js'
+import { printable, printJson, tableText } from '../output.js'
 import { globals, positiveInt } from '../options.js'
 import { PgmlKitError } from '../../errors.js'
 import type { ChunkedColumnNode } from '../../model/ir.js'
@@ -43,7 +43,7 @@ export function registerSearch(program: Command): void {
         if (g.json) return printJson(rows)
         const table = new Table({ head: [...columns.map((c) => printable(c)), 'distance'], style: { head: [], border: [] }, wordWrap: true, colWidths: [...columns.map((c) => (column.keyColumns.includes(c) ? 8 : 40)), 12] })
         for (const row of rows) table.push([...columns.map((c) => printable(row[c] ?? '')), Number(row.distance).toFixed(4)])
-        process.stdout.write(`${table.toString()}\n`)
+        process.stdout.write(tableText(table, { rules: true }))
       } finally {
         await db.destroy()
         await target.close()
@@ -76,7 +76,7 @@ async function searchChunked(node: ChunkedColumnNode, query: string, opts: { k: 
       const value = opts.hybrid ? chunk.score : chunk.distance
       table.push([...columns.map((c) => printable(fields[c] ?? '')), String(chunk.seq), printable(chunk.text.length > 300 ? `${chunk.text.slice(0, 297)}...` : chunk.text), value === null || value === undefined ? '—' : Number(value).toFixed(4)])
     }
-    process.stdout.write(`${table.toString()}\n`)
+    process.stdout.write(tableText(table, { rules: true }))
   } finally {
     await db.destroy()
     await target.close()

@@ -4,7 +4,7 @@ import pc from 'picocolors'
 import { formatBytes } from '../../indexes/advice.js'
 import { loadConfig } from '../../config/load.js'
 import { readStatus } from '../../status.js'
-import { EXIT, printable, printJson } from '../output.js'
+import { EXIT, printable, printJson, tableText } from '../output.js'
 import { globals, type CommandContext } from '../options.js'
 import { readSnapshot } from '../../migrations/snapshot.js'
 import { generatedState } from '../../migrations/generate.js'
@@ -32,7 +32,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       for (const a of status.applied) table.push([printable(a.name), `applied ${a.runOn.toISOString()}`])
       for (const p of status.pending) table.push([printable(p), pc.yellow('pending')])
       for (const m of status.missing) table.push([printable(m), pc.red('applied, file missing')])
-      process.stdout.write(`${table.toString()}\n`)
+      process.stdout.write(tableText(table))
       if (status.embeddingColumns.length > 0) {
         const truncation = status.embeddingColumns.some((e) => e.truncation !== undefined)
         const columns = new Table({ head: ['embedding column', 'stage', 'model', 'type', 'mode', 'source', 'vectors', ...(truncation ? ['truncated'] : [])], style: { head: [], border: [] } })
@@ -46,7 +46,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           const truncated = t === undefined ? [] : [t === null ? pc.dim('-') : t.truncated === 0 ? pc.green('none') : pc.yellow(`${t.truncated} rows past ${t.window} tokens`)]
           columns.push([printable(`${e.table}.${e.column}`), printable(stage), printable(e.model), printable(`${e.vectorType}(${e.dimensions})`), printable(e.mode), e.sourceColumns.map((s) => printable(s)).join(', '), vectors, ...truncated])
         }
-        process.stdout.write(`${columns.toString()}\n`)
+        process.stdout.write(tableText(columns))
         // What each staged model change needs next.
         for (const e of status.embeddingColumns) {
           if (!e.rollout) continue
@@ -72,7 +72,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           const role = c.role === 'next' ? pc.cyan(' (next: filling)') : c.role === 'previous' ? pc.dim(' (previous)') : ''
           chunked.push([printable(`${c.table}.${c.column}`) + role, printable(c.chunkTable), printable(c.chunking), printable(c.model), printable(c.mode), rows, chunks])
         }
-        process.stdout.write(`${chunked.toString()}\n`)
+        process.stdout.write(tableText(chunked))
       }
       if (status.featureViews.length > 0) {
         const views = new Table({ head: ['feature view', 'last run', 'runs', 'pending entities', 'lag'], style: { head: [], border: [] } })
@@ -81,7 +81,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           const pending = lag.pendingEntities === null ? 'query source' : `${lag.pendingEntities}${lag.fullRefreshPending ? ' + full refresh' : ''}`
           views.push([printable(view), printable(lag.lastRunAt ?? 'never'), lag.runs, pending, Number.isFinite(lag.lagSeconds) ? `${lag.lagSeconds.toFixed(1)} s` : 'never materialised'])
         }
-        process.stdout.write(`${views.toString()}\n`)
+        process.stdout.write(tableText(views))
       }
       if (status.models.length > 0) {
         const models = new Table({ head: ['model', 'champion', 'versions', 'route', 'prediction log', 'last monitor'], style: { head: [], border: [] } })
@@ -91,14 +91,14 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           const monitor = m.lastMonitor === null ? pc.dim('never (pgml-kit monitor)') : `${printable(m.lastMonitor.at.slice(0, 16).replace('T', ' '))} ${m.lastMonitor.alarms.length > 0 ? pc.red(printable(`alarm: ${m.lastMonitor.alarms.join(', ')}`)) : pc.green('ok')}`
           models.push([printable(m.project), m.champion === null ? pc.dim('none') : `v${m.champion}`, m.versions, route, log, monitor])
         }
-        process.stdout.write(`${models.toString()}\n`)
+        process.stdout.write(tableText(models))
       }
       if (status.queues.length > 0) {
         const queues = new Table({ head: ['queue', 'depth', 'leased', 'retrying', 'oldest job', 'dead letters'], style: { head: [], border: [] } })
         for (const q of status.queues) {
           queues.push([printable(q.column), q.depth, q.leased, q.retrying, q.oldestSeconds === null ? '-' : `${q.oldestSeconds.toFixed(1)} s`, q.deadLetters > 0 ? pc.red(String(q.deadLetters)) : '0'])
         }
-        process.stdout.write(`${queues.toString()}\n`)
+        process.stdout.write(tableText(queues))
       }
       if (status.indexes.length > 0) {
         const indexes = new Table({ head: ['vector index', 'column', 'state', 'size', 'last check'], style: { head: [], border: [] }, wordWrap: true })
@@ -109,7 +109,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
             : printable(`recall@${c.k} ${c.recall ?? '-'}`) + (c.recommended === null ? pc.red(printable(c.recall !== null && c.recall < c.targetRecall ? ` below ${c.targetRecall}` : `, ${c.targetRecall} not shown on unseen queries`)) : printable(` at ${c.parameter} ${c.recommended}`)) + printable(`${c.filter ? ' (filtered)' : ''}, ${c.checkedAt.slice(0, 10)}`)
           indexes.push([printable(i.index), printable(i.column), state, i.sizeBytes === null ? '-' : formatBytes(i.sizeBytes), check])
         }
-        process.stdout.write(`${indexes.toString()}\n`)
+        process.stdout.write(tableText(indexes))
       }
       if (status.missingPrivileges.length > 0) {
         const privileges = new Table({ head: ['role', 'lacks', 'fix'], style: { head: [], border: [] }, wordWrap: true, colWidths: [18, 38, 60] })
@@ -117,7 +117,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           const fix = printable(m.fix)
           privileges.push([printable(`${m.role} (${m.purpose})`), pc.red(printable(m.missing)), m.grantedBy === 'pgml-kit' ? `pgml-kit migrate grants it (or: ${fix})` : m.grantedBy === 'administrator' ? `an administrator grants it (pgml is not yours to pass on): ${fix}` : fix])
         }
-        process.stdout.write(`${privileges.toString()}\n`)
+        process.stdout.write(tableText(privileges))
       }
       if (status.drift) {
         const errors = status.drift.filter((d) => d.severity !== 'warning')

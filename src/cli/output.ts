@@ -52,6 +52,23 @@ interface Reported {
   readonly hint: string | null
 }
 
+/**
+ * A PostgreSQL error's CONTEXT without the traceback PL/Python puts in it (`Traceback (most recent
+ * call last):` and its frames, up to the `PL/Python function "name"` line, which stays): the
+ * function and the SQL statements around it are what tells a user where; the frames are pgml's code.
+ */
+export function withoutTraceback(where: string | null): string | null {
+  if (where === null || !where.includes('Traceback (most recent call last):')) return where
+  const kept: string[] = []
+  let inTraceback = false
+  for (const line of where.split('\n')) {
+    if (line.startsWith('Traceback (most recent call last):')) inTraceback = true
+    else if (inTraceback && /^PL\/Python function "[^"]*"$/.test(line)) { inTraceback = false; kept.push(line) }
+    else if (!inTraceback && line.trim() !== '') kept.push(line)
+  }
+  return kept.join('; ') || null
+}
+
 /** A PostgreSQL error (node-postgres' DatabaseError): its SQLSTATE, detail and hint. */
 function isDatabaseError(error: unknown): error is Error & { code: string; detail?: string; hint?: string; where?: string } {
   const code = (error as { code?: unknown } | null)?.code
@@ -70,8 +87,12 @@ function describe(error: unknown): { reported: Reported; exit: number } | undefi
     }
   }
   if (isDatabaseError(error)) {
-    const message = `PostgreSQL refused it (${error.code}): ${error.message}${error.detail ? `; ${error.detail}` : ''}`
-    return { reported: { code: `SQLSTATE_${error.code}`, message, where: error.where ?? null, hint: error.hint ?? null }, exit: EXIT.checkFailed }
+    // A PL/Python function's error (pgml, pgml_compat): its message without PL/Python's exception
+    // class, each of its lines on its own, and its CONTEXT without the Python traceback.
+    const text = error.message.replace(/^plpy\.(?:Error|SPIError|Fatal): /, '')
+    const message = `PostgreSQL refused it (${error.code}): ${text}${error.detail ? `; ${error.detail}` : ''}`
+    const lines = message.includes('\n') ? message.split('\n').filter((line) => line.trim() !== '') : undefined
+    return { reported: { code: `SQLSTATE_${error.code}`, message, lines, where: withoutTraceback(error.where ?? null), hint: error.hint ?? null }, exit: EXIT.checkFailed }
   }
   return undefined
 }

@@ -42,6 +42,24 @@ CREATE TABLE documents (
 DROP TABLE documents;
 `
 
+export const EXAMPLE_SAMPLE_MIGRATION = `-- Hand-written: eight sample rows, so the quick start ends in a search with an answer.
+-- Delete this file before the first migrate if you do not want them (or migrate down past it later).
+-- Up Migration
+INSERT INTO documents (title, body, department) VALUES
+  ('Affordable housing programme', 'Rent support and new homes for families with low incomes.', 'housing'),
+  ('Housing permits', 'How to apply for a building permit and how long it takes.', 'housing'),
+  ('Park opening hours', 'City parks open at dawn and close at dusk, every day of the year.', 'parks'),
+  ('Library cards', 'Any resident can get a library card at any public library.', 'libraries'),
+  ('Bus and train fares', 'Public transit fares, passes and discounts for students.', 'transit'),
+  ('Recycling collection', 'Which bins to use for paper, glass and plastic, and when they are collected.', 'waste'),
+  ('Property tax', 'How the property tax is computed and when it is due.', 'finance'),
+  ('School enrolment', 'Enrolling a child in a public school, and the documents you need.', 'schools');
+
+-- Down Migration
+DELETE FROM documents WHERE title IN ('Affordable housing programme', 'Housing permits', 'Park opening hours', 'Library cards',
+  'Bus and train fares', 'Recycling collection', 'Property tax', 'School enrolment');
+`
+
 async function exists(path: string): Promise<boolean> {
   return access(path).then(() => true, () => false)
 }
@@ -51,8 +69,9 @@ export interface InitResult {
 }
 
 /**
- * Scaffolds a working start in `dir`: a config with one embedding column and a base migration
- * that creates its table, so `generate` then `migrate` work with no other step.
+ * Scaffolds a working start in `dir`: a config with one embedding column, a base migration that
+ * creates its table and one with eight sample rows, so `generate`, `migrate`, `backfill` and
+ * `search` work with no other step.
  */
 export async function init(dir: string, options: { timestamp?: number } = {}): Promise<InitResult> {
   const configPath = join(dir, DEFAULT_CONFIG_FILE)
@@ -61,10 +80,13 @@ export async function init(dir: string, options: { timestamp?: number } = {}): P
     throw new PgmlKitError('INIT_EXISTS', `${configPath} already exists; init changes nothing in a project that has a config`, { where: configPath })
   }
   await mkdir(migrationsDir, { recursive: true })
-  const basePath = join(migrationsDir, `${options.timestamp ?? Date.now()}_create-documents.sql`)
+  const timestamp = options.timestamp ?? Date.now()
+  const basePath = join(migrationsDir, `${timestamp}_create-documents.sql`)
+  const samplePath = join(migrationsDir, `${timestamp + 1}_sample-documents.sql`)
   await writeFile(configPath, EXAMPLE_CONFIG, { flag: 'wx' })
   await writeFile(basePath, EXAMPLE_BASE_MIGRATION, { flag: 'wx' })
-  const created = [configPath, basePath]
+  await writeFile(samplePath, EXAMPLE_SAMPLE_MIGRATION, { flag: 'wx' })
+  const created = [configPath, basePath, samplePath]
   const gitignore = join(dir, '.gitignore')
   const ignored = (await exists(gitignore)) ? await readFile(gitignore, 'utf8') : ''
   if (!ignored.split('\n').some((line) => line.trim() === `${EMBEDDED_DIR}/` || line.trim() === EMBEDDED_DIR)) {

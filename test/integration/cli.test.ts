@@ -55,12 +55,13 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     expect((await runCli(['generate'], { cwd, databaseUrl })).code).toBe(2)
     const generate = await runCli(['generate', '--name', 'add-doc-embeddings'], { cwd, databaseUrl })
     expect(generate.code).toBe(0)
-    expect((await readdir(join(cwd, 'migrations'))).filter((f) => f.endsWith('.sql'))).toHaveLength(3)
+    // init's base migration and sample rows, and the two generated files.
+    expect((await readdir(join(cwd, 'migrations'))).filter((f) => f.endsWith('.sql'))).toHaveLength(4)
     expect((await runCli(['generate', '--check'], { cwd, databaseUrl })).code).toBe(0)
 
     const migrate = await runCli(['migrate'], { cwd, databaseUrl })
     expect(migrate.code, migrate.stderr).toBe(0)
-    expect(migrate.stdout.match(/^applied /gm)).toHaveLength(3)
+    expect(migrate.stdout.match(/^applied /gm)).toHaveLength(4)
     // Each file once (node-pg-migrate's own "### MIGRATION …" lines are not passed through).
     expect(migrate.stdout + migrate.stderr).not.toMatch(/### MIGRATION/)
 
@@ -68,7 +69,7 @@ describe.each(tiers)('pgml-kit CLI on the $name tier', (tier) => {
     expect(status.code).toBe(0)
     const parsed = JSON.parse(status.stdout) as { pending: string[]; applied: unknown[]; capabilities: { vector: { installed: string } }; embeddingColumns: { column: string; model: string }[] }
     expect(parsed.pending).toEqual([])
-    expect(parsed.applied).toHaveLength(3)
+    expect(parsed.applied).toHaveLength(4)
     expect(parsed.capabilities.vector.installed).toMatch(/^0\.8\./)
     expect(parsed.embeddingColumns).toEqual([expect.objectContaining({ column: 'body_embedding', model: 'pgml-kit/wordnet-static-128' })])
 
@@ -220,10 +221,10 @@ DROP TABLE documents;
     expect(a.code, a.stderr).toBe(0)
     expect(b.code, b.stderr).toBe(0)
     const ran = [...(JSON.parse(a.stdout) as { ran: string[] }).ran, ...(JSON.parse(b.stdout) as { ran: string[] }).ran]
-    expect(ran).toHaveLength(3)
-    expect(new Set(ran).size).toBe(3)
+    expect(ran).toHaveLength(4)
+    expect(new Set(ran).size).toBe(4)
     const rows = await query(cwd, databaseUrl, 'SELECT name, count(*)::int AS n FROM pgmigrations GROUP BY name ORDER BY name')
-    expect(rows.map((r) => r.n)).toEqual([1, 1, 1])
+    expect(rows.map((r) => r.n)).toEqual([1, 1, 1, 1])
   })
 
   if (tier.name === 'embedded') {
@@ -262,7 +263,7 @@ DROP TABLE documents;
       expect(await exited).toBe(0)
       // The data outlives the server: a new owner sees the applied migrations.
       const after = await runCli(['status', '--json'], { cwd })
-      expect((JSON.parse(after.stdout) as { applied: unknown[] }).applied).toHaveLength(3)
+      expect((JSON.parse(after.stdout) as { applied: unknown[] }).applied).toHaveLength(4)
 
       // For a human: the masked URL, and how to use it without the password on the screen.
       const human = startCli(['dev', '--port', '0'], { cwd })

@@ -11,6 +11,6 @@ export function registerInit(program: Command): void {
       const { created } = await init(process.cwd())
       if (globals(cmd).json) return printJson({ created })
       for (const path of created) process.stdout.write(`${pc.green('created')} ${path}\n`)
-      process.stdout.write(`\nnext: pgml-kit generate --name add-embeddings && pgml-kit migrate\n`)
+      process.stdout.write(`\nnext: pgml-kit generate --name add-embeddings && pgml-kit migrate && pgml-kit backfill documents.body_embedding && pgml-kit search documents.body_embedding 'homes for families'\n`)
     })
 }

@@ -240,7 +240,7 @@ async function readChunked(client: pg.ClientBase, state: DesiredState | undefine
   try {
     served = await servedChunkedColumns(client, state?.chunkedColumns ?? [])
   } catch (error) {
-    if (String((error as { code?: unknown }).code) !== 'CHUNK_MODEL_MISMATCH') throw error
+    if (!['CHUNK_MODEL_MISMATCH', 'CHUNK_SETTINGS_UNKNOWN'].includes(String((error as { code?: unknown }).code))) throw error
     served = (state?.chunkedColumns ?? []).map((node) => ({ node, comment: null, present: false }))
   }
   for (const { node } of served) {

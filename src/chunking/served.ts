@@ -3,7 +3,7 @@ import { PgmlKitError } from '../errors.js'
 import { chunkedCopy, parseChunkTableComment, withChunkSettings, type ChunkSettings } from '../model/chunk-rollout.js'
 import type { ChunkedColumnNode } from '../model/ir.js'
 import { quoteQualified } from '../sql/quote.js'
-import { READ_CHUNK_TABLE_COMMENT, READ_CHUNK_TABLES, renderLockChunkTables } from '../sql/render-chunks.js'
+import { READ_CHUNK_TABLE_COMMENT, READ_CHUNK_TABLES, RELEASE_SAVEPOINT, ROLLBACK_TO_SAVEPOINT, SAVEPOINT, renderLockChunkTables } from '../sql/render-chunks.js'
 
 /**
  * A chunk table as the database has it: the config's chunked column (or a staged change's copy of
@@ -21,23 +21,44 @@ export interface ServedChunks {
 
 /**
  * The chunk tables of the config's chunked columns that the database has — each live table, and
- * the copies of a staged chunking change — with their own settings. A live table not migrated yet
+ * the copies of a staged chunking change that pgml-kit made — with their own settings. A live table not migrated yet
  * is served with the config's settings (its jobs cannot exist yet). A table whose recorded model
  * is not the config's is refused: its chunks would be embedded with another model than searches use.
  */
 export async function servedChunkedColumns(client: pg.ClientBase, columns: readonly ChunkedColumnNode[]): Promise<ServedChunks[]> {
   if (columns.length === 0) return []
-  const candidates = columns.flatMap((c) => [c, chunkedCopy(c, 'next'), chunkedCopy(c, 'previous')])
-  const { rows } = await client.query<{ present: boolean; comment: string | null }>(READ_CHUNK_TABLES, [candidates.map((c) => c.schema), candidates.map((c) => c.chunkTable)])
+  const live = columns.filter((c) => !c.rollout)
+  const candidates = live.flatMap((c) => [c, chunkedCopy(c, 'next'), chunkedCopy(c, 'previous')])
+  const { rows } = await client.query<{ present: boolean; comment: string | null; owner: string | null }>(READ_CHUNK_TABLES, [candidates.map((c) => c.schema), candidates.map((c) => c.chunkTable)])
   const out: ServedChunks[] = []
-  for (const [i, candidate] of candidates.entries()) {
-    const row = rows[i]
-    if (!row?.present) {
-      if (!candidate.rollout) out.push({ node: candidate, comment: null, present: false })
+  for (let i = 0; i < candidates.length; i += 3) {
+    const [liveRow, ...copyRows] = [rows[i], rows[i + 1], rows[i + 2]]
+    const node = candidates[i]!
+    if (!liveRow?.present) {
+      // Not migrated yet: the config's settings (no job can exist yet); no copy is served without it.
+      out.push({ node, comment: null, present: false })
       continue
     }
-    const settings = parseChunkTableComment(row.comment)
-    out.push({ node: settings ? applySettings(candidate, settings) : candidate, comment: row.comment, present: true })
+    // A copy is one pgml-kit made: owned by the live chunk table's owner (the migrating role). A
+    // table of that name made by another role (any role with CREATE on the schema can make one) is
+    // never read, written nor trusted for its comment.
+    const copies = copyRows.flatMap((row, k) => (row?.present && row.owner === liveRow.owner ? [{ node: candidates[i + 1 + k]!, row }] : []))
+    const settings = parseChunkTableComment(liveRow.comment)
+    if (!settings && copies.length > 0) {
+      throw new PgmlKitError('CHUNK_SETTINGS_UNKNOWN', `the chunk table ${node.schema}.${node.chunkTable} records no pgml-kit settings in its comment, and a staged chunking change of ${node.table}.${node.column} is in progress: its chunks cannot be kept without knowing how they were made`, {
+        hint: 'pgml-kit migrate writes the comment with the shadow stage; if it was replaced by hand, put back the one in the migration that created the shadow',
+      })
+    }
+    out.push({ node: settings ? applySettings(node, settings) : node, comment: liveRow.comment, present: true })
+    for (const copy of copies) {
+      const own = parseChunkTableComment(copy.row.comment)
+      if (!own) {
+        throw new PgmlKitError('CHUNK_SETTINGS_UNKNOWN', `the chunk table ${copy.node.schema}.${copy.node.chunkTable} records no pgml-kit settings in its comment`, {
+          hint: 'put back the comment of the migration that created it (COMMENT ON TABLE), or drop the staged change',
+        })
+      }
+      out.push({ node: applySettings(copy.node, own), comment: copy.row.comment, present: true })
+    }
   }
   return out
 }
@@ -82,8 +103,20 @@ export async function checkChunkSettings(client: pg.ClientBase, guard: ChunkSett
  * switch waits for the write's transaction (or went before it, and is what is read).
  */
 export async function lockedChunkTables(client: pg.ClientBase, node: ChunkedColumnNode): Promise<ServedChunks[]> {
-  const present = (await servedChunkedColumns(client, [node])).filter((s) => s.present)
-  if (present.length === 0) return []
-  await client.query(renderLockChunkTables(present.map((s) => s.node)))
-  return (await servedChunkedColumns(client, [node])).filter((s) => s.present)
+  for (let attempt = 1; ; attempt++) {
+    const present = (await servedChunkedColumns(client, [node])).filter((s) => s.present)
+    if (present.length === 0) return []
+    // A switch, its down or the drop of the previous chunks may rename or drop a table between
+    // the read and the lock: the lock is then taken again on the names as they are now.
+    await client.query(SAVEPOINT)
+    try {
+      await client.query(renderLockChunkTables(present.map((s) => s.node)))
+      await client.query(RELEASE_SAVEPOINT)
+    } catch (error) {
+      await client.query(ROLLBACK_TO_SAVEPOINT)
+      if ((error as { code?: unknown }).code !== '42P01' || attempt >= 5) throw error
+      continue
+    }
+    return (await servedChunkedColumns(client, [node])).filter((s) => s.present)
+  }
 }

@@ -62,6 +62,7 @@ export const OPERATION_KINDS = [
   'drop-chunked-column',
   'check-chunks-filled',
   'switch-chunked-column',
+  'prepare-live-chunks',
   'remove-prediction-log',
 ] as const
 

@@ -20,7 +20,7 @@ import { quoteIdent } from '../sql/quote.js'
 import {
   chunkStoreOf, renderCreateChunkEnqueueFunction, renderCreateChunkEnqueueTriggers, renderCreateChunkTable, renderCreateChunkView, renderDeleteChunkJobs,
   renderDropChunkEnqueueFunction, renderDropChunkEnqueueTriggers, renderDropChunkTable, renderDropChunkView, renderEnqueueEveryRow,
-  renderChunkSwitch, renderCommentChunkTable, renderRefuseChunksUnfilled, type ChunkSwitchSide,
+  renderChunkSwitch, renderCommentChunkTable, renderLockSourceForChunks, renderPrepareLiveChunks, renderRefuseChunksUnfilled, type ChunkSwitchSide,
 } from '../sql/render-chunks.js'
 import { embeddingPath, featureViewPath, fullTextPath, indexesPath, trainingSetPath } from '../model/config-path.js'
 
@@ -656,6 +656,8 @@ export function createChunkedColumn(node: ChunkedColumnNode): Operation {
       ...(queue ? [renderCreateChunkEnqueueFunction(node), ...renderCreateChunkEnqueueTriggers(node), renderEnqueueEveryRow(node)] : []),
     ],
     down: [
+      // The source table first, as an application's DELETE and its cascade to the chunk table take them.
+      renderLockSourceForChunks(node),
       ...(queue ? [...renderDropChunkEnqueueTriggers(node), renderDropChunkEnqueueFunction(node), ...renderDeleteChunkJobs(node)] : []),
       renderDropChunkView(node),
       renderDropChunkTable(store),
@@ -720,5 +722,21 @@ export function switchChunkedColumn(first: ChunkSwitchSide, second: ChunkSwitchS
       `renames under ACCESS EXCLUSIVE on both chunk tables${live.mode === 'queue' ? ` and SHARE ROW EXCLUSIVE on ${live.schema}.${live.table} (its triggers are made again for the new names)` : ''}: an instant, no rewrite; searches read the new chunks from the moment it commits`,
       `${first.to.chunkTable} keeps the current chunks in sync until a later pgml-kit generate --allow-destructive drops it; down switches back`,
     ],
+  })
+}
+
+/**
+ * With a staged chunking change's shadow: the live chunk table records the settings its chunks are
+ * made with (the worker, backfill and writer keep it with those, not the config's new ones) and its
+ * primary key takes the name the switch renames.
+ */
+export function prepareLiveChunks(live: ChunkedColumnNode): Operation {
+  return defineOperation({
+    kind: 'prepare-live-chunks', origin: embeddingPath(live), table: `${live.schema}.${live.table}`,
+    summary: `record how ${live.schema}.${live.chunkTable}'s chunks are made (${describeChunking(live)}) as its comment, for the staged change beside it`,
+    transactional: true, safety: 'safe', requiresPgml: PGML.none,
+    up: renderPrepareLiveChunks(live),
+    down: ['-- (the comment says how the live chunks are made, which stays true; the primary key keeps its name)'],
+    notes: [],
   })
 }

@@ -39,6 +39,9 @@ export function planChunkedColumns(previous: DesiredState, next: DesiredState, p
   for (const [key, node] of wanted) {
     const old = prev.get(key)
     if (!old) {
+      // A staged change's shadow: the live table records its own settings first.
+      const live = node.rollout?.role === 'next' ? prev.get(columnKey({ ...node, column: node.rollout.of })) : undefined
+      if (live) phases.main.push(ops.prepareLiveChunks(live))
       phases.main.push(ops.createChunkedColumn(node))
       for (const index of node.indexes) phases.after.push(withOrigin(ops.createVectorIndex(index, context(node)), node))
       continue

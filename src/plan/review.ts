@@ -82,6 +82,12 @@ function classify(node: ParsedStatement['stmt'], kind: OperationKind, text: stri
       if (body.renameType === 'OBJECT_INDEX') return { lock: { mode: 'SHARE UPDATE EXCLUSIVE', on: `index ${rel}` }, duration: 'instant', table: null, privilege: 'owner of the index\'s table' }
       return { lock: { mode: 'ACCESS EXCLUSIVE', on: rel }, duration: 'instant', table: null, privilege: owner(rel) }
     }
+    case 'LockStmt': {
+      const modes = ['', 'ACCESS SHARE', 'ROW SHARE', 'ROW EXCLUSIVE', 'SHARE UPDATE EXCLUSIVE', 'SHARE', 'SHARE ROW EXCLUSIVE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE'] as const
+      const rels = (body.relations as { RangeVar: RangeVar }[]).map((r) => relationName(r.RangeVar)).join(', ')
+      const mode = modes[Number(body.mode)] || 'ACCESS EXCLUSIVE'
+      return { lock: { mode: mode as NonNullable<StatementFacts['lock']>['mode'], on: rels }, duration: 'instant', table: null, privilege: `UPDATE, DELETE or TRUNCATE on ${rels} (or owner)` }
+    }
     case 'IndexStmt': {
       const rel = relationName(body.relation as RangeVar)
       return { lock: { mode: body.concurrent ? 'SHARE UPDATE EXCLUSIVE' : 'SHARE', on: rel }, duration: 'index build', table: rel, privilege: owner(rel) }

@@ -88,7 +88,7 @@ export function stageChunkRollouts(recorded: DesiredState, config: DesiredState,
       const shadow = chunkedCopy(c, 'next')
       taken(c, shadow, undefined)
       out.push({ ...live, indexes: c.indexes, distance: c.distance }, shadow)
-      stages.push({
+      stages.push({ subject: 'chunking',
         column: key, stage: 'shadow', waiting: false,
         message: `${describe(live)} → ${describe(c)}: adds the chunk table ${shadow.chunkTable} with the new settings${c.mode === 'queue' ? ' (every row queued: pgml-kit worker chunks them)' : ' (pgml-kit backfill chunks the rows; the embedding writer keeps both tables)'}; searches read ${live.chunkTable} until the switch; next: pgml-kit migrate, ${c.mode === 'queue' ? 'pgml-kit worker' : `pgml-kit backfill ${cli(c)}`}, then pgml-kit generate writes the switch`,
       })
@@ -115,20 +115,20 @@ export function stageChunkRollouts(recorded: DesiredState, config: DesiredState,
             indexes: [...live.indexes.map((i, k) => [i.name, previousIndexes[k]!.name] as const), ...next.indexes.map((i, k) => [i.name, becomesLive.indexes[k]!.name] as const)],
           })
           out.push(becomesLive, first.to)
-          stages.push({ column: key, stage: 'switch', waiting: false, message: `switches ${key} to ${describe(c)}: ${next.chunkTable} becomes ${c.chunkTable}, the current chunks stay in ${previousCopy.chunkTable} (kept in sync; a later pgml-kit generate --allow-destructive drops it)` })
+          stages.push({ subject: 'chunking', column: key, stage: 'switch', waiting: false, message: `switches ${key} to ${describe(c)}: ${next.chunkTable} becomes ${c.chunkTable}, the current chunks stay in ${previousCopy.chunkTable} (kept in sync; a later pgml-kit generate --allow-destructive drops it)` })
         } else {
           out.push(live, { ...wantedShadow, indexes: indexesOf(wantedShadow, next.indexes) })
-          stages.push({ column: key, stage: 'waits-for-switch', waiting: true, message: wait })
+          stages.push({ subject: 'chunking', column: key, stage: 'waits-for-switch', waiting: true, message: wait })
         }
         continue
       }
       if (!staged) {
         out.push(c)
-        stages.push({ column: key, stage: 'abandon', waiting: false, message: `the config is back to ${describe(live)}: the shadow ${next.chunkTable} (${describe(next)}) and its chunks are dropped` })
+        stages.push({ subject: 'chunking', column: key, stage: 'abandon', waiting: false, message: `the config is back to ${describe(live)}: the shadow ${next.chunkTable} (${describe(next)}) and its chunks are dropped` })
         continue
       }
       out.push(live, wantedShadow)
-      stages.push({ column: key, stage: 'replace-shadow', waiting: false, message: `the config changed again: the shadow ${next.chunkTable} (${describe(next)}) is dropped and made again with ${describe(c)}` })
+      stages.push({ subject: 'chunking', column: key, stage: 'replace-shadow', waiting: false, message: `the config changed again: the shadow ${next.chunkTable} (${describe(next)}) is dropped and made again with ${describe(c)}` })
       continue
     }
     // Switched: `live` has the new settings, `previous` the old ones.
@@ -140,10 +140,10 @@ export function stageChunkRollouts(recorded: DesiredState, config: DesiredState,
     }
     if (options.dropPrevious) {
       out.push(c)
-      stages.push({ column: key, stage: 'drop-previous', waiting: false, message: `drops ${old.chunkTable} (${describe(old)}): the chunking change of ${key} is complete and can no longer be switched back` })
+      stages.push({ subject: 'chunking', column: key, stage: 'drop-previous', waiting: false, message: `drops ${old.chunkTable} (${describe(old)}): the chunking change of ${key} is complete and can no longer be switched back` })
     } else {
       out.push(c, old)
-      stages.push({ column: key, stage: 'keeps-previous', waiting: true, message: `${old.chunkTable} keeps the previous chunks (${describe(old)}, kept in sync) so the switch can be undone; pgml-kit generate --allow-destructive drops it` })
+      stages.push({ subject: 'chunking', column: key, stage: 'keeps-previous', waiting: true, message: `${old.chunkTable} keeps the previous chunks (${describe(old)}, kept in sync) so the switch can be undone; pgml-kit generate --allow-destructive drops it` })
     }
   }
   return { chunkedColumns: out.sort((a, b) => a.schema.localeCompare(b.schema) || a.table.localeCompare(b.table) || a.column.localeCompare(b.column)), switches, stages }
@@ -162,9 +162,10 @@ export function stageChunkRollouts(recorded: DesiredState, config: DesiredState,
     if (fill.missing > 0) return `${copy.chunkTable} is ${pct(fill.withText, fill.missing)} filled (${fill.missing.toLocaleString('en-US')} of ${fill.withText.toLocaleString('en-US')} rows with text have no chunks yet): run ${copy.mode === 'queue' ? 'pgml-kit worker' : `pgml-kit backfill ${cli(copy)}`} before generating the switch`
     if (fill.deadLetters > 0) return `${fill.deadLetters} job(s) of ${copy.column} are dead-lettered: fix them, pgml-kit queue retry, run the worker, then generate again`
     // A shadow starts with every row queued: the switch waits until the worker has chunked all but
-    // the rows written in the last moments (at most 1% of them), so searches never lose documents.
+    // the rows written in the last moments (at most 1% of them, and one), so searches never lose
+    // documents; migrate checks the same again (renderRefuseChunksUnfilled).
     const queued = fill.queued ?? 0
-    if (queued > Math.floor(fill.withText / 100)) return `${copy.chunkTable} is ${pct(fill.withText, queued)} filled (${queued.toLocaleString('en-US')} of ${fill.withText.toLocaleString('en-US')} rows with text are queued and have no chunks yet): run pgml-kit worker until the queue is drained, then generate again`
+    if (queued > Math.floor(fill.withText / 100) + 1) return `${copy.chunkTable} is ${pct(fill.withText, queued)} filled (${queued.toLocaleString('en-US')} of ${fill.withText.toLocaleString('en-US')} rows with text are queued and have no chunks yet): run pgml-kit worker until the queue is drained, then generate again`
     return null
   }
 }

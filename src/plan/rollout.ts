@@ -62,6 +62,8 @@ export interface RolloutStage {
   readonly message: string
   /** Nothing is generated for it now: it waits (for a backfill, a database to check, or approval). */
   readonly waiting: boolean
+  /** What changes: the model of a column (absent), or how a chunked column's chunks are made. */
+  readonly subject?: 'chunking'
 }
 
 /** Two columns that trade places: the live one and its filled copy. */

@@ -83,11 +83,17 @@ export function renderCommentChunkTable(node: ChunkedColumnNode): string {
   return `COMMENT ON TABLE ${quoteQualified(node.schema, node.chunkTable)} IS ${quoteLiteral(chunkTableComment(node))};`
 }
 
-/** $1 schemas, $2 tables → one row each, in order: whether the table exists, and its comment. */
-export const READ_CHUNK_TABLES = `SELECT r.oid IS NOT NULL AS present, pg_catalog.obj_description(r.oid, 'pg_class') AS comment
+/** $1 schemas, $2 tables → one row each, in order: whether the table exists, its comment and its owner's oid (as text). */
+export const READ_CHUNK_TABLES = `SELECT r.oid IS NOT NULL AS present, pg_catalog.obj_description(r.oid, 'pg_class') AS comment,
+  (SELECT k.relowner::text FROM pg_catalog.pg_class AS k WHERE k.oid OPERATOR(pg_catalog.=) r.oid) AS owner
 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WITH ORDINALITY AS c(s, t, n)
 LEFT JOIN LATERAL (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(c.s) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.t))::oid AS oid) AS r ON true
 ORDER BY c.n`
+
+/** A savepoint around a lock that may name a table renamed meanwhile (served.ts). */
+export const SAVEPOINT = 'SAVEPOINT pgml_kit_chunk_tables'
+export const RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT pgml_kit_chunk_tables'
+export const ROLLBACK_TO_SAVEPOINT = 'ROLLBACK TO SAVEPOINT pgml_kit_chunk_tables'
 
 /** $1 a table's qualified name → its comment (null: none, or no such table). */
 export const READ_CHUNK_TABLE_COMMENT = `SELECT pg_catalog.obj_description(pg_catalog.to_regclass($1::text)::oid, 'pg_class') AS comment`
@@ -418,22 +424,31 @@ export function renderReadChunkFill(node: ChunkedColumnNode): string {
   return `SELECT ${withText} AS with_text, ${missing} AS missing, ${dead} AS dead_letters, ${queued} - ${missing} AS queued FROM ${from}`
 }
 
-/** Refuses (the migration rolls back, changing nothing) while `node` has rows with text and no chunks that nothing is going to chunk, or dead-lettered jobs. */
+/**
+ * Refuses (the migration rolls back, changing nothing) while `node` has rows with text and no chunks
+ * that nothing is going to chunk, more of its rows with text still queued without chunks than 1%
+ * and one (rows written in the moment are on their way; a shadow starts with every row queued, and
+ * switching then would hide documents from searches until the worker caught up — as when the
+ * shadow and the switch are migrated in one run), or dead-lettered jobs. One scan.
+ */
 export function renderRefuseChunksUnfilled(node: ChunkedColumnNode, why: string, command: string): string {
   const { counts, from } = chunkFillCounts(node)
   const name = `${node.schema}.${node.table}.${node.column}`
+  const hasText = `(${renderSourceText(node, 't')})::text OPERATOR(pg_catalog.~) ${HAS_TEXT}`
+  const without = `pg_catalog.count(*) FILTER (WHERE ${hasText} AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${chunkMatch(node)}))`
   const body = `
 DECLARE
   with_text bigint;
   missing bigint;
   dead bigint;
+  without bigint;
 BEGIN
-  SELECT ${counts.join(',\n         ')}
-    INTO with_text, missing, dead
+  SELECT ${[...counts, without].join(',\n         ')}
+    INTO with_text, missing, dead, without
     FROM ${from};
-  IF missing > 0 THEN
-    RAISE EXCEPTION 'pgml-kit: % is not filled: % of % rows with text have no chunks yet; %', ${quoteLiteral(name)}, missing, with_text, ${quoteLiteral(why)}
-      USING HINT = ${quoteLiteral(`run ${command}, then migrate again (pgml-kit status shows how far it is)`)};
+  IF missing > 0 OR without > with_text / 100 + 1 THEN
+    RAISE EXCEPTION 'pgml-kit: % is not filled: % of % rows with text have no chunks yet (% of them queued); %', ${quoteLiteral(name)}, without, with_text, without - missing, ${quoteLiteral(why)}
+      USING HINT = ${quoteLiteral(`run ${command} until at most 1% of the rows are left, then migrate again (pgml-kit status shows how far it is)`)};
   END IF;
   IF dead > 0 THEN
     RAISE EXCEPTION 'pgml-kit: % has % dead-lettered job(s): those rows have no current chunks; %', ${quoteLiteral(name)}, dead, ${quoteLiteral(why)}
@@ -442,6 +457,36 @@ BEGIN
 END
 `
   return `DO ${dollarQuote(body)};`
+}
+
+/**
+ * The source table locked against writes for the rest of the migration's transaction (SHARE ROW
+ * EXCLUSIVE: readers go on; writers wait, an instant), before a step locks its chunk tables.
+ */
+export function renderLockSourceForChunks(node: ChunkedColumnNode): string {
+  return `LOCK TABLE ${quoteQualified(node.schema, node.table)} IN SHARE ROW EXCLUSIVE MODE;`
+}
+
+/**
+ * The live chunk table made ready for a staged change (its shadow stage): the settings its chunks
+ * were made with written as its comment (a table from before they were recorded has none, and a
+ * hand-written comment is replaced), and its primary key under the name pgml-kit gives it, which
+ * the switch renames with the table (PostgreSQL's own `<table>_pkey`, cut to 63 bytes, otherwise).
+ */
+export function renderPrepareLiveChunks(node: ChunkedColumnNode): string[] {
+  const wanted = chunkPrimaryKeyName(node)
+  const body = `
+DECLARE
+  pkey_name name;
+BEGIN
+  SELECT k.conname INTO pkey_name FROM pg_catalog.pg_constraint AS k
+  WHERE k.conrelid OPERATOR(pg_catalog.=) ${quoteLiteral(quoteQualified(node.schema, node.chunkTable))}::regclass AND k.contype OPERATOR(pg_catalog.=) 'p';
+  IF pkey_name IS DISTINCT FROM ${quoteLiteral(wanted)}::name THEN
+    EXECUTE pg_catalog.format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', ${quoteLiteral(quoteQualified(node.schema, node.chunkTable))}, pkey_name, ${quoteLiteral(wanted)});
+  END IF;
+END
+`
+  return [renderCommentChunkTable(node), `DO ${dollarQuote(body)};`]
 }
 
 /** One side of a chunked switch: a chunked column as it is, and as it will be (other names, another role). */
@@ -463,7 +508,10 @@ const SWITCH_REASON = 'a staged chunking change: the chunk table searches read c
 export function renderChunkSwitch(first: ChunkSwitchSide, second: ChunkSwitchSide, indexes: readonly (readonly [string, string])[]): string[] {
   const sides = [first, second]
   const schema = first.from.schema
-  const out: string[] = []
+  // The source table first: an application's DELETE locks it, then its foreign keys' cascades
+  // reach the chunk tables (oldest first); the switch locks them in its own order after this, so
+  // the two never wait for each other in opposite orders.
+  const out: string[] = [renderLockSourceForChunks(first.from)]
   for (const { from } of sides) if (from.mode === 'queue') out.push(...renderDropChunkEnqueueTriggers(from), renderDropChunkEnqueueFunction(from))
   for (const { from, to } of sides) {
     out.push(`${squawkIgnore(['renaming-table'], SWITCH_REASON)}ALTER TABLE ${quoteQualified(schema, from.chunkTable)} RENAME TO ${quoteIdent(to.chunkTable)};`)

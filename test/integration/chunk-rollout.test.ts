@@ -15,6 +15,10 @@ import { MODELS_DIR, TINY_16, loadTiny, parseVector } from '../helpers/embedders
 import { TestProject } from '../helpers/project.js'
 import { runCli } from '../helpers/cli.js'
 import { tiers, withClient, type TestDatabase } from '../helpers/targets.js'
+import { cp, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { readStatus } from '../../src/status.js'
+import { READ_CHUNK_TABLES } from '../../src/sql/render-chunks.js'
 
 /**
  * A staged chunking change (issue 29), on both tiers, with hostile but legal names: the splitter's
@@ -251,4 +255,167 @@ describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
     await expectInSync(LIVE, newNode)
     await expectInSync(`${LIVE}__previous`, oldNode)
   })
+
+  it('the shadow migration records the live table\'s own settings (a table from before they were recorded, or a hand-written comment); one replaced during the stage stops the worker instead of re-chunking with the config\'s', async () => {
+    const p = await setup('queue')
+    await p.migrate()
+    for (let n = 1; n <= 3; n++) await db.query(`INSERT INTO ${Q} VALUES ('a''b', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`])
+    await p.generate('chunks')
+    await p.migrate()
+    await p.work()
+    const oldNode = await nodeOf()
+    // As a table made before settings were recorded has it, or after a DBA documented it.
+    await db.query(`COMMENT ON TABLE ${chunkTable(LIVE)} IS 'chunks of the pages, see the wiki'`)
+    await p.writeConfig(config('queue', NEW))
+    await p.generate('resize')
+    await p.migrate()
+    await db.query(`UPDATE ${Q} SET body = $1 WHERE n = 1`, [doc(6, 11)])
+    await p.work()
+    await expectInSync(LIVE, oldNode)
+    await expectInSync(`${LIVE}__next`, await nodeOf())
+    // status lists each chunk table once, with its own settings.
+    const loaded = await loadConfig('pgml-kit.config.ts', db.cwd)
+    const status = await readStatus({ cwd: db.cwd, databaseUrl: db.databaseUrl, dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state })
+    expect(status.chunkedColumns.map((c) => [c.column, c.role ?? 'live', c.chunking])).toEqual([['body_chunks', 'live', 'recursive 120/0 {title}: {chunk}'], ['body_chunks__next', 'next', 'recursive 70/10 {department} / {title}: {chunk}']])
+    // Replaced by hand during the stage: the worker stops, saying why, and writes nothing.
+    await db.query(`COMMENT ON TABLE ${chunkTable(LIVE)} IS 'edited'`)
+    await db.query(`UPDATE ${Q} SET body = $1 WHERE n = 2`, [doc(5, 12)])
+    await expect(p.work()).rejects.toMatchObject({ code: 'CHUNK_SETTINGS_UNKNOWN' })
+  })
+
+  it('the shadow and its switch migrated in one run (generated against a filled database, deployed elsewhere): the switch is refused until the worker has filled the shadow there', async () => {
+    const p = await setup('queue')
+    const prodDb = await tier.create()
+    const prod = new TestProject(prodDb)
+    const copyMigrations = async () => {
+      await rm(join(prodDb.cwd, 'migrations'), { recursive: true, force: true })
+      await cp(join(db.cwd, 'migrations'), join(prodDb.cwd, 'migrations'), { recursive: true })
+    }
+    try {
+      const seed = async (d: TestDatabase) => { for (let n = 1; n <= 5; n++) await d.query(`INSERT INTO ${Q} VALUES ('a', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`]) }
+      await p.migrate()
+      await seed(db)
+      await p.generate('chunks')
+      await p.migrate()
+      await p.work()
+      await prod.writeConfig(config('queue', OLD))
+      await copyMigrations()
+      await prod.migrate()
+      await seed(prodDb)
+      await prod.work()
+      // Production's chunk table has its primary key under another name (PostgreSQL's own, as before pgml-kit named it): the shadow stage renames it for the switch.
+      await prodDb.query(`ALTER TABLE ${chunkTable(LIVE)} RENAME CONSTRAINT "Doc's pages_body_chunks_pkey" TO "Doc's pages_body_chunks_pkey1"`)
+      await p.writeConfig(config('queue', NEW))
+      await p.generate('resize')
+      await p.migrate()
+      await p.work()
+      expect((await p.generateWith('resize-switch', { sized: true })).plan.stages.map((s) => s.stage)).toEqual(['switch'])
+      // Production gets both files at once.
+      await prod.writeConfig(config('queue', NEW))
+      await copyMigrations()
+      await expect(prod.migrate()).rejects.toThrow(/body_chunks__next is not filled: 5 of 5 rows with text have no chunks yet \(5 of them queued\)/)
+      const prodTables = async () => (await prodDb.query<{ name: string }>(`SELECT relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND relkind = 'r' AND relname LIKE '%chunks%' ORDER BY 1`, [SCHEMA])).map((r) => r.name)
+      expect(await prodTables()).toEqual([LIVE, `${LIVE}__next`])
+      await prod.work()
+      await prod.migrate()
+      expect(await prodTables()).toEqual([LIVE, `${LIVE}__previous`])
+      expect((await prodDb.query<{ n: number }>(`SELECT count(DISTINCT n)::int AS n FROM ${chunkTable(LIVE)}`))[0]!.n).toBe(5)
+    } finally {
+      await prodDb.close()
+    }
+  })
+
+  if (tier.name === 'server') {
+    it('a table named like a shadow or previous copy, made by another role with CREATE on the schema, is never read, written or trusted', async () => {
+      const p = await setup('app')
+      await p.migrate()
+      for (let n = 1; n <= 3; n++) await db.query(`INSERT INTO ${Q} VALUES ('t', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `secret ${n}`])
+      await p.generate('chunks')
+      await p.migrate()
+      const mallory = `mallory_${Math.random().toString(36).slice(2, 8)}`
+      await db.query(`CREATE ROLE ${mallory} NOLOGIN`)
+      try {
+        await db.query(`GRANT USAGE, CREATE ON SCHEMA "Doc ""store""" TO ${mallory}`)
+        const live = (await db.query<{ c: string }>(`SELECT obj_description('${chunkTable(LIVE).replace(/'/g, "''")}'::regclass, 'pg_class') AS c`))[0]!.c
+        const forged = live.replace('{title}: {chunk}', 'LEAK {chunk}')
+        await db.session(async (q) => {
+          await q(`SET ROLE ${mallory}`)
+          await q(`CREATE TABLE ${chunkTable(`${LIVE}__next`)} ("Tenant id" text, n bigint, chunk_seq int, chunk text, content_hash text, embedding text, model text)`)
+          await q(`CREATE TABLE ${chunkTable(`${LIVE}__previous`)} (x int)`)
+          await q(`GRANT ALL ON ${chunkTable(`${LIVE}__next`)} TO PUBLIC`)
+          await q(`COMMENT ON TABLE ${chunkTable(`${LIVE}__next`)} IS '${forged.replace(/'/g, "''")}'`)
+          await q(`COMMENT ON TABLE ${chunkTable(`${LIVE}__previous`)} IS 'pgml-kit chunks, made with: {"sourceColumns":[],"chunking":{},"model":{"id":"evil","dimensions":1},"vectorType":"vector"}'`)
+          await q('RESET ROLE')
+        })
+        const result = await backfillChunks({ url: db.url, node: await nodeOf(), loadEmbedder: async () => embedder })
+        expect(result.column).toBe(`${TABLE}.body_chunks`)
+        expect(await db.query(`SELECT * FROM ${chunkTable(`${LIVE}__next`)}`)).toEqual([])
+        const pool = new pg.Pool({ connectionString: db.url, max: 1 })
+        try {
+          await createEmbeddingWriter(config('app', OLD), { db: pool, loadChunkEmbedder: async () => embedder }).insert(TABLE, [{ 'Tenant id': 't', n: '9', title: 'Nine', body: doc(4, 9), department: 'd' }])
+        } finally {
+          await pool.end()
+        }
+        expect(await db.query(`SELECT * FROM ${chunkTable(`${LIVE}__next`)}`)).toEqual([])
+        await expectInSync(LIVE, await nodeOf())
+      } finally {
+        await db.query(`DROP TABLE IF EXISTS ${chunkTable(`${LIVE}__next`)}, ${chunkTable(`${LIVE}__previous`)}`)
+        await db.query(`REVOKE ALL ON SCHEMA "Doc ""store""" FROM ${mallory}`)
+        await db.query(`DROP ROLE ${mallory}`)
+      }
+    })
+
+    it('app mode: the switch and its down wait for the application\'s writes (their cascades reach the chunk tables) instead of deadlocking; a writer\'s insert in flight commits before the switch', async () => {
+      const p = await setup('app')
+      await p.migrate()
+      for (let n = 1; n <= 4; n++) await db.query(`INSERT INTO ${Q} VALUES ('t', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`])
+      await p.generate('chunks')
+      await p.migrate()
+      const loadEmbedder = async () => embedder
+      await backfillChunks({ url: db.url, node: await nodeOf(), loadEmbedder })
+      await p.writeConfig(config('app', NEW))
+      await p.generate('resize')
+      await p.migrate()
+      await backfillChunks({ url: db.url, node: await nodeOf(), loadEmbedder })
+      await p.generate('switch', { switch: 'always' })
+      // A writer whose insert is in flight when the switch starts: the switch waits for it.
+      const client = new pg.Client({ connectionString: db.url })
+      await client.connect()
+      let migrating: Promise<string> | null = null
+      const original = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>
+      ;(client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        const out = await original(...args)
+        if (migrating === null && args[0] === READ_CHUNK_TABLES) {
+          migrating = p.migrate().then(() => 'switched', (e: Error) => `switch failed: ${e.message}`)
+          await new Promise((r) => setTimeout(r, 300))
+        }
+        return out
+      }
+      const inserted = await createEmbeddingWriter(config('app', NEW), { db: client, loadChunkEmbedder: loadEmbedder })
+        .insert(TABLE, [{ 'Tenant id': 't', n: '9', title: 'Nine', body: doc(4, 9), department: 'd' }]).then(() => 'inserted', (e: Error) => `insert failed: ${e.message}`)
+      await client.end()
+      expect([inserted, await migrating]).toEqual(['inserted', 'switched'])
+      expect(await tables()).toEqual([LIVE, `${LIVE}__previous`])
+      await expectInSync(LIVE, await nodeOf())
+      // migrate down of the switch while an application DELETE cascades into both chunk tables, and another session holds a chunk row.
+      const x = new pg.Client({ connectionString: db.url })
+      const a = new pg.Client({ connectionString: db.url })
+      await x.connect()
+      await a.connect()
+      try {
+        await x.query('BEGIN')
+        await x.query(`SELECT 1 FROM ${chunkTable(`${LIVE}__previous`)} WHERE n = 1 FOR UPDATE`)
+        const deleted = a.query(`DELETE FROM ${Q} WHERE n = 1`).then(() => 'deleted', (e: Error) => `delete failed: ${e.message}`)
+        await new Promise((r) => setTimeout(r, 300))
+        const down = p.migrate('down', 1).then(() => 'down', (e: Error) => `down failed: ${e.message}`)
+        await new Promise((r) => setTimeout(r, 500))
+        await x.query('COMMIT')
+        expect(await Promise.all([deleted, down])).toEqual(['deleted', 'down'])
+      } finally {
+        await x.end()
+        await a.end()
+      }
+      expect(await tables()).toEqual([LIVE, `${LIVE}__next`])
+    })
+  }
 })

@@ -141,8 +141,8 @@ describe('planning chunked columns', () => {
     const changed = resolveConfig(config({ chunking: { size: 300, overlap: 30, template: '{title} | {chunk}' } })).state
     const kinds = (p: { plan: Parameters<typeof planOperations>[0] }) => planOperations(p.plan).map((o) => o.kind)
     const shadow = planChange(live, changed, { switch: 'never' })
-    expect(shadow.plan.stages.map((s) => s.stage)).toEqual(['shadow'])
-    expect(kinds(shadow)).toEqual(['preflight', 'create-chunked-column', 'grant-privileges', 'create-vector-index'])
+    expect(shadow.plan.stages.map((s) => [s.stage, s.subject])).toEqual([['shadow', 'chunking']])
+    expect(kinds(shadow)).toEqual(['preflight', 'prepare-live-chunks', 'create-chunked-column', 'grant-privileges', 'create-vector-index'])
     expect(shadow.desired.chunkedColumns!.map((c) => [c.column, c.chunkTable, c.rollout?.role ?? 'live', c.chunking.size])).toEqual([
       ['body_chunks', 'pages_body_chunks', 'live', 800], ['body_chunks__next', 'pages_body_chunks__next', 'next', 300],
     ])
@@ -151,9 +151,11 @@ describe('planning chunked columns', () => {
     expect(kinds(waits)).toEqual([])
     expect(waits.plan.stages[0]).toMatchObject({ stage: 'waits-for-switch', waiting: true })
     expect(waits.plan.stages[0]!.message).toMatch(/give --database-url/)
-    const filled = { source: 'test', tables: new Map(), fill: new Map([['public.pages.body_chunks__next', { withText: 200, missing: 0, deadLetters: 0, queued: 2 }]]) }
+    const filled = { source: 'test', tables: new Map(), fill: new Map([['public.pages.body_chunks__next', { withText: 200, missing: 0, deadLetters: 0, queued: 3 }]]) }
     expect(planChange(shadow.desired, changed, { sizing: { ...filled, fill: new Map([['public.pages.body_chunks__next', { withText: 200, missing: 0, deadLetters: 0, queued: 120 }]]) } }).plan.stages[0]!.message)
       .toMatch(/40\.0% filled \(120 of 200 rows with text are queued/)
+    // 1% of the rows and one more may be queued without chunks yet (written in the moment); more wait.
+    expect(planChange(shadow.desired, changed, { sizing: { ...filled, fill: new Map([['public.pages.body_chunks__next', { withText: 200, missing: 0, deadLetters: 0, queued: 4 }]]) } }).plan.stages[0]!.stage).toBe('waits-for-switch')
     const switched = planChange(shadow.desired, changed, { sizing: filled })
     expect(switched.plan.stages.map((s) => s.stage)).toEqual(['switch'])
     expect(kinds(switched)).toEqual(['check-chunks-filled', 'switch-chunked-column'])

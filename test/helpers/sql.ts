@@ -36,3 +36,19 @@ export function parseFiles(files: readonly MigrationFile[]): number {
   }
   return count
 }
+
+/**
+ * Where each of `parts` is found in `text`, in that order: fails naming the first part that is
+ * missing or out of order (an `indexOf(a) < indexOf(b)` passes when `a` is missing).
+ */
+export function expectInOrder(text: string, ...parts: readonly string[]): void {
+  let from = 0
+  for (const part of parts) {
+    const at = text.indexOf(part, from)
+    if (at < 0) {
+      const anywhere = text.indexOf(part)
+      throw new Error(anywhere < 0 ? `missing: ${JSON.stringify(part)}` : `out of order: ${JSON.stringify(part)} comes before the part listed ahead of it`)
+    }
+    from = at + part.length
+  }
+}

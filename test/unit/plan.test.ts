@@ -6,7 +6,7 @@ import type { PgmlKitConfig } from '../../src/config/schema.js'
 import { planChange, planMigration, planOperations } from '../../src/plan/plan-migration.js'
 import { renderMigrationFiles } from '../../src/migrations/render-files.js'
 import { documentsConfig } from '../helpers/fixtures.js'
-import { parseFiles, sections } from '../helpers/sql.js'
+import { parseFiles, sections, expectInOrder } from '../helpers/sql.js'
 import { keepExistingNames } from '../../src/migrations/snapshot.js'
 
 function filesFor(previous: PgmlKitConfig | null, next: PgmlKitConfig, name = 'change') {
@@ -127,8 +127,8 @@ describe('planMigration + renderMigrationFiles', () => {
         expect(down).toContain(`UPDATE pgml_kit.${runtime} SET table_name = 'documents' WHERE table_schema = 'public' AND table_name = 'Art "icles"; DROP';`)
       }
       // The table is renamed before any runtime row is touched (a worker's write never waits on a row the migration holds).
-      expect(up.indexOf('RENAME TO')).toBeLessThan(up.indexOf('UPDATE pgml_kit.embedding_jobs'))
-      expect(down.indexOf('RENAME TO "documents"')).toBeLessThan(down.indexOf('UPDATE pgml_kit.embedding_jobs'))
+      expectInOrder(up, 'RENAME TO', 'UPDATE pgml_kit.embedding_jobs')
+      expectInOrder(down, 'RENAME TO "documents"', 'UPDATE pgml_kit.embedding_jobs')
       // (The trigger functions' own REVOKE EXECUTE … FROM PUBLIC comes with their bodies.)
       expect(files[0]!.content).not.toMatch(/DROP COLUMN|ADD COLUMN|GRANT |REVOKE (?!EXECUTE ON FUNCTION "pgml_kit")|CREATE INDEX|DROP INDEX/)
     })

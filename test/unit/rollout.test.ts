@@ -8,7 +8,7 @@ import { renderMigrationFiles } from '../../src/migrations/render-files.js'
 import { keepExistingNames } from '../../src/migrations/snapshot.js'
 import type { Sizing } from '../../src/indexes/sizing.js'
 import { documentsConfig } from '../helpers/fixtures.js'
-import { parseFiles, sections } from '../helpers/sql.js'
+import { parseFiles, sections, expectInOrder } from '../helpers/sql.js'
 
 /** A project's history: each step plans from the state the previous one recorded, as generate does. */
 class History {
@@ -70,9 +70,9 @@ describe('a staged model change', () => {
     expect(h.state.indexes.map((i) => [i.name, i.column])).toEqual([['documents_body_embedding_hnsw_cosine_idx', 'body_embedding'], ['documents_body_embedding_hnsw_cosine_idx__previous', 'body_embedding__previous']])
     const { up, down } = sections(switched.files[0]!.content)
     // Checked filled first, then the renames, live side first; the down is the same switch backwards.
-    expect(up.indexOf('rows with text have no vector')).toBeLessThan(up.indexOf('RENAME COLUMN'))
-    expect(up.indexOf('RENAME COLUMN "body_embedding" TO "body_embedding__previous"')).toBeLessThan(up.indexOf('RENAME COLUMN "body_embedding__next" TO "body_embedding"'))
-    expect(down.indexOf('RENAME COLUMN "body_embedding" TO "body_embedding__next"')).toBeLessThan(down.indexOf('RENAME COLUMN "body_embedding__previous" TO "body_embedding"'))
+    expectInOrder(up, 'rows with text have no vector', 'RENAME COLUMN')
+    expectInOrder(up, 'RENAME COLUMN "body_embedding" TO "body_embedding__previous"', 'RENAME COLUMN "body_embedding__next" TO "body_embedding"')
+    expectInOrder(down, 'RENAME COLUMN "body_embedding" TO "body_embedding__next"', 'RENAME COLUMN "body_embedding__previous" TO "body_embedding"')
     expect(up).toContain(`rollout_role = 'previous', rollout_of = 'body_embedding'`)
     expect(parseFiles(switched.files)).toBeGreaterThan(8)
 
@@ -90,7 +90,7 @@ describe('a staged model change', () => {
     // The previous queue's jobs only kept the dropped vectors in sync: deleted, not a reason to refuse (under load
     // there always are some). The live column must hold every vector first.
     if (mode === 'queue') expect(sections(dropped.files[1]!.content).up).not.toMatch(/still queued/)
-    expect(sections(dropped.files[1]!.content).up.indexOf('rows with text have no vector')).toBeLessThan(sections(dropped.files[1]!.content).up.indexOf('DROP COLUMN'))
+    expectInOrder(sections(dropped.files[1]!.content).up, 'rows with text have no vector', 'DROP COLUMN')
     expect(columns(h)).toEqual([['body_embedding', 'test/double-b', 'live']])
     expect(kinds(h.step(documentsConfig({ mode, model: B })).plan)).toEqual([])
     expect(parseFiles(dropped.files)).toBeGreaterThan(4)

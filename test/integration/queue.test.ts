@@ -349,6 +349,25 @@ describe.each(tiers)('queue mode on the $name tier', (tier) => {
     expect(await db.query(`SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs WHERE leased_by IS NOT NULL`)).toEqual([{ n: 0 }])
   })
 
+  it('backfill stops on SIGTERM as on Ctrl-C: what it wrote stays, and it says to run it again', async () => {
+    await setup()
+    await db.query(`ALTER TABLE documents DISABLE TRIGGER USER`)
+    await db.query(`INSERT INTO documents (title, body) SELECT 'title ' || i, 'body ' || i FROM generate_series(1, 3000) AS i`)
+    await db.query(`ALTER TABLE documents ENABLE TRIGGER USER`)
+    const run = startCli(['backfill', 'documents.body_embedding', '--batch-size', '8'], { cwd: db.cwd, databaseUrl: db.databaseUrl || undefined })
+    let out = ''
+    run.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    const closed = new Promise<number | null>((resolve) => run.on('close', resolve))
+    const written = async () => (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM documents WHERE body_embedding IS NOT NULL'))[0]!.n
+    for (let i = 0; i < 300 && (await written()) === 0; i++) await new Promise((r) => setTimeout(r, 50))
+    run.kill('SIGTERM')
+    expect(await closed).toBe(1)
+    expect(out).toMatch(/vectors written .* interrupted: run it again to continue/)
+    const kept = await written()
+    expect(kept).toBeGreaterThan(0)
+    expect(kept).toBeLessThan(3000)
+  })
+
   it('backfill fills missing vectors in batches, and resumes an interrupted --all run', async () => {
     const { column, embedder } = await setup()
     await db.query(`ALTER TABLE documents DISABLE TRIGGER USER`)

@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import cliProgress from 'cli-progress'
 import pc from 'picocolors'
 import { loadConfig } from '../../config/load.js'
+import { onStop } from '../stop.js'
 import { openTarget } from '../../db/target.js'
 import { withoutSecrets } from '../output.js'
 import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
@@ -22,9 +23,9 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
       const g = globals(cmd)
       const config = await loadConfig(g.config)
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
-      const controller = new AbortController()
-      const stop = () => controller.abort()
-      process.once('SIGINT', stop)
+      // Ctrl-C or SIGTERM: what is committed stays; the rest waits for the next run.
+      const stopping = onStop('stopping after the current batch (again to quit now; run it again to continue)')
+      const controller = { signal: stopping.signal }
       try {
         const loadEmbedder = localEmbedderLoader(config.embedder)
         const chunked = (config.state.chunkedColumns ?? []).find((c) => arg === `${c.table}.${c.column}` || arg === `${c.schema}.${c.table}.${c.column}`)
@@ -78,7 +79,7 @@ export function registerBackfill(program: Command, ctx: CommandContext): void {
         }
         if (results.some((r) => r.failedCount > 0 || r.interrupted) || controller.signal.aborted) ctx.exit.code = EXIT.checkFailed
       } finally {
-        process.off('SIGINT', stop)
+        stopping.dispose()
         await target.close()
       }
     })

@@ -1,6 +1,7 @@
 import { CommanderError, type Command } from 'commander'
 import { relative } from 'node:path'
 import pc from 'picocolors'
+import { onStop } from '../stop.js'
 import { embeddedPaths } from '../../db/embedded.js'
 import { keepEmbeddedServed, type ServedChange, type ServedState } from '../../db/keep-served.js'
 import { isEmbedded, redactUrl } from '../../db/target.js'
@@ -49,10 +50,8 @@ export function registerDev(program: Command): void {
         if (g.json) return json(c, line)
         process.stdout.write(`${pc.yellow(line)}\n${c.sameUrl ? '' : exportLine(c)}`)
       }
-      const controller = new AbortController()
-      const stop = () => controller.abort()
-      process.once('SIGINT', stop)
-      process.once('SIGTERM', stop)
+      const stopping = onStop()
+      const controller = { signal: stopping.signal }
       // Keeps the process alive while it only follows another owner (a pending promise alone does not).
       const alive = setInterval(() => undefined, 1 << 30)
       try {
@@ -62,8 +61,7 @@ export function registerDev(program: Command): void {
         })
       } finally {
         clearInterval(alive)
-        process.off('SIGINT', stop)
-        process.off('SIGTERM', stop)
+        stopping.dispose()
       }
     })
 }

@@ -1,6 +1,7 @@
 import pc from 'picocolors'
 import type { Command } from 'commander'
 import { loadConfig } from '../../config/load.js'
+import { onStop } from '../stop.js'
 import { openTarget } from '../../db/target.js'
 import { localEmbedderLoader } from '../../embed/embedder-for-config.js'
 import { runWorker } from '../../worker/run-worker.js'
@@ -30,17 +31,7 @@ export function registerWorker(program: Command): void {
       const columns = opts.column ? opts.column.filter((arg) => !chunkedNamed(arg)).map((arg) => findColumn(declared, arg, declaredChunked)) : declared
       const chunked = opts.column ? opts.column.flatMap((arg) => chunkedNamed(arg) ?? []) : declaredChunked
       const target = await openTarget({ databaseUrl: g.databaseUrl, cwd: config.root })
-      const controller = new AbortController()
-      let stops = 0
-      const stop = () => {
-        stops++
-        if (stops === 1) {
-          process.stderr.write('stopping after the current batch (again to quit now; unfinished jobs return to the queue when their lease ends)\n')
-          controller.abort()
-        } else process.exit(130)
-      }
-      process.on('SIGINT', stop)
-      process.on('SIGTERM', stop)
+      const stopping = onStop('stopping after the current batch (again to quit now; unfinished jobs return to the queue when their lease ends)')
       try {
         if (!g.json) process.stderr.write(`worker on ${printable(target.description)}: ${[...columns, ...chunked].filter((c) => c.mode === 'queue').map((c) => printable(`${c.table}.${c.column}`)).join(', ') || '(queue-mode columns of staged model changes)'}\n`)
         const totals = await runWorker({
@@ -50,7 +41,7 @@ export function registerWorker(program: Command): void {
             for (const f of (r.failures ?? []).slice(0, 5)) process.stderr.write(`  ${pc.red('failed')} job ${f.jobId}: ${printable(withoutSecrets(f.error, g.databaseUrl))}\n`)
           },
           batchSize: opts.batchSize, maxAttempts: opts.maxAttempts, leaseSeconds: opts.lease, pollIntervalMs: opts.poll,
-          once: opts.once ?? false, signal: controller.signal,
+          once: opts.once ?? false, signal: stopping.signal,
           onBatch: g.json ? undefined : (column, r) => {
             process.stderr.write(r.catalogChanged
               ? `${printable(`${column.table}.${column.column}`)}: changed by a migration while the batch was embedded; nothing written, reading the catalog again\n`
@@ -69,8 +60,7 @@ export function registerWorker(program: Command): void {
           for (const line of describeOutlook(totals)) process.stdout.write(`${line}\n`)
         }
       } finally {
-        process.off('SIGINT', stop)
-        process.off('SIGTERM', stop)
+        stopping.dispose()
         await target.close()
       }
     })

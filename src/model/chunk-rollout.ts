@@ -1,4 +1,4 @@
-import { deriveIdentifier, ownedIdentifier } from '../sql/quote.js'
+import { deriveIdentifier, ownedIdentifier } from './identifiers.js'
 import type { ChunkedColumnNode, ChunkingNode, ResolvedModel, RolloutRole, VectorType } from './ir.js'
 
 /**

@@ -1,5 +1,5 @@
 import type { Distance, EmbeddingMode } from '../config/schema.js'
-import { ownedIdentifier } from '../sql/quote.js'
+import { ownedIdentifier } from './identifiers.js'
 
 /**
  * The resolved, frozen description of what the database should contain. Plain readonly data:

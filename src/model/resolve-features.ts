@@ -1,6 +1,7 @@
 import type { ConfigIssue } from '../errors.js'
 import type { PgmlKitConfig } from '../config/schema.js'
-import { deriveIdentifier, quoteQualified } from '../sql/quote.js'
+import { deriveIdentifier } from './identifiers.js'
+import { quoteQualified } from '../sql/quote.js'
 import type { FeatureViewNode, RelationNode, TrainingSetNode } from './ir.js'
 import { isLowerBetter, PGML_METRICS } from './metrics.js'
 import type { ModelNode } from './resolve.js'

@@ -2,7 +2,7 @@ import { resolve as resolvePath } from 'node:path'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { configSchema, type EmbeddingConfig, type IndexConfig, type PgmlKitConfig } from '../config/schema.js'
 import { resolveFeatureViews, resolveModels, resolveTrainingSets } from './resolve-features.js'
-import { deriveIdentifier, ownedIdentifier } from '../sql/quote.js'
+import { deriveIdentifier, ownedIdentifier } from './identifiers.js'
 import {
   RUNTIME_VERSION, deepFreeze, objectKey, triggerFunctionName,
   type ChunkedColumnNode, type DesiredState, type EmbedderSettings, type EmbeddingColumnNode, type FullTextNode, type IndexBuildSettings, type TrainingSetNode, type MigrationSettings, type ResolvedModel, type VectorIndexNode, type VectorType,

@@ -3,8 +3,8 @@ import type { Embedder } from '../embed/embedder.js'
 import type { ChunkedColumnNode } from '../model/ir.js'
 import { isConnectionLost } from '../db/connect.js'
 import { COMPLETE_CHUNK_JOB, chunkStoreOf, renderFetchChunkSources, renderReadFingerprint } from '../sql/render-chunks.js'
-import { DEAD_LETTER_JOBS, DELETE_LEASED_JOBS, FAIL_JOBS, renderClaimJobs } from '../sql/render-worker.js'
-import { EMPTY_BATCH, releaseBatch, type BatchResult, type BatchSettings } from '../worker/process-batch.js'
+import { DELETE_LEASED_JOBS, renderClaimJobs } from '../sql/render-worker.js'
+import { EMPTY_BATCH, recordFailures, releaseBatch, type BatchResult, type BatchSettings } from '../worker/process-batch.js'
 import { errorText, retryTransient } from '../worker/resilience.js'
 import { chunkRow } from './document.js'
 import { syncDocument } from './store.js'
@@ -66,21 +66,7 @@ export async function processChunkBatch(client: pg.ClientBase, node: ChunkedColu
         failures.push({ id: job.id, error: errorText(error) })
       }
     }
-    let deadLettered = 0
-    if (failures.length > 0) {
-      deadLettered = await retryTransient(async () => {
-        await client.query('BEGIN')
-        try {
-          const recorded = (await client.query<{ id: string }>(FAIL_JOBS, [failures.map((f) => f.id), failures.map((f) => f.error), workerId, settings.backoffBaseSeconds, settings.backoffMaxSeconds])).rows.map((r) => r.id)
-          const dead = recorded.length === 0 ? 0 : (await client.query(DEAD_LETTER_JOBS, [recorded, settings.maxAttempts])).rowCount ?? 0
-          await client.query('COMMIT')
-          return dead
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined)
-          throw error
-        }
-      })
-    }
+    const deadLettered = await recordFailures(client, failures, settings)
     return {
       claimed: ids.length, written, completed, stale, failed: failures.length, deadLettered,
       ...(failures.length > 0 ? { failures: failures.map((f) => ({ jobId: f.id, error: f.error })) } : {}),

@@ -205,21 +205,7 @@ export async function finishBatch(client: pg.ClientBase, embedded: EmbeddedBatch
     const failures = [...embedded.failures]
     for (const { item, error } of outcome.failed) failures.push({ id: item.job.id, error })
 
-    let deadLettered = 0
-    if (failures.length > 0) {
-      deadLettered = await retryTransient(async () => {
-        await client.query('BEGIN')
-        try {
-          const recorded = (await client.query<{ id: string }>(FAIL_JOBS, [failures.map((f) => f.id), failures.map((f) => f.error), workerId, settings.backoffBaseSeconds, settings.backoffMaxSeconds])).rows.map((r) => r.id)
-          const dead = recorded.length === 0 ? 0 : (await client.query(DEAD_LETTER_JOBS, [recorded, settings.maxAttempts])).rowCount ?? 0
-          await client.query('COMMIT')
-          return dead
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined)
-          throw error
-        }
-      })
-    }
+    const deadLettered = await recordFailures(client, failures, settings)
     return {
       claimed: ids.length, written, completed, stale: embedded.ready.length - written - outcome.failed.length, failed: failures.length, deadLettered,
       ...(failures.length > 0 ? { failures: failures.map((f) => ({ jobId: f.id, error: f.error })) } : {}),
@@ -253,4 +239,24 @@ export async function processBatch(client: pg.ClientBase, column: EmbeddingColum
     throw error
   }
   return finishBatch(client, embedded, settings)
+}
+
+/**
+ * Records failed jobs in one transaction: each job's error, its next attempt after a back-off,
+ * and those past `maxAttempts` moved to the dead letters. Returns how many were dead-lettered.
+ */
+export async function recordFailures(client: pg.ClientBase, failures: readonly { readonly id: string; readonly error: string }[], settings: BatchSettings): Promise<number> {
+  if (failures.length === 0) return 0
+  return retryTransient(async () => {
+    await client.query('BEGIN')
+    try {
+      const recorded = (await client.query<{ id: string }>(FAIL_JOBS, [failures.map((f) => f.id), failures.map((f) => f.error), settings.workerId, settings.backoffBaseSeconds, settings.backoffMaxSeconds])).rows.map((r) => r.id)
+      const dead = recorded.length === 0 ? 0 : (await client.query(DEAD_LETTER_JOBS, [recorded, settings.maxAttempts])).rowCount ?? 0
+      await client.query('COMMIT')
+      return dead
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined)
+      throw error
+    }
+  })
 }

@@ -3,7 +3,7 @@ import { PgmlKitError } from '../errors.js'
 import { chunkedCopy, parseChunkTableComment, withChunkSettings, type ChunkSettings } from '../model/chunk-rollout.js'
 import type { ChunkedColumnNode } from '../model/ir.js'
 import { quoteQualified } from '../sql/quote.js'
-import { READ_CHUNK_TABLE_COMMENT, READ_CHUNK_TABLES, RELEASE_SAVEPOINT, ROLLBACK_TO_SAVEPOINT, SAVEPOINT, renderLockChunkTables } from '../sql/render-chunks.js'
+import { OWNER_HAS_RIGHTS_OF, READ_CHUNK_TABLE_COMMENT, READ_CHUNK_TABLES, RELEASE_SAVEPOINT, ROLLBACK_TO_SAVEPOINT, SAVEPOINT, renderLockChunkTables } from '../sql/render-chunks.js'
 
 /**
  * A chunk table as the database has it: the config's chunked column (or a staged change's copy of
@@ -39,10 +39,15 @@ export async function servedChunkedColumns(client: pg.ClientBase, columns: reado
       out.push({ node, comment: null, present: false })
       continue
     }
-    // A copy is one pgml-kit made: owned by the live chunk table's owner (the migrating role). A
-    // table of that name made by another role (any role with CREATE on the schema can make one) is
-    // never read, written nor trusted for its comment.
-    const copies = copyRows.flatMap((row, k) => (row?.present && row.owner === liveRow.owner ? [{ node: candidates[i + 1 + k]!, row }] : []))
+    // A copy is one pgml-kit made: owned by a role with the live chunk table's owner's rights (the
+    // migrating role, or a superuser that migrated). A table of that name made by another role (any
+    // role with CREATE on the schema can make one) is never read, written nor trusted for its comment.
+    const copies: { node: ChunkedColumnNode; row: NonNullable<typeof liveRow> }[] = []
+    for (const [k, row] of copyRows.entries()) {
+      if (!row?.present) continue
+      const trusted = row.owner === liveRow.owner || (await client.query<{ ok: boolean }>(OWNER_HAS_RIGHTS_OF, [row.owner, liveRow.owner])).rows[0]?.ok === true
+      if (trusted) copies.push({ node: candidates[i + 1 + k]!, row })
+    }
     const settings = parseChunkTableComment(liveRow.comment)
     if (!settings && copies.length > 0) {
       throw new PgmlKitError('CHUNK_SETTINGS_UNKNOWN', `the chunk table ${node.schema}.${node.chunkTable} records no pgml-kit settings in its comment, and a staged chunking change of ${node.table}.${node.column} is in progress: its chunks cannot be kept without knowing how they were made`, {

@@ -74,7 +74,7 @@ async function embeddedFill(config: LoadedConfig): Promise<Sizing | undefined> {
   try {
     const client = await target.connect('pgml-kit plan')
     try {
-      return { source: target.description, tables: new Map(), fill: new Map([...await readFill(client, copies), ...await readChunkFill(client, chunkCopies)]) }
+      return { source: target.description, tables: new Map(), fill: new Map([...await readFill(client, copies), ...await readChunkFill(client, chunkCopies, state)]) }
     } finally {
       await client.end()
     }

@@ -38,8 +38,8 @@ export interface ColumnFill {
   /** Rows with text, no vector, and no queued job that would write one. */
   readonly missing: number
   readonly deadLetters: number
-  /** Rows with text and no chunks whose job is queued (chunk tables: a shadow starts with every row queued). */
-  readonly queued?: number
+  /** Chunk tables: rows with chunks in the live chunk table and none in this copy (switching now would hide them from searches). */
+  readonly hidden?: number
 }
 
 /**
@@ -51,19 +51,20 @@ export async function readPlanSizing(client: pg.ClientBase, state: DesiredState,
   const sizing = await readSizing(client, state, source)
   const copies = recorded.embeddingColumns.filter((c) => c.rollout)
   const chunkCopies = (recorded.chunkedColumns ?? []).filter((c) => c.rollout)
-  return copies.length + chunkCopies.length > 0 ? { ...sizing, fill: new Map([...await readFill(client, copies), ...await readChunkFill(client, chunkCopies)]) } : sizing
+  return copies.length + chunkCopies.length > 0 ? { ...sizing, fill: new Map([...await readFill(client, copies), ...await readChunkFill(client, chunkCopies, recorded)]) } : sizing
 }
 
 /** Exact fill counts (one scan each) of the chunk tables a staged chunking change switches to, those the database has. */
-export async function readChunkFill(client: pg.ClientBase, columns: readonly ChunkedColumnNode[]): Promise<Map<string, ColumnFill>> {
+export async function readChunkFill(client: pg.ClientBase, columns: readonly ChunkedColumnNode[], recorded: DesiredState): Promise<Map<string, ColumnFill>> {
   const out = new Map<string, ColumnFill>()
   if (columns.length === 0) return out
   const { rows } = await client.query<{ present: boolean }>(READ_CHUNK_TABLES, [columns.map((c) => c.schema), columns.map((c) => c.chunkTable)])
   for (const [i, row] of rows.entries()) {
     const column = columns[i]
-    if (!column || !row.present) continue
-    const fill = (await client.query<{ with_text: string; missing: string; dead_letters: string; queued: string }>(renderReadChunkFill(column))).rows[0]
-    out.set(columnLabel(column), { withText: Number(fill?.with_text ?? 0), missing: Number(fill?.missing ?? 0), deadLetters: Number(fill?.dead_letters ?? 0), queued: Number(fill?.queued ?? 0) })
+    const live = (recorded.chunkedColumns ?? []).find((c) => !c.rollout && c.schema === column?.schema && c.table === column.table && c.column === column.rollout?.of)
+    if (!column || !live || !row.present) continue
+    const fill = (await client.query<{ with_text: string; missing: string; dead_letters: string; hidden: string }>(renderReadChunkFill(column, live.chunkTable))).rows[0]
+    out.set(columnLabel(column), { withText: Number(fill?.with_text ?? 0), missing: Number(fill?.missing ?? 0), deadLetters: Number(fill?.dead_letters ?? 0), hidden: Number(fill?.hidden ?? 0) })
   }
   return out
 }

@@ -690,13 +690,14 @@ function chunkBackfillCommand(node: ChunkedColumnNode): string {
 
 /** Before a chunked switch: the copy that becomes the chunk table searches read must have chunks for every row with text. */
 export function checkChunksFilled(node: ChunkedColumnNode, becomes: string): Operation {
+  // `becomes`: the live chunk table's name, which this copy takes.
   return defineOperation({
     kind: 'check-chunks-filled', origin: embeddingPath(node), table: `${node.schema}.${node.table}`,
     summary: `check that ${node.schema}.${node.chunkTable} has chunks for every row with text before it becomes ${quoteIdent(becomes)}`,
     transactional: true, safety: 'safe', requiresPgml: PGML.none,
-    up: [renderRefuseChunksUnfilled(node, `it would become the chunk table searches read with rows that have no chunks`, chunkBackfillCommand(node))],
+    up: [renderRefuseChunksUnfilled(node, becomes, `it would become the chunk table searches read with rows that have no chunks`, chunkBackfillCommand(node))],
     down: ['-- (the check before the switch has nothing to undo)'],
-    notes: [`one scan of ${node.schema}.${node.table}, before any statement of this migration that locks writers out: migrate refuses, changing nothing, while rows with text have no chunks and no queued job, or jobs are dead-lettered`],
+    notes: [`one scan of ${node.schema}.${node.table}, before any statement of this migration that locks writers out: migrate refuses, changing nothing, while rows with text have chunks in ${becomes} and none in ${node.chunkTable} (searches would lose them), have no chunks and no queued job, or jobs are dead-lettered`],
   })
 }
 
@@ -715,7 +716,7 @@ export function switchChunkedColumn(first: ChunkSwitchSide, second: ChunkSwitchS
     transactional: true, safety: 'slows-writes', requiresPgml: PGML.none,
     up: renderChunkSwitch(first, second, indexes),
     down: [
-      renderRefuseChunksUnfilled(first.to, `switching back would make it the chunk table searches read with rows that have no chunks`, chunkBackfillCommand(first.to)),
+      renderRefuseChunksUnfilled(first.to, second.to.chunkTable, `switching back would make it the chunk table searches read with rows that have no chunks`, chunkBackfillCommand(first.to)),
       ...renderChunkSwitch(back(second), back(first), [...undo.slice(first.from.indexes.length), ...undo.slice(0, first.from.indexes.length)]),
     ],
     notes: [

@@ -161,11 +161,11 @@ export function stageChunkRollouts(recorded: DesiredState, config: DesiredState,
     if (!fill) return `${copy.chunkTable} is not in ${options.sizing.source} yet: run pgml-kit migrate, then ${copy.mode === 'queue' ? 'pgml-kit worker' : `pgml-kit backfill ${cli(copy)}`}, then generate again`
     if (fill.missing > 0) return `${copy.chunkTable} is ${pct(fill.withText, fill.missing)} filled (${fill.missing.toLocaleString('en-US')} of ${fill.withText.toLocaleString('en-US')} rows with text have no chunks yet): run ${copy.mode === 'queue' ? 'pgml-kit worker' : `pgml-kit backfill ${cli(copy)}`} before generating the switch`
     if (fill.deadLetters > 0) return `${fill.deadLetters} job(s) of ${copy.column} are dead-lettered: fix them, pgml-kit queue retry, run the worker, then generate again`
-    // A shadow starts with every row queued: the switch waits until the worker has chunked all but
-    // the rows written in the last moments (at most 1% of them, and one), so searches never lose
-    // documents; migrate checks the same again (renderRefuseChunksUnfilled).
-    const queued = fill.queued ?? 0
-    if (queued > Math.floor(fill.withText / 100) + 1) return `${copy.chunkTable} is ${pct(fill.withText, queued)} filled (${queued.toLocaleString('en-US')} of ${fill.withText.toLocaleString('en-US')} rows with text are queued and have no chunks yet): run pgml-kit worker until the queue is drained, then generate again`
+    // A shadow starts with every row queued: the switch waits until no row that searches find in
+    // the live table would disappear with it (rows written a moment ago, in neither yet, do not
+    // hold it up); migrate checks the same again (renderRefuseChunksUnfilled).
+    const hidden = fill.hidden ?? 0
+    if (hidden > 0) return `${copy.chunkTable} is ${pct(fill.withText, hidden)} filled (${hidden.toLocaleString('en-US')} of ${fill.withText.toLocaleString('en-US')} rows with text have chunks in the live table and none in it yet: switching now would hide them from searches): run ${copy.mode === 'queue' ? 'pgml-kit worker' : `pgml-kit backfill ${cli(copy)}`} until they are done, then generate again`
     return null
   }
 }

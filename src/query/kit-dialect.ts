@@ -328,9 +328,15 @@ class KitConnection implements DatabaseConnection {
     this.#db = db
     this.#runtime = runtime
     this.#shared = shared
+    // A kit made over the application's transaction (createKit(config, { db: trx })): everything
+    // runs on that transaction's connection, and a search's settings are put back after it.
+    if (db.isTransaction) {
+      this.#pinned = { conn: db, release: () => undefined }
+      this.inTransaction = true
+    }
   }
 
-  /** Borrows one of the application's connections until `unpin`. */
+  /** Borrows one of the application's connections until `unpin` (a kit over a transaction has it already). */
   pin(): Promise<void> {
     if (this.#pinned) return Promise.resolve()
     return new Promise((resolve, reject) => {
@@ -344,9 +350,15 @@ class KitConnection implements DatabaseConnection {
   }
 
   unpin(): void {
+    if (this.#db.isTransaction) return
     const pinned = this.#pinned
     this.#pinned = null
     pinned?.release()
+  }
+
+  /** Whether the kit runs inside the application's transaction (createKit over a Kysely Transaction). */
+  get overTransaction(): boolean {
+    return this.#db.isTransaction
   }
 
   #target(): Kysely<unknown> {
@@ -617,6 +629,9 @@ class KitDriver implements Driver {
   /** A transaction holds one of the application's connections from BEGIN to its end. */
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
     const c = connection as KitConnection
+    if (c.overTransaction) {
+      throw new PgmlKitError('KIT_IN_TRANSACTION', 'this kit was made over a transaction (createKit(config, { db: trx })): kit.db.transaction() would commit yours; run the queries on kit.db, which is already inside it')
+    }
     const mode = [settings.isolationLevel ? `ISOLATION LEVEL ${settings.isolationLevel.toUpperCase()}` : '', settings.accessMode ? settings.accessMode.toUpperCase() : ''].filter(Boolean).join(' ')
     await c.pin()
     try {

@@ -90,6 +90,9 @@ FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) WI
 LEFT JOIN LATERAL (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(c.s) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.t))::oid AS oid) AS r ON true
 ORDER BY c.n`
 
+/** $1 a role's oid, $2 another's (as text): whether the first has the second's rights (is it, a member of it, or a superuser). */
+export const OWNER_HAS_RIGHTS_OF = `SELECT pg_catalog.pg_has_role($1::oid, $2::oid, 'USAGE') AS ok`
+
 /** A savepoint around a lock that may name a table renamed meanwhile (served.ts). */
 export const SAVEPOINT = 'SAVEPOINT pgml_kit_chunk_tables'
 export const RELEASE_SAVEPOINT = 'RELEASE SAVEPOINT pgml_kit_chunk_tables'
@@ -399,56 +402,57 @@ export function renderChunkInputs(node: ChunkedColumnNode, i: number): string[] 
 const chunkMatch = (node: ChunkedColumnNode) => node.keyColumns.map((k) => `c.${quoteIdent(k)} = t.${quoteIdent(k)}`).join(' AND ')
 
 /**
- * How far a chunked column is filled: rows with text, those of them with no chunk that nothing is
- * going to chunk (a queued job counts as on its way), and its dead-lettered jobs. One scan.
+ * How far a staged change's copy is filled against the live chunk table `liveTable`: rows with
+ * text; those with no chunks in the copy that nothing is going to chunk (a queued job counts as on
+ * its way); those that have chunks in the live table and none in the copy (switching now would
+ * hide them from searches — a row written a moment ago, with chunks in neither, would not be);
+ * and the copy's dead-lettered jobs. One scan.
  */
-function chunkFillCounts(node: ChunkedColumnNode): { counts: readonly [string, string, string]; from: string } {
+function chunkFillCounts(node: ChunkedColumnNode, liveTable: string): { counts: readonly [string, string, string, string]; from: string } {
   const keyed = { schema: node.schema, table: node.table, keyColumns: node.keyColumns }
   const hasText = `(${renderSourceText(node, 't')})::text OPERATOR(pg_catalog.~) ${HAS_TEXT}`
+  const none = `NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${chunkMatch(node)})`
   const queued = node.mode === 'queue' ? ` AND NOT EXISTS (SELECT 1 FROM pgml_kit.embedding_jobs AS j WHERE ${jobOf(node, 'j')} AND j.row_key = ${renderRowKey(keyed, 't')})` : ''
   return {
     counts: [
       `pg_catalog.count(*) FILTER (WHERE ${hasText})`,
-      `pg_catalog.count(*) FILTER (WHERE ${hasText} AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${chunkMatch(node)})${queued})`,
+      `pg_catalog.count(*) FILTER (WHERE ${hasText} AND ${none}${queued})`,
       `(SELECT pg_catalog.count(*) FROM pgml_kit.embedding_dead_letters AS d WHERE ${jobOf(node, 'd')})`,
+      `pg_catalog.count(*) FILTER (WHERE ${hasText} AND ${none} AND EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, liveTable)} AS c WHERE ${chunkMatch(node)}))`,
     ],
     from: `${quoteQualified(node.schema, node.table)} AS t`,
   }
 }
 
-/** → with_text, missing, dead_letters, and queued: rows with text and no chunks whose job is queued (bigint); see chunkFillCounts. */
-export function renderReadChunkFill(node: ChunkedColumnNode): string {
-  const { counts: [withText, missing, dead], from } = chunkFillCounts(node)
-  const hasText = `(${renderSourceText(node, 't')})::text OPERATOR(pg_catalog.~) ${HAS_TEXT}`
-  const queued = `pg_catalog.count(*) FILTER (WHERE ${hasText} AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${chunkMatch(node)}))`
-  return `SELECT ${withText} AS with_text, ${missing} AS missing, ${dead} AS dead_letters, ${queued} - ${missing} AS queued FROM ${from}`
+/** → with_text, missing, dead_letters, hidden (bigint): see chunkFillCounts. */
+export function renderReadChunkFill(node: ChunkedColumnNode, liveTable: string): string {
+  const { counts: [withText, missing, dead, hidden], from } = chunkFillCounts(node, liveTable)
+  return `SELECT ${withText} AS with_text, ${missing} AS missing, ${dead} AS dead_letters, ${hidden} AS hidden FROM ${from}`
 }
 
 /**
- * Refuses (the migration rolls back, changing nothing) while `node` has rows with text and no chunks
- * that nothing is going to chunk, more of its rows with text still queued without chunks than 1%
- * and one (rows written in the moment are on their way; a shadow starts with every row queued, and
- * switching then would hide documents from searches until the worker caught up — as when the
- * shadow and the switch are migrated in one run), or dead-lettered jobs. One scan.
+ * Refuses (the migration rolls back, changing nothing) while `node` — the copy about to become
+ * the chunk table searches read, instead of `liveTable` — has rows with text and no chunks that
+ * nothing is going to chunk, rows that have chunks in `liveTable` and none in it (switching would
+ * hide them from searches: as when a shadow and its switch are migrated in one run, before the
+ * worker filled the shadow there), or dead-lettered jobs. One scan.
  */
-export function renderRefuseChunksUnfilled(node: ChunkedColumnNode, why: string, command: string): string {
-  const { counts, from } = chunkFillCounts(node)
+export function renderRefuseChunksUnfilled(node: ChunkedColumnNode, liveTable: string, why: string, command: string): string {
+  const { counts, from } = chunkFillCounts(node, liveTable)
   const name = `${node.schema}.${node.table}.${node.column}`
-  const hasText = `(${renderSourceText(node, 't')})::text OPERATOR(pg_catalog.~) ${HAS_TEXT}`
-  const without = `pg_catalog.count(*) FILTER (WHERE ${hasText} AND NOT EXISTS (SELECT 1 FROM ${quoteQualified(node.schema, node.chunkTable)} AS c WHERE ${chunkMatch(node)}))`
   const body = `
 DECLARE
   with_text bigint;
   missing bigint;
   dead bigint;
-  without bigint;
+  hidden bigint;
 BEGIN
-  SELECT ${[...counts, without].join(',\n         ')}
-    INTO with_text, missing, dead, without
+  SELECT ${counts.join(',\n         ')}
+    INTO with_text, missing, dead, hidden
     FROM ${from};
-  IF missing > 0 OR without > with_text / 100 + 1 THEN
-    RAISE EXCEPTION 'pgml-kit: % is not filled: % of % rows with text have no chunks yet (% of them queued); %', ${quoteLiteral(name)}, without, with_text, without - missing, ${quoteLiteral(why)}
-      USING HINT = ${quoteLiteral(`run ${command} until at most 1% of the rows are left, then migrate again (pgml-kit status shows how far it is)`)};
+  IF missing > 0 OR hidden > 0 THEN
+    RAISE EXCEPTION 'pgml-kit: % is not filled: % of % rows with text have chunks in % but none in it yet, % have none and no queued job; %', ${quoteLiteral(name)}, hidden, with_text, ${quoteLiteral(liveTable)}, missing, ${quoteLiteral(why)}
+      USING HINT = ${quoteLiteral(`run ${command}, then migrate again (pgml-kit status shows how far it is)`)};
   END IF;
   IF dead > 0 THEN
     RAISE EXCEPTION 'pgml-kit: % has % dead-lettered job(s): those rows have no current chunks; %', ${quoteLiteral(name)}, dead, ${quoteLiteral(why)}
@@ -461,7 +465,9 @@ END
 
 /**
  * The source table locked against writes for the rest of the migration's transaction (SHARE ROW
- * EXCLUSIVE: readers go on; writers wait, an instant), before a step locks its chunk tables.
+ * EXCLUSIVE: readers go on; writers wait until the migration commits — an instant — and the lock
+ * itself waits for open write transactions, at most the migration's lock_timeout, queueing the
+ * writes behind it meanwhile), before a step locks its chunk tables.
  */
 export function renderLockSourceForChunks(node: ChunkedColumnNode): string {
   return `LOCK TABLE ${quoteQualified(node.schema, node.table)} IN SHARE ROW EXCLUSIVE MODE;`
@@ -481,6 +487,9 @@ DECLARE
 BEGIN
   SELECT k.conname INTO pkey_name FROM pg_catalog.pg_constraint AS k
   WHERE k.conrelid OPERATOR(pg_catalog.=) ${quoteLiteral(quoteQualified(node.schema, node.chunkTable))}::regclass AND k.contype OPERATOR(pg_catalog.=) 'p';
+  IF pkey_name IS NULL THEN
+    RAISE EXCEPTION 'pgml-kit: the chunk table % has no primary key (pgml-kit made one): a staged change cannot switch it', ${quoteLiteral(quoteQualified(node.schema, node.chunkTable))};
+  END IF;
   IF pkey_name IS DISTINCT FROM ${quoteLiteral(wanted)}::name THEN
     EXECUTE pg_catalog.format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', ${quoteLiteral(quoteQualified(node.schema, node.chunkTable))}, pkey_name, ${quoteLiteral(wanted)});
   END IF;

@@ -168,6 +168,24 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     }
   })
 
+  it('a kit made over the application\'s transaction searches inside it (its uncommitted rows), keeps its settings to each search, and refuses a nested kit.db.transaction()', async () => {
+    const { kysely } = await setup(1)
+    await insert([{ title: 'Committed', body: 'a', department: 'x', vector: direction(1) }])
+    const rolledBack = new Error('roll back')
+    await expect(kysely.transaction().execute(async (trx) => {
+      await sql`INSERT INTO documents (title, body, department, body_embedding) VALUES ('Uncommitted', 'b', 'x', ${toVectorLiteral(direction(0))}::vector)`.execute(trx)
+      const kit = createKit<typeof config, DB>(config, { db: trx, embedIn: 'local' })
+      const hits = await kit.search('documents.body_embedding', direction(0), { k: 2, efSearch: 55 }).select(['title', sql<string>`current_setting('hnsw.ef_search')`.as('ef')]).execute()
+      expect(hits.map((h) => [h.title, h.ef])).toEqual([['Uncommitted', '55'], ['Committed', '55']])
+      expect((await sql<{ ef: string }>`SELECT current_setting('hnsw.ef_search') AS ef`.execute(trx)).rows).toEqual([{ ef: '40' }])
+      const hybrid = await kit.hybridSearch('documents.body_embedding', 'uncommitted', { k: 1 }).select(['title']).execute()
+      expect(hybrid.map((h) => h.title)).toEqual(['Uncommitted'])
+      await expect(kit.db.transaction().execute(async () => undefined)).rejects.toMatchObject({ code: 'KIT_IN_TRANSACTION' })
+      throw rolledBack
+    })).rejects.toBe(rolledBack)
+    expect(await db.query('SELECT title FROM documents ORDER BY title')).toEqual([{ title: 'Committed' }])
+  })
+
   it('filtered search stays correct with iterative scans and with over-fetch and re-rank', async () => {
     const { kit } = await setup()
     // 300 "parks" rows crowd the query's neighbourhood; 5 "housing" rows lie further away.

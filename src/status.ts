@@ -60,6 +60,8 @@ export interface ChunkedStatus {
   readonly role?: 'next' | 'previous'
   /** The splitter settings its chunks are made with (the table's own, during a staged change). */
   readonly chunking: string
+  /** Why the chunk tables could not be read as the worker reads them (settings unknown, another model): the worker and writer stop on it. */
+  readonly problem?: string
   /** Null until migrated (or when this role may not read the chunk table). */
   readonly counts: { readonly rowsWithText: number; readonly rowsWithoutChunks: number; readonly chunks: number; readonly chunksOfOtherModels: number } | null
 }
@@ -237,10 +239,12 @@ export async function readStatus(options: TargetOptions & {
 async function readChunked(client: pg.ClientBase, state: DesiredState | undefined): Promise<ChunkedStatus[]> {
   const out: ChunkedStatus[] = []
   let served: ServedChunks[]
+  let problem: string | undefined
   try {
     served = await servedChunkedColumns(client, state?.chunkedColumns ?? [])
   } catch (error) {
     if (!['CHUNK_MODEL_MISMATCH', 'CHUNK_SETTINGS_UNKNOWN'].includes(String((error as { code?: unknown }).code))) throw error
+    problem = (error as Error).message
     served = (state?.chunkedColumns ?? []).map((node) => ({ node, comment: null, present: false }))
   }
   for (const { node } of served) {
@@ -256,7 +260,7 @@ async function readChunked(client: pg.ClientBase, state: DesiredState | undefine
     }
     const k = node.chunking
     const chunking = `${k.splitter} ${k.size ?? 'window'}/${k.overlap}${k.template === '{chunk}' ? '' : ` ${k.template}`}`
-    out.push({ table: `${node.schema}.${node.table}`, column: node.column, chunkTable: `${node.schema}.${node.chunkTable}`, mode: node.mode, model: node.model.id, ...(node.rollout ? { role: node.rollout.role } : {}), chunking, counts })
+    out.push({ table: `${node.schema}.${node.table}`, column: node.column, chunkTable: `${node.schema}.${node.chunkTable}`, mode: node.mode, model: node.model.id, ...(node.rollout ? { role: node.rollout.role } : {}), ...(problem ? { problem } : {}), chunking, counts })
   }
   return out
 }

@@ -281,6 +281,9 @@ describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
     await db.query(`COMMENT ON TABLE ${chunkTable(LIVE)} IS 'edited'`)
     await db.query(`UPDATE ${Q} SET body = $1 WHERE n = 2`, [doc(5, 12)])
     await expect(p.work()).rejects.toMatchObject({ code: 'CHUNK_SETTINGS_UNKNOWN' })
+    // status says so too.
+    const after = await readStatus({ cwd: db.cwd, databaseUrl: db.databaseUrl, dir: loaded.migrationsDir, settings: loaded.migrations, state: loaded.state })
+    expect(after.chunkedColumns[0]!.problem).toMatch(/records no pgml-kit settings in its comment, and a staged chunking change .* is in progress/)
   })
 
   it('the shadow and its switch migrated in one run (generated against a filled database, deployed elsewhere): the switch is refused until the worker has filled the shadow there', async () => {

@@ -73,6 +73,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           chunked.push([printable(`${c.table}.${c.column}`) + role, printable(c.chunkTable), printable(c.chunking), printable(c.model), printable(c.mode), rows, chunks])
         }
         process.stdout.write(tableText(chunked))
+        for (const problem of new Set(status.chunkedColumns.flatMap((c) => (c.problem ? [c.problem] : [])))) process.stdout.write(`${pc.yellow('warning')} ${printable(problem)}\n`)
       }
       if (status.featureViews.length > 0) {
         const views = new Table({ head: ['feature view', 'last run', 'runs', 'pending entities', 'lag'], style: { head: [], border: [] } })

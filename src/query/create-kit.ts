@@ -1,4 +1,4 @@
-import { CompiledQuery, Kysely, sql, type Compilable, type Expression, type QueryResult, type RawBuilder, type SelectQueryBuilder } from 'kysely'
+import { CompiledQuery, Kysely, sql, type Compilable, type Expression, type QueryResult, type RawBuilder, type SelectQueryBuilder, type Transaction } from 'kysely'
 import type { Embedder } from '../embed/embedder.js'
 import { toVectorLiteral } from '../embed/embedder.js'
 import { localEmbedderLoader } from '../embed/embedder-for-config.js'
@@ -321,6 +321,8 @@ function imputedFeatures(model: ModelNode, views: readonly FeatureViewNode[]): R
  */
 export function createKit<DB>(config: LoadedConfig, options: KitOptions<DB>): Kit<PgmlKitConfig, DB>
 export function createKit<const C extends PgmlKitConfig, DB>(config: C, options: KitOptions<DB>): Kit<C, DB>
+/** Over the application's transaction (`db.transaction().execute(async (trx) => …)`): the kit runs inside it. */
+export function createKit<const C extends PgmlKitConfig, DB>(config: C, options: Omit<KitOptions<DB>, 'db'> & { readonly db: Transaction<DB> }): Kit<C, DB>
 export function createKit<const C extends PgmlKitConfig, DB>(config: C | LoadedConfig, options: KitOptions<DB>): Kit<C, DB> {
   // A config the application loaded as the CLI does (loadConfig) is resolved already; a relative
   // modelsDir in it is relative to the config file.

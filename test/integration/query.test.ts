@@ -174,7 +174,7 @@ describe.each(tiers)('typed query builders on the $name tier', (tier) => {
     const rolledBack = new Error('roll back')
     await expect(kysely.transaction().execute(async (trx) => {
       await sql`INSERT INTO documents (title, body, department, body_embedding) VALUES ('Uncommitted', 'b', 'x', ${toVectorLiteral(direction(0))}::vector)`.execute(trx)
-      const kit = createKit<typeof config, DB>(config, { db: trx, embedIn: 'local' })
+      const kit = createKit(config, { db: trx, embedIn: 'local' })
       const hits = await kit.search('documents.body_embedding', direction(0), { k: 2, efSearch: 55 }).select(['title', sql<string>`current_setting('hnsw.ef_search')`.as('ef')]).execute()
       expect(hits.map((h) => [h.title, h.ef])).toEqual([['Uncommitted', '55'], ['Committed', '55']])
       expect((await sql<{ ef: string }>`SELECT current_setting('hnsw.ef_search') AS ef`.execute(trx)).rows).toEqual([{ ef: '40' }])

@@ -86,6 +86,15 @@ describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
     embedder ??= await loadTiny()
     return p
   }
+  /** A project with the pages table, `rows` rows of `tenant` (department `<department> n`), and the chunked column in `mode` (OLD settings) generated and migrated. */
+  async function chunkedProject(mode: 'queue' | 'app', rows: number, tenant: string, department: string) {
+    const p = await setup(mode)
+    await p.migrate()
+    for (let n = 1; n <= rows; n++) await db.query(`INSERT INTO ${Q} VALUES ($1, $2, $3, $4, $5)`, [tenant, n, `Page ${n}`, doc(3 + n, n), `${department} ${n}`])
+    await p.generate('chunks')
+    await p.migrate()
+    return p
+  }
   const nodeOf = async (): Promise<ChunkedColumnNode> => (await loadConfig('pgml-kit.config.ts', db.cwd)).state.chunkedColumns![0]!
   const tables = async () => (await db.query<{ name: string }>(`SELECT relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND relkind = 'r' AND relname LIKE '%chunks%' ORDER BY 1`, [SCHEMA])).map((r) => r.name)
   const jobs = (column: string) => db.query<{ n: number }>('SELECT count(*)::int AS n FROM pgml_kit.embedding_jobs WHERE column_name = $1', [column]).then((r) => r[0]!.n)
@@ -108,11 +117,7 @@ describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
   }
 
   it('queue mode: shadow, writes during it, the switch once filled (with a worker running across it), down and up, then the drop', async () => {
-    const p = await setup('queue')
-    await p.migrate()
-    for (let n = 1; n <= 5; n++) await db.query(`INSERT INTO ${Q} VALUES ('a''b', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`])
-    await p.generate('chunks')
-    await p.migrate()
+    const p = await chunkedProject('queue', 5, "a'b", 'dept')
     await p.work()
     const oldNode = await nodeOf()
     await expectInSync(LIVE, oldNode)
@@ -211,11 +216,7 @@ describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
   })
 
   it('app mode: the embedding writer keeps both tables, backfill fills the shadow; a switch refused while unfilled changes nothing', async () => {
-    const p = await setup('app')
-    await p.migrate()
-    for (let n = 1; n <= 4; n++) await db.query(`INSERT INTO ${Q} VALUES ('t', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`])
-    await p.generate('chunks')
-    await p.migrate()
+    const p = await chunkedProject('app', 4, 't', 'dept')
     const loadEmbedder = async () => embedder
     await backfillChunks({ url: db.url, node: await nodeOf(), loadEmbedder })
     const oldNode = await nodeOf()
@@ -257,11 +258,7 @@ describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
   })
 
   it('the shadow migration records the live table\'s own settings (a table from before they were recorded, or a hand-written comment); one replaced during the stage stops the worker instead of re-chunking with the config\'s', async () => {
-    const p = await setup('queue')
-    await p.migrate()
-    for (let n = 1; n <= 3; n++) await db.query(`INSERT INTO ${Q} VALUES ('a''b', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`])
-    await p.generate('chunks')
-    await p.migrate()
+    const p = await chunkedProject('queue', 3, "a'b", 'dept')
     await p.work()
     const oldNode = await nodeOf()
     // As a table made before settings were recorded has it, or after a DBA documented it.
@@ -330,11 +327,7 @@ describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
 
   if (tier.name === 'server') {
     it('a table named like a shadow or previous copy, made by another role with CREATE on the schema, is never read, written or trusted', async () => {
-      const p = await setup('app')
-      await p.migrate()
-      for (let n = 1; n <= 3; n++) await db.query(`INSERT INTO ${Q} VALUES ('t', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `secret ${n}`])
-      await p.generate('chunks')
-      await p.migrate()
+      const p = await chunkedProject('app', 3, 't', 'secret')
       const mallory = `mallory_${Math.random().toString(36).slice(2, 8)}`
       await db.query(`CREATE ROLE ${mallory} NOLOGIN`)
       try {
@@ -369,11 +362,7 @@ describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
     })
 
     it('app mode: the switch and its down wait for the application\'s writes (their cascades reach the chunk tables) instead of deadlocking; a writer\'s insert in flight commits before the switch', async () => {
-      const p = await setup('app')
-      await p.migrate()
-      for (let n = 1; n <= 4; n++) await db.query(`INSERT INTO ${Q} VALUES ('t', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`])
-      await p.generate('chunks')
-      await p.migrate()
+      const p = await chunkedProject('app', 4, 't', 'dept')
       const loadEmbedder = async () => embedder
       await backfillChunks({ url: db.url, node: await nodeOf(), loadEmbedder })
       await p.writeConfig(config('app', NEW))
@@ -422,11 +411,7 @@ describe.each(tiers)('a staged chunking change on the $name tier', (tier) => {
     })
 
     it('a shadow made by a superuser that migrates, beside a live chunk table owned by another role, is served (its owner has the live owner\'s rights)', async () => {
-      const p = await setup('queue')
-      await p.migrate()
-      for (let n = 1; n <= 3; n++) await db.query(`INSERT INTO ${Q} VALUES ('o', $1, $2, $3, $4)`, [n, `Page ${n}`, doc(3 + n, n), `dept ${n}`])
-      await p.generate('chunks')
-      await p.migrate()
+      const p = await chunkedProject('queue', 3, 'o', 'dept')
       await p.work()
       const owners = `owners_${Math.random().toString(36).slice(2, 8)}`
       await db.query(`CREATE ROLE ${owners} NOLOGIN`)

@@ -75,7 +75,7 @@ function applySettings(node: ChunkedColumnNode, settings: ChunkSettings): Chunke
       hint: 'run with the config the database was migrated with (pgml-kit generate and migrate first)',
     })
   }
-  return withChunkSettings(node, { ...node, sourceColumns: settings.sourceColumns, separator: settings.separator, templateColumns: settings.templateColumns, chunking: settings.chunking })
+  return withChunkSettings(node, settings)
 }
 
 /**

@@ -30,7 +30,7 @@ export function chunkedCopy(live: ChunkedColumnNode, role: ChunkRole): ChunkedCo
 }
 
 /** `settings`' chunks under the names (and mode) of `names`: what a copy becomes when it is switched in, or the live column as the database has it. */
-export function withChunkSettings(names: ChunkedColumnNode, settings: ChunkedColumnNode): ChunkedColumnNode {
+export function withChunkSettings(names: ChunkedColumnNode, settings: Pick<ChunkedColumnNode, 'sourceColumns' | 'separator' | 'templateColumns' | 'chunking'>): ChunkedColumnNode {
   return { ...names, sourceColumns: settings.sourceColumns, separator: settings.separator, templateColumns: settings.templateColumns, chunking: settings.chunking }
 }
 

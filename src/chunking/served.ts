@@ -111,7 +111,12 @@ export async function lockedChunkTables(client: pg.ClientBase, node: ChunkedColu
   for (let attempt = 1; ; attempt++) {
     const present = (await servedChunkedColumns(client, [node])).filter((s) => s.present)
     if (present.length === 0) return []
-    // A switch, its down or the drop of the previous chunks may rename or drop a table between
+    // The live table alone (no staged change, the usual case): its name always names a table.
+    if (present.length === 1 && !present[0]!.node.rollout) {
+      await client.query(renderLockChunkTables([present[0]!.node]))
+      return (await servedChunkedColumns(client, [node])).filter((s) => s.present)
+    }
+    // A switch, its down or the drop of the previous chunks may rename or drop a copy between
     // the read and the lock: the lock is then taken again on the names as they are now.
     await client.query(SAVEPOINT)
     try {
